@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("lab04-overlay: this lab is not written yet; see the book's table of contents for what it will teach");
+    std::process::exit(125);
+}
