@@ -1,1 +1,53 @@
-fn main() {}
+//! `dockyard`: a daemonless, docker-like container engine built from the labs.
+//!
+//! So far it has `doctor` (host preflight) and `version`; the container
+//! commands arrive with the engine's own issue, on top of the labs.
+
+mod doctor;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dockyard",
+    version,
+    about = "A docker-like container engine built from the Dockyard labs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check that this host has what the labs and the engine need.
+    Doctor,
+    /// Show the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Doctor => {
+            if doctor::report(&doctor::run_checks()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Command::Version => {
+            println!("dockyard version {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}

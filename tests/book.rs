@@ -1,0 +1,141 @@
+//! The book's promises, checked: every `{{#include}}` resolves, and every `console` session the
+//! book shows prints what the book says it prints.
+//!
+//! The format and the runner are in `support/booktest.rs`. The sessions need root, the built
+//! binaries and the base image, so build first and run as root:
+//!
+//! ```text
+//! cargo build --workspace
+//! sudo -E cargo test -p dockyard-e2e --test book
+//! ```
+//!
+//! Environment: `DOCKYARD_SKIP_PRIVILEGED=1` skips the sessions when not root;
+//! `DOCKYARD_BIN_DIR` overrides where the binaries are; `DOCKYARD_BOOKTEST_TIMEOUT` sets the
+//! seconds per block (default 120); `DOCKYARD_BOOKTEST_FILTER=ch03` runs only the files whose
+//! path contains that text; `DOCKYARD_BOOK_SRC` checks another tree instead of `book/src`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use dockyard_e2e::booktest::{
+    bin_dir, check_includes, check_session, check_summary, markdown_files, parse_sessions,
+    workspace_root, RunConfig, Session,
+};
+
+/// `book/src`, or `$DOCKYARD_BOOK_SRC` (to try the harness on another tree).
+fn book_src() -> PathBuf {
+    match std::env::var_os("DOCKYARD_BOOK_SRC") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("book/src"),
+    }
+}
+
+/// A path as the report shows it: relative to the workspace root.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(workspace_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn book_includes_resolve() {
+    let src = book_src();
+    if !src.is_dir() {
+        eprintln!("note: {} does not exist; nothing to check", shown(&src));
+        return;
+    }
+    let mut problems = check_summary(&src);
+    for file in markdown_files(&src).expect("listing book/src") {
+        let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {file:?}: {e}"));
+        problems.extend(check_includes(&file, &text));
+    }
+    if !problems.is_empty() {
+        let list: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}:{}: {}", shown(&p.file), p.line, p.message))
+            .collect();
+        panic!(
+            "{} broken link(s) in the book (mdBook only warns about these):\n{}",
+            problems.len(),
+            list.join("\n")
+        );
+    }
+}
+
+#[test]
+fn book_sessions_match() {
+    let src = book_src();
+    if !src.is_dir() {
+        eprintln!("note: {} does not exist; no sessions to run", shown(&src));
+        return;
+    }
+    let filter = std::env::var("DOCKYARD_BOOKTEST_FILTER").unwrap_or_default();
+    let mut sessions: Vec<Session> = Vec::new();
+    for file in markdown_files(&src).expect("listing book/src") {
+        if !shown(&file).contains(&filter) {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {file:?}: {e}"));
+        match parse_sessions(&file, &text) {
+            Ok(found) => sessions.extend(found),
+            Err(e) => panic!("{}:{}: {}", shown(&e.file), e.line, e.message),
+        }
+    }
+    if sessions.is_empty() {
+        eprintln!("note: no `console` sessions in {}", shown(&src));
+        return;
+    }
+
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os("DOCKYARD_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+            eprintln!(
+                "SKIPPED: {} book session(s) need root; DOCKYARD_SKIP_PRIVILEGED=1 is set",
+                sessions.len()
+            );
+            return;
+        }
+        panic!(
+            "the book's {} shell session(s) need root (namespaces, mounts, cgroups): \
+             run `sudo -E cargo test -p dockyard-e2e --test book`, \
+             or set DOCKYARD_SKIP_PRIVILEGED=1 to skip them",
+            sessions.len()
+        );
+    }
+
+    let cfg = RunConfig::for_workspace().expect("reading the booktest settings");
+    let mut report = String::new();
+    let mut failed = 0;
+    for session in &sessions {
+        eprintln!(
+            "running {}:{} ({} commands)",
+            shown(&session.file),
+            session.line,
+            session.commands.len()
+        );
+        let mismatches = check_session(session, &cfg)
+            .unwrap_or_else(|e| panic!("{}:{}: {e:#}", shown(&session.file), session.line));
+        for mut m in mismatches {
+            failed += 1;
+            m.file = PathBuf::from(shown(&m.file));
+            report.push_str(&m.to_string());
+            report.push('\n');
+        }
+    }
+    if failed > 0 {
+        let bins = bin_dir(&workspace_root());
+        let note = if bins.is_dir() {
+            String::new()
+        } else {
+            format!(
+                "note: {} (first on PATH) does not exist; did you run `cargo build --workspace`? \
+                 (DOCKYARD_BIN_DIR overrides it)\n",
+                bins.display()
+            )
+        };
+        panic!(
+            "{failed} command(s) in {} session(s) differ from the book:\n\n{report}{note}",
+            sessions.len()
+        );
+    }
+}
