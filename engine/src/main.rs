@@ -29,6 +29,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `dockyard ... | head` would make println! panic
+    // once head exits. A command-line tool should just stop, as C tools do.
+    // SAFETY: restoring a signal's default disposition at start-up, before any
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
