@@ -3,7 +3,11 @@
 //! So far it has `doctor` (host preflight) and `version`; the container
 //! commands arrive with the engine's own issue, on top of the labs.
 
+mod config;
 mod doctor;
+mod format;
+mod logs;
+mod state;
 
 use std::process::ExitCode;
 
