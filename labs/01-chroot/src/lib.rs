@@ -187,13 +187,22 @@ pub fn enter_chroot(rootfs: &Path) -> anyhow::Result<()> {
 /// Enter a new mount namespace whose mounts never propagate back to the host.
 ///
 /// `unshare(CLONE_NEWNS)` gives this process a *copy* of the host's mount
-/// table. But a copy is not enough: with shared propagation (systemd makes `/`
-/// shared on most machines) a mount we make under a shared mount would be
-/// replayed in the host's namespace too. Remounting `/` with
-/// `MS_PRIVATE | MS_REC` cuts every propagation link, for every mount below
-/// `/`, before we change anything. (`mount --make-rprivate /`.)
+/// table. But a copy is not enough: see [`make_mounts_private`].
 pub fn enter_new_mount_namespace() -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
+    make_mounts_private()
+}
+
+/// Cut every propagation link between this mount namespace and the one it
+/// was copied from.
+///
+/// With shared propagation (systemd makes `/` shared on most machines) a
+/// mount we make under a shared mount would be replayed in the host's
+/// namespace too. Remounting `/` with `MS_PRIVATE | MS_REC` cuts every
+/// propagation link, for every mount below `/`, before we change anything.
+/// (`mount --make-rprivate /`.) Lab 02 calls this on its own: a child that
+/// clone(2) created with `CLONE_NEWNS` is already in a new mount namespace.
+pub fn make_mounts_private() -> anyhow::Result<()> {
     mount(
         None::<&str>,
         "/",
