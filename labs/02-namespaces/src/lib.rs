@@ -58,11 +58,10 @@
 
 pub use lab01_chroot;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -652,24 +651,10 @@ fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Err
         bring_up_loopback()?;
     }
 
-    // 7. execvpe(3) searches the PATH of *this* process's environment, not
-    //    the one it passes on: make ours the container's, or the search
-    //    would try the host's directories inside the container.
-    set_search_path(&spec.env);
+    // 7. What is left is lab 01's exec, which searches the container's PATH.
     Ok(())
 }
 // ANCHOR_END: child
-
-fn set_search_path(env: &[OsString]) {
-    let path = env
-        .iter()
-        .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
-        .map(OsStr::from_bytes)
-        .unwrap_or(OsStr::new(lab01::DEFAULT_PATH));
-    // This process is a fresh clone with a single thread: nothing else can
-    // be reading the environment while we change it.
-    std::env::set_var("PATH", path);
-}
 
 fn set_parent_death_signal() -> anyhow::Result<()> {
     // SAFETY: prctl with integer arguments only.
@@ -739,24 +724,13 @@ fn prepare_proc_and_dev_in_userns(rootfs: &Path, new_pid_ns: bool) -> anyhow::Re
         Some("mode=755,size=65536k"),
     )
     .with_context(|| format!("mounting tmpfs on {}", dev.display()))?;
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+    for (name, _, _) in lab01::DEVICES {
         let target = dev.join(name);
         // A bind mount needs something to mount over: an empty file.
         fs::File::create(&target).with_context(|| format!("creating {}", target.display()))?;
         bind(&Path::new("/dev").join(name), &target, MsFlags::empty())?;
     }
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(target, dev.join(link))
-            .with_context(|| format!("symlink /dev/{link} -> {target}"))?;
-    }
-    for dir in ["pts", "shm"] {
-        fs::create_dir(dev.join(dir)).with_context(|| format!("mkdir /dev/{dir}"))?;
-    }
+    lab01::populate_dev(&dev)?;
     Ok(())
 }
 // ANCHOR_END: userns_mounts
