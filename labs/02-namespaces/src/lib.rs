@@ -61,7 +61,7 @@ pub use lab01_chroot;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -234,6 +234,11 @@ pub struct Spec {
     pub user: Option<IdMapping>,
     /// Run the command under a tiny init (PID 1) instead of as PID 1.
     pub init: bool,
+    /// File descriptors to become the command's stdin, stdout and stderr.
+    /// `None` inherits the caller's. An engine passes pipes here so that its
+    /// monitor, not the terminal, owns the container's output (runc's
+    /// `--console-socket` and conmon do the same job).
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 impl Spec {
@@ -248,6 +253,7 @@ impl Spec {
             namespaces: DEFAULT_NAMESPACES,
             user: None,
             init: false,
+            stdio: None,
         }
     }
 
@@ -598,6 +604,20 @@ fn program_name() -> String {
 fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Error> {
     // 0. If the lab's process dies, so does the container.
     set_parent_death_signal()?;
+    if let Some(fds) = spec.stdio {
+        // dup2 onto 0, 1 and 2 first, so even a setup error below reaches
+        // whoever owns the container's output. dup2 clears close-on-exec on
+        // the new descriptor, so the command keeps them.
+        for (target, fd) in fds.into_iter().enumerate() {
+            // SAFETY: dup2 on descriptors the caller handed us.
+            if fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+                return Err(lab01::Error::Setup(anyhow::anyhow!(
+                    "dup2({fd}, {target}): {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+    }
 
     // 1. Wait for the parent's go-ahead: our ID maps are written, and lab 03
     //    has put us in our cgroup. EOF instead of a byte: the parent gave up.

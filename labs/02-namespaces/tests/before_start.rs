@@ -82,3 +82,31 @@ fn before_start_runs_before_the_command_and_can_stop_it() {
         "child left behind"
     );
 }
+
+#[test]
+fn stdio_fds_become_the_commands_stdin_stdout_and_stderr() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    if !geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (_dir, rootfs) = rootfs_copy();
+    let argv = ["/bin/sh", "-c", "echo out; echo err >&2"]
+        .map(Into::into)
+        .to_vec();
+    let mut spec = Spec::new(&rootfs, argv);
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    let (mut err_r, err_w) = std::io::pipe().unwrap();
+    spec.stdio = Some([devnull.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+    let container = spawn(&spec, |_| Ok(())).unwrap();
+    // Our copies of the write ends must go, or the reads below never see EOF.
+    drop((out_w, err_w));
+    let (mut out, mut err) = (String::new(), String::new());
+    out_r.read_to_string(&mut out).unwrap();
+    err_r.read_to_string(&mut err).unwrap();
+    assert_eq!(container.wait().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(out, "out\n");
+    assert_eq!(err, "err\n");
+}
