@@ -255,3 +255,21 @@ fn bad_input_gets_docker_exit_codes_and_clear_errors() {
     });
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn commands_are_found_in_the_containers_path_not_the_hosts() {
+    let fx = TestRootfs::new();
+    for pivot in [false, true] {
+        // The lab's own PATH leads nowhere; the container's default PATH
+        // (/usr/local/sbin:...:/bin) must be the one searched.
+        let mut cmd = lab01(pivot, &fx.path(), &["true"]);
+        cmd.env("PATH", "/nonexistent");
+        let out = run(cmd);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "pivot={pivot}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

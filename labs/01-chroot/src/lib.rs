@@ -45,7 +45,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
-use nix::unistd::{chdir, chroot, execvpe, geteuid, pivot_root};
+use nix::unistd::{chdir, chroot, execve, geteuid, pivot_root};
 
 /// The environment a container starts with when the image says nothing else.
 /// A container does not inherit the host's environment: this is Docker's default.
@@ -187,13 +187,22 @@ pub fn enter_chroot(rootfs: &Path) -> anyhow::Result<()> {
 /// Enter a new mount namespace whose mounts never propagate back to the host.
 ///
 /// `unshare(CLONE_NEWNS)` gives this process a *copy* of the host's mount
-/// table. But a copy is not enough: with shared propagation (systemd makes `/`
-/// shared on most machines) a mount we make under a shared mount would be
-/// replayed in the host's namespace too. Remounting `/` with
-/// `MS_PRIVATE | MS_REC` cuts every propagation link, for every mount below
-/// `/`, before we change anything. (`mount --make-rprivate /`.)
+/// table. But a copy is not enough: see [`make_mounts_private`].
 pub fn enter_new_mount_namespace() -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
+    make_mounts_private()
+}
+
+/// Cut every propagation link between this mount namespace and the one it
+/// was copied from.
+///
+/// With shared propagation (systemd makes `/` shared on most machines) a
+/// mount we make under a shared mount would be replayed in the host's
+/// namespace too. Remounting `/` with `MS_PRIVATE | MS_REC` cuts every
+/// propagation link, for every mount below `/`, before we change anything.
+/// (`mount --make-rprivate /`.) Lab 02 calls this on its own: a child that
+/// clone(2) created with `CLONE_NEWNS` is already in a new mount namespace.
+pub fn make_mounts_private() -> anyhow::Result<()> {
     mount(
         None::<&str>,
         "/",
@@ -268,6 +277,36 @@ pub fn mount_proc() -> anyhow::Result<()> {
 }
 // ANCHOR_END: proc
 
+/// The character devices of the OCI runtime spec, which every container
+/// gets: (name, major, minor). Everything else in the host's /dev stays out.
+pub const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Create the rest of a minimal /dev in `dev`: the `fd` and std stream
+/// symlinks into /proc, and the `pts` and `shm` directories.
+pub fn populate_dev(dev: &Path) -> anyhow::Result<()> {
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let link = dev.join(link);
+        std::os::unix::fs::symlink(target, &link)
+            .with_context(|| format!("symlink {} -> {target}", link.display()))?;
+    }
+    for dir in ["pts", "shm"] {
+        ensure_dir(&dev.join(dir))?;
+    }
+    Ok(())
+}
+
 // ANCHOR: dev
 /// Mount a minimal `/dev`: a small tmpfs with only the device nodes every
 /// program expects, the same list the OCI runtime spec requires.
@@ -288,15 +327,6 @@ pub fn mount_dev() -> anyhow::Result<()> {
     )
     .context("mounting tmpfs on /dev")?;
 
-    // (name, major, minor): the character devices of the OCI runtime spec.
-    const DEVICES: [(&str, u64, u64); 6] = [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ];
     // With the default umask of 022, mknod would strip write permission for
     // others from /dev/null, which breaks `cmd > /dev/null` for non-root users.
     let old_mask = umask(Mode::empty());
@@ -312,20 +342,7 @@ pub fn mount_dev() -> anyhow::Result<()> {
     });
     umask(old_mask);
     result?;
-
-    for (link, target) in [
-        ("/dev/fd", "/proc/self/fd"),
-        ("/dev/stdin", "/proc/self/fd/0"),
-        ("/dev/stdout", "/proc/self/fd/1"),
-        ("/dev/stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(target, link)
-            .with_context(|| format!("symlink {link} -> {target}"))?;
-    }
-    for dir in ["/dev/pts", "/dev/shm"] {
-        ensure_dir(Path::new(dir))?;
-    }
-    Ok(())
+    populate_dev(Path::new("/dev"))
 }
 // ANCHOR_END: dev
 
@@ -335,26 +352,61 @@ pub fn mount_dev() -> anyhow::Result<()> {
 /// Docker's exit codes come from here: a command that does not exist is 127,
 /// one that exists but cannot be run (no execute permission, not a program) is
 /// 126, as in a POSIX shell.
+///
+/// We search `PATH` ourselves rather than call execvpe(3): glibc's execvpe
+/// searches the `PATH` of the *calling* process's environment, the host's,
+/// and only passes `env` on to the new program. A container must find its
+/// commands in its own `PATH`.
 pub fn exec(argv: &[OsString], env: &[OsString]) -> Result<Infallible, Error> {
     let Some(command) = argv.first() else {
         return Err(Error::Setup(anyhow::anyhow!("no command given")));
     };
     let args = to_cstrings(argv)?;
-    let env = to_cstrings(env)?;
-    // execvpe searches PATH from `env`, the container's environment, not ours.
-    let errno = match execvpe(&args[0], &args, &env) {
-        Ok(never) => match never {},
-        Err(errno) => errno,
+    let env_c = to_cstrings(env)?;
+    let candidates: Vec<PathBuf> = if command.as_bytes().contains(&b'/') {
+        vec![PathBuf::from(command)]
+    } else {
+        let path = env
+            .iter()
+            .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
+            .map(OsStr::from_bytes)
+            .unwrap_or(OsStr::new(DEFAULT_PATH));
+        std::env::split_paths(path)
+            .map(|dir| dir.join(command))
+            .collect()
     };
-    Err(match errno {
-        Errno::ENOENT | Errno::ENOTDIR => Error::NotFound {
-            command: command.clone(),
-        },
-        Errno::EACCES | Errno::ENOEXEC | Errno::EPERM | Errno::EISDIR => Error::NotExecutable {
+    // Like execvp: try each candidate; remember a permission error, but keep
+    // looking, since a later directory may hold a runnable one.
+    let mut denied = None;
+    for candidate in candidates {
+        let Ok(program) = CString::new(candidate.as_os_str().as_bytes()) else {
+            continue;
+        };
+        let errno = match execve(&program, &args, &env_c) {
+            Ok(never) => match never {},
+            Err(errno) => errno,
+        };
+        match errno {
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            Errno::EACCES | Errno::ENOEXEC | Errno::EPERM | Errno::EISDIR => {
+                denied.get_or_insert(errno);
+            }
+            other => {
+                return Err(Error::Setup(anyhow::anyhow!(
+                    "exec {command:?}: {}",
+                    other.desc()
+                )))
+            }
+        }
+    }
+    Err(match denied {
+        Some(errno) => Error::NotExecutable {
             command: command.clone(),
             errno,
         },
-        other => Error::Setup(anyhow::anyhow!("exec {command:?}: {}", other.desc())),
+        None => Error::NotFound {
+            command: command.clone(),
+        },
     })
 }
 // ANCHOR_END: exec

@@ -2,15 +2,81 @@
 //!
 //! A namespace wraps one kind of global resource so that the processes inside
 //! see their own instance of it. Lab 01 already used one: the mount namespace
-//! that made `pivot_root` safe. This lab adds the rest.
+//! that made `pivot_root` safe. This lab adds the rest, and with them the
+//! thing people mean when they say "container": a process that sees its own
+//! PIDs, hostname, IPC objects, network stack, user IDs and cgroup root.
 //!
-//! This crate so far holds the namespace table that the lab teaches from and
-//! that `dockyard doctor` checks against; running a command in new namespaces
-//! is the subject of the lab's own issue and is not written yet.
+//! A namespace is created by a flag to `clone(2)` (a new process born inside)
+//! or `unshare(2)` (the caller moves in). Two processes share a namespace
+//! exactly when the inodes of their `/proc/PID/ns/*` links are equal. The
+//! shell equivalent of [`spawn`] with every namespace on is:
+//!
+//! ```text
+//! unshare --user --map-users=0:100000:65536 --map-groups=0:100000:65536 \
+//!         --mount --uts --ipc --net --pid --fork --cgroup \
+//!         sh -c 'hostname box; ...pivot_root as in lab 01...; mount -t proc proc /proc; exec CMD'
+//! ```
+//!
+//! ## The order of things
+//!
+//! The parent creates the child with `clone3(2)`, with every namespace flag but
+//! `CLONE_NEWCGROUP`. The child then *waits* on a pipe, because some setup can
+//! only be done from the outside: with a user namespace the parent writes the
+//! child's `uid_map`, `setgroups` and `gid_map`, and lab 03 puts the child in a
+//! cgroup (the `before_start` hook of [`spawn`]). Only then does the parent
+//! write one byte, and the child sets up its view of the world (see
+//! `child_setup`) and finally `exec`s the command.
+//!
+//! ## PID 1
+//!
+//! In a new PID namespace the first process is PID 1, and PID 1 is special in
+//! two ways:
+//!
+//! - **Signals.** The kernel does not apply a signal's *default action* to a
+//!   namespace's init: a signal for which PID 1 has no handler is dropped
+//!   (SIGKILL and SIGSTOP from an ancestor namespace excepted). `sh` as PID 1
+//!   ignores a plain `kill -TERM`: that is why `docker stop` waits ten
+//!   seconds and then sends SIGKILL.
+//! - **Orphans.** A process whose parent dies is reparented to PID 1, which
+//!   must `wait(2)` for it when it exits, or it stays a zombie forever.
+//!
+//! By default, as with `docker run`, the command itself is PID 1 and does both
+//! jobs however well it happens to do them. With [`Spec::init`], as with
+//! `docker run --init`, the child becomes a tiny init written here: it forks
+//! the command (PID 2), reaps every zombie, forwards SIGTERM, SIGINT and SIGHUP
+//! to the command, and exits with the command's status.
+//!
+//! ## User namespaces
+//!
+//! In a user namespace, IDs inside map to IDs outside through
+//! `/proc/PID/uid_map`: the line `0 100000 65536` makes uids 0..65535 inside
+//! uids 100000..165535 on the host. Root inside has every capability, but
+//! only over the namespaces its user namespace owns: to the host's kernel it
+//! is uid 100000, and a file it creates belongs to uid 100000. An
+//! unprivileged user may create a user namespace too, and map uid 0 inside to
+//! itself: a *rootless* container.
 
 pub use lab01_chroot;
 
-use nix::sched::CloneFlags;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use lab01_chroot as lab01;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{
+    fork, geteuid, getgid, pipe2, setgroups, sethostname, setresgid, setresuid, ForkResult, Gid,
+    Pid, Uid,
+};
 
 /// One kind of namespace, as in the table of namespaces(7).
 #[derive(Debug, Clone, Copy)]
@@ -79,10 +145,769 @@ pub const NAMESPACES: [Namespace; 8] = [
 ];
 // ANCHOR_END: table
 
+/// The namespaces a container gets unless told otherwise: every one in
+/// [`NAMESPACES`] but `time`, which Docker does not use either.
+pub const DEFAULT_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWNS
+    .union(CloneFlags::CLONE_NEWUTS)
+    .union(CloneFlags::CLONE_NEWIPC)
+    .union(CloneFlags::CLONE_NEWPID)
+    .union(CloneFlags::CLONE_NEWNET)
+    .union(CloneFlags::CLONE_NEWUSER)
+    .union(CloneFlags::CLONE_NEWCGROUP);
+
+/// The signals the lab's parent, and the tiny init, pass on to the command:
+/// what `docker stop`, Ctrl-C and a closed terminal send.
+pub const FORWARDED_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+/// Which IDs root inside a user namespace is on the host: uids and gids
+/// `0..count` inside are `host_id..host_id+count` outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapping {
+    /// The host ID that uid 0 (and gid 0) inside maps to.
+    pub host_id: u32,
+    /// How many consecutive IDs are mapped.
+    pub count: u32,
+}
+
+impl IdMapping {
+    /// The range root hands out by default, as in `/etc/subuid` on most
+    /// distributions (`dockremap:100000:65536`).
+    pub const ROOT_DEFAULT: IdMapping = IdMapping {
+        host_id: 100_000,
+        count: 65_536,
+    };
+
+    /// The mapping a caller gets by default: [`IdMapping::ROOT_DEFAULT`] for
+    /// root; for anyone else, uid 0 inside is the caller, and nothing more
+    /// (a range needs the setuid helper `newuidmap` and `/etc/subuid`).
+    pub fn for_caller() -> IdMapping {
+        if geteuid().is_root() {
+            IdMapping::ROOT_DEFAULT
+        } else {
+            IdMapping {
+                host_id: geteuid().as_raw(),
+                count: 1,
+            }
+        }
+    }
+
+    /// The line for `uid_map` and `gid_map`: `inside outside count`.
+    fn map_line(&self) -> String {
+        format!("0 {} {}\n", self.host_id, self.count)
+    }
+}
+
+impl std::str::FromStr for IdMapping {
+    type Err = String;
+
+    /// `HOST_ID:COUNT`, e.g. `100000:65536`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, count) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected HOST_ID:COUNT, e.g. 100000:65536"))?;
+        let host_id = host.parse().map_err(|e| format!("host id {host:?}: {e}"))?;
+        let count: u32 = count.parse().map_err(|e| format!("count {count:?}: {e}"))?;
+        if count == 0 {
+            return Err("the count must be at least 1".into());
+        }
+        Ok(IdMapping { host_id, count })
+    }
+}
+
+/// What to run, and in which namespaces.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The directory that becomes `/` (lab 01's `pivot_root`).
+    pub rootfs: PathBuf,
+    /// The command and its arguments.
+    pub argv: Vec<OsString>,
+    /// The command's whole environment (`KEY=value`).
+    pub env: Vec<OsString>,
+    /// The hostname inside; `None` keeps the copy of the host's name that a
+    /// new UTS namespace starts with. Needs `CLONE_NEWUTS`.
+    pub hostname: Option<String>,
+    /// Which namespaces to create: a union of the flags in [`NAMESPACES`].
+    /// `CLONE_NEWNS` is required: `pivot_root` needs a mount namespace.
+    pub namespaces: CloneFlags,
+    /// With `CLONE_NEWUSER`: the IDs root inside maps to. `None` means
+    /// [`IdMapping::for_caller`].
+    pub user: Option<IdMapping>,
+    /// Run the command under a tiny init (PID 1) instead of as PID 1.
+    pub init: bool,
+    /// File descriptors to become the command's stdin, stdout and stderr.
+    /// `None` inherits the caller's. An engine passes pipes here so that its
+    /// monitor, not the terminal, owns the container's output (runc's
+    /// `--console-socket` and conmon do the same job).
+    pub stdio: Option<[RawFd; 3]>,
+}
+
+impl Spec {
+    /// Every namespace of [`DEFAULT_NAMESPACES`], Docker's default environment,
+    /// no hostname change, no init.
+    pub fn new(rootfs: impl Into<PathBuf>, argv: Vec<OsString>) -> Spec {
+        Spec {
+            rootfs: rootfs.into(),
+            argv,
+            env: lab01::default_env(),
+            hostname: None,
+            namespaces: DEFAULT_NAMESPACES,
+            user: None,
+            init: false,
+            stdio: None,
+        }
+    }
+
+    fn has(&self, flag: CloneFlags) -> bool {
+        self.namespaces.contains(flag)
+    }
+}
+
+/// How the container's first process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It called `exit(code)`.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(Signal),
+}
+
+impl ExitStatus {
+    /// The status a shell (and `docker run`) reports: the code, or 128+N for
+    /// death by signal N.
+    pub fn code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => 128 + signal as i32,
+        }
+    }
+}
+
+/// A running container: its first process, seen from the host.
+#[derive(Debug)]
+pub struct Container {
+    pid: Pid,
+}
+
+impl Container {
+    /// The host's PID of the container's first process (PID 1 inside when
+    /// there is a PID namespace).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Send `signal` to the container's first process. Remember that, as
+    /// PID 1, it ignores any signal it has no handler for.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        kill(self.pid, signal).with_context(|| format!("kill({}, {signal})", self.pid))
+    }
+
+    /// Wait for the container's first process to end.
+    pub fn wait(&self) -> anyhow::Result<ExitStatus> {
+        loop {
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e).with_context(|| format!("waitpid({})", self.pid)),
+                Ok(status) => {
+                    if let Some(done) = finished(status) {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+    }
+
+    // ANCHOR: forward
+    /// Wait for the container's first process, passing on each of `signals`
+    /// that this process receives meanwhile.
+    ///
+    /// The signals are blocked, so none of them kills us, and then taken one
+    /// at a time with `sigwait(2)`. SIGCHLD is in the set too: blocked, it is
+    /// queued instead of ignored, and tells us that the child has ended. Call
+    /// this from a single-threaded process: the mask is per thread.
+    pub fn wait_forwarding(&self, signals: &[Signal]) -> anyhow::Result<ExitStatus> {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGCHLD);
+        signals.iter().for_each(|&s| set.add(s));
+        let old_mask = set.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)?;
+        let result = (|| loop {
+            // The child may have ended before SIGCHLD was blocked; look first.
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e).with_context(|| format!("waitpid({})", self.pid)),
+                Ok(status) => {
+                    if let Some(done) = finished(status) {
+                        return Ok(done);
+                    }
+                }
+            }
+            match set.wait().context("sigwait")? {
+                Signal::SIGCHLD => continue,
+                // It may have ended meanwhile (ESRCH): the next waitpid says so.
+                other => {
+                    let _ = kill(self.pid, other);
+                }
+            }
+        })();
+        old_mask.thread_set_mask()?;
+        result
+    }
+    // ANCHOR_END: forward
+}
+
+fn finished(status: WaitStatus) -> Option<ExitStatus> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(ExitStatus::Exited(code)),
+        WaitStatus::Signaled(_, signal, _) => Some(ExitStatus::Signaled(signal)),
+        _ => None,
+    }
+}
+
+// ANCHOR: spawn
+/// Start `spec.argv` in new namespaces, and return once it is running.
+///
+/// `before_start` runs in this (the parent) process with the child's PID,
+/// after the child exists and its ID maps are written, but before it does
+/// anything: lab 03 uses it to put the child in a cgroup. If it fails, the
+/// child is killed and the error returned.
+///
+/// Failures inside the child are reported on its stderr, and its exit status
+/// says which: 125 for setup, 126 and 127 for exec, as in `docker run`.
+/// The child is forked from this process: call `spawn` from a
+/// single-threaded program.
+pub fn spawn(
+    spec: &Spec,
+    before_start: impl FnOnce(Pid) -> anyhow::Result<()>,
+) -> anyhow::Result<Container> {
+    let rootfs = check_spec(spec)?;
+    let mapping = spec.user.unwrap_or_else(IdMapping::for_caller);
+
+    // The go-ahead pipe. Both ends are close-on-exec, so the command never
+    // inherits them.
+    let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe2 for the go-ahead")?;
+
+    // Every namespace but the cgroup one is created by clone itself; see
+    // `child_setup` for why the cgroup namespace must wait.
+    let flags = spec.namespaces - CloneFlags::CLONE_NEWCGROUP;
+    match clone_process(flags)? {
+        None => {
+            drop(go_write);
+            child_main(spec, &rootfs, go_read)
+        }
+        Some(pid) => {
+            drop(go_read);
+            let container = Container { pid };
+            let prepared = (|| {
+                if spec.has(CloneFlags::CLONE_NEWUSER) {
+                    write_id_maps(pid, &mapping)?;
+                }
+                before_start(pid).context("before_start")
+            })();
+            if let Err(e) = prepared {
+                // The child sees EOF instead of the go-ahead and exits; make
+                // sure of it, and reap it so no zombie is left.
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = container.wait();
+                return Err(e);
+            }
+            let mut go = fs::File::from(go_write);
+            go.write_all(b"G")
+                .context("releasing the child (write to the go-ahead pipe)")?;
+            Ok(container)
+        }
+    }
+}
+// ANCHOR_END: spawn
+
+/// Check the spec before touching the kernel; return the canonical rootfs.
+fn check_spec(spec: &Spec) -> anyhow::Result<PathBuf> {
+    if spec.argv.is_empty() {
+        bail!("no command given");
+    }
+    if !spec.has(CloneFlags::CLONE_NEWNS) {
+        bail!(
+            "a mount namespace is required: pivot_root(2) changes the root of the whole namespace"
+        );
+    }
+    if spec.hostname.is_some() && !spec.has(CloneFlags::CLONE_NEWUTS) {
+        // Without a UTS namespace, sethostname would rename the host.
+        bail!("setting a hostname needs a UTS namespace (drop --no-uts)");
+    }
+    if geteuid().is_root() {
+        return lab01::preflight(&spec.rootfs);
+    }
+    // Rootless: no capability on the host, so everything must happen inside a
+    // user namespace that this user owns, and it can map only its own IDs.
+    if !spec.has(CloneFlags::CLONE_NEWUSER) {
+        bail!(
+            "running as uid {} without a user namespace: creating namespaces and mounting need \
+             root, or a user namespace of your own (drop --no-user, or run as root)",
+            geteuid()
+        );
+    }
+    if let Some(m) = spec.user {
+        if m != IdMapping::for_caller() {
+            bail!(
+                "an unprivileged user can map only its own uid (0 inside = {} outside, count 1); \
+                 a range like {}:{} needs root, or newuidmap(1) and /etc/subuid, which this lab \
+                 does not use",
+                geteuid(),
+                m.host_id,
+                m.count
+            );
+        }
+    }
+    spec.rootfs
+        .canonicalize()
+        .with_context(|| format!("rootfs {}", spec.rootfs.display()))
+}
+
+// ANCHOR: clone3
+/// `struct clone_args` from `<linux/sched.h>`, version 0 (64 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// Create a child process in the namespaces `flags`, like fork(2): both
+/// processes return from here, the child with `None`.
+///
+/// clone3(2) (Linux 5.3) takes its arguments in a struct, which can grow
+/// without new system calls. With no stack given, it and clone(2) behave
+/// like fork: the child gets a copy of our memory and continues here. Some
+/// seccomp profiles (older Docker's among them) answer clone3 with ENOSYS or
+/// EPERM so that callers fall back to clone, which is what we do. Setting
+/// DOCKYARD_NO_CLONE3=1 takes the fallback on purpose.
+fn clone_process(flags: CloneFlags) -> anyhow::Result<Option<Pid>> {
+    let try_clone3 = std::env::var_os("DOCKYARD_NO_CLONE3").as_deref() != Some("1".as_ref());
+    let mut ret = -1;
+    if try_clone3 {
+        let mut args = CloneArgs {
+            flags: flags.bits() as u64,
+            // The signal the parent gets when the child ends, as for fork.
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: `args` is a valid clone_args of the size we pass. Without
+        // CLONE_VM the child has its own copy of memory, as after fork(2).
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+    }
+    if !try_clone3 || (ret == -1 && matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM)) {
+        // clone(flags | SIGCHLD, stack = NULL, ...): the same, the old way.
+        // SAFETY: as above; a NULL stack means "use a copy of the caller's".
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    match ret {
+        -1 => {
+            let errno = Errno::last();
+            let hint = match errno {
+                Errno::EPERM | Errno::ENOSPC | Errno::EUSERS => {
+                    " (creating these namespaces needs root; as another user, a user namespace, \
+                     which sysctl user.max_user_namespaces or kernel.unprivileged_userns_clone \
+                     may forbid)"
+                }
+                Errno::EINVAL => " (does this kernel support every namespace asked for?)",
+                _ => "",
+            };
+            Err(anyhow::anyhow!("clone({flags:?}): {}{hint}", errno.desc()))
+        }
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+// ANCHOR_END: clone3
+
+// ANCHOR: id_maps
+/// Write the child's ID maps, from outside, before the child goes on.
+///
+/// Until its maps are written, a process in a new user namespace is nobody
+/// (uid 65534) inside: it cannot even become root. Each map can be written
+/// once, and only from outside or by the namespace's own root.
+///
+/// `setgroups` is the subtle one. A process may drop a supplementary group
+/// with setgroups(2) that a file's permissions single out for denial
+/// (`chmod 705`, owner and others allowed, the group not). Root may already
+/// do that; an unprivileged user may not. If an unprivileged user could map
+/// its gid and call setgroups inside, it would gain that power. So the
+/// kernel lets an unprivileged process write `gid_map` only after it has
+/// written `deny` to `setgroups`, which disables setgroups(2) in the
+/// namespace for good. A privileged parent (root on the host) need not, and
+/// leaves setgroups working inside.
+fn write_id_maps(pid: Pid, mapping: &IdMapping) -> anyhow::Result<()> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let write = |name: &str, content: &str| {
+        fs::write(proc_dir.join(name), content)
+            .with_context(|| format!("writing {content:?} to /proc/{pid}/{name}"))
+    };
+    write("uid_map", &mapping.map_line())?;
+    if !geteuid().is_root() {
+        write("setgroups", "deny")?;
+    }
+    write("gid_map", &mapping.map_line())
+}
+// ANCHOR_END: id_maps
+
+/// The child's whole life: set up, then become the command (or its init).
+/// It never returns into the parent's code: it leaves with `_exit`.
+fn child_main(spec: &Spec, rootfs: &Path, go: OwnedFd) -> ! {
+    let result = child_setup(spec, rootfs, go).and_then(|()| {
+        if spec.init {
+            run_init(&spec.argv, &spec.env).map_err(lab01::Error::Setup)
+        } else {
+            lab01::exec(&spec.argv, &spec.env).map(|never| match never {})
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}: {e}", program_name());
+            e.exit_code()
+        }
+    };
+    // _exit, not exit: this is a copy of the parent, and must not run the
+    // parent's exit handlers or flush the parent's buffered output twice.
+    unsafe { libc::_exit(code) }
+}
+
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "lab02-namespaces".into())
+}
+
+// ANCHOR: child
+/// Everything the child does between clone and exec, in order.
+fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Error> {
+    // 0. If the lab's process dies, so does the container.
+    set_parent_death_signal()?;
+    if let Some(fds) = spec.stdio {
+        // dup2 onto 0, 1 and 2 first, so even a setup error below reaches
+        // whoever owns the container's output. dup2 clears close-on-exec on
+        // the new descriptor, so the command keeps them.
+        for (target, fd) in fds.into_iter().enumerate() {
+            // SAFETY: dup2 on descriptors the caller handed us.
+            if fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+                return Err(lab01::Error::Setup(anyhow::anyhow!(
+                    "dup2({fd}, {target}): {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+    }
+
+    // 1. Wait for the parent's go-ahead: our ID maps are written, and lab 03
+    //    has put us in our cgroup. EOF instead of a byte: the parent gave up.
+    let mut byte = [0u8; 1];
+    let n = fs::File::from(go)
+        .read(&mut byte)
+        .context("waiting for the go-ahead")?;
+    if n == 0 {
+        unsafe { libc::_exit(125) };
+    }
+
+    // 2. User namespace: become root *inside*, which is uid 100000 (say) on
+    //    the host. Changing credentials clears the parent-death signal.
+    let userns = spec.has(CloneFlags::CLONE_NEWUSER);
+    if userns {
+        become_root_inside()?;
+        set_parent_death_signal()?;
+    }
+
+    // 3. Cgroup namespace. Its root is the cgroup we are in when we create
+    //    it. With CLONE_NEWCGROUP in clone's flags that would be the cgroup
+    //    we were born in, the parent's; lab 03 moves us into our own cgroup in
+    //    `before_start`, *after* clone. So we create it only now, and our own
+    //    cgroup is `/` inside.
+    if spec.has(CloneFlags::CLONE_NEWCGROUP) {
+        unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
+    }
+
+    // 4. UTS namespace: our own hostname, invisible to the host.
+    if let Some(name) = &spec.hostname {
+        sethostname(name).with_context(|| format!("sethostname({name:?})"))?;
+    }
+
+    // 5. Mount namespace: clone already made it; lab 01 does the rest.
+    lab01::make_mounts_private()?;
+    if userns {
+        prepare_proc_and_dev_in_userns(rootfs, spec.has(CloneFlags::CLONE_NEWPID))?;
+        lab01::pivot_into(rootfs).context(
+            "with a user namespace, root inside is an unprivileged uid on the host: can it \
+             reach the rootfs (every directory above it searchable, e.g. chmod o+x)?",
+        )?;
+    } else {
+        lab01::pivot_into(rootfs)?;
+        // A fresh /proc shows the PID namespace of whoever mounts it: ours.
+        lab01::mount_proc()?;
+        lab01::mount_dev()?;
+    }
+
+    // 6. Network namespace: it starts with only `lo`, and down.
+    if spec.has(CloneFlags::CLONE_NEWNET) {
+        bring_up_loopback()?;
+    }
+
+    // 7. What is left is lab 01's exec, which searches the container's PATH.
+    Ok(())
+}
+// ANCHOR_END: child
+
+fn set_parent_death_signal() -> anyhow::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    Errno::result(ret).context("prctl(PR_SET_PDEATHSIG)")?;
+    Ok(())
+}
+
+/// setresgid/setresuid to 0, which the ID maps make the mapped host IDs.
+fn become_root_inside() -> anyhow::Result<()> {
+    let root_g = Gid::from_raw(0);
+    setresgid(root_g, root_g, root_g).context("setresgid(0, 0, 0) in the user namespace")?;
+    // Drop the host's supplementary groups, when setgroups is allowed (see
+    // `write_id_maps`); rootless, it is denied and they stay (shown as 65534).
+    if getgid() == root_g {
+        match setgroups(&[]) {
+            Ok(()) | Err(Errno::EPERM) => {}
+            Err(e) => return Err(e).context("setgroups([]) in the user namespace"),
+        }
+    }
+    let root_u = Uid::from_raw(0);
+    setresuid(root_u, root_u, root_u).context("setresuid(0, 0, 0) in the user namespace")?;
+    Ok(())
+}
+
+// ANCHOR: userns_mounts
+/// Mount `/proc` and `/dev` into the rootfs *before* `pivot_root`, as root in
+/// a user namespace must.
+///
+/// Two rules of the kernel stand in the way of lab 01's order:
+///
+/// - Root in a user namespace may mount a new procfs only where a complete
+///   procfs is already visible in its mount namespace (`mount_too_revealing`
+///   in fs/namespace.c): otherwise it could uncover what the host hid under
+///   another mount. After `pivot_root` the host's `/proc` is gone, so we
+///   mount ours while it is still there, over it, and bind it into the
+///   rootfs. Without a PID namespace of our own we may not mount one at all
+///   (the host's PID namespace is not ours), so we bind the host's instead.
+/// - Root in a user namespace may not create device nodes: mknod(2) would
+///   hand it any disk on the host. So, as runc does for rootless containers,
+///   we bind the host's harmless nodes (`/dev/null` and friends) into a fresh
+///   tmpfs: the same six lab 01's `mount_dev` creates.
+fn prepare_proc_and_dev_in_userns(rootfs: &Path, new_pid_ns: bool) -> anyhow::Result<()> {
+    let bind = |source: &Path, target: &Path, flags: MsFlags| {
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | flags,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind-mounting {} on {}", source.display(), target.display()))
+    };
+    if new_pid_ns {
+        lab01::mount_proc()?;
+        bind(Path::new("/proc"), &rootfs.join("proc"), MsFlags::empty())?;
+    } else {
+        bind(Path::new("/proc"), &rootfs.join("proc"), MsFlags::MS_REC)?;
+    }
+
+    let dev = rootfs.join("dev");
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .with_context(|| format!("mounting tmpfs on {}", dev.display()))?;
+    for (name, _, _) in lab01::DEVICES {
+        let target = dev.join(name);
+        // A bind mount needs something to mount over: an empty file.
+        fs::File::create(&target).with_context(|| format!("creating {}", target.display()))?;
+        bind(&Path::new("/dev").join(name), &target, MsFlags::empty())?;
+    }
+    lab01::populate_dev(&dev)?;
+    Ok(())
+}
+// ANCHOR_END: userns_mounts
+
+// ANCHOR: loopback
+/// Bring up `lo`, the only interface of a new network namespace
+/// (`ip link set lo up`).
+///
+/// The classic interface ioctls suffice: read the flags, add IFF_UP, write
+/// them back. They need a socket of any kind to be called on. Lab 05 moves
+/// to netlink, which `ip` uses, to create veth pairs.
+fn bring_up_loopback() -> anyhow::Result<()> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("socket(AF_INET, SOCK_DGRAM) for interface ioctls")?;
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq, which `req` is.
+    unsafe {
+        Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))
+            .context("ioctl(SIOCGIFFLAGS, lo)")?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))
+            .context("ioctl(SIOCSIFFLAGS, lo up)")?;
+    }
+    Ok(())
+}
+// ANCHOR_END: loopback
+
+// ANCHOR: init
+/// The tiny init (`--init`): fork the command, then reap and forward until it
+/// ends, and return its status as an exit code (128+N for signal N).
+///
+/// Like the parent's [`Container::wait_forwarding`], it blocks the signals it
+/// cares about and takes them with sigwait(2). A blocked signal is queued,
+/// never dropped, so this works even as PID 1.
+fn run_init(argv: &[OsString], env: &[OsString]) -> anyhow::Result<i32> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    FORWARDED_SIGNALS.iter().for_each(|&s| set.add(s));
+    set.thread_block().context("blocking signals in init")?;
+
+    // SAFETY: this process has a single thread (we are a fresh clone), so
+    // the child may do anything after fork.
+    let command = match unsafe { fork() }.context("fork for the command")? {
+        ForkResult::Child => {
+            // The command starts with no signal blocked: the mask survives exec.
+            let code = match set.thread_unblock() {
+                Err(e) => {
+                    eprintln!("{}: unblocking signals: {e}", program_name());
+                    125
+                }
+                Ok(()) => {
+                    let Err(e) = lab01::exec(argv, env);
+                    eprintln!("{}: {e}", program_name());
+                    e.exit_code()
+                }
+            };
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+
+    loop {
+        match set.wait().context("sigwait in init")? {
+            Signal::SIGCHLD => {
+                // Reap *every* child that has ended: the command, and any
+                // orphan the kernel reparented to us. One SIGCHLD may stand
+                // for many exits, so loop until none is left.
+                loop {
+                    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                        Ok(status) if status.pid() == Some(command) => {
+                            if let Some(done) = finished(status) {
+                                // Anything still running in the namespace is
+                                // killed by the kernel when PID 1 exits.
+                                return Ok(done.code());
+                            }
+                        }
+                        Ok(_) | Err(Errno::EINTR) => {}
+                        Err(e) => return Err(e).context("waitpid in init"),
+                    }
+                }
+            }
+            forwarded => {
+                let _ = kill(command, forwarded);
+            }
+        }
+    }
+}
+// ANCHOR_END: init
+
 /// Whether this kernel supports `ns`: each supported kind appears as a link
 /// in `/proc/self/ns`.
 pub fn kernel_supports(ns: &Namespace) -> bool {
     std::path::Path::new("/proc/self/ns")
         .join(ns.proc_name)
         .exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_mapping_parses_host_id_and_count() {
+        let m: IdMapping = "200000:1000".parse().unwrap();
+        assert_eq!(
+            m,
+            IdMapping {
+                host_id: 200_000,
+                count: 1000
+            }
+        );
+        assert_eq!(m.map_line(), "0 200000 1000\n");
+        assert!("200000".parse::<IdMapping>().is_err());
+        assert!("200000:0".parse::<IdMapping>().is_err());
+        assert!("x:1".parse::<IdMapping>().is_err());
+    }
+
+    #[test]
+    fn exit_status_follows_the_shell() {
+        assert_eq!(ExitStatus::Exited(7).code(), 7);
+        assert_eq!(ExitStatus::Signaled(Signal::SIGTERM).code(), 143);
+        assert_eq!(ExitStatus::Signaled(Signal::SIGKILL).code(), 137);
+    }
+
+    #[test]
+    fn defaults_are_every_namespace_but_time() {
+        for ns in NAMESPACES {
+            assert_eq!(
+                DEFAULT_NAMESPACES.contains(ns.flag),
+                ns.proc_name != "time",
+                "{}",
+                ns.proc_name
+            );
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_refused_before_any_system_call() {
+        let mut spec = Spec::new("/nonexistent", vec![]);
+        assert!(check_spec(&spec).is_err());
+        spec.argv = vec!["/bin/true".into()];
+        spec.namespaces.remove(CloneFlags::CLONE_NEWUTS);
+        spec.hostname = Some("x".into());
+        let err = check_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("UTS"), "{err}");
+        spec.namespaces.remove(CloneFlags::CLONE_NEWNS);
+        let err = check_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("mount namespace"), "{err}");
+    }
 }

@@ -1,0 +1,112 @@
+//! The `before_start` hook, through the library: lab 03 relies on it running
+//! after the child exists and before the command starts. Needs root and the
+//! base image (scripts/setup --no-run); skipped when not root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lab02_namespaces::{spawn, ExitStatus, Spec};
+use nix::sys::signal::kill;
+use nix::unistd::geteuid;
+
+/// A private, world-searchable copy of the base rootfs (root inside the user
+/// namespace is uid 100000 on the host and must reach it).
+fn rootfs_copy() -> (tempfile::TempDir, PathBuf) {
+    let base = std::env::var_os("DOCKYARD_BASE_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/busybox/rootfs")
+        });
+    assert!(
+        base.join("bin/probe").exists(),
+        "base image {} is missing: run scripts/setup --no-run",
+        base.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("dockyard-lab02-")
+        .tempdir()
+        .unwrap();
+    let rootfs = dir.path().join("rootfs");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&base)
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    Command::new("chmod")
+        .arg("755")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    (dir, rootfs)
+}
+
+#[test]
+fn before_start_runs_before_the_command_and_can_stop_it() {
+    if !geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (_dir, rootfs) = rootfs_copy();
+    let argv = ["/bin/sh", "-c", "test -e /tmp/hook-ran"]
+        .map(Into::into)
+        .to_vec();
+    let spec = Spec::new(&rootfs, argv);
+
+    let container = spawn(&spec, |pid| {
+        // The child exists, in its namespaces, but has not exec'd: it is
+        // still a copy of this test program, waiting for the go-ahead.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+        assert_eq!(exe, std::env::current_exe()?);
+        std::fs::write(rootfs.join("tmp/hook-ran"), pid.to_string())?;
+        Ok(())
+    })
+    .expect("spawn");
+    // The command found the file: the hook ran first.
+    assert_eq!(container.wait().unwrap(), ExitStatus::Exited(0));
+
+    // A failing hook stops the container before the command runs, and
+    // leaves no process behind.
+    let mut seen = None;
+    let err = spawn(&spec, |pid| {
+        seen = Some(pid);
+        anyhow::bail!("no cgroup for you")
+    })
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("no cgroup for you"), "{err:#}");
+    let pid = seen.expect("the hook ran");
+    assert_eq!(
+        kill(pid, None),
+        Err(nix::errno::Errno::ESRCH),
+        "child left behind"
+    );
+}
+
+#[test]
+fn stdio_fds_become_the_commands_stdin_stdout_and_stderr() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    if !geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (_dir, rootfs) = rootfs_copy();
+    let argv = ["/bin/sh", "-c", "echo out; echo err >&2"]
+        .map(Into::into)
+        .to_vec();
+    let mut spec = Spec::new(&rootfs, argv);
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    let (mut err_r, err_w) = std::io::pipe().unwrap();
+    spec.stdio = Some([devnull.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+    let container = spawn(&spec, |_| Ok(())).unwrap();
+    // Our copies of the write ends must go, or the reads below never see EOF.
+    drop((out_w, err_w));
+    let (mut out, mut err) = (String::new(), String::new());
+    out_r.read_to_string(&mut out).unwrap();
+    err_r.read_to_string(&mut err).unwrap();
+    assert_eq!(container.wait().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(out, "out\n");
+    assert_eq!(err, "err\n");
+}
