@@ -71,6 +71,9 @@ pub struct State {
     pub started_at: String,
     pub finished_at: String,
     pub restart_count: u32,
+    /// Set by `stop`: a restart policy must not bring the container back.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 impl Default for State {
@@ -86,6 +89,7 @@ impl Default for State {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             restart_count: 0,
+            manually_stopped: false,
         }
     }
 }
