@@ -301,8 +301,22 @@ pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<String>> {
             .strip_prefix("blobs/sha256/")
             .map(|hex| format!("sha256:{hex}"));
         let existed = expected.as_deref().is_some_and(|d| store.has_blob(d));
+        let mut entry = entry;
+        let mut peek = Vec::new();
+        let small = entry.header().size().unwrap_or(0) <= 64 * 1024;
+        if small {
+            entry.read_to_end(&mut peek)?;
+        }
+        let existed = existed || (small && store.has_blob(&sha256_digest(&peek)));
         let (digest, _) = store
-            .put_blob_from(entry, expected.as_deref())
+            .put_blob_from(
+                if small {
+                    Box::new(&peek[..]) as Box<dyn Read>
+                } else {
+                    Box::new(entry)
+                },
+                expected.as_deref(),
+            )
             .with_context(|| format!("archive entry {name}"))?;
         if !existed {
             added.push(digest.clone());
@@ -320,15 +334,26 @@ pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<String>> {
     } else {
         bail!("neither a docker-archive (no manifest.json) nor an OCI archive (no index.json)")
     };
-    // The archive's bookkeeping files are not image content: drop them again.
-    for name in ["manifest.json", "repositories", "index.json", "oci-layout"] {
-        if let Some(d) = by_name.get(name) {
-            if added.contains(d) {
-                let _ = std::fs::remove_file(store.blob_path(d)?);
-            }
-        }
+    // The archive's bookkeeping files (manifest.json, repositories, VERSION,
+    // index.json...) are not image content: drop the blobs no image uses.
+    let loaded = loaded?;
+    let mut used = std::collections::HashSet::new();
+    for n in &loaded {
+        let image = store.image(n)?;
+        used.insert(image.manifest_digest.clone());
+        used.insert(image.config_digest.clone());
+        used.extend(
+            image
+                .manifest
+                .layers()
+                .iter()
+                .map(|l| l.digest().to_string()),
+        );
     }
-    loaded
+    for d in added.iter().filter(|d| !used.contains(*d)) {
+        let _ = std::fs::remove_file(store.blob_path(d)?);
+    }
+    Ok(loaded)
 }
 // ANCHOR_END: load
 

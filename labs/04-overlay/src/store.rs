@@ -397,9 +397,8 @@ impl Store {
         let manifest: ImageManifest = serde_json::from_slice(&self.read_blob(manifest_digest)?)
             .with_context(|| format!("parsing manifest {manifest_digest}"))?;
         let config_digest = manifest.config().digest().to_string();
-        let config: ImageConfiguration =
-            serde_json::from_slice(&self.read_blob(&config_digest)?)
-                .with_context(|| format!("parsing image config {config_digest}"))?;
+        let config = parse_config(&self.read_blob(&config_digest)?)
+            .with_context(|| format!("parsing image config {config_digest}"))?;
         if config.rootfs().diff_ids().len() != manifest.layers().len() {
             bail!(
                 "image {name}: the manifest has {} layers but the config lists {} diff_ids",
@@ -664,6 +663,18 @@ impl Store {
         }
         Ok(loaded)
     }
+}
+
+/// Parses an image config. The spec makes `history` optional, but oci-spec
+/// 0.7 requires it; an absent one is read as empty. The blob itself is never
+/// rewritten: its digest is the image ID.
+pub fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("history")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    }
+    Ok(serde_json::from_value(value)?)
 }
 
 fn dir_name(dir: &Path) -> String {
