@@ -18,7 +18,9 @@
 //! Dockerfile, build nothing.
 
 pub mod goquote;
+pub mod parser;
 pub mod shell;
 
 pub use lab05_netns_veth;
+pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, KeyValue, Keyword, ParseError};
 pub use shell::{expands_variables, ExpandError, Lexer};
