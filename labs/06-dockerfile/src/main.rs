@@ -27,6 +27,20 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Expand WORD as the builder expands WORKDIR, COPY or ENV arguments, and print it.
+    Expand {
+        /// A variable, NAME=VALUE (repeatable). Nothing else is set.
+        #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+        env: Vec<String>,
+        /// The escape character: a backslash (the default) or a backtick, as after an escape directive.
+        #[arg(long, default_value_t = '\\')]
+        escape: char,
+        /// Print each word on its own line, split as EXPOSE or VOLUME split them.
+        #[arg(long)]
+        words: bool,
+        #[arg(value_name = "WORD", allow_hyphen_values = true)]
+        word: String,
+    },
     /// Build an image from a Dockerfile (not implemented yet).
     Build {
         #[arg(
@@ -50,6 +64,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Parse { dump, file } => parse(&file, dump),
+        Command::Expand {
+            env,
+            escape,
+            words,
+            word,
+        } => expand(&env, escape, words, &word),
         Command::Build { .. } => {
             eprintln!(
                 "lab06-dockerfile: build is not implemented yet (it needs the overlay layers of \
@@ -100,4 +120,35 @@ fn parse(file: &PathBuf, dump: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn expand(env: &[String], escape: char, words: bool, word: &str) -> ExitCode {
+    if escape != '\\' && escape != '`' {
+        eprintln!("lab06-dockerfile: invalid escape character {escape:?}: use \\ or `");
+        return ExitCode::from(125);
+    }
+    let mut vars = std::collections::BTreeMap::new();
+    for e in env {
+        // NAME alone sets it to the empty string, as ENV NAME= does.
+        let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let lexer = lab06_dockerfile::Lexer::new(escape);
+    let result = if words {
+        lexer.expand_words(word, &vars)
+    } else {
+        lexer.expand_word(word, &vars).map(|w| vec![w])
+    };
+    match result {
+        Ok(out) => {
+            for w in out {
+                println!("{w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lab06-dockerfile: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

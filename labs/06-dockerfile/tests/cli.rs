@@ -75,3 +75,27 @@ fn bad_usage_exits_125() {
     assert_eq!(run(&["parse"]).status.code(), Some(125));
     assert_eq!(run(&["frobnicate"]).status.code(), Some(125));
 }
+
+#[test]
+fn expand_prints_the_word_or_fails_with_exit_1() {
+    let out = run(&[
+        "expand",
+        "-e",
+        "HOME=/root",
+        "-e",
+        "EMPTY=",
+        "${HOME}/${EMPTY:-x}/${EMPTY-y}",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/root/x/\n");
+    let out = run(&["expand", "--words", "-e", "P=1 2", "$P '3 4'"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n2\n3 4\n");
+    let out = run(&["expand", "--escape", "`", "-e", "D=/d", r"C:\x `$D $D"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "C:\\x $D /d\n");
+    let out = run(&["expand", "${X:?required}"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "lab06-dockerfile: failed to process \"${X:?required}\": X: required\n"
+    );
+}
