@@ -239,6 +239,8 @@ pub struct Spec {
     /// monitor, not the terminal, owns the container's output (runc's
     /// `--console-socket` and conmon do the same job).
     pub stdio: Option<[RawFd; 3]>,
+    /// The working directory inside the container (`/` when `None`).
+    pub cwd: Option<PathBuf>,
 }
 
 impl Spec {
@@ -254,6 +256,7 @@ impl Spec {
             user: None,
             init: false,
             stdio: None,
+            cwd: None,
         }
     }
 
@@ -671,7 +674,15 @@ fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Err
         bring_up_loopback()?;
     }
 
-    // 7. What is left is lab 01's exec, which searches the container's PATH.
+    // 7. The working directory, inside the new root. Like Docker's WORKDIR
+    //    and `-w`, it is created if the image lacks it.
+    if let Some(cwd) = &spec.cwd {
+        fs::create_dir_all(cwd)
+            .and_then(|()| std::env::set_current_dir(cwd))
+            .with_context(|| format!("working directory {}", cwd.display()))?;
+    }
+
+    // 8. What is left is lab 01's exec, which searches the container's PATH.
     Ok(())
 }
 // ANCHOR_END: child

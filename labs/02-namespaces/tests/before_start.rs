@@ -110,3 +110,30 @@ fn stdio_fds_become_the_commands_stdin_stdout_and_stderr() {
     assert_eq!(out, "out\n");
     assert_eq!(err, "err\n");
 }
+
+#[test]
+fn the_working_directory_is_made_and_entered_inside_the_new_root() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    if !geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (_dir, rootfs) = rootfs_copy();
+    let mut spec = Spec::new(&rootfs, ["/bin/pwd"].map(Into::into).to_vec());
+    spec.cwd = Some("/srv/app".into());
+    // Without a user namespace, as the engine runs containers: root inside a
+    // user namespace could not create directories the host's root owns.
+    spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    spec.stdio = Some([devnull.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()]);
+    let container = spawn(&spec, |_| Ok(())).unwrap();
+    drop(out_w);
+    let mut out = String::new();
+    out_r.read_to_string(&mut out).unwrap();
+    assert_eq!(container.wait().unwrap(), ExitStatus::Exited(0), "{out}");
+    assert_eq!(out, "/srv/app\n");
+    // Made inside the container's root, so it is in the rootfs on the host.
+    assert!(rootfs.join("srv/app").is_dir());
+}
