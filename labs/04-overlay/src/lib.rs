@@ -1,13 +1,47 @@
 //! # Lab 04: overlay image layers
 //!
-//! An image is a stack of read-only layers; overlayfs shows them as one tree
-//! with a private writable layer on top (`mount -t overlay overlay
-//! -o lowerdir=...,upperdir=...,workdir=... merged`).
+//! An image is a stack of read-only **layers**, each a tarball of the files it
+//! adds, changes or deletes. A container's root filesystem is those layers
+//! seen through **overlayfs**, with one private writable layer on top:
 //!
-//! This crate so far only checks that the kernel has overlayfs (for `dockyard
-//! doctor`); the image store is the subject of the lab's own issue.
+//! ```text
+//! mount -t overlay overlay \
+//!     -o lowerdir=LAYER2:LAYER1,upperdir=UPPER,workdir=WORK  MERGED
+//! ```
+//!
+//! Writes go to UPPER (a modified lower file is first *copied up*), deletions
+//! leave a *whiteout* in UPPER, and the layers never change: every container
+//! of an image shares them. That is Docker's overlay2 driver.
+//!
+//! The modules, in the order a learner meets them:
+//!
+//! - [`digest`]: content addressing: layer digests, diff_ids, chain IDs;
+//! - [`extract`]: applying a layer tarball **safely**: layers are hostile input;
+//! - [`store`]: the image store, an OCI image layout plus one unpacked
+//!   directory per layer, where nothing half-done is ever visible;
+//! - [`overlay`]: the overlay mount, and the mount-data page limit;
+//! - [`container`]: a container's upper, work and merged dirs;
+//! - [`diff`]: an upper dir back into a layer (whiteouts back into `.wh.`),
+//!   and `docker diff`;
+//! - [`archive`]: `docker import`/`export`/`save`/`load` and OCI archives.
+//!
+//! Running a command in the merged directory reuses lab 01 (mount namespace,
+//! `pivot_root`, `/proc`, `/dev`, `exec`); see `src/main.rs`.
 
 pub use lab03_cgroups;
+
+pub mod archive;
+pub mod container;
+pub mod diff;
+pub mod digest;
+pub mod extract;
+pub mod overlay;
+pub mod store;
+
+pub use container::Container;
+pub use extract::{apply_layer, Applied, Refusal, UnsafeEntry, Whiteouts};
+pub use overlay::{mount_overlay, MountGuard, OverlayDirs};
+pub use store::{Image, Layer, Store};
 
 /// Whether the running kernel knows the `overlay` filesystem type. It may also
 /// be a module that is not loaded yet; `modprobe overlay` loads it.

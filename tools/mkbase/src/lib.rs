@@ -49,7 +49,8 @@ use oci_spec::image::{
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType,
     OciLayoutBuilder, Os, PlatformBuilder, RootFsBuilder,
 };
-use sha2::{Digest as _, Sha256};
+// Content addressing is lab 04's subject; the base image uses the same code.
+pub use lab04_overlay::digest::{canonical_json, host_arch, sha256_digest};
 
 /// The image's name in Dockyard's image store.
 pub const IMAGE_NAME: &str = "busybox:latest";
@@ -404,11 +405,6 @@ fn tar_bytes(tree: &BTreeMap<String, Node>) -> Result<Vec<u8>> {
     builder.into_inner().context("finishing the layer tar")
 }
 
-/// `sha256:<hex>` of some bytes.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// gzip with mtime 0, no file name, a fixed level: `gzip -n -6`.
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     let mut encoder = GzBuilder::new()
@@ -416,43 +412,6 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
         .write(Vec::new(), Compression::new(GZIP_LEVEL));
     encoder.write_all(data).context("compressing the layer")?;
     encoder.finish().context("compressing the layer")
-}
-
-/// GOARCH naming, which OCI uses: x86_64 is `amd64`, aarch64 is `arm64`.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        "loongarch64" => "loong64",
-        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-        "powerpc64" => "ppc64",
-        other => other,
-    }
-}
-
-/// JSON with every object's keys sorted and no whitespace. The oci-spec
-/// types hold annotations in a HashMap, whose order changes from run to run;
-/// sorting makes the bytes, and so the digests, stable.
-fn canonical_json<T: serde::Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
-    fn sort(value: serde_json::Value) -> serde_json::Value {
-        match value {
-            serde_json::Value::Object(map) => {
-                let sorted: BTreeMap<String, serde_json::Value> =
-                    map.into_iter().map(|(k, v)| (k, sort(v))).collect();
-                serde_json::Value::Object(sorted.into_iter().collect())
-            }
-            serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.into_iter().map(sort).collect())
-            }
-            other => other,
-        }
-    }
-    let value = serde_json::to_value(value).with_context(|| format!("serializing the {what}"))?;
-    serde_json::to_vec(&sort(value)).with_context(|| format!("serializing the {what}"))
 }
 
 /// Stores `bytes` under blobs/sha256/<hex> and returns its descriptor.
@@ -593,13 +552,6 @@ mod tests {
         let me = std::env::current_exe().expect("current_exe");
         let bytes = fs::read(me).expect("read test binary");
         assert_eq!(elf_kind(&bytes), ElfKind::Dynamic);
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys() {
-        let nested = serde_json::json!({"b": {"z": 1, "a": 2}, "a": [ {"y": 1, "x": 2} ]});
-        let text = String::from_utf8(canonical_json(&nested, "test").expect("ok")).expect("utf8");
-        assert_eq!(text, r#"{"a":[{"x":2,"y":1}],"b":{"a":2,"z":1}}"#);
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! A container's directories in the store: `containers/<id>/{upper,work,merged}`.
+//!
+//! Each container gets its own upper and work dirs; the lower dirs are the
+//! image's layer directories, shared with every other container of the image.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::overlay::OverlayDirs;
+use crate::store::{Image, Store};
+
+/// A container's writable layer and its image.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// 64 hex digits; docker shows the first 12.
+    pub id: String,
+    /// `containers/<id>` (absolute).
+    pub dir: PathBuf,
+    /// The image name it was created from.
+    pub image: String,
+    /// The image's manifest digest (the name may be re-tagged later).
+    pub manifest_digest: String,
+}
+
+impl Container {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+}
+
+/// 32 random bytes as hex, from the kernel's random pool.
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for a container ID")?;
+    Ok(hex::encode(bytes))
+}
+
+impl Store {
+    /// Creates a container's directories for `image` (whose layers must be
+    /// unpacked: [`Store::unpack`]).
+    pub fn create_container(&self, image: &Image) -> Result<Container> {
+        self.image_layers(image)?;
+        let id = random_id()?;
+        let dir = self.root().join("containers").join(&id);
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir_all(dir.join(d))
+                .with_context(|| format!("creating {}", dir.join(d).display()))?;
+        }
+        let meta = serde_json::json!({
+            "Id": id,
+            "Image": image.name,
+            "ManifestDigest": image.manifest_digest,
+        });
+        fs::write(
+            dir.join("container.json"),
+            serde_json::to_vec_pretty(&meta)?,
+        )?;
+        Ok(Container {
+            id,
+            dir,
+            image: image.name.clone(),
+            manifest_digest: image.manifest_digest.clone(),
+        })
+    }
+
+    /// The container whose ID starts with `prefix` (unique), as in docker.
+    pub fn container(&self, prefix: &str) -> Result<Container> {
+        let all = self.containers()?;
+        let found: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(prefix)).collect();
+        match found.as_slice() {
+            [one] if !prefix.is_empty() => Ok((*one).clone()),
+            [] | [_] => bail!("no such container: {prefix}"),
+            _ => bail!("container ID {prefix} is ambiguous: {} match", found.len()),
+        }
+    }
+
+    /// Every container.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.root().join("containers"))? {
+            let dir = e?.path();
+            let Ok(bytes) = fs::read(dir.join("container.json")) else {
+                continue; // being created or removed
+            };
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}/container.json", dir.display()))?;
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            out.push(Container {
+                id: s("Id"),
+                dir,
+                image: s("Image"),
+                manifest_digest: s("ManifestDigest"),
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The container's image.
+    pub fn container_image(&self, c: &Container) -> Result<Image> {
+        let mut image = self.image_by_manifest(&c.manifest_digest)?;
+        image.name = c.image.clone();
+        Ok(image)
+    }
+
+    /// The overlay for a container: the image's layers (topmost first, by
+    /// their short `l/` names), its upper and work dirs, its merged dir.
+    pub fn overlay_dirs(&self, c: &Container) -> Result<OverlayDirs> {
+        let image = self.container_image(c)?;
+        let layers = self.image_layers(&image)?;
+        let rel = |p: &Path| -> Result<PathBuf> {
+            Ok(p.strip_prefix(self.root())
+                .with_context(|| format!("{} is outside the store", p.display()))?
+                .to_path_buf())
+        };
+        Ok(OverlayDirs {
+            lower: layers
+                .iter()
+                .rev()
+                .map(|l| rel(&l.link))
+                .collect::<Result<_>>()?,
+            upper: rel(&c.upper())?,
+            work: rel(&c.work())?,
+            merged: c.merged(),
+            base: self.root().to_path_buf(),
+        })
+    }
+
+    /// The layer dirs of a container's image, topmost first (for diffs).
+    pub fn lower_dirs(&self, c: &Container) -> Result<Vec<PathBuf>> {
+        let image = self.container_image(c)?;
+        Ok(self
+            .image_layers(&image)?
+            .into_iter()
+            .rev()
+            .map(|l| l.diff)
+            .collect())
+    }
+
+    /// Removes a container's directories (its merged dir must not be mounted).
+    pub fn remove_container(&self, c: &Container) -> Result<()> {
+        let _ = nix::mount::umount2(&c.merged(), nix::mount::MntFlags::MNT_DETACH);
+        // container.json first: a half-removed container is not listed.
+        let _ = fs::remove_file(c.dir.join("container.json"));
+        fs::remove_dir_all(&c.dir).with_context(|| format!("removing {}", c.dir.display()))
+    }
+}

@@ -1,0 +1,194 @@
+//! From directories back to tarballs: a container's upper dir becomes a new
+//! layer (`docker commit`), a merged tree becomes a rootfs tarball
+//! (`docker export`), and `docker diff` lists what changed.
+//!
+//! The upper dir is already the difference between the container and its
+//! image; only the deletions need translating back to OCI's portable form:
+//!
+//! | in the upper dir (overlayfs)          | in the layer tar (OCI)       |
+//! |---------------------------------------|------------------------------|
+//! | `NAME`, character device 0/0          | empty file `.wh.NAME`        |
+//! | directory with `trusted.overlay.opaque=y` | the directory, then `DIR/.wh..wh..opq` |
+//!
+//! (This assumes the overlay was mounted without `metacopy=on` or
+//! `redirect_dir=on`, as this lab mounts it: with those, the upper dir holds
+//! metadata-only files and renamed directories that a plain walk would get
+//! wrong. Docker's overlay2 driver avoids them for the same reason.)
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::extract::{
+    get_xattr, is_whiteout, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
+};
+
+/// How to read the directory being archived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeKind {
+    /// A plain tree (a merged root filesystem): every entry as it is.
+    Plain,
+    /// An overlay upper dir: whiteouts and opaque dirs become OCI whiteouts.
+    Upper,
+}
+
+/// Writes `root` as a tar archive (its entries named relative to it).
+/// Hardlinked files are stored once and linked after.
+pub fn write_tree<W: Write>(root: &Path, out: W, kind: TreeKind) -> Result<W> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    walk(root, Path::new(""), &mut builder, kind, &mut seen)?;
+    builder.into_inner().context("finishing the tar archive")
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
+// ANCHOR: walk
+fn walk<W: Write>(
+    root: &Path,
+    rel: &Path,
+    b: &mut tar::Builder<W>,
+    kind: TreeKind,
+    seen: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<()> {
+    for e in sorted_entries(&root.join(rel))? {
+        let path = e.path();
+        let name = rel.join(e.file_name());
+        let meta =
+            fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
+        let ctx = || format!("archiving {}", path.display());
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        let ft = meta.file_type();
+
+        if kind == TreeKind::Upper && is_whiteout(&meta) {
+            // A deletion: overlay's 0/0 device becomes OCI's `.wh.NAME`.
+            let wh = rel.join(format!(
+                "{WHITEOUT_PREFIX}{}",
+                e.file_name().to_string_lossy()
+            ));
+            let mut h = empty_file_header(&meta);
+            b.append_data(&mut h, wh, std::io::empty())
+                .with_context(ctx)?;
+        } else if ft.is_dir() {
+            h.set_size(0);
+            b.append_data(&mut h, &name, std::io::empty())
+                .with_context(ctx)?;
+            let opaque = get_xattr(&path, OVERLAY_OPAQUE_XATTR).as_deref() == Some(b"y");
+            if kind == TreeKind::Upper && opaque {
+                // The directory replaced the lower one: hide everything below.
+                let mut h = empty_file_header(&meta);
+                b.append_data(&mut h, name.join(OPAQUE_MARKER), std::io::empty())
+                    .with_context(ctx)?;
+            }
+            walk(root, &name, b, kind, seen)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path).with_context(ctx)?;
+            h.set_size(0);
+            b.append_link(&mut h, &name, target).with_context(ctx)?;
+        } else if ft.is_file() {
+            let key = (meta.dev(), meta.ino());
+            if meta.nlink() > 1 {
+                if let Some(first) = seen.get(&key) {
+                    h.set_entry_type(tar::EntryType::Link);
+                    h.set_size(0);
+                    b.append_link(&mut h, &name, first).with_context(ctx)?;
+                    continue;
+                }
+                seen.insert(key, name.clone());
+            }
+            let f = fs::File::open(&path).with_context(ctx)?;
+            b.append_data(&mut h, &name, f).with_context(ctx)?;
+        } else if ft.is_socket() {
+            continue; // sockets are not files; docker skips them too
+        } else {
+            // FIFOs and device nodes: the header says it all.
+            h.set_size(0);
+            b.append_data(&mut h, &name, std::io::empty())
+                .with_context(ctx)?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: walk
+
+fn empty_file_header(meta: &fs::Metadata) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(meta.mtime().max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+use std::os::unix::fs::FileTypeExt as _;
+
+/// One line of `docker diff`: `A` added, `C` changed, `D` deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: char,
+    /// Absolute, as seen inside the container: `/etc/passwd`.
+    pub path: String,
+}
+
+/// What a container changed, from its upper dir and its image's layer dirs
+/// (`lowers` topmost first): docker diff.
+pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    changes_in(upper, Path::new(""), lowers, false, &mut out)?;
+    Ok(out)
+}
+
+fn changes_in(
+    upper: &Path,
+    rel: &Path,
+    lowers: &[PathBuf],
+    under_opaque: bool,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    for e in sorted_entries(&upper.join(rel))? {
+        let name = rel.join(e.file_name());
+        let meta = fs::symlink_metadata(e.path())?;
+        let shown = format!("/{}", name.display());
+        if is_whiteout(&meta) {
+            out.push(Change {
+                kind: 'D',
+                path: shown,
+            });
+            continue;
+        }
+        let in_lower = !under_opaque && in_lowers(lowers, &name);
+        out.push(Change {
+            kind: if in_lower { 'C' } else { 'A' },
+            path: shown,
+        });
+        if meta.is_dir() {
+            let opaque = get_xattr(&e.path(), OVERLAY_OPAQUE_XATTR).as_deref() == Some(b"y");
+            changes_in(upper, &name, lowers, under_opaque || opaque, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the image (its layers, topmost first) shows `rel`.
+fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
+    for l in lowers {
+        if let Ok(m) = fs::symlink_metadata(l.join(rel)) {
+            return !is_whiteout(&m);
+        }
+    }
+    false
+}
