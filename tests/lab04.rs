@@ -654,3 +654,121 @@ fn a_hostile_tarball_is_refused_by_import() {
     assert!(!st.path().join("escaped").exists());
     assert_eq!(st.ok(&["images"]).lines().count(), 1);
 }
+
+/// podman with its own storage in the test's directory, so it never touches
+/// the machine's images (vfs: no mounts; cgroupfs: no systemd).
+fn podman(st: &TestStore, args: &[&str]) -> String {
+    let dir = st.scratch().join("podman");
+    let out = Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+        .args(["--events-backend", "none"])
+        .args(args)
+        .output()
+        .expect("podman is missing: scripts/setup installs it (apt-get install podman)");
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn archives_round_trip_through_podman_and_skopeo() {
+    let st = TestStore::new();
+    st.load_base();
+    let images = st.ok(&["images"]);
+    let image_id = images
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let layers = st.ok(&["layers", "busybox"]);
+    let ids = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.contains("diff_id:") || l.contains("chain_id:"))
+            .map(String::from)
+            .collect()
+    };
+
+    // Dockyard save -> podman load -> podman save -> Dockyard load.
+    let ours = st.scratch().join("ours.tar");
+    st.ok(&["save", "busybox", "-o", ours.to_str().unwrap()]);
+    let loaded = podman(&st, &["load", "-i", ours.to_str().unwrap()]);
+    assert!(loaded.contains("busybox:latest"), "{loaded}");
+    let theirs = st.scratch().join("theirs.tar");
+    podman(
+        &st,
+        &[
+            "save",
+            "--format",
+            "docker-archive",
+            "-o",
+            theirs.to_str().unwrap(),
+            "busybox:latest",
+        ],
+    );
+    let podman_id = podman(&st, &["images", "--format", "{{.ID}}", "busybox:latest"]);
+    assert_eq!(podman_id.trim(), image_id, "podman sees the same image ID");
+    let back = TestStore::new();
+    back.ok(&["load", theirs.to_str().unwrap()]);
+    assert!(back.ok(&["images"]).contains(&image_id));
+    let name = back
+        .ok(&["images"])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(ids(&back.ok(&["layers", &name])), ids(&layers));
+
+    // The store is an OCI layout: skopeo reads it directly, and its OCI
+    // archive loads back.
+    let sk = st.scratch().join("skopeo.tar");
+    let store_ref = format!("oci:{}:latest", st.path().display());
+    let status = Command::new("skopeo")
+        .args(["copy", "--quiet", &store_ref])
+        .arg(format!("oci-archive:{}:busybox:latest", sk.display()))
+        .status()
+        .expect("skopeo is missing: scripts/setup installs it (apt-get install skopeo)");
+    assert!(status.success());
+    let again = TestStore::new();
+    again.ok(&["load", sk.to_str().unwrap()]);
+    assert!(again.ok(&["images"]).contains(&image_id));
+    assert_eq!(ids(&again.ok(&["layers", "busybox"])), ids(&layers));
+
+    // And Dockyard's OCI archive is readable by skopeo.
+    let oci = st.scratch().join("ours-oci.tar");
+    st.ok(&[
+        "save",
+        "busybox",
+        "-o",
+        oci.to_str().unwrap(),
+        "--format",
+        "oci",
+    ]);
+    let out = Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci-archive:{}", oci.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0].as_str().unwrap(),
+        ids(&layers)[0].split_whitespace().last().unwrap()
+    );
+}

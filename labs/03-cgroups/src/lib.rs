@@ -1,22 +1,55 @@
 //! # Lab 03: cgroups
 //!
-//! Control groups limit and account for what a group of processes uses: CPU,
-//! memory, the number of processes. They come in two versions with different
-//! files, and a host may mount either or both:
+//! Namespaces (lab 02) decide what a process can *see*. Control groups decide
+//! how much it can *use*: CPU time, memory, the number of processes. A cgroup
+//! is a directory in a special file system. Making a directory makes a group,
+//! writing a PID into its `cgroup.procs` moves that process (and its future
+//! children) into the group, and writing the other files sets the limits. The
+//! kernel enforces them, and counts what the group uses in files beside them.
+//!
+//! cgroups come in two versions with different files, and a host may mount
+//! either or both:
 //!
 //! - **v1**: one hierarchy per controller, `/sys/fs/cgroup/memory/...`,
-//!   `/sys/fs/cgroup/cpu/...` (`cpu.cfs_quota_us`, `memory.limit_in_bytes`).
-//! - **v2**: one unified hierarchy, `/sys/fs/cgroup/...` (`cpu.max`,
-//!   `memory.max`).
-//! - **hybrid**: v1 controllers plus a (usually empty) cgroup2 mounted at
-//!   `/sys/fs/cgroup/unified`, as systemd did for years.
+//!   `/sys/fs/cgroup/cpu/...`. A container is one directory *in each*
+//!   hierarchy (`cpu.cfs_quota_us`, `memory.limit_in_bytes`, `pids.max`).
+//! - **v2**: one unified hierarchy, `/sys/fs/cgroup/...`. A container is one
+//!   directory (`cpu.max`, `memory.max`, `pids.max`).
+//! - **hybrid**: v1 controllers plus a cgroup2 mounted at
+//!   `/sys/fs/cgroup/unified`, as systemd did for years. A controller can be
+//!   attached to only one version at a time, and on a hybrid host the ones we
+//!   need (cpu, memory, pids) are taken by v1: the unified hierarchy has none
+//!   of them, so a hybrid host is driven exactly like a v1 host.
 //!
-//! This crate so far detects the layout (for `dockyard doctor` and the lab);
-//! applying limits is the subject of the lab's own issue and not written yet.
+//! The same experiment by hand, on v1 and on v2 (this is what the lab does):
+//!
+//! ```text
+//! mkdir /sys/fs/cgroup/cpu/dockyard/c1              mkdir -p /sys/fs/cgroup/dockyard
+//! echo 100000 > .../c1/cpu.cfs_period_us            echo +cpu +memory +pids > /sys/fs/cgroup/dockyard/cgroup.subtree_control
+//! echo 10000  > .../c1/cpu.cfs_quota_us             mkdir /sys/fs/cgroup/dockyard/c1
+//! mkdir /sys/fs/cgroup/memory/dockyard/c1           echo "10000 100000" > /sys/fs/cgroup/dockyard/c1/cpu.max
+//! echo 33554432 > .../c1/memory.limit_in_bytes      echo 33554432 > /sys/fs/cgroup/dockyard/c1/memory.max
+//! echo $PID > .../c1/cgroup.procs   (each one)      echo $PID > /sys/fs/cgroup/dockyard/c1/cgroup.procs
+//! ```
+//!
+//! **Why the raw files, not a crate.** Crates such as `cgroups-rs` or youki's
+//! `libcgroups` do all of this, and a real runtime should use one. Here the
+//! files *are* the lesson: every limit below is one `write(2)` to a file whose
+//! name the learner will meet again in the kernel documentation and in runc.
+//! The code keeps youki's shape, though: one [`v1`] and one [`v2`] module
+//! behind one [`Cgroup`] type, chosen at run time from [`detect`].
 
 pub use lab02_namespaces;
 
-use std::path::PathBuf;
+use std::fmt;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub mod v1;
+pub mod v2;
 
 /// Which cgroup versions the host mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +78,6 @@ pub struct Host {
 /// Detect the layout from the mount table, at run time: the same binary must
 /// work on every host.
 pub fn detect() -> anyhow::Result<Host> {
-    use anyhow::Context;
     let mounts =
         std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let mut v1 = Vec::new();
@@ -94,3 +126,876 @@ pub fn detect() -> anyhow::Result<Host> {
     })
 }
 // ANCHOR_END: detect
+
+/// Which set of files a [`Cgroup`] is driven through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Host {
+    /// The version whose files carry the limits: v2 only on a pure v2 host.
+    /// On a hybrid host the controllers belong to v1 (see the module docs).
+    pub fn version(&self) -> Version {
+        match self.layout {
+            Layout::V2 => Version::V2,
+            Layout::V1 | Layout::Hybrid => Version::V1,
+        }
+    }
+}
+
+/// The parent cgroup that containers go under when none is given: one
+/// directory, `dockyard`, directly below each hierarchy's root
+/// (`/sys/fs/cgroup/dockyard` on v2, `/sys/fs/cgroup/memory/dockyard` and so
+/// on v1), as Docker uses `docker`. Nothing outside it is ever written,
+/// except enabling controllers in a v2 ancestor that lacks them.
+pub const DEFAULT_PARENT: &str = "dockyard";
+
+/// The CFS period: the quota below is "this many microseconds per 100 ms".
+pub const CFS_PERIOD_US: u64 = 100_000;
+
+/// Docker's smallest memory limit. Below it the kernel would OOM-kill the
+/// command before it got started, which is a confusing way to say "too small".
+pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
+
+/// The limits `docker run` offers for these three controllers, with Docker's
+/// meaning. `None` leaves the kernel's default (no limit).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    /// `--cpus`: how many CPUs' worth of time per period (0.1 = 10% of one).
+    pub cpus: Option<f64>,
+    /// `--cpu-shares` (v1 `cpu.shares`, 2..=262144, default 1024): a relative
+    /// weight that only matters when CPUs are contended.
+    pub cpu_shares: Option<u64>,
+    /// `--cpu-weight` (v2 `cpu.weight`, 1..=10000, default 100): the same idea
+    /// on v2's scale.
+    pub cpu_weight: Option<u64>,
+    /// `--memory` in bytes.
+    pub memory: Option<u64>,
+    /// `--memory-swap`: memory *plus* swap in bytes, or -1 for unlimited swap.
+    pub memory_swap: Option<i64>,
+    /// `--pids-limit`: most tasks at once, or -1 for no limit.
+    pub pids: Option<i64>,
+}
+
+// ANCHOR: shares_to_weight
+/// Docker's (and runc's) conversion from v1 `cpu.shares` (2..=262144) to v2
+/// `cpu.weight` (1..=10000): the same straight line through both ranges'
+/// ends, so the default 1024 becomes 39, not 100.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// The inverse, for `--cpu-weight` on a v1 host.
+pub fn weight_to_shares(weight: u64) -> u64 {
+    2 + (weight.clamp(1, 10_000) - 1) * 262_142 / 9999
+}
+// ANCHOR_END: shares_to_weight
+
+impl Limits {
+    // ANCHOR: check
+    /// Refuse values the kernel would reject, or accept and misbehave on,
+    /// before anything is created. Each error names the controller and the
+    /// file the value was going to be written to, on this host's version.
+    pub fn check(&self, version: Version, ncpus: usize) -> anyhow::Result<()> {
+        let v1 = version == Version::V1;
+        if let Some(cpus) = self.cpus {
+            let file = if v1 { "cpu.cfs_quota_us" } else { "cpu.max" };
+            // 0.01 CPUs is a quota of 1000 us, the smallest the kernel takes.
+            if !cpus.is_finite() || cpus < 0.01 || cpus > ncpus as f64 {
+                bail!(
+                    "--cpus {cpus}: the cpu controller's {file} takes from 0.01 to {ncpus} \
+                     (the number of CPUs on this host)"
+                );
+            }
+        }
+        if self.cpu_shares.is_some() && self.cpu_weight.is_some() {
+            bail!("--cpu-shares and --cpu-weight set the same thing: give one of them");
+        }
+        if let Some(shares) = self.cpu_shares {
+            let file = if v1 { "cpu.shares" } else { "cpu.weight" };
+            if !(2..=262_144).contains(&shares) {
+                bail!("--cpu-shares {shares}: the cpu controller's {file} takes shares from 2 to 262144 (default 1024)");
+            }
+        }
+        if let Some(weight) = self.cpu_weight {
+            let file = if v1 { "cpu.shares" } else { "cpu.weight" };
+            if !(1..=10_000).contains(&weight) {
+                bail!("--cpu-weight {weight}: the cpu controller's {file} takes a weight from 1 to 10000 (default 100)");
+            }
+        }
+        if let Some(memory) = self.memory {
+            let file = if v1 {
+                "memory.limit_in_bytes"
+            } else {
+                "memory.max"
+            };
+            if memory < MIN_MEMORY {
+                bail!(
+                    "--memory {}: the memory controller's {file} must be at least {} \
+                     (smaller, and the command is OOM-killed before it starts)",
+                    Size(memory),
+                    Size(MIN_MEMORY)
+                );
+            }
+        }
+        if let Some(swap) = self.memory_swap {
+            let file = if v1 {
+                "memory.memsw.limit_in_bytes"
+            } else {
+                "memory.swap.max"
+            };
+            let Some(memory) = self.memory else {
+                bail!("--memory-swap needs --memory: it is memory plus swap ({file})");
+            };
+            if swap != -1 && (swap < 0 || (swap as u64) < memory) {
+                bail!(
+                    "--memory-swap {swap}: the memory controller's {file} is memory plus swap, \
+                     so it must be at least --memory ({}), or -1 for unlimited swap",
+                    Size(memory)
+                );
+            }
+        }
+        if let Some(pids) = self.pids {
+            if pids == 0 || pids < -1 {
+                bail!(
+                    "--pids-limit {pids}: the pids controller's pids.max takes a positive number \
+                     of tasks, or -1 for no limit (0 would forbid even the command itself)"
+                );
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: check
+}
+
+/// What a cgroup has used, read from its own counters. A field is `None` when
+/// the host lacks the file (`memory.peak` is new in Linux 5.19, for example).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// CPU time of every task that ever ran in the group, in microseconds
+    /// (v1 `cpuacct.usage` / 1000, v2 `cpu.stat` `usage_usec`).
+    pub cpu_usage_usec: Option<u64>,
+    /// Memory charged to the group now (v1 `memory.usage_in_bytes`, v2
+    /// `memory.current`), page cache included.
+    pub memory_current: Option<u64>,
+    /// The most it was ever charged (v1 `memory.max_usage_in_bytes`, v2
+    /// `memory.peak`).
+    pub memory_peak: Option<u64>,
+    /// Tasks in the group now (`pids.current`).
+    pub pids_current: Option<u64>,
+    /// Forks refused because the group was at `pids.max` (`pids.events` `max`).
+    pub pids_denied: Option<u64>,
+    /// Processes the OOM killer killed in the group (v2 `memory.events`
+    /// `oom_kill`, v1 `memory.oom_control` `oom_kill`).
+    pub oom_kills: Option<u64>,
+}
+
+/// The two operations where cgroupfs is not an ordinary file system:
+/// `mkdir` fills the new directory with the controllers' files, and `rmdir`
+/// removes a directory that still shows them. Everything else is plain
+/// reads and writes. The unit tests swap in a fake that does the same on a
+/// temporary directory, so the v2 code runs on a v1 machine.
+pub trait CgroupFs: Sync {
+    fn mkdir(&self, path: &Path) -> io::Result<()>;
+    fn rmdir(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real thing: `mkdir(2)` and `rmdir(2)`.
+pub struct RealFs;
+
+impl CgroupFs for RealFs {
+    fn mkdir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+    fn rmdir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+}
+
+enum Backend {
+    V1(v1::V1Cgroup),
+    V2(v2::V2Cgroup),
+}
+
+/// One container's cgroup: a directory per v1 hierarchy, or one v2
+/// directory. Created with its limits before the command starts, removed by
+/// [`Cgroup::destroy`], or on drop.
+pub struct Cgroup {
+    backend: Backend,
+    name: String,
+    destroyed: bool,
+    /// How long [`Cgroup::destroy`] waits for SIGKILLed processes to go.
+    pub(crate) kill_timeout: std::time::Duration,
+    /// Things the host could not do that the caller should hear about, such
+    /// as a swap limit on a kernel without swap accounting (Docker warns too).
+    pub warnings: Vec<String>,
+}
+
+// ANCHOR: create
+impl Cgroup {
+    /// Make `<parent>/<name>` in every hierarchy the host uses, and write
+    /// `limits` into it. Nothing is left behind if this fails.
+    pub fn create(
+        host: &Host,
+        parent: &str,
+        name: &str,
+        limits: &Limits,
+    ) -> anyhow::Result<Cgroup> {
+        Self::create_with(host, &RealFs, parent, name, limits)
+    }
+
+    pub(crate) fn create_with(
+        host: &Host,
+        fs: &'static dyn CgroupFs,
+        parent: &str,
+        name: &str,
+        limits: &Limits,
+    ) -> anyhow::Result<Cgroup> {
+        let parent = relative_cgroup_path(parent, "--cgroup-parent")?;
+        let leaf = relative_cgroup_path(name, "container name")?;
+        if leaf.components().count() != 1 {
+            bail!("container name {name:?} must be one path component");
+        }
+        let version = host.version();
+        limits.check(version, ncpus())?;
+        let mut warnings = Vec::new();
+        let backend = match version {
+            Version::V1 => Backend::V1(v1::V1Cgroup::create(
+                &host.v1,
+                fs,
+                &parent,
+                &leaf,
+                limits,
+                &mut warnings,
+            )?),
+            Version::V2 => {
+                let mount = host
+                    .v2_mount
+                    .as_deref()
+                    .context("the host has no cgroup2 mount")?;
+                Backend::V2(v2::V2Cgroup::create(
+                    mount,
+                    fs,
+                    &parent,
+                    &leaf,
+                    limits,
+                    &mut warnings,
+                )?)
+            }
+        };
+        Ok(Cgroup {
+            backend,
+            name: name.to_string(),
+            destroyed: false,
+            kill_timeout: std::time::Duration::from_secs(10),
+            warnings,
+        })
+    }
+    // ANCHOR_END: create
+
+    /// The container's name: the last component of its cgroup path.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version of the files in use.
+    pub fn version(&self) -> Version {
+        match self.backend {
+            Backend::V1(_) => Version::V1,
+            Backend::V2(_) => Version::V2,
+        }
+    }
+
+    /// Every directory that makes up this cgroup (one on v2).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match &self.backend {
+            Backend::V1(c) => c.dirs(),
+            Backend::V2(c) => vec![c.dir().to_path_buf()],
+        }
+    }
+
+    /// Move a process into the group: its children will be born in it.
+    pub fn add_pid(&self, pid: i32) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::V1(c) => c.add_pid(pid),
+            Backend::V2(c) => c.add_pid(pid),
+        }
+    }
+
+    /// The processes in the group now, as the host's PIDs.
+    pub fn pids(&self) -> anyhow::Result<Vec<i32>> {
+        match &self.backend {
+            Backend::V1(c) => c.pids(),
+            Backend::V2(c) => c.pids(),
+        }
+    }
+
+    /// Read the group's counters.
+    pub fn stats(&self) -> anyhow::Result<Stats> {
+        match &self.backend {
+            Backend::V1(c) => c.stats(),
+            Backend::V2(c) => c.stats(),
+        }
+    }
+
+    /// The file and key the OOM count is read from, for messages:
+    /// `memory.events oom_kill` or `memory.oom_control oom_kill`.
+    pub fn oom_source(&self) -> &'static str {
+        match &self.backend {
+            Backend::V1(c) => c.oom_source(),
+            Backend::V2(_) => "memory.events oom_kill",
+        }
+    }
+
+    /// Whether the OOM killer killed anything in the group.
+    pub fn oom_killed(&self) -> bool {
+        matches!(self.stats(), Ok(Stats { oom_kills: Some(n), .. }) if n > 0)
+    }
+
+    /// SIGKILL every process in the group, without waiting.
+    pub fn kill_all(&self) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::V1(c) => c.kill_all(),
+            Backend::V2(c) => c.kill_all(),
+        }
+    }
+
+    // ANCHOR: destroy
+    /// Kill what is left inside, wait until the group is empty, and remove
+    /// its directories, then the parent's if we made it and it is empty.
+    /// A cgroup with processes cannot be removed (`rmdir` says EBUSY), hence
+    /// the kill first.
+    pub fn destroy(&mut self) -> anyhow::Result<()> {
+        if self.destroyed {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + self.kill_timeout;
+        loop {
+            let pids = self.pids()?;
+            if pids.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "cgroup {} still holds processes {pids:?} after SIGKILL; not removing it",
+                    self.name
+                );
+            }
+            self.kill_all()?;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        match &mut self.backend {
+            Backend::V1(c) => c.remove()?,
+            Backend::V2(c) => c.remove()?,
+        }
+        self.destroyed = true;
+        Ok(())
+    }
+    // ANCHOR_END: destroy
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.destroy() {
+            eprintln!("warning: removing cgroup {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// The host's CPUs, the upper bound for `--cpus`.
+pub fn ncpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A cgroup path as given by the user, made relative to a hierarchy's root.
+/// `..` is refused: a parent must never lead outside the hierarchy, nor onto
+/// somebody else's cgroup by a detour.
+fn relative_cgroup_path(s: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(s.trim_start_matches('/'));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => bail!("{what} {s:?}: only plain names separated by / are allowed"),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        bail!("{what} {s:?} is empty: a container must not run in the root cgroup");
+    }
+    Ok(out)
+}
+
+/// Write one value into one cgroup file, with an error that says which
+/// controller, which file and which value.
+pub(crate) fn write_file(
+    dir: &Path,
+    file: &str,
+    value: &str,
+    controller: &str,
+) -> anyhow::Result<()> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::ENOENT) => format!(" (the {controller} controller is not enabled here)"),
+            Some(libc::EINVAL) => " (the kernel refused this value)".to_string(),
+            Some(libc::EBUSY) => {
+                " (the group is busy: see the no-internal-processes rule)".to_string()
+            }
+            _ => String::new(),
+        };
+        anyhow::anyhow!(
+            "{controller} controller: writing {value:?} to {}: {e}{hint}",
+            path.display()
+        )
+    })
+}
+
+/// Read a file holding one number ("max" counts as none).
+pub(crate) fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Read `key value` lines (`cpu.stat`, `memory.events`) and return one value.
+pub(crate) fn read_key(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Read a `cgroup.procs` file.
+pub(crate) fn read_procs(path: &Path) -> anyhow::Result<Vec<i32>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        // Already removed: nothing is in it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// SIGKILL each PID; one that has already gone is not an error.
+pub(crate) fn kill_pids(pids: &[i32]) {
+    for &pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Make the directories of `rel` below `root` that do not exist yet, and
+/// return the ones we made (outermost first) so that only those are removed.
+pub(crate) fn mkdir_parents(
+    fs: &dyn CgroupFs,
+    root: &Path,
+    rel: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let mut dir = root.to_path_buf();
+    for c in rel.components() {
+        dir.push(c);
+        match fs.mkdir(&dir) {
+            Ok(()) => made.push(dir.clone()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                remove_dirs(fs, &made);
+                return Err(e).with_context(|| format!("mkdir {}", dir.display()));
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Remove directories we made, innermost first. A parent that another
+/// container still uses is busy (EBUSY) or not empty: that is fine, it stays.
+pub(crate) fn remove_dirs(fs: &dyn CgroupFs, made: &[PathBuf]) {
+    for dir in made.iter().rev() {
+        if fs.rmdir(dir).is_err() {
+            break;
+        }
+    }
+}
+
+/// Remove a container's own directory. Right after its last process died the
+/// kernel may still say EBUSY for a moment (the task is exiting), so retry.
+pub(crate) fn rmdir_leaf(fs: &dyn CgroupFs, dir: &Path) -> anyhow::Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs.rmdir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e).with_context(|| format!("rmdir {}", dir.display())),
+        }
+    }
+}
+
+// ANCHOR: run
+/// A container to run: lab 02's spec plus where its cgroup goes and what it
+/// may use.
+pub struct RunOptions {
+    pub spec: lab02_namespaces::Spec,
+    /// The parent cgroup, relative to each hierarchy's root ([`DEFAULT_PARENT`]).
+    pub parent: String,
+    /// The container's cgroup: `<parent>/<name>`.
+    pub name: String,
+    pub limits: Limits,
+    /// How long a forwarded Ctrl-C or SIGTERM may take to end the container
+    /// before the whole cgroup is killed (`docker stop` waits 10 seconds).
+    pub stop_timeout: Duration,
+}
+
+/// How a container ended, and what its cgroup counted.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: lab02_namespaces::ExitStatus,
+    /// Read just before the cgroup was removed.
+    pub stats: Stats,
+    /// From the start of the command to its end.
+    pub elapsed: Duration,
+    /// `Some("memory.events oom_kill=1")` if the OOM killer struck.
+    pub oom: Option<String>,
+    /// The cgroup's version and directories, while it existed.
+    pub version: Version,
+    pub dirs: Vec<PathBuf>,
+    /// See [`Cgroup::warnings`].
+    pub warnings: Vec<String>,
+}
+
+/// Run a container in its own cgroup: create the cgroup with its limits,
+/// start the command in it with lab 02's `spawn`, wait, read the counters,
+/// and remove the cgroup, whatever happens.
+///
+/// The child is put in the cgroup in `before_start`, while it is still
+/// waiting for its go-ahead: by the time the command runs, it and every
+/// process it forks are counted and limited. SIGINT, SIGTERM and SIGHUP sent
+/// to this process are forwarded to the container; if it has not ended after
+/// `stop_timeout` (a PID 1 ignores signals it has no handler for), or on a
+/// second signal, every process in the cgroup is killed. Either way the
+/// cgroup is removed before this returns. Call it from a single-threaded
+/// program (lab 02 forks).
+pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
+    signals::install()?;
+    let mut cgroup = Cgroup::create(host, &opts.parent, &opts.name, &opts.limits)?;
+    let start = Instant::now();
+    let container = lab02_namespaces::spawn(&opts.spec, |pid| cgroup.add_pid(pid.as_raw()))?;
+    let status = wait(&container, &cgroup, opts.stop_timeout);
+    let elapsed = start.elapsed();
+    let stats = cgroup.stats().unwrap_or_default();
+    let oom = match stats.oom_kills {
+        Some(n) if n > 0 => Some(format!("{}={n}", cgroup.oom_source())),
+        _ => None,
+    };
+    let version = cgroup.version();
+    let dirs = cgroup.dirs();
+    let warnings = std::mem::take(&mut cgroup.warnings);
+    // Remove the cgroup even if waiting failed; report the first error.
+    let destroyed = cgroup.destroy();
+    let status = status?;
+    destroyed?;
+    Ok(Outcome {
+        status,
+        stats,
+        elapsed,
+        oom,
+        version,
+        dirs,
+        warnings,
+    })
+}
+
+/// Wait for the container's first process, forwarding signals, and killing
+/// the whole cgroup when a forwarded signal is not obeyed in time.
+fn wait(
+    container: &lab02_namespaces::Container,
+    cgroup: &Cgroup,
+    stop_timeout: Duration,
+) -> anyhow::Result<lab02_namespaces::ExitStatus> {
+    use lab02_namespaces::ExitStatus;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pid = container.pid();
+    let mut kill_at: Option<Instant> = None;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitStatus::Signaled(sig)),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).with_context(|| format!("waitpid({pid})")),
+        }
+        if let Some(sig) = signals::take() {
+            if kill_at.is_some() {
+                // A second Ctrl-C: no more patience.
+                let _ = cgroup.kill_all();
+            } else {
+                let _ = container.signal(sig);
+                kill_at = Some(Instant::now() + stop_timeout);
+            }
+        }
+        if kill_at.is_some_and(|t| Instant::now() >= t) {
+            let _ = cgroup.kill_all();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The lab's own signal handling. A handler may do almost nothing (only
+/// async-signal-safe calls), so it records the signal and the wait loop
+/// acts on it. Handlers, unlike a blocked signal mask, are reset by
+/// `execve`: the container's command starts with default dispositions.
+mod signals {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    static PENDING: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn record(sig: libc::c_int) {
+        PENDING.store(sig, Ordering::SeqCst);
+    }
+
+    pub(super) fn install() -> anyhow::Result<()> {
+        let action = SigAction::new(
+            SigHandler::Handler(record),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for sig in lab02_namespaces::FORWARDED_SIGNALS {
+            // SAFETY: the handler only stores into an atomic.
+            unsafe { sigaction(sig, &action) }
+                .map_err(|e| anyhow::anyhow!("sigaction({sig}): {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn take() -> Option<Signal> {
+        match PENDING.swap(0, Ordering::SeqCst) {
+            0 => None,
+            n => Signal::try_from(n).ok(),
+        }
+    }
+}
+// ANCHOR_END: run
+
+// ANCHOR: parse_size
+/// Parse a size the way `docker run --memory` does: a number and an optional
+/// binary unit, `b`, `k`, `m`, `g`, `t` (`512k`, `32m`, `1.5g`, `32MiB`,
+/// `1048576`).
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim();
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    let number: f64 = number
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .with_context(|| format!("invalid size {s:?}: expected a number with an optional unit b, k, m, g or t (like 32m or 1g)"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => {
+            bail!("invalid size {s:?}: unknown unit {unit:?} (use b, k, m, g or t, like 32m or 1g)")
+        }
+    };
+    // "32ib" or "32i" are not units.
+    if shift == 0 && !unit.is_empty() && unit != "b" {
+        bail!("invalid size {s:?}: unknown unit {unit:?} (use b, k, m, g or t, like 32m or 1g)");
+    }
+    let bytes = number * (1u64 << shift) as f64;
+    if bytes >= u64::MAX as f64 {
+        bail!("invalid size {s:?}: too large");
+    }
+    Ok(bytes as u64)
+}
+// ANCHOR_END: parse_size
+
+/// A byte count for people: `32MiB`, `1.5GiB`, `512KiB`, `100B`.
+#[derive(Debug, Clone, Copy)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut v = self.0 as f64;
+        let mut i = 0;
+        while v >= 1024.0 && i < UNITS.len() - 1 {
+            v /= 1024.0;
+            i += 1;
+        }
+        if v.fract() == 0.0 {
+            write!(f, "{v}{}", UNITS[i])
+        } else {
+            write!(f, "{v:.1}{}", UNITS[i])
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("32m").unwrap(), 32 << 20);
+        assert_eq!(parse_size("32M").unwrap(), 32 << 20);
+        assert_eq!(parse_size("32MiB").unwrap(), 32 << 20);
+        assert_eq!(parse_size("32mb").unwrap(), 32 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("100b").unwrap(), 100);
+        for bad in ["32x", "", "m", "-5m", "32 mm", "1e3", "32i", "abc"] {
+            let err = parse_size(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid size"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(Size(32 << 20).to_string(), "32MiB");
+        assert_eq!(Size(3 << 29).to_string(), "1.5GiB");
+        assert_eq!(Size(100).to_string(), "100B");
+    }
+
+    #[test]
+    fn shares_and_weights_convert_like_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(weight_to_shares(1), 2);
+        assert_eq!(weight_to_shares(10_000), 262_144);
+    }
+
+    fn err(limits: Limits, version: Version) -> String {
+        format!("{:#}", limits.check(version, 2).unwrap_err())
+    }
+
+    #[test]
+    fn hostile_cpu_values_name_the_controller_and_file() {
+        for cpus in [0.0, -1.0, f64::NAN, f64::INFINITY, 3.0, 0.001] {
+            let l = Limits {
+                cpus: Some(cpus),
+                ..Limits::default()
+            };
+            let e1 = err(l.clone(), Version::V1);
+            assert!(
+                e1.contains("cpu controller") && e1.contains("cpu.cfs_quota_us"),
+                "{e1}"
+            );
+            let e2 = err(l, Version::V2);
+            assert!(
+                e2.contains("cpu controller") && e2.contains("cpu.max"),
+                "{e2}"
+            );
+        }
+        let ok = Limits {
+            cpus: Some(2.0),
+            ..Limits::default()
+        };
+        ok.check(Version::V1, 2).unwrap();
+        let e = err(
+            Limits {
+                cpu_shares: Some(1),
+                ..Limits::default()
+            },
+            Version::V1,
+        );
+        assert!(e.contains("cpu.shares"), "{e}");
+        let e = err(
+            Limits {
+                cpu_weight: Some(0),
+                ..Limits::default()
+            },
+            Version::V2,
+        );
+        assert!(e.contains("cpu.weight"), "{e}");
+    }
+
+    #[test]
+    fn hostile_memory_and_pids_values_name_the_controller_and_file() {
+        let e = err(
+            Limits {
+                memory: Some(0),
+                ..Limits::default()
+            },
+            Version::V2,
+        );
+        assert!(
+            e.contains("memory controller's memory.max") && e.contains("6MiB"),
+            "{e}"
+        );
+        let e = err(
+            Limits {
+                memory: Some(1 << 20),
+                ..Limits::default()
+            },
+            Version::V1,
+        );
+        assert!(e.contains("memory.limit_in_bytes"), "{e}");
+        let e = err(
+            Limits {
+                memory: Some(32 << 20),
+                memory_swap: Some(16 << 20),
+                ..Limits::default()
+            },
+            Version::V1,
+        );
+        assert!(e.contains("memory.memsw.limit_in_bytes"), "{e}");
+        let e = err(
+            Limits {
+                memory_swap: Some(16 << 20),
+                ..Limits::default()
+            },
+            Version::V2,
+        );
+        assert!(e.contains("needs --memory"), "{e}");
+        for pids in [0, -2] {
+            let e = err(
+                Limits {
+                    pids: Some(pids),
+                    ..Limits::default()
+                },
+                Version::V1,
+            );
+            assert!(e.contains("pids controller's pids.max"), "{e}");
+        }
+        Limits {
+            pids: Some(-1),
+            memory: Some(32 << 20),
+            memory_swap: Some(-1),
+            ..Limits::default()
+        }
+        .check(Version::V2, 2)
+        .unwrap();
+    }
+
+    #[test]
+    fn cgroup_paths_stay_inside_the_hierarchy() {
+        assert_eq!(
+            relative_cgroup_path("/a/b", "x").unwrap(),
+            PathBuf::from("a/b")
+        );
+        assert!(relative_cgroup_path("../memory", "x").is_err());
+        assert!(relative_cgroup_path("a/../../b", "x").is_err());
+        assert!(relative_cgroup_path("/", "x").is_err());
+        assert!(relative_cgroup_path("", "x").is_err());
+    }
+}

@@ -1,0 +1,503 @@
+//! cgroup v2: one tree, one directory per group.
+//!
+//! Every controller is attached to the same hierarchy, so a container is a
+//! single directory: `/sys/fs/cgroup/dockyard/<name>`. Two rules shape the
+//! code below:
+//!
+//! - **Controllers are handed down explicitly.** A group's `cgroup.controllers`
+//!   lists what its parent passed down; the parent passes them by writing
+//!   `+cpu +memory +pids` into its own `cgroup.subtree_control`. So the lab
+//!   enables them on every level from the root to the parent, then makes the
+//!   container's directory below.
+//! - **No internal processes.** A non-root group that hands controllers down
+//!   may not hold processes itself (the kernel answers EBUSY). That is why
+//!   containers live in a leaf *below* `dockyard`, never in `dockyard` itself.
+//!
+//! ```text
+//! echo +cpu +memory +pids > /sys/fs/cgroup/cgroup.subtree_control
+//! mkdir /sys/fs/cgroup/dockyard
+//! echo +cpu +memory +pids > /sys/fs/cgroup/dockyard/cgroup.subtree_control
+//! mkdir /sys/fs/cgroup/dockyard/c1
+//! echo "10000 100000" > /sys/fs/cgroup/dockyard/c1/cpu.max
+//! echo 33554432 > /sys/fs/cgroup/dockyard/c1/memory.max
+//! echo 20 > /sys/fs/cgroup/dockyard/c1/pids.max
+//! echo $PID > /sys/fs/cgroup/dockyard/c1/cgroup.procs
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::{
+    kill_pids, mkdir_parents, read_key, read_procs, read_u64, remove_dirs, rmdir_leaf,
+    shares_to_weight, write_file, CgroupFs, Limits, Stats, CFS_PERIOD_US,
+};
+
+/// The controllers a container's group gets.
+const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+
+/// A container's group on a v2 host.
+pub struct V2Cgroup {
+    dir: PathBuf,
+    /// Parent directories this group made, outermost first.
+    made: Vec<PathBuf>,
+    /// Whether `dir` itself was made (and so must be removed).
+    created: bool,
+    fs: &'static dyn CgroupFs,
+}
+
+impl V2Cgroup {
+    /// Make `<mount>/<parent>/<leaf>` and write `limits` into it.
+    pub(crate) fn create(
+        mount: &Path,
+        fs: &'static dyn CgroupFs,
+        parent: &Path,
+        leaf: &Path,
+        limits: &Limits,
+        _warnings: &mut Vec<String>,
+    ) -> anyhow::Result<V2Cgroup> {
+        let available = std::fs::read_to_string(mount.join("cgroup.controllers"))
+            .with_context(|| format!("reading {}", mount.join("cgroup.controllers").display()))?;
+        let available: Vec<&str> = available.split_whitespace().collect();
+        let needed = needed_controllers(limits);
+        for c in &needed {
+            if !available.contains(c) {
+                bail!(
+                    "the {c} controller is not available: {} lists only {:?} \
+                     (is it bound to a v1 hierarchy, or disabled with cgroup_disable=?)",
+                    mount.join("cgroup.controllers").display(),
+                    available.join(" ")
+                );
+            }
+        }
+        // Hand down whatever the host has of cpu, memory, pids, even without a
+        // limit: the group's statistics files come with its controllers.
+        let handed: Vec<&str> = CONTROLLERS
+            .into_iter()
+            .filter(|c| available.contains(c))
+            .collect();
+
+        let made = mkdir_parents(fs, mount, parent)?;
+        let mut group = V2Cgroup {
+            dir: mount.join(parent).join(leaf),
+            made,
+            created: false,
+            fs,
+        };
+        // From here on, dropping `group` on an error removes what we made.
+        let result = (|| {
+            // ANCHOR: v2_subtree
+            // Root first, then each level down to the parent: a level can only
+            // pass on what it was given.
+            let mut level = mount.to_path_buf();
+            enable_controllers(&level, &handed)?;
+            for c in parent.components() {
+                level.push(c);
+                enable_controllers(&level, &handed)?;
+            }
+            // ANCHOR_END: v2_subtree
+            fs.mkdir(&group.dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "mkdir {}: {e}{}",
+                    group.dir.display(),
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        " (a container by this name is running, or a stale group is left: rmdir it)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
+            group.created = true;
+            group.apply(limits)
+        })();
+        match result {
+            Ok(()) => Ok(group),
+            Err(e) => {
+                group.remove_quietly();
+                Err(e)
+            }
+        }
+    }
+
+    // ANCHOR: v2_limits
+    fn apply(&self, l: &Limits) -> anyhow::Result<()> {
+        let dir = &self.dir;
+        if let Some(cpus) = l.cpus {
+            // "QUOTA PERIOD": QUOTA microseconds of CPU time per PERIOD.
+            let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
+            write_file(dir, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"), "cpu")?;
+        }
+        let weight = l.cpu_weight.or(l.cpu_shares.map(shares_to_weight));
+        if let Some(weight) = weight {
+            write_file(dir, "cpu.weight", &weight.to_string(), "cpu")?;
+        }
+        if let Some(memory) = l.memory {
+            write_file(dir, "memory.max", &memory.to_string(), "memory")?;
+            // v2 counts swap apart from memory: memory.swap.max is swap only.
+            // Docker's default, without --memory-swap, is as much swap as memory.
+            let swap = match l.memory_swap {
+                Some(-1) => "max".to_string(),
+                Some(total) => (total as u64 - memory).to_string(),
+                None => memory.to_string(),
+            };
+            if dir.join("memory.swap.max").exists() {
+                write_file(dir, "memory.swap.max", &swap, "memory")?;
+            }
+        }
+        if let Some(pids) = l.pids {
+            let max = if pids == -1 {
+                "max".to_string()
+            } else {
+                pids.to_string()
+            };
+            write_file(dir, "pids.max", &max, "pids")?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: v2_limits
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn add_pid(&self, pid: i32) -> anyhow::Result<()> {
+        write_file(&self.dir, "cgroup.procs", &pid.to_string(), "cgroup")
+    }
+
+    pub(crate) fn pids(&self) -> anyhow::Result<Vec<i32>> {
+        read_procs(&self.dir.join("cgroup.procs"))
+    }
+
+    pub(crate) fn stats(&self) -> anyhow::Result<Stats> {
+        let d = &self.dir;
+        Ok(Stats {
+            cpu_usage_usec: read_key(&d.join("cpu.stat"), "usage_usec"),
+            memory_current: read_u64(&d.join("memory.current")),
+            memory_peak: read_u64(&d.join("memory.peak")),
+            pids_current: read_u64(&d.join("pids.current")),
+            pids_denied: read_key(&d.join("pids.events"), "max"),
+            oom_kills: read_key(&d.join("memory.events"), "oom_kill"),
+        })
+    }
+
+    // ANCHOR: v2_kill
+    /// `cgroup.kill` (Linux 5.14) kills every process in the group in one
+    /// write, with no race against forks. Older kernels: signal each PID.
+    pub(crate) fn kill_all(&self) -> anyhow::Result<()> {
+        let kill = self.dir.join("cgroup.kill");
+        if kill.exists() {
+            return write_file(&self.dir, "cgroup.kill", "1", "cgroup");
+        }
+        kill_pids(&self.pids()?);
+        Ok(())
+    }
+    // ANCHOR_END: v2_kill
+
+    pub(crate) fn remove(&mut self) -> anyhow::Result<()> {
+        if self.created {
+            rmdir_leaf(self.fs, &self.dir)?;
+            self.created = false;
+        }
+        remove_dirs(self.fs, &self.made);
+        self.made.clear();
+        Ok(())
+    }
+
+    fn remove_quietly(&mut self) {
+        if self.created {
+            let _ = self.fs.rmdir(&self.dir);
+            self.created = false;
+        }
+        remove_dirs(self.fs, &self.made);
+        self.made.clear();
+    }
+}
+
+/// Controllers that the limits need.
+fn needed_controllers(l: &Limits) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if l.cpus.is_some() || l.cpu_shares.is_some() || l.cpu_weight.is_some() {
+        v.push("cpu");
+    }
+    if l.memory.is_some() {
+        v.push("memory");
+    }
+    if l.pids.is_some() {
+        v.push("pids");
+    }
+    v
+}
+
+/// Write `+c` into `dir/cgroup.subtree_control` for each controller not
+/// already enabled there. Already-enabled controllers are left alone, so a
+/// level that systemd or another runtime set up is not written at all.
+fn enable_controllers(dir: &Path, controllers: &[&str]) -> anyhow::Result<()> {
+    let current = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    let current: Vec<&str> = current.split_whitespace().collect();
+    let missing: Vec<String> = controllers
+        .iter()
+        .filter(|c| !current.contains(c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    write_file(dir, "cgroup.subtree_control", &missing.join(" "), "cgroup").with_context(|| {
+        format!(
+            "enabling {} for the groups below {} (a group that holds processes \
+             cannot hand controllers down: the no-internal-processes rule)",
+            missing.join(" "),
+            dir.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeV2, FAKE};
+    use crate::{Cgroup, Host, Layout, Version};
+
+    fn host(root: &Path) -> Host {
+        Host {
+            layout: Layout::V2,
+            v1: Vec::new(),
+            v2_mount: Some(root.to_path_buf()),
+            v2_controllers: vec!["cpu".into(), "memory".into(), "pids".into()],
+        }
+    }
+
+    fn read(p: PathBuf) -> String {
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn limits_land_in_the_v2_files() {
+        let fake = FakeV2::new("cpuset cpu io memory pids");
+        let limits = Limits {
+            cpus: Some(0.1),
+            cpu_shares: Some(1024),
+            memory: Some(32 << 20),
+            pids: Some(20),
+            ..Limits::default()
+        };
+        let cg = Cgroup::create_with(&host(fake.root()), &FAKE, "dockyard", "c1", &limits).unwrap();
+        assert_eq!(cg.version(), Version::V2);
+        let dir = fake.root().join("dockyard/c1");
+        assert_eq!(cg.dirs(), vec![dir.clone()]);
+        assert_eq!(read(dir.join("cpu.max")), "10000 100000");
+        assert_eq!(read(dir.join("cpu.weight")), "39");
+        assert_eq!(read(dir.join("memory.max")), (32u64 << 20).to_string());
+        // Docker's default: as much swap as memory.
+        assert_eq!(read(dir.join("memory.swap.max")), (32u64 << 20).to_string());
+        assert_eq!(read(dir.join("pids.max")), "20");
+        // Controllers were handed down from the root to the parent, and only
+        // the ones that were missing.
+        assert_eq!(
+            read(fake.root().join("cgroup.subtree_control")),
+            "+cpu +memory +pids"
+        );
+        assert_eq!(
+            read(fake.root().join("dockyard/cgroup.subtree_control")),
+            "+cpu +memory +pids"
+        );
+        // A PID above the kernel's PID_MAX_LIMIT (2^22): no real process.
+        cg.add_pid(99_999_999).unwrap();
+        assert_eq!(read(dir.join("cgroup.procs")), "99999999");
+        // The fake kernel: the process exits, and the group can go.
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+        drop(cg);
+        assert!(!fake.root().join("dockyard").exists());
+    }
+
+    #[test]
+    fn enabled_controllers_are_not_written_again() {
+        let fake = FakeV2::new("cpu memory pids");
+        std::fs::write(
+            fake.root().join("cgroup.subtree_control"),
+            "cpu memory pids",
+        )
+        .unwrap();
+        let cg = Cgroup::create_with(
+            &host(fake.root()),
+            &FAKE,
+            "dockyard",
+            "c1",
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            read(fake.root().join("cgroup.subtree_control")),
+            "cpu memory pids"
+        );
+        drop(cg);
+    }
+
+    #[test]
+    fn unlimited_values_are_max() {
+        let fake = FakeV2::new("cpu memory pids");
+        let limits = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(-1),
+            pids: Some(-1),
+            cpu_weight: Some(500),
+            ..Limits::default()
+        };
+        let cg = Cgroup::create_with(&host(fake.root()), &FAKE, "p", "c", &limits).unwrap();
+        let dir = fake.root().join("p/c");
+        assert_eq!(read(dir.join("memory.swap.max")), "max");
+        assert_eq!(read(dir.join("pids.max")), "max");
+        assert_eq!(read(dir.join("cpu.weight")), "500");
+        drop(cg);
+        let limits = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(96 << 20),
+            ..Limits::default()
+        };
+        let _cg = Cgroup::create_with(&host(fake.root()), &FAKE, "p", "c", &limits).unwrap();
+        assert_eq!(read(dir.join("memory.swap.max")), (32u64 << 20).to_string());
+    }
+
+    #[test]
+    fn a_missing_controller_is_named_with_its_file() {
+        let fake = FakeV2::new("cpu io");
+        let limits = Limits {
+            memory: Some(32 << 20),
+            ..Limits::default()
+        };
+        let err = Cgroup::create_with(&host(fake.root()), &FAKE, "dockyard", "c1", &limits)
+            .err()
+            .expect("no memory controller");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("memory controller") && msg.contains("cgroup.controllers"),
+            "{msg}"
+        );
+        // Nothing was created.
+        assert!(!fake.root().join("dockyard").exists());
+    }
+
+    #[test]
+    fn stats_and_oom_come_from_the_groups_own_files() {
+        let fake = FakeV2::new("cpu memory pids");
+        let cg = Cgroup::create_with(
+            &host(fake.root()),
+            &FAKE,
+            "dockyard",
+            "c1",
+            &Limits::default(),
+        )
+        .unwrap();
+        let dir = fake.root().join("dockyard/c1");
+        assert!(!cg.oom_killed());
+        std::fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 301234\nuser_usec 300000\nsystem_usec 1234\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("memory.current"), "1234567\n").unwrap();
+        std::fs::write(dir.join("memory.peak"), "33554432\n").unwrap();
+        std::fs::write(dir.join("pids.current"), "3\n").unwrap();
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 120\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.stats().unwrap(),
+            Stats {
+                cpu_usage_usec: Some(301_234),
+                memory_current: Some(1_234_567),
+                memory_peak: Some(33_554_432),
+                pids_current: Some(3),
+                pids_denied: Some(0),
+                oom_kills: Some(1),
+            }
+        );
+        assert!(cg.oom_killed());
+        assert_eq!(cg.oom_source(), "memory.events oom_kill");
+    }
+
+    #[test]
+    fn destroy_uses_cgroup_kill_and_removes_only_what_it_made() {
+        let fake = FakeV2::new("cpu memory pids");
+        // A parent somebody else made, with a sibling in it.
+        std::fs::create_dir_all(fake.root().join("shared/other")).unwrap();
+        let mut cg = Cgroup::create_with(
+            &host(fake.root()),
+            &FAKE,
+            "shared",
+            "c1",
+            &Limits::default(),
+        )
+        .unwrap();
+        let dir = fake.root().join("shared/c1");
+        cg.add_pid(99_999_999).unwrap();
+        // The fake kernel: the process is gone once killed.
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+        cg.destroy().unwrap();
+        assert!(!dir.exists());
+        assert!(fake.root().join("shared/other").exists());
+
+        // Our own parent goes with the last container in it.
+        let mut cg = Cgroup::create_with(
+            &host(fake.root()),
+            &FAKE,
+            "mine/deeper",
+            "c1",
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(fake.root().join("mine/deeper/c1").is_dir());
+        cg.destroy().unwrap();
+        assert!(!fake.root().join("mine").exists());
+    }
+
+    #[test]
+    fn destroy_writes_cgroup_kill_while_processes_remain() {
+        let fake = FakeV2::new("cpu memory pids");
+        let mut cg = Cgroup::create_with(
+            &host(fake.root()),
+            &FAKE,
+            "dockyard",
+            "c1",
+            &Limits::default(),
+        )
+        .unwrap();
+        let dir = fake.root().join("dockyard/c1");
+        cg.add_pid(99_999_999).unwrap();
+        // The fake kernel's processes never die: destroy must give up with a
+        // clear error, having asked cgroup.kill, and leave the group in place.
+        cg.kill_timeout = std::time::Duration::from_millis(200);
+        let err = cg.destroy().unwrap_err();
+        assert!(
+            format!("{err:#}").contains("still holds processes"),
+            "{err:#}"
+        );
+        assert_eq!(read(dir.join("cgroup.kill")), "1");
+        assert!(dir.exists());
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+        cg.destroy().unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_failed_limit_leaves_nothing_behind() {
+        let fake = FakeV2::new("cpu memory pids");
+        // A read-only file where cpu.max goes: the "kernel" refuses the write.
+        fake.make_unwritable("cpu.max");
+        let limits = Limits {
+            cpus: Some(0.5),
+            ..Limits::default()
+        };
+        let err = Cgroup::create_with(&host(fake.root()), &FAKE, "dockyard", "c1", &limits)
+            .err()
+            .expect("cpu.max cannot be written");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("cpu controller") && msg.contains("cpu.max"),
+            "{msg}"
+        );
+        assert!(!fake.root().join("dockyard").exists());
+    }
+}

@@ -1,0 +1,142 @@
+//! The store and the overlay mount, through the library (as root).
+
+use std::fs;
+use std::path::Path;
+
+use lab04_overlay::digest::{chain_ids, sha256_digest};
+use lab04_overlay::overlay::{mount_data, page_size};
+use lab04_overlay::{mount_overlay, MountGuard, Store};
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, Digest, ImageConfigurationBuilder, MediaType, Os, RootFsBuilder,
+};
+
+fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(content.len() as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, content.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn mounted(path: &Path) -> bool {
+    let p = path.to_string_lossy();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*p))
+}
+
+#[test]
+fn a_deep_image_mounts_past_the_mount_data_page() {
+    let tmp = tempfile::Builder::new()
+        .prefix("lab04-deep-")
+        .tempdir()
+        .unwrap();
+    // A long store path makes absolute lowerdirs overflow the page sooner.
+    let root = tmp
+        .path()
+        .join("a-rather-long-directory-name-for-the-image-store");
+    let store = Store::open(&root).unwrap();
+    const N: usize = 150;
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for i in 0..N {
+        let name = format!("layer{i}");
+        let body = i.to_string();
+        let tar = layer_tar(&[(&name, "x"), ("top", &body)]);
+        let (digest, size) = store.put_blob(&tar).unwrap();
+        diff_ids.push(sha256_digest(&tar));
+        layers.push(Descriptor::new(
+            MediaType::ImageLayer,
+            size,
+            Digest::try_from(digest.as_str()).unwrap(),
+        ));
+    }
+    let config = ImageConfigurationBuilder::default()
+        .architecture(oci_spec::image::Arch::Amd64)
+        .os(Os::Linux)
+        .config(ConfigBuilder::default().build().unwrap())
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids.clone())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let image = store.add_image("deep", &config, layers).unwrap();
+    assert_eq!(image.chain_ids(), chain_ids(&diff_ids));
+    assert_eq!(store.layers().unwrap().len(), N);
+
+    let c = store.create_container(&image).unwrap();
+    let dirs = store.overlay_dirs(&c).unwrap();
+    assert_eq!(dirs.lower.len(), N);
+    let absolute = mount_data(&dirs, &dirs.base).unwrap();
+    assert!(
+        absolute.len() > page_size(),
+        "the test must overflow the page: {} bytes",
+        absolute.len()
+    );
+    mount_overlay(&dirs).unwrap();
+    let guard = MountGuard(dirs.merged.clone());
+    assert!(mounted(&dirs.merged));
+    // Every layer is there, and the topmost wins.
+    assert!(dirs.merged.join("layer0").exists());
+    assert!(dirs.merged.join(format!("layer{}", N - 1)).exists());
+    assert_eq!(
+        fs::read_to_string(dirs.merged.join("top")).unwrap(),
+        (N - 1).to_string()
+    );
+    drop(guard);
+    assert!(!mounted(&dirs.merged));
+    store.remove_container(&c).unwrap();
+}
+
+#[test]
+fn a_blob_with_the_wrong_digest_never_enters_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let claimed = sha256_digest(b"what the manifest promised");
+    let err = store
+        .put_blob_from(&b"what the registry sent"[..], Some(&claimed))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("corrupted"), "{err:#}");
+    assert!(!store.has_blob(&claimed));
+    assert!(!store.has_blob(&sha256_digest(b"what the registry sent")));
+    assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_layer_whose_diff_id_differs_from_the_config_is_not_unpacked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let tar = layer_tar(&[("a", "b")]);
+    let (digest, size) = store.put_blob(&tar).unwrap();
+    let desc = Descriptor::new(
+        MediaType::ImageLayer,
+        size,
+        Digest::try_from(digest.as_str()).unwrap(),
+    );
+    let wrong = sha256_digest(b"another layer");
+    let err = store.unpack_layer(&desc, &wrong, None).unwrap_err();
+    assert!(format!("{err:#}").contains("does not match the image config"));
+    assert!(store.layers().unwrap().is_empty());
+    assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0);
+    // The right diff_id unpacks it, under its chain ID.
+    let layer = store
+        .unpack_layer(&desc, &sha256_digest(&tar), None)
+        .unwrap();
+    assert_eq!(fs::read_to_string(layer.diff.join("a")).unwrap(), "b");
+    assert_eq!(
+        fs::read_link(&layer.link).unwrap().to_string_lossy(),
+        format!("../layers/{}/diff", &layer.chain_id[7..])
+    );
+}

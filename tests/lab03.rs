@@ -1,0 +1,471 @@
+//! Lab 03, observed from the kernel: the cgroup the probe sees itself in, the
+//! CPU time the cgroup's own counter measured under a quota, the OOM kill the
+//! memory controller counted, forks refused at pids.max, and no cgroup left
+//! behind on any path out.
+//!
+//! Each test uses its own parent cgroup (`dockyard-test-<pid>-<n>`), and a
+//! guard that removes it even when the test fails. Run them one at a time
+//! (`--test-threads=1`): the CPU measurement needs the machine to itself.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dockyard_e2e::fixtures::{bin, TestRootfs};
+use serde_json::Value;
+
+/// Every cgroup mount on this host (v1 hierarchies and the cgroup2 mount).
+fn cgroup_mounts() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fs = right.split(' ').next()?;
+            let mount_point = left.split(' ').nth(4)?;
+            (fs == "cgroup" || fs == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect()
+}
+
+/// A parent cgroup name for one test, removed with everything in it on drop.
+struct Parent(String);
+
+impl Parent {
+    fn new() -> Parent {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        Parent(format!(
+            "dockyard-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ))
+    }
+
+    /// The directories of this parent that exist, in any hierarchy.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        cgroup_mounts()
+            .into_iter()
+            .map(|m| m.join(&self.0))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    /// The directory of container `name` in the hierarchy mounted at `mount`.
+    /// On v1 and hybrid hosts each controller has its hierarchy; on v2 all
+    /// share `/sys/fs/cgroup`.
+    fn dir(&self, controller: &str, name: &str) -> PathBuf {
+        let v1 = Path::new("/sys/fs/cgroup").join(controller);
+        let root = if v1.is_dir() {
+            v1
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
+        root.join(&self.0).join(name)
+    }
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        for dir in self.leftovers() {
+            let children: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for c in children.iter().chain(std::iter::once(&dir)) {
+                for _ in 0..100 {
+                    let procs = std::fs::read_to_string(c.join("cgroup.procs")).unwrap_or_default();
+                    if procs.trim().is_empty() {
+                        break;
+                    }
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = std::fs::remove_dir(c);
+            }
+        }
+    }
+}
+
+fn lab03(rootfs: &Path, parent: &Parent, flags: &[&str], cmd: &[&str]) -> Command {
+    let mut c = Command::new(bin("lab03-cgroups"));
+    c.arg("--rootfs").arg(rootfs);
+    if !flags.contains(&"--cgroup-parent") {
+        c.arg("--cgroup-parent").arg(&parent.0);
+    }
+    c.args(flags).arg("--").args(cmd);
+    c
+}
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("running lab03-cgroups")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_clean(parent: &Parent) {
+    let left = parent.leftovers();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
+#[test]
+fn probe_shows_the_containers_cgroup() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--name", "probe1", "--cgroupns", "host"],
+        &["/bin/probe"],
+    ));
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+    let lines: Vec<&str> = report["cgroup"]
+        .as_array()
+        .expect("cgroup lines")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let want = format!("/{}/probe1", parent.0);
+    // On v1 one line per hierarchy ("4:memory:/PARENT/NAME"); on v2 "0::/PARENT/NAME".
+    for controller in ["memory", "pids", "cpu"] {
+        assert!(
+            lines.iter().any(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+                (ctrls.split(',').any(|c| c == controller) || ctrls.is_empty()) && path == want
+            }),
+            "{controller} is not in {want}: {lines:?}"
+        );
+    }
+    assert_clean(&parent);
+
+    // With a cgroup namespace of its own, the container's cgroup is its root.
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--name", "probe2", "--cgroupns", "private"],
+        &["/bin/cat", "/proc/self/cgroup"],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains(":memory:") && l.ends_with(":/")),
+        "{text}"
+    );
+    assert!(!text.contains(&parent.0), "{text}");
+    assert_clean(&parent);
+}
+
+#[test]
+fn cpu_quota_holds_a_busy_loop_to_ten_percent() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--cpus", "0.1", "--init", "--stats"],
+        &["timeout", "3", "sh", "-c", "while :; do :; done"],
+    ));
+    // timeout ends the loop with SIGTERM: 128 + 15.
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let err = stderr(&out);
+    // "lab03-cgroups: cpu: 301234us in 3.012s = 10.0% of one CPU"
+    let line = err
+        .lines()
+        .find(|l| l.contains("% of one CPU"))
+        .unwrap_or_else(|| panic!("no CPU line: {err}"));
+    let share: f64 = line
+        .rsplit(" = ")
+        .next()
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read {line:?}"));
+    let usec: f64 = line
+        .split("cpu: ")
+        .nth(1)
+        .and_then(|s| s.split("us").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read {line:?}"));
+    eprintln!("measured: {line}");
+    assert!((8.0..=12.0).contains(&share), "{line}");
+    // And it did run: about 0.3 s of CPU time in 3 s.
+    assert!((240_000.0..=360_000.0).contains(&usec), "{line}");
+    assert_clean(&parent);
+
+    // Without a quota, the same loop takes a whole CPU: the limit did it.
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--init", "--stats"],
+        &["timeout", "1", "sh", "-c", "while :; do :; done"],
+    ));
+    let err = stderr(&out);
+    let line = err.lines().find(|l| l.contains("% of one CPU")).unwrap();
+    let share: f64 = line
+        .rsplit(" = ")
+        .next()
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(share > 50.0, "{line}");
+    assert_clean(&parent);
+}
+
+#[test]
+fn memory_hog_is_oom_killed_and_reported() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    // The shell keeps a 100 MB string in memory: command substitution reads
+    // the whole pipe into the shell's own heap.
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--memory", "32m", "--stats"],
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+        ],
+    ));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"));
+    assert!(
+        err.contains("OOM-killed: memory limit 32MiB reached (memory.oom_control oom_kill=")
+            || err.contains("OOM-killed: memory limit 32MiB reached (memory.events oom_kill="),
+        "{err}"
+    );
+    // The peak stayed at the limit.
+    assert!(
+        err.contains("memory: peak 32") || err.contains("memory: peak 31."),
+        "{err}"
+    );
+    assert_clean(&parent);
+
+    // Under the limit, the same program is fine, and no OOM is reported.
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--memory", "32m"],
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 1000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+        ],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "survived 1000000"
+    );
+    assert!(!stderr(&out).contains("OOM"));
+    assert_clean(&parent);
+}
+
+#[test]
+fn fork_storm_is_contained_by_pids_max() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    // A subshell forks sleeps until a fork fails (busybox sh then gives up),
+    // then the container says "ready" and holds its processes for 3 s.
+    let script = "(for i in $(seq 100); do sleep 3 & echo started $i; done); echo ready; sleep 3";
+    let mut child = lab03(
+        &fx.path(),
+        &parent,
+        &["--pids-limit", "20", "--name", "bomb", "--stats"],
+        &["sh", "-c", script],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .spawn()
+    .expect("spawning lab03-cgroups");
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            unsafe { libc::killpg(self.0, libc::SIGKILL) };
+        }
+    }
+    let _guard = Kill(child.id() as i32);
+    let start = Instant::now();
+    let mut last_started = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).expect("reading") > 0,
+            "no ready line"
+        );
+        if line.trim() == "ready" {
+            break;
+        }
+        last_started = line.trim().to_string();
+    }
+    // sh, the subshell and 18 sleeps made 20: the 19th sleep was refused.
+    assert_eq!(last_started, "started 18");
+    let pids_dir = parent.dir("pids", "bomb");
+    // 18 sleeps, and sh (which execs its last command, the final sleep);
+    // never more than pids.max.
+    let current: u64 = std::fs::read_to_string(pids_dir.join("pids.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((18..=20).contains(&current), "pids.current {current}");
+    let max = std::fs::read_to_string(pids_dir.join("pids.max")).unwrap();
+    assert_eq!(max.trim(), "20");
+    let events = std::fs::read_to_string(pids_dir.join("pids.events")).unwrap();
+    let refused: u64 = events
+        .lines()
+        .find_map(|l| l.strip_prefix("max "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 1, "pids.events: {events}");
+    // The host is not affected: it forks as usual.
+    let t = Instant::now();
+    assert!(Command::new("/bin/true").status().unwrap().success());
+    assert!(t.elapsed() < Duration::from_secs(1));
+
+    let out = child.wait_with_output().expect("waiting");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    let err = stderr(&out);
+    assert!(err.contains("can't fork"), "{err}");
+    assert!(err.contains("forks refused at pids.max"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_clean(&parent);
+}
+
+/// Wait until `dir/cgroup.procs` lists a process; return the first.
+fn first_pid_in(dir: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            if let Some(pid) = text.lines().find_map(|l| l.trim().parse().ok()) {
+                return pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "{} never filled", dir.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn no_cgroup_is_left_after_failure_or_a_kill() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+
+    // Success and failure of the command.
+    let out = run(lab03(&fx.path(), &parent, &[], &["/bin/true"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_clean(&parent);
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--memory", "64m"],
+        &["no-such-command"],
+    ));
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_clean(&parent);
+
+    // The container's process killed from outside: 137, and cleaned up.
+    let mut child = lab03(&fx.path(), &parent, &["--name", "victim"], &["sleep", "30"])
+        .spawn()
+        .expect("spawn");
+    let pid = first_pid_in(&parent.dir("pids", "victim"));
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+    assert_clean(&parent);
+
+    // The lab itself interrupted (what Ctrl-C sends): it forwards the signal;
+    // sleep as PID 1 ignores it, so after the stop timeout the cgroup is killed.
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = lab03(
+            &fx.path(),
+            &parent,
+            &["--name", "stopped"],
+            &["sleep", "30"],
+        )
+        .spawn()
+        .expect("spawn");
+        let leaf = parent.dir("memory", "stopped");
+        first_pid_in(&leaf);
+        let t = Instant::now();
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+        assert_eq!(status.code(), Some(137));
+        assert_clean(&parent);
+    }
+
+    // With --init, the forwarded SIGTERM ends the command at once: 143.
+    let mut child = lab03(
+        &fx.path(),
+        &parent,
+        &["--name", "polite", "--init"],
+        &["sleep", "30"],
+    )
+    .spawn()
+    .expect("spawn");
+    first_pid_in(&parent.dir("pids", "polite"));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_clean(&parent);
+}
+
+#[test]
+fn hostile_values_are_refused_before_anything_is_created() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--cpus", "0"], &["cpu controller", "cpu.cfs_quota_us"]),
+        (&["--cpus", "-1"], &["cpu controller", "cpu.cfs_quota_us"]),
+        (&["--cpus", "NaN"], &["cpu controller", "cpu.cfs_quota_us"]),
+        (&["--cpus", "1000"], &["cpu controller", "cpu.cfs_quota_us"]),
+        (
+            &["--memory", "0"],
+            &["memory controller", "memory.limit_in_bytes"],
+        ),
+        (
+            &["--memory", "1m"],
+            &["memory controller", "memory.limit_in_bytes", "6MiB"],
+        ),
+        (&["--memory", "32x"], &["invalid size \"32x\""]),
+        (
+            &["--memory", "32m", "--memory-swap", "16m"],
+            &["memory.memsw.limit_in_bytes"],
+        ),
+        (&["--pids-limit", "0"], &["pids controller", "pids.max"]),
+        (&["--cpu-shares", "1"], &["cpu controller", "cpu.shares"]),
+        (&["--cgroup-parent", "../memory"], &["--cgroup-parent"]),
+    ];
+    for (flags, words) in cases {
+        let out = run(lab03(&fx.path(), &parent, flags, &["/bin/true"]));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {err}");
+        for w in *words {
+            assert!(err.contains(w), "{flags:?}: {w:?} not in {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        assert_clean(&parent);
+    }
+}
