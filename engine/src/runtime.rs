@@ -373,6 +373,7 @@ pub fn monitor(engine: &Engine, id: &str, attach: Attach, mut ready: Option<Owne
             }
         };
         report(&mut ready, "started");
+        let started_at = started.started;
         let (code, oom) = started.wait(attach)?;
         let restarts = engine.containers.load(id)?.state.restart_count;
         let manual = mark_exited(engine, id, code, oom, "")?;
@@ -385,7 +386,7 @@ pub fn monitor(engine: &Engine, id: &str, attach: Attach, mut ready: Option<Owne
             drop(lock);
             // Docker's back-off: double the delay each time, reset after a
             // run that lasted 10 seconds.
-            if started.started.elapsed() > Duration::from_secs(10) {
+            if started_at.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(100);
             }
             std::thread::sleep(backoff);
@@ -497,13 +498,21 @@ impl Running {
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .context("signalfd")?;
         let mut open = [true, true];
-        let mut status = None;
         let mut buf = vec![0u8; 64 * 1024];
+        // The container may have exited before SIGCHLD was blocked: then
+        // the signal was discarded and the signalfd will never report it.
+        // So ask waitpid now, and again whenever poll times out.
+        let reap = |pid: Pid| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            _ => None,
+        };
+        let mut status = reap(self.pid);
         while status.is_none() || open.iter().any(|o| *o) {
             // Once the container's PID 1 is gone the kernel kills the rest of
             // its PID namespace, so the pipes reach EOF soon; don't wait
             // forever on a descriptor some escaped process still holds.
-            let timeout = if status.is_some() { 1000u16 } else { u16::MAX };
+            let timeout = if status.is_some() { 1000u16 } else { 500u16 };
             let mut fds = vec![
                 nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN),
                 nix::poll::PollFd::new(self.out.as_fd(), if open[0] { nix::poll::PollFlags::POLLIN } else { nix::poll::PollFlags::empty() }),
@@ -514,8 +523,12 @@ impl Running {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("poll"),
             };
-            if n == 0 && status.is_some() {
-                break;
+            if n == 0 {
+                if status.is_some() {
+                    break;
+                }
+                status = reap(self.pid);
+                continue;
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
             drop(fds);
@@ -544,10 +557,8 @@ impl Running {
                 while let Ok(Some(info)) = sfd.read_signal() {
                     let signo = info.ssi_signo as i32;
                     if signo == libc::SIGCHLD {
-                        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                            Ok(WaitStatus::Exited(_, code)) => status = Some(code),
-                            Ok(WaitStatus::Signaled(_, sig, _)) => status = Some(128 + sig as i32),
-                            _ => {}
+                        if status.is_none() {
+                            status = reap(self.pid);
                         }
                     } else if status.is_none() {
                         if let Ok(sig) = Signal::try_from(signo) {

@@ -283,14 +283,6 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// A new container ID: 32 random bytes as 64 hex digits, as docker's.
-pub fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// Docker's container names: `--name` must match `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn validate_name(name: &str) -> Result<()> {
@@ -475,10 +467,4 @@ mod tests {
         assert!(validate_name(&n).is_ok());
     }
 
-    #[test]
-    fn ids_are_64_hex_digits() {
-        let id = new_id().unwrap();
-        assert_eq!(id.len(), 64);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-    }
 }
