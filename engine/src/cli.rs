@@ -28,6 +28,12 @@ pub struct Cli {
 pub enum Command {
     /// Create and run a new container from an image.
     Run(RunArgs),
+    /// Create a new container without starting it.
+    Create(RunArgs),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// Restart one or more containers.
+    Restart(StopArgs),
     /// List containers.
     Ps(PsArgs),
     /// Fetch the logs of a container.
@@ -123,6 +129,18 @@ pub struct RunArgs {
     /// The image, then the command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE [COMMAND] [ARG...]")]
     pub image_and_command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Attach the container's STDIN.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }
 
 #[derive(Args, Debug)]

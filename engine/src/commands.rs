@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs, StopArgs};
+use crate::cli::{ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs};
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use crate::logs;
 use crate::runtime::{self, config_of, Attach, ContainerConfig, Engine, Limits};
@@ -30,6 +30,45 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
         return Ok(0);
     }
     runtime::monitor(engine, &record.id, Attach::Foreground, None)
+}
+
+/// `docker create`: the container, state "created"; prints its ID.
+pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
+    let (config, name) = container_config(args)?;
+    let record = runtime::create(engine, name.as_deref(), config)?;
+    println!("{}", record.id);
+    Ok(0)
+}
+
+/// `docker start`: start stopped containers in the background, or one in
+/// the foreground with `-a`.
+pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
+    if args.attach {
+        if args.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let r = engine.containers.resolve(&args.containers[0])?;
+        runtime::prepare_start(engine, &r.id, args.interactive)?;
+        return runtime::monitor(engine, &r.id, Attach::Foreground, None);
+    }
+    each(engine, &args.containers, |r| {
+        let r = engine.containers.reconcile(r.clone())?;
+        if r.state.status == Status::Running {
+            return Ok(());
+        }
+        runtime::prepare_start(engine, &r.id, false)?;
+        runtime::start_detached(engine, &r.id)
+    })
+}
+
+/// `docker restart`: stop (with the timeout), then start in the background.
+pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
+    let sig = args.signal.as_deref().map(runtime::parse_signal).transpose()?;
+    each(engine, &args.containers, |r| {
+        runtime::stop(engine, r, Duration::from_secs(args.time), sig)?;
+        runtime::prepare_start(engine, &r.id, false)?;
+        runtime::start_detached(engine, &r.id)
+    })
 }
 
 /// Turn `run`'s flags into a container config, validating them first so a

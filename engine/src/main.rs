@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 /// `run` (dockyard itself failed), 1 for the rest.
 fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
     let code_for = |cmd: &Command| match cmd {
-        Command::Run(_) => 125,
+        Command::Run(_) | Command::Create(_) => 125,
         _ => 1,
     };
     let fail_code = code_for(&cli.command);
@@ -69,6 +69,9 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
     let engine = open_engine(&cli).map_err(|e| (125, anyhow::anyhow!("dockyard: {e:#}")))?;
     let result = match &cli.command {
         Command::Run(a) => commands::run(&engine, a),
+        Command::Create(a) => commands::create(&engine, a),
+        Command::Start(a) => commands::start(&engine, a),
+        Command::Restart(a) => commands::restart(&engine, a),
         Command::Ps(a) => commands::ps(&engine, a),
         Command::Logs(a) => commands::logs(&engine, a),
         Command::Stop(a) => commands::stop(&engine, a),

@@ -276,6 +276,23 @@ pub fn config_of(record: &Record) -> Result<ContainerConfig> {
         .with_context(|| format!("reading the config of container {}", record.id))
 }
 
+/// Get a container that is not running ready to start again: clear the
+/// "stopped by hand" mark that keeps its restart policy quiet, and record
+/// whether its STDIN is attached this time.
+pub fn prepare_start(engine: &Engine, id: &str, interactive: bool) -> Result<()> {
+    let lock = engine.containers.lock()?;
+    let mut r = engine.containers.load(id)?;
+    if matches!(r.state.status, Status::Running | Status::Paused) {
+        bail!("container {} is already running", &id[..12]);
+    }
+    r.state.manually_stopped = false;
+    r.state.restart_count = 0;
+    let mut config = config_of(&r)?;
+    config.open_stdin = interactive;
+    r.config = serde_json::to_value(&config)?;
+    engine.containers.save(&lock, &r)
+}
+
 /// How a started container's output reaches a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
@@ -382,6 +399,10 @@ pub fn monitor(engine: &Engine, id: &str, attach: Attach, mut ready: Option<Owne
             let mut r = engine.containers.load(id)?;
             r.state.status = Status::Restarting;
             r.state.restart_count += 1;
+            // We are still here, waiting to restart it: say so, or a `ps`
+            // meanwhile would find no process behind the record and
+            // reconcile it to "exited".
+            r.state.monitor_pid = std::process::id() as i32;
             engine.containers.save(&lock, &r)?;
             drop(lock);
             // Docker's back-off: double the delay each time, reset after a
@@ -394,6 +415,7 @@ pub fn monitor(engine: &Engine, id: &str, attach: Attach, mut ready: Option<Owne
             // `stop` or `rm -f` while we slept?
             let r = engine.containers.load(id)?;
             if r.state.status != Status::Restarting {
+                cleanup_after_exit(engine, id, &config)?;
                 return Ok(code);
             }
             continue;
@@ -451,6 +473,13 @@ fn run_once(engine: &Engine, record: &Record, config: &ContainerConfig, attach: 
     // seccomp and the rest (see the security chapter). Image files owned by
     // root must stay root's inside, which a user namespace would not allow.
     spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+    // Docker's default cgroupns mode: private on a cgroup v2 host, where the
+    // container then sees its own cgroup as `/`; the host's on v1 and hybrid
+    // hosts, where a cgroup namespace hides little (each v1 hierarchy would
+    // still show its controllers' files).
+    if host.version() == cgroups::Version::V1 {
+        spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWCGROUP;
+    }
     match config.network_mode.as_str() {
         "none" => {}
         "host" => spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWNET,
