@@ -639,6 +639,44 @@ pub(crate) fn rmdir_leaf(fs: &dyn CgroupFs, dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Remove what a dead owner left: the group `<parent>/<name>` in every
+/// hierarchy the host uses, killing whatever still runs in it, then the
+/// parent if it is now empty. An engine calls this when the process that
+/// would have called [`Cgroup::destroy`] was itself killed. Returns whether
+/// anything was found. Only `<parent>/<name>` is ever touched.
+pub fn remove_stale(host: &Host, parent: &str, name: &str) -> anyhow::Result<bool> {
+    let parent = relative_cgroup_path(parent, "--cgroup-parent")?;
+    let leaf = relative_cgroup_path(name, "container name")?;
+    let mut mounts: Vec<PathBuf> = host.v1.iter().map(|(_, m)| m.clone()).collect();
+    mounts.extend(host.v2_mount.clone());
+    mounts.sort();
+    mounts.dedup();
+    let mut found = false;
+    for mount in mounts {
+        let dir = mount.join(&parent).join(&leaf);
+        if !dir.is_dir() {
+            continue;
+        }
+        found = true;
+        // v2 can kill the whole group at once; on v1, signal each process,
+        // and again in case one forked meanwhile.
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        for _ in 0..100 {
+            let pids = read_procs(&dir.join("cgroup.procs"))?;
+            if pids.is_empty() {
+                break;
+            }
+            kill_pids(&pids);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        rmdir_leaf(&RealFs, &dir)?;
+        // The parent may be shared with other containers: then it is busy
+        // or not empty, and stays.
+        let _ = std::fs::remove_dir(mount.join(&parent));
+    }
+    Ok(found)
+}
+
 // ANCHOR: run
 /// A container to run: lab 02's spec plus where its cgroup goes and what it
 /// may use.
