@@ -52,6 +52,8 @@ pub enum Command {
     Images(ImagesArgs),
     /// Load an image from a tar archive (docker-archive or OCI) or an OCI layout directory.
     Load(LoadArgs),
+    /// Display system-wide information.
+    Info,
     /// Check that this host has what the labs and the engine need.
     Doctor,
     /// Show the version.
@@ -127,7 +129,12 @@ pub struct RunArgs {
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,
     /// The image, then the command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE [COMMAND] [ARG...]")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE [COMMAND] [ARG...]"
+    )]
     pub image_and_command: Vec<String>,
 }
 

@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs};
+use crate::cli::{
+    ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs,
+    StartArgs, StopArgs,
+};
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use crate::logs;
 use crate::runtime::{self, config_of, Attach, ContainerConfig, Engine, Limits};
@@ -63,7 +66,11 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
 
 /// `docker restart`: stop (with the timeout), then start in the background.
 pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
-    let sig = args.signal.as_deref().map(runtime::parse_signal).transpose()?;
+    let sig = args
+        .signal
+        .as_deref()
+        .map(runtime::parse_signal)
+        .transpose()?;
     each(engine, &args.containers, |r| {
         runtime::stop(engine, r, Duration::from_secs(args.time), sig)?;
         runtime::prepare_start(engine, &r.id, false)?;
@@ -75,12 +82,16 @@ pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
 /// bad flag creates nothing.
 fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)> {
     let mut words = args.image_and_command.iter();
-    let image = words.next().ok_or_else(|| anyhow!("\"run\" requires at least 1 argument"))?.clone();
+    let image = words
+        .next()
+        .ok_or_else(|| anyhow!("\"run\" requires at least 1 argument"))?
+        .clone();
     let cmd: Vec<String> = words.cloned().collect();
 
     let mut env = Vec::new();
     for file in &args.env_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading env file {}", file.display()))?;
         for line in text.lines() {
             let line = line.trim_start();
             if line.is_empty() || line.starts_with('#') {
@@ -102,13 +113,20 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
     }
     let mut log_opts = BTreeMap::new();
     for o in &args.log_opt {
-        let (k, v) = o.split_once('=').ok_or_else(|| anyhow!("invalid log-opt {o:?}: expected key=value"))?;
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid log-opt {o:?}: expected key=value"))?;
         log_opts.insert(k.to_string(), v.to_string());
     }
     logs::Rotation::from_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
 
     use crate::runtime::lab03_size;
-    let memory = args.memory.as_deref().map(lab03_size).transpose().context("invalid --memory")?;
+    let memory = args
+        .memory
+        .as_deref()
+        .map(lab03_size)
+        .transpose()
+        .context("invalid --memory")?;
     let memory_swap = match args.memory_swap.as_deref() {
         None => None,
         Some("-1") => Some(-1),
@@ -174,13 +192,25 @@ fn env_entry(e: &str) -> Result<String> {
 
 /// The STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
 pub fn status_text(r: &Record, now: SystemTime) -> String {
-    let since = |t: &str| parse_rfc3339(t).map(|t| now.duration_since(t).unwrap_or_default()).unwrap_or_default();
+    let since = |t: &str| {
+        parse_rfc3339(t)
+            .map(|t| now.duration_since(t).unwrap_or_default())
+            .unwrap_or_default()
+    };
     match r.state.status {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
-        Status::Restarting => format!("Restarting ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
-        Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
         Status::Dead => "Dead".into(),
     }
 }
@@ -202,13 +232,28 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
     if last >= 0 {
         list.truncate(last as usize);
     } else if !args.all {
-        list.retain(|r| matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting));
+        list.retain(|r| {
+            matches!(
+                r.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            )
+        });
     }
     for f in &args.filter {
-        let (key, value) = f.split_once('=').ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
+        let (key, value) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
         let keep: Box<dyn Fn(&Record) -> bool> = match key {
             "status" => {
-                let valid = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+                let valid = [
+                    "created",
+                    "restarting",
+                    "running",
+                    "removing",
+                    "paused",
+                    "exited",
+                    "dead",
+                ];
                 if !valid.contains(&value) {
                     bail!("invalid filter 'status={value}'");
                 }
@@ -230,7 +275,9 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
                 };
                 Box::new(move |r| {
                     let labels = config_of(r).map(|c| c.labels).unwrap_or_default();
-                    labels.get(&k).is_some_and(|l| v.as_ref().is_none_or(|v| v == l))
+                    labels
+                        .get(&k)
+                        .is_some_and(|l| v.as_ref().is_none_or(|v| v == l))
                 })
             }
             other => bail!("invalid filter '{other}'"),
@@ -240,7 +287,15 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
     let mut out = std::io::stdout().lock();
     if args.quiet {
         for r in &list {
-            writeln!(out, "{}", if args.no_trunc { &r.id } else { short_id(&r.id) })?;
+            writeln!(
+                out,
+                "{}",
+                if args.no_trunc {
+                    &r.id
+                } else {
+                    short_id(&r.id)
+                }
+            )?;
         }
         return Ok(0);
     }
@@ -250,10 +305,19 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
         .map(|r| {
             let c = config_of(r).unwrap_or_default();
             let created = parse_rfc3339(&r.created)
-                .map(|t| format!("{} ago", human_duration(now.duration_since(t).unwrap_or_default())))
+                .map(|t| {
+                    format!(
+                        "{} ago",
+                        human_duration(now.duration_since(t).unwrap_or_default())
+                    )
+                })
                 .unwrap_or_default();
             vec![
-                if args.no_trunc { r.id.clone() } else { short_id(&r.id).to_string() },
+                if args.no_trunc {
+                    r.id.clone()
+                } else {
+                    short_id(&r.id).to_string()
+                },
                 c.image.clone(),
                 command_column(&c.argv(), !args.no_trunc),
                 created,
@@ -266,7 +330,18 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
     write!(
         out,
         "{}",
-        table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows)
+        table(
+            &[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES"
+            ],
+            &rows
+        )
     )?;
     Ok(0)
 }
@@ -278,16 +353,31 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
     let filter = logs::Filter {
         tail: match args.tail.as_str() {
             "all" | "-1" => None,
-            n => Some(n.parse().map_err(|_| anyhow!("invalid value for --tail: {n:?}"))?),
+            n => Some(
+                n.parse()
+                    .map_err(|_| anyhow!("invalid value for --tail: {n:?}"))?,
+            ),
         },
-        since: args.since.as_deref().map(|s| logs::parse_time(s, now)).transpose()?,
-        until: args.until.as_deref().map(|s| logs::parse_time(s, now)).transpose()?,
+        since: args
+            .since
+            .as_deref()
+            .map(|s| logs::parse_time(s, now))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| logs::parse_time(s, now))
+            .transpose()?,
     };
     let dir = engine.containers.dir_of(&record.id);
     let print = |entries: &[logs::Entry]| -> Result<()> {
         let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
         for e in entries {
-            let w: &mut dyn Write = if e.stream == "stderr" { &mut err } else { &mut out };
+            let w: &mut dyn Write = if e.stream == "stderr" {
+                &mut err
+            } else {
+                &mut out
+            };
             if args.timestamps {
                 write!(w, "{} ", e.time)?;
             }
@@ -311,7 +401,13 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
             .load(&record.id)
             .map(|r| matches!(r.state.status, Status::Running | Status::Restarting))
             .unwrap_or(false);
-        let mut all = logs::read(&dir, &logs::Filter { until: filter.until, ..Default::default() })?;
+        let mut all = logs::read(
+            &dir,
+            &logs::Filter {
+                until: filter.until,
+                ..Default::default()
+            },
+        )?;
         if let Some(t) = &last {
             all.retain(|e| e.time.as_str() > t.as_str());
         }
@@ -328,7 +424,11 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
 
 /// `docker stop`.
 pub fn stop(engine: &Engine, args: &StopArgs) -> Result<Code> {
-    let sig = args.signal.as_deref().map(runtime::parse_signal).transpose()?;
+    let sig = args
+        .signal
+        .as_deref()
+        .map(runtime::parse_signal)
+        .transpose()?;
     each(engine, &args.containers, |r| {
         runtime::stop(engine, r, Duration::from_secs(args.time), sig)
     })
@@ -337,21 +437,31 @@ pub fn stop(engine: &Engine, args: &StopArgs) -> Result<Code> {
 /// `docker kill`.
 pub fn kill(engine: &Engine, args: &KillArgs) -> Result<Code> {
     let sig = runtime::parse_signal(&args.signal)?;
-    each(engine, &args.containers, |r| runtime::signal(engine, r, sig))
+    each(engine, &args.containers, |r| {
+        runtime::signal(engine, r, sig)
+    })
 }
 
 /// `docker rm`.
 pub fn rm(engine: &Engine, args: &RmArgs) -> Result<Code> {
     each(engine, &args.containers, |r| {
         let r = engine.containers.reconcile(r.clone())?;
-        if matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting) {
+        if matches!(
+            r.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
             if !args.force {
                 bail!(
                     "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
                     r.name
                 );
             }
-            runtime::stop(engine, &r, Duration::ZERO, Some(nix::sys::signal::Signal::SIGKILL))?;
+            runtime::stop(
+                engine,
+                &r,
+                Duration::ZERO,
+                Some(nix::sys::signal::Signal::SIGKILL),
+            )?;
         }
         runtime::remove(engine, &r.id)
     })
@@ -422,7 +532,9 @@ pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<Code> {
 }
 
 fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
-    let r = engine.containers.reconcile(engine.containers.resolve(name)?)?;
+    let r = engine
+        .containers
+        .reconcile(engine.containers.resolve(name)?)?;
     let c = config_of(&r)?;
     let argv = c.argv();
     let layer = engine.layer_container(&r.id)?;
@@ -528,7 +640,9 @@ fn image_size(engine: &Engine, image: &runtime::Image) -> u64 {
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(p) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
     if meta.is_dir() {
         std::fs::read_dir(p)
             .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
@@ -548,7 +662,11 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
     if args.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for i in &list {
-            let id = if args.no_trunc { i.config_digest.clone() } else { i.short_id().to_string() };
+            let id = if args.no_trunc {
+                i.config_digest.clone()
+            } else {
+                i.short_id().to_string()
+            };
             if seen.insert(id.clone()) {
                 writeln!(out, "{id}")?;
             }
@@ -568,18 +686,31 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
                 .created()
                 .as_deref()
                 .and_then(parse_rfc3339)
-                .map(|t| format!("{} ago", human_duration(now.duration_since(t).unwrap_or_default())))
+                .map(|t| {
+                    format!(
+                        "{} ago",
+                        human_duration(now.duration_since(t).unwrap_or_default())
+                    )
+                })
                 .unwrap_or_else(|| "N/A".into());
             vec![
                 repo,
                 tag,
-                if args.no_trunc { i.config_digest.clone() } else { i.short_id().to_string() },
+                if args.no_trunc {
+                    i.config_digest.clone()
+                } else {
+                    i.short_id().to_string()
+                },
                 created,
                 human_size(image_size(engine, i)),
             ]
         })
         .collect();
-    write!(out, "{}", table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows))?;
+    write!(
+        out,
+        "{}",
+        table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
+    )?;
     Ok(0)
 }
 
@@ -603,5 +734,86 @@ pub fn load(engine: &Engine, args: &LoadArgs) -> Result<Code> {
             println!("Loaded image: {n}");
         }
     }
+    Ok(0)
+}
+
+/// `docker info`: what the course notes explain about it, for a daemonless
+/// engine.
+pub fn info(engine: &Engine) -> Result<Code> {
+    let all = containers(engine)?;
+    let count = |s: Status| all.iter().filter(|r| r.state.status == s).count();
+    let images = engine.images.images()?.len();
+    let host = runtime::cgroup_host()?;
+    let uname = nix::sys::utsname::uname().context("uname")?;
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0);
+    let c = &engine.config;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("\n  {}", v.join("\n  "))
+        }
+    };
+    println!("Server:");
+    println!(" Containers: {}", all.len());
+    println!(
+        "  Running: {}",
+        count(Status::Running) + count(Status::Restarting)
+    );
+    println!("  Paused: {}", count(Status::Paused));
+    println!(
+        "  Stopped: {}",
+        count(Status::Exited) + count(Status::Created) + count(Status::Dead)
+    );
+    println!(" Images: {images}");
+    println!(" Server Version: {}", env!("CARGO_PKG_VERSION"));
+    println!(" Storage Driver: overlay2");
+    println!(
+        " Logging Driver: {}",
+        c.log_driver.as_deref().unwrap_or("json-file")
+    );
+    println!(" Cgroup Driver: cgroupfs");
+    println!(
+        " Cgroup Version: {}",
+        match host.version() {
+            runtime::CgroupVersion::V1 => 1,
+            runtime::CgroupVersion::V2 => 2,
+        }
+    );
+    println!(" Kernel Version: {}", uname.release().to_string_lossy());
+    println!(" Operating System: {os}");
+    println!(" OSType: linux");
+    println!(" Architecture: {}", uname.machine().to_string_lossy());
+    println!(
+        " CPUs: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(" Total Memory: {:.4}GiB", mem_kb as f64 / 1024.0 / 1024.0);
+    println!(" Docker Root Dir: {}", engine.root.display());
+    println!(" Debug Mode: {}", c.debug);
+    println!(" Registry Mirrors:{}", list(&c.registry_mirrors));
+    // Docker always lists loopback as insecure.
+    let mut insecure = c.insecure_registries.clone();
+    insecure.push("127.0.0.0/8".into());
+    println!(" Insecure Registries:{}", list(&insecure));
     Ok(0)
 }

@@ -59,7 +59,10 @@ pub struct AddressPool {
 /// Keys a daemonless engine accepts but cannot act on, with the reason.
 const NOT_APPLICABLE: &[(&str, &str)] = &[
     ("hosts", "dockyard has no daemon to listen on a socket"),
-    ("live-restore", "containers outlive dockyard anyway: each has its own monitor"),
+    (
+        "live-restore",
+        "containers outlive dockyard anyway: each has its own monitor",
+    ),
     ("pidfile", "dockyard has no daemon process"),
     ("tls", "dockyard has no API socket"),
     ("tlsverify", "dockyard has no API socket"),
@@ -90,7 +93,11 @@ impl DaemonConfig {
     /// Parse the text of a daemon.json.
     pub fn parse(text: &str) -> Result<(DaemonConfig, Vec<String>)> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            anyhow!("invalid JSON at line {} column {}: {e}", e.line(), e.column())
+            anyhow!(
+                "invalid JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            )
         })?;
         let Value::Object(map) = value else {
             bail!("the top level must be a JSON object");
@@ -123,7 +130,9 @@ impl DaemonConfig {
                     c.bip = Some(bip);
                 }
                 "default-address-pools" => {
-                    let Value::Array(items) = v else { bail!("key {k:?}: expected an array") };
+                    let Value::Array(items) = v else {
+                        bail!("key {k:?}: expected an array")
+                    };
                     for item in items {
                         let base = item.get("base").map(string).transpose().with_context(ctx)?;
                         let size = item.get("size").and_then(Value::as_u64);
@@ -134,14 +143,20 @@ impl DaemonConfig {
                         if size > 32 || (size as u8) < prefix {
                             bail!("key {k:?}: size {size} does not fit in {base}");
                         }
-                        c.default_address_pools.push(AddressPool { base, size: size as u8 });
+                        c.default_address_pools.push(AddressPool {
+                            base,
+                            size: size as u8,
+                        });
                     }
                 }
                 "dns" => c.dns = strings(v).with_context(ctx)?,
                 "dns-search" => c.dns_search = strings(v).with_context(ctx)?,
                 "mtu" => {
                     let mtu = v.as_u64().filter(|m| (68..=65535).contains(m));
-                    c.mtu = Some(mtu.ok_or_else(|| anyhow!("key {k:?}: expected a number from 68 to 65535"))? as u32);
+                    c.mtu =
+                        Some(mtu.ok_or_else(|| {
+                            anyhow!("key {k:?}: expected a number from 68 to 65535")
+                        })? as u32);
                 }
                 "ip-forward" => c.ip_forward = Some(boolean(v).with_context(ctx)?),
                 "iptables" => c.iptables = Some(boolean(v).with_context(ctx)?),
@@ -154,13 +169,20 @@ impl DaemonConfig {
                     c.log_driver = Some(d);
                 }
                 "log-opts" => {
-                    let Value::Object(opts) = v else { bail!("key {k:?}: expected an object") };
+                    let Value::Object(opts) = v else {
+                        bail!("key {k:?}: expected an object")
+                    };
                     for (ok, ov) in opts {
-                        c.log_opts.insert(ok.clone(), string(ov).with_context(|| format!("key \"log-opts.{ok}\""))?);
+                        c.log_opts.insert(
+                            ok.clone(),
+                            string(ov).with_context(|| format!("key \"log-opts.{ok}\""))?,
+                        );
                     }
                 }
                 "default-ulimits" => {
-                    let Value::Object(lims) = v else { bail!("key {k:?}: expected an object") };
+                    let Value::Object(lims) = v else {
+                        bail!("key {k:?}: expected an object")
+                    };
                     for (name, lim) in lims {
                         let soft = lim.get("Soft").and_then(Value::as_i64);
                         let hard = lim.get("Hard").and_then(Value::as_i64);
@@ -168,7 +190,9 @@ impl DaemonConfig {
                             bail!("key \"default-ulimits.{name}\": needs \"Soft\" and \"Hard\" numbers");
                         };
                         if soft > hard {
-                            bail!("key \"default-ulimits.{name}\": Soft {soft} is above Hard {hard}");
+                            bail!(
+                                "key \"default-ulimits.{name}\": Soft {soft} is above Hard {hard}"
+                            );
                         }
                         c.default_ulimits.insert(name.clone(), (soft, hard));
                     }
@@ -180,11 +204,17 @@ impl DaemonConfig {
                     c.exec_opts = strings(v).with_context(ctx)?;
                     for opt in &c.exec_opts {
                         match opt.split_once('=') {
-                            Some(("native.cgroupdriver", "cgroupfs" | "systemd")) => {}
+                            Some(("native.cgroupdriver", "cgroupfs")) => {}
+                            Some(("native.cgroupdriver", "systemd")) => warnings.push(
+                                "exec-opts native.cgroupdriver=systemd: dockyard writes cgroupfs \
+                                 directly (lab 03) and has no systemd driver; using cgroupfs"
+                                    .into(),
+                            ),
                             Some(("native.cgroupdriver", other)) => {
                                 bail!("key \"exec-opts\": cgroup driver {other:?} is not supported; use cgroupfs or systemd")
                             }
-                            _ => warnings.push(format!("exec-opts entry {opt:?} is not used by dockyard")),
+                            _ => warnings
+                                .push(format!("exec-opts entry {opt:?} is not used by dockyard")),
                         }
                     }
                 }
@@ -198,14 +228,6 @@ impl DaemonConfig {
         }
         Ok((c, warnings))
     }
-
-    /// The cgroup driver from `exec-opts`: `cgroupfs` unless `systemd` is asked for.
-    pub fn cgroup_driver(&self) -> &str {
-        self.exec_opts
-            .iter()
-            .find_map(|o| o.strip_prefix("native.cgroupdriver="))
-            .unwrap_or("cgroupfs")
-    }
 }
 
 /// Pick the data root: `--root`, `$DOCKYARD_ROOT`, `data-root`, the default.
@@ -217,7 +239,9 @@ pub fn data_root(flag: Option<&Path>, config: &DaemonConfig) -> PathBuf {
 }
 
 fn string(v: &Value) -> Result<String> {
-    v.as_str().map(str::to_string).ok_or_else(|| anyhow!("expected a string, got {v}"))
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("expected a string, got {v}"))
 }
 
 fn strings(v: &Value) -> Result<Vec<String>> {
@@ -228,14 +252,23 @@ fn strings(v: &Value) -> Result<Vec<String>> {
 }
 
 fn boolean(v: &Value) -> Result<bool> {
-    v.as_bool().ok_or_else(|| anyhow!("expected true or false, got {v}"))
+    v.as_bool()
+        .ok_or_else(|| anyhow!("expected true or false, got {v}"))
 }
 
 /// Parse `a.b.c.d/n`, returning the address and prefix length.
 pub fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8)> {
-    let (addr, prefix) = s.split_once('/').ok_or_else(|| anyhow!("{s:?} is not in CIDR form (a.b.c.d/n)"))?;
-    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| anyhow!("{s:?}: bad IPv4 address"))?;
-    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| anyhow!("{s:?}: bad prefix length"))?;
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow!("{s:?} is not in CIDR form (a.b.c.d/n)"))?;
+    let addr: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| anyhow!("{s:?}: bad IPv4 address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| anyhow!("{s:?}: bad prefix length"))?;
     Ok((addr, prefix))
 }
 
@@ -257,11 +290,29 @@ mod tests {
         }"#;
         let (c, warnings) = DaemonConfig::parse(text).unwrap();
         assert_eq!(c.data_root.as_deref(), Some(Path::new("/data/docker")));
-        assert_eq!(c.insecure_registries, ["registry.access.redhat.com", "quay.io"]);
+        assert_eq!(
+            c.insecure_registries,
+            ["registry.access.redhat.com", "quay.io"]
+        );
         assert_eq!(c.bip.as_deref(), Some("172.24.38.1/24"));
-        assert_eq!(c.cgroup_driver(), "systemd");
-        assert!(warnings.iter().any(|w| w.contains("\"graph\" is deprecated")), "{warnings:?}");
-        assert!(warnings.iter().any(|w| w.contains("\"live-restore\" does not apply")), "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("native.cgroupdriver=systemd")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("\"graph\" is deprecated")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("\"live-restore\" does not apply")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -277,8 +328,14 @@ mod tests {
             (r#"{"mtu": 10}"#, "\"mtu\""),
             (r#"{"debug": "yes"}"#, "\"debug\""),
             (r#"{"storage-driver": "zfs"}"#, "storage-driver"),
-            (r#"{"default-ulimits": {"nofile": {"Soft": 10, "Hard": 5}}}"#, "default-ulimits.nofile"),
-            (r#"{"default-address-pools": [{"base": "10.0.0.0/16", "size": 8}]}"#, "default-address-pools"),
+            (
+                r#"{"default-ulimits": {"nofile": {"Soft": 10, "Hard": 5}}}"#,
+                "default-ulimits.nofile",
+            ),
+            (
+                r#"{"default-address-pools": [{"base": "10.0.0.0/16", "size": 8}]}"#,
+                "default-address-pools",
+            ),
         ] {
             let err = format!("{:#}", DaemonConfig::parse(text).unwrap_err());
             assert!(err.contains(needle), "{text}: {err}");
@@ -287,17 +344,29 @@ mod tests {
 
     #[test]
     fn invalid_json_says_where() {
-        let err = format!("{:#}", DaemonConfig::parse("{\n  \"a\": 1,\n  \"b\": ,\n}").unwrap_err());
+        let err = format!(
+            "{:#}",
+            DaemonConfig::parse("{\n  \"a\": 1,\n  \"b\": ,\n}").unwrap_err()
+        );
         assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn data_root_precedence() {
-        let c = DaemonConfig { data_root: Some("/from/json".into()), ..Default::default() };
-        assert_eq!(data_root(Some(Path::new("/from/flag")), &c), Path::new("/from/flag"));
+        let c = DaemonConfig {
+            data_root: Some("/from/json".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            data_root(Some(Path::new("/from/flag")), &c),
+            Path::new("/from/flag")
+        );
         if std::env::var_os("DOCKYARD_ROOT").is_none() {
             assert_eq!(data_root(None, &c), Path::new("/from/json"));
-            assert_eq!(data_root(None, &DaemonConfig::default()), Path::new(DEFAULT_ROOT));
+            assert_eq!(
+                data_root(None, &DaemonConfig::default()),
+                Path::new(DEFAULT_ROOT)
+            );
         }
     }
 }

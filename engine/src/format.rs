@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn durations_read_like_dockers() {
         let s = Duration::from_secs;
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(s(1)), "1 second");
         assert_eq!(human_duration(s(3)), "3 seconds");
         assert_eq!(human_duration(s(59)), "59 seconds");

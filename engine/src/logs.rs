@@ -45,7 +45,10 @@ pub struct Rotation {
 
 impl Default for Rotation {
     fn default() -> Self {
-        Rotation { max_size: None, max_file: 1 }
+        Rotation {
+            max_size: None,
+            max_file: 1,
+        }
     }
 }
 
@@ -55,14 +58,19 @@ impl Rotation {
         let mut r = Rotation::default();
         for (k, v) in opts {
             match k {
-                "max-size" => r.max_size = Some(parse_decimal_size(v).with_context(|| format!("log-opt max-size={v}"))?),
+                "max-size" => {
+                    r.max_size = Some(
+                        parse_decimal_size(v).with_context(|| format!("log-opt max-size={v}"))?,
+                    )
+                }
                 "max-file" => {
                     r.max_file = v.parse().ok().filter(|n| *n >= 1).with_context(|| {
                         format!("log-opt max-file={v}: must be a positive number")
                     })?
                 }
                 // Accepted by Docker's json-file driver; nothing to do here.
-                "compress" | "labels" | "env" | "env-regex" | "tag" | "mode" | "max-buffer-size" => {}
+                "compress" | "labels" | "env" | "env-regex" | "tag" | "mode"
+                | "max-buffer-size" => {}
                 other => bail!("unknown log opt '{other}' for json-file log driver"),
             }
         }
@@ -77,9 +85,13 @@ impl Rotation {
 /// reads `max-size` ("10m" is 10,000,000 bytes).
 pub fn parse_decimal_size(s: &str) -> Result<u64> {
     let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().with_context(|| format!("invalid size: {s:?}"))?;
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid size: {s:?}"))?;
     let mult = match unit.trim_end_matches('b').trim_end_matches('i') {
         "" => 1e0,
         "k" => 1e3,
@@ -88,7 +100,7 @@ pub fn parse_decimal_size(s: &str) -> Result<u64> {
         "t" => 1e12,
         _ => bail!("invalid size: {s:?}"),
     };
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         bail!("invalid size: {s:?}: must be positive");
     }
     Ok((n * mult) as u64)
@@ -111,7 +123,12 @@ impl Writer {
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(Writer { path, file, size, rotation })
+        Ok(Writer {
+            path,
+            file,
+            size,
+            rotation,
+        })
     }
 
     /// Write one chunk of output from `stream` ("stdout" or "stderr").
@@ -130,7 +147,9 @@ impl Writer {
                     self.rotate()?;
                 }
             }
-            self.file.write_all(&json).with_context(|| format!("writing {}", self.path.display()))?;
+            self.file
+                .write_all(&json)
+                .with_context(|| format!("writing {}", self.path.display()))?;
             self.size += json.len() as u64;
         }
         Ok(())
@@ -197,7 +216,9 @@ pub fn read(dir: &Path, filter: &Filter) -> Result<Vec<Entry>> {
         };
         for line in BufReader::new(f).lines() {
             let line = line.with_context(|| format!("reading {}", path.display()))?;
-            let Ok(entry) = serde_json::from_str::<Entry>(&line) else { continue };
+            let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
+                continue;
+            };
             if keep(&entry, filter) {
                 out.push(entry);
             }
@@ -212,7 +233,8 @@ pub fn read(dir: &Path, filter: &Filter) -> Result<Vec<Entry>> {
 
 fn keep(e: &Entry, f: &Filter) -> bool {
     let t = parse_rfc3339(&e.time);
-    f.since.is_none_or(|s| t.is_some_and(|t| t >= s)) && f.until.is_none_or(|u| t.is_some_and(|t| t < u))
+    f.since.is_none_or(|s| t.is_some_and(|t| t >= s))
+        && f.until.is_none_or(|u| t.is_some_and(|t| t < u))
 }
 
 /// `--since` / `--until`: an RFC 3339 time, a Unix timestamp, or a duration
@@ -243,7 +265,9 @@ pub fn parse_time(s: &str, now: SystemTime) -> Result<SystemTime> {
             "m" => 60.0,
             "s" => 1.0,
             "ms" => 0.001,
-            _ => bail!("invalid time {s:?}: use an RFC 3339 time, a Unix timestamp or a duration like 10m"),
+            _ => bail!(
+                "invalid time {s:?}: use an RFC 3339 time, a Unix timestamp or a duration like 10m"
+            ),
         };
         num.clear();
         saw_unit = true;
@@ -267,11 +291,25 @@ mod tests {
         let text = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with(r#"{"log":"hello\n","stream":"stdout","time":"20"#), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with(r#"{"log":"hello\n","stream":"stdout","time":"20"#),
+            "{}",
+            lines[0]
+        );
         let all = read(dir.path(), &Filter::default()).unwrap();
-        assert_eq!(all.iter().map(|e| e.log.as_str()).collect::<Vec<_>>(), ["hello\n", "world\n", "oops"]);
+        assert_eq!(
+            all.iter().map(|e| e.log.as_str()).collect::<Vec<_>>(),
+            ["hello\n", "world\n", "oops"]
+        );
         assert_eq!(all[2].stream, "stderr");
-        let tail = read(dir.path(), &Filter { tail: Some(1), ..Default::default() }).unwrap();
+        let tail = read(
+            dir.path(),
+            &Filter {
+                tail: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(tail.len(), 1);
         assert_eq!(tail[0].log, "oops");
     }
@@ -282,16 +320,30 @@ mod tests {
         let rot = Rotation::from_opts([("max-size", "1k"), ("max-file", "3")]).unwrap();
         let mut w = Writer::open(dir.path(), rot).unwrap();
         for i in 0..200 {
-            w.write("stdout", format!("line {i:04}\n").as_bytes()).unwrap();
+            w.write("stdout", format!("line {i:04}\n").as_bytes())
+                .unwrap();
         }
         let names: Vec<String> = {
-            let mut v: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            let mut v: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
             v.sort();
             v
         };
-        assert_eq!(names, ["container-json.log", "container-json.log.1", "container-json.log.2"]);
+        assert_eq!(
+            names,
+            [
+                "container-json.log",
+                "container-json.log.1",
+                "container-json.log.2"
+            ]
+        );
         for n in &names {
-            assert!(fs::metadata(dir.path().join(n)).unwrap().len() <= 1000, "{n} too big");
+            assert!(
+                fs::metadata(dir.path().join(n)).unwrap().len() <= 1000,
+                "{n} too big"
+            );
         }
         // What is left is the newest lines, in order, ending with the last.
         let all = read(dir.path(), &Filter::default()).unwrap();
@@ -313,11 +365,23 @@ mod tests {
     #[test]
     fn since_and_until_accept_dockers_forms() {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        assert_eq!(parse_time("10m", now).unwrap(), now - std::time::Duration::from_secs(600));
-        assert_eq!(parse_time("1h30m", now).unwrap(), now - std::time::Duration::from_secs(5400));
-        assert_eq!(parse_time("500", now).unwrap(), SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(500));
+        assert_eq!(
+            parse_time("10m", now).unwrap(),
+            now - std::time::Duration::from_secs(600)
+        );
+        assert_eq!(
+            parse_time("1h30m", now).unwrap(),
+            now - std::time::Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_time("500", now).unwrap(),
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(500)
+        );
         assert!(parse_time("yesterday", now).is_err());
         let t = parse_time("2026-11-18T11:06:40Z", now).unwrap();
-        assert_eq!(t, SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000));
+        assert_eq!(
+            t,
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000)
+        );
     }
 }

@@ -55,11 +55,21 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
     };
     let fail_code = code_for(&cli.command);
     let with = |e: anyhow::Error| {
-        let prefix = if fail_code == 125 { "dockyard: " } else { "Error response from daemon: " };
+        let prefix = if fail_code == 125 {
+            "dockyard: "
+        } else {
+            "Error response from daemon: "
+        };
         (fail_code, anyhow::anyhow!("{prefix}{e:#}"))
     };
     match &cli.command {
-        Command::Doctor => return Ok(if doctor::report(&doctor::run_checks()) { 0 } else { 1 }),
+        Command::Doctor => {
+            return Ok(if doctor::report(&doctor::run_checks()) {
+                0
+            } else {
+                1
+            })
+        }
         Command::Version => {
             println!("dockyard version {}", env!("CARGO_PKG_VERSION"));
             return Ok(0);
@@ -81,6 +91,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Inspect(a) => commands::inspect(&engine, a),
         Command::Images(a) => commands::images(&engine, a),
         Command::Load(a) => commands::load(&engine, a),
+        Command::Info => commands::info(&engine),
         Command::Doctor | Command::Version => unreachable!("handled above"),
     };
     result.map_err(with)

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,16 +35,22 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
+use cgroups::lab02_namespaces as namespaces;
 use lab05_netns_veth as net;
 use net::lab04_overlay as overlay;
 use overlay::lab03_cgroups as cgroups;
-use cgroups::lab02_namespaces as namespaces;
 
 use crate::config::DaemonConfig;
 use crate::logs;
 use crate::state::{self, now_rfc3339, Record, Status};
 
+pub use cgroups::Version as CgroupVersion;
 pub use overlay::store::Image;
+
+/// The host's cgroup layout (lab 03).
+pub fn cgroup_host() -> Result<cgroups::Host> {
+    cgroups::detect()
+}
 
 /// Parse a size as `docker run --memory` does (lab 03's parser: 32m, 1g, bytes).
 pub fn lab03_size(s: &str) -> Result<u64> {
@@ -134,14 +140,15 @@ impl std::str::FromStr for RestartPolicy {
             None if s == "always" => RestartPolicy::Always,
             None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
             None if s == "on-failure" => RestartPolicy::OnFailure(0),
-            Some(("on-failure", n)) => RestartPolicy::OnFailure(
-                n.parse()
-                    .map_err(|_| anyhow!("invalid restart policy {s:?}: maximum retry count must be a number"))?,
-            ),
+            Some(("on-failure", n)) => RestartPolicy::OnFailure(n.parse().map_err(|_| {
+                anyhow!("invalid restart policy {s:?}: maximum retry count must be a number")
+            })?),
             Some(("always" | "unless-stopped" | "no", _)) => {
                 bail!("invalid restart policy {s:?}: maximum retry count can only be used with 'on-failure'")
             }
-            _ => bail!("invalid restart policy {s:?}: use no, always, on-failure[:N] or unless-stopped"),
+            _ => bail!(
+                "invalid restart policy {s:?}: use no, always, on-failure[:N] or unless-stopped"
+            ),
         })
     }
 }
@@ -181,13 +188,19 @@ pub struct Engine {
 
 impl Engine {
     pub fn open(root: PathBuf, config: DaemonConfig) -> Result<Engine> {
-        std::fs::create_dir_all(&root).with_context(|| format!("creating data root {}", root.display()))?;
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("creating data root {}", root.display()))?;
         // The image store and the containers share the data root: lab 04
         // keeps each container's upper/work/merged dirs in
         // containers/<id>/, and the engine its state.json beside them.
         let images = overlay::store::Store::open(&root)?;
         let containers = state::Store::open(&root)?;
-        Ok(Engine { root, config, containers, images })
+        Ok(Engine {
+            root,
+            config,
+            containers,
+            images,
+        })
     }
 
     /// The lab 04 view of a container (its overlay directories).
@@ -232,7 +245,10 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         bail!("no command specified");
     }
     if !config.env.iter().any(|e| e.starts_with("PATH=")) {
-        config.env.insert(0, format!("PATH={}", namespaces::lab01_chroot::DEFAULT_PATH));
+        config.env.insert(
+            0,
+            format!("PATH={}", namespaces::lab01_chroot::DEFAULT_PATH),
+        );
     }
 
     let lock = engine.containers.lock()?;
@@ -327,7 +343,7 @@ pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
                 },
                 Err(e) => {
                     let mut w = File::from(ready_w);
-                    let _ = write!(w, "error: {e:#}");
+                    let _ = writeln!(w, "error: {}", format!("{e:#}").replace('\n', " "));
                     1
                 }
             };
@@ -336,10 +352,15 @@ pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
         }
         ForkResult::Parent { .. } => {
             drop(ready_w);
+            // One line: "started", or "error: ...". Read the line, not to
+            // EOF: a process that inherited the pipe's write end and never
+            // execs (the tiny init of --init) would hold it open for the
+            // container's whole life.
             let mut msg = String::new();
-            File::from(ready_r)
-                .read_to_string(&mut msg)
+            std::io::BufReader::new(File::from(ready_r))
+                .read_line(&mut msg)
                 .context("reading the monitor's start report")?;
+            let msg = msg.trim_end_matches('\n');
             match msg.strip_prefix("error: ") {
                 None if msg == "started" => Ok(()),
                 Some(err) => Err(anyhow!("{err}")),
@@ -358,7 +379,11 @@ fn detach_stdio(engine: &Engine, id: &str) -> Result<()> {
         .append(true)
         .open(engine.containers.dir_of(id).join("monitor.log"))
         .context("opening monitor.log")?;
-    for (fd, target) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
+    for (fd, target) in [
+        (null.as_raw_fd(), 0),
+        (log.as_raw_fd(), 1),
+        (log.as_raw_fd(), 2),
+    ] {
         // SAFETY: dup2 onto our own standard descriptors.
         if unsafe { libc::dup2(fd, target) } < 0 {
             bail!("dup2: {}", std::io::Error::last_os_error());
@@ -370,10 +395,15 @@ fn detach_stdio(engine: &Engine, id: &str) -> Result<()> {
 /// The monitor: run the container until it exits for good (restarting it as
 /// its policy says), keeping its state and logs. Returns the last exit code.
 /// `ready` is told "started" (or the error) once the first start is done.
-pub fn monitor(engine: &Engine, id: &str, attach: Attach, mut ready: Option<OwnedFd>) -> Result<i32> {
+pub fn monitor(
+    engine: &Engine,
+    id: &str,
+    attach: Attach,
+    mut ready: Option<OwnedFd>,
+) -> Result<i32> {
     let report = |ready: &mut Option<OwnedFd>, msg: &str| {
         if let Some(fd) = ready.take() {
-            let _ = File::from(fd).write_all(msg.as_bytes());
+            let _ = writeln!(File::from(fd), "{}", msg.replace('\n', " "));
         }
     };
     let mut backoff = Duration::from_millis(100);
@@ -435,7 +465,12 @@ struct Running {
     started: Instant,
 }
 
-fn run_once(engine: &Engine, record: &Record, config: &ContainerConfig, attach: Attach) -> Result<Running> {
+fn run_once(
+    engine: &Engine,
+    record: &Record,
+    config: &ContainerConfig,
+    attach: Attach,
+) -> Result<Running> {
     let id = &record.id;
     let layer = engine.layer_container(id)?;
 
@@ -449,7 +484,11 @@ fn run_once(engine: &Engine, record: &Record, config: &ContainerConfig, attach: 
 
     // The cgroup, with its limits (lab 03).
     let host = cgroups::detect()?;
-    let parent = if config.cgroup_parent.is_empty() { cgroups::DEFAULT_PARENT } else { &config.cgroup_parent };
+    let parent = if config.cgroup_parent.is_empty() {
+        cgroups::DEFAULT_PARENT
+    } else {
+        &config.cgroup_parent
+    };
     let limits = config.limits.to_lab();
     limits.check(host.version(), cgroups::ncpus())?;
     let cgroup = cgroups::Cgroup::create(&host, parent, id, &limits)?;
@@ -458,9 +497,16 @@ fn run_once(engine: &Engine, record: &Record, config: &ContainerConfig, attach: 
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdout")?;
     let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stderr")?;
     let null = File::open("/dev/null").context("opening /dev/null")?;
-    let stdin = if attach == Attach::Foreground && config.open_stdin { 0 } else { null.as_raw_fd() };
+    let stdin = if attach == Attach::Foreground && config.open_stdin {
+        0
+    } else {
+        null.as_raw_fd()
+    };
 
-    let mut spec = namespaces::Spec::new(&dirs.merged, config.argv().into_iter().map(OsString::from).collect());
+    let mut spec = namespaces::Spec::new(
+        &dirs.merged,
+        config.argv().into_iter().map(OsString::from).collect(),
+    );
     spec.env = config.env.iter().map(OsString::from).collect();
     spec.hostname = Some(config.hostname.clone());
     spec.init = config.init;
@@ -488,7 +534,12 @@ fn run_once(engine: &Engine, record: &Record, config: &ContainerConfig, attach: 
 
     let log = logs::Writer::open(
         &engine.containers.dir_of(id),
-        logs::Rotation::from_opts(config.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?,
+        logs::Rotation::from_opts(
+            config
+                .log_opts
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?,
     )?;
     let container = namespaces::spawn(&spec, |pid| cgroup.add_pid(pid.as_raw()))?;
     drop((out_w, err_w, null));
@@ -506,7 +557,14 @@ fn run_once(engine: &Engine, record: &Record, config: &ContainerConfig, attach: 
     r.state.oom_killed = false;
     r.state.error.clear();
     engine.containers.save(&lock, &r)?;
-    Ok(Running { pid, cgroup, out: out_r, err: err_r, log, started: Instant::now() })
+    Ok(Running {
+        pid,
+        cgroup,
+        out: out_r,
+        err: err_r,
+        log,
+        started: Instant::now(),
+    })
 }
 
 impl Running {
@@ -519,11 +577,17 @@ impl Running {
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
         if attach == Attach::Foreground {
-            for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+            for s in [
+                Signal::SIGINT,
+                Signal::SIGTERM,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+            ] {
                 mask.add(s);
             }
         }
-        mask.thread_block().context("blocking signals for the monitor")?;
+        mask.thread_block()
+            .context("blocking signals for the monitor")?;
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .context("signalfd")?;
         let mut open = [true, true];
@@ -544,8 +608,22 @@ impl Running {
             let timeout = if status.is_some() { 1000u16 } else { 500u16 };
             let mut fds = vec![
                 nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN),
-                nix::poll::PollFd::new(self.out.as_fd(), if open[0] { nix::poll::PollFlags::POLLIN } else { nix::poll::PollFlags::empty() }),
-                nix::poll::PollFd::new(self.err.as_fd(), if open[1] { nix::poll::PollFlags::POLLIN } else { nix::poll::PollFlags::empty() }),
+                nix::poll::PollFd::new(
+                    self.out.as_fd(),
+                    if open[0] {
+                        nix::poll::PollFlags::POLLIN
+                    } else {
+                        nix::poll::PollFlags::empty()
+                    },
+                ),
+                nix::poll::PollFd::new(
+                    self.err.as_fd(),
+                    if open[1] {
+                        nix::poll::PollFlags::POLLIN
+                    } else {
+                        nix::poll::PollFlags::empty()
+                    },
+                ),
             ];
             let n = match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)) {
                 Ok(n) => n,
@@ -572,7 +650,9 @@ impl Running {
                         self.log.write(stream, &buf[..n])?;
                         if attach == Attach::Foreground {
                             let _ = if i == 1 {
-                                std::io::stdout().write_all(&buf[..n]).and_then(|()| std::io::stdout().flush())
+                                std::io::stdout()
+                                    .write_all(&buf[..n])
+                                    .and_then(|()| std::io::stdout().flush())
                             } else {
                                 std::io::stderr().write_all(&buf[..n])
                             };
@@ -638,6 +718,17 @@ fn cleanup_after_exit(engine: &Engine, id: &str, config: &ContainerConfig) -> Re
 /// its state.
 pub fn remove(engine: &Engine, id: &str) -> Result<()> {
     let lock = engine.containers.lock()?;
+    // A monitor that was killed (kill -9, a reboot) could not clean up: its
+    // container's cgroup and overlay mount may still be there.
+    if let Ok(record) = engine.containers.load(id) {
+        let config = config_of(&record)?;
+        let parent = if config.cgroup_parent.is_empty() {
+            cgroups::DEFAULT_PARENT
+        } else {
+            &config.cgroup_parent
+        };
+        cgroups::remove_stale(&cgroups::detect()?, parent, id)?;
+    }
     let layer = engine.layer_container(id)?;
     engine.images.remove_container(&layer)?;
     drop(lock);
@@ -646,9 +737,12 @@ pub fn remove(engine: &Engine, id: &str) -> Result<()> {
 
 /// Whether something is mounted exactly at `path`.
 pub fn is_mounted(path: &Path) -> Result<bool> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mounts =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let p = path.to_string_lossy();
-    Ok(mounts.lines().any(|l| l.split(' ').nth(4) == Some(p.as_ref())))
+    Ok(mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_ref())))
 }
 
 /// Parse a signal as docker does: `KILL`, `SIGKILL`, or `9`.
@@ -657,8 +751,13 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         return Signal::try_from(n).map_err(|_| anyhow!("Invalid signal: {s}"));
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<Signal>().map_err(|_| anyhow!("Invalid signal: {s}"))
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow!("Invalid signal: {s}"))
 }
 
 /// Send `signal` to a running container's init process.
@@ -673,7 +772,12 @@ pub fn signal(engine: &Engine, record: &Record, sig: Signal) -> Result<()> {
 
 /// `stop`: the stop signal, up to `timeout` for the container to exit, then
 /// SIGKILL. A stopped container is never restarted by its policy.
-pub fn stop(engine: &Engine, record: &Record, timeout: Duration, sig: Option<Signal>) -> Result<()> {
+pub fn stop(
+    engine: &Engine,
+    record: &Record,
+    timeout: Duration,
+    sig: Option<Signal>,
+) -> Result<()> {
     let lock = engine.containers.lock()?;
     let mut r = engine.containers.load(&record.id)?;
     r.state.manually_stopped = true;
@@ -708,7 +812,10 @@ pub fn wait_until_exited(engine: &Engine, id: &str, timeout: Duration) -> Result
     let deadline = Instant::now() + timeout;
     loop {
         let r = engine.containers.reconcile(engine.containers.load(id)?)?;
-        if matches!(r.state.status, Status::Exited | Status::Dead | Status::Created) {
+        if matches!(
+            r.state.status,
+            Status::Exited | Status::Dead | Status::Created
+        ) {
             return Ok(true);
         }
         if Instant::now() >= deadline {
@@ -725,9 +832,18 @@ mod tests {
     #[test]
     fn restart_policies_parse_like_dockers() {
         assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
-        assert_eq!("always".parse::<RestartPolicy>().unwrap(), RestartPolicy::Always);
-        assert_eq!("on-failure:3".parse::<RestartPolicy>().unwrap(), RestartPolicy::OnFailure(3));
-        assert_eq!("unless-stopped".parse::<RestartPolicy>().unwrap(), RestartPolicy::UnlessStopped);
+        assert_eq!(
+            "always".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::Always
+        );
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure(3)
+        );
+        assert_eq!(
+            "unless-stopped".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::UnlessStopped
+        );
         assert!("always:3".parse::<RestartPolicy>().is_err());
         assert!("sometimes".parse::<RestartPolicy>().is_err());
         assert!("on-failure:x".parse::<RestartPolicy>().is_err());

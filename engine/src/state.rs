@@ -150,7 +150,9 @@ impl Store {
     /// warning rather than making `ps` fail.
     pub fn list(&self) -> Result<Vec<Record>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))? {
+        for entry in
+            fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
+        {
             let entry = entry?;
             if !entry.file_type()?.is_dir() {
                 continue;
@@ -191,7 +193,10 @@ impl Store {
         if let Some(r) = all.iter().find(|r| r.id == what || r.name == what) {
             return Ok(r.clone());
         }
-        let matches: Vec<&Record> = all.iter().filter(|r| !what.is_empty() && r.id.starts_with(what)).collect();
+        let matches: Vec<&Record> = all
+            .iter()
+            .filter(|r| !what.is_empty() && r.id.starts_with(what))
+            .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => bail!("No such container: {what}"),
@@ -199,12 +204,16 @@ impl Store {
         }
     }
 
+    // ANCHOR: reconcile
     /// Bring a "running" or "paused" record in line with the kernel: if its
     /// process is gone (or the PID now belongs to another process), the
     /// container exited while nobody watched. Returns the possibly updated
     /// record, saved under the lock.
     pub fn reconcile(&self, record: Record) -> Result<Record> {
-        if !matches!(record.state.status, Status::Running | Status::Paused | Status::Restarting) {
+        if !matches!(
+            record.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
             return Ok(record);
         }
         if process_is(record.state.pid, record.state.pid_start_time)
@@ -214,8 +223,10 @@ impl Store {
         }
         let lock = self.lock()?;
         let mut fresh = self.load(&record.id)?;
-        if matches!(fresh.state.status, Status::Running | Status::Paused | Status::Restarting)
-            && !process_is(fresh.state.pid, fresh.state.pid_start_time)
+        if matches!(
+            fresh.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) && !process_is(fresh.state.pid, fresh.state.pid_start_time)
             && !process_alive(fresh.state.monitor_pid)
         {
             fresh.state.status = Status::Exited;
@@ -231,6 +242,7 @@ impl Store {
         }
         Ok(fresh)
     }
+    // ANCHOR_END: reconcile
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
@@ -240,23 +252,32 @@ fn is_not_found(e: &anyhow::Error) -> bool {
     })
 }
 
+// ANCHOR: atomic
 /// Write `data` to `path` atomically: temp file, fsync, rename, fsync the dir.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("fsync {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
 }
+// ANCHOR_END: atomic
 
 /// The start time (field 22 of `/proc/PID/stat`, in clock ticks since boot).
 pub fn process_start_time(pid: i32) -> Option<u64> {
@@ -283,7 +304,6 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-
 /// Docker's container names: `--name` must match `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn validate_name(name: &str) -> Result<()> {
     let name = name.strip_prefix('/').unwrap_or(name);
@@ -301,27 +321,35 @@ pub fn validate_name(name: &str) -> Result<()> {
 pub fn random_name(taken: impl Fn(&str) -> bool) -> Result<String> {
     const LEFT: [&str; 24] = [
         "admiring", "bold", "brave", "clever", "dazzling", "eager", "elated", "focused",
-        "friendly", "gallant", "happy", "hopeful", "jolly", "keen", "loving", "modest",
-        "nifty", "peaceful", "quirky", "relaxed", "serene", "sharp", "vibrant", "zealous",
+        "friendly", "gallant", "happy", "hopeful", "jolly", "keen", "loving", "modest", "nifty",
+        "peaceful", "quirky", "relaxed", "serene", "sharp", "vibrant", "zealous",
     ];
     const RIGHT: [&str; 24] = [
-        "agnesi", "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler",
-        "feynman", "galileo", "hopper", "hypatia", "kepler", "lamarr", "lovelace", "meitner",
-        "newton", "noether", "pasteur", "ritchie", "shannon", "thompson", "torvalds", "turing",
+        "agnesi", "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler", "feynman",
+        "galileo", "hopper", "hypatia", "kepler", "lamarr", "lovelace", "meitner", "newton",
+        "noether", "pasteur", "ritchie", "shannon", "thompson", "torvalds", "turing",
     ];
     let mut bytes = [0u8; 16];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("reading /dev/urandom")?;
     for pair in bytes.chunks(2) {
-        let name = format!("{}_{}", LEFT[pair[0] as usize % LEFT.len()], RIGHT[pair[1] as usize % RIGHT.len()]);
+        let name = format!(
+            "{}_{}",
+            LEFT[pair[0] as usize % LEFT.len()],
+            RIGHT[pair[1] as usize % RIGHT.len()]
+        );
         if !taken(&name) {
             return Ok(name);
         }
     }
     // Like docker, add a digit when the plain names collide.
     for n in 0..1000 {
-        let name = format!("{}_{}{n}", LEFT[bytes[0] as usize % LEFT.len()], RIGHT[bytes[1] as usize % RIGHT.len()]);
+        let name = format!(
+            "{}_{}{n}",
+            LEFT[bytes[0] as usize % LEFT.len()],
+            RIGHT[bytes[1] as usize % RIGHT.len()]
+        );
         if !taken(&name) {
             return Ok(name);
         }
@@ -408,13 +436,20 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
         let lock = store.lock().unwrap();
-        store.save(&lock, &record(&format!("abc1{}", "0".repeat(60)), "web")).unwrap();
-        store.save(&lock, &record(&format!("abc2{}", "0".repeat(60)), "db")).unwrap();
+        store
+            .save(&lock, &record(&format!("abc1{}", "0".repeat(60)), "web"))
+            .unwrap();
+        store
+            .save(&lock, &record(&format!("abc2{}", "0".repeat(60)), "db"))
+            .unwrap();
         drop(lock);
         assert_eq!(store.resolve("web").unwrap().name, "web");
         assert_eq!(store.resolve("abc2").unwrap().name, "db");
         let err = store.resolve("abc").unwrap_err().to_string();
-        assert!(err.contains("multiple IDs found with provided prefix: abc"), "{err}");
+        assert!(
+            err.contains("multiple IDs found with provided prefix: abc"),
+            "{err}"
+        );
         let err = store.resolve("nope").unwrap_err().to_string();
         assert_eq!(err, "No such container: nope");
     }
@@ -466,5 +501,4 @@ mod tests {
         let n = random_name(|_| false).unwrap();
         assert!(validate_name(&n).is_ok());
     }
-
 }

@@ -54,7 +54,11 @@ fn lex(t: &str) -> Result<Vec<Token>> {
         let end = rest[start..]
             .find("}}")
             .ok_or_else(|| anyhow!("template: unclosed action in {t:?}"))?;
-        let inner = rest[start + 2..start + end].trim().trim_start_matches('-').trim_end_matches('-').trim();
+        let inner = rest[start + 2..start + end]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
         out.push(Token::Action(inner.to_string()));
         rest = &rest[start + end + 2..];
     }
@@ -103,8 +107,13 @@ fn parse_expr(s: &str) -> Result<Expr> {
         [w] if w.starts_with('.') => Ok(field(w)),
         [w] if w.starts_with('"') => Ok(Expr::Str(w.trim_matches('"').to_string())),
         [f, arg] if f == "json" => Ok(Expr::Json(Box::new(parse_expr(arg)?))),
-        [f, arg, key] if f == "index" => Ok(Expr::Index(Box::new(parse_expr(arg)?), key.trim_matches('"').to_string())),
-        _ => bail!("template: unsupported action {{{{{s}}}}} (supported: .Field, json, index, range)"),
+        [f, arg, key] if f == "index" => Ok(Expr::Index(
+            Box::new(parse_expr(arg)?),
+            key.trim_matches('"').to_string(),
+        )),
+        _ => bail!(
+            "template: unsupported action {{{{{s}}}}} (supported: .Field, json, index, range)"
+        ),
     }
 }
 
@@ -136,7 +145,12 @@ fn split_words(s: &str) -> Result<Vec<String>> {
 }
 
 fn field(w: &str) -> Expr {
-    Expr::Field(w.split('.').filter(|p| !p.is_empty()).map(str::to_string).collect())
+    Expr::Field(
+        w.split('.')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 fn eval<'a>(e: &Expr, data: &'a Value) -> Result<Value> {
@@ -155,7 +169,10 @@ fn eval<'a>(e: &Expr, data: &'a Value) -> Result<Value> {
         Expr::Index(inner, key) => {
             let v = eval(inner, data)?;
             match (&v, key.parse::<usize>()) {
-                (Value::Array(a), Ok(i)) => a.get(i).cloned().ok_or_else(|| anyhow!("template: index {i} out of range"))?,
+                (Value::Array(a), Ok(i)) => a
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("template: index {i} out of range"))?,
                 _ => v.get(key).cloned().unwrap_or(Value::Null),
             }
         }
@@ -200,7 +217,11 @@ fn go_print(v: &Value) -> String {
             items.sort_by(|a, b| a.0.cmp(b.0));
             format!(
                 "map[{}]",
-                items.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect::<Vec<_>>().join(" ")
+                items
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", go_print(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )
         }
     }
@@ -224,12 +245,27 @@ mod tests {
     fn fields_json_range_and_index() {
         let d = data();
         assert_eq!(render("{{.State.Pid}}", &d).unwrap(), "1234");
-        assert_eq!(render("{{ .State.Running }} {{.Name}}", &d).unwrap(), "true /web");
+        assert_eq!(
+            render("{{ .State.Running }} {{.Name}}", &d).unwrap(),
+            "true /web"
+        );
         assert_eq!(render("{{json .Mounts}}", &d).unwrap(), "[]");
-        assert_eq!(render("{{json .Config.Labels}}", &d).unwrap(), r#"{"app":"x","tier":"db"}"#);
-        assert_eq!(render("{{range .Config.Env}}{{.}};{{end}}", &d).unwrap(), "A=1;B=2;");
-        assert_eq!(render(r#"{{index .Config.Labels "tier"}}"#, &d).unwrap(), "db");
-        assert_eq!(render("{{.Config.Labels}}", &d).unwrap(), "map[app:x tier:db]");
+        assert_eq!(
+            render("{{json .Config.Labels}}", &d).unwrap(),
+            r#"{"app":"x","tier":"db"}"#
+        );
+        assert_eq!(
+            render("{{range .Config.Env}}{{.}};{{end}}", &d).unwrap(),
+            "A=1;B=2;"
+        );
+        assert_eq!(
+            render(r#"{{index .Config.Labels "tier"}}"#, &d).unwrap(),
+            "db"
+        );
+        assert_eq!(
+            render("{{.Config.Labels}}", &d).unwrap(),
+            "map[app:x tier:db]"
+        );
         assert_eq!(render("{{.Config.Env}}", &d).unwrap(), "[A=1 B=2]");
         assert_eq!(render("{{.Nope}}", &d).unwrap(), "<no value>");
     }
