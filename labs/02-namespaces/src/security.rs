@@ -1686,7 +1686,10 @@ mod tests {
 
     #[test]
     fn denied_calls_are_not_in_the_allow_list() {
-        let allowed: Vec<&str> = ALLOWED.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+        let allowed: Vec<&str> = ALLOWED
+            .iter()
+            .flat_map(|(_, n)| n.iter().copied())
+            .collect();
         for (name, why) in DENIED {
             // The "allowed, but..." entries explain a condition instead.
             if !why.starts_with("allowed") {
