@@ -1197,6 +1197,11 @@ pub fn mkdir_all_in_root(root: &OwnedFd, path: &Path) -> anyhow::Result<OwnedFd>
     match open_in_root(root, path, flags) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
+        Err(Errno::ELOOP) => bail!(
+            "resolving {} in the container: a /proc magic link or a symlink loop (refused: it \
+             could lead out of the container)",
+            path.display()
+        ),
         Err(e) => {
             return Err(e).with_context(|| format!("resolving {} in the container", path.display()))
         }
