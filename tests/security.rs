@@ -382,12 +382,14 @@ fn reach_the_host_through_proc_1_root() {
 }
 
 #[test]
-#[ignore = "a known gap: a device cgroup (lab 03) is what stops this in Docker"]
+#[ignore = "a known gap of lab 02 alone: the device cgroup (lab 03's devices module) stops this"]
 fn make_a_block_device_and_read_the_host_disk() {
     // CAP_MKNOD is in Docker's default set: mknod works. What keeps Docker's
-    // containers from opening the node is the device cgroup's allowlist,
-    // which lab 02 does not have. Run with --ignored to see the gap: on a
-    // host that lets root open a fresh node for its disk, this fails.
+    // containers from opening the node is the device cgroup's allow list,
+    // which lab 02's CLI does not create (lab 03's `devices` module does, and
+    // labs/03-cgroups/tests/devices.rs shows it). Run with --ignored to see
+    // the gap: on a host that lets root open a fresh node for its disk, this
+    // fails.
     let fx = TestRootfs::new();
     let parts = std::fs::read_to_string("/proc/partitions").unwrap();
     let (major, minor) = parts

@@ -16,6 +16,8 @@
 
 pub use lab02_namespaces;
 
+pub mod devices;
+
 use std::path::PathBuf;
 
 /// Which cgroup versions the host mounts.
