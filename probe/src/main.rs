@@ -17,6 +17,7 @@
 //! ```text
 //! probe                          # the report (see `report.rs`)
 //! probe escape [--read PATH]     # the nested-chroot escape (see `escape.rs`)
+//! probe syscall NAME             # one refused system call (see `syscall.rs`)
 //! ```
 //!
 //! Build it (from the workspace root) with:
@@ -30,13 +31,15 @@ mod caps;
 mod escape;
 mod mountinfo;
 mod report;
+mod syscall;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 const USAGE: &str =
     "usage: probe                      print what the kernel shows this process, as JSON
-       probe escape [--read PATH]  try the nested-chroot escape, then optionally read PATH";
+       probe escape [--read PATH]  try the nested-chroot escape, then optionally read PATH
+       probe syscall NAME          try keyctl, userfaultfd, bpf, perf_event_open or open_by_handle_at";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +48,13 @@ fn main() -> ExitCode {
         [] => print_json(&report::collect()),
         ["escape"] => run_escape(None),
         ["escape", "--read", path] => run_escape(Some(path)),
+        ["syscall", name] => match syscall::attempt(name) {
+            Ok(outcome) => print_json(&outcome),
+            Err(e) => {
+                eprintln!("probe syscall: {e}");
+                ExitCode::from(2)
+            }
+        },
         ["-h"] | ["--help"] | ["help"] => {
             let _ = writeln!(std::io::stdout().lock(), "{USAGE}");
             ExitCode::SUCCESS

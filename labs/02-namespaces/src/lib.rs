@@ -58,6 +58,8 @@
 
 pub use lab01_chroot;
 
+pub mod security;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
@@ -241,6 +243,11 @@ pub struct Spec {
     pub stdio: Option<[RawFd; 3]>,
     /// The working directory inside the container (`/` when `None`).
     pub cwd: Option<PathBuf>,
+    /// The security layer (capabilities, seccomp, masked paths...): `None`
+    /// is this lab's own behaviour, root with every capability;
+    /// `Some(Security::docker_default())` is what `docker run` does. See
+    /// [`security`].
+    pub security: Option<security::Security>,
 }
 
 impl Spec {
@@ -257,6 +264,7 @@ impl Spec {
             init: false,
             stdio: None,
             cwd: None,
+            security: None,
         }
     }
 
@@ -383,6 +391,13 @@ pub fn spawn(
 ) -> anyhow::Result<Container> {
     let rootfs = check_spec(spec)?;
     let mapping = spec.user.unwrap_or_else(IdMapping::for_caller);
+    // Capabilities are resolved and the seccomp profile compiled here, in
+    // the parent: a bad name or profile fails before any process exists.
+    let secure = spec
+        .security
+        .as_ref()
+        .map(security::Security::prepare)
+        .transpose()?;
 
     // The go-ahead pipe. Both ends are close-on-exec, so the command never
     // inherits them.
@@ -394,7 +409,7 @@ pub fn spawn(
     match clone_process(flags)? {
         None => {
             drop(go_write);
-            child_main(spec, &rootfs, go_read)
+            child_main(spec, &rootfs, go_read, secure.as_ref())
         }
         Some(pid) => {
             drop(go_read);
@@ -574,8 +589,8 @@ fn write_id_maps(pid: Pid, mapping: &IdMapping) -> anyhow::Result<()> {
 
 /// The child's whole life: set up, then become the command (or its init).
 /// It never returns into the parent's code: it leaves with `_exit`.
-fn child_main(spec: &Spec, rootfs: &Path, go: OwnedFd) -> ! {
-    let result = child_setup(spec, rootfs, go).and_then(|()| {
+fn child_main(spec: &Spec, rootfs: &Path, go: OwnedFd, secure: Option<&security::Prepared>) -> ! {
+    let result = child_setup(spec, rootfs, go, secure).and_then(|()| {
         if spec.init {
             run_init(&spec.argv, &spec.env).map_err(lab01::Error::Setup)
         } else {
@@ -604,7 +619,12 @@ fn program_name() -> String {
 
 // ANCHOR: child
 /// Everything the child does between clone and exec, in order.
-fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Error> {
+fn child_setup(
+    spec: &Spec,
+    rootfs: &Path,
+    go: OwnedFd,
+    secure: Option<&security::Prepared>,
+) -> Result<(), lab01::Error> {
     // 0. If the lab's process dies, so does the container.
     set_parent_death_signal()?;
     if let Some(fds) = spec.stdio {
@@ -639,6 +659,11 @@ fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Err
         become_root_inside()?;
         set_parent_death_signal()?;
     }
+    // Until exec, this process is a copy of the lab's binary: keep the
+    // container's processes out of its /proc/PID (see `security`).
+    if secure.is_some() {
+        security::set_non_dumpable()?;
+    }
 
     // 3. Cgroup namespace. Its root is the cgroup we are in when we create
     //    it. With CLONE_NEWCGROUP in clone's flags that would be the cgroup
@@ -656,6 +681,9 @@ fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Err
 
     // 5. Mount namespace: clone already made it; lab 01 does the rest.
     lab01::make_mounts_private()?;
+    if let Some(p) = secure {
+        security::mount_sys(rootfs, spec.has(CloneFlags::CLONE_NEWNET), p.sys_read_only)?;
+    }
     if userns {
         prepare_proc_and_dev_in_userns(rootfs, spec.has(CloneFlags::CLONE_NEWPID))?;
         lab01::pivot_into(rootfs).context(
@@ -668,6 +696,12 @@ fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Err
         lab01::mount_proc()?;
         lab01::mount_dev()?;
     }
+    if let Some(p) = secure {
+        // Devices for terminals, shared memory and message queues; the
+        // masked and read-only paths; --tmpfs. All need CAP_SYS_ADMIN.
+        let tty_gid_mapped = !userns || spec.user.unwrap_or_else(IdMapping::for_caller).count > 5;
+        security::mount_after_pivot(p, spec.has(CloneFlags::CLONE_NEWIPC), tty_gid_mapped)?;
+    }
 
     // 6. Network namespace: it starts with only `lo`, and down.
     if spec.has(CloneFlags::CLONE_NEWNET) {
@@ -675,14 +709,27 @@ fn child_setup(spec: &Spec, rootfs: &Path, go: OwnedFd) -> Result<(), lab01::Err
     }
 
     // 7. The working directory, inside the new root. Like Docker's WORKDIR
-    //    and `-w`, it is created if the image lacks it.
+    //    and `-w`, it is created if the image lacks it, every step resolved
+    //    inside the root, and checked to be inside it (CVE-2024-21626).
     if let Some(cwd) = &spec.cwd {
-        fs::create_dir_all(cwd)
-            .and_then(|()| std::env::set_current_dir(cwd))
-            .with_context(|| format!("working directory {}", cwd.display()))?;
+        security::enter_workdir(cwd)?;
     }
 
-    // 8. What is left is lab 01's exec, which searches the container's PATH.
+    // 8. The security layer: `--read-only`, last of the mounts; then
+    //    no_new_privs, capabilities, descriptors and seccomp, in that order.
+    //    Without it, still close every descriptor above 2: nothing of the
+    //    lab's process may leak into the container.
+    match secure {
+        Some(p) => {
+            if p.read_only_rootfs {
+                security::remount_root_read_only()?;
+            }
+            security::confine(p)?;
+        }
+        None => security::close_fds(&[])?,
+    }
+
+    // 9. What is left is lab 01's exec, which searches the container's PATH.
     Ok(())
 }
 // ANCHOR_END: child

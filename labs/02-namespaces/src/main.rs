@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use lab02_namespaces::security::{self, Security, Tmpfs};
 use lab02_namespaces::{IdMapping, Spec, FORWARDED_SIGNALS};
 use nix::sched::CloneFlags;
 
@@ -15,7 +16,9 @@ use nix::sched::CloneFlags;
 /// with DIR as its root directory.
 ///
 /// Each --no-* flag leaves that namespace shared with the host, to see what
-/// leaks. The exit status is the command's, or 128+N if signal N killed it;
+/// leaks. --secure adds Docker's security defaults (capabilities, seccomp,
+/// no_new_privs, masked paths), which the other security flags adjust as in
+/// docker run; each of them implies --secure. The exit status is the command's, or 128+N if signal N killed it;
 /// 125, 126 and 127 as in docker run.
 #[derive(Parser, Debug)]
 #[command(name = "lab02-namespaces", version)]
@@ -62,6 +65,39 @@ struct Cli {
     #[arg(long)]
     init: bool,
 
+    /// The working directory inside the container, created if missing.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+
+    /// Docker's security defaults: its 14 capabilities, its seccomp profile,
+    /// no_new_privs, masked and read-only paths, a read-only /sys.
+    #[arg(long)]
+    secure: bool,
+
+    /// Every capability, no seccomp, nothing masked (as docker run --privileged).
+    #[arg(long)]
+    privileged: bool,
+
+    /// Add a capability (SYS_ADMIN, CAP_NET_ADMIN, or ALL).
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    cap_add: Vec<String>,
+
+    /// Drop a capability (or ALL).
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    cap_drop: Vec<String>,
+
+    /// seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges[=false].
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
+
+    /// Mount the container's root file system read-only.
+    #[arg(long)]
+    read_only: bool,
+
+    /// Mount a tmpfs at PATH (e.g. /run:size=64m).
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    tmpfs: Vec<Tmpfs>,
+
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -84,6 +120,30 @@ impl Cli {
         }
         flags
     }
+
+    /// The security layer the flags ask for, `None` without any of them.
+    fn security(&self) -> anyhow::Result<Option<Security>> {
+        let wanted = self.secure
+            || self.privileged
+            || self.read_only
+            || !self.cap_add.is_empty()
+            || !self.cap_drop.is_empty()
+            || !self.security_opt.is_empty()
+            || !self.tmpfs.is_empty();
+        if !wanted {
+            return Ok(None);
+        }
+        let mut sec = Security::docker_default();
+        sec.privileged = self.privileged;
+        sec.cap_add = self.cap_add.clone();
+        sec.cap_drop = self.cap_drop.clone();
+        for opt in &self.security_opt {
+            sec.apply_opt(opt)?;
+        }
+        sec.read_only_rootfs = self.read_only;
+        sec.tmpfs = self.tmpfs.clone();
+        Ok(Some(sec))
+    }
 }
 
 fn main() -> ExitCode {
@@ -96,7 +156,23 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let security = match cli.security() {
+        Ok(security) => security,
+        Err(e) => {
+            eprintln!("lab02-namespaces: {e:#}");
+            return ExitCode::from(125);
+        }
+    };
+    if security.is_some() {
+        // CVE-2019-5736: never let the container reach this binary's file.
+        if let Err(e) = security::ensure_sealed_binary() {
+            eprintln!("lab02-namespaces: {e:#}");
+            return ExitCode::from(125);
+        }
+    }
     let mut spec = Spec::new(&cli.rootfs, cli.command.clone());
+    spec.security = security;
+    spec.cwd = cli.workdir.clone();
     spec.namespaces = cli.namespaces();
     spec.hostname = cli.hostname.clone();
     spec.user = cli.userns_map;

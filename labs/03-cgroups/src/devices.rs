@@ -1,0 +1,138 @@
+//! # The device cgroup: which device nodes a container may open
+//!
+//! `CAP_MKNOD` is in Docker's default capability set, so root in a container
+//! may *create* a node for any device: `mknod /tmp/disk b 254 0` makes a
+//! second name for the host's disk. What stops it from *opening* one is the
+//! device cgroup: an allow list, checked by the kernel on every open(2) and
+//! mknod(2) of a device node, whatever the path.
+//!
+//! On cgroup v1 the list is three files of the `devices` controller:
+//!
+//! ```text
+//! mkdir /sys/fs/cgroup/devices/box
+//! echo a > /sys/fs/cgroup/devices/box/devices.deny          # nothing at all
+//! echo 'c 1:3 rwm' > /sys/fs/cgroup/devices/box/devices.allow   # /dev/null
+//! echo $PID > /sys/fs/cgroup/devices/box/cgroup.procs
+//! cat /sys/fs/cgroup/devices/box/devices.list
+//! ```
+//!
+//! A rule is `TYPE MAJOR:MINOR ACCESS`: type `c` (character), `b` (block) or
+//! `a` (all); `*` for any number; access `r`ead, `w`rite, `m`knod.
+//!
+//! cgroup v2 has no such files: the same list is an eBPF program attached to
+//! the cgroup (`BPF_CGROUP_DEVICE`). This lab does not write one yet; on a
+//! v2-only host [`DevicesCgroup::create`] says so, and a container has no
+//! device allow list (runc and crun generate that program).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+// ANCHOR: rules
+/// Docker's default allow list, with the reason for each line. Everything
+/// else is denied: the host's disks, /dev/mem, /dev/kmsg, GPUs, USB...
+pub const DOCKER_DEFAULT_RULES: [(&str, &str); 12] = [
+    (
+        "c *:* m",
+        "mknod any character device: creating a node is harmless, opening it is not",
+    ),
+    ("b *:* m", "mknod any block device, likewise"),
+    ("c 1:3 rwm", "/dev/null"),
+    ("c 1:5 rwm", "/dev/zero"),
+    ("c 1:7 rwm", "/dev/full"),
+    ("c 1:8 rwm", "/dev/random"),
+    ("c 1:9 rwm", "/dev/urandom"),
+    ("c 5:0 rwm", "/dev/tty"),
+    ("c 5:1 rwm", "/dev/console"),
+    (
+        "c 5:2 rwm",
+        "/dev/ptmx, the container's own devpts (newinstance)",
+    ),
+    ("c 136:* rwm", "/dev/pts/N, its terminals"),
+    (
+        "c 10:200 rwm",
+        "/dev/net/tun, for VPNs in the container's own netns",
+    ),
+];
+// ANCHOR_END: rules
+
+/// A v1 `devices` cgroup that this lab created, removed by [`remove`](Self::remove)
+/// or, best effort, when dropped.
+#[derive(Debug)]
+pub struct DevicesCgroup {
+    path: PathBuf,
+}
+
+/// Where the v1 `devices` hierarchy is mounted, if anywhere.
+pub fn devices_hierarchy() -> anyhow::Result<Option<PathBuf>> {
+    let host = crate::detect()?;
+    Ok(host
+        .v1
+        .into_iter()
+        .find(|(controller, _)| controller == "devices")
+        .map(|(_, mount)| mount))
+}
+
+impl DevicesCgroup {
+    // ANCHOR: create
+    /// Create the cgroup `name` under the v1 `devices` hierarchy, deny every
+    /// device, then allow `rules` (see [`DOCKER_DEFAULT_RULES`]). Deny first:
+    /// a new cgroup starts as a copy of its parent's list, which at the root
+    /// is `a *:* rwm`, everything.
+    pub fn create(name: &str, rules: &[&str]) -> anyhow::Result<DevicesCgroup> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            bail!("cgroup name {name:?}: one plain path component, please");
+        }
+        let Some(hierarchy) = devices_hierarchy()? else {
+            bail!(
+                "no cgroup v1 'devices' hierarchy: on cgroup v2 the device allow list is an eBPF \
+                 program, which this lab does not write yet"
+            );
+        };
+        let path = hierarchy.join(name);
+        fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        let cgroup = DevicesCgroup { path };
+        cgroup.write("devices.deny", "a")?;
+        for rule in rules {
+            cgroup.write("devices.allow", rule)?;
+        }
+        Ok(cgroup)
+    }
+    // ANCHOR_END: create
+
+    /// Move process `pid` (and, as it forks, its children) into the cgroup.
+    pub fn add(&self, pid: i32) -> anyhow::Result<()> {
+        self.write("cgroup.procs", &pid.to_string())
+    }
+
+    /// The kernel's view of the list, one rule a line.
+    pub fn list(&self) -> anyhow::Result<String> {
+        let file = self.path.join("devices.list");
+        fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remove the cgroup; it must be empty (its processes have exited).
+    pub fn remove(mut self) -> anyhow::Result<()> {
+        let path = std::mem::take(&mut self.path);
+        fs::remove_dir(&path).with_context(|| format!("rmdir {}", path.display()))
+    }
+
+    fn write(&self, file: &str, value: &str) -> anyhow::Result<()> {
+        let target = self.path.join(file);
+        fs::write(&target, value)
+            .with_context(|| format!("writing {value:?} to {}", target.display()))
+    }
+}
+
+impl Drop for DevicesCgroup {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_dir(&self.path);
+        }
+    }
+}
