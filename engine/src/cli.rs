@@ -125,6 +125,24 @@ pub struct RunArgs {
     /// Log driver options (max-size, max-file).
     #[arg(long = "log-opt")]
     pub log_opt: Vec<String>,
+    /// Give extended privileges: every capability, no seccomp, no masked paths, all devices.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add Linux capabilities (or ALL).
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (or ALL).
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges[=false].
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root filesystem as read only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Mount a tmpfs directory (PATH[:OPTIONS]).
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// Connect the container to a network: none or host (bridge networks need lab 05).
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,

@@ -162,8 +162,17 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         init: args.init,
         open_stdin: args.interactive,
         log_opts,
+        privileged: args.privileged,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        security_opt: args.security_opt.clone(),
+        read_only: args.read_only,
+        tmpfs: args.tmpfs.clone(),
         ..Default::default()
     };
+    // Refuse a bad --cap-add, --security-opt or --tmpfs now, before
+    // anything is created.
+    config.security()?;
     if let Some(w) = &args.workdir {
         if !w.starts_with('/') {
             bail!("the working directory '{w}' is invalid, it needs to be an absolute path");

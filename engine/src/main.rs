@@ -28,6 +28,19 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Commands that start a container run from a sealed copy of this binary
+    // (CVE-2019-5736): until the container's command is exec'd, its process
+    // is this program, and a container must never get hold of the host's
+    // file through /proc/PID/exe. Lab 02 explains the attack.
+    let starts = std::env::args()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "run" | "start" | "restart"));
+    if starts {
+        if let Err(e) = lab02_namespaces::security::ensure_sealed_binary() {
+            eprintln!("dockyard: {e:#}");
+            return ExitCode::from(125);
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -85,6 +85,44 @@ pub struct ContainerConfig {
     pub init: bool,
     pub open_stdin: bool,
     pub log_opts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub security_opt: Vec<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+}
+
+impl ContainerConfig {
+    /// The security layer (lab 02) this container runs under: Docker's
+    /// defaults (its capability list, seccomp profile, masked and read-only
+    /// paths) plus no-new-privileges, adjusted by the flags.
+    pub fn security(&self) -> Result<namespaces::security::Security> {
+        use namespaces::security::Security;
+        let mut sec = if self.privileged {
+            Security::privileged()
+        } else {
+            Security::docker_default()
+        };
+        sec.cap_add = self.cap_add.clone();
+        sec.cap_drop = self.cap_drop.clone();
+        for opt in &self.security_opt {
+            sec.apply_opt(opt)?;
+        }
+        sec.read_only_rootfs = self.read_only;
+        sec.tmpfs = self
+            .tmpfs
+            .iter()
+            .map(|t| t.parse().map_err(|e: String| anyhow!("--tmpfs {t}: {e}")))
+            .collect::<Result<_>>()?;
+        Ok(sec)
+    }
 }
 
 impl ContainerConfig {
@@ -459,6 +497,7 @@ pub fn monitor(
 struct Running {
     pid: Pid,
     cgroup: cgroups::Cgroup,
+    devices: Option<cgroups::devices::DevicesCgroup>,
     out: OwnedFd,
     err: OwnedFd,
     log: logs::Writer,
@@ -532,6 +571,24 @@ fn run_once(
         other => bail!("network mode {other:?} is not supported yet: use --network none or host"),
     }
 
+    spec.security = Some(config.security()?);
+    // The device allow list: Docker's default rules, in a v1 `devices`
+    // cgroup beside the others (lab 03). --privileged allows every device,
+    // as Docker's does. On a pure v2 host the allow list would be an eBPF
+    // program, which lab 03 does not write yet: there the container has
+    // only the device nodes its minimal /dev gives it.
+    let devices = if !config.privileged && cgroups::devices::devices_hierarchy()?.is_some() {
+        let rules: Vec<&str> = cgroups::devices::DOCKER_DEFAULT_RULES
+            .iter()
+            .map(|(r, _)| *r)
+            .collect();
+        Some(cgroups::devices::DevicesCgroup::create_in(
+            parent, id, &rules,
+        )?)
+    } else {
+        None
+    };
+
     let log = logs::Writer::open(
         &engine.containers.dir_of(id),
         logs::Rotation::from_opts(
@@ -541,7 +598,13 @@ fn run_once(
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )?,
     )?;
-    let container = namespaces::spawn(&spec, |pid| cgroup.add_pid(pid.as_raw()))?;
+    let container = namespaces::spawn(&spec, |pid| {
+        cgroup.add_pid(pid.as_raw())?;
+        if let Some(d) = &devices {
+            d.add(pid.as_raw())?;
+        }
+        Ok(())
+    })?;
     drop((out_w, err_w, null));
     let pid = container.pid();
 
@@ -560,6 +623,7 @@ fn run_once(
     Ok(Running {
         pid,
         cgroup,
+        devices,
         out: out_r,
         err: err_r,
         log,
@@ -680,6 +744,9 @@ impl Running {
         let code = status.unwrap_or(255);
         let oom = self.cgroup.oom_killed();
         self.cgroup.destroy()?;
+        if let Some(d) = self.devices.take() {
+            d.remove()?;
+        }
         mask.thread_unblock().context("unblocking signals")?;
         Ok((code, oom))
     }
