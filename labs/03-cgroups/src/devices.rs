@@ -62,6 +62,9 @@ pub const DOCKER_DEFAULT_RULES: [(&str, &str); 12] = [
 #[derive(Debug)]
 pub struct DevicesCgroup {
     path: PathBuf,
+    /// The parent given to [`DevicesCgroup::create_in`], removed with the
+    /// group when no other group is left in it.
+    parent: Option<PathBuf>,
 }
 
 /// Where the v1 `devices` hierarchy is mounted, if anywhere.
@@ -81,6 +84,12 @@ impl DevicesCgroup {
     /// a new cgroup starts as a copy of its parent's list, which at the root
     /// is `a *:* rwm`, everything.
     pub fn create(name: &str, rules: &[&str]) -> anyhow::Result<DevicesCgroup> {
+        Self::create_in("", name, rules)
+    }
+
+    /// The same, as `<parent>/<name>` (the parent is made if missing, and
+    /// left for others: the engine keeps every container under `dockyard`).
+    pub fn create_in(parent: &str, name: &str, rules: &[&str]) -> anyhow::Result<DevicesCgroup> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             bail!("cgroup name {name:?}: one plain path component, please");
         }
@@ -90,9 +99,17 @@ impl DevicesCgroup {
                  program, which this lab does not write yet"
             );
         };
-        let path = hierarchy.join(name);
+        if parent.split('/').any(|c| c == "..") || parent.starts_with('/') {
+            bail!("cgroup parent {parent:?}: a relative path without '..', please");
+        }
+        let base = hierarchy.join(parent);
+        fs::create_dir_all(&base).with_context(|| format!("mkdir -p {}", base.display()))?;
+        let path = base.join(name);
         fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
-        let cgroup = DevicesCgroup { path };
+        let cgroup = DevicesCgroup {
+            path,
+            parent: (!parent.is_empty()).then_some(base),
+        };
         cgroup.write("devices.deny", "a")?;
         for rule in rules {
             cgroup.write("devices.allow", rule)?;
@@ -119,7 +136,12 @@ impl DevicesCgroup {
     /// Remove the cgroup; it must be empty (its processes have exited).
     pub fn remove(mut self) -> anyhow::Result<()> {
         let path = std::mem::take(&mut self.path);
-        fs::remove_dir(&path).with_context(|| format!("rmdir {}", path.display()))
+        fs::remove_dir(&path).with_context(|| format!("rmdir {}", path.display()))?;
+        if let Some(parent) = self.parent.take() {
+            // Busy or not empty while other containers use it: then it stays.
+            let _ = fs::remove_dir(parent);
+        }
+        Ok(())
     }
 
     fn write(&self, file: &str, value: &str) -> anyhow::Result<()> {

@@ -1,0 +1,828 @@
+//! One function per `dockyard` command. Each resolves names, calls
+//! [`crate::runtime`] or a lab, and prints what docker prints.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::cli::{
+    ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs,
+    StartArgs, StopArgs,
+};
+use crate::format::{command_column, human_duration, human_size, short_id, table};
+use crate::logs;
+use crate::runtime::{self, config_of, Attach, ContainerConfig, Engine, Limits};
+use crate::state::{parse_rfc3339, Record, Status};
+use crate::template;
+
+/// How a command ended, as a process exit code.
+pub type Code = i32;
+
+/// `docker run`: create, start, and in the foreground wait and relay the
+/// exit code (125 when dockyard fails, 126/127 when the command cannot run).
+pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
+    let (config, name) = container_config(args)?;
+    let record = runtime::create(engine, name.as_deref(), config)?;
+    if args.detach {
+        runtime::start_detached(engine, &record.id)?;
+        println!("{}", record.id);
+        return Ok(0);
+    }
+    runtime::monitor(engine, &record.id, Attach::Foreground, None)
+}
+
+/// `docker create`: the container, state "created"; prints its ID.
+pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
+    let (config, name) = container_config(args)?;
+    let record = runtime::create(engine, name.as_deref(), config)?;
+    println!("{}", record.id);
+    Ok(0)
+}
+
+/// `docker start`: start stopped containers in the background, or one in
+/// the foreground with `-a`.
+pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
+    if args.attach {
+        if args.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let r = engine.containers.resolve(&args.containers[0])?;
+        runtime::prepare_start(engine, &r.id, args.interactive)?;
+        return runtime::monitor(engine, &r.id, Attach::Foreground, None);
+    }
+    each(engine, &args.containers, |r| {
+        let r = engine.containers.reconcile(r.clone())?;
+        if r.state.status == Status::Running {
+            return Ok(());
+        }
+        runtime::prepare_start(engine, &r.id, false)?;
+        runtime::start_detached(engine, &r.id)
+    })
+}
+
+/// `docker restart`: stop (with the timeout), then start in the background.
+pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
+    let sig = args
+        .signal
+        .as_deref()
+        .map(runtime::parse_signal)
+        .transpose()?;
+    each(engine, &args.containers, |r| {
+        runtime::stop(engine, r, Duration::from_secs(args.time), sig)?;
+        runtime::prepare_start(engine, &r.id, false)?;
+        runtime::start_detached(engine, &r.id)
+    })
+}
+
+/// Turn `run`'s flags into a container config, validating them first so a
+/// bad flag creates nothing.
+fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)> {
+    let mut words = args.image_and_command.iter();
+    let image = words
+        .next()
+        .ok_or_else(|| anyhow!("\"run\" requires at least 1 argument"))?
+        .clone();
+    let cmd: Vec<String> = words.cloned().collect();
+
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading env file {}", file.display()))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            env.push(env_entry(line)?);
+        }
+    }
+    for e in &args.env {
+        env.push(env_entry(e)?);
+    }
+    let mut labels = BTreeMap::new();
+    for l in &args.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}: empty key");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let mut log_opts = BTreeMap::new();
+    for o in &args.log_opt {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid log-opt {o:?}: expected key=value"))?;
+        log_opts.insert(k.to_string(), v.to_string());
+    }
+    logs::Rotation::from_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+
+    use crate::runtime::lab03_size;
+    let memory = args
+        .memory
+        .as_deref()
+        .map(lab03_size)
+        .transpose()
+        .context("invalid --memory")?;
+    let memory_swap = match args.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(s) => Some(lab03_size(s).context("invalid --memory-swap")? as i64),
+    };
+    let entrypoint = match &args.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => vec![e.clone()],
+        None => vec![],
+    };
+    if args.rm && args.restart != "no" {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    let config = ContainerConfig {
+        image,
+        entrypoint,
+        cmd,
+        env,
+        working_dir: args.workdir.clone().unwrap_or_default(),
+        hostname: args.hostname.clone().unwrap_or_default(),
+        labels,
+        auto_remove: args.rm,
+        restart: args.restart.parse()?,
+        limits: Limits {
+            cpus: args.cpus,
+            cpu_shares: args.cpu_shares,
+            memory,
+            memory_swap,
+            pids: args.pids_limit,
+        },
+        cgroup_parent: args.cgroup_parent.clone().unwrap_or_default(),
+        network_mode: args.network.clone(),
+        init: args.init,
+        open_stdin: args.interactive,
+        log_opts,
+        privileged: args.privileged,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        security_opt: args.security_opt.clone(),
+        read_only: args.read_only,
+        tmpfs: args.tmpfs.clone(),
+        ..Default::default()
+    };
+    // Refuse a bad --cap-add, --security-opt or --tmpfs now, before
+    // anything is created.
+    config.security()?;
+    if let Some(w) = &args.workdir {
+        if !w.starts_with('/') {
+            bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
+        }
+    }
+    if !matches!(config.network_mode.as_str(), "none" | "host") {
+        bail!(
+            "network mode {:?} is not supported yet (bridge networks arrive with lab 05): use --network none or --network host",
+            config.network_mode
+        );
+    }
+    Ok((config, args.name.clone()))
+}
+
+/// `-e KEY=value`, or `-e KEY` to copy KEY from our environment (dropped if unset).
+fn env_entry(e: &str) -> Result<String> {
+    match e.split_once('=') {
+        Some(("", _)) => bail!("invalid environment variable: {e}"),
+        Some(_) => Ok(e.to_string()),
+        None => Ok(match std::env::var(e) {
+            Ok(v) => format!("{e}={v}"),
+            Err(_) => e.to_string(),
+        }),
+    }
+}
+
+/// The STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
+pub fn status_text(r: &Record, now: SystemTime) -> String {
+    let since = |t: &str| {
+        parse_rfc3339(t)
+            .map(|t| now.duration_since(t).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    match r.state.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
+        Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+/// All records, reconciled with the kernel, newest first.
+fn containers(engine: &Engine) -> Result<Vec<Record>> {
+    let mut all = Vec::new();
+    for r in engine.containers.list()? {
+        all.push(engine.containers.reconcile(r)?);
+    }
+    all.sort_by(|a, b| b.created.cmp(&a.created));
+    Ok(all)
+}
+
+/// `docker ps`.
+pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
+    let mut list = containers(engine)?;
+    let last = if args.latest { 1 } else { args.last };
+    if last >= 0 {
+        list.truncate(last as usize);
+    } else if !args.all {
+        list.retain(|r| {
+            matches!(
+                r.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            )
+        });
+    }
+    for f in &args.filter {
+        let (key, value) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
+        let keep: Box<dyn Fn(&Record) -> bool> = match key {
+            "status" => {
+                let valid = [
+                    "created",
+                    "restarting",
+                    "running",
+                    "removing",
+                    "paused",
+                    "exited",
+                    "dead",
+                ];
+                if !valid.contains(&value) {
+                    bail!("invalid filter 'status={value}'");
+                }
+                let v = value.to_string();
+                Box::new(move |r| r.state.status.as_str() == v)
+            }
+            "name" => {
+                let v = value.to_string();
+                Box::new(move |r| r.name.contains(&v))
+            }
+            "id" => {
+                let v = value.to_string();
+                Box::new(move |r| r.id.starts_with(&v))
+            }
+            "label" => {
+                let (k, v) = match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                };
+                Box::new(move |r| {
+                    let labels = config_of(r).map(|c| c.labels).unwrap_or_default();
+                    labels
+                        .get(&k)
+                        .is_some_and(|l| v.as_ref().is_none_or(|v| v == l))
+                })
+            }
+            other => bail!("invalid filter '{other}'"),
+        };
+        list.retain(|r| keep(r));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for r in &list {
+            writeln!(
+                out,
+                "{}",
+                if args.no_trunc {
+                    &r.id
+                } else {
+                    short_id(&r.id)
+                }
+            )?;
+        }
+        return Ok(0);
+    }
+    let now = SystemTime::now();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            let c = config_of(r).unwrap_or_default();
+            let created = parse_rfc3339(&r.created)
+                .map(|t| {
+                    format!(
+                        "{} ago",
+                        human_duration(now.duration_since(t).unwrap_or_default())
+                    )
+                })
+                .unwrap_or_default();
+            vec![
+                if args.no_trunc {
+                    r.id.clone()
+                } else {
+                    short_id(&r.id).to_string()
+                },
+                c.image.clone(),
+                command_column(&c.argv(), !args.no_trunc),
+                created,
+                status_text(r, now),
+                String::new(),
+                r.name.clone(),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table(
+            &[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES"
+            ],
+            &rows
+        )
+    )?;
+    Ok(0)
+}
+
+/// `docker logs`.
+pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
+    let record = engine.containers.resolve(&args.container)?;
+    let now = SystemTime::now();
+    let filter = logs::Filter {
+        tail: match args.tail.as_str() {
+            "all" | "-1" => None,
+            n => Some(
+                n.parse()
+                    .map_err(|_| anyhow!("invalid value for --tail: {n:?}"))?,
+            ),
+        },
+        since: args
+            .since
+            .as_deref()
+            .map(|s| logs::parse_time(s, now))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| logs::parse_time(s, now))
+            .transpose()?,
+    };
+    let dir = engine.containers.dir_of(&record.id);
+    let print = |entries: &[logs::Entry]| -> Result<()> {
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        for e in entries {
+            let w: &mut dyn Write = if e.stream == "stderr" {
+                &mut err
+            } else {
+                &mut out
+            };
+            if args.timestamps {
+                write!(w, "{} ", e.time)?;
+            }
+            w.write_all(e.log.as_bytes())?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    let entries = logs::read(&dir, &filter)?;
+    print(&entries)?;
+    if !args.follow {
+        return Ok(0);
+    }
+    // Follow: print what was appended since, until the container is gone
+    // for good. Entries carry nanosecond times, so "newer than the last one
+    // printed" finds exactly the new ones, across a rotation too.
+    let mut last = entries.last().map(|e| e.time.clone());
+    loop {
+        let running = engine
+            .containers
+            .load(&record.id)
+            .map(|r| matches!(r.state.status, Status::Running | Status::Restarting))
+            .unwrap_or(false);
+        let mut all = logs::read(
+            &dir,
+            &logs::Filter {
+                until: filter.until,
+                ..Default::default()
+            },
+        )?;
+        if let Some(t) = &last {
+            all.retain(|e| e.time.as_str() > t.as_str());
+        }
+        if let Some(e) = all.last() {
+            last = Some(e.time.clone());
+        }
+        print(&all)?;
+        if !running {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `docker stop`.
+pub fn stop(engine: &Engine, args: &StopArgs) -> Result<Code> {
+    let sig = args
+        .signal
+        .as_deref()
+        .map(runtime::parse_signal)
+        .transpose()?;
+    each(engine, &args.containers, |r| {
+        runtime::stop(engine, r, Duration::from_secs(args.time), sig)
+    })
+}
+
+/// `docker kill`.
+pub fn kill(engine: &Engine, args: &KillArgs) -> Result<Code> {
+    let sig = runtime::parse_signal(&args.signal)?;
+    each(engine, &args.containers, |r| {
+        runtime::signal(engine, r, sig)
+    })
+}
+
+/// `docker rm`.
+pub fn rm(engine: &Engine, args: &RmArgs) -> Result<Code> {
+    each(engine, &args.containers, |r| {
+        let r = engine.containers.reconcile(r.clone())?;
+        if matches!(
+            r.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
+            if !args.force {
+                bail!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    r.name
+                );
+            }
+            runtime::stop(
+                engine,
+                &r,
+                Duration::ZERO,
+                Some(nix::sys::signal::Signal::SIGKILL),
+            )?;
+        }
+        runtime::remove(engine, &r.id)
+    })
+}
+
+/// `docker wait`: block until each container stops, print its exit code.
+pub fn wait(engine: &Engine, args: &NamesArgs) -> Result<Code> {
+    let mut code = 0;
+    for name in &args.containers {
+        match engine.containers.resolve(name) {
+            Ok(r) => {
+                runtime::wait_until_exited(engine, &r.id, Duration::from_secs(u64::MAX / 4))?;
+                println!("{}", engine.containers.load(&r.id)?.state.exit_code);
+            }
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Run `f` on each named container, printing the name as docker does, and
+/// every error; exit 1 if any failed.
+fn each(engine: &Engine, names: &[String], f: impl Fn(&Record) -> Result<()>) -> Result<Code> {
+    let mut code = 0;
+    for name in names {
+        match engine.containers.resolve(name).and_then(|r| f(&r)) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `docker inspect`: containers first, then images, as docker looks them up.
+pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<Code> {
+    let mut docs = Vec::new();
+    let mut code = 0;
+    for name in &args.names {
+        let found = match args.kind.as_deref() {
+            Some("container") => inspect_container(engine, name),
+            Some("image") => inspect_image(engine, name),
+            Some(other) => bail!("\"{other}\" is not a valid value for --type"),
+            None => inspect_container(engine, name).or_else(|_| inspect_image(engine, name)),
+        };
+        match found {
+            Ok(doc) => docs.push(doc),
+            Err(_) => {
+                eprintln!("Error: No such object: {name}");
+                code = 1;
+            }
+        }
+    }
+    match &args.format {
+        Some(f) => {
+            for d in &docs {
+                println!("{}", template::render(f, d)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&Value::Array(docs))?),
+    }
+    Ok(code)
+}
+
+fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
+    let r = engine
+        .containers
+        .reconcile(engine.containers.resolve(name)?)?;
+    let c = config_of(&r)?;
+    let argv = c.argv();
+    let layer = engine.layer_container(&r.id)?;
+    let lowers = engine.images.lower_dirs(&layer).unwrap_or_default();
+    let dir = engine.containers.dir_of(&r.id);
+    let s = &r.state;
+    Ok(json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": s.status.as_str(),
+            "Running": s.status == Status::Running || s.status == Status::Paused,
+            "Paused": s.status == Status::Paused,
+            "Restarting": s.status == Status::Restarting,
+            "OOMKilled": s.oom_killed,
+            "Dead": s.status == Status::Dead,
+            "Pid": s.pid,
+            "ExitCode": s.exit_code,
+            "Error": s.error,
+            "StartedAt": s.started_at,
+            "FinishedAt": s.finished_at,
+        },
+        "Image": c.image_id,
+        "LogPath": dir.join(logs::LOG_FILE),
+        "Name": format!("/{}", r.name),
+        "RestartCount": s.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "HostConfig": {
+            "AutoRemove": c.auto_remove,
+            "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": match c.restart { runtime::RestartPolicy::OnFailure(n) => n, _ => 0 }},
+            "NetworkMode": c.network_mode,
+            "Memory": c.limits.memory.unwrap_or(0),
+            "MemorySwap": c.limits.memory_swap.unwrap_or(0),
+            "NanoCpus": c.limits.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
+            "CpuShares": c.limits.cpu_shares.unwrap_or(0),
+            "PidsLimit": c.limits.pids,
+            "CgroupParent": c.cgroup_parent,
+            "Init": c.init,
+            "LogConfig": {"Type": "json-file", "Config": c.log_opts},
+        },
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {
+                "LowerDir": lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": layer.upper(),
+                "MergedDir": layer.merged(),
+                "WorkDir": layer.work(),
+            },
+        },
+        "Mounts": [],
+        "Config": {
+            "Hostname": c.hostname,
+            "Domainname": "",
+            "User": "",
+            "AttachStdin": false,
+            "AttachStdout": false,
+            "AttachStderr": false,
+            "Tty": false,
+            "OpenStdin": c.open_stdin,
+            "Env": c.env,
+            "Cmd": c.cmd,
+            "Image": c.image,
+            "WorkingDir": c.working_dir,
+            "Entrypoint": if c.entrypoint.is_empty() { Value::Null } else { json!(c.entrypoint) },
+            "Labels": c.labels,
+            "StopSignal": c.stop_signal,
+        },
+        "NetworkSettings": {
+            "IPAddress": "",
+            "Gateway": "",
+            "Ports": {},
+            "Networks": {},
+        },
+    }))
+}
+
+fn inspect_image(engine: &Engine, name: &str) -> Result<Value> {
+    let image = engine.images.image(name)?;
+    let mut doc = serde_json::to_value(&image.config)?;
+    let size = image_size(engine, &image);
+    if let Value::Object(m) = &mut doc {
+        m.insert("Id".into(), json!(image.config_digest));
+        m.insert("RepoTags".into(), json!([image.name]));
+        m.insert("Size".into(), json!(size));
+        // Docker's inspect capitalises the config's fields.
+        if let Some(cfg) = m.remove("config") {
+            m.insert("Config".into(), cfg);
+        }
+    }
+    Ok(doc)
+}
+
+/// The unpacked size of an image's layers, in bytes.
+fn image_size(engine: &Engine, image: &runtime::Image) -> u64 {
+    engine
+        .images
+        .image_layers(image)
+        .map(|layers| layers.iter().map(|l| dir_size(&l.diff)).sum())
+        .unwrap_or(0)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+            .unwrap_or(0)
+    } else if meta.is_file() {
+        meta.len()
+    } else {
+        0
+    }
+}
+
+/// `docker images`.
+pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
+    let mut list = engine.images.images()?;
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in &list {
+            let id = if args.no_trunc {
+                i.config_digest.clone()
+            } else {
+                i.short_id().to_string()
+            };
+            if seen.insert(id.clone()) {
+                writeln!(out, "{id}")?;
+            }
+        }
+        return Ok(0);
+    }
+    let now = SystemTime::now();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            let (repo, tag) = match i.name.rsplit_once(':') {
+                Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+                _ => (i.name.clone(), "<none>".to_string()),
+            };
+            let created = i
+                .config
+                .created()
+                .as_deref()
+                .and_then(parse_rfc3339)
+                .map(|t| {
+                    format!(
+                        "{} ago",
+                        human_duration(now.duration_since(t).unwrap_or_default())
+                    )
+                })
+                .unwrap_or_else(|| "N/A".into());
+            vec![
+                repo,
+                tag,
+                if args.no_trunc {
+                    i.config_digest.clone()
+                } else {
+                    i.short_id().to_string()
+                },
+                created,
+                human_size(image_size(engine, i)),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
+    )?;
+    Ok(0)
+}
+
+/// `docker load`: a docker-archive or OCI archive (or an OCI layout directory).
+pub fn load(engine: &Engine, args: &LoadArgs) -> Result<Code> {
+    let names = match &args.input {
+        Some(p) if p.is_dir() => engine.images.load_oci_layout(p, None)?,
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?;
+            runtime::load_archive(engine, f)?
+        }
+        None => {
+            if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            runtime::load_archive(engine, std::io::stdin().lock())?
+        }
+    };
+    if !args.quiet {
+        for n in names {
+            println!("Loaded image: {n}");
+        }
+    }
+    Ok(0)
+}
+
+/// `docker info`: what the course notes explain about it, for a daemonless
+/// engine.
+pub fn info(engine: &Engine) -> Result<Code> {
+    let all = containers(engine)?;
+    let count = |s: Status| all.iter().filter(|r| r.state.status == s).count();
+    let images = engine.images.images()?.len();
+    let host = runtime::cgroup_host()?;
+    let uname = nix::sys::utsname::uname().context("uname")?;
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0);
+    let c = &engine.config;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("\n  {}", v.join("\n  "))
+        }
+    };
+    println!("Server:");
+    println!(" Containers: {}", all.len());
+    println!(
+        "  Running: {}",
+        count(Status::Running) + count(Status::Restarting)
+    );
+    println!("  Paused: {}", count(Status::Paused));
+    println!(
+        "  Stopped: {}",
+        count(Status::Exited) + count(Status::Created) + count(Status::Dead)
+    );
+    println!(" Images: {images}");
+    println!(" Server Version: {}", env!("CARGO_PKG_VERSION"));
+    println!(" Storage Driver: overlay2");
+    println!(
+        " Logging Driver: {}",
+        c.log_driver.as_deref().unwrap_or("json-file")
+    );
+    println!(" Cgroup Driver: cgroupfs");
+    println!(
+        " Cgroup Version: {}",
+        match host.version() {
+            runtime::CgroupVersion::V1 => 1,
+            runtime::CgroupVersion::V2 => 2,
+        }
+    );
+    println!(" Kernel Version: {}", uname.release().to_string_lossy());
+    println!(" Operating System: {os}");
+    println!(" OSType: linux");
+    println!(" Architecture: {}", uname.machine().to_string_lossy());
+    println!(
+        " CPUs: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(" Total Memory: {:.4}GiB", mem_kb as f64 / 1024.0 / 1024.0);
+    println!(" Docker Root Dir: {}", engine.root.display());
+    println!(" Debug Mode: {}", c.debug);
+    println!(" Registry Mirrors:{}", list(&c.registry_mirrors));
+    // Docker always lists loopback as insecure.
+    let mut insecure = c.insecure_registries.clone();
+    insecure.push("127.0.0.0/8".into());
+    println!(" Insecure Registries:{}", list(&insecure));
+    Ok(0)
+}

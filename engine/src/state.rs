@@ -1,0 +1,504 @@
+//! Container state on disk: one directory per container under
+//! `<data-root>/containers/<id>/`, holding `state.json`.
+//!
+//! Dockyard has no daemon keeping state in memory. Any number of `dockyard`
+//! processes may run at once (a `ps` while a `run -d` starts and a monitor
+//! records an exit), so the files are the only truth, and two rules keep them
+//! consistent:
+//!
+//! - **Atomic writes.** A record is written to a temporary file in the same
+//!   directory, flushed with fsync, and renamed over the old one. rename(2)
+//!   within one filesystem is atomic: a reader sees the old record or the new
+//!   one, never half of each, even if the writer dies mid-write.
+//! - **A lock for read-modify-write.** Changing a record (or claiming a
+//!   name) happens under an exclusive flock(2) on `<data-root>/containers.lock`,
+//!   so two writers never both read the old state and lose one update. The
+//!   kernel drops the lock when its holder dies, so a crash never leaves it
+//!   stuck.
+//!
+//! **Reconciliation.** A record that says "running" may be stale: the monitor
+//! may have been killed with SIGKILL, or the host rebooted. Before showing a
+//! record, [`Store::reconcile`] checks that its process still exists *and* is
+//! the same process (PIDs are reused, so it compares the start time from
+//! `/proc/PID/stat`), and otherwise marks it exited.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Docker's container states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// What happened to the container's process, as `docker inspect` shows under `State`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    /// The container's init process on the host, 0 when not running.
+    pub pid: i32,
+    /// `/proc/PID/stat` start time of `pid`, to tell it from a reused PID.
+    pub pid_start_time: u64,
+    /// The monitor process that waits for the container.
+    pub monitor_pid: i32,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub error: String,
+    /// RFC 3339 times; docker's zero time when unset.
+    pub started_at: String,
+    pub finished_at: String,
+    pub restart_count: u32,
+    /// Set by `stop`: a restart policy must not bring the container back.
+    #[serde(default)]
+    pub manually_stopped: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: Status::Created,
+            pid: 0,
+            pid_start_time: 0,
+            monitor_pid: 0,
+            exit_code: 0,
+            oom_killed: false,
+            error: String::new(),
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            restart_count: 0,
+            manually_stopped: false,
+        }
+    }
+}
+
+/// Docker's "never": Go's zero time.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// One container's record. `config` is the engine's own description of what
+/// to run (image, command, limits, mounts...), kept opaque here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Without docker's leading slash.
+    pub name: String,
+    pub created: String,
+    pub state: State,
+    pub config: serde_json::Value,
+}
+
+/// The containers of one data root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// An exclusive lock on the store, released on drop (or when the process dies).
+pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+impl Store {
+    /// Open (creating if needed) `<root>/containers`.
+    pub fn open(root: &Path) -> Result<Store> {
+        let dir = root.join("containers");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Store { dir })
+    }
+
+    /// Take the store's lock. Hold it across every read-modify-write.
+    pub fn lock(&self) -> Result<Lock> {
+        let path = self.dir.join("../containers.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("locking {}: {e}", path.display()))?;
+        Ok(Lock(locked))
+    }
+
+    /// The directory of one container.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Every record, unordered. Records that cannot be read are skipped with a
+    /// warning rather than making `ps` fail.
+    pub fn list(&self) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for entry in
+            fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
+        {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let id = entry.file_name().to_string_lossy().into_owned();
+            match self.load(&id) {
+                Ok(r) => out.push(r),
+                Err(e) if is_not_found(&e) => {} // removed meanwhile, or still being created
+                Err(e) => eprintln!("warning: skipping container {id}: {e:#}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read one record by full ID.
+    pub fn load(&self, id: &str) -> Result<Record> {
+        let path = self.dir_of(id).join("state.json");
+        let mut text = String::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Write a record atomically. Call with the lock held.
+    pub fn save(&self, _lock: &Lock, record: &Record) -> Result<()> {
+        let dir = self.dir_of(&record.id);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_vec_pretty(record).context("serializing state")?;
+        write_atomic(&dir.join("state.json"), &json)
+    }
+
+    /// Find a container the way docker does: exact full ID, exact name, then
+    /// a unique ID prefix.
+    pub fn resolve(&self, what: &str) -> Result<Record> {
+        let all = self.list()?;
+        let what = what.strip_prefix('/').unwrap_or(what);
+        if let Some(r) = all.iter().find(|r| r.id == what || r.name == what) {
+            return Ok(r.clone());
+        }
+        let matches: Vec<&Record> = all
+            .iter()
+            .filter(|r| !what.is_empty() && r.id.starts_with(what))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => bail!("No such container: {what}"),
+            _ => bail!("multiple IDs found with provided prefix: {what}"),
+        }
+    }
+
+    // ANCHOR: reconcile
+    /// Bring a "running" or "paused" record in line with the kernel: if its
+    /// process is gone (or the PID now belongs to another process), the
+    /// container exited while nobody watched. Returns the possibly updated
+    /// record, saved under the lock.
+    pub fn reconcile(&self, record: Record) -> Result<Record> {
+        if !matches!(
+            record.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
+            return Ok(record);
+        }
+        if process_is(record.state.pid, record.state.pid_start_time)
+            || process_alive(record.state.monitor_pid)
+        {
+            return Ok(record);
+        }
+        let lock = self.lock()?;
+        let mut fresh = self.load(&record.id)?;
+        if matches!(
+            fresh.state.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) && !process_is(fresh.state.pid, fresh.state.pid_start_time)
+            && !process_alive(fresh.state.monitor_pid)
+        {
+            fresh.state.status = Status::Exited;
+            fresh.state.pid = 0;
+            fresh.state.monitor_pid = 0;
+            // Docker reports 255 when it cannot know the exit code.
+            fresh.state.exit_code = 255;
+            fresh.state.error = "container process vanished: its monitor died".into();
+            if fresh.state.finished_at == ZERO_TIME {
+                fresh.state.finished_at = now_rfc3339();
+            }
+            self.save(&lock, &fresh)?;
+        }
+        Ok(fresh)
+    }
+    // ANCHOR_END: reconcile
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    })
+}
+
+// ANCHOR: atomic
+/// Write `data` to `path` atomically: temp file, fsync, rename, fsync the dir.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+// ANCHOR_END: atomic
+
+/// The start time (field 22 of `/proc/PID/stat`, in clock ticks since boot).
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: parse
+    // from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is alive and is the process that started at `start_time`.
+pub fn process_is(pid: i32, start_time: u64) -> bool {
+    pid > 0 && process_start_time(pid).is_some_and(|t| t == start_time) && !is_zombie(pid)
+}
+
+fn process_alive(pid: i32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Docker's container names: `--name` must match `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let name = name.strip_prefix('/').unwrap_or(name);
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        bail!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+    }
+    Ok(())
+}
+
+/// A random name in docker's style: an adjective and a notable scientist.
+pub fn random_name(taken: impl Fn(&str) -> bool) -> Result<String> {
+    const LEFT: [&str; 24] = [
+        "admiring", "bold", "brave", "clever", "dazzling", "eager", "elated", "focused",
+        "friendly", "gallant", "happy", "hopeful", "jolly", "keen", "loving", "modest", "nifty",
+        "peaceful", "quirky", "relaxed", "serene", "sharp", "vibrant", "zealous",
+    ];
+    const RIGHT: [&str; 24] = [
+        "agnesi", "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler", "feynman",
+        "galileo", "hopper", "hypatia", "kepler", "lamarr", "lovelace", "meitner", "newton",
+        "noether", "pasteur", "ritchie", "shannon", "thompson", "torvalds", "turing",
+    ];
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    for pair in bytes.chunks(2) {
+        let name = format!(
+            "{}_{}",
+            LEFT[pair[0] as usize % LEFT.len()],
+            RIGHT[pair[1] as usize % RIGHT.len()]
+        );
+        if !taken(&name) {
+            return Ok(name);
+        }
+    }
+    // Like docker, add a digit when the plain names collide.
+    for n in 0..1000 {
+        let name = format!(
+            "{}_{}{n}",
+            LEFT[bytes[0] as usize % LEFT.len()],
+            RIGHT[bytes[1] as usize % RIGHT.len()]
+        );
+        if !taken(&name) {
+            return Ok(name);
+        }
+    }
+    bail!("could not find a free container name")
+}
+
+/// Now, as RFC 3339 with nanoseconds in UTC, as docker prints times.
+pub fn now_rfc3339() -> String {
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// Format a time as RFC 3339 UTC with nanoseconds ("2026-11-23T04:05:06.123456789Z").
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Parse what [`rfc3339`] writes back into a time (None for the zero time).
+pub fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
+    if s == ZERO_TIME {
+        return None;
+    }
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let nanos: u32 = format!("{frac:0<9}")[..9].parse().ok()?;
+    let secs = days_from_civil(y, m, day) * 86400 + hh * 3600 + mm * 60 + ss;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::new(secs as u64, nanos))
+}
+
+// Howard Hinnant's algorithms for converting days since 1970 to a date and back.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> Record {
+        Record {
+            id: id.into(),
+            name: name.into(),
+            created: now_rfc3339(),
+            state: State::default(),
+            config: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn resolve_by_id_name_and_unique_prefix() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let lock = store.lock().unwrap();
+        store
+            .save(&lock, &record(&format!("abc1{}", "0".repeat(60)), "web"))
+            .unwrap();
+        store
+            .save(&lock, &record(&format!("abc2{}", "0".repeat(60)), "db"))
+            .unwrap();
+        drop(lock);
+        assert_eq!(store.resolve("web").unwrap().name, "web");
+        assert_eq!(store.resolve("abc2").unwrap().name, "db");
+        let err = store.resolve("abc").unwrap_err().to_string();
+        assert!(
+            err.contains("multiple IDs found with provided prefix: abc"),
+            "{err}"
+        );
+        let err = store.resolve("nope").unwrap_err().to_string();
+        assert_eq!(err, "No such container: nope");
+    }
+
+    #[test]
+    fn a_running_record_whose_process_is_gone_is_reconciled() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        // A real process that has exited and been reaped: its PID is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        let mut r = record(&"f".repeat(64), "gone");
+        r.state.status = Status::Running;
+        r.state.pid = pid;
+        r.state.pid_start_time = 1;
+        r.state.monitor_pid = pid;
+        let lock = store.lock().unwrap();
+        store.save(&lock, &r).unwrap();
+        drop(lock);
+        let r = store.reconcile(store.load(&r.id).unwrap()).unwrap();
+        assert_eq!(r.state.status, Status::Exited);
+        assert_eq!(store.load(&r.id).unwrap().state.status, Status::Exited);
+    }
+
+    #[test]
+    fn a_live_process_is_recognised_by_its_start_time() {
+        let me = std::process::id() as i32;
+        let start = process_start_time(me).unwrap();
+        assert!(process_is(me, start));
+        assert!(!process_is(me, start + 1));
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_795_000_000, 123_456_789);
+        let s = rfc3339(t);
+        assert_eq!(s, "2026-11-18T11:06:40.123456789Z");
+        assert_eq!(parse_rfc3339(&s), Some(t));
+        assert_eq!(parse_rfc3339(ZERO_TIME), None);
+    }
+
+    #[test]
+    fn names_follow_dockers_rules() {
+        assert!(validate_name("web-1").is_ok());
+        assert!(validate_name("/web").is_ok());
+        let err = validate_name("-bad").unwrap_err().to_string();
+        assert!(err.contains("Invalid container name (-bad)"), "{err}");
+        let n = random_name(|_| false).unwrap();
+        assert!(validate_name(&n).is_ok());
+    }
+}

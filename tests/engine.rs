@@ -1,0 +1,603 @@
+//! The engine, observed from outside and inside: the whole life of a
+//! container through `dockyard`, checked against the kernel (mount table,
+//! cgroups, /proc) and the probe.
+//!
+//! Every test gets its own data root and cgroup parent, and removes every
+//! container it made when it ends, even by panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dockyard_e2e::fixtures::{bin, ns_inode, require_root, workspace_root};
+use serde_json::Value;
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A private data root with the base image loaded, and a cgroup parent.
+struct Dy {
+    root: tempfile::TempDir,
+    parent: String,
+}
+
+impl Dy {
+    fn new() -> Dy {
+        require_root();
+        let root = tempfile::Builder::new()
+            .prefix("dockyard-engine-")
+            .tempdir()
+            .unwrap();
+        let parent = format!(
+            "dockyard-e2e-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let dy = Dy { root, parent };
+        let oci = workspace_root().join("images/busybox/oci");
+        assert!(
+            oci.exists(),
+            "base image missing: run scripts/setup --no-run"
+        );
+        let out = dy.run(&["load", "-i", oci.to_str().unwrap()]);
+        assert!(out.status.success(), "load failed: {}", text(&out.stderr));
+        dy
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(bin("dockyard"));
+        c.arg("--root")
+            .arg(self.root.path())
+            .env_remove("DOCKYARD_ROOT");
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if matches!(args.first(), Some(&"run") | Some(&"create")) {
+            all.insert(1, format!("--cgroup-parent={}", self.parent));
+        }
+        c.args(&all);
+        c.stdin(Stdio::null());
+        c.output().expect("running dockyard")
+    }
+
+    /// Run and expect success; return stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "dockyard {args:?} failed ({:?}):\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn inspect(&self, name: &str, fmt: &str) -> String {
+        self.ok(&["inspect", "-f", fmt, name]).trim().to_string()
+    }
+
+    fn wait_for(&self, name: &str, what: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.inspect(name, what);
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {what} is {got:?}, waited for {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn root_path(&self) -> PathBuf {
+        self.root.path().to_path_buf()
+    }
+}
+
+impl Drop for Dy {
+    fn drop(&mut self) {
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
+        for id in text(&ids.stdout).lines() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+        let root = self.root.path().to_string_lossy().to_string();
+        for m in mount_points().into_iter().rev() {
+            if m.starts_with(&root) {
+                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        for dir in cgroup_dirs(&self.parent) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn mount_points() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .collect()
+}
+
+/// Every directory named `parent` below a cgroup hierarchy's root.
+fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = entry.path();
+        if p.join(parent).is_dir() {
+            out.push(p.join(parent));
+        }
+        if p.file_name().is_some_and(|n| n == parent) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Whether any cgroup below `parent` is left.
+fn leftover_cgroups(parent: &str) -> Vec<PathBuf> {
+    cgroup_dirs(parent)
+        .into_iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+fn container_dirs(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join("containers"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn run_rm_prints_and_leaves_nothing_behind() {
+    let dy = Dy::new();
+    assert_eq!(
+        dy.ok(&["run", "--rm", "busybox", "echo", "hello"]),
+        "hello\n"
+    );
+    assert!(
+        container_dirs(&dy.root_path()).is_empty(),
+        "{:?}",
+        container_dirs(&dy.root_path())
+    );
+    assert!(dy.ok(&["ps", "-aq"]).is_empty());
+    let root = dy.root.path().to_string_lossy().to_string();
+    assert!(
+        !mount_points().iter().any(|m| m.starts_with(&root)),
+        "an overlay is still mounted"
+    );
+    assert!(
+        leftover_cgroups(&dy.parent).is_empty(),
+        "{:?}",
+        leftover_cgroups(&dy.parent)
+    );
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let dy = Dy::new();
+    let code = |args: &[&str]| dy.run(args).status.code();
+    assert_eq!(
+        code(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]),
+        Some(3)
+    );
+    // Death by signal N is 128+N. The shell must not be PID 1 for this: the
+    // kernel drops signals that PID 1 sends itself (and SIGKILL from inside
+    // its namespace), so with --init the shell is PID 2.
+    assert_eq!(
+        code(&["run", "--rm", "--init", "busybox", "sh", "-c", "kill -9 $$"]),
+        Some(137)
+    );
+    assert_eq!(
+        code(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "kill -9 $$; echo still here"
+        ]),
+        Some(0)
+    );
+    let out = dy.run(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains("executable file not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(code(&["run", "--rm", "busybox", "/etc/passwd"]), Some(126));
+    let out = dy.run(&["run", "--rm", "no-such-image", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("Unable to find image 'no-such-image'"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(code(&["run", "--no-such-flag", "busybox"]), Some(125));
+    let out = dy.run(&["run", "--name", "p", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("Invalid container name (p)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dy.run(&["rm", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("No such container: nope"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_probe_sees_a_container() {
+    let dy = Dy::new();
+    let out = dy.ok(&["run", "--name", "probe1", "busybox", "probe"]);
+    let report: Value = serde_json::from_str(&out).expect("probe JSON");
+    let id = dy.inspect("probe1", "{{.Id}}");
+    assert_eq!(report["pid"], 1, "the command is PID 1");
+    assert_eq!(
+        report["hostname"],
+        &id[..12],
+        "docker's default hostname is the short ID"
+    );
+    let root = report["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mount_point"] == "/")
+        .unwrap()
+        .clone();
+    assert_eq!(root["fs_type"], "overlay", "{root}");
+    for ns in ["mnt", "uts", "ipc", "pid", "net"] {
+        assert_ne!(
+            report["namespaces"][ns].as_u64(),
+            Some(ns_inode(ns)),
+            "{ns} is the host's"
+        );
+    }
+    // Like docker without userns-remap: root inside is root outside.
+    assert_eq!(
+        report["namespaces"]["user"].as_u64(),
+        Some(ns_inode("user"))
+    );
+    let cgroups: Vec<&str> = report["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // Pure v2: a private cgroup namespace, rooted at the container's cgroup.
+        assert_eq!(cgroups, ["0::/"]);
+    } else {
+        // v1 or hybrid: the host's cgroup namespace, so the full path shows.
+        assert!(
+            cgroups
+                .iter()
+                .any(|l| l.ends_with(&format!(":/{}/{id}", dy.parent))),
+            "not in its cgroup: {cgroups:?}"
+        );
+    }
+    let ifaces: Vec<&str> = report["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(ifaces, ["lo"], "--network none is the default until lab 05");
+}
+
+#[test]
+fn detached_life_run_ps_logs_stop_start_rm() {
+    let dy = Dy::new();
+    let script = r#"trap 'echo stopping; exit 0' TERM; echo started; while :; do sleep 0.1; done"#;
+    let id = dy
+        .ok(&["run", "-d", "--name", "web", "busybox", "sh", "-c", script])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "run -d prints the full ID: {id}");
+    dy.wait_for("web", "{{.State.Status}}", "running");
+
+    // The kernel agrees: the process exists, in the container's cgroup.
+    let pid: i32 = dy.inspect("web", "{{.State.Pid}}").parse().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cgroup.contains(&id), "{cgroup}");
+    let merged = dy.inspect("web", "{{.GraphDriver.Data.MergedDir}}");
+    assert!(
+        mount_points().contains(&merged),
+        "overlay not mounted at {merged}"
+    );
+
+    let ps = dy.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(
+        lines[0].starts_with("CONTAINER ID   IMAGE     COMMAND"),
+        "{ps}"
+    );
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains("Up ") && lines[1].ends_with("web"),
+        "{ps}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dy.ok(&["logs", "web"]).contains("started") {
+        assert!(Instant::now() < deadline, "no output in the log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    assert_eq!(dy.ok(&["stop", "web"]), "web\n");
+    assert_eq!(
+        dy.inspect("web", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+    assert!(dy.ok(&["logs", "web"]).ends_with("started\nstopping\n"));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .map(|c| !c.contains(&id))
+                .unwrap_or(true)
+    );
+    assert!(
+        !mount_points().contains(&merged),
+        "overlay still mounted after stop"
+    );
+    assert!(dy.ok(&["ps", "-q"]).is_empty());
+    assert!(dy.ok(&["ps", "-a"]).contains("Exited (0)"));
+
+    dy.ok(&["start", "web"]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+    assert_ne!(dy.inspect("web", "{{.State.Pid}}"), pid.to_string());
+    let out = dy.run(&["rm", "web"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rm of a running container must fail"
+    );
+    assert!(
+        text(&out.stderr).contains("container is running"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(dy.ok(&["rm", "-f", "web"]), "web\n");
+    assert!(container_dirs(&dy.root_path()).is_empty());
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn logs_follow_ends_when_the_container_does() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.3; done",
+    ]);
+    let out = dy.ok(&["logs", "-f", "talk"]);
+    assert_eq!(out, "line 1\nline 2\nline 3\n");
+    let tail = dy.ok(&["logs", "--tail", "1", "talk"]);
+    assert_eq!(tail, "line 3\n");
+    let ts = dy.ok(&["logs", "-t", "--tail", "1", "talk"]);
+    assert!(ts.starts_with("20") && ts.contains("Z line 3"), "{ts}");
+}
+
+#[test]
+fn a_restart_policy_restarts_a_failing_command_n_times() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo try; exit 1",
+    ]);
+    dy.wait_for("flaky", "{{.RestartCount}} {{.State.Status}}", "2 exited");
+    assert_eq!(dy.ok(&["logs", "flaky"]), "try\ntry\ntry\n");
+    assert_eq!(dy.inspect("flaky", "{{.State.ExitCode}}"), "1");
+}
+
+#[test]
+fn the_oom_killer_is_reported_as_docker_does() {
+    let dy = Dy::new();
+    let out = dy.run(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        r#"x=$(head -c 100000000 /dev/zero | tr "\0" a)"#,
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    assert_eq!(
+        dy.inspect("hog", "{{.State.OOMKilled}} {{.State.ExitCode}}"),
+        "true 137"
+    );
+    assert_eq!(
+        dy.inspect("hog", "{{.HostConfig.Memory}}"),
+        (32 * 1024 * 1024).to_string()
+    );
+}
+
+#[test]
+fn a_killed_monitor_is_reconciled() {
+    let dy = Dy::new();
+    dy.ok(&["run", "-d", "--name", "orphan", "busybox", "sleep", "300"]);
+    dy.wait_for("orphan", "{{.State.Status}}", "running");
+    let pid = dy.inspect("orphan", "{{.State.Pid}}");
+    // The monitor is the container's parent.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ppid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The container dies with its monitor (lab 02's parent-death signal),
+    // and ps must say so rather than show a stale "running".
+    dy.wait_for("orphan", "{{.State.Status}}", "exited");
+    assert!(dy.ok(&["ps", "-a"]).contains("Exited (255)"));
+    // Nobody destroyed its cgroup or unmounted its root: rm does.
+    let merged = dy.inspect("orphan", "{{.GraphDriver.Data.MergedDir}}");
+    dy.ok(&["rm", "orphan"]);
+    assert!(
+        leftover_cgroups(&dy.parent).is_empty(),
+        "{:?}",
+        leftover_cgroups(&dy.parent)
+    );
+    assert!(!mount_points().contains(&merged), "overlay still mounted");
+}
+
+#[test]
+fn fifty_concurrent_runs_leave_a_consistent_ps() {
+    let dy = Dy::new();
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            let mut c = Command::new(bin("dockyard"));
+            c.arg("--root")
+                .arg(dy.root.path())
+                .env_remove("DOCKYARD_ROOT");
+            c.args([
+                "run",
+                "-d",
+                &format!("--cgroup-parent={}", dy.parent),
+                "--name",
+                &format!("c{i}"),
+                "busybox",
+                "sleep",
+                "60",
+            ]);
+            c.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        ids.insert(text(&out.stdout).trim().to_string());
+    }
+    assert_eq!(ids.len(), 50);
+    let ps = dy.ok(&["ps", "-q", "--no-trunc"]);
+    let listed: std::collections::BTreeSet<String> = ps.lines().map(str::to_string).collect();
+    assert_eq!(listed, ids, "ps lists exactly the 50 containers");
+    let ps = dy.ok(&["ps"]);
+    let names: std::collections::BTreeSet<&str> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(names.len(), 50, "{ps}");
+    assert!(ps.lines().skip(1).all(|l| l.contains(" Up ")), "{ps}");
+}
+
+#[test]
+fn a_default_container_is_confined_as_dockers() {
+    let dy = Dy::new();
+    let out = dy.ok(&["run", "--rm", "busybox", "probe"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    // Docker's default capability set, seccomp in filter mode, no_new_privs.
+    assert_eq!(
+        report["capabilities"]["bounding"]["hex"],
+        "00000000a80425fb"
+    );
+    assert_eq!(
+        report["capabilities"]["effective"]["hex"],
+        "00000000a80425fb"
+    );
+    assert_eq!(report["capabilities"]["ambient"]["hex"], "0000000000000000");
+    assert_eq!(report["seccomp"], 2);
+    assert_eq!(report["no_new_privs"], true);
+    // /proc/sys is read-only, /sys too.
+    let mounts = report["mounts"].as_array().unwrap();
+    let opts = |mp: &str| {
+        mounts
+            .iter()
+            .rfind(|m| m["mount_point"] == mp)
+            .map(|m| m["options"].as_str().unwrap_or("").to_string())
+    };
+    assert!(
+        opts("/proc/sys").unwrap_or_default().starts_with("ro"),
+        "{:?}",
+        opts("/proc/sys")
+    );
+    assert!(
+        opts("/sys").unwrap_or_default().starts_with("ro"),
+        "{:?}",
+        opts("/sys")
+    );
+
+    let mount = "mkdir -p /mnt/x && mount -t tmpfs none /mnt/x && echo mounted";
+    let out = dy.run(&["run", "--rm", "busybox", "sh", "-c", mount]);
+    assert!(
+        !text(&out.stdout).contains("mounted"),
+        "a default container mounted a filesystem"
+    );
+    assert_eq!(
+        dy.ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", mount]),
+        "mounted\n"
+    );
+
+    // --cap-drop takes a capability away; --read-only makes / read-only.
+    let out = dy.run(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "CHOWN",
+        "busybox",
+        "chown",
+        "1:1",
+        "/tmp",
+    ]);
+    assert_ne!(out.status.code(), Some(0), "chown worked without CAP_CHOWN");
+    let out = dy.run(&["run", "--rm", "--read-only", "busybox", "touch", "/file"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("Read-only file system"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dy.run(&["run", "--rm", "--cap-add", "NOPE", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(
+        leftover_cgroups(&dy.parent).is_empty(),
+        "{:?}",
+        leftover_cgroups(&dy.parent)
+    );
+}
