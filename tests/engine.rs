@@ -601,3 +601,102 @@ fn a_default_container_is_confined_as_dockers() {
         leftover_cgroups(&dy.parent)
     );
 }
+
+#[test]
+fn exec_joins_every_namespace_and_the_cgroup_of_a_running_container() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /tmp/made; while :; do sleep 0.1; done",
+    ]);
+    dy.wait_for("box", "{{.State.Status}}", "running");
+    let pid = dy.inspect("box", "{{.State.Pid}}");
+    let id = dy.inspect("box", "{{.Id}}");
+
+    let report: Value = serde_json::from_str(&dy.ok(&["exec", "box", "probe"])).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    for ns in ["mnt", "uts", "ipc", "pid", "net"] {
+        let container = std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+            .unwrap()
+            .ino();
+        assert_eq!(
+            report["namespaces"][ns].as_u64(),
+            Some(container),
+            "exec is not in the container's {ns} namespace"
+        );
+    }
+    assert_ne!(report["pid"], 1, "exec'd process is not PID 1");
+    assert_eq!(report["hostname"], &id[..12]);
+    assert_eq!(
+        report["capabilities"]["bounding"]["hex"],
+        "00000000a80425fb"
+    );
+    assert_eq!(report["seccomp"], 2);
+    let cgroups: Vec<&str> = report["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert!(
+            cgroups
+                .iter()
+                .any(|l| l.ends_with(&format!("/{}/{id}", dy.parent))),
+            "{cgroups:?}"
+        );
+    }
+
+    // The container's files, environment and working directory rules.
+    assert_eq!(dy.ok(&["exec", "box", "cat", "/tmp/made"]), "made\n");
+    assert_eq!(
+        dy.ok(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "box",
+            "sh",
+            "-c",
+            "echo $X $(pwd)"
+        ]),
+        "1 /tmp\n"
+    );
+    assert_eq!(
+        dy.run(&["exec", "box", "sh", "-c", "exit 7"]).status.code(),
+        Some(7)
+    );
+    assert_eq!(
+        dy.run(&["exec", "box", "no-such-command"]).status.code(),
+        Some(127)
+    );
+    // -d: the command outlives the exec.
+    dy.ok(&[
+        "exec",
+        "-d",
+        "box",
+        "sh",
+        "-c",
+        "sleep 0.3; echo late > /tmp/late",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dy.run(&["exec", "box", "cat", "/tmp/late"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "exec -d's command never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    dy.ok(&["stop", "-t", "1", "box"]);
+    let out = dy.run(&["exec", "box", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        text(&out.stderr)
+    );
+}

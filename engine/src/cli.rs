@@ -34,6 +34,8 @@ pub enum Command {
     Start(StartArgs),
     /// Restart one or more containers.
     Restart(StopArgs),
+    /// Execute a command in a running container.
+    Exec(ExecArgs),
     /// List containers.
     Ps(PsArgs),
     /// Fetch the logs of a container.
@@ -154,6 +156,25 @@ pub struct RunArgs {
         value_name = "IMAGE [COMMAND] [ARG...]"
     )]
     pub image_and_command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Detached mode: run the command in the background.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep STDIN open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Set environment variables.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// The container, then the command and its arguments.
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "CONTAINER COMMAND [ARG...]")]
+    pub container_and_command: Vec<String>,
 }
 
 #[derive(Args, Debug)]

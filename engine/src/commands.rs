@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs,
-    StartArgs, StopArgs,
+    ExecArgs, ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs,
+    RunArgs, StartArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use crate::logs;
@@ -62,6 +62,45 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
         runtime::prepare_start(engine, &r.id, false)?;
         runtime::start_detached(engine, &r.id)
     })
+}
+
+/// `docker exec`: run a command in a running container's namespaces and
+/// cgroup, under its security layer (lab 02's `join`). The exit code is
+/// the command's; 126/127 when it cannot run.
+pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
+    let (name, argv) = args
+        .container_and_command
+        .split_first()
+        .ok_or_else(|| anyhow!("\"exec\" requires at least 2 arguments"))?;
+    let record = engine
+        .containers
+        .reconcile(engine.containers.resolve(name)?)?;
+    if record.state.status == Status::Paused {
+        bail!(
+            "Container {} is paused, unpause the container before exec",
+            record.id
+        );
+    }
+    if record.state.status != Status::Running {
+        bail!("Container {} is not running", record.id);
+    }
+    let mut extra = Vec::new();
+    for e in &args.env {
+        extra.push(env_entry(e)?);
+    }
+    if let Some(w) = &args.workdir {
+        if !w.starts_with('/') {
+            bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
+        }
+    }
+    runtime::exec(
+        &record,
+        argv,
+        &extra,
+        args.workdir.as_deref(),
+        args.interactive,
+        args.detach,
+    )
 }
 
 /// `docker restart`: stop (with the timeout), then start in the background.

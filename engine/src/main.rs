@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     // file through /proc/PID/exe. Lab 02 explains the attack.
     let starts = std::env::args()
         .skip(1)
-        .any(|a| matches!(a.as_str(), "run" | "start" | "restart"));
+        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "exec"));
     if starts {
         if let Err(e) = lab02_namespaces::security::ensure_sealed_binary() {
             eprintln!("dockyard: {e:#}");
@@ -95,6 +95,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Create(a) => commands::create(&engine, a),
         Command::Start(a) => commands::start(&engine, a),
         Command::Restart(a) => commands::restart(&engine, a),
+        Command::Exec(a) => commands::exec(&engine, a),
         Command::Ps(a) => commands::ps(&engine, a),
         Command::Logs(a) => commands::logs(&engine, a),
         Command::Stop(a) => commands::stop(&engine, a),

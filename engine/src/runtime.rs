@@ -812,6 +812,72 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
         .any(|l| l.split(' ').nth(4) == Some(p.as_ref())))
 }
 
+/// Run a command in a running container (lab 02's `join`): it enters the
+/// container's cgroup (every hierarchy lab 03 finds for it), then its
+/// namespaces, and runs under the container's security layer. In the
+/// foreground our stdio is the command's, and the exit code is its own.
+pub fn exec(
+    record: &Record,
+    argv: &[String],
+    extra_env: &[String],
+    workdir: Option<&str>,
+    interactive: bool,
+    detach: bool,
+) -> Result<i32> {
+    let config = config_of(record)?;
+    let mut env = config.env.clone();
+    for kv in extra_env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    let cwd = workdir
+        .map(str::to_string)
+        .unwrap_or_else(|| config.working_dir.clone());
+    let null = File::open("/dev/null").context("opening /dev/null")?;
+    let stdin = if interactive && !detach {
+        0
+    } else {
+        null.as_raw_fd()
+    };
+    let stdio = if detach {
+        [null.as_raw_fd(); 3]
+    } else {
+        [stdin, 1, 2]
+    };
+    let spec = namespaces::join::JoinSpec {
+        target: Pid::from_raw(record.state.pid),
+        argv: argv.iter().map(OsString::from).collect(),
+        env: env.iter().map(OsString::from).collect(),
+        cwd: (!cwd.is_empty()).then(|| PathBuf::from(cwd)),
+        security: Some(config.security()?),
+        stdio: Some(stdio),
+        detach,
+    };
+    let host = cgroups::detect()?;
+    let parent = if config.cgroup_parent.is_empty() {
+        cgroups::DEFAULT_PARENT
+    } else {
+        &config.cgroup_parent
+    };
+    let dirs = cgroups::group_dirs(&host, parent, &record.id)?;
+    let relay = namespaces::join::join(&spec, || {
+        for d in &dirs {
+            // "0" means the writing process itself, on v1 and v2.
+            std::fs::write(d.join("cgroup.procs"), "0")
+                .with_context(|| format!("joining {}", d.display()))?;
+        }
+        Ok(())
+    })?;
+    drop(null);
+    if detach {
+        return Ok(0);
+    }
+    Ok(relay
+        .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
+        .code())
+}
+
 /// Parse a signal as docker does: `KILL`, `SIGKILL`, or `9`.
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {

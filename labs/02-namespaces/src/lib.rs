@@ -58,6 +58,7 @@
 
 pub use lab01_chroot;
 
+pub mod join;
 pub mod security;
 
 use std::ffi::OsString;

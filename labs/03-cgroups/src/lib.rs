@@ -646,19 +646,9 @@ pub(crate) fn rmdir_leaf(fs: &dyn CgroupFs, dir: &Path) -> anyhow::Result<()> {
 /// would have called [`Cgroup::destroy`] was itself killed. Returns whether
 /// anything was found. Only `<parent>/<name>` is ever touched.
 pub fn remove_stale(host: &Host, parent: &str, name: &str) -> anyhow::Result<bool> {
-    let parent = relative_cgroup_path(parent, "--cgroup-parent")?;
-    let leaf = relative_cgroup_path(name, "container name")?;
-    let mut mounts: Vec<PathBuf> = host.v1.iter().map(|(_, m)| m.clone()).collect();
-    mounts.extend(host.v2_mount.clone());
-    mounts.sort();
-    mounts.dedup();
-    let mut found = false;
-    for mount in mounts {
-        let dir = mount.join(&parent).join(&leaf);
-        if !dir.is_dir() {
-            continue;
-        }
-        found = true;
+    let dirs = group_dirs(host, parent, name)?;
+    let found = !dirs.is_empty();
+    for dir in dirs {
         // v2 can kill the whole group at once; on v1, signal each process,
         // and again in case one forked meanwhile.
         let _ = std::fs::write(dir.join("cgroup.kill"), "1");
@@ -673,9 +663,28 @@ pub fn remove_stale(host: &Host, parent: &str, name: &str) -> anyhow::Result<boo
         rmdir_leaf(&RealFs, &dir)?;
         // The parent may be shared with other containers: then it is busy
         // or not empty, and stays.
-        let _ = std::fs::remove_dir(mount.join(&parent));
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
     Ok(found)
+}
+
+/// The directories of an existing group `<parent>/<name>`, one per
+/// hierarchy that has it (every v1 hierarchy, or the v2 one). `docker exec`
+/// uses them to put a new process in a running container's cgroup.
+pub fn group_dirs(host: &Host, parent: &str, name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let parent = relative_cgroup_path(parent, "--cgroup-parent")?;
+    let leaf = relative_cgroup_path(name, "container name")?;
+    let mut mounts: Vec<PathBuf> = host.v1.iter().map(|(_, m)| m.clone()).collect();
+    mounts.extend(host.v2_mount.clone());
+    mounts.sort();
+    mounts.dedup();
+    Ok(mounts
+        .into_iter()
+        .map(|m| m.join(&parent).join(&leaf))
+        .filter(|d| d.is_dir())
+        .collect())
 }
 
 // ANCHOR: run

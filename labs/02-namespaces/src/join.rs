@@ -1,0 +1,233 @@
+//! Joining a running container: the mechanism of `docker exec`.
+//!
+//! A container is a set of namespaces (and a cgroup) that its first process
+//! happened to create. Any process may *enter* them later with `setns(2)`,
+//! given a file descriptor for each: `/proc/<pid>/ns/<kind>` of a process
+//! already inside. That is all `nsenter` does:
+//!
+//! ```text
+//! nsenter --target $PID --mount --uts --ipc --net --pid -- /bin/sh
+//! ```
+//!
+//! Two kinds are special:
+//!
+//! - **pid.** `setns` into a PID namespace does not move the caller (its PID
+//!   cannot change); only children forked *afterwards* are born inside. So
+//!   joining takes two processes: one that enters, and its child that runs
+//!   the command. The first stays outside as a relay: it waits for the
+//!   command and passes on its exit status and the signals sent to it.
+//! - **mnt.** Entering a mount namespace also sets the caller's root and
+//!   working directory to that namespace's root: the container's `/` after
+//!   its `pivot_root`. No chroot is needed, and none of the host's files are
+//!   reachable from there.
+//!
+//! The cgroup must be joined *before* the mount namespace: once inside, the
+//! host's `/sys/fs/cgroup` is gone from view. The joining process writes
+//! itself into the container's cgroup first, and the command inherits it.
+//!
+//! The command runs under the same security layer as the container (its
+//! capabilities, seccomp filter and no_new_privs), applied in the last steps
+//! before exec, exactly as for the container's first process.
+
+use std::ffi::OsString;
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::lab01_chroot as lab01;
+use crate::security::{self, Prepared, Security};
+use crate::{Container, FORWARDED_SIGNALS};
+
+/// What to run in which container.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    /// A process inside the container (its PID 1, as the host sees it).
+    pub target: Pid,
+    pub argv: Vec<OsString>,
+    /// The command's whole environment (`KEY=value`).
+    pub env: Vec<OsString>,
+    /// The working directory inside the container (`/` when `None`).
+    pub cwd: Option<PathBuf>,
+    /// The container's security layer; `None` runs unconfined (the lab).
+    pub security: Option<Security>,
+    /// stdin, stdout, stderr for the command; `None` inherits ours.
+    pub stdio: Option<[RawFd; 3]>,
+    /// `exec -d`: the command outlives the caller, so the relay must not die
+    /// with it.
+    pub detach: bool,
+}
+
+// ANCHOR: order
+/// The namespaces to join, in order. The user namespace comes first, as it
+/// decides what the others allow; the mount namespace comes last but one,
+/// and the cgroup namespace after it (runc's order).
+const ORDER: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+];
+// ANCHOR_END: order
+
+/// Open the namespaces of `target` that differ from ours. Joining one we
+/// are already in is pointless, and for the user namespace an error.
+fn open_namespaces(target: Pid) -> anyhow::Result<Vec<(OwnedFd, CloneFlags, &'static str)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for (name, flag) in ORDER {
+        let theirs = format!("/proc/{target}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
+            continue; // a kind this kernel lacks
+        };
+        if t.ino() == o.ino() && t.dev() == o.dev() {
+            continue;
+        }
+        let fd = std::fs::File::open(&theirs).with_context(|| format!("opening {theirs}"))?;
+        out.push((OwnedFd::from(fd), flag, name));
+    }
+    if out.is_empty() {
+        bail!("process {target} shares every namespace with us: is it a container?");
+    }
+    Ok(out)
+}
+
+// ANCHOR: join
+/// Run `spec.argv` inside the container of `spec.target`.
+///
+/// `enter_cgroup` runs in the joining process before it enters any
+/// namespace, so that it can still see the host's cgroup filesystem; it
+/// should move the calling process into the container's cgroup (for
+/// example by writing `0` to each `cgroup.procs`). The returned
+/// [`Container`] is the relay process: waiting on it gives the command's
+/// exit code (128+N for signal N), and signals sent to it are passed on.
+///
+/// Must be called from a single-threaded process (it forks).
+pub fn join(
+    spec: &JoinSpec,
+    enter_cgroup: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Container> {
+    let namespaces = open_namespaces(spec.target)?;
+    // Compile the seccomp filter here, in the parent, where a mistake is
+    // still a clean error (see the security module).
+    let prepared = spec.security.as_ref().map(Security::prepare).transpose()?;
+
+    // SAFETY: the caller is single-threaded (documented above).
+    match unsafe { fork() }.context("fork for exec")? {
+        ForkResult::Parent { child } => Ok(Container { pid: child }),
+        ForkResult::Child => {
+            let code = match relay(spec, namespaces, prepared.as_ref(), enter_cgroup) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("exec: {e:#}");
+                    125
+                }
+            };
+            // SAFETY: leaving the forked copy without running the parent's
+            // exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+// ANCHOR_END: join
+
+/// The relay: enter, fork the command, pass signals on, return its status.
+fn relay(
+    spec: &JoinSpec,
+    namespaces: Vec<(OwnedFd, CloneFlags, &'static str)>,
+    prepared: Option<&Prepared>,
+    enter_cgroup: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<i32> {
+    if !spec.detach {
+        // If the dockyard process that started us dies, so do we (and the
+        // command, which then has nobody to report to).
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    }
+    enter_cgroup().context("entering the container's cgroup")?;
+    for (fd, flag, name) in &namespaces {
+        setns(fd, *flag).with_context(|| format!("setns into the container's {name} namespace"))?;
+    }
+    drop(namespaces);
+
+    // Block the signals we forward, and SIGCHLD, before forking: none is
+    // lost between the fork and the wait. The command unblocks them before
+    // exec (a blocked mask survives execve).
+    let mut mask = SigSet::empty();
+    for s in FORWARDED_SIGNALS {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().context("blocking signals")?;
+
+    // SAFETY: this process is single-threaded.
+    match unsafe { fork() }.context("fork into the container's PID namespace")? {
+        ForkResult::Child => {
+            let code = match command(spec, prepared, &mask) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    eprintln!("{e}");
+                    e.exit_code()
+                }
+            };
+            // SAFETY: as above.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                _ => {}
+            }
+            // Sleep until a signal: SIGCHLD (loop and reap) or one to pass on.
+            if let Ok(sig) = mask.wait() {
+                if sig != Signal::SIGCHLD {
+                    let _ = kill(child, sig);
+                }
+            }
+        },
+    }
+}
+
+/// The command's side: stdio, working directory, confinement, exec.
+fn command(
+    spec: &JoinSpec,
+    prepared: Option<&Prepared>,
+    blocked: &SigSet,
+) -> Result<std::convert::Infallible, lab01::Error> {
+    if let Some(fds) = spec.stdio {
+        for (target, fd) in fds.into_iter().enumerate() {
+            // SAFETY: dup2 on descriptors the caller handed us.
+            if fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+                return Err(lab01::Error::Setup(anyhow::anyhow!(
+                    "dup2({fd}, {target}): {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+    }
+    // Until exec, this process is a copy of dockyard inside the container:
+    // keep the container's processes from opening it (see security).
+    security::set_non_dumpable()?;
+    let cwd = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    if prepared.is_some() {
+        // Resolved inside the container's root, never through a symlink out.
+        security::enter_workdir(&cwd)?;
+    } else {
+        std::env::set_current_dir(&cwd)
+            .with_context(|| format!("working directory {}", cwd.display()))?;
+    }
+    blocked.thread_unblock().context("unblocking signals")?;
+    if let Some(p) = prepared {
+        security::confine(p)?;
+    }
+    lab01::exec(&spec.argv, &spec.env)
+}
