@@ -700,3 +700,136 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_running_container() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn pause_commit_diff_export_save_rmi_rename() {
+    let dy = Dy::new();
+    let loop_ = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done";
+    dy.ok(&["run", "-d", "--name", "busy", "busybox", "sh", "-c", loop_]);
+    dy.wait_for("busy", "{{.State.Status}}", "running");
+
+    // pause: the kernel's freezer stops every task; the counter stands still.
+    assert_eq!(dy.ok(&["pause", "busy"]), "busy\n");
+    assert_eq!(
+        dy.inspect("busy", "{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    let upper = PathBuf::from(dy.inspect("busy", "{{.GraphDriver.Data.UpperDir}}"));
+    let n1 = std::fs::read_to_string(upper.join("tmp/n")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_to_string(upper.join("tmp/n")).unwrap(),
+        n1,
+        "a paused container kept running"
+    );
+    assert!(dy.ok(&["ps"]).contains("(Paused)"));
+    dy.ok(&["unpause", "busy"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(
+        std::fs::read_to_string(upper.join("tmp/n")).unwrap(),
+        n1,
+        "unpause did not thaw it"
+    );
+
+    // diff and commit (paused for the copy), then run the new image.
+    dy.ok(&[
+        "exec",
+        "busy",
+        "sh",
+        "-c",
+        "echo hi > /new-file; rm /bin/vi",
+    ]);
+    let diff = dy.ok(&["diff", "busy"]);
+    for line in ["A /new-file", "D /bin/vi", "C /tmp"] {
+        assert!(
+            diff.lines().any(|l| l == line),
+            "{line:?} not in diff:\n{diff}"
+        );
+    }
+    let id = dy.ok(&[
+        "commit",
+        "-m",
+        "from the test",
+        "-a",
+        "tester",
+        "busy",
+        "snap:1",
+    ]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(
+        dy.ok(&["run", "--rm", "snap:1", "cat", "/new-file"]),
+        "hi\n"
+    );
+    assert_ne!(
+        dy.run(&["run", "--rm", "snap:1", "test", "-e", "/bin/vi"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let history = dy.ok(&["history", "snap:1"]);
+    assert!(
+        history.lines().nth(1).unwrap().contains("from the test"),
+        "{history}"
+    );
+
+    // export: the merged tree; save + load into another data root.
+    let out = Command::new(bin("dockyard"))
+        .args(["--root", dy.root.path().to_str().unwrap(), "export", "busy"])
+        .output()
+        .unwrap();
+    let mut ar = tar::Archive::new(&out.stdout[..]);
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "new-file"),
+        "export lacks new-file"
+    );
+    assert!(
+        !names.iter().any(|n| n.trim_start_matches("./") == "bin/vi"),
+        "export has the deleted file"
+    );
+    let archive = dy.root_path().join("snap.tar");
+    dy.ok(&["save", "-o", archive.to_str().unwrap(), "snap:1"]);
+    let other = Dy::new();
+    assert_eq!(
+        other.ok(&["load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: snap:1\n"
+    );
+    assert_eq!(
+        other.ok(&["run", "--rm", "snap:1", "cat", "/new-file"]),
+        "hi\n"
+    );
+
+    // rmi refuses an image a container uses, unless forced.
+    dy.ok(&["run", "--name", "user", "snap:1", "true"]);
+    let out = dy.run(&["rmi", "snap:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("must force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(dy.ok(&["rmi", "-f", "snap:1"]), "Untagged: snap:1\n");
+
+    // rename, and the management forms of the same commands.
+    dy.ok(&["rename", "busy", "calm"]);
+    assert!(dy
+        .ok(&["container", "ls"])
+        .lines()
+        .any(|l| l.ends_with(" calm")));
+    assert!(dy.ok(&["image", "ls"]).contains("busybox"));
+    dy.ok(&["container", "stop", "-t", "1", "calm"]);
+    let pruned = dy.ok(&["container", "prune", "-f"]);
+    assert!(pruned.starts_with("Deleted Containers:"), "{pruned}");
+    assert!(dy.ok(&["ps", "-aq"]).is_empty());
+    assert!(
+        leftover_cgroups(&dy.parent).is_empty(),
+        "{:?}",
+        leftover_cgroups(&dy.parent)
+    );
+}

@@ -54,8 +54,37 @@ pub enum Command {
     Images(ImagesArgs),
     /// Load an image from a tar archive (docker-archive or OCI) or an OCI layout directory.
     Load(LoadArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
+    /// Inspect changes to files on a container's filesystem.
+    Diff(OneContainer),
+    /// Export a container's filesystem as a tar archive.
+    Export(ExportArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(ImportArgs),
+    /// Save an image to a tar archive (docker-archive format).
+    Save(SaveArgs),
+    /// Remove one or more images.
+    Rmi(RmiArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
+    /// Pause all processes within one or more containers (the freezer cgroup).
+    Pause(NamesArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(NamesArgs),
+    /// Manage containers (docker's management commands: the same code as the short forms).
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCmd),
     /// Display system-wide information.
     Info,
+    /// `container prune` (reached through `container`).
+    #[command(skip)]
+    ContainerPrune(PruneArgs),
     /// Check that this host has what the labs and the engine need.
     Doctor,
     /// Show the version.
@@ -303,4 +332,169 @@ pub struct LoadArgs {
     /// Suppress the load output.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// List containers.
+    #[command(alias = "ps", alias = "list")]
+    Ls(PsArgs),
+    Run(RunArgs),
+    Create(RunArgs),
+    Start(StartArgs),
+    Stop(StopArgs),
+    Restart(StopArgs),
+    Kill(KillArgs),
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    Logs(LogsArgs),
+    Exec(ExecArgs),
+    Inspect(InspectArgs),
+    Wait(NamesArgs),
+    Commit(CommitArgs),
+    Diff(OneContainer),
+    Export(ExportArgs),
+    Rename(RenameArgs),
+    Pause(NamesArgs),
+    Unpause(NamesArgs),
+    /// Remove all stopped containers.
+    Prune(PruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// List images.
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    Inspect(InspectArgs),
+    History(HistoryArgs),
+    Load(LoadArgs),
+    Save(SaveArgs),
+    Import(ImportArgs),
+}
+
+impl Command {
+    /// `container ls` is `ps`, `image rm` is `rmi`, and so on: one code path.
+    pub fn flatten(self) -> Command {
+        match self {
+            Command::Container(c) => match c {
+                ContainerCmd::Ls(a) => Command::Ps(a),
+                ContainerCmd::Run(a) => Command::Run(a),
+                ContainerCmd::Create(a) => Command::Create(a),
+                ContainerCmd::Start(a) => Command::Start(a),
+                ContainerCmd::Stop(a) => Command::Stop(a),
+                ContainerCmd::Restart(a) => Command::Restart(a),
+                ContainerCmd::Kill(a) => Command::Kill(a),
+                ContainerCmd::Rm(a) => Command::Rm(a),
+                ContainerCmd::Logs(a) => Command::Logs(a),
+                ContainerCmd::Exec(a) => Command::Exec(a),
+                ContainerCmd::Inspect(mut a) => {
+                    a.kind.get_or_insert_with(|| "container".into());
+                    Command::Inspect(a)
+                }
+                ContainerCmd::Wait(a) => Command::Wait(a),
+                ContainerCmd::Commit(a) => Command::Commit(a),
+                ContainerCmd::Diff(a) => Command::Diff(a),
+                ContainerCmd::Export(a) => Command::Export(a),
+                ContainerCmd::Rename(a) => Command::Rename(a),
+                ContainerCmd::Pause(a) => Command::Pause(a),
+                ContainerCmd::Unpause(a) => Command::Unpause(a),
+                ContainerCmd::Prune(a) => Command::ContainerPrune(a),
+            },
+            Command::Image(i) => match i {
+                ImageCmd::Ls(a) => Command::Images(a),
+                ImageCmd::Rm(a) => Command::Rmi(a),
+                ImageCmd::Inspect(mut a) => {
+                    a.kind.get_or_insert_with(|| "image".into());
+                    Command::Inspect(a)
+                }
+                ImageCmd::History(a) => Command::History(a),
+                ImageCmd::Load(a) => Command::Load(a),
+                ImageCmd::Save(a) => Command::Save(a),
+                ImageCmd::Import(a) => Command::Import(a),
+            },
+            other => other,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Commit message.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Author (e.g. "John Hannibal Smith <hannibal@a-team.com>").
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Pause the container during commit.
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pause: bool,
+    pub container: String,
+    /// REPOSITORY[:TAG]
+    pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct OneContainer {
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A tar file, or - for STDIN.
+    pub file: String,
+    /// REPOSITORY[:TAG]
+    pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Force removal of the image.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Don't truncate output.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Only show image IDs.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }

@@ -10,8 +10,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ExecArgs, ImagesArgs, InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, PsArgs, RmArgs,
-    RunArgs, StartArgs, StopArgs,
+    CommitArgs, ExecArgs, ExportArgs, HistoryArgs, ImagesArgs, ImportArgs, InspectArgs, KillArgs,
+    LoadArgs, LogsArgs, NamesArgs, OneContainer, PruneArgs, PsArgs, RenameArgs, RmArgs, RmiArgs,
+    RunArgs, SaveArgs, StartArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use crate::logs;
@@ -864,4 +865,271 @@ pub fn info(engine: &Engine) -> Result<Code> {
     insecure.push("127.0.0.0/8".into());
     println!(" Insecure Registries:{}", list(&insecure));
     Ok(0)
+}
+
+/// `docker commit`: the container's writable layer becomes a new image on
+/// top of its image (lab 04). Like docker, a running container is paused
+/// for the copy unless `--pause=false`, so the layer is consistent.
+pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
+    let r = engine
+        .containers
+        .reconcile(engine.containers.resolve(&args.container)?)?;
+    let Some(name) = &args.repository else {
+        bail!(
+            "dockyard keeps images by name: give one (dockyard commit CONTAINER REPOSITORY[:TAG])"
+        );
+    };
+    let layer = engine.layer_container(&r.id)?;
+    let paused = args.pause && r.state.status == Status::Running;
+    if paused {
+        runtime::freeze(engine, &r, true)?;
+    }
+    let opts = runtime::CommitOptions {
+        message: args.message.clone(),
+        author: args.author.clone(),
+        created_by: command_column(&config_of(&r)?.argv(), false)
+            .trim_matches('"')
+            .to_string(),
+    };
+    let result = runtime::commit(engine, &layer, name, &opts);
+    if paused {
+        runtime::freeze(engine, &r, false)?;
+    }
+    println!("{}", result?.config_digest);
+    Ok(0)
+}
+
+/// `docker diff`: A, C and D lines for what the container changed.
+pub fn diff(engine: &Engine, args: &OneContainer) -> Result<Code> {
+    let r = engine.containers.resolve(&args.container)?;
+    let layer = engine.layer_container(&r.id)?;
+    let lowers = engine.images.lower_dirs(&layer)?;
+    let mut out = std::io::stdout().lock();
+    for c in runtime::changes(&layer.upper(), &lowers)? {
+        writeln!(out, "{} {}", c.kind, c.path)?;
+    }
+    Ok(0)
+}
+
+/// `docker export`: the container's merged filesystem as a tar.
+pub fn export(engine: &Engine, args: &ExportArgs) -> Result<Code> {
+    let r = engine.containers.resolve(&args.container)?;
+    let layer = engine.layer_container(&r.id)?;
+    match &args.output {
+        Some(p) => {
+            let f =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            runtime::export(engine, &layer, f)?;
+        }
+        None => {
+            if nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            runtime::export(engine, &layer, std::io::stdout().lock())?;
+        }
+    }
+    Ok(0)
+}
+
+/// `docker import`: a root filesystem tarball becomes a one-layer image.
+pub fn import(engine: &Engine, args: &ImportArgs) -> Result<Code> {
+    let Some(name) = &args.repository else {
+        bail!("dockyard keeps images by name: give one (dockyard import FILE REPOSITORY[:TAG])");
+    };
+    let image = if args.file == "-" {
+        runtime::import(engine, std::io::stdin().lock(), name)?
+    } else {
+        let f = std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file))?;
+        runtime::import(engine, f, name)?
+    };
+    println!("{}", image.config_digest);
+    Ok(0)
+}
+
+/// `docker save`: one image as a docker-archive (which podman and docker load).
+pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
+    if args.images.len() > 1 {
+        bail!("saving several images into one archive is not supported yet: save them one by one");
+    }
+    let image = engine.images.image(&args.images[0])?;
+    match &args.output {
+        Some(p) => {
+            // Write beside the target and rename: a failed save leaves no half archive.
+            let tmp = p.with_extension("tmp-dockyard-save");
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            if let Err(e) = runtime::save(engine, &image, f) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))?;
+        }
+        None => {
+            if nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            runtime::save(engine, &image, std::io::stdout().lock())?;
+        }
+    }
+    Ok(0)
+}
+
+/// `docker rmi`: untag images no container uses (or any, with -f). Blobs
+/// and layers stay in the store (there is no garbage collection yet).
+pub fn rmi(engine: &Engine, args: &RmiArgs) -> Result<Code> {
+    let mut code = 0;
+    let all = containers(engine)?;
+    for name in &args.images {
+        let result = (|| -> Result<()> {
+            let image = engine.images.image(name)?;
+            if !args.force {
+                if let Some(user) = all.iter().find(|r| {
+                    config_of(r)
+                        .map(|c| c.image_id == image.config_digest)
+                        .unwrap_or(false)
+                }) {
+                    bail!(
+                        "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                        short_id(&user.id),
+                        image.short_id()
+                    );
+                }
+            }
+            engine.images.untag(&image.name)?;
+            println!("Untagged: {}", image.name);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("Error response from daemon: {e:#}");
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+/// `docker history`: the image's history, newest first.
+pub fn history(engine: &Engine, args: &HistoryArgs) -> Result<Code> {
+    let image = engine.images.image(&args.image)?;
+    let now = SystemTime::now();
+    let layers = engine.images.image_layers(&image).unwrap_or_default();
+    let mut sizes = layers.iter().map(|l| dir_size(&l.diff));
+    let mut rows = Vec::new();
+    for h in image.config.history() {
+        let size = if h.empty_layer().unwrap_or(false) {
+            0
+        } else {
+            sizes.next().unwrap_or(0)
+        };
+        let created = h
+            .created()
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .map(|t| {
+                format!(
+                    "{} ago",
+                    human_duration(now.duration_since(t).unwrap_or_default())
+                )
+            })
+            .unwrap_or_default();
+        let mut by = h.created_by().clone().unwrap_or_default();
+        if !args.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        rows.push(vec![
+            "<missing>".to_string(),
+            created,
+            by,
+            human_size(size),
+            h.comment().clone().unwrap_or_default(),
+        ]);
+    }
+    rows.reverse();
+    if let Some(first) = rows.first_mut() {
+        first[0] = if args.no_trunc {
+            image.config_digest.clone()
+        } else {
+            image.short_id().to_string()
+        };
+    }
+    if args.quiet {
+        for r in &rows {
+            println!("{}", r[0]);
+        }
+        return Ok(0);
+    }
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+/// `docker rename`.
+pub fn rename(engine: &Engine, args: &RenameArgs) -> Result<Code> {
+    crate::state::validate_name(&args.new_name)?;
+    let new = args.new_name.trim_start_matches('/').to_string();
+    let lock = engine.containers.lock()?;
+    let all = engine.containers.list()?;
+    let r = engine.containers.resolve(&args.container)?;
+    if r.name == new {
+        bail!("Renaming a container with the same name as its current name");
+    }
+    if let Some(other) = all.iter().find(|o| o.name == new) {
+        bail!("Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id);
+    }
+    let mut r = engine.containers.load(&r.id)?;
+    r.name = new;
+    engine.containers.save(&lock, &r)?;
+    Ok(0)
+}
+
+/// `docker container prune`: remove every stopped container.
+pub fn container_prune(engine: &Engine, args: &PruneArgs) -> Result<Code> {
+    if !args.force {
+        print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    println!("Deleted Containers:");
+    for r in containers(engine)? {
+        if matches!(
+            r.state.status,
+            Status::Exited | Status::Created | Status::Dead
+        ) {
+            runtime::remove(engine, &r.id)?;
+            println!("{}", r.id);
+        }
+    }
+    println!("\nTotal reclaimed space: 0B");
+    Ok(0)
+}
+
+/// `docker pause` / `unpause`: freeze or thaw the container's cgroup, and
+/// record it, so `ps` says "(Paused)".
+pub fn pause(engine: &Engine, args: &NamesArgs, frozen: bool) -> Result<Code> {
+    each(engine, &args.containers, |r| {
+        let r = engine.containers.reconcile(r.clone())?;
+        match (r.state.status, frozen) {
+            (Status::Running, true) | (Status::Paused, false) => {}
+            (Status::Paused, true) => bail!("Container {} is already paused", r.id),
+            (_, false) => bail!("Container {} is not paused", r.id),
+            (_, true) => bail!("Container {} is not running", r.id),
+        }
+        runtime::freeze(engine, &r, frozen)?;
+        let lock = engine.containers.lock()?;
+        let mut fresh = engine.containers.load(&r.id)?;
+        fresh.state.status = if frozen {
+            Status::Paused
+        } else {
+            Status::Running
+        };
+        engine.containers.save(&lock, &fresh)
+    })
 }

@@ -62,6 +62,10 @@ fn main() -> ExitCode {
 /// Run the command; an error carries docker's exit code for it: 125 for
 /// `run` (dockyard itself failed), 1 for the rest.
 fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
+    let cli = Cli {
+        command: cli.command.flatten(),
+        ..cli
+    };
     let code_for = |cmd: &Command| match cmd {
         Command::Run(_) | Command::Create(_) => 125,
         _ => 1,
@@ -106,6 +110,18 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Images(a) => commands::images(&engine, a),
         Command::Load(a) => commands::load(&engine, a),
         Command::Info => commands::info(&engine),
+        Command::Commit(a) => commands::commit(&engine, a),
+        Command::Diff(a) => commands::diff(&engine, a),
+        Command::Export(a) => commands::export(&engine, a),
+        Command::Import(a) => commands::import(&engine, a),
+        Command::Save(a) => commands::save(&engine, a),
+        Command::Rmi(a) => commands::rmi(&engine, a),
+        Command::History(a) => commands::history(&engine, a),
+        Command::Rename(a) => commands::rename(&engine, a),
+        Command::Pause(a) => commands::pause(&engine, a, true),
+        Command::Unpause(a) => commands::pause(&engine, a, false),
+        Command::ContainerPrune(a) => commands::container_prune(&engine, a),
+        Command::Container(_) | Command::Image(_) => unreachable!("flattened above"),
         Command::Doctor | Command::Version => unreachable!("handled above"),
     };
     result.map_err(with)

@@ -45,7 +45,63 @@ use crate::logs;
 use crate::state::{self, now_rfc3339, Record, Status};
 
 pub use cgroups::Version as CgroupVersion;
+pub use overlay::archive::CommitOptions;
+pub use overlay::diff::Change;
 pub use overlay::store::Image;
+
+/// `commit`: lab 04 turns the upper dir into a layer on top of the image.
+pub fn commit(
+    engine: &Engine,
+    layer: &overlay::container::Container,
+    name: &str,
+    opts: &CommitOptions,
+) -> Result<Image> {
+    overlay::archive::commit_with(&engine.images, layer, name, opts)
+}
+
+/// Freeze or thaw a container's processes (lab 03's freezer).
+pub fn freeze(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
+    let _ = engine;
+    let config = config_of(record)?;
+    let parent = if config.cgroup_parent.is_empty() {
+        cgroups::DEFAULT_PARENT
+    } else {
+        &config.cgroup_parent
+    };
+    cgroups::freeze(&cgroups::detect()?, parent, &record.id, frozen)
+}
+
+/// `diff`: lab 04 compares the upper dir with the image's layers.
+pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
+    overlay::diff::changes(upper, lowers)
+}
+
+/// `export`: the merged tree as a tar. A running container's overlay is
+/// already mounted and is read in place; otherwise lab 04 mounts it for
+/// the walk.
+pub fn export(
+    engine: &Engine,
+    layer: &overlay::container::Container,
+    out: impl Write,
+) -> Result<()> {
+    if is_mounted(&layer.merged())? {
+        overlay::diff::write_tree(&layer.merged(), out, overlay::diff::TreeKind::Plain)?;
+    } else {
+        overlay::archive::export_container(&engine.images, layer, out)?;
+    }
+    Ok(())
+}
+
+/// `import` (lab 04).
+pub fn import(engine: &Engine, input: impl Read, name: &str) -> Result<Image> {
+    overlay::archive::import_tarball(&engine.images, input, name)
+}
+
+/// `save` as a docker-archive (lab 04).
+pub fn save(engine: &Engine, image: &Image, out: impl Write) -> Result<()> {
+    overlay::archive::save_docker(&engine.images, image, out)?;
+    Ok(())
+}
 
 /// The host's cgroup layout (lab 03).
 pub fn cgroup_host() -> Result<cgroups::Host> {
@@ -900,7 +956,12 @@ pub fn signal(engine: &Engine, record: &Record, sig: Signal) -> Result<()> {
         bail!("Container {} is not running", record.id);
     }
     kill(Pid::from_raw(record.state.pid), sig)
-        .with_context(|| format!("sending {sig} to container {}", &record.id[..12]))
+        .with_context(|| format!("sending {sig} to container {}", &record.id[..12]))?;
+    if record.state.status == Status::Paused && sig == Signal::SIGKILL {
+        // Let the frozen processes die.
+        freeze(engine, &record, false)?;
+    }
+    Ok(())
 }
 
 /// `stop`: the stop signal, up to `timeout` for the container to exit, then
@@ -920,7 +981,11 @@ pub fn stop(
     engine.containers.save(&lock, &r)?;
     drop(lock);
     let r = engine.containers.reconcile(r)?;
-    if r.state.status != Status::Running {
+    if r.state.status == Status::Paused {
+        // A frozen task cannot act on a signal (on v1 not even SIGKILL):
+        // thaw first, as docker does.
+        freeze(engine, &r, false)?;
+    } else if r.state.status != Status::Running {
         return Ok(());
     }
     let config = config_of(&r)?;

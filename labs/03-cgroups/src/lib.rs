@@ -670,6 +670,51 @@ pub fn remove_stale(host: &Host, parent: &str, name: &str) -> anyhow::Result<boo
     Ok(found)
 }
 
+// ANCHOR: freeze
+/// Freeze or thaw every process of the group `<parent>/<name>`: what
+/// `docker pause` does. The kernel stops the tasks where they are, without
+/// a signal they could catch or notice, and the group's files say when all
+/// are stopped: v2 writes `1` to `cgroup.freeze` and reports `frozen 1` in
+/// `cgroup.events`; v1 writes `FROZEN` to `freezer.state` and reads it back
+/// until it no longer says `FREEZING`.
+pub fn freeze(host: &Host, parent: &str, name: &str, frozen: bool) -> anyhow::Result<()> {
+    let dirs = group_dirs(host, parent, name)?;
+    let (file, value, done) = match host.version() {
+        Version::V2 => ("cgroup.freeze", if frozen { "1" } else { "0" }, None),
+        Version::V1 => (
+            "freezer.state",
+            if frozen { "FROZEN" } else { "THAWED" },
+            Some("FREEZING"),
+        ),
+    };
+    let dir = dirs
+        .iter()
+        .find(|d| d.join(file).exists())
+        .with_context(|| {
+            format!("no {file} for cgroup {parent}/{name}: is the freezer controller mounted?")
+        })?;
+    let path = dir.join(file);
+    std::fs::write(&path, value)
+        .with_context(|| format!("writing {value} to {}", path.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let settled = match (host.version(), done) {
+            (Version::V1, Some(busy)) => std::fs::read_to_string(&path)
+                .map(|s| s.trim() != busy)
+                .unwrap_or(true),
+            _ => read_key(&dir.join("cgroup.events"), "frozen") == Some(u64::from(frozen)),
+        };
+        if settled {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not settle after writing {value}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+// ANCHOR_END: freeze
+
 /// The directories of an existing group `<parent>/<name>`, one per
 /// hierarchy that has it (every v1 hierarchy, or the v2 one). `docker exec`
 /// uses them to put a new process in a running container's cgroup.

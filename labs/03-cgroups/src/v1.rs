@@ -30,8 +30,9 @@ use crate::{
 };
 
 /// The controllers a container joins: limits for the first, accounting for
-/// `cpuacct`.
-const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
+/// `cpuacct`, and `freezer` for `docker pause` (the group's processes are
+/// stopped by the kernel without being sent a signal).
+const CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
 
 /// One hierarchy's part of the group.
 struct Dir {

@@ -111,6 +111,35 @@ pub fn import_tarball(store: &Store, input: impl Read, name: &str) -> Result<Ima
 
 /// `docker commit`: the container's upper dir becomes a new top layer.
 pub fn commit(store: &Store, c: &Container, name: &str) -> Result<Image> {
+    let by = format!("lab04-overlay commit {}", c.short_id());
+    commit_with(
+        store,
+        c,
+        name,
+        &CommitOptions {
+            created_by: by,
+            ..Default::default()
+        },
+    )
+}
+
+/// What `docker commit -m MESSAGE -a AUTHOR` records in the image's history.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    pub message: Option<String>,
+    pub author: Option<String>,
+    /// The history entry's `created_by`.
+    pub created_by: String,
+}
+
+/// [`commit`], recording a message and an author as Docker does (the
+/// author also goes into the config's `author` field).
+pub fn commit_with(
+    store: &Store,
+    c: &Container,
+    name: &str,
+    opts: &CommitOptions,
+) -> Result<Image> {
     let parent = store.container_image(c)?;
     let tmp = store.staging("commit");
     let _guard = crate::store::RemoveOnDrop(Some(tmp.clone()));
@@ -131,12 +160,18 @@ pub fn commit(store: &Store, c: &Container, name: &str) -> Result<Image> {
             .build()?,
     );
     let mut history = config.history().clone();
-    history.push(
-        HistoryBuilder::default()
-            .created(created)
-            .created_by(format!("lab04-overlay commit {}", c.short_id()))
-            .build()?,
-    );
+    // The builder is by value: each setter returns it.
+    let mut entry = HistoryBuilder::default()
+        .created(created)
+        .created_by(opts.created_by.clone());
+    if let Some(m) = &opts.message {
+        entry = entry.comment(m.clone());
+    }
+    if let Some(a) = &opts.author {
+        entry = entry.author(a.clone());
+        config.set_author(Some(a.clone()));
+    }
+    history.push(entry.build()?);
     config.set_history(history);
     let mut layers = parent.manifest.layers().clone();
     layers.push(layer);

@@ -65,9 +65,11 @@ impl Store {
             "Image": image.name,
             "ManifestDigest": image.manifest_digest,
         });
-        fs::write(
-            dir.join("container.json"),
-            serde_json::to_vec_pretty(&meta)?,
+        // Atomically: other processes list containers while this one is
+        // being created, and must never read half a file.
+        self.write_atomic(
+            &format!("containers/{id}/container.json"),
+            &serde_json::to_vec_pretty(&meta)?,
         )?;
         Ok(Container {
             id,
@@ -79,6 +81,14 @@ impl Store {
 
     /// The container whose ID starts with `prefix` (unique), as in docker.
     pub fn container(&self, prefix: &str) -> Result<Container> {
+        // A full ID names one directory: read just that one.
+        if prefix.len() == 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let dir = self.root().join("containers").join(prefix);
+            if let Some(c) = read_container(&dir)? {
+                return Ok(c);
+            }
+            bail!("no such container: {prefix}");
+        }
         let all = self.containers()?;
         let found: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(prefix)).collect();
         match found.as_slice() {
@@ -92,19 +102,9 @@ impl Store {
     pub fn containers(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
         for e in fs::read_dir(self.root().join("containers"))? {
-            let dir = e?.path();
-            let Ok(bytes) = fs::read(dir.join("container.json")) else {
-                continue; // being created or removed
-            };
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing {}/container.json", dir.display()))?;
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            out.push(Container {
-                id: s("Id"),
-                dir,
-                image: s("Image"),
-                manifest_digest: s("ManifestDigest"),
-            });
+            if let Some(c) = read_container(&e?.path())? {
+                out.push(c);
+            }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
@@ -158,4 +158,25 @@ impl Store {
         let _ = fs::remove_file(c.dir.join("container.json"));
         fs::remove_dir_all(&c.dir).with_context(|| format!("removing {}", c.dir.display()))
     }
+}
+
+/// Read `dir/container.json`; `None` when it is not there (being created or
+/// removed by another process).
+fn read_container(dir: &Path) -> Result<Option<Container>> {
+    let bytes = match fs::read(dir.join("container.json")) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading {}/container.json", dir.display()))
+        }
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("parsing {}/container.json", dir.display()))?;
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    Ok(Some(Container {
+        id: s("Id"),
+        dir: dir.to_path_buf(),
+        image: s("Image"),
+        manifest_digest: s("ManifestDigest"),
+    }))
 }

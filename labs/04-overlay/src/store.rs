@@ -203,7 +203,7 @@ impl Store {
     }
 
     /// Writes a file at `rel` by writing a temporary file and renaming it.
-    fn write_atomic(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_atomic(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         let tmp = self.staging("file");
         let guard = RemoveOnDrop(Some(tmp.clone()));
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
