@@ -833,3 +833,80 @@ fn pause_commit_diff_export_save_rmi_rename() {
         leftover_cgroups(&dy.parent)
     );
 }
+
+#[test]
+fn volumes_persist_across_containers_and_binds_respect_ro() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "keep:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "keep:/data",
+            "busybox",
+            "cat",
+            "/data/f"
+        ]),
+        "kept\n"
+    );
+    // On the host, the volume is a plain directory under the data root.
+    let host_file = dy.root_path().join("volumes/keep/_data/f");
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "kept\n");
+
+    let host = dy.root_path().join("host-dir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in"), "from host\n").unwrap();
+    let spec = format!("{}:/mnt/h:ro", host.display());
+    let out = dy.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/h/in; touch /mnt/h/new",
+    ]);
+    assert_eq!(text(&out.stdout), "from host\n");
+    assert!(
+        text(&out.stderr).contains("Read-only file system"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!host.join("new").exists());
+
+    // An anonymous volume goes with `rm -v`; a named one in use cannot be removed.
+    dy.ok(&[
+        "run",
+        "--name",
+        "user",
+        "-v",
+        "/scratch",
+        "-v",
+        "keep:/data",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+    let out = dy.run(&["volume", "rm", "keep"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("volume is in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    dy.ok(&["rm", "-v", "user"]);
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "keep\n");
+    assert_eq!(dy.ok(&["volume", "rm", "keep"]), "keep\n");
+    assert!(!host_file.exists());
+}

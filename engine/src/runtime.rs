@@ -153,6 +153,8 @@ pub struct ContainerConfig {
     pub read_only: bool,
     #[serde(default)]
     pub tmpfs: Vec<String>,
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountSpec>,
 }
 
 impl ContainerConfig {
@@ -278,6 +280,7 @@ pub struct Engine {
     pub config: DaemonConfig,
     pub containers: state::Store,
     pub images: overlay::store::Store,
+    pub volumes: crate::volumes::Volumes,
 }
 
 impl Engine {
@@ -289,11 +292,13 @@ impl Engine {
         // containers/<id>/, and the engine its state.json beside them.
         let images = overlay::store::Store::open(&root)?;
         let containers = state::Store::open(&root)?;
+        let volumes = crate::volumes::Volumes::open(&root)?;
         Ok(Engine {
             root,
             config,
             containers,
             images,
+            volumes,
         })
     }
 
@@ -628,6 +633,23 @@ fn run_once(
     }
 
     spec.security = Some(config.security()?);
+    // Volumes and binds (lab 02 mounts them inside the root, safely). A
+    // named volume is created on first use, as docker does.
+    for m in &config.mounts {
+        let source = if m.kind == "volume" {
+            engine
+                .volumes
+                .create(&m.source, BTreeMap::new(), m.anonymous)?;
+            engine.volumes.data(&m.source)
+        } else {
+            PathBuf::from(&m.source)
+        };
+        spec.binds.push(namespaces::Bind {
+            source,
+            target: PathBuf::from(&m.target),
+            read_only: m.read_only,
+        });
+    }
     // The device allow list: Docker's default rules, in a v1 `devices`
     // cgroup beside the others (lab 03). --privileged allows every device,
     // as Docker's does. On a pure v2 host the allow list would be an eBPF
@@ -832,15 +854,25 @@ fn cleanup_after_exit(engine: &Engine, id: &str, config: &ContainerConfig) -> Re
         overlay::overlay::unmount(&layer.merged())?;
     }
     if config.auto_remove {
-        remove(engine, id)?;
+        // --rm takes the container's anonymous volumes with it, as docker's.
+        remove(engine, id, true)?;
     }
     Ok(())
 }
 
 /// Remove a container that is not running: its writable layer, its logs,
 /// its state.
-pub fn remove(engine: &Engine, id: &str) -> Result<()> {
+pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> {
     let lock = engine.containers.lock()?;
+    let anonymous: Vec<String> = match engine.containers.load(id).and_then(|r| config_of(&r)) {
+        Ok(c) if anonymous_volumes => c
+            .mounts
+            .iter()
+            .filter(|m| m.anonymous)
+            .map(|m| m.source.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
     // A monitor that was killed (kill -9, a reboot) could not clean up: its
     // container's cgroup and overlay mount may still be there.
     if let Ok(record) = engine.containers.load(id) {
@@ -855,6 +887,9 @@ pub fn remove(engine: &Engine, id: &str) -> Result<()> {
     let layer = engine.layer_container(id)?;
     engine.images.remove_container(&layer)?;
     drop(lock);
+    for name in anonymous {
+        engine.volumes.remove(&name)?;
+    }
     Ok(())
 }
 
