@@ -108,6 +108,9 @@ pub struct RunArgs {
     /// Keep STDIN open and pass it to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -204,6 +207,9 @@ pub struct ExecArgs {
     /// Keep STDIN open.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Set environment variables.
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,

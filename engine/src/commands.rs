@@ -26,6 +26,13 @@ pub type Code = i32;
 /// `docker run`: create, start, and in the foreground wait and relay the
 /// exit code (125 when dockyard fails, 126/127 when the command cannot run).
 pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
+    if args.tty
+        && args.interactive
+        && !args.detach
+        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        bail!("the input device is not a TTY");
+    }
     let (config, name) = container_config(args)?;
     let record = runtime::create(engine, name.as_deref(), config)?;
     if args.detach {
@@ -94,12 +101,20 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
             bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
         }
     }
+    if args.tty
+        && args.interactive
+        && !args.detach
+        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        bail!("the input device is not a TTY");
+    }
     runtime::exec(
         &record,
         argv,
         &extra,
         args.workdir.as_deref(),
         args.interactive,
+        args.tty,
         args.detach,
     )
 }
@@ -201,6 +216,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         network_mode: args.network.clone(),
         init: args.init,
         open_stdin: args.interactive,
+        tty: args.tty,
         log_opts,
         privileged: args.privileged,
         cap_add: args.cap_add.clone(),

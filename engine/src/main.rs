@@ -9,6 +9,7 @@ mod config;
 mod doctor;
 mod format;
 mod logs;
+mod pump;
 mod runtime;
 mod state;
 mod template;

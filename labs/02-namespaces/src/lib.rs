@@ -247,6 +247,9 @@ pub struct Spec {
     /// Bind mounts into the container (`-v /host:/inside[:ro]`), made
     /// before pivot_root while the host's paths are still in view.
     pub binds: Vec<Bind>,
+    /// stdin (fd 0) is a terminal that must become the command's
+    /// controlling terminal (`docker run -t`); see [`take_terminal`].
+    pub tty: bool,
     /// The security layer (capabilities, seccomp, masked paths...): `None`
     /// is this lab's own behaviour, root with every capability;
     /// `Some(Security::docker_default())` is what `docker run` does. See
@@ -269,6 +272,7 @@ impl Spec {
             stdio: None,
             cwd: None,
             binds: Vec::new(),
+            tty: false,
             security: None,
         }
     }
@@ -277,6 +281,25 @@ impl Spec {
         self.namespaces.contains(flag)
     }
 }
+
+// ANCHOR: tty
+/// Make the terminal on fd 0 this process's controlling terminal, as a
+/// login does: a new session (setsid), then TIOCSCTTY. Only then does the
+/// kernel turn Ctrl-C typed on it into SIGINT for the foreground process
+/// group, and a shell can do job control. The other end of the terminal
+/// (the pty master) is held by whoever attached it: dockyard's monitor.
+pub fn take_terminal() -> Result<(), lab01::Error> {
+    nix::unistd::setsid().context("setsid for the container's terminal")?;
+    // SAFETY: TIOCSCTTY on fd 0 with argument 0 (do not steal).
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(lab01::Error::Setup(anyhow::anyhow!(
+            "ioctl(TIOCSCTTY) on the container's terminal: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+// ANCHOR_END: tty
 
 /// A directory or file of the host, mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -737,6 +760,10 @@ fn child_setup(
                 )));
             }
         }
+    }
+
+    if spec.tty {
+        take_terminal()?;
     }
 
     // 1. Wait for the parent's go-ahead: our ID maps are written, and lab 03
