@@ -653,7 +653,13 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_running_container() {
         );
     }
 
-    // The container's files, environment and working directory rules.
+    // The container's files (once its first command has written one),
+    // environment and working directory rules.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dy.run(&["exec", "box", "test", "-e", "/tmp/made"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "the container never wrote /tmp/made");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(dy.ok(&["exec", "box", "cat", "/tmp/made"]), "made\n");
     assert_eq!(
         dy.ok(&[
@@ -832,4 +838,139 @@ fn pause_commit_diff_export_save_rmi_rename() {
         "{:?}",
         leftover_cgroups(&dy.parent)
     );
+}
+
+#[test]
+fn volumes_persist_across_containers_and_binds_respect_ro() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "keep:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "keep:/data",
+            "busybox",
+            "cat",
+            "/data/f"
+        ]),
+        "kept\n"
+    );
+    // On the host, the volume is a plain directory under the data root.
+    let host_file = dy.root_path().join("volumes/keep/_data/f");
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "kept\n");
+
+    let host = dy.root_path().join("host-dir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in"), "from host\n").unwrap();
+    let spec = format!("{}:/mnt/h:ro", host.display());
+    let out = dy.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/h/in; touch /mnt/h/new",
+    ]);
+    assert_eq!(text(&out.stdout), "from host\n");
+    assert!(
+        text(&out.stderr).contains("Read-only file system"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!host.join("new").exists());
+
+    // An anonymous volume goes with `rm -v`; a named one in use cannot be removed.
+    dy.ok(&[
+        "run",
+        "--name",
+        "user",
+        "-v",
+        "/scratch",
+        "-v",
+        "keep:/data",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+    let out = dy.run(&["volume", "rm", "keep"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("volume is in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    dy.ok(&["rm", "-v", "user"]);
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "keep\n");
+    assert_eq!(dy.ok(&["volume", "rm", "keep"]), "keep\n");
+    assert!(!host_file.exists());
+}
+
+#[test]
+fn run_it_gives_the_container_a_terminal() {
+    use std::io::{Read, Write};
+    let dy = Dy::new();
+    // -t alone: the container's stdio is a terminal (its line discipline
+    // turns "\n" into "\r\n", as docker's does).
+    let out = dy.ok(&[
+        "run",
+        "--rm",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo tty",
+    ]);
+    assert_eq!(out, "tty\r\n");
+
+    // -it from a terminal: our keys reach the shell, its exit code comes back.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave;
+    let mut child = Command::new(bin("dockyard"))
+        .args([
+            "--root",
+            dy.root.path().to_str().unwrap(),
+            "run",
+            "--rm",
+            "-it",
+        ])
+        .arg(format!("--cgroup-parent={}", dy.parent))
+        .args(["busybox", "sh"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    master
+        .write_all(b"echo \"in $(hostname)\"; exit 3\n")
+        .unwrap();
+    let status = child.wait().unwrap();
+    // Read what the session printed (non-blocking: the child is gone).
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let _ = master.read_to_end(&mut seen);
+    let seen = String::from_utf8_lossy(&seen);
+    assert_eq!(status.code(), Some(3), "{seen}");
+    assert!(seen.contains("in "), "{seen}");
+
+    // -it without a terminal is refused, as docker refuses it.
+    let out = dy.run(&["run", "--rm", "-it", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("the input device is not a TTY"));
 }

@@ -80,6 +80,9 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// Display system-wide information.
     Info,
     /// `container prune` (reached through `container`).
@@ -105,6 +108,9 @@ pub struct RunArgs {
     /// Keep STDIN open and pass it to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -174,6 +180,12 @@ pub struct RunArgs {
     /// Mount a tmpfs directory (PATH[:OPTIONS]).
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Bind mount a volume: /host:/container[:ro], name:/container[:ro], or /container.
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// Connect the container to a network: none or host (bridge networks need lab 05).
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,
@@ -195,6 +207,9 @@ pub struct ExecArgs {
     /// Keep STDIN open.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Set environment variables.
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
@@ -497,4 +512,46 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation.
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a volume.
+    Create {
+        /// Set metadata for a volume.
+        #[arg(long = "label")]
+        label: Vec<String>,
+        /// The volume's name (random if not given).
+        name: Option<String>,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only display volume names.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more volumes.
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more volumes.
+    #[command(alias = "remove")]
+    Rm {
+        /// Force the removal of one or more volumes.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (all unused ones with -a).
+    Prune {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
 }

@@ -26,6 +26,13 @@ pub type Code = i32;
 /// `docker run`: create, start, and in the foreground wait and relay the
 /// exit code (125 when dockyard fails, 126/127 when the command cannot run).
 pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
+    if args.tty
+        && args.interactive
+        && !args.detach
+        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        bail!("the input device is not a TTY");
+    }
     let (config, name) = container_config(args)?;
     let record = runtime::create(engine, name.as_deref(), config)?;
     if args.detach {
@@ -94,12 +101,20 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
             bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
         }
     }
+    if args.tty
+        && args.interactive
+        && !args.detach
+        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        bail!("the input device is not a TTY");
+    }
     runtime::exec(
         &record,
         argv,
         &extra,
         args.workdir.as_deref(),
         args.interactive,
+        args.tty,
         args.detach,
     )
 }
@@ -201,6 +216,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         network_mode: args.network.clone(),
         init: args.init,
         open_stdin: args.interactive,
+        tty: args.tty,
         log_opts,
         privileged: args.privileged,
         cap_add: args.cap_add.clone(),
@@ -208,6 +224,28 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         security_opt: args.security_opt.clone(),
         read_only: args.read_only,
         tmpfs: args.tmpfs.clone(),
+        mounts: {
+            let mut mounts = Vec::new();
+            for v in &args.volume {
+                let m = crate::volumes::parse_v(v)?;
+                if m.kind == "bind" && !Path::new(&m.source).exists() {
+                    // docker's -v (unlike --mount) makes a missing host directory.
+                    std::fs::create_dir_all(&m.source)
+                        .with_context(|| format!("creating {}", m.source))?;
+                }
+                mounts.push(m);
+            }
+            for m in &args.mount {
+                mounts.push(crate::volumes::parse_mount(m)?);
+            }
+            let mut targets = std::collections::BTreeSet::new();
+            for m in &mounts {
+                if !targets.insert(m.target.clone()) {
+                    bail!("Duplicate mount point: {}", m.target);
+                }
+            }
+            mounts
+        },
         ..Default::default()
     };
     // Refuse a bad --cap-add, --security-opt or --tmpfs now, before
@@ -512,7 +550,7 @@ pub fn rm(engine: &Engine, args: &RmArgs) -> Result<Code> {
                 Some(nix::sys::signal::Signal::SIGKILL),
             )?;
         }
-        runtime::remove(engine, &r.id)
+        runtime::remove(engine, &r.id, args.volumes)
     })
 }
 
@@ -636,7 +674,11 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
                 "WorkDir": layer.work(),
             },
         },
-        "Mounts": [],
+        "Mounts": c.mounts.iter().map(|m| if m.kind == "bind" {
+            json!({"Type": "bind", "Source": m.source, "Destination": m.target, "Mode": if m.read_only { "ro" } else { "" }, "RW": !m.read_only, "Propagation": "rprivate"})
+        } else {
+            json!({"Type": "volume", "Name": m.source, "Source": engine.volumes.data(&m.source), "Destination": m.target, "Driver": "local", "Mode": "z", "RW": !m.read_only, "Propagation": ""})
+        }).collect::<Vec<_>>(),
         "Config": {
             "Hostname": c.hostname,
             "Domainname": "",
@@ -1103,7 +1145,7 @@ pub fn container_prune(engine: &Engine, args: &PruneArgs) -> Result<Code> {
             r.state.status,
             Status::Exited | Status::Created | Status::Dead
         ) {
-            runtime::remove(engine, &r.id)?;
+            runtime::remove(engine, &r.id, false)?;
             println!("{}", r.id);
         }
     }
@@ -1132,4 +1174,118 @@ pub fn pause(engine: &Engine, args: &NamesArgs, frozen: bool) -> Result<Code> {
         };
         engine.containers.save(&lock, &fresh)
     })
+}
+
+/// `docker volume ...`.
+pub fn volume(engine: &Engine, cmd: &crate::cli::VolumeCmd) -> Result<Code> {
+    use crate::cli::VolumeCmd;
+    let users = |name: &str| -> Result<Vec<String>> {
+        Ok(containers(engine)?
+            .into_iter()
+            .filter(|r| {
+                config_of(r)
+                    .map(|c| {
+                        c.mounts
+                            .iter()
+                            .any(|m| m.kind == "volume" && m.source == name)
+                    })
+                    .unwrap_or(false)
+            })
+            .map(|r| r.id)
+            .collect())
+    };
+    match cmd {
+        VolumeCmd::Create { label, name } => {
+            let name = match name {
+                Some(n) => n.clone(),
+                None => crate::volumes::parse_v("/x")?.source,
+            };
+            let labels = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            println!("{}", engine.volumes.create(&name, labels, false)?.name);
+            Ok(0)
+        }
+        VolumeCmd::Ls { quiet } => {
+            let list = engine.volumes.list()?;
+            if *quiet {
+                for v in &list {
+                    println!("{}", v.name);
+                }
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|v| vec!["local".into(), v.name.clone()])
+                    .collect();
+                print!("{}", table(&["DRIVER", "VOLUME NAME"], &rows));
+            }
+            Ok(0)
+        }
+        VolumeCmd::Inspect { format, names } => {
+            let mut docs = Vec::new();
+            let mut code = 0;
+            for n in names {
+                match engine.volumes.get(n) {
+                    Ok(v) => docs.push(engine.volumes.inspect(&v)),
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            match format {
+                Some(f) => {
+                    for d in &docs {
+                        println!("{}", template::render(f, d)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&Value::Array(docs))?),
+            }
+            Ok(code)
+        }
+        VolumeCmd::Rm { force, names } => {
+            let mut code = 0;
+            for n in names {
+                let result = (|| -> Result<()> {
+                    let using = users(n)?;
+                    if !using.is_empty() && !force {
+                        bail!("remove {n}: volume is in use - [{}]", using.join(", "));
+                    }
+                    engine.volumes.remove(n)
+                })();
+                match result {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        VolumeCmd::Prune { all, force } => {
+            if !force {
+                print!("WARNING! This will remove {} local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ", if *all { "all" } else { "anonymous" });
+                std::io::stdout().flush()?;
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(0);
+                }
+            }
+            println!("Deleted Volumes:");
+            for v in engine.volumes.list()? {
+                if (*all || v.anonymous) && users(&v.name)?.is_empty() {
+                    engine.volumes.remove(&v.name)?;
+                    println!("{}", v.name);
+                }
+            }
+            println!("\nTotal reclaimed space: 0B");
+            Ok(0)
+        }
+    }
 }

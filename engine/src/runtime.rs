@@ -24,14 +24,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +151,11 @@ pub struct ContainerConfig {
     pub read_only: bool,
     #[serde(default)]
     pub tmpfs: Vec<String>,
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountSpec>,
+    /// `-t`: a pseudo-terminal instead of pipes.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl ContainerConfig {
@@ -278,6 +281,7 @@ pub struct Engine {
     pub config: DaemonConfig,
     pub containers: state::Store,
     pub images: overlay::store::Store,
+    pub volumes: crate::volumes::Volumes,
 }
 
 impl Engine {
@@ -289,11 +293,13 @@ impl Engine {
         // containers/<id>/, and the engine its state.json beside them.
         let images = overlay::store::Store::open(&root)?;
         let containers = state::Store::open(&root)?;
+        let volumes = crate::volumes::Volumes::open(&root)?;
         Ok(Engine {
             root,
             config,
             containers,
             images,
+            volumes,
         })
     }
 
@@ -554,8 +560,7 @@ struct Running {
     pid: Pid,
     cgroup: cgroups::Cgroup,
     devices: Option<cgroups::devices::DevicesCgroup>,
-    out: OwnedFd,
-    err: OwnedFd,
+    streams: crate::pump::Streams,
     log: logs::Writer,
     started: Instant,
 }
@@ -588,15 +593,10 @@ fn run_once(
     limits.check(host.version(), cgroups::ncpus())?;
     let cgroup = cgroups::Cgroup::create(&host, parent, id, &limits)?;
 
-    // The pipes the monitor reads the container's output from.
-    let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdout")?;
-    let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stderr")?;
+    // The container's stdio: two pipes the monitor reads (stdout, stderr),
+    // or with -t one pseudo-terminal (see the pump module).
     let null = File::open("/dev/null").context("opening /dev/null")?;
-    let stdin = if attach == Attach::Foreground && config.open_stdin {
-        0
-    } else {
-        null.as_raw_fd()
-    };
+    let (streams, stdio, keep_until_spawned) = container_stdio(config, attach, &null)?;
 
     let mut spec = namespaces::Spec::new(
         &dirs.merged,
@@ -605,7 +605,8 @@ fn run_once(
     spec.env = config.env.iter().map(OsString::from).collect();
     spec.hostname = Some(config.hostname.clone());
     spec.init = config.init;
-    spec.stdio = Some([stdin, out_w.as_raw_fd(), err_w.as_raw_fd()]);
+    spec.stdio = Some(stdio);
+    spec.tty = config.tty;
     if !config.working_dir.is_empty() {
         spec.cwd = Some(PathBuf::from(&config.working_dir));
     }
@@ -628,6 +629,23 @@ fn run_once(
     }
 
     spec.security = Some(config.security()?);
+    // Volumes and binds (lab 02 mounts them inside the root, safely). A
+    // named volume is created on first use, as docker does.
+    for m in &config.mounts {
+        let source = if m.kind == "volume" {
+            engine
+                .volumes
+                .create(&m.source, BTreeMap::new(), m.anonymous)?;
+            engine.volumes.data(&m.source)
+        } else {
+            PathBuf::from(&m.source)
+        };
+        spec.binds.push(namespaces::Bind {
+            source,
+            target: PathBuf::from(&m.target),
+            read_only: m.read_only,
+        });
+    }
     // The device allow list: Docker's default rules, in a v1 `devices`
     // cgroup beside the others (lab 03). --privileged allows every device,
     // as Docker's does. On a pure v2 host the allow list would be an eBPF
@@ -661,7 +679,8 @@ fn run_once(
         }
         Ok(())
     })?;
-    drop((out_w, err_w, null));
+    // Our copies of the container's ends: the container has its own now.
+    drop((keep_until_spawned, null));
     let pid = container.pid();
 
     let lock = engine.containers.lock()?;
@@ -680,8 +699,7 @@ fn run_once(
         pid,
         cgroup,
         devices,
-        out: out_r,
-        err: err_r,
+        streams,
         log,
         started: Instant::now(),
     })
@@ -691,121 +709,65 @@ impl Running {
     /// Copy output to the log (and the terminal) until the container exits;
     /// return its exit code (128+N for signal N) and whether the OOM killer
     /// struck.
-    fn wait(mut self, attach: Attach) -> Result<(i32, bool)> {
-        // SIGCHLD tells us the container exited; in the foreground, the
-        // signals a person sends to `dockyard run` go on to the container.
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGCHLD);
-        if attach == Attach::Foreground {
-            for s in [
-                Signal::SIGINT,
-                Signal::SIGTERM,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-            ] {
-                mask.add(s);
-            }
-        }
-        mask.thread_block()
-            .context("blocking signals for the monitor")?;
-        let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .context("signalfd")?;
-        let mut open = [true, true];
-        let mut buf = vec![0u8; 64 * 1024];
-        // The container may have exited before SIGCHLD was blocked: then
-        // the signal was discarded and the signalfd will never report it.
-        // So ask waitpid now, and again whenever poll times out.
-        let reap = |pid: Pid| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
-            _ => None,
-        };
-        let mut status = reap(self.pid);
-        while status.is_none() || open.iter().any(|o| *o) {
-            // Once the container's PID 1 is gone the kernel kills the rest of
-            // its PID namespace, so the pipes reach EOF soon; don't wait
-            // forever on a descriptor some escaped process still holds.
-            let timeout = if status.is_some() { 1000u16 } else { 500u16 };
-            let mut fds = vec![
-                nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN),
-                nix::poll::PollFd::new(
-                    self.out.as_fd(),
-                    if open[0] {
-                        nix::poll::PollFlags::POLLIN
-                    } else {
-                        nix::poll::PollFlags::empty()
-                    },
-                ),
-                nix::poll::PollFd::new(
-                    self.err.as_fd(),
-                    if open[1] {
-                        nix::poll::PollFlags::POLLIN
-                    } else {
-                        nix::poll::PollFlags::empty()
-                    },
-                ),
-            ];
-            let n = match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout)) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e).context("poll"),
-            };
-            if n == 0 {
-                if status.is_some() {
-                    break;
-                }
-                status = reap(self.pid);
-                continue;
-            }
-            let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
-            drop(fds);
-            for (i, stream) in [(1usize, "stdout"), (2, "stderr")] {
-                if !ready[i] || !open[i - 1] {
-                    continue;
-                }
-                let fd = if i == 1 { &self.out } else { &self.err };
-                match nix::unistd::read(fd, &mut buf) {
-                    Ok(0) => open[i - 1] = false,
-                    Ok(n) => {
-                        self.log.write(stream, &buf[..n])?;
-                        if attach == Attach::Foreground {
-                            let _ = if i == 1 {
-                                std::io::stdout()
-                                    .write_all(&buf[..n])
-                                    .and_then(|()| std::io::stdout().flush())
-                            } else {
-                                std::io::stderr().write_all(&buf[..n])
-                            };
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                    Err(_) => open[i - 1] = false,
-                }
-            }
-            if ready[0] {
-                while let Ok(Some(info)) = sfd.read_signal() {
-                    let signo = info.ssi_signo as i32;
-                    if signo == libc::SIGCHLD {
-                        if status.is_none() {
-                            status = reap(self.pid);
-                        }
-                    } else if status.is_none() {
-                        if let Ok(sig) = Signal::try_from(signo) {
-                            let _ = kill(self.pid, sig);
-                        }
-                    }
-                }
-            }
-        }
-        let code = status.unwrap_or(255);
-        let oom = self.cgroup.oom_killed();
-        self.cgroup.destroy()?;
-        if let Some(d) = self.devices.take() {
+    fn wait(self, attach: Attach) -> Result<(i32, bool)> {
+        let Running {
+            pid,
+            mut cgroup,
+            devices,
+            streams,
+            mut log,
+            ..
+        } = self;
+        // -it in the foreground: our terminal passes every key through.
+        let raw = (attach == Attach::Foreground && streams.input.is_some())
+            .then(crate::pump::RawMode::enter);
+        let code = crate::pump::pump(pid, streams, Some(&mut log), attach == Attach::Foreground);
+        drop(raw);
+        let code = code?;
+        let oom = cgroup.oom_killed();
+        cgroup.destroy()?;
+        if let Some(d) = devices {
             d.remove()?;
         }
-        mask.thread_unblock().context("unblocking signals")?;
         Ok((code, oom))
     }
+}
+
+/// The container's stdin, stdout and stderr, the monitor's ends of them,
+/// and our copies of the container's ends (to close once it has its own).
+#[allow(clippy::type_complexity)]
+fn container_stdio(
+    config: &ContainerConfig,
+    attach: Attach,
+    null: &File,
+) -> Result<(crate::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
+    let attached_stdin = attach == Attach::Foreground && config.open_stdin;
+    if config.tty {
+        let (master, slave) = crate::pump::open_pty()?;
+        let input = match attached_stdin {
+            true => Some(master.try_clone().context("dup of the pty master")?),
+            false => None,
+        };
+        let tty = Some(master.as_raw_fd());
+        let s = slave.as_raw_fd();
+        let streams = crate::pump::Streams {
+            outputs: vec![(master, "stdout")],
+            input,
+            tty,
+        };
+        return Ok((streams, [s, s, s], vec![slave]));
+    }
+    let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdout")?;
+    let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stderr")?;
+    // Without -t, an attached stdin is simply ours, inherited.
+    let stdin = if attached_stdin { 0 } else { null.as_raw_fd() };
+    let fds = [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let streams = crate::pump::Streams {
+        outputs: vec![(out_r, "stdout"), (err_r, "stderr")],
+        input: None,
+        tty: None,
+    };
+    Ok((streams, fds, vec![out_w, err_w]))
 }
 
 /// Record an exit. Returns whether `stop` asked for it (no restart then).
@@ -832,15 +794,25 @@ fn cleanup_after_exit(engine: &Engine, id: &str, config: &ContainerConfig) -> Re
         overlay::overlay::unmount(&layer.merged())?;
     }
     if config.auto_remove {
-        remove(engine, id)?;
+        // --rm takes the container's anonymous volumes with it, as docker's.
+        remove(engine, id, true)?;
     }
     Ok(())
 }
 
 /// Remove a container that is not running: its writable layer, its logs,
 /// its state.
-pub fn remove(engine: &Engine, id: &str) -> Result<()> {
+pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> {
     let lock = engine.containers.lock()?;
+    let anonymous: Vec<String> = match engine.containers.load(id).and_then(|r| config_of(&r)) {
+        Ok(c) if anonymous_volumes => c
+            .mounts
+            .iter()
+            .filter(|m| m.anonymous)
+            .map(|m| m.source.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
     // A monitor that was killed (kill -9, a reboot) could not clean up: its
     // container's cgroup and overlay mount may still be there.
     if let Ok(record) = engine.containers.load(id) {
@@ -855,6 +827,9 @@ pub fn remove(engine: &Engine, id: &str) -> Result<()> {
     let layer = engine.layer_container(id)?;
     engine.images.remove_container(&layer)?;
     drop(lock);
+    for name in anonymous {
+        engine.volumes.remove(&name)?;
+    }
     Ok(())
 }
 
@@ -878,6 +853,7 @@ pub fn exec(
     extra_env: &[String],
     workdir: Option<&str>,
     interactive: bool,
+    tty: bool,
     detach: bool,
 ) -> Result<i32> {
     let config = config_of(record)?;
@@ -891,15 +867,20 @@ pub fn exec(
         .map(str::to_string)
         .unwrap_or_else(|| config.working_dir.clone());
     let null = File::open("/dev/null").context("opening /dev/null")?;
+    let pty = if tty && !detach {
+        Some(crate::pump::open_pty()?)
+    } else {
+        None
+    };
     let stdin = if interactive && !detach {
         0
     } else {
         null.as_raw_fd()
     };
-    let stdio = if detach {
-        [null.as_raw_fd(); 3]
-    } else {
-        [stdin, 1, 2]
+    let stdio = match (&pty, detach) {
+        (_, true) => [null.as_raw_fd(); 3],
+        (Some((_, slave)), false) => [slave.as_raw_fd(); 3],
+        (None, false) => [stdin, 1, 2],
     };
     let spec = namespaces::join::JoinSpec {
         target: Pid::from_raw(record.state.pid),
@@ -909,6 +890,7 @@ pub fn exec(
         security: Some(config.security()?),
         stdio: Some(stdio),
         detach,
+        tty: pty.is_some(),
     };
     let host = cgroups::detect()?;
     let parent = if config.cgroup_parent.is_empty() {
@@ -928,6 +910,23 @@ pub fn exec(
     drop(null);
     if detach {
         return Ok(0);
+    }
+    if let Some((master, slave)) = pty {
+        drop(slave);
+        let input = match interactive {
+            true => Some(master.try_clone().context("dup of the pty master")?),
+            false => None,
+        };
+        let raw = input.is_some().then(crate::pump::RawMode::enter);
+        let tty = Some(master.as_raw_fd());
+        let streams = crate::pump::Streams {
+            outputs: vec![(master, "stdout")],
+            input,
+            tty,
+        };
+        let code = crate::pump::pump(relay.pid(), streams, None, true);
+        drop(raw);
+        return code;
     }
     Ok(relay
         .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?

@@ -60,6 +60,8 @@ pub struct JoinSpec {
     /// `exec -d`: the command outlives the caller, so the relay must not die
     /// with it.
     pub detach: bool,
+    /// stdin is a terminal to become the command's controlling terminal.
+    pub tty: bool,
 }
 
 // ANCHOR: order
@@ -213,6 +215,9 @@ fn command(
                 )));
             }
         }
+    }
+    if spec.tty {
+        crate::take_terminal()?;
     }
     // Until exec, this process is a copy of dockyard inside the container:
     // keep the container's processes from opening it (see security).

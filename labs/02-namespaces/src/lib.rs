@@ -244,6 +244,12 @@ pub struct Spec {
     pub stdio: Option<[RawFd; 3]>,
     /// The working directory inside the container (`/` when `None`).
     pub cwd: Option<PathBuf>,
+    /// Bind mounts into the container (`-v /host:/inside[:ro]`), made
+    /// before pivot_root while the host's paths are still in view.
+    pub binds: Vec<Bind>,
+    /// stdin (fd 0) is a terminal that must become the command's
+    /// controlling terminal (`docker run -t`); see [`take_terminal`].
+    pub tty: bool,
     /// The security layer (capabilities, seccomp, masked paths...): `None`
     /// is this lab's own behaviour, root with every capability;
     /// `Some(Security::docker_default())` is what `docker run` does. See
@@ -265,6 +271,8 @@ impl Spec {
             init: false,
             stdio: None,
             cwd: None,
+            binds: Vec::new(),
+            tty: false,
             security: None,
         }
     }
@@ -273,6 +281,117 @@ impl Spec {
         self.namespaces.contains(flag)
     }
 }
+
+// ANCHOR: tty
+/// Make the terminal on fd 0 this process's controlling terminal, as a
+/// login does: a new session (setsid), then TIOCSCTTY. Only then does the
+/// kernel turn Ctrl-C typed on it into SIGINT for the foreground process
+/// group, and a shell can do job control. The other end of the terminal
+/// (the pty master) is held by whoever attached it: dockyard's monitor.
+pub fn take_terminal() -> Result<(), lab01::Error> {
+    nix::unistd::setsid().context("setsid for the container's terminal")?;
+    // SAFETY: TIOCSCTTY on fd 0 with argument 0 (do not steal).
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(lab01::Error::Setup(anyhow::anyhow!(
+            "ioctl(TIOCSCTTY) on the container's terminal: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+// ANCHOR_END: tty
+
+/// A directory or file of the host, mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// On the host.
+    pub source: PathBuf,
+    /// Inside the container (absolute).
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+// ANCHOR: binds
+/// Mount each bind into the rootfs, before pivot_root.
+///
+/// The target is a path *inside the container*, and the image decides what
+/// it resolves to: `/data` may be a symlink to `/../../etc`. Joining it to
+/// the rootfs as a string and handing that to mount(2) would follow such a
+/// link on the host (the class of bug of CVE-2018-15664). So each step is
+/// resolved inside the root with openat2(RESOLVE_IN_ROOT), missing
+/// directories are created the same way, and the mount goes onto the
+/// resolved descriptor through /proc/self/fd/N. A read-only bind is then
+/// remounted read-only through a descriptor of the new mount.
+fn bind_volumes(rootfs: &Path, binds: &[Bind]) -> anyhow::Result<()> {
+    if binds.is_empty() {
+        return Ok(());
+    }
+    let root = OwnedFd::from(
+        fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
+    );
+    for b in binds {
+        let is_dir = fs::metadata(&b.source)
+            .with_context(|| format!("bind source {}", b.source.display()))?
+            .is_dir();
+        let target_fd = if is_dir {
+            security::mkdir_all_in_root(&root, &b.target)?
+        } else {
+            let parent = b.target.parent().unwrap_or(Path::new("/"));
+            let name = b
+                .target
+                .file_name()
+                .context("a bind target needs a file name")?;
+            let dir = security::mkdir_all_in_root(&root, parent)?;
+            // An empty file to mount over; O_NOFOLLOW: never through a link.
+            match nix::fcntl::openat(
+                &dir,
+                name,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
+            ) {
+                Ok(_) | Err(nix::errno::Errno::EISDIR) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("creating {}", b.target.display()))
+                }
+            }
+            security::open_in_root(&root, &b.target, libc::O_PATH | libc::O_CLOEXEC)
+                .with_context(|| format!("resolving {} in the container", b.target.display()))?
+        };
+        let at = format!("/proc/self/fd/{}", target_fd.as_raw_fd());
+        mount(
+            Some(&b.source),
+            at.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| {
+            format!(
+                "bind-mounting {} on {}",
+                b.source.display(),
+                b.target.display()
+            )
+        })?;
+        if b.read_only {
+            // Resolve again: this time the walk crosses into the new mount,
+            // so the descriptor is the mount's root, which is what a
+            // remount changes.
+            let mounted = security::open_in_root(&root, &b.target, libc::O_PATH | libc::O_CLOEXEC)
+                .with_context(|| format!("resolving {} after mounting", b.target.display()))?;
+            let at = format!("/proc/self/fd/{}", mounted.as_raw_fd());
+            mount(
+                None::<&str>,
+                at.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .with_context(|| format!("remounting {} read-only", b.target.display()))?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: binds
 
 /// How the container's first process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -643,6 +762,10 @@ fn child_setup(
         }
     }
 
+    if spec.tty {
+        take_terminal()?;
+    }
+
     // 1. Wait for the parent's go-ahead: our ID maps are written, and lab 03
     //    has put us in our cgroup. EOF instead of a byte: the parent gave up.
     let mut byte = [0u8; 1];
@@ -682,6 +805,7 @@ fn child_setup(
 
     // 5. Mount namespace: clone already made it; lab 01 does the rest.
     lab01::make_mounts_private()?;
+    bind_volumes(rootfs, &spec.binds)?;
     if let Some(p) = secure {
         security::mount_sys(rootfs, spec.has(CloneFlags::CLONE_NEWNET), p.sys_read_only)?;
     }

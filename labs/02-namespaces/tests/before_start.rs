@@ -137,3 +137,70 @@ fn the_working_directory_is_made_and_entered_inside_the_new_root() {
     // Made inside the container's root, so it is in the rootfs on the host.
     assert!(rootfs.join("srv/app").is_dir());
 }
+
+#[test]
+fn binds_land_inside_the_root_even_through_an_image_symlink() {
+    use lab02_namespaces::Bind;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    if !geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (dir, rootfs) = rootfs_copy();
+    let host = dir.path().join("host-data");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("hello"), "from the host\n").unwrap();
+    // A hostile image: /sneaky points at the host's /tmp if followed on the host.
+    std::os::unix::fs::symlink("/../../../../tmp", rootfs.join("sneaky")).unwrap();
+    let victim = Path::new("/tmp").join(format!("dockyard-bind-victim-{}", std::process::id()));
+    assert!(!victim.exists());
+
+    let script = "cat /data/hello; echo x > /data/w && echo rw-ok; cat /ro/hello; echo x > /ro/w || echo ro-refused; ls -d /sneaky/victim";
+    let mut spec = Spec::new(&rootfs, ["/bin/sh", "-c", script].map(Into::into).to_vec());
+    spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+    spec.binds = vec![
+        Bind {
+            source: host.clone(),
+            target: "/data".into(),
+            read_only: false,
+        },
+        Bind {
+            source: host.clone(),
+            target: "/ro".into(),
+            read_only: true,
+        },
+        Bind {
+            source: host.clone(),
+            target: format!("/sneaky/{}", victim.file_name().unwrap().to_str().unwrap()).into(),
+            read_only: true,
+        },
+    ];
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let (mut out_r, out_w) = std::io::pipe().unwrap();
+    spec.stdio = Some([devnull.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()]);
+    let container = spawn(&spec, |_| Ok(())).unwrap();
+    drop(out_w);
+    let mut out = String::new();
+    out_r.read_to_string(&mut out).unwrap();
+    container.wait().unwrap();
+    assert!(
+        out.contains("from the host\nrw-ok\nfrom the host\n"),
+        "{out}"
+    );
+    assert!(out.contains("ro-refused"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("w")).unwrap(),
+        "x\n",
+        "rw bind did not reach the host dir"
+    );
+    // The symlinked target was created inside the rootfs, never on the host.
+    assert!(
+        !victim.exists(),
+        "a bind target was created on the host through an image symlink"
+    );
+    assert!(rootfs
+        .join("tmp")
+        .join(victim.file_name().unwrap())
+        .is_dir());
+}

@@ -1,0 +1,299 @@
+//! Volumes: directories that outlive containers.
+//!
+//! A container's writable layer goes when the container goes. A volume is a
+//! plain directory the engine keeps under `<data-root>/volumes/<name>/_data`
+//! (where Docker's `local` driver keeps them) and bind-mounts into
+//! containers with lab 02's `Bind`. `-v` has three forms, as in docker:
+//!
+//! - `-v /host/path:/in/container[:ro]`: a bind mount of a host directory;
+//! - `-v name:/in/container[:ro]`: a named volume, created on first use;
+//! - `-v /in/container`: an anonymous volume, with a random name, removed
+//!   with the container by `rm -v` or `--rm`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{now_rfc3339, write_atomic};
+
+/// One mount of a container, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// "bind" or "volume".
+    pub kind: String,
+    /// A host path (bind) or a volume name.
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    /// An anonymous volume: removed with its container.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// A volume's metadata, `volume.json` beside its `_data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Volume {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    #[serde(rename = "Labels", default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "Anonymous", default)]
+    pub anonymous: bool,
+}
+
+/// Parse `-v` the way docker does.
+pub fn parse_v(v: &str) -> Result<MountSpec> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => ("", *t, ""),
+        [s, t] => (*s, *t, ""),
+        [s, t, m] => (*s, *t, *m),
+        _ => bail!("invalid volume specification: '{v}'"),
+    };
+    let read_only = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        other => bail!("invalid mode: {other} (in volume specification '{v}')"),
+    };
+    if !target.starts_with('/') {
+        bail!("invalid volume specification: '{v}': the container path must be absolute");
+    }
+    Ok(if source.is_empty() {
+        MountSpec {
+            kind: "volume".into(),
+            source: random_name()?,
+            target: target.into(),
+            read_only,
+            anonymous: true,
+        }
+    } else if source.starts_with('/') {
+        MountSpec {
+            kind: "bind".into(),
+            source: source.into(),
+            target: target.into(),
+            read_only,
+            anonymous: false,
+        }
+    } else {
+        validate_name(source)?;
+        MountSpec {
+            kind: "volume".into(),
+            source: source.into(),
+            target: target.into(),
+            read_only,
+            anonymous: false,
+        }
+    })
+}
+
+/// Parse `--mount type=bind,source=/a,target=/b,readonly`.
+pub fn parse_mount(m: &str) -> Result<MountSpec> {
+    let mut kind = "volume".to_string();
+    let (mut source, mut target, mut read_only) = (String::new(), String::new(), false);
+    for field in m.split(',') {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "type" => kind = v.to_string(),
+            "source" | "src" => source = v.to_string(),
+            "target" | "destination" | "dst" => target = v.to_string(),
+            "readonly" | "ro" => read_only = v.is_empty() || v == "true" || v == "1",
+            other => bail!("invalid field '{other}' in --mount {m:?} (supported: type, source, target, readonly)"),
+        }
+    }
+    if !target.starts_with('/') {
+        bail!("invalid mount config: --mount {m:?} needs an absolute target");
+    }
+    match kind.as_str() {
+        "bind" => {
+            if !Path::new(&source).exists() {
+                bail!("invalid mount config for type \"bind\": bind source path does not exist: {source}");
+            }
+            Ok(MountSpec {
+                kind,
+                source,
+                target,
+                read_only,
+                anonymous: false,
+            })
+        }
+        "volume" if source.is_empty() => Ok(MountSpec {
+            kind,
+            source: random_name()?,
+            target,
+            read_only,
+            anonymous: true,
+        }),
+        "volume" => {
+            validate_name(&source)?;
+            Ok(MountSpec {
+                kind,
+                source,
+                target,
+                read_only,
+                anonymous: false,
+            })
+        }
+        other => bail!("invalid mount type {other:?}: dockyard supports bind and volume"),
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    crate::state::validate_name(name)
+        .map_err(|_| anyhow!("\"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"))
+}
+
+fn random_name() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The volumes of one data root.
+pub struct Volumes {
+    dir: PathBuf,
+}
+
+impl Volumes {
+    pub fn open(root: &Path) -> Result<Volumes> {
+        let dir = root.join("volumes");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Volumes { dir })
+    }
+
+    /// Where a volume's data lives.
+    pub fn data(&self, name: &str) -> PathBuf {
+        self.dir.join(name).join("_data")
+    }
+
+    /// Create a volume (a no-op if it exists, as docker's is).
+    pub fn create(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        anonymous: bool,
+    ) -> Result<Volume> {
+        validate_name(name)?;
+        if let Ok(v) = self.get(name) {
+            return Ok(v);
+        }
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(dir.join("_data"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let v = Volume {
+            name: name.into(),
+            created_at: now_rfc3339(),
+            labels,
+            anonymous,
+        };
+        write_atomic(&dir.join("volume.json"), &serde_json::to_vec_pretty(&v)?)?;
+        Ok(v)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Volume> {
+        let path = self.dir.join(name).join("volume.json");
+        let text =
+            std::fs::read_to_string(&path).map_err(|_| anyhow!("get {name}: no such volume"))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn list(&self) -> Result<Vec<Volume>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if let Ok(v) = self.get(&name) {
+                out.push(v);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Remove a volume and its data.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.get(name)?;
+        let dir = self.dir.join(name);
+        // metadata first: a half-removed volume is not listed.
+        std::fs::remove_file(dir.join("volume.json"))
+            .with_context(|| format!("removing {name}"))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    }
+
+    /// `docker volume inspect`'s object.
+    pub fn inspect(&self, v: &Volume) -> serde_json::Value {
+        serde_json::json!({
+            "CreatedAt": v.created_at,
+            "Driver": "local",
+            "Labels": v.labels,
+            "Mountpoint": self.data(&v.name),
+            "Name": v.name,
+            "Options": {},
+            "Scope": "local",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v_forms_parse_like_dockers() {
+        let b = parse_v("/srv/data:/data:ro").unwrap();
+        assert_eq!(
+            (
+                b.kind.as_str(),
+                b.source.as_str(),
+                b.target.as_str(),
+                b.read_only
+            ),
+            ("bind", "/srv/data", "/data", true)
+        );
+        let n = parse_v("cache:/var/cache").unwrap();
+        assert_eq!(
+            (n.kind.as_str(), n.source.as_str(), n.anonymous),
+            ("volume", "cache", false)
+        );
+        let a = parse_v("/scratch").unwrap();
+        assert!(a.anonymous && a.source.len() == 64);
+        assert!(parse_v("data:relative").is_err());
+        assert!(parse_v("a:/b:rx").is_err());
+        assert!(parse_v("bad name!:/x").is_err());
+    }
+
+    #[test]
+    fn mount_forms_parse_like_dockers() {
+        let m = parse_mount("type=volume,source=v1,target=/v,readonly").unwrap();
+        assert_eq!(
+            (m.kind.as_str(), m.source.as_str(), m.read_only),
+            ("volume", "v1", true)
+        );
+        assert!(parse_mount("type=bind,source=/no/such/path,target=/x").is_err());
+        assert!(parse_mount("type=tmpfs,target=/x").is_err());
+        assert!(parse_mount("type=volume,src=v,dst=/x,bogus=1").is_err());
+    }
+
+    #[test]
+    fn volumes_are_created_listed_and_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let vols = Volumes::open(root.path()).unwrap();
+        vols.create("data", BTreeMap::new(), false).unwrap();
+        std::fs::write(vols.data("data").join("f"), "x").unwrap();
+        // Creating again keeps what is there.
+        vols.create("data", BTreeMap::new(), false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(vols.data("data").join("f")).unwrap(),
+            "x"
+        );
+        assert_eq!(vols.list().unwrap().len(), 1);
+        vols.remove("data").unwrap();
+        assert!(vols.list().unwrap().is_empty());
+        assert!(vols.remove("data").is_err());
+    }
+}
