@@ -656,8 +656,16 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_running_container() {
     // The container's files (once its first command has written one),
     // environment and working directory rules.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while dy.run(&["exec", "box", "test", "-e", "/tmp/made"]).status.code() != Some(0) {
-        assert!(Instant::now() < deadline, "the container never wrote /tmp/made");
+    while dy
+        .run(&["exec", "box", "test", "-e", "/tmp/made"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container never wrote /tmp/made"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(dy.ok(&["exec", "box", "cat", "/tmp/made"]), "made\n");
@@ -973,4 +981,73 @@ fn run_it_gives_the_container_a_terminal() {
     let out = dy.run(&["run", "--rm", "-it", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(text(&out.stderr).contains("the input device is not a TTY"));
+}
+
+#[test]
+fn cp_both_ways_never_leaves_the_containers_root() {
+    let dy = Dy::new();
+    let script = "ln -s / /tmp/to-root; echo inside > /tmp/mine; while :; do sleep 0.1; done";
+    dy.ok(&[
+        "run", "-d", "--name", "cpbox", "busybox", "sh", "-c", script,
+    ]);
+    dy.wait_for("cpbox", "{{.State.Status}}", "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dy
+        .run(&["exec", "cpbox", "test", "-e", "/tmp/mine"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let host = dy.root_path().join("cp-host");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/sub/f"), "from host\n").unwrap();
+
+    // In: a directory tree, then read it from inside.
+    // As in docker, a destination that does not exist becomes the copy;
+    // one that is a directory receives it.
+    dy.ok(&["cp", host.join("tree").to_str().unwrap(), "cpbox:/srv"]);
+    assert_eq!(
+        dy.ok(&["exec", "cpbox", "cat", "/srv/sub/f"]),
+        "from host\n"
+    );
+    dy.ok(&["cp", host.join("tree").to_str().unwrap(), "cpbox:/srv"]);
+    assert_eq!(
+        dy.ok(&["exec", "cpbox", "cat", "/srv/tree/sub/f"]),
+        "from host\n"
+    );
+    // Out: a file, and a directory.
+    let out = host.join("mine");
+    dy.ok(&["cp", "cpbox:/tmp/mine", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "inside\n");
+    dy.ok(&["cp", "cpbox:/etc", host.join("etc-copy").to_str().unwrap()]);
+    assert!(host.join("etc-copy/passwd").is_file());
+
+    // The container's symlink to / is the container's /, not the host's:
+    // this copies the image's passwd (two lines), never the host's.
+    let pw = host.join("pw");
+    dy.ok(&["cp", "cpbox:/tmp/to-root/etc/passwd", pw.to_str().unwrap()]);
+    let image_passwd = dy.ok(&["exec", "cpbox", "cat", "/etc/passwd"]);
+    assert_eq!(std::fs::read_to_string(&pw).unwrap(), image_passwd);
+    // And copying in through it lands inside the container.
+    std::fs::write(host.join("note"), "n\n").unwrap();
+    dy.ok(&[
+        "cp",
+        host.join("note").to_str().unwrap(),
+        "cpbox:/tmp/to-root/tmp/",
+    ]);
+    assert_eq!(dy.ok(&["exec", "cpbox", "cat", "/tmp/note"]), "n\n");
+    assert!(
+        !Path::new("/tmp/note").exists() || std::fs::read_to_string("/tmp/note").unwrap() != "n\n"
+    );
+    // The container was frozen only for the copies: it runs on.
+    assert_eq!(dy.inspect("cpbox", "{{.State.Status}}"), "running");
+    assert_eq!(
+        dy.run(&["cp", "cpbox:/no/such", host.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
 }

@@ -58,6 +58,8 @@ pub enum Command {
     Commit(CommitArgs),
     /// Inspect changes to files on a container's filesystem.
     Diff(OneContainer),
+    /// Copy files between a container and the host (CONTAINER:SRC DEST, or SRC CONTAINER:DEST).
+    Cp(CpArgs),
     /// Export a container's filesystem as a tar archive.
     Export(ExportArgs),
     /// Import the contents from a tarball to create a filesystem image.
@@ -368,6 +370,7 @@ pub enum ContainerCmd {
     Wait(NamesArgs),
     Commit(CommitArgs),
     Diff(OneContainer),
+    Cp(CpArgs),
     Export(ExportArgs),
     Rename(RenameArgs),
     Pause(NamesArgs),
@@ -412,6 +415,7 @@ impl Command {
                 ContainerCmd::Wait(a) => Command::Wait(a),
                 ContainerCmd::Commit(a) => Command::Commit(a),
                 ContainerCmd::Diff(a) => Command::Diff(a),
+                ContainerCmd::Cp(a) => Command::Cp(a),
                 ContainerCmd::Export(a) => Command::Export(a),
                 ContainerCmd::Rename(a) => Command::Rename(a),
                 ContainerCmd::Pause(a) => Command::Pause(a),
@@ -554,4 +558,12 @@ pub enum VolumeCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// CONTAINER:SRC_PATH or a host path.
+    pub src: String,
+    /// CONTAINER:DEST_PATH or a host path.
+    pub dest: String,
 }

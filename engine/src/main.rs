@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod config;
+mod cp;
 mod doctor;
 mod format;
 mod logs;
@@ -114,6 +115,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Info => commands::info(&engine),
         Command::Commit(a) => commands::commit(&engine, a),
         Command::Diff(a) => commands::diff(&engine, a),
+        Command::Cp(a) => cp::cp(&engine, &a.src, &a.dest).map(|()| 0),
         Command::Export(a) => commands::export(&engine, a),
         Command::Import(a) => commands::import(&engine, a),
         Command::Save(a) => commands::save(&engine, a),
