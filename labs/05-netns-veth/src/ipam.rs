@@ -392,12 +392,17 @@ impl Store {
 }
 
 /// A process's start time, field 22 of `/proc/PID/stat`; `None` if there
-/// is no such process.
+/// is no such process, or only its zombie: a process that has exited but
+/// whose parent has not yet wait(2)ed for it has left its namespaces
+/// already, and is as dead as a container gets.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 #[cfg(test)]
