@@ -160,18 +160,19 @@ fn gc(cli: &Cli) -> anyhow::Result<u8> {
 
 fn ls(cli: &Cli) -> anyhow::Result<u8> {
     println!(
-        "{:<12} {:<16} {:<18} {:<16} PID",
-        "NETWORK", "BRIDGE", "SUBNET", "IP"
+        "{:<12} {:<16} {:<18} {:<16} {:<8} NAME",
+        "NETWORK", "BRIDGE", "SUBNET", "IP", "PID"
     );
     for net in lab05::networks(&config(cli))? {
         for l in &net.leases {
             println!(
-                "{:<12} {:<16} {:<18} {:<16} {}",
+                "{:<12} {:<16} {:<18} {:<16} {:<8} {}",
                 net.name,
                 net.bridge,
                 net.subnet.to_string(),
                 l.ip.to_string(),
-                l.pid
+                l.pid,
+                l.name.as_deref().unwrap_or("-")
             );
         }
     }
