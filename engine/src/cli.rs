@@ -52,6 +52,16 @@ pub enum Command {
     Images(ImagesArgs),
     /// Load an image from a tar archive (docker-archive or OCI) or an OCI layout directory.
     Load(LoadArgs),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Log in to a registry.
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout(LogoutArgs),
     /// Display system-wide information.
     Info,
     /// Check that this host has what the labs and the engine need.
@@ -282,4 +292,48 @@ pub struct LoadArgs {
     /// Suppress the load output.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// NAME[:TAG|@DIGEST]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// NAME[:TAG]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// SOURCE_IMAGE[:TAG]
+    pub source: String,
+    /// TARGET_IMAGE[:TAG]
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Username.
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password.
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
 }

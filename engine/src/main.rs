@@ -9,6 +9,7 @@ mod config;
 mod doctor;
 mod format;
 mod logs;
+mod registry_cmd;
 mod runtime;
 mod state;
 mod template;
@@ -104,6 +105,11 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Inspect(a) => commands::inspect(&engine, a),
         Command::Images(a) => commands::images(&engine, a),
         Command::Load(a) => commands::load(&engine, a),
+        Command::Pull(a) => registry_cmd::pull(&engine, a),
+        Command::Push(a) => registry_cmd::push(&engine, a),
+        Command::Tag(a) => registry_cmd::tag(&engine, a),
+        Command::Login(a) => registry_cmd::login(&engine, a),
+        Command::Logout(a) => registry_cmd::logout(&engine, a),
         Command::Info => commands::info(&engine),
         Command::Doctor | Command::Version => unreachable!("handled above"),
     };
