@@ -354,6 +354,7 @@ impl Client {
         }
     }
 
+    // ANCHOR: send
     /// An exchange that answers the registry's authentication challenge:
     /// a 401 with `WWW-Authenticate` leads to Basic credentials or to the
     /// token dance, and one retry. `scope` is what we want to do
@@ -401,6 +402,7 @@ impl Client {
         }
         Ok(resp)
     }
+    // ANCHOR_END: send
 
     /// The second step of the token dance: ask the realm for a token for
     /// `scope` (space-separated scopes become repeated `scope=` parameters).
@@ -515,13 +517,25 @@ impl Client {
             &format!("repository:{repo}:pull"),
         )?;
         if resp.status() != 200 {
-            let what = format!("manifest for {}/{repo}:{reference}", self.name);
-            return Err(if resp.status() == 404 {
-                let e = self.error(resp, &what);
-                anyhow!("{e} (manifest unknown: is the tag or digest right?)")
+            let sep = if reference.starts_with("sha256:") {
+                '@'
             } else {
-                self.error(resp, &what)
-            });
+                ':'
+            };
+            let what = format!("manifest for {}/{repo}{sep}{reference}", self.name);
+            if resp.status() == 404 {
+                let detail = registry_errors(&read_limited(resp, 64 << 10).unwrap_or_default());
+                bail!(
+                    "{what} not found: {} (404 from registry {}; is the tag or digest right?)",
+                    if detail.is_empty() {
+                        "manifest unknown"
+                    } else {
+                        &detail
+                    },
+                    self.name
+                );
+            }
+            return Err(self.error(resp, &what));
         }
         let header_digest = resp.header("docker-content-digest").map(str::to_string);
         let content_type = resp.content_type().to_string();
@@ -1102,6 +1116,7 @@ pub fn pull(
     })
 }
 
+// ANCHOR: pull_layer
 fn pull_layer(
     store: &Store,
     client: &Client,
@@ -1138,6 +1153,7 @@ fn pull_layer(
     }
     Ok(())
 }
+// ANCHOR_END: pull_layer
 
 // ---- push ------------------------------------------------------------------
 
