@@ -85,6 +85,16 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCmd),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Log in to a registry.
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout(LogoutArgs),
     /// Display system-wide information.
     Info,
     /// `container prune` (reached through `container`).
@@ -566,4 +576,48 @@ pub struct CpArgs {
     pub src: String,
     /// CONTAINER:DEST_PATH or a host path.
     pub dest: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// NAME[:TAG|@DIGEST]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// NAME[:TAG]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// SOURCE_IMAGE[:TAG]
+    pub source: String,
+    /// TARGET_IMAGE[:TAG]
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Username.
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password.
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
 }

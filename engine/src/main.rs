@@ -11,6 +11,7 @@ mod doctor;
 mod format;
 mod logs;
 mod pump;
+mod registry_cmd;
 mod runtime;
 mod state;
 mod template;
@@ -112,6 +113,11 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Inspect(a) => commands::inspect(&engine, a),
         Command::Images(a) => commands::images(&engine, a),
         Command::Load(a) => commands::load(&engine, a),
+        Command::Pull(a) => registry_cmd::pull(&engine, a),
+        Command::Push(a) => registry_cmd::push(&engine, a),
+        Command::Tag(a) => registry_cmd::tag(&engine, a),
+        Command::Login(a) => registry_cmd::login(&engine, a),
+        Command::Logout(a) => registry_cmd::logout(&engine, a),
         Command::Info => commands::info(&engine),
         Command::Commit(a) => commands::commit(&engine, a),
         Command::Diff(a) => commands::diff(&engine, a),
