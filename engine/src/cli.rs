@@ -52,6 +52,8 @@ pub enum Command {
     Images(ImagesArgs),
     /// Load an image from a tar archive (docker-archive or OCI) or an OCI layout directory.
     Load(LoadArgs),
+    /// Build an image from a Dockerfile.
+    Build(crate::build::BuildArgs),
     /// Display system-wide information.
     Info,
     /// Check that this host has what the labs and the engine need.

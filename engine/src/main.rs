@@ -3,6 +3,7 @@
 //! The engine adds state, a monitor per container and the CLI; every kernel
 //! mechanism comes from a lab's library (see `runtime`).
 
+mod build;
 mod cli;
 mod commands;
 mod config;
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     // file through /proc/PID/exe. Lab 02 explains the attack.
     let starts = std::env::args()
         .skip(1)
-        .any(|a| matches!(a.as_str(), "run" | "start" | "restart"));
+        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "build"));
     if starts {
         if let Err(e) = lab02_namespaces::security::ensure_sealed_binary() {
             eprintln!("dockyard: {e:#}");
@@ -104,6 +105,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Inspect(a) => commands::inspect(&engine, a),
         Command::Images(a) => commands::images(&engine, a),
         Command::Load(a) => commands::load(&engine, a),
+        Command::Build(a) => build::run(&engine, a),
         Command::Info => commands::info(&engine),
         Command::Doctor | Command::Version => unreachable!("handled above"),
     };
