@@ -95,6 +95,8 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out from a registry.
     Logout(LogoutArgs),
+    /// Build an image from a Dockerfile.
+    Build(crate::build::BuildArgs),
     /// Display system-wide information.
     Info,
     /// `container prune` (reached through `container`).

@@ -3,6 +3,7 @@
 //! The engine adds state, a monitor per container and the CLI; every kernel
 //! mechanism comes from a lab's library (see `runtime`).
 
+mod build;
 mod cli;
 mod commands;
 mod config;
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     // file through /proc/PID/exe. Lab 02 explains the attack.
     let starts = std::env::args()
         .skip(1)
-        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "exec"));
+        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "exec" | "build"));
     if starts {
         if let Err(e) = lab02_namespaces::security::ensure_sealed_binary() {
             eprintln!("dockyard: {e:#}");
@@ -118,6 +119,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Tag(a) => registry_cmd::tag(&engine, a),
         Command::Login(a) => registry_cmd::login(&engine, a),
         Command::Logout(a) => registry_cmd::logout(&engine, a),
+        Command::Build(a) => build::run(&engine, a),
         Command::Info => commands::info(&engine),
         Command::Commit(a) => commands::commit(&engine, a),
         Command::Diff(a) => commands::diff(&engine, a),
