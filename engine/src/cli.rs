@@ -72,6 +72,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// List port mappings of a container.
+    Port(OneContainer),
     /// Pause all processes within one or more containers (the freezer cgroup).
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers.
@@ -200,9 +202,19 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
-    /// Connect the container to a network: none or host (bridge networks need lab 05).
+    /// Connect the container to a network: none (dockyard's default), host, bridge, a
+    /// user-defined network's name, or container:NAME.
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,
+    /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port to a random host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port (for -P).
+    #[arg(long)]
+    pub expose: Vec<String>,
     /// The image, then the command and its arguments.
     #[arg(
         required = true,

@@ -217,6 +217,19 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         init: args.init,
         open_stdin: args.interactive,
         tty: args.tty,
+        publish: args.publish.clone(),
+        publish_all: args.publish_all,
+        exposed: args
+            .expose
+            .iter()
+            .map(|e| {
+                if e.contains('/') {
+                    e.clone()
+                } else {
+                    format!("{e}/tcp")
+                }
+            })
+            .collect(),
         log_opts,
         privileged: args.privileged,
         cap_add: args.cap_add.clone(),
@@ -256,9 +269,13 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
             bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
         }
     }
-    if !matches!(config.network_mode.as_str(), "none" | "host") {
-        bail!(
-            "network mode {:?} is not supported yet (bridge networks arrive with lab 05): use --network none or --network host",
+    for p in &config.publish {
+        p.parse::<crate::runtime::PortSpec>()
+            .map_err(|e| anyhow!("invalid -p {p}: {e}"))?;
+    }
+    if !config.publish.is_empty() && matches!(config.network_mode.as_str(), "none" | "host") {
+        eprintln!(
+            "WARNING: Published ports are discarded when using {} network mode",
             config.network_mode
         );
     }
@@ -696,12 +713,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "Labels": c.labels,
             "StopSignal": c.stop_signal,
         },
-        "NetworkSettings": {
-            "IPAddress": "",
-            "Gateway": "",
-            "Ports": {},
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(&r),
     }))
 }
 
@@ -1288,4 +1300,57 @@ pub fn volume(engine: &Engine, cmd: &crate::cli::VolumeCmd) -> Result<Code> {
             Ok(0)
         }
     }
+}
+
+/// inspect's NetworkSettings, in docker's shape, from what lab 05 reported.
+fn network_settings(r: &Record) -> Value {
+    let Some(n) = &r.state.network else {
+        return json!({"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": {}});
+    };
+    let mut ports = serde_json::Map::new();
+    for p in n["Ports"].as_array().into_iter().flatten() {
+        let key = format!(
+            "{}/{}",
+            p["ContainerPort"],
+            p["Proto"].as_str().unwrap_or("tcp")
+        );
+        let binding = json!({"HostIp": p["HostIp"], "HostPort": p["HostPort"].to_string()});
+        ports
+            .entry(key)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .map(|a| a.push(binding));
+    }
+    let net = n["Network"].as_str().unwrap_or("bridge").to_string();
+    json!({
+        "IPAddress": n["IPAddress"],
+        "IPPrefixLen": n["IPPrefixLen"],
+        "Gateway": n["Gateway"],
+        "Bridge": n["Bridge"],
+        "Ports": ports,
+        "Networks": { net: {"IPAddress": n["IPAddress"], "IPPrefixLen": n["IPPrefixLen"], "Gateway": n["Gateway"]} },
+    })
+}
+
+/// `docker port`: the container's published ports.
+pub fn port(engine: &Engine, args: &OneContainer) -> Result<Code> {
+    let r = engine
+        .containers
+        .reconcile(engine.containers.resolve(&args.container)?)?;
+    for p in r
+        .state
+        .network
+        .as_ref()
+        .and_then(|n| n["Ports"].as_array().cloned())
+        .unwrap_or_default()
+    {
+        println!(
+            "{}/{} -> {}:{}",
+            p["ContainerPort"],
+            p["Proto"].as_str().unwrap_or("tcp"),
+            p["HostIp"].as_str().unwrap_or("0.0.0.0"),
+            p["HostPort"]
+        );
+    }
+    Ok(0)
 }

@@ -130,6 +130,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Rmi(a) => commands::rmi(&engine, a),
         Command::History(a) => commands::history(&engine, a),
         Command::Rename(a) => commands::rename(&engine, a),
+        Command::Port(a) => commands::port(&engine, a),
         Command::Pause(a) => commands::pause(&engine, a, true),
         Command::Unpause(a) => commands::pause(&engine, a, false),
         Command::ContainerPrune(a) => commands::container_prune(&engine, a),
