@@ -1315,11 +1315,9 @@ fn network_settings(r: &Record) -> Value {
             p["Proto"].as_str().unwrap_or("tcp")
         );
         let binding = json!({"HostIp": p["HostIp"], "HostPort": p["HostPort"].to_string()});
-        ports
-            .entry(key)
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .map(|a| a.push(binding));
+        if let Some(list) = ports.entry(key).or_insert_with(|| json!([])).as_array_mut() {
+            list.push(binding);
+        }
     }
     let net = n["Network"].as_str().unwrap_or("bridge").to_string();
     json!({
