@@ -1117,3 +1117,65 @@ fn bridge_networks_publish_ports_and_resolve_names_in_a_throwaway_host() {
     assert_eq!(lines[7], "rules: 0", "an iptables rule was left: {stdout}");
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
+
+#[test]
+fn users_come_from_the_image_and_lose_capabilities() {
+    let dy = Dy::new();
+    let out = dy.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "busybox",
+        "sh",
+        "-c",
+        "id; grep CapEff /proc/self/status",
+    ]);
+    assert_eq!(
+        out,
+        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\nCapEff:\t0000000000000000\n"
+    );
+    assert_eq!(
+        dy.ok(&["run", "--rm", "-u", "1234:5678", "busybox", "id", "-u"]),
+        "1234\n"
+    );
+    let out = dy.run(&["run", "--rm", "-u", "ghost", "busybox", "id"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("unable to find user ghost"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An image's USER applies to run, to RUN steps when building, and to exec.
+    let ctx = dy.root_path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nUSER nobody\nRUN id -u > /tmp/built-as\n",
+    )
+    .unwrap();
+    let out = dy.run(&["build", "-t", "asnobody:1", ctx.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "asnobody:1",
+            "sh",
+            "-c",
+            "cat /tmp/built-as; id -u"
+        ]),
+        "65534\n65534\n"
+    );
+    dy.ok(&["run", "-d", "--name", "nb", "asnobody:1", "sleep", "30"]);
+    dy.wait_for("nb", "{{.State.Status}}", "running");
+    assert_eq!(dy.inspect("nb", "{{.Config.User}}"), "nobody");
+    assert_eq!(dy.ok(&["exec", "nb", "id", "-u"]), "65534\n");
+    assert_eq!(dy.ok(&["exec", "-u", "root", "nb", "id", "-u"]), "0\n");
+}

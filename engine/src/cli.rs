@@ -142,6 +142,9 @@ pub struct RunArgs {
     /// The working directory inside the container.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
     /// Overwrite the image's ENTRYPOINT.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -242,6 +245,9 @@ pub struct ExecArgs {
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+    /// Username or UID (default: the container's user).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
     /// The container, then the command and its arguments.
     #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "CONTAINER COMMAND [ARG...]")]
     pub container_and_command: Vec<String>,

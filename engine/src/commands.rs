@@ -116,6 +116,7 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
         args.interactive,
         args.tty,
         args.detach,
+        args.user.as_deref(),
     )
 }
 
@@ -201,6 +202,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         cmd,
         env,
         working_dir: args.workdir.clone().unwrap_or_default(),
+        user: args.user.clone().unwrap_or_default(),
         hostname: args.hostname.clone().unwrap_or_default(),
         labels,
         auto_remove: args.rm,
@@ -699,7 +701,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
         "Config": {
             "Hostname": c.hostname,
             "Domainname": "",
-            "User": "",
+            "User": c.user,
             "AttachStdin": false,
             "AttachStdout": false,
             "AttachStderr": false,

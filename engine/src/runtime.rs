@@ -166,6 +166,9 @@ pub struct ContainerConfig {
     /// `--expose` and the image's ExposedPorts, as "80/tcp".
     #[serde(default)]
     pub exposed: Vec<String>,
+    /// `-u`, else the image's USER; empty: root.
+    #[serde(default)]
+    pub user: String,
 }
 
 impl ContainerConfig {
@@ -346,6 +349,9 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         }
         if config.stop_signal.is_empty() {
             config.stop_signal = ic.stop_signal().clone().unwrap_or_default();
+        }
+        if config.user.is_empty() {
+            config.user = ic.user().clone().unwrap_or_default();
         }
         for (k, v) in ic.labels().clone().unwrap_or_default() {
             config.labels.entry(k).or_insert(v);
@@ -714,6 +720,7 @@ fn run_once(
     };
 
     spec.security = Some(config.security()?);
+    spec.run_as = run_as(&dirs.merged, &config.user)?;
     // Volumes and binds (lab 02 mounts them inside the root, safely). A
     // named volume is created on first use, as docker does.
     for m in &config.mounts {
@@ -957,6 +964,7 @@ pub fn exec(
     interactive: bool,
     tty: bool,
     detach: bool,
+    user: Option<&str>,
 ) -> Result<i32> {
     let config = config_of(record)?;
     let mut env = config.env.clone();
@@ -993,6 +1001,12 @@ pub fn exec(
         stdio: Some(stdio),
         detach,
         tty: pty.is_some(),
+        // The container's own root, where its passwd file is: through
+        // /proc/PID/root of its first process.
+        run_as: run_as(
+            Path::new(&format!("/proc/{}/root", record.state.pid)),
+            user.unwrap_or(&config.user),
+        )?,
     };
     let host = cgroups::detect()?;
     let parent = if config.cgroup_parent.is_empty() {
@@ -1033,6 +1047,14 @@ pub fn exec(
     Ok(relay
         .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
         .code())
+}
+
+/// `-u` or the image's USER, resolved in the container's own passwd file.
+fn run_as(rootfs: &Path, user: &str) -> Result<Option<namespaces::RunAs>> {
+    if user.is_empty() || user == "root" || user == "0" || user == "0:0" {
+        return Ok(None);
+    }
+    Ok(Some(namespaces::resolve_user(rootfs, user)?))
 }
 
 /// Lab 05's settings for this data root: its networks' state lives under

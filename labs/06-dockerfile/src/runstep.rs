@@ -71,6 +71,8 @@ pub struct RunStep<'a> {
     pub cgroup_parent: &'a str,
     /// The container's ID (64 hex digits); its first 12 are the hostname.
     pub id: String,
+    /// The stage's USER (empty: root), resolved in the step's own root.
+    pub user: String,
 }
 
 /// A finished step: its exit code, and its upper dir (inside `work`).
@@ -155,6 +157,9 @@ impl RunStep<'_> {
             spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWCGROUP;
         }
         spec.security = Some(namespaces::security::Security::docker_default());
+        if !matches!(self.user.as_str(), "" | "root" | "0" | "0:0" | "root:root") {
+            spec.run_as = Some(namespaces::resolve_user(rootfs, &self.user)?);
+        }
         let devices = if cgroups::devices::devices_hierarchy()?.is_some() {
             let rules: Vec<&str> = cgroups::devices::DOCKER_DEFAULT_RULES
                 .iter()
