@@ -111,12 +111,14 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
     runtime::exec(
         &record,
         argv,
-        &extra,
-        args.workdir.as_deref(),
-        args.interactive,
-        args.tty,
-        args.detach,
-        args.user.as_deref(),
+        &runtime::ExecOptions {
+            extra_env: &extra,
+            workdir: args.workdir.as_deref(),
+            interactive: args.interactive,
+            tty: args.tty,
+            detach: args.detach,
+            user: args.user.as_deref(),
+        },
     )
 }
 

@@ -956,16 +956,26 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
 /// container's cgroup (every hierarchy lab 03 finds for it), then its
 /// namespaces, and runs under the container's security layer. In the
 /// foreground our stdio is the command's, and the exit code is its own.
-pub fn exec(
-    record: &Record,
-    argv: &[String],
-    extra_env: &[String],
-    workdir: Option<&str>,
-    interactive: bool,
-    tty: bool,
-    detach: bool,
-    user: Option<&str>,
-) -> Result<i32> {
+/// `exec`'s flags.
+#[derive(Clone, Copy)]
+pub struct ExecOptions<'a> {
+    pub extra_env: &'a [String],
+    pub workdir: Option<&'a str>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub detach: bool,
+    pub user: Option<&'a str>,
+}
+
+pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32> {
+    let ExecOptions {
+        extra_env,
+        workdir,
+        interactive,
+        tty,
+        detach,
+        user,
+    } = *opts;
     let config = config_of(record)?;
     let mut env = config.env.clone();
     for kv in extra_env {
