@@ -1179,3 +1179,44 @@ fn users_come_from_the_image_and_lose_capabilities() {
     assert_eq!(dy.ok(&["exec", "nb", "id", "-u"]), "65534\n");
     assert_eq!(dy.ok(&["exec", "-u", "root", "nb", "id", "-u"]), "0\n");
 }
+
+#[test]
+fn health_checks_go_from_starting_to_unhealthy_to_healthy() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "doc",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1.5; touch /tmp/ok; sleep 30",
+    ]);
+    assert!(dy.ok(&["ps"]).contains("(health: starting)"));
+    dy.wait_for("doc", "{{.State.Health.Status}}", "unhealthy");
+    assert!(dy.ok(&["ps"]).contains("(unhealthy)"));
+    dy.wait_for("doc", "{{.State.Health.Status}}", "healthy");
+    assert!(dy.ok(&["ps"]).contains("(healthy)"));
+    assert_eq!(dy.inspect("doc", "{{.State.Health.FailingStreak}}"), "0");
+    let codes = dy.inspect("doc", "{{range .State.Health.Log}}{{.ExitCode}} {{end}}");
+    assert_eq!(codes.split_whitespace().last(), Some("0"), "{codes}");
+    // --no-healthcheck turns an image's check off; a bad duration is refused.
+    let out = dy.run(&[
+        "run",
+        "--rm",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "5",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+}

@@ -209,6 +209,24 @@ pub struct RunArgs {
     /// user-defined network's name, or container:NAME.
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,
+    /// Command to run to check health (run with /bin/sh -c inside the container).
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (e.g. 30s, 1m, 500ms).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run.
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<u32>,
+    /// Start period for the container to initialize before failures count.
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/udp].
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

@@ -205,6 +205,26 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         env,
         working_dir: args.workdir.clone().unwrap_or_default(),
         user: args.user.clone().unwrap_or_default(),
+        healthcheck: match &args.health_cmd {
+            Some(cmd) => {
+                let mut c = crate::health::Check::new(vec!["CMD-SHELL".into(), cmd.clone()]);
+                if let Some(d) = &args.health_interval {
+                    c.interval = crate::health::parse_duration(d)?;
+                }
+                if let Some(d) = &args.health_timeout {
+                    c.timeout = crate::health::parse_duration(d)?;
+                }
+                if let Some(d) = &args.health_start_period {
+                    c.start_period = crate::health::parse_duration(d)?;
+                }
+                if let Some(n) = args.health_retries {
+                    c.retries = n.max(1);
+                }
+                Some(c)
+            }
+            None => None,
+        },
+        no_healthcheck: args.no_healthcheck,
         hostname: args.hostname.clone().unwrap_or_default(),
         labels,
         auto_remove: args.rm,
@@ -307,7 +327,16 @@ pub fn status_text(r: &Record, now: SystemTime) -> String {
     };
     match r.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
+        Status::Running => format!(
+            "Up {}{}",
+            human_duration(since(&r.state.started_at)),
+            match r.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            }
+        ),
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -666,6 +695,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "Error": s.error,
             "StartedAt": s.started_at,
             "FinishedAt": s.finished_at,
+            "Health": s.health,
         },
         "Image": c.image_id,
         "LogPath": dir.join(logs::LOG_FILE),

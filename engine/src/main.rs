@@ -10,6 +10,7 @@ mod config;
 mod cp;
 mod doctor;
 mod format;
+mod health;
 mod logs;
 mod pump;
 mod registry_cmd;

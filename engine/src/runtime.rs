@@ -169,6 +169,11 @@ pub struct ContainerConfig {
     /// `-u`, else the image's USER; empty: root.
     #[serde(default)]
     pub user: String,
+    /// `--health-*`, else the image's HEALTHCHECK.
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::Check>,
+    #[serde(default)]
+    pub no_healthcheck: bool,
 }
 
 impl ContainerConfig {
@@ -361,6 +366,20 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
                 config.exposed.push(p);
             }
         }
+    }
+    // The image's HEALTHCHECK, unless --health-cmd or --no-healthcheck. Read
+    // from the raw config: it is a docker extension the OCI types drop.
+    if config.healthcheck.is_none() && !config.no_healthcheck {
+        if let Ok(raw) = engine.images.read_blob(&image.config_digest) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
+                config.healthcheck = v["config"]
+                    .get("Healthcheck")
+                    .and_then(crate::health::Check::from_image);
+            }
+        }
+    }
+    if config.no_healthcheck {
+        config.healthcheck = None;
     }
     if config.argv().is_empty() {
         bail!("no command specified");
@@ -578,6 +597,8 @@ pub fn monitor(
 
 /// A container whose process runs.
 struct Running {
+    /// The health checker; dropped (stopped, joined) when the container exits.
+    checker: Option<crate::health::Checker>,
     endpoint: Option<net::Endpoint>,
     net_cfg: net::Config,
     pid: Pid,
@@ -792,7 +813,18 @@ fn run_once(
     r.state.oom_killed = false;
     r.state.error.clear();
     r.state.network = endpoint.as_ref().map(endpoint_json);
+    r.state.health = None;
     engine.containers.save(&lock, &r)?;
+    drop(lock);
+    let checker = match &config.healthcheck {
+        Some(check) => Some(crate::health::Checker::start(
+            engine.containers.clone(),
+            engine.root.clone(),
+            id.to_string(),
+            check.clone(),
+        )?),
+        None => None,
+    };
     Ok(Running {
         pid,
         cgroup,
@@ -801,6 +833,7 @@ fn run_once(
         log,
         endpoint,
         net_cfg,
+        checker,
         started: Instant::now(),
     })
 }
@@ -818,6 +851,7 @@ impl Running {
             mut log,
             endpoint,
             net_cfg,
+            checker,
             ..
         } = self;
         // -it in the foreground: our terminal passes every key through.
@@ -825,6 +859,7 @@ impl Running {
             .then(crate::pump::RawMode::enter);
         let code = crate::pump::pump(pid, streams, Some(&mut log), attach == Attach::Foreground);
         drop(raw);
+        drop(checker);
         let code = code?;
         // Take the veth, the port rules and the lease down (lab 05).
         if let Some(ep) = &endpoint {

@@ -77,6 +77,9 @@ pub struct State {
     /// Where lab 05 attached it, while it runs (see `runtime::endpoint_json`).
     #[serde(default)]
     pub network: Option<serde_json::Value>,
+    /// The health check's results, when it has one.
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Default for State {
@@ -94,6 +97,7 @@ impl Default for State {
             restart_count: 0,
             manually_stopped: false,
             network: None,
+            health: None,
         }
     }
 }
