@@ -1051,3 +1051,172 @@ fn cp_both_ways_never_leaves_the_containers_root() {
         Some(1)
     );
 }
+
+/// Run `script` with `sh` in a throwaway network namespace that plays the
+/// host: every bridge, veth and iptables rule dockyard makes lands there
+/// and vanishes with it. `$D` is dockyard with this test's data root.
+fn in_throwaway_netns(dy: &Dy, script: &str) -> Output {
+    let d = format!(
+        "{} --root {}",
+        bin("dockyard").display(),
+        dy.root.path().display()
+    );
+    let full = format!("ip link set lo up; D='{d}'; {script}");
+    Command::new("unshare")
+        .args(["--net", "sh", "-c", &full])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare")
+}
+
+#[test]
+fn bridge_networks_publish_ports_and_resolve_names_in_a_throwaway_host() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let script = format!(
+        r#"
+        $D run -d {parent} --name web --network bridge -p 8080:80 busybox sh -c 'while :; do echo hi-from-web | nc -l -p 80; done' >/dev/null
+        sleep 0.5
+        ip=$($D inspect -f '{{{{.NetworkSettings.IPAddress}}}}' web)
+        echo "ip=$ip"
+        $D port web
+        echo "published: $(images/busybox/rootfs/bin/busybox nc -w 2 127.0.0.1 8080 </dev/null)"
+        $D run --rm {parent} --network bridge busybox ping -c1 -W2 "$ip" | grep -o '1 packets received'
+        $D run -d {parent} --name alpha --network mynet busybox sleep 30 >/dev/null
+        $D run --rm {parent} --network mynet busybox ping -c1 -W2 alpha | grep -o '1 packets received'
+        $D run --rm {parent} --network container:web busybox sh -c 'ip -4 -o addr show eth0' | grep -o "$ip"
+        $D rm -f web alpha >/dev/null
+        echo "links: $(ip -o link | grep -vc ' lo:')"
+        echo "rules: $(iptables-save | grep -c -- '-A ' )"
+    "#
+    );
+    let out = in_throwaway_netns(&dy, &script);
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let ip = lines
+        .first()
+        .and_then(|l| l.strip_prefix("ip="))
+        .unwrap_or_else(|| panic!("no IP:\n{stdout}{}", text(&out.stderr)));
+    assert!(
+        ip.starts_with("172.") || ip.starts_with("10.") || ip.starts_with("192.168."),
+        "{ip}"
+    );
+    assert_eq!(lines[1], "80/tcp -> 0.0.0.0:8080", "{stdout}");
+    assert_eq!(lines[2], "published: hi-from-web", "{stdout}");
+    assert_eq!(
+        lines[3], "1 packets received",
+        "ping by IP on the default bridge: {stdout}"
+    );
+    assert_eq!(
+        lines[4], "1 packets received",
+        "ping by name on a user-defined network: {stdout}"
+    );
+    assert_eq!(lines[5], ip, "container:web shares web's eth0: {stdout}");
+    assert_eq!(lines[6], "links: 0", "a veth or bridge was left: {stdout}");
+    assert_eq!(lines[7], "rules: 0", "an iptables rule was left: {stdout}");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn users_come_from_the_image_and_lose_capabilities() {
+    let dy = Dy::new();
+    let out = dy.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "busybox",
+        "sh",
+        "-c",
+        "id; grep CapEff /proc/self/status",
+    ]);
+    assert_eq!(
+        out,
+        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\nCapEff:\t0000000000000000\n"
+    );
+    assert_eq!(
+        dy.ok(&["run", "--rm", "-u", "1234:5678", "busybox", "id", "-u"]),
+        "1234\n"
+    );
+    let out = dy.run(&["run", "--rm", "-u", "ghost", "busybox", "id"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("unable to find user ghost"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An image's USER applies to run, to RUN steps when building, and to exec.
+    let ctx = dy.root_path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nUSER nobody\nRUN id -u > /tmp/built-as\n",
+    )
+    .unwrap();
+    let out = dy.run(&["build", "-t", "asnobody:1", ctx.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "asnobody:1",
+            "sh",
+            "-c",
+            "cat /tmp/built-as; id -u"
+        ]),
+        "65534\n65534\n"
+    );
+    dy.ok(&["run", "-d", "--name", "nb", "asnobody:1", "sleep", "30"]);
+    dy.wait_for("nb", "{{.State.Status}}", "running");
+    assert_eq!(dy.inspect("nb", "{{.Config.User}}"), "nobody");
+    assert_eq!(dy.ok(&["exec", "nb", "id", "-u"]), "65534\n");
+    assert_eq!(dy.ok(&["exec", "-u", "root", "nb", "id", "-u"]), "0\n");
+}
+
+#[test]
+fn health_checks_go_from_starting_to_unhealthy_to_healthy() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "doc",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1.5; touch /tmp/ok; sleep 30",
+    ]);
+    assert!(dy.ok(&["ps"]).contains("(health: starting)"));
+    dy.wait_for("doc", "{{.State.Health.Status}}", "unhealthy");
+    assert!(dy.ok(&["ps"]).contains("(unhealthy)"));
+    dy.wait_for("doc", "{{.State.Health.Status}}", "healthy");
+    assert!(dy.ok(&["ps"]).contains("(healthy)"));
+    assert_eq!(dy.inspect("doc", "{{.State.Health.FailingStreak}}"), "0");
+    let codes = dy.inspect("doc", "{{range .State.Health.Log}}{{.ExitCode}} {{end}}");
+    assert_eq!(codes.split_whitespace().last(), Some("0"), "{codes}");
+    // --no-healthcheck turns an image's check off; a bad duration is refused.
+    let out = dy.run(&[
+        "run",
+        "--rm",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "5",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+}

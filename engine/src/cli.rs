@@ -72,6 +72,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// List port mappings of a container.
+    Port(OneContainer),
     /// Pause all processes within one or more containers (the freezer cgroup).
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers.
@@ -85,6 +87,18 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCmd),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Log in to a registry.
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout(LogoutArgs),
+    /// Build an image from a Dockerfile.
+    Build(crate::build::BuildArgs),
     /// Display system-wide information.
     Info,
     /// `container prune` (reached through `container`).
@@ -128,6 +142,9 @@ pub struct RunArgs {
     /// The working directory inside the container.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
     /// Overwrite the image's ENTRYPOINT.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -188,9 +205,37 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
-    /// Connect the container to a network: none or host (bridge networks need lab 05).
+    /// Connect the container to a network: none (dockyard's default), host, bridge, a
+    /// user-defined network's name, or container:NAME.
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,
+    /// Command to run to check health (run with /bin/sh -c inside the container).
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (e.g. 30s, 1m, 500ms).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run.
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<u32>,
+    /// Start period for the container to initialize before failures count.
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port to a random host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port (for -P).
+    #[arg(long)]
+    pub expose: Vec<String>,
     /// The image, then the command and its arguments.
     #[arg(
         required = true,
@@ -218,6 +263,9 @@ pub struct ExecArgs {
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+    /// Username or UID (default: the container's user).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
     /// The container, then the command and its arguments.
     #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "CONTAINER COMMAND [ARG...]")]
     pub container_and_command: Vec<String>,
@@ -566,4 +614,48 @@ pub struct CpArgs {
     pub src: String,
     /// CONTAINER:DEST_PATH or a host path.
     pub dest: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// NAME[:TAG|@DIGEST]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// NAME[:TAG]
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// SOURCE_IMAGE[:TAG]
+    pub source: String,
+    /// TARGET_IMAGE[:TAG]
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Username.
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password.
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
 }

@@ -111,11 +111,14 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
     runtime::exec(
         &record,
         argv,
-        &extra,
-        args.workdir.as_deref(),
-        args.interactive,
-        args.tty,
-        args.detach,
+        &runtime::ExecOptions {
+            extra_env: &extra,
+            workdir: args.workdir.as_deref(),
+            interactive: args.interactive,
+            tty: args.tty,
+            detach: args.detach,
+            user: args.user.as_deref(),
+        },
     )
 }
 
@@ -201,6 +204,27 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         cmd,
         env,
         working_dir: args.workdir.clone().unwrap_or_default(),
+        user: args.user.clone().unwrap_or_default(),
+        healthcheck: match &args.health_cmd {
+            Some(cmd) => {
+                let mut c = crate::health::Check::new(vec!["CMD-SHELL".into(), cmd.clone()]);
+                if let Some(d) = &args.health_interval {
+                    c.interval = crate::health::parse_duration(d)?;
+                }
+                if let Some(d) = &args.health_timeout {
+                    c.timeout = crate::health::parse_duration(d)?;
+                }
+                if let Some(d) = &args.health_start_period {
+                    c.start_period = crate::health::parse_duration(d)?;
+                }
+                if let Some(n) = args.health_retries {
+                    c.retries = n.max(1);
+                }
+                Some(c)
+            }
+            None => None,
+        },
+        no_healthcheck: args.no_healthcheck,
         hostname: args.hostname.clone().unwrap_or_default(),
         labels,
         auto_remove: args.rm,
@@ -217,6 +241,19 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         init: args.init,
         open_stdin: args.interactive,
         tty: args.tty,
+        publish: args.publish.clone(),
+        publish_all: args.publish_all,
+        exposed: args
+            .expose
+            .iter()
+            .map(|e| {
+                if e.contains('/') {
+                    e.clone()
+                } else {
+                    format!("{e}/tcp")
+                }
+            })
+            .collect(),
         log_opts,
         privileged: args.privileged,
         cap_add: args.cap_add.clone(),
@@ -256,9 +293,13 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
             bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
         }
     }
-    if !matches!(config.network_mode.as_str(), "none" | "host") {
-        bail!(
-            "network mode {:?} is not supported yet (bridge networks arrive with lab 05): use --network none or --network host",
+    for p in &config.publish {
+        p.parse::<crate::runtime::PortSpec>()
+            .map_err(|e| anyhow!("invalid -p {p}: {e}"))?;
+    }
+    if !config.publish.is_empty() && matches!(config.network_mode.as_str(), "none" | "host") {
+        eprintln!(
+            "WARNING: Published ports are discarded when using {} network mode",
             config.network_mode
         );
     }
@@ -286,7 +327,16 @@ pub fn status_text(r: &Record, now: SystemTime) -> String {
     };
     match r.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
+        Status::Running => format!(
+            "Up {}{}",
+            human_duration(since(&r.state.started_at)),
+            match r.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            }
+        ),
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -645,6 +695,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "Error": s.error,
             "StartedAt": s.started_at,
             "FinishedAt": s.finished_at,
+            "Health": s.health,
         },
         "Image": c.image_id,
         "LogPath": dir.join(logs::LOG_FILE),
@@ -682,7 +733,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
         "Config": {
             "Hostname": c.hostname,
             "Domainname": "",
-            "User": "",
+            "User": c.user,
             "AttachStdin": false,
             "AttachStdout": false,
             "AttachStderr": false,
@@ -696,12 +747,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "Labels": c.labels,
             "StopSignal": c.stop_signal,
         },
-        "NetworkSettings": {
-            "IPAddress": "",
-            "Gateway": "",
-            "Ports": {},
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(&r),
     }))
 }
 
@@ -1288,4 +1334,55 @@ pub fn volume(engine: &Engine, cmd: &crate::cli::VolumeCmd) -> Result<Code> {
             Ok(0)
         }
     }
+}
+
+/// inspect's NetworkSettings, in docker's shape, from what lab 05 reported.
+fn network_settings(r: &Record) -> Value {
+    let Some(n) = &r.state.network else {
+        return json!({"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": {}});
+    };
+    let mut ports = serde_json::Map::new();
+    for p in n["Ports"].as_array().into_iter().flatten() {
+        let key = format!(
+            "{}/{}",
+            p["ContainerPort"],
+            p["Proto"].as_str().unwrap_or("tcp")
+        );
+        let binding = json!({"HostIp": p["HostIp"], "HostPort": p["HostPort"].to_string()});
+        if let Some(list) = ports.entry(key).or_insert_with(|| json!([])).as_array_mut() {
+            list.push(binding);
+        }
+    }
+    let net = n["Network"].as_str().unwrap_or("bridge").to_string();
+    json!({
+        "IPAddress": n["IPAddress"],
+        "IPPrefixLen": n["IPPrefixLen"],
+        "Gateway": n["Gateway"],
+        "Bridge": n["Bridge"],
+        "Ports": ports,
+        "Networks": { net: {"IPAddress": n["IPAddress"], "IPPrefixLen": n["IPPrefixLen"], "Gateway": n["Gateway"]} },
+    })
+}
+
+/// `docker port`: the container's published ports.
+pub fn port(engine: &Engine, args: &OneContainer) -> Result<Code> {
+    let r = engine
+        .containers
+        .reconcile(engine.containers.resolve(&args.container)?)?;
+    for p in r
+        .state
+        .network
+        .as_ref()
+        .and_then(|n| n["Ports"].as_array().cloned())
+        .unwrap_or_default()
+    {
+        println!(
+            "{}/{} -> {}:{}",
+            p["ContainerPort"],
+            p["Proto"].as_str().unwrap_or("tcp"),
+            p["HostIp"].as_str().unwrap_or("0.0.0.0"),
+            p["HostPort"]
+        );
+    }
+    Ok(0)
 }

@@ -3,14 +3,17 @@
 //! The engine adds state, a monitor per container and the CLI; every kernel
 //! mechanism comes from a lab's library (see `runtime`).
 
+mod build;
 mod cli;
 mod commands;
 mod config;
 mod cp;
 mod doctor;
 mod format;
+mod health;
 mod logs;
 mod pump;
+mod registry_cmd;
 mod runtime;
 mod state;
 mod template;
@@ -37,7 +40,7 @@ fn main() -> ExitCode {
     // file through /proc/PID/exe. Lab 02 explains the attack.
     let starts = std::env::args()
         .skip(1)
-        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "exec"));
+        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "exec" | "build"));
     if starts {
         if let Err(e) = lab02_namespaces::security::ensure_sealed_binary() {
             eprintln!("dockyard: {e:#}");
@@ -112,6 +115,12 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Inspect(a) => commands::inspect(&engine, a),
         Command::Images(a) => commands::images(&engine, a),
         Command::Load(a) => commands::load(&engine, a),
+        Command::Pull(a) => registry_cmd::pull(&engine, a),
+        Command::Push(a) => registry_cmd::push(&engine, a),
+        Command::Tag(a) => registry_cmd::tag(&engine, a),
+        Command::Login(a) => registry_cmd::login(&engine, a),
+        Command::Logout(a) => registry_cmd::logout(&engine, a),
+        Command::Build(a) => build::run(&engine, a),
         Command::Info => commands::info(&engine),
         Command::Commit(a) => commands::commit(&engine, a),
         Command::Diff(a) => commands::diff(&engine, a),
@@ -122,6 +131,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Rmi(a) => commands::rmi(&engine, a),
         Command::History(a) => commands::history(&engine, a),
         Command::Rename(a) => commands::rename(&engine, a),
+        Command::Port(a) => commands::port(&engine, a),
         Command::Pause(a) => commands::pause(&engine, a, true),
         Command::Unpause(a) => commands::pause(&engine, a, false),
         Command::ContainerPrune(a) => commands::container_prune(&engine, a),

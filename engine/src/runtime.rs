@@ -43,6 +43,7 @@ use crate::logs;
 use crate::state::{self, now_rfc3339, Record, Status};
 
 pub use cgroups::Version as CgroupVersion;
+pub use net::ports::PortSpec;
 pub use overlay::archive::CommitOptions;
 pub use overlay::diff::Change;
 pub use overlay::store::Image;
@@ -156,6 +157,23 @@ pub struct ContainerConfig {
     /// `-t`: a pseudo-terminal instead of pipes.
     #[serde(default)]
     pub tty: bool,
+    /// `-p` as given.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: publish every exposed port (the image's EXPOSE and --expose).
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose` and the image's ExposedPorts, as "80/tcp".
+    #[serde(default)]
+    pub exposed: Vec<String>,
+    /// `-u`, else the image's USER; empty: root.
+    #[serde(default)]
+    pub user: String,
+    /// `--health-*`, else the image's HEALTHCHECK.
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::Check>,
+    #[serde(default)]
+    pub no_healthcheck: bool,
 }
 
 impl ContainerConfig {
@@ -337,9 +355,31 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         if config.stop_signal.is_empty() {
             config.stop_signal = ic.stop_signal().clone().unwrap_or_default();
         }
+        if config.user.is_empty() {
+            config.user = ic.user().clone().unwrap_or_default();
+        }
         for (k, v) in ic.labels().clone().unwrap_or_default() {
             config.labels.entry(k).or_insert(v);
         }
+        for p in ic.exposed_ports().clone().unwrap_or_default() {
+            if !config.exposed.contains(&p) {
+                config.exposed.push(p);
+            }
+        }
+    }
+    // The image's HEALTHCHECK, unless --health-cmd or --no-healthcheck. Read
+    // from the raw config: it is a docker extension the OCI types drop.
+    if config.healthcheck.is_none() && !config.no_healthcheck {
+        if let Ok(raw) = engine.images.read_blob(&image.config_digest) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
+                config.healthcheck = v["config"]
+                    .get("Healthcheck")
+                    .and_then(crate::health::Check::from_image);
+            }
+        }
+    }
+    if config.no_healthcheck {
+        config.healthcheck = None;
     }
     if config.argv().is_empty() {
         bail!("no command specified");
@@ -557,6 +597,10 @@ pub fn monitor(
 
 /// A container whose process runs.
 struct Running {
+    /// The health checker; dropped (stopped, joined) when the container exits.
+    checker: Option<crate::health::Checker>,
+    endpoint: Option<net::Endpoint>,
+    net_cfg: net::Config,
     pid: Pid,
     cgroup: cgroups::Cgroup,
     devices: Option<cgroups::devices::DevicesCgroup>,
@@ -622,13 +666,82 @@ fn run_once(
     if host.version() == cgroups::Version::V1 {
         spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWCGROUP;
     }
-    match config.network_mode.as_str() {
-        "none" => {}
-        "host" => spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWNET,
-        other => bail!("network mode {other:?} is not supported yet: use --network none or host"),
-    }
+    // The network (lab 05). "bridge" and user-defined networks get a veth
+    // on a bridge, attached in before_start below; their /etc/hosts,
+    // hostname and resolv.conf are files in the container's directory that
+    // lab 05 keeps up to date and that are bind-mounted in (inside the
+    // root, as every bind), as Docker does.
+    // container:NAME names another container; lab 05 joins by PID.
+    let network_mode = match config.network_mode.strip_prefix("container:") {
+        Some(other) if other.parse::<i32>().is_err() => {
+            let o = engine
+                .containers
+                .reconcile(engine.containers.resolve(other)?)?;
+            if o.state.status != Status::Running {
+                bail!("cannot join the network of container {other}: it is not running");
+            }
+            format!("container:{}", o.state.pid)
+        }
+        _ => config.network_mode.clone(),
+    };
+    let mode: net::NetworkMode = network_mode
+        .parse()
+        .map_err(|e: String| anyhow!("--network {}: {e}", config.network_mode))?;
+    let bridge = match &mode {
+        net::NetworkMode::None => None,
+        net::NetworkMode::Host => {
+            spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWNET;
+            None
+        }
+        net::NetworkMode::Container(pid) => {
+            // Share another container's network namespace: enter it here, and
+            // let the child inherit it instead of making its own.
+            net::join_netns_of(*pid)?;
+            spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWNET;
+            None
+        }
+        net::NetworkMode::Bridge(name) => {
+            let etc = engine.containers.dir_of(id).join("etc");
+            std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
+            for f in ["hosts", "hostname", "resolv.conf"] {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(etc.join(f))?;
+                spec.binds.push(namespaces::Bind {
+                    source: etc.join(f),
+                    target: PathBuf::from("/etc").join(f),
+                    read_only: false,
+                });
+            }
+            let mut publish = Vec::new();
+            for p in &config.publish {
+                publish.push(
+                    p.parse::<net::ports::PortSpec>()
+                        .map_err(|e| anyhow!("-p {p}: {e}"))?,
+                );
+            }
+            if config.publish_all {
+                for e in &config.exposed {
+                    publish.push(
+                        e.parse::<net::ports::PortSpec>()
+                            .map_err(|x| anyhow!("exposed port {e}: {x}"))?,
+                    );
+                }
+            }
+            Some(net::AttachOptions {
+                network: name.clone(),
+                name: Some(record.name.clone()),
+                hostname: config.hostname.clone(),
+                publish,
+                etc_dir: Some(etc),
+                ..Default::default()
+            })
+        }
+    };
 
     spec.security = Some(config.security()?);
+    spec.run_as = run_as(&dirs.merged, &config.user)?;
     // Volumes and binds (lab 02 mounts them inside the root, safely). A
     // named volume is created on first use, as docker does.
     for m in &config.mounts {
@@ -672,10 +785,15 @@ fn run_once(
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )?,
     )?;
+    let mut endpoint = None;
+    let net_cfg = net_config(engine);
     let container = namespaces::spawn(&spec, |pid| {
         cgroup.add_pid(pid.as_raw())?;
         if let Some(d) = &devices {
             d.add(pid.as_raw())?;
+        }
+        if let Some(opts) = &bridge {
+            endpoint = Some(net::attach(&net_cfg, pid, opts)?);
         }
         Ok(())
     })?;
@@ -694,13 +812,28 @@ fn run_once(
     r.state.exit_code = 0;
     r.state.oom_killed = false;
     r.state.error.clear();
+    r.state.network = endpoint.as_ref().map(endpoint_json);
+    r.state.health = None;
     engine.containers.save(&lock, &r)?;
+    drop(lock);
+    let checker = match &config.healthcheck {
+        Some(check) => Some(crate::health::Checker::start(
+            engine.containers.clone(),
+            engine.root.clone(),
+            id.to_string(),
+            check.clone(),
+        )?),
+        None => None,
+    };
     Ok(Running {
         pid,
         cgroup,
         devices,
         streams,
         log,
+        endpoint,
+        net_cfg,
+        checker,
         started: Instant::now(),
     })
 }
@@ -716,6 +849,9 @@ impl Running {
             devices,
             streams,
             mut log,
+            endpoint,
+            net_cfg,
+            checker,
             ..
         } = self;
         // -it in the foreground: our terminal passes every key through.
@@ -723,7 +859,14 @@ impl Running {
             .then(crate::pump::RawMode::enter);
         let code = crate::pump::pump(pid, streams, Some(&mut log), attach == Attach::Foreground);
         drop(raw);
+        drop(checker);
         let code = code?;
+        // Take the veth, the port rules and the lease down (lab 05).
+        if let Some(ep) = &endpoint {
+            if let Err(e) = net::detach(&net_cfg, ep) {
+                eprintln!("dockyard: detaching from network {}: {e:#}", ep.network);
+            }
+        }
         let oom = cgroup.oom_killed();
         cgroup.destroy()?;
         if let Some(d) = devices {
@@ -780,6 +923,7 @@ fn mark_exited(engine: &Engine, id: &str, code: i32, oom: bool, error: &str) -> 
     r.state.monitor_pid = 0;
     r.state.exit_code = code;
     r.state.oom_killed = oom;
+    r.state.network = None;
     r.state.error = error.to_string();
     r.state.finished_at = now_rfc3339();
     engine.containers.save(&lock, &r)?;
@@ -847,15 +991,26 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
 /// container's cgroup (every hierarchy lab 03 finds for it), then its
 /// namespaces, and runs under the container's security layer. In the
 /// foreground our stdio is the command's, and the exit code is its own.
-pub fn exec(
-    record: &Record,
-    argv: &[String],
-    extra_env: &[String],
-    workdir: Option<&str>,
-    interactive: bool,
-    tty: bool,
-    detach: bool,
-) -> Result<i32> {
+/// `exec`'s flags.
+#[derive(Clone, Copy)]
+pub struct ExecOptions<'a> {
+    pub extra_env: &'a [String],
+    pub workdir: Option<&'a str>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub detach: bool,
+    pub user: Option<&'a str>,
+}
+
+pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32> {
+    let ExecOptions {
+        extra_env,
+        workdir,
+        interactive,
+        tty,
+        detach,
+        user,
+    } = *opts;
     let config = config_of(record)?;
     let mut env = config.env.clone();
     for kv in extra_env {
@@ -891,6 +1046,12 @@ pub fn exec(
         stdio: Some(stdio),
         detach,
         tty: pty.is_some(),
+        // The container's own root, where its passwd file is: through
+        // /proc/PID/root of its first process.
+        run_as: run_as(
+            Path::new(&format!("/proc/{}/root", record.state.pid)),
+            user.unwrap_or(&config.user),
+        )?,
     };
     let host = cgroups::detect()?;
     let parent = if config.cgroup_parent.is_empty() {
@@ -931,6 +1092,45 @@ pub fn exec(
     Ok(relay
         .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
         .code())
+}
+
+/// `-u` or the image's USER, resolved in the container's own passwd file.
+fn run_as(rootfs: &Path, user: &str) -> Result<Option<namespaces::RunAs>> {
+    if user.is_empty() || user == "root" || user == "0" || user == "0:0" {
+        return Ok(None);
+    }
+    Ok(Some(namespaces::resolve_user(rootfs, user)?))
+}
+
+/// Lab 05's settings for this data root: its networks' state lives under
+/// the data root (so two data roots never share leases), and daemon.json's
+/// `bip` sets the default bridge's address.
+pub fn net_config(engine: &Engine) -> net::Config {
+    let mut cfg = net::Config {
+        state_dir: engine.root.join("network"),
+        ..Default::default()
+    };
+    if let Some(bip) = engine.config.bip.as_deref().and_then(|b| b.parse().ok()) {
+        cfg.bip = Some(bip);
+    }
+    cfg
+}
+
+/// What inspect shows under NetworkSettings, kept in the state.
+fn endpoint_json(ep: &net::Endpoint) -> serde_json::Value {
+    serde_json::json!({
+        "Network": ep.network,
+        "IPAddress": ep.ip.to_string(),
+        "IPPrefixLen": ep.prefix,
+        "Gateway": ep.gateway.to_string(),
+        "Bridge": ep.bridge,
+        "Ports": ep.ports.iter().map(|p| serde_json::json!({
+            "ContainerPort": p.container_port,
+            "Proto": format!("{:?}", p.proto).to_lowercase(),
+            "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+            "HostPort": p.host_port,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Parse a signal as docker does: `KILL`, `SIGKILL`, or `9`.

@@ -74,6 +74,12 @@ pub struct State {
     /// Set by `stop`: a restart policy must not bring the container back.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Where lab 05 attached it, while it runs (see `runtime::endpoint_json`).
+    #[serde(default)]
+    pub network: Option<serde_json::Value>,
+    /// The health check's results, when it has one.
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Default for State {
@@ -90,6 +96,8 @@ impl Default for State {
             finished_at: ZERO_TIME.into(),
             restart_count: 0,
             manually_stopped: false,
+            network: None,
+            health: None,
         }
     }
 }

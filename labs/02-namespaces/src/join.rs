@@ -62,6 +62,8 @@ pub struct JoinSpec {
     pub detach: bool,
     /// stdin is a terminal to become the command's controlling terminal.
     pub tty: bool,
+    /// Who the command runs as (the container's user, or `exec -u`).
+    pub run_as: Option<crate::RunAs>,
 }
 
 // ANCHOR: order
@@ -233,6 +235,9 @@ fn command(
     blocked.thread_unblock().context("unblocking signals")?;
     if let Some(p) = prepared {
         security::confine(p)?;
+    }
+    if let Some(u) = &spec.run_as {
+        crate::switch_user(u)?;
     }
     lab01::exec(&spec.argv, &spec.env)
 }

@@ -250,6 +250,8 @@ pub struct Spec {
     /// stdin (fd 0) is a terminal that must become the command's
     /// controlling terminal (`docker run -t`); see [`take_terminal`].
     pub tty: bool,
+    /// Who the command runs as (`-u`, the image's USER); `None`: root.
+    pub run_as: Option<RunAs>,
     /// The security layer (capabilities, seccomp, masked paths...): `None`
     /// is this lab's own behaviour, root with every capability;
     /// `Some(Security::docker_default())` is what `docker run` does. See
@@ -273,6 +275,7 @@ impl Spec {
             cwd: None,
             binds: Vec::new(),
             tty: false,
+            run_as: None,
             security: None,
         }
     }
@@ -854,10 +857,108 @@ fn child_setup(
         None => security::close_fds(&[])?,
     }
 
-    // 9. What is left is lab 01's exec, which searches the container's PATH.
+    // 9. The user, last: switching away from uid 0 makes the kernel clear
+    //    the permitted and effective capabilities, so it comes after
+    //    everything that needed them.
+    if let Some(u) = &spec.run_as {
+        switch_user(u)?;
+    }
+
+    // 10. What is left is lab 01's exec, which searches the container's PATH.
     Ok(())
 }
 // ANCHOR_END: child
+
+/// Who a container's command runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+// ANCHOR: run_as
+/// Become `u`: supplementary groups, then the gid, then the uid. The order
+/// matters: each step needs CAP_SETGID or CAP_SETUID, and once the uid is
+/// not 0 the kernel takes the capabilities away (which is why a container
+/// started with `-u 1000` has none, as in docker).
+pub fn switch_user(u: &RunAs) -> anyhow::Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    let groups: Vec<Gid> = u.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    setgroups(&groups).context("setgroups")?;
+    let gid = Gid::from_raw(u.gid);
+    setresgid(gid, gid, gid).with_context(|| format!("setresgid({})", u.gid))?;
+    let uid = Uid::from_raw(u.uid);
+    setresuid(uid, uid, uid).with_context(|| format!("setresuid({})", u.uid))?;
+    Ok(())
+}
+// ANCHOR_END: run_as
+
+/// Resolve docker's `-u` forms (`uid`, `uid:gid`, `name`, `name:group`)
+/// against the image's `/etc/passwd` and `/etc/group`, read inside the
+/// rootfs (through openat2 RESOLVE_IN_ROOT: the image's files may be
+/// symlinks to anywhere). A name's supplementary groups are the groups that
+/// list it.
+pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
+    let root = OwnedFd::from(
+        fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
+    );
+    let read = |path: &str| -> String {
+        security::open_in_root(&root, Path::new(path), libc::O_RDONLY)
+            .ok()
+            .and_then(|fd| std::io::read_to_string(fs::File::from(fd)).ok())
+            .unwrap_or_default()
+    };
+    let passwd = read("/etc/passwd");
+    let group = read("/etc/group");
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    // passwd: name:x:uid:gid:gecos:home:shell
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == u || f[2] == u));
+    let (uid, mut gid, name) = match (u.parse::<u32>(), &entry) {
+        (_, Some(f)) => (
+            f[2].parse()
+                .with_context(|| format!("bad uid in /etc/passwd for {u}"))?,
+            f[3].parse()
+                .with_context(|| format!("bad gid in /etc/passwd for {u}"))?,
+            Some(f[0].to_string()),
+        ),
+        (Ok(n), None) => (n, n, None),
+        (Err(_), None) => bail!("unable to find user {u}: no matching entries in passwd file"),
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .with_context(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        };
+    }
+    let mut groups = vec![gid];
+    if let Some(name) = name {
+        for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(n) = f[2].parse() {
+                    if !groups.contains(&n) {
+                        groups.push(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(RunAs { uid, gid, groups })
+}
 
 fn set_parent_death_signal() -> anyhow::Result<()> {
     // SAFETY: prctl with integer arguments only.

@@ -33,7 +33,7 @@ use crate::overlay::{mount_overlay, MountGuard};
 use crate::store::{normalize_name, Image, Store};
 
 /// The time now as RFC 3339, for `created`.
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -70,7 +70,7 @@ fn layer_media_type(store: &Store, digest: &str) -> Result<MediaType> {
 }
 
 /// Stores a layer blob and returns its descriptor and diff_id.
-fn put_layer(store: &Store, input: impl Read) -> Result<(Descriptor, String)> {
+pub fn put_layer(store: &Store, input: impl Read) -> Result<(Descriptor, String)> {
     let (digest, size) = store.put_blob_from(input, None)?;
     let (_, _, diff_id) = layer_digests(File::open(store.blob_path(&digest)?)?)?;
     let desc = Descriptor::new(

@@ -23,7 +23,10 @@
 //! - [`container`]: a container's upper, work and merged dirs;
 //! - [`diff`]: an upper dir back into a layer (whiteouts back into `.wh.`),
 //!   and `docker diff`;
-//! - [`archive`]: `docker import`/`export`/`save`/`load` and OCI archives.
+//! - [`archive`]: `docker import`/`export`/`save`/`load` and OCI archives;
+//! - [`reference`]: image names, `busybox` = `docker.io/library/busybox:latest`;
+//! - [`registry`]: the distribution API: `docker pull` and `docker push`,
+//!   content addressing end to end.
 //!
 //! Running a command in the merged directory reuses lab 01 (mount namespace,
 //! `pivot_root`, `/proc`, `/dev`, `exec`); see `src/main.rs`.
@@ -36,6 +39,8 @@ pub mod diff;
 pub mod digest;
 pub mod extract;
 pub mod overlay;
+pub mod reference;
+pub mod registry;
 pub mod store;
 
 pub use container::Container;

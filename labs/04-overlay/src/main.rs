@@ -9,19 +9,18 @@
 //!
 //! The mechanism lives in the library (`lab04_overlay`); this is its front end.
 
-use std::convert::Infallible;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use lab04_overlay::lab03_cgroups::lab02_namespaces::lab01_chroot as lab01;
-use lab04_overlay::{archive, diff, mount_overlay, OverlayDirs, Store};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use lab02::lab01_chroot as lab01;
+use lab03::lab02_namespaces as lab02;
+use lab04_overlay::lab03_cgroups as lab03;
+use lab04_overlay::{archive, diff, mount_overlay, MountGuard, Store};
 
 /// Store images as OCI layers and run commands on an overlay of them.
 #[derive(Parser, Debug)]
@@ -312,25 +311,32 @@ fn run(store: &Store, name: &str, rm: bool, quiet: bool, command: Vec<OsString>)
         _ => lab01::default_env(),
     };
 
-    // The engine will start containers with labs 02 and 03 (namespaces,
-    // an init, cgroup limits) once their spawn APIs land; this lab needs
-    // only a mount namespace, so it forks and uses lab 01 directly.
-    // SAFETY: single-threaded here; the child execs or exits.
-    let status = match unsafe { fork() }.context("fork")? {
-        ForkResult::Child => {
-            let Err(err) = container_main(&dirs, &argv, &env);
-            eprintln!("lab04-overlay: {err}");
-            std::process::exit(err.exit_code());
-        }
-        ForkResult::Parent { child } => match waitpid(child, None).context("waitpid")? {
-            WaitStatus::Exited(_, code) => code as u8,
-            WaitStatus::Signaled(_, sig, _) => 128 + sig as u8,
-            other => bail!("container process ended with {other:?}"),
+    // The overlay goes on `merged`, in our mount namespace; the container
+    // gets a copy of it in its own, and pivots into it. Labs 02 and 03 do
+    // the rest: namespaces, a cgroup of its own, the process. No user
+    // namespace: the layers' files belong to the host's root, and root in
+    // a user namespace would see them as nobody's.
+    mount_overlay(&dirs)?;
+    let _mounted = MountGuard(dirs.merged.clone());
+    let mut spec = lab02::Spec::new(&dirs.merged, argv);
+    spec.env = env;
+    spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+    let host = lab03::detect()?;
+    let outcome = lab03::run(
+        &host,
+        &lab03::RunOptions {
+            spec,
+            parent: lab03::DEFAULT_PARENT.to_string(),
+            name: container.id.clone(),
+            limits: lab03::Limits::default(),
+            stop_timeout: std::time::Duration::from_secs(10),
         },
-    };
+    )?;
+    let status = outcome.status.code() as u8;
+    drop(_mounted);
 
-    // The child's mount namespace, and the overlay in it, died with it.
-    // What the container did is left in its upper dir.
+    // The overlay is unmounted; what the container did is left in its
+    // upper dir.
     if !quiet {
         let changes = diff::changes(&container.upper(), &store.lower_dirs(&container)?)?;
         eprintln!(
@@ -349,19 +355,6 @@ fn run(store: &Store, name: &str, rm: bool, quiet: bool, command: Vec<OsString>)
     Ok(status)
 }
 
-/// In the child: a private mount namespace, the overlay, pivot_root into it.
-fn container_main(
-    dirs: &OverlayDirs,
-    argv: &[OsString],
-    env: &[OsString],
-) -> Result<Infallible, lab01::Error> {
-    lab01::enter_new_mount_namespace()?;
-    mount_overlay(dirs)?;
-    lab01::pivot_into(&dirs.merged)?;
-    lab01::mount_proc()?;
-    lab01::mount_dev()?;
-    lab01::exec(argv, env)
-}
 // ANCHOR_END: run
 
 #[cfg(test)]

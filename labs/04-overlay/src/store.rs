@@ -97,8 +97,13 @@ pub struct Layer {
     pub link: PathBuf,
 }
 
-/// `busybox` means `busybox:latest`, as in docker.
+/// `busybox` means `busybox:latest`, as in docker, and so do
+/// `docker.io/library/busybox` and `library/busybox:latest`: a name that
+/// parses as a [reference](crate::reference) is stored in its familiar form.
 pub fn normalize_name(name: &str) -> String {
+    if let Ok(r) = crate::reference::Reference::parse(name) {
+        return r.familiar();
+    }
     let last = name.rsplit('/').next().unwrap_or(name);
     if last.contains(':') || name.contains('@') {
         name.to_string()
@@ -343,8 +348,10 @@ impl Store {
             .architecture(oci_spec::image::Arch::from(crate::digest::host_arch()))
             .os(Os::Linux)
             .build()?;
+        // The manifest's own media type: an OCI manifest, or a Docker schema 2
+        // one as pulled (its bytes, and so its digest, are kept as they came).
         let desc = DescriptorBuilder::default()
-            .media_type(MediaType::ImageManifest)
+            .media_type(manifest.media_type().clone())
             .digest(manifest.digest().clone())
             .size(manifest.size())
             .platform(platform)

@@ -1,12 +1,98 @@
 //! # Lab 05: network namespaces, veth pairs and a bridge
 //!
-//! A container gets its own network namespace; a veth pair (a virtual cable)
-//! joins it to a bridge on the host, and NAT lets it out.
+//! A new network namespace has its own interfaces, addresses, routes,
+//! firewall rules, sockets and `/proc/sys/net`, and starts with nothing but a
+//! `lo` that is down (lab 02 brought it up). To talk to anything, a
+//! container needs a cable out. That cable is a **veth pair**: two
+//! interfaces joined back to back, whatever enters one leaves the other. One
+//! end goes into the container's namespace and becomes its `eth0`; the other
+//! stays on the host, plugged into a **bridge**, a software Ethernet switch
+//! that every container of a network is plugged into. The bridge has an
+//! address of its own in the network's subnet: it is the containers'
+//! **gateway**, their default route to the rest of the world, which the
+//! host reaches by routing (`ip_forward`) and **NAT**.
 //!
-//! This crate so far holds the host checks that `dockyard doctor` runs; the
-//! plumbing itself is the subject of the lab's own issue.
+//! ```text
+//!   host network namespace                     container namespaces
+//!  +----------------------------------------+
+//!  |  eth0 (the host's uplink)              |   +---------------------+
+//!  |    ^  MASQUERADE out, DNAT in          |   | eth0 172.17.0.2/16  |
+//!  |    |                                   |   | default via .0.1    |
+//!  |  routing (ip_forward=1)                |   +----------^----------+
+//!  |    |                                   |              | veth pair
+//!  |  dockyard0 (bridge) 172.17.0.1/16 -----+-- dyv1234 ---+
+//!  |                                   \----+-- dyv1240 ---+
+//!  +----------------------------------------+              | veth pair
+//!                                               +----------v----------+
+//!                                               | eth0 172.17.0.3/16  |
+//!                                               +---------------------+
+//! ```
+//!
+//! [`attach`] does, through netlink (see [`netlink`]), what these commands
+//! do; `PID` is the container's first process, `10.x` its address:
+//!
+//! ```text
+//! ip link add dockyard0 type bridge                 # once per network
+//! ip addr add 172.17.0.1/16 dev dockyard0
+//! ip link set dockyard0 up
+//! sysctl -w net.ipv4.ip_forward=1
+//! sysctl -w net.ipv4.conf.dockyard0.route_localnet=1
+//! iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o dockyard0 -j MASQUERADE
+//!
+//! ip link add dyv$PID type veth peer name dyc$PID   # once per container
+//! ip link set dyv$PID master dockyard0
+//! ip link set dyv$PID up
+//! ip link set dyc$PID netns $PID
+//! nsenter --net=/proc/$PID/ns/net sh -c '
+//!     ip link set lo up
+//!     ip link set dyc'$PID' name eth0
+//!     ip addr add 172.17.0.2/16 dev eth0
+//!     ip link set eth0 up
+//!     ip route add default via 172.17.0.1'
+//! iptables -t nat -A OUTPUT -p tcp -m addrtype --dst-type LOCAL --dport 8080 \
+//!          -j DNAT --to-destination 172.17.0.2:80    # -p 8080:80
+//! ```
+//!
+//! The container's PID is all the host needs to name its namespace: lab 02's
+//! `spawn` calls a `before_start` hook with it after the child exists in its
+//! new namespaces and before it runs the command, and that is where
+//! [`attach`] goes. [`detach`] undoes it when the container exits, and
+//! [`gc`] after a crash.
+//!
+//! ## Which namespace is "the host"
+//!
+//! Everything here acts on the network namespace of the *calling thread*:
+//! the bridge, the host end of the veth, the iptables rules and the sysctls
+//! all go there. For the engine that is the machine's own namespace. The
+//! tests and the book run the same code inside a throwaway namespace that
+//! plays the host (`unshare --net`), so they never touch the machine's
+//! network, and whatever they make vanishes with that namespace. A network's
+//! state file records the inode of the namespace it was made in, and is
+//! refused from any other.
+//!
+//! ## Network modes
+//!
+//! As with `docker run --network` ([`NetworkMode`]):
+//!
+//! - `none`: a new namespace with only `lo`.
+//! - `host`: no network namespace at all; the host's interfaces and ports.
+//! - `bridge` (the default) or `NAME`: a new namespace, a veth pair to the
+//!   network's bridge, an address, NAT. A user-defined network (any name but
+//!   `bridge`) also lets its members find each other by name.
+//! - `container:PID`: no new namespace; join the one process PID is in
+//!   (setns(2)), sharing its interfaces and its `localhost`, as the
+//!   containers of a Kubernetes pod do.
 
 pub use lab04_overlay;
+
+mod attach;
+pub mod firewall;
+pub mod ipam;
+pub mod names;
+pub mod netlink;
+pub mod ports;
+
+pub use attach::*;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

@@ -10,17 +10,32 @@
 //! - [`shell`] is the small shell-like lexer that expands `$VAR` and `${VAR:-default}` in
 //!   the instructions that have no shell to do it (`WORKDIR`, `COPY`, `ENV`, ...).
 //!
-//! The second half, the builder (each `RUN` in a container from labs 01 to 05, each step an
-//! overlay layer from lab 04, and the build cache), is not written yet; `lab06-dockerfile
-//! build` says so and exits 125.
-//!
 //! The shell equivalent of this half is `docker buildx build --check .`: read and check the
 //! Dockerfile, build nothing.
+//!
+//! The second half *carries out* the instructions, into lab 04's image store:
+//!
+//! - [`builder`] runs the steps in order and prints Docker's classic `Step N/M :` output;
+//! - [`runstep`] is a `RUN`: a container from labs 02 to 04 on the image so far, whose
+//!   upper dir becomes the step's layer;
+//! - [`layers`] makes the layers of `COPY`, `ADD` and `WORKDIR` without a container, reading
+//!   the image's layers as overlayfs would;
+//! - [`context`] is the build context and `.dockerignore`;
+//! - [`cache`] is the build cache: a step built before on the same parent is reused.
+//!
+//! The shell equivalent of this half is `docker build -t NAME .` with the classic builder
+//! (`DOCKER_BUILDKIT=0`), whose output format it follows.
 
+pub mod builder;
+pub mod cache;
+pub mod context;
 pub mod goquote;
+pub mod layers;
 pub mod parser;
+pub mod runstep;
 pub mod shell;
 
+pub use builder::{build, BuildOptions, Built};
 pub use lab05_netns_veth;
 pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, KeyValue, Keyword, ParseError};
 pub use shell::{expands_variables, ExpandError, Lexer};

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Dockerfile parser (and, later, builder) for Dockyard lab 06.
+/// Dockerfile parser and builder for Dockyard lab 06.
 #[derive(Parser, Debug)]
 #[command(name = "lab06-dockerfile", version)]
 struct Cli {
@@ -41,14 +41,32 @@ enum Command {
         #[arg(value_name = "WORD", allow_hyphen_values = true)]
         word: String,
     },
-    /// Build an image from a Dockerfile (not implemented yet).
+    /// Build an image from a Dockerfile and a context into the image store.
     Build {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<String>,
+        /// Name and optionally a tag (`name:tag`); repeatable.
+        #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+        tags: Vec<String>,
+        /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// A build-time variable: NAME=VALUE, or NAME to take it from the environment.
+        #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+        build_args: Vec<String>,
+        /// Build every step again, ignoring the build cache.
+        #[arg(long)]
+        no_cache: bool,
+        /// The build stage to stop at.
+        #[arg(long, value_name = "STAGE")]
+        target: Option<String>,
+        /// The parent cgroup of the RUN steps' containers.
+        #[arg(long, value_name = "PATH")]
+        cgroup_parent: Option<String>,
+        /// The image store (default: $DOCKYARD_ROOT, else /var/lib/dockyard: the engine's).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on stdin).
+        #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
+        context: String,
     },
 }
 
@@ -70,12 +88,48 @@ fn main() -> ExitCode {
             words,
             word,
         } => expand(&env, escape, words, &word),
-        Command::Build { .. } => {
-            eprintln!(
-                "lab06-dockerfile: build is not implemented yet (it needs the overlay layers of \
-                 lab 04 and the network of lab 05); `parse` works"
-            );
-            ExitCode::from(125)
+        Command::Build {
+            tags,
+            file,
+            build_args,
+            no_cache,
+            target,
+            cgroup_parent,
+            store,
+            context,
+        } => {
+            let opts = lab06_dockerfile::BuildOptions {
+                tags,
+                dockerfile: file,
+                context,
+                build_args,
+                no_cache,
+                target,
+                cgroup_parent,
+            };
+            build(store, &opts)
+        }
+    }
+}
+
+/// Builds into the store; a failed build exits 1, as `docker build` does.
+fn build(store: Option<PathBuf>, opts: &lab06_dockerfile::BuildOptions) -> ExitCode {
+    use lab06_dockerfile::lab05_netns_veth::lab04_overlay as overlay;
+    // RUN steps start containers: run from a sealed copy of this binary (CVE-2019-5736),
+    // as `dockyard run` does.
+    let sealed = overlay::lab03_cgroups::lab02_namespaces::security::ensure_sealed_binary();
+    let result = sealed.and_then(|()| {
+        let root = store
+            .or_else(|| std::env::var_os("DOCKYARD_ROOT").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/dockyard"));
+        let store = overlay::Store::open(&root)?;
+        lab06_dockerfile::build(&store, opts)
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(1)
         }
     }
 }

@@ -63,11 +63,53 @@ fn missing_file_is_an_error() {
 }
 
 #[test]
-fn build_says_it_is_not_implemented() {
-    let out = run(&["build", "-t", "x", "."]);
-    assert_eq!(out.status.code(), Some(125));
+fn build_of_a_malformed_dockerfile_names_file_and_line_and_builds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "FROM busybox\nRUN true\nBOGUS x\n");
+    let store = dir.path().join("store");
+    let out = run(&[
+        "build",
+        "-t",
+        "x",
+        "--store",
+        store.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "nothing ran: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{file}:3: unknown instruction: BOGUS\n")
+    );
+    let index = fs::read_to_string(store.join("index.json")).unwrap();
+    assert!(
+        index.contains("\"manifests\":[]"),
+        "no image, no tag: {index}"
+    );
+}
+
+#[test]
+fn build_refuses_unsupported_flags_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "FROM busybox\nRUN --mount=type=cache,target=/c true\n",
+    );
+    let store = dir.path().join("store");
+    let out = run(&[
+        "build",
+        "--store",
+        store.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("build is not implemented yet"), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{file}:2: RUN --mount is not supported by this builder"
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,58 @@
+//! `dockyard build`: lab 06's builder, into the engine's data root.
+//!
+//! The data root *is* a lab 04 image store, so the builder needs nothing from the engine but
+//! the store: the image it tags is there for `dockyard run` at once. Like `docker build`, a
+//! failed build exits 1 with the builder's own message (for a failing RUN, docker's
+//! `The command '...' returned a non-zero code: N`).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::runtime::Engine;
+
+/// `docker build`'s flags that dockyard implements.
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the 'name:tag' format (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set build-time variables (NAME=VALUE, or NAME to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Do not use cache when building the image.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Set the target build stage to build.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Optional parent cgroup for the RUN steps' containers.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
+    #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
+    pub context: String,
+}
+
+/// Build, and report a failure as docker does: its message alone, exit 1.
+pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
+    let opts = lab06_dockerfile::BuildOptions {
+        tags: a.tags.clone(),
+        dockerfile: a.file.clone(),
+        context: a.context.clone(),
+        build_args: a.build_args.clone(),
+        no_cache: a.no_cache,
+        target: a.target.clone(),
+        cgroup_parent: a.cgroup_parent.clone(),
+    };
+    match lab06_dockerfile::build(&engine.images, &opts) {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            eprintln!("{e:#}");
+            Ok(1)
+        }
+    }
+}

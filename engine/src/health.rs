@@ -1,0 +1,303 @@
+//! Health checks: the monitor runs the image's HEALTHCHECK (or
+//! `--health-cmd`) inside the container every interval, and records the
+//! result as docker does in `State.Health`: a status (`starting`,
+//! `healthy`, `unhealthy`), the failing streak, and the last five results
+//! with their output. `ps` shows it as `(health: starting)`, `(healthy)` or
+//! `(unhealthy)`.
+//!
+//! Each check is `dockyard exec` run as a child process: the same join of
+//! the container's namespaces, cgroup and security layer as a person's
+//! exec. (The checker is a thread of the monitor, and a threaded process
+//! must not fork and then run Rust code, which lab 02's join does; spawning
+//! a whole new program is safe.)
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{self, now_rfc3339, Status};
+
+/// A health check, in docker's terms (durations in nanoseconds, as the
+/// image config stores them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// `["CMD-SHELL", "cmd"]`, `["CMD", "prog", "arg"...]` or `["NONE"]`.
+    pub test: Vec<String>,
+    pub interval: u64,
+    pub timeout: u64,
+    pub retries: u32,
+    pub start_period: u64,
+}
+
+impl Check {
+    /// Docker's defaults for what is not given: 30s, 30s, 3 retries, 0s.
+    pub fn new(test: Vec<String>) -> Check {
+        Check {
+            test,
+            interval: 30_000_000_000,
+            timeout: 30_000_000_000,
+            retries: 3,
+            start_period: 0,
+        }
+    }
+
+    /// The command to run inside the container.
+    fn argv(&self) -> Result<Vec<String>> {
+        match self.test.split_first() {
+            Some((kind, rest)) if kind == "CMD-SHELL" => {
+                Ok(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
+            }
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Ok(rest.to_vec()),
+            _ => bail!("health check {:?} has no command", self.test),
+        }
+    }
+
+    /// From an image config's `Healthcheck` object, as docker writes it.
+    pub fn from_image(v: &serde_json::Value) -> Option<Check> {
+        let test: Vec<String> = v
+            .get("Test")?
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
+        if test.first().is_none_or(|t| t == "NONE") {
+            return None;
+        }
+        let mut c = Check::new(test);
+        let ns = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_u64)
+                .filter(|n| *n > 0)
+        };
+        if let Some(n) = ns("Interval") {
+            c.interval = n;
+        }
+        if let Some(n) = ns("Timeout") {
+            c.timeout = n;
+        }
+        if let Some(n) = ns("StartPeriod") {
+            c.start_period = n;
+        }
+        if let Some(n) = v
+            .get("Retries")
+            .and_then(serde_json::Value::as_u64)
+            .filter(|n| *n > 0)
+        {
+            c.retries = n as u32;
+        }
+        Some(c)
+    }
+}
+
+/// `State.Health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    #[serde(rename = "Status")]
+    pub status: String,
+    #[serde(rename = "FailingStreak")]
+    pub failing_streak: u32,
+    #[serde(rename = "Log")]
+    pub log: Vec<Probe>,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    #[serde(rename = "Start")]
+    pub start: String,
+    #[serde(rename = "End")]
+    pub end: String,
+    #[serde(rename = "ExitCode")]
+    pub exit_code: i32,
+    #[serde(rename = "Output")]
+    pub output: String,
+}
+
+/// Docker's duration syntax for the `--health-*` flags: `30s`, `1m30s`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+    let back = crate::logs::parse_time(s, now)
+        .map_err(|_| anyhow!("invalid duration {s:?} (use e.g. 30s, 1m30s, 500ms)"))?;
+    // parse_time reads a bare number as a timestamp; durations need a unit.
+    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        bail!("invalid duration {s:?}: missing unit (use e.g. 30s, 1m30s, 500ms)");
+    }
+    Ok(now.duration_since(back).unwrap_or_default().as_nanos() as u64)
+}
+
+/// The checker thread of a running container. Stopped and joined on drop,
+/// so the monitor is single-threaded again before it restarts a container.
+pub struct Checker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checker {
+    pub fn start(store: state::Store, root: PathBuf, id: String, check: Check) -> Result<Checker> {
+        let argv = check.argv()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        set(&store, &id, |h| {
+            *h = Health {
+                status: "starting".into(),
+                ..Default::default()
+            }
+        })?;
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            // Ourselves, through /proc: we may run from a sealed in-memory
+            // copy (see lab 02's security module), which has no path.
+            let exe = PathBuf::from("/proc/self/exe");
+            while sleep(&flag, Duration::from_nanos(check.interval)) {
+                let start = now_rfc3339();
+                let (code, output) = run_once(
+                    &exe,
+                    &root,
+                    &id,
+                    &argv,
+                    Duration::from_nanos(check.timeout),
+                    &flag,
+                );
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let in_start_period = started.elapsed() < Duration::from_nanos(check.start_period);
+                let _ = set(&store, &id, |h| {
+                    h.log.push(Probe {
+                        start,
+                        end: now_rfc3339(),
+                        exit_code: code,
+                        output,
+                    });
+                    if h.log.len() > 5 {
+                        h.log.remove(0);
+                    }
+                    if code == 0 {
+                        h.failing_streak = 0;
+                        h.status = "healthy".into();
+                    } else if !(in_start_period && h.status == "starting") {
+                        h.failing_streak += 1;
+                        if h.failing_streak >= check.retries {
+                            h.status = "unhealthy".into();
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Checker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleep `d` in small steps; false once asked to stop.
+fn sleep(stop: &AtomicBool, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+/// One check: `dockyard exec`, killed at the timeout (exit -1, as docker).
+fn run_once(
+    exe: &PathBuf,
+    root: &PathBuf,
+    id: &str,
+    argv: &[String],
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> (i32, String) {
+    let child = Command::new(exe)
+        .arg("--root")
+        .arg(root)
+        .arg("exec")
+        .arg(id)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return (-1, format!("starting the health check: {e}")),
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline && !stop.load(Ordering::Relaxed) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (
+                    -1,
+                    format!("Health check exceeded timeout ({}s)", timeout.as_secs_f64()),
+                );
+            }
+        }
+    }
+    match child.wait_with_output() {
+        Ok(out) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            text.truncate(4096);
+            (out.status.code().unwrap_or(-1), text)
+        }
+        Err(e) => (-1, e.to_string()),
+    }
+}
+
+/// Update the container's Health under the store's lock.
+fn set(store: &state::Store, id: &str, f: impl FnOnce(&mut Health)) -> Result<()> {
+    let lock = store.lock()?;
+    let mut r = store.load(id)?;
+    if !matches!(r.state.status, Status::Running | Status::Paused) {
+        return Ok(());
+    }
+    let mut h = r.state.health.clone().unwrap_or_default();
+    f(&mut h);
+    r.state.health = Some(h);
+    store.save(&lock, &r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_image_checks() {
+        assert_eq!(parse_duration("30s").unwrap(), 30_000_000_000);
+        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
+        assert!(parse_duration("30").is_err());
+        let v = serde_json::json!({"Test": ["CMD-SHELL", "test -e /ok"], "Interval": 1_000_000_000u64, "Retries": 2});
+        let c = Check::from_image(&v).unwrap();
+        assert_eq!(c.argv().unwrap(), ["/bin/sh", "-c", "test -e /ok"]);
+        assert_eq!(
+            (c.interval, c.retries, c.timeout),
+            (1_000_000_000, 2, 30_000_000_000)
+        );
+        assert!(Check::from_image(&serde_json::json!({"Test": ["NONE"]})).is_none());
+    }
+}

@@ -1,0 +1,653 @@
+//! Orchestration: a network's bridge and rules, a container's veth, address,
+//! ports and names, and taking all of it down again.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::sched::{setns, CloneFlags};
+use nix::unistd::Pid;
+
+use crate::firewall::{self, Rule};
+use crate::ipam::{self, Cidr, Lease, NetworkState, Pool, Store, StoreLock};
+use crate::names::{self, EtcFiles, HostEntry};
+use crate::netlink::{in_netns_of, is_errno, Rtnl};
+use crate::ports::{self, PortMapping, PortSpec};
+
+/// The name of Docker's default network, and of ours.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// Where the state lives unless told otherwise: a tmpfs, like the bridges
+/// it describes, gone after a reboot.
+pub const DEFAULT_STATE_DIR: &str = "/run/dockyard/net";
+
+/// How the networks are set up: the `daemon.json` settings that matter here.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the networks' state files are ([`ipam`]).
+    pub state_dir: PathBuf,
+    /// The default network's bridge (`"bridge"` in daemon.json; docker0).
+    pub default_bridge: String,
+    /// The default network's gateway address and subnet (`"bip"`), e.g.
+    /// `172.17.0.1/16`. `None`: the first free subnet of `pools`.
+    pub bip: Option<Cidr>,
+    /// Where subnets for new networks come from (`"default-address-pools"`).
+    pub pools: Vec<Pool>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            state_dir: DEFAULT_STATE_DIR.into(),
+            default_bridge: "dockyard0".into(),
+            bip: None,
+            pools: ipam::default_pools(),
+        }
+    }
+}
+
+/// `--network`: which network stack the container gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Its own namespace, with only `lo`.
+    None,
+    /// The host's namespace.
+    Host,
+    /// Its own namespace, wired to the bridge of the network so named.
+    Bridge(String),
+    /// The namespace of another container's process.
+    Container(Pid),
+}
+
+impl NetworkMode {
+    /// The namespaces to give lab 02's `spawn` (from `base`, usually its
+    /// `DEFAULT_NAMESPACES`): `host` and `container:` create no network
+    /// namespace.
+    pub fn namespaces(&self, base: CloneFlags) -> CloneFlags {
+        match self {
+            NetworkMode::Host | NetworkMode::Container(_) => base - CloneFlags::CLONE_NEWNET,
+            NetworkMode::None | NetworkMode::Bridge(_) => base | CloneFlags::CLONE_NEWNET,
+        }
+    }
+}
+
+impl FromStr for NetworkMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<NetworkMode, String> {
+        Ok(match s {
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            "" => return Err("empty network name".into()),
+            _ => match s.strip_prefix("container:") {
+                Some(pid) => NetworkMode::Container(Pid::from_raw(pid.parse().map_err(|_| {
+                    format!("{s:?}: the lab joins a container by its PID (container:PID)")
+                })?)),
+                None => {
+                    check_network_name(s)?;
+                    NetworkMode::Bridge(s.to_string())
+                }
+            },
+        })
+    }
+}
+
+fn check_network_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?}: a network name is letters, digits, '_', '.' and '-' (as in docker)"
+        ))
+    }
+}
+
+// ANCHOR: join
+/// `--network container:PID`: move the calling thread into the network
+/// namespace of process `pid`. Call it before lab 02's `spawn`, with
+/// [`NetworkMode::namespaces`] leaving `CLONE_NEWNET` out: the child is then
+/// born in that namespace.
+///
+/// With a user namespace, root in the new container has no capability over
+/// the joined network namespace, which belongs to the other container's
+/// user namespace: it can use it (connect, listen above port 1023), not
+/// configure it or open raw sockets (ping). Docker shares one user namespace
+/// between all its containers (`userns-remap`), so this does not arise there.
+pub fn join_netns_of(pid: Pid) -> anyhow::Result<()> {
+    let path = format!("/proc/{pid}/ns/net");
+    let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("setns({path}, CLONE_NEWNET)"))
+}
+// ANCHOR_END: join
+
+/// What a container asks of its network ([`attach`]).
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    /// The network's name ([`DEFAULT_NETWORK`] or a user-defined one); it is
+    /// created on first use.
+    pub network: String,
+    /// The bridge interface, for a network created now. Default:
+    /// [`Config::default_bridge`] for the default network, `dy-NAME` for
+    /// others.
+    pub bridge: Option<String>,
+    /// The subnet, for a user-defined network created now.
+    pub subnet: Option<Cidr>,
+    /// A fixed address (`--ip`) instead of the next free one.
+    pub ip: Option<Ipv4Addr>,
+    /// The container's name, which its peers on a user-defined network can
+    /// resolve.
+    pub name: Option<String>,
+    /// Its hostname, which it resolves itself.
+    pub hostname: String,
+    /// Ports to publish (`-p`, `-P`).
+    pub publish: Vec<PortSpec>,
+    /// Where to write `hosts`, `hostname` and `resolv.conf`; `None` writes
+    /// nothing (see [`etc_files`] to get them as text).
+    pub etc_dir: Option<PathBuf>,
+}
+
+/// A container's place on a network: what [`attach`] made and [`detach`]
+/// takes down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub network: String,
+    pub pid: Pid,
+    pub bridge: String,
+    /// Its address, with the subnet's prefix length.
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    /// The host end of the veth pair.
+    pub veth: String,
+    pub ports: Vec<PortMapping>,
+}
+
+/// The inode of the calling thread's network namespace: which "host" this is.
+pub fn current_netns() -> anyhow::Result<u64> {
+    Ok(std::fs::metadata("/proc/thread-self/ns/net")
+        .context("stat /proc/thread-self/ns/net")?
+        .ino())
+}
+
+/// Write a sysctl of the calling thread's network namespace, e.g.
+/// `net/ipv4/ip_forward`.
+fn sysctl(key: &str, value: &str) -> anyhow::Result<()> {
+    let path = Path::new("/proc/sys").join(key);
+    std::fs::write(&path, value).with_context(|| format!("writing {value} to {}", path.display()))
+}
+
+/// A name of at most 15 bytes (IFNAMSIZ - 1) for the bridge of `network`.
+fn bridge_name_for(network: &str) -> String {
+    let mut name = format!("dy-{network}");
+    name.truncate(15);
+    name
+}
+
+fn check_ifname(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+        bail!("{name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or space)");
+    }
+    Ok(())
+}
+
+/// Open the state, lock it, and check it belongs to this namespace.
+fn load_network(
+    store: &Store,
+    lock: &StoreLock,
+    name: &str,
+) -> anyhow::Result<Option<NetworkState>> {
+    let net = store.load(lock, name)?;
+    if let Some(net) = &net {
+        let here = current_netns()?;
+        if net.netns != here {
+            bail!(
+                "network {name} in {} belongs to network namespace net:[{}], and this process \
+                 is in net:[{here}]: use another state directory for each namespace",
+                store.dir().display(),
+                net.netns
+            );
+        }
+    }
+    Ok(net)
+}
+
+// ANCHOR: create_network
+/// Make a network: pick its subnet, create its bridge, turn on forwarding,
+/// add its rules.
+fn create_network(
+    cfg: &Config,
+    store: &Store,
+    lock: &StoreLock,
+    rtnl: &mut Rtnl,
+    opts: &AttachOptions,
+) -> anyhow::Result<NetworkState> {
+    let default = opts.network == DEFAULT_NETWORK;
+    let bridge = match (&opts.bridge, default) {
+        (Some(b), _) => b.clone(),
+        (None, true) => cfg.default_bridge.clone(),
+        (None, false) => bridge_name_for(&opts.network),
+    };
+    check_ifname(&bridge)?;
+    let others = store.all(lock)?;
+    if let Some(o) = others.iter().find(|o| o.bridge == bridge) {
+        bail!("bridge {bridge} is already network {}'s", o.name);
+    }
+    // bip names the gateway; a subnet gets its first address as gateway.
+    let (subnet, gateway) = match (default.then_some(cfg.bip).flatten(), opts.subnet) {
+        (_, Some(s)) | (Some(s), None) if s.addr != s.network() => (s.subnet(), s.addr),
+        (_, Some(s)) | (Some(s), None) => (s, s.nth(1).context("subnet too small")?),
+        (None, None) => {
+            let routes: Vec<Cidr> = rtnl
+                .ipv4_routes()?
+                .into_iter()
+                .map(|(ip, prefix)| Cidr::new(ip, prefix))
+                .collect();
+            let taken: Vec<Cidr> = others.iter().map(|o| o.subnet).collect();
+            let s = ipam::choose_subnet(&cfg.pools, &routes, &taken)?;
+            (s, s.nth(1).context("subnet too small")?)
+        }
+    };
+    if let Some(o) = others.iter().find(|o| o.subnet.overlaps(&subnet)) {
+        bail!("subnet {subnet} overlaps network {}'s {}", o.name, o.subnet);
+    }
+    let mut net = NetworkState {
+        name: opts.network.clone(),
+        bridge,
+        subnet,
+        gateway,
+        names: !default,
+        netns: current_netns()?,
+        rules: vec![],
+        leases: vec![],
+    };
+    let made = (|| {
+        rtnl.add_bridge(&net.bridge)?;
+        let index = rtnl.require_link(&net.bridge)?;
+        rtnl.add_address(index, gateway, subnet.prefix)?;
+        rtnl.set_up(index)?;
+        sysctl("net/ipv4/ip_forward", "1")?;
+        sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
+        for rule in firewall::network_rules(&net.bridge, &subnet.to_string()) {
+            firewall::add(&rule)?;
+            net.rules.push(rule);
+        }
+        anyhow::Ok(())
+    })();
+    if let Err(e) = made {
+        let _ = remove_network(rtnl, &net);
+        return Err(e).with_context(|| format!("creating network {}", net.name));
+    }
+    Ok(net)
+}
+// ANCHOR_END: create_network
+
+/// Take a network down: its rules and its bridge.
+fn remove_network(rtnl: &mut Rtnl, net: &NetworkState) -> anyhow::Result<()> {
+    let mut first_error = None;
+    for rule in &net.rules {
+        if let Err(e) = firewall::delete(rule) {
+            first_error.get_or_insert(e);
+        }
+    }
+    match rtnl.link_index(&net.bridge) {
+        Ok(Some(index)) => {
+            if let Err(e) = rtnl.delete_link(index) {
+                first_error.get_or_insert(e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+// ANCHOR: plumb
+/// The veth pair: one end on the bridge, the other into the namespace of
+/// `pid`, renamed `eth0`, with the address and the default route.
+fn plumb(rtnl: &mut Rtnl, net: &NetworkState, pid: Pid, lease: &Lease) -> anyhow::Result<()> {
+    let bridge = rtnl.require_link(&net.bridge)?;
+    let peer = format!("dyc{pid}");
+    rtnl.add_veth(&lease.veth, &peer)?;
+    let host_end = rtnl.require_link(&lease.veth)?;
+    rtnl.set_master(host_end, bridge)?;
+    rtnl.set_up(host_end)?;
+    let container_end = rtnl.require_link(&peer)?;
+    rtnl.move_to_netns_of(container_end, pid)?;
+
+    // The rest happens inside; the interface may have a new index there.
+    let (ip, prefix, gateway) = (lease.ip, net.subnet.prefix, net.gateway);
+    in_netns_of(pid, |inside| {
+        let lo = inside.require_link("lo")?;
+        inside.set_up(lo)?;
+        let eth0 = inside.require_link(&peer)?;
+        inside.rename(eth0, "eth0")?;
+        inside.add_address(eth0, ip, prefix)?;
+        inside.set_up(eth0)?;
+        inside.add_default_route(gateway)
+    })
+    .with_context(|| format!("configuring eth0 in the network namespace of {pid}"))
+}
+// ANCHOR_END: plumb
+
+/// The hosts-file line for a lease: its hostname, and its name if it has one.
+fn host_entry(lease: &Lease) -> HostEntry {
+    let mut names = vec![lease.hostname.clone()];
+    names.extend(lease.name.iter().filter(|n| **n != lease.hostname).cloned());
+    HostEntry {
+        ip: lease.ip,
+        names,
+    }
+}
+
+/// The three files for a member of `net`.
+pub fn etc_files(net: &NetworkState, lease: &Lease) -> EtcFiles {
+    let peers: Vec<HostEntry> = if net.names {
+        net.leases
+            .iter()
+            .filter(|l| l.ip != lease.ip)
+            .map(host_entry)
+            .collect()
+    } else {
+        vec![]
+    };
+    EtcFiles {
+        hosts: names::hosts(Some(&host_entry(lease)), &peers),
+        hostname: format!("{}\n", lease.hostname),
+        resolv_conf: names::resolv_conf_from_host(),
+    }
+}
+
+/// The three files for a container without a bridge network: `none` (only
+/// localhost) or `host` (the host's own).
+pub fn etc_files_without_bridge(mode: &NetworkMode, hostname: &str) -> EtcFiles {
+    let hosts = match mode {
+        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        _ => names::hosts(None, &[]),
+    };
+    EtcFiles {
+        hosts,
+        hostname: format!("{hostname}\n"),
+        resolv_conf: names::resolv_conf_from_host(),
+    }
+}
+
+/// Rewrite the hosts files of every member but `except` (whose own files
+/// its caller writes), after someone joined or left. Best effort: a member
+/// whose directory is gone is skipped, and `gc` will find it.
+fn update_peers(net: &NetworkState, except: Option<Ipv4Addr>) {
+    if !net.names {
+        return;
+    }
+    for lease in net.leases.iter().filter(|l| Some(l.ip) != except) {
+        if let Some(dir) = &lease.etc_dir {
+            let files = etc_files(net, lease);
+            if let Err(e) = names::write_in_place(&dir.join("hosts"), &files.hosts) {
+                eprintln!(
+                    "warning: updating the hosts file of {}: {e:#}",
+                    lease.hostname
+                );
+            }
+        }
+    }
+}
+
+// ANCHOR: attach
+/// Connect the container whose first process is `pid` to a bridge network,
+/// from the calling thread's network namespace (the "host"). Call it from
+/// lab 02's `before_start`. Creates the network on first use.
+pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<Endpoint> {
+    firewall::check()?;
+    check_network_name(&opts.network).map_err(anyhow::Error::msg)?;
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    let mut rtnl = Rtnl::open()?;
+    let mut net = match load_network(&store, &lock, &opts.network)? {
+        Some(net) => {
+            if let Some(b) = opts.bridge.as_ref().filter(|b| **b != net.bridge) {
+                bail!(
+                    "network {} exists with bridge {}, not {b}",
+                    net.name,
+                    net.bridge
+                );
+            }
+            net
+        }
+        None => create_network(cfg, &store, &lock, &mut rtnl, opts)?,
+    };
+
+    // The lease is saved before anything is made for it, so that a crash
+    // from here on leaves a record for gc to clean up after.
+    let start_time = ipam::process_start_time(pid.as_raw())
+        .with_context(|| format!("process {pid} does not exist"))?;
+    let mut lease = Lease {
+        ip: net.allocate(opts.ip)?,
+        pid: pid.as_raw(),
+        start_time,
+        name: opts.name.clone(),
+        hostname: opts.hostname.clone(),
+        veth: format!("dyv{pid}"),
+        etc_dir: opts.etc_dir.clone(),
+        ports: vec![],
+        rules: vec![],
+    };
+    net.leases.push(lease.clone());
+    store.save(&lock, &net)?;
+
+    let made = (|| {
+        plumb(&mut rtnl, &net, pid, &lease)?;
+        for spec in &opts.publish {
+            let mapping = ports::resolve(spec)?;
+            lease.ports.push(mapping);
+            for rule in ports::port_rules(&mapping, lease.ip, &net.bridge) {
+                firewall::add(&rule)?;
+                lease.rules.push(rule);
+            }
+        }
+        if let Some(dir) = &opts.etc_dir {
+            etc_files(&net, &lease).write_to(dir)?;
+        }
+        anyhow::Ok(())
+    })();
+    // Record what was made, whether or not all of it was.
+    if let Some(slot) = net.leases.iter_mut().find(|l| l.ip == lease.ip) {
+        *slot = lease.clone();
+    }
+    if let Err(e) = made {
+        let _ = release(&mut rtnl, &mut net, lease.ip);
+        let _ = finish(&store, &lock, &mut rtnl, &net);
+        return Err(e).with_context(|| format!("attaching {pid} to network {}", net.name));
+    }
+    store.save(&lock, &net)?;
+    update_peers(&net, Some(lease.ip));
+    Ok(Endpoint {
+        network: net.name.clone(),
+        pid,
+        bridge: net.bridge.clone(),
+        ip: lease.ip,
+        prefix: net.subnet.prefix,
+        gateway: net.gateway,
+        veth: lease.veth.clone(),
+        ports: lease.ports.clone(),
+    })
+}
+// ANCHOR_END: attach
+
+/// Take down what a lease made, and drop it from the network.
+fn release(rtnl: &mut Rtnl, net: &mut NetworkState, ip: Ipv4Addr) -> anyhow::Result<()> {
+    let Some(at) = net.leases.iter().position(|l| l.ip == ip) else {
+        return Ok(());
+    };
+    let lease = net.leases.remove(at);
+    let mut first_error = None;
+    for rule in &lease.rules {
+        if let Err(e) = firewall::delete(rule) {
+            first_error.get_or_insert(e);
+        }
+    }
+    // Deleting one end of a veth deletes both. If the container's namespace
+    // is already gone, the kernel has deleted the pair with it.
+    match rtnl.link_index(&lease.veth) {
+        Ok(Some(index)) => match rtnl.delete_link(index) {
+            Err(e) if !is_errno(&e, Errno::ENODEV) => {
+                first_error.get_or_insert(e);
+            }
+            _ => {}
+        },
+        Ok(None) => {}
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
+    // The half-made pair of an attach that failed early.
+    if let Ok(Some(index)) = rtnl.link_index(&format!("dyc{}", lease.pid)) {
+        let _ = rtnl.delete_link(index);
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Save the network, or remove it with its bridge and rules once the last
+/// container has left: in the lab a network lives as long as its
+/// containers. (Docker keeps networks until `docker network rm`, and its
+/// default one for good.)
+fn finish(
+    store: &Store,
+    lock: &StoreLock,
+    rtnl: &mut Rtnl,
+    net: &NetworkState,
+) -> anyhow::Result<()> {
+    if net.leases.is_empty() {
+        remove_network(rtnl, net)?;
+        store.remove(lock, &net.name)
+    } else {
+        store.save(lock, net)?;
+        update_peers(net, None);
+        Ok(())
+    }
+}
+
+// ANCHOR: detach
+/// Undo [`attach`]: the DNAT rules, the veth pair, the lease; and the
+/// network itself when this was its last container.
+pub fn detach(cfg: &Config, endpoint: &Endpoint) -> anyhow::Result<()> {
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    let mut rtnl = Rtnl::open()?;
+    let Some(mut net) = load_network(&store, &lock, &endpoint.network)? else {
+        return Ok(());
+    };
+    let ours = net
+        .leases
+        .iter()
+        .any(|l| l.ip == endpoint.ip && l.pid == endpoint.pid.as_raw());
+    if !ours {
+        return Ok(());
+    }
+    let released = release(&mut rtnl, &mut net, endpoint.ip);
+    finish(&store, &lock, &mut rtnl, &net)?;
+    released
+}
+// ANCHOR_END: detach
+
+/// What [`gc`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collected {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub pid: i32,
+}
+
+// ANCHOR: gc
+/// Release every lease whose process is gone (or is another process with a
+/// reused PID), with its veth and rules, and remove networks left empty.
+pub fn gc(cfg: &Config) -> anyhow::Result<Vec<Collected>> {
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    let mut rtnl = Rtnl::open()?;
+    let mut collected = Vec::new();
+    for net in store.all(&lock)? {
+        let Some(mut net) = load_network(&store, &lock, &net.name)? else {
+            continue;
+        };
+        let dead: Vec<Lease> = net
+            .leases
+            .iter()
+            .filter(|l| ipam::process_start_time(l.pid) != Some(l.start_time))
+            .cloned()
+            .collect();
+        for lease in &dead {
+            release(&mut rtnl, &mut net, lease.ip)?;
+            collected.push(Collected {
+                network: net.name.clone(),
+                ip: lease.ip,
+                pid: lease.pid,
+            });
+        }
+        finish(&store, &lock, &mut rtnl, &net)?;
+    }
+    Ok(collected)
+}
+// ANCHOR_END: gc
+
+/// Every network and its leases, for `ls`.
+pub fn networks(cfg: &Config) -> anyhow::Result<Vec<NetworkState>> {
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    store.all(&lock)
+}
+
+/// A rule of the network or of one of its leases: for tests that look for
+/// leftovers.
+pub fn all_rules(net: &NetworkState) -> Vec<Rule> {
+    net.rules
+        .iter()
+        .chain(net.leases.iter().flat_map(|l| &l.rules))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes_parse_like_docker_run_network() {
+        assert_eq!("none".parse::<NetworkMode>().unwrap(), NetworkMode::None);
+        assert_eq!("host".parse::<NetworkMode>().unwrap(), NetworkMode::Host);
+        assert_eq!(
+            "bridge".parse::<NetworkMode>().unwrap(),
+            NetworkMode::Bridge("bridge".into())
+        );
+        assert_eq!(
+            "container:42".parse::<NetworkMode>().unwrap(),
+            NetworkMode::Container(Pid::from_raw(42))
+        );
+        assert!("container:web".parse::<NetworkMode>().is_err());
+        assert!("a/b".parse::<NetworkMode>().is_err());
+        let base = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET;
+        assert!(!NetworkMode::Host
+            .namespaces(base)
+            .contains(CloneFlags::CLONE_NEWNET));
+        assert!(NetworkMode::None
+            .namespaces(base)
+            .contains(CloneFlags::CLONE_NEWNET));
+    }
+
+    #[test]
+    fn bridge_names_fit_ifnamsiz() {
+        assert_eq!(bridge_name_for("mynet"), "dy-mynet");
+        assert_eq!(bridge_name_for("a-very-long-network-name").len(), 15);
+        assert!(check_ifname("dy-a-very-long-n").is_err());
+    }
+}

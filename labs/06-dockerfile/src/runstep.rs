@@ -1,0 +1,201 @@
+//! # `RUN`: a command in a throwaway container, whose changes become a layer
+//!
+//! A `RUN` step is a `docker run` and a `docker commit`:
+//!
+//! ```text
+//! mount -t overlay overlay -o lowerdir=L3:L2:L1,upperdir=UP,workdir=WK merged   # lab 04
+//! mkdir /sys/fs/cgroup/.../<id> && echo $PID > .../cgroup.procs               # lab 03
+//! unshare --mount --uts --ipc --net --pid --fork ... pivot_root merged ...      # lab 02
+//! sh -c 'apt-get install ...'                                                  # the step
+//! umount merged; tar -C UP -c . > layer.tar                                    # lab 04's diff
+//! ```
+//!
+//! Everything the command writes lands in the fresh upper dir `UP`, and a deleted file
+//! leaves a whiteout there, so `UP` is exactly the difference the step made. The container is
+//! made as `dockyard run` makes one (see `engine/src/runtime.rs`): no user namespace (root in
+//! the step must create root-owned files), Docker's default security layer (capabilities,
+//! seccomp, masked paths), the default device rules in a v1 `devices` cgroup where there is
+//! one, and a network namespace with only `lo`: `docker build --network none`, because this
+//! builder has no network to offer.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+
+use crate::lab05_netns_veth::lab04_overlay as overlay;
+use cgroups::lab02_namespaces as namespaces;
+use overlay::lab03_cgroups as cgroups;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A work directory in the store's `tmp/`, named as the store names its staging entries
+/// (`<what>-<pid>-<n>`) so that `Store::open` cleans it up if this process dies. Removed on
+/// drop (after unmounting anything on `merged`).
+pub struct WorkDir {
+    pub path: PathBuf,
+}
+
+impl WorkDir {
+    pub fn new(store: &overlay::Store, what: &str) -> Result<WorkDir> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = store
+            .root()
+            .join("tmp")
+            .join(format!("{what}-{}-{n}", std::process::id()));
+        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(WorkDir { path })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let merged = self.path.join("merged");
+        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// What a RUN step runs, and where.
+pub struct RunStep<'a> {
+    pub store: &'a overlay::Store,
+    /// The image's layers so far, bottom first.
+    pub layers: &'a [overlay::Layer],
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    /// The cgroup parent for the step's cgroup (`--cgroup-parent`).
+    pub cgroup_parent: &'a str,
+    /// The container's ID (64 hex digits); its first 12 are the hostname.
+    pub id: String,
+    /// The stage's USER (empty: root), resolved in the step's own root.
+    pub user: String,
+}
+
+/// A finished step: its exit code, and its upper dir (inside `work`).
+pub struct Finished {
+    pub code: i32,
+    pub work: WorkDir,
+}
+
+impl Finished {
+    pub fn upper(&self) -> PathBuf {
+        self.work.path.join("upper")
+    }
+}
+
+// ANCHOR: run_step
+impl RunStep<'_> {
+    /// Runs the command to its end, its output on ours, and returns its exit code with the
+    /// upper dir holding its changes. The overlay is unmounted and the cgroup removed before
+    /// this returns, whatever happened.
+    pub fn run(self) -> Result<Finished> {
+        let work = WorkDir::new(self.store, "build")?;
+        for d in ["upper", "work", "merged", "empty"] {
+            fs::create_dir(work.path.join(d))?;
+        }
+        let rel = |p: &Path| -> Result<PathBuf> {
+            Ok(p.strip_prefix(self.store.root())
+                .with_context(|| format!("{} is outside the store", p.display()))?
+                .to_path_buf())
+        };
+        // overlayfs wants at least one lower dir; FROM scratch has none, so an empty one.
+        let mut lower: Vec<PathBuf> = self
+            .layers
+            .iter()
+            .rev()
+            .map(|l| rel(&l.link))
+            .collect::<Result<_>>()?;
+        if lower.is_empty() {
+            lower.push(rel(&work.path.join("empty"))?);
+        }
+        let dirs = overlay::OverlayDirs {
+            lower,
+            upper: rel(&work.path.join("upper"))?,
+            work: rel(&work.path.join("work"))?,
+            merged: work.path.join("merged"),
+            base: self.store.root().to_path_buf(),
+        };
+        overlay::mount_overlay(&dirs)?;
+        let mounted = overlay::MountGuard(dirs.merged.clone());
+
+        let host = cgroups::detect()?;
+        let mut cgroup = cgroups::Cgroup::create(
+            &host,
+            self.cgroup_parent,
+            &self.id,
+            &cgroups::Limits::default(),
+        )?;
+        let result = self.spawn_and_wait(&dirs.merged, &host, &cgroup);
+        let destroyed = cgroup.destroy();
+        drop(mounted);
+        let code = result?;
+        destroyed?;
+        Ok(Finished { code, work })
+    }
+
+    fn spawn_and_wait(
+        &self,
+        rootfs: &Path,
+        host: &cgroups::Host,
+        cgroup: &cgroups::Cgroup,
+    ) -> Result<i32> {
+        let null = File::open("/dev/null").context("opening /dev/null")?;
+        let mut spec =
+            namespaces::Spec::new(rootfs, self.argv.iter().map(OsString::from).collect());
+        spec.env = self.env.iter().map(OsString::from).collect();
+        spec.hostname = Some(self.id[..12].to_string());
+        spec.stdio = Some([null.as_raw_fd(), 1, 2]);
+        spec.cwd = self.cwd.as_ref().map(PathBuf::from);
+        // As `dockyard run`: no user namespace (files the step creates as root must be
+        // root's in the layer), no cgroup namespace on a v1 host, Docker's security layer.
+        spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+        if host.version() == cgroups::Version::V1 {
+            spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWCGROUP;
+        }
+        spec.security = Some(namespaces::security::Security::docker_default());
+        if !matches!(self.user.as_str(), "" | "root" | "0" | "0:0" | "root:root") {
+            spec.run_as = Some(namespaces::resolve_user(rootfs, &self.user)?);
+        }
+        let devices = if cgroups::devices::devices_hierarchy()?.is_some() {
+            let rules: Vec<&str> = cgroups::devices::DOCKER_DEFAULT_RULES
+                .iter()
+                .map(|(r, _)| *r)
+                .collect();
+            Some(cgroups::devices::DevicesCgroup::create_in(
+                self.cgroup_parent,
+                &self.id,
+                &rules,
+            )?)
+        } else {
+            None
+        };
+        let spawned = namespaces::spawn(&spec, |pid| {
+            cgroup.add_pid(pid.as_raw())?;
+            if let Some(d) = &devices {
+                d.add(pid.as_raw())?;
+            }
+            Ok(())
+        });
+        let status = spawned.and_then(|c| c.wait());
+        drop(null);
+        if let Some(d) = devices {
+            d.remove()?;
+        }
+        Ok(status?.code())
+    }
+}
+// ANCHOR_END: run_step
+
+/// 32 random bytes as hex: a build container's ID.
+pub fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(hex::encode(bytes))
+}

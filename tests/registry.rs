@@ -1,0 +1,864 @@
+//! `dockyard pull`, `push`, `login` against a real registry: Debian's
+//! `docker-registry` (distribution v2), one process per test on a free
+//! loopback port, with its own storage directory (and htpasswd file for the
+//! auth tests), killed when the test ends, even by panic. skopeo and podman
+//! check that what dockyard pushes is what other tools read, and the other
+//! way round. Every test has its own data roots and credentials directory.
+//!
+//! The Bearer token flow is tested in lab 04's unit tests against a mock
+//! token server: distribution's token auth needs a signing certificate and
+//! a token issuer, which a test cannot stand up cheaply.
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dockyard_e2e::fixtures::{bin, require_root, workspace_root};
+use serde_json::Value;
+use sha2::Digest as _;
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A `docker-registry` process on 127.0.0.1, stopped on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        Self::start_with(None)
+    }
+
+    /// With `Some((user, password))`, the registry wants Basic auth.
+    fn start_with(user: Option<(&str, &str)>) -> Registry {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("dockyard-registry-")
+            .tempdir()
+            .unwrap();
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((u, p)) = user {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("htpasswd is missing: scripts/setup installs apache2-utils");
+            assert!(out.status.success());
+            fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: dockyard-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry is missing: scripts/setup installs it");
+        let reg = Registry { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not start:\n{}",
+                reg.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    /// `127.0.0.1:PORT`.
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Where the registry keeps a blob's bytes.
+    fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Requests the access log shows with this method and path fragment.
+    fn requests(&self, method: &str, fragment: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&format!("\"{method} ")) && l.contains(fragment))
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private data root and credentials directory.
+struct Dy {
+    root: tempfile::TempDir,
+    config_dir: PathBuf,
+    parent: String,
+}
+
+impl Dy {
+    fn new(config_dir: &Path) -> Dy {
+        Dy {
+            root: tempfile::Builder::new()
+                .prefix("dockyard-reg-root-")
+                .tempdir()
+                .unwrap(),
+            config_dir: config_dir.to_path_buf(),
+            parent: format!(
+                "dockyard-e2e-reg-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ),
+        }
+    }
+
+    /// A data root with the busybox base image loaded.
+    fn with_base(config_dir: &Path) -> Dy {
+        let dy = Dy::new(config_dir);
+        let oci = workspace_root().join("images/busybox/oci");
+        assert!(
+            oci.exists(),
+            "base image missing: run scripts/setup --no-run"
+        );
+        dy.ok(&["load", "-i", oci.to_str().unwrap()]);
+        dy
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("dockyard"));
+        c.arg("--root")
+            .arg(self.root.path())
+            .env_remove("DOCKYARD_ROOT")
+            .env("DOCKYARD_CONFIG_DIR", &self.config_dir);
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if args.first() == Some(&"run") {
+            all.insert(1, format!("--cgroup-parent={}", self.parent));
+        }
+        c.args(&all).stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running dockyard")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "dockyard {args:?} failed ({:?}):\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Runs and expects exit 1; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "dockyard {args:?} should fail with 1:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stderr)
+    }
+
+    fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The manifest digest the store's index.json gives a name.
+    fn manifest_of(&self, name: &str) -> Option<String> {
+        let index: Value =
+            serde_json::from_slice(&fs::read(self.path().join("index.json")).unwrap()).unwrap();
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["annotations"]["io.dockyard.image.name"] == name)
+            .map(|d| d["digest"].as_str().unwrap().to_string())
+    }
+
+    /// The `Id` and `rootfs.diff_ids` that `inspect` shows.
+    fn identity(&self, name: &str) -> (String, Vec<String>) {
+        let doc: Value = serde_json::from_str(&self.ok(&["inspect", "--type", "image", name]))
+            .expect("inspect prints JSON");
+        let doc = doc.as_array().map(|a| a[0].clone()).unwrap_or(doc);
+        let diff_ids = doc["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        (doc["Id"].as_str().unwrap().to_string(), diff_ids)
+    }
+
+    /// Files in blobs/sha256, checked to hash to their names.
+    fn verified_blobs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.path().join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = fs::read(e.path()).unwrap();
+            assert_eq!(
+                hex::encode(sha2::Sha256::digest(&bytes)),
+                name,
+                "a blob in the store does not match its name"
+            );
+            out.push(format!("sha256:{name}"));
+        }
+        out.sort();
+        out
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn creds_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("dockyard-reg-creds-")
+        .tempdir()
+        .unwrap()
+}
+
+/// The base image's manifest, config and layer digests, from its layout.
+fn base_digests() -> (String, String, String) {
+    let dir = workspace_root().join("images/busybox/oci");
+    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m: Value =
+        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(&manifest[7..])).unwrap())
+            .unwrap();
+    (
+        manifest,
+        m["config"]["digest"].as_str().unwrap().to_string(),
+        m["layers"][0]["digest"].as_str().unwrap().to_string(),
+    )
+}
+
+fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is missing: scripts/setup installs it");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn push_then_pull_round_trips_and_runs() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let (manifest, config, layer) = base_digests();
+    let src = Dy::with_base(creds.path());
+    let name = format!("{}/busybox:1", reg.host());
+    src.ok(&["tag", "busybox", &name]);
+    let out = src.ok(&["push", &name]);
+    assert!(
+        out.starts_with(&format!(
+            "The push refers to repository [{}/busybox]\n",
+            reg.host()
+        )),
+        "{out}"
+    );
+    assert!(out.contains(": Pushed\n"), "{out}");
+    assert!(
+        out.ends_with(&format!("1: digest: {manifest} size: 405\n")),
+        "the manifest is pushed as stored, so its digest is kept:\n{out}"
+    );
+    // The registry has what we sent, byte for byte.
+    assert_eq!(
+        fs::read(reg.blob_data(&layer)).unwrap(),
+        fs::read(src.path().join("blobs/sha256").join(&layer[7..])).unwrap()
+    );
+    assert_eq!(
+        reg.requests("PATCH", "/blobs/uploads/"),
+        0,
+        "a small blob goes in one PUT"
+    );
+
+    let dst = Dy::new(creds.path());
+    let out = dst.ok(&["pull", &name]);
+    let short = &layer[7..19];
+    assert!(out.starts_with("1: Pulling from busybox\n"), "{out}");
+    assert!(out.contains(&format!("{short}: Pull complete\n")), "{out}");
+    assert!(out.contains(&format!("Digest: {manifest}\n")), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "Status: Downloaded newer image for {name}\n{name}\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(dst.identity(&name), src.identity("busybox"));
+    assert_eq!(dst.identity(&name).0, config);
+    assert_eq!(dst.manifest_of(&name).as_deref(), Some(manifest.as_str()));
+    let images = dst.ok(&["images"]);
+    assert!(
+        images
+            .lines()
+            .any(|l| l.split_whitespace().take(2).collect::<Vec<_>>()
+                == [format!("{}/busybox", reg.host()).as_str(), "1"]),
+        "docker shows the registry in REPOSITORY and the tag in TAG:\n{images}"
+    );
+    assert_eq!(dst.ok(&["run", "--rm", &name, "echo", "hi"]), "hi\n");
+
+    // Pulled again: nothing is fetched.
+    let gets = reg.requests("GET", &format!("/blobs/{layer}"));
+    assert_eq!(gets, 1);
+    let out = dst.ok(&["pull", &name]);
+    assert!(out.contains(&format!("{short}: Already exists\n")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Image is up to date for {name}\n")),
+        "{out}"
+    );
+    assert_eq!(reg.requests("GET", &format!("/blobs/{layer}")), 1);
+}
+
+#[test]
+fn chunked_uploads_and_cross_repository_mounts() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let (manifest, _, layer) = base_digests();
+    let src = Dy::with_base(creds.path());
+    let a = format!("{}/lib/busybox:1", reg.host());
+    let b = format!("{}/other/bb:2", reg.host());
+    src.ok(&["tag", "busybox", &a]);
+    src.ok(&["tag", "busybox", &b]);
+    let out = src
+        .command(&["push", &a])
+        .env("DOCKYARD_PUSH_CHUNK_SIZE", "262144")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // 1.7 MB in 256 KiB chunks: 7 PATCHes, then the closing PUT.
+    let size = fs::metadata(reg.blob_data(&layer)).unwrap().len();
+    let chunks = size.div_ceil(262144) as usize;
+    assert!(chunks > 1);
+    assert_eq!(
+        reg.requests("PATCH", "/v2/lib/busybox/blobs/uploads/"),
+        chunks
+    );
+
+    // Pushing it again: HEAD says the registry has it.
+    let out = src.ok(&["push", &a]);
+    assert!(out.contains(": Layer already exists\n"), "{out}");
+
+    // Another repository of the same registry: mounted, not uploaded.
+    let out = src.ok(&["push", &b]);
+    assert!(out.contains(": Mounted from lib/busybox\n"), "{out}");
+    assert!(
+        out.ends_with(&format!("2: digest: {manifest} size: 405\n")),
+        "{out}"
+    );
+    assert_eq!(
+        reg.requests("POST", &format!("mount={layer}&from=lib/busybox")),
+        1
+    );
+    assert_eq!(
+        reg.requests("POST", "/v2/other/bb/blobs/uploads/?mount="),
+        2,
+        "the layer and the config are both mounted"
+    );
+    assert_eq!(reg.requests("PATCH", "/v2/other/bb/"), 0);
+    assert_eq!(
+        reg.requests("PUT", "/v2/other/bb/blobs/uploads/"),
+        0,
+        "nothing is uploaded"
+    );
+
+    let dst = Dy::new(creds.path());
+    dst.ok(&["pull", &b]);
+    assert_eq!(dst.ok(&["run", "--rm", &b, "echo", "mounted"]), "mounted\n");
+}
+
+#[test]
+fn skopeo_and_podman_read_what_dockyard_pushes_and_the_other_way_round() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let (manifest, config, _) = base_digests();
+    let src = Dy::with_base(creds.path());
+    let name = format!("{}/busybox:1", reg.host());
+    src.ok(&["tag", "busybox", &name]);
+    src.ok(&["push", &name]);
+
+    // skopeo copies what we pushed into an OCI layout, unchanged.
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("oci");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{name}"),
+        &format!("oci:{}:x", layout.display()),
+    ]);
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], manifest.as_str());
+
+    // podman pulls it and computes the same image ID. (Running it needs
+    // crun's setrlimit, which some sandboxes refuse; the pull is the interop.)
+    let pm = out.path().join("podman");
+    let podman = |args: &[&str]| {
+        let o = Command::new("podman")
+            .arg("--root")
+            .arg(pm.join("root"))
+            .arg("--runroot")
+            .arg(pm.join("run"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "none"])
+            .args(args)
+            .output()
+            .expect("podman is missing: scripts/setup installs it");
+        assert!(o.status.success(), "podman {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    podman(&["pull", "--tls-verify=false", &name]);
+    let id = podman(&["image", "inspect", "--format", "{{.Id}}", &name]);
+    assert_eq!(format!("sha256:{}", id.trim()), config);
+
+    // skopeo pushes a Docker schema 2 manifest; dockyard pulls and runs it.
+    let theirs = format!("{}/x:1", reg.host());
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!(
+            "oci:{}",
+            workspace_root().join("images/busybox/oci").display()
+        ),
+        &format!("docker://{theirs}"),
+    ]);
+    let dst = Dy::new(creds.path());
+    dst.ok(&["pull", &theirs]);
+    assert_eq!(
+        dst.identity(&theirs).0,
+        config,
+        "the same config, so the same image ID"
+    );
+    let digest = dst.manifest_of(&theirs).unwrap();
+    assert_ne!(digest, manifest, "a Docker manifest is other bytes");
+    let stored = fs::read(dst.path().join("blobs/sha256").join(&digest[7..])).unwrap();
+    let doc: Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(
+        doc["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(dst.ok(&["run", "--rm", &theirs, "echo", "hi"]), "hi\n");
+}
+
+#[test]
+fn an_index_selects_the_platform() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let (oci_manifest, _, _) = base_digests();
+    let src = Dy::with_base(creds.path());
+    let host = reg.host();
+    src.ok(&["tag", "busybox", &format!("{host}/multi:oci")]);
+    src.ok(&["push", &format!("{host}/multi:oci")]);
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!(
+            "oci:{}",
+            workspace_root().join("images/busybox/oci").display()
+        ),
+        &format!("docker://{host}/multi:docker"),
+    ]);
+    let docker_manifest = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &format!("docker://{host}/multi:docker"),
+    ])
+    .trim()
+    .to_string();
+    let size = |tag: &str| {
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{host}/multi:{tag}"),
+        ])
+        .len()
+    };
+    // An index, by hand: the OCI manifest for amd64, the Docker one (same
+    // content, other bytes) labelled arm64/v8.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": oci_manifest,
+             "size": size("oci"), "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+             "digest": docker_manifest, "size": size("docker"),
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        ]
+    });
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let resp = ureq::put(&format!("http://{host}/v2/multi/manifests/1"))
+        .set("Content-Type", "application/vnd.oci.image.index.v1+json")
+        .send_bytes(&bytes)
+        .expect("putting the index");
+    assert_eq!(resp.status(), 201);
+    let index_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    let name = format!("{host}/multi:1");
+
+    let amd = Dy::new(creds.path());
+    let out = amd.ok(&["pull", "--platform", "linux/amd64", &name]);
+    assert!(
+        out.contains(&format!("Digest: {index_digest}\n")),
+        "docker prints the index's digest:\n{out}"
+    );
+    assert_eq!(amd.manifest_of(&name), Some(oci_manifest.clone()));
+
+    let arm = Dy::new(creds.path());
+    arm.ok(&["pull", "--platform", "linux/arm64", &name]);
+    assert_eq!(arm.manifest_of(&name), Some(docker_manifest));
+
+    let none = Dy::new(creds.path());
+    let err = none.fails(&["pull", "--platform", "linux/s390x", &name]);
+    assert!(
+        err.contains("no matching manifest for linux/s390x")
+            && err.contains("linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
+    assert_eq!(none.manifest_of(&name), None);
+}
+
+#[test]
+fn basic_auth_login_push_pull_logout() {
+    let reg = Registry::start_with(Some(("alice", "s3cret")));
+    let creds = creds_dir();
+    let src = Dy::with_base(creds.path());
+    let host = reg.host();
+    let name = format!("{host}/private:1");
+    src.ok(&["tag", "busybox", &name]);
+
+    let err = src.fails(&["push", &name]);
+    assert!(
+        err.contains(&format!("registry {host} requires authentication"))
+            && err.contains("401")
+            && err.contains(&format!("dockyard login {host}")),
+        "{err}"
+    );
+    let config = creds.path().join("config.json");
+
+    let err = src.fails(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(err.contains("incorrect username or password"), "{err}");
+    assert!(!config.exists(), "a failed login stores nothing");
+
+    let mut login = src.command(&["login", "-u", "alice", "--password-stdin", &host]);
+    let mut child = login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).ends_with("Login Succeeded\n"));
+    assert_eq!(
+        fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let doc: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert_eq!(
+        doc["auths"][host.as_str()]["auth"],
+        "YWxpY2U6czNjcmV0",
+        "base64(alice:s3cret)"
+    );
+
+    let out = src.ok(&["push", &name]);
+    assert!(out.contains(": Pushed\n"), "{out}");
+    let dst = Dy::new(creds.path());
+    dst.ok(&["pull", &name]);
+
+    assert_eq!(
+        src.ok(&["logout", &host]),
+        format!("Removing login credentials for {host}\n")
+    );
+    let doc: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert!(doc["auths"].get(host.as_str()).is_none());
+    let fresh = Dy::new(creds.path());
+    let err = fresh.fails(&["pull", &name]);
+    assert!(err.contains("requires authentication"), "{err}");
+    assert_eq!(
+        src.ok(&["logout", &host]),
+        format!("Not logged in to {host}\n")
+    );
+}
+
+#[test]
+fn a_corrupted_blob_is_refused_and_the_store_is_unchanged() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let (_, config, layer) = base_digests();
+    let src = Dy::with_base(creds.path());
+    let name = format!("{}/busybox:1", reg.host());
+    src.ok(&["tag", "busybox", &name]);
+    src.ok(&["push", &name]);
+
+    // Flip one byte of the layer in the registry's storage.
+    let data = reg.blob_data(&layer);
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+
+    let dst = Dy::new(creds.path());
+    let err = dst.fails(&["pull", &name]);
+    assert!(
+        err.contains(&format!("pulling {name}"))
+            && err.contains(&reg.host())
+            && err.contains(&format!("blob {layer} is corrupted")),
+        "{err}"
+    );
+    assert_eq!(dst.manifest_of(&name), None, "no image name");
+    // Only whole, verified blobs: the config (verified), not the layer.
+    assert_eq!(dst.verified_blobs(), vec![config]);
+    assert_eq!(fs::read_dir(dst.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(dst.path().join("layers")).unwrap().count(), 0);
+}
+
+#[test]
+fn missing_tags_and_bad_references_are_clear_errors() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let dy = Dy::new(creds.path());
+    let name = format!("{}/nothing:here", reg.host());
+    let err = dy.fails(&["pull", &name]);
+    assert!(
+        err.contains(&format!("manifest for {}/nothing:here", reg.host()))
+            && err.contains("manifest unknown"),
+        "{err}"
+    );
+    let err = dy.fails(&["pull", "Busybox"]);
+    assert!(err.contains("invalid reference format"), "{err}");
+    let err = dy.fails(&["push", &format!("{}/absent:1", reg.host())]);
+    assert!(err.contains("An image does not exist locally"), "{err}");
+}
+
+/// An OCI layout with one uncompressed layer holding `size` bytes: big
+/// enough for a pull to be caught in the middle.
+fn big_image(dir: &Path, size: usize) {
+    let mut layer = Vec::with_capacity(size + 2048);
+    {
+        let mut tar = tar::Builder::new(&mut layer);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        tar.append_data(&mut h, "big", &data[..]).unwrap();
+        tar.finish().unwrap();
+    }
+    let sha = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let d = sha(b);
+        fs::write(blobs.join(&d[7..]), b).unwrap();
+        d
+    };
+    let layer_digest = put(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "history": []
+    }))
+    .unwrap();
+    let config_digest = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}]
+    }))
+    .unwrap();
+    let manifest_digest = put(&manifest);
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": manifest_digest, "size": manifest.len(),
+                           "annotations": {"org.opencontainers.image.ref.name": "big"}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_interrupted_pull_leaves_no_partial_blob() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let layout = tempfile::tempdir().unwrap();
+    big_image(layout.path(), 64 << 20);
+    let name = format!("{}/big:1", reg.host());
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:big", layout.path().display()),
+        &format!("docker://{name}"),
+    ]);
+
+    let dy = Dy::new(creds.path());
+    let mut child = dy
+        .command(&["pull", &name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while a blob is half-written in tmp/.
+    let tmp = dy.path().join("tmp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let caught = loop {
+        let partial = fs::read_dir(&tmp).ok().and_then(|rd| {
+            rd.flatten().find(|e| {
+                e.file_name().to_string_lossy().starts_with("blob-")
+                    && e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)
+            })
+        });
+        if partial.is_some() {
+            child.kill().unwrap();
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let status = child.wait().unwrap();
+    assert!(
+        caught,
+        "the pull ended ({status:?}) before it could be interrupted"
+    );
+    assert!(!status.success());
+
+    // Only whole blobs are visible, each matching its name; no image name.
+    let blobs = dy.verified_blobs();
+    assert!(blobs.len() <= 1, "at most the config: {blobs:?}");
+    assert_eq!(dy.manifest_of(&name), None);
+
+    // The next pull cleans tmp/ and completes.
+    let out = dy.ok(&["pull", &name]);
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    assert_eq!(dy.verified_blobs().len(), 3);
+    // The image has no shell to run: look at the unpacked layer instead.
+    let layers: Vec<_> = fs::read_dir(dy.path().join("layers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(layers.len(), 1);
+    let big = fs::metadata(layers[0].path().join("diff/big")).unwrap();
+    assert_eq!(big.len(), 64 << 20);
+}
+
+#[test]
+fn registry_mirrors_and_insecure_registries_come_from_daemon_json() {
+    // A mirror of Docker Hub on loopback: `busybox` is pulled from it, and
+    // never from Docker Hub (which this machine cannot reach).
+    let mirror = Registry::start();
+    let creds = creds_dir();
+    let src = Dy::with_base(creds.path());
+    let on_mirror = format!("{}/library/busybox:latest", mirror.host());
+    src.ok(&["tag", "busybox", &on_mirror]);
+    src.ok(&["push", &on_mirror]);
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    fs::write(
+        cfg.path(),
+        format!(
+            r#"{{"registry-mirrors": ["http://{}"], "insecure-registries": ["10.0.0.0/8"]}}"#,
+            mirror.host()
+        ),
+    )
+    .unwrap();
+    let dy = Dy::new(creds.path());
+    let out = dy.ok(&["--config", cfg.path().to_str().unwrap(), "pull", "busybox"]);
+    assert!(
+        out.starts_with("Using default tag: latest\nlatest: Pulling from library/busybox\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(
+            "Status: Downloaded newer image for busybox:latest\ndocker.io/library/busybox:latest\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        mirror.requests("GET", "/v2/library/busybox/manifests/latest"),
+        1
+    );
+    assert_eq!(dy.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    // docker.io/library/busybox names the same image.
+    assert_eq!(
+        dy.identity("docker.io/library/busybox").0,
+        dy.identity("busybox").0
+    );
+}
