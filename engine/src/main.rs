@@ -73,12 +73,19 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         ..cli
     };
     let code_for = |cmd: &Command| match cmd {
-        Command::Run(_) | Command::Create(_) => 125,
+        // docker: 125 when the engine itself fails; the registry issue asks the same
+        // of pull, push and login (a 401, 404, 429 or digest mismatch).
+        Command::Run(_)
+        | Command::Create(_)
+        | Command::Pull(_)
+        | Command::Push(_)
+        | Command::Login(_) => 125,
         _ => 1,
     };
     let fail_code = code_for(&cli.command);
+    let from_run = matches!(cli.command, Command::Run(_) | Command::Create(_));
     let with = |e: anyhow::Error| {
-        let prefix = if fail_code == 125 {
+        let prefix = if from_run {
             "dockyard: "
         } else {
             "Error response from daemon: "
