@@ -99,6 +99,15 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Build an image from a Dockerfile.
     Build(crate::build::BuildArgs),
+    /// Display the running processes of a container.
+    Top(OneContainer),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    /// Write man pages for dockyard and each of its commands into DIR.
+    Man {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Display system-wide information.
     Info,
     /// `container prune` (reached through `container`).

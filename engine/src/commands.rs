@@ -1386,3 +1386,76 @@ pub fn port(engine: &Engine, args: &OneContainer) -> Result<Code> {
     }
     Ok(0)
 }
+
+/// `docker top`: the container's processes, as `ps -ef` shows them (the
+/// processes of its cgroup, read from /proc).
+pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
+    let r = engine
+        .containers
+        .reconcile(engine.containers.resolve(&args.container)?)?;
+    if r.state.status != Status::Running && r.state.status != Status::Paused {
+        bail!("Container {} is not running", r.id);
+    }
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("btime ")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for pid in runtime::container_pids(&r)? {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("Uid:")
+                        .map(|v| v.split_whitespace().next().unwrap_or("0").to_string())
+                })
+            })
+            .unwrap_or_default();
+        let secs = (num(11) + num(12)) / ticks;
+        let started = boot + num(19) / ticks;
+        let stime = crate::state::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(started));
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        rows.push(vec![
+            if uid == "0" { "root".to_string() } else { uid },
+            pid.to_string(),
+            num(1).to_string(),
+            "0".into(),
+            stime[11..16].to_string(),
+            "?".into(),
+            format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+            cmd,
+        ]);
+    }
+    print!(
+        "{}",
+        table(
+            &["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+            &rows
+        )
+    );
+    Ok(0)
+}

@@ -100,6 +100,15 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
                 1
             })
         }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "dockyard", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            return man_pages(dir).map(|()| 0).map_err(|e| (1, e));
+        }
         Command::Version => {
             println!("dockyard version {}", env!("CARGO_PKG_VERSION"));
             return Ok(0);
@@ -139,6 +148,8 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::History(a) => commands::history(&engine, a),
         Command::Rename(a) => commands::rename(&engine, a),
         Command::Port(a) => commands::port(&engine, a),
+        Command::Top(a) => commands::top(&engine, a),
+        Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Pause(a) => commands::pause(&engine, a, true),
         Command::Unpause(a) => commands::pause(&engine, a, false),
         Command::ContainerPrune(a) => commands::container_prune(&engine, a),
@@ -164,4 +175,26 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
     }
     let root = config::data_root(cli.root.as_deref(), &cfg);
     runtime::Engine::open(root, cfg)
+}
+
+/// `dockyard man DIR`: dockyard.1 and one page per command (dockyard-run.1,
+/// ...), generated from the same clap definitions as the CLI itself.
+fn man_pages(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = Cli::command();
+    let write = |name: String, cmd: clap::Command| -> anyhow::Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))
+    };
+    for sub in cmd.get_subcommands() {
+        // clap names need 'static strings; a handful of leaked names is fine
+        // in a command that runs once and exits.
+        let name: &'static str = Box::leak(format!("dockyard-{}", sub.get_name()).into_boxed_str());
+        write(name.to_string(), sub.clone().name(name))?;
+    }
+    write("dockyard".into(), cmd)
 }

@@ -1133,6 +1133,26 @@ fn endpoint_json(ep: &net::Endpoint) -> serde_json::Value {
     })
 }
 
+/// Every process of a running container: the members of its cgroup.
+pub fn container_pids(record: &Record) -> Result<Vec<i32>> {
+    let config = config_of(record)?;
+    let parent = if config.cgroup_parent.is_empty() {
+        cgroups::DEFAULT_PARENT
+    } else {
+        &config.cgroup_parent
+    };
+    let host = cgroups::detect()?;
+    let mut pids = Vec::new();
+    for d in cgroups::group_dirs(&host, parent, &record.id)? {
+        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
 /// Parse a signal as docker does: `KILL`, `SIGKILL`, or `9`.
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
