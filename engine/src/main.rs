@@ -12,6 +12,7 @@ mod logs;
 mod runtime;
 mod state;
 mod template;
+mod trace;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    trace::start();
     // Commands that start a container run from a sealed copy of this binary
     // (CVE-2019-5736): until the container's command is exec'd, its process
     // is this program, and a container must never get hold of the host's
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
+    trace::phase("running (after the re-exec, if any)");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -90,6 +93,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         _ => {}
     }
     let engine = open_engine(&cli).map_err(|e| (125, anyhow::anyhow!("dockyard: {e:#}")))?;
+    trace::phase("opened the data root");
     let result = match &cli.command {
         Command::Run(a) => commands::run(&engine, a),
         Command::Create(a) => commands::create(&engine, a),

@@ -43,6 +43,7 @@ use overlay::lab03_cgroups as cgroups;
 use crate::config::DaemonConfig;
 use crate::logs;
 use crate::state::{self, now_rfc3339, Record, Status};
+use crate::trace;
 
 pub use cgroups::Version as CgroupVersion;
 pub use overlay::store::Image;
@@ -279,6 +280,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
             config.labels.entry(k).or_insert(v);
         }
     }
+    trace::phase("create: found the image");
     if config.argv().is_empty() {
         bail!("no command specified");
     }
@@ -306,7 +308,9 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         }
         None => state::random_name(|n| existing.iter().any(|r| r.name == n))?,
     };
+    trace::phase("create: locked, listed the containers");
     let layer = engine.images.create_container(&image)?;
+    trace::phase("create: made the writable layer (lab 04)");
     if config.hostname.is_empty() {
         config.hostname = layer.id[..12].to_string();
     }
@@ -321,6 +325,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         let _ = engine.images.remove_container(&layer);
         return Err(e);
     }
+    trace::phase("create: saved the record");
     Ok(record)
 }
 
@@ -520,6 +525,7 @@ fn run_once(
     if !is_mounted(&dirs.merged)? {
         overlay::overlay::mount_overlay(&dirs)?;
     }
+    trace::phase("start: mounted the overlay (lab 04)");
 
     // The cgroup, with its limits (lab 03).
     let host = cgroups::detect()?;
@@ -531,6 +537,7 @@ fn run_once(
     let limits = config.limits.to_lab();
     limits.check(host.version(), cgroups::ncpus())?;
     let cgroup = cgroups::Cgroup::create(&host, parent, id, &limits)?;
+    trace::phase("start: made the cgroup (lab 03)");
 
     // The pipes the monitor reads the container's output from.
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdout")?;
@@ -572,6 +579,7 @@ fn run_once(
     }
 
     spec.security = Some(config.security()?);
+    trace::phase("start: built the spec");
     // The device allow list: Docker's default rules, in a v1 `devices`
     // cgroup beside the others (lab 03). --privileged allows every device,
     // as Docker's does. On a pure v2 host the allow list would be an eBPF
@@ -589,6 +597,7 @@ fn run_once(
         None
     };
 
+    trace::phase("start: made the devices cgroup (lab 03)");
     let log = logs::Writer::open(
         &engine.containers.dir_of(id),
         logs::Rotation::from_opts(
@@ -607,6 +616,7 @@ fn run_once(
     })?;
     drop((out_w, err_w, null));
     let pid = container.pid();
+    trace::phase("start: spawned the container (lab 02)");
 
     let lock = engine.containers.lock()?;
     let mut r = engine.containers.load(id)?;
@@ -620,6 +630,7 @@ fn run_once(
     r.state.oom_killed = false;
     r.state.error.clear();
     engine.containers.save(&lock, &r)?;
+    trace::phase("start: saved the record (running)");
     Ok(Running {
         pid,
         cgroup,
@@ -742,11 +753,13 @@ impl Running {
             }
         }
         let code = status.unwrap_or(255);
+        trace::phase("wait: the container exited");
         let oom = self.cgroup.oom_killed();
         self.cgroup.destroy()?;
         if let Some(d) = self.devices.take() {
             d.remove()?;
         }
+        trace::phase("wait: removed the cgroups");
         mask.thread_unblock().context("unblocking signals")?;
         Ok((code, oom))
     }
@@ -765,6 +778,7 @@ fn mark_exited(engine: &Engine, id: &str, code: i32, oom: bool, error: &str) -> 
     r.state.error = error.to_string();
     r.state.finished_at = now_rfc3339();
     engine.containers.save(&lock, &r)?;
+    trace::phase("exit: saved the record (exited)");
     Ok(r.state.manually_stopped)
 }
 
@@ -775,8 +789,10 @@ fn cleanup_after_exit(engine: &Engine, id: &str, config: &ContainerConfig) -> Re
     if is_mounted(&layer.merged())? {
         overlay::overlay::unmount(&layer.merged())?;
     }
+    trace::phase("exit: unmounted the overlay");
     if config.auto_remove {
         remove(engine, id)?;
+        trace::phase("exit: removed the container (--rm)");
     }
     Ok(())
 }
