@@ -65,10 +65,13 @@ impl Store {
             "Image": image.name,
             "ManifestDigest": image.manifest_digest,
         });
-        fs::write(
-            dir.join("container.json"),
-            serde_json::to_vec_pretty(&meta)?,
-        )?;
+        // Written under a temporary name and renamed: another process listing
+        // the containers meanwhile must see all of container.json or none.
+        let tmp = dir.join(".container.json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, dir.join("container.json"))
+            .with_context(|| format!("renaming {} into place", tmp.display()))?;
         Ok(Container {
             id,
             dir,
@@ -79,6 +82,13 @@ impl Store {
 
     /// The container whose ID starts with `prefix` (unique), as in docker.
     pub fn container(&self, prefix: &str) -> Result<Container> {
+        // A full ID names one directory: no need to read every container's.
+        if prefix.len() == 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let dir = self.root().join("containers").join(prefix);
+            if let Some(c) = read_container(&dir)? {
+                return Ok(c);
+            }
+        }
         let all = self.containers()?;
         let found: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(prefix)).collect();
         match found.as_slice() {
@@ -92,19 +102,9 @@ impl Store {
     pub fn containers(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
         for e in fs::read_dir(self.root().join("containers"))? {
-            let dir = e?.path();
-            let Ok(bytes) = fs::read(dir.join("container.json")) else {
-                continue; // being created or removed
-            };
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing {}/container.json", dir.display()))?;
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            out.push(Container {
-                id: s("Id"),
-                dir,
-                image: s("Image"),
-                manifest_digest: s("ManifestDigest"),
-            });
+            if let Some(c) = read_container(&e?.path())? {
+                out.push(c);
+            }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
@@ -137,6 +137,7 @@ impl Store {
             work: rel(&c.work())?,
             merged: c.merged(),
             base: self.root().to_path_buf(),
+            volatile: false,
         })
     }
 
@@ -158,4 +159,21 @@ impl Store {
         let _ = fs::remove_file(c.dir.join("container.json"));
         fs::remove_dir_all(&c.dir).with_context(|| format!("removing {}", c.dir.display()))
     }
+}
+
+/// The container in `dir`, or None if it has no container.json (being
+/// created or removed).
+fn read_container(dir: &Path) -> Result<Option<Container>> {
+    let Ok(bytes) = fs::read(dir.join("container.json")) else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("parsing {}/container.json", dir.display()))?;
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    Ok(Some(Container {
+        id: s("Id"),
+        dir: dir.to_path_buf(),
+        image: s("Image"),
+        manifest_digest: s("ManifestDigest"),
+    }))
 }
