@@ -521,7 +521,10 @@ fn run_once(
     // The root filesystem: the image's layers under this container's upper
     // dir (lab 04). Mounted in the host's mount namespace, as Docker does, so
     // that `cp`, `diff` and `export` can reach it while the container runs.
-    let dirs = engine.images.overlay_dirs(&layer)?;
+    let mut dirs = engine.images.overlay_dirs(&layer)?;
+    // A --rm container's upper dir is removed after this one run: no sync
+    // of it is worth waiting for (see OverlayDirs::volatile).
+    dirs.volatile = config.auto_remove;
     if !is_mounted(&dirs.merged)? {
         overlay::overlay::mount_overlay(&dirs)?;
     }
