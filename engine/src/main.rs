@@ -17,6 +17,7 @@ mod registry_cmd;
 mod runtime;
 mod state;
 mod template;
+mod trace;
 mod volumes;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    trace::start();
     // Commands that start a container run from a sealed copy of this binary
     // (CVE-2019-5736): until the container's command is exec'd, its process
     // is this program, and a container must never get hold of the host's
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
+    trace::phase("running (after the re-exec, if any)");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -116,6 +119,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         _ => {}
     }
     let engine = open_engine(&cli).map_err(|e| (125, anyhow::anyhow!("dockyard: {e:#}")))?;
+    trace::phase("opened the data root");
     let result = match &cli.command {
         Command::Run(a) => commands::run(&engine, a),
         Command::Create(a) => commands::create(&engine, a),
