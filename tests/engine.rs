@@ -1258,3 +1258,31 @@ fn top_completion_and_man_pages() {
         "{run_page}"
     );
 }
+
+#[test]
+fn a_container_with_a_health_check_exits_promptly() {
+    // The checker is a thread of the monitor; SIGCHLD must still reach the
+    // monitor's loop, which once spun forever when the thread took it.
+    let dy = Dy::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let out = dy.ok(&[
+            "run",
+            "--rm",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "50ms",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2; echo done",
+        ]);
+        assert_eq!(out, "done\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}
