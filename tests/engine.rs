@@ -1220,3 +1220,69 @@ fn health_checks_go_from_starting_to_unhealthy_to_healthy() {
     ]);
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn top_completion_and_man_pages() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tp",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 31 & sleep 41",
+    ]);
+    dy.wait_for("tp", "{{.State.Status}}", "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let top = dy.ok(&["top", "tp"]);
+        if top.contains("sleep 31") && top.contains("sleep 41") {
+            assert!(top.starts_with("UID       PID       PPID"), "{top}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{top}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bash = dy.ok(&["completion", "bash"]);
+    assert!(
+        bash.contains("_dockyard()") && bash.contains("--publish"),
+        "no completion for run's flags"
+    );
+    let dir = dy.root_path().join("man");
+    dy.ok(&["man", dir.to_str().unwrap()]);
+    let run_page = std::fs::read_to_string(dir.join("dockyard-run.1")).unwrap();
+    assert!(
+        run_page.contains("Create and run a new container"),
+        "{run_page}"
+    );
+}
+
+#[test]
+fn a_container_with_a_health_check_exits_promptly() {
+    // The checker is a thread of the monitor; SIGCHLD must still reach the
+    // monitor's loop, which once spun forever when the thread took it.
+    let dy = Dy::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let out = dy.ok(&[
+            "run",
+            "--rm",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "50ms",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2; echo done",
+        ]);
+        assert_eq!(out, "done\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -187,13 +187,13 @@ impl Dy {
         text(&out.stdout)
     }
 
-    /// Runs and expects exit 1; returns stderr.
+    /// Runs and expects the registry issue's exit 125; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert_eq!(
             out.status.code(),
-            Some(1),
-            "dockyard {args:?} should fail with 1:\n{}{}",
+            Some(125),
+            "dockyard {args:?} should fail with 125:\n{}{}",
             text(&out.stdout),
             text(&out.stderr)
         );

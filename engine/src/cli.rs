@@ -99,6 +99,18 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Build an image from a Dockerfile.
     Build(crate::build::BuildArgs),
+    /// Display the running processes of a container.
+    Top(OneContainer),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    /// Write man pages for dockyard and each of its commands into DIR.
+    Man {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Display system-wide information.
     Info,
     /// `container prune` (reached through `container`).
@@ -658,4 +670,32 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     /// The registry (default: Docker Hub).
     pub server: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more networks.
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Create a network (dockyard creates bridge networks on first use instead).
+    Create {
+        #[arg(short = 'd', long)]
+        driver: Option<String>,
+        #[arg(long)]
+        subnet: Option<String>,
+        name: String,
+    },
+    /// Remove a network (dockyard removes one when its last container leaves).
+    #[command(alias = "remove")]
+    Rm { names: Vec<String> },
 }

@@ -1386,3 +1386,155 @@ pub fn port(engine: &Engine, args: &OneContainer) -> Result<Code> {
     }
     Ok(0)
 }
+
+/// `docker top`: the container's processes, as `ps -ef` shows them (the
+/// processes of its cgroup, read from /proc).
+pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
+    let r = engine
+        .containers
+        .reconcile(engine.containers.resolve(&args.container)?)?;
+    if r.state.status != Status::Running && r.state.status != Status::Paused {
+        bail!("Container {} is not running", r.id);
+    }
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("btime ")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for pid in runtime::container_pids(&r)? {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("Uid:")
+                        .map(|v| v.split_whitespace().next().unwrap_or("0").to_string())
+                })
+            })
+            .unwrap_or_default();
+        let secs = (num(11) + num(12)) / ticks;
+        let started = boot + num(19) / ticks;
+        let stime = crate::state::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(started));
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        rows.push(vec![
+            if uid == "0" { "root".to_string() } else { uid },
+            pid.to_string(),
+            num(1).to_string(),
+            "0".into(),
+            stime[11..16].to_string(),
+            "?".into(),
+            format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+            cmd,
+        ]);
+    }
+    print!(
+        "{}",
+        table(
+            &["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+/// `docker network ...`: the built-in none, host and bridge modes, and the
+/// bridge networks lab 05 holds for running containers.
+pub fn network(engine: &Engine, cmd: &crate::cli::NetworkCmd) -> Result<Code> {
+    use crate::cli::NetworkCmd;
+    use sha2_id::id_of;
+    let nets = runtime::networks(engine)?;
+    match cmd {
+        NetworkCmd::Ls { quiet } => {
+            let mut rows: Vec<Vec<String>> = vec![
+                vec![id_of("host")[..12].to_string(), "host".into(), "host".into(), "local".into()],
+                vec![id_of("none")[..12].to_string(), "none".into(), "null".into(), "local".into()],
+            ];
+            if !nets.iter().any(|n| n.name == "bridge") {
+                rows.push(vec![id_of("bridge")[..12].to_string(), "bridge".into(), "bridge".into(), "local".into()]);
+            }
+            for n in &nets {
+                rows.push(vec![id_of(&n.name)[..12].to_string(), n.name.clone(), "bridge".into(), "local".into()]);
+            }
+            rows.sort_by(|a, b| a[1].cmp(&b[1]));
+            if *quiet {
+                for r in &rows {
+                    println!("{}", r[0]);
+                }
+            } else {
+                print!("{}", table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows));
+            }
+            Ok(0)
+        }
+        NetworkCmd::Inspect { format, names } => {
+            let mut docs = Vec::new();
+            let mut code = 0;
+            for name in names {
+                let doc = match nets.iter().find(|n| &n.name == name) {
+                    Some(n) => json!({
+                        "Name": n.name, "Id": id_of(&n.name), "Driver": "bridge", "Scope": "local",
+                        "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
+                        "Options": {"com.docker.network.bridge.name": n.bridge},
+                        "Containers": n.leases.iter().map(|l| (l.name.clone().unwrap_or_else(|| l.pid.to_string()), json!({"IPv4Address": l.ip.to_string()}))).collect::<serde_json::Map<_, _>>(),
+                    }),
+                    None if matches!(name.as_str(), "none" | "host" | "bridge") => json!({
+                        "Name": name, "Id": id_of(name), "Driver": if name == "none" { "null" } else { name.as_str() }, "Scope": "local",
+                        "Containers": {},
+                    }),
+                    None => {
+                        eprintln!("Error response from daemon: network {name} not found");
+                        code = 1;
+                        continue;
+                    }
+                };
+                docs.push(doc);
+            }
+            match format {
+                Some(f) => {
+                    for d in &docs {
+                        println!("{}", template::render(f, d)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&Value::Array(docs))?),
+            }
+            Ok(code)
+        }
+        NetworkCmd::Create { .. } | NetworkCmd::Rm { .. } => bail!(
+            "dockyard creates a bridge network when the first container joins it (dockyard run --network NAME) \
+             and removes it when the last one leaves; network create and rm are not implemented yet"
+        ),
+    }
+}
+
+/// Stable network IDs: the sha256 of the name, as 64 hex digits.
+mod sha2_id {
+    pub fn id_of(name: &str) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(format!("dockyard-network:{name}").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}

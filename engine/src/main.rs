@@ -17,6 +17,7 @@ mod registry_cmd;
 mod runtime;
 mod state;
 mod template;
+mod trace;
 mod volumes;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    trace::start();
     // Commands that start a container run from a sealed copy of this binary
     // (CVE-2019-5736): until the container's command is exec'd, its process
     // is this program, and a container must never get hold of the host's
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
+    trace::phase("running (after the re-exec, if any)");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -73,12 +76,19 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         ..cli
     };
     let code_for = |cmd: &Command| match cmd {
-        Command::Run(_) | Command::Create(_) => 125,
+        // docker: 125 when the engine itself fails; the registry issue asks the same
+        // of pull, push and login (a 401, 404, 429 or digest mismatch).
+        Command::Run(_)
+        | Command::Create(_)
+        | Command::Pull(_)
+        | Command::Push(_)
+        | Command::Login(_) => 125,
         _ => 1,
     };
     let fail_code = code_for(&cli.command);
+    let from_run = matches!(cli.command, Command::Run(_) | Command::Create(_));
     let with = |e: anyhow::Error| {
-        let prefix = if fail_code == 125 {
+        let prefix = if from_run {
             "dockyard: "
         } else {
             "Error response from daemon: "
@@ -93,6 +103,15 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
                 1
             })
         }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "dockyard", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            return man_pages(dir).map(|()| 0).map_err(|e| (1, e));
+        }
         Command::Version => {
             println!("dockyard version {}", env!("CARGO_PKG_VERSION"));
             return Ok(0);
@@ -100,6 +119,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         _ => {}
     }
     let engine = open_engine(&cli).map_err(|e| (125, anyhow::anyhow!("dockyard: {e:#}")))?;
+    trace::phase("opened the data root");
     let result = match &cli.command {
         Command::Run(a) => commands::run(&engine, a),
         Command::Create(a) => commands::create(&engine, a),
@@ -132,6 +152,9 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::History(a) => commands::history(&engine, a),
         Command::Rename(a) => commands::rename(&engine, a),
         Command::Port(a) => commands::port(&engine, a),
+        Command::Top(a) => commands::top(&engine, a),
+        Command::Network(n) => commands::network(&engine, n),
+        Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Pause(a) => commands::pause(&engine, a, true),
         Command::Unpause(a) => commands::pause(&engine, a, false),
         Command::ContainerPrune(a) => commands::container_prune(&engine, a),
@@ -157,4 +180,26 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
     }
     let root = config::data_root(cli.root.as_deref(), &cfg);
     runtime::Engine::open(root, cfg)
+}
+
+/// `dockyard man DIR`: dockyard.1 and one page per command (dockyard-run.1,
+/// ...), generated from the same clap definitions as the CLI itself.
+fn man_pages(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = Cli::command();
+    let write = |name: String, cmd: clap::Command| -> anyhow::Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))
+    };
+    for sub in cmd.get_subcommands() {
+        // clap names need 'static strings; a handful of leaked names is fine
+        // in a command that runs once and exits.
+        let name: &'static str = Box::leak(format!("dockyard-{}", sub.get_name()).into_boxed_str());
+        write(name.to_string(), sub.clone().name(name))?;
+    }
+    write("dockyard".into(), cmd)
 }

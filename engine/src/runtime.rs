@@ -41,6 +41,7 @@ use overlay::lab03_cgroups as cgroups;
 use crate::config::DaemonConfig;
 use crate::logs;
 use crate::state::{self, now_rfc3339, Record, Status};
+use crate::trace;
 
 pub use cgroups::Version as CgroupVersion;
 pub use net::ports::PortSpec;
@@ -621,10 +622,14 @@ fn run_once(
     // The root filesystem: the image's layers under this container's upper
     // dir (lab 04). Mounted in the host's mount namespace, as Docker does, so
     // that `cp`, `diff` and `export` can reach it while the container runs.
-    let dirs = engine.images.overlay_dirs(&layer)?;
+    let mut dirs = engine.images.overlay_dirs(&layer)?;
+    // A --rm container's upper dir is removed after this one run: no sync
+    // of it is worth waiting for (see OverlayDirs::volatile).
+    dirs.volatile = config.auto_remove;
     if !is_mounted(&dirs.merged)? {
         overlay::overlay::mount_overlay(&dirs)?;
     }
+    trace::phase("start: mounted the overlay (lab 04)");
 
     // The cgroup, with its limits (lab 03).
     let host = cgroups::detect()?;
@@ -636,6 +641,7 @@ fn run_once(
     let limits = config.limits.to_lab();
     limits.check(host.version(), cgroups::ncpus())?;
     let cgroup = cgroups::Cgroup::create(&host, parent, id, &limits)?;
+    trace::phase("start: made the cgroup (lab 03)");
 
     // The container's stdio: two pipes the monitor reads (stdout, stderr),
     // or with -t one pseudo-terminal (see the pump module).
@@ -785,6 +791,7 @@ fn run_once(
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )?,
     )?;
+    trace::phase("start: built the spec");
     let mut endpoint = None;
     let net_cfg = net_config(engine);
     let container = namespaces::spawn(&spec, |pid| {
@@ -800,6 +807,7 @@ fn run_once(
     // Our copies of the container's ends: the container has its own now.
     drop((keep_until_spawned, null));
     let pid = container.pid();
+    trace::phase("start: spawned the container (lab 02)");
 
     let lock = engine.containers.lock()?;
     let mut r = engine.containers.load(id)?;
@@ -1131,6 +1139,35 @@ fn endpoint_json(ep: &net::Endpoint) -> serde_json::Value {
             "HostPort": p.host_port,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The bridge networks lab 05 holds for this data root.
+pub fn networks(engine: &Engine) -> Result<Vec<net::ipam::NetworkState>> {
+    let cfg = net_config(engine);
+    if !cfg.state_dir.exists() {
+        return Ok(Vec::new());
+    }
+    net::networks(&cfg)
+}
+
+/// Every process of a running container: the members of its cgroup.
+pub fn container_pids(record: &Record) -> Result<Vec<i32>> {
+    let config = config_of(record)?;
+    let parent = if config.cgroup_parent.is_empty() {
+        cgroups::DEFAULT_PARENT
+    } else {
+        &config.cgroup_parent
+    };
+    let host = cgroups::detect()?;
+    let mut pids = Vec::new();
+    for d in cgroups::group_dirs(&host, parent, &record.id)? {
+        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
 }
 
 /// Parse a signal as docker does: `KILL`, `SIGKILL`, or `9`.

@@ -192,7 +192,11 @@ impl Volumes {
             labels,
             anonymous,
         };
-        write_atomic(&dir.join("volume.json"), &serde_json::to_vec_pretty(&v)?)?;
+        write_atomic(
+            &dir.join("volume.json"),
+            &serde_json::to_vec_pretty(&v)?,
+            true,
+        )?;
         Ok(v)
     }
 

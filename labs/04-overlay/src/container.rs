@@ -137,6 +137,7 @@ impl Store {
             work: rel(&c.work())?,
             merged: c.merged(),
             base: self.root().to_path_buf(),
+            volatile: false,
         })
     }
 

@@ -66,6 +66,13 @@ pub struct OverlayDirs {
     pub merged: PathBuf,
     /// The directory the other paths are relative to (the store).
     pub base: PathBuf,
+    /// Mount with `volatile` (Linux 5.10): overlayfs skips every sync of
+    /// the upper dir, including the syncfs(2) of the whole upper filesystem
+    /// on unmount, which on a busy disk takes tens of milliseconds. After a
+    /// crash the upper dir may be inconsistent and overlayfs refuses to mount
+    /// it again: only for containers whose upper dir is thrown away after
+    /// one run (`--rm`), as podman does for them.
+    pub volatile: bool,
 }
 
 // ANCHOR: mount_data
@@ -85,10 +92,11 @@ pub fn mount_data(dirs: &OverlayDirs, prefix: &Path) -> Result<String> {
     }
     let lower: Vec<String> = dirs.lower.iter().map(|p| show(p)).collect::<Result<_>>()?;
     Ok(format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lower.join(":"),
         show(&dirs.upper)?,
-        show(&dirs.work)?
+        show(&dirs.work)?,
+        if dirs.volatile { ",volatile" } else { "" }
     ))
 }
 // ANCHOR_END: mount_data
@@ -198,6 +206,7 @@ mod tests {
             work: "containers/c/work".into(),
             merged: "/s/containers/c/merged".into(),
             base: "/s".into(),
+            volatile: false,
         }
     }
 
@@ -212,6 +221,13 @@ mod tests {
         assert!(mount_data(&d, Path::new(""))
             .unwrap()
             .starts_with("lowerdir=l/0000000000000000:l/"));
+        let v = OverlayDirs {
+            volatile: true,
+            ..d
+        };
+        assert!(mount_data(&v, Path::new(""))
+            .unwrap()
+            .ends_with(",volatile"));
     }
 
     #[test]

@@ -118,6 +118,7 @@ impl RunStep<'_> {
             work: rel(&work.path.join("work"))?,
             merged: work.path.join("merged"),
             base: self.store.root().to_path_buf(),
+            volatile: false,
         };
         overlay::mount_overlay(&dirs)?;
         let mounted = overlay::MountGuard(dirs.merged.clone());
