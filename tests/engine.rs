@@ -1286,3 +1286,18 @@ fn a_container_with_a_health_check_exits_promptly() {
         );
     }
 }
+
+#[test]
+fn ps_format_renders_go_templates_and_tables() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run", "-d", "--name", "fmt", "-l", "tier=web", "busybox", "sleep", "30",
+    ]);
+    dy.wait_for("fmt", "{{.State.Status}}", "running");
+    assert_eq!(
+        dy.ok(&["ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"]),
+        "fmt running tier=web\n"
+    );
+    let t = dy.ok(&["ps", "--format", "table {{.Names}}\\t{{.Image}}"]);
+    assert_eq!(t, "NAMES     IMAGE\nfmt       busybox\n");
+}

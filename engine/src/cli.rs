@@ -315,6 +315,9 @@ pub struct PsArgs {
     /// Filter output: status=, name=, id=, label=.
     #[arg(short = 'f', long = "filter")]
     pub filter: Vec<String>,
+    /// Format the output with a Go template ({{.ID}}, {{.Names}}, ...); "table ..." adds headers.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -437,7 +437,9 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
         return Ok(0);
     }
     let now = SystemTime::now();
-    let rows: Vec<Vec<String>> = list
+    // One docker-shaped object per container: what --format templates see,
+    // and what the default table shows.
+    let objects: Vec<Value> = list
         .iter()
         .map(|r| {
             let c = config_of(r).unwrap_or_default();
@@ -449,19 +451,87 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
                     )
                 })
                 .unwrap_or_default();
-            vec![
-                if args.no_trunc {
-                    r.id.clone()
-                } else {
-                    short_id(&r.id).to_string()
-                },
-                c.image.clone(),
-                command_column(&c.argv(), !args.no_trunc),
-                created,
-                status_text(r, now),
-                String::new(),
-                r.name.clone(),
+            let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            json!({
+                "ID": if args.no_trunc { r.id.clone() } else { short_id(&r.id).to_string() },
+                "Image": c.image,
+                "Command": command_column(&c.argv(), !args.no_trunc),
+                "CreatedAt": r.created,
+                "RunningFor": created,
+                "Ports": ports_column(r),
+                "Status": status_text(r, now),
+                "State": r.state.status.as_str(),
+                "Names": r.name,
+                "Labels": labels.join(","),
+            })
+        })
+        .collect();
+    if let Some(format) = &args.format {
+        let format = format.replace("\\t", "\t");
+        let (table_mode, body) = match format.strip_prefix("table") {
+            Some(rest) => (true, rest.trim_start().to_string()),
+            None => (false, format),
+        };
+        let mut lines: Vec<String> = Vec::new();
+        for o in &objects {
+            lines.push(template::render(&body, o)?);
+        }
+        if table_mode {
+            let header = |field: &str| match field {
+                "ID" => "CONTAINER ID",
+                "Image" => "IMAGE",
+                "Command" => "COMMAND",
+                "CreatedAt" => "CREATED AT",
+                "RunningFor" => "CREATED",
+                "Ports" => "PORTS",
+                "Status" => "STATUS",
+                "State" => "STATE",
+                "Names" => "NAMES",
+                "Labels" => "LABELS",
+                _ => "",
+            };
+            let mut head = body.clone();
+            for f in [
+                "ID",
+                "Image",
+                "Command",
+                "CreatedAt",
+                "RunningFor",
+                "Ports",
+                "Status",
+                "State",
+                "Names",
+                "Labels",
+            ] {
+                head = head.replace(&format!("{{{{.{f}}}}}"), header(f));
+            }
+            let split = |l: &str| l.split('\t').map(str::to_string).collect::<Vec<_>>();
+            let cols: Vec<String> = split(&head);
+            let headers: Vec<&str> = cols.iter().map(String::as_str).collect();
+            let rows: Vec<Vec<String>> = lines.iter().map(|l| split(l)).collect();
+            write!(out, "{}", table(&headers, &rows))?;
+        } else {
+            for l in lines {
+                writeln!(out, "{l}")?;
+            }
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = objects
+        .iter()
+        .map(|o| {
+            [
+                "ID",
+                "Image",
+                "Command",
+                "RunningFor",
+                "Status",
+                "Ports",
+                "Names",
             ]
+            .iter()
+            .map(|k| o[*k].as_str().unwrap_or_default().to_string())
+            .collect()
         })
         .collect();
     write!(
@@ -1537,4 +1607,26 @@ mod sha2_id {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
+}
+
+/// The PORTS column: "0.0.0.0:8080->80/tcp, ...".
+fn ports_column(r: &Record) -> String {
+    let Some(n) = &r.state.network else {
+        return String::new();
+    };
+    n["Ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p["HostIp"].as_str().unwrap_or("0.0.0.0"),
+                p["HostPort"],
+                p["ContainerPort"],
+                p["Proto"].as_str().unwrap_or("tcp")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -208,15 +208,7 @@ fn command(
     blocked: &SigSet,
 ) -> Result<std::convert::Infallible, lab01::Error> {
     if let Some(fds) = spec.stdio {
-        for (target, fd) in fds.into_iter().enumerate() {
-            // SAFETY: dup2 on descriptors the caller handed us.
-            if fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
-                return Err(lab01::Error::Setup(anyhow::anyhow!(
-                    "dup2({fd}, {target}): {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-        }
+        crate::install_stdio(fds)?;
     }
     if spec.tty {
         crate::take_terminal()?;

@@ -304,6 +304,21 @@ pub fn take_terminal() -> Result<(), lab01::Error> {
 }
 // ANCHOR_END: tty
 
+/// Make `fds` this process's stdin, stdout and stderr. dup2 clears
+/// close-on-exec on the new descriptors, so the command keeps them.
+pub(crate) fn install_stdio(fds: [RawFd; 3]) -> Result<(), lab01::Error> {
+    for (target, fd) in fds.into_iter().enumerate() {
+        // SAFETY: dup2 on descriptors the caller handed us.
+        if fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
+            return Err(lab01::Error::Setup(anyhow::anyhow!(
+                "dup2({fd}, {target}): {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A directory or file of the host, mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -751,18 +766,9 @@ fn child_setup(
     // 0. If the lab's process dies, so does the container.
     set_parent_death_signal()?;
     if let Some(fds) = spec.stdio {
-        // dup2 onto 0, 1 and 2 first, so even a setup error below reaches
-        // whoever owns the container's output. dup2 clears close-on-exec on
-        // the new descriptor, so the command keeps them.
-        for (target, fd) in fds.into_iter().enumerate() {
-            // SAFETY: dup2 on descriptors the caller handed us.
-            if fd != target as RawFd && unsafe { libc::dup2(fd, target as RawFd) } < 0 {
-                return Err(lab01::Error::Setup(anyhow::anyhow!(
-                    "dup2({fd}, {target}): {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-        }
+        // First, so even a setup error below reaches whoever owns the
+        // container's output.
+        install_stdio(fds)?;
     }
 
     if spec.tty {
