@@ -101,6 +101,8 @@ pub enum Command {
     Build(crate::build::BuildArgs),
     /// Display the running processes of a container.
     Top(OneContainer),
+    /// Display a live stream of containers' resource usage (one sample with --no-stream).
+    Stats(StatsArgs),
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCmd),
@@ -701,4 +703,15 @@ pub enum NetworkCmd {
     /// Remove a network (dockyard removes one when its last container leaves).
     #[command(alias = "remove")]
     Rm { names: Vec<String> },
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Print one sample and exit.
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    pub containers: Vec<String>,
 }

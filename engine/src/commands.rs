@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::cli::{
     CommitArgs, ExecArgs, ExportArgs, HistoryArgs, ImagesArgs, ImportArgs, InspectArgs, KillArgs,
     LoadArgs, LogsArgs, NamesArgs, OneContainer, PruneArgs, PsArgs, RenameArgs, RmArgs, RmiArgs,
-    RunArgs, SaveArgs, StartArgs, StopArgs,
+    RunArgs, SaveArgs, StartArgs, StatsArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use crate::logs;
@@ -1629,4 +1629,139 @@ fn ports_column(r: &Record) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `docker stats`: CPU %, memory, network and pids, from the containers'
+/// cgroups (lab 03) and /proc; two samples a second apart give the CPU share.
+pub fn stats(engine: &Engine, args: &StatsArgs) -> Result<Code> {
+    let mut list = containers(engine)?;
+    if !args.containers.is_empty() {
+        let wanted: Vec<String> = args
+            .containers
+            .iter()
+            .map(|n| engine.containers.resolve(n).map(|r| r.id))
+            .collect::<Result<_>>()?;
+        list.retain(|r| wanted.contains(&r.id));
+    } else if !args.all {
+        list.retain(|r| r.state.status == Status::Running);
+    }
+    let total_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+        * 1024;
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    loop {
+        let sample = |r: &Record| runtime::container_stats(r).ok();
+        let first: Vec<_> = list.iter().map(sample).collect();
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(1000));
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .zip(first)
+            .map(|(r, before)| {
+                let after = sample(r);
+                let cpu = match (&before, &after) {
+                    (Some((b, _)), Some((a, _))) => match (b.cpu_usage_usec, a.cpu_usage_usec) {
+                        (Some(x), Some(y)) => {
+                            (y.saturating_sub(x)) as f64 / t0.elapsed().as_micros() as f64 * 100.0
+                        }
+                        _ => 0.0,
+                    },
+                    _ => 0.0,
+                };
+                let (mem, limit, pids) = match &after {
+                    Some((s, lim)) => (
+                        s.memory_current.unwrap_or(0),
+                        lim.unwrap_or(total_mem),
+                        s.pids_current.unwrap_or(0),
+                    ),
+                    None => (0, total_mem, 0),
+                };
+                let (rx, tx) = net_io(r.state.pid);
+                vec![
+                    short_id(&r.id).to_string(),
+                    r.name.clone(),
+                    format!("{:.2}%", cpu.min(100.0 * ncpu)),
+                    format!("{} / {}", binary_size(mem), binary_size(limit)),
+                    format!(
+                        "{:.2}%",
+                        if limit > 0 {
+                            mem as f64 / limit as f64 * 100.0
+                        } else {
+                            0.0
+                        }
+                    ),
+                    format!("{} / {}", human_size(rx), human_size(tx)),
+                    "0B / 0B".into(),
+                    pids.to_string(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &[
+                    "CONTAINER ID",
+                    "NAME",
+                    "CPU %",
+                    "MEM USAGE / LIMIT",
+                    "MEM %",
+                    "NET I/O",
+                    "BLOCK I/O",
+                    "PIDS"
+                ],
+                &rows
+            )
+        );
+        if args.no_stream {
+            return Ok(0);
+        }
+        std::io::stdout().flush()?;
+    }
+}
+
+/// Bytes received and sent on the container's interfaces but lo.
+fn net_io(pid: i32) -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
+        return (0, 0);
+    };
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim() != "lo")
+        .map(|(_, v)| {
+            let f: Vec<u64> = v
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (
+                f.first().copied().unwrap_or(0),
+                f.get(8).copied().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+}
+
+/// docker stats' memory units: binary, two decimals ("1.52MiB").
+fn binary_size(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.2}{}", UNITS[i])
+    }
 }

@@ -153,6 +153,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Rename(a) => commands::rename(&engine, a),
         Command::Port(a) => commands::port(&engine, a),
         Command::Top(a) => commands::top(&engine, a),
+        Command::Stats(a) => commands::stats(&engine, a),
         Command::Network(n) => commands::network(&engine, n),
         Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Pause(a) => commands::pause(&engine, a, true),
