@@ -1334,3 +1334,33 @@ fn stats_reads_the_containers_cgroup() {
     assert!(cols[3].ends_with("/ 64.00MiB"), "{out}");
     assert_eq!(cols.last().copied(), Some("1"), "{out}");
 }
+
+#[test]
+fn system_df_and_prune() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "done1",
+        "-v",
+        "/anon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/f",
+    ]);
+    let df = dy.ok(&["system", "df"]);
+    assert!(
+        df.starts_with("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n"),
+        "{df}"
+    );
+    assert!(df.contains("\nContainers      1         0"), "{df}");
+    assert!(df.contains("\nLocal Volumes   1         1"), "{df}");
+    let out = dy.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(
+        out.contains("Deleted Containers:") && out.contains("Deleted Volumes:"),
+        "{out}"
+    );
+    assert!(dy.ok(&["ps", "-aq"]).is_empty());
+    assert!(dy.ok(&["volume", "ls", "-q"]).is_empty());
+}

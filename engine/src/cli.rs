@@ -106,6 +106,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Manage dockyard: disk usage and pruning.
+    #[command(subcommand)]
+    System(SystemCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     /// Write man pages for dockyard and each of its commands into DIR.
@@ -714,4 +717,21 @@ pub struct StatsArgs {
     #[arg(long = "no-stream")]
     pub no_stream: bool,
     pub containers: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Show dockyard disk usage.
+    Df,
+    /// Remove stopped containers (and, with --volumes, unused anonymous volumes).
+    Prune {
+        /// Do not prompt for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Also prune anonymous volumes no container uses.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Display system-wide information (same as `dockyard info`).
+    Info,
 }

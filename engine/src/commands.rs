@@ -1765,3 +1765,120 @@ fn binary_size(b: u64) -> String {
         format!("{v:.2}{}", UNITS[i])
     }
 }
+
+/// `docker system df`: what images, containers and volumes take on disk.
+pub fn system_df(engine: &Engine) -> Result<Code> {
+    let all = containers(engine)?;
+    let images = engine.images.images()?;
+    let used: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter_map(|r| config_of(r).ok().map(|c| c.image_id))
+        .collect();
+    let image_size: u64 = images.iter().map(|i| image_size(engine, i)).sum();
+    let active_images = images
+        .iter()
+        .filter(|i| used.contains(&i.config_digest))
+        .count();
+    let upper = |r: &Record| dir_size(&engine.containers.dir_of(&r.id).join("upper"));
+    let container_size: u64 = all.iter().map(upper).sum();
+    let stopped_size: u64 = all
+        .iter()
+        .filter(|r| r.state.status != Status::Running)
+        .map(upper)
+        .sum();
+    let running = all
+        .iter()
+        .filter(|r| r.state.status == Status::Running)
+        .count();
+    let volumes = engine.volumes.list()?;
+    let volume_size: u64 = volumes
+        .iter()
+        .map(|v| dir_size(&engine.volumes.data(&v.name)))
+        .sum();
+    let in_use: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter_map(|r| config_of(r).ok())
+        .flat_map(|c| {
+            c.mounts
+                .into_iter()
+                .filter(|m| m.kind == "volume")
+                .map(|m| m.source)
+        })
+        .collect();
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+    let rows = vec![
+        vec![
+            "Images".into(),
+            images.len().to_string(),
+            active_images.to_string(),
+            human_size(image_size),
+            "0B (0%)".into(),
+        ],
+        vec![
+            "Containers".into(),
+            all.len().to_string(),
+            running.to_string(),
+            human_size(container_size),
+            format!(
+                "{} ({}%)",
+                human_size(stopped_size),
+                pct(stopped_size, container_size)
+            ),
+        ],
+        vec![
+            "Local Volumes".into(),
+            volumes.len().to_string(),
+            volumes
+                .iter()
+                .filter(|v| in_use.contains(&v.name))
+                .count()
+                .to_string(),
+            human_size(volume_size),
+            human_size(
+                volumes
+                    .iter()
+                    .filter(|v| !in_use.contains(&v.name))
+                    .map(|v| dir_size(&engine.volumes.data(&v.name)))
+                    .sum(),
+            ),
+        ],
+        vec![
+            "Build Cache".into(),
+            "0".into(),
+            "0".into(),
+            "0B".into(),
+            "0B".into(),
+        ],
+    ];
+    print!(
+        "{}",
+        table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
+    );
+    Ok(0)
+}
+
+/// `docker system prune`: stopped containers, and with --volumes the
+/// anonymous volumes nothing uses. (Images are not garbage-collected yet.)
+pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code> {
+    if !force {
+        print!("WARNING! This will remove:\n  - all stopped containers\n{}\nAre you sure you want to continue? [y/N] ",
+            if volumes { "  - all anonymous volumes not used by at least one container" } else { "" });
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    container_prune(engine, &PruneArgs { force: true })?;
+    if volumes {
+        volume(
+            engine,
+            &crate::cli::VolumeCmd::Prune {
+                all: false,
+                force: true,
+            },
+        )?;
+    }
+    Ok(0)
+}
