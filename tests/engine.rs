@@ -1301,3 +1301,66 @@ fn ps_format_renders_go_templates_and_tables() {
     let t = dy.ok(&["ps", "--format", "table {{.Names}}\\t{{.Image}}"]);
     assert_eq!(t, "NAMES     IMAGE\nfmt       busybox\n");
 }
+
+#[test]
+fn stats_reads_the_containers_cgroup() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "spin",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    dy.wait_for("spin", "{{.State.Status}}", "running");
+    let out = dy.ok(&["stats", "--no-stream", "spin"]);
+    let row = out.lines().nth(1).unwrap_or_default().to_string();
+    let cols: Vec<&str> = row
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cols[1], "spin", "{out}");
+    let cpu: f64 = cols[2].trim_end_matches('%').parse().unwrap();
+    // --cpus 0.5 caps the busy loop at half a CPU: 50%, give or take.
+    assert!((30.0..=60.0).contains(&cpu), "cpu {cpu}% in {out}");
+    assert!(cols[3].ends_with("/ 64.00MiB"), "{out}");
+    assert_eq!(cols.last().copied(), Some("1"), "{out}");
+}
+
+#[test]
+fn system_df_and_prune() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "done1",
+        "-v",
+        "/anon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/f",
+    ]);
+    let df = dy.ok(&["system", "df"]);
+    assert!(
+        df.starts_with("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n"),
+        "{df}"
+    );
+    assert!(df.contains("\nContainers      1         0"), "{df}");
+    assert!(df.contains("\nLocal Volumes   1         1"), "{df}");
+    let out = dy.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(
+        out.contains("Deleted Containers:") && out.contains("Deleted Volumes:"),
+        "{out}"
+    );
+    assert!(dy.ok(&["ps", "-aq"]).is_empty());
+    assert!(dy.ok(&["volume", "ls", "-q"]).is_empty());
+}

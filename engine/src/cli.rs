@@ -101,9 +101,14 @@ pub enum Command {
     Build(crate::build::BuildArgs),
     /// Display the running processes of a container.
     Top(OneContainer),
+    /// Display a live stream of containers' resource usage (one sample with --no-stream).
+    Stats(StatsArgs),
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Manage dockyard: disk usage and pruning.
+    #[command(subcommand)]
+    System(SystemCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     /// Write man pages for dockyard and each of its commands into DIR.
@@ -701,4 +706,32 @@ pub enum NetworkCmd {
     /// Remove a network (dockyard removes one when its last container leaves).
     #[command(alias = "remove")]
     Rm { names: Vec<String> },
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Print one sample and exit.
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    pub containers: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Show dockyard disk usage.
+    Df,
+    /// Remove stopped containers (and, with --volumes, unused anonymous volumes).
+    Prune {
+        /// Do not prompt for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Also prune anonymous volumes no container uses.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Display system-wide information (same as `dockyard info`).
+    Info,
 }

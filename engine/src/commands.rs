@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::cli::{
     CommitArgs, ExecArgs, ExportArgs, HistoryArgs, ImagesArgs, ImportArgs, InspectArgs, KillArgs,
     LoadArgs, LogsArgs, NamesArgs, OneContainer, PruneArgs, PsArgs, RenameArgs, RmArgs, RmiArgs,
-    RunArgs, SaveArgs, StartArgs, StopArgs,
+    RunArgs, SaveArgs, StartArgs, StatsArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use crate::logs;
@@ -1629,4 +1629,256 @@ fn ports_column(r: &Record) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `docker stats`: CPU %, memory, network and pids, from the containers'
+/// cgroups (lab 03) and /proc; two samples a second apart give the CPU share.
+pub fn stats(engine: &Engine, args: &StatsArgs) -> Result<Code> {
+    let mut list = containers(engine)?;
+    if !args.containers.is_empty() {
+        let wanted: Vec<String> = args
+            .containers
+            .iter()
+            .map(|n| engine.containers.resolve(n).map(|r| r.id))
+            .collect::<Result<_>>()?;
+        list.retain(|r| wanted.contains(&r.id));
+    } else if !args.all {
+        list.retain(|r| r.state.status == Status::Running);
+    }
+    let total_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+        * 1024;
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    loop {
+        let sample = |r: &Record| runtime::container_stats(r).ok();
+        let first: Vec<_> = list.iter().map(sample).collect();
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(1000));
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .zip(first)
+            .map(|(r, before)| {
+                let after = sample(r);
+                let cpu = match (&before, &after) {
+                    (Some((b, _)), Some((a, _))) => match (b.cpu_usage_usec, a.cpu_usage_usec) {
+                        (Some(x), Some(y)) => {
+                            (y.saturating_sub(x)) as f64 / t0.elapsed().as_micros() as f64 * 100.0
+                        }
+                        _ => 0.0,
+                    },
+                    _ => 0.0,
+                };
+                let (mem, limit, pids) = match &after {
+                    Some((s, lim)) => (
+                        s.memory_current.unwrap_or(0),
+                        lim.unwrap_or(total_mem),
+                        s.pids_current.unwrap_or(0),
+                    ),
+                    None => (0, total_mem, 0),
+                };
+                let (rx, tx) = net_io(r.state.pid);
+                vec![
+                    short_id(&r.id).to_string(),
+                    r.name.clone(),
+                    format!("{:.2}%", cpu.min(100.0 * ncpu)),
+                    format!("{} / {}", binary_size(mem), binary_size(limit)),
+                    format!(
+                        "{:.2}%",
+                        if limit > 0 {
+                            mem as f64 / limit as f64 * 100.0
+                        } else {
+                            0.0
+                        }
+                    ),
+                    format!("{} / {}", human_size(rx), human_size(tx)),
+                    "0B / 0B".into(),
+                    pids.to_string(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &[
+                    "CONTAINER ID",
+                    "NAME",
+                    "CPU %",
+                    "MEM USAGE / LIMIT",
+                    "MEM %",
+                    "NET I/O",
+                    "BLOCK I/O",
+                    "PIDS"
+                ],
+                &rows
+            )
+        );
+        if args.no_stream {
+            return Ok(0);
+        }
+        std::io::stdout().flush()?;
+    }
+}
+
+/// Bytes received and sent on the container's interfaces but lo.
+fn net_io(pid: i32) -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
+        return (0, 0);
+    };
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim() != "lo")
+        .map(|(_, v)| {
+            let f: Vec<u64> = v
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (
+                f.first().copied().unwrap_or(0),
+                f.get(8).copied().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+}
+
+/// docker stats' memory units: binary, two decimals ("1.52MiB").
+fn binary_size(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.2}{}", UNITS[i])
+    }
+}
+
+/// `docker system df`: what images, containers and volumes take on disk.
+pub fn system_df(engine: &Engine) -> Result<Code> {
+    let all = containers(engine)?;
+    let images = engine.images.images()?;
+    let used: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter_map(|r| config_of(r).ok().map(|c| c.image_id))
+        .collect();
+    let image_size: u64 = images.iter().map(|i| image_size(engine, i)).sum();
+    let active_images = images
+        .iter()
+        .filter(|i| used.contains(&i.config_digest))
+        .count();
+    let upper = |r: &Record| dir_size(&engine.containers.dir_of(&r.id).join("upper"));
+    let container_size: u64 = all.iter().map(upper).sum();
+    let stopped_size: u64 = all
+        .iter()
+        .filter(|r| r.state.status != Status::Running)
+        .map(upper)
+        .sum();
+    let running = all
+        .iter()
+        .filter(|r| r.state.status == Status::Running)
+        .count();
+    let volumes = engine.volumes.list()?;
+    let volume_size: u64 = volumes
+        .iter()
+        .map(|v| dir_size(&engine.volumes.data(&v.name)))
+        .sum();
+    let in_use: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter_map(|r| config_of(r).ok())
+        .flat_map(|c| {
+            c.mounts
+                .into_iter()
+                .filter(|m| m.kind == "volume")
+                .map(|m| m.source)
+        })
+        .collect();
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+    let rows = vec![
+        vec![
+            "Images".into(),
+            images.len().to_string(),
+            active_images.to_string(),
+            human_size(image_size),
+            "0B (0%)".into(),
+        ],
+        vec![
+            "Containers".into(),
+            all.len().to_string(),
+            running.to_string(),
+            human_size(container_size),
+            format!(
+                "{} ({}%)",
+                human_size(stopped_size),
+                pct(stopped_size, container_size)
+            ),
+        ],
+        vec![
+            "Local Volumes".into(),
+            volumes.len().to_string(),
+            volumes
+                .iter()
+                .filter(|v| in_use.contains(&v.name))
+                .count()
+                .to_string(),
+            human_size(volume_size),
+            human_size(
+                volumes
+                    .iter()
+                    .filter(|v| !in_use.contains(&v.name))
+                    .map(|v| dir_size(&engine.volumes.data(&v.name)))
+                    .sum(),
+            ),
+        ],
+        vec![
+            "Build Cache".into(),
+            "0".into(),
+            "0".into(),
+            "0B".into(),
+            "0B".into(),
+        ],
+    ];
+    print!(
+        "{}",
+        table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
+    );
+    Ok(0)
+}
+
+/// `docker system prune`: stopped containers, and with --volumes the
+/// anonymous volumes nothing uses. (Images are not garbage-collected yet.)
+pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code> {
+    if !force {
+        print!("WARNING! This will remove:\n  - all stopped containers\n{}\nAre you sure you want to continue? [y/N] ",
+            if volumes { "  - all anonymous volumes not used by at least one container" } else { "" });
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    container_prune(engine, &PruneArgs { force: true })?;
+    if volumes {
+        volume(
+            engine,
+            &crate::cli::VolumeCmd::Prune {
+                all: false,
+                force: true,
+            },
+        )?;
+    }
+    Ok(0)
 }

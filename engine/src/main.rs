@@ -153,7 +153,13 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Rename(a) => commands::rename(&engine, a),
         Command::Port(a) => commands::port(&engine, a),
         Command::Top(a) => commands::top(&engine, a),
+        Command::Stats(a) => commands::stats(&engine, a),
         Command::Network(n) => commands::network(&engine, n),
+        Command::System(cli::SystemCmd::Df) => commands::system_df(&engine),
+        Command::System(cli::SystemCmd::Info) => commands::info(&engine),
+        Command::System(cli::SystemCmd::Prune { force, volumes }) => {
+            commands::system_prune(&engine, *force, *volumes)
+        }
         Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Pause(a) => commands::pause(&engine, a, true),
         Command::Unpause(a) => commands::pause(&engine, a, false),

@@ -1150,6 +1150,18 @@ pub fn networks(engine: &Engine) -> Result<Vec<net::ipam::NetworkState>> {
     net::networks(&cfg)
 }
 
+/// A running container's counters (lab 03), and its memory limit.
+pub fn container_stats(record: &Record) -> Result<(cgroups::Stats, Option<u64>)> {
+    let config = config_of(record)?;
+    let parent = if config.cgroup_parent.is_empty() {
+        cgroups::DEFAULT_PARENT
+    } else {
+        &config.cgroup_parent
+    };
+    let cg = cgroups::Cgroup::open(&cgroups::detect()?, parent, &record.id)?;
+    Ok((cg.stats()?, config.limits.memory))
+}
+
 /// Every process of a running container: the members of its cgroup.
 pub fn container_pids(record: &Record) -> Result<Vec<i32>> {
     let config = config_of(record)?;

@@ -497,6 +497,41 @@ impl Cgroup {
     // ANCHOR_END: destroy
 }
 
+impl Cgroup {
+    /// An existing group `<parent>/<name>` that someone else created and will
+    /// remove (a container's, seen by `docker stats`): reading its counters
+    /// works as for one of ours, and dropping it removes nothing.
+    pub fn open(host: &Host, parent: &str, name: &str) -> anyhow::Result<Cgroup> {
+        let parent_rel = relative_cgroup_path(parent, "--cgroup-parent")?;
+        let leaf = relative_cgroup_path(name, "container name")?;
+        let backend = match host.version() {
+            Version::V1 => Backend::V1(v1::V1Cgroup::existing(
+                &host.v1,
+                &RealFs,
+                &parent_rel,
+                &leaf,
+            )),
+            Version::V2 => {
+                let mount = host
+                    .v2_mount
+                    .as_deref()
+                    .context("the host has no cgroup2 mount")?;
+                Backend::V2(v2::V2Cgroup::existing(
+                    mount.join(&parent_rel).join(&leaf),
+                    &RealFs,
+                ))
+            }
+        };
+        Ok(Cgroup {
+            backend,
+            name: name.to_string(),
+            destroyed: true,
+            kill_timeout: std::time::Duration::from_secs(10),
+            warnings: Vec::new(),
+        })
+    }
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         if let Err(e) = self.destroy() {

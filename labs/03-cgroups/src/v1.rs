@@ -57,6 +57,40 @@ pub struct V1Cgroup {
 impl V1Cgroup {
     /// Make `<parent>/<leaf>` in each hierarchy of `mounts` that holds one of
     /// our controllers, and write `limits` into them.
+    /// An existing group `<parent>/<leaf>`, to read (see [`crate::Cgroup::open`]).
+    pub(crate) fn existing(
+        mounts: &[(String, PathBuf)],
+        fs: &'static dyn CgroupFs,
+        parent: &Path,
+        leaf: &Path,
+    ) -> V1Cgroup {
+        let mut group = V1Cgroup {
+            dirs: Vec::new(),
+            fs,
+        };
+        for c in CONTROLLERS {
+            let Some((_, mount)) = mounts.iter().find(|(n, _)| n == c) else {
+                continue;
+            };
+            let dir = mount.join(parent).join(leaf);
+            if !dir.is_dir() {
+                continue;
+            }
+            if let Some(d) = group.dirs.iter_mut().find(|d| d.dir == dir) {
+                d.controllers.push(c.to_string());
+                continue;
+            }
+            group.dirs.push(Dir {
+                controllers: vec![c.to_string()],
+                mount: mount.clone(),
+                dir,
+                made: Vec::new(),
+                created: false,
+            });
+        }
+        group
+    }
+
     pub(crate) fn create(
         mounts: &[(String, PathBuf)],
         fs: &'static dyn CgroupFs,

@@ -48,6 +48,16 @@ pub struct V2Cgroup {
 
 impl V2Cgroup {
     /// Make `<mount>/<parent>/<leaf>` and write `limits` into it.
+    /// An existing group, to read (see [`crate::Cgroup::open`]).
+    pub(crate) fn existing(dir: PathBuf, fs: &'static dyn CgroupFs) -> V2Cgroup {
+        V2Cgroup {
+            dir,
+            made: Vec::new(),
+            created: false,
+            fs,
+        }
+    }
+
     pub(crate) fn create(
         mount: &Path,
         fs: &'static dyn CgroupFs,
