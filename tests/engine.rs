@@ -1364,3 +1364,45 @@ fn system_df_and_prune() {
     assert!(dy.ok(&["ps", "-aq"]).is_empty());
     assert!(dy.ok(&["volume", "ls", "-q"]).is_empty());
 }
+
+#[test]
+fn ulimits_and_daemon_json_defaults_apply() {
+    let dy = Dy::new();
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:2048",
+            "busybox",
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn"
+        ]),
+        "1024\n2048\n"
+    );
+    let out = dy.run(&["run", "--rm", "--ulimit", "nofile=9:1", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    // daemon.json: default-ulimits and log-opts apply where the command line is silent.
+    let conf = dy.root_path().join("daemon.json");
+    std::fs::write(&conf, r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 512, "Hard": 1024}}, "log-opts": {"max-size": "1k", "max-file": "2"}}"#).unwrap();
+    let out = Command::new(bin("dockyard"))
+        .args([
+            "--root",
+            dy.root.path().to_str().unwrap(),
+            "--config",
+            conf.to_str().unwrap(),
+            "run",
+            "--name",
+            "dj",
+        ])
+        .arg(format!("--cgroup-parent={}", dy.parent))
+        .args(["busybox", "sh", "-c", "ulimit -n"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "512\n", "{}", text(&out.stderr));
+    assert_eq!(
+        dy.inspect("dj", "{{json .HostConfig.LogConfig.Config}}"),
+        r#"{"max-file":"2","max-size":"1k"}"#
+    );
+}

@@ -195,6 +195,9 @@ pub struct RunArgs {
     /// Set metadata on the container (KEY=value).
     #[arg(short = 'l', long = "label")]
     pub label: Vec<String>,
+    /// Ulimit options (NAME=SOFT[:HARD], e.g. nofile=1024:2048).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Log driver options (max-size, max-file).
     #[arg(long = "log-opt")]
     pub log_opt: Vec<String>,

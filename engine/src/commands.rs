@@ -225,6 +225,12 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
             None => None,
         },
         no_healthcheck: args.no_healthcheck,
+        ulimits: {
+            for u in &args.ulimit {
+                crate::runtime::parse_ulimit(u)?;
+            }
+            args.ulimit.clone()
+        },
         hostname: args.hostname.clone().unwrap_or_default(),
         labels,
         auto_remove: args.rm,
@@ -785,6 +791,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "CgroupParent": c.cgroup_parent,
             "Init": c.init,
             "LogConfig": {"Type": "json-file", "Config": c.log_opts},
+            "Ulimits": c.ulimits.iter().filter_map(|u| crate::runtime::parse_ulimit(u).ok().map(|(_, soft, hard)| json!({"Name": u.split('=').next().unwrap_or(""), "Soft": soft, "Hard": hard}))).collect::<Vec<_>>(),
         },
         "GraphDriver": {
             "Name": "overlay2",

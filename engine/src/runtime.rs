@@ -175,6 +175,9 @@ pub struct ContainerConfig {
     pub healthcheck: Option<crate::health::Check>,
     #[serde(default)]
     pub no_healthcheck: bool,
+    /// `--ulimit`, with daemon.json's default-ulimits for the rest.
+    #[serde(default)]
+    pub ulimits: Vec<String>,
 }
 
 impl ContainerConfig {
@@ -381,6 +384,26 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
     }
     if config.no_healthcheck {
         config.healthcheck = None;
+    }
+    // daemon.json's defaults, where the command line said nothing.
+    for (name, (soft, hard)) in &engine.config.default_ulimits {
+        if !config
+            .ulimits
+            .iter()
+            .any(|u| u.split('=').next() == Some(name.as_str()))
+        {
+            config.ulimits.push(format!("{name}={soft}:{hard}"));
+        }
+    }
+    if config.log_opts.is_empty() {
+        config.log_opts = engine.config.log_opts.clone();
+        logs::Rotation::from_opts(
+            config
+                .log_opts
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .context("daemon.json log-opts")?;
     }
     if config.argv().is_empty() {
         bail!("no command specified");
@@ -748,6 +771,11 @@ fn run_once(
 
     spec.security = Some(config.security()?);
     spec.run_as = run_as(&dirs.merged, &config.user)?;
+    spec.rlimits = config
+        .ulimits
+        .iter()
+        .map(|u| namespaces::parse_ulimit(u))
+        .collect::<Result<_>>()?;
     // Volumes and binds (lab 02 mounts them inside the root, safely). A
     // named volume is created on first use, as docker does.
     for m in &config.mounts {
@@ -1160,6 +1188,11 @@ pub fn container_stats(record: &Record) -> Result<(cgroups::Stats, Option<u64>)>
     };
     let cg = cgroups::Cgroup::open(&cgroups::detect()?, parent, &record.id)?;
     Ok((cg.stats()?, config.limits.memory))
+}
+
+/// Check a `--ulimit` value (lab 02 parses it).
+pub fn parse_ulimit(u: &str) -> Result<(nix::sys::resource::Resource, u64, u64)> {
+    namespaces::parse_ulimit(u)
 }
 
 /// Every process of a running container: the members of its cgroup.

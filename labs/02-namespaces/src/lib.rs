@@ -252,6 +252,8 @@ pub struct Spec {
     pub tty: bool,
     /// Who the command runs as (`-u`, the image's USER); `None`: root.
     pub run_as: Option<RunAs>,
+    /// Resource limits (`--ulimit nofile=1024:2048`): (resource, soft, hard).
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
     /// The security layer (capabilities, seccomp, masked paths...): `None`
     /// is this lab's own behaviour, root with every capability;
     /// `Some(Security::docker_default())` is what `docker run` does. See
@@ -276,6 +278,7 @@ impl Spec {
             binds: Vec::new(),
             tty: false,
             run_as: None,
+            rlimits: Vec::new(),
             security: None,
         }
     }
@@ -863,6 +866,14 @@ fn child_setup(
         None => security::close_fds(&[])?,
     }
 
+    // 9a. Resource limits (setrlimit), inherited across exec. Raising a
+    //     hard limit needs CAP_SYS_RESOURCE, which a host may not give even
+    //     root: then the request is capped at the hard limit we have, with a
+    //     warning, rather than failing the container.
+    for (resource, soft, hard) in &spec.rlimits {
+        set_rlimit(*resource, *soft, *hard)?;
+    }
+
     // 9. The user, last: switching away from uid 0 makes the kernel clear
     //    the permitted and effective capabilities, so it comes after
     //    everything that needed them.
@@ -874,6 +885,69 @@ fn child_setup(
     Ok(())
 }
 // ANCHOR_END: child
+
+// ANCHOR: rlimit
+fn set_rlimit(resource: nix::sys::resource::Resource, soft: u64, hard: u64) -> anyhow::Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit};
+    match setrlimit(resource, soft, hard) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => {
+            let (_, max) =
+                getrlimit(resource).with_context(|| format!("getrlimit({resource:?})"))?;
+            let (soft, hard) = (soft.min(max), hard.min(max));
+            eprintln!(
+                "warning: {resource:?}: the hard limit cannot be raised above {max} here \
+                 (no CAP_SYS_RESOURCE); using {soft}:{hard}"
+            );
+            setrlimit(resource, soft, hard)
+                .with_context(|| format!("setrlimit({resource:?}, {soft}, {hard})"))
+        }
+        Err(e) => Err(e).with_context(|| format!("setrlimit({resource:?}, {soft}, {hard})")),
+    }
+}
+// ANCHOR_END: rlimit
+
+/// Docker's `--ulimit NAME=SOFT[:HARD]` (HARD defaults to SOFT; `-1` is unlimited).
+pub fn parse_ulimit(s: &str) -> anyhow::Result<(nix::sys::resource::Resource, u64, u64)> {
+    use nix::sys::resource::Resource;
+    let (name, values) = s
+        .split_once('=')
+        .with_context(|| format!("invalid ulimit argument {s:?}: expected NAME=SOFT[:HARD]"))?;
+    let resource = match name {
+        "core" => Resource::RLIMIT_CORE,
+        "cpu" => Resource::RLIMIT_CPU,
+        "data" => Resource::RLIMIT_DATA,
+        "fsize" => Resource::RLIMIT_FSIZE,
+        "locks" => Resource::RLIMIT_LOCKS,
+        "memlock" => Resource::RLIMIT_MEMLOCK,
+        "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+        "nice" => Resource::RLIMIT_NICE,
+        "nofile" => Resource::RLIMIT_NOFILE,
+        "nproc" => Resource::RLIMIT_NPROC,
+        "rss" => Resource::RLIMIT_RSS,
+        "rtprio" => Resource::RLIMIT_RTPRIO,
+        "rttime" => Resource::RLIMIT_RTTIME,
+        "sigpending" => Resource::RLIMIT_SIGPENDING,
+        "stack" => Resource::RLIMIT_STACK,
+        "as" => Resource::RLIMIT_AS,
+        other => bail!("invalid ulimit type: {other}"),
+    };
+    let num = |v: &str| -> anyhow::Result<u64> {
+        if v == "-1" {
+            return Ok(libc::RLIM_INFINITY);
+        }
+        v.parse()
+            .with_context(|| format!("invalid ulimit value {v:?} in {s:?}"))
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(values)?, num(values)?),
+    };
+    if soft > hard {
+        bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
+    }
+    Ok((resource, soft, hard))
+}
 
 /// Who a container's command runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
