@@ -1406,3 +1406,36 @@ fn ulimits_and_daemon_json_defaults_apply() {
         r#"{"max-file":"2","max-size":"1k"}"#
     );
 }
+
+#[test]
+fn fifty_concurrent_bridge_containers_get_fifty_distinct_addresses() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let script = format!(
+        r#"
+        for i in $(seq 1 50); do $D run -d {parent} --name n$i --network bridge busybox sleep 60 >/dev/null & done
+        wait
+        echo "running: $($D ps -q | wc -l)"
+        for i in $(seq 1 50); do $D inspect -f '{{{{.NetworkSettings.IPAddress}}}}' n$i; done | sort -u | grep -c .
+        $D rm -f $($D ps -aq) >/dev/null
+        echo "links: $(ip -o link | grep -vc ' lo:')"
+        echo "rules: $(iptables-save | grep -c -- '-A ' )"
+    "#
+    );
+    let out = in_throwaway_netns(&dy, &script);
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("running: 50"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        lines.get(1).copied(),
+        Some("50"),
+        "50 distinct addresses: {stdout}"
+    );
+    assert_eq!(lines.get(2).copied(), Some("links: 0"), "{stdout}");
+    assert_eq!(lines.get(3).copied(), Some("rules: 0"), "{stdout}");
+}
