@@ -1439,3 +1439,80 @@ fn fifty_concurrent_bridge_containers_get_fifty_distinct_addresses() {
     assert_eq!(lines.get(2).copied(), Some("links: 0"), "{stdout}");
     assert_eq!(lines.get(3).copied(), Some("rules: 0"), "{stdout}");
 }
+
+/// Replace what changes from run to run (IDs, digests, times, temp paths)
+/// with fixed words, so a snapshot holds only what must stay the same.
+fn redact(s: &str, dy: &Dy) -> String {
+    let mut out = s
+        .replace(dy.root.path().to_str().unwrap(), "[ROOT]")
+        .replace(&dy.parent, "[PARENT]");
+    let span = r"(Less than a second|About a minute|About an hour|\d+ (second|minute|hour|day|week|month|year)s?)";
+    let patterns: Vec<(String, &str)> = vec![
+        (r"sha256:[0-9a-f]{64}".into(), "sha256:[DIGEST]"),
+        (r"\b[0-9a-f]{64}\b".into(), "[ID]"),
+        (r"\b[0-9a-f]{12}\b".into(), "[SHORT-ID]"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z".into(), "[TIME]"),
+        (format!("{span} ago"), "[AGO]"),
+        (format!("Up {span}"), "Up [FOR]"),
+        // Image sizes follow the probe binary's, which varies by toolchain.
+        (r"\b\d+(\.\d+)?(B|kB|MB|GB)\b".into(), "[SIZE]"),
+    ];
+    for (re, with) in patterns {
+        out = regex_lite::Regex::new(&re)
+            .unwrap()
+            .replace_all(&out, with)
+            .into_owned();
+    }
+    out
+}
+
+/// A table with its column gaps made one width: the real widths follow the
+/// real values (before redaction), and the padding rule itself is a unit
+/// test of `format::table`.
+fn redact_table(s: &str, dy: &Dy) -> String {
+    let gaps = regex_lite::Regex::new(r" {2,}").unwrap();
+    redact(s, dy)
+        .lines()
+        .map(|l| gaps.replace_all(l.trim_end(), " | ").into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[test]
+fn snapshots_of_tables_and_inspect() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "snap",
+        "-l",
+        "app=demo",
+        "-e",
+        "GREETING=hi",
+        "-m",
+        "32m",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    dy.wait_for("snap", "{{.State.Status}}", "running");
+    assert_eq!(
+        dy.run(&["run", "--name", "done", "busybox", "sh", "-c", "exit 3"])
+            .status
+            .code(),
+        Some(3)
+    );
+    // Tables padded like docker's; the widths follow the redacted text.
+    insta::assert_snapshot!("ps_a", redact_table(&dy.ok(&["ps", "-a"]), &dy));
+    insta::assert_snapshot!("images", redact_table(&dy.ok(&["images"]), &dy));
+    // inspect: docker's field names and shapes.
+    let inspect: Value = serde_json::from_str(&dy.ok(&["inspect", "snap"])).unwrap();
+    let mut doc = inspect[0].clone();
+    // The host-side pid and a hostname equal to the ID change every run.
+    doc["State"]["Pid"] = Value::from(0);
+    let text = redact(&serde_json::to_string_pretty(&doc).unwrap(), &dy);
+    let stable: Value = serde_json::from_str(&text).unwrap();
+    insta::assert_json_snapshot!("inspect_running", stable);
+}
