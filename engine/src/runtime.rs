@@ -798,16 +798,10 @@ fn run_once(
     // as Docker's does. On a pure v2 host the allow list would be an eBPF
     // program, which lab 03 does not write yet: there the container has
     // only the device nodes its minimal /dev gives it.
-    let devices = if !config.privileged && cgroups::devices::devices_hierarchy()?.is_some() {
-        let rules: Vec<&str> = cgroups::devices::DOCKER_DEFAULT_RULES
-            .iter()
-            .map(|(r, _)| *r)
-            .collect();
-        Some(cgroups::devices::DevicesCgroup::create_in(
-            parent, id, &rules,
-        )?)
-    } else {
+    let devices = if config.privileged {
         None
+    } else {
+        cgroups::devices::DevicesCgroup::docker_default(parent, id)?
     };
 
     let log = logs::Writer::open(

@@ -87,6 +87,18 @@ impl DevicesCgroup {
         Self::create_in("", name, rules)
     }
 
+    /// Docker's default allow list for a container's `<parent>/<name>`, or
+    /// `None` on a host without a v1 `devices` hierarchy (on cgroup v2 the
+    /// allow list would be an eBPF program, which this lab does not write).
+    /// What the engine and the builder give every container.
+    pub fn docker_default(parent: &str, name: &str) -> anyhow::Result<Option<DevicesCgroup>> {
+        if devices_hierarchy()?.is_none() {
+            return Ok(None);
+        }
+        let rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        Ok(Some(Self::create_in(parent, name, &rules)?))
+    }
+
     /// The same, as `<parent>/<name>` (the parent is made if missing, and
     /// left for others: the engine keeps every container under `dockyard`).
     pub fn create_in(parent: &str, name: &str, rules: &[&str]) -> anyhow::Result<DevicesCgroup> {

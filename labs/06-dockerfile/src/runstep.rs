@@ -161,19 +161,8 @@ impl RunStep<'_> {
         if !matches!(self.user.as_str(), "" | "root" | "0" | "0:0" | "root:root") {
             spec.run_as = Some(namespaces::resolve_user(rootfs, &self.user)?);
         }
-        let devices = if cgroups::devices::devices_hierarchy()?.is_some() {
-            let rules: Vec<&str> = cgroups::devices::DOCKER_DEFAULT_RULES
-                .iter()
-                .map(|(r, _)| *r)
-                .collect();
-            Some(cgroups::devices::DevicesCgroup::create_in(
-                self.cgroup_parent,
-                &self.id,
-                &rules,
-            )?)
-        } else {
-            None
-        };
+        let devices =
+            cgroups::devices::DevicesCgroup::docker_default(self.cgroup_parent, &self.id)?;
         let spawned = namespaces::spawn(&spec, |pid| {
             cgroup.add_pid(pid.as_raw())?;
             if let Some(d) = &devices {
