@@ -1045,6 +1045,7 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
         );
     };
     let layer = engine.layer_container(&r.id)?;
+    // ANCHOR: commit_pause
     let paused = args.pause && r.state.status == Status::Running;
     if paused {
         runtime::freeze(engine, &r, true)?;
@@ -1060,6 +1061,7 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
     if paused {
         runtime::freeze(engine, &r, false)?;
     }
+    // ANCHOR_END: commit_pause
     println!("{}", result?.config_digest);
     Ok(0)
 }

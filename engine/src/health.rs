@@ -169,6 +169,7 @@ impl Checker {
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
+                // ANCHOR: health_status
                 let in_start_period = started.elapsed() < Duration::from_nanos(check.start_period);
                 let _ = set(&store, &id, |h| {
                     h.log.push(Probe {
@@ -190,6 +191,7 @@ impl Checker {
                         }
                     }
                 });
+                // ANCHOR_END: health_status
             }
         });
         Ok(Checker {

@@ -716,6 +716,7 @@ fn run_once(
     let mode: net::NetworkMode = network_mode
         .parse()
         .map_err(|e: String| anyhow!("--network {}: {e}", config.network_mode))?;
+    // ANCHOR: network_mode
     let bridge = match &mode {
         net::NetworkMode::None => None,
         net::NetworkMode::Host => {
@@ -768,6 +769,7 @@ fn run_once(
             })
         }
     };
+    // ANCHOR_END: network_mode
 
     spec.security = Some(config.security()?);
     spec.run_as = run_as(&dirs.merged, &config.user)?;
@@ -778,6 +780,7 @@ fn run_once(
         .collect::<Result<_>>()?;
     // Volumes and binds (lab 02 mounts them inside the root, safely). A
     // named volume is created on first use, as docker does.
+    // ANCHOR: binds
     for m in &config.mounts {
         let source = if m.kind == "volume" {
             engine
@@ -793,6 +796,7 @@ fn run_once(
             read_only: m.read_only,
         });
     }
+    // ANCHOR_END: binds
     // The device allow list: Docker's default rules, in a v1 `devices`
     // cgroup beside the others (lab 03). --privileged allows every device,
     // as Docker's does. On a pure v2 host the allow list would be an eBPF
@@ -816,6 +820,7 @@ fn run_once(
     trace::phase("start: built the spec");
     let mut endpoint = None;
     let net_cfg = net_config(engine);
+    // ANCHOR: net_attach
     let container = namespaces::spawn(&spec, |pid| {
         cgroup.add_pid(pid.as_raw())?;
         if let Some(d) = &devices {
@@ -826,6 +831,7 @@ fn run_once(
         }
         Ok(())
     })?;
+    // ANCHOR_END: net_attach
     // Our copies of the container's ends: the container has its own now.
     drop((keep_until_spawned, null));
     let pid = container.pid();
@@ -892,11 +898,13 @@ impl Running {
         drop(checker);
         let code = code?;
         // Take the veth, the port rules and the lease down (lab 05).
+        // ANCHOR: net_detach
         if let Some(ep) = &endpoint {
             if let Err(e) = net::detach(&net_cfg, ep) {
                 eprintln!("dockyard: detaching from network {}: {e:#}", ep.network);
             }
         }
+        // ANCHOR_END: net_detach
         let oom = cgroup.oom_killed();
         cgroup.destroy()?;
         if let Some(d) = devices {
