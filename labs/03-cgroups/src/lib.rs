@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod device_filter;
 pub mod devices;
 pub mod v1;
 pub mod v2;
