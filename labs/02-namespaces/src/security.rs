@@ -2120,6 +2120,52 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn i386_half_follows_the_profiles_architectures() {
+        use seccompiler::sock_filter;
+        let profile = docker_default_profile();
+        let programs = compile(&profile, docker_default_caps()).unwrap();
+        for p in &programs {
+            // ld [4]; jeq AUDIT_ARCH_I386; ja over the native half.
+            assert_eq!((p[0].code, p[0].k), (0x20, 4));
+            assert_eq!((p[1].code, p[1].k), (0x15, i386::AUDIT_ARCH_I386));
+            assert_eq!(p[2].code, 0x05);
+            // The i386 half starts right after the jump's target, and ends
+            // with the default answer.
+            let i386 = &p[3 + p[2].k as usize..];
+            assert_eq!((i386[0].code, i386[0].k), (0x20, 0));
+            assert_eq!(i386.last().unwrap().code, 0x06);
+        }
+        // In the allow list: getpid by its i386 number (20) gets ALLOW;
+        // unshare (310) and keyctl (288) are not there.
+        let allow = &programs[0];
+        let i386 = &allow[3 + allow[2].k as usize..];
+        let checks = |nr: u32| {
+            i386.windows(3).any(|w: &[sock_filter]| {
+                w[0].code == 0x20
+                    && w[1].code == 0x15
+                    && w[1].k == nr
+                    && w[2].code == 0x06
+                    && w[2].k == libc::SECCOMP_RET_ALLOW
+            })
+        };
+        assert!(checks(20));
+        assert!(!checks(310) && !checks(288));
+        assert_eq!(
+            i386.last().unwrap().k,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32
+        );
+
+        // Without SCMP_ARCH_X86 in the profile: no i386 half, seccompiler's
+        // own architecture check first.
+        let mut native_only = profile.clone();
+        native_only.arch_map.clear();
+        native_only.architectures = vec!["SCMP_ARCH_X86_64".into()];
+        let programs = compile(&native_only, docker_default_caps()).unwrap();
+        assert!(programs.iter().all(|p| p[1].k != i386::AUDIT_ARCH_I386));
+    }
+
+    #[test]
     fn docker_profile_compiles_and_caps_change_it() {
         let profile = docker_default_profile();
         let plain = compile(&profile, docker_default_caps()).unwrap();

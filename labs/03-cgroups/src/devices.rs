@@ -72,8 +72,10 @@ pub struct DevicesCgroup {
     /// group when no other group is left in it.
     parent: Option<PathBuf>,
     /// On v2: the program attached to `path`, and the rules it was made of.
-    /// The group itself belongs to the container's [`crate::Cgroup`].
     program: Option<(OwnedFd, Vec<String>)>,
+    /// On v2: the directories made for the program, outermost first (none
+    /// when the group is the container's [`crate::Cgroup`], which owns it).
+    made: Vec<PathBuf>,
 }
 
 /// Where the v1 `devices` hierarchy is mounted, if anywhere.
@@ -108,18 +110,46 @@ impl DevicesCgroup {
         if devices_hierarchy()?.is_some() {
             return Ok(Some(Self::create_in(parent, name, &rules)?));
         }
-        let Some(mount) = crate::detect()?.v2_mount else {
+        if crate::detect()?.v2_mount.is_none() {
             return Ok(None);
-        };
-        check_names(parent, name)?;
-        let dir = mount.join(parent).join(name);
-        if !dir.is_dir() {
-            bail!(
-                "{}: the container's cgroup must exist before its device program is attached",
-                dir.display()
-            );
         }
-        Ok(Some(Self::attach_program(&dir, &rules)?))
+        Ok(Some(Self::docker_default_program(parent, name)?))
+    }
+
+    /// Docker's default list as a device program on the v2 group
+    /// `<parent>/<name>`. On a v2 host that is the container's own group,
+    /// made by [`crate::Cgroup::create`]; where it is missing (a hybrid host
+    /// keeps the limits in v1 hierarchies) it is made here, and removed
+    /// with the program.
+    pub fn docker_default_program(parent: &str, name: &str) -> anyhow::Result<DevicesCgroup> {
+        check_names(parent, name)?;
+        let Some(mount) = crate::detect()?.v2_mount else {
+            bail!("no cgroup2 mount: a device program needs the unified hierarchy");
+        };
+        let mut made = Vec::new();
+        let mut dir = mount.clone();
+        for part in Path::new(parent).join(name).components() {
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => made.push(dir.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    remove_made(&made);
+                    return Err(e).with_context(|| format!("mkdir {}", dir.display()));
+                }
+            }
+        }
+        let rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        match Self::attach_program(&dir, &rules) {
+            Ok(mut d) => {
+                d.made = made;
+                Ok(d)
+            }
+            Err(e) => {
+                remove_made(&made);
+                Err(e)
+            }
+        }
     }
 
     // ANCHOR: attach_program
@@ -138,6 +168,7 @@ impl DevicesCgroup {
             path: dir.to_path_buf(),
             parent: None,
             program: Some((program, rules.iter().map(|r| r.to_string()).collect())),
+            made: Vec::new(),
         })
     }
     // ANCHOR_END: attach_program
@@ -160,6 +191,7 @@ impl DevicesCgroup {
             path,
             parent: (!parent.is_empty()).then_some(base),
             program: None,
+            made: Vec::new(),
         };
         cgroup.write("devices.deny", "a")?;
         for rule in rules {
@@ -170,11 +202,9 @@ impl DevicesCgroup {
     // ANCHOR_END: create
 
     /// Move process `pid` (and, as it forks, its children) into the cgroup.
-    /// On v2 the group is the container's own, which already holds it.
+    /// (On a v2 host, where the group is the container's own, it is there
+    /// already, and the move changes nothing.)
     pub fn add(&self, pid: i32) -> anyhow::Result<()> {
-        if self.program.is_some() {
-            return Ok(());
-        }
         self.write("cgroup.procs", &pid.to_string())
     }
 
@@ -202,6 +232,11 @@ impl DevicesCgroup {
             if path.is_dir() {
                 device_filter::detach(&path, &program)?;
             }
+            let made = std::mem::take(&mut self.made);
+            if let Some(leaf) = made.last() {
+                fs::remove_dir(leaf).with_context(|| format!("rmdir {}", leaf.display()))?;
+            }
+            remove_made(&made);
             return Ok(());
         }
         fs::remove_dir(&path).with_context(|| format!("rmdir {}", path.display()))?;
@@ -227,11 +262,20 @@ impl Drop for DevicesCgroup {
         match &self.program {
             Some((program, _)) => {
                 let _ = device_filter::detach(&self.path, program);
+                remove_made(&self.made);
             }
             None => {
                 let _ = fs::remove_dir(&self.path);
             }
         }
+    }
+}
+
+/// Remove directories made for a program, innermost first; one that is busy
+/// (processes, or another container's group below) stays.
+fn remove_made(made: &[PathBuf]) {
+    for dir in made.iter().rev() {
+        let _ = fs::remove_dir(dir);
     }
 }
 
