@@ -383,8 +383,9 @@ pub struct Condition {
 // ANCHOR: seccomp_allow
 /// The system calls Docker's default profile allows to anyone, grouped by
 /// what they are for. Anything not listed here, or below with a condition,
-/// fails with EPERM. Names that do not exist on this architecture (the 32-bit
-/// `*32` and `*_time64` variants on x86_64) are skipped, as libseccomp does.
+/// fails with EPERM. Names that do not exist on an architecture are skipped
+/// there, as libseccomp does: the 32-bit `*32` and `*_time64` variants count
+/// for 32-bit x86 programs (see [`i386`]), not for x86_64 ones.
 #[rustfmt::skip]
 const ALLOWED: &[(&str, &[&str])] = &[
     ("files and directories", &[

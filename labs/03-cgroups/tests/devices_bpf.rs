@@ -161,3 +161,32 @@ fn attaching_to_a_plain_directory_is_a_clear_error() {
     assert!(msg.contains("BPF_PROG_ATTACH"), "{msg}");
     assert!(msg.contains("cgroup v2 directory"), "{msg}");
 }
+
+#[test]
+fn docker_default_program_makes_and_removes_its_group() {
+    if !root() {
+        return;
+    }
+    let Some(mount) = lab03_cgroups::detect().ok().and_then(|h| h.v2_mount) else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let parent = format!("dockyard-test-devparent-{}", std::process::id());
+    // What lab 03's run() does on a hybrid host, where the container has no
+    // v2 group of its own: the group is made for the program.
+    let devices = DevicesCgroup::docker_default_program(&parent, "c1").unwrap();
+    let dir = mount.join(&parent).join("c1");
+    assert_eq!(devices.path(), dir);
+    assert_eq!(device_filter::attached(&dir).unwrap().len(), 1);
+    assert!(devices.list().unwrap().contains("c 1:3 rwm\n"));
+    let (code, err) = sh(Some(&dir), "head -c 0 /dev/kmsg");
+    assert_ne!(code, 0);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // The shell has exited: the group, and the parent made for it, go.
+    devices.remove().unwrap();
+    assert!(!mount.join(&parent).exists());
+
+    // A hostile name never reaches the file system.
+    let err = DevicesCgroup::docker_default_program("../etc", "c1").unwrap_err();
+    assert!(format!("{err:#}").contains("without '..'"), "{err:#}");
+}
