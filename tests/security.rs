@@ -609,3 +609,117 @@ fn the_security_layer_works_in_a_user_namespace_too() {
     assert_eq!(report["seccomp"], 2);
     assert!(!worked(&fx, &["--secure"], "unshare -U -r true"));
 }
+
+/// Assemble a static 32-bit x86 program into the rootfs as `/bin/NAME`: it
+/// calls getpid with `int 0x80` (i386 number 20), prints "getpid ok", makes
+/// call `nr` with `args`, and exits with the errno it got (0 on success).
+/// No libc: three system calls and exit. Returns the path in the container.
+fn i386_program(fx: &TestRootfs, name: &str, nr: u32, args: [u32; 3]) -> String {
+    let source = format!(
+        r#"
+    .globl _start
+    .text
+_start:
+    movl $20, %eax          # getpid
+    int $0x80
+    cmpl $0, %eax
+    jle bad
+    movl $4, %eax           # write(1, msg, len)
+    movl $1, %ebx
+    movl $msg, %ecx
+    movl $len, %edx
+    int $0x80
+    movl ${nr}, %eax
+    movl ${a0}, %ebx
+    movl ${a1}, %ecx
+    movl ${a2}, %edx
+    int $0x80
+    negl %eax               # -ret: the errno, if the call failed
+    cmpl $0, %eax
+    jge 1f
+    xorl %eax, %eax         # a positive result: success
+1:  movl %eax, %ebx
+    movl $1, %eax           # exit
+    int $0x80
+bad:
+    movl $1, %eax
+    movl $100, %ebx
+    int $0x80
+    .data
+msg: .ascii "getpid ok\n"
+len = . - msg
+"#,
+        a0 = args[0],
+        a1 = args[1],
+        a2 = args[2],
+    );
+    let dir = fx.outside();
+    let (s, o) = (dir.join(format!("{name}.s")), dir.join(format!("{name}.o")));
+    std::fs::write(&s, source).unwrap();
+    let exe = fx.path().join("bin").join(name);
+    for (tool, args) in [
+        (
+            "as",
+            vec!["--32".as_ref(), "-o".as_ref(), o.as_os_str(), s.as_os_str()],
+        ),
+        (
+            "ld",
+            vec![
+                "-m".as_ref(),
+                "elf_i386".as_ref(),
+                "-static".as_ref(),
+                "-o".as_ref(),
+                exe.as_os_str(),
+                o.as_os_str(),
+            ],
+        ),
+    ] {
+        let out = Command::new(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (binutils, from scripts/setup): {e}"));
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+    }
+    format!("/bin/{name}")
+}
+
+#[test]
+fn i386_programs_are_filtered_not_killed() {
+    let fx = TestRootfs::new();
+    // unshare(CLONE_NEWUSER) and keyctl(KEYCTL_GET_KEYRING_ID,
+    // KEY_SPEC_SESSION_KEYRING, 0), by their i386 numbers.
+    let unshare = i386_program(&fx, "unshare32", 310, [0x1000_0000, 0, 0]);
+    let keyctl = i386_program(&fx, "keyctl32", 288, [0, -3i32 as u32, 0]);
+    for exe in [&unshare, &keyctl] {
+        // The default profile: getpid works, the denied call gets EPERM (1),
+        // and the process lives on to exit with it (no SIGSYS).
+        let out = run(lab02(&fx, DEFAULT, &[exe]));
+        assert_eq!(out.status.code(), Some(1), "{exe}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "getpid ok\n");
+        // Unconfined: the same call passes (a user namespace needs no
+        // capability; the keyring answers with an ID or its own error).
+        let out = run(lab02(&fx, UNCONFINED, &[exe]));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "getpid ok\n");
+        assert_ne!(out.status.code(), Some(1), "{exe}: {}", text(&out));
+        if exe == &unshare {
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        }
+    }
+    // A profile that lists only x86_64 leaves i386 out, as libseccomp does:
+    // such a program is killed at its first call, before it prints.
+    let profile = fx.outside().join("x86_64-only.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = run(lab02(
+        &fx,
+        &[DEFAULT, &["--security-opt", opt.as_str()]].concat(),
+        &[&unshare],
+    ));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", text(&out));
+}

@@ -797,11 +797,10 @@ fn run_once(
         });
     }
     // ANCHOR_END: binds
-    // The device allow list: Docker's default rules, in a v1 `devices`
-    // cgroup beside the others (lab 03). --privileged allows every device,
-    // as Docker's does. On a pure v2 host the allow list would be an eBPF
-    // program, which lab 03 does not write yet: there the container has
-    // only the device nodes its minimal /dev gives it.
+    // The device allow list: Docker's default rules (lab 03), in a v1
+    // `devices` cgroup beside the others, or on a pure v2 host as an eBPF
+    // program attached to the container's group, made above.
+    // --privileged allows every device, as Docker's does.
     let devices = if config.privileged {
         None
     } else {

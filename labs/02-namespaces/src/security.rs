@@ -383,8 +383,9 @@ pub struct Condition {
 // ANCHOR: seccomp_allow
 /// The system calls Docker's default profile allows to anyone, grouped by
 /// what they are for. Anything not listed here, or below with a condition,
-/// fails with EPERM. Names that do not exist on this architecture (the 32-bit
-/// `*32` and `*_time64` variants on x86_64) are skipped, as libseccomp does.
+/// fails with EPERM. Names that do not exist on an architecture are skipped
+/// there, as libseccomp does: the 32-bit `*32` and `*_time64` variants count
+/// for 32-bit x86 programs (see [`i386`]), not for x86_64 ones.
 #[rustfmt::skip]
 const ALLOWED: &[(&str, &[&str])] = &[
     ("files and directories", &[
@@ -779,9 +780,13 @@ type RuleMap = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 /// "this action for these calls, allow for the rest". A call that two rules
 /// of different actions both match gets the stricter one.
 ///
-/// Each program first checks the architecture the call was made for; a call
-/// of another ABI (a 32-bit x86 program on x86_64) kills the process, where
-/// Docker's profile would allow the i386 versions of the same calls.
+/// Each program first checks the architecture the call was made for. On
+/// x86_64, a 32-bit x86 program (`int 0x80`, AUDIT_ARCH_I386) makes calls
+/// with other numbers: `getpid` is 39 on x86_64 and 20 on i386. Docker's
+/// profile lists `SCMP_ARCH_X86` as a sub-architecture, so each program
+/// gets a second half that applies the same rules, by name, with i386
+/// numbers (see [`i386`]). A profile that does not list it leaves such
+/// programs killed, as libseccomp does for an architecture not in the filter.
 pub fn compile(profile: &Profile, caps: CapMask) -> anyhow::Result<Vec<BpfProgram>> {
     let (target, scmp_arch, docker_arch) = native_arch()?;
     let listed: Vec<&str> = profile
@@ -793,6 +798,16 @@ pub fn compile(profile: &Profile, caps: CapMask) -> anyhow::Result<Vec<BpfProgra
     if !listed.is_empty() && !listed.contains(&scmp_arch) {
         bail!("the seccomp profile does not list this machine's architecture ({scmp_arch}): {listed:?}");
     }
+    // The i386 half: only where the profile asks for it, as Docker's does.
+    let with_i386 = target == TargetArch::x86_64
+        && (profile.architectures.iter().any(|a| a == "SCMP_ARCH_X86")
+            || profile.arch_map.iter().any(|m| {
+                m.architecture == scmp_arch
+                    && m.sub_architectures
+                        .iter()
+                        .flatten()
+                        .any(|a| a == "SCMP_ARCH_X86")
+            }));
     let kernel = kernel_version();
     let default_errno = profile.default_errno_ret.unwrap_or(libc::EPERM as u32);
     let default = parse_action(
@@ -801,8 +816,9 @@ pub fn compile(profile: &Profile, caps: CapMask) -> anyhow::Result<Vec<BpfProgra
         default_errno,
     )?;
 
-    // action -> rules. SeccompAction is not Ord, so keep a small Vec.
-    let mut groups: Vec<(SeccompAction, RuleMap)> = Vec::new();
+    // action -> rules (x86_64 numbers, i386 numbers). SeccompAction is not
+    // Ord, so keep a small Vec.
+    let mut groups: Vec<(SeccompAction, RuleMap, i386::RuleMap)> = Vec::new();
     for r in &profile.syscalls {
         if !rule_applies(r, caps, docker_arch, kernel) {
             continue;
@@ -820,13 +836,25 @@ pub fn compile(profile: &Profile, caps: CapMask) -> anyhow::Result<Vec<BpfProgra
                     .map_err(|e| anyhow::anyhow!("seccomp argument {}: {e}", a.index))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let index = match groups.iter().position(|(a, _)| *a == action) {
+        let index = match groups.iter().position(|(a, _, _)| *a == action) {
             Some(i) => i,
             None => {
-                groups.push((action, RuleMap::new()));
+                groups.push((action, RuleMap::new(), i386::RuleMap::new()));
                 groups.len() - 1
             }
         };
+        if with_i386 {
+            let conditions = r
+                .args
+                .iter()
+                .map(|a| Ok((a.index, parse_op(a)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            i386::add(
+                &mut groups[index].2,
+                r.names.iter().chain(&r.name),
+                &conditions,
+            );
+        }
         let map = &mut groups[index].1;
         for name in r.names.iter().chain(&r.name) {
             // Unknown here (another architecture's call): skip, as libseccomp does.
@@ -847,34 +875,49 @@ pub fn compile(profile: &Profile, caps: CapMask) -> anyhow::Result<Vec<BpfProgra
         }
     }
     // The allow list goes first (see above), then the other actions.
-    groups.sort_by_key(|(a, _)| *a != SeccompAction::Allow);
+    groups.sort_by_key(|(a, _, _)| *a != SeccompAction::Allow);
 
     let mut programs = Vec::new();
-    let build = |rules: RuleMap, mismatch: SeccompAction, matched: SeccompAction| {
+    let build = |rules: RuleMap,
+                 rules_i386: i386::RuleMap,
+                 mismatch: SeccompAction,
+                 matched: SeccompAction| {
         let rules = rules
             .into_iter()
             .map(|(nr, r)| (nr, r.unwrap_or_default()))
             .collect();
-        let filter = SeccompFilter::new(rules, mismatch, matched, target)
+        let filter = SeccompFilter::new(rules, mismatch.clone(), matched.clone(), target)
             .map_err(|e| anyhow::anyhow!("building the seccomp filter: {e}"))?;
         let program: BpfProgram = filter
             .try_into()
             .map_err(|e| anyhow::anyhow!("compiling the seccomp filter: {e}"))?;
-        anyhow::Ok(with_x32_check(target, program))
+        let program = with_x32_check(target, program);
+        if !with_i386 {
+            return anyhow::Ok(program);
+        }
+        let half = i386::program(&rules_i386, mismatch.into(), matched.into())?;
+        i386::combine(program, half)
     };
-    if !groups.iter().any(|(a, _)| *a == SeccompAction::Allow) && default != SeccompAction::Allow {
+    if !groups.iter().any(|(a, _, _)| *a == SeccompAction::Allow) && default != SeccompAction::Allow
+    {
         // Nothing is allowed explicitly: one program that answers the default.
         programs.push(build(
             RuleMap::new(),
+            i386::RuleMap::new(),
             default.clone(),
             SeccompAction::Allow,
         )?);
     }
-    for (action, rules) in groups {
+    for (action, rules, rules_i386) in groups {
         if action == SeccompAction::Allow {
-            programs.push(build(rules, default.clone(), SeccompAction::Allow)?);
+            programs.push(build(
+                rules,
+                rules_i386,
+                default.clone(),
+                SeccompAction::Allow,
+            )?);
         } else {
-            programs.push(build(rules, SeccompAction::Allow, action)?);
+            programs.push(build(rules, rules_i386, SeccompAction::Allow, action)?);
         }
     }
     Ok(programs)
@@ -917,6 +960,217 @@ fn with_x32_check(target: TargetArch, program: BpfProgram) -> BpfProgram {
     // relative, so putting ours in front changes none of them.
     out.extend(program);
     out
+}
+
+pub mod i386 {
+    //! # 32-bit x86 calls on an x86_64 kernel
+    //!
+    //! An x86_64 kernel runs 32-bit x86 programs too: they enter with
+    //! `int 0x80` (or `sysenter`), with i386 system call numbers, and seccomp
+    //! tells them apart by `seccomp_data.arch`, `AUDIT_ARCH_I386`. seccompiler
+    //! only builds programs for the native architecture, so this half is
+    //! written here, in classic BPF, the language of seccomp filters:
+    //!
+    //! ```text
+    //! struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; };
+    //!
+    //!   ld  [0]                 ; A = nr
+    //!   jeq #20, 0, 1           ; getpid? (its i386 number) else skip one
+    //!   ret #ALLOW
+    //!   ld  [0]                 ; the next call's block
+    //!   ...
+    //!   ret #ERRNO(EPERM)       ; nothing matched: the profile's default
+    //! ```
+    //!
+    //! A call with argument conditions compares the low 32 bits of each
+    //! argument (`args[i]` at offset 16 + 8i; x86 is little-endian). i386
+    //! arguments are 32-bit registers that the kernel zero-extends, so the
+    //! high half is always 0, and libseccomp compares only the low half on
+    //! 32-bit architectures too.
+
+    use std::collections::BTreeMap;
+
+    use anyhow::bail;
+    use seccompiler::{sock_filter, BpfProgram, SeccompCmpOp};
+
+    /// `AUDIT_ARCH_I386` from `<linux/audit.h>`: EM_386 | __AUDIT_ARCH_LE.
+    pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+    /// One rule's conditions: (argument index, comparison, value), all of
+    /// which must hold.
+    pub type Conditions = Vec<(u8, (SeccompCmpOp, u64))>;
+    /// Rules per i386 call number; `None` means "whatever the arguments".
+    pub type RuleMap = BTreeMap<u32, Option<Vec<Conditions>>>;
+
+    /// Add a profile rule's `names` with its `conditions`. Names that i386
+    /// does not have (`arch_prctl`, `newfstatat`...) are skipped, as
+    /// libseccomp does; the 32-bit ones (`socketcall`, `mmap2`, `_llseek`)
+    /// that x86_64 skipped are found here.
+    pub fn add<'a>(
+        map: &mut RuleMap,
+        names: impl Iterator<Item = &'a String>,
+        conditions: &Conditions,
+    ) {
+        for name in names {
+            let Ok(sysno) = name.parse::<syscalls::x86::Sysno>() else {
+                continue;
+            };
+            let entry = map
+                .entry(sysno.id() as u32)
+                .or_insert_with(|| Some(Vec::new()));
+            match (entry.as_mut(), conditions.is_empty()) {
+                (_, true) => *entry = None,
+                (Some(rules), false) => rules.push(conditions.clone()),
+                (None, false) => {}
+            }
+        }
+    }
+
+    // Classic BPF opcodes (`<linux/bpf_common.h>`).
+    const LD_W_ABS: u16 = 0x20; // A = *(u32 *)(data + k)
+    const JEQ: u16 = 0x15; // if A == k
+    const JGT: u16 = 0x25; // if A > k (unsigned)
+    const JGE: u16 = 0x35; // if A >= k
+    const JA: u16 = 0x05; // goto +k
+    const AND: u16 = 0x54; // A &= k
+    const RET: u16 = 0x06; // return k
+
+    fn stmt(code: u16, k: u32) -> sock_filter {
+        sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+
+    fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+        sock_filter { code, jt, jf, k }
+    }
+
+    /// A jump from inside a block to its end, `to_end` instructions after
+    /// the one that follows: too far for the 8-bit jt/jf is an error.
+    fn short(to_end: usize) -> anyhow::Result<u8> {
+        u8::try_from(to_end).map_err(|_| anyhow::anyhow!("seccomp rule too long for a BPF jump"))
+    }
+
+    /// What one condition compiles to, given that the high half of an i386
+    /// argument is 0. `Ok(None)`: the condition always holds; `Err(())`: it
+    /// never does, so its rule can be left out. Each test jumps to the
+    /// placeholder "fail" (patched to the end of the rule) when it fails.
+    fn condition(index: u8, op: &SeccompCmpOp, value: u64) -> Result<Option<Vec<Test>>, ()> {
+        let hi = (value >> 32) as u32;
+        let lo = value as u32;
+        let load = Test::Stmt(stmt(LD_W_ABS, 16 + 8 * index as u32));
+        Ok(Some(match op {
+            // arg == v: pass on equal, else fail.
+            SeccompCmpOp::Eq if hi != 0 => return Err(()),
+            SeccompCmpOp::Eq => vec![load, Test::FailUnless(JEQ, lo)],
+            SeccompCmpOp::Ne if hi != 0 => return Ok(None),
+            SeccompCmpOp::Ne => vec![load, Test::FailIf(JEQ, lo)],
+            SeccompCmpOp::Gt if hi != 0 => return Err(()),
+            SeccompCmpOp::Gt => vec![load, Test::FailUnless(JGT, lo)],
+            SeccompCmpOp::Ge if hi != 0 => return Err(()),
+            SeccompCmpOp::Ge => vec![load, Test::FailUnless(JGE, lo)],
+            SeccompCmpOp::Lt if hi != 0 => return Ok(None),
+            SeccompCmpOp::Lt => vec![load, Test::FailIf(JGE, lo)],
+            SeccompCmpOp::Le if hi != 0 => return Ok(None),
+            SeccompCmpOp::Le => vec![load, Test::FailIf(JGT, lo)],
+            // (arg & mask) == v; the masked high half is 0.
+            SeccompCmpOp::MaskedEq(_) if hi != 0 => return Err(()),
+            SeccompCmpOp::MaskedEq(mask) => vec![
+                load,
+                Test::Stmt(stmt(AND, *mask as u32)),
+                Test::FailUnless(JEQ, lo),
+            ],
+        }))
+    }
+
+    enum Test {
+        Stmt(sock_filter),
+        /// Go on if the jump's test holds, else fail.
+        FailUnless(u16, u32),
+        /// Fail if the jump's test holds, else go on.
+        FailIf(u16, u32),
+    }
+
+    // ANCHOR: i386_program
+    /// The i386 half of a filter: `matched` for the calls in `rules`,
+    /// `mismatch` for every other call. One block per call number, each
+    /// starting by loading the number again, since argument checks load
+    /// into the same accumulator.
+    pub fn program(rules: &RuleMap, mismatch: u32, matched: u32) -> anyhow::Result<BpfProgram> {
+        let mut out = Vec::new();
+        for (nr, rules) in rules {
+            // The block after its first two instructions.
+            let mut body: Vec<sock_filter> = Vec::new();
+            match rules {
+                None => body.push(stmt(RET, matched)),
+                Some(rules) => {
+                    'rule: for conditions in rules {
+                        let mut tests = Vec::new();
+                        for (index, (op, value)) in conditions {
+                            match condition(*index, op, *value) {
+                                Ok(Some(t)) => tests.extend(t),
+                                Ok(None) => {}
+                                Err(()) => continue 'rule,
+                            }
+                        }
+                        // tests, then `ret matched`; a failed test jumps past it.
+                        let len = tests.len() + 1;
+                        for (i, t) in tests.into_iter().enumerate() {
+                            let to_end = short(len - i - 1)?;
+                            body.push(match t {
+                                Test::Stmt(s) => s,
+                                Test::FailUnless(code, k) => jump(code, k, 0, to_end),
+                                Test::FailIf(code, k) => jump(code, k, to_end, 0),
+                            });
+                        }
+                        body.push(stmt(RET, matched));
+                    }
+                }
+            }
+            out.push(stmt(LD_W_ABS, 0));
+            // Not this call: skip the body, to the next block.
+            out.push(jump(JEQ, *nr, 0, short(body.len())?));
+            out.extend(body);
+        }
+        out.push(stmt(RET, mismatch));
+        Ok(out)
+    }
+    // ANCHOR_END: i386_program
+
+    // ANCHOR: i386_combine
+    /// One program for both ABIs: the i386 half after the native one, and in
+    /// front a check of `seccomp_data.arch` that jumps to it. Both halves end
+    /// every path with a `ret`, and their jumps are relative, so neither
+    /// needs to change.
+    ///
+    /// ```text
+    ///   ld  [4]                  ; A = arch
+    ///   jeq #AUDIT_ARCH_I386, 0, 1
+    ///   ja  +len(native)         ; i386: over the native half
+    ///   <native half>            ; seccompiler's, which checks for x86_64 itself
+    ///   <i386 half>
+    /// ```
+    pub fn combine(native: BpfProgram, i386: BpfProgram) -> anyhow::Result<BpfProgram> {
+        let mut out = vec![
+            stmt(LD_W_ABS, 4),
+            jump(JEQ, AUDIT_ARCH_I386, 0, 1),
+            stmt(JA, native.len() as u32),
+        ];
+        out.extend(native);
+        out.extend(i386);
+        // BPF_MAXINSNS: the kernel refuses longer seccomp programs.
+        if out.len() > 4096 {
+            bail!(
+                "the seccomp program has {} instructions, more than the kernel's 4096",
+                out.len()
+            );
+        }
+        Ok(out)
+    }
+    // ANCHOR_END: i386_combine
 }
 
 /// Compiled programs, by the sha256 digest of (where the profile came from,
@@ -1864,6 +2118,52 @@ mod tests {
                 assert!(!allowed.contains(name), "{name} is refused, yet in ALLOWED");
             }
         }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn i386_half_follows_the_profiles_architectures() {
+        use seccompiler::sock_filter;
+        let profile = docker_default_profile();
+        let programs = compile(&profile, docker_default_caps()).unwrap();
+        for p in &programs {
+            // ld [4]; jeq AUDIT_ARCH_I386; ja over the native half.
+            assert_eq!((p[0].code, p[0].k), (0x20, 4));
+            assert_eq!((p[1].code, p[1].k), (0x15, i386::AUDIT_ARCH_I386));
+            assert_eq!(p[2].code, 0x05);
+            // The i386 half starts right after the jump's target, and ends
+            // with the default answer.
+            let i386 = &p[3 + p[2].k as usize..];
+            assert_eq!((i386[0].code, i386[0].k), (0x20, 0));
+            assert_eq!(i386.last().unwrap().code, 0x06);
+        }
+        // In the allow list: getpid by its i386 number (20) gets ALLOW;
+        // unshare (310) and keyctl (288) are not there.
+        let allow = &programs[0];
+        let i386 = &allow[3 + allow[2].k as usize..];
+        let checks = |nr: u32| {
+            i386.windows(3).any(|w: &[sock_filter]| {
+                w[0].code == 0x20
+                    && w[1].code == 0x15
+                    && w[1].k == nr
+                    && w[2].code == 0x06
+                    && w[2].k == libc::SECCOMP_RET_ALLOW
+            })
+        };
+        assert!(checks(20));
+        assert!(!checks(310) && !checks(288));
+        assert_eq!(
+            i386.last().unwrap().k,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32
+        );
+
+        // Without SCMP_ARCH_X86 in the profile: no i386 half, seccompiler's
+        // own architecture check first.
+        let mut native_only = profile.clone();
+        native_only.arch_map.clear();
+        native_only.architectures = vec!["SCMP_ARCH_X86_64".into()];
+        let programs = compile(&native_only, docker_default_caps()).unwrap();
+        assert!(programs.iter().all(|p| p[1].k != i386::AUDIT_ARCH_I386));
     }
 
     #[test]

@@ -20,12 +20,17 @@
 //! `a` (all); `*` for any number; access `r`ead, `w`rite, `m`knod.
 //!
 //! cgroup v2 has no such files: the same list is an eBPF program attached to
-//! the cgroup (`BPF_CGROUP_DEVICE`). This lab does not write one yet; on a
-//! v2-only host [`DevicesCgroup::create`] says so, and a container has no
-//! device allow list (runc and crun generate that program).
+//! the container's cgroup (`BPF_CGROUP_DEVICE`), which
+//! [`device_filter`](crate::device_filter) writes from the same rules.
+//! [`DevicesCgroup::docker_default`] picks the one the host has: the v1
+//! `devices` hierarchy where there is one (v1 and hybrid hosts), the eBPF
+//! program on a pure v2 host.
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use crate::device_filter::{self, DeviceRule};
 
 use anyhow::{bail, Context};
 
@@ -57,14 +62,20 @@ pub const DOCKER_DEFAULT_RULES: [(&str, &str); 12] = [
 ];
 // ANCHOR_END: rules
 
-/// A v1 `devices` cgroup that this lab created, removed by [`remove`](Self::remove)
-/// or, best effort, when dropped.
+/// A device allow list that this lab set up: a v1 `devices` cgroup it
+/// created, or an eBPF program it attached to a v2 cgroup. Removed by
+/// [`remove`](Self::remove) or, best effort, when dropped.
 #[derive(Debug)]
 pub struct DevicesCgroup {
     path: PathBuf,
     /// The parent given to [`DevicesCgroup::create_in`], removed with the
     /// group when no other group is left in it.
     parent: Option<PathBuf>,
+    /// On v2: the program attached to `path`, and the rules it was made of.
+    program: Option<(OwnedFd, Vec<String>)>,
+    /// On v2: the directories made for the program, outermost first (none
+    /// when the group is the container's [`crate::Cgroup`], which owns it).
+    made: Vec<PathBuf>,
 }
 
 /// Where the v1 `devices` hierarchy is mounted, if anywhere.
@@ -87,33 +98,91 @@ impl DevicesCgroup {
         Self::create_in("", name, rules)
     }
 
-    /// Docker's default allow list for a container's `<parent>/<name>`, or
-    /// `None` on a host without a v1 `devices` hierarchy (on cgroup v2 the
-    /// allow list would be an eBPF program, which this lab does not write).
-    /// What the engine and the builder give every container.
+    /// Docker's default allow list for a container's `<parent>/<name>`. What
+    /// the engine and the builder give every container.
+    ///
+    /// With a v1 `devices` hierarchy (v1 and hybrid hosts), a cgroup of its
+    /// own there. On a pure v2 host, an eBPF program attached to the
+    /// container's v2 group, which [`crate::Cgroup::create`] must have made
+    /// first. `None` on a host with neither.
     pub fn docker_default(parent: &str, name: &str) -> anyhow::Result<Option<DevicesCgroup>> {
-        if devices_hierarchy()?.is_none() {
+        let rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        if devices_hierarchy()?.is_some() {
+            return Ok(Some(Self::create_in(parent, name, &rules)?));
+        }
+        if crate::detect()?.v2_mount.is_none() {
             return Ok(None);
         }
-        let rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
-        Ok(Some(Self::create_in(parent, name, &rules)?))
+        Ok(Some(Self::docker_default_program(parent, name)?))
     }
+
+    /// Docker's default list as a device program on the v2 group
+    /// `<parent>/<name>`. On a v2 host that is the container's own group,
+    /// made by [`crate::Cgroup::create`]; where it is missing (a hybrid host
+    /// keeps the limits in v1 hierarchies) it is made here, and removed
+    /// with the program.
+    pub fn docker_default_program(parent: &str, name: &str) -> anyhow::Result<DevicesCgroup> {
+        check_names(parent, name)?;
+        let Some(mount) = crate::detect()?.v2_mount else {
+            bail!("no cgroup2 mount: a device program needs the unified hierarchy");
+        };
+        let mut made = Vec::new();
+        let mut dir = mount.clone();
+        for part in Path::new(parent).join(name).components() {
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => made.push(dir.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    remove_made(&made);
+                    return Err(e).with_context(|| format!("mkdir {}", dir.display()));
+                }
+            }
+        }
+        let rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        match Self::attach_program(&dir, &rules) {
+            Ok(mut d) => {
+                d.made = made;
+                Ok(d)
+            }
+            Err(e) => {
+                remove_made(&made);
+                Err(e)
+            }
+        }
+    }
+
+    // ANCHOR: attach_program
+    /// The cgroup v2 way: compile `rules` into a device program, load it and
+    /// attach it to the existing v2 group `dir`. Everything not in `rules`
+    /// is denied; there is no inherited list to deny first, as on v1,
+    /// because the program's last instruction is the deny.
+    pub fn attach_program(dir: &Path, rules: &[&str]) -> anyhow::Result<DevicesCgroup> {
+        let parsed = rules
+            .iter()
+            .map(|r| DeviceRule::parse(r))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let program = device_filter::load(&device_filter::device_program(&parsed))?;
+        device_filter::attach(dir, &program)?;
+        Ok(DevicesCgroup {
+            path: dir.to_path_buf(),
+            parent: None,
+            program: Some((program, rules.iter().map(|r| r.to_string()).collect())),
+            made: Vec::new(),
+        })
+    }
+    // ANCHOR_END: attach_program
 
     /// The same, as `<parent>/<name>` (the parent is made if missing, and
     /// left for others: the engine keeps every container under `dockyard`).
     pub fn create_in(parent: &str, name: &str, rules: &[&str]) -> anyhow::Result<DevicesCgroup> {
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            bail!("cgroup name {name:?}: one plain path component, please");
-        }
+        check_names(parent, name)?;
         let Some(hierarchy) = devices_hierarchy()? else {
             bail!(
                 "no cgroup v1 'devices' hierarchy: on cgroup v2 the device allow list is an eBPF \
-                 program, which this lab does not write yet"
+                 program (DevicesCgroup::attach_program)"
             );
         };
-        if parent.split('/').any(|c| c == "..") || parent.starts_with('/') {
-            bail!("cgroup parent {parent:?}: a relative path without '..', please");
-        }
         let base = hierarchy.join(parent);
         fs::create_dir_all(&base).with_context(|| format!("mkdir -p {}", base.display()))?;
         let path = base.join(name);
@@ -121,6 +190,8 @@ impl DevicesCgroup {
         let cgroup = DevicesCgroup {
             path,
             parent: (!parent.is_empty()).then_some(base),
+            program: None,
+            made: Vec::new(),
         };
         cgroup.write("devices.deny", "a")?;
         for rule in rules {
@@ -131,12 +202,19 @@ impl DevicesCgroup {
     // ANCHOR_END: create
 
     /// Move process `pid` (and, as it forks, its children) into the cgroup.
+    /// (On a v2 host, where the group is the container's own, it is there
+    /// already, and the move changes nothing.)
     pub fn add(&self, pid: i32) -> anyhow::Result<()> {
         self.write("cgroup.procs", &pid.to_string())
     }
 
-    /// The kernel's view of the list, one rule a line.
+    /// The list, one rule a line: on v1 the kernel's view (`devices.list`);
+    /// on v2, where the kernel keeps only the compiled program, the rules it
+    /// was compiled from.
     pub fn list(&self) -> anyhow::Result<String> {
+        if let Some((_, rules)) = &self.program {
+            return Ok(rules.iter().map(|r| format!("{r}\n")).collect());
+        }
         let file = self.path.join("devices.list");
         fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))
     }
@@ -145,9 +223,22 @@ impl DevicesCgroup {
         &self.path
     }
 
-    /// Remove the cgroup; it must be empty (its processes have exited).
+    /// Remove the cgroup; it must be empty (its processes have exited). On
+    /// v2, detach the program and leave the group to its owner (if the group
+    /// is gone already, so is the program).
     pub fn remove(mut self) -> anyhow::Result<()> {
         let path = std::mem::take(&mut self.path);
+        if let Some((program, _)) = self.program.take() {
+            if path.is_dir() {
+                device_filter::detach(&path, &program)?;
+            }
+            let made = std::mem::take(&mut self.made);
+            if let Some(leaf) = made.last() {
+                fs::remove_dir(leaf).with_context(|| format!("rmdir {}", leaf.display()))?;
+            }
+            remove_made(&made);
+            return Ok(());
+        }
         fs::remove_dir(&path).with_context(|| format!("rmdir {}", path.display()))?;
         if let Some(parent) = self.parent.take() {
             // Busy or not empty while other containers use it: then it stays.
@@ -165,8 +256,37 @@ impl DevicesCgroup {
 
 impl Drop for DevicesCgroup {
     fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            let _ = fs::remove_dir(&self.path);
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
+        match &self.program {
+            Some((program, _)) => {
+                let _ = device_filter::detach(&self.path, program);
+                remove_made(&self.made);
+            }
+            None => {
+                let _ = fs::remove_dir(&self.path);
+            }
         }
     }
+}
+
+/// Remove directories made for a program, innermost first; one that is busy
+/// (processes, or another container's group below) stays.
+fn remove_made(made: &[PathBuf]) {
+    for dir in made.iter().rev() {
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// `name` is one plain path component and `parent` a relative path that
+/// stays inside the hierarchy.
+fn check_names(parent: &str, name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        bail!("cgroup name {name:?}: one plain path component, please");
+    }
+    if parent.split('/').any(|c| c == "..") || parent.starts_with('/') {
+        bail!("cgroup parent {parent:?}: a relative path without '..', please");
+    }
+    Ok(())
 }

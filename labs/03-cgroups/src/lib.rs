@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod device_filter;
 pub mod devices;
 pub mod v1;
 pub mod v2;
@@ -780,6 +781,11 @@ pub struct RunOptions {
     /// How long a forwarded Ctrl-C or SIGTERM may take to end the container
     /// before the whole cgroup is killed (`docker stop` waits 10 seconds).
     pub stop_timeout: Duration,
+    /// Docker's device allow list as a cgroup v2 eBPF program
+    /// ([`devices::DevicesCgroup::docker_default_program`]), even on a
+    /// hybrid host, where the container then also gets a group in the
+    /// unified hierarchy. Off by default: lab 03 is about limits.
+    pub device_program: bool,
 }
 
 /// How a container ended, and what its cgroup counted.
@@ -814,8 +820,22 @@ pub struct Outcome {
 pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
     signals::install()?;
     let mut cgroup = Cgroup::create(host, &opts.parent, &opts.name, &opts.limits)?;
+    let devices = if opts.device_program {
+        Some(devices::DevicesCgroup::docker_default_program(
+            &opts.parent,
+            &opts.name,
+        )?)
+    } else {
+        None
+    };
     let start = Instant::now();
-    let container = lab02_namespaces::spawn(&opts.spec, |pid| cgroup.add_pid(pid.as_raw()))?;
+    let container = lab02_namespaces::spawn(&opts.spec, |pid| {
+        cgroup.add_pid(pid.as_raw())?;
+        match &devices {
+            Some(d) => d.add(pid.as_raw()),
+            None => Ok(()),
+        }
+    })?;
     let status = wait(&container, &cgroup, opts.stop_timeout);
     let elapsed = start.elapsed();
     let stats = cgroup.stats().unwrap_or_default();
@@ -827,9 +847,13 @@ pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
     let dirs = cgroup.dirs();
     let warnings = std::mem::take(&mut cgroup.warnings);
     // Remove the cgroup even if waiting failed; report the first error.
+    // The device program's group goes first: on a v2 host it is the
+    // container's own group, which destroy() removes.
+    let devices_removed = devices.map_or(Ok(()), |d| d.remove());
     let destroyed = cgroup.destroy();
     let status = status?;
     destroyed?;
+    devices_removed?;
     Ok(Outcome {
         status,
         stats,

@@ -76,6 +76,12 @@ struct Cli {
     #[arg(long)]
     init: bool,
 
+    /// Docker's device allow list as a cgroup v2 eBPF program, attached to
+    /// the container's group in the unified hierarchy (made there on a
+    /// hybrid host).
+    #[arg(long)]
+    device_program: bool,
+
     /// After the command ends, print what the cgroup counted (to stderr).
     #[arg(long)]
     stats: bool,
@@ -168,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         name,
         limits: limits.clone(),
         stop_timeout: Duration::from_secs(3),
+        device_program: cli.device_program,
     };
     let outcome = lab03_cgroups::run(&host, &opts)?;
     for w in &outcome.warnings {

@@ -330,6 +330,7 @@ fn run(store: &Store, name: &str, rm: bool, quiet: bool, command: Vec<OsString>)
             name: container.id.clone(),
             limits: lab03::Limits::default(),
             stop_timeout: std::time::Duration::from_secs(10),
+            device_program: false,
         },
     )?;
     let status = outcome.status.code() as u8;
