@@ -1488,7 +1488,13 @@ fn podman_runs_what_dockyard_pushes() {
     );
 
     // Nothing is left running or mounted; the cgroups were podman's to
-    // leave, and ours to remove.
+    // leave, and ours to remove. conmon runs `podman container cleanup`
+    // when the container exits, which may outlive `podman run` a moment:
+    // give it time to end on its own.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pm.processes().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (procs, mounts, cgroups) = pm.clean();
     assert!(procs.is_empty(), "podman left processes: {procs:?}");
     assert!(mounts.is_empty(), "podman left mounts: {mounts:?}");
