@@ -1504,6 +1504,7 @@ mod tests {
     struct Seen {
         target: String,
         authorization: Option<String>,
+        range: Option<String>,
     }
 
     /// A loopback HTTP server answering each connection with `answer`.
@@ -1524,6 +1525,7 @@ mod tests {
                 }
                 let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 let mut authorization = None;
+                let mut range = None;
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
@@ -1533,11 +1535,15 @@ mod tests {
                         if k.eq_ignore_ascii_case("authorization") {
                             authorization = Some(v.trim().to_string());
                         }
+                        if k.eq_ignore_ascii_case("range") {
+                            range = Some(v.trim().to_string());
+                        }
                     }
                 }
                 let req = Seen {
                     target,
                     authorization,
+                    range,
                 };
                 log.lock().unwrap().push(req.clone());
                 let (status, headers, body) = answer(&req, port);
@@ -1638,6 +1644,115 @@ mod tests {
         assert!(e.contains("corrupted"), "{e}");
         assert!(!store.has_blob(&want));
         assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// A store where an interrupted download of `digest` left `prefix`.
+    fn store_with_partial(digest: &str, prefix: &[u8]) -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut partial = store.partial(digest).unwrap().unwrap();
+        partial.append(prefix).unwrap();
+        (tmp, store)
+    }
+
+    #[test]
+    fn a_download_resumes_only_from_the_byte_asked_for() {
+        let blob: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let served = blob.clone();
+        let (port, seen) = mock(move |req, _| match req.range.as_deref() {
+            Some("bytes=4000-") => (
+                206,
+                vec![("Content-Range".into(), "bytes 4000-9999/10000".into())],
+                served[4000..].to_vec(),
+            ),
+            _ => (200, vec![], served.clone()),
+        });
+        let digest = sha256_digest(&blob);
+        let (_tmp, store) = store_with_partial(&digest, &blob[..4000]);
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), "r", None);
+        download_blob(&store, &client, "app", &digest, 10_000, "x", &|_| {}).unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), blob);
+        assert!(!store.root().join("downloads").join(&digest[7..]).exists());
+        let log = seen.lock().unwrap().clone();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].range.as_deref(), Some("bytes=4000-"));
+    }
+
+    #[test]
+    fn a_wrong_content_range_is_refused_and_bad_partials_start_over() {
+        let blob: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let served = blob.clone();
+        // A registry that answers a range request with another range.
+        let (port, _) = mock(move |_, _| {
+            (
+                206,
+                vec![("Content-Range".into(), "bytes 0-9999/10000".into())],
+                served.clone(),
+            )
+        });
+        let digest = sha256_digest(&blob);
+        let (_tmp, store) = store_with_partial(&digest, &blob[..4000]);
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), "r", None);
+        let e = download_blob(&store, &client, "app", &digest, 10_000, "x", &|_| {}).unwrap_err();
+        assert!(format!("{e:#}").contains("from byte 4000"), "{e:#}");
+        let partial = store.root().join("downloads").join(&digest[7..]);
+        assert_eq!(fs::metadata(&partial).unwrap().len(), 4000, "untouched");
+        assert!(!store.has_blob(&digest));
+
+        // A partial whose bytes are wrong: the resumed blob fails its digest
+        // check, and the partial is deleted so that the next pull starts over.
+        let served = blob.clone();
+        let (port, _) = mock(move |_, _| {
+            (
+                206,
+                vec![("Content-Range".into(), "bytes 4000-9999/10000".into())],
+                served[4000..].to_vec(),
+            )
+        });
+        let mut bad = blob.clone();
+        bad[10] ^= 1;
+        let (_tmp, store) = store_with_partial(&digest, &bad[..4000]);
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), "r", None);
+        let e = download_blob(&store, &client, "app", &digest, 10_000, "x", &|_| {}).unwrap_err();
+        assert!(format!("{e:#}").contains("corrupted"), "{e:#}");
+        assert!(!store.root().join("downloads").join(&digest[7..]).exists());
+        assert!(!store.has_blob(&digest));
+    }
+
+    #[test]
+    fn a_416_starts_the_download_over() {
+        let blob: Vec<u8> = (0..5_000u32).map(|i| (i * 3 % 251) as u8).collect();
+        let served = blob.clone();
+        let (port, seen) = mock(move |req, _| match req.range {
+            Some(_) => (416, vec![], vec![]),
+            None => (200, vec![], served.clone()),
+        });
+        let digest = sha256_digest(&blob);
+        let (_tmp, store) = store_with_partial(&digest, &blob[..100]);
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), "r", None);
+        download_blob(&store, &client, "app", &digest, 5_000, "x", &|_| {}).unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), blob);
+        let ranges: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.range.clone())
+            .collect();
+        assert_eq!(ranges, vec![Some("bytes=100-".to_string()), None]);
+    }
+
+    #[test]
+    fn a_partial_download_is_locked_by_its_writer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let digest = sha256_digest(b"x");
+        let held = store.partial(&digest).unwrap();
+        assert!(held.is_some());
+        // flock is per open file description: a second open is refused while
+        // the first is held, as another process's would be.
+        assert!(store.partial(&digest).unwrap().is_none());
+        drop(held);
+        assert!(store.partial(&digest).unwrap().is_some());
     }
 
     #[test]
