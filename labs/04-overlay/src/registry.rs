@@ -8,6 +8,7 @@
 //! GET  /v2/                                     are you a registry? may I? (401 + a challenge)
 //! GET  /v2/library/busybox/manifests/latest     a tag (or a digest) -> a manifest
 //! GET  /v2/library/busybox/blobs/sha256:...     a config or a layer, by digest
+//!      Range: bytes=N-                          the rest of an interrupted download -> 206
 //! HEAD /v2/app/blobs/sha256:...                 do you have it? (200 or 404)
 //! POST /v2/app/blobs/uploads/                   start an upload -> 202, Location: <session>
 //! PATCH <session>                               a chunk         -> 202, Location: <session>
@@ -24,7 +25,9 @@
 //! document pins everything below it: a pull verifies each blob against the
 //! digest that named it before the blob enters the store
 //! ([`Store::put_blob_from`] hashes while it writes and renames only on a
-//! match), so a registry, a mirror or the network can't swap content.
+//! match; a layer download, resumable, goes through [`Store::partial`] and
+//! is hashed whole the same way), so a registry, a mirror or the network
+//! can't swap content.
 //!
 //! **Content negotiation.** The same tag can be served as an OCI index, an
 //! OCI manifest, a Docker manifest list or a Docker schema 2 manifest. The
