@@ -5,9 +5,11 @@
 //! check that what dockyard pushes is what other tools read, and the other
 //! way round. Every test has its own data roots and credentials directory.
 //!
-//! The Bearer token flow is tested in lab 04's unit tests against a mock
-//! token server: distribution's token auth needs a signing certificate and
-//! a token issuer, which a test cannot stand up cheaply.
+//! The Bearer token flow runs against distribution's own token auth, with
+//! tests/token_server.py as the token issuer (lab 04's unit tests also run
+//! it against a mock). A tiny fake registry in this file serves what
+//! distribution cannot be made to do: a connection dropped half way through
+//! a blob.
 
 use std::fs;
 use std::io::Write;
@@ -38,32 +40,52 @@ impl Registry {
 
     /// With `Some((user, password))`, the registry wants Basic auth.
     fn start_with(user: Option<(&str, &str)>) -> Registry {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("dockyard-registry-")
-            .tempdir()
-            .unwrap();
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((u, p)) = user {
+        let dir = Self::dir();
+        let auth = user.map(|(u, p)| {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", u, p])
                 .output()
                 .expect("htpasswd is missing: scripts/setup installs apache2-utils");
             assert!(out.status.success());
             fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
-            config.push_str(&format!(
+            format!(
                 "auth:\n  htpasswd:\n    realm: dockyard-test\n    path: {}\n",
                 dir.path().join("htpasswd").display()
-            ));
-        }
+            )
+        });
+        Self::launch(dir, auth)
+    }
+
+    /// A registry that wants tokens from `tokens`: distribution's own
+    /// `auth: token`, which verifies each JWT's signature against the
+    /// certificate bundle the token server wrote, and its issuer, audience,
+    /// lifetime and `access` claim.
+    fn start_with_token(tokens: &TokenServer) -> Registry {
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n\
+             \x20   issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            tokens.port,
+            tokens.cert().display()
+        );
+        Self::launch(Self::dir(), Some(auth))
+    }
+
+    fn dir() -> tempfile::TempDir {
+        require_root();
+        tempfile::Builder::new()
+            .prefix("dockyard-registry-")
+            .tempdir()
+            .unwrap()
+    }
+
+    fn launch(dir: tempfile::TempDir, auth: Option<String>) -> Registry {
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        config.push_str(auth.as_deref().unwrap_or(""));
         fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = fs::File::create(dir.path().join("registry.log")).unwrap();
         let child = Command::new("docker-registry")
@@ -116,6 +138,76 @@ impl Registry {
 }
 
 impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+const TOKEN_SERVICE: &str = "dockyard-test";
+const TOKEN_ISSUER: &str = "dockyard-test-issuer";
+
+/// tests/token_server.py on 127.0.0.1: signs ES256 JWTs for one user with
+/// a key whose self-signed certificate it writes to `cert()`. Killed on drop.
+struct TokenServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TokenServer {
+    fn start(user: &str, password: &str) -> TokenServer {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("dockyard-tokens-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg(workspace_root().join("tests/token_server.py"))
+            .arg(port.to_string())
+            .arg(dir.path().join("cert.pem"))
+            .args([user, password, TOKEN_ISSUER])
+            .arg(dir.path().join("tokens.log"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .expect("python3 is missing");
+        let mut server = TokenServer { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.cert().exists() || TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = server.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "the token server did not start ({exited:?}; scripts/setup installs \
+                 python3-cryptography):\n{}",
+                fs::read_to_string(server.dir.path().join("stderr")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// The token requests so far: one JSON object each.
+    fn requests(&self) -> Vec<Value> {
+        fs::read_to_string(self.dir.path().join("tokens.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for TokenServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -440,8 +532,8 @@ fn skopeo_and_podman_read_what_dockyard_pushes_and_the_other_way_round() {
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], manifest.as_str());
 
-    // podman pulls it and computes the same image ID. (Running it needs
-    // crun's setrlimit, which some sandboxes refuse; the pull is the interop.)
+    // podman pulls it and computes the same image ID (podman_runs_what_dockyard_pushes
+    // runs it, in a network namespace of its own).
     let pm = out.path().join("podman");
     let podman = |args: &[&str]| {
         let o = Command::new("podman")
@@ -774,15 +866,14 @@ fn an_interrupted_pull_leaves_no_partial_blob() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it while a blob is half-written in tmp/.
+    // Kill it while the layer is half-written in downloads/.
     let tmp = dy.path().join("tmp");
+    let downloads = dy.path().join("downloads");
     let deadline = Instant::now() + Duration::from_secs(60);
     let caught = loop {
-        let partial = fs::read_dir(&tmp).ok().and_then(|rd| {
-            rd.flatten().find(|e| {
-                e.file_name().to_string_lossy().starts_with("blob-")
-                    && e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)
-            })
+        let partial = fs::read_dir(&downloads).ok().and_then(|rd| {
+            rd.flatten()
+                .find(|e| e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false))
         });
         if partial.is_some() {
             child.kill().unwrap();
@@ -805,10 +896,11 @@ fn an_interrupted_pull_leaves_no_partial_blob() {
     assert!(blobs.len() <= 1, "at most the config: {blobs:?}");
     assert_eq!(dy.manifest_of(&name), None);
 
-    // The next pull cleans tmp/ and completes.
+    // The next pull resumes the download, verifies it whole, and completes.
     let out = dy.ok(&["pull", &name]);
     assert!(out.contains("Status: Downloaded newer image"), "{out}");
     assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(&downloads).unwrap().count(), 0);
     assert_eq!(dy.verified_blobs().len(), 3);
     // The image has no shell to run: look at the unpacked layer instead.
     let layers: Vec<_> = fs::read_dir(dy.path().join("layers"))
@@ -861,4 +953,555 @@ fn registry_mirrors_and_insecure_registries_come_from_daemon_json() {
         dy.identity("docker.io/library/busybox").0,
         dy.identity("busybox").0
     );
+}
+
+#[test]
+fn the_token_flow_against_a_real_registry() {
+    let tokens = TokenServer::start("alice", "s3cret");
+    let reg = Registry::start_with_token(&tokens);
+    let creds = creds_dir();
+    let src = Dy::with_base(creds.path());
+    let host = reg.host();
+    let name = format!("{host}/team/busybox:1");
+    src.ok(&["tag", "busybox", &name]);
+
+    // Anonymous: the token server hands out a token that grants nothing,
+    // the registry refuses it, and the client says to log in.
+    let err = src.fails(&["push", &name]);
+    assert!(
+        err.contains(&format!("registry {host} requires authentication"))
+            && err.contains(&format!("dockyard login {host}")),
+        "{err}"
+    );
+    let anonymous = tokens.requests();
+    assert!(!anonymous.is_empty());
+    assert!(
+        anonymous.iter().all(|r| r["user"].is_null()),
+        "{anonymous:?}"
+    );
+
+    // A wrong password: the token server itself refuses it.
+    let err = src.fails(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(
+        err.contains("token server") && err.contains("incorrect username or password"),
+        "{err}"
+    );
+    assert!(!creds.path().join("config.json").exists());
+
+    let out = src.ok(&["login", "-u", "alice", "-p", "s3cret", &host]);
+    assert!(out.ends_with("Login Succeeded\n"), "{out}");
+    let out = src.ok(&["push", &name]);
+    assert!(out.contains(": Pushed\n"), "{out}");
+    // The registry verified alice's JWTs: its log names her, per request.
+    assert!(reg.log().contains("auth.user.name=alice"), "{}", reg.log());
+    let asked: Vec<Value> = tokens
+        .requests()
+        .into_iter()
+        .filter(|r| r["user"] == "alice")
+        .collect();
+    assert!(
+        asked.iter().all(|r| r["service"] == TOKEN_SERVICE),
+        "{asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .any(|r| r["scope"][0] == "repository:team/busybox:pull,push"),
+        "the challenge's scope is what was asked for: {asked:?}"
+    );
+
+    let dst = Dy::new(creds.path());
+    dst.ok(&["pull", &name]);
+    assert_eq!(dst.identity(&name), src.identity("busybox"));
+    assert_eq!(dst.ok(&["run", "--rm", &name, "echo", "token"]), "token\n");
+
+    // Logged out, the pull is refused again, with the same clear message.
+    src.ok(&["logout", &host]);
+    let fresh = Dy::new(creds.path());
+    let err = fresh.fails(&["pull", &name]);
+    assert!(err.contains("requires authentication"), "{err}");
+    assert_eq!(fresh.manifest_of(&name), None);
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+#[test]
+fn zstd_layers_are_pulled_loaded_saved_and_run() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let (_, config, gzip_layer) = base_digests();
+    let base = workspace_root().join("images/busybox/oci");
+    let base_dy = Dy::with_base(creds.path());
+    let base_diff_ids = base_dy.identity("busybox").1;
+
+    // skopeo recompresses the gzip layer with zstd on the way.
+    let name = format!("{}/zbox:1", reg.host());
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-compress-format",
+        "zstd",
+        &format!("oci:{}", base.display()),
+        &format!("docker://{name}"),
+    ]);
+    let dy = Dy::new(creds.path());
+    dy.ok(&["pull", &name]);
+    let digest = dy.manifest_of(&name).unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &fs::read(dy.path().join("blobs/sha256").join(&digest[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(layer, gzip_layer);
+    // Verified (every blob hashes to its name) and really zstd.
+    assert!(dy.verified_blobs().contains(&layer));
+    let blob = fs::read(dy.path().join("blobs/sha256").join(&layer[7..])).unwrap();
+    assert!(
+        blob.starts_with(&ZSTD_MAGIC),
+        "not zstd: {:02x?}",
+        &blob[..4]
+    );
+    // The same tar inside: the same diff_id, config and image ID.
+    assert_eq!(dy.identity(&name), (config.clone(), base_diff_ids.clone()));
+    assert_eq!(dy.ok(&["run", "--rm", &name, "echo", "zstd"]), "zstd\n");
+
+    // `load` of an OCI layout whose layer is zstd.
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("zstd-oci");
+    skopeo(&[
+        "copy",
+        "--dest-compress-format",
+        "zstd",
+        &format!("oci:{}", base.display()),
+        &format!("oci:{}:zbox", layout.display()),
+    ]);
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap();
+    let m: Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&m[7..])).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let loaded = Dy::new(creds.path());
+    let said = loaded.ok(&["load", "-i", layout.to_str().unwrap()]);
+    let loaded_name = said
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string();
+    assert_eq!(loaded.identity(&loaded_name).1, base_diff_ids);
+    assert_eq!(
+        loaded.ok(&["run", "--rm", &loaded_name, "echo", "loaded"]),
+        "loaded\n"
+    );
+
+    // `save` (a docker-archive holds plain tars) and `load` it elsewhere.
+    let archive = out.path().join("z.tar");
+    dy.ok(&["save", "-o", archive.to_str().unwrap(), &name]);
+    let again = Dy::new(creds.path());
+    again.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(again.identity(&name).1, base_diff_ids);
+    assert_eq!(
+        again.ok(&["run", "--rm", &name, "echo", "saved"]),
+        "saved\n"
+    );
+}
+
+/// One request as the fake registry saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    range: Option<String>,
+}
+
+/// A fake registry on 127.0.0.1 serving one image, `fake:1`, from `blobs`
+/// (digest -> bytes): the first GET of `layer` sends its headers and half
+/// of it, then drops the connection. With `ranges`, later GETs honour
+/// `Range: bytes=N-` with 206; without, they send the whole blob (200), as
+/// a registry without range support does. Every request is logged.
+fn fake_registry(
+    manifest: (String, Vec<u8>),
+    blobs: std::collections::HashMap<String, Vec<u8>>,
+    layer: String,
+    ranges: bool,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Seen>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let method = words.next().unwrap_or("").to_string();
+            let path = words.next().unwrap_or("").to_string();
+            let mut range = None;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("range") {
+                        range = Some(v.trim().to_string());
+                    }
+                }
+            }
+            let first_layer_get = {
+                let mut log = log.lock().unwrap();
+                let first = !log
+                    .iter()
+                    .any(|s| s.method == "GET" && s.path.ends_with(&layer));
+                log.push(Seen {
+                    method: method.clone(),
+                    path: path.clone(),
+                    range: range.clone(),
+                });
+                first && path.ends_with(&layer)
+            };
+            let (status, mut headers, body): (&str, Vec<String>, Vec<u8>) = if path == "/v2/" {
+                ("200 OK", vec![], b"{}".to_vec())
+            } else if path == "/v2/fake/manifests/1" || path.ends_with(&manifest.0) {
+                (
+                    "200 OK",
+                    vec![
+                        "Content-Type: application/vnd.oci.image.manifest.v1+json".into(),
+                        format!("Docker-Content-Digest: {}", manifest.0),
+                    ],
+                    manifest.1.clone(),
+                )
+            } else if let Some(blob) = path
+                .strip_prefix("/v2/fake/blobs/")
+                .and_then(|d| blobs.get(d))
+            {
+                let from = range
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|_| ranges);
+                match from {
+                    Some(n) if n < blob.len() => (
+                        "206 Partial Content",
+                        vec![format!(
+                            "Content-Range: bytes {n}-{}/{}",
+                            blob.len() - 1,
+                            blob.len()
+                        )],
+                        blob[n..].to_vec(),
+                    ),
+                    _ => ("200 OK", vec![], blob.clone()),
+                }
+            } else {
+                ("404 Not Found", vec![], b"{\"errors\":[]}".to_vec())
+            };
+            headers.push(format!("Content-Length: {}", body.len()));
+            headers.push("Connection: close".into());
+            let head = format!("HTTP/1.1 {status}\r\n{}\r\n\r\n", headers.join("\r\n"));
+            let _ = conn.write_all(head.as_bytes());
+            if method == "HEAD" {
+                continue;
+            }
+            if first_layer_get {
+                // Half of it, then the connection drops.
+                let _ = conn.write_all(&body[..body.len() / 2]);
+                let _ = conn.flush();
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
+            let _ = conn.write_all(&body);
+        }
+    });
+    (port, seen)
+}
+
+/// The base image's manifest, config and layer, as (digest, bytes).
+fn base_blobs() -> [(String, Vec<u8>); 3] {
+    let (manifest, config, layer) = base_digests();
+    let read = |d: &str| {
+        fs::read(
+            workspace_root()
+                .join("images/busybox/oci/blobs/sha256")
+                .join(&d[7..]),
+        )
+        .unwrap()
+    };
+    [
+        (manifest.clone(), read(&manifest)),
+        (config.clone(), read(&config)),
+        (layer.clone(), read(&layer)),
+    ]
+}
+
+#[test]
+fn a_dropped_download_resumes_with_a_range_request() {
+    require_root();
+    let [manifest, config, layer] = base_blobs();
+    let blobs: std::collections::HashMap<String, Vec<u8>> =
+        [config.clone(), layer.clone()].into_iter().collect();
+    let half = layer.1.len() / 2;
+    let creds = creds_dir();
+
+    for ranges in [true, false] {
+        let (port, seen) = fake_registry(manifest.clone(), blobs.clone(), layer.0.clone(), ranges);
+        let name = format!("127.0.0.1:{port}/fake:1");
+        let dy = Dy::new(creds.path());
+
+        let err = dy.fails(&["pull", &name]);
+        assert!(
+            err.contains(&format!("downloading layer {}", layer.0))
+                && err.contains(&format!(
+                    "interrupted after {half} of {} bytes",
+                    layer.1.len()
+                )),
+            "{err}"
+        );
+        // The store is as it was, plus the config (a whole, verified blob):
+        // no name, no layer, nothing in tmp/, and the half layer is not a
+        // blob: it waits in downloads/, under the digest it must hash to.
+        assert_eq!(dy.manifest_of(&name), None);
+        assert_eq!(dy.verified_blobs(), vec![config.0.clone()]);
+        assert_eq!(fs::read_dir(dy.path().join("layers")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dy.path().join("tmp")).unwrap().count(), 0);
+        let partial = dy.path().join("downloads").join(&layer.0[7..]);
+        assert_eq!(fs::metadata(&partial).unwrap().len(), half as u64);
+        assert!(dy.ok(&["images", "-q"]).is_empty());
+
+        let out = dy.ok(&["pull", &name]);
+        assert!(out.contains("Status: Downloaded newer image"), "{out}");
+        let gets: Vec<Seen> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.method == "GET" && s.path.ends_with(&layer.0))
+            .cloned()
+            .collect();
+        assert_eq!(gets.len(), 2, "{gets:?}");
+        assert_eq!(gets[0].range, None, "the first try asks for all of it");
+        // The second asks for the rest only; the fake server answers 206
+        // with ranges, else 200 and the whole blob, which is taken whole.
+        assert_eq!(gets[1].range.as_deref(), Some(&*format!("bytes={half}-")));
+        let mut all = vec![manifest.0.clone(), config.0.clone(), layer.0.clone()];
+        all.sort();
+        assert_eq!(dy.verified_blobs(), all);
+        assert_eq!(
+            fs::read_dir(dy.path().join("downloads")).unwrap().count(),
+            0
+        );
+        assert_eq!(
+            dy.ok(&["run", "--rm", &name, "echo", "resumed"]),
+            "resumed\n",
+            "ranges: {ranges}"
+        );
+    }
+}
+
+/// podman's storage, run and temp directories, and a cgroup parent, all
+/// its own, removed on drop: every mount under the directory, every
+/// process that names it, and the cgroup parent in every hierarchy (podman
+/// puts the container's `libpod-<id>` and its `conmon` cgroups there).
+struct PodmanSandbox {
+    dir: tempfile::TempDir,
+    parent: String,
+}
+
+impl PodmanSandbox {
+    fn new() -> PodmanSandbox {
+        PodmanSandbox {
+            dir: tempfile::Builder::new()
+                .prefix("dockyard-podman-")
+                .tempdir()
+                .unwrap(),
+            parent: format!("dockyard-e2e-podman-{}", std::process::id()),
+        }
+    }
+
+    fn storage(&self) -> String {
+        format!(
+            "[vfs@{}+{}]",
+            self.dir.path().join("root").display(),
+            self.dir.path().join("runroot").display()
+        )
+    }
+
+    /// `podman ARGS` inside a fresh network namespace, so that podman (and
+    /// netavark) can never change the host's network.
+    fn podman(&self, args: &[&str]) -> Output {
+        let d = self.dir.path();
+        Command::new("unshare")
+            .args(["--net", "podman"])
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args(["--storage-driver", "vfs", "--events-backend", "none"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("podman is missing: scripts/setup installs it")
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            if h.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                let p = h.path().join(&self.parent);
+                if p.exists() {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn processes(&self) -> Vec<i32> {
+        let needle = self.dir.path().to_string_lossy().into_owned();
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    fn mounts(&self) -> Vec<String> {
+        let needle = self.dir.path().to_string_lossy().into_owned();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Removes what podman left; returns what there was, for the test.
+    fn clean(&self) -> (Vec<i32>, Vec<String>, Vec<PathBuf>) {
+        let procs = self.processes();
+        for pid in &procs {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in &mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let cgroups = self.cgroup_dirs();
+        for top in &cgroups {
+            rmdir_tree(top);
+        }
+        (procs, mounts, cgroups)
+    }
+}
+
+/// Removes a cgroup directory and its children, deepest first (a cgroup is
+/// removed with rmdir, never with its files).
+fn rmdir_tree(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+impl Drop for PodmanSandbox {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+#[test]
+fn podman_runs_what_dockyard_pushes() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let src = Dy::with_base(creds.path());
+    let name = format!("{}/busybox:podman", reg.host());
+    src.ok(&["tag", "busybox", &name]);
+    src.ok(&["push", &name]);
+
+    let pm = PodmanSandbox::new();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{name}"),
+        &format!("containers-storage:{}{name}", pm.storage()),
+    ]);
+    let cgroup_parent = format!("--cgroup-parent=/{}", pm.parent);
+    let out = pm.podman(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        "--cgroup-manager=cgroupfs",
+        &cgroup_parent,
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "--network=none",
+        &name,
+        "sh",
+        "-c",
+        "echo from podman; cat /proc/self/cgroup",
+    ]);
+    assert!(
+        out.status.success(),
+        "podman run: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("from podman\n"), "{stdout}");
+    // The container ran under the cgroup parent given, not libpod_parent.
+    assert!(
+        stdout.contains(&format!("/{}/libpod-", pm.parent)),
+        "{stdout}"
+    );
+
+    // Nothing is left running or mounted; the cgroups were podman's to
+    // leave, and ours to remove. conmon runs `podman container cleanup`
+    // when the container exits, which may outlive `podman run` a moment:
+    // give it time to end on its own.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pm.processes().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (procs, mounts, cgroups) = pm.clean();
+    assert!(procs.is_empty(), "podman left processes: {procs:?}");
+    assert!(mounts.is_empty(), "podman left mounts: {mounts:?}");
+    assert!(
+        pm.cgroup_dirs().is_empty(),
+        "cgroups left: {:?}",
+        pm.cgroup_dirs()
+    );
+    assert!(!cgroups.is_empty(), "podman used the cgroup parent");
 }

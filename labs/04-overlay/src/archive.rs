@@ -28,7 +28,7 @@ use oci_spec::image::{
 use crate::container::Container;
 use crate::diff::{write_tree, TreeKind};
 use crate::digest::{canonical_json, digest_hex, host_arch, sha256_digest};
-use crate::extract::layer_digests;
+use crate::extract::{decompressor, layer_digests, Compression};
 use crate::overlay::{mount_overlay, MountGuard};
 use crate::store::{normalize_name, Image, Store};
 
@@ -59,13 +59,14 @@ pub fn now_rfc3339() -> String {
 }
 
 fn layer_media_type(store: &Store, digest: &str) -> Result<MediaType> {
-    let mut magic = [0u8; 2];
-    let mut f = File::open(store.blob_path(digest)?)?;
-    let n = f.read(&mut magic)?;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        MediaType::ImageLayerGzip
-    } else {
-        MediaType::ImageLayer
+    let mut magic = Vec::with_capacity(4);
+    File::open(store.blob_path(digest)?)?
+        .take(4)
+        .read_to_end(&mut magic)?;
+    Ok(match Compression::detect(&magic) {
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
+        Compression::None => MediaType::ImageLayer,
     })
 }
 
@@ -235,14 +236,8 @@ pub fn save_docker<W: Write>(store: &Store, image: &Image, out: W) -> Result<W> 
         let id = digest_hex(&diff_id)?.to_string();
         let tmp = store.staging("save");
         let _guard = crate::store::RemoveOnDrop(Some(tmp.clone()));
-        let mut raw =
-            std::io::BufReader::new(File::open(store.blob_path(desc.digest().as_ref())?)?);
-        let gzip = std::io::BufRead::fill_buf(&mut raw)?.starts_with(&[0x1f, 0x8b]);
-        let mut src: Box<dyn Read> = if gzip {
-            Box::new(flate2::read::GzDecoder::new(raw))
-        } else {
-            Box::new(raw)
-        };
+        let raw = std::io::BufReader::new(File::open(store.blob_path(desc.digest().as_ref())?)?);
+        let (mut src, _) = decompressor(raw)?;
         let mut f = File::create(&tmp)?;
         std::io::copy(&mut src, &mut f)?;
         f.rewind()?;
@@ -310,15 +305,9 @@ pub fn save_oci<W: Write>(store: &Store, image: &Image, out: W) -> Result<W> {
 
 // ANCHOR: load
 /// `docker load`: a docker-archive or an OCI archive (told apart by their
-/// contents), gzip-compressed or not. Returns the names loaded.
+/// contents), plain or compressed with gzip or zstd. Returns the names loaded.
 pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<String>> {
-    let mut buffered = std::io::BufReader::new(input);
-    let gzip = std::io::BufRead::fill_buf(&mut buffered)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
+    let (reader, _) = decompressor(std::io::BufReader::new(input))?;
     let mut archive = tar::Archive::new(reader);
     // Every regular file becomes a blob; names only map to digests.
     let mut by_name: HashMap<String, String> = HashMap::new();

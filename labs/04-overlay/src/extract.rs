@@ -158,14 +158,14 @@ impl std::error::Error for UnsafeEntry {}
 /// What applying a layer found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
-    /// sha256 of the bytes as read (gzip or not): the layer digest.
+    /// sha256 of the bytes as read (compressed or not): the layer digest.
     pub digest: String,
     /// Size of the bytes as read.
     pub size: u64,
     /// sha256 of the uncompressed tar: the diff_id.
     pub diff_id: String,
-    /// Whether the input was gzip-compressed.
-    pub gzip: bool,
+    /// How the input was compressed.
+    pub compression: Compression,
     /// How many tar entries were applied (whiteouts included).
     pub entries: usize,
     /// Names that had a leading `/`, which was dropped.
@@ -207,8 +207,66 @@ impl Resolver {
     }
 }
 
-/// Applies a layer (a tar, gzip-compressed or not: detected by its magic
-/// bytes) to `target`, which must exist. See the module documentation for
+// ANCHOR: compression
+/// How a layer blob is compressed. It is told by the blob's first bytes
+/// (its magic number), as `docker load` and containers/storage do, and not
+/// by the media type: a layer blob is a layer blob wherever it came from
+/// (a registry, an OCI layout, a docker-archive that names no media type).
+///
+/// ```text
+/// 1f 8b ..       gzip                 application/vnd.oci.image.layer.v1.tar+gzip
+/// 28 b5 2f fd    zstd frame           application/vnd.oci.image.layer.v1.tar+zstd
+/// 5? 2a 4d 18    zstd skippable frame (zstd:chunked starts some layers with one)
+/// anything else  a plain tar          application/vnd.oci.image.layer.v1.tar
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Recognises the magic number at the start of `head`.
+    pub fn detect(head: &[u8]) -> Compression {
+        let skippable =
+            head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || skippable {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Wraps `input` in the decompressor its first bytes call for. zstd is
+/// decoded by libzstd (the `zstd` crate), which reads a stream of several
+/// frames and skips skippable ones, as zstd:chunked layers have; the
+/// decoder only ever writes to memory, so a hostile frame can at worst make
+/// the tar reader fail, like a hostile gzip stream.
+pub fn decompressor<'a, R: BufRead + 'a>(
+    mut input: R,
+) -> Result<(Box<dyn Read + 'a>, Compression)> {
+    let compression = Compression::detect(
+        input
+            .fill_buf()
+            .context("reading the layer's first bytes")?,
+    );
+    let reader: Box<dyn Read + 'a> = match compression {
+        Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(input)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input).context("starting the zstd decoder")?,
+        ),
+        Compression::None => Box::new(input),
+    };
+    Ok((reader, compression))
+}
+// ANCHOR_END: compression
+
+/// Applies a layer (a tar, plain or compressed with gzip or zstd: see
+/// [`Compression`]) to `target`, which must exist. See the module documentation for
 /// what is refused. On error the directory holds part of the layer: the
 /// caller extracts into a temporary directory and throws it away.
 pub fn apply_layer<R: Read>(input: R, target: &Path, whiteouts: Whiteouts) -> Result<Applied> {
@@ -231,16 +289,7 @@ pub fn apply_layer_with<R: Read>(
     .with_context(|| format!("opening layer directory {}", target.display()))?;
 
     let (raw, raw_hash) = HashingReader::new(input);
-    let mut buffered = BufReader::new(raw);
-    let gzip = buffered
-        .fill_buf()
-        .context("reading the layer's first bytes")?
-        .starts_with(&[0x1f, 0x8b]);
-    let decompressed: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
+    let (decompressed, compression) = decompressor(BufReader::new(raw))?;
     let (tar_reader, tar_hash) = HashingReader::new(decompressed);
     let mut archive = tar::Archive::new(tar_reader);
 
@@ -273,7 +322,7 @@ pub fn apply_layer_with<R: Read>(
         digest: raw_hash.digest(),
         size: raw_hash.len(),
         diff_id: tar_hash.digest(),
-        gzip,
+        compression,
         entries,
         neutralised: ctx.neutralised,
     })
@@ -282,13 +331,7 @@ pub fn apply_layer_with<R: Read>(
 /// Hashes a layer without applying it: `(digest, size, diff_id)`.
 pub fn layer_digests<R: Read>(input: R) -> Result<(String, u64, String)> {
     let (raw, raw_hash): (HashingReader<R>, Hasher) = HashingReader::new(input);
-    let mut buffered = BufReader::new(raw);
-    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let mut decompressed: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
+    let (mut decompressed, _) = decompressor(BufReader::new(raw))?;
     let (mut tar_reader, tar_hash) = HashingReader::new(&mut decompressed);
     std::io::copy(&mut tar_reader, &mut std::io::sink()).context("reading the layer")?;
     drop(tar_reader);

@@ -13,18 +13,21 @@
 //! │   └── link                   its short name in l/
 //! ├── l/<short> -> ../layers/<chain-id hex>/diff   short names for the mount options
 //! ├── containers/<id>/           upper/, work/, merged/, container.json
+//! ├── downloads/<hex>            a blob download an interrupted pull left, resumed by the next
 //! └── tmp/                       work in progress; never read, cleaned on open
 //! ```
 //!
 //! The layout is what `skopeo copy ... oci:STORE` writes too, so the OCI tools
-//! can read the store (`layers/`, `l/`, `containers/` and `tmp/` are ours;
+//! can read the store (`layers/`, `l/`, `containers/`, `downloads/` and `tmp/` are ours;
 //! the spec allows extra files).
 //!
 //! **Nothing half-done is ever visible.** Every blob is written to `tmp/`,
 //! hashed while written, and renamed into `blobs/` only if its digest is the
 //! one expected. Every layer is extracted into `tmp/`, and renamed into
 //! `layers/` only when complete and when both its digest and its diff_id match.
-//! `index.json` is replaced by rename too. `rename(2)` is atomic: a kill at any
+//! A download is appended to `downloads/<hex>` (kept across attempts, so
+//! that a pull can resume it) and enters `blobs/` the same way: hashed whole,
+//! renamed on a match. `index.json` is replaced by rename too. `rename(2)` is atomic: a kill at any
 //! point leaves either the old state or the new one, plus garbage in `tmp/`,
 //! which the next [`Store::open`] removes (entries whose process is gone).
 
@@ -35,6 +38,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{
     Descriptor, DescriptorBuilder, Digest, ImageConfiguration, ImageIndex, ImageIndexBuilder,
     ImageManifest, ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder,
@@ -47,6 +52,68 @@ use crate::extract::{apply_layer, Whiteouts};
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Dockyard's annotation: the full image name, `busybox:latest`.
 pub const FULL_NAME: &str = "io.dockyard.image.name";
+
+/// A blob being downloaded, locked by this process: see [`Store::partial`].
+pub struct Partial {
+    file: Flock<File>,
+    path: PathBuf,
+    digest: String,
+}
+
+impl Partial {
+    /// How many bytes earlier attempts left.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self
+            .file
+            .metadata()
+            .with_context(|| format!("reading {}", self.path.display()))?
+            .len())
+    }
+
+    /// Whether it is empty (a fresh download).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Throws away what earlier attempts left: the download starts over.
+    pub fn restart(&mut self) -> Result<()> {
+        self.file
+            .set_len(0)
+            .with_context(|| format!("truncating {}", self.path.display()))
+    }
+
+    /// Appends `input` to the file. On an error (a dropped connection), what
+    /// arrived stays for the next attempt. Returns the bytes appended.
+    pub fn append(&mut self, mut input: impl Read) -> Result<u64> {
+        std::io::copy(&mut input, &mut *self.file)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Hashes the whole file and, if it is the blob that was asked for,
+    /// renames it into `blobs/`. If not, it is deleted, so that the next
+    /// pull starts over rather than resuming bad bytes.
+    pub fn commit(self, store: &Store) -> Result<()> {
+        self.file.sync_all().context("syncing a download")?;
+        let (mut reader, hash) = HashingReader::new(
+            File::open(&self.path).with_context(|| format!("reading {}", self.path.display()))?,
+        );
+        std::io::copy(&mut reader, &mut std::io::sink())
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        let digest = hash.digest();
+        if digest != self.digest {
+            let _ = fs::remove_file(&self.path);
+            bail!(
+                "blob {} is corrupted: its content hashes to {digest} \
+                 (refusing it; re-fetch the image)",
+                self.digest
+            );
+        }
+        let dest = store.blob_path(&digest)?;
+        fs::rename(&self.path, &dest)
+            .with_context(|| format!("renaming into {}", dest.display()))?;
+        Ok(())
+    }
+}
 
 /// An image store rooted at a directory.
 #[derive(Debug, Clone)]
@@ -292,6 +359,55 @@ impl Store {
             Digest::try_from(digest.as_str())?,
         ))
     }
+
+    // ---- resumable downloads ----------------------------------------------
+
+    // ANCHOR: partial
+    /// The partial download of `digest`, `STORE/downloads/<hex>`, created
+    /// empty if there is none, and locked (`flock`) for this process: an
+    /// interrupted pull leaves it there, and the next pull appends the rest
+    /// (an HTTP `Range` request) instead of starting over. `Ok(None)` when
+    /// another process holds it: that one is downloading the same blob.
+    ///
+    /// It is not a blob: nothing reads `downloads/` but the next download,
+    /// and [`Partial::commit`] moves it into `blobs/` only after hashing the
+    /// whole file, the part from the earlier attempt included.
+    pub fn partial(&self, digest: &str) -> Result<Option<Partial>> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.root.join("downloads");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(digest_hex(digest)?);
+        loop {
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(f) => f,
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+                Err((_, e)) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()))
+                }
+            };
+            // Between open and flock, the holder may have committed the file
+            // (renamed it into blobs/): then this fd is the blob itself, which
+            // must never be appended to. Lock what the path names now.
+            let ours = file.metadata()?;
+            match fs::metadata(&path) {
+                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+                    return Ok(Some(Partial {
+                        file,
+                        path,
+                        digest: digest.to_string(),
+                    }))
+                }
+                _ => continue,
+            }
+        }
+    }
+    // ANCHOR_END: partial
 
     // ---- index.json -------------------------------------------------------
 

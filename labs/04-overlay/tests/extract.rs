@@ -14,7 +14,7 @@ use std::path::Path;
 
 use lab04_overlay::digest::sha256_digest;
 use lab04_overlay::extract::{
-    apply_layer_with, get_xattr, unsafe_entry, Refusal, Resolver, Whiteouts,
+    apply_layer_with, get_xattr, unsafe_entry, Compression, Refusal, Resolver, Whiteouts,
 };
 use tar::EntryType;
 
@@ -522,6 +522,35 @@ fn apply_mode_deletes_what_whiteouts_name() {
 }
 
 #[test]
+fn zstd_is_detected_across_frames_and_skippable_frames() {
+    let plain = layer_with_whiteouts();
+    // Two frames, with a skippable frame (magic 0x184D2A50, 4 bytes of
+    // payload) in front, the way zstd:chunked lays out a layer.
+    let half = plain.len() / 2;
+    let mut zst = vec![0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+    zst.extend(zstd::encode_all(&plain[..half], 3).unwrap());
+    zst.extend(zstd::encode_all(&plain[half..], 3).unwrap());
+    let sb = Sandbox::new();
+    let applied = apply_layer_with(
+        &zst[..],
+        &sb.layer(),
+        Whiteouts::Overlay,
+        Resolver::detect(),
+    )
+    .unwrap();
+    assert_eq!(applied.compression, Compression::Zstd);
+    assert_eq!(applied.digest, sha256_digest(&zst));
+    assert_eq!(applied.diff_id, sha256_digest(&plain));
+    assert_eq!(applied.size, zst.len() as u64);
+
+    // A truncated zstd stream is an error, not a short layer.
+    let one = zstd::encode_all(&plain[..], 3).unwrap();
+    let sb = Sandbox::new();
+    let cut = &one[..one.len() - 8];
+    assert!(apply_layer_with(cut, &sb.layer(), Whiteouts::Overlay, Resolver::detect()).is_err());
+}
+
+#[test]
 fn gzip_is_detected_and_both_digests_reported() {
     use std::io::Write;
     let plain = layer_with_whiteouts();
@@ -531,7 +560,7 @@ fn gzip_is_detected_and_both_digests_reported() {
     let sb = Sandbox::new();
     let applied =
         apply_layer_with(&gz[..], &sb.layer(), Whiteouts::Overlay, Resolver::detect()).unwrap();
-    assert!(applied.gzip);
+    assert_eq!(applied.compression, Compression::Gzip);
     assert_eq!(applied.digest, sha256_digest(&gz));
     assert_eq!(applied.diff_id, sha256_digest(&plain));
     assert_eq!(applied.size, gz.len() as u64);
