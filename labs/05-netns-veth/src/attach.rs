@@ -482,7 +482,7 @@ pub fn hosts_of(all: &[NetworkState], pid: i32) -> String {
         let Some(me) = net.leases.iter().find(|l| l.pid == pid) else {
             continue;
         };
-        own.push(host_entry(me));
+        own.push((me.ifname.clone(), host_entry(me)));
         if extra.is_empty() {
             extra = me
                 .extra_hosts
@@ -497,8 +497,11 @@ pub fn hosts_of(all: &[NetworkState], pid: i32) -> String {
             others.extend(net.leases.iter().filter(|l| l.pid != pid).map(host_entry));
         }
     }
-    let first = own.first().cloned();
-    let rest: Vec<HostEntry> = own.into_iter().skip(1).chain(others).chain(extra).collect();
+    // Its own addresses in interface order: eth0's first.
+    own.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut own = own.into_iter().map(|(_, entry)| entry);
+    let first = own.next();
+    let rest: Vec<HostEntry> = own.chain(others).chain(extra).collect();
     names::hosts(first.as_ref(), &rest)
 }
 // ANCHOR_END: hosts_of
@@ -901,15 +904,17 @@ pub fn remove(cfg: &Config, name: &str) -> anyhow::Result<()> {
         .filter(|l| ipam::process_start_time(l.pid) == Some(l.start_time))
         .collect();
     if let Some(l) = live.first() {
-        bail!(
-            "error while removing network: network {name} id {} has active endpoints \
-             (name:{:?} id:{:?})",
-            net.id,
-            l.name.as_deref().unwrap_or(&l.hostname),
-            l.container_id
-                .as_deref()
-                .map_or("", |id| &id[..id.len().min(12)])
-        );
+        // Docker's words, so that scripts that look for them work.
+        let id = match net.id.as_str() {
+            "" => String::new(),
+            id => format!(" id {id}"),
+        };
+        let who = l.name.as_deref().unwrap_or(&l.hostname);
+        let member = match &l.container_id {
+            Some(c) => format!("name:{who:?} id:{:?}", &c[..c.len().min(12)]),
+            None => format!("name:{who:?} pid:{}", l.pid),
+        };
+        bail!("error while removing network: network {name}{id} has active endpoints ({member})");
     }
     let mut net = net;
     for ip in net.leases.iter().map(|l| l.ip).collect::<Vec<_>>() {
