@@ -1149,6 +1149,7 @@ fn user_networks_resolve_names_and_aliases_isolate_and_connect_in_a_throwaway_ho
         $D exec web sh -c 'ip link show eth1 2>/dev/null || echo no-eth1'
         $D rm -f web db >/dev/null
         $D network rm front back
+        $D network create spare >/dev/null; $D network prune -f
         $D network ls -q | wc -l
         echo "links: $(ip -o link | grep -vc ' lo:')"
         echo "rules: $(iptables-save | grep -c -- '-A ' )"
@@ -1231,7 +1232,17 @@ fn user_networks_resolve_names_and_aliases_isolate_and_connect_in_a_throwaway_ho
     assert_eq!(rest[6], "no-eth1", "{stdout}");
     assert_eq!(
         &rest[7..],
-        ["front", "back", "3", "links: 0", "rules: 0", "files: 0"]
+        [
+            "front",
+            "back",
+            "Deleted Networks:",
+            "spare",
+            "3",
+            "links: 0",
+            "rules: 0",
+            "files: 0"
+        ],
+        "{stdout}"
     );
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }

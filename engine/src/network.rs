@@ -622,6 +622,10 @@ pub fn container_networks(engine: &Engine, r: &Record, mode: &str) -> Value {
 /// default bridge is made on first use), and the flags that need a
 /// user-defined network, as docker does.
 pub fn check_run(engine: &Engine, c: &mut runtime::ContainerConfig) -> Result<()> {
+    // docker's "default" is the default bridge.
+    if c.network_mode == "default" {
+        c.network_mode = net::DEFAULT_NETWORK.to_string();
+    }
     let mode = c.network_mode.as_str();
     let user_defined =
         !matches!(mode, "none" | "host" | "bridge" | "default") && !mode.starts_with("container:");
@@ -637,4 +641,65 @@ pub fn check_run(engine: &Engine, c: &mut runtime::ContainerConfig) -> Result<()
         c.network_mode = n.name.clone();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, labels: &[(&str, &str)]) -> Row {
+        Row {
+            id: id_of(name),
+            name: name.into(),
+            driver: "bridge".into(),
+            internal: false,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            created: String::new(),
+        }
+    }
+
+    #[test]
+    fn filters_match_like_docker_network_ls() {
+        let r = row("frontend", &[("team", "a"), ("tier", "")]);
+        let f =
+            |s: &[&str]| matches(&r, &s.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap();
+        assert!(f(&["name=front"]), "name is a substring match");
+        assert!(!f(&["name=back"]));
+        assert!(f(&[&format!("id={}", &id_of("frontend")[..6])]));
+        assert!(f(&[
+            "label=team=a",
+            "label=tier",
+            "driver=bridge",
+            "type=custom"
+        ]));
+        assert!(!f(&["label=team=b"]));
+        assert!(!f(&["type=builtin"]));
+        assert!(matches(&r, &["bogus=1".to_string()]).is_err());
+        assert!(matches(&r, &["name".to_string()]).is_err());
+    }
+
+    #[test]
+    fn add_host_needs_name_and_address() {
+        assert_eq!(
+            runtime::split_add_host("db:10.0.0.5").unwrap(),
+            ("db".to_string(), "10.0.0.5".to_string())
+        );
+        assert_eq!(
+            runtime::split_add_host("gw:host-gateway").unwrap().1,
+            "host-gateway"
+        );
+        assert!(runtime::split_add_host("db").is_err());
+        assert!(runtime::split_add_host(":1.2.3.4").is_err());
+    }
+
+    #[test]
+    fn ids_are_stable_and_64_hex() {
+        assert_eq!(id_of("bridge"), id_of("bridge"));
+        assert_ne!(id_of("bridge"), id_of("host"));
+        assert_eq!(id_of("x").len(), 64);
+        assert_eq!(random_id().unwrap().len(), 64);
+    }
 }
