@@ -1145,8 +1145,11 @@ fn user_networks_resolve_names_and_aliases_isolate_and_connect_in_a_throwaway_ho
         $D exec web ip -o -4 addr show eth1 | grep -c 'inet '
         $D run --rm {parent} --network back busybox ping -c1 -W2 api | grep -o '1 packets received'
         $D inspect -f '{{{{json .NetworkSettings.Networks}}}}' web
+        $D restart -t 0 web >/dev/null; $D exec web ip -o -4 addr show eth1 | grep -c 'inet '
         $D network disconnect back web
         $D exec web sh -c 'ip link show eth1 2>/dev/null || echo no-eth1'
+        $D stop -t 0 web >/dev/null; $D network connect back web; $D start web >/dev/null
+        $D exec web ip -o -4 addr show eth1 | grep -c 'inet '
         $D rm -f web db >/dev/null
         $D network rm front back
         $D network create spare >/dev/null; $D network prune -f
@@ -1229,9 +1232,14 @@ fn user_networks_resolve_names_and_aliases_isolate_and_connect_in_a_throwaway_ho
             .starts_with("172.18.0."),
         "the default bridge keeps 172.17.0.0/16: {nets:#}"
     );
-    assert_eq!(rest[6], "no-eth1", "{stdout}");
+    assert_eq!(rest[6], "1", "a restart rejoins back: {stdout}");
+    assert_eq!(rest[7], "no-eth1", "{stdout}");
     assert_eq!(
-        &rest[7..],
+        rest[8], "1",
+        "connected while stopped, joined at start: {stdout}"
+    );
+    assert_eq!(
+        &rest[9..],
         [
             "front",
             "back",

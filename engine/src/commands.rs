@@ -857,7 +857,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "Labels": c.labels,
             "StopSignal": c.stop_signal,
         },
-        "NetworkSettings": network_settings(engine, &r, &c.network_mode),
+        "NetworkSettings": network_settings(engine, &r, &c),
     }))
 }
 
@@ -1447,8 +1447,8 @@ pub fn volume(engine: &Engine, cmd: &crate::cli::VolumeCmd) -> Result<Code> {
 }
 
 /// inspect's NetworkSettings, in docker's shape, from what lab 05 reported.
-fn network_settings(engine: &Engine, r: &Record, mode: &str) -> Value {
-    let networks = crate::network::container_networks(engine, r, mode);
+fn network_settings(engine: &Engine, r: &Record, c: &ContainerConfig) -> Value {
+    let networks = crate::network::container_networks(engine, r, c);
     let Some(n) = &r.state.network else {
         return json!({"IPAddress": "", "Gateway": "", "MacAddress": "", "Ports": {}, "Networks": networks});
     };

@@ -503,21 +503,36 @@ fn prune(engine: &Engine, force: bool) -> Result<Code> {
     Ok(0)
 }
 
-/// The running container `name`, and its configuration.
-fn running(engine: &Engine, name: &str) -> Result<(Record, runtime::ContainerConfig)> {
+/// The container `name`, reconciled, and its configuration.
+fn find_container(engine: &Engine, name: &str) -> Result<(Record, runtime::ContainerConfig)> {
     let r = engine
         .containers
         .reconcile(engine.containers.resolve(name)?)?;
-    if r.state.status != Status::Running && r.state.status != Status::Paused {
-        bail!(
-            "container {} is not running: dockyard connects and disconnects running containers only",
-            r.name
-        );
-    }
     let c = runtime::config_of(&r)?;
     Ok((r, c))
 }
 
+fn is_running(r: &Record) -> bool {
+    matches!(r.state.status, Status::Running | Status::Paused) && r.state.pid > 0
+}
+
+/// Change the stored configuration of container `id` (under the lock).
+fn update_config(
+    engine: &Engine,
+    id: &str,
+    change: impl FnOnce(&mut runtime::ContainerConfig),
+) -> Result<()> {
+    let lock = engine.containers.lock()?;
+    let mut r = engine.containers.load(id)?;
+    let mut c = runtime::config_of(&r)?;
+    change(&mut c);
+    r.config = serde_json::to_value(&c).context("serializing the container's config")?;
+    engine.containers.save(&lock, &r)
+}
+
+/// `network connect`: a running container gets its next interface on the
+/// network now; either way the network is recorded in its configuration
+/// and rejoined at every start, as docker does.
 fn connect(
     engine: &Engine,
     network: &str,
@@ -525,7 +540,7 @@ fn connect(
     aliases: &[String],
     ip: Option<&str>,
 ) -> Result<()> {
-    let (r, c) = running(engine, container)?;
+    let (r, c) = find_container(engine, container)?;
     match c.network_mode.as_str() {
         "host" => bail!("container cannot be disconnected from host network or connected to host network"),
         "none" => bail!("container cannot be connected to multiple networks with one of the networks in private (none) mode"),
@@ -541,45 +556,93 @@ fn connect(
         None if network == net::DEFAULT_NETWORK => network.to_string(),
         None => bail!("network {network} not found"),
     };
-    let ip = ip
+    if c.network_mode == name || c.connected.iter().any(|x| x.network == name) {
+        bail!(
+            "endpoint with name {} already exists in network {name}",
+            r.name
+        );
+    }
+    let parsed: Option<Ipv4Addr> = ip
         .map(|i| i.parse().map_err(|_| anyhow!("invalid IP address {i:?}")))
         .transpose()?;
-    let opts = net::AttachOptions {
-        network: name.clone(),
-        must_exist: name != net::DEFAULT_NETWORK,
-        ip,
-        name: Some(r.name.clone()),
-        hostname: c.hostname.clone(),
-        etc_dir: Some(engine.containers.dir_of(&r.id).join("etc")),
-        aliases: aliases.to_vec(),
-        container_id: Some(r.id.clone()),
-        ..Default::default()
-    };
-    net::attach(
-        &runtime::net_config(engine),
-        nix::unistd::Pid::from_raw(r.state.pid),
-        &opts,
-    )?;
-    Ok(())
+    for alias in aliases {
+        net::names::check_host_name(alias).context("--alias")?;
+    }
+    if is_running(&r) {
+        let opts = net::AttachOptions {
+            network: name.clone(),
+            must_exist: name != net::DEFAULT_NETWORK,
+            ip: parsed,
+            name: Some(r.name.clone()),
+            hostname: c.hostname.clone(),
+            etc_dir: Some(engine.containers.dir_of(&r.id).join("etc")),
+            aliases: aliases.to_vec(),
+            container_id: Some(r.id.clone()),
+            ..Default::default()
+        };
+        net::attach(
+            &runtime::net_config(engine),
+            nix::unistd::Pid::from_raw(r.state.pid),
+            &opts,
+        )?;
+    }
+    update_config(engine, &r.id, |c| {
+        c.connected.push(runtime::Connection {
+            network: name,
+            aliases: aliases.to_vec(),
+            ip: ip.map(str::to_string),
+        })
+    })
 }
 
+/// `network disconnect`: the interface goes now if the container runs,
+/// and the network from its configuration.
 fn disconnect(engine: &Engine, network: &str, container: &str) -> Result<()> {
-    let (r, _) = running(engine, container)?;
+    let (r, c) = find_container(engine, container)?;
     let nets = runtime::networks(engine)?;
-    let n = resolve(&nets, network).with_context(|| format!("network {network} not found"))?;
-    net::disconnect(
-        &runtime::net_config(engine),
-        &n.name,
-        nix::unistd::Pid::from_raw(r.state.pid),
-    )
-    .with_context(|| format!("container {} and network {}", r.name, n.name))
+    let name = match resolve(&nets, network) {
+        Some(n) => n.name.clone(),
+        None if c.connected.iter().any(|x| x.network == network) => network.to_string(),
+        None => bail!("network {network} not found"),
+    };
+    let recorded = c.connected.iter().any(|x| x.network == name);
+    if is_running(&r) {
+        let live = nets
+            .iter()
+            .filter(|n| n.name == name)
+            .flat_map(|n| &n.leases)
+            .any(|l| l.pid == r.state.pid);
+        if live {
+            net::disconnect(
+                &runtime::net_config(engine),
+                &name,
+                nix::unistd::Pid::from_raw(r.state.pid),
+            )?;
+        } else if !recorded {
+            bail!("container {} is not connected to network {name}", r.name);
+        }
+    } else if !recorded {
+        if c.network_mode == name {
+            bail!(
+                "container {} is not running: dockyard disconnects a stopped container only from \
+                 networks that network connect added",
+                r.name
+            );
+        }
+        bail!("container {} is not connected to network {name}", r.name);
+    }
+    if recorded {
+        update_config(engine, &r.id, |c| c.connected.retain(|x| x.network != name))?;
+    }
+    Ok(())
 }
 
 /// What `inspect` shows under NetworkSettings.Networks for a container:
 /// one entry per network it is on (read from lab 05's leases while it
 /// runs), or the network it was created for, with empty addresses, when it
 /// does not run.
-pub fn container_networks(engine: &Engine, r: &Record, mode: &str) -> Value {
+pub fn container_networks(engine: &Engine, r: &Record, c: &runtime::ContainerConfig) -> Value {
+    let mode = c.network_mode.as_str();
     let mut out = serde_json::Map::new();
     let nets = runtime::networks(engine).unwrap_or_default();
     let short = &r.id[..12.min(r.id.len())];
@@ -609,11 +672,19 @@ pub fn container_networks(engine: &Engine, r: &Record, mode: &str) -> Value {
         }
     }
     if out.is_empty() && !matches!(mode, "none" | "host") && !mode.starts_with("container:") {
-        out.insert(
-            mode.to_string(),
-            json!({"Aliases": null, "NetworkID": "", "EndpointID": "", "Gateway": "",
-                   "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}),
+        let configured = std::iter::once((mode, c.network_aliases.clone())).chain(
+            c.connected
+                .iter()
+                .map(|x| (x.network.as_str(), x.aliases.clone())),
         );
+        for (name, aliases) in configured {
+            out.insert(
+                name.to_string(),
+                json!({"Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                       "NetworkID": "", "EndpointID": "", "Gateway": "",
+                       "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}),
+            );
+        }
     }
     Value::Object(out)
 }

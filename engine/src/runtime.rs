@@ -194,6 +194,19 @@ pub struct ContainerConfig {
     /// `--add-host NAME:IP`, as given.
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// The networks `network connect` added, rejoined at every start.
+    #[serde(default)]
+    pub connected: Vec<Connection>,
+}
+
+/// A network a container was connected to with `network connect`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 impl ContainerConfig {
@@ -872,6 +885,28 @@ fn run_once(
         }
         if let Some(opts) = &bridge {
             endpoint = Some(net::attach(&net_cfg, pid, opts)?);
+            // Then the networks `network connect` added: eth1, eth2...
+            // If one fails, the container does not start, and takes down
+            // what was made for it.
+            let more = config.connected.iter().try_for_each(|c| {
+                let ip =
+                    c.ip.as_deref()
+                        .map(|i| i.parse().map_err(|_| anyhow!("invalid IP address {i:?}")))
+                        .transpose()?;
+                let extra = net::AttachOptions {
+                    network: c.network.clone(),
+                    must_exist: c.network != net::DEFAULT_NETWORK,
+                    ip,
+                    aliases: c.aliases.clone(),
+                    publish: Vec::new(),
+                    ..opts.clone()
+                };
+                net::attach(&net_cfg, pid, &extra).map(drop)
+            });
+            if let Err(e) = more {
+                let _ = net::detach_all(&net_cfg, pid);
+                return Err(e);
+            }
         }
         Ok(())
     })?;
