@@ -690,3 +690,200 @@ fn network_mode_container_joins_another_containers_namespace() {
     host.gc_after_kill(&pids);
     host.assert_clean();
 }
+
+/// `lab05-netns-veth SUBCOMMAND ARGS` in the throwaway host.
+fn lab05_sub(host: &Host, args: &[&str]) -> Output {
+    host.command(bin("lab05-netns-veth"))
+        .args(args)
+        .output()
+        .expect("running lab05-netns-veth")
+}
+
+#[test]
+fn created_networks_persist_isolate_connect_and_refuse_rm_while_in_use() {
+    let host = Host::new();
+    let (fx_a, fx_b) = (rootfs(), rootfs());
+    let tag = std::process::id() % 1000;
+    let (front, back) = (format!("front{tag}"), format!("back{tag}"));
+    let (br_front, br_back) = (bridge(7), bridge(8));
+    // A subnet, a gateway that is not the first address, an MTU.
+    stdout(&lab05_sub(
+        &host,
+        &[
+            "create",
+            &front,
+            "--subnet",
+            "10.123.0.0/24",
+            "--gateway",
+            "10.123.0.254",
+            "--bridge",
+            &br_front,
+            "--mtu",
+            "1400",
+        ],
+    ));
+    stdout(&lab05_sub(
+        &host,
+        &[
+            "create",
+            &back,
+            "--subnet",
+            "10.124.0.0/24",
+            "--bridge",
+            &br_back,
+        ],
+    ));
+    let link = host.sh(&format!("ip -o link show {br_front}"));
+    assert!(link.contains("mtu 1400"), "{link}");
+    let addr = host.sh(&format!("ip -o -4 addr show {br_front}"));
+    assert!(addr.contains("10.123.0.254/24"), "{addr}");
+    assert!(
+        lab05_sub(&host, &["create", &front]).status.code() == Some(125),
+        "a second network of the same name"
+    );
+
+    // alpha on front: its address, route, MTU, resolv.conf and extra host.
+    let mut a = Running::start(host.lab05(
+        &fx_a,
+        &[
+            "--network",
+            &front,
+            "--name",
+            "alpha",
+            "--network-alias",
+            "web",
+            "--dns",
+            "10.0.0.9",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "gw:host-gateway",
+        ],
+        &[
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0 | grep -o '10.123.0.[0-9]*/24'; \
+             ip route | grep -o 'default via [0-9.]*'; \
+             ip -o link show eth0 | grep -o 'mtu [0-9]*'; \
+             grep -v '^#' /etc/resolv.conf; grep gw /etc/hosts; echo ready; read x; \
+             ip -o -4 addr show eth1 | grep -o '10.124.0.[0-9]*/24'; echo step; read x; \
+             ip link show eth1 >/dev/null 2>&1 || echo no-eth1; echo done",
+        ],
+    ));
+    assert_eq!(
+        a.until("ready"),
+        [
+            "10.123.0.1/24",
+            "default via 10.123.0.254",
+            "mtu 1400",
+            "nameserver 10.0.0.9",
+            "options ndots:2",
+            "10.123.0.254\tgw",
+            "ready"
+        ],
+        "stderr: {}",
+        a.stderr()
+    );
+    // In use: rm refuses, and leaves the network as it was.
+    let rm = lab05_sub(&host, &["rm", &front]);
+    assert_eq!(rm.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&rm.stderr).contains("has active endpoints"),
+        "{rm:?}"
+    );
+    host.sh(&format!("ip link show {br_front}"));
+
+    // beta on back cannot reach alpha on front, even by address: the
+    // isolation rule drops what is routed between the two bridges.
+    let mut b = Running::start(host.lab05(
+        &fx_b,
+        &["--network", &back, "--name", "beta"],
+        &[
+            "sh",
+            "-c",
+            "ping -c1 -W2 10.123.0.1 >/dev/null && echo beta-reached-front; echo ready; \
+             read x; ping -c1 -W2 api >/dev/null && echo beta-pinged-api; echo done",
+        ],
+    ));
+    assert_eq!(b.until("ready"), ["ready"], "stderr: {}", b.stderr());
+    let drops = host.sh(&format!(
+        "iptables -t mangle -L FORWARD -v -n -x | grep DROP | grep {br_front} | awk '{{print $1}}'"
+    ));
+    assert_ne!(drops.trim(), "0", "the isolation rule saw no packet");
+
+    // connect: alpha gets eth1 on back, with the alias api; each side's
+    // hosts file now names the other.
+    let alpha_pid = host
+        .leases()
+        .into_iter()
+        .find(|l| l.get(5).is_some_and(|n| n == "alpha"))
+        .expect("alpha's lease")[4]
+        .clone();
+    let connected = stdout(&lab05_sub(
+        &host,
+        &["connect", &back, &alpha_pid, "--alias", "api"],
+    ));
+    assert!(connected.contains(" eth1 10.124.0."), "{connected}");
+    let hosts_a = std::fs::read_to_string(fx_a.path().join("etc/hosts")).unwrap();
+    assert!(hosts_a.contains("\tbeta\n"), "{hosts_a}");
+    let hosts_b = std::fs::read_to_string(fx_b.path().join("etc/hosts")).unwrap();
+    assert!(hosts_b.contains("alpha api"), "{hosts_b}");
+    b.send("go");
+    assert_eq!(
+        b.until("done"),
+        ["beta-pinged-api", "done"],
+        "stderr: {}",
+        b.stderr()
+    );
+    assert_eq!(b.finish(), 0);
+    a.send("go");
+    let seen = a.until("step");
+    assert!(seen[0].starts_with("10.124.0."), "{seen:?}");
+
+    // disconnect: eth1 is gone.
+    stdout(&lab05_sub(&host, &["disconnect", &back, &alpha_pid]));
+    a.send("go");
+    assert_eq!(a.until("done"), ["no-eth1", "done"]);
+    assert_eq!(a.finish(), 0);
+
+    // Both networks outlive their containers, until rm.
+    let (links, _, files) = host.leftovers();
+    assert!(
+        links.contains(&br_front) && links.contains(&br_back),
+        "{links}"
+    );
+    assert_eq!(files.len(), 2, "{files:?}");
+    stdout(&lab05_sub(&host, &["rm", &front]));
+    stdout(&lab05_sub(&host, &["rm", &back]));
+    host.assert_clean();
+}
+
+#[test]
+fn an_internal_network_has_no_way_out() {
+    let host = Host::new();
+    let fx = rootfs();
+    let net = format!("int{}", std::process::id() % 1000);
+    stdout(&lab05_sub(
+        &host,
+        &["create", &net, "--internal", "--bridge", &bridge(9)],
+    ));
+    // An "uplink" with an address the container would otherwise reach
+    // through its gateway.
+    host.sh(
+        "ip link add dyup0 type veth peer name dyup1 && ip addr add 192.0.2.1/24 dev dyup0 \
+         && ip link set dyup0 up && ip link set dyup1 up",
+    );
+    let out = stdout(&host.lab05(
+        &fx,
+        &["--network", &net],
+        &[
+            "sh",
+            "-c",
+            "ip route | grep -c default; ping -c1 -W1 192.0.2.1 >/dev/null 2>&1 || echo unreachable",
+        ],
+    ).output().unwrap());
+    assert_eq!(out, "0\nunreachable\n");
+    host.sh("ip link del dyup0");
+    stdout(&lab05_sub(&host, &["rm", &net]));
+    host.assert_clean();
+}

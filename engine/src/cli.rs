@@ -229,6 +229,24 @@ pub struct RunArgs {
     /// user-defined network's name, or container:NAME.
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,
+    /// Add a network-scoped alias for the container (user-defined networks).
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g. 172.30.100.104), on a user-defined network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip); ip may be host-gateway.
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Command to run to check health (run with /bin/sh -c inside the container).
     #[arg(long = "health-cmd")]
     pub health_cmd: Option<String>,
@@ -688,8 +706,18 @@ pub enum NetworkCmd {
     /// List networks.
     #[command(alias = "list")]
     Ls {
+        /// Only display network IDs.
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Filter output: name=, id=, driver=, label=.
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Format the output with a Go template ({{.ID}}, {{.Name}}, ...); "table ..." adds headers.
+        #[arg(long)]
+        format: Option<String>,
+        /// Do not truncate the output.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
     },
     /// Display detailed information on one or more networks.
     Inspect {
@@ -698,17 +726,60 @@ pub enum NetworkCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Create a network (dockyard creates bridge networks on first use instead).
+    /// Create a network (a bridge, kept until `network rm`).
     Create {
-        #[arg(short = 'd', long)]
-        driver: Option<String>,
+        /// Driver to manage the network (only bridge).
+        #[arg(short = 'd', long, default_value = "bridge")]
+        driver: String,
+        /// Subnet in CIDR format.
         #[arg(long)]
         subnet: Option<String>,
+        /// IPv4 gateway for the subnet.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Set metadata on a network (key=value).
+        #[arg(long)]
+        label: Vec<String>,
+        /// Set driver specific options: com.docker.network.bridge.name=X,
+        /// com.docker.network.driver.mtu=N.
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
+        /// Restrict external access to the network.
+        #[arg(long)]
+        internal: bool,
         name: String,
     },
-    /// Remove a network (dockyard removes one when its last container leaves).
+    /// Remove one or more networks.
     #[command(alias = "remove")]
-    Rm { names: Vec<String> },
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove all unused networks.
+    Prune {
+        /// Do not prompt for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Connect a running container to a network.
+    Connect {
+        /// Add a network-scoped alias for the container.
+        #[arg(long)]
+        alias: Vec<String>,
+        /// IPv4 address (e.g. 172.30.100.104).
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        /// Force the container to disconnect from a network.
+        #[arg(short = 'f', long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -33,7 +33,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     {
         bail!("the input device is not a TTY");
     }
-    let (config, name) = container_config(args)?;
+    let (mut config, name) = container_config(args)?;
+    crate::network::check_run(engine, &mut config)?;
     let record = runtime::create(engine, name.as_deref(), config)?;
     if args.detach {
         runtime::start_detached(engine, &record.id)?;
@@ -45,7 +46,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
 
 /// `docker create`: the container, state "created"; prints its ID.
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
-    let (config, name) = container_config(args)?;
+    let (mut config, name) = container_config(args)?;
+    crate::network::check_run(engine, &mut config)?;
     let record = runtime::create(engine, name.as_deref(), config)?;
     println!("{}", record.id);
     Ok(0)
@@ -244,6 +246,33 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         },
         cgroup_parent: args.cgroup_parent.clone().unwrap_or_default(),
         network_mode: args.network.clone(),
+        network_aliases: args.network_alias.clone(),
+        ip: match &args.ip {
+            Some(ip) => {
+                ip.parse::<std::net::Ipv4Addr>()
+                    .map_err(|_| anyhow!("invalid IPv4 address: {ip}"))?;
+                Some(ip.clone())
+            }
+            None => None,
+        },
+        dns: {
+            for d in &args.dns {
+                d.parse::<std::net::IpAddr>()
+                    .map_err(|_| anyhow!("{d} is not an ip address"))?;
+            }
+            args.dns.clone()
+        },
+        dns_search: args.dns_search.clone(),
+        dns_options: args.dns_option.clone(),
+        extra_hosts: {
+            for h in &args.add_host {
+                let (_, ip) = crate::runtime::split_add_host(h)?;
+                if ip != "host-gateway" && ip.parse::<std::net::Ipv4Addr>().is_err() {
+                    bail!("invalid IP address in add-host: {ip:?}");
+                }
+            }
+            args.add_host.clone()
+        },
         init: args.init,
         open_stdin: args.interactive,
         tty: args.tty,
@@ -783,6 +812,10 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "AutoRemove": c.auto_remove,
             "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": match c.restart { runtime::RestartPolicy::OnFailure(n) => n, _ => 0 }},
             "NetworkMode": c.network_mode,
+            "Dns": c.dns,
+            "DnsSearch": c.dns_search,
+            "DnsOptions": c.dns_options,
+            "ExtraHosts": if c.extra_hosts.is_empty() { Value::Null } else { json!(c.extra_hosts) },
             "Memory": c.limits.memory.unwrap_or(0),
             "MemorySwap": c.limits.memory_swap.unwrap_or(0),
             "NanoCpus": c.limits.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
@@ -824,7 +857,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "Labels": c.labels,
             "StopSignal": c.stop_signal,
         },
-        "NetworkSettings": network_settings(&r),
+        "NetworkSettings": network_settings(engine, &r, &c),
     }))
 }
 
@@ -1416,9 +1449,10 @@ pub fn volume(engine: &Engine, cmd: &crate::cli::VolumeCmd) -> Result<Code> {
 }
 
 /// inspect's NetworkSettings, in docker's shape, from what lab 05 reported.
-fn network_settings(r: &Record) -> Value {
+fn network_settings(engine: &Engine, r: &Record, c: &ContainerConfig) -> Value {
+    let networks = crate::network::container_networks(engine, r, c);
     let Some(n) = &r.state.network else {
-        return json!({"IPAddress": "", "Gateway": "", "Ports": {}, "Networks": {}});
+        return json!({"IPAddress": "", "Gateway": "", "MacAddress": "", "Ports": {}, "Networks": networks});
     };
     let mut ports = serde_json::Map::new();
     for p in n["Ports"].as_array().into_iter().flatten() {
@@ -1432,14 +1466,14 @@ fn network_settings(r: &Record) -> Value {
             list.push(binding);
         }
     }
-    let net = n["Network"].as_str().unwrap_or("bridge").to_string();
     json!({
         "IPAddress": n["IPAddress"],
         "IPPrefixLen": n["IPPrefixLen"],
         "Gateway": n["Gateway"],
+        "MacAddress": n["MacAddress"],
         "Bridge": n["Bridge"],
         "Ports": ports,
-        "Networks": { net: {"IPAddress": n["IPAddress"], "IPPrefixLen": n["IPPrefixLen"], "Gateway": n["Gateway"]} },
+        "Networks": networks,
     })
 }
 
@@ -1537,85 +1571,6 @@ pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
         )
     );
     Ok(0)
-}
-
-/// `docker network ...`: the built-in none, host and bridge modes, and the
-/// bridge networks lab 05 holds for running containers.
-pub fn network(engine: &Engine, cmd: &crate::cli::NetworkCmd) -> Result<Code> {
-    use crate::cli::NetworkCmd;
-    use sha2_id::id_of;
-    let nets = runtime::networks(engine)?;
-    match cmd {
-        NetworkCmd::Ls { quiet } => {
-            let mut rows: Vec<Vec<String>> = vec![
-                vec![id_of("host")[..12].to_string(), "host".into(), "host".into(), "local".into()],
-                vec![id_of("none")[..12].to_string(), "none".into(), "null".into(), "local".into()],
-            ];
-            if !nets.iter().any(|n| n.name == "bridge") {
-                rows.push(vec![id_of("bridge")[..12].to_string(), "bridge".into(), "bridge".into(), "local".into()]);
-            }
-            for n in &nets {
-                rows.push(vec![id_of(&n.name)[..12].to_string(), n.name.clone(), "bridge".into(), "local".into()]);
-            }
-            rows.sort_by(|a, b| a[1].cmp(&b[1]));
-            if *quiet {
-                for r in &rows {
-                    println!("{}", r[0]);
-                }
-            } else {
-                print!("{}", table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows));
-            }
-            Ok(0)
-        }
-        NetworkCmd::Inspect { format, names } => {
-            let mut docs = Vec::new();
-            let mut code = 0;
-            for name in names {
-                let doc = match nets.iter().find(|n| &n.name == name) {
-                    Some(n) => json!({
-                        "Name": n.name, "Id": id_of(&n.name), "Driver": "bridge", "Scope": "local",
-                        "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
-                        "Options": {"com.docker.network.bridge.name": n.bridge},
-                        "Containers": n.leases.iter().map(|l| (l.name.clone().unwrap_or_else(|| l.pid.to_string()), json!({"IPv4Address": l.ip.to_string()}))).collect::<serde_json::Map<_, _>>(),
-                    }),
-                    None if matches!(name.as_str(), "none" | "host" | "bridge") => json!({
-                        "Name": name, "Id": id_of(name), "Driver": if name == "none" { "null" } else { name.as_str() }, "Scope": "local",
-                        "Containers": {},
-                    }),
-                    None => {
-                        eprintln!("Error response from daemon: network {name} not found");
-                        code = 1;
-                        continue;
-                    }
-                };
-                docs.push(doc);
-            }
-            match format {
-                Some(f) => {
-                    for d in &docs {
-                        println!("{}", template::render(f, d)?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&Value::Array(docs))?),
-            }
-            Ok(code)
-        }
-        NetworkCmd::Create { .. } | NetworkCmd::Rm { .. } => bail!(
-            "dockyard creates a bridge network when the first container joins it (dockyard run --network NAME) \
-             and removes it when the last one leaves; network create and rm are not implemented yet"
-        ),
-    }
-}
-
-/// Stable network IDs: the sha256 of the name, as 64 hex digits.
-mod sha2_id {
-    pub fn id_of(name: &str) -> String {
-        use sha2::Digest;
-        sha2::Sha256::digest(format!("dockyard-network:{name}").as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
 }
 
 /// The PORTS column: "0.0.0.0:8080->80/tcp, ...".

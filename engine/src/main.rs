@@ -12,6 +12,7 @@ mod doctor;
 mod format;
 mod health;
 mod logs;
+mod network;
 mod pump;
 mod registry_cmd;
 mod runtime;
@@ -154,7 +155,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Port(a) => commands::port(&engine, a),
         Command::Top(a) => commands::top(&engine, a),
         Command::Stats(a) => commands::stats(&engine, a),
-        Command::Network(n) => commands::network(&engine, n),
+        Command::Network(n) => network::network(&engine, n),
         Command::System(cli::SystemCmd::Df) => commands::system_df(&engine),
         Command::System(cli::SystemCmd::Info) => commands::info(&engine),
         Command::System(cli::SystemCmd::Prune { force, volumes }) => {

@@ -178,6 +178,35 @@ pub struct ContainerConfig {
     /// `--ulimit`, with daemon.json's default-ulimits for the rest.
     #[serde(default)]
     pub ulimits: Vec<String>,
+    /// `--network-alias` and `--ip`, on a user-defined network.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `--dns`, `--dns-search`, `--dns-option` (daemon.json's `dns` and
+    /// `dns-search` apply when these are empty).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`, as given.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// The networks `network connect` added, rejoined at every start.
+    #[serde(default)]
+    pub connected: Vec<Connection>,
+}
+
+/// A network a container was connected to with `network connect`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 impl ContainerConfig {
@@ -716,9 +745,42 @@ fn run_once(
     let mode: net::NetworkMode = network_mode
         .parse()
         .map_err(|e: String| anyhow!("--network {}: {e}", config.network_mode))?;
+    let dns = net::names::Dns {
+        servers: config.dns.clone(),
+        search: config.dns_search.clone(),
+        options: config.dns_options.clone(),
+    };
+    // daemon.json's dns and dns-search, where the flags say nothing.
+    let dns = net::names::Dns {
+        servers: match dns.servers.is_empty() {
+            true => engine.config.dns.clone(),
+            false => dns.servers,
+        },
+        search: match dns.search.is_empty() {
+            true => engine.config.dns_search.clone(),
+            false => dns.search,
+        },
+        options: dns.options,
+    };
+    let extra_hosts = config
+        .extra_hosts
+        .iter()
+        .map(|h| split_add_host(h))
+        .collect::<Result<Vec<_>>>()?;
+    let etc = engine.containers.dir_of(id).join("etc");
     // ANCHOR: network_mode
     let bridge = match &mode {
-        net::NetworkMode::None => None,
+        net::NetworkMode::None => {
+            // With --dns or --add-host, a container without a network
+            // still gets its own hosts and resolv.conf, as in docker.
+            if dns != net::names::Dns::default() || !extra_hosts.is_empty() {
+                let extra = net::extra_hosts_without_bridge(&extra_hosts)?;
+                net::etc_files_without_bridge(&mode, &config.hostname, &dns, &extra)
+                    .write_to(&etc)?;
+                bind_etc_files(&mut spec, &etc)?;
+            }
+            None
+        }
         net::NetworkMode::Host => {
             spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWNET;
             None
@@ -731,19 +793,7 @@ fn run_once(
             None
         }
         net::NetworkMode::Bridge(name) => {
-            let etc = engine.containers.dir_of(id).join("etc");
-            std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
-            for f in ["hosts", "hostname", "resolv.conf"] {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(etc.join(f))?;
-                spec.binds.push(namespaces::Bind {
-                    source: etc.join(f),
-                    target: PathBuf::from("/etc").join(f),
-                    read_only: false,
-                });
-            }
+            bind_etc_files(&mut spec, &etc)?;
             let mut publish = Vec::new();
             for p in &config.publish {
                 publish.push(
@@ -761,10 +811,22 @@ fn run_once(
             }
             Some(net::AttachOptions {
                 network: name.clone(),
+                // Only the default network is made on first use; others
+                // come from `network create`.
+                must_exist: name != net::DEFAULT_NETWORK,
                 name: Some(record.name.clone()),
                 hostname: config.hostname.clone(),
                 publish,
                 etc_dir: Some(etc),
+                ip: config
+                    .ip
+                    .as_deref()
+                    .map(|i| i.parse().map_err(|_| anyhow!("invalid IP address {i:?}")))
+                    .transpose()?,
+                aliases: config.network_aliases.clone(),
+                container_id: Some(id.to_string()),
+                extra_hosts,
+                dns,
                 ..Default::default()
             })
         }
@@ -827,6 +889,28 @@ fn run_once(
         }
         if let Some(opts) = &bridge {
             endpoint = Some(net::attach(&net_cfg, pid, opts)?);
+            // Then the networks `network connect` added: eth1, eth2...
+            // If one fails, the container does not start, and takes down
+            // what was made for it.
+            let more = config.connected.iter().try_for_each(|c| {
+                let ip =
+                    c.ip.as_deref()
+                        .map(|i| i.parse().map_err(|_| anyhow!("invalid IP address {i:?}")))
+                        .transpose()?;
+                let extra = net::AttachOptions {
+                    network: c.network.clone(),
+                    must_exist: c.network != net::DEFAULT_NETWORK,
+                    ip,
+                    aliases: c.aliases.clone(),
+                    publish: Vec::new(),
+                    ..opts.clone()
+                };
+                net::attach(&net_cfg, pid, &extra).map(drop)
+            });
+            if let Err(e) = more {
+                let _ = net::detach_all(&net_cfg, pid);
+                return Err(e);
+            }
         }
         Ok(())
     })?;
@@ -896,10 +980,11 @@ impl Running {
         drop(raw);
         drop(checker);
         let code = code?;
-        // Take the veth, the port rules and the lease down (lab 05).
+        // Take the veths, the port rules and the leases down (lab 05): of
+        // its first network and of those `network connect` added.
         // ANCHOR: net_detach
         if let Some(ep) = &endpoint {
-            if let Err(e) = net::detach(&net_cfg, ep) {
+            if let Err(e) = net::detach_all(&net_cfg, pid) {
                 eprintln!("dockyard: detaching from network {}: {e:#}", ep.network);
             }
         }
@@ -1140,17 +1225,58 @@ fn run_as(rootfs: &Path, user: &str) -> Result<Option<namespaces::RunAs>> {
 }
 
 /// Lab 05's settings for this data root: its networks' state lives under
-/// the data root (so two data roots never share leases), and daemon.json's
-/// `bip` sets the default bridge's address.
+/// the data root (so two data roots never share leases); daemon.json's
+/// `bip` sets the default bridge's address, `default-address-pools` where
+/// new networks' subnets come from, and `mtu` their veths' MTU.
 pub fn net_config(engine: &Engine) -> net::Config {
     let mut cfg = net::Config {
         state_dir: engine.root.join("network"),
+        mtu: engine.config.mtu,
         ..Default::default()
     };
     if let Some(bip) = engine.config.bip.as_deref().and_then(|b| b.parse().ok()) {
         cfg.bip = Some(bip);
     }
+    let pools: Vec<net::ipam::Pool> = engine
+        .config
+        .default_address_pools
+        .iter()
+        .filter_map(|p| format!("{}:{}", p.base, p.size).parse().ok())
+        .collect();
+    if !pools.is_empty() {
+        cfg.pools = pools;
+    }
     cfg
+}
+
+/// Bind-mount the container's own `hosts`, `hostname` and `resolv.conf`
+/// from `etc` (created empty if need be) over the image's.
+fn bind_etc_files(spec: &mut namespaces::Spec, etc: &Path) -> Result<()> {
+    std::fs::create_dir_all(etc).with_context(|| format!("creating {}", etc.display()))?;
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(etc.join(f))?;
+        spec.binds.push(namespaces::Bind {
+            source: etc.join(f),
+            target: PathBuf::from("/etc").join(f),
+            read_only: false,
+        });
+    }
+    Ok(())
+}
+
+/// `--add-host NAME:IP` as (NAME, IP); IP may be `host-gateway`.
+pub fn split_add_host(h: &str) -> Result<(String, String)> {
+    match h.split_once(':') {
+        Some((name, ip)) if !name.is_empty() && !ip.is_empty() => {
+            Ok((name.to_string(), ip.to_string()))
+        }
+        _ => {
+            bail!("invalid argument {h:?} for \"--add-host\" flag: bad format for add-host: {h:?}")
+        }
+    }
 }
 
 /// What inspect shows under NetworkSettings, kept in the state.
@@ -1160,6 +1286,7 @@ fn endpoint_json(ep: &net::Endpoint) -> serde_json::Value {
         "IPAddress": ep.ip.to_string(),
         "IPPrefixLen": ep.prefix,
         "Gateway": ep.gateway.to_string(),
+        "MacAddress": ep.mac,
         "Bridge": ep.bridge,
         "Ports": ep.ports.iter().map(|p| serde_json::json!({
             "ContainerPort": p.container_port,

@@ -37,6 +37,9 @@ pub struct Config {
     pub bip: Option<Cidr>,
     /// Where subnets for new networks come from (`"default-address-pools"`).
     pub pools: Vec<Pool>,
+    /// The MTU of every network's veths unless its own says otherwise
+    /// (`"mtu"`); `None`: the kernel's 1500.
+    pub mtu: Option<u32>,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             default_bridge: "dockyard0".into(),
             bip: None,
             pools: ipam::default_pools(),
+            mtu: None,
         }
     }
 }
@@ -134,8 +138,11 @@ pub fn join_netns_of(pid: Pid) -> anyhow::Result<()> {
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
     /// The network's name ([`DEFAULT_NETWORK`] or a user-defined one); it is
-    /// created on first use.
+    /// created on first use unless `must_exist`.
     pub network: String,
+    /// Refuse a network that was not made with [`create`] (docker's
+    /// "network NAME not found") instead of making it now.
+    pub must_exist: bool,
     /// The bridge interface, for a network created now. Default:
     /// [`Config::default_bridge`] for the default network, `dy-NAME` for
     /// others.
@@ -154,6 +161,40 @@ pub struct AttachOptions {
     /// Where to write `hosts`, `hostname` and `resolv.conf`; `None` writes
     /// nothing (see [`etc_files`] to get them as text).
     pub etc_dir: Option<PathBuf>,
+    /// More names for it on this network (`--network-alias`).
+    pub aliases: Vec<String>,
+    /// The container's ID, recorded for `network inspect`.
+    pub container_id: Option<String>,
+    /// `--add-host NAME:IP`; the IP may be `host-gateway`, the network's
+    /// gateway (the host's address on the bridge).
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: names::Dns,
+}
+
+/// What `network create` asks for ([`create`]).
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    pub name: String,
+    /// The bridge interface; default `dy-NAME` (the default network's:
+    /// [`Config::default_bridge`]).
+    pub bridge: Option<String>,
+    /// `--subnet`; default: the first free one of the pools.
+    pub subnet: Option<Cidr>,
+    /// `--gateway`; default: the subnet's first address.
+    pub gateway: Option<Ipv4Addr>,
+    /// The veths' MTU; default: [`Config::mtu`].
+    pub mtu: Option<u32>,
+    /// `--internal`: no way out.
+    pub internal: bool,
+    /// Kept until [`remove`]d (`network create`), or gone with its last
+    /// member (made on first use).
+    pub persistent: bool,
+    /// Recorded as given, for `network inspect`.
+    pub id: String,
+    pub created: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// A container's place on a network: what [`attach`] made and [`detach`]
@@ -170,6 +211,9 @@ pub struct Endpoint {
     /// The host end of the veth pair.
     pub veth: String,
     pub ports: Vec<PortMapping>,
+    /// The interface inside (`eth0`, `eth1`...) and its MAC address.
+    pub ifname: String,
+    pub mac: String,
 }
 
 /// The inode of the calling thread's network namespace: which "host" this is.
@@ -229,39 +273,67 @@ fn create_network(
     store: &Store,
     lock: &StoreLock,
     rtnl: &mut Rtnl,
-    opts: &AttachOptions,
+    opts: &NetworkOptions,
 ) -> anyhow::Result<NetworkState> {
-    let default = opts.network == DEFAULT_NETWORK;
+    let default = opts.name == DEFAULT_NETWORK;
     let bridge = match (&opts.bridge, default) {
         (Some(b), _) => b.clone(),
         (None, true) => cfg.default_bridge.clone(),
-        (None, false) => bridge_name_for(&opts.network),
+        (None, false) => bridge_name_for(&opts.name),
     };
     check_ifname(&bridge)?;
     let others = store.all(lock)?;
     if let Some(o) = others.iter().find(|o| o.bridge == bridge) {
         bail!("bridge {bridge} is already network {}'s", o.name);
     }
-    // bip names the gateway; a subnet gets its first address as gateway.
+    if rtnl.link_index(&bridge)?.is_some() {
+        bail!("an interface named {bridge} already exists");
+    }
+    // bip names the gateway; a subnet gets its first address as gateway,
+    // unless --gateway names another.
     let (subnet, gateway) = match (default.then_some(cfg.bip).flatten(), opts.subnet) {
         (_, Some(s)) | (Some(s), None) if s.addr != s.network() => (s.subnet(), s.addr),
         (_, Some(s)) | (Some(s), None) => (s, s.nth(1).context("subnet too small")?),
         (None, None) => {
+            if let Some(g) = opts.gateway {
+                bail!("no matching subnet for gateway {g}: give --subnet too");
+            }
             let routes: Vec<Cidr> = rtnl
                 .ipv4_routes()?
                 .into_iter()
                 .map(|(ip, prefix)| Cidr::new(ip, prefix))
                 .collect();
-            let taken: Vec<Cidr> = others.iter().map(|o| o.subnet).collect();
+            let mut taken: Vec<Cidr> = others.iter().map(|o| o.subnet).collect();
+            // As in Docker, the default network's subnet (bip, else the
+            // first free one: 172.17.0.0/16) stays its own even while it
+            // does not exist yet: created networks start at the next.
+            if opts.persistent && !default && !others.iter().any(|o| o.name == DEFAULT_NETWORK) {
+                match cfg.bip {
+                    Some(bip) => taken.push(bip.subnet()),
+                    None => taken.push(ipam::choose_subnet(&cfg.pools, &routes, &taken)?),
+                }
+            }
             let s = ipam::choose_subnet(&cfg.pools, &routes, &taken)?;
             (s, s.nth(1).context("subnet too small")?)
         }
     };
+    let gateway = match opts.gateway {
+        Some(g) if !subnet.contains(g) || g == subnet.network() || g == subnet.broadcast() => {
+            bail!("gateway {g} is not a host address of subnet {subnet}")
+        }
+        Some(g) => g,
+        None => gateway,
+    };
     if let Some(o) = others.iter().find(|o| o.subnet.overlaps(&subnet)) {
-        bail!("subnet {subnet} overlaps network {}'s {}", o.name, o.subnet);
+        bail!(
+            "Pool overlaps with other one on this address space: subnet {subnet} overlaps \
+             network {}'s {}",
+            o.name,
+            o.subnet
+        );
     }
     let mut net = NetworkState {
-        name: opts.network.clone(),
+        name: opts.name.clone(),
         bridge,
         subnet,
         gateway,
@@ -269,15 +341,27 @@ fn create_network(
         netns: current_netns()?,
         rules: vec![],
         leases: vec![],
+        persistent: opts.persistent,
+        id: opts.id.clone(),
+        created: opts.created.clone(),
+        labels: opts.labels.clone(),
+        options: opts.options.clone(),
+        mtu: opts.mtu.or(cfg.mtu),
+        internal: opts.internal,
     };
     let made = (|| {
         rtnl.add_bridge(&net.bridge)?;
         let index = rtnl.require_link(&net.bridge)?;
         rtnl.add_address(index, gateway, subnet.prefix)?;
+        if let Some(mtu) = net.mtu {
+            rtnl.set_mtu(index, mtu)?;
+        }
         rtnl.set_up(index)?;
-        sysctl("net/ipv4/ip_forward", "1")?;
-        sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
-        for rule in firewall::network_rules(&net.bridge, &subnet.to_string()) {
+        if !net.internal {
+            sysctl("net/ipv4/ip_forward", "1")?;
+            sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
+        }
+        for rule in firewall::network_rules(&net.bridge, &subnet.to_string(), net.internal) {
             firewall::add(&rule)?;
             net.rules.push(rule);
         }
@@ -315,101 +399,224 @@ fn remove_network(rtnl: &mut Rtnl, net: &NetworkState) -> anyhow::Result<()> {
 
 // ANCHOR: plumb
 /// The veth pair: one end on the bridge, the other into the namespace of
-/// `pid`, renamed `eth0`, with the address and the default route.
+/// `pid`, renamed `eth0` (or `eth1`... for a later network), with the
+/// address and, unless the container has one already, the default route.
 fn plumb(rtnl: &mut Rtnl, net: &NetworkState, pid: Pid, lease: &Lease) -> anyhow::Result<()> {
     let bridge = rtnl.require_link(&net.bridge)?;
-    let peer = format!("dyc{pid}");
+    let peer = peer_name(&lease.veth);
     rtnl.add_veth(&lease.veth, &peer)?;
     let host_end = rtnl.require_link(&lease.veth)?;
     rtnl.set_master(host_end, bridge)?;
-    rtnl.set_up(host_end)?;
     let container_end = rtnl.require_link(&peer)?;
+    if let Some(mtu) = net.mtu {
+        rtnl.set_mtu(host_end, mtu)?;
+        rtnl.set_mtu(container_end, mtu)?;
+    }
+    rtnl.set_mac(container_end, mac_for(lease.ip))?;
+    rtnl.set_up(host_end)?;
     rtnl.move_to_netns_of(container_end, pid)?;
 
     // The rest happens inside; the interface may have a new index there.
     let (ip, prefix, gateway) = (lease.ip, net.subnet.prefix, net.gateway);
+    let (ifname, internal) = (lease.ifname.clone(), net.internal);
     in_netns_of(pid, |inside| {
         let lo = inside.require_link("lo")?;
         inside.set_up(lo)?;
-        let eth0 = inside.require_link(&peer)?;
-        inside.rename(eth0, "eth0")?;
-        inside.add_address(eth0, ip, prefix)?;
-        inside.set_up(eth0)?;
-        inside.add_default_route(gateway)
+        let eth = inside.require_link(&peer)?;
+        inside.rename(eth, &ifname)?;
+        inside.add_address(eth, ip, prefix)?;
+        inside.set_up(eth)?;
+        // An internal network offers no way out; a second network keeps
+        // the first one's default route, as Docker's does.
+        if internal {
+            return Ok(());
+        }
+        match inside.add_default_route(gateway) {
+            Err(e) if is_errno(&e, Errno::EEXIST) => Ok(()),
+            other => other,
+        }
     })
-    .with_context(|| format!("configuring eth0 in the network namespace of {pid}"))
+    .with_context(|| format!("configuring {ifname} in the network namespace of {pid}"))
 }
 // ANCHOR_END: plumb
 
-/// The hosts-file line for a lease: its hostname, and its name if it has one.
+/// The container end of the veth whose host end is `veth`: `dyc...` for
+/// `dyv...`.
+fn peer_name(veth: &str) -> String {
+    format!("dyc{}", veth.strip_prefix("dyv").unwrap_or(veth))
+}
+
+/// Docker's MAC addresses: 02:42 (locally administered, unicast) and the
+/// four bytes of the IP address, so that each address has its own MAC.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+/// The hosts-file line for a lease: its hostname, its name if it has one,
+/// and its aliases on that network.
 fn host_entry(lease: &Lease) -> HostEntry {
     let mut names = vec![lease.hostname.clone()];
-    names.extend(lease.name.iter().filter(|n| **n != lease.hostname).cloned());
+    for n in lease.name.iter().chain(&lease.aliases) {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
     HostEntry {
         ip: lease.ip,
         names,
     }
 }
 
-/// The three files for a member of `net`.
+// ANCHOR: hosts_of
+/// The hosts file of the container whose first process is `pid`: itself
+/// on each of its networks, every member of its user-defined networks
+/// (with their aliases there), and its `--add-host` entries. A container
+/// on two networks thus resolves the members of both; one that is on
+/// neither of a pair of networks resolves no one on them.
+pub fn hosts_of(all: &[NetworkState], pid: i32) -> String {
+    let mut own = Vec::new();
+    let mut others = Vec::new();
+    let mut extra = Vec::new();
+    for net in all {
+        let Some(me) = net.leases.iter().find(|l| l.pid == pid) else {
+            continue;
+        };
+        own.push((me.ifname.clone(), host_entry(me)));
+        if extra.is_empty() {
+            extra = me
+                .extra_hosts
+                .iter()
+                .map(|(name, ip)| HostEntry {
+                    ip: *ip,
+                    names: vec![name.clone()],
+                })
+                .collect();
+        }
+        if net.names {
+            others.extend(net.leases.iter().filter(|l| l.pid != pid).map(host_entry));
+        }
+    }
+    // Its own addresses in interface order: eth0's first.
+    own.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut own = own.into_iter().map(|(_, entry)| entry);
+    let first = own.next();
+    let rest: Vec<HostEntry> = own.chain(others).chain(extra).collect();
+    names::hosts(first.as_ref(), &rest)
+}
+// ANCHOR_END: hosts_of
+
+/// The three files for a member of `net` (the only network it is on).
 pub fn etc_files(net: &NetworkState, lease: &Lease) -> EtcFiles {
-    let peers: Vec<HostEntry> = if net.names {
-        net.leases
-            .iter()
-            .filter(|l| l.ip != lease.ip)
-            .map(host_entry)
-            .collect()
-    } else {
-        vec![]
-    };
+    etc_files_with(std::slice::from_ref(net), lease, &names::Dns::default())
+}
+
+/// The three files for the container of `lease`, on the networks `all`.
+pub fn etc_files_with(all: &[NetworkState], lease: &Lease, dns: &names::Dns) -> EtcFiles {
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     EtcFiles {
-        hosts: names::hosts(Some(&host_entry(lease)), &peers),
+        hosts: hosts_of(all, lease.pid),
         hostname: format!("{}\n", lease.hostname),
-        resolv_conf: names::resolv_conf_from_host(),
+        resolv_conf: names::resolv_conf_with(&host_resolv, dns),
     }
 }
 
 /// The three files for a container without a bridge network: `none` (only
-/// localhost) or `host` (the host's own).
-pub fn etc_files_without_bridge(mode: &NetworkMode, hostname: &str) -> EtcFiles {
-    let hosts = match mode {
+/// localhost) or `host` (the host's own), with its `--dns` settings and
+/// `--add-host` entries.
+pub fn etc_files_without_bridge(
+    mode: &NetworkMode,
+    hostname: &str,
+    dns: &names::Dns,
+    extra_hosts: &[(String, Ipv4Addr)],
+) -> EtcFiles {
+    let mut hosts = match mode {
         NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
         _ => names::hosts(None, &[]),
     };
+    for (name, ip) in extra_hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     EtcFiles {
         hosts,
         hostname: format!("{hostname}\n"),
-        resolv_conf: names::resolv_conf_from_host(),
+        resolv_conf: names::resolv_conf_with(&host_resolv, dns),
     }
 }
 
-/// Rewrite the hosts files of every member but `except` (whose own files
-/// its caller writes), after someone joined or left. Best effort: a member
-/// whose directory is gone is skipped, and `gc` will find it.
-fn update_peers(net: &NetworkState, except: Option<Ipv4Addr>) {
+/// Rewrite the hosts files of every member of `network` but `except` (whose
+/// own files its caller writes), after someone joined or left. Best effort:
+/// a member whose directory is gone is skipped, and `gc` will find it.
+fn update_hosts(store: &Store, lock: &StoreLock, network: &str, except: Option<i32>) {
+    let Ok(all) = store.all(lock) else {
+        return;
+    };
+    let Some(net) = all.iter().find(|n| n.name == network) else {
+        return;
+    };
     if !net.names {
         return;
     }
-    for lease in net.leases.iter().filter(|l| Some(l.ip) != except) {
-        if let Some(dir) = &lease.etc_dir {
-            let files = etc_files(net, lease);
-            if let Err(e) = names::write_in_place(&dir.join("hosts"), &files.hosts) {
-                eprintln!(
-                    "warning: updating the hosts file of {}: {e:#}",
-                    lease.hostname
-                );
-            }
+    for lease in net.leases.iter().filter(|l| Some(l.pid) != except) {
+        write_hosts(&all, lease);
+    }
+}
+
+fn write_hosts(all: &[NetworkState], lease: &Lease) {
+    if let Some(dir) = &lease.etc_dir {
+        if let Err(e) = names::write_in_place(&dir.join("hosts"), &hosts_of(all, lease.pid)) {
+            eprintln!(
+                "warning: updating the hosts file of {}: {e:#}",
+                lease.hostname
+            );
         }
     }
+}
+
+/// `--add-host NAME:IP` entries, with `host-gateway` resolved to the
+/// network's gateway.
+fn resolve_extra_hosts(
+    extra: &[(String, String)],
+    gateway: Option<Ipv4Addr>,
+) -> anyhow::Result<Vec<(String, Ipv4Addr)>> {
+    extra
+        .iter()
+        .map(|(name, ip)| {
+            names::check_host_name(name)?;
+            let ip = match (ip.as_str(), gateway) {
+                ("host-gateway", Some(g)) => g,
+                ("host-gateway", None) => {
+                    bail!("--add-host {name}:host-gateway needs a bridge network")
+                }
+                _ => ip
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("invalid IP address in add-host: {ip:?}"))?,
+            };
+            Ok((name.clone(), ip))
+        })
+        .collect()
+}
+
+/// [`resolve_extra_hosts`] for a container on no bridge (`none`, `host`).
+pub fn extra_hosts_without_bridge(
+    extra: &[(String, String)],
+) -> anyhow::Result<Vec<(String, Ipv4Addr)>> {
+    resolve_extra_hosts(extra, None)
 }
 
 // ANCHOR: attach
 /// Connect the container whose first process is `pid` to a bridge network,
 /// from the calling thread's network namespace (the "host"). Call it from
-/// lab 02's `before_start`. Creates the network on first use.
+/// lab 02's `before_start` for its first network (`eth0`), or any time
+/// later to connect a running container to one more (`eth1`, ...).
+/// Creates the network on first use unless `opts.must_exist`.
 pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<Endpoint> {
     firewall::check()?;
     check_network_name(&opts.network).map_err(anyhow::Error::msg)?;
+    for alias in &opts.aliases {
+        names::check_host_name(alias).context("--network-alias")?;
+    }
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
@@ -424,23 +631,59 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
             }
             net
         }
-        None => create_network(cfg, &store, &lock, &mut rtnl, opts)?,
+        None if opts.must_exist => bail!("network {} not found", opts.network),
+        None => {
+            let made = NetworkOptions {
+                name: opts.network.clone(),
+                bridge: opts.bridge.clone(),
+                subnet: opts.subnet,
+                ..NetworkOptions::default()
+            };
+            create_network(cfg, &store, &lock, &mut rtnl, &made)?
+        }
     };
+    if net.leases.iter().any(|l| l.pid == pid.as_raw()) {
+        bail!(
+            "endpoint with name {} already exists in network {}",
+            opts.name.as_deref().unwrap_or(&opts.hostname),
+            net.name
+        );
+    }
+    // eth0 for the first network, then the lowest free ethN.
+    let all = store.all(&lock)?;
+    let used: Vec<&str> = all
+        .iter()
+        .flat_map(|n| &n.leases)
+        .filter(|l| l.pid == pid.as_raw())
+        .map(|l| l.ifname.as_str())
+        .collect();
+    let n = (0..).find(|n| !used.contains(&format!("eth{n}").as_str()));
+    let n: u32 = n.unwrap_or(0);
+    let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
 
     // The lease is saved before anything is made for it, so that a crash
     // from here on leaves a record for gc to clean up after.
     let start_time = ipam::process_start_time(pid.as_raw())
         .with_context(|| format!("process {pid} does not exist"))?;
+    let ip = net.allocate(opts.ip)?;
     let mut lease = Lease {
-        ip: net.allocate(opts.ip)?,
+        ip,
         pid: pid.as_raw(),
         start_time,
         name: opts.name.clone(),
         hostname: opts.hostname.clone(),
-        veth: format!("dyv{pid}"),
+        veth: match n {
+            0 => format!("dyv{pid}"),
+            n => format!("dyv{pid}n{n}"),
+        },
         etc_dir: opts.etc_dir.clone(),
         ports: vec![],
         rules: vec![],
+        container_id: opts.container_id.clone(),
+        aliases: opts.aliases.clone(),
+        ifname: format!("eth{n}"),
+        mac: crate::netlink::format_mac(mac_for(ip)),
+        extra_hosts,
     };
     net.leases.push(lease.clone());
     store.save(&lock, &net)?;
@@ -455,22 +698,32 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
                 lease.rules.push(rule);
             }
         }
-        if let Some(dir) = &opts.etc_dir {
-            etc_files(&net, &lease).write_to(dir)?;
-        }
         anyhow::Ok(())
     })();
     // Record what was made, whether or not all of it was.
     if let Some(slot) = net.leases.iter_mut().find(|l| l.ip == lease.ip) {
         *slot = lease.clone();
     }
-    if let Err(e) = made {
+    let written = made.and_then(|()| {
+        store.save(&lock, &net)?;
+        // Its own files: all three when this is its first network (a later
+        // one leaves its hostname and resolv.conf alone), else the hosts.
+        if let Some(dir) = &opts.etc_dir {
+            let all = store.all(&lock)?;
+            if used.is_empty() {
+                etc_files_with(&all, &lease, &opts.dns).write_to(dir)?;
+            } else {
+                names::write_in_place(&dir.join("hosts"), &hosts_of(&all, lease.pid))?;
+            }
+        }
+        anyhow::Ok(())
+    });
+    if let Err(e) = written {
         let _ = release(&mut rtnl, &mut net, lease.ip);
         let _ = finish(&store, &lock, &mut rtnl, &net);
         return Err(e).with_context(|| format!("attaching {pid} to network {}", net.name));
     }
-    store.save(&lock, &net)?;
-    update_peers(&net, Some(lease.ip));
+    update_hosts(&store, &lock, &net.name, Some(lease.pid));
     Ok(Endpoint {
         network: net.name.clone(),
         pid,
@@ -480,6 +733,8 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         gateway: net.gateway,
         veth: lease.veth.clone(),
         ports: lease.ports.clone(),
+        ifname: lease.ifname.clone(),
+        mac: lease.mac.clone(),
     })
 }
 // ANCHOR_END: attach
@@ -511,35 +766,35 @@ fn release(rtnl: &mut Rtnl, net: &mut NetworkState, ip: Ipv4Addr) -> anyhow::Res
         }
     }
     // The half-made pair of an attach that failed early.
-    if let Ok(Some(index)) = rtnl.link_index(&format!("dyc{}", lease.pid)) {
+    if let Ok(Some(index)) = rtnl.link_index(&peer_name(&lease.veth)) {
         let _ = rtnl.delete_link(index);
     }
     first_error.map_or(Ok(()), Err)
 }
 
 /// Save the network, or remove it with its bridge and rules once the last
-/// container has left: in the lab a network lives as long as its
-/// containers. (Docker keeps networks until `docker network rm`, and its
-/// default one for good.)
+/// container has left one that was made on first use. (Docker keeps
+/// networks until `docker network rm`, as [`create`]d ones are kept here.)
 fn finish(
     store: &Store,
     lock: &StoreLock,
     rtnl: &mut Rtnl,
     net: &NetworkState,
 ) -> anyhow::Result<()> {
-    if net.leases.is_empty() {
+    if net.leases.is_empty() && !net.persistent {
         remove_network(rtnl, net)?;
         store.remove(lock, &net.name)
     } else {
         store.save(lock, net)?;
-        update_peers(net, None);
+        update_hosts(store, lock, &net.name, None);
         Ok(())
     }
 }
 
 // ANCHOR: detach
 /// Undo [`attach`]: the DNAT rules, the veth pair, the lease; and the
-/// network itself when this was its last container.
+/// network itself when this was its last container and it was made on
+/// first use.
 pub fn detach(cfg: &Config, endpoint: &Endpoint) -> anyhow::Result<()> {
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
@@ -559,6 +814,115 @@ pub fn detach(cfg: &Config, endpoint: &Endpoint) -> anyhow::Result<()> {
     released
 }
 // ANCHOR_END: detach
+
+/// `network disconnect`: take the container whose first process is `pid`
+/// off `network` (its interface there vanishes), and rewrite its hosts file
+/// and its former peers'.
+pub fn disconnect(cfg: &Config, network: &str, pid: Pid) -> anyhow::Result<()> {
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    let mut rtnl = Rtnl::open()?;
+    let mut net = load_network(&store, &lock, network)?
+        .with_context(|| format!("network {network} not found"))?;
+    let Some(lease) = net.leases.iter().find(|l| l.pid == pid.as_raw()).cloned() else {
+        bail!("container is not connected to network {network}");
+    };
+    let released = release(&mut rtnl, &mut net, lease.ip);
+    finish(&store, &lock, &mut rtnl, &net)?;
+    if let Ok(all) = store.all(&lock) {
+        write_hosts(&all, &lease);
+    }
+    released
+}
+
+/// Every network's endpoint of the container whose first process is
+/// `pid`: what its monitor takes down when it exits.
+pub fn detach_all(cfg: &Config, pid: Pid) -> anyhow::Result<()> {
+    if !cfg.state_dir.exists() {
+        return Ok(());
+    }
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    let mut rtnl = Rtnl::open()?;
+    let mut first_error = None;
+    for net in store.all(&lock)? {
+        let Some(mut net) = load_network(&store, &lock, &net.name)? else {
+            continue;
+        };
+        let mine: Vec<Ipv4Addr> = net
+            .leases
+            .iter()
+            .filter(|l| l.pid == pid.as_raw())
+            .map(|l| l.ip)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        for ip in mine {
+            if let Err(e) = release(&mut rtnl, &mut net, ip) {
+                first_error.get_or_insert(e);
+            }
+        }
+        finish(&store, &lock, &mut rtnl, &net)?;
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+// ANCHOR: create
+/// `network create`: make a network now and keep it, empty or not, until
+/// [`remove`].
+pub fn create(cfg: &Config, opts: &NetworkOptions) -> anyhow::Result<NetworkState> {
+    firewall::check()?;
+    check_network_name(&opts.name).map_err(anyhow::Error::msg)?;
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    let mut rtnl = Rtnl::open()?;
+    if load_network(&store, &lock, &opts.name)?.is_some() {
+        bail!("network with name {} already exists", opts.name);
+    }
+    let net = create_network(cfg, &store, &lock, &mut rtnl, opts)?;
+    if let Err(e) = store.save(&lock, &net) {
+        let _ = remove_network(&mut rtnl, &net);
+        return Err(e);
+    }
+    Ok(net)
+}
+// ANCHOR_END: create
+
+/// `network rm`: take the network down, its rules and its bridge, and
+/// forget it. Refused while a live container is attached to it.
+pub fn remove(cfg: &Config, name: &str) -> anyhow::Result<()> {
+    let store = Store::new(&cfg.state_dir);
+    let lock = store.lock()?;
+    let mut rtnl = Rtnl::open()?;
+    let Some(net) = load_network(&store, &lock, name)? else {
+        bail!("network {name} not found");
+    };
+    let live: Vec<&Lease> = net
+        .leases
+        .iter()
+        .filter(|l| ipam::process_start_time(l.pid) == Some(l.start_time))
+        .collect();
+    if let Some(l) = live.first() {
+        // Docker's words, so that scripts that look for them work.
+        let id = match net.id.as_str() {
+            "" => String::new(),
+            id => format!(" id {id}"),
+        };
+        let who = l.name.as_deref().unwrap_or(&l.hostname);
+        let member = match &l.container_id {
+            Some(c) => format!("name:{who:?} id:{:?}", &c[..c.len().min(12)]),
+            None => format!("name:{who:?} pid:{}", l.pid),
+        };
+        bail!("error while removing network: network {name}{id} has active endpoints ({member})");
+    }
+    let mut net = net;
+    for ip in net.leases.iter().map(|l| l.ip).collect::<Vec<_>>() {
+        release(&mut rtnl, &mut net, ip)?;
+    }
+    remove_network(&mut rtnl, &net)?;
+    store.remove(&lock, name)
+}
 
 /// What [`gc`] removed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -145,10 +145,56 @@ pub fn delete(rule: &Rule) -> anyhow::Result<()> {
 }
 
 // ANCHOR: network_rules
-/// The rules a bridge network needs, whoever is on it.
-pub fn network_rules(bridge: &str, subnet: &str) -> Vec<Rule> {
+/// The rules a bridge network needs, whoever is on it. An `internal`
+/// network gets none of the NAT and forwarding ones: only two rules that
+/// drop whatever would be routed in or out of it.
+pub fn network_rules(bridge: &str, subnet: &str, internal: bool) -> Vec<Rule> {
     use Position::*;
+    if internal {
+        // `--internal`: its members talk to each other through the bridge
+        // (switched, never routed) and to nothing else.
+        return vec![
+            Rule::new(
+                "mangle",
+                "FORWARD",
+                Insert,
+                &["-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+            ),
+            Rule::new(
+                "mangle",
+                "FORWARD",
+                Insert,
+                &["-o", bridge, "!", "-i", bridge, "-j", "DROP"],
+            ),
+        ];
+    }
     vec![
+        // Isolation: a new connection routed *into* the network from
+        // anywhere but its own bridge (another network's containers, say)
+        // is dropped, unless DNAT made it (a published port). Docker does
+        // this with its DOCKER-ISOLATION chains. The rule is in the mangle
+        // table, whose FORWARD chain the kernel runs before the filter
+        // table's, so that no ACCEPT another network inserts at the top of
+        // filter FORWARD can come before it.
+        Rule::new(
+            "mangle",
+            "FORWARD",
+            Insert,
+            &[
+                "-o",
+                bridge,
+                "!",
+                "-i",
+                bridge,
+                "-m",
+                "conntrack",
+                "!",
+                "--ctstate",
+                "RELATED,ESTABLISHED,DNAT",
+                "-j",
+                "DROP",
+            ],
+        ),
         // Outbound NAT: from the subnet, out by any other interface.
         Rule::new(
             "nat",

@@ -227,6 +227,26 @@ pub struct Lease {
     pub ports: Vec<PortMapping>,
     /// Its firewall rules (DNAT for published ports), to delete at teardown.
     pub rules: Vec<Rule>,
+    /// The container's ID, for `network inspect` (the engine's; none in the lab).
+    #[serde(default)]
+    pub container_id: Option<String>,
+    /// More names its peers on this network resolve (`--network-alias`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The interface inside the container: `eth0`, or `eth1`... for the
+    /// networks it was connected to later.
+    #[serde(default = "eth0")]
+    pub ifname: String,
+    /// Its MAC address, derived from the IP as Docker does (02:42:IP).
+    #[serde(default)]
+    pub mac: String,
+    /// `--add-host` entries for its hosts file, resolved to addresses.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, Ipv4Addr)>,
+}
+
+fn eth0() -> String {
+    "eth0".into()
 }
 
 /// One network, as stored in `NAME.json`.
@@ -247,6 +267,26 @@ pub struct NetworkState {
     /// The network's own rules (MASQUERADE, FORWARD).
     pub rules: Vec<Rule>,
     pub leases: Vec<Lease>,
+    /// A user-made network (`network create`) stays until it is removed;
+    /// one made on first use goes with its last member.
+    #[serde(default)]
+    pub persistent: bool,
+    /// Its ID (64 hex digits), creation time (RFC 3339), labels and the
+    /// driver options it was created with (`-o`), as given by the caller.
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub created: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// The MTU of its veths, if not the kernel's default (1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// `--internal`: no route out, no NAT; members reach only each other.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 impl NetworkState {
@@ -469,6 +509,13 @@ mod tests {
             netns: 1,
             rules: vec![],
             leases: vec![],
+            persistent: false,
+            id: String::new(),
+            created: String::new(),
+            labels: Default::default(),
+            options: Default::default(),
+            mtu: None,
+            internal: false,
         }
     }
 
@@ -483,6 +530,11 @@ mod tests {
             etc_dir: None,
             ports: vec![],
             rules: vec![],
+            container_id: None,
+            aliases: vec![],
+            ifname: "eth0".into(),
+            mac: String::new(),
+            extra_hosts: vec![],
         }
     }
 

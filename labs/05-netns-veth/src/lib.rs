@@ -59,6 +59,27 @@
 //! [`attach`] goes. [`detach`] undoes it when the container exits, and
 //! [`gc`] after a crash.
 //!
+//! ## Networks that outlive their containers
+//!
+//! A network made on first use goes with its last member. [`create`] makes
+//! one that stays until [`remove`], as `docker network create` does, with
+//! the subnet, gateway and MTU asked for. Each network also gets one rule
+//! that keeps the others out: the host routes between its bridges, so
+//! without it a container could reach any other network's containers
+//! through its gateway. [`attach`] can connect a running container to one
+//! more network (`eth1`, ...), and [`disconnect`] takes it off again:
+//!
+//! ```text
+//! ip link add dy-front type bridge                     # create front
+//! ip addr add 10.10.0.254/24 dev dy-front; ip link set dy-front up
+//! iptables -t mangle -I FORWARD -o dy-front ! -i dy-front \
+//!          -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+//! ip link add dyv$PIDn1 type veth peer name dyc$PIDn1  # connect back PID
+//! ip link set dyv$PIDn1 master dy-back; ip link set dyv$PIDn1 up
+//! ip link set dyc$PIDn1 netns $PID                     # ... renamed eth1
+//! ip link del dyv$PIDn1                                # disconnect back PID
+//! ```
+//!
 //! ## Which namespace is "the host"
 //!
 //! Everything here acts on the network namespace of the *calling thread*:

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lab05_netns_veth::ipam::{Cidr, Pool};
 use lab05_netns_veth::lab04_overlay::lab03_cgroups::lab02_namespaces as lab02;
@@ -99,6 +100,26 @@ struct RunArgs {
     #[arg(long = "default-address-pool", value_name = "POOL")]
     pools: Vec<Pool>,
 
+    /// More names for it on the network (as docker run --network-alias).
+    #[arg(long = "network-alias", value_name = "NAME")]
+    aliases: Vec<String>,
+
+    /// A nameserver for its resolv.conf (replaces the host's); repeatable.
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+
+    /// A search domain for its resolv.conf; repeatable.
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+
+    /// A resolver option for its resolv.conf (e.g. ndots:2); repeatable.
+    #[arg(long = "dns-option", value_name = "OPT")]
+    dns_option: Vec<String>,
+
+    /// An /etc/hosts entry NAME:IP (IP may be host-gateway); repeatable.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_host: Vec<String>,
+
     /// Share the host's user IDs (no user namespace); root only.
     #[arg(long)]
     no_user: bool,
@@ -114,6 +135,41 @@ enum Sub {
     Gc,
     /// List the networks and their containers.
     Ls,
+    /// Create a network now, and keep it until `rm`.
+    Create {
+        name: String,
+        /// Its subnet (default: the first free one of the pools).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<Cidr>,
+        /// Its gateway, the bridge's address (default: the subnet's first).
+        #[arg(long, value_name = "IP")]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// The bridge interface (default: dy-NAME).
+        #[arg(long, value_name = "IFNAME")]
+        bridge: Option<String>,
+        /// The MTU of its veths.
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// No route out: its members reach only each other.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Remove a network no container is on.
+    Rm { name: String },
+    /// Connect the running container whose first process is PID to one
+    /// more network (its next ethN).
+    Connect {
+        network: String,
+        pid: i32,
+        /// More names for it there.
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
+        /// A fixed address.
+        #[arg(long, value_name = "IP")]
+        ip: Option<std::net::Ipv4Addr>,
+    },
+    /// Take the container whose first process is PID off a network.
+    Disconnect { network: String, pid: i32 },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +184,40 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Sub::Gc) => gc(&cli),
         Some(Sub::Ls) => ls(&cli),
+        Some(Sub::Create {
+            name,
+            subnet,
+            gateway,
+            bridge,
+            mtu,
+            internal,
+        }) => {
+            let opts = lab05::NetworkOptions {
+                name: name.clone(),
+                subnet: *subnet,
+                gateway: *gateway,
+                bridge: bridge.clone(),
+                mtu: *mtu,
+                internal: *internal,
+                persistent: true,
+                ..Default::default()
+            };
+            lab05::create(&config(&cli), &opts).map(|n| {
+                println!("{} {} {}", n.name, n.bridge, n.subnet);
+                0
+            })
+        }
+        Some(Sub::Rm { name }) => lab05::remove(&config(&cli), name).map(|()| 0),
+        Some(Sub::Connect {
+            network,
+            pid,
+            aliases,
+            ip,
+        }) => connect(&cli, network, *pid, aliases, *ip),
+        Some(Sub::Disconnect { network, pid }) => {
+            let pid = nix::unistd::Pid::from_raw(*pid);
+            lab05::disconnect(&config(&cli), network, pid).map(|()| 0)
+        }
         None => run(&cli),
     };
     match result {
@@ -149,6 +239,37 @@ fn config(cli: &Cli) -> Config {
         cfg.pools = cli.run.pools.clone();
     }
     cfg
+}
+
+/// Connect a running container: its hostname and /etc come from the lease
+/// it already has on another network, if any.
+fn connect(
+    cli: &Cli,
+    network: &str,
+    pid: i32,
+    aliases: &[String],
+    ip: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<u8> {
+    let cfg = config(cli);
+    let known = lab05::networks(&cfg)?
+        .into_iter()
+        .flat_map(|n| n.leases)
+        .find(|l| l.pid == pid);
+    let opts = AttachOptions {
+        network: network.to_string(),
+        must_exist: true,
+        ip,
+        aliases: aliases.to_vec(),
+        name: known.as_ref().and_then(|l| l.name.clone()),
+        hostname: known
+            .as_ref()
+            .map_or_else(|| pid.to_string(), |l| l.hostname.clone()),
+        etc_dir: known.and_then(|l| l.etc_dir),
+        ..Default::default()
+    };
+    let ep = lab05::attach(&cfg, nix::unistd::Pid::from_raw(pid), &opts)?;
+    println!("{} {} {}/{}", ep.network, ep.ifname, ep.ip, ep.prefix);
+    Ok(0)
 }
 
 fn gc(cli: &Cli) -> anyhow::Result<u8> {
@@ -221,12 +342,26 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         );
     }
 
+    let dns = lab05::names::Dns {
+        servers: args.dns.clone(),
+        search: args.dns_search.clone(),
+        options: args.dns_option.clone(),
+    };
+    let mut add_hosts = Vec::new();
+    for h in &args.add_host {
+        let (name, ip) = h
+            .split_once(':')
+            .with_context(|| format!("--add-host {h:?}: expected NAME:IP"))?;
+        add_hosts.push((name.to_string(), ip.to_string()));
+    }
     let cfg = config(cli);
     let mut endpoint = None;
     match &args.network {
         NetworkMode::Container(pid) => lab05::join_netns_of(*pid)?,
         NetworkMode::None | NetworkMode::Host => {
-            lab05::etc_files_without_bridge(&args.network, &hostname).write_to(&etc)?
+            let extra = lab05::extra_hosts_without_bridge(&add_hosts)?;
+            lab05::etc_files_without_bridge(&args.network, &hostname, &dns, &extra)
+                .write_to(&etc)?
         }
         NetworkMode::Bridge(_) => {}
     }
@@ -241,6 +376,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 hostname: hostname.clone(),
                 publish: publish.clone(),
                 etc_dir: Some(etc.clone()),
+                aliases: args.aliases.clone(),
+                extra_hosts: add_hosts.clone(),
+                dns: dns.clone(),
+                ..Default::default()
             };
             let ep = lab05::attach(&cfg, pid, &opts)?;
             for port in &ep.ports {

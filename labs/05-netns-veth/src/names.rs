@@ -111,6 +111,74 @@ pub fn resolv_conf_from_host() -> String {
     resolv_conf(&fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
 }
 
+/// `--dns`, `--dns-search` and `--dns-option` (or daemon.json's `dns` and
+/// `dns-search`): each one given replaces the host's lines of its kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dns {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+impl Dns {
+    fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+}
+
+// ANCHOR: resolv_conf_with
+/// A container's `resolv.conf`: the host's ([`resolv_conf`]) with the
+/// `nameserver`, `search` (and `domain`) and `options` lines replaced by
+/// those of `dns` that are given, as Docker does.
+pub fn resolv_conf_with(host: &str, dns: &Dns) -> String {
+    if dns.is_empty() {
+        return resolv_conf(host);
+    }
+    let base = if dns.servers.is_empty() {
+        resolv_conf(host)
+    } else {
+        host.to_string()
+    };
+    let mut out = String::new();
+    for line in base.lines() {
+        let keyword = line.split_whitespace().next().unwrap_or("");
+        let replaced = match keyword {
+            "nameserver" => !dns.servers.is_empty(),
+            "search" | "domain" => !dns.search.is_empty(),
+            "options" => !dns.options.is_empty(),
+            _ => false,
+        };
+        if !replaced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for server in &dns.servers {
+        out.push_str(&format!("nameserver {server}\n"));
+    }
+    if !dns.search.is_empty() {
+        out.push_str(&format!("search {}\n", dns.search.join(" ")));
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    out
+}
+// ANCHOR_END: resolv_conf_with
+
+/// Check a `--add-host` name: what a hosts file can hold.
+pub fn check_host_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+    if !ok {
+        anyhow::bail!("invalid host name {name:?} (letters, digits, '-', '.' and '_')");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +209,30 @@ mod tests {
         );
         let host = "nameserver 10.0.0.1\nsearch lan\n";
         assert_eq!(resolv_conf(host), host);
+    }
+
+    #[test]
+    fn dns_flags_replace_the_hosts_lines_of_their_kind() {
+        let host = "nameserver 127.0.0.53\nsearch lan\noptions edns0\n";
+        let dns = Dns {
+            servers: vec!["10.0.0.2".into()],
+            search: vec![],
+            options: vec!["ndots:2".into(), "timeout:1".into()],
+        };
+        assert_eq!(
+            resolv_conf_with(host, &dns),
+            "search lan\nnameserver 10.0.0.2\noptions ndots:2 timeout:1\n"
+        );
+        let dns = Dns {
+            search: vec!["a.example".into(), "b.example".into()],
+            ..Dns::default()
+        };
+        assert_eq!(
+            resolv_conf_with("nameserver 10.0.0.1\ndomain x\n", &dns),
+            "nameserver 10.0.0.1\nsearch a.example b.example\n"
+        );
+        assert_eq!(resolv_conf_with(host, &Dns::default()), resolv_conf(host));
+        assert!(check_host_name("db.local").is_ok());
+        assert!(check_host_name("a b").is_err());
     }
 }

@@ -57,6 +57,14 @@ pub fn is_errno(err: &anyhow::Error, errno: Errno) -> bool {
         .is_some_and(|e| e.errno == errno)
 }
 
+/// `02:42:ac:11:00:02`
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// A route netlink socket, bound to the network namespace it was opened in.
 pub struct Rtnl {
     socket: Socket,
@@ -224,6 +232,20 @@ impl Rtnl {
     pub fn rename(&mut self, index: u32, name: &str) -> anyhow::Result<()> {
         let what = format!("set link {index} name {name}");
         let attrs = vec![LinkAttribute::IfName(name.into())];
+        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
+    }
+
+    /// `ip link set dev INDEX mtu MTU`
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> anyhow::Result<()> {
+        let what = format!("set link {index} mtu {mtu}");
+        let attrs = vec![LinkAttribute::Mtu(mtu)];
+        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
+    }
+
+    /// `ip link set dev INDEX address MAC`
+    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> anyhow::Result<()> {
+        let what = format!("set link {index} address {}", format_mac(mac));
+        let attrs = vec![LinkAttribute::Address(mac.to_vec())];
         self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
     }
 
