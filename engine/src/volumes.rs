@@ -256,65 +256,6 @@ impl Volumes {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn v_forms_parse_like_dockers() {
-        let b = parse_v("/srv/data:/data:ro").unwrap();
-        assert_eq!(
-            (
-                b.kind.as_str(),
-                b.source.as_str(),
-                b.target.as_str(),
-                b.read_only
-            ),
-            ("bind", "/srv/data", "/data", true)
-        );
-        let n = parse_v("cache:/var/cache").unwrap();
-        assert_eq!(
-            (n.kind.as_str(), n.source.as_str(), n.anonymous),
-            ("volume", "cache", false)
-        );
-        let a = parse_v("/scratch").unwrap();
-        assert!(a.anonymous && a.source.len() == 64);
-        assert!(parse_v("data:relative").is_err());
-        assert!(parse_v("a:/b:rx").is_err());
-        assert!(parse_v("bad name!:/x").is_err());
-    }
-
-    #[test]
-    fn mount_forms_parse_like_dockers() {
-        let m = parse_mount("type=volume,source=v1,target=/v,readonly").unwrap();
-        assert_eq!(
-            (m.kind.as_str(), m.source.as_str(), m.read_only),
-            ("volume", "v1", true)
-        );
-        assert!(parse_mount("type=bind,source=/no/such/path,target=/x").is_err());
-        assert!(parse_mount("type=tmpfs,target=/x").is_err());
-        assert!(parse_mount("type=volume,src=v,dst=/x,bogus=1").is_err());
-    }
-
-    #[test]
-    fn volumes_are_created_listed_and_removed() {
-        let root = tempfile::tempdir().unwrap();
-        let vols = Volumes::open(root.path()).unwrap();
-        vols.create("data", BTreeMap::new(), false).unwrap();
-        std::fs::write(vols.data("data").join("f"), "x").unwrap();
-        // Creating again keeps what is there.
-        vols.create("data", BTreeMap::new(), false).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(vols.data("data").join("f")).unwrap(),
-            "x"
-        );
-        assert_eq!(vols.list().unwrap().len(), 1);
-        vols.remove("data").unwrap();
-        assert!(vols.list().unwrap().is_empty());
-        assert!(vols.remove("data").is_err());
-    }
-}
-
 /// Docker's copy-up: a new volume mounted over a directory that the image
 /// has starts as a copy of that directory, with its files, owners and modes
 /// (the volume's root takes the directory's own owner and mode too). Only a
@@ -383,4 +324,63 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v_forms_parse_like_dockers() {
+        let b = parse_v("/srv/data:/data:ro").unwrap();
+        assert_eq!(
+            (
+                b.kind.as_str(),
+                b.source.as_str(),
+                b.target.as_str(),
+                b.read_only
+            ),
+            ("bind", "/srv/data", "/data", true)
+        );
+        let n = parse_v("cache:/var/cache").unwrap();
+        assert_eq!(
+            (n.kind.as_str(), n.source.as_str(), n.anonymous),
+            ("volume", "cache", false)
+        );
+        let a = parse_v("/scratch").unwrap();
+        assert!(a.anonymous && a.source.len() == 64);
+        assert!(parse_v("data:relative").is_err());
+        assert!(parse_v("a:/b:rx").is_err());
+        assert!(parse_v("bad name!:/x").is_err());
+    }
+
+    #[test]
+    fn mount_forms_parse_like_dockers() {
+        let m = parse_mount("type=volume,source=v1,target=/v,readonly").unwrap();
+        assert_eq!(
+            (m.kind.as_str(), m.source.as_str(), m.read_only),
+            ("volume", "v1", true)
+        );
+        assert!(parse_mount("type=bind,source=/no/such/path,target=/x").is_err());
+        assert!(parse_mount("type=tmpfs,target=/x").is_err());
+        assert!(parse_mount("type=volume,src=v,dst=/x,bogus=1").is_err());
+    }
+
+    #[test]
+    fn volumes_are_created_listed_and_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let vols = Volumes::open(root.path()).unwrap();
+        vols.create("data", BTreeMap::new(), false).unwrap();
+        std::fs::write(vols.data("data").join("f"), "x").unwrap();
+        // Creating again keeps what is there.
+        vols.create("data", BTreeMap::new(), false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(vols.data("data").join("f")).unwrap(),
+            "x"
+        );
+        assert_eq!(vols.list().unwrap().len(), 1);
+        vols.remove("data").unwrap();
+        assert!(vols.list().unwrap().is_empty());
+        assert!(vols.remove("data").is_err());
+    }
 }
