@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dockyard_e2e::fixtures::{bin, ns_inode, require_root, workspace_root};
+use dockyard_e2e::fixtures::{base_rootfs, bin, ns_inode, require_root, workspace_root};
 use serde_json::Value;
 
 static N: AtomicU32 = AtomicU32::new(0);
@@ -923,6 +923,101 @@ fn volumes_persist_across_containers_and_binds_respect_ro() {
     assert_eq!(dy.ok(&["volume", "ls", "-q"]), "keep\n");
     assert_eq!(dy.ok(&["volume", "rm", "keep"]), "keep\n");
     assert!(!host_file.exists());
+}
+
+#[test]
+fn an_images_volume_is_an_anonymous_volume_seeded_from_the_image() {
+    use std::os::unix::fs::MetadataExt;
+    let dy = Dy::new();
+    // /data has files owned by uid 1; /link is a symlink to /etc, which a
+    // hostile image could hope to resolve on the host while seeding.
+    let ctx = dy.root_path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN mkdir /data && echo seed > /data/f && chown 1:1 /data/f && chmod 640 /data/f \
+             && ln -s f /data/l && ln -s /etc /link\n\
+         VOLUME /data /link\n\
+         HEALTHCHECK --interval=5s CMD true\n",
+    )
+    .unwrap();
+    dy.ok(&["build", "-t", "vols:1", ctx.to_str().unwrap()]);
+    // image inspect keeps docker's extensions of the config.
+    assert!(dy
+        .ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Healthcheck}}",
+            "vols:1"
+        ])
+        .contains(r#""Test":["CMD-SHELL","true"]"#));
+
+    let out = dy.ok(&[
+        "run",
+        "--name",
+        "vuser",
+        "--no-healthcheck",
+        "vols:1",
+        "sh",
+        "-c",
+        "cat /data/f; echo more > /data/g; cat /link/passwd | head -1",
+    ]);
+    assert_eq!(out, format!("seed\n{}", first_line_of_image_passwd()));
+    let mounts = dy.inspect(
+        "vuser",
+        "{{range .Mounts}}{{.Type}}:{{.Destination}} {{end}}",
+    );
+    assert_eq!(mounts, "volume:/data volume:/link");
+    // On the host: the copy kept owner and mode, and the symlink stayed a symlink.
+    let names = dy.inspect("vuser", "{{range .Mounts}}{{.Name}} {{end}}");
+    let data = dy
+        .root_path()
+        .join("volumes")
+        .join(names.split(' ').next().unwrap())
+        .join("_data");
+    let f = std::fs::symlink_metadata(data.join("f")).unwrap();
+    assert_eq!((f.uid(), f.gid(), f.mode() & 0o777), (1, 1, 0o640));
+    assert_eq!(std::fs::read_link(data.join("l")).unwrap(), Path::new("f"));
+    assert_eq!(std::fs::read_to_string(data.join("g")).unwrap(), "more\n");
+    // /link was seeded from the image's /etc, not the host's.
+    let link = dy
+        .root_path()
+        .join("volumes")
+        .join(names.split(' ').nth(1).unwrap())
+        .join("_data");
+    assert_eq!(
+        std::fs::read_to_string(link.join("passwd")).unwrap(),
+        std::fs::read_to_string(base_rootfs().join("etc/passwd")).unwrap()
+    );
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+
+    // A -v on the same path replaces the image's volume; --rm takes its
+    // anonymous volume along.
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "named:/data",
+            "vols:1",
+            "cat",
+            "/data/f"
+        ]),
+        "seed\n"
+    );
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]).lines().count(), 3);
+    dy.ok(&["volume", "rm", "named"]);
+    // The notes' bare `commit -p`.
+    dy.ok(&["commit", "-p", "vuser", "vols:2"]);
+    dy.ok(&["rm", "-v", "vuser"]);
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "");
+}
+
+fn first_line_of_image_passwd() -> String {
+    let passwd = std::fs::read_to_string(base_rootfs().join("etc/passwd")).unwrap();
+    format!("{}\n", passwd.lines().next().unwrap())
 }
 
 #[test]

@@ -537,7 +537,9 @@ pub struct CommitArgs {
     #[arg(short = 'a', long)]
     pub author: Option<String>,
     /// Pause the container during commit.
-    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// (`-p` alone, as the course notes write it, means true.)
+    #[arg(short = 'p', long, default_value_t = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub pause: bool,
     pub container: String,
     /// REPOSITORY[:TAG]

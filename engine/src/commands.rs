@@ -863,7 +863,12 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
 
 fn inspect_image(engine: &Engine, name: &str) -> Result<Value> {
     let image = engine.images.image(name)?;
-    let mut doc = serde_json::to_value(&image.config)?;
+    // The config blob as stored, not the OCI type's view of it: docker
+    // extensions such as `Healthcheck` survive only in the raw JSON.
+    let mut doc = match engine.images.read_blob(&image.config_digest) {
+        Ok(raw) => serde_json::from_slice(&raw)?,
+        Err(_) => serde_json::to_value(&image.config)?,
+    };
     let size = image_size(engine, &image);
     if let Value::Object(m) = &mut doc {
         m.insert("Id".into(), json!(image.config_digest));

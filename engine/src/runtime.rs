@@ -399,6 +399,25 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
                 config.exposed.push(p);
             }
         }
+        // The image's VOLUMEs: each becomes an anonymous volume, as with
+        // `-v /data`, unless a -v or --mount already covers that path. The
+        // volume is created and seeded from the image when the container
+        // starts, and `rm -v` or `--rm` takes it away with the container.
+        for target in ic.volumes().clone().unwrap_or_default() {
+            let target = target.trim_end_matches('/').to_string();
+            let target = if target.is_empty() {
+                "/".into()
+            } else {
+                target
+            };
+            if !config
+                .mounts
+                .iter()
+                .any(|m| m.target.trim_end_matches('/') == target)
+            {
+                config.mounts.push(crate::volumes::parse_v(&target)?);
+            }
+        }
     }
     // The image's HEALTHCHECK, unless --health-cmd or --no-healthcheck. Read
     // from the raw config: it is a docker extension the OCI types drop.
@@ -845,10 +864,14 @@ fn run_once(
     // ANCHOR: binds
     for m in &config.mounts {
         let source = if m.kind == "volume" {
-            engine
+            let (_, new) = engine
                 .volumes
-                .create(&m.source, BTreeMap::new(), m.anonymous)?;
-            engine.volumes.data(&m.source)
+                .create_or_get(&m.source, BTreeMap::new(), m.anonymous)?;
+            let data = engine.volumes.data(&m.source);
+            if new {
+                crate::volumes::copy_up(&dirs.merged, Path::new(&m.target), &data)?;
+            }
+            data
         } else {
             PathBuf::from(&m.source)
         };

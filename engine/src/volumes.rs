@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{now_rfc3339, write_atomic};
+use lab05_netns_veth::lab04_overlay::lab03_cgroups::lab02_namespaces::security;
 
 /// One mount of a container, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,9 +180,21 @@ impl Volumes {
         labels: BTreeMap<String, String>,
         anonymous: bool,
     ) -> Result<Volume> {
+        Ok(self.create_or_get(name, labels, anonymous)?.0)
+    }
+
+    /// Like [`Volumes::create`], and also says whether the volume is new: a
+    /// new volume is seeded with the image's files at its target (docker's
+    /// copy-up), an existing one is left as it is.
+    pub fn create_or_get(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        anonymous: bool,
+    ) -> Result<(Volume, bool)> {
         validate_name(name)?;
         if let Ok(v) = self.get(name) {
-            return Ok(v);
+            return Ok((v, false));
         }
         let dir = self.dir.join(name);
         std::fs::create_dir_all(dir.join("_data"))
@@ -197,7 +210,7 @@ impl Volumes {
             &serde_json::to_vec_pretty(&v)?,
             true,
         )?;
-        Ok(v)
+        Ok((v, true))
     }
 
     pub fn get(&self, name: &str) -> Result<Volume> {
@@ -241,6 +254,76 @@ impl Volumes {
             "Scope": "local",
         })
     }
+}
+
+/// Docker's copy-up: a new volume mounted over a directory that the image
+/// has starts as a copy of that directory, with its files, owners and modes
+/// (the volume's root takes the directory's own owner and mode too). Only a
+/// new volume is seeded: one that already exists keeps what it holds.
+///
+/// The source is the container's root, and an image is untrusted input: its
+/// `/data` may be a symlink to the host's `/etc`. So the target is resolved
+/// inside the root with openat2(RESOLVE_IN_ROOT) (lab 02's `open_in_root`),
+/// and below it nothing is followed: every entry is lstat'ed, a symlink is
+/// copied as a symlink, and only real directories are descended into. No
+/// process runs in the container yet, so nothing can swap a directory for a
+/// symlink between the lstat and the descent.
+pub fn copy_up(rootfs: &Path, target: &Path, data: &Path) -> Result<()> {
+    use nix::errno::Errno;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+
+    let root: std::os::fd::OwnedFd = std::fs::File::open(rootfs)
+        .with_context(|| format!("opening {}", rootfs.display()))?
+        .into();
+    let dir = match security::open_in_root(&root, target, libc::O_RDONLY | libc::O_DIRECTORY) {
+        Ok(fd) => fd,
+        // Nothing there (or not a directory): the volume starts empty.
+        Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Ok(()),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("resolving {} in the container", target.display()))
+        }
+    };
+    let src = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    copy_tree(&src, data).with_context(|| format!("seeding the volume at {}", target.display()))?;
+    let meta = std::fs::metadata(&src)?;
+    use std::os::unix::fs::MetadataExt;
+    std::os::unix::fs::lchown(data, Some(meta.uid()), Some(meta.gid()))?;
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    Ok(())
+}
+
+/// Copy `src`'s entries into the existing directory `dst`, never following a
+/// symlink below `src` (see [`copy_up`]).
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let meta = std::fs::symlink_metadata(&from)?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if kind.is_file() {
+            // `from` was lstat'ed as a regular file, so copy opens no link.
+            std::fs::copy(&from, &to)?;
+        } else {
+            // Device nodes, fifos and sockets in an image directory that is
+            // also a volume: rare, and a device node in a volume would
+            // outlive the container's device rules. Left out.
+            continue;
+        }
+        std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()))?;
+        if !kind.is_symlink() {
+            // After chown, which clears set-uid and set-gid bits.
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
