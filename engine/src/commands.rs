@@ -262,6 +262,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
             .collect(),
         log_opts,
         privileged: args.privileged,
+        userns_mode: args.userns.clone(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         security_opt: args.security_opt.clone(),
@@ -791,6 +792,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "CgroupParent": c.cgroup_parent,
             "Init": c.init,
             "LogConfig": {"Type": "json-file", "Config": c.log_opts},
+            "UsernsMode": c.userns_mode,
             "Ulimits": c.ulimits.iter().filter_map(|u| crate::runtime::parse_ulimit(u).ok().map(|(_, soft, hard)| json!({"Name": u.split('=').next().unwrap_or(""), "Soft": soft, "Hard": hard}))).collect::<Vec<_>>(),
         },
         "GraphDriver": {

@@ -18,6 +18,7 @@ mod runtime;
 mod state;
 mod template;
 mod trace;
+mod userns;
 mod volumes;
 
 use std::path::Path;
@@ -182,10 +183,16 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
         eprintln!("WARNING: {}: {w}", path.display());
     }
     if !nix::unistd::geteuid().is_root() {
-        anyhow::bail!("dockyard must run as root (rootless mode is not supported yet)");
+        anyhow::bail!("{}", userns::ROOTLESS_REFUSAL);
     }
     let root = config::data_root(cli.root.as_deref(), &cfg);
-    runtime::Engine::open(root, cfg)
+    // --userns-remap on the command line wins over daemon.json's, as a
+    // dockerd flag does; an empty value turns it off.
+    let remap = match cli.userns_remap.as_deref().or(cfg.userns_remap.as_deref()) {
+        None | Some("") => None,
+        Some(setting) => Some(userns::Remap::resolve(setting)?),
+    };
+    runtime::Engine::open_remapped(root, cfg, remap)
 }
 
 /// `dockyard man DIR`: dockyard.1 and one page per command (dockyard-run.1,

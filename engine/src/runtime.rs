@@ -85,7 +85,12 @@ pub fn export(
     out: impl Write,
 ) -> Result<()> {
     if is_mounted(&layer.merged())? {
-        overlay::diff::write_tree(&layer.merged(), out, overlay::diff::TreeKind::Plain)?;
+        overlay::diff::write_tree_shifted(
+            &layer.merged(),
+            out,
+            overlay::diff::TreeKind::Plain,
+            engine.images.id_shift(),
+        )?;
     } else {
         overlay::archive::export_container(&engine.images, layer, out)?;
     }
@@ -178,6 +183,9 @@ pub struct ContainerConfig {
     /// `--ulimit`, with daemon.json's default-ulimits for the rest.
     #[serde(default)]
     pub ulimits: Vec<String>,
+    /// `--userns`: "host" opts out of --userns-remap; empty follows it.
+    #[serde(default)]
+    pub userns_mode: String,
 }
 
 impl ContainerConfig {
@@ -300,6 +308,9 @@ impl RestartPolicy {
 /// One data root: its containers' state and its image store.
 pub struct Engine {
     pub root: PathBuf,
+    /// `--userns-remap`: the ranges every container's root maps to, unless
+    /// it runs with `--userns=host`. `root` is then the remapped data root.
+    pub remap: Option<crate::userns::Remap>,
     pub config: DaemonConfig,
     pub containers: state::Store,
     pub images: overlay::store::Store,
@@ -307,17 +318,30 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn open(root: PathBuf, config: DaemonConfig) -> Result<Engine> {
+    /// Open the data root `root`. With `--userns-remap` (`remap`) the data
+    /// root is `<root>/<uid>.<gid>` (see the userns module), and its image
+    /// store shifts layer owners into the range.
+    pub fn open_remapped(
+        root: PathBuf,
+        config: DaemonConfig,
+        remap: Option<crate::userns::Remap>,
+    ) -> Result<Engine> {
+        let root = match &remap {
+            Some(r) => r.data_root(&root)?,
+            None => root,
+        };
         std::fs::create_dir_all(&root)
             .with_context(|| format!("creating data root {}", root.display()))?;
         // The image store and the containers share the data root: lab 04
         // keeps each container's upper/work/merged dirs in
         // containers/<id>/, and the engine its state.json beside them.
-        let images = overlay::store::Store::open(&root)?;
+        let images =
+            overlay::store::Store::open_shifted(&root, remap.as_ref().map(|r| r.id_shift()))?;
         let containers = state::Store::open(&root)?;
         let volumes = crate::volumes::Volumes::open(&root)?;
         Ok(Engine {
             root,
+            remap,
             config,
             containers,
             images,
@@ -331,8 +355,42 @@ impl Engine {
     }
 }
 
+// ANCHOR: check_userns
+/// `--userns` and what a remapped user namespace cannot give, refused
+/// before anything is created, with Docker's rules:
+///
+/// - `--privileged` means root's power over the *host*; root of a user
+///   namespace has none to give, so it needs `--userns=host`.
+/// - `--network host` shares the host's network namespace, which the
+///   container's user namespace does not own: root inside could not
+///   configure it, nor mount the `/sys` that shows it.
+fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
+    match config.userns_mode.as_str() {
+        "" | "host" => {}
+        other => bail!("invalid --userns {other:?}: the only mode is \"host\""),
+    }
+    if engine.remap.is_none() || config.userns_mode == "host" {
+        return Ok(());
+    }
+    if config.privileged {
+        bail!(
+            "privileged mode is incompatible with user namespaces (--userns-remap): \
+             run the container with --userns=host to use --privileged"
+        );
+    }
+    if config.network_mode == "host" {
+        bail!(
+            "--network host is incompatible with user namespaces (--userns-remap): \
+             run the container with --userns=host to share the host's network"
+        );
+    }
+    Ok(())
+}
+// ANCHOR_END: check_userns
+
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
+    check_userns(engine, &config)?;
     let image = engine
         .images
         .image(&config.image)
@@ -683,11 +741,34 @@ fn run_once(
     if !config.working_dir.is_empty() {
         spec.cwd = Some(PathBuf::from(&config.working_dir));
     }
+    // ANCHOR: userns
     // Docker runs containers without a user namespace unless userns-remap
     // is configured: root inside is root outside, held in by capabilities,
     // seccomp and the rest (see the security chapter). Image files owned by
     // root must stay root's inside, which a user namespace would not allow.
-    spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+    //
+    // With --userns-remap, each container gets a new user namespace whose
+    // uid and gid 0 are the first IDs of the remapped ranges (lab 02 writes
+    // the maps), and its image's files were unpacked shifted into those
+    // ranges (lab 04), so root inside still owns them. The capabilities
+    // Docker's default keeps (CHOWN, DAC_OVERRIDE, SETUID, NET_BIND_SERVICE,
+    // ...) then belong to that user namespace: the kernel honours them only
+    // on what the namespace owns (its own mount, UTS, IPC and network
+    // namespaces, files whose owners are mapped in it). Over a host file
+    // owned by root, DAC_OVERRIDE gives nothing: root inside is an
+    // unprivileged uid to the host, and an escape lands there. `--userns=host`
+    // opts one container out, as in docker.
+    match &engine.remap {
+        Some(r) if config.userns_mode != "host" => {
+            spec.user = Some(r.uids);
+            spec.group = Some(r.gids);
+        }
+        _ => spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER,
+    }
+    let remapped = spec
+        .namespaces
+        .contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+    // ANCHOR_END: userns
     // Docker's default cgroupns mode: private on a cgroup v2 host, where the
     // container then sees its own cgroup as `/`; the host's on v1 and hybrid
     // hosts, where a cgroup namespace hides little (each v1 hierarchy would
@@ -737,6 +818,10 @@ fn run_once(
                     .create(true)
                     .append(true)
                     .open(etc.join(f))?;
+                if let (Some(r), true) = (&engine.remap, remapped) {
+                    // Root inside may edit its /etc/hosts, as without remap.
+                    r.chown_to_root(&etc.join(f))?;
+                }
                 spec.binds.push(namespaces::Bind {
                     source: etc.join(f),
                     target: PathBuf::from("/etc").join(f),
@@ -780,9 +865,15 @@ fn run_once(
     // named volume is created on first use, as docker does.
     for m in &config.mounts {
         let source = if m.kind == "volume" {
+            let new = engine.volumes.get(&m.source).is_err();
             engine
                 .volumes
                 .create(&m.source, BTreeMap::new(), m.anonymous)?;
+            if let (Some(r), true, true) = (&engine.remap, remapped, new) {
+                // A new volume belongs to the container's root, as Docker
+                // makes it; later owners are whatever the containers chose.
+                r.chown_to_root(&engine.volumes.data(&m.source))?;
+            }
             engine.volumes.data(&m.source)
         } else {
             PathBuf::from(&m.source)

@@ -235,6 +235,10 @@ pub struct Spec {
     /// With `CLONE_NEWUSER`: the IDs root inside maps to. `None` means
     /// [`IdMapping::for_caller`].
     pub user: Option<IdMapping>,
+    /// With `CLONE_NEWUSER`: the gids root's group inside maps to, when
+    /// they differ from the uids (`/etc/subgid` may give another range
+    /// than `/etc/subuid`). `None` means the same as [`Spec::user`].
+    pub group: Option<IdMapping>,
     /// Run the command under a tiny init (PID 1) instead of as PID 1.
     pub init: bool,
     /// File descriptors to become the command's stdin, stdout and stderr.
@@ -272,6 +276,7 @@ impl Spec {
             hostname: None,
             namespaces: DEFAULT_NAMESPACES,
             user: None,
+            group: None,
             init: false,
             stdio: None,
             cwd: None,
@@ -532,6 +537,7 @@ pub fn spawn(
 ) -> anyhow::Result<Container> {
     let rootfs = check_spec(spec)?;
     let mapping = spec.user.unwrap_or_else(IdMapping::for_caller);
+    let group_mapping = spec.group.unwrap_or(mapping);
     // Capabilities are resolved and the seccomp profile compiled here, in
     // the parent: a bad name or profile fails before any process exists.
     let secure = spec
@@ -557,7 +563,7 @@ pub fn spawn(
             let container = Container { pid };
             let prepared = (|| {
                 if spec.has(CloneFlags::CLONE_NEWUSER) {
-                    write_id_maps(pid, &mapping)?;
+                    write_id_maps(pid, &mapping, &group_mapping)?;
                 }
                 before_start(pid).context("before_start")
             })();
@@ -603,7 +609,7 @@ fn check_spec(spec: &Spec) -> anyhow::Result<PathBuf> {
             geteuid()
         );
     }
-    if let Some(m) = spec.user {
+    for m in [spec.user, spec.group].into_iter().flatten() {
         if m != IdMapping::for_caller() {
             bail!(
                 "an unprivileged user can map only its own uid (0 inside = {} outside, count 1); \
@@ -714,7 +720,7 @@ fn clone_process(flags: CloneFlags) -> anyhow::Result<Option<Pid>> {
 /// written `deny` to `setgroups`, which disables setgroups(2) in the
 /// namespace for good. A privileged parent (root on the host) need not, and
 /// leaves setgroups working inside.
-fn write_id_maps(pid: Pid, mapping: &IdMapping) -> anyhow::Result<()> {
+fn write_id_maps(pid: Pid, mapping: &IdMapping, group: &IdMapping) -> anyhow::Result<()> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let write = |name: &str, content: &str| {
         fs::write(proc_dir.join(name), content)
@@ -724,7 +730,7 @@ fn write_id_maps(pid: Pid, mapping: &IdMapping) -> anyhow::Result<()> {
     if !geteuid().is_root() {
         write("setgroups", "deny")?;
     }
-    write("gid_map", &mapping.map_line())
+    write("gid_map", &group.map_line())
 }
 // ANCHOR_END: id_maps
 
@@ -836,7 +842,11 @@ fn child_setup(
     if let Some(p) = secure {
         // Devices for terminals, shared memory and message queues; the
         // masked and read-only paths; --tmpfs. All need CAP_SYS_ADMIN.
-        let tty_gid_mapped = !userns || spec.user.unwrap_or_else(IdMapping::for_caller).count > 5;
+        let gids = spec
+            .group
+            .or(spec.user)
+            .unwrap_or_else(IdMapping::for_caller);
+        let tty_gid_mapped = !userns || gids.count > 5;
         security::mount_after_pivot(p, spec.has(CloneFlags::CLONE_NEWIPC), tty_gid_mapped)?;
     }
 
@@ -1048,7 +1058,7 @@ fn set_parent_death_signal() -> anyhow::Result<()> {
 }
 
 /// setresgid/setresuid to 0, which the ID maps make the mapped host IDs.
-fn become_root_inside() -> anyhow::Result<()> {
+pub(crate) fn become_root_inside() -> anyhow::Result<()> {
     let root_g = Gid::from_raw(0);
     setresgid(root_g, root_g, root_g).context("setresgid(0, 0, 0) in the user namespace")?;
     // Drop the host's supplementary groups, when setgroups is allowed (see
