@@ -311,6 +311,9 @@ pub struct Engine {
     /// `--userns-remap`: the ranges every container's root maps to, unless
     /// it runs with `--userns=host`. `root` is then the remapped data root.
     pub remap: Option<crate::userns::Remap>,
+    /// Rootless mode: this process is root of a user namespace of its own
+    /// (see the userns module), not of the host.
+    pub rootless: bool,
     pub config: DaemonConfig,
     pub containers: state::Store,
     pub images: overlay::store::Store,
@@ -342,11 +345,20 @@ impl Engine {
         Ok(Engine {
             root,
             remap,
+            rootless: false,
             config,
             containers,
             images,
             volumes,
         })
+    }
+
+    /// Open `root` for a rootless engine, whose process is already in its
+    /// own user namespace (`userns::enter_rootless`).
+    pub fn open_rootless(root: PathBuf, config: DaemonConfig) -> Result<Engine> {
+        let mut engine = Engine::open_remapped(root, config, None)?;
+        engine.rootless = true;
+        Ok(engine)
     }
 
     /// The lab 04 view of a container (its overlay directories).
@@ -369,6 +381,9 @@ fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
         "" | "host" => {}
         other => bail!("invalid --userns {other:?}: the only mode is \"host\""),
     }
+    if engine.rootless {
+        return check_rootless(config);
+    }
     if engine.remap.is_none() || config.userns_mode == "host" {
         return Ok(());
     }
@@ -387,6 +402,42 @@ fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: check_userns
+
+// ANCHOR: check_rootless
+/// What a rootless engine cannot do, refused before anything is created
+/// with the reason (see `userns::enter_rootless`).
+fn check_rootless(config: &ContainerConfig) -> Result<()> {
+    use crate::userns::rootless_refusal;
+    if config.userns_mode == "host" {
+        return Err(rootless_refusal(
+            "--userns=host",
+            "the host's user namespace is where this user has no privilege at all",
+        ));
+    }
+    if config.network_mode != "none" {
+        return Err(rootless_refusal(
+            &format!("--network {}", config.network_mode),
+            "bridges, veth pairs and NAT rules are made in the host's network namespace, \
+             which only the host's root may change (rootless Docker uses slirp4netns or \
+             pasta for that; dockyard has neither); use --network none",
+        ));
+    }
+    if !config.publish.is_empty() || config.publish_all {
+        return Err(rootless_refusal(
+            "publishing ports (-p, -P)",
+            "it needs a bridge network, and ports below 1024 on the host need root",
+        ));
+    }
+    if config.limits != Limits::default() || !config.cgroup_parent.is_empty() {
+        return Err(rootless_refusal(
+            "resource limits (--memory, --cpus, --pids-limit, --cgroup-parent...)",
+            "the host's cgroups belong to root, and no cgroup v2 subtree is delegated to \
+             this user (on this hybrid host cgroup v2 has no controllers at all)",
+        ));
+    }
+    Ok(())
+}
+// ANCHOR_END: check_rootless
 
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
@@ -684,7 +735,8 @@ struct Running {
     endpoint: Option<net::Endpoint>,
     net_cfg: net::Config,
     pid: Pid,
-    cgroup: cgroups::Cgroup,
+    /// None in rootless mode.
+    cgroup: Option<cgroups::Cgroup>,
     devices: Option<cgroups::devices::DevicesCgroup>,
     streams: crate::pump::Streams,
     log: logs::Writer,
@@ -712,16 +764,22 @@ fn run_once(
     }
     trace::phase("start: mounted the overlay (lab 04)");
 
-    // The cgroup, with its limits (lab 03).
+    // The cgroup, with its limits (lab 03). Rootless, there is none: the
+    // host's cgroups are root's (and `check_rootless` refused limits).
     let host = cgroups::detect()?;
     let parent = if config.cgroup_parent.is_empty() {
         cgroups::DEFAULT_PARENT
     } else {
         &config.cgroup_parent
     };
-    let limits = config.limits.to_lab();
-    limits.check(host.version(), cgroups::ncpus())?;
-    let cgroup = cgroups::Cgroup::create(&host, parent, id, &limits)?;
+    let cgroup = if engine.rootless {
+        check_rootless(config)?;
+        None
+    } else {
+        let limits = config.limits.to_lab();
+        limits.check(host.version(), cgroups::ncpus())?;
+        Some(cgroups::Cgroup::create(&host, parent, id, &limits)?)
+    };
     trace::phase("start: made the cgroup (lab 03)");
 
     // The container's stdio: two pipes the monitor reads (stdout, stderr),
@@ -758,10 +816,21 @@ fn run_once(
     // owned by root, DAC_OVERRIDE gives nothing: root inside is an
     // unprivileged uid to the host, and an escape lands there. `--userns=host`
     // opts one container out, as in docker.
+    //
+    // Rootless, dockyard itself is root of a user namespace that maps only
+    // the user's uid (as 0), and each container gets a user namespace below
+    // it with the same single ID: lab 02's path for user namespaces mounts
+    // /proc and /dev as the kernel allows there.
     match &engine.remap {
         Some(r) if config.userns_mode != "host" => {
             spec.user = Some(r.uids);
             spec.group = Some(r.gids);
+        }
+        _ if engine.rootless => {
+            spec.user = Some(namespaces::IdMapping {
+                host_id: 0,
+                count: 1,
+            });
         }
         _ => spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER,
     }
@@ -889,7 +958,7 @@ fn run_once(
     // as Docker's does. On a pure v2 host the allow list would be an eBPF
     // program, which lab 03 does not write yet: there the container has
     // only the device nodes its minimal /dev gives it.
-    let devices = if config.privileged {
+    let devices = if config.privileged || engine.rootless {
         None
     } else {
         cgroups::devices::DevicesCgroup::docker_default(parent, id)?
@@ -908,7 +977,9 @@ fn run_once(
     let mut endpoint = None;
     let net_cfg = net_config(engine);
     let container = namespaces::spawn(&spec, |pid| {
-        cgroup.add_pid(pid.as_raw())?;
+        if let Some(cg) = &cgroup {
+            cg.add_pid(pid.as_raw())?;
+        }
         if let Some(d) = &devices {
             d.add(pid.as_raw())?;
         }
@@ -966,7 +1037,7 @@ impl Running {
     fn wait(self, attach: Attach) -> Result<(i32, bool)> {
         let Running {
             pid,
-            mut cgroup,
+            cgroup,
             devices,
             streams,
             mut log,
@@ -988,8 +1059,11 @@ impl Running {
                 eprintln!("dockyard: detaching from network {}: {e:#}", ep.network);
             }
         }
-        let oom = cgroup.oom_killed();
-        cgroup.destroy()?;
+        let mut oom = false;
+        if let Some(mut cgroup) = cgroup {
+            oom = cgroup.oom_killed();
+            cgroup.destroy()?;
+        }
         if let Some(d) = devices {
             d.remove()?;
         }

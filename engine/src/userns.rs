@@ -45,10 +45,6 @@ pub const DEFAULT_USER: &str = "dockremap";
 pub const SUBUID: &str = "/etc/subuid";
 pub const SUBGID: &str = "/etc/subgid";
 
-/// Why dockyard refuses to run as another user than root, for now.
-pub const ROOTLESS_REFUSAL: &str = "dockyard must run as root: rootless mode is not implemented \
-     (lab02-namespaces --rootless shows the mechanism; see README's \"Not yet implemented\")";
-
 /// A resolved `--userns-remap` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remap {
@@ -297,6 +293,71 @@ fn ensure_default_user(subuid: &Path, subgid: &Path) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: dockremap
+
+// ANCHOR: rootless
+/// Rootless mode: make this process root of a user namespace of its own,
+/// with a mount namespace of its own, before it does anything else.
+///
+/// An unprivileged user may create a user namespace and map uid 0 inside
+/// to itself (one ID: its own; a range would need the setuid helper
+/// `newuidmap` and a line in /etc/subuid). Root of that namespace has every
+/// capability over what the namespace owns, so everything dockyard does
+/// next happens in there: layers are extracted with owner 0 (the user, on
+/// disk), the overlay is mounted in the private mount namespace (Linux 5.11
+/// allows overlayfs in a user namespace), and each container gets its
+/// namespaces below ours (lab 02 maps its root to ours). What the
+/// namespace does not own stays out of reach, and dockyard says so where it
+/// would need it: cgroups (the host's hierarchies belong to the host's
+/// root, and no cgroup v2 subtree is delegated here), bridge networks and
+/// the host's network (the veth, the bridge and iptables live in the
+/// host's network namespace), and ports below 1024 on the host.
+///
+/// The shell equivalent is `unshare --user --map-root-user --mount`.
+pub fn enter_rootless() -> Result<()> {
+    use nix::sched::{unshare, CloneFlags};
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).context(
+        "rootless: unshare(CLONE_NEWUSER | CLONE_NEWNS) (does this kernel let unprivileged users \
+         create user namespaces? see sysctl user.max_user_namespaces)",
+    )?;
+    // The kernel lets an unprivileged process map its gid only once it has
+    // given up setgroups(2) in the namespace (lab 02's `write_id_maps`
+    // explains why).
+    let write = |file: &str, text: String| {
+        std::fs::write(file, &text).with_context(|| format!("rootless: writing {text:?} to {file}"))
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
+    write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    // Our mounts (the containers' overlays) stay in our namespace.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("rootless: making every mount private")?;
+    Ok(())
+}
+
+/// The rootless data root, as rootless Docker and podman choose theirs:
+/// `$XDG_DATA_HOME/dockyard`, else `~/.local/share/dockyard`.
+pub fn rootless_data_root() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("dockyard"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("rootless: neither XDG_DATA_HOME nor HOME is set: give --root DIR")?;
+    Ok(PathBuf::from(home).join(".local/share/dockyard"))
+}
+
+/// Why a rootless engine cannot do `what`.
+pub fn rootless_refusal(what: &str, why: &str) -> anyhow::Error {
+    anyhow::anyhow!("{what} is not available in rootless mode: {why}")
+}
+// ANCHOR_END: rootless
 
 #[cfg(test)]
 mod tests {
