@@ -2059,6 +2059,14 @@ impl Drop for Rootless {
 
 #[test]
 fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
+    // Nobody's ranges must not change under us (the second test adds one).
+    let lock = dockyard_e2e::subids::SubIds::hold();
+    let nobody_has_a_range = ["/etc/subuid", "/etc/subgid"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("nobody:") || l.starts_with("65534:"))
+    });
     let r = Rootless::new();
     r.ok(&["load", "-i", "oci"]);
     // The data root is the user's: ~/.local/share/dockyard, owned by it.
@@ -2077,7 +2085,9 @@ fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
     ]);
     let (uid, map) = out.split_once('\n').unwrap();
     assert_eq!(uid, "0");
-    assert_eq!(id_map(map), vec![vec![0, 0, 1]]);
+    if !nobody_has_a_range {
+        assert_eq!(id_map(map), vec![vec![0, 0, 1]]);
+    }
     // From the host: the container is the user's process, in a user
     // namespace that is not the host's, under Docker's capability mask.
     r.ok(&["run", "-d", "--name", "bg", "busybox", "sleep", "60"]);
@@ -2140,4 +2150,39 @@ fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
     );
     r.ok(&["rm", "-f", "bg"]);
     assert_eq!(r.ok(&["ps", "-aq"]), "");
+    drop(lock);
+}
+
+#[test]
+fn rootless_with_a_subuid_range_maps_it_through_newuidmap() {
+    const START: u32 = 3_600_000;
+    let _ids = dockyard_e2e::subids::SubIds::add(&NOBODY.to_string(), START, 65_536);
+    let r = Rootless::new();
+    r.ok(&["load", "-i", "oci"]);
+    // dockyard's own namespace: 0 is nobody, 1..=65536 the range; the
+    // container's maps all of it, cut where dockyard's map is cut.
+    r.ok(&["run", "-d", "--name", "ranged", "busybox", "sleep", "60"]);
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "ranged"]);
+    let outer = std::fs::read_to_string(format!("/proc/{}/uid_map", pid.trim())).unwrap();
+    assert_eq!(
+        id_map(&outer),
+        vec![vec![0, NOBODY as u64, 1], vec![1, START as u64, 65_536]]
+    );
+    let out = r.ok(&[
+        "exec",
+        "ranged",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; touch /f; chown 1000:1000 /f",
+    ]);
+    assert_eq!(id_map(&out), vec![vec![0, 0, 1], vec![1, 1, 65_536]]);
+    // uid 1000 inside is a uid of the range on the host.
+    let id = r.ok(&["inspect", "-f", "{{.Id}}", "ranged"]);
+    let upper = r
+        .home
+        .path()
+        .join(".local/share/dockyard/containers")
+        .join(id.trim())
+        .join("upper/f");
+    assert_eq!(owner(&upper), (START + 999, START + 999));
 }

@@ -827,9 +827,15 @@ fn run_once(
             spec.group = Some(r.gids);
         }
         _ if engine.rootless => {
+            // Every ID dockyard's own namespace has: 0 (the user) and, with
+            // /etc/subuid ranges, 1..=N (see userns::enter_rootless).
             spec.user = Some(namespaces::IdMapping {
                 host_id: 0,
-                count: 1,
+                count: crate::userns::ids_mapped("/proc/self/uid_map")?.max(1),
+            });
+            spec.group = Some(namespaces::IdMapping {
+                host_id: 0,
+                count: crate::userns::ids_mapped("/proc/self/gid_map")?.max(1),
             });
         }
         _ => spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER,

@@ -299,36 +299,103 @@ fn ensure_default_user(subuid: &Path, subgid: &Path) -> Result<()> {
 /// with a mount namespace of its own, before it does anything else.
 ///
 /// An unprivileged user may create a user namespace and map uid 0 inside
-/// to itself (one ID: its own; a range would need the setuid helper
-/// `newuidmap` and a line in /etc/subuid). Root of that namespace has every
-/// capability over what the namespace owns, so everything dockyard does
-/// next happens in there: layers are extracted with owner 0 (the user, on
-/// disk), the overlay is mounted in the private mount namespace (Linux 5.11
-/// allows overlayfs in a user namespace), and each container gets its
-/// namespaces below ours (lab 02 maps its root to ours). What the
-/// namespace does not own stays out of reach, and dockyard says so where it
-/// would need it: cgroups (the host's hierarchies belong to the host's
-/// root, and no cgroup v2 subtree is delegated here), bridge networks and
-/// the host's network (the veth, the bridge and iptables live in the
-/// host's network namespace), and ports below 1024 on the host.
+/// to itself: one ID, its own. More IDs (uid 1000 of an image must be
+/// *somebody*) need the subordinate ranges root granted it in /etc/subuid
+/// and /etc/subgid, written by the setuid helpers `newuidmap` and
+/// `newgidmap` (package `uidmap`) from outside the namespace: so a child
+/// forked beforehand waits for us to unshare, then maps us, as rootless
+/// Docker and podman do. Without a range or the helpers, the single ID.
 ///
-/// The shell equivalent is `unshare --user --map-root-user --mount`.
+/// Root of that namespace has every capability over what the namespace
+/// owns, so everything dockyard does next happens in there: layers are
+/// extracted with owner 0 (the user, on disk), the overlay is mounted in
+/// the private mount namespace (Linux 5.11 allows overlayfs in a user
+/// namespace), and each container gets its namespaces below ours (lab 02
+/// maps its IDs to all of ours). What the namespace does not own stays out
+/// of reach, and dockyard says so where it would need it: cgroups (the
+/// host's hierarchies belong to the host's root, and no cgroup v2 subtree
+/// is delegated here), bridge networks and the host's network (the veth,
+/// the bridge and iptables live in the host's network namespace), and
+/// ports below 1024 on the host.
+///
+/// The shell equivalent is `unshare --user --map-root-user --mount`, or
+/// with ranges `unshare --user --map-auto --map-root-user --mount`.
 pub fn enter_rootless() -> Result<()> {
     use nix::sched::{unshare, CloneFlags};
+    use std::io::{Read, Write};
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let ranges = subordinate_ranges(uid.as_raw(), gid.as_raw())?;
+    // The helper, forked while we are still in the host's user namespace,
+    // where the setuid bit of newuidmap means something.
+    let helper = match &ranges {
+        None => None,
+        Some((uids, gids)) => {
+            let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .context("rootless: pipe2 for the ID-map helper")?;
+            let parent = nix::unistd::getpid();
+            // SAFETY: dockyard is single-threaded here (start-up).
+            match unsafe { nix::unistd::fork() }.context("rootless: fork for the ID-map helper")? {
+                nix::unistd::ForkResult::Child => {
+                    drop(ready_w);
+                    let mut byte = [0u8; 1];
+                    let unshared = std::fs::File::from(ready_r)
+                        .read(&mut byte)
+                        .map(|n| n == 1)
+                        .unwrap_or(false);
+                    let map = |tool: &str, own: u32, range: &IdMapping| {
+                        std::process::Command::new(tool)
+                            .arg(parent.to_string())
+                            .args(["0", &own.to_string(), "1"])
+                            .args(["1", &range.host_id.to_string(), &range.count.to_string()])
+                            .status()
+                            .map(|s| s.success())
+                            .unwrap_or(false)
+                    };
+                    let ok = unshared
+                        && map("newuidmap", uid.as_raw(), uids)
+                        && map("newgidmap", gid.as_raw(), gids);
+                    // SAFETY: leaving the forked copy without running our
+                    // exit handlers.
+                    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+                }
+                nix::unistd::ForkResult::Parent { child } => {
+                    drop(ready_r);
+                    Some((child, std::fs::File::from(ready_w)))
+                }
+            }
+        }
+    };
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).context(
         "rootless: unshare(CLONE_NEWUSER | CLONE_NEWNS) (does this kernel let unprivileged users \
          create user namespaces? see sysctl user.max_user_namespaces)",
     )?;
-    // The kernel lets an unprivileged process map its gid only once it has
-    // given up setgroups(2) in the namespace (lab 02's `write_id_maps`
-    // explains why).
-    let write = |file: &str, text: String| {
-        std::fs::write(file, &text).with_context(|| format!("rootless: writing {text:?} to {file}"))
-    };
-    write("/proc/self/setgroups", "deny".into())?;
-    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
-    write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    let mut mapped = false;
+    if let Some((child, mut ready)) = helper {
+        let _ = ready.write_all(b"u");
+        drop(ready);
+        mapped = matches!(
+            nix::sys::wait::waitpid(child, None),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        );
+        if !mapped {
+            eprintln!(
+                "WARNING: rootless: newuidmap/newgidmap could not map the ranges of \
+                 /etc/subuid and /etc/subgid; mapping only your own uid and gid"
+            );
+        }
+    }
+    if !mapped {
+        // The kernel lets an unprivileged process map its gid only once it
+        // has given up setgroups(2) in the namespace (lab 02's
+        // `write_id_maps` explains why).
+        let write = |file: &str, text: String| {
+            std::fs::write(file, &text)
+                .with_context(|| format!("rootless: writing {text:?} to {file}"))
+        };
+        write("/proc/self/setgroups", "deny".into())?;
+        write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
+        write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    }
     // Our mounts (the containers' overlays) stay in our namespace.
     nix::mount::mount(
         None::<&str>,
@@ -339,6 +406,48 @@ pub fn enter_rootless() -> Result<()> {
     )
     .context("rootless: making every mount private")?;
     Ok(())
+}
+
+/// The user's first ranges in /etc/subuid and /etc/subgid, if it has both
+/// and the `uidmap` helpers are installed.
+fn subordinate_ranges(uid: u32, gid: u32) -> Result<Option<(IdMapping, IdMapping)>> {
+    let helpers = ["newuidmap", "newgidmap"].iter().all(|tool| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false)
+    });
+    if !helpers {
+        return Ok(None);
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| gid.to_string());
+    let uids = first_range(Path::new(SUBUID), &user, Some(uid))?;
+    // newgidmap looks the *user* up in /etc/subgid, as does rootless Docker.
+    let gids = first_range(Path::new(SUBGID), &user, Some(uid))?.or(first_range(
+        Path::new(SUBGID),
+        &group,
+        Some(gid),
+    )?);
+    Ok(uids.zip(gids))
+}
+
+/// How many IDs this process's user namespace maps (the sum of the counts
+/// in `/proc/self/uid_map` or `gid_map`): rootless, what a container's
+/// user namespace may map below ours.
+pub fn ids_mapped(map_file: &str) -> Result<u32> {
+    let text = std::fs::read_to_string(map_file).with_context(|| format!("reading {map_file}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok())
+        .fold(0u32, |a, n| a.saturating_add(n)))
 }
 
 /// The rootless data root, as rootless Docker and podman choose theirs:

@@ -22,6 +22,19 @@ pub struct SubIds {
 }
 
 impl SubIds {
+    /// Hold the lock without changing anything: for a test that needs the
+    /// files to stay as the host has them.
+    pub fn hold() -> SubIds {
+        let lock = File::open("/etc").expect("opening /etc to lock it");
+        // SAFETY: flock on a descriptor we own.
+        let r = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(r, 0, "flock(/etc): {}", std::io::Error::last_os_error());
+        SubIds {
+            lock,
+            saved: Vec::new(),
+        }
+    }
+
     /// Add `WHO:START:COUNT` to both files.
     pub fn add(who: &str, start: u32, count: u32) -> SubIds {
         let lock = File::open("/etc").expect("opening /etc to lock it");

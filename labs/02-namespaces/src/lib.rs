@@ -194,7 +194,9 @@ impl IdMapping {
         }
     }
 
-    /// The line for `uid_map` and `gid_map`: `inside outside count`.
+    /// The line for `uid_map` and `gid_map`: `inside outside count` (what
+    /// `split_by_own_map` writes when nothing needs cutting).
+    #[cfg(test)]
     fn map_line(&self) -> String {
         format!("0 {} {}\n", self.host_id, self.count)
     }
@@ -726,11 +728,41 @@ fn write_id_maps(pid: Pid, mapping: &IdMapping, group: &IdMapping) -> anyhow::Re
         fs::write(proc_dir.join(name), content)
             .with_context(|| format!("writing {content:?} to /proc/{pid}/{name}"))
     };
-    write("uid_map", &mapping.map_line())?;
+    write("uid_map", &split_by_own_map(mapping, "/proc/self/uid_map"))?;
     if !geteuid().is_root() {
         write("setgroups", "deny")?;
     }
-    write("gid_map", &group.map_line())
+    write("gid_map", &split_by_own_map(group, "/proc/self/gid_map"))
+}
+
+/// `mapping`'s map line, cut where the writer's own map is cut.
+///
+/// Each line of a child's map must fall inside *one* line of the map of
+/// the namespace it maps into (the kernel's `map_id_range_down`). In the
+/// host's namespace that is `0 0 4294967295`, one line: nothing to cut. A
+/// rootless engine's namespace maps its uid 0 to the user and 1..=65536 to
+/// a subordinate range: two lines, so `0 0 65537` must be written as
+/// `0 0 1` and `1 1 65536`.
+fn split_by_own_map(mapping: &IdMapping, own_map: &str) -> String {
+    // The starts (inside) of our own extents, sorted.
+    let mut cuts: Vec<u64> = fs::read_to_string(own_map)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    cuts.sort_unstable();
+    let (start, end) = (
+        mapping.host_id as u64,
+        mapping.host_id as u64 + mapping.count as u64,
+    );
+    let mut out = String::new();
+    let mut from = start;
+    for cut in cuts.into_iter().filter(|c| *c > start && *c < end) {
+        out.push_str(&format!("{} {} {}\n", from - start, from, cut - from));
+        from = cut;
+    }
+    out.push_str(&format!("{} {} {}\n", from - start, from, end - from));
+    out
 }
 // ANCHOR_END: id_maps
 
@@ -1247,6 +1279,22 @@ mod tests {
             }
         );
         assert_eq!(m.map_line(), "0 200000 1000\n");
+        // Cut where the writer's own map is cut (a rootless engine's).
+        let dir = std::env::temp_dir().join(format!("lab02-map-{}", std::process::id()));
+        fs::write(&dir, "0 1000 1\n1 100000 65536\n").unwrap();
+        let all = IdMapping {
+            host_id: 0,
+            count: 65537,
+        };
+        assert_eq!(
+            split_by_own_map(&all, dir.to_str().unwrap()),
+            "0 0 1\n1 1 65536\n"
+        );
+        assert_eq!(
+            split_by_own_map(&m, dir.to_str().unwrap()),
+            "0 200000 1000\n"
+        );
+        fs::remove_file(&dir).unwrap();
         assert!("200000".parse::<IdMapping>().is_err());
         assert!("200000:0".parse::<IdMapping>().is_err());
         assert!("x:1".parse::<IdMapping>().is_err());
