@@ -1681,6 +1681,18 @@ fn userns_remap_from_daemon_json_maps_root_to_the_range() {
         r.ok(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", "sleeper"]),
         "\n"
     );
+    let info = r.ok(&["info"]);
+    assert!(info.contains("\n  userns\n"), "{info}");
+    assert!(
+        info.contains(&format!(
+            "Docker Root Dir: {}",
+            r.root
+                .path()
+                .join(format!("{REMAP_START}.{REMAP_START}"))
+                .display()
+        )),
+        "{info}"
+    );
     // The data root is Docker's <root>/<uid>.<gid>, reachable only by the
     // remapped group, and the image's files on disk belong to the range.
     use std::os::unix::fs::PermissionsExt;
@@ -2073,6 +2085,7 @@ fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
     let data = r.home.path().join(".local/share/dockyard");
     assert_eq!(owner(&data.join("index.json")), (NOBODY, NOBODY));
     assert_eq!(r.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    assert!(r.ok(&["info"]).contains("\n  rootless\n"));
     // Inside: root, mapped to the one ID the user has (0 of dockyard's own
     // user namespace, itself uid 65534 on the host).
     let out = r.ok(&[

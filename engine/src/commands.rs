@@ -1013,6 +1013,15 @@ pub fn info(engine: &Engine) -> Result<Code> {
             runtime::CgroupVersion::V2 => 2,
         }
     );
+    // As docker lists them: userns with --userns-remap, rootless when
+    // dockyard is root of its own user namespace only.
+    println!(" Security Options:\n  seccomp\n   Profile: builtin");
+    if engine.remap.is_some() {
+        println!("  userns");
+    }
+    if engine.rootless {
+        println!("  rootless");
+    }
     println!(" Kernel Version: {}", uname.release().to_string_lossy());
     println!(" Operating System: {os}");
     println!(" OSType: linux");
