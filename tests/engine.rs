@@ -1953,6 +1953,17 @@ fn userns_remap_refuses_what_a_user_namespace_cannot_give() {
             &["run", "--rm", "--userns", "private", "busybox", "true"][..],
             "--userns",
         ),
+        (
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "container:other",
+                "busybox",
+                "true",
+            ][..],
+            "--userns=host",
+        ),
     ] {
         let out = r.run(args);
         assert_eq!(out.status.code(), Some(125), "{args:?}");
@@ -2161,6 +2172,18 @@ fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
         "{}",
         text(&out.stderr)
     );
+    let out = r.run(&["cp", "bg:/etc/passwd", "passwd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("stop it first"),
+        "{}",
+        text(&out.stderr)
+    );
+    r.ok(&["stop", "-t", "1", "bg"]);
+    r.ok(&["cp", "bg:/etc/passwd", "passwd"]);
+    assert!(std::fs::read_to_string(r.home.path().join("passwd"))
+        .unwrap()
+        .starts_with("root:"));
     r.ok(&["rm", "-f", "bg"]);
     assert_eq!(r.ok(&["ps", "-aq"]), "");
     drop(lock);

@@ -70,6 +70,15 @@ impl<'a> Access<'a> {
         let record = engine
             .containers
             .reconcile(engine.containers.resolve(name)?)?;
+        if engine.rootless && record.state.status == Status::Running {
+            // Its overlay is mounted in its monitor's mount namespace, not
+            // ours, and there is no freezer to hold it still.
+            return Err(crate::userns::rootless_refusal(
+                "cp with a running container",
+                "its root filesystem is mounted in the mount namespace of the dockyard that \
+                 started it, and rootless containers have no cgroup freezer; stop it first",
+            ));
+        }
         let layer = engine.layer_container(&record.id)?;
         let merged = layer.merged();
         let mount = if runtime::is_mounted(&merged)? {

@@ -399,6 +399,16 @@ fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
              run the container with --userns=host to share the host's network"
         );
     }
+    if config.network_mode.starts_with("container:") {
+        // The other container's network namespace belongs to *its* user
+        // namespace: this one's root may not mount a sysfs for it, and the
+        // fallback, a bind of the host's /sys, is refused in a user
+        // namespace (its submounts are locked). Not done yet.
+        bail!(
+            "--network container:NAME is not implemented with --userns-remap yet: \
+             run the container with --userns=host to share another container's network"
+        );
+    }
     Ok(())
 }
 // ANCHOR_END: check_userns
