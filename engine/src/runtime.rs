@@ -441,8 +441,9 @@ fn check_rootless(config: &ContainerConfig) -> Result<()> {
     if config.limits != Limits::default() || !config.cgroup_parent.is_empty() {
         return Err(rootless_refusal(
             "resource limits (--memory, --cpus, --pids-limit, --cgroup-parent...)",
-            "the host's cgroups belong to root, and no cgroup v2 subtree is delegated to \
-             this user (on this hybrid host cgroup v2 has no controllers at all)",
+            "the host's cgroups belong to root, and using a cgroup v2 subtree delegated \
+             to this user (where systemd gives one; this hybrid host has none) is not \
+             implemented",
         ));
     }
     Ok(())
