@@ -20,6 +20,11 @@ pub struct Cli {
     /// The configuration file (default: /etc/dockyard/daemon.json).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Run every container in a user namespace whose root is an unprivileged range of the
+    /// host: default, USER, USER:GROUP, UID or UID:GID (ranges from /etc/subuid and
+    /// /etc/subgid; default: daemon.json's userns-remap). The data root becomes ROOT/UID.GID.
+    #[arg(long = "userns-remap", global = true, value_name = "USER[:GROUP]")]
+    pub userns_remap: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -204,6 +209,9 @@ pub struct RunArgs {
     /// Give extended privileges: every capability, no seccomp, no masked paths, all devices.
     #[arg(long)]
     pub privileged: bool,
+    /// User namespace to use: `host` opts out of --userns-remap (empty: the engine's setting).
+    #[arg(long, value_name = "MODE", default_value = "")]
+    pub userns: String,
     /// Add Linux capabilities (or ALL).
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,

@@ -291,6 +291,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
             .collect(),
         log_opts,
         privileged: args.privileged,
+        userns_mode: args.userns.clone(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         security_opt: args.security_opt.clone(),
@@ -824,6 +825,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "CgroupParent": c.cgroup_parent,
             "Init": c.init,
             "LogConfig": {"Type": "json-file", "Config": c.log_opts},
+            "UsernsMode": c.userns_mode,
             "Ulimits": c.ulimits.iter().filter_map(|u| crate::runtime::parse_ulimit(u).ok().map(|(_, soft, hard)| json!({"Name": u.split('=').next().unwrap_or(""), "Soft": soft, "Hard": hard}))).collect::<Vec<_>>(),
         },
         "GraphDriver": {
@@ -1049,6 +1051,15 @@ pub fn info(engine: &Engine) -> Result<Code> {
             runtime::CgroupVersion::V2 => 2,
         }
     );
+    // As docker lists them: userns with --userns-remap, rootless when
+    // dockyard is root of its own user namespace only.
+    println!(" Security Options:\n  seccomp\n   Profile: builtin");
+    if engine.remap.is_some() {
+        println!("  userns");
+    }
+    if engine.rootless {
+        println!("  rootless");
+    }
     println!(" Kernel Version: {}", uname.release().to_string_lossy());
     println!(" Operating System: {os}");
     println!(" OSType: linux");

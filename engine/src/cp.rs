@@ -70,6 +70,15 @@ impl<'a> Access<'a> {
         let record = engine
             .containers
             .reconcile(engine.containers.resolve(name)?)?;
+        if engine.rootless && record.state.status == Status::Running {
+            // Its overlay is mounted in its monitor's mount namespace, not
+            // ours, and there is no freezer to hold it still.
+            return Err(crate::userns::rootless_refusal(
+                "cp with a running container",
+                "its root filesystem is mounted in the mount namespace of the dockyard that \
+                 started it, and rootless containers have no cgroup freezer; stop it first",
+            ));
+        }
         let layer = engine.layer_container(&record.id)?;
         let merged = layer.merged();
         let mount = if runtime::is_mounted(&merged)? {
@@ -169,7 +178,13 @@ fn copy_out(engine: &Engine, name: &str, path: &Path, to: &Path) -> Result<()> {
     };
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     let tree = PathBuf::from(format!("/proc/self/fd/{}", src.as_raw_fd()));
-    let tar = overlay::diff::write_tree(&tree, Vec::new(), overlay::diff::TreeKind::Plain)?;
+    // With --userns-remap the owners go back to what the container sees.
+    let tar = overlay::diff::write_tree_shifted(
+        &tree,
+        Vec::new(),
+        overlay::diff::TreeKind::Plain,
+        engine.images.id_shift(),
+    )?;
     overlay::extract::apply_layer(&tar[..], &dest, overlay::extract::Whiteouts::Apply)?;
     Ok(())
 }
@@ -206,8 +221,16 @@ fn copy_in(engine: &Engine, from: &Path, name: &str, path: &Path) -> Result<()> 
     }
     let tar = b.into_inner().context("finishing the archive")?;
     let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    overlay::extract::apply_layer(&tar[..], &target, overlay::extract::Whiteouts::Apply)
-        .with_context(|| format!("copying into {}:{}", name, path.display()))?;
+    // With --userns-remap the owners move into the container's range, as
+    // the image's own files did: root's file becomes the container root's.
+    overlay::extract::apply_layer_shifted(
+        &tar[..],
+        &target,
+        overlay::extract::Whiteouts::Apply,
+        overlay::extract::Resolver::detect(),
+        engine.images.id_shift(),
+    )
+    .with_context(|| format!("copying into {}:{}", name, path.display()))?;
     std::io::stdout().flush().ok();
     Ok(())
 }

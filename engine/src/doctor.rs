@@ -42,7 +42,8 @@ pub fn run_checks() -> Vec<Check> {
     let mut checks = vec![check(
         nix::unistd::geteuid().is_root(),
         "running as root",
-        "run dockyard and the labs as root (sudo); rootless mode is not supported yet",
+        "run dockyard and the labs as root (sudo); as another user dockyard runs rootless, \
+         with --network none only and no limits (see the book's security chapter)",
     )];
 
     for ns in &namespaces::NAMESPACES {

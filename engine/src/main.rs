@@ -19,6 +19,7 @@ mod runtime;
 mod state;
 mod template;
 mod trace;
+mod userns;
 mod volumes;
 
 use std::path::Path;
@@ -121,6 +122,24 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
     }
     let engine = open_engine(&cli).map_err(|e| (125, anyhow::anyhow!("dockyard: {e:#}")))?;
     trace::phase("opened the data root");
+    if engine.rootless {
+        // Commands that stand on what a rootless engine does not have.
+        let cgroups = "it works through the container's cgroup, and rootless containers have \
+                       none (the host's cgroups belong to root)";
+        let refused = match &cli.command {
+            Command::Pause(_) | Command::Unpause(_) => Some(("pause", cgroups)),
+            Command::Stats(_) => Some(("stats", cgroups)),
+            Command::Top(_) => Some(("top", cgroups)),
+            Command::Build(_) => Some((
+                "build",
+                "lab 06's RUN steps make cgroups and run without a user namespace",
+            )),
+            _ => None,
+        };
+        if let Some((what, why)) = refused {
+            return Err(with(userns::rootless_refusal(what, why)));
+        }
+    }
     let result = match &cli.command {
         Command::Run(a) => commands::run(&engine, a),
         Command::Create(a) => commands::create(&engine, a),
@@ -182,11 +201,39 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
     for w in warnings {
         eprintln!("WARNING: {}: {w}", path.display());
     }
-    if !nix::unistd::geteuid().is_root() {
-        anyhow::bail!("dockyard must run as root (rootless mode is not supported yet)");
+    let rootless = !nix::unistd::geteuid().is_root();
+    let root = if rootless && cli.root.is_none() && cfg.data_root.is_none() {
+        match std::env::var_os("DOCKYARD_ROOT") {
+            Some(r) => r.into(),
+            None => userns::rootless_data_root()?,
+        }
+    } else {
+        config::data_root(cli.root.as_deref(), &cfg)
+    };
+    if rootless {
+        if cli.userns_remap.is_some() || cfg.userns_remap.is_some() {
+            anyhow::bail!(
+                "--userns-remap needs root: rootless mode already runs every container in a \
+                 user namespace, mapped to your own uid"
+            );
+        }
+        // `exec` stays in the host's user namespace: a container's
+        // namespaces are below the user namespace of the dockyard that
+        // started it, which this user owns, so from here (its parent) we
+        // may enter them; from a namespace of our own, a sibling, we could
+        // not even read their /proc/PID/ns links.
+        if !matches!(cli.command, Command::Exec(_)) {
+            userns::enter_rootless()?;
+        }
+        return runtime::Engine::open_rootless(root, cfg);
     }
-    let root = config::data_root(cli.root.as_deref(), &cfg);
-    runtime::Engine::open(root, cfg)
+    // --userns-remap on the command line wins over daemon.json's, as a
+    // dockerd flag does; an empty value turns it off.
+    let remap = match cli.userns_remap.as_deref().or(cfg.userns_remap.as_deref()) {
+        None | Some("") => None,
+        Some(setting) => Some(userns::Remap::resolve(setting)?),
+    };
+    runtime::Engine::open_remapped(root, cfg, remap)
 }
 
 /// `dockyard man DIR`: dockyard.1 and one page per command (dockyard-run.1,

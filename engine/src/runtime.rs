@@ -85,7 +85,12 @@ pub fn export(
     out: impl Write,
 ) -> Result<()> {
     if is_mounted(&layer.merged())? {
-        overlay::diff::write_tree(&layer.merged(), out, overlay::diff::TreeKind::Plain)?;
+        overlay::diff::write_tree_shifted(
+            &layer.merged(),
+            out,
+            overlay::diff::TreeKind::Plain,
+            engine.images.id_shift(),
+        )?;
     } else {
         overlay::archive::export_container(&engine.images, layer, out)?;
     }
@@ -197,6 +202,9 @@ pub struct ContainerConfig {
     /// The networks `network connect` added, rejoined at every start.
     #[serde(default)]
     pub connected: Vec<Connection>,
+    /// `--userns`: "host" opts out of --userns-remap; empty follows it.
+    #[serde(default)]
+    pub userns_mode: String,
 }
 
 /// A network a container was connected to with `network connect`.
@@ -329,6 +337,12 @@ impl RestartPolicy {
 /// One data root: its containers' state and its image store.
 pub struct Engine {
     pub root: PathBuf,
+    /// `--userns-remap`: the ranges every container's root maps to, unless
+    /// it runs with `--userns=host`. `root` is then the remapped data root.
+    pub remap: Option<crate::userns::Remap>,
+    /// Rootless mode: this process is root of a user namespace of its own
+    /// (see the userns module), not of the host.
+    pub rootless: bool,
     pub config: DaemonConfig,
     pub containers: state::Store,
     pub images: overlay::store::Store,
@@ -336,22 +350,44 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn open(root: PathBuf, config: DaemonConfig) -> Result<Engine> {
+    /// Open the data root `root`. With `--userns-remap` (`remap`) the data
+    /// root is `<root>/<uid>.<gid>` (see the userns module), and its image
+    /// store shifts layer owners into the range.
+    pub fn open_remapped(
+        root: PathBuf,
+        config: DaemonConfig,
+        remap: Option<crate::userns::Remap>,
+    ) -> Result<Engine> {
+        let root = match &remap {
+            Some(r) => r.data_root(&root)?,
+            None => root,
+        };
         std::fs::create_dir_all(&root)
             .with_context(|| format!("creating data root {}", root.display()))?;
         // The image store and the containers share the data root: lab 04
         // keeps each container's upper/work/merged dirs in
         // containers/<id>/, and the engine its state.json beside them.
-        let images = overlay::store::Store::open(&root)?;
+        let images =
+            overlay::store::Store::open_shifted(&root, remap.as_ref().map(|r| r.id_shift()))?;
         let containers = state::Store::open(&root)?;
         let volumes = crate::volumes::Volumes::open(&root)?;
         Ok(Engine {
             root,
+            remap,
+            rootless: false,
             config,
             containers,
             images,
             volumes,
         })
+    }
+
+    /// Open `root` for a rootless engine, whose process is already in its
+    /// own user namespace (`userns::enter_rootless`).
+    pub fn open_rootless(root: PathBuf, config: DaemonConfig) -> Result<Engine> {
+        let mut engine = Engine::open_remapped(root, config, None)?;
+        engine.rootless = true;
+        Ok(engine)
     }
 
     /// The lab 04 view of a container (its overlay directories).
@@ -360,8 +396,92 @@ impl Engine {
     }
 }
 
+// ANCHOR: check_userns
+/// `--userns` and what a remapped user namespace cannot give, refused
+/// before anything is created, with Docker's rules:
+///
+/// - `--privileged` means root's power over the *host*; root of a user
+///   namespace has none to give, so it needs `--userns=host`.
+/// - `--network host` shares the host's network namespace, which the
+///   container's user namespace does not own: root inside could not
+///   configure it, nor mount the `/sys` that shows it.
+fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
+    match config.userns_mode.as_str() {
+        "" | "host" => {}
+        other => bail!("invalid --userns {other:?}: the only mode is \"host\""),
+    }
+    if engine.rootless {
+        return check_rootless(config);
+    }
+    if engine.remap.is_none() || config.userns_mode == "host" {
+        return Ok(());
+    }
+    if config.privileged {
+        bail!(
+            "privileged mode is incompatible with user namespaces (--userns-remap): \
+             run the container with --userns=host to use --privileged"
+        );
+    }
+    if config.network_mode == "host" {
+        bail!(
+            "--network host is incompatible with user namespaces (--userns-remap): \
+             run the container with --userns=host to share the host's network"
+        );
+    }
+    if config.network_mode.starts_with("container:") {
+        // The other container's network namespace belongs to *its* user
+        // namespace: this one's root may not mount a sysfs for it, and the
+        // fallback, a bind of the host's /sys, is refused in a user
+        // namespace (its submounts are locked). Not done yet.
+        bail!(
+            "--network container:NAME is not implemented with --userns-remap yet: \
+             run the container with --userns=host to share another container's network"
+        );
+    }
+    Ok(())
+}
+// ANCHOR_END: check_userns
+
+// ANCHOR: check_rootless
+/// What a rootless engine cannot do, refused before anything is created
+/// with the reason (see `userns::enter_rootless`).
+fn check_rootless(config: &ContainerConfig) -> Result<()> {
+    use crate::userns::rootless_refusal;
+    if config.userns_mode == "host" {
+        return Err(rootless_refusal(
+            "--userns=host",
+            "the host's user namespace is where this user has no privilege at all",
+        ));
+    }
+    if config.network_mode != "none" {
+        return Err(rootless_refusal(
+            &format!("--network {}", config.network_mode),
+            "bridges, veth pairs and NAT rules are made in the host's network namespace, \
+             which only the host's root may change (rootless Docker uses slirp4netns or \
+             pasta for that; dockyard has neither); use --network none",
+        ));
+    }
+    if !config.publish.is_empty() || config.publish_all {
+        return Err(rootless_refusal(
+            "publishing ports (-p, -P)",
+            "it needs a bridge network, and ports below 1024 on the host need root",
+        ));
+    }
+    if config.limits != Limits::default() || !config.cgroup_parent.is_empty() {
+        return Err(rootless_refusal(
+            "resource limits (--memory, --cpus, --pids-limit, --cgroup-parent...)",
+            "the host's cgroups belong to root, and using a cgroup v2 subtree delegated \
+             to this user (where systemd gives one; this hybrid host has none) is not \
+             implemented",
+        ));
+    }
+    Ok(())
+}
+// ANCHOR_END: check_rootless
+
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
+    check_userns(engine, &config)?;
     let image = engine
         .images
         .image(&config.image)
@@ -674,7 +794,8 @@ struct Running {
     endpoint: Option<net::Endpoint>,
     net_cfg: net::Config,
     pid: Pid,
-    cgroup: cgroups::Cgroup,
+    /// None in rootless mode.
+    cgroup: Option<cgroups::Cgroup>,
     devices: Option<cgroups::devices::DevicesCgroup>,
     streams: crate::pump::Streams,
     log: logs::Writer,
@@ -702,16 +823,22 @@ fn run_once(
     }
     trace::phase("start: mounted the overlay (lab 04)");
 
-    // The cgroup, with its limits (lab 03).
+    // The cgroup, with its limits (lab 03). Rootless, there is none: the
+    // host's cgroups are root's (and `check_rootless` refused limits).
     let host = cgroups::detect()?;
     let parent = if config.cgroup_parent.is_empty() {
         cgroups::DEFAULT_PARENT
     } else {
         &config.cgroup_parent
     };
-    let limits = config.limits.to_lab();
-    limits.check(host.version(), cgroups::ncpus())?;
-    let cgroup = cgroups::Cgroup::create(&host, parent, id, &limits)?;
+    let cgroup = if engine.rootless {
+        check_rootless(config)?;
+        None
+    } else {
+        let limits = config.limits.to_lab();
+        limits.check(host.version(), cgroups::ncpus())?;
+        Some(cgroups::Cgroup::create(&host, parent, id, &limits)?)
+    };
     trace::phase("start: made the cgroup (lab 03)");
 
     // The container's stdio: two pipes the monitor reads (stdout, stderr),
@@ -731,11 +858,51 @@ fn run_once(
     if !config.working_dir.is_empty() {
         spec.cwd = Some(PathBuf::from(&config.working_dir));
     }
+    // ANCHOR: userns
     // Docker runs containers without a user namespace unless userns-remap
     // is configured: root inside is root outside, held in by capabilities,
     // seccomp and the rest (see the security chapter). Image files owned by
     // root must stay root's inside, which a user namespace would not allow.
-    spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+    //
+    // With --userns-remap, each container gets a new user namespace whose
+    // uid and gid 0 are the first IDs of the remapped ranges (lab 02 writes
+    // the maps), and its image's files were unpacked shifted into those
+    // ranges (lab 04), so root inside still owns them. The capabilities
+    // Docker's default keeps (CHOWN, DAC_OVERRIDE, SETUID, NET_BIND_SERVICE,
+    // ...) then belong to that user namespace: the kernel honours them only
+    // on what the namespace owns (its own mount, UTS, IPC and network
+    // namespaces, files whose owners are mapped in it). Over a host file
+    // owned by root, DAC_OVERRIDE gives nothing: root inside is an
+    // unprivileged uid to the host, and an escape lands there. `--userns=host`
+    // opts one container out, as in docker.
+    //
+    // Rootless, dockyard itself is root of a user namespace that maps only
+    // the user's uid (as 0), and each container gets a user namespace below
+    // it with the same single ID: lab 02's path for user namespaces mounts
+    // /proc and /dev as the kernel allows there.
+    match &engine.remap {
+        Some(r) if config.userns_mode != "host" => {
+            spec.user = Some(r.uids);
+            spec.group = Some(r.gids);
+        }
+        _ if engine.rootless => {
+            // Every ID dockyard's own namespace has: 0 (the user) and, with
+            // /etc/subuid ranges, 1..=N (see userns::enter_rootless).
+            spec.user = Some(namespaces::IdMapping {
+                host_id: 0,
+                count: crate::userns::ids_mapped("/proc/self/uid_map")?.max(1),
+            });
+            spec.group = Some(namespaces::IdMapping {
+                host_id: 0,
+                count: crate::userns::ids_mapped("/proc/self/gid_map")?.max(1),
+            });
+        }
+        _ => spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER,
+    }
+    let remapped = spec
+        .namespaces
+        .contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+    // ANCHOR_END: userns
     // Docker's default cgroupns mode: private on a cgroup v2 host, where the
     // container then sees its own cgroup as `/`; the host's on v1 and hybrid
     // hosts, where a cgroup namespace hides little (each v1 hierarchy would
@@ -796,7 +963,7 @@ fn run_once(
                 let extra = net::extra_hosts_without_bridge(&extra_hosts)?;
                 net::etc_files_without_bridge(&mode, &config.hostname, &dns, &extra)
                     .write_to(&etc)?;
-                bind_etc_files(&mut spec, &etc)?;
+                bind_etc_files(&mut spec, &etc, engine.remap.as_ref().filter(|_| remapped))?;
             }
             None
         }
@@ -812,7 +979,7 @@ fn run_once(
             None
         }
         net::NetworkMode::Bridge(name) => {
-            bind_etc_files(&mut spec, &etc)?;
+            bind_etc_files(&mut spec, &etc, engine.remap.as_ref().filter(|_| remapped))?;
             let mut publish = Vec::new();
             for p in &config.publish {
                 publish.push(
@@ -869,6 +1036,13 @@ fn run_once(
                 .create_or_get(&m.source, BTreeMap::new(), m.anonymous)?;
             let data = engine.volumes.data(&m.source);
             if new {
+                if let (Some(r), true) = (&engine.remap, remapped) {
+                    // A new volume belongs to the container's root, as Docker
+                    // makes it; later owners are whatever the containers chose.
+                    r.chown_to_root(&data)?;
+                }
+                // Seeded from the image (whose owners are already shifted
+                // under remap), its root then takes the image directory's.
                 crate::volumes::copy_up(&dirs.merged, Path::new(&m.target), &data)?;
             }
             data
@@ -886,7 +1060,7 @@ fn run_once(
     // `devices` cgroup beside the others, or on a pure v2 host as an eBPF
     // program attached to the container's group, made above.
     // --privileged allows every device, as Docker's does.
-    let devices = if config.privileged {
+    let devices = if config.privileged || engine.rootless {
         None
     } else {
         cgroups::devices::DevicesCgroup::docker_default(parent, id)?
@@ -906,7 +1080,9 @@ fn run_once(
     let net_cfg = net_config(engine);
     // ANCHOR: net_attach
     let container = namespaces::spawn(&spec, |pid| {
-        cgroup.add_pid(pid.as_raw())?;
+        if let Some(cg) = &cgroup {
+            cg.add_pid(pid.as_raw())?;
+        }
         if let Some(d) = &devices {
             d.add(pid.as_raw())?;
         }
@@ -987,7 +1163,7 @@ impl Running {
     fn wait(self, attach: Attach) -> Result<(i32, bool)> {
         let Running {
             pid,
-            mut cgroup,
+            cgroup,
             devices,
             streams,
             mut log,
@@ -1012,8 +1188,11 @@ impl Running {
             }
         }
         // ANCHOR_END: net_detach
-        let oom = cgroup.oom_killed();
-        cgroup.destroy()?;
+        let mut oom = false;
+        if let Some(mut cgroup) = cgroup {
+            oom = cgroup.oom_killed();
+            cgroup.destroy()?;
+        }
         if let Some(d) = devices {
             d.remove()?;
         }
@@ -1274,13 +1453,21 @@ pub fn net_config(engine: &Engine) -> net::Config {
 
 /// Bind-mount the container's own `hosts`, `hostname` and `resolv.conf`
 /// from `etc` (created empty if need be) over the image's.
-fn bind_etc_files(spec: &mut namespaces::Spec, etc: &Path) -> Result<()> {
+fn bind_etc_files(
+    spec: &mut namespaces::Spec,
+    etc: &Path,
+    remap: Option<&crate::userns::Remap>,
+) -> Result<()> {
     std::fs::create_dir_all(etc).with_context(|| format!("creating {}", etc.display()))?;
     for f in ["hosts", "hostname", "resolv.conf"] {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(etc.join(f))?;
+        if let Some(r) = remap {
+            // Root inside may edit its /etc/hosts, as without remap.
+            r.chown_to_root(&etc.join(f))?;
+        }
         spec.binds.push(namespaces::Bind {
             source: etc.join(f),
             target: PathBuf::from("/etc").join(f),

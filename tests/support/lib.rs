@@ -1,3 +1,4 @@
 //! Shared helpers for the end-to-end tests.
 pub mod booktest;
 pub mod fixtures;
+pub mod subids;

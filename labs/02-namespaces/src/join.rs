@@ -157,10 +157,26 @@ fn relay(
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
     }
     enter_cgroup().context("entering the container's cgroup")?;
+    let joins_user = namespaces
+        .iter()
+        .any(|(_, flag, _)| *flag == CloneFlags::CLONE_NEWUSER);
     for (fd, flag, name) in &namespaces {
         setns(fd, *flag).with_context(|| format!("setns into the container's {name} namespace"))?;
     }
     drop(namespaces);
+    if joins_user {
+        // setns gave us every capability in the container's user namespace,
+        // but not an identity in it: host uid 0 is not mapped there (it
+        // shows as nobody, 65534), and execve would take the capabilities
+        // away from a process that is not root inside. So become the
+        // namespace's root, which is the remapped uid on the host.
+        crate::become_root_inside()?;
+        if !spec.detach {
+            // Changing credentials cleared the parent-death signal: again.
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+        }
+    }
 
     // Block the signals we forward, and SIGCHLD, before forking: none is
     // lost between the fork and the wait. The command unblocks them before

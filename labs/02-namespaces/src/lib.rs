@@ -194,7 +194,9 @@ impl IdMapping {
         }
     }
 
-    /// The line for `uid_map` and `gid_map`: `inside outside count`.
+    /// The line for `uid_map` and `gid_map`: `inside outside count` (what
+    /// `split_by_own_map` writes when nothing needs cutting).
+    #[cfg(test)]
     fn map_line(&self) -> String {
         format!("0 {} {}\n", self.host_id, self.count)
     }
@@ -235,6 +237,10 @@ pub struct Spec {
     /// With `CLONE_NEWUSER`: the IDs root inside maps to. `None` means
     /// [`IdMapping::for_caller`].
     pub user: Option<IdMapping>,
+    /// With `CLONE_NEWUSER`: the gids root's group inside maps to, when
+    /// they differ from the uids (`/etc/subgid` may give another range
+    /// than `/etc/subuid`). `None` means the same as [`Spec::user`].
+    pub group: Option<IdMapping>,
     /// Run the command under a tiny init (PID 1) instead of as PID 1.
     pub init: bool,
     /// File descriptors to become the command's stdin, stdout and stderr.
@@ -272,6 +278,7 @@ impl Spec {
             hostname: None,
             namespaces: DEFAULT_NAMESPACES,
             user: None,
+            group: None,
             init: false,
             stdio: None,
             cwd: None,
@@ -532,6 +539,7 @@ pub fn spawn(
 ) -> anyhow::Result<Container> {
     let rootfs = check_spec(spec)?;
     let mapping = spec.user.unwrap_or_else(IdMapping::for_caller);
+    let group_mapping = spec.group.unwrap_or(mapping);
     // Capabilities are resolved and the seccomp profile compiled here, in
     // the parent: a bad name or profile fails before any process exists.
     let secure = spec
@@ -557,7 +565,7 @@ pub fn spawn(
             let container = Container { pid };
             let prepared = (|| {
                 if spec.has(CloneFlags::CLONE_NEWUSER) {
-                    write_id_maps(pid, &mapping)?;
+                    write_id_maps(pid, &mapping, &group_mapping)?;
                 }
                 before_start(pid).context("before_start")
             })();
@@ -603,7 +611,7 @@ fn check_spec(spec: &Spec) -> anyhow::Result<PathBuf> {
             geteuid()
         );
     }
-    if let Some(m) = spec.user {
+    for m in [spec.user, spec.group].into_iter().flatten() {
         if m != IdMapping::for_caller() {
             bail!(
                 "an unprivileged user can map only its own uid (0 inside = {} outside, count 1); \
@@ -714,17 +722,47 @@ fn clone_process(flags: CloneFlags) -> anyhow::Result<Option<Pid>> {
 /// written `deny` to `setgroups`, which disables setgroups(2) in the
 /// namespace for good. A privileged parent (root on the host) need not, and
 /// leaves setgroups working inside.
-fn write_id_maps(pid: Pid, mapping: &IdMapping) -> anyhow::Result<()> {
+fn write_id_maps(pid: Pid, mapping: &IdMapping, group: &IdMapping) -> anyhow::Result<()> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let write = |name: &str, content: &str| {
         fs::write(proc_dir.join(name), content)
             .with_context(|| format!("writing {content:?} to /proc/{pid}/{name}"))
     };
-    write("uid_map", &mapping.map_line())?;
+    write("uid_map", &split_by_own_map(mapping, "/proc/self/uid_map"))?;
     if !geteuid().is_root() {
         write("setgroups", "deny")?;
     }
-    write("gid_map", &mapping.map_line())
+    write("gid_map", &split_by_own_map(group, "/proc/self/gid_map"))
+}
+
+/// `mapping`'s map line, cut where the writer's own map is cut.
+///
+/// Each line of a child's map must fall inside *one* line of the map of
+/// the namespace it maps into (the kernel's `map_id_range_down`). In the
+/// host's namespace that is `0 0 4294967295`, one line: nothing to cut. A
+/// rootless engine's namespace maps its uid 0 to the user and 1..=65536 to
+/// a subordinate range: two lines, so `0 0 65537` must be written as
+/// `0 0 1` and `1 1 65536`.
+fn split_by_own_map(mapping: &IdMapping, own_map: &str) -> String {
+    // The starts (inside) of our own extents, sorted.
+    let mut cuts: Vec<u64> = fs::read_to_string(own_map)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    cuts.sort_unstable();
+    let (start, end) = (
+        mapping.host_id as u64,
+        mapping.host_id as u64 + mapping.count as u64,
+    );
+    let mut out = String::new();
+    let mut from = start;
+    for cut in cuts.into_iter().filter(|c| *c > start && *c < end) {
+        out.push_str(&format!("{} {} {}\n", from - start, from, cut - from));
+        from = cut;
+    }
+    out.push_str(&format!("{} {} {}\n", from - start, from, end - from));
+    out
 }
 // ANCHOR_END: id_maps
 
@@ -836,7 +874,11 @@ fn child_setup(
     if let Some(p) = secure {
         // Devices for terminals, shared memory and message queues; the
         // masked and read-only paths; --tmpfs. All need CAP_SYS_ADMIN.
-        let tty_gid_mapped = !userns || spec.user.unwrap_or_else(IdMapping::for_caller).count > 5;
+        let gids = spec
+            .group
+            .or(spec.user)
+            .unwrap_or_else(IdMapping::for_caller);
+        let tty_gid_mapped = !userns || gids.count > 5;
         security::mount_after_pivot(p, spec.has(CloneFlags::CLONE_NEWIPC), tty_gid_mapped)?;
     }
 
@@ -1048,7 +1090,7 @@ fn set_parent_death_signal() -> anyhow::Result<()> {
 }
 
 /// setresgid/setresuid to 0, which the ID maps make the mapped host IDs.
-fn become_root_inside() -> anyhow::Result<()> {
+pub(crate) fn become_root_inside() -> anyhow::Result<()> {
     let root_g = Gid::from_raw(0);
     setresgid(root_g, root_g, root_g).context("setresgid(0, 0, 0) in the user namespace")?;
     // Drop the host's supplementary groups, when setgroups is allowed (see
@@ -1237,6 +1279,22 @@ mod tests {
             }
         );
         assert_eq!(m.map_line(), "0 200000 1000\n");
+        // Cut where the writer's own map is cut (a rootless engine's).
+        let dir = std::env::temp_dir().join(format!("lab02-map-{}", std::process::id()));
+        fs::write(&dir, "0 1000 1\n1 100000 65536\n").unwrap();
+        let all = IdMapping {
+            host_id: 0,
+            count: 65537,
+        };
+        assert_eq!(
+            split_by_own_map(&all, dir.to_str().unwrap()),
+            "0 0 1\n1 1 65536\n"
+        );
+        assert_eq!(
+            split_by_own_map(&m, dir.to_str().unwrap()),
+            "0 200000 1000\n"
+        );
+        fs::remove_file(&dir).unwrap();
         assert!("200000".parse::<IdMapping>().is_err());
         assert!("200000:0".parse::<IdMapping>().is_err());
         assert!("x:1".parse::<IdMapping>().is_err());

@@ -26,7 +26,7 @@ use oci_spec::image::{
 };
 
 use crate::container::Container;
-use crate::diff::{write_tree, TreeKind};
+use crate::diff::{write_tree_shifted, TreeKind};
 use crate::digest::{canonical_json, digest_hex, host_arch, sha256_digest};
 use crate::extract::{decompressor, layer_digests, Compression};
 use crate::overlay::{mount_overlay, MountGuard};
@@ -145,7 +145,7 @@ pub fn commit_with(
     let tmp = store.staging("commit");
     let _guard = crate::store::RemoveOnDrop(Some(tmp.clone()));
     let gz = flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
-    write_tree(&c.upper(), gz, TreeKind::Upper)?
+    write_tree_shifted(&c.upper(), gz, TreeKind::Upper, store.id_shift())?
         .finish()
         .context("compressing the new layer")?;
     let (layer, diff_id) = put_layer(store, File::open(&tmp)?)?;
@@ -186,7 +186,7 @@ pub fn export_container<W: Write>(store: &Store, c: &Container, out: W) -> Resul
     let dirs = store.overlay_dirs(c)?;
     mount_overlay(&dirs)?;
     let _mounted = MountGuard(dirs.merged.clone());
-    write_tree(&dirs.merged, out, TreeKind::Plain)
+    write_tree_shifted(&dirs.merged, out, TreeKind::Plain, store.id_shift())
 }
 // ANCHOR_END: export
 

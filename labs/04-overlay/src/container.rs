@@ -60,6 +60,18 @@ impl Store {
             fs::create_dir_all(dir.join(d))
                 .with_context(|| format!("creating {}", dir.join(d).display()))?;
         }
+        if let Some(shift) = self.id_shift() {
+            // The upper dir's owner is the owner of `/` in the container:
+            // with a remapped user namespace it must be the container's
+            // root, or root inside could not create files in `/`.
+            let upper = dir.join("upper");
+            nix::unistd::chown(
+                &upper,
+                Some(nix::unistd::Uid::from_raw(shift.uid)),
+                Some(nix::unistd::Gid::from_raw(shift.gid)),
+            )
+            .with_context(|| format!("chown {} to the remapped root", upper.display()))?;
+        }
         let meta = serde_json::json!({
             "Id": id,
             "Image": image.name,

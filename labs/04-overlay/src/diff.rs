@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::extract::{
-    get_xattr, is_whiteout, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
+    get_xattr, is_whiteout, IdShift, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
 };
 
 /// How to read the directory being archived.
@@ -39,10 +39,28 @@ pub enum TreeKind {
 /// Writes `root` as a tar archive (its entries named relative to it).
 /// Hardlinked files are stored once and linked after.
 pub fn write_tree<W: Write>(root: &Path, out: W, kind: TreeKind) -> Result<W> {
+    write_tree_shifted(root, out, kind, None)
+}
+
+/// [`write_tree`] for a tree whose owners were shifted into a user
+/// namespace's range: the archive gets the owners the container saw
+/// (host uid 100000 is written as 0), as Docker's commit and export do.
+pub fn write_tree_shifted<W: Write>(
+    root: &Path,
+    out: W,
+    kind: TreeKind,
+    shift: Option<IdShift>,
+) -> Result<W> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    walk(root, Path::new(""), &mut builder, kind, &mut seen)?;
+    let mut w = Walk {
+        b: &mut builder,
+        kind,
+        shift,
+        seen: &mut seen,
+    };
+    walk(root, Path::new(""), &mut w)?;
     builder.into_inner().context("finishing the tar archive")
 }
 
@@ -55,14 +73,17 @@ fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
 }
 
 // ANCHOR: walk
-fn walk<W: Write>(
-    root: &Path,
-    rel: &Path,
-    b: &mut tar::Builder<W>,
+struct Walk<'a, W: Write> {
+    b: &'a mut tar::Builder<W>,
     kind: TreeKind,
-    seen: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<()> {
+    shift: Option<IdShift>,
+    seen: &'a mut HashMap<(u64, u64), PathBuf>,
+}
+
+fn walk<W: Write>(root: &Path, rel: &Path, w: &mut Walk<'_, W>) -> Result<()> {
+    let kind = w.kind;
     for e in sorted_entries(&root.join(rel))? {
+        let b = &mut *w.b;
         let path = e.path();
         let name = rel.join(e.file_name());
         let meta =
@@ -70,6 +91,11 @@ fn walk<W: Write>(
         let ctx = || format!("archiving {}", path.display());
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        if let Some(shift) = w.shift {
+            let (uid, gid) = shift.to_container(meta.uid(), meta.gid());
+            h.set_uid(uid.into());
+            h.set_gid(gid.into());
+        }
         let ft = meta.file_type();
 
         if kind == TreeKind::Upper && is_whiteout(&meta) {
@@ -92,7 +118,7 @@ fn walk<W: Write>(
                 b.append_data(&mut h, name.join(OPAQUE_MARKER), std::io::empty())
                     .with_context(ctx)?;
             }
-            walk(root, &name, b, kind, seen)?;
+            walk(root, &name, w)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).with_context(ctx)?;
             h.set_size(0);
@@ -100,13 +126,13 @@ fn walk<W: Write>(
         } else if ft.is_file() {
             let key = (meta.dev(), meta.ino());
             if meta.nlink() > 1 {
-                if let Some(first) = seen.get(&key) {
+                if let Some(first) = w.seen.get(&key) {
                     h.set_entry_type(tar::EntryType::Link);
                     h.set_size(0);
                     b.append_link(&mut h, &name, first).with_context(ctx)?;
                     continue;
                 }
-                seen.insert(key, name.clone());
+                w.seen.insert(key, name.clone());
             }
             let f = fs::File::open(&path).with_context(ctx)?;
             b.append_data(&mut h, &name, f).with_context(ctx)?;

@@ -95,6 +95,58 @@ pub enum Whiteouts {
     Apply,
 }
 
+// ANCHOR: id_shift
+/// Where a layer's owners land on disk, for `--userns-remap`.
+///
+/// A container in a user namespace whose root is host uid 100000 sees a
+/// file owned by host uid 100000 as owned by root, and a file owned by host
+/// root as owned by nobody (65534), which it may not change. So an engine
+/// that remaps users must extract its layers with every owner moved into
+/// the range: uid N in the tar becomes 100000+N on disk (Docker does the
+/// same, which is why a remapped daemon has its own data root and pulls its
+/// images again). An owner beyond the range has no host ID to become, and
+/// the layer is refused. Archives go the other way: the owners on disk are
+/// moved back by [`IdShift::to_container`], so `commit` and `export` write
+/// the owners the container saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdShift {
+    /// The host uid that uid 0 in the layers becomes.
+    pub uid: u32,
+    /// How many uids are mapped.
+    pub uid_count: u32,
+    /// The host gid that gid 0 in the layers becomes.
+    pub gid: u32,
+    /// How many gids are mapped.
+    pub gid_count: u32,
+}
+
+/// What an unmapped ID looks like from inside a user namespace (the
+/// kernel's `overflowuid`): nobody.
+pub const OVERFLOW_ID: u32 = 65534;
+
+impl IdShift {
+    /// The host owner of a file that the layer says `uid:gid` owns; `None`
+    /// when either is outside the range.
+    pub fn to_host(&self, uid: u32, gid: u32) -> Option<(u32, u32)> {
+        (uid < self.uid_count && gid < self.gid_count).then(|| (self.uid + uid, self.gid + gid))
+    }
+
+    /// The owner a container sees for a file the host says `uid:gid` owns:
+    /// shifted back, or nobody when it is outside the range (as the kernel
+    /// shows it inside).
+    pub fn to_container(&self, uid: u32, gid: u32) -> (u32, u32) {
+        let back = |id: u32, base: u32, count: u32| match id.checked_sub(base) {
+            Some(n) if n < count => n,
+            _ => OVERFLOW_ID,
+        };
+        (
+            back(uid, self.uid, self.uid_count),
+            back(gid, self.gid, self.gid_count),
+        )
+    }
+}
+// ANCHOR_END: id_shift
+
 /// Why an entry was refused. The layer is refused with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -113,6 +165,8 @@ pub enum Refusal {
     UnsupportedType(u8),
     /// A whiteout of `.`, `..` or nothing.
     BadWhiteout,
+    /// An owner outside the remapped range (see [`IdShift`]).
+    UnmappedOwner { uid: u32, gid: u32 },
 }
 
 /// A refused entry: what the archive said and why it was not done.
@@ -148,6 +202,10 @@ impl std::fmt::Display for UnsafeEntry {
                 format!("its tar entry type {:?} is not supported", *t as char)
             }
             Refusal::BadWhiteout => "it whites out `.`, `..` or nothing".to_string(),
+            Refusal::UnmappedOwner { uid, gid } => format!(
+                "its owner {uid}:{gid} is outside the remapped range (userns-remap): \
+                 a larger range in /etc/subuid and /etc/subgid would hold it"
+            ),
         };
         write!(f, "refusing layer entry {:?}: {why}", self.path)
     }
@@ -280,6 +338,17 @@ pub fn apply_layer_with<R: Read>(
     whiteouts: Whiteouts,
     resolver: Resolver,
 ) -> Result<Applied> {
+    apply_layer_shifted(input, target, whiteouts, resolver, None)
+}
+
+/// [`apply_layer_with`], with every owner moved by `shift` (see [`IdShift`]).
+pub fn apply_layer_shifted<R: Read>(
+    input: R,
+    target: &Path,
+    whiteouts: Whiteouts,
+    resolver: Resolver,
+    shift: Option<IdShift>,
+) -> Result<Applied> {
     let root = openat(
         nix::fcntl::AT_FDCWD,
         target,
@@ -297,6 +366,7 @@ pub fn apply_layer_with<R: Read>(
         root,
         resolver,
         whiteouts,
+        shift,
         written: HashSet::new(),
         opaque: Vec::new(),
         dirs: Vec::new(),
@@ -370,6 +440,8 @@ struct Ctx {
     root: OwnedFd,
     resolver: Resolver,
     whiteouts: Whiteouts,
+    /// Owners moved into a user namespace's range (`--userns-remap`).
+    shift: Option<IdShift>,
     /// Paths this layer wrote: whiteouts only hide what is *below* the layer.
     written: HashSet<PathBuf>,
     /// Directories marked opaque, for `Whiteouts::Apply` (done at the end).
@@ -428,8 +500,24 @@ impl Ctx {
 
         let dir = self.open_dir(parents, &raw_name)?;
         let mode = Mode::from_bits_truncate(header.mode().context("reading mode")? & 0o7777);
-        let uid = Uid::from_raw(header.uid().context("reading uid")? as u32);
-        let gid = Gid::from_raw(header.gid().context("reading gid")? as u32);
+        let (uid, gid) = (
+            header.uid().context("reading uid")?,
+            header.gid().context("reading gid")?,
+        );
+        let (uid, gid) = match self.shift {
+            None => (uid as u32, gid as u32),
+            // An owner too large for 32 bits is out of any range too.
+            Some(s) => {
+                let (u, g) = (
+                    u32::try_from(uid).unwrap_or(u32::MAX),
+                    u32::try_from(gid).unwrap_or(u32::MAX),
+                );
+                s.to_host(u, g).ok_or_else(|| {
+                    Self::refuse(&raw_name, Refusal::UnmappedOwner { uid: u, gid: g })
+                })?
+            }
+        };
+        let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
         let mtime = header.mtime().unwrap_or(0) as i64;
         let ctx = || format!("extracting {:?}", String::from_utf8_lossy(&raw_name));
 

@@ -44,7 +44,7 @@ pub mod registry;
 pub mod store;
 
 pub use container::Container;
-pub use extract::{apply_layer, Applied, Refusal, UnsafeEntry, Whiteouts};
+pub use extract::{apply_layer, Applied, IdShift, Refusal, UnsafeEntry, Whiteouts};
 pub use overlay::{mount_overlay, MountGuard, OverlayDirs};
 pub use store::{Image, Layer, Store};
 

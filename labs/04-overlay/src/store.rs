@@ -46,7 +46,7 @@ use oci_spec::image::{
 };
 
 use crate::digest::{canonical_json, digest_hex, sha256_digest, HashingReader};
-use crate::extract::{apply_layer, Whiteouts};
+use crate::extract::{apply_layer_shifted, IdShift, Resolver, Whiteouts};
 
 /// The annotation the OCI layout tools (skopeo, umoci) look up: the tag.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -119,6 +119,9 @@ impl Partial {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Owners of unpacked layers moved into a user namespace's range
+    /// (`--userns-remap`); `None`: as the layers say.
+    id_shift: Option<IdShift>,
 }
 
 /// One image: its name, manifest and config, as stored.
@@ -211,6 +214,14 @@ impl Store {
     /// Opens the store at `root`, creating an empty OCI layout if needed, and
     /// removes what killed processes left in `tmp/`.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        Store::open_shifted(root, None)
+    }
+
+    /// [`Store::open`] for a store whose layers are unpacked with their
+    /// owners moved by `shift`, and whose containers' upper dirs belong to
+    /// the shifted root (see [`IdShift`]). One store must always be opened
+    /// with the same shift: its layers on disk already carry it.
+    pub fn open_shifted(root: impl AsRef<Path>, id_shift: Option<IdShift>) -> Result<Store> {
         let root = root.as_ref();
         for d in ["blobs/sha256", "layers", "l", "containers", "tmp"] {
             let p = root.join(d);
@@ -219,7 +230,7 @@ impl Store {
         let root = root
             .canonicalize()
             .with_context(|| format!("resolving store {}", root.display()))?;
-        let store = Store { root };
+        let store = Store { root, id_shift };
         if !store.root.join("oci-layout").exists() {
             let layout = OciLayoutBuilder::default()
                 .image_layout_version("1.0.0")
@@ -238,6 +249,11 @@ impl Store {
         }
         store.clean_tmp()?;
         Ok(store)
+    }
+
+    /// How this store shifts owners (`None`: it does not).
+    pub fn id_shift(&self) -> Option<IdShift> {
+        self.id_shift
     }
 
     /// The store's directory (absolute).
@@ -675,8 +691,14 @@ impl Store {
         let guard = RemoveOnDrop(Some(staging.clone()));
         fs::create_dir_all(staging.join("diff"))
             .with_context(|| format!("creating {}", staging.display()))?;
-        let applied = apply_layer(file, &staging.join("diff"), Whiteouts::Overlay)
-            .with_context(|| format!("unpacking layer {blob}"))?;
+        let applied = apply_layer_shifted(
+            file,
+            &staging.join("diff"),
+            Whiteouts::Overlay,
+            Resolver::detect(),
+            self.id_shift,
+        )
+        .with_context(|| format!("unpacking layer {blob}"))?;
 
         // ...check that it is what the manifest and the config promised...
         if applied.digest != blob {

@@ -592,3 +592,73 @@ fn setuid_bits_are_kept() {
         0o4755
     );
 }
+
+#[test]
+fn a_shifted_layer_lands_in_the_range_and_refuses_owners_beyond_it() {
+    use lab04_overlay::extract::{apply_layer_shifted, IdShift};
+    let shift = IdShift {
+        uid: 3_300_000,
+        uid_count: 1000,
+        gid: 3_400_000,
+        gid_count: 1000,
+    };
+    let entry = |name: &str, uid: u64, gid: u64, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(0);
+        h.set_size(0);
+        h.set_entry_type(EntryType::Regular);
+        h.set_cksum();
+        h
+    };
+    // Owners inside the range move by its start; the setuid bit survives
+    // the (shifted) chown, as it does unshifted.
+    let sb = Sandbox::new();
+    let mut t = Tar::default();
+    t.block(&entry("root-file", 0, 0, 0o4755), b"");
+    t.block(&entry("user-file", 999, 5, 0o644), b"");
+    let layer = t.done();
+    apply_layer_shifted(
+        &layer[..],
+        &sb.layer(),
+        Whiteouts::Overlay,
+        Resolver::detect(),
+        Some(shift),
+    )
+    .unwrap();
+    let meta = |n: &str| fs::symlink_metadata(sb.layer().join(n)).unwrap();
+    assert_eq!(
+        (meta("root-file").uid(), meta("root-file").gid()),
+        (3_300_000, 3_400_000)
+    );
+    assert_eq!(meta("root-file").mode() & 0o7777, 0o4755);
+    assert_eq!(
+        (meta("user-file").uid(), meta("user-file").gid()),
+        (3_300_999, 3_400_005)
+    );
+    // And back: what a container sees, nobody for what is outside.
+    assert_eq!(shift.to_container(3_300_999, 3_400_005), (999, 5));
+    assert_eq!(shift.to_container(0, 3_401_000), (65534, 65534));
+
+    // An owner the range cannot hold: the layer is refused.
+    for (uid, gid) in [(1000, 0), (0, 1000), (u64::from(u32::MAX) + 5, 0)] {
+        let sb = Sandbox::new();
+        let mut t = Tar::default();
+        t.block(&entry("f", uid, gid, 0o644), b"");
+        let err = apply_layer_shifted(
+            &t.done()[..],
+            &sb.layer(),
+            Whiteouts::Overlay,
+            Resolver::detect(),
+            Some(shift),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(refusal(&err), Refusal::UnmappedOwner { .. }),
+            "{uid}:{gid}: {err:#}"
+        );
+    }
+}
