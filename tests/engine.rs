@@ -1516,3 +1516,84 @@ fn snapshots_of_tables_and_inspect() {
     let stable: Value = serde_json::from_str(&text).unwrap();
     insta::assert_json_snapshot!("inspect_running", stable);
 }
+
+#[test]
+fn commit_change_sets_the_new_images_config() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /srv/app && echo made > /srv/app/f",
+    ]);
+    // Exec and shell forms, variables expanded from the image's ENV as a
+    // Dockerfile would, a relative WORKDIR.
+    dy.ok(&[
+        "commit",
+        "-c",
+        "ENV GREETING=hello WHO=\"$HOME x\"",
+        "--change",
+        "WORKDIR /srv",
+        "-c",
+        "WORKDIR app",
+        "-c",
+        r#"ENTRYPOINT ["/bin/sh", "-c"]"#,
+        "-c",
+        "CMD [\"echo $GREETING from $(pwd); cat f\"]",
+        "-c",
+        "EXPOSE 8080 53/udp",
+        "-c",
+        "LABEL stage=test",
+        "-c",
+        "VOLUME /data",
+        "-c",
+        "USER 1234:5678",
+        "-c",
+        "STOPSIGNAL SIGUSR1",
+        "src",
+        "changed:1",
+    ]);
+    let field = |f: &str| dy.inspect("changed:1", f);
+    assert_eq!(field("{{json .Config.Entrypoint}}"), r#"["/bin/sh","-c"]"#);
+    assert_eq!(
+        field("{{json .Config.Cmd}}"),
+        r#"["echo $GREETING from $(pwd); cat f"]"#
+    );
+    assert_eq!(field("{{.Config.WorkingDir}}"), "/srv/app");
+    assert_eq!(field("{{.Config.User}}"), "1234:5678");
+    assert_eq!(field("{{.Config.StopSignal}}"), "SIGUSR1");
+    assert_eq!(field("{{json .Config.Labels}}"), r#"{"stage":"test"}"#);
+    assert_eq!(
+        field("{{json .Config.ExposedPorts}}"),
+        r#"{"53/udp":{},"8080/tcp":{}}"#
+    );
+    assert_eq!(field("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
+    let env = field("{{json .Config.Env}}");
+    assert!(env.contains(r#""GREETING=hello""#), "{env}");
+    // $HOME is not in busybox's ENV: it expands to nothing, as in docker.
+    assert!(env.contains(r#""WHO= x""#), "{env}");
+
+    // Running it: the config is what the process gets, the file is there.
+    let out = dy.ok(&["run", "--rm", "-u", "0", "changed:1"]);
+    assert_eq!(out, "hello from /srv/app\nmade\n");
+    let out = dy.ok(&["run", "--rm", "--entrypoint", "id", "changed:1", "-u"]);
+    assert_eq!(out, "1234\n");
+
+    // Docker's list only; the store is left as it was.
+    let images = dy.ok(&["images", "-q"]);
+    // (Exit 1 with docker's "Error response from daemon", as for every
+    // error outside run/create/exec.)
+    let out = dy.run(&["commit", "-c", "RUN touch /x", "src", "bad:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("RUN is not a valid change command"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dy.run(&["commit", "-c", "EXPOSE 99999", "src", "bad:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(dy.ok(&["images", "-q"]), images);
+}

@@ -521,6 +521,10 @@ pub struct CommitArgs {
     /// Pause the container during commit.
     #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
     pub pause: bool,
+    /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR).
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
     pub container: String,
     /// REPOSITORY[:TAG]
     pub repository: Option<String>,

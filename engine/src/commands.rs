@@ -1045,6 +1045,14 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
         );
     };
     let layer = engine.layer_container(&r.id)?;
+    // --change: lab 06 reads each as a Dockerfile line and applies it to the
+    // image's runtime config. Done before pausing: a bad change is an error
+    // that leaves the container and the store untouched.
+    let config = if args.change.is_empty() {
+        None
+    } else {
+        Some(runtime::changed_config(engine, &layer, &args.change)?)
+    };
     let paused = args.pause && r.state.status == Status::Running;
     if paused {
         runtime::freeze(engine, &r, true)?;
@@ -1055,6 +1063,7 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
         created_by: command_column(&config_of(&r)?.argv(), false)
             .trim_matches('"')
             .to_string(),
+        config,
     };
     let result = runtime::commit(engine, &layer, name, &opts);
     if paused {

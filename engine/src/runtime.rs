@@ -59,6 +59,22 @@ pub fn commit(
     overlay::archive::commit_with(&engine.images, layer, name, opts)
 }
 
+/// `commit --change`: the runtime config of the container's image with the
+/// changes applied (lab 06 parses and applies them, as JSON).
+pub fn changed_config(
+    engine: &Engine,
+    layer: &overlay::container::Container,
+    changes: &[String],
+) -> Result<overlay::oci_spec::image::Config> {
+    let image = engine.images.container_image(layer)?;
+    let mut json = match image.config.config() {
+        Some(c) => serde_json::to_value(c).context("serializing the image's config")?,
+        None => serde_json::json!({}),
+    };
+    lab06_dockerfile::change::apply_changes(&mut json, changes)?;
+    serde_json::from_value(json).context("the changed image config")
+}
+
 /// Freeze or thaw a container's processes (lab 03's freezer).
 pub fn freeze(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
     let _ = engine;
