@@ -925,12 +925,54 @@ fn volumes_persist_across_containers_and_binds_respect_ro() {
     assert!(!host_file.exists());
 }
 
+/// Run `dockyard ARGS` on the slave of a new pty of `rows` x `cols`, type
+/// `input` into it, and return its exit code and everything it printed.
+fn on_a_terminal(dy: &Dy, args: &[&str], rows: u16, cols: u16, input: &[u8]) -> (i32, String) {
+    use std::io::{Read, Write};
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = pty.slave;
+    let mut child = Command::new(bin("dockyard"))
+        .args(["--root", dy.root.path().to_str().unwrap()])
+        .args(args)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    // Read as we go: a pty's buffer is small, and a full one would stall
+    // the session.
+    let mut reader = master.try_clone().unwrap();
+    let seen = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the session and the test's copy of the slave are gone.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    master.write_all(input).unwrap();
+    let status = child.wait().unwrap();
+    drop(master);
+    (status.code().unwrap_or(-1), seen.join().unwrap())
+}
+
 #[test]
 fn run_it_gives_the_container_a_terminal() {
-    use std::io::{Read, Write};
     let dy = Dy::new();
     // -t alone: the container's stdio is a terminal (its line discipline
-    // turns "\n" into "\r\n", as docker's does).
+    // turns "\n" into "\r\n", as docker's does), a pty of the container's
+    // own devpts: ttyname(3) finds it, and /dev/pts holds nothing else.
     let out = dy.ok(&[
         "run",
         "--rm",
@@ -938,44 +980,65 @@ fn run_it_gives_the_container_a_terminal() {
         "busybox",
         "sh",
         "-c",
-        "test -t 0 && test -t 1 && echo tty",
+        "test -t 0 && test -t 1 && echo tty; tty; ls /dev/pts; ls -ln /dev/pts/0; \
+         stat -c %d /dev/pts",
     ]);
-    assert_eq!(out, "tty\r\n");
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(lines[..3], ["tty", "/dev/pts/0", "0     ptmx"], "{out}");
+    // The slave: root's (the container's first process opened it), group
+    // tty (5), mode 0620 as devpts' mode= gave it; major 136 (a pty slave).
+    let ls: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(ls[..6], ["crw--w----", "1", "0", "5", "136,", "0"], "{out}");
+    // Another devpts instance than the host's (newinstance): another device.
+    use std::os::unix::fs::MetadataExt;
+    let host_pts = std::fs::metadata("/dev/pts").unwrap().dev();
+    assert_ne!(lines[4], host_pts.to_string(), "{out}");
 
-    // -it from a terminal: our keys reach the shell, its exit code comes back.
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = pty.slave;
-    let mut child = Command::new(bin("dockyard"))
-        .args([
-            "--root",
-            dy.root.path().to_str().unwrap(),
-            "run",
-            "--rm",
-            "-it",
-        ])
-        .arg(format!("--cgroup-parent={}", dy.parent))
-        .args(["busybox", "sh"])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    master
-        .write_all(b"echo \"in $(hostname)\"; exit 3\n")
-        .unwrap();
-    let status = child.wait().unwrap();
-    // Read what the session printed (non-blocking: the child is gone).
-    nix::fcntl::fcntl(
-        &master,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .unwrap();
-    let mut seen = Vec::new();
-    let _ = master.read_to_end(&mut seen);
-    let seen = String::from_utf8_lossy(&seen);
-    assert_eq!(status.code(), Some(3), "{seen}");
+    // -u: the terminal belongs to the user, as runc does it.
+    let out = dy.ok(&[
+        "run",
+        "--rm",
+        "-t",
+        "-u",
+        "1000",
+        "busybox",
+        "ls",
+        "-ln",
+        "/dev/pts/0",
+    ]);
+    let ls: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(ls[..4], ["crw--w----", "1", "1000", "5"], "{out}");
+
+    // -it from a terminal: our keys reach the shell, its exit code comes
+    // back, and the pty has our terminal's size.
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["run", "--rm", "-it", &parent, "busybox", "sh"],
+        33,
+        101,
+        b"echo \"in $(hostname)\"; tty; stty size; exit 3\n",
+    );
+    assert_eq!(code, 3, "{seen}");
     assert!(seen.contains("in "), "{seen}");
+    assert!(seen.contains("/dev/pts/0\r\n33 101\r\n"), "{seen}");
+
+    // exec -it: a pty from the same devpts (the container's first process
+    // holds /dev/pts/0), sized like our terminal.
+    dy.ok(&["run", "-dt", "--name", "termbox", "busybox", "sh"]);
+    dy.wait_for("termbox", "{{.State.Status}}", "running");
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["exec", "-it", "termbox", "sh"],
+        40,
+        120,
+        b"tty; stty size; ls /dev/pts; exit 4\n",
+    );
+    assert_eq!(code, 4, "{seen}");
+    assert!(
+        seen.contains("/dev/pts/1\r\n40 120\r\n0     1     ptmx\r\n"),
+        "{seen}"
+    );
 
     // -it without a terminal is refused, as docker refuses it.
     let out = dy.run(&["run", "--rm", "-it", "busybox", "true"]);

@@ -3,8 +3,9 @@
 //! Without `-t`, the container writes to two pipes, stdout and stderr, and
 //! the monitor copies each to the log and, in the foreground, to our own
 //! stdout and stderr. With `-t` the container gets a pseudo-terminal
-//! instead: one pty, its *slave* end as the container's stdin, stdout and
-//! stderr and controlling terminal, its *master* end held here. Then:
+//! instead: one pty, which the container's first process allocates from its
+//! own devpts (lab 02), its *slave* end as the container's stdin, stdout
+//! and stderr and controlling terminal, its *master* end sent here. Then:
 //!
 //! - what the container prints comes out of the master (one stream: a
 //!   terminal has no separate stderr, so docker logs it all as "stdout");
@@ -19,7 +20,7 @@
 //! stdin.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -190,18 +191,19 @@ fn copy_window_size(master: RawFd) {
     }
 }
 
-/// A pseudo-terminal for a container: the master (kept) and the slave (the
-/// container's stdio), sized like our terminal when we have one.
-pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
-    let pty = nix::pty::openpty(None, None).context("openpty")?;
-    // The master must not leak into the container.
-    nix::fcntl::fcntl(
-        &pty.master,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .context("FD_CLOEXEC on the pty master")?;
-    copy_window_size(pty.master.as_raw_fd());
-    Ok((pty.master, pty.slave))
+/// Our terminal's size (rows, columns), if stdout or stdin is one: the
+/// size a container's pty starts with.
+pub fn our_window_size() -> Option<(u16, u16)> {
+    for fd in [1, 0] {
+        // SAFETY: winsize is plain old data; TIOCGWINSZ writes one.
+        unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0 {
+                return Some((ws.ws_row, ws.ws_col));
+            }
+        }
+    }
+    None
 }
 
 /// Our terminal in raw mode until dropped (only if stdin is a terminal).

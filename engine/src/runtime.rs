@@ -696,6 +696,9 @@ fn run_once(
     spec.init = config.init;
     spec.stdio = Some(stdio);
     spec.tty = config.tty;
+    if config.tty && attach == Attach::Foreground {
+        spec.tty_size = crate::pump::our_window_size();
+    }
     if !config.working_dir.is_empty() {
         spec.cwd = Some(PathBuf::from(&config.working_dir));
     }
@@ -832,7 +835,7 @@ fn run_once(
     trace::phase("start: built the spec");
     let mut endpoint = None;
     let net_cfg = net_config(engine);
-    let container = namespaces::spawn(&spec, |pid| {
+    let mut container = namespaces::spawn(&spec, |pid| {
         cgroup.add_pid(pid.as_raw())?;
         if let Some(d) = &devices {
             d.add(pid.as_raw())?;
@@ -844,6 +847,17 @@ fn run_once(
     })?;
     // Our copies of the container's ends: the container has its own now.
     drop((keep_until_spawned, null));
+    let mut streams = streams;
+    if let Some(master) = container.take_console() {
+        // -t: the pty's master, from the container's devpts. What the
+        // container prints comes out of it; with -i in the foreground, our
+        // keys go into it.
+        streams.tty = Some(master.as_raw_fd());
+        if attach == Attach::Foreground && config.open_stdin {
+            streams.input = Some(master.try_clone().context("dup of the pty master")?);
+        }
+        streams.outputs.push((master, "stdout"));
+    }
     let pid = container.pid();
     trace::phase("start: spawned the container (lab 02)");
 
@@ -930,22 +944,10 @@ fn container_stdio(
     attach: Attach,
     null: &File,
 ) -> Result<(crate::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
-    let attached_stdin = attach == Attach::Foreground && config.open_stdin;
-    if config.tty {
-        let (master, slave) = crate::pump::open_pty()?;
-        let input = match attached_stdin {
-            true => Some(master.try_clone().context("dup of the pty master")?),
-            false => None,
-        };
-        let tty = Some(master.as_raw_fd());
-        let s = slave.as_raw_fd();
-        let streams = crate::pump::Streams {
-            outputs: vec![(master, "stdout")],
-            input,
-            tty,
-        };
-        return Ok((streams, [s, s, s], vec![slave]));
-    }
+    let attached_stdin = attach == Attach::Foreground && config.open_stdin && !config.tty;
+    // With -t the container makes its own pty (lab 02) and sends us the
+    // master after spawn; these pipes carry only what it says before that
+    // (a setup error), and stdin is /dev/null until the pty replaces it.
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdout")?;
     let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stderr")?;
     // Without -t, an attached stdin is simply ours, inherited.
@@ -1068,20 +1070,17 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         .map(str::to_string)
         .unwrap_or_else(|| config.working_dir.clone());
     let null = File::open("/dev/null").context("opening /dev/null")?;
-    let pty = if tty && !detach {
-        Some(crate::pump::open_pty()?)
-    } else {
-        None
-    };
-    let stdin = if interactive && !detach {
+    // -t: lab 02's relay makes the pty in the container's devpts and sends
+    // us the master; our stdio then only hears the relay's own errors.
+    let tty = tty && !detach;
+    let stdin = if interactive && !detach && !tty {
         0
     } else {
         null.as_raw_fd()
     };
-    let stdio = match (&pty, detach) {
-        (_, true) => [null.as_raw_fd(); 3],
-        (Some((_, slave)), false) => [slave.as_raw_fd(); 3],
-        (None, false) => [stdin, 1, 2],
+    let stdio = match detach {
+        true => [null.as_raw_fd(); 3],
+        false => [stdin, 1, 2],
     };
     let spec = namespaces::join::JoinSpec {
         target: Pid::from_raw(record.state.pid),
@@ -1091,7 +1090,8 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         security: Some(config.security()?),
         stdio: Some(stdio),
         detach,
-        tty: pty.is_some(),
+        tty,
+        tty_size: tty.then(crate::pump::our_window_size).flatten(),
         // The container's own root, where its passwd file is: through
         // /proc/PID/root of its first process.
         run_as: run_as(
@@ -1106,7 +1106,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         &config.cgroup_parent
     };
     let dirs = cgroups::group_dirs(&host, parent, &record.id)?;
-    let relay = namespaces::join::join(&spec, || {
+    let mut relay = namespaces::join::join(&spec, || {
         for d in &dirs {
             // "0" means the writing process itself, on v1 and v2.
             std::fs::write(d.join("cgroup.procs"), "0")
@@ -1118,8 +1118,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     if detach {
         return Ok(0);
     }
-    if let Some((master, slave)) = pty {
-        drop(slave);
+    if let Some(master) = relay.take_console() {
         let input = match interactive {
             true => Some(master.try_clone().context("dup of the pty master")?),
             false => None,
