@@ -1660,3 +1660,210 @@ fn commit_change_sets_the_new_images_config() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(dy.ok(&["images", "-q"]), images);
 }
+
+/// `dockyard attach NAME` as a child, its stdio piped.
+fn attach_child(dy: &Dy, args: &[&str]) -> std::process::Child {
+    Command::new(bin("dockyard"))
+        .args(["--root", dy.root.path().to_str().unwrap(), "attach"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn attach_streams_live_output_to_several_clients() {
+    use std::io::{BufRead, BufReader};
+    let dy = Dy::new();
+    // Prints once a second until /tmp/stop exists, then exits 7.
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; until [ -e /tmp/stop ]; do echo tick $i; echo err $i >&2; i=$((i+1)); \
+         sleep 0.2; done; echo bye; exit 7",
+    ]);
+    dy.wait_for("ticker", "{{.State.Status}}", "running");
+    // The monitor's socket: in the container's directory, root's only.
+    let id = dy.inspect("ticker", "{{.Id}}");
+    let sock = dy
+        .root_path()
+        .join("containers")
+        .join(&id)
+        .join("attach.sock");
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // Two clients at once: each sees output that is new when it attached,
+    // stdout and stderr apart.
+    let mut clients: Vec<_> = (0..2)
+        .map(|_| attach_child(&dy, &["--no-stdin", "ticker"]))
+        .collect();
+    let mut firsts = Vec::new();
+    for c in &mut clients {
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("tick "), "{line:?}");
+        firsts.push((out, line));
+    }
+    dy.ok(&["exec", "ticker", "touch", "/tmp/stop"]);
+    for (c, (mut out, first)) in clients.iter_mut().zip(firsts) {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert!(rest.ends_with("bye\n"), "{first}{rest}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.lines().all(|l| l.starts_with("err ")), "{err}");
+        // The container's exit code is attach's.
+        assert_eq!(c.wait().unwrap().code(), Some(7));
+    }
+    // The socket went with the container's process.
+    assert!(!sock.exists());
+
+    // As docker: a stopped container cannot be attached to.
+    let out = dy.run(&["attach", "ticker"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("You cannot attach to a stopped container, start it first"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn attach_without_a_terminal_sends_stdin_and_proxies_signals() {
+    use std::io::{BufRead, BufReader, Write};
+    let dy = Dy::new();
+    // -di: the container's stdin is a pipe the monitor holds open.
+    dy.ok(&["run", "-di", "--name", "reader", "busybox", "sh"]);
+    dy.wait_for("reader", "{{.State.Status}}", "running");
+    let mut c = attach_child(&dy, &["reader"]);
+    let mut stdin = c.stdin.take().unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    stdin.write_all(b"echo typed-$((6*7))\n").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "typed-42\n");
+    stdin.write_all(b"exit 5\n").unwrap();
+    assert_eq!(c.wait().unwrap().code(), Some(5));
+
+    // --sig-proxy (the default): Ctrl-C on attach is SIGINT for the
+    // container's process, which traps it here.
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "trapper",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got INT; exit 9' INT; echo ready; while :; do sleep 0.1; done",
+    ]);
+    dy.wait_for("trapper", "{{.State.Status}}", "running");
+    let mut c = attach_child(&dy, &["trapper"]);
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    // Wait until attach is surely connected: the trap is set before "ready",
+    // which it may have missed, so look for the monitor's client instead.
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("got INT"), "{rest}");
+    assert_eq!(c.wait().unwrap().code(), Some(9));
+    assert_eq!(dy.inspect("trapper", "{{.State.ExitCode}}"), "9");
+}
+
+#[test]
+fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
+    use std::io::{Read, Write};
+    let dy = Dy::new();
+    dy.ok(&["run", "-dit", "--name", "shell", "busybox", "sh"]);
+    dy.wait_for("shell", "{{.State.Status}}", "running");
+    let size = nix::pty::Winsize {
+        ws_row: 30,
+        ws_col: 90,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = pty.slave;
+    let mut child = Command::new(bin("dockyard"))
+        .args([
+            "--root",
+            dy.root.path().to_str().unwrap(),
+            "attach",
+            "shell",
+        ])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let wait_for = |what: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen.contains(what) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("waited for {what:?}, saw {seen:?}"),
+            }
+        }
+    };
+    // A command typed into the container's shell, through the monitor, and
+    // the size of our terminal, sent by attach.
+    master
+        .write_all(b"echo hello-$((6*7)); stty size\n")
+        .unwrap();
+    wait_for("hello-42\r\n30 90\r\n", &mut seen);
+    // Ctrl-P Ctrl-Q: attach leaves (exit 1, as docker's), the shell goes on.
+    master.write_all(b"\x10\x11").unwrap();
+    let status = child.wait().unwrap();
+    wait_for("read escape sequence", &mut seen);
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert_eq!(dy.inspect("shell", "{{.State.Status}}"), "running");
+    // Nothing of the keys reached the shell, and its output was logged.
+    let logs = dy.ok(&["logs", "shell"]);
+    assert!(logs.contains("hello-42"), "{logs}");
+    // --detach-keys: a first key that the second does not follow is
+    // passed on after all.
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["attach", "--detach-keys=z,x", "shell"],
+        30,
+        90,
+        b"echo zy-$((1+1))\nzx",
+    );
+    assert_eq!(code, 1, "{seen}");
+    assert!(seen.contains("read escape sequence"), "{seen}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dy.ok(&["logs", "shell"]).contains("zy-2") {
+        assert!(Instant::now() < deadline, "{}", dy.ok(&["logs", "shell"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(dy.inspect("shell", "{{.State.Status}}"), "running");
+}

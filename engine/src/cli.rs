@@ -40,6 +40,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Fetch the logs of a container.
     Logs(LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
     /// Stop one or more running containers (the stop signal, then SIGKILL).
     Stop(StopArgs),
     /// Kill one or more running containers.
@@ -292,6 +294,20 @@ pub struct ExecArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process (without a terminal).
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
 pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals.
     #[arg(short = 'a', long)]
@@ -436,6 +452,8 @@ pub enum ContainerCmd {
     #[command(alias = "remove")]
     Rm(RmArgs),
     Logs(LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
     Exec(ExecArgs),
     Inspect(InspectArgs),
     Wait(NamesArgs),
@@ -478,6 +496,7 @@ impl Command {
                 ContainerCmd::Kill(a) => Command::Kill(a),
                 ContainerCmd::Rm(a) => Command::Rm(a),
                 ContainerCmd::Logs(a) => Command::Logs(a),
+                ContainerCmd::Attach(a) => Command::Attach(a),
                 ContainerCmd::Exec(a) => Command::Exec(a),
                 ContainerCmd::Inspect(mut a) => {
                     a.kind.get_or_insert_with(|| "container".into());

@@ -72,6 +72,20 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
     })
 }
 
+/// `docker attach`: join a running container's stdio through its monitor.
+pub fn attach(engine: &Engine, args: &crate::cli::AttachArgs) -> Result<Code> {
+    let record = engine.containers.resolve(&args.container)?;
+    crate::attach::attach(
+        engine,
+        &record,
+        &crate::attach::Options {
+            no_stdin: args.no_stdin,
+            sig_proxy: args.sig_proxy,
+            detach_keys: &args.detach_keys,
+        },
+    )
+}
+
 /// `docker exec`: run a command in a running container's namespaces and
 /// cgroup, under its security layer (lab 02's `join`). The exit code is
 /// the command's; 126/127 when it cannot run.

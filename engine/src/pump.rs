@@ -21,6 +21,7 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 
 use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -35,10 +36,16 @@ use crate::logs;
 pub struct Streams {
     /// Read ends: the container's stdout and stderr pipes, or the pty master.
     pub outputs: Vec<(OwnedFd, &'static str)>,
-    /// Where our stdin goes (the pty master), when it is attached.
+    /// The container's stdin (a pipe, or the pty master) when it was
+    /// started with `-i`: what our stdin and attached clients type goes here.
     pub input: Option<OwnedFd>,
+    /// Copy our own stdin into `input` (`run -i` in the foreground).
+    pub own_stdin: bool,
     /// The pty master, to pass window-size changes on.
     pub tty: Option<RawFd>,
+    /// The attach socket (see the attach module): clients that connect get
+    /// the output from then on, and their input goes to `input`.
+    pub listener: Option<UnixListener>,
 }
 
 /// Copy until `pid` exits and its outputs close; return its exit code
@@ -69,9 +76,18 @@ pub fn pump(
         .context("blocking signals for the monitor")?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("signalfd")?;
-    if let Some(master) = streams.tty {
+    if let (Some(master), true) = (streams.tty, attach) {
         copy_window_size(master);
     }
+    // Writes to the container's stdin never block the monitor (which must
+    // keep reading the container's output meanwhile, or both would wait on
+    // each other): what does not fit waits in `pending`, and is sent when
+    // poll says the pipe or pty has room.
+    if let Some(input) = &streams.input {
+        set_nonblocking(input)?;
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    let mut clients: Vec<crate::attach::Client> = Vec::new();
     // The container may have exited before SIGCHLD was blocked: then the
     // signal was discarded and the signalfd will never report it. So ask
     // waitpid now, and again whenever poll times out.
@@ -82,7 +98,7 @@ pub fn pump(
     };
     let mut status = reap(pid);
     let mut open: Vec<bool> = streams.outputs.iter().map(|_| true).collect();
-    let mut stdin_open = streams.input.is_some();
+    let mut stdin_open = streams.own_stdin && streams.input.is_some();
     let mut buf = vec![0u8; 64 * 1024];
     // SAFETY: fd 0 stays open for the life of this process.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
@@ -98,11 +114,37 @@ pub fn pump(
                 PollFlags::empty()
             }
         };
+        // The poll set, in this order: signals, outputs, our stdin, the
+        // container's stdin (for room), the listener, the clients.
+        let running = status.is_none();
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         for ((fd, _), on) in streams.outputs.iter().zip(&open) {
             fds.push(PollFd::new(fd.as_fd(), flag(*on)));
         }
-        fds.push(PollFd::new(stdin, flag(stdin_open && status.is_none())));
+        let i_stdin = fds.len();
+        fds.push(PollFd::new(
+            stdin,
+            flag(stdin_open && running && pending.is_empty()),
+        ));
+        if let Some(input) = &streams.input {
+            let want = if pending.is_empty() || !running {
+                PollFlags::empty()
+            } else {
+                PollFlags::POLLOUT
+            };
+            fds.push(PollFd::new(input.as_fd(), want));
+        }
+        let i_listener = fds.len();
+        if let Some(l) = &streams.listener {
+            fds.push(PollFd::new(l.as_fd(), flag(running)));
+        }
+        let i_clients = fds.len();
+        for c in &clients {
+            fds.push(PollFd::new(
+                c.stream.as_fd(),
+                flag(running && pending.is_empty()),
+            ));
+        }
         let n = match poll(&mut fds, timeout) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -137,25 +179,88 @@ pub fn pump(
                                 .and_then(|()| std::io::stdout().flush())
                         };
                     }
+                    if !clients.is_empty() {
+                        let kind = if *stream == "stderr" {
+                            crate::attach::STDERR
+                        } else {
+                            crate::attach::STDOUT
+                        };
+                        let frame = crate::attach::frame(kind, &buf[..n]);
+                        // A client that cannot keep up (2 s) is dropped.
+                        clients.retain_mut(|c| c.stream.write_all(&frame).is_ok());
+                    }
                 }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                 Err(_) => open[i] = false,
             }
         }
-        if *ready.last().unwrap_or(&false) {
+        if ready[i_stdin] {
             match nix::unistd::read(stdin, &mut buf) {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
-                    // With a pipe, EOF would close the container's stdin; a
-                    // terminal has no EOF of its own (Ctrl-D is a byte).
-                    streams.input = None;
-                }
-                Ok(n) => {
-                    if let Some(to) = &streams.input {
-                        let _ = nix::unistd::write(to, &buf[..n]);
+                    // With a pipe, EOF closes the container's stdin, as
+                    // docker's `run -i` does; a terminal has no EOF of its
+                    // own (Ctrl-D is a byte), and a pty master stays.
+                    if streams.tty.is_none() && pending.is_empty() {
+                        streams.input = None;
                     }
                 }
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
             }
+        }
+        if streams.listener.is_some() && ready.get(i_listener) == Some(&true) {
+            if let Some(l) = &streams.listener {
+                while let Some(c) = crate::attach::Client::accept(l) {
+                    clients.push(c);
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for (k, c) in clients.iter_mut().enumerate() {
+            if ready.get(i_clients + k) != Some(&true) {
+                continue;
+            }
+            let (frames, open) = c.read();
+            if !open {
+                gone.push(k);
+            }
+            for (kind, data) in frames {
+                match kind {
+                    crate::attach::STDIN if streams.input.is_some() => {
+                        pending.extend_from_slice(&data)
+                    }
+                    crate::attach::RESIZE if data.len() == 4 => {
+                        if let Some(master) = streams.tty {
+                            let rows = u16::from_be_bytes([data[0], data[1]]);
+                            let cols = u16::from_be_bytes([data[2], data[3]]);
+                            lab02_namespaces::set_window_size(master, rows, cols);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for k in gone.into_iter().rev() {
+            clients.remove(k);
+        }
+        // Send what is pending to the container's stdin, as far as it goes
+        // (non-blocking: EAGAIN leaves it for when poll reports room).
+        if !pending.is_empty() && streams.input.is_some() {
+            if let Some(input) = &streams.input {
+                match nix::unistd::write(input, &pending) {
+                    Ok(n) => {
+                        pending.drain(..n);
+                    }
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                    // EPIPE: the container closed its stdin; drop the rest.
+                    Err(_) => pending.clear(),
+                }
+            }
+            if pending.is_empty() && !stdin_open && streams.own_stdin && streams.tty.is_none() {
+                streams.input = None;
+            }
+        } else if streams.input.is_none() {
+            pending.clear();
         }
         if ready[0] {
             while let Ok(Some(info)) = sfd.read_signal() {
@@ -178,6 +283,13 @@ pub fn pump(
     }
     mask.thread_unblock().context("unblocking signals")?;
     Ok(status.unwrap_or(255))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).context("F_GETFL")?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).context("O_NONBLOCK")?;
+    Ok(())
 }
 
 /// Our terminal's size onto the container's (TIOCGWINSZ, then TIOCSWINSZ).

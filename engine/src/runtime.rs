@@ -14,6 +14,7 @@
 //!      │                       │  owns stdout/stderr pipes -> json-file log
 //!      └─ prints the ID,       │  reaps the container, records its exit code
 //!         exits                │  applies --rm and --restart
+//!                              │  listens on attach.sock for `attach`
 //! ```
 //!
 //! Because the monitor, not the CLI, is the container's parent, `run -d`
@@ -602,6 +603,8 @@ pub fn monitor(
         report(&mut ready, "started");
         let started_at = started.started;
         let (code, oom) = started.wait(attach)?;
+        // Nobody can attach to an exited container: no socket to find.
+        let _ = std::fs::remove_file(engine.containers.dir_of(id).join(crate::attach::SOCKET));
         let restarts = engine.containers.load(id)?.state.restart_count;
         let manual = mark_exited(engine, id, code, oom, "")?;
         if config.restart.should_restart(code, restarts, manual) && !config.auto_remove {
@@ -685,7 +688,9 @@ fn run_once(
     // The container's stdio: two pipes the monitor reads (stdout, stderr),
     // or with -t one pseudo-terminal (see the pump module).
     let null = File::open("/dev/null").context("opening /dev/null")?;
-    let (streams, stdio, keep_until_spawned) = container_stdio(config, attach, &null)?;
+    let (mut streams, stdio, keep_until_spawned) = container_stdio(config, attach, &null)?;
+    // `attach` connects here (see the attach module).
+    streams.listener = Some(crate::attach::listen(&engine.containers.dir_of(id))?);
 
     let mut spec = namespaces::Spec::new(
         &dirs.merged,
@@ -847,13 +852,12 @@ fn run_once(
     })?;
     // Our copies of the container's ends: the container has its own now.
     drop((keep_until_spawned, null));
-    let mut streams = streams;
     if let Some(master) = container.take_console() {
         // -t: the pty's master, from the container's devpts. What the
         // container prints comes out of it; with -i in the foreground, our
         // keys go into it.
         streams.tty = Some(master.as_raw_fd());
-        if attach == Attach::Foreground && config.open_stdin {
+        if config.open_stdin {
             streams.input = Some(master.try_clone().context("dup of the pty master")?);
         }
         streams.outputs.push((master, "stdout"));
@@ -915,7 +919,7 @@ impl Running {
             ..
         } = self;
         // -it in the foreground: our terminal passes every key through.
-        let raw = (attach == Attach::Foreground && streams.input.is_some())
+        let raw = (attach == Attach::Foreground && streams.own_stdin && streams.tty.is_some())
             .then(crate::pump::RawMode::enter);
         let code = crate::pump::pump(pid, streams, Some(&mut log), attach == Attach::Foreground);
         drop(raw);
@@ -944,21 +948,30 @@ fn container_stdio(
     attach: Attach,
     null: &File,
 ) -> Result<(crate::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
-    let attached_stdin = attach == Attach::Foreground && config.open_stdin && !config.tty;
     // With -t the container makes its own pty (lab 02) and sends us the
     // master after spawn; these pipes carry only what it says before that
     // (a setup error), and stdin is /dev/null until the pty replaces it.
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdout")?;
     let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stderr")?;
-    // Without -t, an attached stdin is simply ours, inherited.
-    let stdin = if attached_stdin { 0 } else { null.as_raw_fd() };
-    let fds = [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let mut keep = vec![out_w, err_w];
+    // -i without -t: a pipe the monitor writes into, from our stdin in the
+    // foreground, and from attached clients (`attach`) in any case.
+    let (stdin, input) = if config.open_stdin && !config.tty {
+        let (r, w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdin")?;
+        (r, Some(w))
+    } else {
+        (null.try_clone().context("dup of /dev/null")?.into(), None)
+    };
+    let fds = [stdin.as_raw_fd(), keep[0].as_raw_fd(), keep[1].as_raw_fd()];
+    keep.push(stdin);
     let streams = crate::pump::Streams {
         outputs: vec![(out_r, "stdout"), (err_r, "stderr")],
-        input: None,
+        input,
+        own_stdin: attach == Attach::Foreground && config.open_stdin,
         tty: None,
+        listener: None,
     };
-    Ok((streams, fds, vec![out_w, err_w]))
+    Ok((streams, fds, keep))
 }
 
 /// Record an exit. Returns whether `stop` asked for it (no restart then).
@@ -1127,8 +1140,10 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         let tty = Some(master.as_raw_fd());
         let streams = crate::pump::Streams {
             outputs: vec![(master, "stdout")],
+            own_stdin: input.is_some(),
             input,
             tty,
+            listener: None,
         };
         let code = crate::pump::pump(relay.pid(), streams, None, true);
         drop(raw);
