@@ -1840,6 +1840,30 @@ fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
         .write_all(b"echo hello-$((6*7)); stty size\n")
         .unwrap();
     wait_for("hello-42\r\n30 90\r\n", &mut seen);
+    // Our terminal is resized: on SIGWINCH attach sends the new size, which
+    // the monitor sets on the container's pty master.
+    let bigger = nix::pty::Winsize {
+        ws_row: 45,
+        ws_col: 132,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        assert_eq!(
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger),
+            0
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    master.write_all(b"stty size\n").unwrap();
+    wait_for("45 132\r\n", &mut seen);
     // Ctrl-P Ctrl-Q: attach leaves (exit 1, as docker's), the shell goes on.
     master.write_all(b"\x10\x11").unwrap();
     let status = child.wait().unwrap();
