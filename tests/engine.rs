@@ -925,9 +925,17 @@ fn volumes_persist_across_containers_and_binds_respect_ro() {
     assert!(!host_file.exists());
 }
 
-/// Run `dockyard ARGS` on the slave of a new pty of `rows` x `cols`, type
-/// `input` into it, and return its exit code and everything it printed.
-fn on_a_terminal(dy: &Dy, args: &[&str], rows: u16, cols: u16, input: &[u8]) -> (i32, String) {
+/// Run `dockyard ARGS` on the slave of a new pty of `rows` x `cols`; for
+/// each step, wait until the output so far contains its text, then type its
+/// bytes (as a person would: after the prompt, once the client's terminal is
+/// in raw mode). Return the exit code and everything it printed.
+fn on_a_terminal(
+    dy: &Dy,
+    args: &[&str],
+    rows: u16,
+    cols: u16,
+    steps: &[(&str, &[u8])],
+) -> (i32, String) {
     use std::io::{Read, Write};
     let size = nix::pty::Winsize {
         ws_row: rows,
@@ -947,24 +955,40 @@ fn on_a_terminal(dy: &Dy, args: &[&str], rows: u16, cols: u16, input: &[u8]) -> 
         .unwrap();
     let mut master = std::fs::File::from(pty.master);
     // Read as we go: a pty's buffer is small, and a full one would stall
-    // the session.
+    // the session. EIO once the session and every copy of the slave are gone.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut reader = master.try_clone().unwrap();
-    let seen = std::thread::spawn(move || {
-        let mut seen = Vec::new();
+    std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
-        // EIO once the session and the test's copy of the slave are gone.
         while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                 break;
             }
-            seen.extend_from_slice(&buf[..n]);
         }
-        String::from_utf8_lossy(&seen).into_owned()
     });
-    master.write_all(input).unwrap();
+    let mut seen = String::new();
+    for (text, input) in steps {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{args:?}: waited for {text:?}, saw {seen:?}");
+                }
+            }
+        }
+        master.write_all(input).unwrap();
+    }
     let status = child.wait().unwrap();
     drop(master);
-    (status.code().unwrap_or(-1), seen.join().unwrap())
+    // What is left to read, without waiting on a copy of the slave that
+    // something else might hold.
+    while let Ok(b) = rx.recv_timeout(Duration::from_millis(500)) {
+        seen.push_str(&String::from_utf8_lossy(&b));
+    }
+    (status.code().unwrap_or(-1), seen)
 }
 
 #[test]
@@ -1017,11 +1041,35 @@ fn run_it_gives_the_container_a_terminal() {
         &["run", "--rm", "-it", &parent, "busybox", "sh"],
         33,
         101,
-        b"echo \"in $(hostname)\"; tty; stty size; exit 3\n",
+        &[("# ", b"echo \"in $(hostname)\"; tty; stty size; exit 3\n")],
     );
     assert_eq!(code, 3, "{seen}");
     assert!(seen.contains("in "), "{seen}");
     assert!(seen.contains("/dev/pts/0\r\n33 101\r\n"), "{seen}");
+
+    // As in docker, -it is a detached container and an attached client:
+    // Ctrl-P Ctrl-Q leaves it running (silently, exit 0, as docker run).
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["run", "-it", "--name", "leaver", &parent, "busybox", "sh"],
+        24,
+        80,
+        &[("# ", b"\x10\x11")],
+    );
+    assert_eq!(code, 0, "{seen}");
+    assert!(!seen.contains("read escape sequence"), "{seen}");
+    assert_eq!(dy.inspect("leaver", "{{.State.Status}}"), "running");
+    dy.ok(&["stop", "-t", "1", "leaver"]);
+    // start -ai: the same path, with the container's exit code.
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["start", "-ai", "leaver"],
+        24,
+        80,
+        &[("# ", b"exit 6\n")],
+    );
+    assert_eq!(code, 6, "{seen}");
+    assert_eq!(dy.inspect("leaver", "{{.State.ExitCode}}"), "6");
 
     // exec -it: a pty from the same devpts (the container's first process
     // holds /dev/pts/0), sized like our terminal.
@@ -1032,7 +1080,7 @@ fn run_it_gives_the_container_a_terminal() {
         &["exec", "-it", "termbox", "sh"],
         40,
         120,
-        b"tty; stty size; ls /dev/pts; exit 4\n",
+        &[("# ", b"tty; stty size; ls /dev/pts; exit 4\n")],
     );
     assert_eq!(code, 4, "{seen}");
     assert!(
@@ -1880,7 +1928,8 @@ fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
         &["attach", "--detach-keys=z,x", "shell"],
         30,
         90,
-        b"echo zy-$((1+1))\nzx",
+        // attach shows nothing until the shell prints: a newline first.
+        &[("", b"\n"), ("# ", b"echo zy-$((1+1))\nzx")],
     );
     assert_eq!(code, 1, "{seen}");
     assert!(seen.contains("read escape sequence"), "{seen}");

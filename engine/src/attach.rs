@@ -13,6 +13,7 @@
 //!
 //! ```text
 //! monitor -> client   1 stdout | 2 stderr          (data)
+//!                     4 exit                       (the exit code: i32)
 //! client -> monitor   0 stdin (data) | 3 resize    (rows, cols: u16 each)
 //! ```
 //!
@@ -44,6 +45,7 @@ pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const RESIZE: u8 = 3;
+pub const EXIT: u8 = 4;
 
 /// One frame: kind, length, data.
 pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
@@ -146,7 +148,14 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
     Ok(keys)
 }
 
-/// The client: connect to the monitor of `record` and copy until the
+/// Connect to the monitor of container `id`.
+pub fn connect(engine: &Engine, id: &str) -> Result<UnixStream> {
+    let (_dir, path) = address(&engine.containers.dir_of(id))?;
+    UnixStream::connect(&path)
+        .with_context(|| format!("connecting to the monitor of {}", &id[..12]))
+}
+
+/// `dockyard attach`: connect to the monitor of `record` and copy until the
 /// container exits (its exit code) or the detach keys are typed (1, with
 /// docker's "read escape sequence").
 pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
@@ -157,11 +166,22 @@ pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
     if record.state.status != Status::Running {
         bail!("You cannot attach to a stopped container, start it first");
     }
-    let config = config_of(&record)?;
+    let sock = connect(engine, &record.id)?;
+    session(engine, &record, sock, opts, false)
+}
+
+/// The client's side of an attached session, on a connected socket. Also
+/// what `run -it` and `start -ai` do, after starting the container under a
+/// detached monitor: there, detaching is silent and exits 0, as in docker.
+pub fn session(
+    engine: &Engine,
+    record: &Record,
+    mut sock: UnixStream,
+    opts: &Options,
+    from_run: bool,
+) -> Result<i32> {
+    let config = config_of(record)?;
     let keys = parse_detach_keys(opts.detach_keys)?;
-    let (_dir, path) = address(&engine.containers.dir_of(&record.id))?;
-    let mut sock = UnixStream::connect(&path)
-        .with_context(|| format!("connecting to the monitor of {}", &record.id[..12]))?;
     let stdin_is_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     let send_stdin = !opts.no_stdin && config.open_stdin;
     if config.tty && send_stdin && !stdin_is_tty {
@@ -202,6 +222,7 @@ pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
     let mut matched = 0usize; // how many detach keys in a row so far
     let mut held = Vec::new(); // those keys, sent on if the sequence breaks
     let mut incoming = Vec::new();
+    let mut exit_code = None;
     let mut buf = vec![0u8; 32 * 1024];
     let stdin = std::io::stdin();
     let detached = loop {
@@ -225,6 +246,11 @@ pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
                 Ok(n) => {
                     incoming.extend_from_slice(&buf[..n]);
                     for (kind, data) in frames(&mut incoming) {
+                        if kind == EXIT && data.len() == 4 {
+                            exit_code =
+                                Some(i32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+                            continue;
+                        }
                         let _ = if kind == STDERR {
                             std::io::stderr().write_all(&data)
                         } else {
@@ -243,7 +269,9 @@ pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
                     resize(&mut sock);
                 } else if let Ok(sig) = Signal::try_from(signo) {
                     // --sig-proxy: as `dockyard kill -s SIG`.
-                    let _ = runtime::signal(engine, &record, sig);
+                    if let Ok(now) = engine.containers.load(&record.id) {
+                        let _ = runtime::signal(engine, &now, sig);
+                    }
                 }
             }
         }
@@ -291,10 +319,20 @@ pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
     drop(raw);
     mask.thread_unblock().context("unblocking signals")?;
     if detached {
+        if from_run {
+            return Ok(0);
+        }
         eprintln!("read escape sequence");
         return Ok(1);
     }
-    // The monitor closed the connection: the container exited (or is being
+    // The monitor sends the exit code before it closes the connection, and
+    // records it just after: wait for that, so that a `ps` or `inspect`
+    // after us sees the exit (an error here is a --rm container, gone).
+    if let Some(code) = exit_code {
+        let _ = runtime::wait_until_exited(engine, &record.id, Duration::from_secs(10));
+        return Ok(code);
+    }
+    // Else it died: the record says what the reconciliation found.: the container exited (or is being
     // restarted by its policy). Its code is in the record once recorded.
     runtime::wait_until_exited(engine, &record.id, Duration::from_secs(10))?;
     let r = engine

@@ -40,7 +40,29 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
         println!("{}", record.id);
         return Ok(0);
     }
+    if args.tty && args.interactive {
+        // -it: as docker, a detached container and an attached client, so
+        // that Ctrl-P Ctrl-Q can leave it running.
+        return run_attached(engine, &record);
+    }
     runtime::monitor(engine, &record.id, Attach::Foreground, None)
+}
+
+/// Start `record` under a detached monitor and attach to it before it
+/// runs; the exit code is the container's (0 when the person detaches).
+fn run_attached(engine: &Engine, record: &crate::state::Record) -> Result<Code> {
+    let sock = runtime::start_attached(engine, &record.id)?;
+    crate::attach::session(
+        engine,
+        record,
+        sock,
+        &crate::attach::Options {
+            no_stdin: false,
+            sig_proxy: true,
+            detach_keys: "ctrl-p,ctrl-q",
+        },
+        true,
+    )
 }
 
 /// `docker create`: the container, state "created"; prints its ID.
@@ -60,6 +82,14 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
         }
         let r = engine.containers.resolve(&args.containers[0])?;
         runtime::prepare_start(engine, &r.id, args.interactive)?;
+        if args.interactive && config_of(&r)?.tty {
+            // -ai on a -t container: the same path as `run -it`.
+            if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+                bail!("the input device is not a TTY");
+            }
+            let r = engine.containers.load(&r.id)?;
+            return run_attached(engine, &r);
+        }
         return runtime::monitor(engine, &r.id, Attach::Foreground, None);
     }
     each(engine, &args.containers, |r| {

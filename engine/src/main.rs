@@ -29,6 +29,8 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // First, before anything of ours is open (see the function).
+    runtime::note_inherited_fds();
     // Rust ignores SIGPIPE, so `dockyard ... | head` would make println! panic
     // once head exits. A command-line tool should just stop, as C tools do.
     // SAFETY: restoring a signal's default disposition at start-up, before any

@@ -46,6 +46,8 @@ pub struct Streams {
     /// The attach socket (see the attach module): clients that connect get
     /// the output from then on, and their input goes to `input`.
     pub listener: Option<UnixListener>,
+    /// Clients attached before the container started (`run -it`).
+    pub clients: Vec<crate::attach::Client>,
 }
 
 /// Copy until `pid` exits and its outputs close; return its exit code
@@ -87,7 +89,7 @@ pub fn pump(
         set_nonblocking(input)?;
     }
     let mut pending: Vec<u8> = Vec::new();
-    let mut clients: Vec<crate::attach::Client> = Vec::new();
+    let mut clients = std::mem::take(&mut streams.clients);
     // The container may have exited before SIGCHLD was blocked: then the
     // signal was discarded and the signalfd will never report it. So ask
     // waitpid now, and again whenever poll times out.
@@ -107,43 +109,35 @@ pub fn pump(
         // PID namespace, so the outputs reach EOF soon; don't wait forever on
         // a descriptor some escaped process still holds.
         let timeout = PollTimeout::from(if status.is_some() { 1000u16 } else { 500u16 });
-        let flag = |on: bool| {
-            if on {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            }
-        };
-        // The poll set, in this order: signals, outputs, our stdin, the
-        // container's stdin (for room), the listener, the clients.
+        // The poll set: only what we want to hear from now. A descriptor
+        // at EOF (a closed pipe) would report POLLHUP at every call, asked
+        // or not, and turn the loop into a busy one.
         let running = status.is_none();
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        for ((fd, _), on) in streams.outputs.iter().zip(&open) {
-            fds.push(PollFd::new(fd.as_fd(), flag(*on)));
+        let mut slots = vec![Slot::Signals];
+        for (i, ((fd, _), on)) in streams.outputs.iter().zip(&open).enumerate() {
+            if *on {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                slots.push(Slot::Output(i));
+            }
         }
-        let i_stdin = fds.len();
-        fds.push(PollFd::new(
-            stdin,
-            flag(stdin_open && running && pending.is_empty()),
-        ));
-        if let Some(input) = &streams.input {
-            let want = if pending.is_empty() || !running {
-                PollFlags::empty()
-            } else {
-                PollFlags::POLLOUT
-            };
-            fds.push(PollFd::new(input.as_fd(), want));
+        if stdin_open && running && pending.is_empty() {
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+            slots.push(Slot::Stdin);
         }
-        let i_listener = fds.len();
-        if let Some(l) = &streams.listener {
-            fds.push(PollFd::new(l.as_fd(), flag(running)));
+        if let (Some(input), false, true) = (&streams.input, pending.is_empty(), running) {
+            fds.push(PollFd::new(input.as_fd(), PollFlags::POLLOUT));
+            slots.push(Slot::Input);
         }
-        let i_clients = fds.len();
-        for c in &clients {
-            fds.push(PollFd::new(
-                c.stream.as_fd(),
-                flag(running && pending.is_empty()),
-            ));
+        if let (Some(l), true) = (&streams.listener, running) {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            slots.push(Slot::Listener);
+        }
+        if running && pending.is_empty() {
+            for (k, c) in clients.iter().enumerate() {
+                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+                slots.push(Slot::Client(k));
+            }
         }
         let n = match poll(&mut fds, timeout) {
             Ok(n) => n,
@@ -157,10 +151,16 @@ pub fn pump(
             status = reap(pid);
             continue;
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        let ready: Vec<Slot> = fds
+            .iter()
+            .zip(&slots)
+            .filter(|(f, _)| f.any().unwrap_or(false))
+            .map(|(_, s)| *s)
+            .collect();
         drop(fds);
+        let ready = |s: Slot| ready.contains(&s);
         for (i, (fd, stream)) in streams.outputs.iter().enumerate() {
-            if !ready[i + 1] || !open[i] {
+            if !ready(Slot::Output(i)) || !open[i] {
                 continue;
             }
             match nix::unistd::read(fd, &mut buf) {
@@ -194,7 +194,7 @@ pub fn pump(
                 Err(_) => open[i] = false,
             }
         }
-        if ready[i_stdin] {
+        if ready(Slot::Stdin) {
             match nix::unistd::read(stdin, &mut buf) {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
@@ -208,7 +208,7 @@ pub fn pump(
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
             }
         }
-        if streams.listener.is_some() && ready.get(i_listener) == Some(&true) {
+        if ready(Slot::Listener) {
             if let Some(l) = &streams.listener {
                 while let Some(c) = crate::attach::Client::accept(l) {
                     clients.push(c);
@@ -217,7 +217,7 @@ pub fn pump(
         }
         let mut gone = Vec::new();
         for (k, c) in clients.iter_mut().enumerate() {
-            if ready.get(i_clients + k) != Some(&true) {
+            if !ready(Slot::Client(k)) {
                 continue;
             }
             let (frames, open) = c.read();
@@ -262,7 +262,7 @@ pub fn pump(
         } else if streams.input.is_none() {
             pending.clear();
         }
-        if ready[0] {
+        if ready(Slot::Signals) {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let signo = info.ssi_signo as i32;
                 if signo == libc::SIGCHLD {
@@ -282,7 +282,25 @@ pub fn pump(
         }
     }
     mask.thread_unblock().context("unblocking signals")?;
-    Ok(status.unwrap_or(255))
+    let code = status.unwrap_or(255);
+    // Tell the attached clients how it ended; dropping them then closes
+    // their connections.
+    let exit = crate::attach::frame(crate::attach::EXIT, &code.to_be_bytes());
+    for mut c in clients {
+        let _ = c.stream.write_all(&exit);
+    }
+    Ok(code)
+}
+
+/// What one entry of the poll set stands for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Signals,
+    Output(usize),
+    Stdin,
+    Input,
+    Listener,
+    Client(usize),
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<()> {

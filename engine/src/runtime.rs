@@ -19,7 +19,10 @@
 //!
 //! Because the monitor, not the CLI, is the container's parent, `run -d`
 //! can return at once and the container outlives it. In the foreground the
-//! CLI process *is* the monitor, and also copies the output to the terminal.
+//! CLI process *is* the monitor, and also copies the output to the terminal;
+//! except with `-it`, where, as docker's CLI, it starts a detached monitor
+//! and attaches to it (see the attach module), so that Ctrl-P Ctrl-Q can
+//! leave the container running.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -499,11 +502,70 @@ pub enum Attach {
     Foreground,
     /// Detached: nobody watches; output goes to the log only.
     Detached,
+    /// Detached, but the first start waits until a client has attached
+    /// (`run -it`: the CLI attaches before the container prints anything).
+    Waiting,
 }
 
 /// Start a container in the background: fork a monitor, which outlives us,
 /// and return once the container's process exists.
 pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
+    let ready = fork_monitor(engine, id, Attach::Detached)?;
+    read_report(ready)
+}
+
+/// `run -it`, `start -ai`: start a container under a detached monitor, as
+/// `start_detached`, but attach to it before it starts, as docker's CLI
+/// does, so that not a byte of its output is missed. The monitor waits for
+/// this connection before it spawns the container; the session then goes
+/// through `attach`, detach keys included.
+pub fn start_attached(engine: &Engine, id: &str) -> Result<std::os::unix::net::UnixStream> {
+    let ready = fork_monitor(engine, id, Attach::Waiting)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match crate::attach::connect(engine, id) {
+            Ok(sock) => {
+                read_report(ready)?;
+                return Ok(sock);
+            }
+            Err(e) => {
+                // Not listening yet, or the monitor failed: then it says so.
+                let mut fds = [nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(&ready),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(20u8)).unwrap_or(0) > 0 {
+                    read_report(ready)?;
+                    return Err(e);
+                }
+                if Instant::now() > deadline {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// The descriptors above 2 that this process inherited from whoever ran it,
+/// noted at start-up (see `note_inherited_fds`).
+static INHERITED_FDS: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+
+/// Note which descriptors above 2 we inherited, before we open any. A
+/// detached monitor closes them: it outlives us, and must not keep our
+/// caller's terminal, pipe or socket open (a terminal would never see its
+/// session end; a pipe reader would never see EOF). Probed with F_GETFD,
+/// which opens nothing itself.
+pub fn note_inherited_fds() {
+    let fds = (3..1024)
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
+        .collect();
+    let _ = INHERITED_FDS.set(fds);
+}
+
+/// Fork the monitor, in a session of its own; return the read end of the
+/// pipe on which it reports the first start.
+fn fork_monitor(engine: &Engine, id: &str, attach: Attach) -> Result<OwnedFd> {
     let (ready_r, ready_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2")?;
     // Nothing may sit in our stdout buffer: the child would print it again.
     let _ = std::io::stdout().flush();
@@ -514,8 +576,14 @@ pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
             // A session of its own: the monitor must not die with our
             // terminal or receive the Ctrl-C meant for us.
             let _ = setsid();
+            for &fd in INHERITED_FDS.get().map(Vec::as_slice).unwrap_or_default() {
+                if fd != ready_w.as_raw_fd() {
+                    // SAFETY: a descriptor we inherited and never use.
+                    unsafe { libc::close(fd) };
+                }
+            }
             let code = match detach_stdio(engine, id) {
-                Ok(()) => match monitor(engine, id, Attach::Detached, Some(ready_w)) {
+                Ok(()) => match monitor(engine, id, attach, Some(ready_w)) {
                     Ok(_) => 0,
                     Err(e) => {
                         eprintln!("monitor: {e:#}");
@@ -533,21 +601,25 @@ pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
         }
         ForkResult::Parent { .. } => {
             drop(ready_w);
-            // One line: "started", or "error: ...". Read the line, not to
-            // EOF: a process that inherited the pipe's write end and never
-            // execs (the tiny init of --init) would hold it open for the
-            // container's whole life.
-            let mut msg = String::new();
-            std::io::BufReader::new(File::from(ready_r))
-                .read_line(&mut msg)
-                .context("reading the monitor's start report")?;
-            let msg = msg.trim_end_matches('\n');
-            match msg.strip_prefix("error: ") {
-                None if msg == "started" => Ok(()),
-                Some(err) => Err(anyhow!("{err}")),
-                None => Err(anyhow!("the monitor died before the container started")),
-            }
+            Ok(ready_r)
         }
+    }
+}
+
+/// The monitor's report of the first start: one line, "started", or
+/// "error: ...". Read the line, not to EOF: a process that inherited the
+/// pipe's write end and never execs (the tiny init of --init) would hold it
+/// open for the container's whole life.
+fn read_report(ready: OwnedFd) -> Result<()> {
+    let mut msg = String::new();
+    std::io::BufReader::new(File::from(ready))
+        .read_line(&mut msg)
+        .context("reading the monitor's start report")?;
+    let msg = msg.trim_end_matches('\n');
+    match msg.strip_prefix("error: ") {
+        None if msg == "started" => Ok(()),
+        Some(err) => Err(anyhow!("{err}")),
+        None => Err(anyhow!("the monitor died before the container started")),
     }
 }
 
@@ -579,7 +651,7 @@ fn detach_stdio(engine: &Engine, id: &str) -> Result<()> {
 pub fn monitor(
     engine: &Engine,
     id: &str,
-    attach: Attach,
+    mut attach: Attach,
     mut ready: Option<OwnedFd>,
 ) -> Result<i32> {
     let report = |ready: &mut Option<OwnedFd>, msg: &str| {
@@ -603,6 +675,10 @@ pub fn monitor(
         report(&mut ready, "started");
         let started_at = started.started;
         let (code, oom) = started.wait(attach)?;
+        // A restart does not wait for anyone to attach again.
+        if attach == Attach::Waiting {
+            attach = Attach::Detached;
+        }
         // Nobody can attach to an exited container: no socket to find.
         let _ = std::fs::remove_file(engine.containers.dir_of(id).join(crate::attach::SOCKET));
         let restarts = engine.containers.load(id)?.state.restart_count;
@@ -690,7 +766,22 @@ fn run_once(
     let null = File::open("/dev/null").context("opening /dev/null")?;
     let (mut streams, stdio, keep_until_spawned) = container_stdio(config, attach, &null)?;
     // `attach` connects here (see the attach module).
-    streams.listener = Some(crate::attach::listen(&engine.containers.dir_of(id))?);
+    let listener = crate::attach::listen(&engine.containers.dir_of(id))?;
+    if attach == Attach::Waiting {
+        // `run -it`: the CLI that started us connects before anything runs.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = crate::attach::Client::accept(&listener) {
+                streams.clients.push(c);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("nobody attached to the container within 30 seconds");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    streams.listener = Some(listener);
 
     let mut spec = namespaces::Spec::new(
         &dirs.merged,
@@ -970,6 +1061,7 @@ fn container_stdio(
         own_stdin: attach == Attach::Foreground && config.open_stdin,
         tty: None,
         listener: None,
+        clients: Vec::new(),
     };
     Ok((streams, fds, keep))
 }
@@ -1144,6 +1236,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
             input,
             tty,
             listener: None,
+            clients: Vec::new(),
         };
         let code = crate::pump::pump(relay.pid(), streams, None, true);
         drop(raw);
