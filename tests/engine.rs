@@ -1060,13 +1060,14 @@ fn run_it_gives_the_container_a_terminal() {
     assert!(!seen.contains("read escape sequence"), "{seen}");
     assert_eq!(dy.inspect("leaver", "{{.State.Status}}"), "running");
     dy.ok(&["stop", "-t", "1", "leaver"]);
-    // start -ai: the same path, with the container's exit code.
+    // start -ai: the same path, with the container's exit code; its own
+    // --detach-keys (ctrl-x here: Ctrl-P is only a key).
     let (code, seen) = on_a_terminal(
         &dy,
-        &["start", "-ai", "leaver"],
+        &["start", "-ai", "--detach-keys=ctrl-x", "leaver"],
         24,
         80,
-        &[("# ", b"exit 6\n")],
+        &[("# ", b"\x10exit 6\n")],
     );
     assert_eq!(code, 6, "{seen}");
     assert_eq!(dy.inspect("leaver", "{{.State.ExitCode}}"), "6");
@@ -1087,6 +1088,17 @@ fn run_it_gives_the_container_a_terminal() {
         seen.contains("/dev/pts/1\r\n40 120\r\n0     1     ptmx\r\n"),
         "{seen}"
     );
+
+    // Bad detach keys: refused before anything is created.
+    let before = dy.ok(&["ps", "-aq"]);
+    let out = dy.run(&["run", "-t", "--detach-keys=ctrl-", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("Unknown character: 'ctrl-'"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(dy.ok(&["ps", "-aq"]), before);
 
     // -it without a terminal is refused, as docker refuses it.
     let out = dy.run(&["run", "--rm", "-it", "busybox", "true"]);

@@ -146,6 +146,9 @@ pub struct RunArgs {
     /// Allocate a pseudo-TTY.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Override the key sequence for detaching a container (with -it).
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -315,6 +318,9 @@ pub struct StartArgs {
     /// Attach the container's STDIN.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container (with -ai).
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

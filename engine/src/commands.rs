@@ -33,6 +33,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     {
         bail!("the input device is not a TTY");
     }
+    // Checked before anything is created.
+    crate::attach::parse_detach_keys(&args.detach_keys)?;
     let (config, name) = container_config(args)?;
     let record = runtime::create(engine, name.as_deref(), config)?;
     if args.detach {
@@ -43,14 +45,14 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     if args.tty && args.interactive {
         // -it: as docker, a detached container and an attached client, so
         // that Ctrl-P Ctrl-Q can leave it running.
-        return run_attached(engine, &record);
+        return run_attached(engine, &record, &args.detach_keys);
     }
     runtime::monitor(engine, &record.id, Attach::Foreground, None)
 }
 
 /// Start `record` under a detached monitor and attach to it before it
 /// runs; the exit code is the container's (0 when the person detaches).
-fn run_attached(engine: &Engine, record: &crate::state::Record) -> Result<Code> {
+fn run_attached(engine: &Engine, record: &crate::state::Record, keys: &str) -> Result<Code> {
     let sock = runtime::start_attached(engine, &record.id)?;
     crate::attach::session(
         engine,
@@ -59,7 +61,7 @@ fn run_attached(engine: &Engine, record: &crate::state::Record) -> Result<Code> 
         &crate::attach::Options {
             no_stdin: false,
             sig_proxy: true,
-            detach_keys: "ctrl-p,ctrl-q",
+            detach_keys: keys,
         },
         true,
     )
@@ -81,6 +83,7 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
             bail!("you cannot start and attach multiple containers at once");
         }
         let r = engine.containers.resolve(&args.containers[0])?;
+        crate::attach::parse_detach_keys(&args.detach_keys)?;
         runtime::prepare_start(engine, &r.id, args.interactive)?;
         if args.interactive && config_of(&r)?.tty {
             // -ai on a -t container: the same path as `run -it`.
@@ -88,7 +91,7 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
                 bail!("the input device is not a TTY");
             }
             let r = engine.containers.load(&r.id)?;
-            return run_attached(engine, &r);
+            return run_attached(engine, &r, &args.detach_keys);
         }
         return runtime::monitor(engine, &r.id, Attach::Foreground, None);
     }
