@@ -925,6 +925,72 @@ fn volumes_persist_across_containers_and_binds_respect_ro() {
     assert!(!host_file.exists());
 }
 
+/// Run `dockyard ARGS` on the slave of a new pty of `rows` x `cols`; for
+/// each step, wait until the output so far contains its text, then type its
+/// bytes (as a person would: after the prompt, once the client's terminal is
+/// in raw mode). Return the exit code and everything it printed.
+fn on_a_terminal(
+    dy: &Dy,
+    args: &[&str],
+    rows: u16,
+    cols: u16,
+    steps: &[(&str, &[u8])],
+) -> (i32, String) {
+    use std::io::{Read, Write};
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = pty.slave;
+    let mut child = Command::new(bin("dockyard"))
+        .args(["--root", dy.root.path().to_str().unwrap()])
+        .args(args)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    // Read as we go: a pty's buffer is small, and a full one would stall
+    // the session. EIO once the session and every copy of the slave are gone.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    for (text, input) in steps {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{args:?}: waited for {text:?}, saw {seen:?}");
+                }
+            }
+        }
+        master.write_all(input).unwrap();
+    }
+    let status = child.wait().unwrap();
+    drop(master);
+    // What is left to read, without waiting on a copy of the slave that
+    // something else might hold.
+    while let Ok(b) = rx.recv_timeout(Duration::from_millis(500)) {
+        seen.push_str(&String::from_utf8_lossy(&b));
+    }
+    (status.code().unwrap_or(-1), seen)
+}
+
 #[test]
 fn an_images_volume_is_an_anonymous_volume_seeded_from_the_image() {
     use std::os::unix::fs::MetadataExt;
@@ -1022,10 +1088,10 @@ fn first_line_of_image_passwd() -> String {
 
 #[test]
 fn run_it_gives_the_container_a_terminal() {
-    use std::io::{Read, Write};
     let dy = Dy::new();
     // -t alone: the container's stdio is a terminal (its line discipline
-    // turns "\n" into "\r\n", as docker's does).
+    // turns "\n" into "\r\n", as docker's does), a pty of the container's
+    // own devpts: ttyname(3) finds it, and /dev/pts holds nothing else.
     let out = dy.ok(&[
         "run",
         "--rm",
@@ -1033,44 +1099,101 @@ fn run_it_gives_the_container_a_terminal() {
         "busybox",
         "sh",
         "-c",
-        "test -t 0 && test -t 1 && echo tty",
+        "test -t 0 && test -t 1 && echo tty; tty; ls /dev/pts; ls -ln /dev/pts/0; \
+         stat -c %d /dev/pts",
     ]);
-    assert_eq!(out, "tty\r\n");
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(lines[..3], ["tty", "/dev/pts/0", "0     ptmx"], "{out}");
+    // The slave: root's (the container's first process opened it), group
+    // tty (5), mode 0620 as devpts' mode= gave it; major 136 (a pty slave).
+    let ls: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(ls[..6], ["crw--w----", "1", "0", "5", "136,", "0"], "{out}");
+    // Another devpts instance than the host's (newinstance): another device.
+    use std::os::unix::fs::MetadataExt;
+    let host_pts = std::fs::metadata("/dev/pts").unwrap().dev();
+    assert_ne!(lines[4], host_pts.to_string(), "{out}");
 
-    // -it from a terminal: our keys reach the shell, its exit code comes back.
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = pty.slave;
-    let mut child = Command::new(bin("dockyard"))
-        .args([
-            "--root",
-            dy.root.path().to_str().unwrap(),
-            "run",
-            "--rm",
-            "-it",
-        ])
-        .arg(format!("--cgroup-parent={}", dy.parent))
-        .args(["busybox", "sh"])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    master
-        .write_all(b"echo \"in $(hostname)\"; exit 3\n")
-        .unwrap();
-    let status = child.wait().unwrap();
-    // Read what the session printed (non-blocking: the child is gone).
-    nix::fcntl::fcntl(
-        &master,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .unwrap();
-    let mut seen = Vec::new();
-    let _ = master.read_to_end(&mut seen);
-    let seen = String::from_utf8_lossy(&seen);
-    assert_eq!(status.code(), Some(3), "{seen}");
+    // -u: the terminal belongs to the user, as runc does it.
+    let out = dy.ok(&[
+        "run",
+        "--rm",
+        "-t",
+        "-u",
+        "1000",
+        "busybox",
+        "ls",
+        "-ln",
+        "/dev/pts/0",
+    ]);
+    let ls: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(ls[..4], ["crw--w----", "1", "1000", "5"], "{out}");
+
+    // -it from a terminal: our keys reach the shell, its exit code comes
+    // back, and the pty has our terminal's size.
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["run", "--rm", "-it", &parent, "busybox", "sh"],
+        33,
+        101,
+        &[("# ", b"echo \"in $(hostname)\"; tty; stty size; exit 3\n")],
+    );
+    assert_eq!(code, 3, "{seen}");
     assert!(seen.contains("in "), "{seen}");
+    assert!(seen.contains("/dev/pts/0\r\n33 101\r\n"), "{seen}");
+
+    // As in docker, -it is a detached container and an attached client:
+    // Ctrl-P Ctrl-Q leaves it running (silently, exit 0, as docker run).
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["run", "-it", "--name", "leaver", &parent, "busybox", "sh"],
+        24,
+        80,
+        &[("# ", b"\x10\x11")],
+    );
+    assert_eq!(code, 0, "{seen}");
+    assert!(!seen.contains("read escape sequence"), "{seen}");
+    assert_eq!(dy.inspect("leaver", "{{.State.Status}}"), "running");
+    dy.ok(&["stop", "-t", "1", "leaver"]);
+    // start -ai: the same path, with the container's exit code; its own
+    // --detach-keys (ctrl-x here: Ctrl-P is only a key).
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["start", "-ai", "--detach-keys=ctrl-x", "leaver"],
+        24,
+        80,
+        &[("# ", b"\x10exit 6\n")],
+    );
+    assert_eq!(code, 6, "{seen}");
+    assert_eq!(dy.inspect("leaver", "{{.State.ExitCode}}"), "6");
+
+    // exec -it: a pty from the same devpts (the container's first process
+    // holds /dev/pts/0), sized like our terminal.
+    dy.ok(&["run", "-dt", "--name", "termbox", "busybox", "sh"]);
+    dy.wait_for("termbox", "{{.State.Status}}", "running");
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["exec", "-it", "termbox", "sh"],
+        40,
+        120,
+        &[("# ", b"tty; stty size; ls /dev/pts; exit 4\n")],
+    );
+    assert_eq!(code, 4, "{seen}");
+    assert!(
+        seen.contains("/dev/pts/1\r\n40 120\r\n0     1     ptmx\r\n"),
+        "{seen}"
+    );
+
+    // Bad detach keys: refused before anything is created.
+    let before = dy.ok(&["ps", "-aq"]);
+    let out = dy.run(&["run", "-t", "--detach-keys=ctrl-", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("Unknown character: 'ctrl-'"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(dy.ok(&["ps", "-aq"]), before);
 
     // -it without a terminal is refused, as docker refuses it.
     let out = dy.run(&["run", "--rm", "-it", "busybox", "true"]);
@@ -2508,4 +2631,317 @@ fn rootless_with_a_subuid_range_maps_it_through_newuidmap() {
         .join(id.trim())
         .join("upper/f");
     assert_eq!(owner(&upper), (START + 999, START + 999));
+}
+
+#[test]
+fn commit_change_sets_the_new_images_config() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /srv/app && echo made > /srv/app/f",
+    ]);
+    // Exec and shell forms, variables expanded from the image's ENV as a
+    // Dockerfile would, a relative WORKDIR.
+    dy.ok(&[
+        "commit",
+        "-c",
+        "ENV GREETING=hello WHO=\"$HOME x\"",
+        "--change",
+        "WORKDIR /srv",
+        "-c",
+        "WORKDIR app",
+        "-c",
+        r#"ENTRYPOINT ["/bin/sh", "-c"]"#,
+        "-c",
+        "CMD [\"echo $GREETING from $(pwd); cat f\"]",
+        "-c",
+        "EXPOSE 8080 53/udp",
+        "-c",
+        "LABEL stage=test",
+        "-c",
+        "VOLUME /data",
+        "-c",
+        "USER 1234:5678",
+        "-c",
+        "STOPSIGNAL SIGUSR1",
+        "src",
+        "changed:1",
+    ]);
+    let field = |f: &str| dy.inspect("changed:1", f);
+    assert_eq!(field("{{json .Config.Entrypoint}}"), r#"["/bin/sh","-c"]"#);
+    assert_eq!(
+        field("{{json .Config.Cmd}}"),
+        r#"["echo $GREETING from $(pwd); cat f"]"#
+    );
+    assert_eq!(field("{{.Config.WorkingDir}}"), "/srv/app");
+    assert_eq!(field("{{.Config.User}}"), "1234:5678");
+    assert_eq!(field("{{.Config.StopSignal}}"), "SIGUSR1");
+    assert_eq!(field("{{json .Config.Labels}}"), r#"{"stage":"test"}"#);
+    assert_eq!(
+        field("{{json .Config.ExposedPorts}}"),
+        r#"{"53/udp":{},"8080/tcp":{}}"#
+    );
+    assert_eq!(field("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
+    let env = field("{{json .Config.Env}}");
+    assert!(env.contains(r#""GREETING=hello""#), "{env}");
+    // $HOME is not in busybox's ENV: it expands to nothing, as in docker.
+    assert!(env.contains(r#""WHO= x""#), "{env}");
+
+    // Running it: the config is what the process gets, the file is there.
+    let out = dy.ok(&["run", "--rm", "-u", "0", "changed:1"]);
+    assert_eq!(out, "hello from /srv/app\nmade\n");
+    let out = dy.ok(&["run", "--rm", "--entrypoint", "id", "changed:1", "-u"]);
+    assert_eq!(out, "1234\n");
+
+    // Docker's list only; the store is left as it was.
+    let images = dy.ok(&["images", "-q"]);
+    // (Exit 1 with docker's "Error response from daemon", as for every
+    // error outside run/create/exec.)
+    let out = dy.run(&["commit", "-c", "RUN touch /x", "src", "bad:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("RUN is not a valid change command"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dy.run(&["commit", "-c", "EXPOSE 99999", "src", "bad:1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(dy.ok(&["images", "-q"]), images);
+}
+
+/// `dockyard attach NAME` as a child, its stdio piped.
+fn attach_child(dy: &Dy, args: &[&str]) -> std::process::Child {
+    Command::new(bin("dockyard"))
+        .args(["--root", dy.root.path().to_str().unwrap(), "attach"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn attach_streams_live_output_to_several_clients() {
+    use std::io::{BufRead, BufReader};
+    let dy = Dy::new();
+    // Prints once a second until /tmp/stop exists, then exits 7.
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; until [ -e /tmp/stop ]; do echo tick $i; echo err $i >&2; i=$((i+1)); \
+         sleep 0.2; done; echo bye; exit 7",
+    ]);
+    dy.wait_for("ticker", "{{.State.Status}}", "running");
+    // The monitor's socket: in the container's directory, root's only.
+    let id = dy.inspect("ticker", "{{.Id}}");
+    let sock = dy
+        .root_path()
+        .join("containers")
+        .join(&id)
+        .join("attach.sock");
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // Two clients at once: each sees output that is new when it attached,
+    // stdout and stderr apart.
+    let mut clients: Vec<_> = (0..2)
+        .map(|_| attach_child(&dy, &["--no-stdin", "ticker"]))
+        .collect();
+    let mut firsts = Vec::new();
+    for c in &mut clients {
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("tick "), "{line:?}");
+        firsts.push((out, line));
+    }
+    dy.ok(&["exec", "ticker", "touch", "/tmp/stop"]);
+    for (c, (mut out, first)) in clients.iter_mut().zip(firsts) {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert!(rest.ends_with("bye\n"), "{first}{rest}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.lines().all(|l| l.starts_with("err ")), "{err}");
+        // The container's exit code is attach's.
+        assert_eq!(c.wait().unwrap().code(), Some(7));
+    }
+    // The socket went with the container's process.
+    assert!(!sock.exists());
+
+    // As docker: a stopped container cannot be attached to.
+    let out = dy.run(&["attach", "ticker"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("You cannot attach to a stopped container, start it first"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn attach_without_a_terminal_sends_stdin_and_proxies_signals() {
+    use std::io::{BufRead, BufReader, Write};
+    let dy = Dy::new();
+    // -di: the container's stdin is a pipe the monitor holds open.
+    dy.ok(&["run", "-di", "--name", "reader", "busybox", "sh"]);
+    dy.wait_for("reader", "{{.State.Status}}", "running");
+    let mut c = attach_child(&dy, &["reader"]);
+    let mut stdin = c.stdin.take().unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    stdin.write_all(b"echo typed-$((6*7))\n").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "typed-42\n");
+    stdin.write_all(b"exit 5\n").unwrap();
+    assert_eq!(c.wait().unwrap().code(), Some(5));
+
+    // --sig-proxy (the default): Ctrl-C on attach is SIGINT for the
+    // container's process, which traps it here.
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "trapper",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got INT; exit 9' INT; echo ready; while :; do sleep 0.1; done",
+    ]);
+    dy.wait_for("trapper", "{{.State.Status}}", "running");
+    let mut c = attach_child(&dy, &["trapper"]);
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    // Wait until attach is surely connected: the trap is set before "ready",
+    // which it may have missed, so look for the monitor's client instead.
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("got INT"), "{rest}");
+    assert_eq!(c.wait().unwrap().code(), Some(9));
+    assert_eq!(dy.inspect("trapper", "{{.State.ExitCode}}"), "9");
+}
+
+#[test]
+fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
+    use std::io::{Read, Write};
+    let dy = Dy::new();
+    dy.ok(&["run", "-dit", "--name", "shell", "busybox", "sh"]);
+    dy.wait_for("shell", "{{.State.Status}}", "running");
+    let size = nix::pty::Winsize {
+        ws_row: 30,
+        ws_col: 90,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = pty.slave;
+    let mut child = Command::new(bin("dockyard"))
+        .args([
+            "--root",
+            dy.root.path().to_str().unwrap(),
+            "attach",
+            "shell",
+        ])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let wait_for = |what: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen.contains(what) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("waited for {what:?}, saw {seen:?}"),
+            }
+        }
+    };
+    // A command typed into the container's shell, through the monitor, and
+    // the size of our terminal, sent by attach.
+    master
+        .write_all(b"echo hello-$((6*7)); stty size\n")
+        .unwrap();
+    wait_for("hello-42\r\n30 90\r\n", &mut seen);
+    // Our terminal is resized: on SIGWINCH attach sends the new size, which
+    // the monitor sets on the container's pty master.
+    let bigger = nix::pty::Winsize {
+        ws_row: 45,
+        ws_col: 132,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        assert_eq!(
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger),
+            0
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    master.write_all(b"stty size\n").unwrap();
+    wait_for("45 132\r\n", &mut seen);
+    // Ctrl-P Ctrl-Q: attach leaves (exit 1, as docker's), the shell goes on.
+    master.write_all(b"\x10\x11").unwrap();
+    let status = child.wait().unwrap();
+    wait_for("read escape sequence", &mut seen);
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert_eq!(dy.inspect("shell", "{{.State.Status}}"), "running");
+    // Nothing of the keys reached the shell, and its output was logged.
+    let logs = dy.ok(&["logs", "shell"]);
+    assert!(logs.contains("hello-42"), "{logs}");
+    // --detach-keys: a first key that the second does not follow is
+    // passed on after all.
+    let (code, seen) = on_a_terminal(
+        &dy,
+        &["attach", "--detach-keys=z,x", "shell"],
+        30,
+        90,
+        // attach shows nothing until the shell prints: a newline first.
+        &[("", b"\n"), ("# ", b"echo zy-$((1+1))\nzx")],
+    );
+    assert_eq!(code, 1, "{seen}");
+    assert!(seen.contains("read escape sequence"), "{seen}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dy.ok(&["logs", "shell"]).contains("zy-2") {
+        assert!(Instant::now() < deadline, "{}", dy.ok(&["logs", "shell"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(dy.inspect("shell", "{{.State.Status}}"), "running");
 }

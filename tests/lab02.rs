@@ -574,3 +574,38 @@ fn nothing_is_left_behind() {
     }
     assert_eq!(before, host_mountinfo(), "the host's mount table changed");
 }
+
+#[test]
+fn tty_is_a_pty_of_the_containers_own_devpts() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = rootfs();
+    // The host has ptys in use (this one at least): the container sees none.
+    let _host_pty = nix::pty::openpty(None, None).expect("a host pty");
+    for flags in [&["--tty"][..], &["--tty", "--secure"][..]] {
+        let out = run(lab02(
+            &fx,
+            flags,
+            &[
+                "sh",
+                "-c",
+                "tty; ls /dev/pts; ls -ln /dev/pts/0; stat -c %d /dev/pts; stat -f -c %T /dev/pts",
+            ],
+        ));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+        // ttyname(3) works: the slave is a file of the container's /dev/pts.
+        assert_eq!(lines[0], "/dev/pts/0", "{flags:?}: {text}");
+        assert_eq!(lines[1], "0     ptmx", "{flags:?}: {text}");
+        // Root's (inside), group tty, mode 0620: devpts' mode= and gid=.
+        let ls: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            ls[..6],
+            ["crw--w----", "1", "0", "5", "136,", "0"],
+            "{flags:?}: {text}"
+        );
+        // A devpts instance of its own, not the host's.
+        let host = std::fs::metadata("/dev/pts").unwrap().dev();
+        assert_ne!(lines[3], host.to_string(), "{flags:?}: {text}");
+        assert_eq!(lines[4], "devpts", "{flags:?}: {text}");
+    }
+}

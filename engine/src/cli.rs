@@ -45,6 +45,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Fetch the logs of a container.
     Logs(LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
     /// Stop one or more running containers (the stop signal, then SIGKILL).
     Stop(StopArgs),
     /// Kill one or more running containers.
@@ -149,6 +151,9 @@ pub struct RunArgs {
     /// Allocate a pseudo-TTY.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Override the key sequence for detaching a container (with -it).
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -318,6 +323,20 @@ pub struct ExecArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process (without a terminal).
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
 pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals.
     #[arg(short = 'a', long)]
@@ -325,6 +344,9 @@ pub struct StartArgs {
     /// Attach the container's STDIN.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container (with -ai).
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -462,6 +484,8 @@ pub enum ContainerCmd {
     #[command(alias = "remove")]
     Rm(RmArgs),
     Logs(LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
     Exec(ExecArgs),
     Inspect(InspectArgs),
     Wait(NamesArgs),
@@ -504,6 +528,7 @@ impl Command {
                 ContainerCmd::Kill(a) => Command::Kill(a),
                 ContainerCmd::Rm(a) => Command::Rm(a),
                 ContainerCmd::Logs(a) => Command::Logs(a),
+                ContainerCmd::Attach(a) => Command::Attach(a),
                 ContainerCmd::Exec(a) => Command::Exec(a),
                 ContainerCmd::Inspect(mut a) => {
                     a.kind.get_or_insert_with(|| "container".into());
@@ -549,6 +574,10 @@ pub struct CommitArgs {
     #[arg(short = 'p', long, default_value_t = true, num_args = 0..=1,
           require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub pause: bool,
+    /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR).
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
     pub container: String,
     /// REPOSITORY[:TAG]
     pub repository: Option<String>,

@@ -33,6 +33,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     {
         bail!("the input device is not a TTY");
     }
+    // Checked before anything is created.
+    crate::attach::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
     crate::network::check_run(engine, &mut config)?;
     let record = runtime::create(engine, name.as_deref(), config)?;
@@ -41,7 +43,29 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
         println!("{}", record.id);
         return Ok(0);
     }
+    if args.tty && args.interactive {
+        // -it: as docker, a detached container and an attached client, so
+        // that Ctrl-P Ctrl-Q can leave it running.
+        return run_attached(engine, &record, &args.detach_keys);
+    }
     runtime::monitor(engine, &record.id, Attach::Foreground, None)
+}
+
+/// Start `record` under a detached monitor and attach to it before it
+/// runs; the exit code is the container's (0 when the person detaches).
+fn run_attached(engine: &Engine, record: &crate::state::Record, keys: &str) -> Result<Code> {
+    let sock = runtime::start_attached(engine, &record.id)?;
+    crate::attach::session(
+        engine,
+        record,
+        sock,
+        &crate::attach::Options {
+            no_stdin: false,
+            sig_proxy: true,
+            detach_keys: keys,
+        },
+        true,
+    )
 }
 
 /// `docker create`: the container, state "created"; prints its ID.
@@ -61,7 +85,16 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
             bail!("you cannot start and attach multiple containers at once");
         }
         let r = engine.containers.resolve(&args.containers[0])?;
+        crate::attach::parse_detach_keys(&args.detach_keys)?;
         runtime::prepare_start(engine, &r.id, args.interactive)?;
+        if args.interactive && config_of(&r)?.tty {
+            // -ai on a -t container: the same path as `run -it`.
+            if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+                bail!("the input device is not a TTY");
+            }
+            let r = engine.containers.load(&r.id)?;
+            return run_attached(engine, &r, &args.detach_keys);
+        }
         return runtime::monitor(engine, &r.id, Attach::Foreground, None);
     }
     each(engine, &args.containers, |r| {
@@ -72,6 +105,20 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
         runtime::prepare_start(engine, &r.id, false)?;
         runtime::start_detached(engine, &r.id)
     })
+}
+
+/// `docker attach`: join a running container's stdio through its monitor.
+pub fn attach(engine: &Engine, args: &crate::cli::AttachArgs) -> Result<Code> {
+    let record = engine.containers.resolve(&args.container)?;
+    crate::attach::attach(
+        engine,
+        &record,
+        &crate::attach::Options {
+            no_stdin: args.no_stdin,
+            sig_proxy: args.sig_proxy,
+            detach_keys: &args.detach_keys,
+        },
+    )
 }
 
 /// `docker exec`: run a command in a running container's namespaces and
@@ -1094,6 +1141,14 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
         );
     };
     let layer = engine.layer_container(&r.id)?;
+    // --change: lab 06 reads each as a Dockerfile line and applies it to the
+    // image's runtime config. Done before pausing: a bad change is an error
+    // that leaves the container and the store untouched.
+    let config = if args.change.is_empty() {
+        None
+    } else {
+        Some(runtime::changed_config(engine, &layer, &args.change)?)
+    };
     // ANCHOR: commit_pause
     let paused = args.pause && r.state.status == Status::Running;
     if paused {
@@ -1105,6 +1160,7 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
         created_by: command_column(&config_of(&r)?.argv(), false)
             .trim_matches('"')
             .to_string(),
+        config,
     };
     let result = runtime::commit(engine, &layer, name, &opts);
     if paused {

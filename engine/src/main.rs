@@ -3,6 +3,7 @@
 //! The engine adds state, a monitor per container and the CLI; every kernel
 //! mechanism comes from a lab's library (see `runtime`).
 
+mod attach;
 mod build;
 mod cli;
 mod commands;
@@ -30,6 +31,8 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // First, before anything of ours is open (see the function).
+    runtime::note_inherited_fds();
     // Rust ignores SIGPIPE, so `dockyard ... | head` would make println! panic
     // once head exits. A command-line tool should just stop, as C tools do.
     // SAFETY: restoring a signal's default disposition at start-up, before any
@@ -148,6 +151,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Exec(a) => commands::exec(&engine, a),
         Command::Ps(a) => commands::ps(&engine, a),
         Command::Logs(a) => commands::logs(&engine, a),
+        Command::Attach(a) => commands::attach(&engine, a),
         Command::Stop(a) => commands::stop(&engine, a),
         Command::Kill(a) => commands::kill(&engine, a),
         Command::Rm(a) => commands::rm(&engine, a),

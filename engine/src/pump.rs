@@ -3,8 +3,9 @@
 //! Without `-t`, the container writes to two pipes, stdout and stderr, and
 //! the monitor copies each to the log and, in the foreground, to our own
 //! stdout and stderr. With `-t` the container gets a pseudo-terminal
-//! instead: one pty, its *slave* end as the container's stdin, stdout and
-//! stderr and controlling terminal, its *master* end held here. Then:
+//! instead: one pty, which the container's first process allocates from its
+//! own devpts (lab 02), its *slave* end as the container's stdin, stdout
+//! and stderr and controlling terminal, its *master* end sent here. Then:
 //!
 //! - what the container prints comes out of the master (one stream: a
 //!   terminal has no separate stderr, so docker logs it all as "stdout");
@@ -19,7 +20,8 @@
 //! stdin.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 
 use anyhow::{Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -34,10 +36,18 @@ use crate::logs;
 pub struct Streams {
     /// Read ends: the container's stdout and stderr pipes, or the pty master.
     pub outputs: Vec<(OwnedFd, &'static str)>,
-    /// Where our stdin goes (the pty master), when it is attached.
+    /// The container's stdin (a pipe, or the pty master) when it was
+    /// started with `-i`: what our stdin and attached clients type goes here.
     pub input: Option<OwnedFd>,
+    /// Copy our own stdin into `input` (`run -i` in the foreground).
+    pub own_stdin: bool,
     /// The pty master, to pass window-size changes on.
     pub tty: Option<RawFd>,
+    /// The attach socket (see the attach module): clients that connect get
+    /// the output from then on, and their input goes to `input`.
+    pub listener: Option<UnixListener>,
+    /// Clients attached before the container started (`run -it`).
+    pub clients: Vec<crate::attach::Client>,
 }
 
 /// Copy until `pid` exits and its outputs close; return its exit code
@@ -68,9 +78,18 @@ pub fn pump(
         .context("blocking signals for the monitor")?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("signalfd")?;
-    if let Some(master) = streams.tty {
+    if let (Some(master), true) = (streams.tty, attach) {
         copy_window_size(master);
     }
+    // Writes to the container's stdin never block the monitor (which must
+    // keep reading the container's output meanwhile, or both would wait on
+    // each other): what does not fit waits in `pending`, and is sent when
+    // poll says the pipe or pty has room.
+    if let Some(input) = &streams.input {
+        set_nonblocking(input)?;
+    }
+    let mut pending: Vec<u8> = Vec::new();
+    let mut clients = std::mem::take(&mut streams.clients);
     // The container may have exited before SIGCHLD was blocked: then the
     // signal was discarded and the signalfd will never report it. So ask
     // waitpid now, and again whenever poll times out.
@@ -81,7 +100,7 @@ pub fn pump(
     };
     let mut status = reap(pid);
     let mut open: Vec<bool> = streams.outputs.iter().map(|_| true).collect();
-    let mut stdin_open = streams.input.is_some();
+    let mut stdin_open = streams.own_stdin && streams.input.is_some();
     let mut buf = vec![0u8; 64 * 1024];
     // SAFETY: fd 0 stays open for the life of this process.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
@@ -90,18 +109,36 @@ pub fn pump(
         // PID namespace, so the outputs reach EOF soon; don't wait forever on
         // a descriptor some escaped process still holds.
         let timeout = PollTimeout::from(if status.is_some() { 1000u16 } else { 500u16 });
-        let flag = |on: bool| {
-            if on {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            }
-        };
+        // The poll set: only what we want to hear from now. A descriptor
+        // at EOF (a closed pipe) would report POLLHUP at every call, asked
+        // or not, and turn the loop into a busy one.
+        let running = status.is_none();
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        for ((fd, _), on) in streams.outputs.iter().zip(&open) {
-            fds.push(PollFd::new(fd.as_fd(), flag(*on)));
+        let mut slots = vec![Slot::Signals];
+        for (i, ((fd, _), on)) in streams.outputs.iter().zip(&open).enumerate() {
+            if *on {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                slots.push(Slot::Output(i));
+            }
         }
-        fds.push(PollFd::new(stdin, flag(stdin_open && status.is_none())));
+        if stdin_open && running && pending.is_empty() {
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+            slots.push(Slot::Stdin);
+        }
+        if let (Some(input), false, true) = (&streams.input, pending.is_empty(), running) {
+            fds.push(PollFd::new(input.as_fd(), PollFlags::POLLOUT));
+            slots.push(Slot::Input);
+        }
+        if let (Some(l), true) = (&streams.listener, running) {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            slots.push(Slot::Listener);
+        }
+        if running && pending.is_empty() {
+            for (k, c) in clients.iter().enumerate() {
+                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+                slots.push(Slot::Client(k));
+            }
+        }
         let n = match poll(&mut fds, timeout) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -114,10 +151,16 @@ pub fn pump(
             status = reap(pid);
             continue;
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        let ready: Vec<Slot> = fds
+            .iter()
+            .zip(&slots)
+            .filter(|(f, _)| f.any().unwrap_or(false))
+            .map(|(_, s)| *s)
+            .collect();
         drop(fds);
+        let ready = |s: Slot| ready.contains(&s);
         for (i, (fd, stream)) in streams.outputs.iter().enumerate() {
-            if !ready[i + 1] || !open[i] {
+            if !ready(Slot::Output(i)) || !open[i] {
                 continue;
             }
             match nix::unistd::read(fd, &mut buf) {
@@ -136,27 +179,90 @@ pub fn pump(
                                 .and_then(|()| std::io::stdout().flush())
                         };
                     }
+                    if !clients.is_empty() {
+                        let kind = if *stream == "stderr" {
+                            crate::attach::STDERR
+                        } else {
+                            crate::attach::STDOUT
+                        };
+                        let frame = crate::attach::frame(kind, &buf[..n]);
+                        // A client that cannot keep up (2 s) is dropped.
+                        clients.retain_mut(|c| c.stream.write_all(&frame).is_ok());
+                    }
                 }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                 Err(_) => open[i] = false,
             }
         }
-        if *ready.last().unwrap_or(&false) {
+        if ready(Slot::Stdin) {
             match nix::unistd::read(stdin, &mut buf) {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
-                    // With a pipe, EOF would close the container's stdin; a
-                    // terminal has no EOF of its own (Ctrl-D is a byte).
-                    streams.input = None;
-                }
-                Ok(n) => {
-                    if let Some(to) = &streams.input {
-                        let _ = nix::unistd::write(to, &buf[..n]);
+                    // With a pipe, EOF closes the container's stdin, as
+                    // docker's `run -i` does; a terminal has no EOF of its
+                    // own (Ctrl-D is a byte), and a pty master stays.
+                    if streams.tty.is_none() && pending.is_empty() {
+                        streams.input = None;
                     }
+                }
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+        if ready(Slot::Listener) {
+            if let Some(l) = &streams.listener {
+                while let Some(c) = crate::attach::Client::accept(l) {
+                    clients.push(c);
                 }
             }
         }
-        if ready[0] {
+        let mut gone = Vec::new();
+        for (k, c) in clients.iter_mut().enumerate() {
+            if !ready(Slot::Client(k)) {
+                continue;
+            }
+            let (frames, open) = c.read();
+            if !open {
+                gone.push(k);
+            }
+            for (kind, data) in frames {
+                match kind {
+                    crate::attach::STDIN if streams.input.is_some() => {
+                        pending.extend_from_slice(&data)
+                    }
+                    crate::attach::RESIZE if data.len() == 4 => {
+                        if let Some(master) = streams.tty {
+                            let rows = u16::from_be_bytes([data[0], data[1]]);
+                            let cols = u16::from_be_bytes([data[2], data[3]]);
+                            lab02_namespaces::set_window_size(master, rows, cols);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for k in gone.into_iter().rev() {
+            clients.remove(k);
+        }
+        // Send what is pending to the container's stdin, as far as it goes
+        // (non-blocking: EAGAIN leaves it for when poll reports room).
+        if !pending.is_empty() && streams.input.is_some() {
+            if let Some(input) = &streams.input {
+                match nix::unistd::write(input, &pending) {
+                    Ok(n) => {
+                        pending.drain(..n);
+                    }
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                    // EPIPE: the container closed its stdin; drop the rest.
+                    Err(_) => pending.clear(),
+                }
+            }
+            if pending.is_empty() && !stdin_open && streams.own_stdin && streams.tty.is_none() {
+                streams.input = None;
+            }
+        } else if streams.input.is_none() {
+            pending.clear();
+        }
+        if ready(Slot::Signals) {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let signo = info.ssi_signo as i32;
                 if signo == libc::SIGCHLD {
@@ -176,7 +282,32 @@ pub fn pump(
         }
     }
     mask.thread_unblock().context("unblocking signals")?;
-    Ok(status.unwrap_or(255))
+    let code = status.unwrap_or(255);
+    // Tell the attached clients how it ended; dropping them then closes
+    // their connections.
+    let exit = crate::attach::frame(crate::attach::EXIT, &code.to_be_bytes());
+    for mut c in clients {
+        let _ = c.stream.write_all(&exit);
+    }
+    Ok(code)
+}
+
+/// What one entry of the poll set stands for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Signals,
+    Output(usize),
+    Stdin,
+    Input,
+    Listener,
+    Client(usize),
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).context("F_GETFL")?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).context("O_NONBLOCK")?;
+    Ok(())
 }
 
 /// Our terminal's size onto the container's (TIOCGWINSZ, then TIOCSWINSZ).
@@ -190,18 +321,19 @@ fn copy_window_size(master: RawFd) {
     }
 }
 
-/// A pseudo-terminal for a container: the master (kept) and the slave (the
-/// container's stdio), sized like our terminal when we have one.
-pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
-    let pty = nix::pty::openpty(None, None).context("openpty")?;
-    // The master must not leak into the container.
-    nix::fcntl::fcntl(
-        &pty.master,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .context("FD_CLOEXEC on the pty master")?;
-    copy_window_size(pty.master.as_raw_fd());
-    Ok((pty.master, pty.slave))
+/// Our terminal's size (rows, columns), if stdout or stdin is one: the
+/// size a container's pty starts with.
+pub fn our_window_size() -> Option<(u16, u16)> {
+    for fd in [1, 0] {
+        // SAFETY: winsize is plain old data; TIOCGWINSZ writes one.
+        unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0 {
+                return Some((ws.ws_row, ws.ws_col));
+            }
+        }
+    }
+    None
 }
 
 /// Our terminal in raw mode until dropped (only if stdin is a terminal).

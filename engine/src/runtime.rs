@@ -14,11 +14,15 @@
 //!      │                       │  owns stdout/stderr pipes -> json-file log
 //!      └─ prints the ID,       │  reaps the container, records its exit code
 //!         exits                │  applies --rm and --restart
+//!                              │  listens on attach.sock for `attach`
 //! ```
 //!
 //! Because the monitor, not the CLI, is the container's parent, `run -d`
 //! can return at once and the container outlives it. In the foreground the
-//! CLI process *is* the monitor, and also copies the output to the terminal.
+//! CLI process *is* the monitor, and also copies the output to the terminal;
+//! except with `-it`, where, as docker's CLI, it starts a detached monitor
+//! and attaches to it (see the attach module), so that Ctrl-P Ctrl-Q can
+//! leave the container running.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -57,6 +61,22 @@ pub fn commit(
     opts: &CommitOptions,
 ) -> Result<Image> {
     overlay::archive::commit_with(&engine.images, layer, name, opts)
+}
+
+/// `commit --change`: the runtime config of the container's image with the
+/// changes applied (lab 06 parses and applies them, as JSON).
+pub fn changed_config(
+    engine: &Engine,
+    layer: &overlay::container::Container,
+    changes: &[String],
+) -> Result<overlay::oci_spec::image::Config> {
+    let image = engine.images.container_image(layer)?;
+    let mut json = match image.config.config() {
+        Some(c) => serde_json::to_value(c).context("serializing the image's config")?,
+        None => serde_json::json!({}),
+    };
+    lab06_dockerfile::change::apply_changes(&mut json, changes)?;
+    serde_json::from_value(json).context("the changed image config")
 }
 
 /// Freeze or thaw a container's processes (lab 03's freezer).
@@ -650,11 +670,70 @@ pub enum Attach {
     Foreground,
     /// Detached: nobody watches; output goes to the log only.
     Detached,
+    /// Detached, but the first start waits until a client has attached
+    /// (`run -it`: the CLI attaches before the container prints anything).
+    Waiting,
 }
 
 /// Start a container in the background: fork a monitor, which outlives us,
 /// and return once the container's process exists.
 pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
+    let ready = fork_monitor(engine, id, Attach::Detached)?;
+    read_report(ready)
+}
+
+/// `run -it`, `start -ai`: start a container under a detached monitor, as
+/// `start_detached`, but attach to it before it starts, as docker's CLI
+/// does, so that not a byte of its output is missed. The monitor waits for
+/// this connection before it spawns the container; the session then goes
+/// through `attach`, detach keys included.
+pub fn start_attached(engine: &Engine, id: &str) -> Result<std::os::unix::net::UnixStream> {
+    let ready = fork_monitor(engine, id, Attach::Waiting)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match crate::attach::connect(engine, id) {
+            Ok(sock) => {
+                read_report(ready)?;
+                return Ok(sock);
+            }
+            Err(e) => {
+                // Not listening yet, or the monitor failed: then it says so.
+                let mut fds = [nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(&ready),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(20u8)).unwrap_or(0) > 0 {
+                    read_report(ready)?;
+                    return Err(e);
+                }
+                if Instant::now() > deadline {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// The descriptors above 2 that this process inherited from whoever ran it,
+/// noted at start-up (see `note_inherited_fds`).
+static INHERITED_FDS: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+
+/// Note which descriptors above 2 we inherited, before we open any. A
+/// detached monitor closes them: it outlives us, and must not keep our
+/// caller's terminal, pipe or socket open (a terminal would never see its
+/// session end; a pipe reader would never see EOF). Probed with F_GETFD,
+/// which opens nothing itself.
+pub fn note_inherited_fds() {
+    let fds = (3..1024)
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
+        .collect();
+    let _ = INHERITED_FDS.set(fds);
+}
+
+/// Fork the monitor, in a session of its own; return the read end of the
+/// pipe on which it reports the first start.
+fn fork_monitor(engine: &Engine, id: &str, attach: Attach) -> Result<OwnedFd> {
     let (ready_r, ready_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2")?;
     // Nothing may sit in our stdout buffer: the child would print it again.
     let _ = std::io::stdout().flush();
@@ -665,8 +744,14 @@ pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
             // A session of its own: the monitor must not die with our
             // terminal or receive the Ctrl-C meant for us.
             let _ = setsid();
+            for &fd in INHERITED_FDS.get().map(Vec::as_slice).unwrap_or_default() {
+                if fd != ready_w.as_raw_fd() {
+                    // SAFETY: a descriptor we inherited and never use.
+                    unsafe { libc::close(fd) };
+                }
+            }
             let code = match detach_stdio(engine, id) {
-                Ok(()) => match monitor(engine, id, Attach::Detached, Some(ready_w)) {
+                Ok(()) => match monitor(engine, id, attach, Some(ready_w)) {
                     Ok(_) => 0,
                     Err(e) => {
                         eprintln!("monitor: {e:#}");
@@ -684,21 +769,25 @@ pub fn start_detached(engine: &Engine, id: &str) -> Result<()> {
         }
         ForkResult::Parent { .. } => {
             drop(ready_w);
-            // One line: "started", or "error: ...". Read the line, not to
-            // EOF: a process that inherited the pipe's write end and never
-            // execs (the tiny init of --init) would hold it open for the
-            // container's whole life.
-            let mut msg = String::new();
-            std::io::BufReader::new(File::from(ready_r))
-                .read_line(&mut msg)
-                .context("reading the monitor's start report")?;
-            let msg = msg.trim_end_matches('\n');
-            match msg.strip_prefix("error: ") {
-                None if msg == "started" => Ok(()),
-                Some(err) => Err(anyhow!("{err}")),
-                None => Err(anyhow!("the monitor died before the container started")),
-            }
+            Ok(ready_r)
         }
+    }
+}
+
+/// The monitor's report of the first start: one line, "started", or
+/// "error: ...". Read the line, not to EOF: a process that inherited the
+/// pipe's write end and never execs (the tiny init of --init) would hold it
+/// open for the container's whole life.
+fn read_report(ready: OwnedFd) -> Result<()> {
+    let mut msg = String::new();
+    std::io::BufReader::new(File::from(ready))
+        .read_line(&mut msg)
+        .context("reading the monitor's start report")?;
+    let msg = msg.trim_end_matches('\n');
+    match msg.strip_prefix("error: ") {
+        None if msg == "started" => Ok(()),
+        Some(err) => Err(anyhow!("{err}")),
+        None => Err(anyhow!("the monitor died before the container started")),
     }
 }
 
@@ -730,7 +819,7 @@ fn detach_stdio(engine: &Engine, id: &str) -> Result<()> {
 pub fn monitor(
     engine: &Engine,
     id: &str,
-    attach: Attach,
+    mut attach: Attach,
     mut ready: Option<OwnedFd>,
 ) -> Result<i32> {
     let report = |ready: &mut Option<OwnedFd>, msg: &str| {
@@ -754,6 +843,12 @@ pub fn monitor(
         report(&mut ready, "started");
         let started_at = started.started;
         let (code, oom) = started.wait(attach)?;
+        // A restart does not wait for anyone to attach again.
+        if attach == Attach::Waiting {
+            attach = Attach::Detached;
+        }
+        // Nobody can attach to an exited container: no socket to find.
+        let _ = std::fs::remove_file(engine.containers.dir_of(id).join(crate::attach::SOCKET));
         let restarts = engine.containers.load(id)?.state.restart_count;
         let manual = mark_exited(engine, id, code, oom, "")?;
         if config.restart.should_restart(code, restarts, manual) && !config.auto_remove {
@@ -844,7 +939,24 @@ fn run_once(
     // The container's stdio: two pipes the monitor reads (stdout, stderr),
     // or with -t one pseudo-terminal (see the pump module).
     let null = File::open("/dev/null").context("opening /dev/null")?;
-    let (streams, stdio, keep_until_spawned) = container_stdio(config, attach, &null)?;
+    let (mut streams, stdio, keep_until_spawned) = container_stdio(config, attach, &null)?;
+    // `attach` connects here (see the attach module).
+    let listener = crate::attach::listen(&engine.containers.dir_of(id))?;
+    if attach == Attach::Waiting {
+        // `run -it`: the CLI that started us connects before anything runs.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = crate::attach::Client::accept(&listener) {
+                streams.clients.push(c);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("nobody attached to the container within 30 seconds");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    streams.listener = Some(listener);
 
     let mut spec = namespaces::Spec::new(
         &dirs.merged,
@@ -855,6 +967,9 @@ fn run_once(
     spec.init = config.init;
     spec.stdio = Some(stdio);
     spec.tty = config.tty;
+    if config.tty && attach == Attach::Foreground {
+        spec.tty_size = crate::pump::our_window_size();
+    }
     if !config.working_dir.is_empty() {
         spec.cwd = Some(PathBuf::from(&config.working_dir));
     }
@@ -1079,7 +1194,7 @@ fn run_once(
     let mut endpoint = None;
     let net_cfg = net_config(engine);
     // ANCHOR: net_attach
-    let container = namespaces::spawn(&spec, |pid| {
+    let mut container = namespaces::spawn(&spec, |pid| {
         if let Some(cg) = &cgroup {
             cg.add_pid(pid.as_raw())?;
         }
@@ -1116,6 +1231,16 @@ fn run_once(
     // ANCHOR_END: net_attach
     // Our copies of the container's ends: the container has its own now.
     drop((keep_until_spawned, null));
+    if let Some(master) = container.take_console() {
+        // -t: the pty's master, from the container's devpts. What the
+        // container prints comes out of it; with -i in the foreground, our
+        // keys go into it.
+        streams.tty = Some(master.as_raw_fd());
+        if config.open_stdin {
+            streams.input = Some(master.try_clone().context("dup of the pty master")?);
+        }
+        streams.outputs.push((master, "stdout"));
+    }
     let pid = container.pid();
     trace::phase("start: spawned the container (lab 02)");
 
@@ -1173,7 +1298,7 @@ impl Running {
             ..
         } = self;
         // -it in the foreground: our terminal passes every key through.
-        let raw = (attach == Attach::Foreground && streams.input.is_some())
+        let raw = (attach == Attach::Foreground && streams.own_stdin && streams.tty.is_some())
             .then(crate::pump::RawMode::enter);
         let code = crate::pump::pump(pid, streams, Some(&mut log), attach == Attach::Foreground);
         drop(raw);
@@ -1208,33 +1333,31 @@ fn container_stdio(
     attach: Attach,
     null: &File,
 ) -> Result<(crate::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
-    let attached_stdin = attach == Attach::Foreground && config.open_stdin;
-    if config.tty {
-        let (master, slave) = crate::pump::open_pty()?;
-        let input = match attached_stdin {
-            true => Some(master.try_clone().context("dup of the pty master")?),
-            false => None,
-        };
-        let tty = Some(master.as_raw_fd());
-        let s = slave.as_raw_fd();
-        let streams = crate::pump::Streams {
-            outputs: vec![(master, "stdout")],
-            input,
-            tty,
-        };
-        return Ok((streams, [s, s, s], vec![slave]));
-    }
+    // With -t the container makes its own pty (lab 02) and sends us the
+    // master after spawn; these pipes carry only what it says before that
+    // (a setup error), and stdin is /dev/null until the pty replaces it.
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdout")?;
     let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stderr")?;
-    // Without -t, an attached stdin is simply ours, inherited.
-    let stdin = if attached_stdin { 0 } else { null.as_raw_fd() };
-    let fds = [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let mut keep = vec![out_w, err_w];
+    // -i without -t: a pipe the monitor writes into, from our stdin in the
+    // foreground, and from attached clients (`attach`) in any case.
+    let (stdin, input) = if config.open_stdin && !config.tty {
+        let (r, w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for stdin")?;
+        (r, Some(w))
+    } else {
+        (null.try_clone().context("dup of /dev/null")?.into(), None)
+    };
+    let fds = [stdin.as_raw_fd(), keep[0].as_raw_fd(), keep[1].as_raw_fd()];
+    keep.push(stdin);
     let streams = crate::pump::Streams {
         outputs: vec![(out_r, "stdout"), (err_r, "stderr")],
-        input: None,
+        input,
+        own_stdin: attach == Attach::Foreground && config.open_stdin,
         tty: None,
+        listener: None,
+        clients: Vec::new(),
     };
-    Ok((streams, fds, vec![out_w, err_w]))
+    Ok((streams, fds, keep))
 }
 
 /// Record an exit. Returns whether `stop` asked for it (no restart then).
@@ -1346,20 +1469,17 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         .map(str::to_string)
         .unwrap_or_else(|| config.working_dir.clone());
     let null = File::open("/dev/null").context("opening /dev/null")?;
-    let pty = if tty && !detach {
-        Some(crate::pump::open_pty()?)
-    } else {
-        None
-    };
-    let stdin = if interactive && !detach {
+    // -t: lab 02's relay makes the pty in the container's devpts and sends
+    // us the master; our stdio then only hears the relay's own errors.
+    let tty = tty && !detach;
+    let stdin = if interactive && !detach && !tty {
         0
     } else {
         null.as_raw_fd()
     };
-    let stdio = match (&pty, detach) {
-        (_, true) => [null.as_raw_fd(); 3],
-        (Some((_, slave)), false) => [slave.as_raw_fd(); 3],
-        (None, false) => [stdin, 1, 2],
+    let stdio = match detach {
+        true => [null.as_raw_fd(); 3],
+        false => [stdin, 1, 2],
     };
     let spec = namespaces::join::JoinSpec {
         target: Pid::from_raw(record.state.pid),
@@ -1369,7 +1489,8 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         security: Some(config.security()?),
         stdio: Some(stdio),
         detach,
-        tty: pty.is_some(),
+        tty,
+        tty_size: tty.then(crate::pump::our_window_size).flatten(),
         // The container's own root, where its passwd file is: through
         // /proc/PID/root of its first process.
         run_as: run_as(
@@ -1384,7 +1505,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         &config.cgroup_parent
     };
     let dirs = cgroups::group_dirs(&host, parent, &record.id)?;
-    let relay = namespaces::join::join(&spec, || {
+    let mut relay = namespaces::join::join(&spec, || {
         for d in &dirs {
             // "0" means the writing process itself, on v1 and v2.
             std::fs::write(d.join("cgroup.procs"), "0")
@@ -1396,8 +1517,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     if detach {
         return Ok(0);
     }
-    if let Some((master, slave)) = pty {
-        drop(slave);
+    if let Some(master) = relay.take_console() {
         let input = match interactive {
             true => Some(master.try_clone().context("dup of the pty master")?),
             false => None,
@@ -1406,8 +1526,11 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         let tty = Some(master.as_raw_fd());
         let streams = crate::pump::Streams {
             outputs: vec![(master, "stdout")],
+            own_stdin: input.is_some(),
             input,
             tty,
+            listener: None,
+            clients: Vec::new(),
         };
         let code = crate::pump::pump(relay.pid(), streams, None, true);
         drop(raw);

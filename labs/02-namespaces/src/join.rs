@@ -25,6 +25,11 @@
 //! host's `/sys/fs/cgroup` is gone from view. The joining process writes
 //! itself into the container's cgroup first, and the command inherits it.
 //!
+//! With a terminal (`exec -t`), the relay allocates the command's pty once
+//! it is in the container's mount namespace, from the container's own
+//! devpts, exactly as the container's first process did (see
+//! [`crate::open_console`]), and sends the master back over a unix socket.
+//!
 //! The command runs under the same security layer as the container (its
 //! capabilities, seccomp filter and no_new_privs), applied in the last steps
 //! before exec, exactly as for the container's first process.
@@ -60,8 +65,12 @@ pub struct JoinSpec {
     /// `exec -d`: the command outlives the caller, so the relay must not die
     /// with it.
     pub detach: bool,
-    /// stdin is a terminal to become the command's controlling terminal.
+    /// A pty from the container's devpts becomes the command's stdio and
+    /// controlling terminal; its master comes back in
+    /// [`Container::take_console`]. `stdio` gets what the relay says first.
     pub tty: bool,
+    /// With `tty`: its initial size, rows and columns.
+    pub tty_size: Option<(u16, u16)>,
     /// Who the command runs as (the container's user, or `exec -u`).
     pub run_as: Option<crate::RunAs>,
 }
@@ -123,12 +132,28 @@ pub fn join(
     // Compile the seccomp filter here, in the parent, where a mistake is
     // still a clean error (see the security module).
     let prepared = spec.security.as_ref().map(Security::prepare).transpose()?;
+    let console = spec.tty.then(crate::console_socketpair).transpose()?;
 
     // SAFETY: the caller is single-threaded (documented above).
     match unsafe { fork() }.context("fork for exec")? {
-        ForkResult::Parent { child } => Ok(Container { pid: child }),
+        ForkResult::Parent { child } => {
+            let mut container = Container {
+                pid: child,
+                console: None,
+            };
+            if let Some((parent, theirs)) = console {
+                drop(theirs);
+                // EOF instead: the relay failed, and said why on stderr.
+                container.console = crate::receive_fd(&parent)?;
+            }
+            Ok(container)
+        }
         ForkResult::Child => {
-            let code = match relay(spec, namespaces, prepared.as_ref(), enter_cgroup) {
+            let socket = console.map(|(parent, theirs)| {
+                drop(parent);
+                theirs
+            });
+            let code = match relay(spec, namespaces, socket, prepared.as_ref(), enter_cgroup) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("exec: {e:#}");
@@ -147,6 +172,7 @@ pub fn join(
 fn relay(
     spec: &JoinSpec,
     namespaces: Vec<(OwnedFd, CloneFlags, &'static str)>,
+    console: Option<OwnedFd>,
     prepared: Option<&Prepared>,
     enter_cgroup: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<i32> {
@@ -178,6 +204,21 @@ fn relay(
         }
     }
 
+    // -t: the pty, from the container's devpts, now that we see it. The
+    // master goes back to the caller; the slave to the command below.
+    let slave = match console {
+        Some(socket) => {
+            let c = crate::open_console(spec.tty_size)?;
+            if let Some(u) = &spec.run_as {
+                nix::unistd::fchown(&c.slave, Some(nix::unistd::Uid::from_raw(u.uid)), None)
+                    .context("chown of the exec's terminal")?;
+            }
+            crate::send_fd(&socket, &c.master).context("sending the pty master")?;
+            Some(c.slave)
+        }
+        None => None,
+    };
+
     // Block the signals we forward, and SIGCHLD, before forking: none is
     // lost between the fork and the wait. The command unblocks them before
     // exec (a blocked mask survives execve).
@@ -191,7 +232,7 @@ fn relay(
     // SAFETY: this process is single-threaded.
     match unsafe { fork() }.context("fork into the container's PID namespace")? {
         ForkResult::Child => {
-            let code = match command(spec, prepared, &mask) {
+            let code = match command(spec, slave.as_ref(), prepared, &mask) {
                 Ok(never) => match never {},
                 Err(e) => {
                     eprintln!("{e}");
@@ -201,33 +242,46 @@ fn relay(
             // SAFETY: as above.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => loop {
-            match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                _ => {}
-            }
-            // Sleep until a signal: SIGCHLD (loop and reap) or one to pass on.
-            if let Ok(sig) = mask.wait() {
-                if sig != Signal::SIGCHLD {
-                    let _ = kill(child, sig);
+        ForkResult::Parent { child } => {
+            // Only the command holds the terminal now: when it exits, the
+            // master reads EIO and the caller knows the output is complete.
+            drop(slave);
+            loop {
+                match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                    _ => {}
+                }
+                // Sleep until a signal: SIGCHLD (loop and reap) or one to pass on.
+                if let Ok(sig) = mask.wait() {
+                    if sig != Signal::SIGCHLD {
+                        let _ = kill(child, sig);
+                    }
                 }
             }
-        },
+        }
     }
 }
 
 /// The command's side: stdio, working directory, confinement, exec.
 fn command(
     spec: &JoinSpec,
+    tty: Option<&OwnedFd>,
     prepared: Option<&Prepared>,
     blocked: &SigSet,
 ) -> Result<std::convert::Infallible, lab01::Error> {
-    if let Some(fds) = spec.stdio {
-        crate::install_stdio(fds)?;
-    }
-    if spec.tty {
-        crate::take_terminal()?;
+    use std::os::fd::AsRawFd;
+    match tty {
+        Some(slave) => {
+            let s = slave.as_raw_fd();
+            crate::install_stdio([s, s, s])?;
+            crate::take_terminal()?;
+        }
+        None => {
+            if let Some(fds) = spec.stdio {
+                crate::install_stdio(fds)?;
+            }
+        }
     }
     // Until exec, this process is a copy of dockyard inside the container:
     // keep the container's processes from opening it (see security).

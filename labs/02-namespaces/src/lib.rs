@@ -253,9 +253,13 @@ pub struct Spec {
     /// Bind mounts into the container (`-v /host:/inside[:ro]`), made
     /// before pivot_root while the host's paths are still in view.
     pub binds: Vec<Bind>,
-    /// stdin (fd 0) is a terminal that must become the command's
-    /// controlling terminal (`docker run -t`); see [`take_terminal`].
+    /// `docker run -t`: the command gets a pty from the container's own
+    /// devpts as its stdio and controlling terminal, and the master is
+    /// handed back in [`Container::take_console`]; see [`open_console`].
+    /// `stdio` still receives what the child says before the pty exists.
     pub tty: bool,
+    /// With `tty`: its initial size, rows and columns.
+    pub tty_size: Option<(u16, u16)>,
     /// Who the command runs as (`-u`, the image's USER); `None`: root.
     pub run_as: Option<RunAs>,
     /// Resource limits (`--ulimit nofile=1024:2048`): (resource, soft, hard).
@@ -284,6 +288,7 @@ impl Spec {
             cwd: None,
             binds: Vec::new(),
             tty: false,
+            tty_size: None,
             run_as: None,
             rlimits: Vec::new(),
             security: None,
@@ -296,11 +301,112 @@ impl Spec {
 }
 
 // ANCHOR: tty
+/// A pseudo-terminal from the container's own devpts.
+///
+/// `docker run -t` gives the command a terminal. Where it comes from matters:
+/// a pty from the *host's* `/dev/pts` would be invisible inside (the
+/// container's `/dev/pts` is another devpts instance), so `ttyname(3)` fails
+/// and `tty` says "not a tty". So, as runc does, the container's first
+/// process allocates it itself, after pivot_root and the mount of its own
+/// devpts (`mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts`):
+///
+/// 1. open `/dev/pts/ptmx` (what `/dev/ptmx` links to): a new master;
+/// 2. unlock it (TIOCSPTLCK) and open its slave (TIOCGPTPEER), which is
+///    `/dev/pts/N` *of the container's devpts*;
+/// 3. make the slave its stdin, stdout, stderr and controlling terminal;
+/// 4. hand the master to the parent over a unix socket, as an `SCM_RIGHTS`
+///    message (runc's `--console-socket`), and close its own copy.
+///
+/// The master then lives only outside, in the engine's monitor, which
+/// copies it to and from the person and sets the window size on it.
+#[derive(Debug)]
+pub struct Console {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+    /// The slave's number: `/dev/pts/N` inside.
+    pub number: u32,
+}
+
+/// The magic number of a devpts filesystem (`statfs(2)`'s `f_type`).
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
+/// Allocate a [`Console`] from the devpts at `/dev/pts` of our root, sized
+/// `rows` x `cols` when given.
+///
+/// This runs as root, in the container's mount namespace, on paths the
+/// container's image (or, for `exec`, its running processes) could have
+/// replaced. So the path is resolved inside the root without following any
+/// symlink out of it (openat2 RESOLVE_IN_ROOT), and what was opened must be
+/// a devpts' `ptmx` (statfs magic, character device 5:2), not whatever a
+/// hostile container put there. The slave is opened through the master
+/// (TIOCGPTPEER), never by a path.
+pub fn open_console(size: Option<(u16, u16)>) -> anyhow::Result<Console> {
+    let root = OwnedFd::from(fs::File::open("/").context("opening / for the console")?);
+    let master = security::open_in_root(
+        &root,
+        Path::new("/dev/pts/ptmx"),
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+    )
+    .context("opening /dev/pts/ptmx in the container (is its devpts mounted?)")?;
+    let fs_type = nix::sys::statfs::fstatfs(&master)
+        .context("fstatfs on /dev/pts/ptmx")?
+        .filesystem_type()
+        .0 as i64;
+    let st = nix::sys::stat::fstat(&master).context("fstat on /dev/pts/ptmx")?;
+    let (major, minor) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+    if fs_type != DEVPTS_SUPER_MAGIC || (major, minor) != (5, 2) {
+        bail!(
+            "/dev/pts/ptmx in the container is not a devpts ptmx (fs type {fs_type:#x}, \
+             device {major}:{minor}): refusing to use it as a terminal"
+        );
+    }
+    let fd = master.as_raw_fd();
+    let mut number: libc::c_uint = 0;
+    let unlock: libc::c_int = 0;
+    // SAFETY: these pty ioctls read or write one int, which we pass.
+    unsafe {
+        Errno::result(libc::ioctl(fd, libc::TIOCSPTLCK, &unlock)).context("unlockpt")?;
+        Errno::result(libc::ioctl(fd, libc::TIOCGPTN, &mut number)).context("ptsname")?;
+    }
+    // SAFETY: TIOCGPTPEER returns a new descriptor, which we then own.
+    let slave = unsafe {
+        Errno::result(libc::ioctl(
+            fd,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        ))
+        .context("opening the pty's slave (TIOCGPTPEER, Linux 4.13)")?
+    };
+    // SAFETY: the descriptor was just returned to us and nobody else owns it.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    if let Some((rows, cols)) = size {
+        set_window_size(fd, rows, cols);
+    }
+    Ok(Console {
+        master,
+        slave,
+        number,
+    })
+}
+
+/// TIOCSWINSZ: the terminal's size, which programs read with TIOCGWINSZ
+/// (`stty size`); on a change the kernel sends SIGWINCH to the terminal's
+/// foreground process group.
+pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize, which `ws` is.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+}
+
 /// Make the terminal on fd 0 this process's controlling terminal, as a
 /// login does: a new session (setsid), then TIOCSCTTY. Only then does the
 /// kernel turn Ctrl-C typed on it into SIGINT for the foreground process
-/// group, and a shell can do job control. The other end of the terminal
-/// (the pty master) is held by whoever attached it: dockyard's monitor.
+/// group, and a shell can do job control.
 pub fn take_terminal() -> Result<(), lab01::Error> {
     nix::unistd::setsid().context("setsid for the container's terminal")?;
     // SAFETY: TIOCSCTTY on fd 0 with argument 0 (do not steal).
@@ -310,6 +416,104 @@ pub fn take_terminal() -> Result<(), lab01::Error> {
             std::io::Error::last_os_error()
         )));
     }
+    Ok(())
+}
+
+/// The pty's slave as our stdio and controlling terminal, and its master
+/// sent to whoever holds the other end of `socket`. Owned by `owner` (uid)
+/// when the command will not run as root, as runc does, so that it may
+/// still open its own terminal (`/dev/tty`, `stty`) after dropping root.
+fn attach_console(console: Console, socket: &OwnedFd, owner: Option<u32>) -> anyhow::Result<()> {
+    if let Some(uid) = owner {
+        nix::unistd::fchown(&console.slave, Some(Uid::from_raw(uid)), None)
+            .with_context(|| format!("chown of /dev/pts/{} to {uid}", console.number))?;
+    }
+    let s = console.slave.as_raw_fd();
+    install_stdio([s, s, s])?;
+    take_terminal()?;
+    send_fd(socket, &console.master).context("sending the pty master to the parent")?;
+    Ok(())
+}
+
+/// Send `fd` over a unix socket, as an `SCM_RIGHTS` control message: the
+/// receiver gets its own descriptor for the same open file.
+pub fn send_fd(socket: &OwnedFd, fd: &OwnedFd) -> nix::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"T")];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Receive a descriptor sent with [`send_fd`]; `None` when the sender
+/// closed the socket without sending one (it failed, and says why on its
+/// stderr).
+pub fn receive_fd(socket: &OwnedFd) -> anyhow::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    loop {
+        let msg = match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => other.context("receiving the pty master")?,
+        };
+        for c in msg.cmsgs().context("reading the control message")? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(&fd) = fds.first() {
+                    // SAFETY: the kernel installed this descriptor for us.
+                    return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+                }
+            }
+        }
+        return Ok(None);
+    }
+}
+
+/// A connected pair of unix stream sockets, both close-on-exec: the
+/// console socket between a parent and the child that makes the pty.
+pub fn console_socketpair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair for the console")
+}
+
+/// Lab mode (no security layer) has lab 01's minimal `/dev`, without a
+/// devpts: mount one of our own for the console, as Docker's setup does.
+fn mount_devpts(pts_gid: bool) -> anyhow::Result<()> {
+    if Path::new("/dev/pts/ptmx").exists() {
+        return Ok(());
+    }
+    fs::create_dir_all("/dev/pts").context("creating /dev/pts")?;
+    let opts = if pts_gid {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620"
+    };
+    mount(
+        Some("devpts"),
+        "/dev/pts",
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(opts),
+    )
+    .context("mounting devpts on /dev/pts")?;
     Ok(())
 }
 // ANCHOR_END: tty
@@ -445,6 +649,8 @@ impl ExitStatus {
 #[derive(Debug)]
 pub struct Container {
     pid: Pid,
+    /// With [`Spec::tty`]: the master of the container's pty.
+    console: Option<OwnedFd>,
 }
 
 impl Container {
@@ -452,6 +658,13 @@ impl Container {
     /// there is a PID namespace).
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// With [`Spec::tty`] (or a join with a tty): the pty's master, once.
+    /// `None` if the child failed before it could send one: its stderr
+    /// says why, and its exit status is 125.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     /// Send `signal` to the container's first process. Remember that, as
@@ -551,6 +764,8 @@ pub fn spawn(
     // The go-ahead pipe. Both ends are close-on-exec, so the command never
     // inherits them.
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe2 for the go-ahead")?;
+    // -t: the console socket, over which the child sends the pty's master.
+    let console = spec.tty.then(console_socketpair).transpose()?;
 
     // Every namespace but the cgroup one is created by clone itself; see
     // `child_setup` for why the cgroup namespace must wait.
@@ -558,11 +773,13 @@ pub fn spawn(
     match clone_process(flags)? {
         None => {
             drop(go_write);
-            child_main(spec, &rootfs, go_read, secure.as_ref())
+            let socket = console.map(|(_, child)| child);
+            child_main(spec, &rootfs, go_read, socket, secure.as_ref())
         }
         Some(pid) => {
             drop(go_read);
-            let container = Container { pid };
+            let console = console.map(|(parent, _)| parent);
+            let mut container = Container { pid, console: None };
             let prepared = (|| {
                 if spec.has(CloneFlags::CLONE_NEWUSER) {
                     write_id_maps(pid, &mapping, &group_mapping)?;
@@ -579,6 +796,11 @@ pub fn spawn(
             let mut go = fs::File::from(go_write);
             go.write_all(b"G")
                 .context("releasing the child (write to the go-ahead pipe)")?;
+            if let Some(socket) = console {
+                // The child sends the master once its pty exists, or exits
+                // (EOF here) having said why on its stderr.
+                container.console = receive_fd(&socket)?;
+            }
             Ok(container)
         }
     }
@@ -768,8 +990,14 @@ fn split_by_own_map(mapping: &IdMapping, own_map: &str) -> String {
 
 /// The child's whole life: set up, then become the command (or its init).
 /// It never returns into the parent's code: it leaves with `_exit`.
-fn child_main(spec: &Spec, rootfs: &Path, go: OwnedFd, secure: Option<&security::Prepared>) -> ! {
-    let result = child_setup(spec, rootfs, go, secure).and_then(|()| {
+fn child_main(
+    spec: &Spec,
+    rootfs: &Path,
+    go: OwnedFd,
+    console: Option<OwnedFd>,
+    secure: Option<&security::Prepared>,
+) -> ! {
+    let result = child_setup(spec, rootfs, go, console, secure).and_then(|()| {
         if spec.init {
             run_init(&spec.argv, &spec.env).map_err(lab01::Error::Setup)
         } else {
@@ -802,6 +1030,7 @@ fn child_setup(
     spec: &Spec,
     rootfs: &Path,
     go: OwnedFd,
+    console: Option<OwnedFd>,
     secure: Option<&security::Prepared>,
 ) -> Result<(), lab01::Error> {
     // 0. If the lab's process dies, so does the container.
@@ -810,10 +1039,6 @@ fn child_setup(
         // First, so even a setup error below reaches whoever owns the
         // container's output.
         install_stdio(fds)?;
-    }
-
-    if spec.tty {
-        take_terminal()?;
     }
 
     // 1. Wait for the parent's go-ahead: our ID maps are written, and lab 03
@@ -871,15 +1096,25 @@ fn child_setup(
         lab01::mount_proc()?;
         lab01::mount_dev()?;
     }
+    // The tty group (gid 5) exists inside only if the gid map reaches it.
+    let gids = spec
+        .group
+        .or(spec.user)
+        .unwrap_or_else(IdMapping::for_caller);
+    let tty_gid_mapped = !userns || gids.count > 5;
     if let Some(p) = secure {
         // Devices for terminals, shared memory and message queues; the
         // masked and read-only paths; --tmpfs. All need CAP_SYS_ADMIN.
-        let gids = spec
-            .group
-            .or(spec.user)
-            .unwrap_or_else(IdMapping::for_caller);
-        let tty_gid_mapped = !userns || gids.count > 5;
         security::mount_after_pivot(p, spec.has(CloneFlags::CLONE_NEWIPC), tty_gid_mapped)?;
+    }
+    // 5b. -t: a pty from our own devpts becomes our stdio and controlling
+    //     terminal; its master goes to the parent (see `open_console`).
+    if let Some(socket) = console {
+        if secure.is_none() {
+            mount_devpts(tty_gid_mapped)?;
+        }
+        let console = open_console(spec.tty_size)?;
+        attach_console(console, &socket, spec.run_as.as_ref().map(|u| u.uid))?;
     }
 
     // 6. Network namespace: it starts with only `lo`, and down.

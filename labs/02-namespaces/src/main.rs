@@ -11,6 +11,7 @@ use clap::Parser;
 use lab02_namespaces::security::{self, Security, Tmpfs};
 use lab02_namespaces::{IdMapping, Spec, FORWARDED_SIGNALS};
 use nix::sched::CloneFlags;
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 
 /// Run CMD in new mount, UTS, IPC, PID, network, user and cgroup namespaces,
 /// with DIR as its root directory.
@@ -64,6 +65,11 @@ struct Cli {
     /// the command as PID 2 (as docker run --init).
     #[arg(long)]
     init: bool,
+
+    /// Give the command a terminal: a pty from the container's own devpts,
+    /// whose master this program copies to and from its own stdio.
+    #[arg(short = 't', long)]
+    tty: bool,
 
     /// The working directory inside the container, created if missing.
     #[arg(short = 'w', long, value_name = "DIR")]
@@ -178,10 +184,23 @@ fn main() -> ExitCode {
     spec.user = cli.userns_map;
     spec.init = cli.init;
 
+    spec.tty = cli.tty;
+    spec.tty_size = cli.tty.then(window_size).flatten();
+
     // Lab 02 has nothing to do between clone and start; lab 03 puts the
     // child in a cgroup here.
-    let status = lab02_namespaces::spawn(&spec, |_pid| Ok(()))
-        .and_then(|container| container.wait_forwarding(&FORWARDED_SIGNALS));
+    let status = lab02_namespaces::spawn(&spec, |_pid| Ok(())).and_then(|mut container| {
+        let copier = container.take_console().map(copy_console).transpose()?;
+        let status = container.wait_forwarding(&FORWARDED_SIGNALS);
+        if let Some((output, raw)) = copier {
+            // The master reads EIO once every holder of the slave is gone.
+            let _ = output.join();
+            if let Some(saved) = raw {
+                let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &saved);
+            }
+        }
+        status
+    });
     match status {
         Ok(status) => ExitCode::from(status.code() as u8),
         Err(e) => {
@@ -189,4 +208,59 @@ fn main() -> ExitCode {
             ExitCode::from(125)
         }
     }
+}
+
+/// Our terminal's size, rows and columns, if stdin is one.
+fn window_size() -> Option<(u16, u16)> {
+    // SAFETY: winsize is plain old data; TIOCGWINSZ writes one.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Copy the container's pty master to our stdout (in a thread, returned)
+/// and our stdin to it (in a thread left to die with us). With a terminal
+/// on stdin, it goes into raw mode, so every key reaches the container's
+/// line discipline as typed; the saved settings are returned to restore.
+#[allow(clippy::type_complexity)]
+fn copy_console(
+    master: std::os::fd::OwnedFd,
+) -> anyhow::Result<(std::thread::JoinHandle<()>, Option<Termios>)> {
+    use std::io::{Read, Write};
+    // Threads inherit the signal mask: block what wait_forwarding takes,
+    // so that Ctrl-C is forwarded rather than killing us from a thread.
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGCHLD);
+    FORWARDED_SIGNALS.iter().for_each(|&s| set.add(s));
+    set.thread_block()?;
+    let raw = match tcgetattr(std::io::stdin()) {
+        Ok(saved) => {
+            let mut raw = saved.clone();
+            cfmakeraw(&mut raw);
+            tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw)?;
+            Some(saved)
+        }
+        Err(_) => None,
+    };
+    let mut input = std::fs::File::from(master.try_clone()?);
+    let mut output = std::fs::File::from(master);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut input);
+    });
+    let out = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdout = std::io::stdout();
+        // Ends with EIO: the slave side is closed.
+        while let Ok(n) = output.read(&mut buf) {
+            if n == 0
+                || stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    Ok((out, raw))
 }

@@ -131,6 +131,9 @@ pub struct CommitOptions {
     pub author: Option<String>,
     /// The history entry's `created_by`.
     pub created_by: String,
+    /// `docker commit --change`: the new image's runtime config (`Cmd`, `Env`...), in place
+    /// of the parent image's. `None` keeps the parent's.
+    pub config: Option<oci_spec::image::Config>,
 }
 
 /// [`commit`], recording a message and an author as Docker does (the
@@ -151,6 +154,9 @@ pub fn commit_with(
     let (layer, diff_id) = put_layer(store, File::open(&tmp)?)?;
     let created = now_rfc3339();
     let mut config = parent.config.clone();
+    if let Some(runtime) = &opts.config {
+        config.set_config(Some(runtime.clone()));
+    }
     config.set_created(Some(created.clone()));
     let mut diff_ids = config.rootfs().diff_ids().to_vec();
     diff_ids.push(diff_id);

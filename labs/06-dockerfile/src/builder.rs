@@ -1592,7 +1592,7 @@ fn heredoc_script(line: &str, ins: &Instruction) -> String {
 }
 
 /// `EXPOSE 80` is `80/tcp`; a range and a protocol are allowed (`8000-8010/udp`).
-fn normalize_port(p: &str) -> Result<String> {
+pub(crate) fn normalize_port(p: &str) -> Result<String> {
     let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
@@ -1609,7 +1609,7 @@ fn normalize_port(p: &str) -> Result<String> {
     Ok(format!("{ports}/{proto}"))
 }
 
-fn check_signal(s: &str) -> Result<()> {
+pub(crate) fn check_signal(s: &str) -> Result<()> {
     if s.parse::<i32>().is_ok_and(|n| (1..=64).contains(&n)) {
         return Ok(());
     }

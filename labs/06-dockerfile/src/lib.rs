@@ -21,13 +21,16 @@
 //! - [`layers`] makes the layers of `COPY`, `ADD` and `WORKDIR` without a container, reading
 //!   the image's layers as overlayfs would;
 //! - [`context`] is the build context and `.dockerignore`;
-//! - [`cache`] is the build cache: a step built before on the same parent is reused.
+//! - [`cache`] is the build cache: a step built before on the same parent is reused;
+//! - [`change`] applies Dockerfile lines to an image's config without a build, for
+//!   `docker commit --change`.
 //!
 //! The shell equivalent of this half is `docker build -t NAME .` with the classic builder
 //! (`DOCKER_BUILDKIT=0`), whose output format it follows.
 
 pub mod builder;
 pub mod cache;
+pub mod change;
 pub mod context;
 pub mod goquote;
 pub mod layers;

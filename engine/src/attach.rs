@@ -1,0 +1,414 @@
+//! `docker attach`: a person joins a running container's stdio.
+//!
+//! The container's stdio belongs to its monitor (see `runtime` and `pump`),
+//! so attaching means talking to the monitor. Each monitor listens on a unix
+//! socket in the container's directory, `attach.sock`, mode 0600: only root
+//! (who may do anything to the container anyway) can connect. Any number of
+//! clients may be attached at once, as with docker: each gets every byte the
+//! container prints from the moment it connects, and what each types goes to
+//! the container's stdin when it was started with `-i`.
+//!
+//! The stream is framed, in both directions, like docker's multiplexed
+//! attach stream: one byte of kind, four of length (big-endian), the bytes.
+//!
+//! ```text
+//! monitor -> client   1 stdout | 2 stderr          (data)
+//!                     4 exit                       (the exit code: i32)
+//! client -> monitor   0 stdin (data) | 3 resize    (rows, cols: u16 each)
+//! ```
+//!
+//! The client handles the rest, as docker's does: with a terminal, raw mode
+//! and the detach keys (Ctrl-P Ctrl-Q by default: leave, the container goes
+//! on); without one, Ctrl-C and the other signals go on to the container
+//! (`--sig-proxy`). When the container exits the monitor closes the
+//! connections, and the client exits with the container's code.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::runtime::{self, config_of, Engine};
+use crate::state::{Record, Status};
+
+/// The socket's name in the container's directory.
+pub const SOCKET: &str = "attach.sock";
+
+/// Frame kinds.
+pub const STDIN: u8 = 0;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+pub const RESIZE: u8 = 3;
+pub const EXIT: u8 = 4;
+
+/// One frame: kind, length, data.
+pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(5 + data.len());
+    f.push(kind);
+    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+/// Take every complete frame off the front of `buf`.
+pub fn frames(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        if buf.len() < 5 {
+            break;
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if buf.len() < 5 + len {
+            break;
+        }
+        let data = buf[5..5 + len].to_vec();
+        out.push((buf[0], data));
+        buf.drain(..5 + len);
+    }
+    out
+}
+
+/// The container's directory opened as a path, and the socket's address
+/// through it: `/proc/self/fd/N/attach.sock`. A unix socket's path may hold
+/// only 107 bytes, and a data root plus a 64-hex ID comes close; the
+/// descriptor's short name always fits.
+fn address(dir: &Path) -> Result<(OwnedFd, String)> {
+    let fd = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", dir.display()))?;
+    let path = format!("/proc/self/fd/{}/{SOCKET}", fd.as_raw_fd());
+    Ok((fd, path))
+}
+
+/// The monitor's side: listen on `DIR/attach.sock`, mode 0600.
+pub fn listen(dir: &Path) -> Result<UnixListener> {
+    let (_dir, path) = address(dir)?;
+    // A socket left by an earlier run (or a killed monitor) is in the way.
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the old {SOCKET}")),
+    }
+    // Created 0600 from the start (umask), not chmod-ed after: no moment
+    // where another user could connect. The monitor is single-threaded here.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(&path);
+    nix::sys::stat::umask(old);
+    let listener =
+        listener.with_context(|| format!("listening on {}", dir.join(SOCKET).display()))?;
+    listener
+        .set_nonblocking(true)
+        .context("making the attach socket non-blocking")?;
+    Ok(listener)
+}
+
+/// `dockyard attach`'s flags.
+pub struct Options<'a> {
+    pub no_stdin: bool,
+    pub sig_proxy: bool,
+    pub detach_keys: &'a str,
+}
+
+/// Docker's `--detach-keys` format: `ctrl-p,ctrl-q`, `a`, `ctrl-@`...
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
+    let mut keys = Vec::new();
+    for key in s.split(',') {
+        let bytes = key.as_bytes();
+        let byte = match key.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => {
+                let c = c.as_bytes()[0].to_ascii_lowercase();
+                match c {
+                    b'a'..=b'z' => c - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => bail!("Unknown character: '{key}'"),
+                }
+            }
+            None if bytes.len() == 1 => bytes[0],
+            _ => bail!("Unknown character: '{key}'"),
+        };
+        keys.push(byte);
+    }
+    if keys.is_empty() {
+        bail!("invalid detach keys: {s:?}");
+    }
+    Ok(keys)
+}
+
+/// Connect to the monitor of container `id`.
+pub fn connect(engine: &Engine, id: &str) -> Result<UnixStream> {
+    let (_dir, path) = address(&engine.containers.dir_of(id))?;
+    UnixStream::connect(&path)
+        .with_context(|| format!("connecting to the monitor of {}", &id[..12]))
+}
+
+/// `dockyard attach`: connect to the monitor of `record` and copy until the
+/// container exits (its exit code) or the detach keys are typed (1, with
+/// docker's "read escape sequence").
+pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
+    let record = engine.containers.reconcile(record.clone())?;
+    if record.state.status == Status::Paused {
+        bail!("You cannot attach to a paused container, unpause it first");
+    }
+    if record.state.status != Status::Running {
+        bail!("You cannot attach to a stopped container, start it first");
+    }
+    let sock = connect(engine, &record.id)?;
+    session(engine, &record, sock, opts, false)
+}
+
+/// The client's side of an attached session, on a connected socket. Also
+/// what `run -it` and `start -ai` do, after starting the container under a
+/// detached monitor: there, detaching is silent and exits 0, as in docker.
+pub fn session(
+    engine: &Engine,
+    record: &Record,
+    mut sock: UnixStream,
+    opts: &Options,
+    from_run: bool,
+) -> Result<i32> {
+    let config = config_of(record)?;
+    let keys = parse_detach_keys(opts.detach_keys)?;
+    let stdin_is_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    let send_stdin = !opts.no_stdin && config.open_stdin;
+    if config.tty && send_stdin && !stdin_is_tty {
+        bail!("the input device is not a TTY");
+    }
+
+    // Signals: SIGWINCH for the window size with a terminal; without one,
+    // with --sig-proxy, the signals a person sends to "the program".
+    let mut mask = SigSet::empty();
+    if config.tty {
+        mask.add(Signal::SIGWINCH);
+    } else if opts.sig_proxy {
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            mask.add(s);
+        }
+    }
+    mask.thread_block().context("blocking signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("signalfd")?;
+    let resize = |sock: &mut UnixStream| {
+        if let Some((rows, cols)) = crate::pump::our_window_size() {
+            let mut data = rows.to_be_bytes().to_vec();
+            data.extend_from_slice(&cols.to_be_bytes());
+            let _ = sock.write_all(&frame(RESIZE, &data));
+        }
+    };
+    if config.tty {
+        resize(&mut sock);
+    }
+    let raw = (config.tty && send_stdin).then(crate::pump::RawMode::enter);
+
+    let mut stdin_open = send_stdin;
+    let mut matched = 0usize; // how many detach keys in a row so far
+    let mut held = Vec::new(); // those keys, sent on if the sequence breaks
+    let mut incoming = Vec::new();
+    let mut exit_code = None;
+    let mut buf = vec![0u8; 32 * 1024];
+    let stdin = std::io::stdin();
+    let detached = loop {
+        let mut fds = vec![
+            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        if stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("poll"),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if ready[0] {
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => break false,
+                Ok(n) => {
+                    incoming.extend_from_slice(&buf[..n]);
+                    for (kind, data) in frames(&mut incoming) {
+                        if kind == EXIT && data.len() == 4 {
+                            exit_code =
+                                Some(i32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+                            continue;
+                        }
+                        let _ = if kind == STDERR {
+                            std::io::stderr().write_all(&data)
+                        } else {
+                            std::io::stdout()
+                                .write_all(&data)
+                                .and_then(|()| std::io::stdout().flush())
+                        };
+                    }
+                }
+            }
+        }
+        if ready[1] {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let signo = info.ssi_signo as i32;
+                if signo == libc::SIGWINCH {
+                    resize(&mut sock);
+                } else if let Ok(sig) = Signal::try_from(signo) {
+                    // --sig-proxy: as `dockyard kill -s SIG`.
+                    if let Ok(now) = engine.containers.load(&record.id) {
+                        let _ = runtime::signal(engine, &now, sig);
+                    }
+                }
+            }
+        }
+        if stdin_open && ready[2] {
+            let n = match nix::unistd::read(&stdin, &mut buf) {
+                Ok(0) | Err(_) => {
+                    // Our input ended; the container's stays open for others.
+                    stdin_open = false;
+                    continue;
+                }
+                Ok(n) => n,
+            };
+            let mut out = Vec::with_capacity(n);
+            let mut detach = false;
+            for &b in &buf[..n] {
+                // The detach keys are looked for only with a terminal, as
+                // in docker; elsewhere every byte is data.
+                if config.tty && b == keys[matched] {
+                    held.push(b);
+                    matched += 1;
+                    if matched == keys.len() {
+                        detach = true;
+                        break;
+                    }
+                    continue;
+                }
+                out.append(&mut held);
+                matched = 0;
+                if config.tty && b == keys[0] {
+                    held.push(b);
+                    matched = 1;
+                    continue;
+                }
+                out.push(b);
+            }
+            if !out.is_empty() {
+                sock.write_all(&frame(STDIN, &out))
+                    .context("sending input to the monitor")?;
+            }
+            if detach {
+                break true;
+            }
+        }
+    };
+    drop(raw);
+    mask.thread_unblock().context("unblocking signals")?;
+    if detached {
+        if from_run {
+            return Ok(0);
+        }
+        eprintln!("read escape sequence");
+        return Ok(1);
+    }
+    // The monitor sends the exit code before it closes the connection, and
+    // records it just after: wait for that, so that a `ps` or `inspect`
+    // after us sees the exit (an error here is a --rm container, gone).
+    if let Some(code) = exit_code {
+        let _ = runtime::wait_until_exited(engine, &record.id, Duration::from_secs(10));
+        return Ok(code);
+    }
+    // Else it died: the record says what the reconciliation found.: the container exited (or is being
+    // restarted by its policy). Its code is in the record once recorded.
+    runtime::wait_until_exited(engine, &record.id, Duration::from_secs(10))?;
+    let r = engine
+        .containers
+        .reconcile(engine.containers.load(&record.id)?)?;
+    match r.state.status {
+        Status::Running | Status::Restarting | Status::Paused => Ok(0),
+        _ => Ok(r.state.exit_code),
+    }
+}
+
+/// What the monitor keeps for one attached client.
+pub struct Client {
+    pub stream: UnixStream,
+    /// Bytes read that do not make a whole frame yet.
+    pub partial: Vec<u8>,
+}
+
+impl Client {
+    /// A new connection: blocking writes with a time limit (a client that
+    /// stops reading is dropped rather than stalling the container),
+    /// non-blocking reads.
+    pub fn accept(listener: &UnixListener) -> Option<Client> {
+        let (stream, _) = listener.accept().ok()?;
+        stream
+            .set_write_timeout(Some(Duration::from_secs(2)))
+            .ok()?;
+        Some(Client {
+            stream,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Read the frames that arrived, and whether the client is still there
+    /// (false at EOF or on error: it left, maybe just after a last frame).
+    pub fn read(&mut self) -> (Vec<(u8, Vec<u8>)>, bool) {
+        let mut buf = [0u8; 16 * 1024];
+        let _ = self.stream.set_nonblocking(true);
+        let open = loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break false,
+                Ok(n) => self.partial.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        let _ = self.stream.set_nonblocking(false);
+        (frames(&mut self.partial), open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_wait_for_whole_ones() {
+        let mut buf = frame(STDOUT, b"hello");
+        buf.extend(frame(STDERR, b""));
+        let tail = frame(STDIN, b"xyz");
+        buf.extend_from_slice(&tail[..4]);
+        assert_eq!(
+            frames(&mut buf),
+            vec![(STDOUT, b"hello".to_vec()), (STDERR, Vec::new())]
+        );
+        buf.extend_from_slice(&tail[4..]);
+        assert_eq!(frames(&mut buf), vec![(STDIN, b"xyz".to_vec())]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn detach_keys_parse_like_dockers() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
+        assert_eq!(parse_detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
+        assert!(parse_detach_keys("ctrl-1").is_err());
+        assert!(parse_detach_keys("ab").is_err());
+    }
+}
