@@ -7,63 +7,41 @@
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Output};
 use std::time::Instant;
 
-use dockyard_e2e::fixtures::{bin, require_root, workspace_root};
+use dockyard_e2e::dockyard::{leftover_cgroups, mount_points, text, Dockyard};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-static N: AtomicU32 = AtomicU32::new(0);
-
 /// A data root with busybox loaded, a build context directory, and a cgroup parent.
 struct Dy {
-    root: tempfile::TempDir,
+    dy: Dockyard,
     ctx: tempfile::TempDir,
-    parent: String,
+}
+
+impl std::ops::Deref for Dy {
+    type Target = Dockyard;
+    fn deref(&self) -> &Dockyard {
+        &self.dy
+    }
 }
 
 impl Dy {
     fn new() -> Dy {
-        require_root();
-        let root = tempfile::Builder::new()
-            .prefix("dockyard-build-")
-            .tempdir()
-            .unwrap();
+        let dy = Dockyard::empty("dockyard-build");
+        dy.load_busybox();
         let ctx = tempfile::Builder::new()
             .prefix("dockyard-ctx-")
             .tempdir()
             .unwrap();
-        let parent = format!(
-            "dockyard-e2e-build-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let dy = Dy { root, ctx, parent };
-        let oci = workspace_root().join("images/busybox/oci");
-        let out = dy.run(&["load", "-i", oci.to_str().unwrap()]);
-        assert!(out.status.success(), "load failed: {}", text(&out.stderr));
-        dy
+        Dy { dy, ctx }
     }
 
     fn file(&self, rel: &str, content: &str) {
         let p = self.ctx.path().join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, content).unwrap();
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(bin("dockyard"));
-        c.arg("--root")
-            .arg(self.root.path())
-            .env_remove("DOCKYARD_ROOT");
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if matches!(args.first(), Some(&"run") | Some(&"build")) {
-            all.insert(1, format!("--cgroup-parent={}", self.parent));
-        }
-        c.args(&all).stdin(Stdio::null());
-        c.output().expect("running dockyard")
     }
 
     /// `dockyard build -t TAG [extra...] CONTEXT`.
@@ -81,17 +59,6 @@ impl Dy {
             out.status.success(),
             "build failed ({:?}):\n{}{}",
             out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "dockyard {args:?} failed:\n{}{}",
             text(&out.stdout),
             text(&out.stderr)
         );
@@ -155,62 +122,6 @@ impl Dy {
                 .unwrap();
         index["manifests"].as_array().unwrap().len()
     }
-}
-
-impl Drop for Dy {
-    fn drop(&mut self) {
-        let root = self.root.path().to_string_lossy().to_string();
-        for m in mount_points().into_iter().rev() {
-            if m.starts_with(&root) {
-                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        for dir in cgroup_dirs(&self.parent) {
-            for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let _ = fs::remove_dir(e.path());
-            }
-            let _ = fs::remove_dir(dir);
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn mount_points() -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .collect()
-}
-
-fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let p = entry.path();
-        if p.join(parent).is_dir() {
-            out.push(p.join(parent));
-        }
-        if p.file_name().is_some_and(|n| n == parent) {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn leftover_cgroups(parent: &str) -> Vec<PathBuf> {
-    cgroup_dirs(parent)
-        .into_iter()
-        .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect()
 }
 
 /// The entry `rel` in the topmost of `layers` that has it.

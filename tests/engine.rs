@@ -7,162 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use dockyard_e2e::dockyard::{
+    container_dirs, leftover_cgroups, mount_points, text, Dockyard as Dy,
+};
 use dockyard_e2e::fixtures::{base_rootfs, bin, ns_inode, require_root, workspace_root};
 use serde_json::Value;
-
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// A private data root with the base image loaded, and a cgroup parent.
-struct Dy {
-    root: tempfile::TempDir,
-    parent: String,
-}
-
-impl Dy {
-    fn new() -> Dy {
-        require_root();
-        let root = tempfile::Builder::new()
-            .prefix("dockyard-engine-")
-            .tempdir()
-            .unwrap();
-        let parent = format!(
-            "dockyard-e2e-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let dy = Dy { root, parent };
-        let oci = workspace_root().join("images/busybox/oci");
-        assert!(
-            oci.exists(),
-            "base image missing: run scripts/setup --no-run"
-        );
-        let out = dy.run(&["load", "-i", oci.to_str().unwrap()]);
-        assert!(out.status.success(), "load failed: {}", text(&out.stderr));
-        dy
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(bin("dockyard"));
-        c.arg("--root")
-            .arg(self.root.path())
-            .env_remove("DOCKYARD_ROOT");
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if matches!(args.first(), Some(&"run") | Some(&"create")) {
-            all.insert(1, format!("--cgroup-parent={}", self.parent));
-        }
-        c.args(&all);
-        c.stdin(Stdio::null());
-        c.output().expect("running dockyard")
-    }
-
-    /// Run and expect success; return stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "dockyard {args:?} failed ({:?}):\n{}{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn inspect(&self, name: &str, fmt: &str) -> String {
-        self.ok(&["inspect", "-f", fmt, name]).trim().to_string()
-    }
-
-    fn wait_for(&self, name: &str, what: &str, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.inspect(name, what);
-            if got == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: {what} is {got:?}, waited for {want:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn root_path(&self) -> PathBuf {
-        self.root.path().to_path_buf()
-    }
-}
-
-impl Drop for Dy {
-    fn drop(&mut self) {
-        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
-        for id in text(&ids.stdout).lines() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
-        let root = self.root.path().to_string_lossy().to_string();
-        for m in mount_points().into_iter().rev() {
-            if m.starts_with(&root) {
-                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        for dir in cgroup_dirs(&self.parent) {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn mount_points() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .collect()
-}
-
-/// Every directory named `parent` below a cgroup hierarchy's root.
-fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let p = entry.path();
-        if p.join(parent).is_dir() {
-            out.push(p.join(parent));
-        }
-        if p.file_name().is_some_and(|n| n == parent) {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Whether any cgroup below `parent` is left.
-fn leftover_cgroups(parent: &str) -> Vec<PathBuf> {
-    cgroup_dirs(parent)
-        .into_iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
-fn container_dirs(root: &Path) -> Vec<String> {
-    std::fs::read_dir(root.join("containers"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn run_rm_prints_and_leaves_nothing_behind() {
@@ -1940,35 +1791,25 @@ const REMAP_COUNT: u32 = 65_536;
 /// the range in /etc/subuid and /etc/subgid for as long as it lives
 /// (restored even if the test fails: see `SubIds`).
 struct Remapped {
-    root: tempfile::TempDir,
-    parent: String,
+    dy: Dy,
     // Last: the range is removed after the containers are.
     _ids: dockyard_e2e::subids::SubIds,
 }
 
+impl std::ops::Deref for Remapped {
+    type Target = Dy;
+    fn deref(&self) -> &Dy {
+        &self.dy
+    }
+}
+
 impl Remapped {
     fn new() -> Remapped {
-        require_root();
         let ids =
             dockyard_e2e::subids::SubIds::add(&REMAP_ID.to_string(), REMAP_START, REMAP_COUNT);
-        let root = tempfile::Builder::new()
-            .prefix("dockyard-remap-")
-            .tempdir()
-            .unwrap();
-        let parent = format!(
-            "dockyard-e2e-remap-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let r = Remapped {
-            root,
-            parent,
-            _ids: ids,
-        };
-        let oci = workspace_root().join("images/busybox/oci");
-        let out = r.run(&["load", "-i", oci.to_str().unwrap()]);
-        assert!(out.status.success(), "load failed: {}", text(&out.stderr));
-        r
+        let dy = Dy::empty("dockyard-remap").with_globals(&["--userns-remap", &Self::setting()]);
+        dy.load_busybox();
+        Remapped { dy, _ids: ids }
     }
 
     fn setting() -> String {
@@ -1980,50 +1821,6 @@ impl Remapped {
         self.root
             .path()
             .join(format!("{REMAP_START}.{REMAP_START}"))
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(bin("dockyard"));
-        c.arg("--root")
-            .arg(self.root.path())
-            .args(["--userns-remap", &Self::setting()])
-            .env_remove("DOCKYARD_ROOT");
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if matches!(args.first(), Some(&"run") | Some(&"create")) {
-            all.insert(1, format!("--cgroup-parent={}", self.parent));
-        }
-        c.args(&all).stdin(Stdio::null());
-        c.output().expect("running dockyard")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "dockyard --userns-remap {args:?} failed ({:?}):\n{}{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-}
-
-impl Drop for Remapped {
-    fn drop(&mut self) {
-        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
-        for id in text(&ids.stdout).lines() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
-        let root = self.root.path().to_string_lossy().to_string();
-        for m in mount_points().into_iter().rev() {
-            if m.starts_with(&root) {
-                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-        for dir in cgroup_dirs(&self.parent) {
-            let _ = std::fs::remove_dir(dir);
-        }
     }
 }
 

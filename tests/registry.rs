@@ -17,14 +17,12 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dockyard_e2e::fixtures::{bin, require_root, workspace_root};
+use dockyard_e2e::dockyard::{text, Dockyard};
+use dockyard_e2e::fixtures::{require_root, workspace_root};
 use serde_json::Value;
 use sha2::Digest as _;
-
-static N: AtomicU32 = AtomicU32::new(0);
 
 /// A `docker-registry` process on 127.0.0.1, stopped on drop.
 struct Registry {
@@ -215,85 +213,40 @@ impl Drop for TokenServer {
 }
 
 /// A private data root and credentials directory.
+/// A data root of its own, with the credentials directory given (where
+/// `login` writes `config.json`).
 struct Dy {
-    root: tempfile::TempDir,
-    config_dir: PathBuf,
-    parent: String,
+    dy: Dockyard,
+}
+
+impl std::ops::Deref for Dy {
+    type Target = Dockyard;
+    fn deref(&self) -> &Dockyard {
+        &self.dy
+    }
 }
 
 impl Dy {
     fn new(config_dir: &Path) -> Dy {
         Dy {
-            root: tempfile::Builder::new()
-                .prefix("dockyard-reg-root-")
-                .tempdir()
-                .unwrap(),
-            config_dir: config_dir.to_path_buf(),
-            parent: format!(
-                "dockyard-e2e-reg-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ),
+            dy: Dockyard::empty("dockyard-reg").with_env("DOCKYARD_CONFIG_DIR", config_dir),
         }
     }
 
     /// A data root with the busybox base image loaded.
     fn with_base(config_dir: &Path) -> Dy {
         let dy = Dy::new(config_dir);
-        let oci = workspace_root().join("images/busybox/oci");
-        assert!(
-            oci.exists(),
-            "base image missing: run scripts/setup --no-run"
-        );
-        dy.ok(&["load", "-i", oci.to_str().unwrap()]);
+        dy.load_busybox();
         dy
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("dockyard"));
-        c.arg("--root")
-            .arg(self.root.path())
-            .env_remove("DOCKYARD_ROOT")
-            .env("DOCKYARD_CONFIG_DIR", &self.config_dir);
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if args.first() == Some(&"run") {
-            all.insert(1, format!("--cgroup-parent={}", self.parent));
-        }
-        c.args(&all).stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("running dockyard")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "dockyard {args:?} failed ({:?}):\n{}{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
     }
 
     /// Runs and expects the registry issue's exit 125; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "dockyard {args:?} should fail with 125:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stderr)
+        self.dy.fails(125, args)
     }
 
     fn path(&self) -> &Path {
-        self.root.path()
+        self.dy.root.path()
     }
 
     /// The manifest digest the store's index.json gives a name.
@@ -339,10 +292,6 @@ impl Dy {
         out.sort();
         out
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn creds_dir() -> tempfile::TempDir {

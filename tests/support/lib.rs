@@ -1,4 +1,5 @@
 //! Shared helpers for the end-to-end tests.
 pub mod booktest;
+pub mod dockyard;
 pub mod fixtures;
 pub mod subids;
