@@ -2616,21 +2616,48 @@ fn attach_without_a_terminal_sends_stdin_and_proxies_signals() {
         "busybox",
         "sh",
         "-c",
-        "trap 'echo got INT; exit 9' INT; echo ready; while :; do sleep 0.1; done",
+        "trap 'echo got INT; exit 9' INT; echo ready; while :; do echo tick; sleep 0.1; done",
     ]);
-    dy.wait_for("trapper", "{{.State.Status}}", "running");
+    // The trap is set once "ready" is in the log.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dy.ok(&["logs", "trapper"]).contains("ready") {
+        assert!(Instant::now() < deadline, "the container never got ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut c = attach_child(&dy, &["trapper"]);
+    // A tick through attach: it is connected, and it blocked the signals it
+    // proxies before it began to stream, so SIGINT now goes to the container.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
     let mut out = BufReader::new(c.stdout.take().unwrap());
-    // Wait until attach is surely connected: the trap is set before "ready",
-    // which it may have missed, so look for the monitor's client instead.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while out.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20));
+    assert_eq!(first.as_deref(), Ok("tick\n"));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(c.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
+    // Everything until attach ends (its stdout closes), 20 s at most: a
+    // lost signal must fail the test, not hang it.
     let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => rest.push_str(&l),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = c.kill();
+                panic!("attach did not end after SIGINT; it printed: {rest}");
+            }
+        }
+    }
     assert!(rest.contains("got INT"), "{rest}");
     assert_eq!(c.wait().unwrap().code(), Some(9));
     assert_eq!(dy.inspect("trapper", "{{.State.ExitCode}}"), "9");

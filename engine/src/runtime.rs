@@ -543,7 +543,11 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         // `-v /data`, unless a -v or --mount already covers that path. The
         // volume is created and seeded from the image when the container
         // starts, and `rm -v` or `--rm` takes it away with the container.
-        for target in ic.volumes().clone().unwrap_or_default() {
+        // Sorted: the config holds them as a JSON object, whose order a
+        // parser need not keep, and `inspect`'s Mounts should not vary.
+        let mut image_volumes = ic.volumes().clone().unwrap_or_default();
+        image_volumes.sort();
+        for target in image_volumes {
             let target = target.trim_end_matches('/').to_string();
             let target = if target.is_empty() {
                 "/".into()
