@@ -90,18 +90,24 @@ pub fn pump(
         // PID namespace, so the outputs reach EOF soon; don't wait forever on
         // a descriptor some escaped process still holds.
         let timeout = PollTimeout::from(if status.is_some() { 1000u16 } else { 500u16 });
-        let flag = |on: bool| {
-            if on {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            }
-        };
+        // Only the descriptors still read go into the set: poll reports
+        // POLLHUP whatever the events asked for, so a pipe already at EOF
+        // left in it would wake us at once, again and again, and this loop
+        // would spin on a CPU until the kernel has torn the container's
+        // namespaces down and SIGCHLD comes.
+        let watch_stdin = stdin_open && status.is_none();
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut slot = Vec::with_capacity(open.len() + 1);
         for ((fd, _), on) in streams.outputs.iter().zip(&open) {
-            fds.push(PollFd::new(fd.as_fd(), flag(*on)));
+            slot.push(on.then_some(fds.len()));
+            if *on {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
         }
-        fds.push(PollFd::new(stdin, flag(stdin_open && status.is_none())));
+        slot.push(watch_stdin.then_some(fds.len()));
+        if watch_stdin {
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+        }
         let n = match poll(&mut fds, timeout) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -114,8 +120,12 @@ pub fn pump(
             status = reap(pid);
             continue;
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        let fired: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
+        // ready[0] is the signalfd, then one per output, then stdin.
+        let ready: Vec<bool> = std::iter::once(fired[0])
+            .chain(slot.iter().map(|s| s.is_some_and(|i| fired[i])))
+            .collect();
         for (i, (fd, stream)) in streams.outputs.iter().enumerate() {
             if !ready[i + 1] || !open[i] {
                 continue;
