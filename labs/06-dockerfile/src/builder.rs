@@ -276,7 +276,12 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
         cache: Cache::open(store)?,
         opts,
         lexer: Lexer::new(df.escape),
-        context,
+        // The context's file digests persist beside the step cache, so that a
+        // rebuild does not read the context's files again (see context.rs).
+        context: context.with_digest_cache(
+            store.root().join("build-cache").join("file-digests.json"),
+            store.root().join("tmp"),
+        ),
         dockerfile: shown,
         build_args,
         used_args: BTreeSet::new(),
@@ -290,9 +295,11 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     for ins in &plan.global_args {
         b.global_arg(ins)?;
     }
-    for stage in &plan.stages[..=last] {
-        b.stage(stage)?;
-    }
+    let staged = plan.stages[..=last]
+        .iter()
+        .try_for_each(|stage| b.stage(stage));
+    b.context.save_digest_cache();
+    staged?;
     let unused: Vec<&String> = b
         .build_args
         .keys()

@@ -22,6 +22,8 @@
 //! The shell equivalent of what the builder reads is
 //! `tar -C DIR --exclude-from=DIR/.dockerignore -c .`, give or take `**` and `!`.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
@@ -182,6 +184,55 @@ pub fn clean(path: &str) -> PathBuf {
 pub struct BuildContext {
     pub root: PathBuf,
     pub ignore: Ignore,
+    /// The content digests of files already read, by their `stat` (see [`FileDigests`]).
+    digests: RefCell<FileDigests>,
+}
+
+/// A cache of file content digests, so that a rebuild of an unchanged context does not
+/// read its files again (a 50 MB file takes longer to hash than the rest of the build).
+///
+/// A file's entry is keyed by what `stat` says of it: device, inode, size, mtime and ctime
+/// to the nanosecond. Any write to a file changes its mtime and ctime, and nothing but the
+/// kernel can set a ctime, so a file with the same key still has the same bytes; git's index
+/// and buildkit rely on the same. One hole stays: a file written twice within one tick of
+/// the kernel's clock, with the same size, keeps its key. So an entry is only kept for a
+/// file whose ctime is at least two seconds old when it is read ("racy git" in git's docs).
+///
+/// ```text
+/// STORE/build-cache/file-digests.json   {"DEV:INO:SIZE:MTIME:CTIME": "SHA256 HEX", ...}
+/// ```
+#[derive(Debug, Clone, Default)]
+struct FileDigests {
+    /// Where the cache lives; `None` keeps it in memory only.
+    path: Option<PathBuf>,
+    /// A directory on the same file system, for the temporary file renamed into `path`.
+    tmp: Option<PathBuf>,
+    map: BTreeMap<String, String>,
+    dirty: bool,
+}
+
+impl FileDigests {
+    fn key(meta: &fs::Metadata) -> String {
+        format!(
+            "{}:{}:{}:{}.{:09}:{}.{:09}",
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    }
+
+    /// Whether the file changed too recently for its key to be trusted (see above).
+    fn racy(meta: &fs::Metadata) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(i64::MAX);
+        meta.ctime() >= now - 2
+    }
 }
 
 impl BuildContext {
@@ -201,7 +252,11 @@ impl BuildContext {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
             Err(e) => return Err(e).context("reading .dockerignore"),
         };
-        Ok(BuildContext { root, ignore })
+        Ok(BuildContext {
+            root,
+            ignore,
+            digests: RefCell::default(),
+        })
     }
 
     /// An empty context (`build - < Dockerfile`).
@@ -209,6 +264,7 @@ impl BuildContext {
         BuildContext {
             root: dir.to_path_buf(),
             ignore: Ignore::default(),
+            digests: RefCell::default(),
         }
     }
 
@@ -297,10 +353,68 @@ impl BuildContext {
         Ok(matches)
     }
 
+    /// Keep the file digests in `path` (under `tmp`'s file system) across builds; a
+    /// cache that cannot be read starts empty.
+    pub fn with_digest_cache(self, path: PathBuf, tmp: PathBuf) -> BuildContext {
+        let map = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        *self.digests.borrow_mut() = FileDigests {
+            path: Some(path),
+            tmp: Some(tmp),
+            map,
+            dirty: false,
+        };
+        self
+    }
+
+    /// Write the file digests learnt since the cache was read (by rename, so a killed
+    /// build never leaves a torn file). A failure only costs the next build a re-read.
+    pub fn save_digest_cache(&self) {
+        let mut d = self.digests.borrow_mut();
+        let (Some(path), Some(tmp), true) = (d.path.clone(), d.tmp.clone(), d.dirty) else {
+            return;
+        };
+        let tmp = tmp.join(format!("file-digests-{}", std::process::id()));
+        let ok = serde_json::to_vec(&d.map)
+            .ok()
+            .is_some_and(|bytes| fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, &path).is_ok());
+        if !ok {
+            let _ = fs::remove_file(&tmp);
+        }
+        d.dirty = false;
+    }
+
+    /// The SHA-256 of a regular file's bytes, from the cache when its `stat` is unchanged.
+    fn file_digest(&self, real: &Path, meta: &fs::Metadata, buf: &mut [u8]) -> Result<String> {
+        let key = FileDigests::key(meta);
+        if let Some(d) = self.digests.borrow().map.get(&key) {
+            return Ok(d.clone());
+        }
+        let mut h = Sha256::new();
+        let mut f = fs::File::open(real).with_context(|| format!("reading {}", real.display()))?;
+        loop {
+            let n = f.read(buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let digest = hex::encode(h.finalize());
+        if !FileDigests::racy(meta) {
+            let mut d = self.digests.borrow_mut();
+            d.map.insert(key, digest.clone());
+            d.dirty = true;
+        }
+        Ok(digest)
+    }
+
     // ANCHOR: hash
     /// The content hash of some sources: every path below them with its type, mode, owner
     /// and contents (or link target). Modification times are left out, so `touch` alone
-    /// does not invalidate the cache; a changed byte or mode does.
+    /// does not invalidate the cache; a changed byte or mode does. A file's contents enter
+    /// as their own SHA-256, which a rebuild takes from the digest cache.
     pub fn hash_sources(&self, sources: &[PathBuf]) -> Result<String> {
         let mut h = Sha256::new();
         let mut stack: Vec<PathBuf> = sources.iter().rev().cloned().collect();
@@ -319,15 +433,7 @@ impl BuildContext {
                 h.update(fs::read_link(&real)?.as_os_str().as_encoded_bytes());
             } else if meta.is_file() {
                 h.update(meta.len().to_le_bytes());
-                let mut f =
-                    fs::File::open(&real).with_context(|| format!("reading {}", real.display()))?;
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
+                h.update(self.file_digest(&real, &meta, &mut buf)?.as_bytes());
             }
             h.update(b"\n");
         }
@@ -398,6 +504,63 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(dir.path().join("a"), fs::Permissions::from_mode(0o700)).unwrap();
         assert_ne!(h2, ctx.hash_sources(&all).unwrap());
+    }
+
+    #[test]
+    fn file_digests_are_cached_by_stat_and_never_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, tmp) = (dir.path().join("ctx"), dir.path().join("tmp"));
+        let cache = dir.path().join("file-digests.json");
+        fs::create_dir(&root).unwrap();
+        fs::create_dir(&tmp).unwrap();
+        fs::write(root.join("big"), "hello").unwrap();
+        let src = vec![PathBuf::from("big")];
+        let open = || {
+            BuildContext::open(&root)
+                .unwrap()
+                .with_digest_cache(cache.clone(), tmp.clone())
+        };
+        let uncached = || {
+            BuildContext::open(&root)
+                .unwrap()
+                .hash_sources(&src)
+                .unwrap()
+        };
+
+        // Just written: its stat may not change with the next write ("racy"), so no entry.
+        let ctx = open();
+        let h1 = ctx.hash_sources(&src).unwrap();
+        ctx.save_digest_cache();
+        assert!(
+            !cache.exists(),
+            "a file changed in the last 2 s must not be cached"
+        );
+
+        std::thread::sleep(std::time::Duration::from_millis(3100));
+        let ctx = open();
+        assert_eq!(ctx.hash_sources(&src).unwrap(), h1);
+        ctx.save_digest_cache();
+        let map: BTreeMap<String, String> =
+            serde_json::from_slice(&fs::read(&cache).unwrap()).unwrap();
+        assert_eq!(
+            map.values().collect::<Vec<_>>(),
+            [&hex::encode(Sha256::digest(b"hello"))]
+        );
+
+        // The next build takes the digest from the cache, not from the file: a poisoned
+        // entry shows it.
+        let poisoned: BTreeMap<_, _> = map
+            .keys()
+            .map(|k| (k.clone(), hex::encode(Sha256::digest(b"other"))))
+            .collect();
+        fs::write(&cache, serde_json::to_vec(&poisoned).unwrap()).unwrap();
+        assert_ne!(open().hash_sources(&src).unwrap(), h1);
+
+        // A write changes the file's mtime and ctime, so its old entry no longer applies.
+        fs::write(root.join("big"), "HELLO").unwrap();
+        let h2 = open().hash_sources(&src).unwrap();
+        assert_ne!(h2, h1);
+        assert_eq!(h2, uncached());
     }
 
     #[test]
