@@ -361,10 +361,9 @@ fn create_network(
             sysctl("net/ipv4/ip_forward", "1")?;
             sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
         }
-        for rule in firewall::network_rules(&net.bridge, &subnet.to_string(), net.internal) {
-            firewall::add(&rule)?;
-            net.rules.push(rule);
-        }
+        let rules = firewall::network_rules(&net.bridge, &subnet.to_string(), net.internal);
+        firewall::add_all(&rules)?;
+        net.rules.extend(rules);
         anyhow::Ok(())
     })();
     if let Err(e) = made {
@@ -378,10 +377,8 @@ fn create_network(
 /// Take a network down: its rules and its bridge.
 fn remove_network(rtnl: &mut Rtnl, net: &NetworkState) -> anyhow::Result<()> {
     let mut first_error = None;
-    for rule in &net.rules {
-        if let Err(e) = firewall::delete(rule) {
-            first_error.get_or_insert(e);
-        }
+    if let Err(e) = firewall::delete_all(&net.rules) {
+        first_error.get_or_insert(e);
     }
     match rtnl.link_index(&net.bridge) {
         Ok(Some(index)) => {
@@ -693,10 +690,9 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         for spec in &opts.publish {
             let mapping = ports::resolve(spec)?;
             lease.ports.push(mapping);
-            for rule in ports::port_rules(&mapping, lease.ip, &net.bridge) {
-                firewall::add(&rule)?;
-                lease.rules.push(rule);
-            }
+            let rules = ports::port_rules(&mapping, lease.ip, &net.bridge);
+            firewall::add_all(&rules)?;
+            lease.rules.extend(rules);
         }
         anyhow::Ok(())
     })();
@@ -746,10 +742,8 @@ fn release(rtnl: &mut Rtnl, net: &mut NetworkState, ip: Ipv4Addr) -> anyhow::Res
     };
     let lease = net.leases.remove(at);
     let mut first_error = None;
-    for rule in &lease.rules {
-        if let Err(e) = firewall::delete(rule) {
-            first_error.get_or_insert(e);
-        }
+    if let Err(e) = firewall::delete_all(&lease.rules) {
+        first_error.get_or_insert(e);
     }
     // Deleting one end of a veth deletes both. If the container's namespace
     // is already gone, the kernel has deleted the pair with it.
