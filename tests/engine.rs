@@ -2590,6 +2590,42 @@ fn attach_streams_live_output_to_several_clients() {
 }
 
 #[test]
+fn a_container_starts_with_default_signals_whatever_its_caller_ignores() {
+    use std::os::unix::process::CommandExt;
+    let dy = Dy::new();
+    dy.ok(&["run", "-d", "--name", "sigs", "busybox", "sleep", "60"]);
+    // grep itself, not through sh: a shell sets some of its own.
+    let status = ["grep", "-E", "SigBlk|SigIgn", "/proc/self/status"];
+    for args in [
+        [&["run", "--rm", "busybox"][..], &status[..]].concat(),
+        [&["exec", "sigs"][..], &status[..]].concat(),
+    ] {
+        let mut c = dy.command(&args);
+        // As a script's `cmd &` (SIGINT, SIGQUIT) or nohup (SIGHUP) starts
+        // dockyard, with a blocked signal on top.
+        unsafe {
+            c.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+                    libc::signal(sig, libc::SIG_IGN);
+                }
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                Ok(())
+            })
+        };
+        let out = c.output().unwrap();
+        assert_eq!(
+            text(&out.stdout),
+            "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn attach_without_a_terminal_sends_stdin_and_proxies_signals() {
     use std::io::{BufRead, BufReader, Write};
     let dy = Dy::new();

@@ -295,6 +295,8 @@ fn command(
             .with_context(|| format!("working directory {}", cwd.display()))?;
     }
     blocked.thread_unblock().context("unblocking signals")?;
+    // Defaults for all, as for the container's first process.
+    crate::reset_signals()?;
     if let Some(p) = prepared {
         security::confine(p)?;
     }

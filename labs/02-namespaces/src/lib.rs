@@ -1016,6 +1016,60 @@ fn child_main(
     unsafe { libc::_exit(code) }
 }
 
+/// Every signal back to its default action, and none blocked.
+///
+/// A process inherits its parent's blocked mask and its *ignored* signals
+/// across fork and exec. Whoever starts dockyard may ignore some: a script's
+/// `cmd &` runs with SIGINT and SIGQUIT ignored, `nohup` ignores SIGHUP. A
+/// container must not inherit that: a shell started with SIGINT ignored may
+/// not even trap it (POSIX), so `docker kill -s INT` and Ctrl-C through
+/// `attach` would do nothing. runc's containers, started by a daemon, never
+/// see their client's signals; this gives ours the same clean start.
+pub fn reset_signals() -> Result<(), lab01::Error> {
+    // The kernel's struct sigaction for rt_sigaction(2) on x86_64 and
+    // aarch64: handler, flags, restorer, mask. Raw, because the C library's
+    // sigaction refuses signals 32 and 33, which it keeps for itself, and
+    // they too may have been ignored by whoever started us.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a valid struct of the size we pass; SIG_DFL runs no code.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if r != 0 {
+            return Err(lab01::Error::Setup(anyhow::anyhow!(
+                "resetting signal {sig}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| lab01::Error::Setup(anyhow::anyhow!("unblocking signals: {e}")))?;
+    Ok(())
+}
+
 fn program_name() -> String {
     std::env::args_os()
         .next()
@@ -1035,6 +1089,9 @@ fn child_setup(
 ) -> Result<(), lab01::Error> {
     // 0. If the lab's process dies, so does the container.
     set_parent_death_signal()?;
+    //    And it starts with every signal at its default and none blocked,
+    //    whatever the caller had (see `reset_signals`).
+    reset_signals()?;
     if let Some(fds) = spec.stdio {
         // First, so even a setup error below reaches whoever owns the
         // container's output.
