@@ -437,12 +437,7 @@ impl Store {
     /// Runs `f` on index.json under an exclusive lock and writes the result
     /// back atomically: two processes tagging at once do not lose a tag.
     fn update_index(&self, f: impl FnOnce(&mut Vec<Descriptor>)) -> Result<()> {
-        let lock_path = self.root.join("lock");
-        let lock =
-            File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
-        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .context("locking the store")?;
+        let _lock = self.lock()?;
         let index = self.index()?;
         let mut manifests = index.manifests().clone();
         f(&mut manifests);
@@ -453,6 +448,19 @@ impl Store {
             .build()
             .context("building index.json")?;
         self.write_atomic("index.json", &canonical_json(&index, "image index")?)
+    }
+
+    /// The store's lock (`STORE/lock`, `flock`ed exclusively until the
+    /// returned value is dropped): tagging, untagging, creating a container
+    /// and [`Store::gc`] take it, so gc never sweeps between a tag being
+    /// read and being written. Not reentrant: take it once.
+    pub(crate) fn lock(&self) -> Result<Flock<File>> {
+        let lock_path = self.root.join("lock");
+        let lock =
+            File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
+        Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .context("locking the store")
     }
 
     /// The image names in the store and their manifest descriptors.
@@ -501,7 +509,7 @@ impl Store {
         })
     }
 
-    /// Removes a name (not its blobs or layers).
+    /// Removes a name (not its blobs or layers: [`Store::gc`] does).
     pub fn untag(&self, name: &str) -> Result<()> {
         let name = normalize_name(name);
         let known = self.names()?.iter().any(|(n, _)| *n == name);
