@@ -9,7 +9,8 @@
 //!   `containers/` and for every config the caller asks to keep (the engine's
 //!   containers' images, which `rmi -f` may have untagged);
 //! * **sweep**: every other blob in `blobs/sha256/` and every other directory
-//!   in `layers/`, unless it is younger than the grace period.
+//!   in `layers/`, unless it is younger than the grace period ([`GRACE`]) and
+//!   was not released (untagged by `rmi`: [`Keep::released`]).
 //!
 //! ```text
 //! index.json ─▶ manifest ─┬▶ config ──▶ diff_ids ──▶ chain IDs ──▶ layers/<hex>/
@@ -83,6 +84,9 @@ struct Marks {
     chains: HashSet<String>,
 }
 
+/// The file that lists released objects (see [`Store::gc`]).
+const RELEASED: &str = "released";
+
 /// A manifest or index larger than this is not one (layers are the big
 /// blobs); the keep scan does not read such blobs.
 const MANIFEST_MAX: u64 = 4 << 20;
@@ -98,6 +102,8 @@ impl Store {
         for desc in self.index()?.manifests() {
             self.mark_manifest(desc.digest().as_ref(), &mut marks, 0)?;
         }
+        // What a name points at is not released any more (tagged again).
+        let tagged = (marks.blobs.clone(), marks.chains.clone());
         for c in self.containers()? {
             // A container whose manifest is already gone cannot start
             // anyway; it is no reason to fail the whole gc.
@@ -105,8 +111,10 @@ impl Store {
         }
         self.mark_kept_configs(&keep.configs, &mut marks)?;
 
-        // What the caller released bypasses the grace period.
-        let mut released: HashSet<String> = HashSet::new();
+        // What the caller released bypasses the grace period, and so does
+        // what earlier calls released but had to keep (an image `rmi -f`
+        // untagged while a container used it): `STORE/released`.
+        let mut released: HashSet<String> = self.read_released()?;
         for image in &keep.released {
             released.insert(image.manifest_digest.clone());
             released.insert(image.config_digest.clone());
@@ -166,11 +174,41 @@ impl Store {
             report.reclaimed += meta.len();
             report.blobs.push(digest);
         }
+        // Remember the released objects that are still there (kept for now).
+        let mut pending: Vec<String> = released
+            .into_iter()
+            .filter(|id| !tagged.0.contains(id) && !tagged.1.contains(id))
+            .filter(|id| {
+                let path = match self.blob_path(id) {
+                    Ok(p) if p.exists() => return true,
+                    _ => digest_hex(id).map(|h| self.root().join("layers").join(h)),
+                };
+                path.is_ok_and(|p| p.is_dir())
+            })
+            .collect();
+        pending.sort();
+        self.write_atomic(RELEASED, pending.join("\n").as_bytes())?;
         report.blobs.sort();
         report.layers.sort();
         Ok(report)
     }
     // ANCHOR_END: gc
+
+    /// `STORE/released`: digests and chain IDs of images that were untagged
+    /// (so they are no pull's or build's work in progress) but still in use
+    /// when gc ran: the next gc removes them without waiting for the grace
+    /// period once nothing uses them. One per line.
+    fn read_released(&self) -> Result<HashSet<String>> {
+        match fs::read_to_string(self.root().join(RELEASED)) {
+            Ok(s) => Ok(s
+                .lines()
+                .filter(|l| digest_hex(l).is_ok())
+                .map(str::to_string)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashSet::new()),
+            Err(e) => Err(e).context("reading the store's released list"),
+        }
+    }
 
     /// Marks a manifest (or an index, recursively) and what it references.
     /// A blob that is missing or unreadable is marked and not followed.

@@ -13,12 +13,13 @@
 //! │   └── link                   its short name in l/
 //! ├── l/<short> -> ../layers/<chain-id hex>/diff   short names for the mount options
 //! ├── containers/<id>/           upper/, work/, merged/, container.json
+//! ├── released                   what rmi untagged while a container used it (see gc)
 //! ├── downloads/<hex>            a blob download an interrupted pull left, resumed by the next
 //! └── tmp/                       work in progress; never read, cleaned on open
 //! ```
 //!
 //! The layout is what `skopeo copy ... oci:STORE` writes too, so the OCI tools
-//! can read the store (`layers/`, `l/`, `containers/`, `downloads/` and `tmp/` are ours;
+//! can read the store (`layers/`, `l/`, `containers/`, `released`, `downloads/` and `tmp/` are ours;
 //! the spec allows extra files).
 //!
 //! **Nothing half-done is ever visible.** Every blob is written to `tmp/`,

@@ -241,3 +241,44 @@ fn gc_never_follows_a_layers_symlinks() {
         "keep me"
     );
 }
+
+#[test]
+fn what_was_released_while_in_use_goes_once_unused_without_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let (_, app) = two_images(&store);
+    let keep = Keep {
+        configs: BTreeSet::from([app.config_digest.clone()]),
+        released: vec![app.clone()],
+        ..Keep::default()
+    };
+    // rmi -f while a container uses it: untagged, released, kept.
+    store.untag("app").unwrap();
+    assert_eq!(store.gc(&keep).unwrap(), Default::default());
+    assert_eq!(on_disk(&store, &app), (vec![true; 4], vec![true; 2]));
+    // The container is gone: a plain gc (default grace) removes it now.
+    let report = store.gc(&Keep::default()).unwrap();
+    assert_eq!((report.blobs.len(), report.layers.len()), (3, 1));
+    assert_eq!(fs::read_to_string(tmp.path().join("released")).unwrap(), "");
+
+    // Tagged again, a released image is no longer released.
+    let (_, app) = two_images(&store);
+    store.untag("app").unwrap();
+    store.gc(&keep).unwrap();
+    store
+        .tag(
+            "app",
+            &Descriptor::new(
+                MediaType::ImageManifest,
+                fs::metadata(store.blob_path(&app.manifest_digest).unwrap())
+                    .unwrap()
+                    .len(),
+                Digest::try_from(app.manifest_digest.as_str()).unwrap(),
+            ),
+        )
+        .unwrap();
+    store.gc(&Keep::default()).unwrap();
+    store.untag("app").unwrap();
+    assert_eq!(store.gc(&Keep::default()).unwrap(), Default::default());
+    assert_eq!(on_disk(&store, &app), (vec![true; 4], vec![true; 2]));
+}
