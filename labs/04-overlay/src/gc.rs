@@ -110,6 +110,7 @@ impl Store {
             let _ = self.mark_manifest(&c.manifest_digest, &mut marks, 0);
         }
         self.mark_kept_configs(&keep.configs, &mut marks)?;
+        self.mark_build_cache(&mut marks)?;
 
         // What the caller released bypasses the grace period, and so does
         // what earlier calls released but had to keep (an image `rmi -f`
@@ -281,6 +282,48 @@ impl Store {
                 .is_some_and(|c| configs.contains(c))
             {
                 self.mark_manifest(&digest, marks, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lab 06's build cache (`build-cache/<key>.json` -> a manifest) names
+    /// untagged *intermediate images*, one per build step, which a rebuild
+    /// reuses. Like docker's, they live as long as the images built from
+    /// them: an entry's manifest and config (two small blobs) are kept when
+    /// every layer it needs is kept anyway, and go with the last image that
+    /// used its layers (the entry is then a cache miss).
+    fn mark_build_cache(&self, marks: &mut Marks) -> Result<()> {
+        let dir = self.root().join("build-cache");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for e in entries {
+            let path = e?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let Some(manifest) = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["manifest"].as_str().map(str::to_string))
+            else {
+                continue;
+            };
+            let Ok(image) = self.image_by_manifest(&manifest) else {
+                continue;
+            };
+            let layers_kept = image
+                .manifest
+                .layers()
+                .iter()
+                .all(|l| marks.blobs.contains(&l.digest().to_string()))
+                && image.chain_ids().iter().all(|c| marks.chains.contains(c));
+            if layers_kept {
+                marks.blobs.insert(image.manifest_digest);
+                marks.blobs.insert(image.config_digest);
             }
         }
         Ok(())

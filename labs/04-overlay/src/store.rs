@@ -11,6 +11,8 @@
 //! │   ├── diff/                  the layer unpacked for overlayfs (whiteouts as 0/0 devices)
 //! │   ├── diff_id, parent        what it is, and the chain ID below it
 //! │   └── link                   its short name in l/
+//! ├── build-cache/<key>.json      lab 06's build cache: step -> manifest (kept by gc
+//! │                              while the layers it needs are kept)
 //! ├── l/<short> -> ../layers/<chain-id hex>/diff   short names for the mount options
 //! ├── containers/<id>/           upper/, work/, merged/, container.json
 //! ├── released                   what rmi untagged while a container used it (see gc)
@@ -346,8 +348,17 @@ impl Store {
 
     /// Stores bytes as a blob.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<(String, u64)> {
-        if self.has_blob(&sha256_digest(bytes)) {
-            return Ok((sha256_digest(bytes), bytes.len() as u64));
+        let digest = sha256_digest(bytes);
+        if self.has_blob(&digest) {
+            // Reused: it is new again, as far as gc's grace period goes (an
+            // old unreferenced blob about to be tagged must not be swept).
+            let path = self.blob_path(&digest)?;
+            File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .with_context(|| format!("touching {}", path.display()))?;
+            return Ok((digest, bytes.len() as u64));
         }
         self.put_blob_from(bytes, None)
     }

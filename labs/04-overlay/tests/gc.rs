@@ -49,7 +49,13 @@ fn add(store: &Store, name: &str, tars: &[Vec<u8>]) -> Image {
     let config = ImageConfigurationBuilder::default()
         .architecture(oci_spec::image::Arch::Amd64)
         .os(Os::Linux)
-        .config(ConfigBuilder::default().build().unwrap())
+        // Each name its own config, as each build step's.
+        .config(
+            ConfigBuilder::default()
+                .env(vec![format!("IMAGE={name}")])
+                .build()
+                .unwrap(),
+        )
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
@@ -281,4 +287,44 @@ fn what_was_released_while_in_use_goes_once_unused_without_waiting() {
     store.untag("app").unwrap();
     assert_eq!(store.gc(&Keep::default()).unwrap(), Default::default());
     assert_eq!(on_disk(&store, &app), (vec![true; 4], vec![true; 2]));
+}
+
+#[test]
+fn build_cache_images_live_as_long_as_the_layers_they_need() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let (base, app) = two_images(&store);
+    // Two build steps' intermediate images: one on base's layer only
+    // (an ENV step: no layer of its own), and app itself.
+    let bottom = layer_tar(&[("bin/sh", "shell")]);
+    let mid = add(&store, "mid", &[bottom]);
+    store.untag("mid").unwrap();
+    let cache = tmp.path().join("build-cache");
+    fs::create_dir(&cache).unwrap();
+    for (key, image) in [("a", &mid), ("b", &app)] {
+        let entry = format!(r#"{{"manifest":"{}"}}"#, image.manifest_digest);
+        fs::write(cache.join(format!("{key}.json")), entry).unwrap();
+    }
+    // mid shares base's layer, so it is kept; app is tagged.
+    assert_eq!(mid.chain_ids(), base.chain_ids());
+    assert_ne!(mid.config_digest, base.config_digest);
+    assert_eq!(store.gc(&now()).unwrap(), Default::default());
+
+    // app's name goes: its cache entry no longer keeps it, mid's still does.
+    store.untag("app").unwrap();
+    let report = store.gc(&now()).unwrap();
+    assert_eq!((report.blobs.len(), report.layers.len()), (3, 1));
+    assert!(store.has_blob(&mid.manifest_digest) && store.has_blob(&mid.config_digest));
+    // And once base goes too, so does mid.
+    store.untag("base").unwrap();
+    let report = store.gc(&now()).unwrap();
+    assert_eq!((report.blobs.len(), report.layers.len()), (5, 1));
+    assert_eq!(
+        fs::read_dir(tmp.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(fs::read_dir(tmp.path().join("layers")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(tmp.path().join("l")).unwrap().count(), 0);
 }
