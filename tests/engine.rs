@@ -2876,4 +2876,17 @@ fn rmi_and_image_prune_reclaim_disk_space() {
     let out = dy.ok(&["system", "prune", "-f"]);
     assert!(out.ends_with("Total reclaimed space: 9B\n"), "{out}");
     assert!(!stray.exists());
+
+    // image prune -a: every image no container uses goes, names and bytes.
+    dy.ok(&["create", "--name", "keeper", "busybox"]);
+    let out = dy.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+    dy.ok(&["rm", "keeper"]);
+    let out = dy.ok(&["image", "prune", "-a", "-f"]);
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: busybox:latest\ndeleted: sha256:"),
+        "{out}"
+    );
+    assert!(dy.ok(&["images", "-q"]).is_empty());
+    assert_eq!(store_objects(&root), Default::default());
 }
