@@ -344,6 +344,58 @@ fn second_build_is_all_cache_and_one_changed_file_invalidates_from_its_copy() {
     assert!(entries >= 6, "{entries} cache entries");
 }
 
+/// Dates every blob and layer directory of a data root back by `secs`, as if
+/// that much time had passed (gc spares what is younger than 10 minutes).
+fn age_store(root: &Path, secs: u64) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    for dir in ["blobs/sha256", "layers"] {
+        for e in fs::read_dir(root.join(dir)).unwrap() {
+            fs::File::open(e.unwrap().path())
+                .unwrap()
+                .set_modified(then)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn gc_keeps_the_build_cache_of_live_images_and_rmi_takes_it_with_the_image() {
+    let dy = Dy::new();
+    dy.file("a.txt", "a\n");
+    dy.file(
+        "Dockerfile",
+        "FROM busybox\nENV X=1\nCOPY a.txt /a.txt\nRUN echo ran > /ran\n",
+    );
+    dy.build_ok("kept", &[]);
+    // Long after the build, gc removes nothing the cache needs: a rebuild
+    // is all cache.
+    age_store(dy.root.path(), 11 * 60);
+    let out = dy.ok(&["image", "prune", "-f"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+    let again = dy.build_ok("kept", &[]);
+    assert_eq!(again.matches(" ---> Using cache").count(), 3, "{again}");
+
+    // rmi deletes the image and the intermediate images of its steps that
+    // needed its layers: a rebuild runs COPY and RUN again (ENV, on
+    // busybox's layer only, is still cached).
+    let blobs = || {
+        fs::read_dir(dy.root.path().join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+    let out = dy.ok(&["rmi", "kept"]);
+    assert!(
+        out.starts_with("Untagged: kept:latest\nDeleted: sha256:"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 4, "image ID and its two layers: {out}");
+    assert!(blobs() < before - 3, "intermediate images went too");
+    let third = dy.build_ok("kept", &[]);
+    assert_eq!(third.matches(" ---> Using cache").count(), 1, "{third}");
+    assert_eq!(third.matches("Running in").count(), 1, "{third}");
+}
+
 #[test]
 fn multi_stage_target_and_copy_from() {
     let dy = Dy::new();

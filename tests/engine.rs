@@ -5,6 +5,7 @@
 //! Every test gets its own data root and cgroup parent, and removes every
 //! container it made when it ends, even by panic.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -2804,4 +2805,124 @@ fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(dy.inspect("shell", "{{.State.Status}}"), "running");
+}
+
+/// The files in `blobs/sha256/` and the directories in `layers/` of a data
+/// root (the engine's image store is the data root itself).
+fn store_objects(root: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    let list = |d: &str| {
+        std::fs::read_dir(root.join(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<BTreeSet<String>>()
+    };
+    (list("blobs/sha256"), list("layers"))
+}
+
+#[test]
+fn rmi_and_image_prune_reclaim_disk_space() {
+    let dy = Dy::new();
+    let root = dy.root_path();
+    let (base_blobs, base_layers) = store_objects(&root);
+
+    // An image with one more layer: 300 kB of random bytes.
+    dy.ok(&[
+        "run",
+        "--name",
+        "maker",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 300000 /dev/urandom > /big",
+    ]);
+    dy.ok(&["commit", "maker", "fat:1"]);
+    dy.ok(&["rm", "maker"]);
+    let id = dy.ok(&["image", "inspect", "-f", "{{.Id}}", "fat:1"]);
+    let id = id.trim();
+    let (blobs, layers) = store_objects(&root);
+    let new_blobs: Vec<_> = blobs.difference(&base_blobs).cloned().collect();
+    let new_layers: Vec<_> = layers.difference(&base_layers).cloned().collect();
+    // Its manifest, config and layer blob; its layer directory.
+    assert_eq!(new_blobs.len(), 3, "{new_blobs:?}");
+    assert!(new_blobs.contains(&id[7..].to_string()), "{new_blobs:?}");
+    assert_eq!(new_layers.len(), 1, "{new_layers:?}");
+
+    // A stopped container uses it: rmi -f only untags, the bytes stay and
+    // the container still starts.
+    dy.ok(&["run", "--name", "user", "fat:1", "sh", "-c", "wc -c < /big"]);
+    assert_eq!(dy.ok(&["rmi", "-f", "fat:1"]), "Untagged: fat:1\n");
+    assert_eq!(store_objects(&root), (blobs.clone(), layers.clone()));
+    assert_eq!(dy.ok(&["start", "-a", "user"]).trim(), "300000");
+    // Still there until the container goes and gc runs again.
+    dy.ok(&["rm", "user"]);
+    assert_eq!(store_objects(&root), (blobs.clone(), layers.clone()));
+    let out = dy.ok(&["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {id}\n")), "{out}");
+    assert!(
+        out.contains(&format!("deleted: sha256:{}\n", new_layers[0])),
+        "{out}"
+    );
+    let total = out
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("Total reclaimed space: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(total.ends_with("kB") || total.ends_with("MB"), "{out}");
+    assert_eq!(
+        store_objects(&root),
+        (base_blobs.clone(), base_layers.clone())
+    );
+
+    // rmi of an image no container uses deletes at once, as docker says.
+    dy.ok(&["run", "--name", "maker", "busybox", "touch", "/x"]);
+    dy.ok(&["commit", "maker", "thin:1"]);
+    dy.ok(&["rm", "maker"]);
+    let id = dy.ok(&["image", "inspect", "-f", "{{.Id}}", "thin:1"]);
+    let (_, layers) = store_objects(&root);
+    let top: Vec<_> = layers.difference(&base_layers).collect();
+    assert_eq!(
+        dy.ok(&["rmi", "thin:1"]),
+        format!(
+            "Untagged: thin:1\nDeleted: {}\nDeleted: sha256:{}\n",
+            id.trim(),
+            top[0]
+        )
+    );
+    assert_eq!(
+        store_objects(&root),
+        (base_blobs.clone(), base_layers.clone())
+    );
+    // busybox's blobs and layers are whole: it still runs.
+    assert_eq!(dy.ok(&["run", "--rm", "busybox", "echo", "ok"]), "ok\n");
+
+    // A blob written within the grace period (a pull not yet tagged) stays.
+    let stray = root.join("blobs/sha256").join(format!("{:0>64}", "1"));
+    std::fs::write(&stray, "in flight").unwrap();
+    let out = dy.ok(&["system", "prune", "-f"]);
+    assert!(out.ends_with("Total reclaimed space: 0B\n"), "{out}");
+    assert!(stray.exists());
+    // Ten minutes later it is garbage.
+    let old = std::time::SystemTime::now() - Duration::from_secs(11 * 60);
+    std::fs::File::options()
+        .write(true)
+        .open(&stray)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let out = dy.ok(&["system", "prune", "-f"]);
+    assert!(out.ends_with("Total reclaimed space: 9B\n"), "{out}");
+    assert!(!stray.exists());
+
+    // image prune -a: every image no container uses goes, names and bytes.
+    dy.ok(&["create", "--name", "keeper", "busybox"]);
+    let out = dy.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+    dy.ok(&["rm", "keeper"]);
+    let out = dy.ok(&["image", "prune", "-a", "-f"]);
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: busybox:latest\ndeleted: sha256:"),
+        "{out}"
+    );
+    assert!(dy.ok(&["images", "-q"]).is_empty());
+    assert_eq!(store_objects(&root), Default::default());
 }

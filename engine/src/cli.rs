@@ -128,6 +128,9 @@ pub enum Command {
     /// `container prune` (reached through `container`).
     #[command(skip)]
     ContainerPrune(PruneArgs),
+    /// `image prune` (reached through `image`).
+    #[command(skip)]
+    ImagePrune(ImagePruneArgs),
     /// Check that this host has what the labs and the engine need.
     Doctor,
     /// Show the version.
@@ -512,6 +515,9 @@ pub enum ImageCmd {
     Load(LoadArgs),
     Save(SaveArgs),
     Import(ImportArgs),
+    /// Remove the layers and blobs no image or container uses (with -a,
+    /// first untag every image no container uses).
+    Prune(ImagePruneArgs),
 }
 
 impl Command {
@@ -555,6 +561,7 @@ impl Command {
                 ImageCmd::Load(a) => Command::Load(a),
                 ImageCmd::Save(a) => Command::Save(a),
                 ImageCmd::Import(a) => Command::Import(a),
+                ImageCmd::Prune(a) => Command::ImagePrune(a),
             },
             other => other,
         }
@@ -641,6 +648,16 @@ pub struct RenameArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    /// Remove all images no container uses, not just dangling ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Do not prompt for confirmation.
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -836,7 +853,7 @@ pub struct StatsArgs {
 pub enum SystemCmd {
     /// Show dockyard disk usage.
     Df,
-    /// Remove stopped containers (and, with --volumes, unused anonymous volumes).
+    /// Remove stopped containers, unused layers and blobs (and, with --volumes, unused anonymous volumes).
     Prune {
         /// Do not prompt for confirmation.
         #[arg(short = 'f', long)]

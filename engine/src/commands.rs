@@ -10,15 +10,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    CommitArgs, ExecArgs, ExportArgs, HistoryArgs, ImagesArgs, ImportArgs, InspectArgs, KillArgs,
-    LoadArgs, LogsArgs, NamesArgs, OneContainer, PruneArgs, PsArgs, RenameArgs, RmArgs, RmiArgs,
-    RunArgs, SaveArgs, StartArgs, StatsArgs, StopArgs,
+    CommitArgs, ExecArgs, ExportArgs, HistoryArgs, ImagePruneArgs, ImagesArgs, ImportArgs,
+    InspectArgs, KillArgs, LoadArgs, LogsArgs, NamesArgs, OneContainer, PruneArgs, PsArgs,
+    RenameArgs, RmArgs, RmiArgs, RunArgs, SaveArgs, StartArgs, StatsArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use crate::logs;
 use crate::runtime::{self, config_of, Attach, ContainerConfig, Engine, Limits};
 use crate::state::{parse_rfc3339, Record, Status};
 use crate::template;
+use lab04_overlay as overlay;
 
 /// How a command ended, as a process exit code.
 pub type Code = i32;
@@ -1246,11 +1247,17 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
     Ok(0)
 }
 
-/// `docker rmi`: untag images no container uses (or any, with -f). Blobs
-/// and layers stay in the store (there is no garbage collection yet).
+/// `docker rmi`: untag images no container uses (or any, with -f). When an
+/// image's last name goes, its config, manifest and the layers no other image
+/// shares are deleted from the store (lab 04's `Store::gc`), as docker does:
+/// `Untagged: NAME`, then `Deleted: sha256:...` for the image ID and for each
+/// layer (chain ID) removed. An image a container uses stays on disk (only
+/// its name goes, with -f) until the container is removed and gc runs again.
 pub fn rmi(engine: &Engine, args: &RmiArgs) -> Result<Code> {
     let mut code = 0;
     let all = containers(engine)?;
+    // Before anything is untagged: an unreadable container fails here.
+    let kept = kept_images(engine)?;
     for name in &args.images {
         let result = (|| -> Result<()> {
             let image = engine.images.image(name)?;
@@ -1269,6 +1276,15 @@ pub fn rmi(engine: &Engine, args: &RmiArgs) -> Result<Code> {
             }
             engine.images.untag(&image.name)?;
             println!("Untagged: {}", image.name);
+            let report = gc(engine, &kept, vec![image.clone()])?;
+            if report.blobs.contains(&image.config_digest) {
+                println!("Deleted: {}", image.config_digest);
+            }
+            for chain in image.chain_ids().iter().rev() {
+                if report.layers.contains(chain) {
+                    println!("Deleted: {chain}");
+                }
+            }
             Ok(())
         })();
         if let Err(e) = result {
@@ -1277,6 +1293,94 @@ pub fn rmi(engine: &Engine, args: &RmiArgs) -> Result<Code> {
         }
     }
     Ok(code)
+}
+
+/// The images of every container (their config digests:
+/// `ContainerConfig::image_id`), which gc keeps even when `rmi -f` removed
+/// their names.
+fn kept_images(engine: &Engine) -> Result<std::collections::BTreeSet<String>> {
+    let mut configs = std::collections::BTreeSet::new();
+    for r in containers(engine)? {
+        // A container whose config cannot be read might use any image:
+        // refuse to collect rather than guess.
+        let c = config_of(&r).with_context(|| {
+            format!(
+                "reading container {}'s config (no image removed)",
+                short_id(&r.id)
+            )
+        })?;
+        configs.insert(c.image_id);
+    }
+    Ok(configs)
+}
+
+/// Runs the store's garbage collection, keeping `kept` (see
+/// [`kept_images`]). `released`: images just untagged, whose blobs and
+/// layers go at once, inside the grace period.
+fn gc(
+    engine: &Engine,
+    kept: &std::collections::BTreeSet<String>,
+    released: Vec<overlay::Image>,
+) -> Result<overlay::GcReport> {
+    engine.images.gc(&overlay::Keep {
+        configs: kept.clone(),
+        released,
+        ..overlay::Keep::default()
+    })
+}
+
+/// `docker image prune`: removes the blobs and layers no image or container
+/// references (older than the store's grace period); with `-a`, first
+/// untags every image no container uses.
+pub fn image_prune(engine: &Engine, args: &ImagePruneArgs) -> Result<Code> {
+    if !args.force {
+        print!(
+            "WARNING! This will remove all {} images{}.\nAre you sure you want to continue? [y/N] ",
+            if args.all { "" } else { "dangling" },
+            if args.all {
+                " without at least one container associated to them"
+            } else {
+                ""
+            }
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let reclaimed = prune_images(engine, args.all)?;
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(0)
+}
+
+/// The work of `image prune` (and `system prune`): prints what goes under
+/// "Deleted Images:", returns the bytes reclaimed.
+fn prune_images(engine: &Engine, all: bool) -> Result<u64> {
+    let mut released = Vec::new();
+    let mut lines = Vec::new();
+    let used = kept_images(engine)?;
+    if all {
+        for image in engine.images.images()? {
+            if !used.contains(&image.config_digest) {
+                engine.images.untag(&image.name)?;
+                lines.push(format!("untagged: {}", image.name));
+                released.push(image);
+            }
+        }
+    }
+    let report = gc(engine, &used, released)?;
+    lines.extend(report.blobs.iter().map(|b| format!("deleted: {b}")));
+    lines.extend(report.layers.iter().map(|l| format!("deleted: {l}")));
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    Ok(report.reclaimed)
 }
 
 /// `docker history`: the image's history, newest first.
@@ -1369,6 +1473,13 @@ pub fn container_prune(engine: &Engine, args: &PruneArgs) -> Result<Code> {
             return Ok(0);
         }
     }
+    remove_stopped(engine)?;
+    println!("Total reclaimed space: 0B");
+    Ok(0)
+}
+
+/// Removes every stopped container, listing them under "Deleted Containers:".
+fn remove_stopped(engine: &Engine) -> Result<()> {
     println!("Deleted Containers:");
     for r in containers(engine)? {
         if matches!(
@@ -1379,8 +1490,8 @@ pub fn container_prune(engine: &Engine, args: &PruneArgs) -> Result<Code> {
             println!("{}", r.id);
         }
     }
-    println!("\nTotal reclaimed space: 0B");
-    Ok(0)
+    println!();
+    Ok(())
 }
 
 /// `docker pause` / `unpause`: freeze or thaw the container's cgroup, and
@@ -1893,12 +2004,13 @@ pub fn system_df(engine: &Engine) -> Result<Code> {
     Ok(0)
 }
 
-/// `docker system prune`: stopped containers, and with --volumes the
-/// anonymous volumes nothing uses. (Images are not garbage-collected yet.)
+/// `docker system prune`: stopped containers, the blobs and layers no image
+/// or container references (`image prune`), and with --volumes the anonymous
+/// volumes nothing uses.
 pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code> {
     if !force {
-        print!("WARNING! This will remove:\n  - all stopped containers\n{}\nAre you sure you want to continue? [y/N] ",
-            if volumes { "  - all anonymous volumes not used by at least one container" } else { "" });
+        print!("WARNING! This will remove:\n  - all stopped containers\n{}  - all dangling images\n\nAre you sure you want to continue? [y/N] ",
+            if volumes { "  - all anonymous volumes not used by at least one container\n" } else { "" });
         std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
@@ -1906,7 +2018,7 @@ pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code>
             return Ok(0);
         }
     }
-    container_prune(engine, &PruneArgs { force: true })?;
+    remove_stopped(engine)?;
     if volumes {
         volume(
             engine,
@@ -1916,5 +2028,7 @@ pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code>
             },
         )?;
     }
+    let reclaimed = prune_images(engine, false)?;
+    println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
 }

@@ -188,6 +188,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Pause(a) => commands::pause(&engine, a, true),
         Command::Unpause(a) => commands::pause(&engine, a, false),
         Command::ContainerPrune(a) => commands::container_prune(&engine, a),
+        Command::ImagePrune(a) => commands::image_prune(&engine, a),
         Command::Volume(v) => commands::volume(&engine, v),
         Command::Container(_) | Command::Image(_) => unreachable!("flattened above"),
         Command::Doctor | Command::Version => unreachable!("handled above"),

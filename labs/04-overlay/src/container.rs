@@ -53,6 +53,9 @@ impl Store {
     /// Creates a container's directories for `image` (whose layers must be
     /// unpacked: [`Store::unpack`]).
     pub fn create_container(&self, image: &Image) -> Result<Container> {
+        // Under the store's lock, so that gc cannot remove the image's
+        // layers between this check and container.json naming them.
+        let _lock = self.lock()?;
         self.image_layers(image)?;
         let id = random_id()?;
         let dir = self.root().join("containers").join(&id);

@@ -21,6 +21,7 @@
 //!   directory per layer, where nothing half-done is ever visible;
 //! - [`overlay`]: the overlay mount, and the mount-data page limit;
 //! - [`container`]: a container's upper, work and merged dirs;
+//! - [`gc`]: removing the blobs and layers no image or container needs;
 //! - [`diff`]: an upper dir back into a layer (whiteouts back into `.wh.`),
 //!   and `docker diff`;
 //! - [`archive`]: `docker import`/`export`/`save`/`load` and OCI archives;
@@ -40,6 +41,7 @@ pub mod container;
 pub mod diff;
 pub mod digest;
 pub mod extract;
+pub mod gc;
 pub mod overlay;
 pub mod reference;
 pub mod registry;
@@ -47,6 +49,7 @@ pub mod store;
 
 pub use container::Container;
 pub use extract::{apply_layer, Applied, IdShift, Refusal, UnsafeEntry, Whiteouts};
+pub use gc::{GcReport, Keep};
 pub use overlay::{mount_overlay, MountGuard, OverlayDirs};
 pub use store::{Image, Layer, Store};
 

@@ -88,8 +88,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Docker)]
         format: Format,
     },
-    /// Remove an image name (its layers stay, shared).
+    /// Remove an image name, then its blobs and layers no other image or
+    /// container needs.
     Rmi { image: String },
+    /// Remove the blobs and layers no image or container references.
+    Gc {
+        /// Spare what was modified in the last SECS seconds (a pull or
+        /// build in progress).
+        #[arg(long, value_name = "SECS", default_value_t = lab04_overlay::gc::GRACE.as_secs())]
+        grace: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -210,8 +218,34 @@ fn dispatch(cli: Cli) -> Result<u8> {
             f.sync_all()?;
         }
         Command::Rmi { image } => {
-            store.untag(&image)?;
-            println!("Untagged: {}", lab04_overlay::store::normalize_name(&image));
+            let image = store.image(&image)?;
+            store.untag(&image.name)?;
+            println!("Untagged: {}", image.name);
+            let report = store.gc(&lab04_overlay::Keep {
+                released: vec![image.clone()],
+                ..Default::default()
+            })?;
+            if report.blobs.contains(&image.config_digest) {
+                println!("Deleted: {}", image.config_digest);
+            }
+            for chain in image.chain_ids().iter().rev() {
+                if report.layers.contains(chain) {
+                    println!("Deleted: {chain}");
+                }
+            }
+        }
+        Command::Gc { grace } => {
+            let report = store.gc(&lab04_overlay::Keep {
+                grace: std::time::Duration::from_secs(grace),
+                ..Default::default()
+            })?;
+            for b in &report.blobs {
+                println!("deleted blob {b}");
+            }
+            for l in &report.layers {
+                println!("deleted layer {l}");
+            }
+            println!("reclaimed {} bytes", report.reclaimed);
         }
     }
     Ok(0)

@@ -11,14 +11,17 @@
 //! │   ├── diff/                  the layer unpacked for overlayfs (whiteouts as 0/0 devices)
 //! │   ├── diff_id, parent        what it is, and the chain ID below it
 //! │   └── link                   its short name in l/
+//! ├── build-cache/<key>.json      lab 06's build cache: step -> manifest (kept by gc
+//! │                              while the layers it needs are kept)
 //! ├── l/<short> -> ../layers/<chain-id hex>/diff   short names for the mount options
 //! ├── containers/<id>/           upper/, work/, merged/, container.json
+//! ├── released                   what rmi untagged while a container used it (see gc)
 //! ├── downloads/<hex>            a blob download an interrupted pull left, resumed by the next
 //! └── tmp/                       work in progress; never read, cleaned on open
 //! ```
 //!
 //! The layout is what `skopeo copy ... oci:STORE` writes too, so the OCI tools
-//! can read the store (`layers/`, `l/`, `containers/`, `downloads/` and `tmp/` are ours;
+//! can read the store (`layers/`, `l/`, `containers/`, `released`, `downloads/` and `tmp/` are ours;
 //! the spec allows extra files).
 //!
 //! **Nothing half-done is ever visible.** Every blob is written to `tmp/`,
@@ -345,8 +348,17 @@ impl Store {
 
     /// Stores bytes as a blob.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<(String, u64)> {
-        if self.has_blob(&sha256_digest(bytes)) {
-            return Ok((sha256_digest(bytes), bytes.len() as u64));
+        let digest = sha256_digest(bytes);
+        if self.has_blob(&digest) {
+            // Reused: it is new again, as far as gc's grace period goes (an
+            // old unreferenced blob about to be tagged must not be swept).
+            let path = self.blob_path(&digest)?;
+            File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .with_context(|| format!("touching {}", path.display()))?;
+            return Ok((digest, bytes.len() as u64));
         }
         self.put_blob_from(bytes, None)
     }
@@ -437,12 +449,7 @@ impl Store {
     /// Runs `f` on index.json under an exclusive lock and writes the result
     /// back atomically: two processes tagging at once do not lose a tag.
     fn update_index(&self, f: impl FnOnce(&mut Vec<Descriptor>)) -> Result<()> {
-        let lock_path = self.root.join("lock");
-        let lock =
-            File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
-        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .context("locking the store")?;
+        let _lock = self.lock()?;
         let index = self.index()?;
         let mut manifests = index.manifests().clone();
         f(&mut manifests);
@@ -453,6 +460,19 @@ impl Store {
             .build()
             .context("building index.json")?;
         self.write_atomic("index.json", &canonical_json(&index, "image index")?)
+    }
+
+    /// The store's lock (`STORE/lock`, `flock`ed exclusively until the
+    /// returned value is dropped): tagging, untagging, creating a container
+    /// and [`Store::gc`] take it, so gc never sweeps between a tag being
+    /// read and being written. Not reentrant: take it once.
+    pub(crate) fn lock(&self) -> Result<Flock<File>> {
+        let lock_path = self.root.join("lock");
+        let lock =
+            File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
+        Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .context("locking the store")
     }
 
     /// The image names in the store and their manifest descriptors.
@@ -501,7 +521,7 @@ impl Store {
         })
     }
 
-    /// Removes a name (not its blobs or layers).
+    /// Removes a name (not its blobs or layers: [`Store::gc`] does).
     pub fn untag(&self, name: &str) -> Result<()> {
         let name = normalize_name(name);
         let known = self.names()?.iter().any(|(n, _)| *n == name);
