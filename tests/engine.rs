@@ -42,6 +42,48 @@ fn run_rm_prints_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn the_default_cgroup_parent_goes_with_its_last_container() {
+    let dy = Dy::new();
+    let parents = || {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("dockyard"))
+            .filter(|p| p.is_dir())
+            .collect::<Vec<_>>()
+    };
+    // Without --cgroup-parent (Dy adds one to run and create).
+    let run = |args: &[&str]| {
+        let mut c = Command::new(bin("dockyard"));
+        c.arg("--root").arg(dy.root.path()).args(args);
+        let out = c.stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    if !parents().is_empty() {
+        eprintln!("skipped: another engine's containers are in the default parent");
+        return;
+    }
+    run(&[
+        "run",
+        "-d",
+        "--name",
+        "in-default",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(
+        !parents().is_empty(),
+        "the container's cgroup is under `dockyard`"
+    );
+    run(&["rm", "-f", "in-default"]);
+    assert_eq!(parents(), Vec::<PathBuf>::new(), "the parent stayed");
+    run(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(parents(), Vec::<PathBuf>::new(), "run --rm left the parent");
+}
+
+#[test]
 fn exit_codes_follow_docker() {
     let dy = Dy::new();
     let code = |args: &[&str]| dy.run(args).status.code();

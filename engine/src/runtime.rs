@@ -899,6 +899,9 @@ struct Running {
     streams: crate::pump::Streams,
     log: logs::Writer,
     started: Instant,
+    /// Whether the container is in our default cgroup parent, to be
+    /// removed after it if it is then empty.
+    default_parent: bool,
 }
 
 fn run_once(
@@ -1282,6 +1285,7 @@ fn run_once(
         net_cfg,
         checker,
         started: Instant::now(),
+        default_parent: config.cgroup_parent.is_empty() && !engine.rootless,
     })
 }
 
@@ -1298,6 +1302,7 @@ impl Running {
             mut log,
             endpoint,
             net_cfg,
+            default_parent,
             checker,
             ..
         } = self;
@@ -1324,6 +1329,12 @@ impl Running {
         }
         if let Some(d) = devices {
             d.remove()?;
+        }
+        // Our default parent goes with the last container in it, so that a
+        // plain `run --rm` leaves no cgroup of ours behind. A parent given
+        // with --cgroup-parent is the user's: left alone.
+        if default_parent {
+            cgroups::remove_parent_if_empty(&cgroups::detect()?, cgroups::DEFAULT_PARENT)?;
         }
         Ok((code, oom))
     }
@@ -1417,7 +1428,11 @@ pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> 
         } else {
             &config.cgroup_parent
         };
-        cgroups::remove_stale(&cgroups::detect()?, parent, id)?;
+        let host = cgroups::detect()?;
+        cgroups::remove_stale(&host, parent, id)?;
+        if config.cgroup_parent.is_empty() && !engine.rootless {
+            cgroups::remove_parent_if_empty(&host, parent)?;
+        }
     }
     let layer = engine.layer_container(id)?;
     engine.images.remove_container(&layer)?;

@@ -363,28 +363,31 @@ impl Cgroup {
         let version = host.version();
         limits.check(version, ncpus())?;
         let mut warnings = Vec::new();
-        let backend = match version {
-            Version::V1 => Backend::V1(v1::V1Cgroup::create(
-                &host.v1,
-                fs,
-                &parent,
-                &leaf,
-                limits,
-                &mut warnings,
-            )?),
-            Version::V2 => {
-                let mount = host
-                    .v2_mount
-                    .as_deref()
-                    .context("the host has no cgroup2 mount")?;
-                Backend::V2(v2::V2Cgroup::create(
-                    mount,
-                    fs,
-                    &parent,
-                    &leaf,
-                    limits,
-                    &mut warnings,
-                )?)
+        // A shared parent may vanish between its mkdir and the leaf's: the
+        // last container of another engine process removed it (see
+        // `remove_parent_if_empty`). Then the parent is made again.
+        let mut tries = 0;
+        let backend = loop {
+            let made = match version {
+                Version::V1 => {
+                    v1::V1Cgroup::create(&host.v1, fs, &parent, &leaf, limits, &mut warnings)
+                        .map(Backend::V1)
+                }
+                Version::V2 => {
+                    let mount = host
+                        .v2_mount
+                        .as_deref()
+                        .context("the host has no cgroup2 mount")?;
+                    v2::V2Cgroup::create(mount, fs, &parent, &leaf, limits, &mut warnings)
+                        .map(Backend::V2)
+                }
+            };
+            match made {
+                Err(e) if tries < 5 && is_not_found(&e) => {
+                    tries += 1;
+                    warnings.clear();
+                }
+                other => break other?,
             }
         };
         Ok(Cgroup {
@@ -766,6 +769,31 @@ pub fn group_dirs(host: &Host, parent: &str, name: &str) -> anyhow::Result<Vec<P
         .map(|m| m.join(&parent).join(&leaf))
         .filter(|d| d.is_dir())
         .collect())
+}
+
+/// Whether an error comes from a missing file or directory.
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::NotFound)
+    })
+}
+
+/// Remove `parent` in every hierarchy where it is empty: the engine's own
+/// default parent ([`DEFAULT_PARENT`]) after its last container, so that
+/// nothing of ours stays on the host. Only `rmdir`: the kernel refuses to
+/// remove a cgroup that still has groups or processes in it, and that
+/// refusal is the answer "not empty", not an error.
+pub fn remove_parent_if_empty(host: &Host, parent: &str) -> anyhow::Result<()> {
+    let parent = relative_cgroup_path(parent, "--cgroup-parent")?;
+    let mut mounts: Vec<PathBuf> = host.v1.iter().map(|(_, m)| m.clone()).collect();
+    mounts.extend(host.v2_mount.clone());
+    mounts.sort();
+    mounts.dedup();
+    for m in mounts {
+        let _ = std::fs::remove_dir(m.join(&parent));
+    }
+    Ok(())
 }
 
 // ANCHOR: run
