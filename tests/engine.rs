@@ -819,10 +819,95 @@ fn volumes_persist_across_containers_and_binds_respect_ro() {
     assert!(!host_file.exists());
 }
 
-/// Run `dockyard ARGS` on the slave of a new pty of `rows` x `cols`; for
-/// each step, wait until the output so far contains its text, then type its
-/// bytes (as a person would: after the prompt, once the client's terminal is
-/// in raw mode). Return the exit code and everything it printed.
+/// `dockyard ARGS` on the slave of a new pty, as a person at a terminal runs
+/// it: what it prints is read as it comes (a pty's buffer is small, and a
+/// full one would stall the session), and input is typed on the master.
+struct Terminal {
+    child: std::process::Child,
+    master: std::fs::File,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Everything printed so far.
+    seen: String,
+    args: Vec<String>,
+}
+
+impl Terminal {
+    fn start(dy: &Dy, args: &[&str], rows: u16, cols: u16) -> Terminal {
+        use std::io::Read;
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let slave = pty.slave;
+        let child = Command::new(bin("dockyard"))
+            .args(["--root", dy.root.path().to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .unwrap();
+        let master = std::fs::File::from(pty.master);
+        // EIO once the session and every copy of the slave are gone.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let mut reader = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Terminal {
+            child,
+            master,
+            rx,
+            seen: String::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// Wait (20 s at most) until the output so far contains `text`.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.seen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(b) => self.seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("{:?}: waited for {text:?}, saw {:?}", self.args, self.seen);
+                }
+            }
+        }
+    }
+
+    fn type_in(&mut self, input: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(input).unwrap();
+    }
+
+    /// Wait for the command to end; its exit code and all it printed.
+    fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        drop(self.master);
+        // What is left to read, without waiting on a copy of the slave that
+        // something else might hold.
+        while let Ok(b) = self.rx.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push_str(&String::from_utf8_lossy(&b));
+        }
+        (status.code().unwrap_or(-1), self.seen)
+    }
+}
+
+/// Run `dockyard ARGS` on a new pty of `rows` x `cols`; for each step, wait
+/// until the output so far contains its text, then type its bytes (as a
+/// person would: after the prompt, once the client's terminal is in raw
+/// mode). Return the exit code and everything it printed.
 fn on_a_terminal(
     dy: &Dy,
     args: &[&str],
@@ -830,59 +915,12 @@ fn on_a_terminal(
     cols: u16,
     steps: &[(&str, &[u8])],
 ) -> (i32, String) {
-    use std::io::{Read, Write};
-    let size = nix::pty::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&size), None).unwrap();
-    let slave = pty.slave;
-    let mut child = Command::new(bin("dockyard"))
-        .args(["--root", dy.root.path().to_str().unwrap()])
-        .args(args)
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    // Read as we go: a pty's buffer is small, and a full one would stall
-    // the session. EIO once the session and every copy of the slave are gone.
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut reader = master.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
+    let mut t = Terminal::start(dy, args, rows, cols);
     for (text, input) in steps {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !seen.contains(text) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("{args:?}: waited for {text:?}, saw {seen:?}");
-                }
-            }
-        }
-        master.write_all(input).unwrap();
+        t.wait_for(text);
+        t.type_in(input);
     }
-    let status = child.wait().unwrap();
-    drop(master);
-    // What is left to read, without waiting on a copy of the slave that
-    // something else might hold.
-    while let Ok(b) = rx.recv_timeout(Duration::from_millis(500)) {
-        seen.push_str(&String::from_utf8_lossy(&b));
-    }
-    (status.code().unwrap_or(-1), seen)
+    t.finish()
 }
 
 #[test]
@@ -2744,58 +2782,14 @@ fn attach_without_a_terminal_sends_stdin_and_proxies_signals() {
 
 #[test]
 fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
-    use std::io::{Read, Write};
     let dy = Dy::new();
     dy.ok(&["run", "-dit", "--name", "shell", "busybox", "sh"]);
     dy.wait_for("shell", "{{.State.Status}}", "running");
-    let size = nix::pty::Winsize {
-        ws_row: 30,
-        ws_col: 90,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&size), None).unwrap();
-    let slave = pty.slave;
-    let mut child = Command::new(bin("dockyard"))
-        .args([
-            "--root",
-            dy.root.path().to_str().unwrap(),
-            "attach",
-            "shell",
-        ])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut reader = master.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let wait_for = |what: &str, seen: &mut String| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !seen.contains(what) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-                Err(_) => panic!("waited for {what:?}, saw {seen:?}"),
-            }
-        }
-    };
+    let mut t = Terminal::start(&dy, &["attach", "shell"], 30, 90);
     // A command typed into the container's shell, through the monitor, and
     // the size of our terminal, sent by attach.
-    master
-        .write_all(b"echo hello-$((6*7)); stty size\n")
-        .unwrap();
-    wait_for("hello-42\r\n30 90\r\n", &mut seen);
+    t.type_in(b"echo hello-$((6*7)); stty size\n");
+    t.wait_for("hello-42\r\n30 90\r\n");
     // Our terminal is resized: on SIGWINCH attach sends the new size, which
     // the monitor sets on the container's pty master.
     let bigger = nix::pty::Winsize {
@@ -2808,23 +2802,23 @@ fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
     unsafe {
         use std::os::fd::AsRawFd;
         assert_eq!(
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger),
+            libc::ioctl(t.master.as_raw_fd(), libc::TIOCSWINSZ, &bigger),
             0
         );
     }
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(t.child.id() as i32),
         nix::sys::signal::Signal::SIGWINCH,
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    master.write_all(b"stty size\n").unwrap();
-    wait_for("45 132\r\n", &mut seen);
+    t.type_in(b"stty size\n");
+    t.wait_for("45 132\r\n");
     // Ctrl-P Ctrl-Q: attach leaves (exit 1, as docker's), the shell goes on.
-    master.write_all(b"\x10\x11").unwrap();
-    let status = child.wait().unwrap();
-    wait_for("read escape sequence", &mut seen);
-    assert_eq!(status.code(), Some(1), "{seen}");
+    t.type_in(b"\x10\x11");
+    let (code, seen) = t.finish();
+    assert!(seen.contains("read escape sequence"), "{seen}");
+    assert_eq!(code, 1, "{seen}");
     assert_eq!(dy.inspect("shell", "{{.State.Status}}"), "running");
     // Nothing of the keys reached the shell, and its output was logged.
     let logs = dy.ok(&["logs", "shell"]);

@@ -760,11 +760,7 @@ pub fn freeze(host: &Host, parent: &str, name: &str, frozen: bool) -> anyhow::Re
 pub fn group_dirs(host: &Host, parent: &str, name: &str) -> anyhow::Result<Vec<PathBuf>> {
     let parent = relative_cgroup_path(parent, "--cgroup-parent")?;
     let leaf = relative_cgroup_path(name, "container name")?;
-    let mut mounts: Vec<PathBuf> = host.v1.iter().map(|(_, m)| m.clone()).collect();
-    mounts.extend(host.v2_mount.clone());
-    mounts.sort();
-    mounts.dedup();
-    Ok(mounts
+    Ok(hierarchy_roots(host)
         .into_iter()
         .map(|m| m.join(&parent).join(&leaf))
         .filter(|d| d.is_dir())
@@ -786,14 +782,19 @@ fn is_not_found(e: &anyhow::Error) -> bool {
 /// refusal is the answer "not empty", not an error.
 pub fn remove_parent_if_empty(host: &Host, parent: &str) -> anyhow::Result<()> {
     let parent = relative_cgroup_path(parent, "--cgroup-parent")?;
+    for m in hierarchy_roots(host) {
+        let _ = std::fs::remove_dir(m.join(&parent));
+    }
+    Ok(())
+}
+
+/// The root of every hierarchy the host has mounted, v1 and v2, once each.
+fn hierarchy_roots(host: &Host) -> Vec<PathBuf> {
     let mut mounts: Vec<PathBuf> = host.v1.iter().map(|(_, m)| m.clone()).collect();
     mounts.extend(host.v2_mount.clone());
     mounts.sort();
     mounts.dedup();
-    for m in mounts {
-        let _ = std::fs::remove_dir(m.join(&parent));
-    }
-    Ok(())
+    mounts
 }
 
 // ANCHOR: run
