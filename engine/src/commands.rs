@@ -1188,20 +1188,33 @@ pub fn diff(engine: &Engine, args: &OneContainer) -> Result<Code> {
 pub fn export(engine: &Engine, args: &ExportArgs) -> Result<Code> {
     let r = engine.containers.resolve(&args.container)?;
     let layer = engine.layer_container(&r.id)?;
-    match &args.output {
-        Some(p) => {
-            let f =
-                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
-            runtime::export(engine, &layer, f)?;
-        }
-        None => {
-            if nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
-                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
-            }
-            runtime::export(engine, &layer, std::io::stdout().lock())?;
-        }
-    }
+    write_archive(args.output.as_deref(), |out| {
+        runtime::export(engine, &layer, out)
+    })?;
     Ok(0)
+}
+
+/// Write an archive to `-o FILE`, or to stdout unless it is a terminal, as
+/// docker's `save` and `export` do. A file is written beside its target and
+/// renamed: a failed write leaves no half archive.
+fn write_archive(
+    output: Option<&Path>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+) -> Result<()> {
+    let Some(p) = output else {
+        if nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
+            bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+        }
+        return write(&mut std::io::stdout().lock());
+    };
+    let tmp = p.with_extension("tmp-dockyard-save");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    if let Err(e) = write(&mut f) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))
 }
 
 /// `docker import`: a root filesystem tarball becomes a one-layer image.
@@ -1225,25 +1238,9 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
         bail!("saving several images into one archive is not supported yet: save them one by one");
     }
     let image = engine.images.image(&args.images[0])?;
-    match &args.output {
-        Some(p) => {
-            // Write beside the target and rename: a failed save leaves no half archive.
-            let tmp = p.with_extension("tmp-dockyard-save");
-            let f = std::fs::File::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            if let Err(e) = runtime::save(engine, &image, f) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))?;
-        }
-        None => {
-            if nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
-                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
-            }
-            runtime::save(engine, &image, std::io::stdout().lock())?;
-        }
-    }
+    write_archive(args.output.as_deref(), |out| {
+        runtime::save(engine, &image, out)
+    })?;
     Ok(0)
 }
 

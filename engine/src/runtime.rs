@@ -899,9 +899,9 @@ struct Running {
     streams: crate::pump::Streams,
     log: logs::Writer,
     started: Instant,
-    /// Whether the container is in our default cgroup parent, to be
-    /// removed after it if it is then empty.
-    default_parent: bool,
+    /// The host's cgroups, when the container is in our default parent:
+    /// that parent is removed after it if it is then empty.
+    default_parent: Option<cgroups::Host>,
 }
 
 fn run_once(
@@ -1285,7 +1285,7 @@ fn run_once(
         net_cfg,
         checker,
         started: Instant::now(),
-        default_parent: config.cgroup_parent.is_empty() && !engine.rootless,
+        default_parent: (config.cgroup_parent.is_empty() && !engine.rootless).then_some(host),
     })
 }
 
@@ -1333,8 +1333,8 @@ impl Running {
         // Our default parent goes with the last container in it, so that a
         // plain `run --rm` leaves no cgroup of ours behind. A parent given
         // with --cgroup-parent is the user's: left alone.
-        if default_parent {
-            cgroups::remove_parent_if_empty(&cgroups::detect()?, cgroups::DEFAULT_PARENT)?;
+        if let Some(host) = default_parent {
+            cgroups::remove_parent_if_empty(&host, cgroups::DEFAULT_PARENT)?;
         }
         Ok((code, oom))
     }

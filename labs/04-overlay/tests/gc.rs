@@ -5,33 +5,14 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
+use common::layer_tar;
 use lab04_overlay::digest::sha256_digest;
 use lab04_overlay::{Image, Keep, Store};
 use oci_spec::image::{
     ConfigBuilder, Descriptor, Digest, ImageConfigurationBuilder, MediaType, Os, RootFsBuilder,
 };
-
-/// A layer tarball: regular files, and symlinks given as `("name", "->target")`.
-fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, content) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        if let Some(target) = content.strip_prefix("->") {
-            h.set_size(0);
-            h.set_entry_type(tar::EntryType::Symlink);
-            b.append_link(&mut h, name, target).unwrap();
-        } else {
-            h.set_size(content.len() as u64);
-            h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, name, content.as_bytes()).unwrap();
-        }
-    }
-    b.into_inner().unwrap()
-}
 
 /// Adds an image named `name` whose layers are these tarballs, bottom first.
 fn add(store: &Store, name: &str, tars: &[Vec<u8>]) -> Image {

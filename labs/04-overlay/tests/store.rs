@@ -3,27 +3,15 @@
 use std::fs;
 use std::path::Path;
 
+mod common;
+
+use common::layer_tar;
 use lab04_overlay::digest::{chain_ids, sha256_digest};
 use lab04_overlay::overlay::{mount_data, page_size};
 use lab04_overlay::{mount_overlay, MountGuard, Store};
 use oci_spec::image::{
     ConfigBuilder, Descriptor, Digest, ImageConfigurationBuilder, MediaType, Os, RootFsBuilder,
 };
-
-fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, content) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(content.len() as u64);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, name, content.as_bytes()).unwrap();
-    }
-    b.into_inner().unwrap()
-}
 
 fn mounted(path: &Path) -> bool {
     let p = path.to_string_lossy();
