@@ -469,3 +469,53 @@ fn hostile_values_are_refused_before_anything_is_created() {
         assert_clean(&parent);
     }
 }
+
+/// `--device-program` puts the container in a cgroup v2 group (its own on a
+/// v2 host, one made in the unified hierarchy on a hybrid host). The child
+/// is born there by clone3(CLONE_INTO_CGROUP), and enters its v1 groups by
+/// itself through their `tasks` files (lab 03's `Entry`): /proc/self/cgroup
+/// shows every group, and the device program already holds for the first
+/// command.
+#[test]
+fn a_new_container_is_born_in_its_v2_group_and_joins_its_v1_groups_itself() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    if !mountinfo.contains(" - cgroup2 ") {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    }
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--name", "born", "--cgroupns", "host", "--device-program"],
+        &[
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/cgroup; mknod /tmp/kmsg c 1 11 && head -c1 /tmp/kmsg; echo \"read=$?\"",
+        ],
+    ));
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("/{}/born", parent.0);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0::") && l.ends_with(&want)),
+        "not born in the v2 group {want}: {text}"
+    );
+    // On a v1 or hybrid host, the v1 hierarchies too (pids at least).
+    if Path::new("/sys/fs/cgroup/pids/tasks").exists() {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(":pids:") && l.ends_with(&want)),
+            "not in its v1 pids group {want}: {text}"
+        );
+    }
+    assert!(text.contains("read=1"), "{text}");
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_clean(&parent);
+}

@@ -37,8 +37,10 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     // Checked before anything is created.
     crate::attach::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
+    crate::trace::phase("built the config");
     crate::network::check_run(engine, &mut config)?;
     let record = runtime::create(engine, name.as_deref(), config)?;
+    crate::trace::phase("created the container record");
     if args.detach {
         runtime::start_detached(engine, &record.id)?;
         println!("{}", record.id);

@@ -725,10 +725,20 @@ static INHERITED_FDS: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new()
 /// Note which descriptors above 2 we inherited, before we open any. A
 /// detached monitor closes them: it outlives us, and must not keep our
 /// caller's terminal, pipe or socket open (a terminal would never see its
-/// session end; a pipe reader would never see EOF). Probed with F_GETFD,
-/// which opens nothing itself.
+/// session end; a pipe reader would never see EOF). Read from /proc/self/fd
+/// (one directory read, where probing every number with F_GETFD took a
+/// thousand system calls, a millisecond); the directory's own descriptor is
+/// open while it is read, and left out by checking it is gone afterwards.
 pub fn note_inherited_fds() {
-    let fds = (3..1024)
+    let listed: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    let fds = listed
+        .into_iter()
         // SAFETY: F_GETFD only reads the descriptor's flags.
         .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
         .collect();
@@ -1197,17 +1207,17 @@ fn run_once(
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )?,
     )?;
+    // The first process enters its cgroups by itself (lab 03's `Entry`):
+    // born in its v2 group, or moving its only thread into each v1 one.
+    // Writing its PID afterwards, from here, would wait for an RCU grace
+    // period.
+    let joining = cgroups::Joining::prepare(&mut spec, cgroup.as_ref(), devices.as_ref())?;
     trace::phase("start: built the spec");
     let mut endpoint = None;
     let net_cfg = net_config(engine);
     // ANCHOR: net_attach
     let mut container = namespaces::spawn(&spec, |pid| {
-        if let Some(cg) = &cgroup {
-            cg.add_pid(pid.as_raw())?;
-        }
-        if let Some(d) = &devices {
-            d.add(pid.as_raw())?;
-        }
+        joining.before_start(pid.as_raw())?;
         if let Some(opts) = &bridge {
             endpoint = Some(net::attach(&net_cfg, pid, opts)?);
             // Then the networks `network connect` added: eth1, eth2...
@@ -1237,7 +1247,7 @@ fn run_once(
     })?;
     // ANCHOR_END: net_attach
     // Our copies of the container's ends: the container has its own now.
-    drop((keep_until_spawned, null));
+    drop((keep_until_spawned, null, joining));
     if let Some(master) = container.take_console() {
         // -t: the pty's master, from the container's devpts. What the
         // container prints comes out of it; with -i in the foreground, our
@@ -1526,9 +1536,11 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     let dirs = cgroups::group_dirs(&host, parent, &record.id)?;
     let mut relay = namespaces::join::join(&spec, || {
         for d in &dirs {
-            // "0" means the writing process itself, on v1 and v2.
-            std::fs::write(d.join("cgroup.procs"), "0")
-                .with_context(|| format!("joining {}", d.display()))?;
+            // "0" means the writing process itself. This process has one
+            // thread, so on v1 it moves through `tasks`, which spares the
+            // RCU wait of a `cgroup.procs` move (lab 03's `Entry`).
+            let file = cgroups::self_join_file(d);
+            std::fs::write(&file, "0").with_context(|| format!("joining {}", d.display()))?;
         }
         Ok(())
     })?;

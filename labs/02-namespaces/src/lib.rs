@@ -64,7 +64,7 @@ pub mod security;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -269,6 +269,23 @@ pub struct Spec {
     /// `Some(Security::docker_default())` is what `docker run` does. See
     /// [`security`].
     pub security: Option<security::Security>,
+    /// How the first process enters its cgroup by itself, so that
+    /// `before_start` need not write its PID anywhere (see [`CgroupEntry`]).
+    pub cgroup_entry: CgroupEntry,
+}
+
+/// Descriptors through which the child enters its cgroup *itself*, opened
+/// and owned by the caller (lab 03's `Cgroup::entry` explains why: moving
+/// another process costs an RCU grace period, these ways do not).
+#[derive(Debug, Clone, Default)]
+pub struct CgroupEntry {
+    /// A cgroup v2 directory: the child is created in it by
+    /// `clone3(CLONE_INTO_CGROUP)`. Where clone3 is unavailable, the parent
+    /// writes the child's PID into its `cgroup.procs` instead.
+    pub clone_into: Option<RawFd>,
+    /// cgroup v1 `tasks` files, open for writing: the child writes `0`
+    /// (itself, its only thread) into each before anything else.
+    pub tasks: Vec<RawFd>,
 }
 
 impl Spec {
@@ -292,6 +309,7 @@ impl Spec {
             run_as: None,
             rlimits: Vec::new(),
             security: None,
+            cgroup_entry: CgroupEntry::default(),
         }
     }
 
@@ -770,19 +788,23 @@ pub fn spawn(
     // Every namespace but the cgroup one is created by clone itself; see
     // `child_setup` for why the cgroup namespace must wait.
     let flags = spec.namespaces - CloneFlags::CLONE_NEWCGROUP;
-    match clone_process(flags)? {
+    match clone_process(flags, spec.cgroup_entry.clone_into)? {
         None => {
             drop(go_write);
             let socket = console.map(|(_, child)| child);
             child_main(spec, &rootfs, go_read, socket, secure.as_ref())
         }
-        Some(pid) => {
+        Some((pid, born_in_cgroup)) => {
             drop(go_read);
             let console = console.map(|(parent, _)| parent);
             let mut container = Container { pid, console: None };
             let prepared = (|| {
                 if spec.has(CloneFlags::CLONE_NEWUSER) {
                     write_id_maps(pid, &mapping, &group_mapping)?;
+                }
+                if let (Some(dir), false) = (spec.cgroup_entry.clone_into, born_in_cgroup) {
+                    // clone(2), the fallback, cannot create it there.
+                    move_into_cgroup(dir, pid)?;
                 }
                 before_start(pid).context("before_start")
             })();
@@ -806,6 +828,38 @@ pub fn spawn(
     }
 }
 // ANCHOR_END: spawn
+
+/// Move `pid` into the cgroup v2 directory `dir` the ordinary way, by
+/// writing its PID into `cgroup.procs` (what CLONE_INTO_CGROUP spares).
+fn move_into_cgroup(dir: RawFd, pid: Pid) -> anyhow::Result<()> {
+    // SAFETY: `dir` is the caller's open directory, borrowed for this call.
+    let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
+    let procs = nix::fcntl::openat(
+        dir,
+        "cgroup.procs",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context("opening the cgroup's cgroup.procs")?;
+    nix::unistd::write(&procs, pid.to_string().as_bytes())
+        .with_context(|| format!("moving {pid} into its cgroup"))?;
+    Ok(())
+}
+
+/// The child's first act (see [`CgroupEntry`]): write `0`, "this thread",
+/// into each v1 `tasks` file, then close it. The child has one thread, so
+/// this moves all of it, and every process it starts is born inside.
+fn join_cgroups_self(tasks: &[RawFd]) -> Result<(), lab01::Error> {
+    for &fd in tasks {
+        // SAFETY: a descriptor the parent opened for us; we own our copy
+        // and close it right after.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        nix::unistd::write(&file, b"0").map_err(|e| {
+            lab01::Error::Setup(anyhow::anyhow!("joining its cgroup (tasks): {}", e.desc()))
+        })?;
+    }
+    Ok(())
+}
 
 /// Check the spec before touching the kernel; return the canonical rootfs.
 fn check_spec(spec: &Spec) -> anyhow::Result<PathBuf> {
@@ -851,7 +905,8 @@ fn check_spec(spec: &Spec) -> anyhow::Result<PathBuf> {
 }
 
 // ANCHOR: clone3
-/// `struct clone_args` from `<linux/sched.h>`, version 0 (64 bytes).
+/// `struct clone_args` from `<linux/sched.h>`, version 2 (88 bytes): the
+/// first 64 are version 0; `set_tid` came in version 1, `cgroup` in 2.
 #[repr(C)]
 #[derive(Default)]
 struct CloneArgs {
@@ -863,7 +918,17 @@ struct CloneArgs {
     stack: u64,
     stack_size: u64,
     tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
 }
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7): create the child in the cgroup v2
+/// directory `clone_args.cgroup`.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Version 0 of the struct, what a kernel before 5.5 accepts.
+const CLONE_ARGS_SIZE_VER0: usize = 64;
 
 /// Create a child process in the namespaces `flags`, like fork(2): both
 /// processes return from here, the child with `None`.
@@ -874,7 +939,11 @@ struct CloneArgs {
 /// seccomp profiles (older Docker's among them) answer clone3 with ENOSYS or
 /// EPERM so that callers fall back to clone, which is what we do. Setting
 /// DOCKYARD_NO_CLONE3=1 takes the fallback on purpose.
-fn clone_process(flags: CloneFlags) -> anyhow::Result<Option<Pid>> {
+///
+/// With `cgroup`, an open cgroup v2 directory, clone3 creates the child in
+/// it (`CLONE_INTO_CGROUP`); the second value returned to the parent says
+/// whether that happened (not with the clone(2) fallback).
+fn clone_process(flags: CloneFlags, cgroup: Option<RawFd>) -> anyhow::Result<Option<(Pid, bool)>> {
     let try_clone3 = std::env::var_os("DOCKYARD_NO_CLONE3").as_deref() != Some("1".as_ref());
     let mut ret = -1;
     if try_clone3 {
@@ -884,17 +953,24 @@ fn clone_process(flags: CloneFlags) -> anyhow::Result<Option<Pid>> {
             exit_signal: libc::SIGCHLD as u64,
             ..CloneArgs::default()
         };
-        // SAFETY: `args` is a valid clone_args of the size we pass. Without
-        // CLONE_VM the child has its own copy of memory, as after fork(2).
-        ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &mut args as *mut CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
+        let size = match cgroup {
+            Some(fd) => {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = fd as u64;
+                std::mem::size_of::<CloneArgs>()
+            }
+            // The smallest struct that says it all: kernels from 5.3 on.
+            None => CLONE_ARGS_SIZE_VER0,
         };
+        // SAFETY: `args` is a valid clone_args at least `size` bytes long.
+        // Without CLONE_VM the child has its own copy of memory, as after
+        // fork(2).
+        ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, size) };
     }
-    if !try_clone3 || (ret == -1 && matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM)) {
+    // E2BIG: a kernel before 5.7, which does not know the cgroup field.
+    let fell_back = !try_clone3
+        || (ret == -1 && matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM | Errno::E2BIG));
+    if fell_back {
         // clone(flags | SIGCHLD, stack = NULL, ...): the same, the old way.
         // SAFETY: as above; a NULL stack means "use a copy of the caller's".
         ret = unsafe {
@@ -923,7 +999,10 @@ fn clone_process(flags: CloneFlags) -> anyhow::Result<Option<Pid>> {
             Err(anyhow::anyhow!("clone({flags:?}): {}{hint}", errno.desc()))
         }
         0 => Ok(None),
-        pid => Ok(Some(Pid::from_raw(pid as i32))),
+        pid => Ok(Some((
+            Pid::from_raw(pid as i32),
+            try_clone3 && cgroup.is_some() && !fell_back,
+        ))),
     }
 }
 // ANCHOR_END: clone3
@@ -1097,6 +1176,8 @@ fn child_setup(
         // container's output.
         install_stdio(fds)?;
     }
+    // Into our cgroup before we use any resource it should count.
+    join_cgroups_self(&spec.cgroup_entry.tasks)?;
 
     // 1. Wait for the parent's go-ahead: our ID maps are written, and lab 03
     //    has put us in our cgroup. EOF instead of a byte: the parent gave up.

@@ -201,6 +201,31 @@ impl DevicesCgroup {
     }
     // ANCHOR_END: create
 
+    /// What a new process needs to enter this group by itself (see
+    /// [`crate::Entry`]): on v1 the group's `tasks` file; on a hybrid host's
+    /// unified hierarchy, the v2 group made for the program, to be born in;
+    /// nothing on v2, where the group is the container's own, which
+    /// [`crate::Cgroup::entry`] already covers.
+    pub fn entry(&self) -> anyhow::Result<crate::Entry> {
+        use nix::fcntl::OFlag;
+        let mut entry = crate::Entry {
+            clone_into: None,
+            tasks: Vec::new(),
+        };
+        if self.program.is_none() {
+            let tasks = self.path.join("tasks");
+            entry
+                .tasks
+                .push(crate::open_for_entry(&tasks, OFlag::O_WRONLY)?);
+        } else if !self.made.is_empty() {
+            entry.clone_into = Some(crate::open_for_entry(
+                &self.path,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            )?);
+        }
+        Ok(entry)
+    }
+
     /// Move process `pid` (and, as it forks, its children) into the cgroup.
     /// (On a v2 host, where the group is the container's own, it is there
     /// already, and the move changes nothing.)

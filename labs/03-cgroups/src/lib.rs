@@ -43,10 +43,12 @@ pub use lab02_namespaces;
 
 use std::fmt;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use nix::fcntl::OFlag;
 
 pub mod device_filter;
 pub mod devices;
@@ -321,6 +323,115 @@ enum Backend {
     V2(v2::V2Cgroup),
 }
 
+// ANCHOR: entry
+/// How a new process gets into a group *without* its parent writing its PID
+/// into `cgroup.procs` afterwards.
+///
+/// That write is slow, and not because of the file: moving a whole process
+/// takes the kernel's global `cgroup_threadgroup_rwsem` for writing, and a
+/// writer of that per-CPU semaphore first waits for an RCU grace period.
+/// On this course's machines that is 10 to 20 ms, for every container, more
+/// than everything else a start does. Two ways around it, one per version:
+///
+/// - **v2: be born in the group.** `clone3(CLONE_INTO_CGROUP)` (Linux 5.7)
+///   takes an open cgroup directory and creates the child in it. The kernel
+///   only read-locks the semaphore, as for any fork. (`clone_into`)
+/// - **v1: move a single thread.** The v1 `tasks` file moves one *thread*,
+///   and a thread moving itself (writing `0`) needs no global lock: nothing
+///   else can exec or exit under it. A freshly cloned child has exactly one
+///   thread, so moving that thread moves the whole process. The child
+///   writes `0` into each hierarchy's `tasks`, through descriptors opened
+///   here, before it does anything else. (`tasks`)
+///
+/// ```text
+/// v1, parent:  echo $PID > /sys/fs/cgroup/pids/dockyard/c1/cgroup.procs   # waits for RCU
+/// v1, child:   echo 0 > /sys/fs/cgroup/pids/dockyard/c1/tasks             # does not
+/// ```
+///
+/// Both need the child to be ours until it has joined, which lab 02's
+/// `spawn` guarantees, and neither works across a user namespace created at
+/// clone time in every case, so an engine keeps the old write for those.
+pub struct Entry {
+    /// v2: the group's directory, for `CLONE_INTO_CGROUP`.
+    pub clone_into: Option<OwnedFd>,
+    /// v1: each hierarchy's `tasks` file, open for writing.
+    pub tasks: Vec<OwnedFd>,
+}
+// ANCHOR_END: entry
+
+/// A new container's way into its groups, between `spawn`'s two halves:
+/// [`Joining::prepare`] puts in lab 02's spec what [`Entry`] allows, and
+/// [`Joining::before_start`] (in `spawn`'s `before_start`) writes the PID
+/// only where that was not possible. Keep it until `spawn` has returned:
+/// it holds the descriptors the child uses.
+pub struct Joining<'a> {
+    /// Kept open until the child has used them.
+    _entries: Vec<Entry>,
+    /// The device group, when the child cannot enter it by itself.
+    devices_by_pid: Option<&'a devices::DevicesCgroup>,
+}
+
+impl<'a> Joining<'a> {
+    pub fn prepare(
+        spec: &mut lab02_namespaces::Spec,
+        cgroup: Option<&Cgroup>,
+        devices: Option<&'a devices::DevicesCgroup>,
+    ) -> anyhow::Result<Joining<'a>> {
+        use std::os::fd::AsRawFd;
+        let group = cgroup.map(Cgroup::entry).transpose()?;
+        let device = devices.map(|d| d.entry()).transpose()?;
+        // A process is born in one v2 group only: a second one (a hybrid
+        // host's device program group, beside a v2 container group) is
+        // joined by PID.
+        let two_births = matches!((&group, &device),
+            (Some(g), Some(d)) if g.clone_into.is_some() && d.clone_into.is_some());
+        let device = device.filter(|_| !two_births);
+        spec.cgroup_entry = lab02_namespaces::CgroupEntry::default();
+        for e in group.iter().chain(device.iter()) {
+            let tasks = e.tasks.iter().map(AsRawFd::as_raw_fd);
+            spec.cgroup_entry.tasks.extend(tasks);
+            if let Some(dir) = &e.clone_into {
+                spec.cgroup_entry.clone_into = Some(dir.as_raw_fd());
+            }
+        }
+        Ok(Joining {
+            _entries: group.into_iter().chain(device).collect(),
+            devices_by_pid: devices.filter(|_| two_births),
+        })
+    }
+
+    /// What is left to do from the parent, with the child's PID.
+    pub fn before_start(&self, pid: i32) -> anyhow::Result<()> {
+        match self.devices_by_pid {
+            Some(d) => d.add(pid),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Open `path` for an [`Entry`]: close-on-exec, so that the container's
+/// command never inherits a way into the host's cgroup tree.
+fn open_for_entry(path: &Path, flags: OFlag) -> anyhow::Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        flags | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", path.display()))
+}
+
+/// The file through which a process that has a single thread moves itself
+/// into the group at `dir`: `tasks` on a v1 hierarchy (no global lock, see
+/// [`Entry`]), `cgroup.procs` on v2 (the only way there). Write `0` to it.
+pub fn self_join_file(dir: &Path) -> PathBuf {
+    let tasks = dir.join("tasks");
+    if tasks.exists() {
+        tasks
+    } else {
+        dir.join("cgroup.procs")
+    }
+}
+
 /// One container's cgroup: a directory per v1 hierarchy, or one v2
 /// directory. Created with its limits before the command starts, removed by
 /// [`Cgroup::destroy`], or on drop.
@@ -426,6 +537,28 @@ impl Cgroup {
         match &self.backend {
             Backend::V1(c) => c.add_pid(pid),
             Backend::V2(c) => c.add_pid(pid),
+        }
+    }
+
+    /// What a process about to be created needs to enter this group
+    /// without anyone writing its PID into `cgroup.procs` (see [`Entry`]).
+    pub fn entry(&self) -> anyhow::Result<Entry> {
+        match &self.backend {
+            Backend::V1(c) => Ok(Entry {
+                clone_into: None,
+                tasks: c
+                    .dirs()
+                    .iter()
+                    .map(|d| open_for_entry(&d.join("tasks"), OFlag::O_WRONLY))
+                    .collect::<anyhow::Result<_>>()?,
+            }),
+            Backend::V2(c) => Ok(Entry {
+                clone_into: Some(open_for_entry(
+                    c.dir(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                )?),
+                tasks: Vec::new(),
+            }),
         }
     }
 
@@ -838,8 +971,8 @@ pub struct Outcome {
 /// start the command in it with lab 02's `spawn`, wait, read the counters,
 /// and remove the cgroup, whatever happens.
 ///
-/// The child is put in the cgroup in `before_start`, while it is still
-/// waiting for its go-ahead: by the time the command runs, it and every
+/// The child enters the cgroup by itself before anything else (see
+/// [`Entry`] and [`Joining`]): by the time the command runs, it and every
 /// process it forks are counted and limited. SIGINT, SIGTERM and SIGHUP sent
 /// to this process are forwarded to the container; if it has not ended after
 /// `stop_timeout` (a PID 1 ignores signals it has no handler for), or on a
@@ -858,13 +991,10 @@ pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
         None
     };
     let start = Instant::now();
-    let container = lab02_namespaces::spawn(&opts.spec, |pid| {
-        cgroup.add_pid(pid.as_raw())?;
-        match &devices {
-            Some(d) => d.add(pid.as_raw()),
-            None => Ok(()),
-        }
-    })?;
+    let mut spec = opts.spec.clone();
+    let joining = Joining::prepare(&mut spec, Some(&cgroup), devices.as_ref())?;
+    let container = lab02_namespaces::spawn(&spec, |pid| joining.before_start(pid.as_raw()))?;
+    drop(joining);
     let status = wait(&container, &cgroup, opts.stop_timeout);
     let elapsed = start.elapsed();
     let stats = cgroup.stats().unwrap_or_default();

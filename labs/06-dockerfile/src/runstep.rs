@@ -163,13 +163,10 @@ impl RunStep<'_> {
         }
         let devices =
             cgroups::devices::DevicesCgroup::docker_default(self.cgroup_parent, &self.id)?;
-        let spawned = namespaces::spawn(&spec, |pid| {
-            cgroup.add_pid(pid.as_raw())?;
-            if let Some(d) = &devices {
-                d.add(pid.as_raw())?;
-            }
-            Ok(())
-        });
+        // The step's process enters its groups by itself (lab 03's `Entry`).
+        let joining = cgroups::Joining::prepare(&mut spec, Some(cgroup), devices.as_ref())?;
+        let spawned = namespaces::spawn(&spec, |pid| joining.before_start(pid.as_raw()));
+        drop(joining);
         let status = spawned.and_then(|c| c.wait());
         drop(null);
         if let Some(d) = devices {
