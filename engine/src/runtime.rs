@@ -624,7 +624,10 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         }
         None => state::random_name(|n| existing.iter().any(|r| r.name == n))?,
     };
-    let layer = engine.images.create_container(&image)?;
+    // A --rm container's records skip the fsyncs (see the state module).
+    let layer = engine
+        .images
+        .create_container_with(&image, !config.auto_remove)?;
     if config.hostname.is_empty() {
         config.hostname = layer.id[..12].to_string();
     }

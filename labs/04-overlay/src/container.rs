@@ -53,6 +53,14 @@ impl Store {
     /// Creates a container's directories for `image` (whose layers must be
     /// unpacked: [`Store::unpack`]).
     pub fn create_container(&self, image: &Image) -> Result<Container> {
+        self.create_container_with(image, true)
+    }
+
+    /// [`Store::create_container`]; without `durable`, its record is not
+    /// flushed to disk (no fsync): for a container that a crash of the
+    /// machine ends anyway (`docker run --rm`), whose record would then be
+    /// removed. The write is still atomic for other processes.
+    pub fn create_container_with(&self, image: &Image, durable: bool) -> Result<Container> {
         // Under the store's lock, so that gc cannot remove the image's
         // layers between this check and container.json naming them.
         let _lock = self.lock()?;
@@ -82,9 +90,10 @@ impl Store {
         });
         // Atomically: other processes list containers while this one is
         // being created, and must never read half a file.
-        self.write_atomic(
+        self.write_atomic_with(
             &format!("containers/{id}/container.json"),
             &serde_json::to_vec_pretty(&meta)?,
+            durable,
         )?;
         Ok(Container {
             id,
@@ -186,6 +195,12 @@ fn read_container(dir: &Path) -> Result<Option<Container>> {
             return Err(e).with_context(|| format!("reading {}/container.json", dir.display()))
         }
     };
+    if bytes.is_empty() {
+        // What a crash of the machine can leave of a record written without
+        // fsync (`create_container_with`, not durable): a container that
+        // the crash ended, and that nobody can use. Not listed.
+        return Ok(None);
+    }
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("parsing {}/container.json", dir.display()))?;
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();

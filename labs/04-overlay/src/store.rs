@@ -295,11 +295,17 @@ impl Store {
 
     /// Writes a file at `rel` by writing a temporary file and renaming it.
     pub(crate) fn write_atomic(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        self.write_atomic_with(rel, bytes, true)
+    }
+
+    /// [`Store::write_atomic`], flushed to disk before the rename only if
+    /// `durable`.
+    pub(crate) fn write_atomic_with(&self, rel: &str, bytes: &[u8], durable: bool) -> Result<()> {
         let tmp = self.staging("file");
         let guard = RemoveOnDrop(Some(tmp.clone()));
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)
-            .and_then(|()| f.sync_all())
+            .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
             .with_context(|| format!("writing {}", tmp.display()))?;
         let dest = self.root.join(rel);
         fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;

@@ -128,3 +128,41 @@ fn a_layer_whose_diff_id_differs_from_the_config_is_not_unpacked() {
         format!("../layers/{}/diff", &layer.chain_id[7..])
     );
 }
+
+/// A record written without fsync (`create_container_with(.., false)`, for
+/// `run --rm`) can come back empty after a crash of the machine. Such a
+/// container is not listed, and listing does not fail because of it.
+#[test]
+fn an_empty_record_left_by_a_crash_is_not_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let tar = layer_tar(&[("a", "x")]);
+    let (digest, size) = store.put_blob(&tar).unwrap();
+    let config = ImageConfigurationBuilder::default()
+        .architecture(oci_spec::image::Arch::Amd64)
+        .os(Os::Linux)
+        .config(ConfigBuilder::default().build().unwrap())
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![sha256_digest(&tar)])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let layer = Descriptor::new(
+        MediaType::ImageLayer,
+        size,
+        Digest::try_from(digest.as_str()).unwrap(),
+    );
+    let image = store.add_image("one", &config, vec![layer]).unwrap();
+    let kept = store.create_container(&image).unwrap();
+    let lost = store.create_container_with(&image, false).unwrap();
+    let ids =
+        |s: &Store| -> Vec<String> { s.containers().unwrap().into_iter().map(|c| c.id).collect() };
+    assert!(ids(&store).contains(&lost.id));
+    fs::write(lost.dir.join("container.json"), b"").unwrap();
+    assert_eq!(ids(&store), vec![kept.id.clone()]);
+    store.remove_container(&kept).unwrap();
+}
