@@ -14,7 +14,6 @@ mod format;
 mod health;
 mod logs;
 mod network;
-mod pump;
 mod registry_cmd;
 mod runtime;
 mod state;

@@ -589,7 +589,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
     }
     if config.log_opts.is_empty() {
         config.log_opts = engine.config.log_opts.clone();
-        logs::Rotation::from_opts(
+        logs::rotation_from_opts(
             config
                 .log_opts
                 .iter()
@@ -896,7 +896,7 @@ struct Running {
     /// None in rootless mode.
     cgroup: Option<cgroups::Cgroup>,
     devices: Option<cgroups::devices::DevicesCgroup>,
-    streams: crate::pump::Streams,
+    streams: dockyard_monitor::pump::Streams,
     log: logs::Writer,
     started: Instant,
     /// The host's cgroups, when the container is in our default parent:
@@ -975,7 +975,7 @@ fn run_once(
     spec.stdio = Some(stdio);
     spec.tty = config.tty;
     if config.tty && attach == Attach::Foreground {
-        spec.tty_size = crate::pump::our_window_size();
+        spec.tty_size = dockyard_monitor::pump::our_window_size();
     }
     if !config.working_dir.is_empty() {
         spec.cwd = Some(PathBuf::from(&config.working_dir));
@@ -1190,7 +1190,7 @@ fn run_once(
 
     let log = logs::Writer::open(
         &engine.containers.dir_of(id),
-        logs::Rotation::from_opts(
+        logs::rotation_from_opts(
             config
                 .log_opts
                 .iter()
@@ -1308,8 +1308,13 @@ impl Running {
         } = self;
         // -it in the foreground: our terminal passes every key through.
         let raw = (attach == Attach::Foreground && streams.own_stdin && streams.tty.is_some())
-            .then(crate::pump::RawMode::enter);
-        let code = crate::pump::pump(pid, streams, Some(&mut log), attach == Attach::Foreground);
+            .then(dockyard_monitor::pump::RawMode::enter);
+        let code = dockyard_monitor::pump::pump(
+            pid,
+            streams,
+            Some(&mut log),
+            attach == Attach::Foreground,
+        );
         drop(raw);
         drop(checker);
         let code = code?;
@@ -1347,7 +1352,7 @@ fn container_stdio(
     config: &ContainerConfig,
     attach: Attach,
     null: &File,
-) -> Result<(crate::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
+) -> Result<(dockyard_monitor::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
     // With -t the container makes its own pty (lab 02) and sends us the
     // master after spawn; these pipes carry only what it says before that
     // (a setup error), and stdin is /dev/null until the pty replaces it.
@@ -1364,7 +1369,7 @@ fn container_stdio(
     };
     let fds = [stdin.as_raw_fd(), keep[0].as_raw_fd(), keep[1].as_raw_fd()];
     keep.push(stdin);
-    let streams = crate::pump::Streams {
+    let streams = dockyard_monitor::pump::Streams {
         outputs: vec![(out_r, "stdout"), (err_r, "stderr")],
         input,
         own_stdin: attach == Attach::Foreground && config.open_stdin,
@@ -1509,7 +1514,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         stdio: Some(stdio),
         detach,
         tty,
-        tty_size: tty.then(crate::pump::our_window_size).flatten(),
+        tty_size: tty.then(dockyard_monitor::pump::our_window_size).flatten(),
         // The container's own root, where its passwd file is: through
         // /proc/PID/root of its first process.
         run_as: run_as(
@@ -1541,9 +1546,9 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
             true => Some(master.try_clone().context("dup of the pty master")?),
             false => None,
         };
-        let raw = input.is_some().then(crate::pump::RawMode::enter);
+        let raw = input.is_some().then(dockyard_monitor::pump::RawMode::enter);
         let tty = Some(master.as_raw_fd());
-        let streams = crate::pump::Streams {
+        let streams = dockyard_monitor::pump::Streams {
             outputs: vec![(master, "stdout")],
             own_stdin: input.is_some(),
             input,
@@ -1551,9 +1556,9 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
             listener: None,
             clients: Vec::new(),
         };
-        let code = crate::pump::pump(relay.pid(), streams, None, true);
+        let code = dockyard_monitor::pump::pump(relay.pid(), streams, None, true);
         drop(raw);
-        return code;
+        return Ok(code?);
     }
     Ok(relay
         .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
