@@ -2308,7 +2308,10 @@ impl Rootless {
             .prefix("dockyard-rootless-")
             .tempdir()
             .unwrap();
-        std::fs::copy(bin("dockyard"), home.path().join("dockyard")).unwrap();
+        // Installed as dockyard is: with its monitor program beside it.
+        for program in ["dockyard", "dockyard-monitor"] {
+            std::fs::copy(bin(program), home.path().join(program)).unwrap();
+        }
         let oci = workspace_root().join("images/busybox/oci");
         let cp = Command::new("cp")
             .arg("-r")

@@ -111,12 +111,7 @@ pub fn session(
     if config.tty {
         mask.add(Signal::SIGWINCH);
     } else if opts.sig_proxy {
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-        ] {
+        for s in dockyard_monitor::pump::PROXIED_SIGNALS {
             mask.add(s);
         }
     }

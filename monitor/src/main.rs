@@ -188,7 +188,52 @@ fn watch(args: &Args) -> std::io::Result<i32> {
             .collect(),
     };
     let mut log = Writer::open(&args.dir, args.rotation)?;
+    trim_code();
     pump(Pid::from_raw(args.pid), streams, Some(&mut log), false)
+}
+
+/// Keep resident only the code the steady state runs.
+///
+/// When a process touches a page of a file it maps, the kernel maps the
+/// pages around it too, 64 KiB in all ("fault-around": cheap, and usually
+/// what a program wants next). Start-up code, ours and the C library's and
+/// the dynamic loader's, is spread thin, so by the time the container runs
+/// a small program holds a megabyte or more of resident code it will never
+/// run again. For a process that stays as long as its container, once per
+/// container, that is the bulk of what it holds.
+///
+/// So each mapping of code (`r-xp`, from a file) is given `MADV_DONTNEED`
+/// (`madvise(2)`), which unmaps its pages: the poll loop then maps back
+/// what it runs, from the page cache, 64 KiB at a time as before. Code is
+/// never written, so nothing is lost. Data mappings are left alone, the
+/// read-only ones too: they may hold pointers the loader relocated (RELRO),
+/// which DONTNEED would throw away.
+fn trim_code() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        // "start-end perms offset dev inode path"
+        let mut f = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let file = f.nth(3).is_some_and(|path| path.starts_with('/'));
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        if file && perms == "r-xp" {
+            // SAFETY: whole mappings of unwritten code, which the kernel
+            // maps back from the file on the next access.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
 }
 
 /// fexecve(2) the sealed dockyard with `then` and `code`; returns only on

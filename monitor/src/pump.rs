@@ -51,6 +51,16 @@ pub struct Streams {
     pub clients: Vec<attach::Client>,
 }
 
+/// The signals a person sends to "the program" (Ctrl-C, a `kill` of the
+/// CLI, a closed terminal, Ctrl-\), which docker's `--sig-proxy` passes on
+/// to the container.
+pub const PROXIED_SIGNALS: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
 /// Copy until `pid` exits and its outputs close; return its exit code
 /// (128+N for signal N). With `attach`, output also goes to our stdout and
 /// stderr, and SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to us go on to `pid`.
@@ -63,12 +73,7 @@ pub fn pump(
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     if attach {
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-        ] {
+        for s in PROXIED_SIGNALS {
             mask.add(s);
         }
         if streams.tty.is_some() {
