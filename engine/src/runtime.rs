@@ -1537,8 +1537,13 @@ impl Running {
         backoff: Duration,
     ) -> anyhow::Error {
         use std::os::unix::process::CommandExt;
-        // The binary we run from, sealed (see main), to come back to: a
-        // descriptor, as a sealed copy has no path (lab 02).
+        // The small program runs from its file, unsealed, and may: the
+        // sealed copy guards the binary a container's process is a copy of
+        // until its command is exec'd (CVE-2019-5736, lab 02), and the small
+        // program never spawns anything. A container cannot even name it:
+        // its PID is outside the container's PID namespace. Coming back, it
+        // execs the binary we run from, sealed (see main), through this
+        // descriptor: a sealed copy has no path.
         let exe = match File::open("/proc/self/exe") {
             Ok(f) => f,
             Err(e) => return anyhow!(e).context("opening /proc/self/exe"),
