@@ -317,20 +317,21 @@ fn a_restart_policy_restarts_a_failing_command_n_times() {
     assert_eq!(dy.inspect("flaky", "{{.State.ExitCode}}"), "1");
 }
 
+/// A container that fills more than its 32 MiB of memory: `run`'s
+/// arguments after the name.
+const HOG: [&str; 6] = [
+    "-m",
+    "32m",
+    "busybox",
+    "sh",
+    "-c",
+    r#"x=$(head -c 100000000 /dev/zero | tr "\0" a)"#,
+];
+
 #[test]
 fn the_oom_killer_is_reported_as_docker_does() {
     let dy = Dy::new();
-    let out = dy.run(&[
-        "run",
-        "--name",
-        "hog",
-        "-m",
-        "32m",
-        "busybox",
-        "sh",
-        "-c",
-        r#"x=$(head -c 100000000 /dev/zero | tr "\0" a)"#,
-    ]);
+    let out = dy.run(&[&["run", "--name", "hog"][..], &HOG].concat());
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
     assert_eq!(
         dy.inspect("hog", "{{.State.OOMKilled}} {{.State.ExitCode}}"),
@@ -349,13 +350,7 @@ fn a_killed_monitor_is_reconciled() {
     dy.wait_for("orphan", "{{.State.Status}}", "running");
     let pid = dy.inspect("orphan", "{{.State.Pid}}");
     // The monitor is the container's parent.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = stat[stat.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ppid = ppid_of(pid.parse().unwrap());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(ppid),
         nix::sys::signal::Signal::SIGKILL,
@@ -374,6 +369,114 @@ fn a_killed_monitor_is_reconciled() {
         leftover_cgroups(&dy.parent)
     );
     assert!(!mount_points().contains(&merged), "overlay still mounted");
+}
+
+/// A process's parent, from /proc/PID/stat (fields: pid, (comm), state, ppid).
+fn ppid_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok() && ppid_of(p) == pid
+        })
+        .collect()
+}
+
+#[test]
+fn a_detached_monitor_becomes_the_small_program_and_stays_the_parent() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "small",
+        "--restart",
+        "on-failure:1",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "100ms",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1; exit 3",
+    ]);
+    dy.wait_for("small", "{{.State.Health.Status}}", "healthy");
+    let pid: i32 = dy.inspect("small", "{{.State.Pid}}").parse().unwrap();
+    let monitor = ppid_of(pid);
+    let program = |p: i32| std::fs::read_link(format!("/proc/{p}/exe")).unwrap();
+    // Once the container runs, its monitor is the small program (exec'd:
+    // the same PID, the container still its child)...
+    assert!(
+        program(monitor).ends_with("dockyard-monitor"),
+        "{:?}",
+        program(monitor)
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap(),
+        "dockyard-monito\n"
+    );
+    // ...which holds the read end of the container's stdout...
+    let stdout = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap();
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{monitor}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect();
+    assert!(held.contains(&stdout), "{stdout:?} not in {held:?}");
+    // ...and runs no health checks: a helper process of dockyard's does,
+    // the monitor's other child.
+    let mut children = children_of(monitor);
+    children.retain(|&c| c != pid);
+    assert_eq!(children.len(), 1, "{children:?}");
+    assert!(!program(children[0]).ends_with("dockyard-monitor"));
+    // After the exit, dockyard again (the same process) restarts it, and
+    // hands over to the small program again.
+    dy.wait_for("small", "{{.RestartCount}} {{.State.Status}}", "1 running");
+    let again: i32 = dy.inspect("small", "{{.State.Pid}}").parse().unwrap();
+    assert_ne!(again, pid);
+    assert_eq!(ppid_of(again), monitor);
+    dy.wait_for("small", "{{.RestartCount}} {{.State.Status}}", "1 exited");
+    assert_eq!(dy.inspect("small", "{{.State.ExitCode}}"), "3");
+    assert_eq!(dy.ok(&["logs", "small"]), "up\nup\n");
+    // Nothing is left running: not the monitor, not its helper (a zombie
+    // waiting for whoever adopted the monitor to reap it has exited).
+    let running = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in [monitor, children[0]] {
+        while running(p) {
+            assert!(Instant::now() < deadline, "process {p} is still there");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // The OOM killer is seen after the exec too (the cgroup is found by
+    // name), and the cgroups go.
+    dy.ok(&[&["run", "-d", "--name", "hog"][..], &HOG].concat());
+    dy.wait_for(
+        "hog",
+        "{{.State.OOMKilled}} {{.State.ExitCode}}",
+        "true 137",
+    );
+    assert!(
+        leftover_cgroups(&dy.parent).is_empty(),
+        "{:?}",
+        leftover_cgroups(&dy.parent)
+    );
 }
 
 #[test]
@@ -2308,7 +2411,10 @@ impl Rootless {
             .prefix("dockyard-rootless-")
             .tempdir()
             .unwrap();
-        std::fs::copy(bin("dockyard"), home.path().join("dockyard")).unwrap();
+        // Installed as dockyard is: with its monitor program beside it.
+        for program in ["dockyard", "dockyard-monitor"] {
+            std::fs::copy(bin(program), home.path().join(program)).unwrap();
+        }
         let oci = workspace_root().join("images/busybox/oci");
         let cp = Command::new("cp")
             .arg("-r")

@@ -135,6 +135,33 @@ pub enum Command {
     Doctor,
     /// Show the version.
     Version,
+    /// Internal: what a container's monitor runs when the container has
+    /// exited (see `runtime::monitor_exited`). Not for people.
+    #[command(name = "__monitor-exited", hide = true)]
+    MonitorExited(MonitorExitedArgs),
+}
+
+/// What the small monitor program hands back to `dockyard` after the exit.
+#[derive(Args, Debug, Clone)]
+pub struct MonitorExitedArgs {
+    /// The container's PID 1 (exited now; its network is found by it).
+    #[arg(long)]
+    pub pid: i32,
+    /// When the container started, on the monotonic clock (nanoseconds).
+    #[arg(long)]
+    pub started_ns: u64,
+    /// The restart back-off to use next, in milliseconds.
+    #[arg(long)]
+    pub backoff_ms: u64,
+    /// The health-check helper to wait for, if the container has a check.
+    #[arg(long)]
+    pub health_pid: Option<i32>,
+    /// The engine is rootless: this process is in its user namespace already.
+    #[arg(long)]
+    pub rootless: bool,
+    pub id: String,
+    /// The exit code (128+N for signal N).
+    pub code: i32,
 }
 
 /// `docker run`'s flags that dockyard implements.

@@ -228,7 +228,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
             .ok_or_else(|| anyhow!("invalid log-opt {o:?}: expected key=value"))?;
         log_opts.insert(k.to_string(), v.to_string());
     }
-    logs::Rotation::from_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    logs::rotation_from_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
 
     use crate::runtime::lab03_size;
     let memory = args

@@ -7,17 +7,28 @@
 //!
 //! Each check is `dockyard exec` run as a child process: the same join of
 //! the container's namespaces, cgroup and security layer as a person's
-//! exec. (The checker is a thread of the monitor, and a threaded process
-//! must not fork and then run Rust code, which lab 02's join does; spawning
-//! a whole new program is safe.)
+//! exec. (The checker is a thread, and a threaded process must not fork and
+//! then run Rust code, which lab 02's join does; spawning a whole new
+//! program is safe.)
+//!
+//! Where the thread lives: in the foreground (`run` without `-d`) the CLI is
+//! the monitor, and the checker is one of its threads. A detached monitor
+//! becomes the small `dockyard-monitor` program once the container runs,
+//! which knows nothing of health checks (conmon leaves them to podman too),
+//! so there the checker runs in a helper process, forked from the monitor
+//! before that exec: only containers with a HEALTHCHECK pay for it. The
+//! helper stops when the monitor closes its end of a pipe, which it does
+//! when the container exits.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::state::{self, now_rfc3339, Status};
@@ -140,14 +151,20 @@ pub struct Checker {
 impl Checker {
     pub fn start(store: state::Store, root: PathBuf, id: String, check: Check) -> Result<Checker> {
         let argv = check.argv()?;
+        starting(&store, &id)?;
+        Ok(Checker::spawn(store, root, id, check, argv))
+    }
+
+    /// The thread, once the status says "starting".
+    fn spawn(
+        store: state::Store,
+        root: PathBuf,
+        id: String,
+        check: Check,
+        argv: Vec<String>,
+    ) -> Checker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        set(&store, &id, |h| {
-            *h = Health {
-                status: "starting".into(),
-                ..Default::default()
-            }
-        })?;
         let thread = std::thread::spawn(move || {
             // Signals meant for the monitor (SIGCHLD above all) must go to
             // its main thread, which waits for them; never to this one.
@@ -194,10 +211,84 @@ impl Checker {
                 // ANCHOR_END: health_status
             }
         });
-        Ok(Checker {
+        Checker {
             stop,
             thread: Some(thread),
-        })
+        }
+    }
+}
+
+/// A running container's checker: a thread of this process, or a helper
+/// process (see the module documentation).
+pub enum Watch {
+    /// Held for its `Drop`, which stops and joins the thread.
+    #[allow(dead_code)]
+    Thread(Checker),
+    Helper {
+        pid: Pid,
+        /// Our end of the pipe; the helper stops when it closes.
+        stop: Option<OwnedFd>,
+    },
+}
+
+impl Watch {
+    /// Start the checks of container `id` in a helper process. Call it
+    /// while this process is single-threaded (it forks, and the child runs
+    /// Rust code).
+    pub fn helper(store: state::Store, root: PathBuf, id: String, check: Check) -> Result<Watch> {
+        let argv = check.argv()?;
+        starting(&store, &id)?;
+        let (stop_r, stop_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for the checker")?;
+        // SAFETY: the monitor is single-threaded here (see above).
+        match unsafe { nix::unistd::fork() }.context("fork for the health checker")? {
+            nix::unistd::ForkResult::Child => {
+                // Nothing of the monitor's: above all not the container's
+                // stdin or an attached client's socket, which would then
+                // never see their end.
+                let _ = lab02_namespaces::security::close_fds(&[stop_r.as_raw_fd()]);
+                let checker = Checker::spawn(store, root, id, check, argv);
+                // Wait for the monitor to close its end (read returns 0).
+                let mut byte = [0u8; 1];
+                while matches!(
+                    nix::unistd::read(&stop_r, &mut byte),
+                    Ok(1) | Err(nix::errno::Errno::EINTR)
+                ) {}
+                drop(checker);
+                // SAFETY: leaving the forked copy without running the
+                // monitor's exit-time code.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => Ok(Watch::Helper {
+                pid: child,
+                stop: Some(stop_w),
+            }),
+        }
+    }
+}
+
+impl Watch {
+    /// The helper's PID and our end of its pipe, to hand to the small
+    /// monitor program (None for a thread, which an exec would end).
+    pub fn helper_fds(&self) -> Option<(Pid, std::os::fd::BorrowedFd<'_>)> {
+        match self {
+            Watch::Helper {
+                pid,
+                stop: Some(fd),
+            } => Some((*pid, std::os::fd::AsFd::as_fd(fd))),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Watch::Helper { pid, stop } = self {
+            // Close our end, then wait: a check under way is killed at
+            // once, so this is quick.
+            drop(stop.take());
+            let _ = nix::sys::wait::waitpid(*pid, None);
+        }
     }
 }
 
@@ -271,6 +362,16 @@ fn run_once(
         }
         Err(e) => (-1, e.to_string()),
     }
+}
+
+/// A new run's health: "starting", no results yet.
+fn starting(store: &state::Store, id: &str) -> Result<()> {
+    set(store, id, |h| {
+        *h = Health {
+            status: "starting".into(),
+            ..Default::default()
+        }
+    })
 }
 
 /// Update the container's Health under the store's lock.

@@ -1,30 +1,22 @@
-//! Container logs in Docker's `json-file` format.
+//! Container logs in Docker's `json-file` format: reading them back
+//! (`dockyard logs`), and the `--log-opt`s of rotation.
 //!
-//! The monitor owns the container's stdout and stderr pipes. Every chunk it
-//! reads becomes one JSON object on its own line of
-//! `<container dir>/container-json.log`, exactly as Docker writes it:
-//!
-//! ```text
-//! {"log":"hello\n","stream":"stdout","time":"2026-11-23T04:05:06.123456789Z"}
-//! ```
-//!
-//! so tools that read Docker's log files read ours. With `max-size` the file
-//! is rotated when it would grow past the limit: `container-json.log` becomes
-//! `.1`, `.1` becomes `.2`, and so on up to `max-file` files in all; the
-//! oldest falls off the end.
+//! The monitor writes them: every chunk of output becomes one JSON object on
+//! its own line of `<container dir>/container-json.log`, exactly as Docker
+//! writes it, rotated past `max-size` (see `dockyard_monitor::logs`, which
+//! the small monitor program and the foreground `run` share).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{parse_rfc3339, rfc3339};
-
-/// The log file's name in the container's directory.
-pub const LOG_FILE: &str = "container-json.log";
+use crate::state::parse_rfc3339;
+use dockyard_monitor::logs::rotated;
+pub use dockyard_monitor::logs::{Rotation, Writer, LOG_FILE};
 
 /// One line of a json-file log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,51 +26,33 @@ pub struct Entry {
     pub time: String,
 }
 
-/// `--log-opt max-size=10m --log-opt max-file=3`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rotation {
-    /// Bytes; `None` means the file grows without limit (Docker's default).
-    pub max_size: Option<u64>,
-    /// How many files to keep, the live one included (Docker's default is 1).
-    pub max_file: u32,
-}
-
-impl Default for Rotation {
-    fn default() -> Self {
-        Rotation {
-            max_size: None,
-            max_file: 1,
-        }
-    }
-}
-
-impl Rotation {
-    /// Read `max-size` and `max-file` from log options, validating like Docker.
-    pub fn from_opts<'a>(opts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Rotation> {
-        let mut r = Rotation::default();
-        for (k, v) in opts {
-            match k {
-                "max-size" => {
-                    r.max_size = Some(
-                        parse_decimal_size(v).with_context(|| format!("log-opt max-size={v}"))?,
-                    )
-                }
-                "max-file" => {
-                    r.max_file = v.parse().ok().filter(|n| *n >= 1).with_context(|| {
+/// `--log-opt max-size=10m --log-opt max-file=3`: read `max-size` and
+/// `max-file` from log options, validating like Docker.
+pub fn rotation_from_opts<'a>(
+    opts: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Rotation> {
+    let mut r = Rotation::default();
+    for (k, v) in opts {
+        match k {
+            "max-size" => {
+                r.max_size =
+                    Some(parse_decimal_size(v).with_context(|| format!("log-opt max-size={v}"))?)
+            }
+            "max-file" => {
+                r.max_file =
+                    v.parse().ok().filter(|n| *n >= 1).with_context(|| {
                         format!("log-opt max-file={v}: must be a positive number")
                     })?
-                }
-                // Accepted by Docker's json-file driver; nothing to do here.
-                "compress" | "labels" | "env" | "env-regex" | "tag" | "mode"
-                | "max-buffer-size" => {}
-                other => bail!("unknown log opt '{other}' for json-file log driver"),
             }
+            // Accepted by Docker's json-file driver; nothing to do here.
+            "compress" | "labels" | "env" | "env-regex" | "tag" | "mode" | "max-buffer-size" => {}
+            other => bail!("unknown log opt '{other}' for json-file log driver"),
         }
-        if r.max_file > 1 && r.max_size.is_none() {
-            bail!("max-file cannot be set without max-size");
-        }
-        Ok(r)
     }
+    if r.max_file > 1 && r.max_size.is_none() {
+        bail!("max-file cannot be set without max-size");
+    }
+    Ok(r)
 }
 
 /// go-units `FromHumanSize`: decimal units, as Docker's json-file driver
@@ -104,86 +78,6 @@ pub fn parse_decimal_size(s: &str) -> Result<u64> {
         bail!("invalid size: {s:?}: must be positive");
     }
     Ok((n * mult) as u64)
-}
-
-/// Appends entries to a container's log, rotating as configured.
-pub struct Writer {
-    path: PathBuf,
-    file: File,
-    size: u64,
-    rotation: Rotation,
-}
-
-impl Writer {
-    pub fn open(dir: &Path, rotation: Rotation) -> Result<Writer> {
-        let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(Writer {
-            path,
-            file,
-            size,
-            rotation,
-        })
-    }
-
-    /// Write one chunk of output from `stream` ("stdout" or "stderr").
-    /// Like Docker, a chunk is split at newlines: each line is one entry.
-    pub fn write(&mut self, stream: &str, data: &[u8]) -> Result<()> {
-        for line in data.split_inclusive(|b| *b == b'\n') {
-            let entry = Entry {
-                log: String::from_utf8_lossy(line).into_owned(),
-                stream: stream.to_string(),
-                time: rfc3339(SystemTime::now()),
-            };
-            let mut json = serde_json::to_vec(&entry).context("encoding a log entry")?;
-            json.push(b'\n');
-            if let Some(max) = self.rotation.max_size {
-                if self.size > 0 && self.size + json.len() as u64 > max {
-                    self.rotate()?;
-                }
-            }
-            self.file
-                .write_all(&json)
-                .with_context(|| format!("writing {}", self.path.display()))?;
-            self.size += json.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn rotate(&mut self) -> Result<()> {
-        let keep = self.rotation.max_file;
-        if keep > 1 {
-            for n in (1..keep - 1).rev() {
-                let from = rotated(&self.path, n);
-                if from.exists() {
-                    fs::rename(&from, rotated(&self.path, n + 1))
-                        .with_context(|| format!("rotating {}", from.display()))?;
-                }
-            }
-            fs::rename(&self.path, rotated(&self.path, 1))
-                .with_context(|| format!("rotating {}", self.path.display()))?;
-        }
-        // With max-file=1 the live file is simply truncated, as Docker does.
-        self.file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&self.path)
-            .with_context(|| format!("reopening {}", self.path.display()))?;
-        self.size = 0;
-        Ok(())
-    }
-}
-
-fn rotated(path: &Path, n: u32) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{n}"));
-    PathBuf::from(s)
 }
 
 /// Which entries `dockyard logs` shows.
@@ -288,13 +182,34 @@ mod tests {
         let mut w = Writer::open(dir.path(), Rotation::default()).unwrap();
         w.write("stdout", b"hello\nworld\n").unwrap();
         w.write("stderr", b"oops").unwrap();
-        let text = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(
             lines[0].starts_with(r#"{"log":"hello\n","stream":"stdout","time":"20"#),
             "{}",
             lines[0]
+        );
+        // The monitor writes each line by hand: byte for byte what
+        // serde_json writes for the same entry, for every control byte.
+        for line in &lines {
+            let entry: Entry = serde_json::from_str(line).unwrap();
+            assert_eq!(&serde_json::to_string(&entry).unwrap(), line);
+        }
+        let all: String = (0u8..0x80)
+            .map(char::from)
+            .chain("é\u{fffd}".chars())
+            .collect();
+        let mut json = serde_json::to_vec(&Entry {
+            log: all.clone(),
+            stream: "stderr".into(),
+            time: "T".into(),
+        })
+        .unwrap();
+        json.push(b'\n');
+        assert_eq!(
+            dockyard_monitor::logs::entry_line(&all, "stderr", "T"),
+            json
         );
         let all = read(dir.path(), &Filter::default()).unwrap();
         assert_eq!(
@@ -317,14 +232,14 @@ mod tests {
     #[test]
     fn rotation_keeps_max_file_files_of_max_size() {
         let dir = tempfile::tempdir().unwrap();
-        let rot = Rotation::from_opts([("max-size", "1k"), ("max-file", "3")]).unwrap();
+        let rot = rotation_from_opts([("max-size", "1k"), ("max-file", "3")]).unwrap();
         let mut w = Writer::open(dir.path(), rot).unwrap();
         for i in 0..200 {
             w.write("stdout", format!("line {i:04}\n").as_bytes())
                 .unwrap();
         }
         let names: Vec<String> = {
-            let mut v: Vec<_> = fs::read_dir(dir.path())
+            let mut v: Vec<_> = std::fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
@@ -341,7 +256,7 @@ mod tests {
         );
         for n in &names {
             assert!(
-                fs::metadata(dir.path().join(n)).unwrap().len() <= 1000,
+                std::fs::metadata(dir.path().join(n)).unwrap().len() <= 1000,
                 "{n} too big"
             );
         }
@@ -355,10 +270,10 @@ mod tests {
 
     #[test]
     fn bad_log_opts_are_refused() {
-        assert!(Rotation::from_opts([("max-size", "ten")]).is_err());
-        assert!(Rotation::from_opts([("max-file", "0"), ("max-size", "1m")]).is_err());
-        assert!(Rotation::from_opts([("max-file", "2")]).is_err());
-        assert!(Rotation::from_opts([("frobnicate", "1")]).is_err());
+        assert!(rotation_from_opts([("max-size", "ten")]).is_err());
+        assert!(rotation_from_opts([("max-file", "0"), ("max-size", "1m")]).is_err());
+        assert!(rotation_from_opts([("max-file", "2")]).is_err());
+        assert!(rotation_from_opts([("frobnicate", "1")]).is_err());
         assert_eq!(parse_decimal_size("10m").unwrap(), 10_000_000);
     }
 

@@ -14,7 +14,6 @@ mod format;
 mod health;
 mod logs;
 mod network;
-mod pump;
 mod registry_cmd;
 mod runtime;
 mod state;
@@ -33,6 +32,9 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     // First, before anything of ours is open (see the function).
     runtime::note_inherited_fds();
+    // Where this binary is, before a re-exec from a sealed copy hides it: the
+    // monitor program sits beside it.
+    runtime::note_own_path();
     // Rust ignores SIGPIPE, so `dockyard ... | head` would make println! panic
     // once head exits. A command-line tool should just stop, as C tools do.
     // SAFETY: restoring a signal's default disposition at start-up, before any
@@ -45,9 +47,12 @@ fn main() -> ExitCode {
     // (CVE-2019-5736): until the container's command is exec'd, its process
     // is this program, and a container must never get hold of the host's
     // file through /proc/PID/exe. Lab 02 explains the attack.
-    let starts = std::env::args()
-        .skip(1)
-        .any(|a| matches!(a.as_str(), "run" | "start" | "restart" | "exec" | "build"));
+    let starts = std::env::args().skip(1).any(|a| {
+        matches!(
+            a.as_str(),
+            "run" | "start" | "restart" | "exec" | "build" | "__monitor-exited"
+        )
+    });
     if starts {
         if let Err(e) = lab02_namespaces::security::ensure_sealed_binary() {
             eprintln!("dockyard: {e:#}");
@@ -64,6 +69,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    runtime::set_engine_args(runtime::EngineArgs {
+        root: cli.root.clone(),
+        config: cli.config.clone(),
+        userns_remap: cli.userns_remap.clone(),
+    });
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err((code, e)) => {
@@ -192,6 +202,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Volume(v) => commands::volume(&engine, v),
         Command::Container(_) | Command::Image(_) => unreachable!("flattened above"),
         Command::Doctor | Command::Version => unreachable!("handled above"),
+        Command::MonitorExited(a) => runtime::monitor_exited(&engine, a),
     };
     result.map_err(with)
 }
@@ -206,7 +217,13 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
     for w in warnings {
         eprintln!("WARNING: {}: {w}", path.display());
     }
-    let rootless = !nix::unistd::geteuid().is_root();
+    // The monitor's exit handler of a rootless engine runs inside the user
+    // namespace the engine made, as its root: it is told, not guessed.
+    let exit_handler = match &cli.command {
+        Command::MonitorExited(a) => Some(a.rootless),
+        _ => None,
+    };
+    let rootless = !nix::unistd::geteuid().is_root() || exit_handler == Some(true);
     let root = if rootless && cli.root.is_none() && cfg.data_root.is_none() {
         match std::env::var_os("DOCKYARD_ROOT") {
             Some(r) => r.into(),
@@ -227,7 +244,7 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
         // started it, which this user owns, so from here (its parent) we
         // may enter them; from a namespace of our own, a sibling, we could
         // not even read their /proc/PID/ns links.
-        if !matches!(cli.command, Command::Exec(_)) {
+        if !matches!(cli.command, Command::Exec(_)) && exit_handler.is_none() {
             userns::enter_rootless()?;
         }
         return runtime::Engine::open_rootless(root, cfg);
@@ -254,7 +271,7 @@ fn man_pages(dir: &Path) -> anyhow::Result<()> {
         let path = dir.join(format!("{name}.1"));
         std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))
     };
-    for sub in cmd.get_subcommands() {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         // clap names need 'static strings; a handful of leaked names is fine
         // in a command that runs once and exits.
         let name: &'static str = Box::leak(format!("dockyard-{}", sub.get_name()).into_boxed_str());

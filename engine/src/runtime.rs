@@ -11,14 +11,26 @@
 //!
 //! ```text
 //! dockyard run -d ──fork──> monitor ──clone──> container (PID 1 inside)
-//!      │                       │  owns stdout/stderr pipes -> json-file log
-//!      └─ prints the ID,       │  reaps the container, records its exit code
-//!         exits                │  applies --rm and --restart
+//!      │                       │  mounts, cgroup, spawn, network
+//!      └─ prints the ID,       │
+//!         exits                │ execve: dockyard-monitor (same PID)
+//!                              │  owns stdout/stderr pipes -> json-file log
 //!                              │  listens on attach.sock for `attach`
+//!                              │  reaps the container
+//!                              │ execve: dockyard __monitor-exited (same PID)
+//!                              │  records its exit code, tears down,
+//!                              │  applies --rm and --restart
 //! ```
 //!
 //! Because the monitor, not the CLI, is the container's parent, `run -d`
-//! can return at once and the container outlives it. In the foreground the
+//! can return at once and the container outlives it. The monitor is a fork
+//! of the `dockyard` CLI while it sets the container up, then becomes the
+//! small `dockyard-monitor` program (the `monitor/` crate) for as long as
+//! the container runs: a few hundred kilobytes of code resident per
+//! container instead of the CLI's megabytes, as podman leaves `conmon`
+//! behind. When the container exits, the small program becomes `dockyard`
+//! again to clean up, and to start the container again if its restart
+//! policy says so. In the foreground the
 //! CLI process *is* the monitor, and also copies the output to the terminal;
 //! except with `-it`, where, as docker's CLI, it starts a detached monitor
 //! and attaches to it (see the attach module), so that Ctrl-P Ctrl-Q can
@@ -589,7 +601,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
     }
     if config.log_opts.is_empty() {
         config.log_opts = engine.config.log_opts.clone();
-        logs::Rotation::from_opts(
+        logs::rotation_from_opts(
             config
                 .log_opts
                 .iter()
@@ -748,6 +760,96 @@ pub fn note_inherited_fds() {
     let _ = INHERITED_FDS.set(fds);
 }
 
+/// The environment variable that carries the path of the `dockyard` binary
+/// across the re-exec from a sealed copy (whose /proc/self/exe names no
+/// file beside which the monitor program could be found).
+pub const EXE_ENV: &str = "DOCKYARD_EXE";
+
+/// Note our own path in [`EXE_ENV`] if we run from the file itself (not
+/// from a sealed copy, which keeps what the first run noted). The file is
+/// the one /proc/self/exe names only if that name leads to the same inode:
+/// whatever the environment said before is overwritten, never trusted.
+pub fn note_own_path() {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(path) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let same = match (
+        std::fs::metadata(&path),
+        std::fs::metadata("/proc/self/exe"),
+    ) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    };
+    if same {
+        // Single-threaded: the first thing main does.
+        std::env::set_var(EXE_ENV, path);
+    }
+}
+
+/// The small monitor program: `dockyard-monitor`, beside `dockyard`
+/// (cargo builds both into the same directory; an install copies both).
+fn monitor_program() -> Result<PathBuf> {
+    let exe = std::env::var_os(EXE_ENV)
+        .map(PathBuf::from)
+        .context("the path of the dockyard binary is unknown ($DOCKYARD_EXE is unset)")?;
+    let program = exe.with_file_name("dockyard-monitor");
+    if !program.is_file() {
+        bail!(
+            "{} not found: the monitor program is built with dockyard (cargo build -p \
+             dockyard-monitor) and must be installed beside it",
+            program.display()
+        );
+    }
+    Ok(program)
+}
+
+/// The engine's global flags as given (`--root`, `--config`,
+/// `--userns-remap`), for the `dockyard` that runs after a container exits.
+#[derive(Debug, Clone, Default)]
+pub struct EngineArgs {
+    pub root: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub userns_remap: Option<String>,
+}
+
+static ENGINE_ARGS: std::sync::OnceLock<EngineArgs> = std::sync::OnceLock::new();
+
+/// Remember the global flags (main does, once parsed).
+pub fn set_engine_args(args: EngineArgs) {
+    let _ = ENGINE_ARGS.set(args);
+}
+
+/// The global flags that open this same engine again.
+fn engine_argv(engine: &Engine) -> Vec<OsString> {
+    let given = ENGINE_ARGS.get().cloned().unwrap_or_default();
+    let mut argv: Vec<OsString> = Vec::new();
+    if let Some(c) = given.config {
+        argv.extend(["--config".into(), c.into()]);
+    }
+    if let Some(u) = given.userns_remap {
+        argv.extend(["--userns-remap".into(), u.into()]);
+    }
+    match (&engine.remap, given.root) {
+        // Remapped, the data root is derived from the one given.
+        (Some(_), Some(root)) => argv.extend(["--root".into(), root.into()]),
+        (Some(_), None) => {}
+        // Else the data root itself, however it was found (rootless mode
+        // finds it from the user's home, which its namespace changes).
+        (None, _) => argv.extend(["--root".into(), engine.root.clone().into()]),
+    }
+    argv
+}
+
+/// Now on the monotonic clock, which goes on across an exec.
+fn monotonic() -> Duration {
+    // SAFETY: clock_gettime writes one timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Fork the monitor, in a session of its own; return the read end of the
 /// pipe on which it reports the first start.
 fn fork_monitor(engine: &Engine, id: &str, attach: Attach) -> Result<OwnedFd> {
@@ -833,23 +935,41 @@ fn detach_stdio(engine: &Engine, id: &str) -> Result<()> {
 /// The monitor: run the container until it exits for good (restarting it as
 /// its policy says), keeping its state and logs. Returns the last exit code.
 /// `ready` is told "started" (or the error) once the first start is done.
-pub fn monitor(
+///
+/// In the foreground this process watches the container itself. Detached,
+/// it hands over to the small monitor program once the container runs, and
+/// does not return (see the module documentation).
+pub fn monitor(engine: &Engine, id: &str, attach: Attach, ready: Option<OwnedFd>) -> Result<i32> {
+    monitor_from(engine, id, attach, ready, Duration::from_millis(100))
+}
+
+fn monitor_from(
     engine: &Engine,
     id: &str,
     mut attach: Attach,
     mut ready: Option<OwnedFd>,
+    mut backoff: Duration,
 ) -> Result<i32> {
     let report = |ready: &mut Option<OwnedFd>, msg: &str| {
         if let Some(fd) = ready.take() {
             let _ = writeln!(File::from(fd), "{}", msg.replace('\n', " "));
         }
     };
-    let mut backoff = Duration::from_millis(100);
     loop {
         let record = engine.containers.load(id)?;
         let config = config_of(&record)?;
-        let started = match run_once(engine, &record, &config, attach) {
-            Ok(running) => running,
+        // Detached, the program to hand over to must be there before
+        // anything starts: a failed start leaves nothing behind.
+        let program = match attach {
+            Attach::Foreground => Ok(None),
+            Attach::Detached | Attach::Waiting => monitor_program().map(Some),
+        };
+        let started = program.and_then(|program| {
+            let running = run_once(engine, &record, &config, attach)?;
+            Ok((program, running))
+        });
+        let (program, started) = match started {
+            Ok(started) => started,
             Err(e) => {
                 report(&mut ready, &format!("error: {e:#}"));
                 mark_exited(engine, id, 125, false, &format!("{e:#}"))?;
@@ -859,59 +979,130 @@ pub fn monitor(
         };
         report(&mut ready, "started");
         let started_at = started.started;
-        let (code, oom) = started.wait(attach)?;
+        if let Some(program) = program {
+            let e = started.hand_over(engine, id, &program, backoff);
+            // Still here: the exec failed. Watch the container from this
+            // process, as before there was a small program.
+            eprintln!("dockyard: running {}: {e:#}", program.display());
+        }
+        let (code, oom) = started.wait(engine, id, &config, attach)?;
         // A restart does not wait for anyone to attach again.
         if attach == Attach::Waiting {
             attach = Attach::Detached;
         }
-        // Nobody can attach to an exited container: no socket to find.
-        let _ = std::fs::remove_file(engine.containers.dir_of(id).join(crate::attach::SOCKET));
-        let restarts = engine.containers.load(id)?.state.restart_count;
-        let manual = mark_exited(engine, id, code, oom, "")?;
-        if config.restart.should_restart(code, restarts, manual) && !config.auto_remove {
-            let lock = engine.containers.lock()?;
-            let mut r = engine.containers.load(id)?;
-            r.state.status = Status::Restarting;
-            r.state.restart_count += 1;
-            // We are still here, waiting to restart it: say so, or a `ps`
-            // meanwhile would find no process behind the record and
-            // reconcile it to "exited".
-            r.state.monitor_pid = std::process::id() as i32;
-            engine.containers.save(&lock, &r)?;
-            drop(lock);
-            // Docker's back-off: double the delay each time, reset after a
-            // run that lasted 10 seconds.
-            if started_at.elapsed() > Duration::from_secs(10) {
-                backoff = Duration::from_millis(100);
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(60));
-            // `stop` or `rm -f` while we slept?
-            let r = engine.containers.load(id)?;
-            if r.state.status != Status::Restarting {
-                cleanup_after_exit(engine, id, &config)?;
-                return Ok(code);
-            }
-            continue;
+        if !after_exit(engine, id, &config, code, oom, started_at, &mut backoff)? {
+            return Ok(code);
         }
-        cleanup_after_exit(engine, id, &config)?;
-        return Ok(code);
     }
+}
+
+/// `dockyard __monitor-exited`: the monitor's second half, run by the small
+/// monitor program when the container has exited. The same process (the
+/// container's parent, the PID in the state file) takes down what the
+/// start set up, records the exit, and restarts the container if its
+/// policy says so, handing over to the small program again.
+pub fn monitor_exited(engine: &Engine, a: &crate::cli::MonitorExitedArgs) -> Result<i32> {
+    // The checker first: its last result must be in before the exit is.
+    if let Some(pid) = a.health_pid {
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+    }
+    let record = engine.containers.load(&a.id)?;
+    let config = config_of(&record)?;
+    let handles = Handles {
+        endpoint: record.state.network.is_some(),
+        net_cfg: net_config(engine),
+        pid: Pid::from_raw(a.pid),
+        cgroup: None,
+        devices: None,
+        default_parent: (config.cgroup_parent.is_empty() && !engine.rootless)
+            .then(cgroups::detect)
+            .transpose()?,
+    };
+    let oom = handles.release(engine, &a.id, &config)?;
+    let started_at = Instant::now()
+        .checked_sub(monotonic().saturating_sub(Duration::from_nanos(a.started_ns)))
+        .unwrap_or_else(Instant::now);
+    let mut backoff = Duration::from_millis(a.backoff_ms);
+    if !after_exit(
+        engine,
+        &a.id,
+        &config,
+        a.code,
+        oom,
+        started_at,
+        &mut backoff,
+    )? {
+        return Ok(a.code);
+    }
+    monitor_from(engine, &a.id, Attach::Detached, None, backoff)
+}
+
+/// After an exit: record it, then either clean up (false: done) or get
+/// ready to start the container again (true), as its restart policy says,
+/// with docker's back-off between tries.
+fn after_exit(
+    engine: &Engine,
+    id: &str,
+    config: &ContainerConfig,
+    code: i32,
+    oom: bool,
+    started_at: Instant,
+    backoff: &mut Duration,
+) -> Result<bool> {
+    // Nobody can attach to an exited container: no socket to find.
+    let _ = std::fs::remove_file(engine.containers.dir_of(id).join(crate::attach::SOCKET));
+    let restarts = engine.containers.load(id)?.state.restart_count;
+    let manual = mark_exited(engine, id, code, oom, "")?;
+    if config.restart.should_restart(code, restarts, manual) && !config.auto_remove {
+        let lock = engine.containers.lock()?;
+        let mut r = engine.containers.load(id)?;
+        r.state.status = Status::Restarting;
+        r.state.restart_count += 1;
+        // We are still here, waiting to restart it: say so, or a `ps`
+        // meanwhile would find no process behind the record and
+        // reconcile it to "exited".
+        r.state.monitor_pid = std::process::id() as i32;
+        engine.containers.save(&lock, &r)?;
+        drop(lock);
+        // Docker's back-off: double the delay each time, reset after a
+        // run that lasted 10 seconds.
+        if started_at.elapsed() > Duration::from_secs(10) {
+            *backoff = Duration::from_millis(100);
+        }
+        std::thread::sleep(*backoff);
+        *backoff = (*backoff * 2).min(Duration::from_secs(60));
+        // `stop` or `rm -f` while we slept?
+        let r = engine.containers.load(id)?;
+        if r.state.status == Status::Restarting {
+            return Ok(true);
+        }
+    }
+    cleanup_after_exit(engine, id, config)?;
+    Ok(false)
 }
 
 /// A container whose process runs.
 struct Running {
     /// The health checker; dropped (stopped, joined) when the container exits.
-    checker: Option<crate::health::Checker>,
-    endpoint: Option<net::Endpoint>,
+    health: Option<crate::health::Watch>,
+    handles: Handles,
+    streams: dockyard_monitor::pump::Streams,
+    log: logs::Writer,
+    log_rotation: logs::Rotation,
+    started: Instant,
+}
+
+/// What a start set up on the host, to take down after the exit.
+struct Handles {
+    /// Whether the container is on a network (lab 05 finds its veths by
+    /// its PID).
+    endpoint: bool,
     net_cfg: net::Config,
     pid: Pid,
-    /// None in rootless mode.
+    /// The cgroup and device list as made by this process; None in rootless
+    /// mode, or after an exec, when they are found again by name.
     cgroup: Option<cgroups::Cgroup>,
     devices: Option<cgroups::devices::DevicesCgroup>,
-    streams: crate::pump::Streams,
-    log: logs::Writer,
-    started: Instant,
     /// The host's cgroups, when the container is in our default parent:
     /// that parent is removed after it if it is then empty.
     default_parent: Option<cgroups::Host>,
@@ -957,7 +1148,7 @@ fn run_once(
     trace::phase("start: made the cgroup (lab 03)");
 
     // The container's stdio: two pipes the monitor reads (stdout, stderr),
-    // or with -t one pseudo-terminal (see the pump module).
+    // or with -t one pseudo-terminal (see `dockyard_monitor::pump`).
     let null = File::open("/dev/null").context("opening /dev/null")?;
     let (mut streams, stdio, keep_until_spawned) = container_stdio(config, attach, &null)?;
     // `attach` connects here (see the attach module).
@@ -988,7 +1179,7 @@ fn run_once(
     spec.stdio = Some(stdio);
     spec.tty = config.tty;
     if config.tty && attach == Attach::Foreground {
-        spec.tty_size = crate::pump::our_window_size();
+        spec.tty_size = dockyard_monitor::pump::our_window_size();
     }
     if !config.working_dir.is_empty() {
         spec.cwd = Some(PathBuf::from(&config.working_dir));
@@ -1201,15 +1392,13 @@ fn run_once(
         cgroups::devices::DevicesCgroup::docker_default(parent, id)?
     };
 
-    let log = logs::Writer::open(
-        &engine.containers.dir_of(id),
-        logs::Rotation::from_opts(
-            config
-                .log_opts
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        )?,
+    let log_rotation = logs::rotation_from_opts(
+        config
+            .log_opts
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
     )?;
+    let log = logs::Writer::open(&engine.containers.dir_of(id), log_rotation)?;
     // The first process enters its cgroups by itself (lab 03's `Entry`):
     // born in its v2 group, or moving its only thread into each v1 one.
     // Writing its PID afterwards, from here, would wait for an RCU grace
@@ -1279,26 +1468,39 @@ fn run_once(
     r.state.health = None;
     engine.containers.save(&lock, &r)?;
     drop(lock);
-    let checker = match &config.healthcheck {
-        Some(check) => Some(crate::health::Checker::start(
-            engine.containers.clone(),
-            engine.root.clone(),
-            id.to_string(),
+    let (store, root, id) = (
+        engine.containers.clone(),
+        engine.root.clone(),
+        id.to_string(),
+    );
+    let health = match (&config.healthcheck, attach) {
+        (None, _) => None,
+        (Some(check), Attach::Foreground) => Some(crate::health::Watch::Thread(
+            crate::health::Checker::start(store, root, id, check.clone())?,
+        )),
+        // Detached, this process becomes the small monitor program, which
+        // runs no checks: a helper process does (see the health module).
+        (Some(check), _) => Some(crate::health::Watch::helper(
+            store,
+            root,
+            id,
             check.clone(),
         )?),
-        None => None,
     };
     Ok(Running {
-        pid,
-        cgroup,
-        devices,
+        handles: Handles {
+            pid,
+            cgroup,
+            devices,
+            endpoint: endpoint.is_some(),
+            net_cfg,
+            default_parent: (config.cgroup_parent.is_empty() && !engine.rootless).then_some(host),
+        },
         streams,
         log,
-        endpoint,
-        net_cfg,
-        checker,
+        log_rotation,
+        health,
         started: Instant::now(),
-        default_parent: (config.cgroup_parent.is_empty() && !engine.rootless).then_some(host),
     })
 }
 
@@ -1306,39 +1508,174 @@ impl Running {
     /// Copy output to the log (and the terminal) until the container exits;
     /// return its exit code (128+N for signal N) and whether the OOM killer
     /// struck.
-    fn wait(self, attach: Attach) -> Result<(i32, bool)> {
+    fn wait(
+        self,
+        engine: &Engine,
+        id: &str,
+        config: &ContainerConfig,
+        attach: Attach,
+    ) -> Result<(i32, bool)> {
         let Running {
-            pid,
-            cgroup,
-            devices,
+            handles,
             streams,
             mut log,
-            endpoint,
-            net_cfg,
-            default_parent,
-            checker,
+            health,
             ..
         } = self;
         // -it in the foreground: our terminal passes every key through.
         let raw = (attach == Attach::Foreground && streams.own_stdin && streams.tty.is_some())
-            .then(crate::pump::RawMode::enter);
-        let code = crate::pump::pump(pid, streams, Some(&mut log), attach == Attach::Foreground);
+            .then(dockyard_monitor::pump::RawMode::enter);
+        let code = dockyard_monitor::pump::pump(
+            handles.pid,
+            streams,
+            Some(&mut log),
+            attach == Attach::Foreground,
+        );
         drop(raw);
-        drop(checker);
+        drop(health);
         let code = code?;
+        let oom = handles.release(engine, id, config)?;
+        Ok((code, oom))
+    }
+
+    /// Become the small monitor program: execve(2), the same PID, the
+    /// container still our child. It gets the descriptors it needs by
+    /// number, and the command that brings `dockyard` back after the exit.
+    /// Returns only if the exec failed (then nothing has changed).
+    fn hand_over(
+        &self,
+        engine: &Engine,
+        id: &str,
+        program: &Path,
+        backoff: Duration,
+    ) -> anyhow::Error {
+        use std::os::unix::process::CommandExt;
+        // The small program runs from its file, unsealed, and may: the
+        // sealed copy guards the binary a container's process is a copy of
+        // until its command is exec'd (CVE-2019-5736, lab 02), and the small
+        // program never spawns anything. A container cannot even name it:
+        // its PID is outside the container's PID namespace. Coming back, it
+        // execs the binary we run from, sealed (see main), through this
+        // descriptor: a sealed copy has no path.
+        let exe = match File::open("/proc/self/exe") {
+            Ok(f) => f,
+            Err(e) => return anyhow!(e).context("opening /proc/self/exe"),
+        };
+        let s = &self.streams;
+        let pid = self.handles.pid.as_raw().to_string();
+        let mut pass: Vec<i32> = Vec::new();
+        let mut cmd = std::process::Command::new(program);
+        cmd.arg("--dir").arg(engine.containers.dir_of(id));
+        cmd.args(["--pid", &pid]);
+        for (fd, stream) in &s.outputs {
+            cmd.arg("--out").arg(format!("{}:{stream}", fd.as_raw_fd()));
+            pass.push(fd.as_raw_fd());
+        }
+        if let Some(fd) = &s.input {
+            cmd.arg("--input").arg(fd.as_raw_fd().to_string());
+            pass.push(fd.as_raw_fd());
+        }
+        if let Some(master) = s.tty {
+            // Also one of the outputs, passed above.
+            cmd.arg("--tty").arg(master.to_string());
+        }
+        if let Some(l) = &s.listener {
+            cmd.arg("--listener").arg(l.as_raw_fd().to_string());
+            pass.push(l.as_raw_fd());
+        }
+        for c in &s.clients {
+            cmd.arg("--client").arg(c.stream.as_raw_fd().to_string());
+            pass.push(c.stream.as_raw_fd());
+        }
+        if let Some(max) = self.log_rotation.max_size {
+            cmd.args(["--log-max-size", &max.to_string()]);
+            cmd.args(["--log-max-file", &self.log_rotation.max_file.to_string()]);
+        }
+        // What runs after the exit: `dockyard [engine flags] __monitor-exited
+        // ... ID`, and the small program appends the exit code.
+        let started = monotonic().saturating_sub(self.started.elapsed());
+        let mut then: Vec<OsString> = vec!["dockyard".into()];
+        then.extend(engine_argv(engine));
+        then.extend([
+            "__monitor-exited".into(),
+            "--pid".into(),
+            pid.clone().into(),
+        ]);
+        then.extend(["--started-ns".into(), started.as_nanos().to_string().into()]);
+        then.extend([
+            "--backoff-ms".into(),
+            backoff.as_millis().to_string().into(),
+        ]);
+        if let Some((helper, stop)) = self.health.as_ref().and_then(|h| h.helper_fds()) {
+            cmd.arg("--health").arg(stop.as_raw_fd().to_string());
+            pass.push(stop.as_raw_fd());
+            then.extend(["--health-pid".into(), helper.as_raw().to_string().into()]);
+        }
+        if engine.rootless {
+            then.push("--rootless".into());
+        }
+        then.push(id.into());
+        cmd.arg("--exe").arg(exe.as_raw_fd().to_string());
+        pass.push(exe.as_raw_fd());
+        cmd.arg("--").args(then);
+        // Every descriptor we own is close-on-exec; only those the program
+        // needs cross over, each named on its command line.
+        let cloexec = |flag: i32| {
+            for &fd in &pass {
+                // SAFETY: F_SETFD on descriptors this process owns.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, flag) };
+            }
+        };
+        cloexec(0);
+        trace::phase("start: handing over to dockyard-monitor");
+        let e = cmd.exec();
+        cloexec(libc::FD_CLOEXEC);
+        anyhow!(e)
+    }
+}
+
+impl Handles {
+    /// Take down what the start set up, once the container has exited;
+    /// return whether the OOM killer struck.
+    fn release(self, engine: &Engine, id: &str, config: &ContainerConfig) -> Result<bool> {
+        let Handles {
+            endpoint,
+            net_cfg,
+            pid,
+            cgroup,
+            devices,
+            default_parent,
+        } = self;
         // Take the veths, the port rules and the leases down (lab 05): of
         // its first network and of those `network connect` added.
         // ANCHOR: net_detach
-        if let Some(ep) = &endpoint {
+        if endpoint {
             if let Err(e) = net::detach_all(&net_cfg, pid) {
-                eprintln!("dockyard: detaching from network {}: {e:#}", ep.network);
+                eprintln!("dockyard: detaching container {id} from its networks: {e:#}");
             }
         }
         // ANCHOR_END: net_detach
+        let parent = if config.cgroup_parent.is_empty() {
+            cgroups::DEFAULT_PARENT
+        } else {
+            &config.cgroup_parent
+        };
         let mut oom = false;
-        if let Some(mut cgroup) = cgroup {
-            oom = cgroup.oom_killed();
-            cgroup.destroy()?;
+        match cgroup {
+            Some(mut cgroup) => {
+                oom = cgroup.oom_killed();
+                cgroup.destroy()?;
+            }
+            // After the exec to the small program and back, the handles are
+            // gone: the group is found again by name, in every hierarchy
+            // (the v1 device list's included, and on v2 removing the group
+            // detaches its device program).
+            None if !engine.rootless => {
+                let host = cgroups::detect()?;
+                oom = cgroups::Cgroup::open(&host, parent, id).is_ok_and(|c| c.oom_killed());
+                cgroups::remove_group(&host, parent, id)?;
+            }
+            None => {}
         }
         if let Some(d) = devices {
             d.remove()?;
@@ -1349,7 +1686,7 @@ impl Running {
         if let Some(host) = default_parent {
             cgroups::remove_parent_if_empty(&host, cgroups::DEFAULT_PARENT)?;
         }
-        Ok((code, oom))
+        Ok(oom)
     }
 }
 
@@ -1360,7 +1697,7 @@ fn container_stdio(
     config: &ContainerConfig,
     attach: Attach,
     null: &File,
-) -> Result<(crate::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
+) -> Result<(dockyard_monitor::pump::Streams, [i32; 3], Vec<OwnedFd>)> {
     // With -t the container makes its own pty (lab 02) and sends us the
     // master after spawn; these pipes carry only what it says before that
     // (a setup error), and stdin is /dev/null until the pty replaces it.
@@ -1377,7 +1714,7 @@ fn container_stdio(
     };
     let fds = [stdin.as_raw_fd(), keep[0].as_raw_fd(), keep[1].as_raw_fd()];
     keep.push(stdin);
-    let streams = crate::pump::Streams {
+    let streams = dockyard_monitor::pump::Streams {
         outputs: vec![(out_r, "stdout"), (err_r, "stderr")],
         input,
         own_stdin: attach == Attach::Foreground && config.open_stdin,
@@ -1545,7 +1882,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         stdio: Some(stdio),
         detach,
         tty,
-        tty_size: tty.then(crate::pump::our_window_size).flatten(),
+        tty_size: tty.then(dockyard_monitor::pump::our_window_size).flatten(),
         // The container's own root, where its passwd file is: through
         // /proc/PID/root of its first process.
         run_as: run_as(
@@ -1579,9 +1916,9 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
             true => Some(master.try_clone().context("dup of the pty master")?),
             false => None,
         };
-        let raw = input.is_some().then(crate::pump::RawMode::enter);
+        let raw = input.is_some().then(dockyard_monitor::pump::RawMode::enter);
         let tty = Some(master.as_raw_fd());
-        let streams = crate::pump::Streams {
+        let streams = dockyard_monitor::pump::Streams {
             outputs: vec![(master, "stdout")],
             own_stdin: input.is_some(),
             input,
@@ -1589,9 +1926,9 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
             listener: None,
             clients: Vec::new(),
         };
-        let code = crate::pump::pump(relay.pid(), streams, None, true);
+        let code = dockyard_monitor::pump::pump(relay.pid(), streams, None, true);
         drop(raw);
-        return code;
+        return Ok(code?);
     }
     Ok(relay
         .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?

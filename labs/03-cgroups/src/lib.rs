@@ -818,6 +818,24 @@ pub(crate) fn rmdir_leaf(fs: &dyn CgroupFs, dir: &Path) -> anyhow::Result<()> {
 /// would have called [`Cgroup::destroy`] was itself killed. Returns whether
 /// anything was found. Only `<parent>/<name>` is ever touched.
 pub fn remove_stale(host: &Host, parent: &str, name: &str) -> anyhow::Result<bool> {
+    let parents: Vec<PathBuf> = group_dirs(host, parent, name)?
+        .iter()
+        .filter_map(|d| d.parent().map(Path::to_path_buf))
+        .collect();
+    let found = remove_group(host, parent, name)?;
+    // The parent may be shared with other containers: then it is busy
+    // or not empty, and stays.
+    for parent in parents {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(found)
+}
+
+/// Remove the group `<parent>/<name>` in every hierarchy the host uses,
+/// killing whatever still runs in it; the parent stays. For an owner that
+/// no longer holds a [`Cgroup`] (one that exec'd another program since it
+/// made it). Returns whether anything was found.
+pub fn remove_group(host: &Host, parent: &str, name: &str) -> anyhow::Result<bool> {
     let dirs = group_dirs(host, parent, name)?;
     let found = !dirs.is_empty();
     for dir in dirs {
@@ -833,11 +851,6 @@ pub fn remove_stale(host: &Host, parent: &str, name: &str) -> anyhow::Result<boo
             std::thread::sleep(Duration::from_millis(10));
         }
         rmdir_leaf(&RealFs, &dir)?;
-        // The parent may be shared with other containers: then it is busy
-        // or not empty, and stays.
-        if let Some(parent) = dir.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
     }
     Ok(found)
 }

@@ -23,14 +23,15 @@ use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 
-use anyhow::{Context, Result};
+use std::io::Result;
+
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::logs;
+use crate::{attach, context, logs};
 
 /// What to copy.
 pub struct Streams {
@@ -47,8 +48,18 @@ pub struct Streams {
     /// the output from then on, and their input goes to `input`.
     pub listener: Option<UnixListener>,
     /// Clients attached before the container started (`run -it`).
-    pub clients: Vec<crate::attach::Client>,
+    pub clients: Vec<attach::Client>,
 }
+
+/// The signals a person sends to "the program" (Ctrl-C, a `kill` of the
+/// CLI, a closed terminal, Ctrl-\), which docker's `--sig-proxy` passes on
+/// to the container.
+pub const PROXIED_SIGNALS: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 /// Copy until `pid` exits and its outputs close; return its exit code
 /// (128+N for signal N). With `attach`, output also goes to our stdout and
@@ -62,12 +73,7 @@ pub fn pump(
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     if attach {
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-        ] {
+        for s in PROXIED_SIGNALS {
             mask.add(s);
         }
         if streams.tty.is_some() {
@@ -75,9 +81,9 @@ pub fn pump(
         }
     }
     mask.thread_block()
-        .context("blocking signals for the monitor")?;
+        .map_err(|e| context("blocking signals for the monitor", e))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .context("signalfd")?;
+        .map_err(|e| context("signalfd", e))?;
     if let (Some(master), true) = (streams.tty, attach) {
         copy_window_size(master);
     }
@@ -142,7 +148,7 @@ pub fn pump(
         let n = match poll(&mut fds, timeout) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("poll"),
+            Err(e) => return Err(context("poll", e)),
         };
         if n == 0 {
             if status.is_some() {
@@ -181,11 +187,11 @@ pub fn pump(
                     }
                     if !clients.is_empty() {
                         let kind = if *stream == "stderr" {
-                            crate::attach::STDERR
+                            attach::STDERR
                         } else {
-                            crate::attach::STDOUT
+                            attach::STDOUT
                         };
-                        let frame = crate::attach::frame(kind, &buf[..n]);
+                        let frame = attach::frame(kind, &buf[..n]);
                         // A client that cannot keep up (2 s) is dropped.
                         clients.retain_mut(|c| c.stream.write_all(&frame).is_ok());
                     }
@@ -210,7 +216,7 @@ pub fn pump(
         }
         if ready(Slot::Listener) {
             if let Some(l) = &streams.listener {
-                while let Some(c) = crate::attach::Client::accept(l) {
+                while let Some(c) = attach::Client::accept(l) {
                     clients.push(c);
                 }
             }
@@ -226,14 +232,12 @@ pub fn pump(
             }
             for (kind, data) in frames {
                 match kind {
-                    crate::attach::STDIN if streams.input.is_some() => {
-                        pending.extend_from_slice(&data)
-                    }
-                    crate::attach::RESIZE if data.len() == 4 => {
+                    attach::STDIN if streams.input.is_some() => pending.extend_from_slice(&data),
+                    attach::RESIZE if data.len() == 4 => {
                         if let Some(master) = streams.tty {
                             let rows = u16::from_be_bytes([data[0], data[1]]);
                             let cols = u16::from_be_bytes([data[2], data[3]]);
-                            lab02_namespaces::set_window_size(master, rows, cols);
+                            set_window_size(master, rows, cols);
                         }
                     }
                     _ => {}
@@ -281,11 +285,12 @@ pub fn pump(
             }
         }
     }
-    mask.thread_unblock().context("unblocking signals")?;
+    mask.thread_unblock()
+        .map_err(|e| context("unblocking signals", e))?;
     let code = status.unwrap_or(255);
     // Tell the attached clients how it ended; dropping them then closes
     // their connections.
-    let exit = crate::attach::frame(crate::attach::EXIT, &code.to_be_bytes());
+    let exit = attach::frame(attach::EXIT, &code.to_be_bytes());
     for mut c in clients {
         let _ = c.stream.write_all(&exit);
     }
@@ -305,8 +310,9 @@ enum Slot {
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).context("F_GETFL")?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).context("O_NONBLOCK")?;
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| context("F_GETFL", e))?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| context("O_NONBLOCK", e))?;
     Ok(())
 }
 
@@ -318,6 +324,16 @@ fn copy_window_size(master: RawFd) {
         if libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 {
             libc::ioctl(master, libc::TIOCSWINSZ, &ws);
         }
+    }
+}
+
+/// Set the container's window size, as an attached client asked.
+fn set_window_size(master: RawFd, rows: u16, cols: u16) {
+    // SAFETY: winsize is plain old data; TIOCSWINSZ reads one.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (ws.ws_row, ws.ws_col) = (rows, cols);
+        libc::ioctl(master, libc::TIOCSWINSZ, &ws);
     }
 }
 
