@@ -1209,7 +1209,9 @@ fn run_once(
             d.add(pid.as_raw())?;
         }
         if let Some(opts) = &bridge {
+            trace::phase("start: cgroups joined");
             endpoint = Some(net::attach(&net_cfg, pid, opts)?);
+            trace::phase("start: attached to the network (lab 05)");
             // Then the networks `network connect` added: eth1, eth2...
             // If one fails, the container does not start, and takes down
             // what was made for it.
@@ -1313,8 +1315,10 @@ impl Running {
         drop(raw);
         drop(checker);
         let code = code?;
-        // Take the veths, the port rules and the leases down (lab 05): of
-        // its first network and of those `network connect` added.
+        // Give back the port rules and the leases (lab 05): of its first
+        // network and of those `network connect` added. The veths are the
+        // kernel's to delete, with the container's network namespace; their
+        // addresses come back once they are gone (see lab 05's `release`).
         // ANCHOR: net_detach
         if let Some(ep) = &endpoint {
             if let Err(e) = net::detach_all(&net_cfg, pid) {

@@ -196,6 +196,69 @@ impl Rtnl {
     }
     // ANCHOR_END: new_links
 
+    // ANCHOR: veth_into
+    /// `ip link add NAME master BRIDGE up type veth peer name IFNAME address
+    /// MAC netns PID`: the host end `name` is born here, already plugged into
+    /// the bridge whose index is `master` and up; its peer is born directly
+    /// in the network namespace of process `pid`, already named `ifname`
+    /// (`eth0`), with its MAC address (and down: see below).
+    ///
+    /// The peer's own link message (nested in `IFLA_LINKINFO` /
+    /// `IFLA_INFO_DATA` / `VETH_INFO_PEER`) may carry `IFLA_NET_NS_PID`:
+    /// the kernel then registers that end in the namespace of that process
+    /// instead of this socket's. One request does what "create both ends
+    /// here, then move one" ([`Rtnl::add_veth`], [`Rtnl::move_to_netns_of`])
+    /// does in two, and it spares the move itself: moving an interface
+    /// unregisters it from one namespace and registers it in the other, and
+    /// the unregistering waits for an RCU grace period (about 12 ms here).
+    /// Born in place, no name is ever taken in the host's namespace by the
+    /// container's end either, so it can be `eth0` from the start.
+    ///
+    /// The host end's `ifinfomsg` flags, with `IFF_UP` in the change mask,
+    /// bring it up as it is made (`ip link add ... up`), and `IFLA_MASTER` in
+    /// its message plugs it into the bridge: two more requests saved. The
+    /// peer cannot be born up: the kernel configures it before the pair is
+    /// joined, and opening a veth without its peer fails (`ENOTCONN`). It is
+    /// brought up from inside, with its address.
+    pub fn add_veth_into(
+        &mut self,
+        name: &str,
+        master: u32,
+        peer: &VethPeer,
+        mtu: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.ifname.clone()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(peer.mac.to_vec()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::NetNsPid(peer.pid.as_raw() as u32));
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        msg.attributes.push(LinkAttribute::Controller(master));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+            peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        let what = format!(
+            "add veth {name} master {master} peer {} in the netns of {}",
+            peer.ifname, peer.pid
+        );
+        self.request(&what, RouteNetlinkMessage::NewLink(msg), create_flags())?;
+        Ok(())
+    }
+    // ANCHOR_END: veth_into
+
     /// Change one interface with `RTM_SETLINK`: `attributes`, and the flags
     /// in `mask` set to those in `flags`.
     fn set_link(
@@ -332,6 +395,16 @@ impl Rtnl {
         }
         Ok(routes)
     }
+}
+
+/// The container's end of a veth made by [`Rtnl::add_veth_into`].
+#[derive(Debug, Clone)]
+pub struct VethPeer {
+    /// The process whose network namespace it is born in.
+    pub pid: Pid,
+    /// Its name there (`eth0`).
+    pub ifname: String,
+    pub mac: [u8; 6],
 }
 
 /// Flags for a request that creates something, as `ip ... add` sends:
