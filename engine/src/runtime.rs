@@ -1315,6 +1315,7 @@ impl Running {
         drop(raw);
         drop(checker);
         let code = code?;
+        trace::phase("exit: the container exited");
         // Give back the port rules and the leases (lab 05): of its first
         // network and of those `network connect` added. The veths are the
         // kernel's to delete, with the container's network namespace; their
@@ -1326,6 +1327,7 @@ impl Running {
             }
         }
         // ANCHOR_END: net_detach
+        trace::phase("exit: released its network (lab 05)");
         let mut oom = false;
         if let Some(mut cgroup) = cgroup {
             oom = cgroup.oom_killed();
@@ -1340,6 +1342,7 @@ impl Running {
         if let Some(host) = default_parent {
             cgroups::remove_parent_if_empty(&host, cgroups::DEFAULT_PARENT)?;
         }
+        trace::phase("exit: removed its cgroups (lab 03)");
         Ok((code, oom))
     }
 }
@@ -1403,9 +1406,11 @@ fn cleanup_after_exit(engine: &Engine, id: &str, config: &ContainerConfig) -> Re
     if is_mounted(&layer.merged())? {
         overlay::overlay::unmount(&layer.merged())?;
     }
+    trace::phase("exit: unmounted the overlay (lab 04)");
     if config.auto_remove {
         // --rm takes the container's anonymous volumes with it, as docker's.
         remove(engine, id, true)?;
+        trace::phase("exit: removed the container (--rm)");
     }
     Ok(())
 }

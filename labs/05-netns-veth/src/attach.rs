@@ -709,7 +709,6 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
                 name: opts.network.clone(),
                 bridge: opts.bridge.clone(),
                 subnet: opts.subnet,
-                persistent: opts.network == DEFAULT_NETWORK,
                 ..NetworkOptions::default()
             };
             create_network(cfg, &store, &lock, &mut rtnl, &made)?

@@ -268,7 +268,8 @@ pub struct NetworkState {
     pub rules: Vec<Rule>,
     pub leases: Vec<Lease>,
     /// A user-made network (`network create`) stays until it is removed;
-    /// one made on first use goes with its last member.
+    /// one made on first use goes with its last member, unless it is the
+    /// default network, which is always kept (as docker0).
     #[serde(default)]
     pub persistent: bool,
     /// Its ID (64 hex digits), creation time (RFC 3339), labels and the
