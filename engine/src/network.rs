@@ -487,10 +487,7 @@ fn prune(engine: &Engine, force: bool) -> Result<Code> {
         if n.name == net::DEFAULT_NETWORK || !n.persistent {
             continue;
         }
-        let in_use = n
-            .leases
-            .iter()
-            .any(|l| net::ipam::process_start_time(l.pid) == Some(l.start_time));
+        let in_use = n.leases.iter().any(net::ipam::Lease::alive);
         if !in_use {
             net::remove(&cfg, &n.name)?;
             deleted.push(n.name);

@@ -287,11 +287,7 @@ fn load_network(
     };
     let here = current_netns()?;
     if net.netns != here {
-        if net
-            .leases
-            .iter()
-            .any(|l| ipam::process_start_time(l.pid) == Some(l.start_time))
-        {
+        if net.leases.iter().any(Lease::alive) {
             bail!(
                 "network {name} in {} belongs to network namespace net:[{}], and this process \
                  is in net:[{here}]: use another state directory for each namespace",
@@ -672,14 +668,9 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let mut loaded = load_network(&store, &lock, &opts.network)?;
-    let idle = |n: &NetworkState| {
-        !n.leases
-            .iter()
-            .any(|l| ipam::process_start_time(l.pid) == Some(l.start_time))
-    };
     if loaded
         .as_ref()
-        .is_some_and(|n| outdated_default(cfg, n) && idle(n))
+        .is_some_and(|n| outdated_default(cfg, n) && !n.leases.iter().any(Lease::alive))
     {
         // daemon.json's `bip` or `mtu` changed since the default network
         // was made, and no container is on it: make it again with them, as
@@ -722,15 +713,7 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
             // they outlived the bridge here). Its members that are gone
             // (a reboot) are collected first, as `gc` would.
             firewall::check()?;
-            let dead: Vec<Ipv4Addr> = net
-                .leases
-                .iter()
-                .filter(|l| ipam::process_start_time(l.pid) != Some(l.start_time))
-                .map(|l| l.ip)
-                .collect();
-            for ip in dead {
-                let _ = release(&mut rtnl, &mut net, ip, Veth::WithNetns);
-            }
+            let _ = release_dead(&mut rtnl, &mut net);
             let _ = firewall::delete_all(&net.rules);
             net.rules.clear();
             let index = bring_up(&mut rtnl, &mut net)
@@ -742,10 +725,7 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
             index
         }
     };
-    // Addresses of exited containers come back once the kernel has
-    // deleted their veth (see `release`): one netlink request each.
-    net.draining
-        .retain(|d| !matches!(rtnl.link_index(&d.veth), Ok(None)));
+    reap_draining(&mut rtnl, &mut net);
     if net.leases.iter().any(|l| l.pid == pid.as_raw()) {
         bail!(
             "endpoint with name {} already exists in network {}",
@@ -771,12 +751,7 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     // this one was given again while its namespace lives on (another
     // container joined it). It goes now, or the name is taken.
     if let Some(at) = net.draining.iter().position(|d| d.veth == veth) {
-        if let Some(index) = rtnl.link_index(&veth)? {
-            match rtnl.delete_link(index) {
-                Err(e) if !is_errno(&e, Errno::ENODEV) => return Err(e),
-                _ => {}
-            }
-        }
+        delete_link_named(&mut rtnl, &veth)?;
         net.draining.remove(at);
     }
     let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
@@ -924,6 +899,23 @@ fn release(
 }
 // ANCHOR_END: release
 
+/// Free the addresses of exited containers whose veth the kernel has
+/// deleted by now (see [`release`]): one netlink request each.
+fn reap_draining(rtnl: &mut Rtnl, net: &mut NetworkState) {
+    net.draining
+        .retain(|d| !matches!(rtnl.link_index(&d.veth), Ok(None)));
+}
+
+/// Release the leases whose container is gone (see [`Lease::alive`]), as
+/// its monitor would have; returns them.
+fn release_dead(rtnl: &mut Rtnl, net: &mut NetworkState) -> anyhow::Result<Vec<Lease>> {
+    let dead: Vec<Lease> = net.leases.iter().filter(|l| !l.alive()).cloned().collect();
+    for lease in &dead {
+        release(rtnl, net, lease.ip, Veth::WithNetns)?;
+    }
+    Ok(dead)
+}
+
 /// `ip link del NAME`, if there is such a link.
 fn delete_link_named(rtnl: &mut Rtnl, name: &str) -> anyhow::Result<()> {
     match rtnl.link_index(name)? {
@@ -1067,11 +1059,7 @@ pub fn remove(cfg: &Config, name: &str) -> anyhow::Result<()> {
     let Some(net) = load_network(&store, &lock, name)? else {
         bail!("network {name} not found");
     };
-    let live: Vec<&Lease> = net
-        .leases
-        .iter()
-        .filter(|l| ipam::process_start_time(l.pid) == Some(l.start_time))
-        .collect();
+    let live: Vec<&Lease> = net.leases.iter().filter(|l| l.alive()).collect();
     if let Some(l) = live.first() {
         // Docker's words, so that scripts that look for them work.
         let id = match net.id.as_str() {
@@ -1120,22 +1108,14 @@ pub fn gc(cfg: &Config) -> anyhow::Result<Vec<Collected>> {
         let Some(mut net) = load_network(&store, &lock, &net.name)? else {
             continue;
         };
-        let dead: Vec<Lease> = net
-            .leases
-            .iter()
-            .filter(|l| ipam::process_start_time(l.pid) != Some(l.start_time))
-            .cloned()
-            .collect();
-        for lease in &dead {
-            release(&mut rtnl, &mut net, lease.ip, Veth::WithNetns)?;
+        for lease in release_dead(&mut rtnl, &mut net)? {
             collected.push(Collected {
                 network: net.name.clone(),
                 ip: lease.ip,
                 pid: lease.pid,
             });
         }
-        net.draining
-            .retain(|d| !matches!(rtnl.link_index(&d.veth), Ok(None)));
+        reap_draining(&mut rtnl, &mut net);
         finish(&store, &lock, &mut rtnl, &net)?;
     }
     Ok(collected)

@@ -248,6 +248,15 @@ fn eth0() -> String {
     "eth0".into()
 }
 
+impl Lease {
+    /// Whether its container's first process is still running: the same
+    /// PID with the same start time (not a zombie, not a later process
+    /// that was given the PID again).
+    pub fn alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
 /// One network, as stored in `NAME.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NetworkState {
