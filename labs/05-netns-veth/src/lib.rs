@@ -55,9 +55,8 @@
 //! new namespaces and before it runs the command, and that is where
 //! [`attach`] goes. The veth's container end is born in the container's
 //! namespace (`peer ... netns $PID`), rather than made on the host and
-//! moved there (`ip link set dyc$PID netns $PID`, the classic recipe, which
-//! [`netlink::Rtnl::move_to_netns_of`] still shows): a move waits for the
-//! kernel, and this is every container's start. [`detach`] undoes it when
+//! moved there (`ip link set dyc$PID netns $PID`, the classic recipe): a
+//! move waits for the kernel, and this is every container's start. [`detach`] undoes it when
 //! the container exits, and [`gc`] after a crash. Neither deletes the veth:
 //! the kernel does, with the container's namespace, after the exit.
 //!

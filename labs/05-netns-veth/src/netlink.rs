@@ -178,22 +178,6 @@ impl Rtnl {
         self.request(&what, RouteNetlinkMessage::NewLink(msg), create_flags())?;
         Ok(())
     }
-
-    /// `ip link add NAME type veth peer name PEER`: both ends are born here,
-    /// in this socket's network namespace.
-    pub fn add_veth(&mut self, name: &str, peer: &str) -> anyhow::Result<()> {
-        let mut peer_msg = LinkMessage::default();
-        peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.into()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-        ]));
-        let what = format!("add veth {name} peer {peer}");
-        self.request(&what, RouteNetlinkMessage::NewLink(msg), create_flags())?;
-        Ok(())
-    }
     // ANCHOR_END: new_links
 
     // ANCHOR: veth_into
@@ -206,13 +190,14 @@ impl Rtnl {
     /// The peer's own link message (nested in `IFLA_LINKINFO` /
     /// `IFLA_INFO_DATA` / `VETH_INFO_PEER`) may carry `IFLA_NET_NS_PID`:
     /// the kernel then registers that end in the namespace of that process
-    /// instead of this socket's. One request does what "create both ends
-    /// here, then move one" ([`Rtnl::add_veth`], [`Rtnl::move_to_netns_of`])
-    /// does in two, and it spares the move itself: moving an interface
-    /// unregisters it from one namespace and registers it in the other, and
-    /// the unregistering waits for an RCU grace period (about 12 ms here).
-    /// Born in place, no name is ever taken in the host's namespace by the
-    /// container's end either, so it can be `eth0` from the start.
+    /// instead of this socket's. The classic recipe makes both ends here and
+    /// then moves one (`ip link set PEER netns PID`: an `RTM_SETLINK` with
+    /// the same attribute); born in place, nothing moves, and the move is
+    /// what costs: it unregisters the interface from one namespace and
+    /// registers it in the other, and the unregistering waits for an RCU
+    /// grace period (about 12 ms here). Born in place, the container's end
+    /// never takes a name in the host's namespace either, so it can be
+    /// `eth0` from the start.
     ///
     /// The host end's `ifinfomsg` flags, with `IFF_UP` in the change mask,
     /// bring it up as it is made (`ip link add ... up`), and `IFLA_MASTER` in
@@ -284,43 +269,12 @@ impl Rtnl {
         self.set_link(&what, index, LinkFlags::Up, LinkFlags::Up, vec![])
     }
 
-    /// `ip link set dev INDEX master MASTER`: plug it into a bridge.
-    pub fn set_master(&mut self, index: u32, master: u32) -> anyhow::Result<()> {
-        let what = format!("set link {index} master {master}");
-        let attrs = vec![LinkAttribute::Controller(master)];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-
-    /// `ip link set dev INDEX name NAME` (the interface must be down).
-    pub fn rename(&mut self, index: u32, name: &str) -> anyhow::Result<()> {
-        let what = format!("set link {index} name {name}");
-        let attrs = vec![LinkAttribute::IfName(name.into())];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-
     /// `ip link set dev INDEX mtu MTU`
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> anyhow::Result<()> {
         let what = format!("set link {index} mtu {mtu}");
         let attrs = vec![LinkAttribute::Mtu(mtu)];
         self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
     }
-
-    /// `ip link set dev INDEX address MAC`
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> anyhow::Result<()> {
-        let what = format!("set link {index} address {}", format_mac(mac));
-        let attrs = vec![LinkAttribute::Address(mac.to_vec())];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-
-    // ANCHOR: move
-    /// `ip link set dev INDEX netns PID`: move the interface into the network
-    /// namespace of process `pid`. It vanishes from this namespace.
-    pub fn move_to_netns_of(&mut self, index: u32, pid: Pid) -> anyhow::Result<()> {
-        let what = format!("set link {index} netns {pid}");
-        let attrs = vec![LinkAttribute::NetNsPid(pid.as_raw() as u32)];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-    // ANCHOR_END: move
 
     /// `ip link del dev INDEX` (for a veth, both ends go).
     pub fn delete_link(&mut self, index: u32) -> anyhow::Result<()> {
