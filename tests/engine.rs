@@ -1301,6 +1301,32 @@ fn bridge_networks_publish_ports_and_resolve_names_in_a_throwaway_host() {
 }
 
 #[test]
+fn the_default_bridge_is_made_again_in_each_new_host_the_data_root_is_used_in() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let script = format!(
+        r#"
+        $D run --rm {parent} --network bridge busybox ip -4 -o addr show eth0 | grep -o 'inet [0-9./]*'
+        echo "bridge: $(ip -o link show dockyard0 | grep -c dockyard0)"
+        echo "rules: $(iptables-save | grep -c -- '-A .*dockyard0')"
+    "#
+    );
+    // The same data root in two throwaway hosts, one after the other (as
+    // across a reboot): the second finds the network recorded but not its
+    // bridge, and makes both again, rules included, once.
+    for host in ["first", "second"] {
+        let out = in_throwaway_netns(&dy, &script);
+        assert_eq!(
+            text(&out.stdout),
+            "inet 172.17.0.2/16\nbridge: 1\nrules: 5\n",
+            "{host} host: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
 fn user_networks_resolve_names_and_aliases_isolate_and_connect_in_a_throwaway_host() {
     let dy = Dy::new();
     let parent = format!("--cgroup-parent={}", dy.parent);
