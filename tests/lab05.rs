@@ -970,6 +970,20 @@ fn the_default_network_is_kept_and_made_again_where_its_bridge_is_gone() {
         .collect();
     there.sort();
     assert_eq!(there, rules);
+
+    // Back in the first namespace, whose bridge of that name is still
+    // there: the record is the other namespace's now, and that bridge is
+    // not its own to use. Refused, rather than two networks on one bridge.
+    let out = host
+        .lab05(&fx, &["--bridge", &br], &["true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("use another state directory for each namespace"),
+        "{stderr}"
+    );
 }
 
 #[test]

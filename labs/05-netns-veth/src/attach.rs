@@ -275,8 +275,10 @@ fn outdated_default(cfg: &Config, net: &NetworkState) -> bool {
 /// all gone is adopted: its leases and rules are forgotten (they were that
 /// namespace's, and went with it or at least are not here) and [`attach`]
 /// makes its bridge and rules here again. One that still has a live
-/// container is another namespace's network in use: refused, as two hosts
-/// sharing one state directory would hand out the same addresses.
+/// container is another namespace's network in use, and one whose bridge
+/// name is taken here is most likely another state directory's network:
+/// both refused, as two hosts sharing one state directory, or two state
+/// directories sharing one bridge, would hand out the same addresses.
 fn load_network(
     store: &Store,
     lock: &StoreLock,
@@ -287,7 +289,8 @@ fn load_network(
     };
     let here = current_netns()?;
     if net.netns != here {
-        if net.leases.iter().any(Lease::alive) {
+        let taken = Rtnl::open()?.link_index(&net.bridge)?.is_some();
+        if taken || net.leases.iter().any(Lease::alive) {
             bail!(
                 "network {name} in {} belongs to network namespace net:[{}], and this process \
                  is in net:[{here}]: use another state directory for each namespace",
