@@ -465,11 +465,10 @@ fn plumb(
     };
     rtnl.add_veth_into(&lease.veth, bridge, &peer, net.mtu)?;
     // The rest happens inside, where the interface already has its name.
+    // (`lo` is lab 02's: the container brings it up itself.)
     let (ip, prefix, gateway) = (lease.ip, net.subnet.prefix, net.gateway);
     let (ifname, internal) = (lease.ifname.clone(), net.internal);
     in_netns_of(pid, |inside| {
-        let lo = inside.require_link("lo")?;
-        inside.set_up(lo)?;
         let eth = inside.require_link(&ifname)?;
         inside.add_address(eth, ip, prefix)?;
         inside.set_up(eth)?;

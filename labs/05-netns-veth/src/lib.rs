@@ -42,7 +42,6 @@
 //! ip link add dyv$PID master dockyard0 up type veth \ # once per container
 //!     peer name eth0 address 02:42:ac:11:00:02 netns $PID
 //! nsenter --net=/proc/$PID/ns/net sh -c '
-//!     ip link set lo up
 //!     ip addr add 172.17.0.2/16 dev eth0
 //!     ip link set eth0 up
 //!     ip route add default via 172.17.0.1'
