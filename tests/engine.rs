@@ -1323,6 +1323,20 @@ fn in_throwaway_netns(dy: &Dy, script: &str) -> Output {
         .expect("unshare")
 }
 
+/// Shell lines for the end of a throwaway-host script: wait (up to 5 s)
+/// for the kernel to delete the veths of exited containers with their
+/// network namespaces (it does so after the exit, not before `rm`
+/// returns), then print what is left: the interfaces but `lo`, the
+/// iptables rules that are not the kept default network's, the DNAT rules,
+/// and the default network's members.
+const AFTERMATH: &str = r#"
+        n=0; while ip -o link | grep -q dyv && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+        echo "links: $(ip -o link | grep -v ' lo:' | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')"
+        echo "rules: $(iptables-save | grep -- '-A ' | grep -vc dockyard0)"
+        echo "dnat: $(iptables-save | grep -c -- '-j DNAT')"
+        $D network inspect -f 'members: {{json .Containers}}' bridge
+"#;
+
 #[test]
 fn bridge_networks_publish_ports_and_resolve_names_in_a_throwaway_host() {
     let dy = Dy::new();
@@ -1342,10 +1356,12 @@ fn bridge_networks_publish_ports_and_resolve_names_in_a_throwaway_host() {
         $D run --rm {parent} --network container:web busybox sh -c 'ip -4 -o addr show eth0' | grep -o "$ip"
         $D rm -f web alpha >/dev/null
         $D network rm mynet >/dev/null
-        echo "links: $(ip -o link | grep -vc ' lo:')"
-        echo "rules: $(iptables-save | grep -c -- '-A ' )"
+        $D network rm bridge 2>&1; echo "exit=$?"
+        $D network prune -f; ls $ROOT/network | grep json
+        {AFTERMATH}
     "#
     );
+    let script = format!("ROOT={}; {script}", dy.root.path().display());
     let out = in_throwaway_netns(&dy, &script);
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -1368,8 +1384,48 @@ fn bridge_networks_publish_ports_and_resolve_names_in_a_throwaway_host() {
         "ping by name on a user-defined network: {stdout}"
     );
     assert_eq!(lines[5], ip, "container:web shares web's eth0: {stdout}");
-    assert_eq!(lines[6], "links: 0", "a veth or bridge was left: {stdout}");
-    assert_eq!(lines[7], "rules: 0", "an iptables rule was left: {stdout}");
+    // As Docker's docker0, the default network stays with its bridge and
+    // its rules, and cannot be removed; every container's veth, lease and
+    // published port went with it.
+    assert_eq!(
+        &lines[6..],
+        [
+            "Error response from daemon: bridge is a pre-defined network and cannot be removed",
+            "exit=1",
+            "bridge.json",
+            "links: dockyard0 ",
+            "rules: 0",
+            "dnat: 0",
+            "members: {}",
+        ],
+        "{stdout}"
+    );
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn the_default_bridge_is_made_again_in_each_new_host_the_data_root_is_used_in() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let script = format!(
+        r#"
+        $D run --rm {parent} --network bridge busybox ip -4 -o addr show eth0 | grep -o 'inet [0-9./]*'
+        echo "bridge: $(ip -o link show dockyard0 | grep -c dockyard0)"
+        echo "rules: $(iptables-save | grep -c -- '-A .*dockyard0')"
+    "#
+    );
+    // The same data root in two throwaway hosts, one after the other (as
+    // across a reboot): the second finds the network recorded but not its
+    // bridge, and makes both again, rules included, once.
+    for host in ["first", "second"] {
+        let out = in_throwaway_netns(&dy, &script);
+        assert_eq!(
+            text(&out.stdout),
+            "inet 172.17.0.2/16\nbridge: 1\nrules: 5\n",
+            "{host} host: {}",
+            text(&out.stderr)
+        );
+    }
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
 
@@ -1533,7 +1589,7 @@ fn dns_flags_add_host_and_daemon_json_network_keys_reach_the_container() {
         $D --config $CONFIG network create pooled >/dev/null
         $D --config $CONFIG network inspect -f '{{{{range .IPAM.Config}}}}{{{{.Subnet}}}}{{{{end}}}}' pooled
         $D --config $CONFIG network rm pooled >/dev/null
-        echo "links: $(ip -o link | grep -vc ' lo:')"
+        {AFTERMATH}
     "#
     );
     let script = format!("CONFIG={}; {script}", config.display());
@@ -1555,7 +1611,10 @@ fn dns_flags_add_host_and_daemon_json_network_keys_reach_the_container() {
             "inet 10.200.0.2/24",
             "mtu 1450",
             "10.201.0.0/24",
-            "links: 0",
+            "links: dockyard0 ",
+            "rules: 0",
+            "dnat: 0",
+            "members: {}",
         ],
         "stdout:\n{stdout}\nstderr:\n{}",
         text(&out.stderr)
@@ -1863,8 +1922,7 @@ fn fifty_concurrent_bridge_containers_get_fifty_distinct_addresses() {
         echo "running: $($D ps -q | wc -l)"
         for i in $(seq 1 50); do $D inspect -f '{{{{.NetworkSettings.IPAddress}}}}' n$i; done | sort -u | grep -c .
         $D rm -f $($D ps -aq) >/dev/null
-        echo "links: $(ip -o link | grep -vc ' lo:')"
-        echo "rules: $(iptables-save | grep -c -- '-A ' )"
+        {AFTERMATH}
     "#
     );
     let out = in_throwaway_netns(&dy, &script);
@@ -1881,8 +1939,11 @@ fn fifty_concurrent_bridge_containers_get_fifty_distinct_addresses() {
         Some("50"),
         "50 distinct addresses: {stdout}"
     );
-    assert_eq!(lines.get(2).copied(), Some("links: 0"), "{stdout}");
-    assert_eq!(lines.get(3).copied(), Some("rules: 0"), "{stdout}");
+    assert_eq!(
+        lines.get(2..),
+        Some(&["links: dockyard0 ", "rules: 0", "dnat: 0", "members: {}"][..]),
+        "{stdout}"
+    );
 }
 
 /// Replace what changes from run to run (IDs, digests, times, temp paths)

@@ -193,11 +193,43 @@ impl Host {
         stdout(&out)
     }
 
+    /// Nothing is left but the default network, if a test used it: kept,
+    /// as Docker keeps docker0, with its bridge, its own rules and its state
+    /// file, and no lease. The veths of exited containers are the kernel's
+    /// to delete, with their namespaces, a moment after the exit: waited
+    /// for, up to 5 s.
     fn assert_clean(&self) {
+        let mut tries = 0;
+        while self.leftovers().0.contains("dyv") {
+            tries += 1;
+            assert!(tries < 100, "a veth outlived its container's namespace");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let (links, rules, files) = self.leftovers();
-        assert_eq!(links.trim(), "lo", "interfaces left behind");
-        assert!(rules.is_empty(), "rules left behind: {rules:#?}");
-        assert!(files.is_empty(), "leases left behind: {files:?}");
+        let kept: Option<String> = files
+            .iter()
+            .find(|f| f.file_name().is_some_and(|n| n == "bridge.json"))
+            .map(|f| {
+                let state: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+                assert_eq!(state["leases"], Value::Array(vec![]), "{state:#}");
+                state["bridge"].as_str().unwrap().to_string()
+            });
+        let mut wanted = vec!["lo".to_string()];
+        wanted.extend(kept.clone());
+        let links: Vec<String> = links.lines().map(|l| l.to_string()).collect();
+        assert_eq!(links, wanted, "interfaces left behind");
+        let foreign: Vec<&String> = rules
+            .iter()
+            .filter(|r| {
+                kept.as_ref().is_none_or(|b| !r.contains(b.as_str())) || r.contains("DNAT --to")
+            })
+            .collect();
+        assert!(foreign.is_empty(), "rules left behind: {foreign:#?}");
+        assert_eq!(
+            files.len(),
+            kept.iter().count(),
+            "networks left behind: {files:?}"
+        );
     }
 }
 
@@ -390,6 +422,11 @@ fn eth0_has_the_leased_address_and_a_default_route_via_the_gateway() {
         .collect();
     assert_eq!((default[0], default[2]), ("eth0", "010011AC"), "{routes}");
 
+    // The default network stays after its container, as docker0 does; the
+    // lab (not the engine) can remove it.
+    assert!(host.sh("ip -o link show").contains(&br));
+    stdout(&lab05_sub(&host, &["rm", "bridge"]));
+    assert!(!host.sh("ip -o link show").contains(&br));
     // A route on the host that covers 172.17/16 pushes the network to the
     // next pool, and --ip picks the address.
     let d = format!("dy{}d0", std::process::id() % 1000);
@@ -885,5 +922,95 @@ fn an_internal_network_has_no_way_out() {
     assert_eq!(out, "0\nunreachable\n");
     host.sh("ip link del dyup0");
     stdout(&lab05_sub(&host, &["rm", &net]));
+    host.assert_clean();
+}
+
+#[test]
+fn the_default_network_is_kept_and_made_again_where_its_bridge_is_gone() {
+    let host = Host::new();
+    let fx = rootfs();
+    let br = bridge(10);
+    let report = probe(&host, &fx, &["--bridge", &br]);
+    assert_eq!(addresses(&report, "eth0"), ["172.17.0.2/16"], "{report:#}");
+    // Kept after its container, as docker0: the bridge and its rules.
+    host.assert_clean();
+    let mut rules = host.leftovers().1;
+    rules.sort();
+    assert!(rules.iter().any(|r| r.contains("MASQUERADE")), "{rules:#?}");
+
+    // Someone deletes the bridge: the next container finds it missing (one
+    // netlink request) and makes it again, with its rules once, not twice.
+    // The first container's address is free again: its veth is gone.
+    host.sh(&format!("ip link del {br}"));
+    let report = probe(&host, &fx, &["--bridge", &br]);
+    assert_eq!(addresses(&report, "eth0"), ["172.17.0.2/16"], "{report:#}");
+    host.assert_clean();
+    let mut again = host.leftovers().1;
+    again.sort();
+    assert_eq!(again, rules);
+
+    // The same state directory, used from another namespace (as after a
+    // reboot): the network is adopted and made there.
+    let other = Host::new();
+    let report = stdout(
+        &other
+            .lab05(&fx, &["--bridge", &br], &["/bin/probe"])
+            .env("DOCKYARD_NET_STATE", host.state.path())
+            .output()
+            .unwrap(),
+    );
+    let report: Value = serde_json::from_str(&report).expect("probe JSON");
+    assert_eq!(addresses(&report, "eth0"), ["172.17.0.2/16"], "{report:#}");
+    assert!(other.sh("ip -o link show").contains(&br));
+    let mut there: Vec<String> = other
+        .sh("iptables-save")
+        .lines()
+        .filter(|l| l.starts_with("-A"))
+        .map(String::from)
+        .collect();
+    there.sort();
+    assert_eq!(there, rules);
+
+    // Back in the first namespace, whose bridge of that name is still
+    // there: the record is the other namespace's now, and that bridge is
+    // not its own to use. Refused, rather than two networks on one bridge.
+    let out = host
+        .lab05(&fx, &["--bridge", &br], &["true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("use another state directory for each namespace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_address_comes_back_only_once_its_old_veth_is_gone() {
+    let host = Host::new();
+    let (fx_a, fx_b) = (rootfs(), rootfs());
+    let br = bridge(11);
+    let wait = &["sh", "-c", "echo ready; read x || true"];
+    let a = Running::start(host.lab05(&fx_a, &["--bridge", &br], wait));
+    a.until("ready");
+    let pid = host.lease_pids()[0];
+    // b joins a's network namespace, and keeps it alive after a exits.
+    let ns = format!("container:{pid}");
+    let b = Running::start(host.lab05(&fx_b, &["--network", &ns], wait));
+    b.until("ready");
+    assert_eq!(a.finish(), 0);
+    // a's lease is gone, but its veth is not (b holds the namespace), and
+    // its address is not handed out while that veth lives.
+    assert!(host.leases().is_empty());
+    assert!(host.sh("ip -o link show").contains(&format!("dyv{pid}")));
+    let report = probe(&host, &fx_a, &["--bridge", &br]);
+    assert_eq!(addresses(&report, "eth0"), ["172.17.0.3/16"], "{report:#}");
+    // b leaves: the namespace goes, the kernel deletes the veth, and the
+    // address is free again.
+    assert_eq!(b.finish(), 0);
+    host.assert_clean();
+    let report = probe(&host, &fx_a, &["--bridge", &br]);
+    assert_eq!(addresses(&report, "eth0"), ["172.17.0.2/16"], "{report:#}");
     host.assert_clean();
 }

@@ -3,10 +3,12 @@
 //! The mechanism is lab 05's: a network is a bridge, a subnet, a gateway
 //! and a few iptables rules, recorded in a state file under the data root
 //! (`ROOT/network/NAME.json`). `network create` makes one and keeps it,
-//! empty or not, until `network rm`, as Docker does; Docker's default
-//! `bridge` network is made when its first container starts and removed
-//! with its last, so that a dockyard that is not asked for networking never
-//! leaves a bridge or NAT rules on the host. `none` and `host` are modes,
+//! empty or not, until `network rm`, as Docker does. Docker's default
+//! `bridge` network is predefined: made when its first container starts
+//! (a dockyard that is never asked for networking makes no bridge and no
+//! NAT rules on the host), then kept with its rules, as `docker0` is, so
+//! that later containers start without running `iptables`; `network rm`
+//! refuses it and `network prune` leaves it. `none` and `host` are modes,
 //! not networks, and are listed as Docker lists them.
 //!
 //! Names resolve through `/etc/hosts` (lab 05 rewrites every member's when
@@ -485,10 +487,7 @@ fn prune(engine: &Engine, force: bool) -> Result<Code> {
         if n.name == net::DEFAULT_NETWORK || !n.persistent {
             continue;
         }
-        let in_use = n
-            .leases
-            .iter()
-            .any(|l| net::ipam::process_start_time(l.pid) == Some(l.start_time));
+        let in_use = n.leases.iter().any(net::ipam::Lease::alive);
         if !in_use {
             net::remove(&cfg, &n.name)?;
             deleted.push(n.name);

@@ -1411,7 +1411,9 @@ fn run_once(
     let mut container = namespaces::spawn(&spec, |pid| {
         joining.before_start(pid.as_raw())?;
         if let Some(opts) = &bridge {
+            trace::phase("start: cgroups joined");
             endpoint = Some(net::attach(&net_cfg, pid, opts)?);
+            trace::phase("start: attached to the network (lab 05)");
             // Then the networks `network connect` added: eth1, eth2...
             // If one fails, the container does not start, and takes down
             // what was made for it.
@@ -1534,6 +1536,7 @@ impl Running {
         drop(raw);
         drop(health);
         let code = code?;
+        trace::phase("exit: the container exited");
         let oom = handles.release(engine, id, config)?;
         Ok((code, oom))
     }
@@ -1646,8 +1649,10 @@ impl Handles {
             devices,
             default_parent,
         } = self;
-        // Take the veths, the port rules and the leases down (lab 05): of
-        // its first network and of those `network connect` added.
+        // Give back the port rules and the leases (lab 05): of its first
+        // network and of those `network connect` added. The veths are the
+        // kernel's to delete, with the container's network namespace; their
+        // addresses come back once they are gone (see lab 05's `release`).
         // ANCHOR: net_detach
         if endpoint {
             if let Err(e) = net::detach_all(&net_cfg, pid) {
@@ -1655,6 +1660,7 @@ impl Handles {
             }
         }
         // ANCHOR_END: net_detach
+        trace::phase("exit: released its network (lab 05)");
         let parent = if config.cgroup_parent.is_empty() {
             cgroups::DEFAULT_PARENT
         } else {
@@ -1686,6 +1692,7 @@ impl Handles {
         if let Some(host) = default_parent {
             cgroups::remove_parent_if_empty(&host, cgroups::DEFAULT_PARENT)?;
         }
+        trace::phase("exit: removed its cgroups (lab 03)");
         Ok(oom)
     }
 }
@@ -1749,9 +1756,11 @@ fn cleanup_after_exit(engine: &Engine, id: &str, config: &ContainerConfig) -> Re
     if is_mounted(&layer.merged())? {
         overlay::overlay::unmount(&layer.merged())?;
     }
+    trace::phase("exit: unmounted the overlay (lab 04)");
     if config.auto_remove {
         // --rm takes the container's anonymous volumes with it, as docker's.
         remove(engine, id, true)?;
+        trace::phase("exit: removed the container (--rm)");
     }
     Ok(())
 }

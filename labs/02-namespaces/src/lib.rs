@@ -592,11 +592,16 @@ fn bind_volumes(rootfs: &Path, binds: &[Bind]) -> anyhow::Result<()> {
                 .file_name()
                 .context("a bind target needs a file name")?;
             let dir = security::mkdir_all_in_root(&root, parent)?;
-            // An empty file to mount over; O_NOFOLLOW: never through a link.
+            // An empty file to mount over, if the image has none;
+            // O_NOFOLLOW: never through a link. Read-only: opening the
+            // image's own file for writing would make overlayfs copy it, and
+            // its directory, up into the container's layer (four new inodes
+            // for /etc/hosts, hostname and resolv.conf), only to mount over
+            // the copy. O_CREAT makes a missing one all the same.
             match nix::fcntl::openat(
                 &dir,
                 name,
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::from_bits_truncate(0o644),
             ) {
                 Ok(_) | Err(nix::errno::Errno::EISDIR) => {}

@@ -13,9 +13,9 @@ use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 
 use crate::firewall::{self, Rule};
-use crate::ipam::{self, Cidr, Lease, NetworkState, Pool, Store, StoreLock};
+use crate::ipam::{self, Cidr, Draining, Lease, NetworkState, Pool, Store, StoreLock};
 use crate::names::{self, EtcFiles, HostEntry};
-use crate::netlink::{in_netns_of, is_errno, Rtnl};
+use crate::netlink::{in_netns_of, is_errno, Rtnl, VethPeer};
 use crate::ports::{self, PortMapping, PortSpec};
 
 /// The name of Docker's default network, and of ours.
@@ -244,16 +244,53 @@ fn check_ifname(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Open the state, lock it, and check it belongs to this namespace.
+/// Whether a network stays when its last container leaves: one made with
+/// [`create`], and the default network, which Docker keeps as it keeps
+/// `docker0` (see [`attach`]).
+fn kept(net: &NetworkState) -> bool {
+    net.persistent || net.name == DEFAULT_NETWORK
+}
+
+/// Whether `net` is the default network made with another `bip` or `mtu`
+/// than the configuration now asks for.
+fn outdated_default(cfg: &Config, net: &NetworkState) -> bool {
+    if net.name != DEFAULT_NETWORK {
+        return false;
+    }
+    // As `create_network` reads bip: an address names the gateway, a
+    // network address the subnet (whose first address is the gateway).
+    let bip = cfg.bip.map(|b| match b.addr != b.network() {
+        true => (b.subnet(), Some(b.addr)),
+        false => (b, b.nth(1)),
+    });
+    net.mtu != cfg.mtu || bip.is_some_and(|(s, g)| s != net.subnet || g != Some(net.gateway))
+}
+
+/// Open the state, under the lock, and check it belongs to this namespace.
+///
+/// A state directory can outlive the network namespace its networks were
+/// made in: `/run` survives no reboot, but a data root elsewhere does, and
+/// a test may make a data root and then use it from a new throwaway
+/// namespace. A network recorded in another namespace whose containers are
+/// all gone is adopted: its leases and rules are forgotten (they were that
+/// namespace's, and went with it or at least are not here) and [`attach`]
+/// makes its bridge and rules here again. One that still has a live
+/// container is another namespace's network in use, and one whose bridge
+/// name is taken here is most likely another state directory's network:
+/// both refused, as two hosts sharing one state directory, or two state
+/// directories sharing one bridge, would hand out the same addresses.
 fn load_network(
     store: &Store,
     lock: &StoreLock,
     name: &str,
 ) -> anyhow::Result<Option<NetworkState>> {
-    let net = store.load(lock, name)?;
-    if let Some(net) = &net {
-        let here = current_netns()?;
-        if net.netns != here {
+    let Some(mut net) = store.load(lock, name)? else {
+        return Ok(None);
+    };
+    let here = current_netns()?;
+    if net.netns != here {
+        let taken = Rtnl::open()?.link_index(&net.bridge)?.is_some();
+        if taken || net.leases.iter().any(Lease::alive) {
             bail!(
                 "network {name} in {} belongs to network namespace net:[{}], and this process \
                  is in net:[{here}]: use another state directory for each namespace",
@@ -261,8 +298,12 @@ fn load_network(
                 net.netns
             );
         }
+        net.netns = here;
+        net.leases.clear();
+        net.draining.clear();
+        net.rules.clear();
     }
-    Ok(net)
+    Ok(Some(net))
 }
 
 // ANCHOR: create_network
@@ -332,6 +373,7 @@ fn create_network(
             o.subnet
         );
     }
+    firewall::check()?;
     let mut net = NetworkState {
         name: opts.name.clone(),
         bridge,
@@ -348,7 +390,17 @@ fn create_network(
         options: opts.options.clone(),
         mtu: opts.mtu.or(cfg.mtu),
         internal: opts.internal,
+        draining: vec![],
     };
+    bring_up(rtnl, &mut net).with_context(|| format!("creating network {}", net.name))?;
+    Ok(net)
+}
+
+/// The kernel's half of a network: its bridge with the gateway's address,
+/// forwarding, and its rules. Returns the bridge's index. If any of it
+/// fails, what was made is taken down again.
+fn bring_up(rtnl: &mut Rtnl, net: &mut NetworkState) -> anyhow::Result<u32> {
+    let (subnet, gateway) = (net.subnet, net.gateway);
     let made = (|| {
         rtnl.add_bridge(&net.bridge)?;
         let index = rtnl.require_link(&net.bridge)?;
@@ -364,13 +416,13 @@ fn create_network(
         let rules = firewall::network_rules(&net.bridge, &subnet.to_string(), net.internal);
         firewall::add_all(&rules)?;
         net.rules.extend(rules);
-        anyhow::Ok(())
+        anyhow::Ok(index)
     })();
-    if let Err(e) = made {
-        let _ = remove_network(rtnl, &net);
-        return Err(e).with_context(|| format!("creating network {}", net.name));
+    if made.is_err() {
+        let _ = remove_network(rtnl, net);
+        net.rules.clear();
     }
-    Ok(net)
+    made
 }
 // ANCHOR_END: create_network
 
@@ -395,32 +447,29 @@ fn remove_network(rtnl: &mut Rtnl, net: &NetworkState) -> anyhow::Result<()> {
 }
 
 // ANCHOR: plumb
-/// The veth pair: one end on the bridge, the other into the namespace of
-/// `pid`, renamed `eth0` (or `eth1`... for a later network), with the
-/// address and, unless the container has one already, the default route.
-fn plumb(rtnl: &mut Rtnl, net: &NetworkState, pid: Pid, lease: &Lease) -> anyhow::Result<()> {
-    let bridge = rtnl.require_link(&net.bridge)?;
-    let peer = peer_name(&lease.veth);
-    rtnl.add_veth(&lease.veth, &peer)?;
-    let host_end = rtnl.require_link(&lease.veth)?;
-    rtnl.set_master(host_end, bridge)?;
-    let container_end = rtnl.require_link(&peer)?;
-    if let Some(mtu) = net.mtu {
-        rtnl.set_mtu(host_end, mtu)?;
-        rtnl.set_mtu(container_end, mtu)?;
-    }
-    rtnl.set_mac(container_end, mac_for(lease.ip))?;
-    rtnl.set_up(host_end)?;
-    rtnl.move_to_netns_of(container_end, pid)?;
-
-    // The rest happens inside; the interface may have a new index there.
+/// The veth pair: the host end on the bridge whose index is `bridge`, the
+/// other end born in the namespace of `pid` as `eth0` (or `eth1`... for a
+/// later network) with its MAC address; then, from inside, the address
+/// and, unless the container has one already, the default route.
+fn plumb(
+    rtnl: &mut Rtnl,
+    net: &NetworkState,
+    bridge: u32,
+    pid: Pid,
+    lease: &Lease,
+) -> anyhow::Result<()> {
+    let peer = VethPeer {
+        pid,
+        ifname: lease.ifname.clone(),
+        mac: mac_for(lease.ip),
+    };
+    rtnl.add_veth_into(&lease.veth, bridge, &peer, net.mtu)?;
+    // The rest happens inside, where the interface already has its name.
+    // (`lo` is lab 02's: the container brings it up itself.)
     let (ip, prefix, gateway) = (lease.ip, net.subnet.prefix, net.gateway);
     let (ifname, internal) = (lease.ifname.clone(), net.internal);
     in_netns_of(pid, |inside| {
-        let lo = inside.require_link("lo")?;
-        inside.set_up(lo)?;
-        let eth = inside.require_link(&peer)?;
-        inside.rename(eth, &ifname)?;
+        let eth = inside.require_link(&ifname)?;
         inside.add_address(eth, ip, prefix)?;
         inside.set_up(eth)?;
         // An internal network offers no way out; a second network keeps
@@ -436,12 +485,6 @@ fn plumb(rtnl: &mut Rtnl, net: &NetworkState, pid: Pid, lease: &Lease) -> anyhow
     .with_context(|| format!("configuring {ifname} in the network namespace of {pid}"))
 }
 // ANCHOR_END: plumb
-
-/// The container end of the veth whose host end is `veth`: `dyc...` for
-/// `dyv...`.
-fn peer_name(veth: &str) -> String {
-    format!("dyc{}", veth.strip_prefix("dyv").unwrap_or(veth))
-}
 
 /// Docker's MAC addresses: 02:42 (locally administered, unicast) and the
 /// four bytes of the IP address, so that each address has its own MAC.
@@ -608,8 +651,17 @@ pub fn extra_hosts_without_bridge(
 /// lab 02's `before_start` for its first network (`eth0`), or any time
 /// later to connect a running container to one more (`eth1`, ...).
 /// Creates the network on first use unless `opts.must_exist`.
+///
+/// The default network is made once and kept, as Docker keeps `docker0`
+/// and its rules: making a bridge costs little, but deleting one waits for
+/// the kernel (an RCU grace period, about 40 ms here), and adding or
+/// deleting rules means running `iptables-restore`, a program: neither
+/// belongs on every container's start and exit. So the common path runs no
+/// program at all: it asks the kernel for the bridge by name (one netlink
+/// request, which is also how it learns the index to plug the veth into),
+/// and makes the bridge and its rules again only when they are not there
+/// (a reboot, a new namespace, someone's `ip link del`).
 pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<Endpoint> {
-    firewall::check()?;
     check_network_name(&opts.network).map_err(anyhow::Error::msg)?;
     for alias in &opts.aliases {
         names::check_host_name(alias).context("--network-alias")?;
@@ -617,7 +669,23 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
-    let mut net = match load_network(&store, &lock, &opts.network)? {
+    let mut loaded = load_network(&store, &lock, &opts.network)?;
+    if loaded
+        .as_ref()
+        .is_some_and(|n| outdated_default(cfg, n) && !n.leases.iter().any(Lease::alive))
+    {
+        // daemon.json's `bip` or `mtu` changed since the default network
+        // was made, and no container is on it: make it again with them, as
+        // dockerd does with docker0 when it starts.
+        if let Some(mut old) = loaded.take() {
+            for d in std::mem::take(&mut old.draining) {
+                delete_link_named(&mut rtnl, &d.veth)?;
+            }
+            remove_network(&mut rtnl, &old)?;
+            store.remove(&lock, &old.name)?;
+        }
+    }
+    let mut net = match loaded {
         Some(net) => {
             if let Some(b) = opts.bridge.as_ref().filter(|b| **b != net.bridge) {
                 bail!(
@@ -639,6 +707,27 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
             create_network(cfg, &store, &lock, &mut rtnl, &made)?
         }
     };
+    let bridge = match rtnl.link_index(&net.bridge)? {
+        Some(index) => index,
+        None => {
+            // Its record is here but its bridge is not: make it again,
+            // rules included (those recorded are deleted first, in case
+            // they outlived the bridge here). Its members that are gone
+            // (a reboot) are collected first, as `gc` would.
+            firewall::check()?;
+            let _ = release_dead(&mut rtnl, &mut net);
+            let _ = firewall::delete_all(&net.rules);
+            net.rules.clear();
+            let index = bring_up(&mut rtnl, &mut net)
+                .with_context(|| format!("making network {} again", net.name))?;
+            if let Err(e) = store.save(&lock, &net) {
+                let _ = remove_network(&mut rtnl, &net);
+                return Err(e);
+            }
+            index
+        }
+    };
+    reap_draining(&mut rtnl, &mut net);
     if net.leases.iter().any(|l| l.pid == pid.as_raw()) {
         bail!(
             "endpoint with name {} already exists in network {}",
@@ -656,6 +745,17 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         .collect();
     let n = (0..).find(|n| !used.contains(&format!("eth{n}").as_str()));
     let n: u32 = n.unwrap_or(0);
+    let veth = match n {
+        0 => format!("dyv{pid}"),
+        n => format!("dyv{pid}n{n}"),
+    };
+    // A veth of that name still draining: an exited container's, whose PID
+    // this one was given again while its namespace lives on (another
+    // container joined it). It goes now, or the name is taken.
+    if let Some(at) = net.draining.iter().position(|d| d.veth == veth) {
+        delete_link_named(&mut rtnl, &veth)?;
+        net.draining.remove(at);
+    }
     let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
 
     // The lease is saved before anything is made for it, so that a crash
@@ -669,10 +769,7 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         start_time,
         name: opts.name.clone(),
         hostname: opts.hostname.clone(),
-        veth: match n {
-            0 => format!("dyv{pid}"),
-            n => format!("dyv{pid}n{n}"),
-        },
+        veth,
         etc_dir: opts.etc_dir.clone(),
         ports: vec![],
         rules: vec![],
@@ -686,7 +783,10 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     store.save(&lock, &net)?;
 
     let made = (|| {
-        plumb(&mut rtnl, &net, pid, &lease)?;
+        plumb(&mut rtnl, &net, bridge, pid, &lease)?;
+        if !opts.publish.is_empty() {
+            firewall::check()?;
+        }
         for spec in &opts.publish {
             let mapping = ports::resolve(spec)?;
             lease.ports.push(mapping);
@@ -715,7 +815,7 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         anyhow::Ok(())
     });
     if let Err(e) = written {
-        let _ = release(&mut rtnl, &mut net, lease.ip);
+        let _ = release(&mut rtnl, &mut net, lease.ip, Veth::DeleteNow);
         let _ = finish(&store, &lock, &mut rtnl, &net);
         return Err(e).with_context(|| format!("attaching {pid} to network {}", net.name));
     }
@@ -735,8 +835,48 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
 }
 // ANCHOR_END: attach
 
+/// What [`release`] does with a lease's veth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Veth {
+    /// Delete it now: its container lives on (`network disconnect`), or
+    /// the network goes (`network rm`).
+    DeleteNow,
+    /// Leave it to the kernel: its container has exited, and the kernel
+    /// deletes both ends with the container's network namespace.
+    WithNetns,
+}
+
+// ANCHOR: release
 /// Take down what a lease made, and drop it from the network.
-fn release(rtnl: &mut Rtnl, net: &mut NetworkState, ip: Ipv4Addr) -> anyhow::Result<()> {
+///
+/// When a container's first process exits, its network namespace goes
+/// (unless another process still holds it), and the kernel deletes every
+/// interface in it, the container's end of the veth, and with it the host
+/// end. That happens in a kernel worker, after the exit: deleting the veth
+/// ourselves would only do the same thing sooner while we wait (an RCU
+/// grace period, about 16 ms here). So on exit ([`Veth::WithNetns`]) the
+/// veth is left to the kernel, and only what the kernel does not know to
+/// undo goes now: the DNAT rules of `-p` (at once, so that the port is
+/// free for the next container, and no connection is sent to an address
+/// that is no longer this container's).
+///
+/// The address is not free yet, though. Until the kernel gets to it, the
+/// old veth is still on the bridge, and its other end still answers ARP
+/// for the old address, with the MAC made from it, which a new container
+/// given the same address would have too: the bridge could send the new
+/// container's frames to the dying port. Worse, if another container
+/// joined the namespace (`--network container:`), it keeps the namespace,
+/// the veth and the address alive for as long as it runs: two live
+/// interfaces with one address on one bridge. So the address moves to the
+/// network's `draining` list, which `allocate` skips, and [`attach`] frees
+/// it once the host end is gone (one netlink request). Nothing waits for
+/// the kernel, and no address is handed out while its old veth exists.
+fn release(
+    rtnl: &mut Rtnl,
+    net: &mut NetworkState,
+    ip: Ipv4Addr,
+    veth: Veth,
+) -> anyhow::Result<()> {
     let Some(at) = net.leases.iter().position(|l| l.ip == ip) else {
         return Ok(());
     };
@@ -745,37 +885,61 @@ fn release(rtnl: &mut Rtnl, net: &mut NetworkState, ip: Ipv4Addr) -> anyhow::Res
     if let Err(e) = firewall::delete_all(&lease.rules) {
         first_error.get_or_insert(e);
     }
-    // Deleting one end of a veth deletes both. If the container's namespace
-    // is already gone, the kernel has deleted the pair with it.
-    match rtnl.link_index(&lease.veth) {
-        Ok(Some(index)) => match rtnl.delete_link(index) {
-            Err(e) if !is_errno(&e, Errno::ENODEV) => {
+    match veth {
+        Veth::WithNetns => net.draining.push(Draining {
+            ip: lease.ip,
+            veth: lease.veth,
+        }),
+        // Deleting one end of a veth deletes both.
+        Veth::DeleteNow => {
+            if let Err(e) = delete_link_named(rtnl, &lease.veth) {
                 first_error.get_or_insert(e);
             }
-            _ => {}
-        },
-        Ok(None) => {}
-        Err(e) => {
-            first_error.get_or_insert(e);
         }
-    }
-    // The half-made pair of an attach that failed early.
-    if let Ok(Some(index)) = rtnl.link_index(&peer_name(&lease.veth)) {
-        let _ = rtnl.delete_link(index);
     }
     first_error.map_or(Ok(()), Err)
 }
+// ANCHOR_END: release
+
+/// Free the addresses of exited containers whose veth the kernel has
+/// deleted by now (see [`release`]): one netlink request each.
+fn reap_draining(rtnl: &mut Rtnl, net: &mut NetworkState) {
+    net.draining
+        .retain(|d| !matches!(rtnl.link_index(&d.veth), Ok(None)));
+}
+
+/// Release the leases whose container is gone (see [`Lease::alive`]), as
+/// its monitor would have; returns them.
+fn release_dead(rtnl: &mut Rtnl, net: &mut NetworkState) -> anyhow::Result<Vec<Lease>> {
+    let dead: Vec<Lease> = net.leases.iter().filter(|l| !l.alive()).cloned().collect();
+    for lease in &dead {
+        release(rtnl, net, lease.ip, Veth::WithNetns)?;
+    }
+    Ok(dead)
+}
+
+/// `ip link del NAME`, if there is such a link.
+fn delete_link_named(rtnl: &mut Rtnl, name: &str) -> anyhow::Result<()> {
+    match rtnl.link_index(name)? {
+        Some(index) => match rtnl.delete_link(index) {
+            Err(e) if !is_errno(&e, Errno::ENODEV) => Err(e),
+            _ => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
 
 /// Save the network, or remove it with its bridge and rules once the last
-/// container has left one that was made on first use. (Docker keeps
-/// networks until `docker network rm`, as [`create`]d ones are kept here.)
+/// container has left one that was made on first use by a name of the
+/// lab's own. (Docker keeps networks until `docker network rm`, as
+/// [`create`]d ones and the default network are kept here.)
 fn finish(
     store: &Store,
     lock: &StoreLock,
     rtnl: &mut Rtnl,
     net: &NetworkState,
 ) -> anyhow::Result<()> {
-    if net.leases.is_empty() && !net.persistent {
+    if net.leases.is_empty() && !kept(net) {
         remove_network(rtnl, net)?;
         store.remove(lock, &net.name)
     } else {
@@ -786,9 +950,10 @@ fn finish(
 }
 
 // ANCHOR: detach
-/// Undo [`attach`]: the DNAT rules, the veth pair, the lease; and the
-/// network itself when this was its last container and it was made on
-/// first use.
+/// Undo [`attach`] after the container has exited: the DNAT rules and the
+/// lease, whose address comes back once the kernel has deleted the veth
+/// pair with the container's namespace (see `release`); and the network
+/// itself when this was its last container and it is not kept.
 pub fn detach(cfg: &Config, endpoint: &Endpoint) -> anyhow::Result<()> {
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
@@ -803,7 +968,7 @@ pub fn detach(cfg: &Config, endpoint: &Endpoint) -> anyhow::Result<()> {
     if !ours {
         return Ok(());
     }
-    let released = release(&mut rtnl, &mut net, endpoint.ip);
+    let released = release(&mut rtnl, &mut net, endpoint.ip, Veth::WithNetns);
     finish(&store, &lock, &mut rtnl, &net)?;
     released
 }
@@ -821,7 +986,7 @@ pub fn disconnect(cfg: &Config, network: &str, pid: Pid) -> anyhow::Result<()> {
     let Some(lease) = net.leases.iter().find(|l| l.pid == pid.as_raw()).cloned() else {
         bail!("container is not connected to network {network}");
     };
-    let released = release(&mut rtnl, &mut net, lease.ip);
+    let released = release(&mut rtnl, &mut net, lease.ip, Veth::DeleteNow);
     finish(&store, &lock, &mut rtnl, &net)?;
     if let Ok(all) = store.all(&lock) {
         write_hosts(&all, &lease);
@@ -830,7 +995,9 @@ pub fn disconnect(cfg: &Config, network: &str, pid: Pid) -> anyhow::Result<()> {
 }
 
 /// Every network's endpoint of the container whose first process is
-/// `pid`: what its monitor takes down when it exits.
+/// `pid`: what its monitor takes down when it exits (or when it could not
+/// start: its process is killed, and its namespace goes with it), as
+/// [`detach`] does.
 pub fn detach_all(cfg: &Config, pid: Pid) -> anyhow::Result<()> {
     if !cfg.state_dir.exists() {
         return Ok(());
@@ -853,7 +1020,7 @@ pub fn detach_all(cfg: &Config, pid: Pid) -> anyhow::Result<()> {
             continue;
         }
         for ip in mine {
-            if let Err(e) = release(&mut rtnl, &mut net, ip) {
+            if let Err(e) = release(&mut rtnl, &mut net, ip, Veth::WithNetns) {
                 first_error.get_or_insert(e);
             }
         }
@@ -884,7 +1051,9 @@ pub fn create(cfg: &Config, opts: &NetworkOptions) -> anyhow::Result<NetworkStat
 // ANCHOR_END: create
 
 /// `network rm`: take the network down, its rules and its bridge, and
-/// forget it. Refused while a live container is attached to it.
+/// forget it. Refused while a live container is attached to it. (The lab
+/// removes the default network too when asked; the engine refuses, as
+/// Docker does.)
 pub fn remove(cfg: &Config, name: &str) -> anyhow::Result<()> {
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
@@ -892,11 +1061,7 @@ pub fn remove(cfg: &Config, name: &str) -> anyhow::Result<()> {
     let Some(net) = load_network(&store, &lock, name)? else {
         bail!("network {name} not found");
     };
-    let live: Vec<&Lease> = net
-        .leases
-        .iter()
-        .filter(|l| ipam::process_start_time(l.pid) == Some(l.start_time))
-        .collect();
+    let live: Vec<&Lease> = net.leases.iter().filter(|l| l.alive()).collect();
     if let Some(l) = live.first() {
         // Docker's words, so that scripts that look for them work.
         let id = match net.id.as_str() {
@@ -912,7 +1077,12 @@ pub fn remove(cfg: &Config, name: &str) -> anyhow::Result<()> {
     }
     let mut net = net;
     for ip in net.leases.iter().map(|l| l.ip).collect::<Vec<_>>() {
-        release(&mut rtnl, &mut net, ip)?;
+        release(&mut rtnl, &mut net, ip, Veth::DeleteNow)?;
+    }
+    // Veths the kernel has not deleted yet, or whose namespace another
+    // container keeps: off the bridge that goes, they would dangle.
+    for d in std::mem::take(&mut net.draining) {
+        delete_link_named(&mut rtnl, &d.veth)?;
     }
     remove_network(&mut rtnl, &net)?;
     store.remove(&lock, name)
@@ -928,7 +1098,9 @@ pub struct Collected {
 
 // ANCHOR: gc
 /// Release every lease whose process is gone (or is another process with a
-/// reused PID), with its veth and rules, and remove networks left empty.
+/// reused PID), with its rules (its veth went with its namespace), free
+/// the addresses whose veth the kernel has deleted, and remove networks
+/// left empty that are not kept.
 pub fn gc(cfg: &Config) -> anyhow::Result<Vec<Collected>> {
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
@@ -938,20 +1110,14 @@ pub fn gc(cfg: &Config) -> anyhow::Result<Vec<Collected>> {
         let Some(mut net) = load_network(&store, &lock, &net.name)? else {
             continue;
         };
-        let dead: Vec<Lease> = net
-            .leases
-            .iter()
-            .filter(|l| ipam::process_start_time(l.pid) != Some(l.start_time))
-            .cloned()
-            .collect();
-        for lease in &dead {
-            release(&mut rtnl, &mut net, lease.ip)?;
+        for lease in release_dead(&mut rtnl, &mut net)? {
             collected.push(Collected {
                 network: net.name.clone(),
                 ip: lease.ip,
                 pid: lease.pid,
             });
         }
+        reap_draining(&mut rtnl, &mut net);
         finish(&store, &lock, &mut rtnl, &net)?;
     }
     Ok(collected)

@@ -39,13 +39,9 @@
 //! sysctl -w net.ipv4.conf.dockyard0.route_localnet=1
 //! iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o dockyard0 -j MASQUERADE
 //!
-//! ip link add dyv$PID type veth peer name dyc$PID   # once per container
-//! ip link set dyv$PID master dockyard0
-//! ip link set dyv$PID up
-//! ip link set dyc$PID netns $PID
+//! ip link add dyv$PID master dockyard0 up type veth \ # once per container
+//!     peer name eth0 address 02:42:ac:11:00:02 netns $PID
 //! nsenter --net=/proc/$PID/ns/net sh -c '
-//!     ip link set lo up
-//!     ip link set dyc'$PID' name eth0
 //!     ip addr add 172.17.0.2/16 dev eth0
 //!     ip link set eth0 up
 //!     ip route add default via 172.17.0.1'
@@ -56,12 +52,19 @@
 //! The container's PID is all the host needs to name its namespace: lab 02's
 //! `spawn` calls a `before_start` hook with it after the child exists in its
 //! new namespaces and before it runs the command, and that is where
-//! [`attach`] goes. [`detach`] undoes it when the container exits, and
-//! [`gc`] after a crash.
+//! [`attach`] goes. The veth's container end is born in the container's
+//! namespace (`peer ... netns $PID`), rather than made on the host and
+//! moved there (`ip link set dyc$PID netns $PID`, the classic recipe): a
+//! move waits for the kernel, and this is every container's start. [`detach`] undoes it when
+//! the container exits, and [`gc`] after a crash. Neither deletes the veth:
+//! the kernel does, with the container's namespace, after the exit.
 //!
 //! ## Networks that outlive their containers
 //!
-//! A network made on first use goes with its last member. [`create`] makes
+//! The default network `bridge` is made on first use and kept, with its
+//! bridge and rules, as Docker keeps `docker0`: the next container finds
+//! them ready and runs no `iptables` at all. A network the lab makes on
+//! first use under another name goes with its last member. [`create`] makes
 //! one that stays until [`remove`], as `docker network create` does, with
 //! the subnet, gateway and MTU asked for. Each network also gets one rule
 //! that keeps the others out: the host routes between its bridges, so
@@ -89,7 +92,9 @@
 //! plays the host (`unshare --net`), so they never touch the machine's
 //! network, and whatever they make vanishes with that namespace. A network's
 //! state file records the inode of the namespace it was made in, and is
-//! refused from any other.
+//! refused from any other while a container of it is alive there; once none
+//! is, the network is made again in the new namespace on its next use (a
+//! reboot, or a state directory used again from a new throwaway namespace).
 //!
 //! ## Network modes
 //!

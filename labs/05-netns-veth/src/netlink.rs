@@ -178,23 +178,71 @@ impl Rtnl {
         self.request(&what, RouteNetlinkMessage::NewLink(msg), create_flags())?;
         Ok(())
     }
+    // ANCHOR_END: new_links
 
-    /// `ip link add NAME type veth peer name PEER`: both ends are born here,
-    /// in this socket's network namespace.
-    pub fn add_veth(&mut self, name: &str, peer: &str) -> anyhow::Result<()> {
+    // ANCHOR: veth_into
+    /// `ip link add NAME master BRIDGE up type veth peer name IFNAME address
+    /// MAC netns PID`: the host end `name` is born here, already plugged into
+    /// the bridge whose index is `master` and up; its peer is born directly
+    /// in the network namespace of process `pid`, already named `ifname`
+    /// (`eth0`), with its MAC address (and down: see below).
+    ///
+    /// The peer's own link message (nested in `IFLA_LINKINFO` /
+    /// `IFLA_INFO_DATA` / `VETH_INFO_PEER`) may carry `IFLA_NET_NS_PID`:
+    /// the kernel then registers that end in the namespace of that process
+    /// instead of this socket's. The classic recipe makes both ends here and
+    /// then moves one (`ip link set PEER netns PID`: an `RTM_SETLINK` with
+    /// the same attribute); born in place, nothing moves, and the move is
+    /// what costs: it unregisters the interface from one namespace and
+    /// registers it in the other, and the unregistering waits for an RCU
+    /// grace period (about 12 ms here). Born in place, the container's end
+    /// never takes a name in the host's namespace either, so it can be
+    /// `eth0` from the start.
+    ///
+    /// The host end's `ifinfomsg` flags, with `IFF_UP` in the change mask,
+    /// bring it up as it is made (`ip link add ... up`), and `IFLA_MASTER` in
+    /// its message plugs it into the bridge: two more requests saved. The
+    /// peer cannot be born up: the kernel configures it before the pair is
+    /// joined, and opening a veth without its peer fails (`ENOTCONN`). It is
+    /// brought up from inside, with its address.
+    pub fn add_veth_into(
+        &mut self,
+        name: &str,
+        master: u32,
+        peer: &VethPeer,
+        mtu: Option<u32>,
+    ) -> anyhow::Result<()> {
         let mut peer_msg = LinkMessage::default();
-        peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.ifname.clone()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(peer.mac.to_vec()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::NetNsPid(peer.pid.as_raw() as u32));
         let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.into()));
+        msg.attributes.push(LinkAttribute::Controller(master));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+            peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
         ]));
-        let what = format!("add veth {name} peer {peer}");
+        let what = format!(
+            "add veth {name} master {master} peer {} in the netns of {}",
+            peer.ifname, peer.pid
+        );
         self.request(&what, RouteNetlinkMessage::NewLink(msg), create_flags())?;
         Ok(())
     }
-    // ANCHOR_END: new_links
+    // ANCHOR_END: veth_into
 
     /// Change one interface with `RTM_SETLINK`: `attributes`, and the flags
     /// in `mask` set to those in `flags`.
@@ -221,43 +269,12 @@ impl Rtnl {
         self.set_link(&what, index, LinkFlags::Up, LinkFlags::Up, vec![])
     }
 
-    /// `ip link set dev INDEX master MASTER`: plug it into a bridge.
-    pub fn set_master(&mut self, index: u32, master: u32) -> anyhow::Result<()> {
-        let what = format!("set link {index} master {master}");
-        let attrs = vec![LinkAttribute::Controller(master)];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-
-    /// `ip link set dev INDEX name NAME` (the interface must be down).
-    pub fn rename(&mut self, index: u32, name: &str) -> anyhow::Result<()> {
-        let what = format!("set link {index} name {name}");
-        let attrs = vec![LinkAttribute::IfName(name.into())];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-
     /// `ip link set dev INDEX mtu MTU`
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> anyhow::Result<()> {
         let what = format!("set link {index} mtu {mtu}");
         let attrs = vec![LinkAttribute::Mtu(mtu)];
         self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
     }
-
-    /// `ip link set dev INDEX address MAC`
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> anyhow::Result<()> {
-        let what = format!("set link {index} address {}", format_mac(mac));
-        let attrs = vec![LinkAttribute::Address(mac.to_vec())];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-
-    // ANCHOR: move
-    /// `ip link set dev INDEX netns PID`: move the interface into the network
-    /// namespace of process `pid`. It vanishes from this namespace.
-    pub fn move_to_netns_of(&mut self, index: u32, pid: Pid) -> anyhow::Result<()> {
-        let what = format!("set link {index} netns {pid}");
-        let attrs = vec![LinkAttribute::NetNsPid(pid.as_raw() as u32)];
-        self.set_link(&what, index, LinkFlags::empty(), LinkFlags::empty(), attrs)
-    }
-    // ANCHOR_END: move
 
     /// `ip link del dev INDEX` (for a veth, both ends go).
     pub fn delete_link(&mut self, index: u32) -> anyhow::Result<()> {
@@ -332,6 +349,16 @@ impl Rtnl {
         }
         Ok(routes)
     }
+}
+
+/// The container's end of a veth made by [`Rtnl::add_veth_into`].
+#[derive(Debug, Clone)]
+pub struct VethPeer {
+    /// The process whose network namespace it is born in.
+    pub pid: Pid,
+    /// Its name there (`eth0`).
+    pub ifname: String,
+    pub mac: [u8; 6],
 }
 
 /// Flags for a request that creates something, as `ip ... add` sends:
