@@ -7,47 +7,9 @@ use std::time::Duration;
 
 mod common;
 
-use common::layer_tar;
-use lab04_overlay::digest::sha256_digest;
+use common::{add, layer_tar};
 use lab04_overlay::{Image, Keep, Store};
-use oci_spec::image::{
-    ConfigBuilder, Descriptor, Digest, ImageConfigurationBuilder, MediaType, Os, RootFsBuilder,
-};
-
-/// Adds an image named `name` whose layers are these tarballs, bottom first.
-fn add(store: &Store, name: &str, tars: &[Vec<u8>]) -> Image {
-    let mut layers = Vec::new();
-    let mut diff_ids = Vec::new();
-    for tar in tars {
-        let (digest, size) = store.put_blob(tar).unwrap();
-        diff_ids.push(sha256_digest(tar));
-        layers.push(Descriptor::new(
-            MediaType::ImageLayer,
-            size,
-            Digest::try_from(digest.as_str()).unwrap(),
-        ));
-    }
-    let config = ImageConfigurationBuilder::default()
-        .architecture(oci_spec::image::Arch::Amd64)
-        .os(Os::Linux)
-        // Each name its own config, as each build step's.
-        .config(
-            ConfigBuilder::default()
-                .env(vec![format!("IMAGE={name}")])
-                .build()
-                .unwrap(),
-        )
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(diff_ids)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    store.add_image(name, &config, layers).unwrap()
-}
+use oci_spec::image::{Descriptor, Digest, MediaType};
 
 /// No grace period: everything unreferenced goes.
 fn now() -> Keep {

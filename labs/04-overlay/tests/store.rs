@@ -5,13 +5,11 @@ use std::path::Path;
 
 mod common;
 
-use common::layer_tar;
+use common::{add, layer_tar};
 use lab04_overlay::digest::{chain_ids, sha256_digest};
 use lab04_overlay::overlay::{mount_data, page_size};
-use lab04_overlay::{mount_overlay, Image, MountGuard, Store};
-use oci_spec::image::{
-    ConfigBuilder, Descriptor, Digest, ImageConfigurationBuilder, MediaType, Os, RootFsBuilder,
-};
+use lab04_overlay::{mount_overlay, MountGuard, Store};
+use oci_spec::image::{Descriptor, Digest, MediaType};
 
 fn mounted(path: &Path) -> bool {
     let p = path.to_string_lossy();
@@ -19,35 +17,6 @@ fn mounted(path: &Path) -> bool {
         .unwrap()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(&*p))
-}
-
-/// An image of these layer tarballs, stored as `name`.
-fn image_of(store: &Store, name: &str, tars: &[Vec<u8>]) -> Image {
-    let mut layers = Vec::new();
-    let mut diff_ids = Vec::new();
-    for tar in tars {
-        let (digest, size) = store.put_blob(tar).unwrap();
-        diff_ids.push(sha256_digest(tar));
-        layers.push(Descriptor::new(
-            MediaType::ImageLayer,
-            size,
-            Digest::try_from(digest.as_str()).unwrap(),
-        ));
-    }
-    let config = ImageConfigurationBuilder::default()
-        .architecture(oci_spec::image::Arch::Amd64)
-        .os(Os::Linux)
-        .config(ConfigBuilder::default().build().unwrap())
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(diff_ids)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    store.add_image(name, &config, layers).unwrap()
 }
 
 #[test]
@@ -66,7 +35,7 @@ fn a_deep_image_mounts_past_the_mount_data_page() {
         .map(|i| layer_tar(&[(&format!("layer{i}"), "x"), ("top", &i.to_string())]))
         .collect();
     let diff_ids: Vec<String> = tars.iter().map(|t| sha256_digest(t)).collect();
-    let image = image_of(&store, "deep", &tars);
+    let image = add(&store, "deep", &tars);
     assert_eq!(image.chain_ids(), chain_ids(&diff_ids));
     assert_eq!(store.layers().unwrap().len(), N);
 
@@ -142,7 +111,7 @@ fn a_layer_whose_diff_id_differs_from_the_config_is_not_unpacked() {
 fn an_empty_record_left_by_a_crash_is_not_listed() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
-    let image = image_of(&store, "one", &[layer_tar(&[("a", "x")])]);
+    let image = add(&store, "one", &[layer_tar(&[("a", "x")])]);
     let kept = store.create_container(&image).unwrap();
     let lost = store.create_container_with(&image, false).unwrap();
     let ids =

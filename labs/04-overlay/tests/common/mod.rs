@@ -21,3 +21,39 @@ pub fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
     }
     b.into_inner().unwrap()
 }
+
+#[allow(dead_code)] // not every test file adds images
+/// Adds an image named `name` whose layers are these tarballs, bottom first.
+pub fn add(store: &lab04_overlay::Store, name: &str, tars: &[Vec<u8>]) -> lab04_overlay::Image {
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for tar in tars {
+        let (digest, size) = store.put_blob(tar).unwrap();
+        diff_ids.push(lab04_overlay::digest::sha256_digest(tar));
+        layers.push(oci_spec::image::Descriptor::new(
+            oci_spec::image::MediaType::ImageLayer,
+            size,
+            oci_spec::image::Digest::try_from(digest.as_str()).unwrap(),
+        ));
+    }
+    let config = oci_spec::image::ImageConfigurationBuilder::default()
+        .architecture(oci_spec::image::Arch::Amd64)
+        .os(oci_spec::image::Os::Linux)
+        // Each name its own config, as each build step's.
+        .config(
+            oci_spec::image::ConfigBuilder::default()
+                .env(vec![format!("IMAGE={name}")])
+                .build()
+                .unwrap(),
+        )
+        .rootfs(
+            oci_spec::image::RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    store.add_image(name, &config, layers).unwrap()
+}
