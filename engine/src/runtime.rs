@@ -95,11 +95,7 @@ pub fn changed_config(
 pub fn freeze(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
     let _ = engine;
     let config = config_of(record)?;
-    let parent = if config.cgroup_parent.is_empty() {
-        cgroups::DEFAULT_PARENT
-    } else {
-        &config.cgroup_parent
-    };
+    let parent = config.cgroup_parent_or_default();
     cgroups::freeze(&cgroups::detect()?, parent, &record.id, frozen)
 }
 
@@ -279,6 +275,15 @@ impl ContainerConfig {
     /// ENTRYPOINT followed by CMD: what actually runs.
     pub fn argv(&self) -> Vec<String> {
         self.entrypoint.iter().chain(&self.cmd).cloned().collect()
+    }
+
+    /// The cgroup parent its group goes under: `--cgroup-parent`, or ours.
+    pub fn cgroup_parent_or_default(&self) -> &str {
+        if self.cgroup_parent.is_empty() {
+            cgroups::DEFAULT_PARENT
+        } else {
+            &self.cgroup_parent
+        }
     }
 }
 
@@ -843,11 +848,7 @@ fn engine_argv(engine: &Engine) -> Vec<OsString> {
 
 /// Now on the monotonic clock, which goes on across an exec.
 fn monotonic() -> Duration {
-    // SAFETY: clock_gettime writes one timespec.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    Duration::from_nanos(trace::now_ns())
 }
 
 /// Fork the monitor, in a session of its own; return the read end of the
@@ -1132,11 +1133,7 @@ fn run_once(
     // The cgroup, with its limits (lab 03). Rootless, there is none: the
     // host's cgroups are root's (and `check_rootless` refused limits).
     let host = cgroups::detect()?;
-    let parent = if config.cgroup_parent.is_empty() {
-        cgroups::DEFAULT_PARENT
-    } else {
-        &config.cgroup_parent
-    };
+    let parent = config.cgroup_parent_or_default();
     let cgroup = if engine.rootless {
         check_rootless(config)?;
         None
@@ -1661,11 +1658,7 @@ impl Handles {
         }
         // ANCHOR_END: net_detach
         trace::phase("exit: released its network (lab 05)");
-        let parent = if config.cgroup_parent.is_empty() {
-            cgroups::DEFAULT_PARENT
-        } else {
-            &config.cgroup_parent
-        };
+        let parent = config.cgroup_parent_or_default();
         let mut oom = false;
         match cgroup {
             Some(mut cgroup) => {
@@ -1782,11 +1775,7 @@ pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> 
     // container's cgroup and overlay mount may still be there.
     if let Ok(record) = engine.containers.load(id) {
         let config = config_of(&record)?;
-        let parent = if config.cgroup_parent.is_empty() {
-            cgroups::DEFAULT_PARENT
-        } else {
-            &config.cgroup_parent
-        };
+        let parent = config.cgroup_parent_or_default();
         let host = cgroups::detect()?;
         cgroups::remove_stale(&host, parent, id)?;
         if config.cgroup_parent.is_empty() && !engine.rootless {
@@ -1900,11 +1889,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         )?,
     };
     let host = cgroups::detect()?;
-    let parent = if config.cgroup_parent.is_empty() {
-        cgroups::DEFAULT_PARENT
-    } else {
-        &config.cgroup_parent
-    };
+    let parent = config.cgroup_parent_or_default();
     let dirs = cgroups::group_dirs(&host, parent, &record.id)?;
     let mut relay = namespaces::join::join(&spec, || {
         for d in &dirs {
@@ -2045,11 +2030,7 @@ pub fn networks(engine: &Engine) -> Result<Vec<net::ipam::NetworkState>> {
 /// A running container's counters (lab 03), and its memory limit.
 pub fn container_stats(record: &Record) -> Result<(cgroups::Stats, Option<u64>)> {
     let config = config_of(record)?;
-    let parent = if config.cgroup_parent.is_empty() {
-        cgroups::DEFAULT_PARENT
-    } else {
-        &config.cgroup_parent
-    };
+    let parent = config.cgroup_parent_or_default();
     let cg = cgroups::Cgroup::open(&cgroups::detect()?, parent, &record.id)?;
     Ok((cg.stats()?, config.limits.memory))
 }
@@ -2062,11 +2043,7 @@ pub fn parse_ulimit(u: &str) -> Result<(nix::sys::resource::Resource, u64, u64)>
 /// Every process of a running container: the members of its cgroup.
 pub fn container_pids(record: &Record) -> Result<Vec<i32>> {
     let config = config_of(record)?;
-    let parent = if config.cgroup_parent.is_empty() {
-        cgroups::DEFAULT_PARENT
-    } else {
-        &config.cgroup_parent
-    };
+    let parent = config.cgroup_parent_or_default();
     let host = cgroups::detect()?;
     let mut pids = Vec::new();
     for d in cgroups::group_dirs(&host, parent, &record.id)? {

@@ -18,7 +18,8 @@ use std::sync::OnceLock;
 /// Where the first process put its start time, for the re-executed one.
 const T0_VAR: &str = "DOCKYARD_TRACE_T0";
 
-fn now_ns() -> u64 {
+/// CLOCK_MONOTONIC in nanoseconds: it goes on across an exec.
+pub fn now_ns() -> u64 {
     let mut t = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
