@@ -33,9 +33,8 @@ use anyhow::{bail, Context, Result};
 use crate::runtime::{self, Engine};
 use crate::state::{Record, Status};
 
-use lab05_netns_veth as net;
-use net::lab04_overlay as overlay;
-use overlay::lab03_cgroups::lab02_namespaces::security;
+use lab02_namespaces::security;
+use lab04_overlay as overlay;
 
 /// One side of `cp`: `CONTAINER:PATH` or a host path.
 pub enum Side {

@@ -5,10 +5,10 @@
 //! Each check asks the lab that owns the mechanism: namespaces from lab 02,
 //! cgroups from lab 03, overlayfs from lab 04, networking from lab 05.
 
-use cgroups::lab02_namespaces as namespaces;
+use lab02_namespaces as namespaces;
+use lab03_cgroups as cgroups;
+use lab04_overlay as overlay;
 use lab05_netns_veth as net;
-use net::lab04_overlay as overlay;
-use overlay::lab03_cgroups as cgroups;
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,10 +49,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-use cgroups::lab02_namespaces as namespaces;
+use lab02_namespaces as namespaces;
+use lab03_cgroups as cgroups;
+use lab04_overlay as overlay;
 use lab05_netns_veth as net;
-use net::lab04_overlay as overlay;
-use overlay::lab03_cgroups as cgroups;
 
 use crate::config::DaemonConfig;
 use crate::logs;
@@ -81,7 +81,7 @@ pub fn changed_config(
     engine: &Engine,
     layer: &overlay::container::Container,
     changes: &[String],
-) -> Result<overlay::oci_spec::image::Config> {
+) -> Result<oci_spec::image::Config> {
     let image = engine.images.container_image(layer)?;
     let mut json = match image.config.config() {
         Some(c) => serde_json::to_value(c).context("serializing the image's config")?,
@@ -618,10 +618,9 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         bail!("no command specified");
     }
     if !config.env.iter().any(|e| e.starts_with("PATH=")) {
-        config.env.insert(
-            0,
-            format!("PATH={}", namespaces::lab01_chroot::DEFAULT_PATH),
-        );
+        config
+            .env
+            .insert(0, format!("PATH={}", lab01_chroot::DEFAULT_PATH));
     }
 
     let lock = engine.containers.lock()?;

@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{now_rfc3339, write_atomic};
-use lab05_netns_veth::lab04_overlay::lab03_cgroups::lab02_namespaces::security;
+use lab02_namespaces::security;
 
 /// One mount of a container, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,9 +44,9 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use crate::lab01_chroot as lab01;
 use crate::security::{self, Prepared, Security};
 use crate::{Container, FORWARDED_SIGNALS};
+use lab01_chroot as lab01;
 
 /// What to run in which container.
 #[derive(Debug, Clone)]

@@ -56,8 +56,6 @@
 //! unprivileged user may create a user namespace too, and map uid 0 inside to
 //! itself: a *rootless* container.
 
-pub use lab01_chroot;
-
 pub mod join;
 pub mod security;
 

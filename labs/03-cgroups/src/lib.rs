@@ -39,8 +39,6 @@
 //! The code keeps youki's shape, though: one [`v1`] and one [`v2`] module
 //! behind one [`Cgroup`] type, chosen at run time from [`detect`].
 
-pub use lab02_namespaces;
-
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;

@@ -150,13 +150,13 @@ fn print_stats(stats: &Stats, elapsed: Duration) {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let limits = cli.limits()?;
-    lab03_cgroups::lab02_namespaces::lab01_chroot::preflight(&cli.rootfs)?;
+    lab01_chroot::preflight(&cli.rootfs)?;
     let host = lab03_cgroups::detect()?;
     let name = match &cli.name {
         Some(n) => n.clone(),
         None => random_name()?,
     };
-    let mut spec = lab03_cgroups::lab02_namespaces::Spec::new(&cli.rootfs, cli.command.clone());
+    let mut spec = lab02_namespaces::Spec::new(&cli.rootfs, cli.command.clone());
     // As docker run: no user namespace (root inside is root), and a private
     // cgroup namespace only on v2.
     spec.namespaces.remove(CloneFlags::CLONE_NEWUSER);

@@ -8,9 +8,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lab02_namespaces::security::Security;
+use lab02_namespaces::{spawn, ExitStatus, Spec, DEFAULT_NAMESPACES};
 use lab03_cgroups::devices::{devices_hierarchy, DevicesCgroup, DOCKER_DEFAULT_RULES};
-use lab03_cgroups::lab02_namespaces::security::Security;
-use lab03_cgroups::lab02_namespaces::{spawn, ExitStatus, Spec, DEFAULT_NAMESPACES};
 use nix::sched::CloneFlags;
 
 fn rootfs_copy() -> (tempfile::TempDir, PathBuf) {

@@ -32,10 +32,6 @@
 //! Running a command in the merged directory reuses lab 01 (mount namespace,
 //! `pivot_root`, `/proc`, `/dev`, `exec`); see `src/main.rs`.
 
-pub use lab03_cgroups;
-/// The OCI image types, for callers that edit an image config (`commit --change`).
-pub use oci_spec;
-
 pub mod archive;
 pub mod container;
 pub mod diff;

@@ -17,9 +17,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use lab02::lab01_chroot as lab01;
-use lab03::lab02_namespaces as lab02;
-use lab04_overlay::lab03_cgroups as lab03;
+use lab01_chroot as lab01;
+use lab02_namespaces as lab02;
+use lab03_cgroups as lab03;
 use lab04_overlay::{archive, diff, mount_overlay, MountGuard, Store};
 
 /// Store images as OCI layers and run commands on an overlay of them.

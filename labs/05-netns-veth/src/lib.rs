@@ -109,8 +109,6 @@
 //!   (setns(2)), sharing its interfaces and its `localhost`, as the
 //!   containers of a Kubernetes pod do.
 
-pub use lab04_overlay;
-
 mod attach;
 pub mod firewall;
 pub mod ipam;

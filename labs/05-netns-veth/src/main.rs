@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use lab02_namespaces as lab02;
 use lab05_netns_veth::ipam::{Cidr, Pool};
-use lab05_netns_veth::lab04_overlay::lab03_cgroups::lab02_namespaces as lab02;
 use lab05_netns_veth::ports::PortSpec;
 use lab05_netns_veth::{self as lab05, AttachOptions, Config, NetworkMode};
 

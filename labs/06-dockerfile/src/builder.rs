@@ -40,11 +40,11 @@ use serde_json::{json, Map, Value};
 
 use crate::cache::{self, Cache};
 use crate::context::{self, BuildContext};
-use crate::lab05_netns_veth::lab04_overlay as overlay;
 use crate::layers::{self, CopyOptions, LayerView, Staging, Tree};
 use crate::parser::{Args, Instruction, Keyword};
 use crate::runstep::{random_id, RunStep, WorkDir};
 use crate::shell::Lexer;
+use lab04_overlay as overlay;
 use overlay::diff::{write_tree, TreeKind};
 use overlay::digest::{canonical_json, chain_ids, host_arch};
 use overlay::store::normalize_name;
@@ -1218,10 +1218,7 @@ impl Builder<'_> {
         }
         let mut env: Vec<String> = st.img.strings("Env");
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(
-                0,
-                format!("PATH={}", crate::lab05_netns_veth::lab04_overlay::lab03_cgroups::lab02_namespaces::lab01_chroot::DEFAULT_PATH),
-            );
+            env.insert(0, format!("PATH={}", lab01_chroot::DEFAULT_PATH));
         }
         env.extend(args.iter().map(|(k, v)| format!("{k}={v}")));
         let id = random_id()?;
@@ -1237,7 +1234,7 @@ impl Builder<'_> {
                 .opts
                 .cgroup_parent
                 .as_deref()
-                .unwrap_or(overlay::lab03_cgroups::DEFAULT_PARENT),
+                .unwrap_or(lab03_cgroups::DEFAULT_PARENT),
             id: id.clone(),
             user: user.clone(),
         }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::lab05_netns_veth::lab04_overlay::Store;
+use lab04_overlay::Store;
 
 /// The cache index of one store: `STORE/build-cache/`.
 pub struct Cache {

@@ -55,9 +55,7 @@ fn is_whiteout(meta: &fs::Metadata) -> bool {
 }
 
 fn is_opaque(path: &Path) -> bool {
-    crate::lab05_netns_veth::lab04_overlay::extract::get_xattr(path, "trusted.overlay.opaque")
-        .as_deref()
-        == Some(b"y")
+    lab04_overlay::extract::get_xattr(path, "trusted.overlay.opaque").as_deref() == Some(b"y")
 }
 
 /// The union of some layer directories (overlay format), read without mounting them.

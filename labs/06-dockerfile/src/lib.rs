@@ -39,6 +39,5 @@ pub mod runstep;
 pub mod shell;
 
 pub use builder::{build, BuildOptions, Built};
-pub use lab05_netns_veth;
 pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, KeyValue, Keyword, ParseError};
 pub use shell::{expands_variables, ExpandError, Lexer};

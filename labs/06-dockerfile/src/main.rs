@@ -114,10 +114,10 @@ fn main() -> ExitCode {
 
 /// Builds into the store; a failed build exits 1, as `docker build` does.
 fn build(store: Option<PathBuf>, opts: &lab06_dockerfile::BuildOptions) -> ExitCode {
-    use lab06_dockerfile::lab05_netns_veth::lab04_overlay as overlay;
+    use lab04_overlay as overlay;
     // RUN steps start containers: run from a sealed copy of this binary (CVE-2019-5736),
     // as `dockyard run` does.
-    let sealed = overlay::lab03_cgroups::lab02_namespaces::security::ensure_sealed_binary();
+    let sealed = lab02_namespaces::security::ensure_sealed_binary();
     let result = sealed.and_then(|()| {
         let root = store
             .or_else(|| std::env::var_os("DOCKYARD_ROOT").map(PathBuf::from))

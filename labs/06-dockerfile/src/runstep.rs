@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
-use crate::lab05_netns_veth::lab04_overlay as overlay;
-use cgroups::lab02_namespaces as namespaces;
-use overlay::lab03_cgroups as cgroups;
+use lab02_namespaces as namespaces;
+use lab03_cgroups as cgroups;
+use lab04_overlay as overlay;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 

@@ -50,7 +50,7 @@ use oci_spec::image::{
     OciLayoutBuilder, Os, PlatformBuilder, RootFsBuilder,
 };
 // Content addressing is lab 04's subject; the base image uses the same code.
-pub use lab04_overlay::digest::{canonical_json, host_arch, sha256_digest};
+use lab04_overlay::digest::{canonical_json, host_arch, sha256_digest};
 
 /// The image's name in Dockyard's image store.
 pub const IMAGE_NAME: &str = "busybox:latest";

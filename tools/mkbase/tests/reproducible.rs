@@ -14,7 +14,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dockyard_mkbase::{build, sha256_digest, Built, Options};
+use dockyard_mkbase::{build, Built, Options};
+use lab04_overlay::digest::sha256_digest;
 use serde_json::Value;
 
 const BUSYBOX: &str = "/bin/busybox";
