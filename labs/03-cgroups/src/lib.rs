@@ -39,7 +39,6 @@
 //! The code keeps youki's shape, though: one [`v1`] and one [`v2`] module
 //! behind one [`Cgroup`] type, chosen at run time from [`detect`].
 
-use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
@@ -48,10 +47,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::fcntl::OFlag;
 
+pub mod assemble;
 pub mod device_filter;
 pub mod devices;
+mod run;
+mod size;
 pub mod v1;
 pub mod v2;
+
+pub use assemble::{
+    assemble, enter, Assembled, Blueprint, CgroupNs, CgroupSpec, Devices, Groups, NetNs, UserNs,
+};
+pub use run::{run, Outcome, RunOptions};
+pub use size::{parse_size, Size};
 
 /// Which cgroup versions the host mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -939,231 +947,6 @@ fn hierarchy_roots(host: &Host) -> Vec<PathBuf> {
     mounts.sort();
     mounts.dedup();
     mounts
-}
-
-// ANCHOR: run
-/// A container to run: lab 02's spec plus where its cgroup goes and what it
-/// may use.
-pub struct RunOptions {
-    pub spec: lab02_namespaces::Spec,
-    /// The parent cgroup, relative to each hierarchy's root ([`DEFAULT_PARENT`]).
-    pub parent: String,
-    /// The container's cgroup: `<parent>/<name>`.
-    pub name: String,
-    pub limits: Limits,
-    /// How long a forwarded Ctrl-C or SIGTERM may take to end the container
-    /// before the whole cgroup is killed (`docker stop` waits 10 seconds).
-    pub stop_timeout: Duration,
-    /// Docker's device allow list as a cgroup v2 eBPF program
-    /// ([`devices::DevicesCgroup::docker_default_program`]), even on a
-    /// hybrid host, where the container then also gets a group in the
-    /// unified hierarchy. Off by default: lab 03 is about limits.
-    pub device_program: bool,
-}
-
-/// How a container ended, and what its cgroup counted.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: lab02_namespaces::ExitStatus,
-    /// Read just before the cgroup was removed.
-    pub stats: Stats,
-    /// From the start of the command to its end.
-    pub elapsed: Duration,
-    /// `Some("memory.events oom_kill=1")` if the OOM killer struck.
-    pub oom: Option<String>,
-    /// The cgroup's version and directories, while it existed.
-    pub version: Version,
-    pub dirs: Vec<PathBuf>,
-    /// See [`Cgroup::warnings`].
-    pub warnings: Vec<String>,
-}
-
-/// Run a container in its own cgroup: create the cgroup with its limits,
-/// start the command in it with lab 02's `spawn`, wait, read the counters,
-/// and remove the cgroup, whatever happens.
-///
-/// The child enters the cgroup by itself before anything else (see
-/// [`Entry`] and [`Joining`]): by the time the command runs, it and every
-/// process it forks are counted and limited. SIGINT, SIGTERM and SIGHUP sent
-/// to this process are forwarded to the container; if it has not ended after
-/// `stop_timeout` (a PID 1 ignores signals it has no handler for), or on a
-/// second signal, every process in the cgroup is killed. Either way the
-/// cgroup is removed before this returns. Call it from a single-threaded
-/// program (lab 02 forks).
-pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
-    signals::install()?;
-    let mut cgroup = Cgroup::create(host, &opts.parent, &opts.name, &opts.limits)?;
-    let devices = if opts.device_program {
-        Some(devices::DevicesCgroup::docker_default_program(
-            &opts.parent,
-            &opts.name,
-        )?)
-    } else {
-        None
-    };
-    let start = Instant::now();
-    let mut spec = opts.spec.clone();
-    let joining = Joining::prepare(&mut spec, Some(&cgroup), devices.as_ref())?;
-    let container = lab02_namespaces::spawn(&spec, |pid| joining.before_start(pid.as_raw()))?;
-    drop(joining);
-    let status = wait(&container, &cgroup, opts.stop_timeout);
-    let elapsed = start.elapsed();
-    let stats = cgroup.stats().unwrap_or_default();
-    let oom = match stats.oom_kills {
-        Some(n) if n > 0 => Some(format!("{}={n}", cgroup.oom_source())),
-        _ => None,
-    };
-    let version = cgroup.version();
-    let dirs = cgroup.dirs();
-    let warnings = std::mem::take(&mut cgroup.warnings);
-    // Remove the cgroup even if waiting failed; report the first error.
-    // The device program's group goes first: on a v2 host it is the
-    // container's own group, which destroy() removes.
-    let devices_removed = devices.map_or(Ok(()), |d| d.remove());
-    let destroyed = cgroup.destroy();
-    let status = status?;
-    destroyed?;
-    devices_removed?;
-    Ok(Outcome {
-        status,
-        stats,
-        elapsed,
-        oom,
-        version,
-        dirs,
-        warnings,
-    })
-}
-
-/// Wait for the container's first process, forwarding signals, and killing
-/// the whole cgroup when a forwarded signal is not obeyed in time.
-fn wait(
-    container: &lab02_namespaces::Container,
-    cgroup: &Cgroup,
-    stop_timeout: Duration,
-) -> anyhow::Result<lab02_namespaces::ExitStatus> {
-    use lab02_namespaces::ExitStatus;
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let pid = container.pid();
-    let mut kill_at: Option<Instant> = None;
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Exited(code)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(ExitStatus::Signaled(sig)),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).with_context(|| format!("waitpid({pid})")),
-        }
-        if let Some(sig) = signals::take() {
-            if kill_at.is_some() {
-                // A second Ctrl-C: no more patience.
-                let _ = cgroup.kill_all();
-            } else {
-                let _ = container.signal(sig);
-                kill_at = Some(Instant::now() + stop_timeout);
-            }
-        }
-        if kill_at.is_some_and(|t| Instant::now() >= t) {
-            let _ = cgroup.kill_all();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The lab's own signal handling. A handler may do almost nothing (only
-/// async-signal-safe calls), so it records the signal and the wait loop
-/// acts on it. Handlers, unlike a blocked signal mask, are reset by
-/// `execve`: the container's command starts with default dispositions.
-mod signals {
-    use std::sync::atomic::{AtomicI32, Ordering};
-
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-
-    static PENDING: AtomicI32 = AtomicI32::new(0);
-
-    extern "C" fn record(sig: libc::c_int) {
-        PENDING.store(sig, Ordering::SeqCst);
-    }
-
-    pub(super) fn install() -> anyhow::Result<()> {
-        let action = SigAction::new(
-            SigHandler::Handler(record),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        for sig in lab02_namespaces::FORWARDED_SIGNALS {
-            // SAFETY: the handler only stores into an atomic.
-            unsafe { sigaction(sig, &action) }
-                .map_err(|e| anyhow::anyhow!("sigaction({sig}): {e}"))?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn take() -> Option<Signal> {
-        match PENDING.swap(0, Ordering::SeqCst) {
-            0 => None,
-            n => Signal::try_from(n).ok(),
-        }
-    }
-}
-// ANCHOR_END: run
-
-// ANCHOR: parse_size
-/// Parse a size the way `docker run --memory` does: a number and an optional
-/// binary unit, `b`, `k`, `m`, `g`, `t` (`512k`, `32m`, `1.5g`, `32MiB`,
-/// `1048576`).
-pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim();
-    let digits_end = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits_end);
-    let number: f64 = number
-        .parse()
-        .ok()
-        .filter(|n: &f64| n.is_finite())
-        .with_context(|| format!("invalid size {s:?}: expected a number with an optional unit b, k, m, g or t (like 32m or 1g)"))?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => {
-            bail!("invalid size {s:?}: unknown unit {unit:?} (use b, k, m, g or t, like 32m or 1g)")
-        }
-    };
-    // "32ib" or "32i" are not units.
-    if shift == 0 && !unit.is_empty() && unit != "b" {
-        bail!("invalid size {s:?}: unknown unit {unit:?} (use b, k, m, g or t, like 32m or 1g)");
-    }
-    let bytes = number * (1u64 << shift) as f64;
-    if bytes >= u64::MAX as f64 {
-        bail!("invalid size {s:?}: too large");
-    }
-    Ok(bytes as u64)
-}
-// ANCHOR_END: parse_size
-
-/// A byte count for people: `32MiB`, `1.5GiB`, `512KiB`, `100B`.
-#[derive(Debug, Clone, Copy)]
-pub struct Size(pub u64);
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-        let mut v = self.0 as f64;
-        let mut i = 0;
-        while v >= 1024.0 && i < UNITS.len() - 1 {
-            v /= 1024.0;
-            i += 1;
-        }
-        if v.fract() == 0.0 {
-            write!(f, "{v}{}", UNITS[i])
-        } else {
-            write!(f, "{v:.1}{}", UNITS[i])
-        }
-    }
 }
 
 #[cfg(test)]

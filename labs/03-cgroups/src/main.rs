@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
-use lab03_cgroups::{parse_size, Limits, RunOptions, Size, Stats, Version, DEFAULT_PARENT};
-use nix::sched::CloneFlags;
+use lab03_cgroups::{
+    parse_size, Blueprint, CgroupNs, CgroupSpec, Devices, Limits, RunOptions, Size, Stats,
+    DEFAULT_PARENT,
+};
 
 /// Run CMD in new namespaces (as lab 02, without a user namespace, as docker
 /// run) and in a new cgroup with the given limits.
@@ -150,31 +152,32 @@ fn print_stats(stats: &Stats, elapsed: Duration) {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let limits = cli.limits()?;
-    lab01_chroot::preflight(&cli.rootfs)?;
     let host = lab03_cgroups::detect()?;
     let name = match &cli.name {
         Some(n) => n.clone(),
         None => random_name()?,
     };
     let mut spec = lab02_namespaces::Spec::new(&cli.rootfs, cli.command.clone());
-    // As docker run: no user namespace (root inside is root), and a private
-    // cgroup namespace only on v2.
-    spec.namespaces.remove(CloneFlags::CLONE_NEWUSER);
     spec.init = cli.init;
-    let private_cgroupns = match cli.cgroupns.as_deref() {
-        Some(mode) => mode == "private",
-        None => host.version() == Version::V2,
+    // As docker run (the blueprint's defaults): no user namespace, root
+    // inside is root; a private cgroup namespace only on v2, unless asked.
+    let mut blueprint = Blueprint::new(spec);
+    blueprint.cgroupns = match cli.cgroupns.as_deref() {
+        Some("private") => CgroupNs::Private,
+        Some(_) => CgroupNs::Host,
+        None => CgroupNs::HostDefault,
     };
-    if !private_cgroupns {
-        spec.namespaces.remove(CloneFlags::CLONE_NEWCGROUP);
-    }
-    let opts = RunOptions {
-        spec,
+    blueprint.cgroup = Some(CgroupSpec {
         parent: cli.cgroup_parent.clone(),
         name,
         limits: limits.clone(),
+    });
+    if cli.device_program {
+        blueprint.devices = Devices::DockerDefaultProgram;
+    }
+    let opts = RunOptions {
+        blueprint,
         stop_timeout: Duration::from_secs(3),
-        device_program: cli.device_program,
     };
     let outcome = lab03_cgroups::run(&host, &opts)?;
     for w in &outcome.warnings {

@@ -354,17 +354,18 @@ fn run(store: &Store, name: &str, rm: bool, quiet: bool, command: Vec<OsString>)
     let _mounted = MountGuard(dirs.merged.clone());
     let mut spec = lab02::Spec::new(&dirs.merged, argv);
     spec.env = env;
-    spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
+    let mut blueprint = lab03::Blueprint::new(spec);
+    blueprint.cgroup = Some(lab03::CgroupSpec {
+        parent: lab03::DEFAULT_PARENT.to_string(),
+        name: container.id.clone(),
+        limits: lab03::Limits::default(),
+    });
     let host = lab03::detect()?;
     let outcome = lab03::run(
         &host,
         &lab03::RunOptions {
-            spec,
-            parent: lab03::DEFAULT_PARENT.to_string(),
-            name: container.id.clone(),
-            limits: lab03::Limits::default(),
+            blueprint,
             stop_timeout: std::time::Duration::from_secs(10),
-            device_program: false,
         },
     )?;
     let status = outcome.status.code() as u8;

@@ -124,26 +124,18 @@ impl RunStep<'_> {
         let mounted = overlay::MountGuard(dirs.merged.clone());
 
         let host = cgroups::detect()?;
-        let mut cgroup = cgroups::Cgroup::create(
-            &host,
-            self.cgroup_parent,
-            &self.id,
-            &cgroups::Limits::default(),
-        )?;
-        let result = self.spawn_and_wait(&dirs.merged, &host, &cgroup);
-        let destroyed = cgroup.destroy();
+        let result = self.assemble_and_wait(&dirs.merged, &host);
         drop(mounted);
         let code = result?;
-        destroyed?;
         Ok(Finished { code, work })
     }
 
-    fn spawn_and_wait(
-        &self,
-        rootfs: &Path,
-        host: &cgroups::Host,
-        cgroup: &cgroups::Cgroup,
-    ) -> Result<i32> {
+    /// The step's container, as `dockyard run` makes one (lab 03's
+    /// assembler): no user namespace (files the step creates as root must be
+    /// root's in the layer), the host's default cgroup namespace, Docker's
+    /// security layer and device list, and a network namespace with only
+    /// `lo`. Its output is ours; its stdin is /dev/null.
+    fn assemble_and_wait(&self, rootfs: &Path, host: &cgroups::Host) -> Result<i32> {
         let null = File::open("/dev/null").context("opening /dev/null")?;
         let mut spec =
             namespaces::Spec::new(rootfs, self.argv.iter().map(OsString::from).collect());
@@ -151,27 +143,22 @@ impl RunStep<'_> {
         spec.hostname = Some(self.id[..12].to_string());
         spec.stdio = Some([null.as_raw_fd(), 1, 2]);
         spec.cwd = self.cwd.as_ref().map(PathBuf::from);
-        // As `dockyard run`: no user namespace (files the step creates as root must be
-        // root's in the layer), no cgroup namespace on a v1 host, Docker's security layer.
-        spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWUSER;
-        if host.version() == cgroups::Version::V1 {
-            spec.namespaces -= nix::sched::CloneFlags::CLONE_NEWCGROUP;
-        }
         spec.security = Some(namespaces::security::Security::docker_default());
+        // MERGE: RunAs::lookup
         if !matches!(self.user.as_str(), "" | "root" | "0" | "0:0" | "root:root") {
             spec.run_as = Some(namespaces::resolve_user(rootfs, &self.user)?);
         }
-        let devices =
-            cgroups::devices::DevicesCgroup::docker_default(self.cgroup_parent, &self.id)?;
-        // The step's process enters its groups by itself (lab 03's `Entry`).
-        let joining = cgroups::Joining::prepare(&mut spec, Some(cgroup), devices.as_ref())?;
-        let spawned = namespaces::spawn(&spec, |pid| joining.before_start(pid.as_raw()));
-        drop(joining);
-        let status = spawned.and_then(|c| c.wait());
+        let mut blueprint = cgroups::Blueprint::new(spec);
+        blueprint.cgroup = Some(cgroups::CgroupSpec {
+            parent: self.cgroup_parent.to_string(),
+            name: self.id.clone(),
+            limits: cgroups::Limits::default(),
+        });
+        blueprint.devices = cgroups::Devices::DockerDefault;
+        let running = cgroups::assemble(host, &blueprint, |_| Ok(()))?;
+        let status = running.process.wait();
         drop(null);
-        if let Some(d) = devices {
-            d.remove()?;
-        }
+        running.groups.remove()?;
         Ok(status?.code())
     }
 }
