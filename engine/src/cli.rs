@@ -105,7 +105,7 @@ pub enum Command {
     /// Log out from a registry.
     Logout(LogoutArgs),
     /// Build an image from a Dockerfile.
-    Build(crate::build::BuildArgs),
+    Build(BuildArgs),
     /// Display the running processes of a container.
     Top(OneContainer),
     /// Display a live stream of containers' resource usage (one sample with --no-stream).
@@ -136,7 +136,7 @@ pub enum Command {
     /// Show the version.
     Version,
     /// Internal: what a container's monitor runs when the container has
-    /// exited (see `runtime::monitor_exited`). Not for people.
+    /// exited (see `dockyard::container::monitor_exited`). Not for people.
     #[command(name = "__monitor-exited", hide = true)]
     MonitorExited(MonitorExitedArgs),
 }
@@ -891,4 +891,30 @@ pub enum SystemCmd {
     },
     /// Display system-wide information (same as `dockyard info`).
     Info,
+}
+
+/// `docker build`'s flags that dockyard implements.
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the 'name:tag' format (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set build-time variables (NAME=VALUE, or NAME to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Do not use cache when building the image.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Set the target build stage to build.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Optional parent cgroup for the RUN steps' containers.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
+    #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
+    pub context: String,
 }

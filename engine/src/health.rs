@@ -31,7 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{self, now_rfc3339, Status};
+use crate::state::{self, now_rfc3339, Health, Probe, Status};
 
 /// A health check, in docker's terms (durations in nanoseconds, as the
 /// image config stores them).
@@ -103,30 +103,6 @@ impl Check {
         }
         Some(c)
     }
-}
-
-/// `State.Health`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Health {
-    #[serde(rename = "Status")]
-    pub status: String,
-    #[serde(rename = "FailingStreak")]
-    pub failing_streak: u32,
-    #[serde(rename = "Log")]
-    pub log: Vec<Probe>,
-}
-
-/// One check's result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Probe {
-    #[serde(rename = "Start")]
-    pub start: String,
-    #[serde(rename = "End")]
-    pub end: String,
-    #[serde(rename = "ExitCode")]
-    pub exit_code: i32,
-    #[serde(rename = "Output")]
-    pub output: String,
 }
 
 /// Docker's duration syntax for the `--health-*` flags: `30s`, `1m30s`, `500ms`.

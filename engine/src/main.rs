@@ -1,26 +1,15 @@
 //! `dockyard`: a daemonless, docker-like container engine built from the labs.
 //!
-//! The engine adds state, a monitor per container and the CLI; every kernel
-//! mechanism comes from a lab's library (see `runtime`).
+//! This binary is the command line, one front end of the engine core (the
+//! `dockyard` library, `src/lib.rs`): `cli` says which commands and flags
+//! there are, `commands/` turns each into calls of the core and prints what
+//! docker prints. Every kernel mechanism comes from a lab's library.
 
-mod attach;
-mod build;
 mod cli;
 mod commands;
-mod config;
-mod cp;
 mod doctor;
 mod format;
-mod health;
-mod logs;
-mod network;
-mod registry_cmd;
-mod runtime;
-mod state;
 mod template;
-mod trace;
-mod userns;
-mod volumes;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -28,13 +17,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command};
+use dockyard::container;
+use dockyard::{config, engine, trace, userns};
 
 fn main() -> ExitCode {
     // First, before anything of ours is open (see the function).
-    runtime::note_inherited_fds();
+    container::note_inherited_fds();
     // Where this binary is, before a re-exec from a sealed copy hides it: the
     // monitor program sits beside it.
-    runtime::note_own_path();
+    container::note_own_path();
     // Rust ignores SIGPIPE, so `dockyard ... | head` would make println! panic
     // once head exits. A command-line tool should just stop, as C tools do.
     // SAFETY: restoring a signal's default disposition at start-up, before any
@@ -69,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    runtime::set_engine_args(runtime::EngineArgs {
+    engine::set_engine_args(engine::EngineArgs {
         root: cli.root.clone(),
         config: cli.config.clone(),
         userns_remap: cli.userns_remap.clone(),
@@ -169,16 +160,16 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Inspect(a) => commands::inspect(&engine, a),
         Command::Images(a) => commands::images(&engine, a),
         Command::Load(a) => commands::load(&engine, a),
-        Command::Pull(a) => registry_cmd::pull(&engine, a),
-        Command::Push(a) => registry_cmd::push(&engine, a),
-        Command::Tag(a) => registry_cmd::tag(&engine, a),
-        Command::Login(a) => registry_cmd::login(&engine, a),
-        Command::Logout(a) => registry_cmd::logout(&engine, a),
-        Command::Build(a) => build::run(&engine, a),
+        Command::Pull(a) => commands::registry::pull(&engine, a),
+        Command::Push(a) => commands::registry::push(&engine, a),
+        Command::Tag(a) => commands::registry::tag(&engine, a),
+        Command::Login(a) => commands::registry::login(&engine, a),
+        Command::Logout(a) => commands::registry::logout(&engine, a),
+        Command::Build(a) => commands::build::run(&engine, a),
         Command::Info => commands::info(&engine),
         Command::Commit(a) => commands::commit(&engine, a),
         Command::Diff(a) => commands::diff(&engine, a),
-        Command::Cp(a) => cp::cp(&engine, &a.src, &a.dest).map(|()| 0),
+        Command::Cp(a) => commands::cp::cp(&engine, &a.src, &a.dest).map(|()| 0),
         Command::Export(a) => commands::export(&engine, a),
         Command::Import(a) => commands::import(&engine, a),
         Command::Save(a) => commands::save(&engine, a),
@@ -188,7 +179,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Port(a) => commands::port(&engine, a),
         Command::Top(a) => commands::top(&engine, a),
         Command::Stats(a) => commands::stats(&engine, a),
-        Command::Network(n) => network::network(&engine, n),
+        Command::Network(n) => commands::network::network(&engine, n),
         Command::System(cli::SystemCmd::Df) => commands::system_df(&engine),
         Command::System(cli::SystemCmd::Info) => commands::info(&engine),
         Command::System(cli::SystemCmd::Prune { force, volumes }) => {
@@ -202,13 +193,13 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Volume(v) => commands::volume(&engine, v),
         Command::Container(_) | Command::Image(_) => unreachable!("flattened above"),
         Command::Doctor | Command::Version => unreachable!("handled above"),
-        Command::MonitorExited(a) => runtime::monitor_exited(&engine, a),
+        Command::MonitorExited(a) => commands::monitor_exited(&engine, a),
     };
     result.map_err(with)
 }
 
 /// Read daemon.json (warning about keys it does not use) and open the data root.
-fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
+fn open_engine(cli: &Cli) -> anyhow::Result<dockyard::Engine> {
     let (path, explicit) = match &cli.config {
         Some(p) => (p.as_path(), true),
         None => (Path::new(config::DEFAULT_CONFIG), false),
@@ -247,7 +238,7 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
         if !matches!(cli.command, Command::Exec(_)) && exit_handler.is_none() {
             userns::enter_rootless()?;
         }
-        return runtime::Engine::open_rootless(root, cfg);
+        return dockyard::Engine::open_rootless(root, cfg);
     }
     // --userns-remap on the command line wins over daemon.json's, as a
     // dockerd flag does; an empty value turns it off.
@@ -255,7 +246,7 @@ fn open_engine(cli: &Cli) -> anyhow::Result<runtime::Engine> {
         None | Some("") => None,
         Some(setting) => Some(userns::Remap::resolve(setting)?),
     };
-    runtime::Engine::open_remapped(root, cfg, remap)
+    dockyard::Engine::open_remapped(root, cfg, remap)
 }
 
 /// `dockyard man DIR`: dockyard.1 and one page per command (dockyard-run.1,

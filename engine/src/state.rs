@@ -84,7 +84,7 @@ pub struct State {
     pub network: Option<serde_json::Value>,
     /// The health check's results, when it has one.
     #[serde(default)]
-    pub health: Option<crate::health::Health>,
+    pub health: Option<Health>,
 }
 
 impl Default for State {
@@ -409,6 +409,30 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146097 + doe - 719468
+}
+
+/// `State.Health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    #[serde(rename = "Status")]
+    pub status: String,
+    #[serde(rename = "FailingStreak")]
+    pub failing_streak: u32,
+    #[serde(rename = "Log")]
+    pub log: Vec<Probe>,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    #[serde(rename = "Start")]
+    pub start: String,
+    #[serde(rename = "End")]
+    pub end: String,
+    #[serde(rename = "ExitCode")]
+    pub exit_code: i32,
+    #[serde(rename = "Output")]
+    pub output: String,
 }
 
 #[cfg(test)]

@@ -1,5 +1,12 @@
-//! One function per `dockyard` command. Each resolves names, calls
-//! [`crate::runtime`] or a lab, and prints what docker prints.
+//! One function per `dockyard` command. Each resolves names, calls the
+//! engine core (the `dockyard` library) or a lab, and prints what docker
+//! prints.
+
+pub mod attach;
+pub mod build;
+pub mod cp;
+pub mod network;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,10 +22,11 @@ use crate::cli::{
     RenameArgs, RmArgs, RmiArgs, RunArgs, SaveArgs, StartArgs, StatsArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
-use crate::logs;
-use crate::runtime::{self, config_of, Attach, ContainerConfig, Engine, Limits};
-use crate::state::{parse_rfc3339, Record, Status};
 use crate::template;
+use dockyard::container::{self, config_of, Attach, ContainerConfig, Limits};
+use dockyard::logs;
+use dockyard::state::{parse_rfc3339, Record, Status};
+use dockyard::Engine;
 use lab04_overlay as overlay;
 
 /// How a command ended, as a process exit code.
@@ -35,14 +43,14 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
         bail!("the input device is not a TTY");
     }
     // Checked before anything is created.
-    crate::attach::parse_detach_keys(&args.detach_keys)?;
+    attach::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
-    crate::trace::phase("built the config");
-    crate::network::check_run(engine, &mut config)?;
-    let record = runtime::create(engine, name.as_deref(), config)?;
-    crate::trace::phase("created the container record");
+    dockyard::trace::phase("built the config");
+    network::check_run(engine, &mut config)?;
+    let record = container::create(engine, name.as_deref(), config)?;
+    dockyard::trace::phase("created the container record");
     if args.detach {
-        runtime::start_detached(engine, &record.id)?;
+        container::start_detached(engine, &record.id)?;
         println!("{}", record.id);
         return Ok(0);
     }
@@ -51,18 +59,18 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
         // that Ctrl-P Ctrl-Q can leave it running.
         return run_attached(engine, &record, &args.detach_keys);
     }
-    runtime::monitor(engine, &record.id, Attach::Foreground, None)
+    container::monitor(engine, &record.id, Attach::Foreground, None)
 }
 
 /// Start `record` under a detached monitor and attach to it before it
 /// runs; the exit code is the container's (0 when the person detaches).
-fn run_attached(engine: &Engine, record: &crate::state::Record, keys: &str) -> Result<Code> {
-    let sock = runtime::start_attached(engine, &record.id)?;
-    crate::attach::session(
+fn run_attached(engine: &Engine, record: &dockyard::state::Record, keys: &str) -> Result<Code> {
+    let sock = container::start_attached(engine, &record.id)?;
+    attach::session(
         engine,
         record,
         sock,
-        &crate::attach::Options {
+        &attach::Options {
             no_stdin: false,
             sig_proxy: true,
             detach_keys: keys,
@@ -74,8 +82,8 @@ fn run_attached(engine: &Engine, record: &crate::state::Record, keys: &str) -> R
 /// `docker create`: the container, state "created"; prints its ID.
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
-    crate::network::check_run(engine, &mut config)?;
-    let record = runtime::create(engine, name.as_deref(), config)?;
+    network::check_run(engine, &mut config)?;
+    let record = container::create(engine, name.as_deref(), config)?;
     println!("{}", record.id);
     Ok(0)
 }
@@ -88,8 +96,8 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
             bail!("you cannot start and attach multiple containers at once");
         }
         let r = engine.containers.resolve(&args.containers[0])?;
-        crate::attach::parse_detach_keys(&args.detach_keys)?;
-        runtime::prepare_start(engine, &r.id, args.interactive)?;
+        attach::parse_detach_keys(&args.detach_keys)?;
+        container::prepare_start(engine, &r.id, args.interactive)?;
         if args.interactive && config_of(&r)?.tty {
             // -ai on a -t container: the same path as `run -it`.
             if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
@@ -98,25 +106,25 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
             let r = engine.containers.load(&r.id)?;
             return run_attached(engine, &r, &args.detach_keys);
         }
-        return runtime::monitor(engine, &r.id, Attach::Foreground, None);
+        return container::monitor(engine, &r.id, Attach::Foreground, None);
     }
     each(engine, &args.containers, |r| {
         let r = engine.containers.reconcile(r.clone())?;
         if r.state.status == Status::Running {
             return Ok(());
         }
-        runtime::prepare_start(engine, &r.id, false)?;
-        runtime::start_detached(engine, &r.id)
+        container::prepare_start(engine, &r.id, false)?;
+        container::start_detached(engine, &r.id)
     })
 }
 
 /// `docker attach`: join a running container's stdio through its monitor.
 pub fn attach(engine: &Engine, args: &crate::cli::AttachArgs) -> Result<Code> {
     let record = engine.containers.resolve(&args.container)?;
-    crate::attach::attach(
+    attach::attach(
         engine,
         &record,
-        &crate::attach::Options {
+        &attach::Options {
             no_stdin: args.no_stdin,
             sig_proxy: args.sig_proxy,
             detach_keys: &args.detach_keys,
@@ -160,10 +168,10 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
     {
         bail!("the input device is not a TTY");
     }
-    runtime::exec(
+    container::exec(
         &record,
         argv,
-        &runtime::ExecOptions {
+        &container::ExecOptions {
             extra_env: &extra,
             workdir: args.workdir.as_deref(),
             interactive: args.interactive,
@@ -179,12 +187,12 @@ pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
     let sig = args
         .signal
         .as_deref()
-        .map(runtime::parse_signal)
+        .map(container::parse_signal)
         .transpose()?;
     each(engine, &args.containers, |r| {
-        runtime::stop(engine, r, Duration::from_secs(args.time), sig)?;
-        runtime::prepare_start(engine, &r.id, false)?;
-        runtime::start_detached(engine, &r.id)
+        container::stop(engine, r, Duration::from_secs(args.time), sig)?;
+        container::prepare_start(engine, &r.id, false)?;
+        container::start_detached(engine, &r.id)
     })
 }
 
@@ -230,7 +238,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
     }
     logs::rotation_from_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
 
-    use crate::runtime::lab03_size;
+    use dockyard::container::lab03_size;
     let memory = args
         .memory
         .as_deref()
@@ -259,15 +267,15 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         user: args.user.clone().unwrap_or_default(),
         healthcheck: match &args.health_cmd {
             Some(cmd) => {
-                let mut c = crate::health::Check::new(vec!["CMD-SHELL".into(), cmd.clone()]);
+                let mut c = dockyard::health::Check::new(vec!["CMD-SHELL".into(), cmd.clone()]);
                 if let Some(d) = &args.health_interval {
-                    c.interval = crate::health::parse_duration(d)?;
+                    c.interval = dockyard::health::parse_duration(d)?;
                 }
                 if let Some(d) = &args.health_timeout {
-                    c.timeout = crate::health::parse_duration(d)?;
+                    c.timeout = dockyard::health::parse_duration(d)?;
                 }
                 if let Some(d) = &args.health_start_period {
-                    c.start_period = crate::health::parse_duration(d)?;
+                    c.start_period = dockyard::health::parse_duration(d)?;
                 }
                 if let Some(n) = args.health_retries {
                     c.retries = n.max(1);
@@ -279,7 +287,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         no_healthcheck: args.no_healthcheck,
         ulimits: {
             for u in &args.ulimit {
-                crate::runtime::parse_ulimit(u)?;
+                dockyard::container::parse_ulimit(u)?;
             }
             args.ulimit.clone()
         },
@@ -316,7 +324,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         dns_options: args.dns_option.clone(),
         extra_hosts: {
             for h in &args.add_host {
-                let (_, ip) = crate::runtime::split_add_host(h)?;
+                let (_, ip) = dockyard::network::split_add_host(h)?;
                 if ip != "host-gateway" && ip.parse::<std::net::Ipv4Addr>().is_err() {
                     bail!("invalid IP address in add-host: {ip:?}");
                 }
@@ -350,7 +358,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         mounts: {
             let mut mounts = Vec::new();
             for v in &args.volume {
-                let m = crate::volumes::parse_v(v)?;
+                let m = dockyard::volumes::parse_v(v)?;
                 if m.kind == "bind" && !Path::new(&m.source).exists() {
                     // docker's -v (unlike --mount) makes a missing host directory.
                     std::fs::create_dir_all(&m.source)
@@ -359,7 +367,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
                 mounts.push(m);
             }
             for m in &args.mount {
-                mounts.push(crate::volumes::parse_mount(m)?);
+                mounts.push(dockyard::volumes::parse_mount(m)?);
             }
             let mut targets = std::collections::BTreeSet::new();
             for m in &mounts {
@@ -380,7 +388,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         }
     }
     for p in &config.publish {
-        p.parse::<crate::runtime::PortSpec>()
+        p.parse::<dockyard::network::PortSpec>()
             .map_err(|e| anyhow!("invalid -p {p}: {e}"))?;
     }
     if !config.publish.is_empty() && matches!(config.network_mode.as_str(), "none" | "host") {
@@ -720,18 +728,18 @@ pub fn stop(engine: &Engine, args: &StopArgs) -> Result<Code> {
     let sig = args
         .signal
         .as_deref()
-        .map(runtime::parse_signal)
+        .map(container::parse_signal)
         .transpose()?;
     each(engine, &args.containers, |r| {
-        runtime::stop(engine, r, Duration::from_secs(args.time), sig)
+        container::stop(engine, r, Duration::from_secs(args.time), sig)
     })
 }
 
 /// `docker kill`.
 pub fn kill(engine: &Engine, args: &KillArgs) -> Result<Code> {
-    let sig = runtime::parse_signal(&args.signal)?;
+    let sig = container::parse_signal(&args.signal)?;
     each(engine, &args.containers, |r| {
-        runtime::signal(engine, r, sig)
+        container::signal(engine, r, sig)
     })
 }
 
@@ -749,14 +757,14 @@ pub fn rm(engine: &Engine, args: &RmArgs) -> Result<Code> {
                     r.name
                 );
             }
-            runtime::stop(
+            container::stop(
                 engine,
                 &r,
                 Duration::ZERO,
                 Some(nix::sys::signal::Signal::SIGKILL),
             )?;
         }
-        runtime::remove(engine, &r.id, args.volumes)
+        container::remove(engine, &r.id, args.volumes)
     })
 }
 
@@ -766,7 +774,7 @@ pub fn wait(engine: &Engine, args: &NamesArgs) -> Result<Code> {
     for name in &args.containers {
         match engine.containers.resolve(name) {
             Ok(r) => {
-                runtime::wait_until_exited(engine, &r.id, Duration::from_secs(u64::MAX / 4))?;
+                container::wait_until_exited(engine, &r.id, Duration::from_secs(u64::MAX / 4))?;
                 println!("{}", engine.containers.load(&r.id)?.state.exit_code);
             }
             Err(e) => {
@@ -861,7 +869,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": c.auto_remove,
-            "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": match c.restart { runtime::RestartPolicy::OnFailure(n) => n, _ => 0 }},
+            "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": match c.restart { container::RestartPolicy::OnFailure(n) => n, _ => 0 }},
             "NetworkMode": c.network_mode,
             "Dns": c.dns,
             "DnsSearch": c.dns_search,
@@ -876,7 +884,7 @@ fn inspect_container(engine: &Engine, name: &str) -> Result<Value> {
             "Init": c.init,
             "LogConfig": {"Type": "json-file", "Config": c.log_opts},
             "UsernsMode": c.userns_mode,
-            "Ulimits": c.ulimits.iter().filter_map(|u| crate::runtime::parse_ulimit(u).ok().map(|(_, soft, hard)| json!({"Name": u.split('=').next().unwrap_or(""), "Soft": soft, "Hard": hard}))).collect::<Vec<_>>(),
+            "Ulimits": c.ulimits.iter().filter_map(|u| dockyard::container::parse_ulimit(u).ok().map(|(_, soft, hard)| json!({"Name": u.split('=').next().unwrap_or(""), "Soft": soft, "Hard": hard}))).collect::<Vec<_>>(),
         },
         "GraphDriver": {
             "Name": "overlay2",
@@ -935,7 +943,7 @@ fn inspect_image(engine: &Engine, name: &str) -> Result<Value> {
 }
 
 /// The unpacked size of an image's layers, in bytes.
-fn image_size(engine: &Engine, image: &runtime::Image) -> u64 {
+fn image_size(engine: &Engine, image: &dockyard::image::Image) -> u64 {
     engine
         .images
         .image_layers(image)
@@ -1024,13 +1032,13 @@ pub fn load(engine: &Engine, args: &LoadArgs) -> Result<Code> {
         Some(p) if p.is_dir() => engine.images.load_oci_layout(p, None)?,
         Some(p) => {
             let f = std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?;
-            runtime::load_archive(engine, f)?
+            dockyard::image::load_archive(engine, f)?
         }
         None => {
             if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
                 bail!("requested load from stdin, but stdin is empty");
             }
-            runtime::load_archive(engine, std::io::stdin().lock())?
+            dockyard::image::load_archive(engine, std::io::stdin().lock())?
         }
     };
     if !args.quiet {
@@ -1047,7 +1055,7 @@ pub fn info(engine: &Engine) -> Result<Code> {
     let all = containers(engine)?;
     let count = |s: Status| all.iter().filter(|r| r.state.status == s).count();
     let images = engine.images.images()?.len();
-    let host = runtime::cgroup_host()?;
+    let host = container::cgroup_host()?;
     let uname = nix::sys::utsname::uname().context("uname")?;
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -1097,8 +1105,8 @@ pub fn info(engine: &Engine) -> Result<Code> {
     println!(
         " Cgroup Version: {}",
         match host.version() {
-            runtime::CgroupVersion::V1 => 1,
-            runtime::CgroupVersion::V2 => 2,
+            container::CgroupVersion::V1 => 1,
+            container::CgroupVersion::V2 => 2,
         }
     );
     // As docker lists them: userns with --userns-remap, rootless when
@@ -1150,14 +1158,18 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
     let config = if args.change.is_empty() {
         None
     } else {
-        Some(runtime::changed_config(engine, &layer, &args.change)?)
+        Some(dockyard::image::changed_config(
+            engine,
+            &layer,
+            &args.change,
+        )?)
     };
     // ANCHOR: commit_pause
     let paused = args.pause && r.state.status == Status::Running;
     if paused {
-        runtime::freeze(engine, &r, true)?;
+        container::freeze(engine, &r, true)?;
     }
-    let opts = runtime::CommitOptions {
+    let opts = dockyard::image::CommitOptions {
         message: args.message.clone(),
         author: args.author.clone(),
         created_by: command_column(&config_of(&r)?.argv(), false)
@@ -1165,9 +1177,9 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
             .to_string(),
         config,
     };
-    let result = runtime::commit(engine, &layer, name, &opts);
+    let result = dockyard::image::commit(engine, &layer, name, &opts);
     if paused {
-        runtime::freeze(engine, &r, false)?;
+        container::freeze(engine, &r, false)?;
     }
     // ANCHOR_END: commit_pause
     println!("{}", result?.config_digest);
@@ -1180,7 +1192,7 @@ pub fn diff(engine: &Engine, args: &OneContainer) -> Result<Code> {
     let layer = engine.layer_container(&r.id)?;
     let lowers = engine.images.lower_dirs(&layer)?;
     let mut out = std::io::stdout().lock();
-    for c in runtime::changes(&layer.upper(), &lowers)? {
+    for c in dockyard::image::changes(&layer.upper(), &lowers)? {
         writeln!(out, "{} {}", c.kind, c.path)?;
     }
     Ok(0)
@@ -1191,7 +1203,7 @@ pub fn export(engine: &Engine, args: &ExportArgs) -> Result<Code> {
     let r = engine.containers.resolve(&args.container)?;
     let layer = engine.layer_container(&r.id)?;
     write_archive(args.output.as_deref(), |out| {
-        runtime::export(engine, &layer, out)
+        dockyard::image::export(engine, &layer, out)
     })?;
     Ok(0)
 }
@@ -1225,10 +1237,10 @@ pub fn import(engine: &Engine, args: &ImportArgs) -> Result<Code> {
         bail!("dockyard keeps images by name: give one (dockyard import FILE REPOSITORY[:TAG])");
     };
     let image = if args.file == "-" {
-        runtime::import(engine, std::io::stdin().lock(), name)?
+        dockyard::image::import(engine, std::io::stdin().lock(), name)?
     } else {
         let f = std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file))?;
-        runtime::import(engine, f, name)?
+        dockyard::image::import(engine, f, name)?
     };
     println!("{}", image.config_digest);
     Ok(0)
@@ -1241,7 +1253,7 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
     }
     let image = engine.images.image(&args.images[0])?;
     write_archive(args.output.as_deref(), |out| {
-        runtime::save(engine, &image, out)
+        dockyard::image::save(engine, &image, out)
     })?;
     Ok(0)
 }
@@ -1444,7 +1456,7 @@ pub fn history(engine: &Engine, args: &HistoryArgs) -> Result<Code> {
 
 /// `docker rename`.
 pub fn rename(engine: &Engine, args: &RenameArgs) -> Result<Code> {
-    crate::state::validate_name(&args.new_name)?;
+    dockyard::state::validate_name(&args.new_name)?;
     let new = args.new_name.trim_start_matches('/').to_string();
     let lock = engine.containers.lock()?;
     let all = engine.containers.list()?;
@@ -1485,7 +1497,7 @@ fn remove_stopped(engine: &Engine) -> Result<()> {
             r.state.status,
             Status::Exited | Status::Created | Status::Dead
         ) {
-            runtime::remove(engine, &r.id, false)?;
+            container::remove(engine, &r.id, false)?;
             println!("{}", r.id);
         }
     }
@@ -1504,7 +1516,7 @@ pub fn pause(engine: &Engine, args: &NamesArgs, frozen: bool) -> Result<Code> {
             (_, false) => bail!("Container {} is not paused", r.id),
             (_, true) => bail!("Container {} is not running", r.id),
         }
-        runtime::freeze(engine, &r, frozen)?;
+        container::freeze(engine, &r, frozen)?;
         let lock = engine.containers.lock()?;
         let mut fresh = engine.containers.load(&r.id)?;
         fresh.state.status = if frozen {
@@ -1538,7 +1550,7 @@ pub fn volume(engine: &Engine, cmd: &crate::cli::VolumeCmd) -> Result<Code> {
         VolumeCmd::Create { label, name } => {
             let name = match name {
                 Some(n) => n.clone(),
-                None => crate::volumes::parse_v("/x")?.source,
+                None => dockyard::volumes::parse_v("/x")?.source,
             };
             let labels = label
                 .iter()
@@ -1632,7 +1644,7 @@ pub fn volume(engine: &Engine, cmd: &crate::cli::VolumeCmd) -> Result<Code> {
 
 /// inspect's NetworkSettings, in docker's shape, from what lab 05 reported.
 fn network_settings(engine: &Engine, r: &Record, c: &ContainerConfig) -> Value {
-    let networks = crate::network::container_networks(engine, r, c);
+    let networks = network::container_networks(engine, r, c);
     let Some(n) = &r.state.network else {
         return json!({"IPAddress": "", "Gateway": "", "MacAddress": "", "Ports": {}, "Networks": networks});
     };
@@ -1705,7 +1717,7 @@ pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
         })
         .unwrap_or(0);
     let mut rows = Vec::new();
-    for pid in runtime::container_pids(&r)? {
+    for pid in container::container_pids(&r)? {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -1725,7 +1737,7 @@ pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
             .unwrap_or_default();
         let secs = (num(11) + num(12)) / ticks;
         let started = boot + num(19) / ticks;
-        let stime = crate::state::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(started));
+        let stime = dockyard::state::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(started));
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|b| {
                 String::from_utf8_lossy(&b)
@@ -1805,7 +1817,7 @@ pub fn stats(engine: &Engine, args: &StatsArgs) -> Result<Code> {
         .map(|n| n.get())
         .unwrap_or(1) as f64;
     loop {
-        let sample = |r: &Record| runtime::container_stats(r).ok();
+        let sample = |r: &Record| container::container_stats(r).ok();
         let first: Vec<_> = list.iter().map(sample).collect();
         let t0 = std::time::Instant::now();
         std::thread::sleep(Duration::from_millis(1000));
@@ -2030,4 +2042,20 @@ pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code>
     let reclaimed = prune_images(engine, false)?;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
+}
+
+/// `dockyard __monitor-exited`: the small monitor program hands the exit
+/// back to the engine core (see `dockyard::container::monitor_exited`).
+pub fn monitor_exited(engine: &Engine, a: &crate::cli::MonitorExitedArgs) -> Result<Code> {
+    container::monitor_exited(
+        engine,
+        &container::ExitReport {
+            id: a.id.clone(),
+            pid: a.pid,
+            code: a.code,
+            started_ns: a.started_ns,
+            backoff_ms: a.backoff_ms,
+            health_pid: a.health_pid,
+        },
+    )
 }

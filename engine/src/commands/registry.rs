@@ -34,9 +34,9 @@ use lab04_overlay::reference::{Reference, DOCKER_HUB};
 use lab04_overlay::registry::{self, Client, Credentials, Event, Platform};
 use serde_json::{json, Value};
 
+use super::Code;
 use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs, TagArgs};
-use crate::commands::Code;
-use crate::runtime::Engine;
+use dockyard::Engine;
 
 /// The key Docker uses for Docker Hub in config.json.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";

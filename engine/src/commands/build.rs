@@ -5,37 +5,8 @@
 //! failed build exits 1 with the builder's own message (for a failing RUN, docker's
 //! `The command '...' returned a non-zero code: N`).
 
-use std::path::PathBuf;
-
-use clap::Args;
-
-use crate::runtime::Engine;
-
-/// `docker build`'s flags that dockyard implements.
-#[derive(Args, Debug, Clone)]
-pub struct BuildArgs {
-    /// Name and optionally a tag in the 'name:tag' format (repeatable).
-    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
-    pub tags: Vec<String>,
-    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
-    /// Set build-time variables (NAME=VALUE, or NAME to take it from the environment).
-    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
-    pub build_args: Vec<String>,
-    /// Do not use cache when building the image.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Set the target build stage to build.
-    #[arg(long, value_name = "STAGE")]
-    pub target: Option<String>,
-    /// Optional parent cgroup for the RUN steps' containers.
-    #[arg(long, value_name = "PATH")]
-    pub cgroup_parent: Option<String>,
-    /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
-    #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
-    pub context: String,
-}
+use crate::cli::BuildArgs;
+use dockyard::Engine;
 
 /// Build, and report a failure as docker does: its message alone, exit 1.
 pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {

@@ -22,10 +22,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::runtime::{self, config_of, Engine};
-use crate::state::{Record, Status};
+use dockyard::container::{self, config_of, connect};
+use dockyard::state::{Record, Status};
+use dockyard::Engine;
 
-pub use dockyard_monitor::attach::{frame, frames, listen, Client, SOCKET};
+use dockyard_monitor::attach::{frame, frames};
 use dockyard_monitor::attach::{EXIT, RESIZE, STDERR, STDIN};
 
 /// `dockyard attach`'s flags.
@@ -63,13 +64,6 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
         bail!("invalid detach keys: {s:?}");
     }
     Ok(keys)
-}
-
-/// Connect to the monitor of container `id`.
-pub fn connect(engine: &Engine, id: &str) -> Result<UnixStream> {
-    let (_dir, path) = dockyard_monitor::attach::address(&engine.containers.dir_of(id))?;
-    UnixStream::connect(&path)
-        .with_context(|| format!("connecting to the monitor of {}", &id[..12]))
 }
 
 /// `dockyard attach`: connect to the monitor of `record` and copy until the
@@ -182,7 +176,7 @@ pub fn session(
                 } else if let Ok(sig) = Signal::try_from(signo) {
                     // --sig-proxy: as `dockyard kill -s SIG`.
                     if let Ok(now) = engine.containers.load(&record.id) {
-                        let _ = runtime::signal(engine, &now, sig);
+                        let _ = container::signal(engine, &now, sig);
                     }
                 }
             }
@@ -241,12 +235,12 @@ pub fn session(
     // records it just after: wait for that, so that a `ps` or `inspect`
     // after us sees the exit (an error here is a --rm container, gone).
     if let Some(code) = exit_code {
-        let _ = runtime::wait_until_exited(engine, &record.id, Duration::from_secs(10));
+        let _ = container::wait_until_exited(engine, &record.id, Duration::from_secs(10));
         return Ok(code);
     }
     // Else it died: the record says what the reconciliation found.: the container exited (or is being
     // restarted by its policy). Its code is in the record once recorded.
-    runtime::wait_until_exited(engine, &record.id, Duration::from_secs(10))?;
+    container::wait_until_exited(engine, &record.id, Duration::from_secs(10))?;
     let r = engine
         .containers
         .reconcile(engine.containers.load(&record.id)?)?;

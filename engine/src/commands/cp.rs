@@ -30,8 +30,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::runtime::{self, Engine};
-use crate::state::{Record, Status};
+use dockyard::container;
+use dockyard::state::{Record, Status};
+use dockyard::Engine;
 
 use lab02_namespaces::security;
 use lab04_overlay as overlay;
@@ -72,7 +73,7 @@ impl<'a> Access<'a> {
         if engine.rootless && record.state.status == Status::Running {
             // Its overlay is mounted in its monitor's mount namespace, not
             // ours, and there is no freezer to hold it still.
-            return Err(crate::userns::rootless_refusal(
+            return Err(dockyard::userns::rootless_refusal(
                 "cp with a running container",
                 "its root filesystem is mounted in the mount namespace of the dockyard that \
                  started it, and rootless containers have no cgroup freezer; stop it first",
@@ -80,7 +81,7 @@ impl<'a> Access<'a> {
         }
         let layer = engine.layer_container(&record.id)?;
         let merged = layer.merged();
-        let mount = if runtime::is_mounted(&merged)? {
+        let mount = if container::is_mounted(&merged)? {
             None
         } else {
             let dirs = engine.images.overlay_dirs(&layer)?;
@@ -89,7 +90,7 @@ impl<'a> Access<'a> {
         };
         let frozen = record.state.status == Status::Running;
         if frozen {
-            runtime::freeze(engine, &record, true)?;
+            container::freeze(engine, &record, true)?;
         }
         let root = File::open(&merged).with_context(|| format!("opening {}", merged.display()))?;
         Ok(Access {
@@ -116,7 +117,7 @@ impl<'a> Access<'a> {
 impl Drop for Access<'_> {
     fn drop(&mut self) {
         if self.frozen {
-            let _ = runtime::freeze(self.engine, &self.record, false);
+            let _ = container::freeze(self.engine, &self.record, false);
         }
     }
 }

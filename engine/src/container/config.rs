@@ -1,0 +1,274 @@
+//! What a container is created with: its config, as `docker inspect` shows
+//! it under `Config` and `HostConfig`, and the restart policy.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use lab02_namespaces as namespaces;
+use lab03_cgroups as cgroups;
+use serde::{Deserialize, Serialize};
+
+use crate::state::Record;
+
+/// Everything a container was created with: what `docker inspect` shows
+/// under `Config` and `HostConfig`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// The image as the user named it (`busybox`).
+    pub image: String,
+    /// The image's config digest: docker's image ID.
+    pub image_id: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: String,
+    pub auto_remove: bool,
+    pub restart: RestartPolicy,
+    pub limits: Limits,
+    pub cgroup_parent: String,
+    pub network_mode: String,
+    pub init: bool,
+    pub open_stdin: bool,
+    pub log_opts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub security_opt: Vec<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountSpec>,
+    /// `-t`: a pseudo-terminal instead of pipes.
+    #[serde(default)]
+    pub tty: bool,
+    /// `-p` as given.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: publish every exposed port (the image's EXPOSE and --expose).
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose` and the image's ExposedPorts, as "80/tcp".
+    #[serde(default)]
+    pub exposed: Vec<String>,
+    /// `-u`, else the image's USER; empty: root.
+    #[serde(default)]
+    pub user: String,
+    /// `--health-*`, else the image's HEALTHCHECK.
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::Check>,
+    #[serde(default)]
+    pub no_healthcheck: bool,
+    /// `--ulimit`, with daemon.json's default-ulimits for the rest.
+    #[serde(default)]
+    pub ulimits: Vec<String>,
+    /// `--network-alias` and `--ip`, on a user-defined network.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `--dns`, `--dns-search`, `--dns-option` (daemon.json's `dns` and
+    /// `dns-search` apply when these are empty).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`, as given.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// The networks `network connect` added, rejoined at every start.
+    #[serde(default)]
+    pub connected: Vec<Connection>,
+    /// `--userns`: "host" opts out of --userns-remap; empty follows it.
+    #[serde(default)]
+    pub userns_mode: String,
+}
+
+/// A network a container was connected to with `network connect`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+impl ContainerConfig {
+    /// The security layer (lab 02) this container runs under: Docker's
+    /// defaults (its capability list, seccomp profile, masked and read-only
+    /// paths) plus no-new-privileges, adjusted by the flags.
+    pub fn security(&self) -> Result<namespaces::security::Security> {
+        use namespaces::security::Security;
+        let mut sec = if self.privileged {
+            Security::privileged()
+        } else {
+            Security::docker_default()
+        };
+        sec.cap_add = self.cap_add.clone();
+        sec.cap_drop = self.cap_drop.clone();
+        for opt in &self.security_opt {
+            sec.apply_opt(opt)?;
+        }
+        sec.read_only_rootfs = self.read_only;
+        sec.tmpfs = self
+            .tmpfs
+            .iter()
+            .map(|t| t.parse().map_err(|e: String| anyhow!("--tmpfs {t}: {e}")))
+            .collect::<Result<_>>()?;
+        Ok(sec)
+    }
+}
+
+impl ContainerConfig {
+    /// ENTRYPOINT followed by CMD: what actually runs.
+    pub fn argv(&self) -> Vec<String> {
+        self.entrypoint.iter().chain(&self.cmd).cloned().collect()
+    }
+
+    /// The cgroup parent its group goes under: `--cgroup-parent`, or ours.
+    pub fn cgroup_parent_or_default(&self) -> &str {
+        if self.cgroup_parent.is_empty() {
+            cgroups::DEFAULT_PARENT
+        } else {
+            &self.cgroup_parent
+        }
+    }
+}
+
+/// The resource limits, as given (docker's units), so inspect can show them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<u64>,
+    pub memory: Option<u64>,
+    pub memory_swap: Option<i64>,
+    pub pids: Option<i64>,
+}
+
+impl Limits {
+    pub fn to_lab(&self) -> cgroups::Limits {
+        cgroups::Limits {
+            cpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpu_weight: None,
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            pids: self.pids,
+        }
+    }
+}
+
+/// `--restart`: docker's four policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Name", content = "MaximumRetryCount")]
+pub enum RestartPolicy {
+    #[default]
+    #[serde(rename = "no")]
+    No,
+    #[serde(rename = "always")]
+    Always,
+    #[serde(rename = "on-failure")]
+    OnFailure(u32),
+    #[serde(rename = "unless-stopped")]
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.split_once(':') {
+            None if s == "no" || s.is_empty() => RestartPolicy::No,
+            None if s == "always" => RestartPolicy::Always,
+            None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
+            None if s == "on-failure" => RestartPolicy::OnFailure(0),
+            Some(("on-failure", n)) => RestartPolicy::OnFailure(n.parse().map_err(|_| {
+                anyhow!("invalid restart policy {s:?}: maximum retry count must be a number")
+            })?),
+            Some(("always" | "unless-stopped" | "no", _)) => {
+                bail!("invalid restart policy {s:?}: maximum retry count can only be used with 'on-failure'")
+            }
+            _ => bail!(
+                "invalid restart policy {s:?}: use no, always, on-failure[:N] or unless-stopped"
+            ),
+        })
+    }
+}
+
+impl RestartPolicy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure(_) => "on-failure",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// Whether a container that exited with `code`, after `restarts`
+    /// restarts, starts again. A container stopped by `dockyard stop` never
+    /// restarts.
+    pub fn should_restart(&self, code: i32, restarts: u32, manually_stopped: bool) -> bool {
+        if manually_stopped {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure(max) => code != 0 && (*max == 0 || restarts < *max),
+        }
+    }
+}
+
+/// The config stored in a record.
+pub fn config_of(record: &Record) -> Result<ContainerConfig> {
+    serde_json::from_value(record.config.clone())
+        .with_context(|| format!("reading the config of container {}", record.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_parse_like_dockers() {
+        assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
+        assert_eq!(
+            "always".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::Always
+        );
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure(3)
+        );
+        assert_eq!(
+            "unless-stopped".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::UnlessStopped
+        );
+        assert!("always:3".parse::<RestartPolicy>().is_err());
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+        assert!("on-failure:x".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn restart_decisions() {
+        let p = RestartPolicy::OnFailure(2);
+        assert!(p.should_restart(1, 0, false));
+        assert!(p.should_restart(1, 1, false));
+        assert!(!p.should_restart(1, 2, false));
+        assert!(!p.should_restart(0, 0, false));
+        assert!(RestartPolicy::Always.should_restart(0, 100, false));
+        assert!(!RestartPolicy::Always.should_restart(0, 0, true));
+        assert!(!RestartPolicy::No.should_restart(1, 0, false));
+    }
+}

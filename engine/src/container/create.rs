@@ -1,0 +1,237 @@
+//! `docker create`: a container's record and writable layer, its config
+//! completed with the image's defaults, before anything runs.
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::config::{ContainerConfig, Limits};
+use crate::engine::Engine;
+use crate::logs;
+use crate::state::{self, now_rfc3339, Record};
+
+// ANCHOR: check_userns
+/// `--userns` and what a remapped user namespace cannot give, refused
+/// before anything is created, with Docker's rules:
+///
+/// - `--privileged` means root's power over the *host*; root of a user
+///   namespace has none to give, so it needs `--userns=host`.
+/// - `--network host` shares the host's network namespace, which the
+///   container's user namespace does not own: root inside could not
+///   configure it, nor mount the `/sys` that shows it.
+fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
+    match config.userns_mode.as_str() {
+        "" | "host" => {}
+        other => bail!("invalid --userns {other:?}: the only mode is \"host\""),
+    }
+    if engine.rootless {
+        return check_rootless(config);
+    }
+    if engine.remap.is_none() || config.userns_mode == "host" {
+        return Ok(());
+    }
+    if config.privileged {
+        bail!(
+            "privileged mode is incompatible with user namespaces (--userns-remap): \
+             run the container with --userns=host to use --privileged"
+        );
+    }
+    if config.network_mode == "host" {
+        bail!(
+            "--network host is incompatible with user namespaces (--userns-remap): \
+             run the container with --userns=host to share the host's network"
+        );
+    }
+    if config.network_mode.starts_with("container:") {
+        // The other container's network namespace belongs to *its* user
+        // namespace: this one's root may not mount a sysfs for it, and the
+        // fallback, a bind of the host's /sys, is refused in a user
+        // namespace (its submounts are locked). Not done yet.
+        bail!(
+            "--network container:NAME is not implemented with --userns-remap yet: \
+             run the container with --userns=host to share another container's network"
+        );
+    }
+    Ok(())
+}
+// ANCHOR_END: check_userns
+
+// ANCHOR: check_rootless
+/// What a rootless engine cannot do, refused before anything is created
+/// with the reason (see `userns::enter_rootless`).
+pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
+    use crate::userns::rootless_refusal;
+    if config.userns_mode == "host" {
+        return Err(rootless_refusal(
+            "--userns=host",
+            "the host's user namespace is where this user has no privilege at all",
+        ));
+    }
+    if config.network_mode != "none" {
+        return Err(rootless_refusal(
+            &format!("--network {}", config.network_mode),
+            "bridges, veth pairs and NAT rules are made in the host's network namespace, \
+             which only the host's root may change (rootless Docker uses slirp4netns or \
+             pasta for that; dockyard has neither); use --network none",
+        ));
+    }
+    if !config.publish.is_empty() || config.publish_all {
+        return Err(rootless_refusal(
+            "publishing ports (-p, -P)",
+            "it needs a bridge network, and ports below 1024 on the host need root",
+        ));
+    }
+    if config.limits != Limits::default() || !config.cgroup_parent.is_empty() {
+        return Err(rootless_refusal(
+            "resource limits (--memory, --cpus, --pids-limit, --cgroup-parent...)",
+            "the host's cgroups belong to root, and using a cgroup v2 subtree delegated \
+             to this user (where systemd gives one; this hybrid host has none) is not \
+             implemented",
+        ));
+    }
+    Ok(())
+}
+// ANCHOR_END: check_rootless
+
+/// Create a container: its writable layer and its record, state "created".
+pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
+    check_userns(engine, &config)?;
+    let image = engine
+        .images
+        .image(&config.image)
+        .map_err(|e| anyhow!("Unable to find image '{}' locally: {e:#}", config.image))?;
+    config.image_id = image.config_digest.clone();
+    // The image's defaults, under what the user gave.
+    if let Some(ic) = image.config.config() {
+        if config.entrypoint.is_empty() && config.cmd.is_empty() {
+            config.cmd = ic.cmd().clone().unwrap_or_default();
+        }
+        if config.entrypoint.is_empty() {
+            config.entrypoint = ic.entrypoint().clone().unwrap_or_default();
+        }
+        let mut env = ic.env().clone().unwrap_or_default();
+        for kv in std::mem::take(&mut config.env) {
+            let key = kv.split('=').next().unwrap_or_default().to_string();
+            env.retain(|e| e.split('=').next() != Some(key.as_str()));
+            env.push(kv);
+        }
+        config.env = env;
+        if config.working_dir.is_empty() {
+            config.working_dir = ic.working_dir().clone().unwrap_or_default();
+        }
+        if config.stop_signal.is_empty() {
+            config.stop_signal = ic.stop_signal().clone().unwrap_or_default();
+        }
+        if config.user.is_empty() {
+            config.user = ic.user().clone().unwrap_or_default();
+        }
+        for (k, v) in ic.labels().clone().unwrap_or_default() {
+            config.labels.entry(k).or_insert(v);
+        }
+        for p in ic.exposed_ports().clone().unwrap_or_default() {
+            if !config.exposed.contains(&p) {
+                config.exposed.push(p);
+            }
+        }
+        // The image's VOLUMEs: each becomes an anonymous volume, as with
+        // `-v /data`, unless a -v or --mount already covers that path. The
+        // volume is created and seeded from the image when the container
+        // starts, and `rm -v` or `--rm` takes it away with the container.
+        // Sorted: the config holds them as a JSON object, whose order a
+        // parser need not keep, and `inspect`'s Mounts should not vary.
+        let mut image_volumes = ic.volumes().clone().unwrap_or_default();
+        image_volumes.sort();
+        for target in image_volumes {
+            let target = target.trim_end_matches('/').to_string();
+            let target = if target.is_empty() {
+                "/".into()
+            } else {
+                target
+            };
+            if !config
+                .mounts
+                .iter()
+                .any(|m| m.target.trim_end_matches('/') == target)
+            {
+                config.mounts.push(crate::volumes::parse_v(&target)?);
+            }
+        }
+    }
+    // The image's HEALTHCHECK, unless --health-cmd or --no-healthcheck. Read
+    // from the raw config: it is a docker extension the OCI types drop.
+    if config.healthcheck.is_none() && !config.no_healthcheck {
+        if let Ok(raw) = engine.images.read_blob(&image.config_digest) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
+                config.healthcheck = v["config"]
+                    .get("Healthcheck")
+                    .and_then(crate::health::Check::from_image);
+            }
+        }
+    }
+    if config.no_healthcheck {
+        config.healthcheck = None;
+    }
+    // daemon.json's defaults, where the command line said nothing.
+    for (name, (soft, hard)) in &engine.config.default_ulimits {
+        if !config
+            .ulimits
+            .iter()
+            .any(|u| u.split('=').next() == Some(name.as_str()))
+        {
+            config.ulimits.push(format!("{name}={soft}:{hard}"));
+        }
+    }
+    if config.log_opts.is_empty() {
+        config.log_opts = engine.config.log_opts.clone();
+        logs::rotation_from_opts(
+            config
+                .log_opts
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .context("daemon.json log-opts")?;
+    }
+    if config.argv().is_empty() {
+        bail!("no command specified");
+    }
+    if !config.env.iter().any(|e| e.starts_with("PATH=")) {
+        config
+            .env
+            .insert(0, format!("PATH={}", lab01_chroot::DEFAULT_PATH));
+    }
+
+    let lock = engine.containers.lock()?;
+    let existing = engine.containers.list()?;
+    let name = match name {
+        Some(n) => {
+            state::validate_name(n)?;
+            let n = n.trim_start_matches('/').to_string();
+            if let Some(other) = existing.iter().find(|r| r.name == n) {
+                bail!(
+                    "Conflict. The container name \"/{n}\" is already in use by container \"{}\". \
+                     You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                );
+            }
+            n
+        }
+        None => state::random_name(|n| existing.iter().any(|r| r.name == n))?,
+    };
+    // A --rm container's records skip the fsyncs (see the state module).
+    let layer = engine
+        .images
+        .create_container_with(&image, !config.auto_remove)?;
+    if config.hostname.is_empty() {
+        config.hostname = layer.id[..12].to_string();
+    }
+    let record = Record {
+        id: layer.id.clone(),
+        name,
+        created: now_rfc3339(),
+        state: state::State::default(),
+        config: serde_json::to_value(&config).context("serializing the container's config")?,
+    };
+    if let Err(e) = engine.containers.save(&lock, &record) {
+        let _ = engine.images.remove_container(&layer);
+        return Err(e);
+    }
+    Ok(record)
+}

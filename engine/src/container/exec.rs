@@ -1,0 +1,127 @@
+//! `docker exec`: another process in a running container (lab 02's join).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use lab02_namespaces as namespaces;
+use lab03_cgroups as cgroups;
+use nix::unistd::Pid;
+
+use super::config::config_of;
+use crate::state::Record;
+
+/// Run a command in a running container (lab 02's `join`): it enters the
+/// container's cgroup (every hierarchy lab 03 finds for it), then its
+/// namespaces, and runs under the container's security layer. In the
+/// foreground our stdio is the command's, and the exit code is its own.
+/// `exec`'s flags.
+#[derive(Clone, Copy)]
+pub struct ExecOptions<'a> {
+    pub extra_env: &'a [String],
+    pub workdir: Option<&'a str>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub detach: bool,
+    pub user: Option<&'a str>,
+}
+
+pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32> {
+    let ExecOptions {
+        extra_env,
+        workdir,
+        interactive,
+        tty,
+        detach,
+        user,
+    } = *opts;
+    let config = config_of(record)?;
+    let mut env = config.env.clone();
+    for kv in extra_env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    let cwd = workdir
+        .map(str::to_string)
+        .unwrap_or_else(|| config.working_dir.clone());
+    let null = File::open("/dev/null").context("opening /dev/null")?;
+    // -t: lab 02's relay makes the pty in the container's devpts and sends
+    // us the master; our stdio then only hears the relay's own errors.
+    let tty = tty && !detach;
+    let stdin = if interactive && !detach && !tty {
+        0
+    } else {
+        null.as_raw_fd()
+    };
+    let stdio = match detach {
+        true => [null.as_raw_fd(); 3],
+        false => [stdin, 1, 2],
+    };
+    let spec = namespaces::join::JoinSpec {
+        target: Pid::from_raw(record.state.pid),
+        argv: argv.iter().map(OsString::from).collect(),
+        env: env.iter().map(OsString::from).collect(),
+        cwd: (!cwd.is_empty()).then(|| PathBuf::from(cwd)),
+        security: Some(config.security()?),
+        stdio: Some(stdio),
+        detach,
+        tty,
+        tty_size: tty.then(dockyard_monitor::pump::our_window_size).flatten(),
+        // The container's own root, where its passwd file is: through
+        // /proc/PID/root of its first process.
+        run_as: run_as(
+            Path::new(&format!("/proc/{}/root", record.state.pid)),
+            user.unwrap_or(&config.user),
+        )?,
+    };
+    let host = cgroups::detect()?;
+    let parent = config.cgroup_parent_or_default();
+    let dirs = cgroups::group_dirs(&host, parent, &record.id)?;
+    let mut relay = namespaces::join::join(&spec, || {
+        for d in &dirs {
+            // "0" means the writing process itself. This process has one
+            // thread, so on v1 it moves through `tasks`, which spares the
+            // RCU wait of a `cgroup.procs` move (lab 03's `Entry`).
+            let file = cgroups::self_join_file(d);
+            std::fs::write(&file, "0").with_context(|| format!("joining {}", d.display()))?;
+        }
+        Ok(())
+    })?;
+    drop(null);
+    if detach {
+        return Ok(0);
+    }
+    if let Some(master) = relay.take_console() {
+        let input = match interactive {
+            true => Some(master.try_clone().context("dup of the pty master")?),
+            false => None,
+        };
+        let raw = input.is_some().then(dockyard_monitor::pump::RawMode::enter);
+        let tty = Some(master.as_raw_fd());
+        let streams = dockyard_monitor::pump::Streams {
+            outputs: vec![(master, "stdout")],
+            own_stdin: input.is_some(),
+            input,
+            tty,
+            listener: None,
+            clients: Vec::new(),
+        };
+        let code = dockyard_monitor::pump::pump(relay.pid(), streams, None, true);
+        drop(raw);
+        return Ok(code?);
+    }
+    Ok(relay
+        .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
+        .code())
+}
+
+/// `-u` or the image's USER, resolved in the container's own passwd file.
+pub(crate) fn run_as(rootfs: &Path, user: &str) -> Result<Option<namespaces::RunAs>> {
+    if user.is_empty() || user == "root" || user == "0" || user == "0:0" {
+        return Ok(None);
+    }
+    Ok(Some(namespaces::resolve_user(rootfs, user)?))
+}

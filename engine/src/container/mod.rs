@@ -1,0 +1,37 @@
+//! The life of a container, one verb per file, as youki organises its
+//! `container/` module:
+//!
+//! | file          | what                                                        |
+//! |---------------|-------------------------------------------------------------|
+//! | `config.rs`   | what a container is created with (`Config`, `HostConfig`)   |
+//! | `create.rs`   | `create`: the record and the writable layer                 |
+//! | `start.rs`    | `start`: everything that exists while it runs               |
+//! | `monitor.rs`  | the monitor: the container's parent, its logs, its restarts |
+//! | `exec.rs`     | `exec`: another process in it                               |
+//! | `signal.rs`   | `kill`, `stop`, `pause`                                     |
+//! | `usage.rs`    | `top`, `stats`: its processes and counters                  |
+//! | `remove.rs`   | `rm`                                                        |
+//!
+//! Every kernel mechanism comes from a lab: the image store and the overlay
+//! root filesystem from lab 04, the container itself (namespaces, cgroup,
+//! devices, security, the process) from lab 03's assembler over labs 01 and
+//! 02, its network from lab 05. What this module adds is the record of each
+//! container (the `state` module) and its monitor.
+
+mod config;
+mod create;
+mod exec;
+mod monitor;
+mod remove;
+mod signal;
+mod start;
+mod usage;
+
+pub use config::*;
+pub use create::*;
+pub use exec::*;
+pub use monitor::*;
+pub use remove::*;
+pub use signal::*;
+pub use start::*;
+pub use usage::*;

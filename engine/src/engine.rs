@@ -1,0 +1,110 @@
+//! One data root: the image store, the containers' records and the volumes,
+//! opened with daemon.json's settings.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use lab04_overlay as overlay;
+
+use crate::config::DaemonConfig;
+use crate::state::{self};
+
+/// One data root: its containers' state and its image store.
+pub struct Engine {
+    pub root: PathBuf,
+    /// `--userns-remap`: the ranges every container's root maps to, unless
+    /// it runs with `--userns=host`. `root` is then the remapped data root.
+    pub remap: Option<crate::userns::Remap>,
+    /// Rootless mode: this process is root of a user namespace of its own
+    /// (see the userns module), not of the host.
+    pub rootless: bool,
+    pub config: DaemonConfig,
+    pub containers: state::Store,
+    pub images: overlay::store::Store,
+    pub volumes: crate::volumes::Volumes,
+}
+
+impl Engine {
+    /// Open the data root `root`. With `--userns-remap` (`remap`) the data
+    /// root is `<root>/<uid>.<gid>` (see the userns module), and its image
+    /// store shifts layer owners into the range.
+    pub fn open_remapped(
+        root: PathBuf,
+        config: DaemonConfig,
+        remap: Option<crate::userns::Remap>,
+    ) -> Result<Engine> {
+        let root = match &remap {
+            Some(r) => r.data_root(&root)?,
+            None => root,
+        };
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("creating data root {}", root.display()))?;
+        // The image store and the containers share the data root: lab 04
+        // keeps each container's upper/work/merged dirs in
+        // containers/<id>/, and the engine its state.json beside them.
+        let images =
+            overlay::store::Store::open_shifted(&root, remap.as_ref().map(|r| r.id_shift()))?;
+        let containers = state::Store::open(&root)?;
+        let volumes = crate::volumes::Volumes::open(&root)?;
+        Ok(Engine {
+            root,
+            remap,
+            rootless: false,
+            config,
+            containers,
+            images,
+            volumes,
+        })
+    }
+
+    /// Open `root` for a rootless engine, whose process is already in its
+    /// own user namespace (`userns::enter_rootless`).
+    pub fn open_rootless(root: PathBuf, config: DaemonConfig) -> Result<Engine> {
+        let mut engine = Engine::open_remapped(root, config, None)?;
+        engine.rootless = true;
+        Ok(engine)
+    }
+
+    /// The lab 04 view of a container (its overlay directories).
+    pub fn layer_container(&self, id: &str) -> Result<overlay::container::Container> {
+        self.images.container(id)
+    }
+}
+
+/// The engine's global flags as given (`--root`, `--config`,
+/// `--userns-remap`), for the `dockyard` that runs after a container exits.
+#[derive(Debug, Clone, Default)]
+pub struct EngineArgs {
+    pub root: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub userns_remap: Option<String>,
+}
+
+static ENGINE_ARGS: std::sync::OnceLock<EngineArgs> = std::sync::OnceLock::new();
+
+/// Remember the global flags (main does, once parsed).
+pub fn set_engine_args(args: EngineArgs) {
+    let _ = ENGINE_ARGS.set(args);
+}
+
+/// The global flags that open this same engine again.
+pub(crate) fn engine_argv(engine: &Engine) -> Vec<OsString> {
+    let given = ENGINE_ARGS.get().cloned().unwrap_or_default();
+    let mut argv: Vec<OsString> = Vec::new();
+    if let Some(c) = given.config {
+        argv.extend(["--config".into(), c.into()]);
+    }
+    if let Some(u) = given.userns_remap {
+        argv.extend(["--userns-remap".into(), u.into()]);
+    }
+    match (&engine.remap, given.root) {
+        // Remapped, the data root is derived from the one given.
+        (Some(_), Some(root)) => argv.extend(["--root".into(), root.into()]),
+        (Some(_), None) => {}
+        // Else the data root itself, however it was found (rootless mode
+        // finds it from the user's home, which its namespace changes).
+        (None, _) => argv.extend(["--root".into(), engine.root.clone().into()]),
+    }
+    argv
+}
