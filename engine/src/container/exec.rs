@@ -79,17 +79,10 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     };
     let host = cgroups::detect()?;
     let parent = config.cgroup_parent_or_default();
-    let dirs = cgroups::group_dirs(&host, parent, &record.id)?;
-    let mut relay = namespaces::join::join(&spec, || {
-        for d in &dirs {
-            // "0" means the writing process itself. This process has one
-            // thread, so on v1 it moves through `tasks`, which spares the
-            // RCU wait of a `cgroup.procs` move (lab 03's `Entry`).
-            let file = cgroups::self_join_file(d);
-            std::fs::write(&file, "0").with_context(|| format!("joining {}", d.display()))?;
-        }
-        Ok(())
-    })?;
+    // The joining process enters the container's cgroup first (lab 03),
+    // while the host's cgroup tree is still in view, then its namespaces.
+    let mut relay =
+        namespaces::join::join(&spec, || cgroups::enter(&host, parent, &record.id))?;
     drop(null);
     if detach {
         return Ok(0);

@@ -5,7 +5,8 @@
 //! |---------------|-------------------------------------------------------------|
 //! | `config.rs`   | what a container is created with (`Config`, `HostConfig`)   |
 //! | `create.rs`   | `create`: the record and the writable layer                 |
-//! | `start.rs`    | `start`: everything that exists while it runs               |
+//! | `plan.rs`     | `start`, first half: every translation, no side effect      |
+//! | `start.rs`    | `start`, second half: everything that exists while it runs  |
 //! | `monitor.rs`  | the monitor: the container's parent, its logs, its restarts |
 //! | `exec.rs`     | `exec`: another process in it                               |
 //! | `signal.rs`   | `kill`, `stop`, `pause`                                     |
@@ -22,6 +23,7 @@ mod config;
 mod create;
 mod exec;
 mod monitor;
+pub mod plan;
 mod remove;
 mod signal;
 mod start;

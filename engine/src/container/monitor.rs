@@ -372,8 +372,7 @@ pub fn monitor_exited(engine: &Engine, a: &ExitReport) -> Result<i32> {
         endpoint: record.state.network.is_some(),
         net_cfg: net_config(engine),
         pid: Pid::from_raw(a.pid),
-        cgroup: None,
-        devices: None,
+        groups: None,
         default_parent: (config.cgroup_parent.is_empty() && !engine.rootless)
             .then(cgroups::detect)
             .transpose()?,

@@ -171,8 +171,12 @@ impl Blueprint {
         spec
     }
 
-    /// Refuse what cannot work before anything is created.
-    fn check(&self, host: &Host, spec: &lab02::Spec) -> anyhow::Result<()> {
+    /// Refuse what cannot work on `host`, before anything is created.
+    pub fn check(&self, host: &Host) -> anyhow::Result<()> {
+        self.check_spec(host, &self.spec_for(host))
+    }
+
+    fn check_spec(&self, host: &Host, spec: &lab02::Spec) -> anyhow::Result<()> {
         if let Some(c) = &self.cgroup {
             c.limits.check(host.version(), crate::ncpus())?;
         }
@@ -209,6 +213,11 @@ impl Groups {
             .unwrap_or_default()
     }
 
+    /// Whether the OOM killer killed anything in the cgroup.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(Cgroup::oom_killed)
+    }
+
     /// Kill whatever is left in the cgroup, remove it, then the device
     /// list. In that order: a v1 `devices` group can only be removed once
     /// it is empty, and on a v2 host the device program's group *is* the
@@ -223,6 +232,17 @@ impl Groups {
         }
         Ok(())
     }
+}
+
+/// The same as [`Groups::remove`] for an owner that no longer holds the
+/// [`Groups`] (an engine's monitor that exec'd another program since it
+/// assembled the container): the groups are found by name, in every
+/// hierarchy, the v1 device list's included (on v2, removing the group
+/// detaches its device program). Returns whether the OOM killer struck.
+pub fn remove_by_name(host: &Host, parent: &str, name: &str) -> anyhow::Result<bool> {
+    let oom = Cgroup::open(host, parent, name).is_ok_and(|c| c.oom_killed());
+    crate::remove_group(host, parent, name)?;
+    Ok(oom)
 }
 
 /// A container whose first process runs.
@@ -246,7 +266,7 @@ pub fn assemble(
     before_start: impl FnOnce(Pid) -> anyhow::Result<()>,
 ) -> anyhow::Result<Assembled> {
     let mut spec = bp.spec_for(host);
-    bp.check(host, &spec)?;
+    bp.check_spec(host, &spec)?;
     let mut groups = Groups::default();
     if let Some(c) = &bp.cgroup {
         groups.cgroup = Some(Cgroup::create(host, &c.parent, &c.name, &c.limits)?);
@@ -387,8 +407,7 @@ mod tests {
         let h = host(Layout::Hybrid);
         let mut bp = blueprint();
         bp.devices = Devices::DockerDefault;
-        let spec = bp.spec_for(&h);
-        let e = bp.check(&h, &spec).unwrap_err().to_string();
+        let e = bp.check(&h).unwrap_err().to_string();
         assert!(e.contains("device allow list"), "{e}");
         let mut bp = blueprint();
         bp.netns = NetNs::Process(Pid::from_raw(1));
@@ -400,8 +419,7 @@ mod tests {
             uids: ids,
             gids: ids,
         };
-        let spec = bp.spec_for(&h);
-        let e = format!("{:#}", bp.check(&h, &spec).unwrap_err());
+        let e = format!("{:#}", bp.check(&h).unwrap_err());
         assert!(e.contains("user namespace"), "{e}");
     }
 }

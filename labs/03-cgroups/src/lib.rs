@@ -56,7 +56,8 @@ pub mod v1;
 pub mod v2;
 
 pub use assemble::{
-    assemble, enter, Assembled, Blueprint, CgroupNs, CgroupSpec, Devices, Groups, NetNs, UserNs,
+    assemble, enter, remove_by_name, Assembled, Blueprint, CgroupNs, CgroupSpec, Devices, Groups,
+    NetNs, UserNs,
 };
 pub use run::{run, Outcome, RunOptions};
 pub use size::{parse_size, Size};
