@@ -28,6 +28,30 @@ pub struct RunAs {
     pub groups: Vec<u32>,
 }
 
+impl RunAs {
+    /// The one answer to "who does `user` (docker's `-u`, or an image's
+    /// `USER`) run as?", for `rootfs`'s image: `None` for root, whom the
+    /// container's first process already is, else [`resolve_user`].
+    ///
+    /// Root is the empty string (no `-u`, no `USER`), `root`, `0`, `0:0`
+    /// and `root:root`, whatever the image's passwd says: no lookup, and no
+    /// switch (which would also set the supplementary groups the image's
+    /// `/etc/group` gives root). Anything else, `root:wheel` and `0:10`
+    /// included, is resolved and switched to. One answer for every caller
+    /// (the engine, the builder's RUN steps), so that they cannot disagree.
+    pub fn lookup(rootfs: &Path, user: &str) -> anyhow::Result<Option<RunAs>> {
+        if is_root(user) {
+            return Ok(None);
+        }
+        resolve_user(rootfs, user).map(Some)
+    }
+}
+
+/// Whether `user` names root, in each spelling docker users write it.
+fn is_root(user: &str) -> bool {
+    matches!(user, "" | "root" | "0" | "0:0" | "root:root")
+}
+
 // ANCHOR: run_as
 /// Become `u`: supplementary groups, then the gid, then the uid. The order
 /// matters: each step needs CAP_SETGID or CAP_SETUID, and once the uid is
@@ -108,4 +132,67 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
         }
     }
     Ok(RunAs { uid, gid, groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image with a passwd and a group file, in a temporary directory.
+    fn image() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nwheel:x:10:root,app\napp:x:1000:\nstaff:x:50:app\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn root_in_every_spelling_is_no_switch() {
+        let image = image();
+        for root in ["", "root", "0", "0:0", "root:root"] {
+            assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
+        }
+        // Not a lookup either: no passwd needed.
+        assert_eq!(
+            RunAs::lookup(Path::new("/nonexistent"), "root").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn other_users_are_resolved_in_the_image() {
+        let image = image();
+        let app = RunAs::lookup(image.path(), "app").unwrap().unwrap();
+        assert_eq!(
+            app,
+            RunAs {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 10, 50]
+            }
+        );
+        assert_eq!(app, resolve_user(image.path(), "app").unwrap());
+        let by_number = RunAs::lookup(image.path(), "1000:50").unwrap().unwrap();
+        assert_eq!((by_number.uid, by_number.gid), (1000, 50));
+        // Root with another group is a switch: the group changes.
+        let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap().unwrap();
+        assert_eq!((wheel.uid, wheel.gid), (0, 10));
+        // A uid the image does not know is still a uid, as in docker.
+        let unknown = RunAs::lookup(image.path(), "4242").unwrap().unwrap();
+        assert_eq!(
+            (unknown.uid, unknown.gid, unknown.groups),
+            (4242, 4242, vec![4242])
+        );
+        let err = RunAs::lookup(image.path(), "nobody-here").unwrap_err();
+        assert!(err.to_string().contains("unable to find user"), "{err}");
+    }
 }
