@@ -56,14 +56,22 @@
 //! unprivileged user may create a user namespace too, and map uid 0 inside to
 //! itself: a *rootless* container.
 //!
+//! ## Joining a namespace instead of creating one
+//!
+//! A container may also *enter* an existing network, IPC or UTS namespace
+//! instead of creating its own ([`Spec::join_namespaces`], see [`setns`]):
+//! what `docker run --network container:NAME` and a pod's shared
+//! namespaces are made of.
+//!
 //! ## The chapters
 //!
 //! This file holds the namespaces, the [`Spec`], [`spawn`] and the child's
 //! setup in order (`child_setup`). Each step with a story of its own is a
-//! module: [`clone`] (clone3 and CLONE_INTO_CGROUP), [`userns`] (ID maps, and
-//! rootless), [`binds`] (`-v`), [`console`] (`-t`), [`user`] (`-u`),
-//! [`rlimit`] (`--ulimit`), [`init`] (`--init`, and signals), [`security`]
-//! (Docker's security layer), and [`join`] (`docker exec`).
+//! module: [`clone`] (clone3 and CLONE_INTO_CGROUP), [`setns`] (joining a
+//! namespace by path), [`userns`] (ID maps, and rootless), [`binds`]
+//! (`-v`), [`console`] (`-t`), [`user`] (`-u`), [`rlimit`] (`--ulimit`),
+//! [`init`] (`--init`, and signals), [`security`] (Docker's security
+//! layer), and [`join`] (`docker exec`).
 
 pub mod binds;
 pub mod clone;
@@ -72,6 +80,7 @@ pub mod init;
 pub mod join;
 pub mod rlimit;
 pub mod security;
+pub mod setns;
 pub mod user;
 pub mod userns;
 
@@ -99,12 +108,14 @@ pub use console::{
 };
 pub use init::reset_signals;
 pub use rlimit::parse_ulimit;
+pub use setns::NamespacePath;
 pub use user::{resolve_user, switch_user, RunAs};
 pub use userns::IdMapping;
 
 use binds::bind_volumes;
 use clone::{clone_process, join_cgroups_self, move_into_cgroup};
 use console::{attach_console, install_stdio, mount_devpts};
+use setns::{enter_joined, kind_name, open_joined, why_not_joinable, OpenNamespace};
 use userns::{become_root_inside, prepare_proc_and_dev_in_userns, write_id_maps};
 
 /// One kind of namespace, as in the table of namespaces(7).
@@ -203,6 +214,12 @@ pub struct Spec {
     /// Which namespaces to create: a union of the flags in [`NAMESPACES`].
     /// `CLONE_NEWNS` is required: `pivot_root` needs a mount namespace.
     pub namespaces: CloneFlags,
+    /// Existing namespaces to enter instead of creating them: net, ipc and
+    /// uts (see [`NamespacePath`]). A kind joined here is not created,
+    /// whatever `namespaces` says, and for the rest of the setup counts as
+    /// not new, as if it were left out of `namespaces` (no fresh /sys, `lo`
+    /// left alone, no /dev/mqueue, no hostname). Not with `CLONE_NEWUSER`.
+    pub join_namespaces: Vec<NamespacePath>,
     /// With `CLONE_NEWUSER`: the IDs root inside maps to. `None` means
     /// [`IdMapping::for_caller`].
     pub user: Option<IdMapping>,
@@ -253,6 +270,7 @@ impl Spec {
             env: lab01::default_env(),
             hostname: None,
             namespaces: DEFAULT_NAMESPACES,
+            join_namespaces: Vec::new(),
             user: None,
             group: None,
             init: false,
@@ -268,8 +286,22 @@ impl Spec {
         }
     }
 
-    fn has(&self, flag: CloneFlags) -> bool {
-        self.namespaces.contains(flag)
+    /// Whether the child gets a new namespace of kind `flag`: asked for in
+    /// `namespaces`, and not joined instead.
+    fn creates(&self, flag: CloneFlags) -> bool {
+        self.namespaces.contains(flag) && !self.joins(flag)
+    }
+
+    /// Whether the child joins an existing namespace of kind `flag`.
+    fn joins(&self, flag: CloneFlags) -> bool {
+        self.join_namespaces.iter().any(|j| j.kind == flag)
+    }
+
+    /// Every kind in [`Spec::join_namespaces`].
+    fn joined_kinds(&self) -> CloneFlags {
+        self.join_namespaces
+            .iter()
+            .fold(CloneFlags::empty(), |all, j| all | j.kind)
     }
 
     /// Check the spec before touching the kernel; return the canonical
@@ -285,7 +317,14 @@ impl Spec {
                 "a mount namespace is required: pivot_root(2) changes the root of the whole namespace"
             );
         }
-        if self.hostname.is_some() && !self.has(CloneFlags::CLONE_NEWUTS) {
+        self.check_joins()?;
+        if self.hostname.is_some() && self.joins(CloneFlags::CLONE_NEWUTS) {
+            bail!(
+                "setting a hostname in a joined UTS namespace would rename every process that \
+                 shares it: set it where that namespace was made"
+            );
+        }
+        if self.hostname.is_some() && !self.creates(CloneFlags::CLONE_NEWUTS) {
             // Without a UTS namespace, sethostname would rename the host.
             bail!("setting a hostname needs a UTS namespace (drop --no-uts)");
         }
@@ -316,6 +355,37 @@ impl Spec {
         self.rootfs
             .canonicalize()
             .with_context(|| format!("rootfs {}", self.rootfs.display()))
+    }
+
+    /// The rules of [`Spec::join_namespaces`]: joinable kinds only, each
+    /// once, and no new user namespace.
+    fn check_joins(&self) -> anyhow::Result<()> {
+        if self.join_namespaces.is_empty() {
+            return Ok(());
+        }
+        if self.namespaces.contains(CloneFlags::CLONE_NEWUSER) {
+            bail!(
+                "joining an existing namespace cannot go with a new user namespace (add \
+                 --no-user): a namespace belongs to the user namespace it was made in, and root \
+                 of a new user namespace has no privilege over the namespaces its parent's user \
+                 namespace owns, so setns(2) would fail with EPERM"
+            );
+        }
+        let mut seen = CloneFlags::empty();
+        for j in &self.join_namespaces {
+            if let Some(why) = why_not_joinable(j.kind) {
+                bail!(
+                    "cannot join the {} namespace at {}: {why}",
+                    kind_name(j.kind),
+                    j.path.display()
+                );
+            }
+            if seen.contains(j.kind) {
+                bail!("the {} namespace is joined twice", kind_name(j.kind));
+            }
+            seen |= j.kind;
+        }
+        Ok(())
     }
 }
 
@@ -445,6 +515,9 @@ pub fn spawn(
     before_start: impl FnOnce(Pid) -> anyhow::Result<()>,
 ) -> anyhow::Result<Container> {
     let rootfs = spec.check()?;
+    // The namespaces to join are opened here, so that a bad path fails
+    // before any process exists; the child inherits the descriptors.
+    let joined = open_joined(&spec.join_namespaces)?;
     let mapping = spec.user.unwrap_or_else(IdMapping::for_caller);
     let group_mapping = spec.group.unwrap_or(mapping);
     // Capabilities are resolved and the seccomp profile compiled here, in
@@ -462,20 +535,22 @@ pub fn spawn(
     let console = spec.tty.then(console_socketpair).transpose()?;
 
     // Every namespace but the cgroup one is created by clone itself; see
-    // `child_setup` for why the cgroup namespace must wait.
-    let flags = spec.namespaces - CloneFlags::CLONE_NEWCGROUP;
+    // `child_setup` for why the cgroup namespace must wait. Those joined
+    // instead are not created at all.
+    let flags = spec.namespaces - CloneFlags::CLONE_NEWCGROUP - spec.joined_kinds();
     match clone_process(flags, spec.cgroup_entry.clone_into)? {
         None => {
             drop(go_write);
             let socket = console.map(|(_, child)| child);
-            child_main(spec, &rootfs, go_read, socket, secure.as_ref())
+            child_main(spec, &rootfs, go_read, socket, secure.as_ref(), joined)
         }
         Some((pid, born_in_cgroup)) => {
             drop(go_read);
+            drop(joined);
             let console = console.map(|(parent, _)| parent);
             let mut container = Container { pid, console: None };
             let prepared = (|| {
-                if spec.has(CloneFlags::CLONE_NEWUSER) {
+                if spec.creates(CloneFlags::CLONE_NEWUSER) {
                     write_id_maps(pid, &mapping, &group_mapping)?;
                 }
                 if let (Some(dir), false) = (spec.cgroup_entry.clone_into, born_in_cgroup) {
@@ -513,8 +588,9 @@ fn child_main(
     go: OwnedFd,
     console: Option<OwnedFd>,
     secure: Option<&security::Prepared>,
+    joined: Vec<OpenNamespace>,
 ) -> ! {
-    let result = child_setup(spec, rootfs, go, console, secure).and_then(|()| {
+    let result = child_setup(spec, rootfs, go, console, secure, joined).and_then(|()| {
         if spec.init {
             init::run_init(&spec.argv, &spec.env).map_err(lab01::Error::Setup)
         } else {
@@ -549,8 +625,12 @@ fn child_setup(
     go: OwnedFd,
     console: Option<OwnedFd>,
     secure: Option<&security::Prepared>,
+    joined: Vec<OpenNamespace>,
 ) -> Result<(), lab01::Error> {
-    // 0. If the lab's process dies, so does the container.
+    // 0. Into the namespaces we join instead of creating (see
+    //    `Spec::join_namespaces`), before anything else happens in them.
+    enter_joined(joined)?;
+    //    If the lab's process dies, so does the container.
     set_parent_death_signal()?;
     //    And it starts with every signal at its default and none blocked,
     //    whatever the caller had (see `reset_signals`).
@@ -575,7 +655,7 @@ fn child_setup(
 
     // 2. User namespace: become root *inside*, which is uid 100000 (say) on
     //    the host. Changing credentials clears the parent-death signal.
-    let userns = spec.has(CloneFlags::CLONE_NEWUSER);
+    let userns = spec.creates(CloneFlags::CLONE_NEWUSER);
     if userns {
         become_root_inside()?;
         set_parent_death_signal()?;
@@ -591,7 +671,7 @@ fn child_setup(
     //    we were born in, the parent's; lab 03 moves us into our own cgroup in
     //    `before_start`, *after* clone. So we create it only now, and our own
     //    cgroup is `/` inside.
-    if spec.has(CloneFlags::CLONE_NEWCGROUP) {
+    if spec.creates(CloneFlags::CLONE_NEWCGROUP) {
         unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
     }
 
@@ -615,7 +695,7 @@ fn child_setup(
     }
 
     // 6. Network namespace: it starts with only `lo`, and down.
-    if spec.has(CloneFlags::CLONE_NEWNET) {
+    if spec.creates(CloneFlags::CLONE_NEWNET) {
         bring_up_loopback()?;
     }
 
@@ -671,11 +751,15 @@ fn enter_rootfs(
     lab01::make_mounts_private()?;
     bind_volumes(rootfs, &spec.binds)?;
     if let Some(p) = secure {
-        security::mount_sys(rootfs, spec.has(CloneFlags::CLONE_NEWNET), p.sys_read_only)?;
+        security::mount_sys(
+            rootfs,
+            spec.creates(CloneFlags::CLONE_NEWNET),
+            p.sys_read_only,
+        )?;
     }
-    let userns = spec.has(CloneFlags::CLONE_NEWUSER);
+    let userns = spec.creates(CloneFlags::CLONE_NEWUSER);
     if userns {
-        prepare_proc_and_dev_in_userns(rootfs, spec.has(CloneFlags::CLONE_NEWPID))?;
+        prepare_proc_and_dev_in_userns(rootfs, spec.creates(CloneFlags::CLONE_NEWPID))?;
         lab01::pivot_into(rootfs).context(
             "with a user namespace, root inside is an unprivileged uid on the host: can it \
              reach the rootfs (every directory above it searchable, e.g. chmod o+x)?",
@@ -689,7 +773,11 @@ fn enter_rootfs(
     if let Some(p) = secure {
         // Devices for terminals, shared memory and message queues; the
         // masked and read-only paths; --tmpfs. All need CAP_SYS_ADMIN.
-        security::mount_after_pivot(p, spec.has(CloneFlags::CLONE_NEWIPC), tty_gid_mapped(spec))?;
+        security::mount_after_pivot(
+            p,
+            spec.creates(CloneFlags::CLONE_NEWIPC),
+            tty_gid_mapped(spec),
+        )?;
     }
     Ok(())
 }
@@ -701,7 +789,7 @@ fn tty_gid_mapped(spec: &Spec) -> bool {
         .group
         .or(spec.user)
         .unwrap_or_else(IdMapping::for_caller);
-    !spec.has(CloneFlags::CLONE_NEWUSER) || gids.count > 5
+    !spec.creates(CloneFlags::CLONE_NEWUSER) || gids.count > 5
 }
 // ANCHOR_END: child
 
@@ -787,5 +875,55 @@ mod tests {
         spec.namespaces.remove(CloneFlags::CLONE_NEWNS);
         let err = spec.check().unwrap_err().to_string();
         assert!(err.contains("mount namespace"), "{err}");
+    }
+
+    #[test]
+    fn joins_are_refused_where_setns_cannot_work() {
+        let join = |kind: CloneFlags| NamespacePath::new(kind, "/proc/self/ns/x");
+        let mut spec = Spec::new("/nonexistent", vec!["/bin/true".into()]);
+        spec.join_namespaces = vec![join(CloneFlags::CLONE_NEWNET)];
+        // A new user namespace would own none of them: EPERM ahead.
+        let err = spec.check().unwrap_err().to_string();
+        assert!(err.contains("--no-user") && err.contains("EPERM"), "{err}");
+
+        spec.namespaces.remove(CloneFlags::CLONE_NEWUSER);
+        for (kind, why) in [
+            (CloneFlags::CLONE_NEWNS, "pivot_root"),
+            (CloneFlags::CLONE_NEWPID, "second fork"),
+            (CloneFlags::CLONE_NEWUSER, "ID maps"),
+            (CloneFlags::CLONE_NEWCGROUP, "its own cgroup"),
+            (NAMESPACES[7].flag, "time namespace"),
+            (
+                CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC,
+                "not one kind",
+            ),
+        ] {
+            spec.join_namespaces = vec![join(kind)];
+            let err = spec.check().unwrap_err().to_string();
+            assert!(err.contains("cannot join") && err.contains(why), "{err}");
+        }
+        spec.join_namespaces = vec![
+            join(CloneFlags::CLONE_NEWNET),
+            join(CloneFlags::CLONE_NEWNET),
+        ];
+        let err = spec.check().unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+
+        // net, ipc and uts may be joined; what is joined is not created.
+        spec.join_namespaces = [
+            CloneFlags::CLONE_NEWNET,
+            CloneFlags::CLONE_NEWIPC,
+            CloneFlags::CLONE_NEWUTS,
+        ]
+        .map(join)
+        .to_vec();
+        spec.check_joins().unwrap();
+        assert!(spec.namespaces.contains(CloneFlags::CLONE_NEWNET));
+        assert!(!spec.creates(CloneFlags::CLONE_NEWNET));
+        assert!(spec.creates(CloneFlags::CLONE_NEWPID));
+        // ... and a joined UTS namespace keeps its hostname.
+        spec.hostname = Some("box".into());
+        let err = spec.check().unwrap_err().to_string();
+        assert!(err.contains("joined UTS"), "{err}");
     }
 }
