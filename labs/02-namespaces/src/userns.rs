@@ -14,19 +14,29 @@
 //! 3. it prepares `/proc` and `/dev` the way root of a user namespace must
 //!    (`prepare_proc_and_dev_in_userns`).
 //!
+//! And one more: a process that is not root on the host can make *itself*
+//! root of a user namespace of its own, with its own uid as 0, before it
+//! does anything else ([`enter_own_user_namespace`]): rootless mode.
+//!
 //! ```text
 //! unshare --user --map-users=0:100000:65536 --map-groups=0:100000:65536 CMD
 //! cat /proc/self/uid_map             # inside:   0     100000      65536
+//! unshare --user --map-root-user --mount CMD    # rootless: 0 = yourself
 //! ```
 
 use std::fs;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lab01_chroot as lab01;
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use nix::unistd::{geteuid, getgid, setgroups, setresgid, setresuid, Gid, Pid, Uid};
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{
+    fork, getegid, geteuid, getgid, getpid, pipe2, setgroups, setresgid, setresuid, ForkResult,
+    Gid, Pid, Uid,
+};
 
 /// Which IDs root inside a user namespace is on the host: uids and gids
 /// `0..count` inside are `host_id..host_id+count` outside.
@@ -223,6 +233,149 @@ pub(crate) fn prepare_proc_and_dev_in_userns(
     Ok(())
 }
 // ANCHOR_END: userns_mounts
+
+/// How [`enter_own_user_namespace`] mapped the caller's IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnMapping {
+    /// uid and gid 0 inside are the caller's own; 1 and up are its
+    /// subordinate ranges, written by `newuidmap` and `newgidmap`.
+    WithRanges,
+    /// Only uid and gid 0 inside, the caller's own; setgroups(2) is denied
+    /// in the namespace (see `write_id_maps`).
+    OwnIdOnly,
+}
+
+// ANCHOR: enter_own
+/// Make the calling process root of a new user namespace of its own, in a
+/// new mount namespace whose mounts are all private: the first act of a
+/// rootless engine, before it does anything else.
+///
+/// ```text
+/// unshare --user --map-root-user --mount CMD                # OwnIdOnly
+/// unshare --user --map-auto --map-root-user --mount CMD     # WithRanges
+/// ```
+///
+/// An unprivileged user may create a user namespace and map uid 0 inside
+/// to itself: one ID, its own. More IDs (uid 1000 of an image must be
+/// *somebody*) need the subordinate ranges root granted it in /etc/subuid
+/// and /etc/subgid, and the setuid helpers `newuidmap` and `newgidmap`
+/// (package `uidmap`) to write them, which check those files. A helper must
+/// run *outside* the new namespace, where its setuid bit means something,
+/// and the namespace must exist before it can write its maps: so a child
+/// is forked first, waits on a pipe until we have unshared, then maps us,
+/// as rootless Docker and podman do. `ranges` are the (uids, gids) to map
+/// from 1 up inside; without them, or if a helper fails, the single ID.
+///
+/// Then every mount is made private (`mount --make-rprivate /`): what the
+/// caller mounts from now on stays in its namespace.
+///
+/// Call it from a single-threaded process: it forks, and
+/// unshare(CLONE_NEWUSER) refuses a process with threads.
+pub fn enter_own_user_namespace(
+    ranges: Option<(IdMapping, IdMapping)>,
+) -> anyhow::Result<OwnMapping> {
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+    // Forked while we are still in the host's user namespace.
+    let helper = ranges
+        .map(|(uids, gids)| fork_id_map_helper(uid, gid, &uids, &gids))
+        .transpose()?;
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).context(
+        "unshare(CLONE_NEWUSER | CLONE_NEWNS) (does this kernel let unprivileged users create \
+         user namespaces? see sysctl user.max_user_namespaces)",
+    )?;
+    let mapped = match helper {
+        Some(helper) => helper.release_and_wait(),
+        None => OwnMapping::OwnIdOnly,
+    };
+    if mapped == OwnMapping::OwnIdOnly {
+        map_own_ids_only(uid, gid)?;
+    }
+    // Our mounts (a rootless engine's overlays) stay in our namespace.
+    lab01::make_mounts_private()?;
+    Ok(mapped)
+}
+// ANCHOR_END: enter_own
+
+/// The child that runs `newuidmap` and `newgidmap` for its parent, once
+/// the parent has unshared: its PID and the pipe that tells it to go.
+struct IdMapHelper {
+    pid: Pid,
+    go: fs::File,
+}
+
+/// Fork the helper. It waits for a byte on a pipe (EOF: the parent failed
+/// to unshare, nothing to do), then maps the parent: 0 inside to its own
+/// ID, 1.. to the range.
+fn fork_id_map_helper(
+    uid: u32,
+    gid: u32,
+    uids: &IdMapping,
+    gids: &IdMapping,
+) -> anyhow::Result<IdMapHelper> {
+    let (go_r, go_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe2 for the ID-map helper")?;
+    let parent = getpid();
+    // SAFETY: the caller is single-threaded (see enter_own_user_namespace).
+    match unsafe { fork() }.context("fork for the ID-map helper")? {
+        ForkResult::Child => {
+            drop(go_w);
+            let mut byte = [0u8; 1];
+            let unshared = fs::File::from(go_r)
+                .read(&mut byte)
+                .map(|n| n == 1)
+                .unwrap_or(false);
+            let ok = unshared
+                && run_id_map_tool("newuidmap", parent, uid, uids)
+                && run_id_map_tool("newgidmap", parent, gid, gids);
+            // SAFETY: leaving the forked copy without running the parent's
+            // exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => {
+            drop(go_r);
+            Ok(IdMapHelper {
+                pid: child,
+                go: fs::File::from(go_w),
+            })
+        }
+    }
+}
+
+/// `newuidmap PID 0 OWN 1 1 START COUNT` (or newgidmap): whether it worked.
+fn run_id_map_tool(tool: &str, pid: Pid, own: u32, range: &IdMapping) -> bool {
+    std::process::Command::new(tool)
+        .arg(pid.to_string())
+        .args(["0", &own.to_string(), "1"])
+        .args(["1", &range.host_id.to_string(), &range.count.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+impl IdMapHelper {
+    /// Tell the helper we have unshared, and wait for its verdict.
+    fn release_and_wait(mut self) -> OwnMapping {
+        let _ = self.go.write_all(b"u");
+        drop(self.go);
+        match nix::sys::wait::waitpid(self.pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => OwnMapping::WithRanges,
+            _ => OwnMapping::OwnIdOnly,
+        }
+    }
+}
+
+/// Map 0 inside to our own uid and gid, one ID each, from inside: an
+/// unprivileged process may write its own maps, this one line each. It may
+/// map its gid only once it has given up setgroups(2) in the namespace
+/// (see `write_id_maps` for why).
+fn map_own_ids_only(uid: u32, gid: u32) -> anyhow::Result<()> {
+    let write = |file: &str, text: String| {
+        fs::write(file, &text).with_context(|| format!("writing {text:?} to {file}"))
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
+    write("/proc/self/gid_map", format!("0 {gid} 1\n"))
+}
 
 #[cfg(test)]
 mod tests {
