@@ -10,9 +10,10 @@
 //! container cannot open its `/proc/PID/exe`, `fd` or `mem`.
 //!
 //! ```text
-//! ls -l /proc/self/fd          # what a process holds
-//! grep -i dumpable /proc/sys/fs/suid_dumpable; man 2 PR_SET_DUMPABLE
+//! ls -l /proc/self/fd          # what a process holds, and where each leads
 //! ```
+//!
+//! Dumpability has no shell command: it is prctl(2)'s `PR_SET_DUMPABLE`.
 
 use std::fs;
 use std::os::fd::RawFd;
