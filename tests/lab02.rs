@@ -529,6 +529,72 @@ fn the_network_namespace_has_only_lo_and_it_is_up() {
 }
 
 #[test]
+fn a_joined_network_namespace_is_the_targets_and_the_rest_are_new() {
+    let fx = rootfs();
+    // The target: a container with its own network namespace, whose `lo`
+    // it brought up.
+    let mut group = spawn_group(lab02(
+        &fx,
+        &["--no-user"],
+        &["/bin/sh", "-c", "echo ready; exec sleep 30"],
+    ));
+    let mut lines = BufReader::new(group.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let lab = group.0.id();
+    let children = std::fs::read_to_string(format!("/proc/{lab}/task/{lab}/children")).unwrap();
+    let target: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let ns = |kind: &str| {
+        std::fs::metadata(format!("/proc/{target}/ns/{kind}"))
+            .unwrap()
+            .ino()
+    };
+    assert_ne!(ns("net"), ns_inode("net"));
+
+    let net = format!("net=/proc/{target}/ns/net");
+    let report = probe(&fx, &["--no-user", "--join-ns", &net]);
+    assert_eq!(inode(&report, "net"), ns("net"));
+    // Only the network namespace is shared; the others are new.
+    for kind in ["uts", "ipc", "pid", "mnt"] {
+        assert_ne!(inode(&report, kind), ns(kind), "{kind}");
+        assert_ne!(inode(&report, kind), ns_inode(kind), "{kind}");
+    }
+    // The target's interfaces: its `lo`, up, and nothing of the host's.
+    let ifaces = report["interfaces"].as_array().expect("interfaces");
+    assert_eq!(ifaces.len(), 1, "{ifaces:?}");
+    assert_eq!(
+        (&ifaces[0]["name"], &ifaces[0]["up"]),
+        (&"lo".into(), &true.into())
+    );
+
+    // Refused before anything runs (125), saying why.
+    for (flags, why) in [
+        (vec!["--join-ns", net.as_str()], "--no-user"),
+        (
+            vec![
+                "--no-user",
+                "--join-ns",
+                &format!("pid=/proc/{target}/ns/pid"),
+            ],
+            "second fork",
+        ),
+        (
+            vec![
+                "--no-user",
+                "--join-ns",
+                &format!("net=/proc/{target}/ns/ipc"),
+            ],
+            "kind ipc, not net",
+        ),
+    ] {
+        let out = run(lab02(&fx, &flags, &["/bin/true"]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {stderr}");
+        assert!(stderr.contains(why), "{flags:?}: {stderr}");
+    }
+    drop(group);
+}
+
+#[test]
 fn the_cgroup_namespace_shows_its_own_cgroup_as_root() {
     let fx = rootfs();
     let report = probe(&fx, &[]);

@@ -37,6 +37,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use lab02_namespaces::userns::{enter_own_user_namespace, OwnMapping};
 use lab02_namespaces::IdMapping;
 
 /// The user (and group) that `--userns-remap default` means, as in Docker.
@@ -296,15 +297,9 @@ fn ensure_default_user(subuid: &Path, subgid: &Path) -> Result<()> {
 
 // ANCHOR: rootless
 /// Rootless mode: make this process root of a user namespace of its own,
-/// with a mount namespace of its own, before it does anything else.
-///
-/// An unprivileged user may create a user namespace and map uid 0 inside
-/// to itself: one ID, its own. More IDs (uid 1000 of an image must be
-/// *somebody*) need the subordinate ranges root granted it in /etc/subuid
-/// and /etc/subgid, written by the setuid helpers `newuidmap` and
-/// `newgidmap` (package `uidmap`) from outside the namespace: so a child
-/// forked beforehand waits for us to unshare, then maps us, as rootless
-/// Docker and podman do. Without a range or the helpers, the single ID.
+/// with a mount namespace of its own, before it does anything else. The
+/// mechanism is lab 02's `userns::enter_own_user_namespace`; this is the
+/// policy: whose ranges to map, and what to say when they cannot be.
 ///
 /// Root of that namespace has every capability over what the namespace
 /// owns, so everything dockyard does next happens in there: layers are
@@ -321,90 +316,17 @@ fn ensure_default_user(subuid: &Path, subgid: &Path) -> Result<()> {
 /// The shell equivalent is `unshare --user --map-root-user --mount`, or
 /// with ranges `unshare --user --map-auto --map-root-user --mount`.
 pub fn enter_rootless() -> Result<()> {
-    use nix::sched::{unshare, CloneFlags};
-    use std::io::{Read, Write};
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    // The user's ranges, if root granted it some and the `uidmap` helpers
+    // are installed; otherwise its own uid and gid only.
     let ranges = subordinate_ranges(uid.as_raw(), gid.as_raw())?;
-    // The helper, forked while we are still in the host's user namespace,
-    // where the setuid bit of newuidmap means something.
-    let helper = match &ranges {
-        None => None,
-        Some((uids, gids)) => {
-            let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .context("rootless: pipe2 for the ID-map helper")?;
-            let parent = nix::unistd::getpid();
-            // SAFETY: dockyard is single-threaded here (start-up).
-            match unsafe { nix::unistd::fork() }.context("rootless: fork for the ID-map helper")? {
-                nix::unistd::ForkResult::Child => {
-                    drop(ready_w);
-                    let mut byte = [0u8; 1];
-                    let unshared = std::fs::File::from(ready_r)
-                        .read(&mut byte)
-                        .map(|n| n == 1)
-                        .unwrap_or(false);
-                    let map = |tool: &str, own: u32, range: &IdMapping| {
-                        std::process::Command::new(tool)
-                            .arg(parent.to_string())
-                            .args(["0", &own.to_string(), "1"])
-                            .args(["1", &range.host_id.to_string(), &range.count.to_string()])
-                            .status()
-                            .map(|s| s.success())
-                            .unwrap_or(false)
-                    };
-                    let ok = unshared
-                        && map("newuidmap", uid.as_raw(), uids)
-                        && map("newgidmap", gid.as_raw(), gids);
-                    // SAFETY: leaving the forked copy without running our
-                    // exit handlers.
-                    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-                }
-                nix::unistd::ForkResult::Parent { child } => {
-                    drop(ready_r);
-                    Some((child, std::fs::File::from(ready_w)))
-                }
-            }
-        }
-    };
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).context(
-        "rootless: unshare(CLONE_NEWUSER | CLONE_NEWNS) (does this kernel let unprivileged users \
-         create user namespaces? see sysctl user.max_user_namespaces)",
-    )?;
-    let mut mapped = false;
-    if let Some((child, mut ready)) = helper {
-        let _ = ready.write_all(b"u");
-        drop(ready);
-        mapped = matches!(
-            nix::sys::wait::waitpid(child, None),
-            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+    let mapped = enter_own_user_namespace(ranges).context("rootless")?;
+    if ranges.is_some() && mapped == OwnMapping::OwnIdOnly {
+        eprintln!(
+            "WARNING: rootless: newuidmap/newgidmap could not map the ranges of \
+             /etc/subuid and /etc/subgid; mapping only your own uid and gid"
         );
-        if !mapped {
-            eprintln!(
-                "WARNING: rootless: newuidmap/newgidmap could not map the ranges of \
-                 /etc/subuid and /etc/subgid; mapping only your own uid and gid"
-            );
-        }
     }
-    if !mapped {
-        // The kernel lets an unprivileged process map its gid only once it
-        // has given up setgroups(2) in the namespace (lab 02's
-        // `write_id_maps` explains why).
-        let write = |file: &str, text: String| {
-            std::fs::write(file, &text)
-                .with_context(|| format!("rootless: writing {text:?} to {file}"))
-        };
-        write("/proc/self/setgroups", "deny".into())?;
-        write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
-        write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
-    }
-    // Our mounts (the containers' overlays) stay in our namespace.
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .context("rootless: making every mount private")?;
     Ok(())
 }
 

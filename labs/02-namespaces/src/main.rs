@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lab02_namespaces::security::{self, Security, Tmpfs};
-use lab02_namespaces::{IdMapping, Spec, FORWARDED_SIGNALS};
+use lab02_namespaces::{IdMapping, NamespacePath, Spec, FORWARDED_SIGNALS};
 use nix::sched::CloneFlags;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 
@@ -55,6 +55,12 @@ struct Cli {
     /// Share the host's cgroup root (cgroup namespace).
     #[arg(long)]
     no_cgroupns: bool,
+
+    /// Enter an existing namespace instead of creating one: KIND=PATH, e.g.
+    /// net=/proc/PID/ns/net (as nsenter --net=FILE). Network, IPC and UTS
+    /// namespaces only, and with --no-user.
+    #[arg(long, value_name = "KIND=PATH")]
+    join_ns: Vec<NamespacePath>,
 
     /// Map uid and gid 0 inside to HOST_ID..HOST_ID+COUNT outside.
     /// Default: 100000:65536 as root; as another user, that user's own uid, count 1.
@@ -180,6 +186,7 @@ fn main() -> ExitCode {
     spec.security = security;
     spec.cwd = cli.workdir.clone();
     spec.namespaces = cli.namespaces();
+    spec.join_namespaces = cli.join_ns.clone();
     spec.hostname = cli.hostname.clone();
     spec.user = cli.userns_map;
     spec.init = cli.init;

@@ -1,0 +1,198 @@
+//! # Who the command runs as: `-u` and the image's `USER`
+//!
+//! A container's processes start as root (of the container: with a user
+//! namespace, an unprivileged uid on the host). `docker run -u 1000:1000`
+//! or an image's `USER app` make the command run as someone else. The name
+//! means what the *image's* `/etc/passwd` and `/etc/group` say, not the
+//! host's; the switch itself is the last step before exec, because it takes
+//! the capabilities away:
+//!
+//! ```text
+//! setpriv --reuid=1000 --regid=1000 --init-groups CMD     # or: su -s /bin/sh app -c CMD
+//! ```
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use crate::security;
+
+/// Who a container's command runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl RunAs {
+    /// The one answer to "who does `user` (docker's `-u`, or an image's
+    /// `USER`) run as?", for `rootfs`'s image: `None` for root, whom the
+    /// container's first process already is, else [`resolve_user`].
+    ///
+    /// Root is the empty string (no `-u`, no `USER`), `root`, `0`, `0:0`
+    /// and `root:root`, whatever the image's passwd says: no lookup, and no
+    /// switch (which would also set the supplementary groups the image's
+    /// `/etc/group` gives root). Anything else, `root:wheel` and `0:10`
+    /// included, is resolved and switched to. One answer for every caller
+    /// (the engine, the builder's RUN steps), so that they cannot disagree.
+    pub fn lookup(rootfs: &Path, user: &str) -> anyhow::Result<Option<RunAs>> {
+        if is_root(user) {
+            return Ok(None);
+        }
+        resolve_user(rootfs, user).map(Some)
+    }
+}
+
+/// Whether `user` names root, in each spelling docker users write it.
+fn is_root(user: &str) -> bool {
+    matches!(user, "" | "root" | "0" | "0:0" | "root:root")
+}
+
+// ANCHOR: run_as
+/// Become `u`: supplementary groups, then the gid, then the uid. The order
+/// matters: each step needs CAP_SETGID or CAP_SETUID, and once the uid is
+/// not 0 the kernel takes the capabilities away (which is why a container
+/// started with `-u 1000` has none, as in docker).
+pub fn switch_user(u: &RunAs) -> anyhow::Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    let groups: Vec<Gid> = u.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    setgroups(&groups).context("setgroups")?;
+    let gid = Gid::from_raw(u.gid);
+    setresgid(gid, gid, gid).with_context(|| format!("setresgid({})", u.gid))?;
+    let uid = Uid::from_raw(u.uid);
+    setresuid(uid, uid, uid).with_context(|| format!("setresuid({})", u.uid))?;
+    Ok(())
+}
+// ANCHOR_END: run_as
+
+/// Resolve docker's `-u` forms (`uid`, `uid:gid`, `name`, `name:group`)
+/// against the image's `/etc/passwd` and `/etc/group`, read inside the
+/// rootfs (through openat2 RESOLVE_IN_ROOT: the image's files may be
+/// symlinks to anywhere). A name's supplementary groups are the groups that
+/// list it.
+pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
+    let root = OwnedFd::from(
+        fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
+    );
+    let read = |path: &str| -> String {
+        security::open_in_root(&root, Path::new(path), libc::O_RDONLY)
+            .ok()
+            .and_then(|fd| std::io::read_to_string(fs::File::from(fd)).ok())
+            .unwrap_or_default()
+    };
+    let passwd = read("/etc/passwd");
+    let group = read("/etc/group");
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    // passwd: name:x:uid:gid:gecos:home:shell
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == u || f[2] == u));
+    let (uid, mut gid, name) = match (u.parse::<u32>(), &entry) {
+        (_, Some(f)) => (
+            f[2].parse()
+                .with_context(|| format!("bad uid in /etc/passwd for {u}"))?,
+            f[3].parse()
+                .with_context(|| format!("bad gid in /etc/passwd for {u}"))?,
+            Some(f[0].to_string()),
+        ),
+        (Ok(n), None) => (n, n, None),
+        (Err(_), None) => bail!("unable to find user {u}: no matching entries in passwd file"),
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .with_context(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        };
+    }
+    let mut groups = vec![gid];
+    if let Some(name) = name {
+        for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(n) = f[2].parse() {
+                    if !groups.contains(&n) {
+                        groups.push(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(RunAs { uid, gid, groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image with a passwd and a group file, in a temporary directory.
+    fn image() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nwheel:x:10:root,app\napp:x:1000:\nstaff:x:50:app\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn root_in_every_spelling_is_no_switch() {
+        let image = image();
+        for root in ["", "root", "0", "0:0", "root:root"] {
+            assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
+        }
+        // Not a lookup either: no passwd needed.
+        assert_eq!(
+            RunAs::lookup(Path::new("/nonexistent"), "root").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn other_users_are_resolved_in_the_image() {
+        let image = image();
+        let app = RunAs::lookup(image.path(), "app").unwrap().unwrap();
+        assert_eq!(
+            app,
+            RunAs {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 10, 50]
+            }
+        );
+        assert_eq!(app, resolve_user(image.path(), "app").unwrap());
+        let by_number = RunAs::lookup(image.path(), "1000:50").unwrap().unwrap();
+        assert_eq!((by_number.uid, by_number.gid), (1000, 50));
+        // Root with another group is a switch: the group changes.
+        let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap().unwrap();
+        assert_eq!((wheel.uid, wheel.gid), (0, 10));
+        // A uid the image does not know is still a uid, as in docker.
+        let unknown = RunAs::lookup(image.path(), "4242").unwrap().unwrap();
+        assert_eq!(
+            (unknown.uid, unknown.gid, unknown.groups),
+            (4242, 4242, vec![4242])
+        );
+        let err = RunAs::lookup(image.path(), "nobody-here").unwrap_err();
+        assert!(err.to_string().contains("unable to find user"), "{err}");
+    }
+}
