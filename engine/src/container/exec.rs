@@ -72,7 +72,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         tty_size: tty.then(dockyard_monitor::pump::our_window_size).flatten(),
         // The container's own root, where its passwd file is: through
         // /proc/PID/root of its first process.
-        run_as: run_as(
+        run_as: namespaces::RunAs::lookup(
             Path::new(&format!("/proc/{}/root", record.state.pid)),
             user.unwrap_or(&config.user),
         )?,
@@ -81,8 +81,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     let parent = config.cgroup_parent_or_default();
     // The joining process enters the container's cgroup first (lab 03),
     // while the host's cgroup tree is still in view, then its namespaces.
-    let mut relay =
-        namespaces::join::join(&spec, || cgroups::enter(&host, parent, &record.id))?;
+    let mut relay = namespaces::join::join(&spec, || cgroups::enter(&host, parent, &record.id))?;
     drop(null);
     if detach {
         return Ok(0);
@@ -109,12 +108,4 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     Ok(relay
         .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
         .code())
-}
-
-/// `-u` or the image's USER, resolved in the container's own passwd file.
-pub(crate) fn run_as(rootfs: &Path, user: &str) -> Result<Option<namespaces::RunAs>> {
-    if user.is_empty() || user == "root" || user == "0" || user == "0:0" {
-        return Ok(None);
-    }
-    Ok(Some(namespaces::resolve_user(rootfs, user)?))
 }

@@ -175,7 +175,7 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
     spec.security = Some(config.security()?);
     // `-u` or the image's USER, resolved in the container's own passwd and
     // group files (lab 02).
-    spec.run_as = super::exec::run_as(facts.rootfs, &config.user)?;
+    spec.run_as = namespaces::RunAs::lookup(facts.rootfs, &config.user)?;
     spec.rlimits = config
         .ulimits
         .iter()

@@ -38,8 +38,6 @@
 //! The caller owns what comes back, [`Assembled`]: the process to wait for
 //! and the [`Groups`] to take down after it has exited.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context};
 use lab02_namespaces as lab02;
 use nix::sched::CloneFlags;
@@ -156,7 +154,13 @@ impl Blueprint {
         }
         match self.netns {
             NetNs::Private => spec.namespaces |= CloneFlags::CLONE_NEWNET,
-            NetNs::Host | NetNs::Process(_) => spec.namespaces -= CloneFlags::CLONE_NEWNET,
+            NetNs::Host => spec.namespaces -= CloneFlags::CLONE_NEWNET,
+            NetNs::Process(pid) => {
+                // Entered by path, as `nsenter --net=/proc/PID/ns/net` (lab 02).
+                spec.namespaces -= CloneFlags::CLONE_NEWNET;
+                let path = lab02::NamespacePath::of_process(CloneFlags::CLONE_NEWNET, pid);
+                spec.join_namespaces.push(path);
+            }
         }
         let private_cgroupns = match self.cgroupns {
             CgroupNs::HostDefault => host.version() == Version::V2,
@@ -190,8 +194,8 @@ impl Blueprint {
                  which root of the new one has no privilege"
             );
         }
-        // MERGE: spec.check() from lab 02
-        let _ = spec;
+        // Then lab 02's own checks: the command, the rootfs, the namespaces.
+        spec.check()?;
         Ok(())
     }
 }
@@ -278,7 +282,7 @@ pub fn assemble(
             }
         };
     }
-    let spawned = spawn_in(&mut spec, &bp.netns, &groups, before_start);
+    let spawned = spawn_in(&mut spec, &groups, before_start);
     match spawned {
         Ok(process) => Ok(Assembled { process, groups }),
         Err(e) => {
@@ -293,19 +297,12 @@ pub fn assemble(
 }
 // ANCHOR_END: assemble
 
-/// Spawn the first process into `groups` (lab 02), joining the network
-/// namespace `netns` names first.
+/// Spawn the first process into `groups` (lab 02).
 fn spawn_in(
     spec: &mut lab02::Spec,
-    netns: &NetNs,
     groups: &Groups,
     before_start: impl FnOnce(Pid) -> anyhow::Result<()>,
 ) -> anyhow::Result<lab02::Container> {
-    if let NetNs::Process(pid) = netns {
-        // MERGE: lab 02's join by path
-        let _ = PathBuf::from(format!("/proc/{pid}/ns/net"));
-        bail!("joining a network namespace: not yet");
-    }
     let joining = Joining::prepare(spec, groups.cgroup.as_ref(), groups.devices.as_ref())
         .context("opening the container's cgroups for its first process")?;
     let container = lab02::spawn(spec, |pid| {

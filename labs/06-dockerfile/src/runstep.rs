@@ -144,10 +144,7 @@ impl RunStep<'_> {
         spec.stdio = Some([null.as_raw_fd(), 1, 2]);
         spec.cwd = self.cwd.as_ref().map(PathBuf::from);
         spec.security = Some(namespaces::security::Security::docker_default());
-        // MERGE: RunAs::lookup
-        if !matches!(self.user.as_str(), "" | "root" | "0" | "0:0" | "root:root") {
-            spec.run_as = Some(namespaces::resolve_user(rootfs, &self.user)?);
-        }
+        spec.run_as = namespaces::RunAs::lookup(rootfs, &self.user)?;
         let mut blueprint = cgroups::Blueprint::new(spec);
         blueprint.cgroup = Some(cgroups::CgroupSpec {
             parent: self.cgroup_parent.to_string(),
