@@ -1,0 +1,19 @@
+//! Helpers that more than one subject uses: how the host sees a file's
+//! owner and a process's id map (`stat -c %u:%g`, `cat /proc/PID/uid_map`).
+
+use std::path::Path;
+
+/// A map file's lines as numbers: `0 3100000 65536` for each line.
+pub(crate) fn id_map(text: &str) -> Vec<Vec<u64>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .collect()
+}
+
+/// The owner and group of `path` itself (not of what a symlink points at),
+/// as the host sees them: `stat -c %u:%g PATH`.
+pub(crate) fn owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (m.uid(), m.gid())
+}

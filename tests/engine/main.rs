@@ -1,0 +1,21 @@
+//! The engine, observed from outside and inside: the whole life of a
+//! container through `dockyard`, checked against the kernel (mount table,
+//! cgroups, /proc) and the probe.
+//!
+//! Every test gets its own data root and cgroup parent, and removes every
+//! container it made when it ends, even by panic.
+//!
+//! One test binary (one link, one `cargo test --test engine`), in modules by
+//! subject: a test's name starts with its module, e.g.
+//! `cargo test --test engine -- networking::` runs the network tests.
+
+mod attach;
+mod common;
+mod confinement;
+mod images;
+mod lifecycle;
+mod networking;
+mod output;
+mod rootless;
+mod userns_remap;
+mod volumes;

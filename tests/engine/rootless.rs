@@ -1,0 +1,232 @@
+//! Rootless: dockyard run by an unprivileged user (`setpriv --reuid`), in
+//! a user namespace of its own, mapped through `newuidmap` when the user
+//! has a subordinate range, and saying what it cannot do without root.
+
+use std::process::{Command, Output, Stdio};
+
+use dockyard_e2e::dockyard::text;
+use dockyard_e2e::fixtures::{bin, require_root, workspace_root};
+
+use crate::common::{id_map, owner};
+
+/// dockyard run by `nobody` (uid 65534, through setpriv), from a copy of
+/// the binary and the base image in a home directory of its own, so that
+/// nothing depends on what the checkout's permissions let others read.
+struct Rootless {
+    home: tempfile::TempDir,
+}
+
+const NOBODY: u32 = 65_534;
+
+impl Rootless {
+    fn new() -> Rootless {
+        require_root();
+        let home = tempfile::Builder::new()
+            .prefix("dockyard-rootless-")
+            .tempdir()
+            .unwrap();
+        // Installed as dockyard is: with its monitor program beside it.
+        for program in ["dockyard", "dockyard-monitor"] {
+            std::fs::copy(bin(program), home.path().join(program)).unwrap();
+        }
+        let oci = workspace_root().join("images/busybox/oci");
+        let cp = Command::new("cp")
+            .arg("-r")
+            .arg(&oci)
+            .arg(home.path().join("oci"))
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        let chown = Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+            .arg(home.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        Rootless { home }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let (id, home) = (NOBODY.to_string(), self.home.path());
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={id}"),
+                &format!("--regid={id}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(home.join("dockyard"))
+            .args(args)
+            .current_dir(home)
+            .env("HOME", home)
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("DOCKYARD_ROOT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running setpriv")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rootless dockyard {args:?} failed ({:?}):\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
+        for id in text(&ids.stdout).lines() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+#[test]
+fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
+    // Nobody's ranges must not change under us (the second test adds one).
+    let lock = dockyard_e2e::subids::SubIds::hold();
+    let nobody_has_a_range = ["/etc/subuid", "/etc/subgid"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("nobody:") || l.starts_with("65534:"))
+    });
+    let r = Rootless::new();
+    r.ok(&["load", "-i", "oci"]);
+    // The data root is the user's: ~/.local/share/dockyard, owned by it.
+    let data = r.home.path().join(".local/share/dockyard");
+    assert_eq!(owner(&data.join("index.json")), (NOBODY, NOBODY));
+    assert_eq!(r.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    assert!(r.ok(&["info"]).contains("\n  rootless\n"));
+    // Inside: root, mapped to the one ID the user has (0 of dockyard's own
+    // user namespace, itself uid 65534 on the host).
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let (uid, map) = out.split_once('\n').unwrap();
+    assert_eq!(uid, "0");
+    if !nobody_has_a_range {
+        assert_eq!(id_map(map), vec![vec![0, 0, 1]]);
+    }
+    // From the host: the container is the user's process, in a user
+    // namespace that is not the host's, under Docker's capability mask.
+    r.ok(&["run", "-d", "--name", "bg", "busybox", "sleep", "60"]);
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "bg"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("Uid:"), NOBODY.to_string());
+    assert_eq!(field("CapBnd:"), "00000000a80425fb");
+    assert_eq!(field("Seccomp:"), "2");
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{}/ns/user", pid.trim())).unwrap(),
+        std::fs::read_link("/proc/self/ns/user").unwrap()
+    );
+    // exec enters it from the user's own side of the namespaces.
+    assert_eq!(r.ok(&["exec", "bg", "id", "-u"]), "0\n");
+    // What needs the host's root is refused, with the reason.
+    for (args, says) in [
+        (
+            &["run", "--rm", "-m", "32m", "busybox", "true"][..],
+            "cgroup",
+        ),
+        (
+            &["run", "--rm", "--network", "bridge", "busybox", "true"][..],
+            "network namespace",
+        ),
+        (
+            &["run", "--rm", "-p", "80:80", "busybox", "true"][..],
+            "below 1024",
+        ),
+        (&["--userns-remap", "default", "images"][..], "needs root"),
+    ] {
+        let out = r.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = r.run(&["pause", "bg"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("rootless mode"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = r.run(&["cp", "bg:/etc/passwd", "passwd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("stop it first"),
+        "{}",
+        text(&out.stderr)
+    );
+    r.ok(&["stop", "-t", "1", "bg"]);
+    r.ok(&["cp", "bg:/etc/passwd", "passwd"]);
+    assert!(std::fs::read_to_string(r.home.path().join("passwd"))
+        .unwrap()
+        .starts_with("root:"));
+    r.ok(&["rm", "-f", "bg"]);
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+    drop(lock);
+}
+
+#[test]
+fn rootless_with_a_subuid_range_maps_it_through_newuidmap() {
+    const START: u32 = 3_600_000;
+    let _ids = dockyard_e2e::subids::SubIds::add(&NOBODY.to_string(), START, 65_536);
+    let r = Rootless::new();
+    r.ok(&["load", "-i", "oci"]);
+    // dockyard's own namespace: 0 is nobody, 1..=65536 the range; the
+    // container's maps all of it, cut where dockyard's map is cut.
+    r.ok(&["run", "-d", "--name", "ranged", "busybox", "sleep", "60"]);
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "ranged"]);
+    let outer = std::fs::read_to_string(format!("/proc/{}/uid_map", pid.trim())).unwrap();
+    assert_eq!(
+        id_map(&outer),
+        vec![vec![0, NOBODY as u64, 1], vec![1, START as u64, 65_536]]
+    );
+    let out = r.ok(&[
+        "exec",
+        "ranged",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; touch /f; chown 1000:1000 /f",
+    ]);
+    assert_eq!(id_map(&out), vec![vec![0, 0, 1], vec![1, 1, 65_536]]);
+    // uid 1000 inside is a uid of the range on the host.
+    let id = r.ok(&["inspect", "-f", "{{.Id}}", "ranged"]);
+    let upper = r
+        .home
+        .path()
+        .join(".local/share/dockyard/containers")
+        .join(id.trim())
+        .join("upper/f");
+    assert_eq!(owner(&upper), (START + 999, START + 999));
+}
