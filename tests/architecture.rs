@@ -44,7 +44,7 @@ use serde_json::Value;
 const LAB_DEPENDENCIES: &[(&str, &[&str])] = &[
     ("lab01-chroot", &[]),
     ("lab02-namespaces", &["lab01-chroot"]),
-    ("lab03-cgroups", &["lab01-chroot", "lab02-namespaces"]),
+    ("lab03-cgroups", &["lab02-namespaces"]),
     // Its CLI's `run` only: the image store and overlay mounts use no lab.
     (
         "lab04-overlay",

@@ -15,9 +15,9 @@ pub struct Engine {
     pub root: PathBuf,
     /// `--userns-remap`: the ranges every container's root maps to, unless
     /// it runs with `--userns=host`. `root` is then the remapped data root.
-    pub remap: Option<crate::userns::Remap>,
+    pub remap: Option<crate::remap::Remap>,
     /// Rootless mode: this process is root of a user namespace of its own
-    /// (see the userns module), not of the host.
+    /// (see the rootless module), not of the host.
     pub rootless: bool,
     pub config: DaemonConfig,
     pub containers: state::Store,
@@ -27,12 +27,12 @@ pub struct Engine {
 
 impl Engine {
     /// Open the data root `root`. With `--userns-remap` (`remap`) the data
-    /// root is `<root>/<uid>.<gid>` (see the userns module), and its image
+    /// root is `<root>/<uid>.<gid>` (see the remap module), and its image
     /// store shifts layer owners into the range.
     pub fn open_remapped(
         root: PathBuf,
         config: DaemonConfig,
-        remap: Option<crate::userns::Remap>,
+        remap: Option<crate::remap::Remap>,
     ) -> Result<Engine> {
         let root = match &remap {
             Some(r) => r.data_root(&root)?,
@@ -59,7 +59,7 @@ impl Engine {
     }
 
     /// Open `root` for a rootless engine, whose process is already in its
-    /// own user namespace (`userns::enter_rootless`).
+    /// own user namespace (`rootless::enter_rootless`).
     pub fn open_rootless(root: PathBuf, config: DaemonConfig) -> Result<Engine> {
         let mut engine = Engine::open_remapped(root, config, None)?;
         engine.rootless = true;

@@ -12,7 +12,7 @@
 //!   05, and named volumes;
 //! - [`state`], [`logs`], [`health`]: the records, logs and health of
 //!   containers, kept in files (the engine has no daemon);
-//! - [`userns`]: `--userns-remap` and rootless mode;
+//! - [`remap`] and [`rootless`]: `--userns-remap`, and rootless mode;
 //! - [`config`]: daemon.json; [`trace`]: the start-up trace.
 //!
 //! Every kernel mechanism comes from a lab's library; the engine never
@@ -25,9 +25,10 @@ pub mod health;
 pub mod image;
 pub mod logs;
 pub mod network;
+pub mod remap;
+pub mod rootless;
 pub mod state;
 pub mod trace;
-pub mod userns;
 pub mod volumes;
 
 pub use engine::Engine;

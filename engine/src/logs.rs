@@ -3,7 +3,7 @@
 //!
 //! The monitor writes them: every chunk of output becomes one JSON object on
 //! its own line of `<container dir>/container-json.log`, exactly as Docker
-//! writes it, rotated past `max-size` (see `dockyard_monitor::logs`, which
+//! writes it, rotated past `max-size` (see `dockyard_monitor::jsonfile`, which
 //! the small monitor program and the foreground `run` share).
 
 use std::fs::File;
@@ -15,8 +15,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::state::parse_rfc3339;
-use dockyard_monitor::logs::rotated;
-pub use dockyard_monitor::logs::{Rotation, Writer, LOG_FILE};
+use dockyard_monitor::jsonfile::rotated;
+pub use dockyard_monitor::jsonfile::{Rotation, Writer, LOG_FILE};
 
 /// One line of a json-file log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,7 +208,7 @@ mod tests {
         .unwrap();
         json.push(b'\n');
         assert_eq!(
-            dockyard_monitor::logs::entry_line(&all, "stderr", "T"),
+            dockyard_monitor::jsonfile::entry_line(&all, "stderr", "T"),
             json
         );
         let all = read(dir.path(), &Filter::default()).unwrap();

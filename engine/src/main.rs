@@ -18,7 +18,7 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 use dockyard::container;
-use dockyard::{config, engine, trace, userns};
+use dockyard::{config, engine, remap, rootless, trace};
 
 fn main() -> ExitCode {
     // First, before anything of ours is open (see the function).
@@ -141,7 +141,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
             _ => None,
         };
         if let Some((what, why)) = refused {
-            return Err(with(userns::rootless_refusal(what, why)));
+            return Err(with(rootless::rootless_refusal(what, why)));
         }
     }
     let result = match &cli.command {
@@ -218,7 +218,7 @@ fn open_engine(cli: &Cli) -> anyhow::Result<dockyard::Engine> {
     let root = if rootless && cli.root.is_none() && cfg.data_root.is_none() {
         match std::env::var_os("DOCKYARD_ROOT") {
             Some(r) => r.into(),
-            None => userns::rootless_data_root()?,
+            None => rootless::rootless_data_root()?,
         }
     } else {
         config::data_root(cli.root.as_deref(), &cfg)
@@ -236,7 +236,7 @@ fn open_engine(cli: &Cli) -> anyhow::Result<dockyard::Engine> {
         // may enter them; from a namespace of our own, a sibling, we could
         // not even read their /proc/PID/ns links.
         if !matches!(cli.command, Command::Exec(_)) && exit_handler.is_none() {
-            userns::enter_rootless()?;
+            rootless::enter_rootless()?;
         }
         return dockyard::Engine::open_rootless(root, cfg);
     }
@@ -244,7 +244,7 @@ fn open_engine(cli: &Cli) -> anyhow::Result<dockyard::Engine> {
     // dockerd flag does; an empty value turns it off.
     let remap = match cli.userns_remap.as_deref().or(cfg.userns_remap.as_deref()) {
         None | Some("") => None,
-        Some(setting) => Some(userns::Remap::resolve(setting)?),
+        Some(setting) => Some(remap::Remap::resolve(setting)?),
     };
     dockyard::Engine::open_remapped(root, cfg, remap)
 }

@@ -15,14 +15,14 @@
 //!
 //! - [`pump`]: the poll loop that moves bytes and waits for the exit;
 //! - [`attach`]: the attach socket's server side and its framing;
-//! - [`logs`]: the json-file log writer, with rotation;
+//! - [`jsonfile`]: the json-file log driver's writer, with rotation;
 //! - [`time`]: RFC 3339 times, as docker writes them.
 //!
 //! Errors are plain `std::io::Error`s with the context in their message, so
 //! that the small program needs no error-handling crate.
 
 pub mod attach;
-pub mod logs;
+pub mod jsonfile;
 pub mod pump;
 pub mod time;
 

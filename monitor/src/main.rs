@@ -35,7 +35,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use dockyard_monitor::attach::Client;
-use dockyard_monitor::logs::{Rotation, Writer};
+use dockyard_monitor::jsonfile::{Rotation, Writer};
 use dockyard_monitor::pump::{pump, Streams};
 use nix::unistd::Pid;
 

@@ -31,7 +31,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::{attach, context, logs};
+use crate::{attach, context, jsonfile};
 
 /// What to copy.
 pub struct Streams {
@@ -67,7 +67,7 @@ pub const PROXIED_SIGNALS: [Signal; 4] = [
 pub fn pump(
     pid: Pid,
     mut streams: Streams,
-    mut log: Option<&mut logs::Writer>,
+    log: Option<&mut jsonfile::Writer>,
     attach: bool,
 ) -> Result<i32> {
     let mut mask = SigSet::empty();
@@ -94,136 +94,223 @@ pub fn pump(
     if let Some(input) = &streams.input {
         set_nonblocking(input)?;
     }
-    let mut pending: Vec<u8> = Vec::new();
-    let mut clients = std::mem::take(&mut streams.clients);
-    // The container may have exited before SIGCHLD was blocked: then the
-    // signal was discarded and the signalfd will never report it. So ask
-    // waitpid now, and again whenever poll times out.
-    let reap = |pid: Pid| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+    let clients = std::mem::take(&mut streams.clients);
+    let mut p = Pump {
+        pid,
+        open: streams.outputs.iter().map(|_| true).collect(),
+        stdin_open: streams.own_stdin && streams.input.is_some(),
+        streams,
+        log,
+        attach,
+        sfd,
+        pending: Vec::new(),
+        clients,
+        // The container may have exited before SIGCHLD was blocked: then
+        // the signal was discarded and the signalfd will never report it.
+        // So ask waitpid now, and again whenever poll times out.
+        status: reap(pid),
+        buf: vec![0u8; 64 * 1024],
+    };
+    p.run()?;
+    mask.thread_unblock()
+        .map_err(|e| context("unblocking signals", e))?;
+    let code = p.status.unwrap_or(255);
+    // Tell the attached clients how it ended; dropping them then closes
+    // their connections.
+    let exit = attach::frame(attach::EXIT, &code.to_be_bytes());
+    for mut c in p.clients {
+        let _ = c.stream.write_all(&exit);
+    }
+    Ok(code)
+}
+
+/// The exit code of `pid` if it has ended (128+N for signal N).
+fn reap(pid: Pid) -> Option<i32> {
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
         Ok(WaitStatus::Exited(_, code)) => Some(code),
         Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
         _ => None,
-    };
-    let mut status = reap(pid);
-    let mut open: Vec<bool> = streams.outputs.iter().map(|_| true).collect();
-    let mut stdin_open = streams.own_stdin && streams.input.is_some();
-    let mut buf = vec![0u8; 64 * 1024];
+    }
+}
+
+/// Our stdin, fd 0.
+fn stdin() -> BorrowedFd<'static> {
     // SAFETY: fd 0 stays open for the life of this process.
-    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-    while status.is_none() || open.iter().any(|o| *o) {
-        // Once the container's PID 1 is gone the kernel kills the rest of its
-        // PID namespace, so the outputs reach EOF soon; don't wait forever on
-        // a descriptor some escaped process still holds.
-        let timeout = PollTimeout::from(if status.is_some() { 1000u16 } else { 500u16 });
-        // The poll set: only what we want to hear from now. A descriptor
-        // at EOF (a closed pipe) would report POLLHUP at every call, asked
-        // or not, and turn the loop into a busy one.
-        let running = status.is_none();
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+/// The state of one [`pump`]: what is open, what waits to be written, who
+/// is attached, and the exit status once there is one.
+struct Pump<'a> {
+    pid: Pid,
+    streams: Streams,
+    log: Option<&'a mut jsonfile::Writer>,
+    attach: bool,
+    sfd: SignalFd,
+    /// Bytes for the container's stdin that it has not taken yet.
+    pending: Vec<u8>,
+    clients: Vec<attach::Client>,
+    status: Option<i32>,
+    /// Which of `streams.outputs` have not reached EOF.
+    open: Vec<bool>,
+    stdin_open: bool,
+    buf: Vec<u8>,
+}
+
+impl Pump<'_> {
+    /// The loop: wait for something to do, do it, until the container has
+    /// exited and its outputs are drained.
+    fn run(&mut self) -> Result<()> {
+        while self.status.is_none() || self.open.iter().any(|o| *o) {
+            // Once the container's PID 1 is gone the kernel kills the rest of
+            // its PID namespace, so the outputs reach EOF soon; don't wait
+            // forever on a descriptor some escaped process still holds.
+            let timeout = PollTimeout::from(if self.status.is_some() {
+                1000u16
+            } else {
+                500u16
+            });
+            let Some(ready) = self.wait(timeout)? else {
+                continue;
+            };
+            if ready.is_empty() {
+                if self.status.is_some() {
+                    break;
+                }
+                self.status = reap(self.pid);
+                continue;
+            }
+            self.copy_outputs(&ready)?;
+            if ready.contains(&Slot::Stdin) {
+                self.read_stdin();
+            }
+            if ready.contains(&Slot::Listener) {
+                if let Some(l) = &self.streams.listener {
+                    while let Some(c) = attach::Client::accept(l) {
+                        self.clients.push(c);
+                    }
+                }
+            }
+            self.read_clients(&ready);
+            self.feed_input();
+            if ready.contains(&Slot::Signals) {
+                self.take_signals();
+            }
+        }
+        Ok(())
+    }
+
+    /// poll(2) on what we want to hear from now; the slots that are ready
+    /// (none: the timeout), or `None` when a signal interrupted the wait.
+    fn wait(&self, timeout: PollTimeout) -> Result<Option<Vec<Slot>>> {
+        // Only what we want to hear from now: a descriptor at EOF (a closed
+        // pipe) would report POLLHUP at every call, asked or not, and turn
+        // the loop into a busy one.
+        let running = self.status.is_none();
+        let idle = self.pending.is_empty();
+        let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
         let mut slots = vec![Slot::Signals];
-        for (i, ((fd, _), on)) in streams.outputs.iter().zip(&open).enumerate() {
+        for (i, ((fd, _), on)) in self.streams.outputs.iter().zip(&self.open).enumerate() {
             if *on {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 slots.push(Slot::Output(i));
             }
         }
-        if stdin_open && running && pending.is_empty() {
-            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+        if self.stdin_open && running && idle {
+            fds.push(PollFd::new(stdin(), PollFlags::POLLIN));
             slots.push(Slot::Stdin);
         }
-        if let (Some(input), false, true) = (&streams.input, pending.is_empty(), running) {
+        if let (Some(input), false, true) = (&self.streams.input, idle, running) {
             fds.push(PollFd::new(input.as_fd(), PollFlags::POLLOUT));
             slots.push(Slot::Input);
         }
-        if let (Some(l), true) = (&streams.listener, running) {
+        if let (Some(l), true) = (&self.streams.listener, running) {
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
             slots.push(Slot::Listener);
         }
-        if running && pending.is_empty() {
-            for (k, c) in clients.iter().enumerate() {
+        if running && idle {
+            for (k, c) in self.clients.iter().enumerate() {
                 fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
                 slots.push(Slot::Client(k));
             }
         }
-        let n = match poll(&mut fds, timeout) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(context("poll", e)),
-        };
-        if n == 0 {
-            if status.is_some() {
-                break;
-            }
-            status = reap(pid);
-            continue;
+        match poll(&mut fds, timeout) {
+            Ok(_) => Ok(Some(
+                fds.iter()
+                    .zip(&slots)
+                    .filter(|(f, _)| f.any().unwrap_or(false))
+                    .map(|(_, s)| *s)
+                    .collect(),
+            )),
+            Err(nix::errno::Errno::EINTR) => Ok(None),
+            Err(e) => Err(context("poll", e)),
         }
-        let ready: Vec<Slot> = fds
-            .iter()
-            .zip(&slots)
-            .filter(|(f, _)| f.any().unwrap_or(false))
-            .map(|(_, s)| *s)
-            .collect();
-        drop(fds);
-        let ready = |s: Slot| ready.contains(&s);
-        for (i, (fd, stream)) in streams.outputs.iter().enumerate() {
-            if !ready(Slot::Output(i)) || !open[i] {
+    }
+
+    /// What the container printed: to the log, to our terminal when
+    /// attached, and to every attached client.
+    fn copy_outputs(&mut self, ready: &[Slot]) -> Result<()> {
+        for (i, (fd, stream)) in self.streams.outputs.iter().enumerate() {
+            if !ready.contains(&Slot::Output(i)) || !self.open[i] {
                 continue;
             }
-            match nix::unistd::read(fd, &mut buf) {
+            match nix::unistd::read(fd, &mut self.buf) {
                 // EIO: a pty master whose slave side every process has closed.
-                Ok(0) | Err(nix::errno::Errno::EIO) => open[i] = false,
+                Ok(0) | Err(nix::errno::Errno::EIO) => self.open[i] = false,
                 Ok(n) => {
-                    if let Some(log) = log.as_deref_mut() {
-                        log.write(stream, &buf[..n])?;
+                    let data = &self.buf[..n];
+                    if let Some(log) = self.log.as_deref_mut() {
+                        log.write(stream, data)?;
                     }
-                    if attach {
+                    if self.attach {
                         let _ = if *stream == "stderr" {
-                            std::io::stderr().write_all(&buf[..n])
+                            std::io::stderr().write_all(data)
                         } else {
                             std::io::stdout()
-                                .write_all(&buf[..n])
+                                .write_all(data)
                                 .and_then(|()| std::io::stdout().flush())
                         };
                     }
-                    if !clients.is_empty() {
+                    if !self.clients.is_empty() {
                         let kind = if *stream == "stderr" {
                             attach::STDERR
                         } else {
                             attach::STDOUT
                         };
-                        let frame = attach::frame(kind, &buf[..n]);
+                        let frame = attach::frame(kind, data);
                         // A client that cannot keep up (2 s) is dropped.
-                        clients.retain_mut(|c| c.stream.write_all(&frame).is_ok());
+                        self.clients
+                            .retain_mut(|c| c.stream.write_all(&frame).is_ok());
                     }
                 }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                Err(_) => open[i] = false,
+                Err(_) => self.open[i] = false,
             }
         }
-        if ready(Slot::Stdin) {
-            match nix::unistd::read(stdin, &mut buf) {
-                Ok(0) | Err(_) => {
-                    stdin_open = false;
-                    // With a pipe, EOF closes the container's stdin, as
-                    // docker's `run -i` does; a terminal has no EOF of its
-                    // own (Ctrl-D is a byte), and a pty master stays.
-                    if streams.tty.is_none() && pending.is_empty() {
-                        streams.input = None;
-                    }
-                }
-                Ok(n) => pending.extend_from_slice(&buf[..n]),
-            }
-        }
-        if ready(Slot::Listener) {
-            if let Some(l) = &streams.listener {
-                while let Some(c) = attach::Client::accept(l) {
-                    clients.push(c);
+        Ok(())
+    }
+
+    /// What the person typed, for the container's stdin.
+    fn read_stdin(&mut self) {
+        match nix::unistd::read(stdin(), &mut self.buf) {
+            Ok(0) | Err(_) => {
+                self.stdin_open = false;
+                // With a pipe, EOF closes the container's stdin, as docker's
+                // `run -i` does; a terminal has no EOF of its own (Ctrl-D is
+                // a byte), and a pty master stays.
+                if self.streams.tty.is_none() && self.pending.is_empty() {
+                    self.streams.input = None;
                 }
             }
+            Ok(n) => self.pending.extend_from_slice(&self.buf[..n]),
         }
+    }
+
+    /// What attached clients sent: input, and their terminal's new size.
+    fn read_clients(&mut self, ready: &[Slot]) {
         let mut gone = Vec::new();
-        for (k, c) in clients.iter_mut().enumerate() {
-            if !ready(Slot::Client(k)) {
+        for (k, c) in self.clients.iter_mut().enumerate() {
+            if !ready.contains(&Slot::Client(k)) {
                 continue;
             }
             let (frames, open) = c.read();
@@ -232,9 +319,11 @@ pub fn pump(
             }
             for (kind, data) in frames {
                 match kind {
-                    attach::STDIN if streams.input.is_some() => pending.extend_from_slice(&data),
+                    attach::STDIN if self.streams.input.is_some() => {
+                        self.pending.extend_from_slice(&data)
+                    }
                     attach::RESIZE if data.len() == 4 => {
-                        if let Some(master) = streams.tty {
+                        if let Some(master) = self.streams.tty {
                             let rows = u16::from_be_bytes([data[0], data[1]]);
                             let cols = u16::from_be_bytes([data[2], data[3]]);
                             set_window_size(master, rows, cols);
@@ -245,56 +334,54 @@ pub fn pump(
             }
         }
         for k in gone.into_iter().rev() {
-            clients.remove(k);
+            self.clients.remove(k);
         }
-        // Send what is pending to the container's stdin, as far as it goes
-        // (non-blocking: EAGAIN leaves it for when poll reports room).
-        if !pending.is_empty() && streams.input.is_some() {
-            if let Some(input) = &streams.input {
-                match nix::unistd::write(input, &pending) {
-                    Ok(n) => {
-                        pending.drain(..n);
-                    }
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
-                    // EPIPE: the container closed its stdin; drop the rest.
-                    Err(_) => pending.clear(),
+    }
+
+    /// Send what is pending to the container's stdin, as far as it goes
+    /// (non-blocking: EAGAIN leaves it for when poll reports room).
+    fn feed_input(&mut self) {
+        let Some(input) = &self.streams.input else {
+            self.pending.clear();
+            return;
+        };
+        if self.pending.is_empty() {
+            return;
+        }
+        match nix::unistd::write(input, &self.pending) {
+            Ok(n) => {
+                self.pending.drain(..n);
+            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+            // EPIPE: the container closed its stdin; drop the rest.
+            Err(_) => self.pending.clear(),
+        }
+        let s = &self.streams;
+        if self.pending.is_empty() && !self.stdin_open && s.own_stdin && s.tty.is_none() {
+            self.streams.input = None;
+        }
+    }
+
+    /// The container's exit (SIGCHLD), our terminal's new size (SIGWINCH),
+    /// and the signals to pass on.
+    fn take_signals(&mut self) {
+        while let Ok(Some(info)) = self.sfd.read_signal() {
+            let signo = info.ssi_signo as i32;
+            if signo == libc::SIGCHLD {
+                if self.status.is_none() {
+                    self.status = reap(self.pid);
                 }
-            }
-            if pending.is_empty() && !stdin_open && streams.own_stdin && streams.tty.is_none() {
-                streams.input = None;
-            }
-        } else if streams.input.is_none() {
-            pending.clear();
-        }
-        if ready(Slot::Signals) {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                let signo = info.ssi_signo as i32;
-                if signo == libc::SIGCHLD {
-                    if status.is_none() {
-                        status = reap(pid);
-                    }
-                } else if signo == libc::SIGWINCH {
-                    if let Some(master) = streams.tty {
-                        copy_window_size(master);
-                    }
-                } else if status.is_none() {
-                    if let Ok(sig) = Signal::try_from(signo) {
-                        let _ = kill(pid, sig);
-                    }
+            } else if signo == libc::SIGWINCH {
+                if let Some(master) = self.streams.tty {
+                    copy_window_size(master);
+                }
+            } else if self.status.is_none() {
+                if let Ok(sig) = Signal::try_from(signo) {
+                    let _ = kill(self.pid, sig);
                 }
             }
         }
     }
-    mask.thread_unblock()
-        .map_err(|e| context("unblocking signals", e))?;
-    let code = status.unwrap_or(255);
-    // Tell the attached clients how it ended; dropping them then closes
-    // their connections.
-    let exit = attach::frame(attach::EXIT, &code.to_be_bytes());
-    for mut c in clients {
-        let _ = c.stream.write_all(&exit);
-    }
-    Ok(code)
 }
 
 /// What one entry of the poll set stands for.

@@ -73,7 +73,7 @@ impl<'a> Access<'a> {
         if engine.rootless && record.state.status == Status::Running {
             // Its overlay is mounted in its monitor's mount namespace, not
             // ours, and there is no freezer to hold it still.
-            return Err(dockyard::userns::rootless_refusal(
+            return Err(dockyard::rootless::rootless_refusal(
                 "cp with a running container",
                 "its root filesystem is mounted in the mount namespace of the dockyard that \
                  started it, and rootless containers have no cgroup freezer; stop it first",

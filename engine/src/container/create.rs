@@ -56,9 +56,9 @@ fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
 
 // ANCHOR: check_rootless
 /// What a rootless engine cannot do, refused before anything is created
-/// with the reason (see `userns::enter_rootless`).
+/// with the reason (see `rootless::enter_rootless`).
 pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
-    use crate::userns::rootless_refusal;
+    use crate::rootless::rootless_refusal;
     if config.userns_mode == "host" {
         return Err(rootless_refusal(
             "--userns=host",

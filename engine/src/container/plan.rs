@@ -28,7 +28,7 @@ use super::create::check_rootless;
 use crate::config::DaemonConfig;
 use crate::logs;
 use crate::network::split_add_host;
-use crate::userns::Remap;
+use crate::remap::Remap;
 
 /// What the engine knows that a plan depends on, gathered before planning.
 pub struct Facts<'a> {

@@ -167,10 +167,10 @@ fn plan_of(
 ) -> Result<Plan> {
     let rootless = match engine.rootless {
         // Every ID dockyard's own namespace has: 0 (the user) and, with
-        // /etc/subuid ranges, 1..=N (see userns::enter_rootless).
+        // /etc/subuid ranges, 1..=N (see rootless::enter_rootless).
         true => Some((
-            crate::userns::ids_mapped("/proc/self/uid_map")?,
-            crate::userns::ids_mapped("/proc/self/gid_map")?,
+            crate::rootless::ids_mapped("/proc/self/uid_map")?,
+            crate::rootless::ids_mapped("/proc/self/gid_map")?,
         )),
         false => None,
     };

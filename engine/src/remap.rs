@@ -37,7 +37,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use lab02_namespaces::userns::{enter_own_user_namespace, OwnMapping};
 use lab02_namespaces::IdMapping;
 
 /// The user (and group) that `--userns-remap default` means, as in Docker.
@@ -210,7 +209,7 @@ fn lookup_group(group: &str, implied: bool, user_name: &str) -> Result<(String, 
 }
 
 /// The first `NAME:START:COUNT` line of `file` for `name` (or its number).
-fn first_range(file: &Path, name: &str, id: Option<u32>) -> Result<Option<IdMapping>> {
+pub(crate) fn first_range(file: &Path, name: &str, id: Option<u32>) -> Result<Option<IdMapping>> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -294,101 +293,6 @@ fn ensure_default_user(subuid: &Path, subgid: &Path) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: dockremap
-
-// ANCHOR: rootless
-/// Rootless mode: make this process root of a user namespace of its own,
-/// with a mount namespace of its own, before it does anything else. The
-/// mechanism is lab 02's `userns::enter_own_user_namespace`; this is the
-/// policy: whose ranges to map, and what to say when they cannot be.
-///
-/// Root of that namespace has every capability over what the namespace
-/// owns, so everything dockyard does next happens in there: layers are
-/// extracted with owner 0 (the user, on disk), the overlay is mounted in
-/// the private mount namespace (Linux 5.11 allows overlayfs in a user
-/// namespace), and each container gets its namespaces below ours (lab 02
-/// maps its IDs to all of ours). What the namespace does not own stays out
-/// of reach, and dockyard says so where it would need it: cgroups (the
-/// host's hierarchies belong to the host's root, and no cgroup v2 subtree
-/// is delegated here), bridge networks and the host's network (the veth,
-/// the bridge and iptables live in the host's network namespace), and
-/// ports below 1024 on the host.
-///
-/// The shell equivalent is `unshare --user --map-root-user --mount`, or
-/// with ranges `unshare --user --map-auto --map-root-user --mount`.
-pub fn enter_rootless() -> Result<()> {
-    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-    // The user's ranges, if root granted it some and the `uidmap` helpers
-    // are installed; otherwise its own uid and gid only.
-    let ranges = subordinate_ranges(uid.as_raw(), gid.as_raw())?;
-    let mapped = enter_own_user_namespace(ranges).context("rootless")?;
-    if ranges.is_some() && mapped == OwnMapping::OwnIdOnly {
-        eprintln!(
-            "WARNING: rootless: newuidmap/newgidmap could not map the ranges of \
-             /etc/subuid and /etc/subgid; mapping only your own uid and gid"
-        );
-    }
-    Ok(())
-}
-
-/// The user's first ranges in /etc/subuid and /etc/subgid, if it has both
-/// and the `uidmap` helpers are installed.
-fn subordinate_ranges(uid: u32, gid: u32) -> Result<Option<(IdMapping, IdMapping)>> {
-    let helpers = ["newuidmap", "newgidmap"].iter().all(|tool| {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false)
-    });
-    if !helpers {
-        return Ok(None);
-    }
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string());
-    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map(|g| g.name)
-        .unwrap_or_else(|| gid.to_string());
-    let uids = first_range(Path::new(SUBUID), &user, Some(uid))?;
-    // newgidmap looks the *user* up in /etc/subgid, as does rootless Docker.
-    let gids = first_range(Path::new(SUBGID), &user, Some(uid))?.or(first_range(
-        Path::new(SUBGID),
-        &group,
-        Some(gid),
-    )?);
-    Ok(uids.zip(gids))
-}
-
-/// How many IDs this process's user namespace maps (the sum of the counts
-/// in `/proc/self/uid_map` or `gid_map`): rootless, what a container's
-/// user namespace may map below ours.
-pub fn ids_mapped(map_file: &str) -> Result<u32> {
-    let text = std::fs::read_to_string(map_file).with_context(|| format!("reading {map_file}"))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok())
-        .fold(0u32, |a, n| a.saturating_add(n)))
-}
-
-/// The rootless data root, as rootless Docker and podman choose theirs:
-/// `$XDG_DATA_HOME/dockyard`, else `~/.local/share/dockyard`.
-pub fn rootless_data_root() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d).join("dockyard"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .context("rootless: neither XDG_DATA_HOME nor HOME is set: give --root DIR")?;
-    Ok(PathBuf::from(home).join(".local/share/dockyard"))
-}
-
-/// Why a rootless engine cannot do `what`.
-pub fn rootless_refusal(what: &str, why: &str) -> anyhow::Error {
-    anyhow::anyhow!("{what} is not available in rootless mode: {why}")
-}
-// ANCHOR_END: rootless
 
 #[cfg(test)]
 mod tests {
