@@ -79,7 +79,7 @@ pub struct State {
     /// Set by `stop`: a restart policy must not bring the container back.
     #[serde(default)]
     pub manually_stopped: bool,
-    /// Where lab 05 attached it, while it runs (see `runtime::endpoint_json`).
+    /// Where lab 05 attached it, while it runs (see `network::endpoint_json`).
     #[serde(default)]
     pub network: Option<serde_json::Value>,
     /// The health check's results, when it has one.

@@ -1,6 +1,6 @@
 //! `docker attach`: a person joins a running container's stdio.
 //!
-//! The container's stdio belongs to its monitor (see `runtime`, and the
+//! The container's stdio belongs to its monitor (see `dockyard::container::monitor`, and the
 //! `dockyard-monitor` crate's `pump`), so attaching means talking to the
 //! monitor, through a unix socket in the container's directory,
 //! `attach.sock`. The socket's server side and the framing of the stream are

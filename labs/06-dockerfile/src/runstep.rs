@@ -12,11 +12,10 @@
 //!
 //! Everything the command writes lands in the fresh upper dir `UP`, and a deleted file
 //! leaves a whiteout there, so `UP` is exactly the difference the step made. The container is
-//! made as `dockyard run` makes one (see `engine/src/runtime.rs`): no user namespace (root in
-//! the step must create root-owned files), Docker's default security layer (capabilities,
-//! seccomp, masked paths), the default device rules in a v1 `devices` cgroup where there is
-//! one, and a network namespace with only `lo`: `docker build --network none`, because this
-//! builder has no network to offer.
+//! made by the same assembler as `dockyard run`'s (lab 03's `assemble`): no user namespace
+//! (root in the step must create root-owned files), Docker's default security layer
+//! (capabilities, seccomp, masked paths) and device rules, and a network namespace with only
+//! `lo`: `docker build --network none`, because this builder has no network to offer.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
