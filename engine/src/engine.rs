@@ -20,7 +20,7 @@ pub struct Engine {
     /// (see the rootless module), not of the host.
     pub rootless: bool,
     pub config: DaemonConfig,
-    pub containers: state::Store,
+    pub containers: state::Records,
     pub images: overlay::store::Store,
     pub volumes: crate::volumes::Volumes,
 }
@@ -45,7 +45,7 @@ impl Engine {
         // containers/<id>/, and the engine its state.json beside them.
         let images =
             overlay::store::Store::open_shifted(&root, remap.as_ref().map(|r| r.id_shift()))?;
-        let containers = state::Store::open(&root)?;
+        let containers = state::Records::open(&root)?;
         let volumes = crate::volumes::Volumes::open(&root)?;
         Ok(Engine {
             root,

@@ -125,7 +125,7 @@ pub struct Checker {
 }
 
 impl Checker {
-    pub fn start(store: state::Store, root: PathBuf, id: String, check: Check) -> Result<Checker> {
+    pub fn start(store: state::Records, root: PathBuf, id: String, check: Check) -> Result<Checker> {
         let argv = check.argv()?;
         starting(&store, &id)?;
         Ok(Checker::spawn(store, root, id, check, argv))
@@ -133,7 +133,7 @@ impl Checker {
 
     /// The thread, once the status says "starting".
     fn spawn(
-        store: state::Store,
+        store: state::Records,
         root: PathBuf,
         id: String,
         check: Check,
@@ -211,7 +211,7 @@ impl Watch {
     /// Start the checks of container `id` in a helper process. Call it
     /// while this process is single-threaded (it forks, and the child runs
     /// Rust code).
-    pub fn helper(store: state::Store, root: PathBuf, id: String, check: Check) -> Result<Watch> {
+    pub fn helper(store: state::Records, root: PathBuf, id: String, check: Check) -> Result<Watch> {
         let argv = check.argv()?;
         starting(&store, &id)?;
         let (stop_r, stop_w) =
@@ -341,7 +341,7 @@ fn run_once(
 }
 
 /// A new run's health: "starting", no results yet.
-fn starting(store: &state::Store, id: &str) -> Result<()> {
+fn starting(store: &state::Records, id: &str) -> Result<()> {
     set(store, id, |h| {
         *h = Health {
             status: "starting".into(),
@@ -351,7 +351,7 @@ fn starting(store: &state::Store, id: &str) -> Result<()> {
 }
 
 /// Update the container's Health under the store's lock.
-fn set(store: &state::Store, id: &str, f: impl FnOnce(&mut Health)) -> Result<()> {
+fn set(store: &state::Records, id: &str, f: impl FnOnce(&mut Health)) -> Result<()> {
     let lock = store.lock()?;
     let mut r = store.load(id)?;
     if !matches!(r.state.status, Status::Running | Status::Paused) {

@@ -23,7 +23,7 @@
 //!
 //! **Reconciliation.** A record that says "running" may be stale: the monitor
 //! may have been killed with SIGKILL, or the host rebooted. Before showing a
-//! record, [`Store::reconcile`] checks that its process still exists *and* is
+//! record, [`Records::reconcile`] checks that its process still exists *and* is
 //! the same process (PIDs are reused, so it compares the start time from
 //! `/proc/PID/stat`), and otherwise marks it exited.
 
@@ -125,19 +125,19 @@ pub struct Record {
 
 /// The containers of one data root.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct Records {
     dir: PathBuf,
 }
 
 /// An exclusive lock on the store, released on drop (or when the process dies).
 pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
-impl Store {
+impl Records {
     /// Open (creating if needed) `<root>/containers`.
-    pub fn open(root: &Path) -> Result<Store> {
+    pub fn open(root: &Path) -> Result<Records> {
         let dir = root.join("containers");
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Store { dir })
+        Ok(Records { dir })
     }
 
     /// Take the store's lock. Hold it across every read-modify-write.
@@ -452,7 +452,7 @@ mod tests {
     #[test]
     fn resolve_by_id_name_and_unique_prefix() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
+        let store = Records::open(root.path()).unwrap();
         let lock = store.lock().unwrap();
         store
             .save(&lock, &record(&format!("abc1{}", "0".repeat(60)), "web"))
@@ -475,7 +475,7 @@ mod tests {
     #[test]
     fn a_running_record_whose_process_is_gone_is_reconciled() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path()).unwrap();
+        let store = Records::open(root.path()).unwrap();
         // A real process that has exited and been reaped: its PID is free.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;
