@@ -125,7 +125,12 @@ pub struct Checker {
 }
 
 impl Checker {
-    pub fn start(store: state::Records, root: PathBuf, id: String, check: Check) -> Result<Checker> {
+    pub fn start(
+        store: state::Records,
+        root: PathBuf,
+        id: String,
+        check: Check,
+    ) -> Result<Checker> {
         let argv = check.argv()?;
         starting(&store, &id)?;
         Ok(Checker::spawn(store, root, id, check, argv))

@@ -357,6 +357,18 @@ mod tests {
         }
     }
 
+    const RANGE: lab02::IdMapping = lab02::IdMapping {
+        host_id: 100_000,
+        count: 65_536,
+    };
+
+    fn remapped() -> UserNs {
+        UserNs::Private {
+            uids: RANGE,
+            gids: RANGE,
+        }
+    }
+
     fn blueprint() -> Blueprint {
         Blueprint::new(lab02::Spec::new("/rootfs", vec!["/bin/true".into()]))
     }
@@ -381,19 +393,12 @@ mod tests {
         let mut bp = blueprint();
         bp.cgroupns = CgroupNs::Private;
         bp.netns = NetNs::Host;
-        let ids = lab02::IdMapping {
-            host_id: 100_000,
-            count: 65_536,
-        };
-        bp.userns = UserNs::Private {
-            uids: ids,
-            gids: ids,
-        };
+        bp.userns = remapped();
         let spec = bp.spec_for(&host(Layout::Hybrid));
         assert!(spec.namespaces.contains(CloneFlags::CLONE_NEWCGROUP));
         assert!(!spec.namespaces.contains(CloneFlags::CLONE_NEWNET));
         assert!(spec.namespaces.contains(CloneFlags::CLONE_NEWUSER));
-        assert_eq!(spec.user, Some(ids));
+        assert_eq!(spec.user, Some(RANGE));
         bp.cgroupns = CgroupNs::Host;
         let spec = bp.spec_for(&host(Layout::V2));
         assert!(!spec.namespaces.contains(CloneFlags::CLONE_NEWCGROUP));
@@ -408,15 +413,17 @@ mod tests {
         assert!(e.contains("device allow list"), "{e}");
         let mut bp = blueprint();
         bp.netns = NetNs::Process(Pid::from_raw(1));
-        let ids = lab02::IdMapping {
-            host_id: 100_000,
-            count: 65_536,
-        };
-        bp.userns = UserNs::Private {
-            uids: ids,
-            gids: ids,
-        };
+        bp.userns = remapped();
         let e = format!("{:#}", bp.check(&h).unwrap_err());
         assert!(e.contains("user namespace"), "{e}");
+        // Joined by path, not created: lab 02 enters /proc/1/ns/net.
+        bp.userns = UserNs::Host;
+        let spec = bp.spec_for(&h);
+        assert!(!spec.namespaces.contains(CloneFlags::CLONE_NEWNET));
+        assert_eq!(spec.join_namespaces.len(), 1);
+        assert_eq!(
+            spec.join_namespaces[0].path,
+            std::path::Path::new("/proc/1/ns/net")
+        );
     }
 }
