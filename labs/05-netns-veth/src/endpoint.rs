@@ -1,5 +1,6 @@
-//! Orchestration: a network's bridge and rules, a container's veth, address,
-//! ports and names, and taking all of it down again.
+//! A container's network endpoint, and the networks it is made on: a
+//! network's bridge and rules, a container's veth, address, ports and names,
+//! and taking all of it down again.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
