@@ -109,6 +109,7 @@
 //!   (setns(2)), sharing its interfaces and its `localhost`, as the
 //!   containers of a Kubernetes pod do.
 
+mod bridge;
 mod endpoint;
 pub mod firewall;
 pub mod ipam;
@@ -116,6 +117,7 @@ pub mod names;
 pub mod netlink;
 pub mod ports;
 
+pub use bridge::*;
 pub use endpoint::*;
 
 use std::os::unix::process::CommandExt;
