@@ -386,64 +386,8 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
-    let mut loaded = load_network(&store, &lock, &opts.network)?;
-    if loaded
-        .as_ref()
-        .is_some_and(|n| outdated_default(cfg, n) && !n.leases.iter().any(Lease::alive))
-    {
-        // daemon.json's `bip` or `mtu` changed since the default network
-        // was made, and no container is on it: make it again with them, as
-        // dockerd does with docker0 when it starts.
-        if let Some(mut old) = loaded.take() {
-            for d in std::mem::take(&mut old.draining) {
-                delete_link_named(&mut rtnl, &d.veth)?;
-            }
-            remove_network(&mut rtnl, &old)?;
-            store.remove(&lock, &old.name)?;
-        }
-    }
-    let mut net = match loaded {
-        Some(net) => {
-            if let Some(b) = opts.bridge.as_ref().filter(|b| **b != net.bridge) {
-                bail!(
-                    "network {} exists with bridge {}, not {b}",
-                    net.name,
-                    net.bridge
-                );
-            }
-            net
-        }
-        None if opts.must_exist => bail!("network {} not found", opts.network),
-        None => {
-            let made = NetworkOptions {
-                name: opts.network.clone(),
-                bridge: opts.bridge.clone(),
-                subnet: opts.subnet,
-                ..NetworkOptions::default()
-            };
-            create_network(cfg, &store, &lock, &mut rtnl, &made)?
-        }
-    };
-    let bridge = match rtnl.link_index(&net.bridge)? {
-        Some(index) => index,
-        None => {
-            // Its record is here but its bridge is not: make it again,
-            // rules included (those recorded are deleted first, in case
-            // they outlived the bridge here). Its members that are gone
-            // (a reboot) are collected first, as `gc` would.
-            firewall::check()?;
-            let _ = release_dead(&mut rtnl, &mut net);
-            let _ = firewall::delete_all(&net.rules);
-            net.rules.clear();
-            let index = bring_up(&mut rtnl, &mut net)
-                .with_context(|| format!("making network {} again", net.name))?;
-            if let Err(e) = store.save(&lock, &net) {
-                let _ = remove_network(&mut rtnl, &net);
-                return Err(e);
-            }
-            index
-        }
-    };
+    let mut net = network_to_join(cfg, &store, &lock, &mut rtnl, opts)?;
+    let bridge = bridge_of(&store, &lock, &mut rtnl, &mut net)?;
     reap_draining(&mut rtnl, &mut net);
     if net.leases.iter().any(|l| l.pid == pid.as_raw()) {
         bail!(
@@ -452,84 +396,23 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
             net.name
         );
     }
-    // eth0 for the first network, then the lowest free ethN.
-    let all = store.all(&lock)?;
-    let used: Vec<&str> = all
-        .iter()
-        .flat_map(|n| &n.leases)
-        .filter(|l| l.pid == pid.as_raw())
-        .map(|l| l.ifname.as_str())
-        .collect();
-    let n = (0..).find(|n| !used.contains(&format!("eth{n}").as_str()));
-    let n: u32 = n.unwrap_or(0);
-    let veth = match n {
-        0 => format!("dyv{pid}"),
-        n => format!("dyv{pid}n{n}"),
-    };
-    // A veth of that name still draining: an exited container's, whose PID
-    // this one was given again while its namespace lives on (another
-    // container joined it). It goes now, or the name is taken.
-    if let Some(at) = net.draining.iter().position(|d| d.veth == veth) {
-        delete_link_named(&mut rtnl, &veth)?;
-        net.draining.remove(at);
-    }
-    let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
+    let (n, first) = next_interface(&store, &lock, pid)?;
+    let veth = free_veth_name(&mut rtnl, &mut net, pid, n)?;
 
     // The lease is saved before anything is made for it, so that a crash
     // from here on leaves a record for gc to clean up after.
-    let start_time = ipam::process_start_time(pid.as_raw())
-        .with_context(|| format!("process {pid} does not exist"))?;
-    let ip = net.allocate(opts.ip)?;
-    let mut lease = Lease {
-        ip,
-        pid: pid.as_raw(),
-        start_time,
-        name: opts.name.clone(),
-        hostname: opts.hostname.clone(),
-        veth,
-        etc_dir: opts.etc_dir.clone(),
-        ports: vec![],
-        rules: vec![],
-        container_id: opts.container_id.clone(),
-        aliases: opts.aliases.clone(),
-        ifname: format!("eth{n}"),
-        mac: crate::netlink::format_mac(mac_for(ip)),
-        extra_hosts,
-    };
+    let mut lease = new_lease(&mut net, pid, opts, veth, n)?;
     net.leases.push(lease.clone());
     store.save(&lock, &net)?;
 
-    let made = (|| {
-        plumb(&mut rtnl, &net, bridge, pid, &lease)?;
-        if !opts.publish.is_empty() {
-            firewall::check()?;
-        }
-        for spec in &opts.publish {
-            let mapping = ports::resolve(spec)?;
-            lease.ports.push(mapping);
-            let rules = ports::port_rules(&mapping, lease.ip, &net.bridge);
-            firewall::add_all(&rules)?;
-            lease.rules.extend(rules);
-        }
-        anyhow::Ok(())
-    })();
+    let made = plug_in(&mut rtnl, &net, bridge, pid, &mut lease, &opts.publish);
     // Record what was made, whether or not all of it was.
     if let Some(slot) = net.leases.iter_mut().find(|l| l.ip == lease.ip) {
         *slot = lease.clone();
     }
     let written = made.and_then(|()| {
         store.save(&lock, &net)?;
-        // Its own files: all three when this is its first network (a later
-        // one leaves its hostname and resolv.conf alone), else the hosts.
-        if let Some(dir) = &opts.etc_dir {
-            let all = store.all(&lock)?;
-            if used.is_empty() {
-                etc_files_with(&all, &lease, &opts.dns).write_to(dir)?;
-            } else {
-                names::write_in_place(&dir.join("hosts"), &hosts_of(&all, lease.pid))?;
-            }
-        }
-        anyhow::Ok(())
+        write_own_etc_files(&store, &lock, opts, &lease, first)
     });
     if let Err(e) = written {
         let _ = release(&mut rtnl, &mut net, lease.ip, Veth::DeleteNow);
@@ -549,6 +432,197 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         ifname: lease.ifname.clone(),
         mac: lease.mac.clone(),
     })
+}
+
+/// The network `opts` names, from its state file, or made now on first use
+/// (unless `opts.must_exist`). The default network made with another `bip`
+/// or `mtu` than daemon.json now says is made again, when it is empty.
+fn network_to_join(
+    cfg: &Config,
+    store: &Store,
+    lock: &StoreLock,
+    rtnl: &mut Rtnl,
+    opts: &AttachOptions,
+) -> anyhow::Result<NetworkState> {
+    let mut loaded = load_network(store, lock, &opts.network)?;
+    if loaded
+        .as_ref()
+        .is_some_and(|n| outdated_default(cfg, n) && !n.leases.iter().any(Lease::alive))
+    {
+        // daemon.json's `bip` or `mtu` changed since the default network
+        // was made, and no container is on it: make it again with them, as
+        // dockerd does with docker0 when it starts.
+        if let Some(mut old) = loaded.take() {
+            for d in std::mem::take(&mut old.draining) {
+                delete_link_named(rtnl, &d.veth)?;
+            }
+            remove_network(rtnl, &old)?;
+            store.remove(lock, &old.name)?;
+        }
+    }
+    match loaded {
+        Some(net) => {
+            if let Some(b) = opts.bridge.as_ref().filter(|b| **b != net.bridge) {
+                bail!(
+                    "network {} exists with bridge {}, not {b}",
+                    net.name,
+                    net.bridge
+                );
+            }
+            Ok(net)
+        }
+        None if opts.must_exist => bail!("network {} not found", opts.network),
+        None => {
+            let made = NetworkOptions {
+                name: opts.network.clone(),
+                bridge: opts.bridge.clone(),
+                subnet: opts.subnet,
+                ..NetworkOptions::default()
+            };
+            create_network(cfg, store, lock, rtnl, &made)
+        }
+    }
+}
+
+/// The index of the network's bridge, asked of the kernel by name (one
+/// netlink request, the whole cost of a kept network). A network whose
+/// record is here but whose bridge is not is made again.
+fn bridge_of(
+    store: &Store,
+    lock: &StoreLock,
+    rtnl: &mut Rtnl,
+    net: &mut NetworkState,
+) -> anyhow::Result<u32> {
+    if let Some(index) = rtnl.link_index(&net.bridge)? {
+        return Ok(index);
+    }
+    // Its record is here but its bridge is not: make it again, rules
+    // included (those recorded are deleted first, in case they outlived the
+    // bridge here). Its members that are gone (a reboot) are collected
+    // first, as `gc` would.
+    firewall::check()?;
+    let _ = release_dead(rtnl, net);
+    let _ = firewall::delete_all(&net.rules);
+    net.rules.clear();
+    let index =
+        bring_up(rtnl, net).with_context(|| format!("making network {} again", net.name))?;
+    if let Err(e) = store.save(lock, net) {
+        let _ = remove_network(rtnl, net);
+        return Err(e);
+    }
+    Ok(index)
+}
+
+/// Which `ethN` the container gets on this network: eth0 for its first
+/// network, then the lowest free one. Also says whether this is its first.
+fn next_interface(store: &Store, lock: &StoreLock, pid: Pid) -> anyhow::Result<(u32, bool)> {
+    let all = store.all(lock)?;
+    let used: Vec<&str> = all
+        .iter()
+        .flat_map(|n| &n.leases)
+        .filter(|l| l.pid == pid.as_raw())
+        .map(|l| l.ifname.as_str())
+        .collect();
+    let n = (0..).find(|n| !used.contains(&format!("eth{n}").as_str()));
+    Ok((n.unwrap_or(0), used.is_empty()))
+}
+
+/// The host end's name, `dyvPID` (`dyvPIDnN` for `ethN`), made free.
+fn free_veth_name(
+    rtnl: &mut Rtnl,
+    net: &mut NetworkState,
+    pid: Pid,
+    n: u32,
+) -> anyhow::Result<String> {
+    let veth = match n {
+        0 => format!("dyv{pid}"),
+        n => format!("dyv{pid}n{n}"),
+    };
+    // A veth of that name still draining: an exited container's, whose PID
+    // this one was given again while its namespace lives on (another
+    // container joined it). It goes now, or the name is taken.
+    if let Some(at) = net.draining.iter().position(|d| d.veth == veth) {
+        delete_link_named(rtnl, &veth)?;
+        net.draining.remove(at);
+    }
+    Ok(veth)
+}
+
+/// The container's lease on `net`: an address, the MAC made from it, its
+/// names, and its `--add-host` entries. Nothing is made for it yet.
+fn new_lease(
+    net: &mut NetworkState,
+    pid: Pid,
+    opts: &AttachOptions,
+    veth: String,
+    n: u32,
+) -> anyhow::Result<Lease> {
+    let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
+    let start_time = ipam::process_start_time(pid.as_raw())
+        .with_context(|| format!("process {pid} does not exist"))?;
+    let ip = net.allocate(opts.ip)?;
+    Ok(Lease {
+        ip,
+        pid: pid.as_raw(),
+        start_time,
+        name: opts.name.clone(),
+        hostname: opts.hostname.clone(),
+        veth,
+        etc_dir: opts.etc_dir.clone(),
+        ports: vec![],
+        rules: vec![],
+        container_id: opts.container_id.clone(),
+        aliases: opts.aliases.clone(),
+        ifname: format!("eth{n}"),
+        mac: crate::netlink::format_mac(mac_for(ip)),
+        extra_hosts,
+    })
+}
+
+/// What the kernel holds of the lease: the veth pair with its address and
+/// route (see [`plumb`]), then the DNAT rules of `-p`. The lease records
+/// each as it is made, so that a failure half-way can be undone.
+fn plug_in(
+    rtnl: &mut Rtnl,
+    net: &NetworkState,
+    bridge: u32,
+    pid: Pid,
+    lease: &mut Lease,
+    publish: &[PortSpec],
+) -> anyhow::Result<()> {
+    plumb(rtnl, net, bridge, pid, lease)?;
+    if !publish.is_empty() {
+        firewall::check()?;
+    }
+    for spec in publish {
+        let mapping = ports::resolve(spec)?;
+        lease.ports.push(mapping);
+        let rules = ports::port_rules(&mapping, lease.ip, &net.bridge);
+        firewall::add_all(&rules)?;
+        lease.rules.extend(rules);
+    }
+    Ok(())
+}
+
+/// The container's own files: all three when this is its first network (a
+/// later one leaves its hostname and resolv.conf alone), else the hosts.
+fn write_own_etc_files(
+    store: &Store,
+    lock: &StoreLock,
+    opts: &AttachOptions,
+    lease: &Lease,
+    first: bool,
+) -> anyhow::Result<()> {
+    let Some(dir) = &opts.etc_dir else {
+        return Ok(());
+    };
+    let all = store.all(lock)?;
+    if first {
+        etc_files_with(&all, lease, &opts.dns).write_to(dir)?;
+    } else {
+        names::write_in_place(&dir.join("hosts"), &hosts_of(&all, lease.pid))?;
+    }
+    Ok(())
 }
 // ANCHOR_END: attach
 
