@@ -16,26 +16,226 @@
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
-use super::check::flags;
+use super::check::{flags, validate};
+use super::image::Img;
 use super::{Builder, Stage};
 use crate::cache;
-use crate::parser::{Args, Instruction};
+use crate::parser::{Args, Instruction, Keyword};
+
+/// The history line of a step that changes only the config, as Docker writes it.
+fn nop(text: &str) -> String {
+    format!("/bin/sh -c #(nop)  {text}")
+}
 
 impl Builder<'_> {
-    pub(super) fn set_config(
+    /// A step that changes only the config: reused from the cache (keyed by the parent
+    /// image and the history line), or made by `change`, with no layer.
+    fn config_step(
+        &mut self,
+        st: &mut Stage,
+        created_by: String,
+        change: impl FnOnce(&mut Img) -> Result<()>,
+    ) -> Result<()> {
+        let key = cache::key(&[&st.img.id, &created_by]);
+        if self.try_cache(st, &key)? {
+            return Ok(());
+        }
+        self.finish_step(st, &key, &created_by, None, change)
+    }
+
+    /// A step that sets one field of the config.
+    fn set_config(
         &mut self,
         st: &mut Stage,
         field: &str,
         value: Value,
         text: String,
     ) -> Result<()> {
-        let created_by = format!("/bin/sh -c #(nop)  {text}");
-        let key = cache::key(&[&st.img.id, &created_by]);
+        self.config_step(st, nop(&text), |img| {
+            img.cfg().insert(field.into(), value);
+            Ok(())
+        })
+    }
+
+    /// `ENV` and `LABEL`: `key=value` pairs into `Env` or `Labels`.
+    pub(super) fn env_or_label(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Args::Pairs(pairs) = &ins.args else {
+            unreachable!("validated")
+        };
+        // Every value is expanded with the variables from *before* the instruction:
+        // `ENV A=1 B=$A` gives B the old A.
+        let mut set = Vec::new();
+        for p in pairs {
+            set.push((self.expand(st, &p.key)?, self.expand(st, &p.value)?));
+        }
+        let text: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let created_by = nop(&format!("{} {}", ins.keyword, text.join(" ")));
+        let is_env = ins.keyword == Keyword::Env;
+        self.config_step(st, created_by, |img| {
+            for (k, v) in set {
+                if is_env {
+                    img.set_env(&k, &v);
+                } else {
+                    let labels = img.cfg().entry("Labels").or_insert(json!({}));
+                    if !labels.is_object() {
+                        *labels = json!({});
+                    }
+                    labels[k] = json!(v);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// `MAINTAINER`: the image's `author`.
+    pub(super) fn maintainer(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Args::Shell(who) = &ins.args else {
+            unreachable!("validated")
+        };
+        let created_by = nop(&format!("MAINTAINER {who}"));
+        let who = who.clone();
+        self.config_step(st, created_by, |img| {
+            img.config["author"] = json!(who);
+            Ok(())
+        })
+    }
+
+    /// `CMD` and `ENTRYPOINT`, the shell form wrapped in the stage's `SHELL`.
+    pub(super) fn cmd_or_entrypoint(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let argv = match &ins.args {
+            Args::Exec(v) => v.clone(),
+            Args::Shell(s) => {
+                let mut v = st.img.shell();
+                v.push(s.clone());
+                v
+            }
+            _ => Vec::new(),
+        };
+        let field = if ins.keyword == Keyword::Cmd {
+            "Cmd"
+        } else {
+            "Entrypoint"
+        };
+        let created_by = nop(&format!("{} {}", field.to_uppercase(), json!(argv)));
+        // ENTRYPOINT resets a CMD inherited from the base image: its arguments were
+        // meant for another program. A CMD from this Dockerfile stays.
+        let reset_cmd = ins.keyword == Keyword::Entrypoint && !st.cmd_set;
+        let key = cache::key(&[
+            &st.img.id,
+            &created_by,
+            if reset_cmd { "reset" } else { "" },
+        ]);
+        if ins.keyword == Keyword::Cmd {
+            st.cmd_set = true;
+        }
         if self.try_cache(st, &key)? {
             return Ok(());
         }
         self.finish_step(st, &key, &created_by, None, |img| {
-            img.cfg().insert(field.into(), value);
+            img.cfg().insert(field.into(), json!(argv));
+            if reset_cmd {
+                img.cfg().insert("Cmd".into(), Value::Null);
+            }
+            Ok(())
+        })
+    }
+
+    /// `SHELL ["executable", "parameters"]`: what the shell forms after it run in.
+    pub(super) fn shell(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Args::Exec(v) = &ins.args else {
+            unreachable!("validated")
+        };
+        self.set_config(st, "Shell", json!(v), format!("SHELL {}", json!(v)))
+    }
+
+    /// `USER name[:group]`, expanded and kept as given: `RUN` and the engine resolve it in
+    /// the image's passwd file.
+    pub(super) fn user(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Args::Shell(u) = &ins.args else {
+            unreachable!("validated")
+        };
+        let user = self.expand(st, u)?;
+        self.set_config(st, "User", json!(user), format!("USER {user}"))
+    }
+
+    /// `STOPSIGNAL`: a signal number or name, checked now.
+    pub(super) fn stopsignal(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Args::Shell(s) = &ins.args else {
+            unreachable!("validated")
+        };
+        let sig = self.expand(st, s)?;
+        check_signal(&sig)?;
+        self.set_config(st, "StopSignal", json!(sig), format!("STOPSIGNAL {sig}"))
+    }
+
+    /// `EXPOSE`: ports into `ExposedPorts`, normalised (`80` is `80/tcp`).
+    pub(super) fn expose(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Args::Words(words) = &ins.args else {
+            unreachable!("validated")
+        };
+        let mut ports = Vec::new();
+        for w in words {
+            for p in self.lexer.expand_words(w, &self.vars(st))? {
+                ports.push(normalize_port(&p)?);
+            }
+        }
+        let created_by = nop(&format!("EXPOSE {}", ports.join(" ")));
+        self.config_step(st, created_by, |img| {
+            let map = img.cfg().entry("ExposedPorts").or_insert(json!({}));
+            for p in ports {
+                map[p] = json!({});
+            }
+            Ok(())
+        })
+    }
+
+    /// `VOLUME`: paths into `Volumes`.
+    pub(super) fn volume(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let words = match &ins.args {
+            Args::Exec(v) | Args::Words(v) => v.clone(),
+            _ => Vec::new(),
+        };
+        let mut paths = Vec::new();
+        for w in words {
+            let p = self.expand(st, &w)?;
+            if p.trim().is_empty() {
+                bail!("VOLUME specified can not be an empty string");
+            }
+            paths.push(p);
+        }
+        let created_by = nop(&format!("VOLUME {}", json!(paths)));
+        self.config_step(st, created_by, |img| {
+            let map = img.cfg().entry("Volumes").or_insert(json!({}));
+            for p in paths {
+                map[p] = json!({});
+            }
+            Ok(())
+        })
+    }
+
+    /// `HEALTHCHECK`: see [`healthcheck`].
+    pub(super) fn set_healthcheck(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let hc = healthcheck(ins)?;
+        let created_by = nop(&format!("HEALTHCHECK {hc}"));
+        self.config_step(st, created_by, |img| {
+            img.cfg().insert("Healthcheck".into(), hc);
+            Ok(())
+        })
+    }
+
+    /// `ONBUILD INSTRUCTION`: a trigger kept in the config, for the builds that start
+    /// `FROM` this image; checked now, run there.
+    pub(super) fn onbuild(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
+        let Args::Trigger(inner) = &ins.args else {
+            unreachable!("validated")
+        };
+        validate(inner).map_err(|m| anyhow!("{}:{}: {m}", self.dockerfile, ins.start_line))?;
+        let trigger = inner.original.trim().to_string();
+        let created_by = nop(&format!("ONBUILD {trigger}"));
+        self.config_step(st, created_by, |img| {
+            let mut all = img.strings("OnBuild");
+            all.push(trigger);
+            img.cfg().insert("OnBuild".into(), json!(all));
             Ok(())
         })
     }
@@ -141,7 +341,7 @@ fn duration_ns(flag: &str, s: &str) -> Result<i64> {
 /// `HEALTHCHECK [--interval=D ...] CMD ...` as Docker stores it: the test (`["CMD", ...]`
 /// for the exec form, `["CMD-SHELL", "..."]` for the shell form, `["NONE"]`), and the
 /// durations in nanoseconds.
-pub(super) fn healthcheck(ins: &Instruction) -> Result<Value> {
+fn healthcheck(ins: &Instruction) -> Result<Value> {
     let Args::Healthcheck { kind, command } = &ins.args else {
         unreachable!("validated")
     };

@@ -13,6 +13,7 @@
 //! COPY --from=build /out/bin /usr/bin/ # from an earlier stage
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,8 +27,8 @@ use super::inputs::is_remote;
 use super::{Builder, Stage};
 use crate::cache;
 use crate::context;
-use crate::layers::{self, CopyOptions, Staging, Tree};
-use crate::parser::{Args, Instruction, Keyword};
+use crate::layers::{self, CopyOptions, LayerView, Staging, Tree};
+use crate::parser::{Args, Heredoc, Instruction, Keyword};
 use crate::runstep::WorkDir;
 use lab04_overlay as overlay;
 use overlay::diff::TreeKind;
@@ -85,105 +86,58 @@ impl Builder<'_> {
         }
         self.image(from)
     }
+}
 
+/// A COPY source: a path in the context (or another image), or a heredoc's body.
+enum Source {
+    Path(PathBuf),
+    Heredoc(String, String),
+}
+
+/// A `COPY` or `ADD` as written, its words and flags expanded.
+struct CopyArgs {
+    /// `--from`, `--chown`, `--chmod` as given: they go into the history line.
+    flags: BTreeMap<String, String>,
+    /// The sources, expanded; a heredoc's `<<EOF` stays as it is.
+    sources: Vec<String>,
+    dest: String,
+    from: Option<String>,
+    chmod: Option<u32>,
+    chown: Option<String>,
+}
+
+/// The heredoc a `<<EOF` (or `<<-"EOF"`) word of the instruction names.
+fn heredoc_of<'a>(ins: &'a Instruction, word: &str) -> Option<&'a Heredoc> {
+    let name = word.strip_prefix("<<")?.trim_start_matches('-');
+    let name = name.trim_matches(['"', '\'']);
+    ins.heredocs.iter().find(|h| h.name == name)
+}
+
+impl Builder<'_> {
     // ANCHOR: copy
     /// `COPY` and `ADD`: files from the context (or a stage) into a new layer.
     pub(super) fn copy(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
         let add = ins.keyword == Keyword::Add;
-        let f = flags(ins).map_err(|m| anyhow!(m))?;
-        let words = match &ins.args {
-            Args::Exec(v) | Args::Words(v) => v.clone(),
-            _ => unreachable!("validated"),
-        };
         let vars = self.vars(st);
-        let heredoc = |w: &str| -> Option<&crate::Heredoc> {
-            let name = w.strip_prefix("<<")?.trim_start_matches('-');
-            let name = name.trim_matches(['"', '\'']);
-            ins.heredocs.iter().find(|h| h.name == name)
-        };
-        let mut expanded = Vec::new();
-        for w in &words {
-            expanded.push(match heredoc(w) {
-                Some(_) => w.clone(),
-                None => self.lexer.expand_word(w, &vars)?,
-            });
-        }
-        let dest = expanded.pop().expect("validated: at least two words");
-        let from = f
-            .get("from")
-            .map(|v| self.lexer.expand_word(v, &vars))
-            .transpose()?;
-        let chmod = match f.get("chmod") {
-            Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
-                anyhow!("invalid chmod parameter {m:?}: it must be an octal mode such as 0755")
-            })?),
-            None => None,
-        };
-        let chown = f
-            .get("chown")
-            .map(|v| self.lexer.expand_word(v, &vars))
-            .transpose()?;
+        let args = self.copy_args(ins, &vars)?;
 
         // Where the files come from, and what identifies their content.
-        let from_img = from.as_deref().map(|n| self.source_image(n)).transpose()?;
+        let from_img = args
+            .from
+            .as_deref()
+            .map(|n| self.source_image(n))
+            .transpose()?;
         let tree: Box<dyn Tree> = match &from_img {
             Some(img) => Box::new(self.view(img)?),
             None => Box::new(self.context.clone()),
         };
-        let mut sources: Vec<Source> = Vec::new();
-        for s in &expanded {
-            if let Some(doc) = heredoc(s) {
-                let body = if doc.expand {
-                    self.lexer
-                        .expand_word(&doc.body(), &vars)
-                        .unwrap_or_else(|_| doc.body())
-                } else {
-                    doc.body()
-                };
-                sources.push(Source::Heredoc(doc.name.clone(), body));
-            } else if add && is_remote(s) {
-                bail!(
-                    "ADD {s}: downloading from a URL is not supported here (no network): \
-                     download it into the build context and ADD or COPY the file"
-                );
-            } else if from_img.is_some() {
-                let rel = layers::resolve_in_scope(tree.as_ref(), Path::new(s), true)?;
-                if tree.lookup(&rel).is_none() {
-                    bail!(
-                        "COPY --from={}: {s}: no such file or directory in that image",
-                        from.as_deref().unwrap_or("")
-                    );
-                }
-                sources.push(Source::Path(rel));
-            } else {
-                let found = self
-                    .context
-                    .expand_source(s)
-                    .map_err(|e| anyhow!("{} failed: {e}", ins.keyword))?;
-                sources.extend(found.into_iter().map(Source::Path));
-            }
-        }
+        let sources = self.copy_sources(ins, &args, &vars, from_img.is_some(), tree.as_ref())?;
         let content = match &from_img {
             Some(img) => img.id.clone(),
-            None => {
-                let paths: Vec<PathBuf> = sources
-                    .iter()
-                    .filter_map(|s| match s {
-                        Source::Path(p) => Some(p.clone()),
-                        Source::Heredoc(..) => None,
-                    })
-                    .collect();
-                self.context.hash_sources(&paths)?
-            }
+            None => self.context_digest(&sources)?,
         };
-        let bodies: Vec<String> = sources
-            .iter()
-            .map(|s| match s {
-                Source::Path(p) => p.display().to_string(),
-                Source::Heredoc(n, b) => format!("<<{n}\n{b}"),
-            })
-            .collect();
-        let dest_dir_form = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
+        let dest_dir_form =
+            args.dest.ends_with('/') || args.dest.ends_with("/.") || args.dest == ".";
         if sources.len() > 1 && !dest_dir_form {
             bail!(
                 "When using {} with more than one source file, the destination must be a \
@@ -191,25 +145,20 @@ impl Builder<'_> {
                 ins.keyword
             );
         }
-        let abs = Path::new(&st.img.workdir()).join(&dest);
-        let flags_text: Vec<String> = f.iter().map(|(k, v)| format!("--{k}={v}")).collect();
-        let created_by = format!(
-            "/bin/sh -c #(nop) {} {}{}:{} in {} ",
-            ins.keyword,
-            flags_text
-                .iter()
-                .map(|f| format!("{f} "))
-                .collect::<String>(),
-            if sources.len() == 1
-                && matches!(&sources[0], Source::Path(p) if tree.lookup(p).is_some_and(|(_, m)| !m.is_dir()))
-            {
-                "file"
-            } else {
-                "multi"
-            },
-            content.trim_start_matches("sha256:"),
-            abs.display()
-        );
+        let abs = Path::new(&st.img.workdir()).join(&args.dest);
+        let flags_text: Vec<String> = args
+            .flags
+            .iter()
+            .map(|(k, v)| format!("--{k}={v}"))
+            .collect();
+        let created_by = copy_created_by(ins, &flags_text, &sources, tree.as_ref(), &content, &abs);
+        let bodies: Vec<String> = sources
+            .iter()
+            .map(|s| match s {
+                Source::Path(p) => p.display().to_string(),
+                Source::Heredoc(n, b) => format!("<<{n}\n{b}"),
+            })
+            .collect();
         let key = cache::key(&[
             &st.img.id,
             &created_by,
@@ -221,69 +170,33 @@ impl Builder<'_> {
         }
 
         let view = self.view(&st.img)?;
-        let owner = match &chown {
+        let owner = match &args.chown {
             Some(spec) => Some(layers::resolve_owner(&view, spec)?),
             None => None,
         };
-        let opts = CopyOptions { owner, chmod };
         let work = WorkDir::new(self.store, "copy")?;
         let staging = Staging {
             dir: work.path.join("stage"),
         };
         fs::create_dir(&staging.dir)?;
-        let dest_rel = layers::resolve_in_scope(&view, &abs, true)?;
-        let dest_is_dir = dest_dir_form || view.lookup(&dest_rel).is_some_and(|(_, m)| m.is_dir());
+        let rel = layers::resolve_in_scope(&view, &abs, true)?;
+        let is_dir = dest_dir_form || view.lookup(&rel).is_some_and(|(_, m)| m.is_dir());
+        let dest = Destination {
+            view: &view,
+            staging: &staging,
+            rel,
+            is_dir,
+            opts: CopyOptions {
+                owner,
+                chmod: args.chmod,
+            },
+        };
         for s in &sources {
             match s {
-                Source::Heredoc(name, body) => {
-                    let (dir, file) = if dest_is_dir {
-                        (dest_rel.clone(), PathBuf::from(name))
-                    } else {
-                        split_last(&dest_rel)
-                    };
-                    let at = staging.ensure_dir(&view, &dir)?.join(file);
-                    fs::write(&at, body)?;
-                    let o = owner.unwrap_or_default();
-                    std::os::unix::fs::chown(&at, Some(o.uid), Some(o.gid))?;
-                    use std::os::unix::fs::PermissionsExt;
-                    fs::set_permissions(&at, fs::Permissions::from_mode(chmod.unwrap_or(0o644)))?;
-                }
+                Source::Heredoc(name, body) => dest.put_heredoc(name, body)?,
+                // ADD unpacks local tar archives; from another image, it copies them.
                 Source::Path(rel) => {
-                    let (real, meta) = tree.lookup(rel).with_context(|| {
-                        format!("{}: vanished from the build context", rel.display())
-                    })?;
-                    if meta.is_dir() {
-                        // A directory copies its *contents*, not itself.
-                        let target = staging.ensure_dir(&view, &dest_rel)?;
-                        for name in tree.list(rel)? {
-                            layers::copy_tree(
-                                tree.as_ref(),
-                                &rel.join(&name),
-                                &target.join(&name),
-                                opts,
-                            )?;
-                        }
-                    } else if add && from_img.is_none() && is_archive(&real)? {
-                        // ADD unpacks a local tar archive into the destination directory.
-                        let target = staging.ensure_dir(&view, &dest_rel)?;
-                        overlay::apply_layer(
-                            File::open(&real)?,
-                            &target,
-                            overlay::Whiteouts::Apply,
-                        )
-                        .with_context(|| format!("ADD: unpacking {}", rel.display()))?;
-                    } else {
-                        let (dir, file) = if dest_is_dir {
-                            (
-                                dest_rel.clone(),
-                                PathBuf::from(rel.file_name().unwrap_or_default()),
-                            )
-                        } else {
-                            split_last(&dest_rel)
-                        };
-                        let target = staging.ensure_dir(&view, &dir)?;
-                        layers::copy_tree(tree.as_ref(), rel, &target.join(file), opts)?;
-                    }
+                    dest.put_path(tree.as_ref(), rel, add && from_img.is_none())?
                 }
             }
         }
@@ -291,14 +204,202 @@ impl Builder<'_> {
         write_layer(&staging.dir, &tar, TreeKind::Plain)?;
         self.finish_step(st, &key, &created_by, Some(&tar), |_| Ok(()))
     }
-    // ANCHOR_END: copy
+
+    /// The words and flags of a `COPY` or `ADD`, expanded with the stage's variables.
+    fn copy_args(&self, ins: &Instruction, vars: &BTreeMap<String, String>) -> Result<CopyArgs> {
+        let f = flags(ins).map_err(|m| anyhow!(m))?;
+        let words = match &ins.args {
+            Args::Exec(v) | Args::Words(v) => v.clone(),
+            _ => unreachable!("validated"),
+        };
+        let mut expanded = Vec::new();
+        for w in &words {
+            expanded.push(match heredoc_of(ins, w) {
+                Some(_) => w.clone(),
+                None => self.lexer.expand_word(w, vars)?,
+            });
+        }
+        let dest = expanded.pop().expect("validated: at least two words");
+        let from = f
+            .get("from")
+            .map(|v| self.lexer.expand_word(v, vars))
+            .transpose()?;
+        let chmod = match f.get("chmod") {
+            Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
+                anyhow!("invalid chmod parameter {m:?}: it must be an octal mode such as 0755")
+            })?),
+            None => None,
+        };
+        let chown = f
+            .get("chown")
+            .map(|v| self.lexer.expand_word(v, vars))
+            .transpose()?;
+        Ok(CopyArgs {
+            flags: f,
+            sources: expanded,
+            dest,
+            from,
+            chmod,
+            chown,
+        })
+    }
+
+    /// The sources a `COPY` names: heredoc bodies, paths in the image of `--from`, or the
+    /// context's files that match each pattern (`*.txt`), which must exist.
+    fn copy_sources(
+        &self,
+        ins: &Instruction,
+        args: &CopyArgs,
+        vars: &BTreeMap<String, String>,
+        from_image: bool,
+        tree: &dyn Tree,
+    ) -> Result<Vec<Source>> {
+        let add = ins.keyword == Keyword::Add;
+        let mut sources: Vec<Source> = Vec::new();
+        for s in &args.sources {
+            if let Some(doc) = heredoc_of(ins, s) {
+                let body = if doc.expand {
+                    self.lexer
+                        .expand_word(&doc.body(), vars)
+                        .unwrap_or_else(|_| doc.body())
+                } else {
+                    doc.body()
+                };
+                sources.push(Source::Heredoc(doc.name.clone(), body));
+            } else if add && is_remote(s) {
+                bail!(
+                    "ADD {s}: downloading from a URL is not supported here (no network): \
+                     download it into the build context and ADD or COPY the file"
+                );
+            } else if from_image {
+                let rel = layers::resolve_in_scope(tree, Path::new(s), true)?;
+                if tree.lookup(&rel).is_none() {
+                    bail!(
+                        "COPY --from={}: {s}: no such file or directory in that image",
+                        args.from.as_deref().unwrap_or("")
+                    );
+                }
+                sources.push(Source::Path(rel));
+            } else {
+                let found = self
+                    .context
+                    .expand_source(s)
+                    .map_err(|e| anyhow!("{} failed: {e}", ins.keyword))?;
+                sources.extend(found.into_iter().map(Source::Path));
+            }
+        }
+        Ok(sources)
+    }
+
+    /// What identifies the content of sources from the context: one digest of their files
+    /// (see [`BuildContext::hash_sources`](crate::context::BuildContext::hash_sources)).
+    fn context_digest(&self, sources: &[Source]) -> Result<String> {
+        let paths: Vec<PathBuf> = sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Path(p) => Some(p.clone()),
+                Source::Heredoc(..) => None,
+            })
+            .collect();
+        self.context.hash_sources(&paths)
+    }
 }
 
-/// A COPY source: a path in the context (or another image), or a heredoc's body.
-enum Source {
-    Path(PathBuf),
-    Heredoc(String, String),
+/// The step's history line, as Docker's classic builder writes it:
+/// `/bin/sh -c #(nop) COPY --chown=1:1 file:HASH in /dest ` (`multi:` for several files or
+/// a directory).
+fn copy_created_by(
+    ins: &Instruction,
+    flags_text: &[String],
+    sources: &[Source],
+    tree: &dyn Tree,
+    content: &str,
+    abs: &Path,
+) -> String {
+    format!(
+        "/bin/sh -c #(nop) {} {}{}:{} in {} ",
+        ins.keyword,
+        flags_text
+            .iter()
+            .map(|f| format!("{f} "))
+            .collect::<String>(),
+        if sources.len() == 1
+            && matches!(&sources[0], Source::Path(p) if tree.lookup(p).is_some_and(|(_, m)| !m.is_dir()))
+        {
+            "file"
+        } else {
+            "multi"
+        },
+        content.trim_start_matches("sha256:"),
+        abs.display()
+    )
 }
+
+/// Where a `COPY` puts its sources: a staging directory that becomes the layer, laid out
+/// as the image (`view`) has it.
+struct Destination<'a> {
+    view: &'a LayerView,
+    staging: &'a Staging,
+    /// The destination, relative to the image's root, symlinks in it resolved in the image.
+    rel: PathBuf,
+    /// Whether the sources go *into* the destination (a directory) or *become* it.
+    is_dir: bool,
+    opts: CopyOptions,
+}
+
+impl Destination<'_> {
+    /// A heredoc's body as a file: root's (or `--chown`'s), mode 0644 (or `--chmod`).
+    fn put_heredoc(&self, name: &str, body: &str) -> Result<()> {
+        let (dir, file) = if self.is_dir {
+            (self.rel.clone(), PathBuf::from(name))
+        } else {
+            split_last(&self.rel)
+        };
+        let at = self.staging.ensure_dir(self.view, &dir)?.join(file);
+        fs::write(&at, body)?;
+        let o = self.opts.owner.unwrap_or_default();
+        std::os::unix::fs::chown(&at, Some(o.uid), Some(o.gid))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(
+            &at,
+            fs::Permissions::from_mode(self.opts.chmod.unwrap_or(0o644)),
+        )?;
+        Ok(())
+    }
+
+    /// A file or directory of `tree`. A directory copies its contents; with `unpack`
+    /// (`ADD` from the context), a tar archive is unpacked into the destination.
+    fn put_path(&self, tree: &dyn Tree, rel: &Path, unpack: bool) -> Result<()> {
+        let (real, meta) = tree
+            .lookup(rel)
+            .with_context(|| format!("{}: vanished from the build context", rel.display()))?;
+        if meta.is_dir() {
+            // A directory copies its *contents*, not itself.
+            let target = self.staging.ensure_dir(self.view, &self.rel)?;
+            for name in tree.list(rel)? {
+                layers::copy_tree(tree, &rel.join(&name), &target.join(&name), self.opts)?;
+            }
+        } else if unpack && is_archive(&real)? {
+            // ADD unpacks a local tar archive into the destination directory.
+            let target = self.staging.ensure_dir(self.view, &self.rel)?;
+            overlay::apply_layer(File::open(&real)?, &target, overlay::Whiteouts::Apply)
+                .with_context(|| format!("ADD: unpacking {}", rel.display()))?;
+        } else {
+            let (dir, file) = if self.is_dir {
+                (
+                    self.rel.clone(),
+                    PathBuf::from(rel.file_name().unwrap_or_default()),
+                )
+            } else {
+                split_last(&self.rel)
+            };
+            let target = self.staging.ensure_dir(self.view, &dir)?;
+            layers::copy_tree(tree, rel, &target.join(file), self.opts)?;
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: copy
 
 fn split_last(p: &Path) -> (PathBuf, PathBuf) {
     (

@@ -12,14 +12,12 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde_json::{json, Value};
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
 
 use super::check::{stage_name, validate};
-use super::config::{check_signal, healthcheck, normalize_port};
 use super::image::Img;
 use super::{Builder, Stage};
-use crate::cache;
 use crate::parser::{Args, Instruction, Keyword};
 use lab04_overlay as overlay;
 use overlay::digest::chain_ids;
@@ -207,197 +205,25 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// One instruction of a stage: `ARG`, `RUN`, `COPY`/`ADD` and `WORKDIR` have chapters of
+    /// their own; the others only change the config (`config.rs`).
     fn instruction(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
-        let parent = st.img.id.clone();
-        let meta = |text: String| format!("/bin/sh -c #(nop)  {text}");
         match ins.keyword {
             Keyword::From => unreachable!("FROM starts a stage"),
             Keyword::Arg => self.arg(st, ins),
             Keyword::Run => self.run(st, ins),
             Keyword::Copy | Keyword::Add => self.copy(st, ins),
             Keyword::Workdir => self.workdir(st, ins),
-            Keyword::Env | Keyword::Label => {
-                let Args::Pairs(pairs) = &ins.args else {
-                    unreachable!("validated")
-                };
-                // Every value is expanded with the variables from *before* the instruction:
-                // `ENV A=1 B=$A` gives B the old A.
-                let mut set = Vec::new();
-                for p in pairs {
-                    set.push((self.expand(st, &p.key)?, self.expand(st, &p.value)?));
-                }
-                let text: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let created_by = meta(format!("{} {}", ins.keyword, text.join(" ")));
-                let key = cache::key(&[&parent, &created_by]);
-                if self.try_cache(st, &key)? {
-                    return Ok(());
-                }
-                let is_env = ins.keyword == Keyword::Env;
-                self.finish_step(st, &key, &created_by, None, |img| {
-                    for (k, v) in set {
-                        if is_env {
-                            img.set_env(&k, &v);
-                        } else {
-                            let labels = img.cfg().entry("Labels").or_insert(json!({}));
-                            if !labels.is_object() {
-                                *labels = json!({});
-                            }
-                            labels[k] = json!(v);
-                        }
-                    }
-                    Ok(())
-                })
-            }
-            Keyword::Maintainer => {
-                let Args::Shell(who) = &ins.args else {
-                    unreachable!("validated")
-                };
-                let created_by = meta(format!("MAINTAINER {who}"));
-                let key = cache::key(&[&parent, &created_by]);
-                if self.try_cache(st, &key)? {
-                    return Ok(());
-                }
-                let who = who.clone();
-                self.finish_step(st, &key, &created_by, None, |img| {
-                    img.config["author"] = json!(who);
-                    Ok(())
-                })
-            }
-            Keyword::Cmd | Keyword::Entrypoint => {
-                let argv = match &ins.args {
-                    Args::Exec(v) => v.clone(),
-                    Args::Shell(s) => {
-                        let mut v = st.img.shell();
-                        v.push(s.clone());
-                        v
-                    }
-                    _ => Vec::new(),
-                };
-                let field = if ins.keyword == Keyword::Cmd {
-                    "Cmd"
-                } else {
-                    "Entrypoint"
-                };
-                let created_by = meta(format!("{} {}", field.to_uppercase(), json!(argv)));
-                // ENTRYPOINT resets a CMD inherited from the base image: its arguments were
-                // meant for another program. A CMD from this Dockerfile stays.
-                let reset_cmd = ins.keyword == Keyword::Entrypoint && !st.cmd_set;
-                let key = cache::key(&[&parent, &created_by, if reset_cmd { "reset" } else { "" }]);
-                if ins.keyword == Keyword::Cmd {
-                    st.cmd_set = true;
-                }
-                if self.try_cache(st, &key)? {
-                    return Ok(());
-                }
-                self.finish_step(st, &key, &created_by, None, |img| {
-                    img.cfg().insert(field.into(), json!(argv));
-                    if reset_cmd {
-                        img.cfg().insert("Cmd".into(), Value::Null);
-                    }
-                    Ok(())
-                })
-            }
-            Keyword::Shell => {
-                let Args::Exec(v) = &ins.args else {
-                    unreachable!("validated")
-                };
-                self.set_config(st, "Shell", json!(v), format!("SHELL {}", json!(v)))
-            }
-            Keyword::User => {
-                let Args::Shell(u) = &ins.args else {
-                    unreachable!("validated")
-                };
-                let user = self.expand(st, u)?;
-                self.set_config(st, "User", json!(user), format!("USER {user}"))
-            }
-            Keyword::Stopsignal => {
-                let Args::Shell(s) = &ins.args else {
-                    unreachable!("validated")
-                };
-                let sig = self.expand(st, s)?;
-                check_signal(&sig)?;
-                self.set_config(st, "StopSignal", json!(sig), format!("STOPSIGNAL {sig}"))
-            }
-            Keyword::Expose => {
-                let Args::Words(words) = &ins.args else {
-                    unreachable!("validated")
-                };
-                let mut ports = Vec::new();
-                for w in words {
-                    for p in self.lexer.expand_words(w, &self.vars(st))? {
-                        ports.push(normalize_port(&p)?);
-                    }
-                }
-                let created_by = meta(format!("EXPOSE {}", ports.join(" ")));
-                let key = cache::key(&[&parent, &created_by]);
-                if self.try_cache(st, &key)? {
-                    return Ok(());
-                }
-                self.finish_step(st, &key, &created_by, None, |img| {
-                    let map = img.cfg().entry("ExposedPorts").or_insert(json!({}));
-                    for p in ports {
-                        map[p] = json!({});
-                    }
-                    Ok(())
-                })
-            }
-            Keyword::Volume => {
-                let words = match &ins.args {
-                    Args::Exec(v) | Args::Words(v) => v.clone(),
-                    _ => Vec::new(),
-                };
-                let mut paths = Vec::new();
-                for w in words {
-                    let p = self.expand(st, &w)?;
-                    if p.trim().is_empty() {
-                        bail!("VOLUME specified can not be an empty string");
-                    }
-                    paths.push(p);
-                }
-                let created_by = meta(format!("VOLUME {}", json!(paths)));
-                let key = cache::key(&[&parent, &created_by]);
-                if self.try_cache(st, &key)? {
-                    return Ok(());
-                }
-                self.finish_step(st, &key, &created_by, None, |img| {
-                    let map = img.cfg().entry("Volumes").or_insert(json!({}));
-                    for p in paths {
-                        map[p] = json!({});
-                    }
-                    Ok(())
-                })
-            }
-            Keyword::Healthcheck => {
-                let hc = healthcheck(ins)?;
-                let created_by = meta(format!("HEALTHCHECK {hc}"));
-                let key = cache::key(&[&parent, &created_by]);
-                if self.try_cache(st, &key)? {
-                    return Ok(());
-                }
-                self.finish_step(st, &key, &created_by, None, |img| {
-                    img.cfg().insert("Healthcheck".into(), hc);
-                    Ok(())
-                })
-            }
-            Keyword::Onbuild => {
-                let Args::Trigger(inner) = &ins.args else {
-                    unreachable!("validated")
-                };
-                validate(inner)
-                    .map_err(|m| anyhow!("{}:{}: {m}", self.dockerfile, ins.start_line))?;
-                let trigger = inner.original.trim().to_string();
-                let created_by = meta(format!("ONBUILD {trigger}"));
-                let key = cache::key(&[&parent, &created_by]);
-                if self.try_cache(st, &key)? {
-                    return Ok(());
-                }
-                self.finish_step(st, &key, &created_by, None, |img| {
-                    let mut all = img.strings("OnBuild");
-                    all.push(trigger);
-                    img.cfg().insert("OnBuild".into(), json!(all));
-                    Ok(())
-                })
-            }
+            Keyword::Env | Keyword::Label => self.env_or_label(st, ins),
+            Keyword::Maintainer => self.maintainer(st, ins),
+            Keyword::Cmd | Keyword::Entrypoint => self.cmd_or_entrypoint(st, ins),
+            Keyword::Shell => self.shell(st, ins),
+            Keyword::User => self.user(st, ins),
+            Keyword::Stopsignal => self.stopsignal(st, ins),
+            Keyword::Expose => self.expose(st, ins),
+            Keyword::Volume => self.volume(st, ins),
+            Keyword::Healthcheck => self.set_healthcheck(st, ins),
+            Keyword::Onbuild => self.onbuild(st, ins),
         }
     }
 }
