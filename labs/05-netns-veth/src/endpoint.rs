@@ -111,9 +111,13 @@ pub fn join_netns_of(pid: Pid) -> anyhow::Result<()> {
 pub struct AttachOptions {
     /// The network's name ([`DEFAULT_NETWORK`] or a user-defined one); it is
     /// created on first use unless `must_exist`.
+    ///
+    /// [`DEFAULT_NETWORK`]: crate::DEFAULT_NETWORK
     pub network: String,
     /// Refuse a network that was not made with [`create`] (docker's
     /// "network NAME not found") instead of making it now.
+    ///
+    /// [`create`]: crate::create
     pub must_exist: bool,
     /// The bridge interface, for a network created now. Default:
     /// [`Config::default_bridge`] for the default network, `dy-NAME` for
@@ -355,7 +359,7 @@ fn resolve_extra_hosts(
         .collect()
 }
 
-/// [`resolve_extra_hosts`] for a container on no bridge (`none`, `host`).
+/// `resolve_extra_hosts` for a container on no bridge (`none`, `host`).
 pub fn extra_hosts_without_bridge(
     extra: &[(String, String)],
 ) -> anyhow::Result<Vec<(String, Ipv4Addr)>> {
