@@ -436,6 +436,15 @@ fn join(components: &[OsString]) -> PathBuf {
     p
 }
 
+/// What an entry's header says about the file it makes, owner already
+/// moved into the remapped range.
+struct EntryMeta {
+    mode: Mode,
+    uid: Uid,
+    gid: Gid,
+    mtime: i64,
+}
+
 struct Ctx {
     root: OwnedFd,
     resolver: Resolver,
@@ -460,6 +469,9 @@ impl Ctx {
     }
 
     // ANCHOR: apply_entry
+    /// Applies one tar entry: cleans its name (rule 1), treats a whiteout
+    /// name as the deletion it stands for, opens the parent inside the layer
+    /// (rule 2), and creates the entry by its type (rules 3 to 6).
     fn apply_entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let raw_name = entry.path_bytes().into_owned();
         let (components, absolute) =
@@ -471,34 +483,89 @@ impl Ctx {
         let Some((name, parents)) = components.split_last() else {
             return Ok(()); // "./": the layer's root; its metadata is the store's.
         };
-        let rel = join(&components);
-        let header = entry.header();
-        let kind = header.entry_type();
 
         // Whiteouts are names, not file types: `.wh.NAME` and `.wh..wh..opq`.
         let name_bytes = name.as_bytes();
         if name_bytes == OPAQUE_MARKER.as_bytes() {
-            let dir_rel = join(parents);
-            let dir = self.open_dir(parents, &raw_name)?;
-            return self.opaque_dir(&dir, dir_rel);
+            return self.opaque_entry(parents, &raw_name);
         }
         if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-                return Ok(()); // other `.wh..wh.*` names are aufs bookkeeping
-            }
-            if hidden.is_empty() || hidden == b"." || hidden == b".." {
-                return Err(Self::refuse(&raw_name, Refusal::BadWhiteout));
-            }
-            let hidden = OsStr::from_bytes(hidden);
-            let hidden_rel = join(parents).join(hidden);
-            if self.written.contains(&hidden_rel) {
-                return Ok(()); // a whiteout only hides the layers below
-            }
-            let dir = self.open_dir(parents, &raw_name)?;
-            return self.whiteout(&dir, hidden);
+            return self.whiteout_entry(parents, hidden, &raw_name);
         }
 
         let dir = self.open_dir(parents, &raw_name)?;
+        let meta = self.entry_meta(entry.header(), &raw_name)?;
+        let rel = join(&components);
+        let ctx = || format!("extracting {:?}", String::from_utf8_lossy(&raw_name));
+
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Directory => {
+                self.make_entry_dir(&dir, name, &meta).with_context(ctx)?;
+                self.dirs.push((rel.clone(), meta.mtime));
+            }
+            T::Regular | T::Continuous => {
+                Self::make_file(entry, &dir, name, &meta).with_context(ctx)?;
+            }
+            T::Symlink => {
+                let target = Self::link_target(entry, "symlink").with_context(ctx)?;
+                if target.len() > PATH_MAX {
+                    return Err(Self::refuse(&raw_name, Refusal::NameTooLong));
+                }
+                Self::make_symlink(&dir, name, &target, &meta).with_context(ctx)?;
+            }
+            T::Link => {
+                let target = Self::link_target(entry, "hardlink").with_context(ctx)?;
+                self.hardlink(&dir, name, &target, &raw_name)?;
+            }
+            T::Char | T::Block => return self.device_node(&dir, name, entry.header(), &raw_name),
+            T::Fifo => Self::make_fifo(&dir, name, &meta).with_context(ctx)?,
+            other => {
+                return Err(Self::refuse(
+                    &raw_name,
+                    Refusal::UnsupportedType(other.as_byte()),
+                ))
+            }
+        }
+        self.written.insert(rel);
+        Ok(())
+    }
+
+    /// `.wh..wh..opq` in a directory: see [`Ctx::opaque_dir`].
+    fn opaque_entry(&mut self, parents: &[OsString], raw_name: &[u8]) -> Result<()> {
+        let dir_rel = join(parents);
+        let dir = self.open_dir(parents, raw_name)?;
+        self.opaque_dir(&dir, dir_rel)
+    }
+
+    /// `.wh.HIDDEN` in a directory: HIDDEN of the layers below goes (see
+    /// [`Ctx::whiteout`]), unless it is aufs bookkeeping or this very layer
+    /// wrote it.
+    fn whiteout_entry(
+        &mut self,
+        parents: &[OsString],
+        hidden: &[u8],
+        raw_name: &[u8],
+    ) -> Result<()> {
+        if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return Ok(()); // other `.wh..wh.*` names are aufs bookkeeping
+        }
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            return Err(Self::refuse(raw_name, Refusal::BadWhiteout));
+        }
+        let hidden = OsStr::from_bytes(hidden);
+        let hidden_rel = join(parents).join(hidden);
+        if self.written.contains(&hidden_rel) {
+            return Ok(()); // a whiteout only hides the layers below
+        }
+        let dir = self.open_dir(parents, raw_name)?;
+        self.whiteout(&dir, hidden)
+    }
+
+    /// The mode, owner and mtime an entry's header gives it. Modes are kept
+    /// whole, setuid bits included (rule 6); owners move into the remapped
+    /// range when there is one (see [`IdShift`]).
+    fn entry_meta(&self, header: &tar::Header, raw_name: &[u8]) -> Result<EntryMeta> {
         let mode = Mode::from_bits_truncate(header.mode().context("reading mode")? & 0o7777);
         let (uid, gid) = (
             header.uid().context("reading uid")?,
@@ -513,109 +580,111 @@ impl Ctx {
                     u32::try_from(gid).unwrap_or(u32::MAX),
                 );
                 s.to_host(u, g).ok_or_else(|| {
-                    Self::refuse(&raw_name, Refusal::UnmappedOwner { uid: u, gid: g })
+                    Self::refuse(raw_name, Refusal::UnmappedOwner { uid: u, gid: g })
                 })?
             }
         };
-        let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
-        let mtime = header.mtime().unwrap_or(0) as i64;
-        let ctx = || format!("extracting {:?}", String::from_utf8_lossy(&raw_name));
+        Ok(EntryMeta {
+            mode,
+            uid: Uid::from_raw(uid),
+            gid: Gid::from_raw(gid),
+            mtime: header.mtime().unwrap_or(0) as i64,
+        })
+    }
 
-        use tar::EntryType as T;
-        match kind {
-            T::Directory => {
-                let fd = self.make_dir(&dir, name).with_context(ctx)?;
-                fchown(&fd, Some(uid), Some(gid)).with_context(ctx)?;
-                fchmod(&fd, mode).with_context(ctx)?;
-                self.dirs.push((rel.clone(), mtime));
-            }
-            T::Regular | T::Continuous => {
-                remove_existing(&dir, name).with_context(ctx)?;
-                let fd = openat(
-                    &dir,
-                    name.as_os_str(),
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .with_context(ctx)?;
-                let mut file = File::from(fd);
-                std::io::copy(entry, &mut file).with_context(ctx)?;
-                // chown before chmod: chown clears the setuid and setgid bits.
-                fchown(&file, Some(uid), Some(gid)).with_context(ctx)?;
-                fchmod(&file, mode).with_context(ctx)?;
-                set_mtime(&dir, name, mtime).with_context(ctx)?;
-            }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| anyhow!("symlink without a target"))
-                    .with_context(ctx)?
-                    .into_owned();
-                if target.len() > PATH_MAX {
-                    return Err(Self::refuse(&raw_name, Refusal::NameTooLong));
-                }
-                remove_existing(&dir, name).with_context(ctx)?;
-                // The target is only text: it is never followed here.
-                nix::unistd::symlinkat(OsStr::from_bytes(&target), &dir, name.as_os_str())
-                    .with_context(ctx)?;
-                nix::unistd::fchownat(
-                    &dir,
-                    name.as_os_str(),
-                    Some(uid),
-                    Some(gid),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .with_context(ctx)?;
-                set_mtime(&dir, name, mtime).with_context(ctx)?;
-            }
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| anyhow!("hardlink without a target"))
-                    .with_context(ctx)?
-                    .into_owned();
-                self.hardlink(&dir, name, &target, &raw_name)?;
-            }
-            T::Char | T::Block => {
-                let major = header.device_major().ok().flatten().unwrap_or(0) as u64;
-                let minor = header.device_minor().ok().flatten().unwrap_or(0) as u64;
-                if kind == T::Char && major == 0 && minor == 0 {
-                    // Already an overlay-style whiteout (a naive tar of an upper dir).
-                    return self.whiteout(&dir, name);
-                }
-                return Err(Self::refuse(
-                    &raw_name,
-                    Refusal::DeviceNode {
-                        block: kind == T::Block,
-                        major,
-                        minor,
-                    },
-                ));
-            }
-            T::Fifo => {
-                remove_existing(&dir, name).with_context(ctx)?;
-                mknodat(&dir, name.as_os_str(), SFlag::S_IFIFO, mode, 0).with_context(ctx)?;
-                nix::unistd::fchownat(
-                    &dir,
-                    name.as_os_str(),
-                    Some(uid),
-                    Some(gid),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .with_context(ctx)?;
-            }
-            other => {
-                return Err(Self::refuse(
-                    &raw_name,
-                    Refusal::UnsupportedType(other.as_byte()),
-                ))
-            }
+    /// A directory: made if missing (a file in its way is removed), then
+    /// given the entry's owner and mode. Its mtime is set in [`Ctx::finish`].
+    fn make_entry_dir(&self, dir: &OwnedFd, name: &OsStr, meta: &EntryMeta) -> Result<()> {
+        let fd = self.make_dir(dir, name)?;
+        fchown(&fd, Some(meta.uid), Some(meta.gid))?;
+        fchmod(&fd, meta.mode)?;
+        Ok(())
+    }
+
+    /// A regular file: created new (`O_EXCL | O_NOFOLLOW`, rule 3) and
+    /// filled from the archive.
+    fn make_file<R: Read>(
+        entry: &mut tar::Entry<'_, R>,
+        dir: &OwnedFd,
+        name: &OsStr,
+        meta: &EntryMeta,
+    ) -> Result<()> {
+        remove_existing(dir, name)?;
+        let fd = openat(
+            dir,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        let mut file = File::from(fd);
+        std::io::copy(entry, &mut file)?;
+        // chown before chmod: chown clears the setuid and setgid bits.
+        fchown(&file, Some(meta.uid), Some(meta.gid))?;
+        fchmod(&file, meta.mode)?;
+        set_mtime(dir, name, meta.mtime)?;
+        Ok(())
+    }
+
+    /// The target a symlink or hardlink entry names.
+    fn link_target<R: Read>(entry: &tar::Entry<'_, R>, what: &str) -> Result<Vec<u8>> {
+        Ok(entry
+            .link_name_bytes()
+            .ok_or_else(|| anyhow!("{what} without a target"))?
+            .into_owned())
+    }
+
+    /// A symlink, owned by the entry's owner (`AT_SYMLINK_NOFOLLOW`).
+    fn make_symlink(dir: &OwnedFd, name: &OsStr, target: &[u8], meta: &EntryMeta) -> Result<()> {
+        remove_existing(dir, name)?;
+        // The target is only text: it is never followed here.
+        nix::unistd::symlinkat(OsStr::from_bytes(target), dir, name)?;
+        nix::unistd::fchownat(
+            dir,
+            name,
+            Some(meta.uid),
+            Some(meta.gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        set_mtime(dir, name, meta.mtime)?;
+        Ok(())
+    }
+
+    /// A device node is refused (rule 5), except the 0/0 character device,
+    /// which is already an overlay-style whiteout (a naive tar of an upper dir).
+    fn device_node(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        header: &tar::Header,
+        raw_name: &[u8],
+    ) -> Result<()> {
+        let block = header.entry_type() == tar::EntryType::Block;
+        let major = header.device_major().ok().flatten().unwrap_or(0) as u64;
+        let minor = header.device_minor().ok().flatten().unwrap_or(0) as u64;
+        if !block && major == 0 && minor == 0 {
+            return self.whiteout(dir, name);
         }
-        self.written.insert(rel);
+        Err(Self::refuse(
+            raw_name,
+            Refusal::DeviceNode {
+                block,
+                major,
+                minor,
+            },
+        ))
+    }
+
+    /// A FIFO: harmless, kept (rule 5).
+    fn make_fifo(dir: &OwnedFd, name: &OsStr, meta: &EntryMeta) -> Result<()> {
+        remove_existing(dir, name)?;
+        mknodat(dir, name, SFlag::S_IFIFO, meta.mode, 0)?;
+        nix::unistd::fchownat(
+            dir,
+            name,
+            Some(meta.uid),
+            Some(meta.gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
         Ok(())
     }
     // ANCHOR_END: apply_entry

@@ -25,7 +25,7 @@
 //! - [`diff`]: an upper dir back into a layer (whiteouts back into `.wh.`),
 //!   and `docker diff`;
 //! - [`archive`]: `docker import`/`export`/`save`/`load` and OCI archives;
-//! - [`reference`]: image names, `busybox` = `docker.io/library/busybox:latest`;
+//! - [`reference`](mod@reference): image names, `busybox` = `docker.io/library/busybox:latest`;
 //! - [`registry`]: the distribution API: `docker pull` and `docker push`,
 //!   content addressing end to end.
 //!

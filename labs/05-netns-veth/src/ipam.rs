@@ -297,7 +297,7 @@ pub struct NetworkState {
     #[serde(default)]
     pub internal: bool,
     /// Addresses of containers that have exited, held until the kernel has
-    /// deleted their veth (see `attach::release`).
+    /// deleted their veth (see `endpoint::release`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining: Vec<Draining>,
 }

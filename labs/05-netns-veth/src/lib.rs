@@ -109,14 +109,16 @@
 //!   (setns(2)), sharing its interfaces and its `localhost`, as the
 //!   containers of a Kubernetes pod do.
 
-mod attach;
+mod bridge;
+mod endpoint;
 pub mod firewall;
 pub mod ipam;
 pub mod names;
 pub mod netlink;
 pub mod ports;
 
-pub use attach::*;
+pub use bridge::*;
+pub use endpoint::*;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

@@ -1,10 +1,29 @@
-//! Orchestration: a network's bridge and rules, a container's veth, address,
-//! ports and names, and taking all of it down again.
+//! A container's network endpoint: its end of a veth pair on a network's
+//! bridge, its address and MAC, its published ports and its names, made by
+//! [`attach`] and taken down by [`detach`], [`disconnect`] and [`gc`]. For a
+//! container whose first process is `$PID`, given 172.17.0.2 on `bridge`:
+//!
+//! ```text
+//! ip link add dyv$PID master dockyard0 up type veth \
+//!     peer name eth0 address 02:42:ac:11:00:02 netns $PID
+//! nsenter --net=/proc/$PID/ns/net sh -c '
+//!     ip addr add 172.17.0.2/16 dev eth0
+//!     ip link set eth0 up
+//!     ip route add default via 172.17.0.1'
+//! iptables -t nat -A OUTPUT -p tcp -m addrtype --dst-type LOCAL --dport 8080 \
+//!          -j DNAT --to-destination 172.17.0.2:80    # -p 8080:80
+//! ```
+//!
+//! Its address is a lease in the network's state file ([`crate::ipam`]),
+//! saved before anything is made for it, so that a crash leaves a record
+//! for [`gc`]. The network itself (its bridge and rules) is `bridge.rs`'s,
+//! made here on first use. Taking an endpoint down leaves the veth to the
+//! kernel, which deletes it with the container's namespace: see
+//! [`release`].
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
@@ -12,47 +31,15 @@ use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 
-use crate::firewall::{self, Rule};
-use crate::ipam::{self, Cidr, Draining, Lease, NetworkState, Pool, Store, StoreLock};
+use crate::bridge::{
+    bring_up, check_network_name, create_network, kept, load_network, outdated_default,
+    remove_network, Config, NetworkOptions,
+};
+use crate::firewall;
+use crate::ipam::{self, Cidr, Draining, Lease, NetworkState, Store, StoreLock};
 use crate::names::{self, EtcFiles, HostEntry};
 use crate::netlink::{in_netns_of, is_errno, Rtnl, VethPeer};
 use crate::ports::{self, PortMapping, PortSpec};
-
-/// The name of Docker's default network, and of ours.
-pub const DEFAULT_NETWORK: &str = "bridge";
-
-/// Where the state lives unless told otherwise: a tmpfs, like the bridges
-/// it describes, gone after a reboot.
-pub const DEFAULT_STATE_DIR: &str = "/run/dockyard/net";
-
-/// How the networks are set up: the `daemon.json` settings that matter here.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where the networks' state files are ([`ipam`]).
-    pub state_dir: PathBuf,
-    /// The default network's bridge (`"bridge"` in daemon.json; docker0).
-    pub default_bridge: String,
-    /// The default network's gateway address and subnet (`"bip"`), e.g.
-    /// `172.17.0.1/16`. `None`: the first free subnet of `pools`.
-    pub bip: Option<Cidr>,
-    /// Where subnets for new networks come from (`"default-address-pools"`).
-    pub pools: Vec<Pool>,
-    /// The MTU of every network's veths unless its own says otherwise
-    /// (`"mtu"`); `None`: the kernel's 1500.
-    pub mtu: Option<u32>,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            state_dir: DEFAULT_STATE_DIR.into(),
-            default_bridge: "dockyard0".into(),
-            bip: None,
-            pools: ipam::default_pools(),
-            mtu: None,
-        }
-    }
-}
 
 /// `--network`: which network stack the container gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,21 +87,6 @@ impl FromStr for NetworkMode {
     }
 }
 
-fn check_network_name(name: &str) -> Result<(), String> {
-    let ok = name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?}: a network name is letters, digits, '_', '.' and '-' (as in docker)"
-        ))
-    }
-}
-
 // ANCHOR: join
 /// `--network container:PID`: move the calling thread into the network
 /// namespace of process `pid`. Call it before lab 02's `spawn`, with
@@ -139,9 +111,13 @@ pub fn join_netns_of(pid: Pid) -> anyhow::Result<()> {
 pub struct AttachOptions {
     /// The network's name ([`DEFAULT_NETWORK`] or a user-defined one); it is
     /// created on first use unless `must_exist`.
+    ///
+    /// [`DEFAULT_NETWORK`]: crate::DEFAULT_NETWORK
     pub network: String,
     /// Refuse a network that was not made with [`create`] (docker's
     /// "network NAME not found") instead of making it now.
+    ///
+    /// [`create`]: crate::create
     pub must_exist: bool,
     /// The bridge interface, for a network created now. Default:
     /// [`Config::default_bridge`] for the default network, `dy-NAME` for
@@ -172,31 +148,6 @@ pub struct AttachOptions {
     pub dns: names::Dns,
 }
 
-/// What `network create` asks for ([`create`]).
-#[derive(Debug, Clone, Default)]
-pub struct NetworkOptions {
-    pub name: String,
-    /// The bridge interface; default `dy-NAME` (the default network's:
-    /// [`Config::default_bridge`]).
-    pub bridge: Option<String>,
-    /// `--subnet`; default: the first free one of the pools.
-    pub subnet: Option<Cidr>,
-    /// `--gateway`; default: the subnet's first address.
-    pub gateway: Option<Ipv4Addr>,
-    /// The veths' MTU; default: [`Config::mtu`].
-    pub mtu: Option<u32>,
-    /// `--internal`: no way out.
-    pub internal: bool,
-    /// Kept until [`remove`]d (`network create`), or gone with its last
-    /// member (made on first use).
-    pub persistent: bool,
-    /// Recorded as given, for `network inspect`.
-    pub id: String,
-    pub created: String,
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub options: std::collections::BTreeMap<String, String>,
-}
-
 /// A container's place on a network: what [`attach`] made and [`detach`]
 /// takes down.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,236 +165,6 @@ pub struct Endpoint {
     /// The interface inside (`eth0`, `eth1`...) and its MAC address.
     pub ifname: String,
     pub mac: String,
-}
-
-/// The inode of the calling thread's network namespace: which "host" this is.
-pub fn current_netns() -> anyhow::Result<u64> {
-    Ok(std::fs::metadata("/proc/thread-self/ns/net")
-        .context("stat /proc/thread-self/ns/net")?
-        .ino())
-}
-
-/// Write a sysctl of the calling thread's network namespace, e.g.
-/// `net/ipv4/ip_forward`.
-fn sysctl(key: &str, value: &str) -> anyhow::Result<()> {
-    let path = Path::new("/proc/sys").join(key);
-    std::fs::write(&path, value).with_context(|| format!("writing {value} to {}", path.display()))
-}
-
-/// A name of at most 15 bytes (IFNAMSIZ - 1) for the bridge of `network`.
-fn bridge_name_for(network: &str) -> String {
-    let mut name = format!("dy-{network}");
-    name.truncate(15);
-    name
-}
-
-fn check_ifname(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
-        bail!("{name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or space)");
-    }
-    Ok(())
-}
-
-/// Whether a network stays when its last container leaves: one made with
-/// [`create`], and the default network, which Docker keeps as it keeps
-/// `docker0` (see [`attach`]).
-fn kept(net: &NetworkState) -> bool {
-    net.persistent || net.name == DEFAULT_NETWORK
-}
-
-/// Whether `net` is the default network made with another `bip` or `mtu`
-/// than the configuration now asks for.
-fn outdated_default(cfg: &Config, net: &NetworkState) -> bool {
-    if net.name != DEFAULT_NETWORK {
-        return false;
-    }
-    // As `create_network` reads bip: an address names the gateway, a
-    // network address the subnet (whose first address is the gateway).
-    let bip = cfg.bip.map(|b| match b.addr != b.network() {
-        true => (b.subnet(), Some(b.addr)),
-        false => (b, b.nth(1)),
-    });
-    net.mtu != cfg.mtu || bip.is_some_and(|(s, g)| s != net.subnet || g != Some(net.gateway))
-}
-
-/// Open the state, under the lock, and check it belongs to this namespace.
-///
-/// A state directory can outlive the network namespace its networks were
-/// made in: `/run` survives no reboot, but a data root elsewhere does, and
-/// a test may make a data root and then use it from a new throwaway
-/// namespace. A network recorded in another namespace whose containers are
-/// all gone is adopted: its leases and rules are forgotten (they were that
-/// namespace's, and went with it or at least are not here) and [`attach`]
-/// makes its bridge and rules here again. One that still has a live
-/// container is another namespace's network in use, and one whose bridge
-/// name is taken here is most likely another state directory's network:
-/// both refused, as two hosts sharing one state directory, or two state
-/// directories sharing one bridge, would hand out the same addresses.
-fn load_network(
-    store: &Store,
-    lock: &StoreLock,
-    name: &str,
-) -> anyhow::Result<Option<NetworkState>> {
-    let Some(mut net) = store.load(lock, name)? else {
-        return Ok(None);
-    };
-    let here = current_netns()?;
-    if net.netns != here {
-        let taken = Rtnl::open()?.link_index(&net.bridge)?.is_some();
-        if taken || net.leases.iter().any(Lease::alive) {
-            bail!(
-                "network {name} in {} belongs to network namespace net:[{}], and this process \
-                 is in net:[{here}]: use another state directory for each namespace",
-                store.dir().display(),
-                net.netns
-            );
-        }
-        net.netns = here;
-        net.leases.clear();
-        net.draining.clear();
-        net.rules.clear();
-    }
-    Ok(Some(net))
-}
-
-// ANCHOR: create_network
-/// Make a network: pick its subnet, create its bridge, turn on forwarding,
-/// add its rules.
-fn create_network(
-    cfg: &Config,
-    store: &Store,
-    lock: &StoreLock,
-    rtnl: &mut Rtnl,
-    opts: &NetworkOptions,
-) -> anyhow::Result<NetworkState> {
-    let default = opts.name == DEFAULT_NETWORK;
-    let bridge = match (&opts.bridge, default) {
-        (Some(b), _) => b.clone(),
-        (None, true) => cfg.default_bridge.clone(),
-        (None, false) => bridge_name_for(&opts.name),
-    };
-    check_ifname(&bridge)?;
-    let others = store.all(lock)?;
-    if let Some(o) = others.iter().find(|o| o.bridge == bridge) {
-        bail!("bridge {bridge} is already network {}'s", o.name);
-    }
-    if rtnl.link_index(&bridge)?.is_some() {
-        bail!("an interface named {bridge} already exists");
-    }
-    // bip names the gateway; a subnet gets its first address as gateway,
-    // unless --gateway names another.
-    let (subnet, gateway) = match (default.then_some(cfg.bip).flatten(), opts.subnet) {
-        (_, Some(s)) | (Some(s), None) if s.addr != s.network() => (s.subnet(), s.addr),
-        (_, Some(s)) | (Some(s), None) => (s, s.nth(1).context("subnet too small")?),
-        (None, None) => {
-            if let Some(g) = opts.gateway {
-                bail!("no matching subnet for gateway {g}: give --subnet too");
-            }
-            let routes: Vec<Cidr> = rtnl
-                .ipv4_routes()?
-                .into_iter()
-                .map(|(ip, prefix)| Cidr::new(ip, prefix))
-                .collect();
-            let mut taken: Vec<Cidr> = others.iter().map(|o| o.subnet).collect();
-            // As in Docker, the default network's subnet (bip, else the
-            // first free one: 172.17.0.0/16) stays its own even while it
-            // does not exist yet: created networks start at the next.
-            if opts.persistent && !default && !others.iter().any(|o| o.name == DEFAULT_NETWORK) {
-                match cfg.bip {
-                    Some(bip) => taken.push(bip.subnet()),
-                    None => taken.push(ipam::choose_subnet(&cfg.pools, &routes, &taken)?),
-                }
-            }
-            let s = ipam::choose_subnet(&cfg.pools, &routes, &taken)?;
-            (s, s.nth(1).context("subnet too small")?)
-        }
-    };
-    let gateway = match opts.gateway {
-        Some(g) if !subnet.contains(g) || g == subnet.network() || g == subnet.broadcast() => {
-            bail!("gateway {g} is not a host address of subnet {subnet}")
-        }
-        Some(g) => g,
-        None => gateway,
-    };
-    if let Some(o) = others.iter().find(|o| o.subnet.overlaps(&subnet)) {
-        bail!(
-            "Pool overlaps with other one on this address space: subnet {subnet} overlaps \
-             network {}'s {}",
-            o.name,
-            o.subnet
-        );
-    }
-    firewall::check()?;
-    let mut net = NetworkState {
-        name: opts.name.clone(),
-        bridge,
-        subnet,
-        gateway,
-        names: !default,
-        netns: current_netns()?,
-        rules: vec![],
-        leases: vec![],
-        persistent: opts.persistent,
-        id: opts.id.clone(),
-        created: opts.created.clone(),
-        labels: opts.labels.clone(),
-        options: opts.options.clone(),
-        mtu: opts.mtu.or(cfg.mtu),
-        internal: opts.internal,
-        draining: vec![],
-    };
-    bring_up(rtnl, &mut net).with_context(|| format!("creating network {}", net.name))?;
-    Ok(net)
-}
-
-/// The kernel's half of a network: its bridge with the gateway's address,
-/// forwarding, and its rules. Returns the bridge's index. If any of it
-/// fails, what was made is taken down again.
-fn bring_up(rtnl: &mut Rtnl, net: &mut NetworkState) -> anyhow::Result<u32> {
-    let (subnet, gateway) = (net.subnet, net.gateway);
-    let made = (|| {
-        rtnl.add_bridge(&net.bridge)?;
-        let index = rtnl.require_link(&net.bridge)?;
-        rtnl.add_address(index, gateway, subnet.prefix)?;
-        if let Some(mtu) = net.mtu {
-            rtnl.set_mtu(index, mtu)?;
-        }
-        rtnl.set_up(index)?;
-        if !net.internal {
-            sysctl("net/ipv4/ip_forward", "1")?;
-            sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
-        }
-        let rules = firewall::network_rules(&net.bridge, &subnet.to_string(), net.internal);
-        firewall::add_all(&rules)?;
-        net.rules.extend(rules);
-        anyhow::Ok(index)
-    })();
-    if made.is_err() {
-        let _ = remove_network(rtnl, net);
-        net.rules.clear();
-    }
-    made
-}
-// ANCHOR_END: create_network
-
-/// Take a network down: its rules and its bridge.
-fn remove_network(rtnl: &mut Rtnl, net: &NetworkState) -> anyhow::Result<()> {
-    let mut first_error = None;
-    if let Err(e) = firewall::delete_all(&net.rules) {
-        first_error.get_or_insert(e);
-    }
-    match rtnl.link_index(&net.bridge) {
-        Ok(Some(index)) => {
-            if let Err(e) = rtnl.delete_link(index) {
-                first_error.get_or_insert(e);
-            }
-        }
-        Ok(None) => {}
-        Err(e) => {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 // ANCHOR: plumb
@@ -638,7 +359,7 @@ fn resolve_extra_hosts(
         .collect()
 }
 
-/// [`resolve_extra_hosts`] for a container on no bridge (`none`, `host`).
+/// `resolve_extra_hosts` for a container on no bridge (`none`, `host`).
 pub fn extra_hosts_without_bridge(
     extra: &[(String, String)],
 ) -> anyhow::Result<Vec<(String, Ipv4Addr)>> {
@@ -669,64 +390,8 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     let store = Store::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
-    let mut loaded = load_network(&store, &lock, &opts.network)?;
-    if loaded
-        .as_ref()
-        .is_some_and(|n| outdated_default(cfg, n) && !n.leases.iter().any(Lease::alive))
-    {
-        // daemon.json's `bip` or `mtu` changed since the default network
-        // was made, and no container is on it: make it again with them, as
-        // dockerd does with docker0 when it starts.
-        if let Some(mut old) = loaded.take() {
-            for d in std::mem::take(&mut old.draining) {
-                delete_link_named(&mut rtnl, &d.veth)?;
-            }
-            remove_network(&mut rtnl, &old)?;
-            store.remove(&lock, &old.name)?;
-        }
-    }
-    let mut net = match loaded {
-        Some(net) => {
-            if let Some(b) = opts.bridge.as_ref().filter(|b| **b != net.bridge) {
-                bail!(
-                    "network {} exists with bridge {}, not {b}",
-                    net.name,
-                    net.bridge
-                );
-            }
-            net
-        }
-        None if opts.must_exist => bail!("network {} not found", opts.network),
-        None => {
-            let made = NetworkOptions {
-                name: opts.network.clone(),
-                bridge: opts.bridge.clone(),
-                subnet: opts.subnet,
-                ..NetworkOptions::default()
-            };
-            create_network(cfg, &store, &lock, &mut rtnl, &made)?
-        }
-    };
-    let bridge = match rtnl.link_index(&net.bridge)? {
-        Some(index) => index,
-        None => {
-            // Its record is here but its bridge is not: make it again,
-            // rules included (those recorded are deleted first, in case
-            // they outlived the bridge here). Its members that are gone
-            // (a reboot) are collected first, as `gc` would.
-            firewall::check()?;
-            let _ = release_dead(&mut rtnl, &mut net);
-            let _ = firewall::delete_all(&net.rules);
-            net.rules.clear();
-            let index = bring_up(&mut rtnl, &mut net)
-                .with_context(|| format!("making network {} again", net.name))?;
-            if let Err(e) = store.save(&lock, &net) {
-                let _ = remove_network(&mut rtnl, &net);
-                return Err(e);
-            }
-            index
-        }
-    };
+    let mut net = network_to_join(cfg, &store, &lock, &mut rtnl, opts)?;
+    let bridge = bridge_of(&store, &lock, &mut rtnl, &mut net)?;
     reap_draining(&mut rtnl, &mut net);
     if net.leases.iter().any(|l| l.pid == pid.as_raw()) {
         bail!(
@@ -735,84 +400,23 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
             net.name
         );
     }
-    // eth0 for the first network, then the lowest free ethN.
-    let all = store.all(&lock)?;
-    let used: Vec<&str> = all
-        .iter()
-        .flat_map(|n| &n.leases)
-        .filter(|l| l.pid == pid.as_raw())
-        .map(|l| l.ifname.as_str())
-        .collect();
-    let n = (0..).find(|n| !used.contains(&format!("eth{n}").as_str()));
-    let n: u32 = n.unwrap_or(0);
-    let veth = match n {
-        0 => format!("dyv{pid}"),
-        n => format!("dyv{pid}n{n}"),
-    };
-    // A veth of that name still draining: an exited container's, whose PID
-    // this one was given again while its namespace lives on (another
-    // container joined it). It goes now, or the name is taken.
-    if let Some(at) = net.draining.iter().position(|d| d.veth == veth) {
-        delete_link_named(&mut rtnl, &veth)?;
-        net.draining.remove(at);
-    }
-    let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
+    let (n, first) = next_interface(&store, &lock, pid)?;
+    let veth = free_veth_name(&mut rtnl, &mut net, pid, n)?;
 
     // The lease is saved before anything is made for it, so that a crash
     // from here on leaves a record for gc to clean up after.
-    let start_time = ipam::process_start_time(pid.as_raw())
-        .with_context(|| format!("process {pid} does not exist"))?;
-    let ip = net.allocate(opts.ip)?;
-    let mut lease = Lease {
-        ip,
-        pid: pid.as_raw(),
-        start_time,
-        name: opts.name.clone(),
-        hostname: opts.hostname.clone(),
-        veth,
-        etc_dir: opts.etc_dir.clone(),
-        ports: vec![],
-        rules: vec![],
-        container_id: opts.container_id.clone(),
-        aliases: opts.aliases.clone(),
-        ifname: format!("eth{n}"),
-        mac: crate::netlink::format_mac(mac_for(ip)),
-        extra_hosts,
-    };
+    let mut lease = new_lease(&mut net, pid, opts, veth, n)?;
     net.leases.push(lease.clone());
     store.save(&lock, &net)?;
 
-    let made = (|| {
-        plumb(&mut rtnl, &net, bridge, pid, &lease)?;
-        if !opts.publish.is_empty() {
-            firewall::check()?;
-        }
-        for spec in &opts.publish {
-            let mapping = ports::resolve(spec)?;
-            lease.ports.push(mapping);
-            let rules = ports::port_rules(&mapping, lease.ip, &net.bridge);
-            firewall::add_all(&rules)?;
-            lease.rules.extend(rules);
-        }
-        anyhow::Ok(())
-    })();
+    let made = plug_in(&mut rtnl, &net, bridge, pid, &mut lease, &opts.publish);
     // Record what was made, whether or not all of it was.
     if let Some(slot) = net.leases.iter_mut().find(|l| l.ip == lease.ip) {
         *slot = lease.clone();
     }
     let written = made.and_then(|()| {
         store.save(&lock, &net)?;
-        // Its own files: all three when this is its first network (a later
-        // one leaves its hostname and resolv.conf alone), else the hosts.
-        if let Some(dir) = &opts.etc_dir {
-            let all = store.all(&lock)?;
-            if used.is_empty() {
-                etc_files_with(&all, &lease, &opts.dns).write_to(dir)?;
-            } else {
-                names::write_in_place(&dir.join("hosts"), &hosts_of(&all, lease.pid))?;
-            }
-        }
-        anyhow::Ok(())
+        write_own_etc_files(&store, &lock, opts, &lease, first)
     });
     if let Err(e) = written {
         let _ = release(&mut rtnl, &mut net, lease.ip, Veth::DeleteNow);
@@ -832,6 +436,197 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         ifname: lease.ifname.clone(),
         mac: lease.mac.clone(),
     })
+}
+
+/// The network `opts` names, from its state file, or made now on first use
+/// (unless `opts.must_exist`). The default network made with another `bip`
+/// or `mtu` than daemon.json now says is made again, when it is empty.
+fn network_to_join(
+    cfg: &Config,
+    store: &Store,
+    lock: &StoreLock,
+    rtnl: &mut Rtnl,
+    opts: &AttachOptions,
+) -> anyhow::Result<NetworkState> {
+    let mut loaded = load_network(store, lock, &opts.network)?;
+    if loaded
+        .as_ref()
+        .is_some_and(|n| outdated_default(cfg, n) && !n.leases.iter().any(Lease::alive))
+    {
+        // daemon.json's `bip` or `mtu` changed since the default network
+        // was made, and no container is on it: make it again with them, as
+        // dockerd does with docker0 when it starts.
+        if let Some(mut old) = loaded.take() {
+            for d in std::mem::take(&mut old.draining) {
+                delete_link_named(rtnl, &d.veth)?;
+            }
+            remove_network(rtnl, &old)?;
+            store.remove(lock, &old.name)?;
+        }
+    }
+    match loaded {
+        Some(net) => {
+            if let Some(b) = opts.bridge.as_ref().filter(|b| **b != net.bridge) {
+                bail!(
+                    "network {} exists with bridge {}, not {b}",
+                    net.name,
+                    net.bridge
+                );
+            }
+            Ok(net)
+        }
+        None if opts.must_exist => bail!("network {} not found", opts.network),
+        None => {
+            let made = NetworkOptions {
+                name: opts.network.clone(),
+                bridge: opts.bridge.clone(),
+                subnet: opts.subnet,
+                ..NetworkOptions::default()
+            };
+            create_network(cfg, store, lock, rtnl, &made)
+        }
+    }
+}
+
+/// The index of the network's bridge, asked of the kernel by name (one
+/// netlink request, the whole cost of a kept network). A network whose
+/// record is here but whose bridge is not is made again.
+fn bridge_of(
+    store: &Store,
+    lock: &StoreLock,
+    rtnl: &mut Rtnl,
+    net: &mut NetworkState,
+) -> anyhow::Result<u32> {
+    if let Some(index) = rtnl.link_index(&net.bridge)? {
+        return Ok(index);
+    }
+    // Its record is here but its bridge is not: make it again, rules
+    // included (those recorded are deleted first, in case they outlived the
+    // bridge here). Its members that are gone (a reboot) are collected
+    // first, as `gc` would.
+    firewall::check()?;
+    let _ = release_dead(rtnl, net);
+    let _ = firewall::delete_all(&net.rules);
+    net.rules.clear();
+    let index =
+        bring_up(rtnl, net).with_context(|| format!("making network {} again", net.name))?;
+    if let Err(e) = store.save(lock, net) {
+        let _ = remove_network(rtnl, net);
+        return Err(e);
+    }
+    Ok(index)
+}
+
+/// Which `ethN` the container gets on this network: eth0 for its first
+/// network, then the lowest free one. Also says whether this is its first.
+fn next_interface(store: &Store, lock: &StoreLock, pid: Pid) -> anyhow::Result<(u32, bool)> {
+    let all = store.all(lock)?;
+    let used: Vec<&str> = all
+        .iter()
+        .flat_map(|n| &n.leases)
+        .filter(|l| l.pid == pid.as_raw())
+        .map(|l| l.ifname.as_str())
+        .collect();
+    let n = (0..).find(|n| !used.contains(&format!("eth{n}").as_str()));
+    Ok((n.unwrap_or(0), used.is_empty()))
+}
+
+/// The host end's name, `dyvPID` (`dyvPIDnN` for `ethN`), made free.
+fn free_veth_name(
+    rtnl: &mut Rtnl,
+    net: &mut NetworkState,
+    pid: Pid,
+    n: u32,
+) -> anyhow::Result<String> {
+    let veth = match n {
+        0 => format!("dyv{pid}"),
+        n => format!("dyv{pid}n{n}"),
+    };
+    // A veth of that name still draining: an exited container's, whose PID
+    // this one was given again while its namespace lives on (another
+    // container joined it). It goes now, or the name is taken.
+    if let Some(at) = net.draining.iter().position(|d| d.veth == veth) {
+        delete_link_named(rtnl, &veth)?;
+        net.draining.remove(at);
+    }
+    Ok(veth)
+}
+
+/// The container's lease on `net`: an address, the MAC made from it, its
+/// names, and its `--add-host` entries. Nothing is made for it yet.
+fn new_lease(
+    net: &mut NetworkState,
+    pid: Pid,
+    opts: &AttachOptions,
+    veth: String,
+    n: u32,
+) -> anyhow::Result<Lease> {
+    let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
+    let start_time = ipam::process_start_time(pid.as_raw())
+        .with_context(|| format!("process {pid} does not exist"))?;
+    let ip = net.allocate(opts.ip)?;
+    Ok(Lease {
+        ip,
+        pid: pid.as_raw(),
+        start_time,
+        name: opts.name.clone(),
+        hostname: opts.hostname.clone(),
+        veth,
+        etc_dir: opts.etc_dir.clone(),
+        ports: vec![],
+        rules: vec![],
+        container_id: opts.container_id.clone(),
+        aliases: opts.aliases.clone(),
+        ifname: format!("eth{n}"),
+        mac: crate::netlink::format_mac(mac_for(ip)),
+        extra_hosts,
+    })
+}
+
+/// What the kernel holds of the lease: the veth pair with its address and
+/// route (see [`plumb`]), then the DNAT rules of `-p`. The lease records
+/// each as it is made, so that a failure half-way can be undone.
+fn plug_in(
+    rtnl: &mut Rtnl,
+    net: &NetworkState,
+    bridge: u32,
+    pid: Pid,
+    lease: &mut Lease,
+    publish: &[PortSpec],
+) -> anyhow::Result<()> {
+    plumb(rtnl, net, bridge, pid, lease)?;
+    if !publish.is_empty() {
+        firewall::check()?;
+    }
+    for spec in publish {
+        let mapping = ports::resolve(spec)?;
+        lease.ports.push(mapping);
+        let rules = ports::port_rules(&mapping, lease.ip, &net.bridge);
+        firewall::add_all(&rules)?;
+        lease.rules.extend(rules);
+    }
+    Ok(())
+}
+
+/// The container's own files: all three when this is its first network (a
+/// later one leaves its hostname and resolv.conf alone), else the hosts.
+fn write_own_etc_files(
+    store: &Store,
+    lock: &StoreLock,
+    opts: &AttachOptions,
+    lease: &Lease,
+    first: bool,
+) -> anyhow::Result<()> {
+    let Some(dir) = &opts.etc_dir else {
+        return Ok(());
+    };
+    let all = store.all(lock)?;
+    if first {
+        etc_files_with(&all, lease, &opts.dns).write_to(dir)?;
+    } else {
+        names::write_in_place(&dir.join("hosts"), &hosts_of(&all, lease.pid))?;
+    }
+    Ok(())
 }
 // ANCHOR_END: attach
 
@@ -1029,27 +824,6 @@ pub fn detach_all(cfg: &Config, pid: Pid) -> anyhow::Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-// ANCHOR: create
-/// `network create`: make a network now and keep it, empty or not, until
-/// [`remove`].
-pub fn create(cfg: &Config, opts: &NetworkOptions) -> anyhow::Result<NetworkState> {
-    firewall::check()?;
-    check_network_name(&opts.name).map_err(anyhow::Error::msg)?;
-    let store = Store::new(&cfg.state_dir);
-    let lock = store.lock()?;
-    let mut rtnl = Rtnl::open()?;
-    if load_network(&store, &lock, &opts.name)?.is_some() {
-        bail!("network with name {} already exists", opts.name);
-    }
-    let net = create_network(cfg, &store, &lock, &mut rtnl, opts)?;
-    if let Err(e) = store.save(&lock, &net) {
-        let _ = remove_network(&mut rtnl, &net);
-        return Err(e);
-    }
-    Ok(net)
-}
-// ANCHOR_END: create
-
 /// `network rm`: take the network down, its rules and its bridge, and
 /// forget it. Refused while a live container is attached to it. (The lab
 /// removes the default network too when asked; the engine refuses, as
@@ -1124,23 +898,6 @@ pub fn gc(cfg: &Config) -> anyhow::Result<Vec<Collected>> {
 }
 // ANCHOR_END: gc
 
-/// Every network and its leases, for `ls`.
-pub fn networks(cfg: &Config) -> anyhow::Result<Vec<NetworkState>> {
-    let store = Store::new(&cfg.state_dir);
-    let lock = store.lock()?;
-    store.all(&lock)
-}
-
-/// A rule of the network or of one of its leases: for tests that look for
-/// leftovers.
-pub fn all_rules(net: &NetworkState) -> Vec<Rule> {
-    net.rules
-        .iter()
-        .chain(net.leases.iter().flat_map(|l| &l.rules))
-        .cloned()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1166,12 +923,5 @@ mod tests {
         assert!(NetworkMode::None
             .namespaces(base)
             .contains(CloneFlags::CLONE_NEWNET));
-    }
-
-    #[test]
-    fn bridge_names_fit_ifnamsiz() {
-        assert_eq!(bridge_name_for("mynet"), "dy-mynet");
-        assert_eq!(bridge_name_for("a-very-long-network-name").len(), 15);
-        assert!(check_ifname("dy-a-very-long-n").is_err());
     }
 }

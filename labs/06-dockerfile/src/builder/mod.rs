@@ -1,0 +1,283 @@
+//! # The builder: from instructions to an image
+//!
+//! The builder carries out a parsed Dockerfile one instruction at a time, the way Docker's
+//! classic builder does, and prints what it does in the classic format:
+//!
+//! ```text
+//! Step 2/4 : RUN echo hi > /greeting
+//!  ---> Running in 3c1d0a9f8e21      a container on the image so far (see `runstep`)
+//! Removing intermediate container 3c1d0a9f8e21
+//!  ---> 5b2f4e0d7c11                 the new image: its config digest, 12 hex digits
+//! Step 3/4 : CMD ["cat", "/greeting"]
+//!  ---> Using cache                  the same step on the same parent was built before
+//!  ---> 0d9e8c7b6a54
+//! ```
+//!
+//! Every step makes a new image from the previous one. Some instructions add a *layer*:
+//! `RUN` (what the command changed), `COPY` and `ADD` (the files), `WORKDIR` when it has
+//! to create the directory. All the others only change the image *config*: `ENV`, `CMD`,
+//! `ENTRYPOINT`, `LABEL`, `EXPOSE`, `VOLUME`, `USER`, `STOPSIGNAL`, `HEALTHCHECK`,
+//! `ONBUILD`, `SHELL`, `MAINTAINER`; their history entry says `empty_layer: true`. `ARG`
+//! changes neither: it only declares a variable for the steps after it.
+//!
+//! Each intermediate image is written to the store (config and manifest blobs, layers
+//! unpacked) but never *named*: only the last one is tagged, at the very end, so a build
+//! that fails at any step leaves no image and no tag. What the failed build did finish
+//! stays as build cache (see [`crate::cache`]).
+//!
+//! A Dockerfile can have several *stages*, each starting with `FROM`; `--target` picks the
+//! last one to build, and `COPY --from=STAGE` copies files out of an earlier one. Only the
+//! final stage's layers are in the image: the compilers of a build stage stay behind.
+//!
+//! The chapters, in the order a step meets them: `inputs.rs` reads the build context and
+//! the Dockerfile; `check.rs` splits the file into stages and checks every instruction
+//! before anything is built; `step.rs` runs a stage one instruction at a time, with the
+//! cache and the image each step makes; `image.rs` is that image under construction;
+//! `config.rs` has the instructions that only change the config, `run.rs` runs `RUN` in a
+//! container, and `copy.rs` makes the layers of `COPY`, `ADD` and `WORKDIR`.
+
+mod check;
+mod config;
+mod copy;
+mod image;
+mod inputs;
+mod run;
+mod step;
+
+pub(crate) use self::config::{check_signal, normalize_port};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::image::{Descriptor, Digest, MediaType};
+
+use self::check::{plan, stage_name, validate};
+use self::image::Img;
+use self::inputs::{prepare_context, read_dockerfile};
+use crate::cache::Cache;
+use crate::context::BuildContext;
+use crate::shell::Lexer;
+use lab04_overlay::store::normalize_name;
+use lab04_overlay::Store;
+
+/// What `build` was asked to do: `docker build`'s options that this builder has.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// `-t NAME[:TAG]`, any number.
+    pub tags: Vec<String>,
+    /// `-f FILE`: the Dockerfile (`-` is standard input); default `CONTEXT/Dockerfile`.
+    pub dockerfile: Option<PathBuf>,
+    /// A directory, a tar archive (gzip or not), or `-` for standard input.
+    pub context: String,
+    /// `--build-arg NAME=VALUE` (or `NAME`, which takes the value from our environment).
+    pub build_args: Vec<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--target STAGE`.
+    pub target: Option<String>,
+    /// The parent cgroup of the RUN steps' containers (default `dockyard`).
+    pub cgroup_parent: Option<String>,
+}
+
+/// A successful build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The image ID: its config digest.
+    pub id: String,
+    /// The names it was tagged with.
+    pub tags: Vec<String>,
+    /// How many steps came from the cache, and how many steps there were.
+    pub cached: usize,
+    pub steps: usize,
+}
+
+/// The args Docker predefines: usable without an `ARG`, and kept out of the history.
+const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// One stage being built.
+struct Stage {
+    name: Option<String>,
+    img: Img,
+    /// The ARGs declared in this stage, with their values (`None`: declared, no value).
+    args: BTreeMap<String, Option<String>>,
+    /// Whether this Dockerfile set CMD in this stage (ENTRYPOINT then keeps it).
+    cmd_set: bool,
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    cache: Cache,
+    opts: &'a BuildOptions,
+    lexer: Lexer,
+    context: BuildContext,
+    dockerfile: String,
+    build_args: BTreeMap<String, String>,
+    used_args: BTreeSet<String>,
+    global_args: BTreeMap<String, Option<String>>,
+    done: Vec<(Option<String>, Img)>,
+    step: usize,
+    total: usize,
+    cached: usize,
+    out: std::io::Stdout,
+}
+
+/// Builds an image as `docker build` does; see the module documentation.
+pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
+    for t in &opts.tags {
+        check_tag(t)?;
+    }
+    let (_context_dir, context, stdin_dockerfile) = prepare_context(store, opts)?;
+    let (shown, text) = read_dockerfile(opts, &context, stdin_dockerfile)?;
+    let df = crate::parse(&text).map_err(|e| anyhow!("{shown}:{}: {}", e.line, e.message))?;
+    for w in &df.warnings {
+        eprintln!("[Warning] {shown}: {w}");
+    }
+    let plan = plan(&df.instructions).map_err(|(line, m)| anyhow!("{shown}:{line}: {m}"))?;
+    for ins in plan.global_args.iter().chain(plan.stages.iter().flatten()) {
+        validate(ins).map_err(|m| anyhow!("{shown}:{}: {m}", ins.start_line))?;
+    }
+    let last = match &opts.target {
+        None => plan.stages.len() - 1,
+        Some(t) => plan
+            .stages
+            .iter()
+            .position(|s| stage_name(s[0]).is_some_and(|n| n.eq_ignore_ascii_case(t)))
+            .ok_or_else(|| anyhow!("failed to reach build target {t} in Dockerfile"))?,
+    };
+    let mut build_args = BTreeMap::new();
+    for a in &opts.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    build_args.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    let mut b = Builder {
+        store,
+        cache: Cache::open(store)?,
+        opts,
+        lexer: Lexer::new(df.escape),
+        // The context's file digests persist beside the step cache, so that a
+        // rebuild does not read the context's files again (see context.rs).
+        context: context.with_digest_cache(
+            store.root().join("build-cache").join("file-digests.json"),
+            store.root().join("tmp"),
+        ),
+        dockerfile: shown,
+        build_args,
+        used_args: BTreeSet::new(),
+        global_args: BTreeMap::new(),
+        done: Vec::new(),
+        step: 0,
+        total: plan.stages[..=last].iter().map(Vec::len).sum(),
+        cached: 0,
+        out: std::io::stdout(),
+    };
+    for ins in &plan.global_args {
+        b.global_arg(ins)?;
+    }
+    let staged = plan.stages[..=last]
+        .iter()
+        .try_for_each(|stage| b.stage(stage));
+    b.context.save_digest_cache();
+    staged?;
+    let unused: Vec<&String> = b
+        .build_args
+        .keys()
+        .filter(|k| !b.used_args.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+        .collect();
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        b.say(&format!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            names.join(" ")
+        ))?;
+    }
+    let (_, mut img) = b.done.pop().context("no stage was built")?;
+    if img.manifest.is_none() {
+        img = b.commit(img.config.clone(), img.layers.clone())?;
+    }
+    let manifest = img.manifest.clone().context("the image has no manifest")?;
+    let size = fs::metadata(store.blob_path(&manifest)?)?.len();
+    let desc = Descriptor::new(
+        MediaType::ImageManifest,
+        size,
+        Digest::try_from(manifest.as_str())?,
+    );
+    b.say(&format!("Successfully built {}", img.short()))?;
+    let mut tags = Vec::new();
+    for t in &opts.tags {
+        let name = normalize_name(t);
+        store.register(&name, &desc)?;
+        b.say(&format!("Successfully tagged {name}"))?;
+        tags.push(name);
+    }
+    Ok(Built {
+        id: img.id,
+        tags,
+        cached: b.cached,
+        steps: b.step,
+    })
+}
+
+/// Docker's reference rules, the part that matters here: a lower-case repository, an
+/// optional tag of letters, digits, `_`, `.` and `-`.
+fn check_tag(tag: &str) -> Result<()> {
+    let invalid =
+        || anyhow!("invalid argument {tag:?} for \"-t, --tag\" flag: invalid reference format");
+    if tag.is_empty() || tag.starts_with(['-', ':', '/']) || tag.ends_with([':', '/']) {
+        return Err(invalid());
+    }
+    let name = normalize_name(tag);
+    let (repo, t) = match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (name.as_str(), "latest"),
+    };
+    if repo.chars().any(|c| c.is_ascii_uppercase()) {
+        bail!("{}: repository name must be lowercase", invalid());
+    }
+    let repo_ok = repo
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c));
+    let tag_ok = !t.is_empty()
+        && t.len() <= 128
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !repo_ok || !tag_ok {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_must_be_references() {
+        assert!(check_tag("demo").is_ok());
+        assert!(check_tag("demo:v1").is_ok());
+        assert!(check_tag("localhost:5000/demo:1").is_ok());
+        assert!(check_tag("Demo").is_err());
+        assert!(check_tag("a b").is_err());
+        assert!(check_tag("").is_err());
+    }
+}
