@@ -67,7 +67,7 @@ impl Engine {
     }
 
     /// The lab 04 view of a container (its overlay directories).
-    pub fn layer_container(&self, id: &str) -> Result<overlay::container::Container> {
+    pub fn layer_container(&self, id: &str) -> Result<overlay::RwLayer> {
         self.images.container(id)
     }
 }

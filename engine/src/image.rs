@@ -4,10 +4,10 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::container::is_mounted;
 use crate::engine::Engine;
 use anyhow::{Context, Result};
 use lab04_overlay as overlay;
+use overlay::overlay::is_mounted;
 
 pub use overlay::archive::CommitOptions;
 pub use overlay::diff::Change;
@@ -16,7 +16,7 @@ pub use overlay::store::Image;
 /// `commit`: lab 04 turns the upper dir into a layer on top of the image.
 pub fn commit(
     engine: &Engine,
-    layer: &overlay::container::Container,
+    layer: &overlay::RwLayer,
     name: &str,
     opts: &CommitOptions,
 ) -> Result<Image> {
@@ -27,7 +27,7 @@ pub fn commit(
 /// changes applied (lab 06 parses and applies them, as JSON).
 pub fn changed_config(
     engine: &Engine,
-    layer: &overlay::container::Container,
+    layer: &overlay::RwLayer,
     changes: &[String],
 ) -> Result<oci_spec::image::Config> {
     let image = engine.images.container_image(layer)?;
@@ -47,11 +47,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
 /// `export`: the merged tree as a tar. A running container's overlay is
 /// already mounted and is read in place; otherwise lab 04 mounts it for
 /// the walk.
-pub fn export(
-    engine: &Engine,
-    layer: &overlay::container::Container,
-    out: impl Write,
-) -> Result<()> {
+pub fn export(engine: &Engine, layer: &overlay::RwLayer, out: impl Write) -> Result<()> {
     if is_mounted(&layer.merged())? {
         overlay::diff::write_tree_shifted(
             &layer.merged(),

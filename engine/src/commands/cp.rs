@@ -81,7 +81,7 @@ impl<'a> Access<'a> {
         }
         let layer = engine.layer_container(&record.id)?;
         let merged = layer.merged();
-        let mount = if container::is_mounted(&merged)? {
+        let mount = if overlay::overlay::is_mounted(&merged)? {
             None
         } else {
             let dirs = engine.images.overlay_dirs(&layer)?;

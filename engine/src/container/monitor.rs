@@ -49,12 +49,13 @@ use lab04_overlay as overlay;
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 
 use super::config::{config_of, ContainerConfig};
-use super::remove::{is_mounted, remove};
+use super::remove::remove;
 use super::start::{run_once, Handles, Running};
 use crate::engine::{engine_argv, Engine};
 use crate::network::net_config;
 use crate::state::{now_rfc3339, Status};
 use crate::trace;
+use overlay::overlay::is_mounted;
 
 /// How a started container's output reaches a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,12 +15,12 @@ use nix::unistd::{pipe2, Pid};
 use super::config::{config_of, ContainerConfig};
 use super::monitor::Attach;
 use super::plan::{plan, Facts, NetworkPlan, Plan, ETC_FILES};
-use super::remove::is_mounted;
 use crate::engine::Engine;
 use crate::logs;
 use crate::network::{endpoint_json, net_config};
 use crate::state::{self, now_rfc3339, Record, Status};
 use crate::trace;
+use overlay::overlay::is_mounted;
 
 /// Get a container that is not running ready to start again: clear the
 /// "stopped by hand" mark that keeps its restart policy quiet, and record

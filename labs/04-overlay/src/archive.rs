@@ -25,11 +25,11 @@ use oci_spec::image::{
     ImageConfigurationBuilder, ImageIndex, MediaType, Os, RootFsBuilder,
 };
 
-use crate::container::Container;
 use crate::diff::{write_tree_shifted, TreeKind};
 use crate::digest::{canonical_json, digest_hex, host_arch, sha256_digest};
 use crate::extract::{decompressor, layer_digests, Compression};
 use crate::overlay::{mount_overlay, MountGuard};
+use crate::rwlayer::RwLayer;
 use crate::store::{normalize_name, Image, Store};
 
 /// The time now as RFC 3339, for `created`.
@@ -111,7 +111,7 @@ pub fn import_tarball(store: &Store, input: impl Read, name: &str) -> Result<Ima
 // ANCHOR_END: import
 
 /// `docker commit`: the container's upper dir becomes a new top layer.
-pub fn commit(store: &Store, c: &Container, name: &str) -> Result<Image> {
+pub fn commit(store: &Store, c: &RwLayer, name: &str) -> Result<Image> {
     let by = format!("lab04-overlay commit {}", c.short_id());
     commit_with(
         store,
@@ -138,12 +138,7 @@ pub struct CommitOptions {
 
 /// [`commit`], recording a message and an author as Docker does (the
 /// author also goes into the config's `author` field).
-pub fn commit_with(
-    store: &Store,
-    c: &Container,
-    name: &str,
-    opts: &CommitOptions,
-) -> Result<Image> {
+pub fn commit_with(store: &Store, c: &RwLayer, name: &str, opts: &CommitOptions) -> Result<Image> {
     let parent = store.container_image(c)?;
     let tmp = store.staging("commit");
     let _guard = crate::store::RemoveOnDrop(Some(tmp.clone()));
@@ -188,7 +183,7 @@ pub fn commit_with(
 // ANCHOR: export
 /// `docker export`: the container's merged filesystem as a tar. The overlay
 /// is mounted for the walk and unmounted after, even on error.
-pub fn export_container<W: Write>(store: &Store, c: &Container, out: W) -> Result<W> {
+pub fn export_container<W: Write>(store: &Store, c: &RwLayer, out: W) -> Result<W> {
     let dirs = store.overlay_dirs(c)?;
     mount_overlay(&dirs)?;
     let _mounted = MountGuard(dirs.merged.clone());

@@ -20,7 +20,7 @@
 //! - [`store`]: the image store, an OCI image layout plus one unpacked
 //!   directory per layer, where nothing half-done is ever visible;
 //! - [`overlay`]: the overlay mount, and the mount-data page limit;
-//! - [`container`]: a container's upper, work and merged dirs;
+//! - [`rwlayer`]: a container's read-write layer: its upper, work and merged dirs;
 //! - [`gc`]: removing the blobs and layers no image or container needs;
 //! - [`diff`]: an upper dir back into a layer (whiteouts back into `.wh.`),
 //!   and `docker diff`;
@@ -33,7 +33,6 @@
 //! `pivot_root`, `/proc`, `/dev`, `exec`); see `src/main.rs`.
 
 pub mod archive;
-pub mod container;
 pub mod diff;
 pub mod digest;
 pub mod extract;
@@ -41,12 +40,13 @@ pub mod gc;
 pub mod overlay;
 pub mod reference;
 pub mod registry;
+pub mod rwlayer;
 pub mod store;
 
-pub use container::Container;
 pub use extract::{apply_layer, Applied, IdShift, Refusal, UnsafeEntry, Whiteouts};
 pub use gc::{GcReport, Keep};
 pub use overlay::{mount_overlay, MountGuard, OverlayDirs};
+pub use rwlayer::RwLayer;
 pub use store::{Image, Layer, Store};
 
 /// Whether the running kernel knows the `overlay` filesystem type. It may also

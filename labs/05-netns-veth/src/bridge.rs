@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::firewall::{self, Rule};
-use crate::ipam::{self, Cidr, Lease, NetworkState, Pool, Store, StoreLock};
+use crate::ipam::{self, Cidr, Lease, NetworkState, Pool, StateDir, StateLock};
 use crate::netlink::Rtnl;
 
 /// The name of Docker's default network, and of ours.
@@ -167,8 +167,8 @@ pub(crate) fn outdated_default(cfg: &Config, net: &NetworkState) -> bool {
 /// both refused, as two hosts sharing one state directory, or two state
 /// directories sharing one bridge, would hand out the same addresses.
 pub(crate) fn load_network(
-    store: &Store,
-    lock: &StoreLock,
+    store: &StateDir,
+    lock: &StateLock,
     name: &str,
 ) -> anyhow::Result<Option<NetworkState>> {
     let Some(mut net) = store.load(lock, name)? else {
@@ -198,8 +198,8 @@ pub(crate) fn load_network(
 /// add its rules.
 pub(crate) fn create_network(
     cfg: &Config,
-    store: &Store,
-    lock: &StoreLock,
+    store: &StateDir,
+    lock: &StateLock,
     rtnl: &mut Rtnl,
     opts: &NetworkOptions,
 ) -> anyhow::Result<NetworkState> {
@@ -339,7 +339,7 @@ pub(crate) fn remove_network(rtnl: &mut Rtnl, net: &NetworkState) -> anyhow::Res
 pub fn create(cfg: &Config, opts: &NetworkOptions) -> anyhow::Result<NetworkState> {
     firewall::check()?;
     check_network_name(&opts.name).map_err(anyhow::Error::msg)?;
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     if load_network(&store, &lock, &opts.name)?.is_some() {
@@ -356,7 +356,7 @@ pub fn create(cfg: &Config, opts: &NetworkOptions) -> anyhow::Result<NetworkStat
 
 /// Every network and its leases, for `ls`.
 pub fn networks(cfg: &Config) -> anyhow::Result<Vec<NetworkState>> {
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     store.all(&lock)
 }

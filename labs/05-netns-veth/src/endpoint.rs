@@ -36,7 +36,7 @@ use crate::bridge::{
     remove_network, Config, NetworkOptions,
 };
 use crate::firewall;
-use crate::ipam::{self, Cidr, Draining, Lease, NetworkState, Store, StoreLock};
+use crate::ipam::{self, Cidr, Draining, Lease, NetworkState, StateDir, StateLock};
 use crate::names::{self, EtcFiles, HostEntry};
 use crate::netlink::{in_netns_of, is_errno, Rtnl, VethPeer};
 use crate::ports::{self, PortMapping, PortSpec};
@@ -309,7 +309,7 @@ pub fn etc_files_without_bridge(
 /// Rewrite the hosts files of every member of `network` but `except` (whose
 /// own files its caller writes), after someone joined or left. Best effort:
 /// a member whose directory is gone is skipped, and `gc` will find it.
-fn update_hosts(store: &Store, lock: &StoreLock, network: &str, except: Option<i32>) {
+fn update_hosts(store: &StateDir, lock: &StateLock, network: &str, except: Option<i32>) {
     let Ok(all) = store.all(lock) else {
         return;
     };
@@ -387,7 +387,7 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     for alias in &opts.aliases {
         names::check_host_name(alias).context("--network-alias")?;
     }
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let mut net = network_to_join(cfg, &store, &lock, &mut rtnl, opts)?;
@@ -443,8 +443,8 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
 /// or `mtu` than daemon.json now says is made again, when it is empty.
 fn network_to_join(
     cfg: &Config,
-    store: &Store,
-    lock: &StoreLock,
+    store: &StateDir,
+    lock: &StateLock,
     rtnl: &mut Rtnl,
     opts: &AttachOptions,
 ) -> anyhow::Result<NetworkState> {
@@ -492,8 +492,8 @@ fn network_to_join(
 /// netlink request, the whole cost of a kept network). A network whose
 /// record is here but whose bridge is not is made again.
 fn bridge_of(
-    store: &Store,
-    lock: &StoreLock,
+    store: &StateDir,
+    lock: &StateLock,
     rtnl: &mut Rtnl,
     net: &mut NetworkState,
 ) -> anyhow::Result<u32> {
@@ -519,7 +519,7 @@ fn bridge_of(
 
 /// Which `ethN` the container gets on this network: eth0 for its first
 /// network, then the lowest free one. Also says whether this is its first.
-fn next_interface(store: &Store, lock: &StoreLock, pid: Pid) -> anyhow::Result<(u32, bool)> {
+fn next_interface(store: &StateDir, lock: &StateLock, pid: Pid) -> anyhow::Result<(u32, bool)> {
     let all = store.all(lock)?;
     let used: Vec<&str> = all
         .iter()
@@ -611,8 +611,8 @@ fn plug_in(
 /// The container's own files: all three when this is its first network (a
 /// later one leaves its hostname and resolv.conf alone), else the hosts.
 fn write_own_etc_files(
-    store: &Store,
-    lock: &StoreLock,
+    store: &StateDir,
+    lock: &StateLock,
     opts: &AttachOptions,
     lease: &Lease,
     first: bool,
@@ -729,8 +729,8 @@ fn delete_link_named(rtnl: &mut Rtnl, name: &str) -> anyhow::Result<()> {
 /// lab's own. (Docker keeps networks until `docker network rm`, as
 /// [`create`]d ones and the default network are kept here.)
 fn finish(
-    store: &Store,
-    lock: &StoreLock,
+    store: &StateDir,
+    lock: &StateLock,
     rtnl: &mut Rtnl,
     net: &NetworkState,
 ) -> anyhow::Result<()> {
@@ -750,7 +750,7 @@ fn finish(
 /// pair with the container's namespace (see `release`); and the network
 /// itself when this was its last container and it is not kept.
 pub fn detach(cfg: &Config, endpoint: &Endpoint) -> anyhow::Result<()> {
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let Some(mut net) = load_network(&store, &lock, &endpoint.network)? else {
@@ -773,7 +773,7 @@ pub fn detach(cfg: &Config, endpoint: &Endpoint) -> anyhow::Result<()> {
 /// off `network` (its interface there vanishes), and rewrite its hosts file
 /// and its former peers'.
 pub fn disconnect(cfg: &Config, network: &str, pid: Pid) -> anyhow::Result<()> {
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let mut net = load_network(&store, &lock, network)?
@@ -797,7 +797,7 @@ pub fn detach_all(cfg: &Config, pid: Pid) -> anyhow::Result<()> {
     if !cfg.state_dir.exists() {
         return Ok(());
     }
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let mut first_error = None;
@@ -829,7 +829,7 @@ pub fn detach_all(cfg: &Config, pid: Pid) -> anyhow::Result<()> {
 /// removes the default network too when asked; the engine refuses, as
 /// Docker does.)
 pub fn remove(cfg: &Config, name: &str) -> anyhow::Result<()> {
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let Some(net) = load_network(&store, &lock, name)? else {
@@ -876,7 +876,7 @@ pub struct Collected {
 /// the addresses whose veth the kernel has deleted, and remove networks
 /// left empty that are not kept.
 pub fn gc(cfg: &Config) -> anyhow::Result<Vec<Collected>> {
-    let store = Store::new(&cfg.state_dir);
+    let store = StateDir::new(&cfg.state_dir);
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let mut collected = Vec::new();

@@ -354,18 +354,18 @@ impl NetworkState {
 }
 
 /// The state directory: one JSON file per network, and the lock.
-pub struct Store {
+pub struct StateDir {
     dir: PathBuf,
 }
 
 /// Held while the state is being read and changed; dropping it unlocks.
-pub struct StoreLock {
+pub struct StateLock {
     _lock: Flock<fs::File>,
 }
 
-impl Store {
-    pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+impl StateDir {
+    pub fn new(dir: impl Into<PathBuf>) -> StateDir {
+        StateDir { dir: dir.into() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -373,7 +373,7 @@ impl Store {
     }
 
     /// Take the exclusive lock, waiting for whoever holds it.
-    pub fn lock(&self) -> anyhow::Result<StoreLock> {
+    pub fn lock(&self) -> anyhow::Result<StateLock> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating the state directory {}", self.dir.display()))?;
         let path = self.dir.join("lock");
@@ -386,7 +386,7 @@ impl Store {
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
             .with_context(|| format!("flock({}, LOCK_EX)", path.display()))?;
-        Ok(StoreLock { _lock: lock })
+        Ok(StateLock { _lock: lock })
     }
 
     fn path(&self, network: &str) -> PathBuf {
@@ -394,7 +394,7 @@ impl Store {
     }
 
     /// The network `name`, if it exists. Call with the lock held.
-    pub fn load(&self, _lock: &StoreLock, name: &str) -> anyhow::Result<Option<NetworkState>> {
+    pub fn load(&self, _lock: &StateLock, name: &str) -> anyhow::Result<Option<NetworkState>> {
         let path = self.path(name);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -406,7 +406,7 @@ impl Store {
     }
 
     /// Every network. Call with the lock held.
-    pub fn all(&self, lock: &StoreLock) -> anyhow::Result<Vec<NetworkState>> {
+    pub fn all(&self, lock: &StateLock) -> anyhow::Result<Vec<NetworkState>> {
         let mut names = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -445,7 +445,7 @@ impl Store {
     /// survive the machine either, and a record that outlives them is made
     /// good again on its next use (`attach`, `gc`). An fsync costs about
     /// 8 ms on this disk.
-    pub fn save(&self, _lock: &StoreLock, net: &NetworkState) -> anyhow::Result<()> {
+    pub fn save(&self, _lock: &StateLock, net: &NetworkState) -> anyhow::Result<()> {
         use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
         let path = self.path(&net.name);
         let tmp = self.spare(&net.name);
@@ -467,13 +467,13 @@ impl Store {
         }
     }
 
-    /// The spare file [`Store::save`] writes before the exchange.
+    /// The spare file [`StateDir::save`] writes before the exchange.
     fn spare(&self, name: &str) -> PathBuf {
         self.dir.join(format!(".{name}.json.tmp"))
     }
 
     /// Forget the network. Call with the lock held.
-    pub fn remove(&self, _lock: &StoreLock, name: &str) -> anyhow::Result<()> {
+    pub fn remove(&self, _lock: &StateLock, name: &str) -> anyhow::Result<()> {
         let _ = fs::remove_file(self.spare(name));
         let path = self.path(name);
         match fs::remove_file(&path) {
@@ -628,7 +628,7 @@ mod tests {
     #[test]
     fn concurrent_allocations_under_the_lock_never_collide() {
         let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(Store::new(dir.path()));
+        let store = std::sync::Arc::new(StateDir::new(dir.path()));
         {
             let lock = store.lock().unwrap();
             let mut net = network();
@@ -636,7 +636,7 @@ mod tests {
             store.save(&lock, &net).unwrap();
         }
         // Separate processes would use separate open file descriptions; so
-        // does each Store::lock call, so threads contend like processes.
+        // does each StateDir::lock call, so threads contend like processes.
         let handles: Vec<_> = (0..20)
             .map(|_| {
                 let store = store.clone();

@@ -1,4 +1,5 @@
-//! A container's directories in the store: `containers/<id>/{upper,work,merged}`.
+//! A container's read-write layer in the store (what moby's layer store calls an
+//! `RWLayer`): its directories `containers/<id>/{upper,work,merged}`.
 //!
 //! Each container gets its own upper and work dirs; the lower dirs are the
 //! image's layer directories, shared with every other container of the image.
@@ -14,7 +15,7 @@ use crate::store::{Image, Store};
 
 /// A container's writable layer and its image.
 #[derive(Debug, Clone)]
-pub struct Container {
+pub struct RwLayer {
     /// 64 hex digits; docker shows the first 12.
     pub id: String,
     /// `containers/<id>` (absolute).
@@ -25,7 +26,7 @@ pub struct Container {
     pub manifest_digest: String,
 }
 
-impl Container {
+impl RwLayer {
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }
@@ -52,7 +53,7 @@ fn random_id() -> Result<String> {
 impl Store {
     /// Creates a container's directories for `image` (whose layers must be
     /// unpacked: [`Store::unpack`]).
-    pub fn create_container(&self, image: &Image) -> Result<Container> {
+    pub fn create_container(&self, image: &Image) -> Result<RwLayer> {
         self.create_container_with(image, true)
     }
 
@@ -60,7 +61,7 @@ impl Store {
     /// flushed to disk (no fsync): for a container that a crash of the
     /// machine ends anyway (`docker run --rm`), whose record would then be
     /// removed. The write is still atomic for other processes.
-    pub fn create_container_with(&self, image: &Image, durable: bool) -> Result<Container> {
+    pub fn create_container_with(&self, image: &Image, durable: bool) -> Result<RwLayer> {
         // Under the store's lock, so that gc cannot remove the image's
         // layers between this check and container.json naming them.
         let _lock = self.lock()?;
@@ -95,7 +96,7 @@ impl Store {
             &serde_json::to_vec_pretty(&meta)?,
             durable,
         )?;
-        Ok(Container {
+        Ok(RwLayer {
             id,
             dir,
             image: image.name.clone(),
@@ -104,7 +105,7 @@ impl Store {
     }
 
     /// The container whose ID starts with `prefix` (unique), as in docker.
-    pub fn container(&self, prefix: &str) -> Result<Container> {
+    pub fn container(&self, prefix: &str) -> Result<RwLayer> {
         // A full ID names one directory: read just that one.
         if prefix.len() == 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             let dir = self.root().join("containers").join(prefix);
@@ -114,7 +115,7 @@ impl Store {
             bail!("no such container: {prefix}");
         }
         let all = self.containers()?;
-        let found: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(prefix)).collect();
+        let found: Vec<&RwLayer> = all.iter().filter(|c| c.id.starts_with(prefix)).collect();
         match found.as_slice() {
             [one] if !prefix.is_empty() => Ok((*one).clone()),
             [] | [_] => bail!("no such container: {prefix}"),
@@ -123,7 +124,7 @@ impl Store {
     }
 
     /// Every container.
-    pub fn containers(&self) -> Result<Vec<Container>> {
+    pub fn containers(&self) -> Result<Vec<RwLayer>> {
         let mut out = Vec::new();
         for e in fs::read_dir(self.root().join("containers"))? {
             if let Some(c) = read_container(&e?.path())? {
@@ -135,7 +136,7 @@ impl Store {
     }
 
     /// The container's image.
-    pub fn container_image(&self, c: &Container) -> Result<Image> {
+    pub fn container_image(&self, c: &RwLayer) -> Result<Image> {
         let mut image = self.image_by_manifest(&c.manifest_digest)?;
         image.name = c.image.clone();
         Ok(image)
@@ -143,7 +144,7 @@ impl Store {
 
     /// The overlay for a container: the image's layers (topmost first, by
     /// their short `l/` names), its upper and work dirs, its merged dir.
-    pub fn overlay_dirs(&self, c: &Container) -> Result<OverlayDirs> {
+    pub fn overlay_dirs(&self, c: &RwLayer) -> Result<OverlayDirs> {
         let image = self.container_image(c)?;
         let layers = self.image_layers(&image)?;
         let rel = |p: &Path| -> Result<PathBuf> {
@@ -166,7 +167,7 @@ impl Store {
     }
 
     /// The layer dirs of a container's image, topmost first (for diffs).
-    pub fn lower_dirs(&self, c: &Container) -> Result<Vec<PathBuf>> {
+    pub fn lower_dirs(&self, c: &RwLayer) -> Result<Vec<PathBuf>> {
         let image = self.container_image(c)?;
         Ok(self
             .image_layers(&image)?
@@ -177,7 +178,7 @@ impl Store {
     }
 
     /// Removes a container's directories (its merged dir must not be mounted).
-    pub fn remove_container(&self, c: &Container) -> Result<()> {
+    pub fn remove_container(&self, c: &RwLayer) -> Result<()> {
         let _ = nix::mount::umount2(&c.merged(), nix::mount::MntFlags::MNT_DETACH);
         // container.json first: a half-removed container is not listed.
         let _ = fs::remove_file(c.dir.join("container.json"));
@@ -187,7 +188,7 @@ impl Store {
 
 /// Read `dir/container.json`; `None` when it is not there (being created or
 /// removed by another process).
-fn read_container(dir: &Path) -> Result<Option<Container>> {
+fn read_container(dir: &Path) -> Result<Option<RwLayer>> {
     let bytes = match fs::read(dir.join("container.json")) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -204,7 +205,7 @@ fn read_container(dir: &Path) -> Result<Option<Container>> {
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("parsing {}/container.json", dir.display()))?;
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-    Ok(Some(Container {
+    Ok(Some(RwLayer {
         id: s("Id"),
         dir: dir.to_path_buf(),
         image: s("Image"),
