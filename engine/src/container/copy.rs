@@ -1,5 +1,5 @@
-//! `cp`: copy files between a container and the host, safely (what the
-//! Engine API's `/containers/{id}/archive` endpoints serve too).
+//! `cp`: copy files between a container and the host, safely. (The Engine
+//! API's `/containers/{id}/archive` endpoints need the same care.)
 //!
 //! A container's files are hostile input, and a path inside a container
 //! means what the *container* says it means. Two classic bugs show what can
