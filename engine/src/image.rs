@@ -1,13 +1,31 @@
 //! Images: what lab 04's store does for `commit`, `diff`, `export`,
-//! `import`, `save` and `load`.
+//! `import`, `save` and `load`, and what `images`, `inspect`, `history`,
+//! `rmi` and `image prune` show and do, for the command line and the
+//! Engine API alike.
+//!
+//! The data root *is* a lab 04 image store: an image is a manifest, a
+//! config blob and layers, named in `index.json`; its ID is the config's
+//! digest. Removing an image is two steps, as in docker: its name goes
+//! (untag), then lab 04's garbage collection deletes the blobs and layers
+//! nothing references any more (no other image, no container).
+//!
+//! ```text
+//! $ jq . /var/lib/dockyard/index.json          # the names
+//! $ ls /var/lib/dockyard/blobs/sha256 /var/lib/dockyard/layers
+//! ```
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::container;
 use crate::engine::Engine;
-use anyhow::{Context, Result};
+use crate::state::{Record, Status};
+use crate::units::dir_size;
+use anyhow::{bail, Context, Result};
 use lab04_overlay as overlay;
 use overlay::overlay::is_mounted;
+use serde_json::{json, Value};
 
 pub use overlay::archive::CommitOptions;
 pub use overlay::diff::Change;
@@ -75,4 +93,334 @@ pub fn save(engine: &Engine, image: &Image, out: impl Write) -> Result<()> {
 /// Load a docker-archive or OCI archive into the engine's store (lab 04).
 pub fn load_archive(engine: &Engine, input: impl Read) -> Result<Vec<String>> {
     overlay::archive::load_archive(&engine.images, input)
+}
+
+// ---- what `images`, `inspect`, `history`, `rmi` and the prunes show ------
+
+/// One image as `images` lists it (and `GET /images/json` summarises it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The name it is tagged with (`busybox:latest`).
+    pub name: String,
+    /// Its ID: the config digest (`sha256:...`), and that ID's first 12 hex digits.
+    pub id: String,
+    pub short_id: String,
+    /// When it was made, RFC 3339 as its config says (none if it does not).
+    pub created: Option<String>,
+    /// The unpacked size of its layers, in bytes.
+    pub size: u64,
+}
+
+/// The unpacked size of an image's layers, in bytes.
+pub fn size(engine: &Engine, image: &Image) -> u64 {
+    engine
+        .images
+        .image_layers(image)
+        .map(|layers| layers.iter().map(|l| dir_size(&l.diff)).sum())
+        .unwrap_or(0)
+}
+
+/// Every tagged image of the store, by name.
+pub fn list(engine: &Engine) -> Result<Vec<ImageSummary>> {
+    let mut list = engine.images.images()?;
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(list
+        .iter()
+        .map(|i| ImageSummary {
+            name: i.name.clone(),
+            id: i.config_digest.clone(),
+            short_id: i.short_id().to_string(),
+            created: i.config.created().clone(),
+            size: size(engine, i),
+        })
+        .collect())
+}
+
+/// `inspect IMAGE`'s document (`GET /images/{name}/json`): the image's
+/// config blob with docker's `Id`, `RepoTags` and `Size` added.
+pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
+    let image = engine.images.image(name)?;
+    // The config blob as stored, not the OCI type's view of it: docker
+    // extensions such as `Healthcheck` survive only in the raw JSON.
+    let mut doc = match engine.images.read_blob(&image.config_digest) {
+        Ok(raw) => serde_json::from_slice(&raw)?,
+        Err(_) => serde_json::to_value(&image.config)?,
+    };
+    let size = size(engine, &image);
+    if let Value::Object(m) = &mut doc {
+        m.insert("Id".into(), json!(image.config_digest));
+        m.insert("RepoTags".into(), json!([image.name]));
+        m.insert("Size".into(), json!(size));
+        // Docker's inspect capitalises the config's fields.
+        if let Some(cfg) = m.remove("config") {
+            m.insert("Config".into(), cfg);
+        }
+    }
+    Ok(doc)
+}
+
+/// One step of an image's history, as `history` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// RFC 3339, as the config records it.
+    pub created: Option<String>,
+    /// The Dockerfile line (or command) that made it.
+    pub created_by: String,
+    /// The bytes of the layer it made (0 for a step that made none, like ENV).
+    pub size: u64,
+    pub comment: String,
+}
+
+/// `history IMAGE`: the image and its history, newest step first.
+pub fn history(engine: &Engine, name: &str) -> Result<(Image, Vec<HistoryEntry>)> {
+    let image = engine.images.image(name)?;
+    let layers = engine.images.image_layers(&image).unwrap_or_default();
+    let sizes = layers.iter().map(|l| dir_size(&l.diff)).collect();
+    let entries = history_entries(image.config.history(), sizes);
+    Ok((image, entries))
+}
+
+/// The history steps of a config with their layers' sizes, newest first:
+/// the layers are in the order of the steps that made one (those without
+/// `empty_layer`).
+fn history_entries(history: &[oci_spec::image::History], sizes: Vec<u64>) -> Vec<HistoryEntry> {
+    let mut sizes = sizes.into_iter();
+    let mut entries: Vec<HistoryEntry> = history
+        .iter()
+        .map(|h| HistoryEntry {
+            created: h.created().clone(),
+            created_by: h.created_by().clone().unwrap_or_default(),
+            size: if h.empty_layer().unwrap_or(false) {
+                0
+            } else {
+                sizes.next().unwrap_or(0)
+            },
+            comment: h.comment().clone().unwrap_or_default(),
+        })
+        .collect();
+    entries.reverse();
+    entries
+}
+
+/// `rmi`: untag images no container uses (or any, with force), then let
+/// lab 04's garbage collection delete what no other image shares, as
+/// docker does. An image a container uses stays on disk (only its name
+/// goes, with force) until the container is removed and gc runs again.
+///
+/// What containers use is read once, when the remover is made: before
+/// anything is untagged, so that an unreadable container fails the whole
+/// `rmi` with nothing removed.
+pub struct Remover<'a> {
+    engine: &'a Engine,
+    containers: Vec<Record>,
+    kept: BTreeSet<String>,
+}
+
+impl<'a> Remover<'a> {
+    pub fn new(engine: &'a Engine) -> Result<Remover<'a>> {
+        Ok(Remover {
+            engine,
+            containers: container::list_all(engine)?,
+            kept: container::images_in_use(engine)?,
+        })
+    }
+
+    /// Untag the image `name` (refused, unless `force`, when a container
+    /// uses it). Returns the image that was untagged.
+    pub fn untag(&self, name: &str, force: bool) -> Result<Image> {
+        let image = self.engine.images.image(name)?;
+        if !force {
+            if let Some(user) = self.containers.iter().find(|r| {
+                container::config_of(r)
+                    .map(|c| c.image_id == image.config_digest)
+                    .unwrap_or(false)
+            }) {
+                bail!(
+                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                    &user.id[..12.min(user.id.len())],
+                    image.short_id()
+                );
+            }
+        }
+        self.engine.images.untag(&image.name)?;
+        Ok(image)
+    }
+
+    /// After [`Remover::untag`]: delete what of `image` nothing else uses.
+    /// Returns docker's "Deleted:" IDs: the image ID, then its layers'
+    /// chain IDs, top first.
+    pub fn collect(&self, image: &Image) -> Result<Vec<String>> {
+        let report = gc(self.engine, &self.kept, vec![image.clone()])?;
+        let mut deleted = Vec::new();
+        if report.blobs.contains(&image.config_digest) {
+            deleted.push(image.config_digest.clone());
+        }
+        for chain in image.chain_ids().iter().rev() {
+            if report.layers.contains(chain) {
+                deleted.push(chain.clone());
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Runs the store's garbage collection, keeping the images of containers
+/// (`kept`). `released`: images just untagged, whose blobs and layers go
+/// at once, inside the grace period.
+fn gc(engine: &Engine, kept: &BTreeSet<String>, released: Vec<Image>) -> Result<overlay::GcReport> {
+    engine.images.gc(&overlay::Keep {
+        configs: kept.clone(),
+        released,
+        ..overlay::Keep::default()
+    })
+}
+
+/// What `image prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// The names untagged (with `all`).
+    pub untagged: Vec<String>,
+    /// The blobs' digests, then the layers' chain IDs, that were deleted.
+    pub deleted: Vec<String>,
+    /// Bytes freed.
+    pub reclaimed: u64,
+}
+
+/// `image prune`: removes the blobs and layers no image or container
+/// references (older than the store's grace period); with `all`, first
+/// untags every image no container uses.
+pub fn prune(engine: &Engine, all: bool) -> Result<PruneReport> {
+    let mut released = Vec::new();
+    let mut untagged = Vec::new();
+    let used = container::images_in_use(engine)?;
+    if all {
+        for image in engine.images.images()? {
+            if !used.contains(&image.config_digest) {
+                engine.images.untag(&image.name)?;
+                untagged.push(image.name.clone());
+                released.push(image);
+            }
+        }
+    }
+    let report = gc(engine, &used, released)?;
+    let mut deleted = report.blobs;
+    deleted.extend(report.layers);
+    Ok(PruneReport {
+        untagged,
+        deleted,
+        reclaimed: report.reclaimed,
+    })
+}
+
+// ---- images from containers -----------------------------------------------
+
+/// What `commit` is asked for, beside the container and the new name.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub message: Option<String>,
+    pub author: Option<String>,
+    /// `--change`: Dockerfile lines applied to the image's config.
+    pub changes: Vec<String>,
+    /// Freeze a running container for the copy (docker's default).
+    pub pause: bool,
+}
+
+/// `commit`: the container's writable layer becomes a new image `name` on
+/// top of its image (lab 04). Like docker, a running container is paused
+/// for the copy unless told not to, so the layer is consistent.
+pub fn commit_container(
+    engine: &Engine,
+    record: &Record,
+    name: &str,
+    req: &CommitRequest,
+) -> Result<Image> {
+    let r = engine.containers.reconcile(record.clone())?;
+    let layer = engine.layer_container(&r.id)?;
+    // --change: lab 06 reads each as a Dockerfile line and applies it to the
+    // image's runtime config. Done before pausing: a bad change is an error
+    // that leaves the container and the store untouched.
+    let config = if req.changes.is_empty() {
+        None
+    } else {
+        Some(changed_config(engine, &layer, &req.changes)?)
+    };
+    // ANCHOR: commit_pause
+    let paused = req.pause && r.state.status == Status::Running;
+    if paused {
+        container::freeze(engine, &r, true)?;
+    }
+    let opts = CommitOptions {
+        message: req.message.clone(),
+        author: req.author.clone(),
+        created_by: container::config_of(&r)?
+            .argv()
+            .join(" ")
+            .trim_matches('"')
+            .to_string(),
+        config,
+    };
+    let result = commit(engine, &layer, name, &opts);
+    if paused {
+        container::freeze(engine, &r, false)?;
+    }
+    // ANCHOR_END: commit_pause
+    result
+}
+
+/// `diff`: what the container changed, against its image's layers.
+pub fn container_changes(engine: &Engine, id: &str) -> Result<Vec<Change>> {
+    let layer = engine.layer_container(id)?;
+    let lowers = engine.images.lower_dirs(&layer)?;
+    changes(&layer.upper(), &lowers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::HistoryBuilder;
+
+    fn step(by: &str, empty: bool) -> oci_spec::image::History {
+        HistoryBuilder::default()
+            .created_by(by)
+            .empty_layer(empty)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn history_pairs_layers_with_the_steps_that_made_them() {
+        let steps = [
+            step("ADD rootfs /", false),
+            step("ENV A=1", true),
+            step("RUN make", false),
+        ];
+        let entries = history_entries(&steps, vec![1000, 20]);
+        let shown: Vec<(&str, u64)> = entries
+            .iter()
+            .map(|e| (e.created_by.as_str(), e.size))
+            .collect();
+        assert_eq!(
+            shown,
+            [("RUN make", 20), ("ENV A=1", 0), ("ADD rootfs /", 1000)],
+            "newest first, ENV made no layer"
+        );
+    }
+
+    #[test]
+    fn an_empty_store_lists_nothing_and_prunes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Engine::open_remapped(
+            root.path().to_path_buf(),
+            crate::config::DaemonConfig::default(),
+            None,
+        )
+        .unwrap();
+        assert!(list(&engine).unwrap().is_empty());
+        assert_eq!(prune(&engine, true).unwrap(), PruneReport::default());
+        assert!(inspect(&engine, "busybox").is_err());
+        assert!(Remover::new(&engine)
+            .unwrap()
+            .untag("busybox", false)
+            .is_err());
+    }
 }

@@ -14,12 +14,16 @@
 //!   containers, kept in files (the engine has no daemon);
 //! - [`remap`] and [`rootless`]: `--userns-remap`, and rootless mode;
 //! - [`config`]: daemon.json; [`trace`]: the start-up trace.
+//! - [`system`]: `info` and `system df`; [`distribution`]: pull, push,
+//!   tag and the registry credentials; [`units`]: docker's human sizes and
+//!   durations.
 //!
 //! Every kernel mechanism comes from a lab's library; the engine never
 //! mounts, clones, enters a namespace or writes a cgroup file itself.
 
 pub mod config;
 pub mod container;
+pub mod distribution;
 pub mod engine;
 pub mod health;
 pub mod image;
@@ -28,7 +32,9 @@ pub mod network;
 pub mod remap;
 pub mod rootless;
 pub mod state;
+pub mod system;
 pub mod trace;
+pub mod units;
 pub mod volumes;
 
 pub use engine::Engine;

@@ -147,7 +147,9 @@ fn validate_name(name: &str) -> Result<()> {
         .map_err(|_| anyhow!("\"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"))
 }
 
-fn random_name() -> Result<String> {
+/// The name of a volume made without one (an anonymous volume, or `volume
+/// create` without a name): 64 random hex digits, as docker's.
+pub fn random_name() -> Result<String> {
     let mut bytes = [0u8; 32];
     use std::io::Read;
     std::fs::File::open("/dev/urandom")

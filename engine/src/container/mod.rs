@@ -20,20 +20,38 @@
 //! container (the `state` module) and its monitor.
 
 mod config;
+mod connect;
+mod copy;
 mod create;
 mod exec;
+mod inspect;
+mod list;
 mod monitor;
+mod pause;
 pub mod plan;
+mod prune;
 mod remove;
+mod rename;
 mod signal;
 mod start;
+mod stats;
+mod top;
 mod usage;
 
 pub use config::*;
+pub use connect::*;
+pub use copy::*;
 pub use create::*;
 pub use exec::*;
+pub use inspect::*;
+pub use list::*;
 pub use monitor::*;
+pub use pause::*;
+pub use prune::*;
 pub use remove::*;
+pub use rename::*;
 pub use signal::*;
 pub use start::*;
+pub use stats::*;
+pub use top::*;
 pub use usage::*;

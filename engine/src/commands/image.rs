@@ -1,0 +1,284 @@
+//! The image commands: `images`, `rmi`, `history`, `load`, `save`,
+//! `import` and `image prune` (`pull`, `push` and `tag` are in
+//! `registry.rs`, `build` in `build.rs`). What they compute is the core's
+//! (`dockyard::image`); here are docker's tables and messages.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+
+use super::{confirm, write_archive, Code};
+use crate::cli::{
+    HistoryArgs, ImagePruneArgs, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs,
+};
+use crate::format::{human_duration, human_size, table};
+use dockyard::image::{self, HistoryEntry, ImageSummary};
+use dockyard::state::parse_rfc3339;
+use dockyard::Engine;
+
+/// "3 weeks ago" for an RFC 3339 time.
+fn ago(time: Option<&str>, now: SystemTime) -> Option<String> {
+    let t = parse_rfc3339(time?)?;
+    Some(format!(
+        "{} ago",
+        human_duration(now.duration_since(t).unwrap_or_default())
+    ))
+}
+
+/// `docker images`.
+pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
+    let list = image::list(engine)?;
+    let mut out = std::io::stdout().lock();
+    let id = |i: &ImageSummary| {
+        if args.no_trunc {
+            i.id.clone()
+        } else {
+            i.short_id.clone()
+        }
+    };
+    if args.quiet {
+        // One line per image, however many names it has.
+        let mut seen = BTreeSet::new();
+        for i in &list {
+            if seen.insert(id(i)) {
+                writeln!(out, "{}", id(i))?;
+            }
+        }
+        return Ok(0);
+    }
+    let now = SystemTime::now();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            let (repo, tag) = repository_and_tag(&i.name);
+            vec![
+                repo,
+                tag,
+                id(i),
+                ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
+                human_size(i.size),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
+    )?;
+    Ok(0)
+}
+
+/// `busybox:latest` as ("busybox", "latest"); a name without a tag has
+/// the tag `<none>` (`127.0.0.1:5000/x` has none: that colon is a port's).
+fn repository_and_tag(name: &str) -> (String, String) {
+    match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+        _ => (name.to_string(), "<none>".to_string()),
+    }
+}
+
+/// `docker load`: a docker-archive or OCI archive (or an OCI layout directory).
+pub fn load(engine: &Engine, args: &LoadArgs) -> Result<Code> {
+    let names = match &args.input {
+        Some(p) if p.is_dir() => engine.images.load_oci_layout(p, None)?,
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?;
+            image::load_archive(engine, f)?
+        }
+        None => {
+            if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            image::load_archive(engine, std::io::stdin().lock())?
+        }
+    };
+    if !args.quiet {
+        for n in names {
+            println!("Loaded image: {n}");
+        }
+    }
+    Ok(0)
+}
+
+/// `docker import`: a root filesystem tarball becomes a one-layer image.
+pub fn import(engine: &Engine, args: &ImportArgs) -> Result<Code> {
+    let Some(name) = &args.repository else {
+        bail!("dockyard keeps images by name: give one (dockyard import FILE REPOSITORY[:TAG])");
+    };
+    let image = if args.file == "-" {
+        image::import(engine, std::io::stdin().lock(), name)?
+    } else {
+        let f = std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file))?;
+        image::import(engine, f, name)?
+    };
+    println!("{}", image.config_digest);
+    Ok(0)
+}
+
+/// `docker save`: one image as a docker-archive (which podman and docker load).
+pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
+    if args.images.len() > 1 {
+        bail!("saving several images into one archive is not supported yet: save them one by one");
+    }
+    let image = engine.images.image(&args.images[0])?;
+    write_archive(args.output.as_deref(), |out| {
+        image::save(engine, &image, out)
+    })?;
+    Ok(0)
+}
+
+/// `docker rmi`: untag images no container uses (or any, with -f). When an
+/// image's last name goes, its config, manifest and the layers no other image
+/// shares are deleted from the store (lab 04's `Store::gc`), as docker does:
+/// `Untagged: NAME`, then `Deleted: sha256:...` for the image ID and for each
+/// layer (chain ID) removed.
+pub fn rmi(engine: &Engine, args: &RmiArgs) -> Result<Code> {
+    let mut code = 0;
+    // Before anything is untagged: an unreadable container fails here.
+    let remover = image::Remover::new(engine)?;
+    for name in &args.images {
+        let result = remover.untag(name, args.force).and_then(|image| {
+            println!("Untagged: {}", image.name);
+            for id in remover.collect(&image)? {
+                println!("Deleted: {id}");
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            eprintln!("Error response from daemon: {e:#}");
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+/// `docker image prune`: removes the blobs and layers no image or container
+/// references (older than the store's grace period); with `-a`, first
+/// untags every image no container uses.
+pub fn image_prune(engine: &Engine, args: &ImagePruneArgs) -> Result<Code> {
+    if !args.force {
+        let prompt = format!(
+            "WARNING! This will remove all {} images{}.\nAre you sure you want to continue? [y/N] ",
+            if args.all { "" } else { "dangling" },
+            if args.all {
+                " without at least one container associated to them"
+            } else {
+                ""
+            }
+        );
+        if !confirm(&prompt)? {
+            return Ok(0);
+        }
+    }
+    let reclaimed = prune_images(engine, args.all)?;
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(0)
+}
+
+/// The work of `image prune` (and `system prune`): prints what goes under
+/// "Deleted Images:", returns the bytes reclaimed.
+pub(super) fn prune_images(engine: &Engine, all: bool) -> Result<u64> {
+    let report = image::prune(engine, all)?;
+    let lines: Vec<String> = report
+        .untagged
+        .iter()
+        .map(|n| format!("untagged: {n}"))
+        .chain(report.deleted.iter().map(|d| format!("deleted: {d}")))
+        .collect();
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    Ok(report.reclaimed)
+}
+
+/// `docker history`: the image's history, newest first.
+pub fn history(engine: &Engine, args: &HistoryArgs) -> Result<Code> {
+    let (image, entries) = image::history(engine, &args.image)?;
+    let now = SystemTime::now();
+    let mut rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|h| history_row(h, now, args.no_trunc))
+        .collect();
+    if let Some(first) = rows.first_mut() {
+        first[0] = if args.no_trunc {
+            image.config_digest.clone()
+        } else {
+            image.short_id().to_string()
+        };
+    }
+    if args.quiet {
+        for r in &rows {
+            println!("{}", r[0]);
+        }
+        return Ok(0);
+    }
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+/// One row of `history`: only the newest step has the image's ID (set by
+/// the caller); CREATED BY is cut to 45 characters unless `--no-trunc`.
+fn history_row(h: &HistoryEntry, now: SystemTime, no_trunc: bool) -> Vec<String> {
+    let mut by = h.created_by.clone();
+    if !no_trunc && by.chars().count() > 45 {
+        by = by.chars().take(44).collect::<String>() + "…";
+    }
+    vec![
+        "<missing>".to_string(),
+        ago(h.created.as_deref(), now).unwrap_or_default(),
+        by,
+        human_size(h.size),
+        h.comment.clone(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_repository_and_tag() {
+        let split = |n| repository_and_tag(n);
+        assert_eq!(split("busybox:latest"), ("busybox".into(), "latest".into()));
+        assert_eq!(
+            split("127.0.0.1:5000/app:v1"),
+            ("127.0.0.1:5000/app".into(), "v1".into())
+        );
+        assert_eq!(
+            split("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app".into(), "<none>".into())
+        );
+    }
+
+    #[test]
+    fn history_rows_truncate_the_command() {
+        let now = parse_rfc3339("2024-01-22T00:00:00Z").unwrap();
+        let h = HistoryEntry {
+            created: Some("2024-01-01T00:00:00Z".into()),
+            created_by: "/bin/sh -c apt-get update && apt-get install -y curl".into(),
+            size: 1_240_000,
+            comment: "buildkit".into(),
+        };
+        let row = history_row(&h, now, false);
+        assert_eq!(row[0], "<missing>");
+        assert_eq!(row[1], "3 weeks ago");
+        assert_eq!(row[2].chars().count(), 45);
+        assert!(row[2].ends_with('…'));
+        assert_eq!(row[3], "1.24MB");
+        assert_eq!(history_row(&h, now, true)[2], h.created_by);
+        let undated = HistoryEntry { created: None, ..h };
+        assert_eq!(history_row(&undated, now, false)[1], "");
+    }
+}

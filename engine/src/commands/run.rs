@@ -1,0 +1,514 @@
+//! `run` and `create`: docker's flags become the core's `ContainerConfig`.
+//!
+//! Every flag is checked here, before anything is created, so that a bad
+//! flag leaves nothing behind: `-e =x`, `--memory lots`, `-p nonsense`, a
+//! relative `-w`, `--restart always --rm`... The core then creates the
+//! container from the config (`dockyard::container::create`), and `run`
+//! starts it: in the foreground, detached (`-d`), or detached with an
+//! attached client (`-it`, so that Ctrl-P Ctrl-Q can leave it running).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{parse_labels, session, Code};
+use crate::cli::RunArgs;
+use dockyard::container::{self, Attach, ContainerConfig, Limits};
+use dockyard::health::{parse_duration, Check};
+use dockyard::state::Record;
+use dockyard::volumes::{parse_mount, parse_v, MountSpec};
+use dockyard::{logs, Engine};
+
+/// `docker run`: create, start, and in the foreground wait and relay the
+/// exit code (125 when dockyard fails, 126/127 when the command cannot run).
+pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
+    if args.tty
+        && args.interactive
+        && !args.detach
+        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        bail!("the input device is not a TTY");
+    }
+    // Checked before anything is created.
+    session::parse_detach_keys(&args.detach_keys)?;
+    let (mut config, name) = container_config(args)?;
+    dockyard::trace::phase("built the config");
+    container::check_network(engine, &mut config)?;
+    let record = container::create(engine, name.as_deref(), config)?;
+    dockyard::trace::phase("created the container record");
+    if args.detach {
+        container::start_detached(engine, &record.id)?;
+        println!("{}", record.id);
+        return Ok(0);
+    }
+    if args.tty && args.interactive {
+        // -it: as docker, a detached container and an attached client, so
+        // that Ctrl-P Ctrl-Q can leave it running.
+        return run_attached(engine, &record, &args.detach_keys);
+    }
+    container::monitor(engine, &record.id, Attach::Foreground, None)
+}
+
+/// Start `record` under a detached monitor and attach to it before it
+/// runs; the exit code is the container's (0 when the person detaches).
+pub fn run_attached(engine: &Engine, record: &Record, keys: &str) -> Result<Code> {
+    let sock = container::start_attached(engine, &record.id)?;
+    session::session(
+        engine,
+        record,
+        sock,
+        &session::Options {
+            no_stdin: false,
+            sig_proxy: true,
+            detach_keys: keys,
+        },
+        true,
+    )
+}
+
+/// `docker create`: the container, state "created"; prints its ID.
+pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
+    let (mut config, name) = container_config(args)?;
+    container::check_network(engine, &mut config)?;
+    let record = container::create(engine, name.as_deref(), config)?;
+    println!("{}", record.id);
+    Ok(0)
+}
+
+/// Turn `run`'s flags into a container config, validating them first so a
+/// bad flag creates nothing. The checks run in the order docker's do, so
+/// that of two bad flags the same one is reported.
+fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)> {
+    let mut words = args.image_and_command.iter();
+    let image = words
+        .next()
+        .ok_or_else(|| anyhow!("\"run\" requires at least 1 argument"))?
+        .clone();
+    let cmd: Vec<String> = words.cloned().collect();
+    let env = environment(args)?;
+    let labels = parse_labels(&args.label)?;
+    let log_opts = log_options(&args.log_opt)?;
+    let limits = limits(args)?;
+    let entrypoint = match &args.entrypoint {
+        Some(e) if !e.is_empty() => vec![e.clone()],
+        _ => vec![],
+    };
+    if args.rm && args.restart != "no" {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    let healthcheck = healthcheck(args)?;
+    for u in &args.ulimit {
+        container::parse_ulimit(u)?;
+    }
+    let restart = args.restart.parse()?;
+    check_addresses(args)?;
+    let mounts = mounts(args)?;
+    let config = ContainerConfig {
+        image,
+        entrypoint,
+        cmd,
+        env,
+        working_dir: args.workdir.clone().unwrap_or_default(),
+        user: args.user.clone().unwrap_or_default(),
+        healthcheck,
+        no_healthcheck: args.no_healthcheck,
+        ulimits: args.ulimit.clone(),
+        hostname: args.hostname.clone().unwrap_or_default(),
+        labels,
+        auto_remove: args.rm,
+        restart,
+        limits,
+        cgroup_parent: args.cgroup_parent.clone().unwrap_or_default(),
+        network_mode: args.network.clone(),
+        network_aliases: args.network_alias.clone(),
+        ip: args.ip.clone(),
+        dns: args.dns.clone(),
+        dns_search: args.dns_search.clone(),
+        dns_options: args.dns_option.clone(),
+        extra_hosts: args.add_host.clone(),
+        init: args.init,
+        open_stdin: args.interactive,
+        tty: args.tty,
+        publish: args.publish.clone(),
+        publish_all: args.publish_all,
+        exposed: args.expose.iter().map(|e| exposed_port(e)).collect(),
+        log_opts,
+        privileged: args.privileged,
+        userns_mode: args.userns.clone(),
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        security_opt: args.security_opt.clone(),
+        read_only: args.read_only,
+        tmpfs: args.tmpfs.clone(),
+        mounts,
+        ..Default::default()
+    };
+    check_config(&config, args)?;
+    Ok((config, args.name.clone()))
+}
+
+/// `--env-file`s, then `-e`s, as `KEY=value` entries.
+fn environment(args: &RunArgs) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading env file {}", file.display()))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            env.push(env_entry(line)?);
+        }
+    }
+    for e in &args.env {
+        env.push(env_entry(e)?);
+    }
+    Ok(env)
+}
+
+/// `-e KEY=value`, or `-e KEY` to copy KEY from our environment (dropped if unset).
+pub fn env_entry(e: &str) -> Result<String> {
+    match e.split_once('=') {
+        Some(("", _)) => bail!("invalid environment variable: {e}"),
+        Some(_) => Ok(e.to_string()),
+        None => Ok(match std::env::var(e) {
+            Ok(v) => format!("{e}={v}"),
+            Err(_) => e.to_string(),
+        }),
+    }
+}
+
+/// `--log-opt KEY=VALUE`s, checked by the log rotation that reads them.
+fn log_options(opts: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut log_opts = std::collections::BTreeMap::new();
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid log-opt {o:?}: expected key=value"))?;
+        log_opts.insert(k.to_string(), v.to_string());
+    }
+    logs::rotation_from_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    Ok(log_opts)
+}
+
+/// `--cpus`, `--cpu-shares`, `--memory`, `--memory-swap` and `--pids-limit`,
+/// in docker's units (sizes parsed as lab 03 parses them).
+fn limits(args: &RunArgs) -> Result<Limits> {
+    let memory = args
+        .memory
+        .as_deref()
+        .map(container::lab03_size)
+        .transpose()
+        .context("invalid --memory")?;
+    let memory_swap = match args.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(s) => Some(container::lab03_size(s).context("invalid --memory-swap")? as i64),
+    };
+    Ok(Limits {
+        cpus: args.cpus,
+        cpu_shares: args.cpu_shares,
+        memory,
+        memory_swap,
+        pids: args.pids_limit,
+    })
+}
+
+/// `--health-cmd` and its timings: a `CMD-SHELL` check.
+fn healthcheck(args: &RunArgs) -> Result<Option<Check>> {
+    let Some(cmd) = &args.health_cmd else {
+        return Ok(None);
+    };
+    let mut c = Check::new(vec!["CMD-SHELL".into(), cmd.clone()]);
+    if let Some(d) = &args.health_interval {
+        c.interval = parse_duration(d)?;
+    }
+    if let Some(d) = &args.health_timeout {
+        c.timeout = parse_duration(d)?;
+    }
+    if let Some(d) = &args.health_start_period {
+        c.start_period = parse_duration(d)?;
+    }
+    if let Some(n) = args.health_retries {
+        c.retries = n.max(1);
+    }
+    Ok(Some(c))
+}
+
+/// `--ip`, `--dns` and `--add-host` hold addresses.
+fn check_addresses(args: &RunArgs) -> Result<()> {
+    if let Some(ip) = &args.ip {
+        ip.parse::<std::net::Ipv4Addr>()
+            .map_err(|_| anyhow!("invalid IPv4 address: {ip}"))?;
+    }
+    for d in &args.dns {
+        d.parse::<std::net::IpAddr>()
+            .map_err(|_| anyhow!("{d} is not an ip address"))?;
+    }
+    for h in &args.add_host {
+        let (_, ip) = dockyard::network::split_add_host(h)?;
+        if ip != "host-gateway" && ip.parse::<std::net::Ipv4Addr>().is_err() {
+            bail!("invalid IP address in add-host: {ip:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `-v` and `--mount`, each target at most once.
+fn mounts(args: &RunArgs) -> Result<Vec<MountSpec>> {
+    let mut mounts = Vec::new();
+    for v in &args.volume {
+        let m = parse_v(v)?;
+        if m.kind == "bind" && !Path::new(&m.source).exists() {
+            // docker's -v (unlike --mount) makes a missing host directory.
+            std::fs::create_dir_all(&m.source).with_context(|| format!("creating {}", m.source))?;
+        }
+        mounts.push(m);
+    }
+    for m in &args.mount {
+        mounts.push(parse_mount(m)?);
+    }
+    let mut targets = BTreeSet::new();
+    for m in &mounts {
+        if !targets.insert(m.target.clone()) {
+            bail!("Duplicate mount point: {}", m.target);
+        }
+    }
+    Ok(mounts)
+}
+
+/// `--expose 80` is 80/tcp.
+fn exposed_port(e: &str) -> String {
+    if e.contains('/') {
+        e.to_string()
+    } else {
+        format!("{e}/tcp")
+    }
+}
+
+/// The checks that need the whole config: the security flags, the working
+/// directory, the published ports.
+fn check_config(config: &ContainerConfig, args: &RunArgs) -> Result<()> {
+    // Refuse a bad --cap-add, --security-opt or --tmpfs now, before
+    // anything is created.
+    config.security()?;
+    if let Some(w) = &args.workdir {
+        if !w.starts_with('/') {
+            bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
+        }
+    }
+    for p in &config.publish {
+        p.parse::<dockyard::network::PortSpec>()
+            .map_err(|e| anyhow!("invalid -p {p}: {e}"))?;
+    }
+    if !config.publish.is_empty() && matches!(config.network_mode.as_str(), "none" | "host") {
+        eprintln!(
+            "WARNING: Published ports are discarded when using {} network mode",
+            config.network_mode
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// `dockyard run ARGS...`'s flags, as clap parses them.
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["dockyard", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    fn config(args: &[&str]) -> ContainerConfig {
+        container_config(&run_args(args)).unwrap().0
+    }
+
+    fn error(args: &[&str]) -> String {
+        format!("{:#}", container_config(&run_args(args)).unwrap_err())
+    }
+
+    #[test]
+    fn image_command_and_name() {
+        let (c, name) =
+            container_config(&run_args(&["--name", "web", "busybox", "sleep", "-1"])).unwrap();
+        assert_eq!(name.as_deref(), Some("web"));
+        assert_eq!(c.image, "busybox");
+        assert_eq!(c.cmd, ["sleep", "-1"]);
+        assert!(c.entrypoint.is_empty());
+        let c = config(&["--entrypoint", "/bin/sh", "busybox"]);
+        assert_eq!(c.entrypoint, ["/bin/sh"]);
+        assert!(config(&["--entrypoint", "", "busybox"])
+            .entrypoint
+            .is_empty());
+    }
+
+    #[test]
+    fn env_comes_from_files_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        std::fs::write(&file, "# a comment\n\nFROM_FILE=1\n  INDENTED=2\n").unwrap();
+        let c = config(&[
+            "--env-file",
+            file.to_str().unwrap(),
+            "-e",
+            "A=b=c",
+            "-e",
+            "PATH",
+            "-e",
+            "DOCKYARD_TEST_SURELY_UNSET",
+            "busybox",
+        ]);
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(
+            c.env,
+            [
+                "FROM_FILE=1".to_string(),
+                "INDENTED=2".into(),
+                "A=b=c".into(),
+                format!("PATH={path}"),
+                "DOCKYARD_TEST_SURELY_UNSET".into()
+            ]
+        );
+        assert_eq!(
+            error(&["-e", "=x", "busybox"]),
+            "invalid environment variable: =x"
+        );
+    }
+
+    #[test]
+    fn limits_in_dockers_units() {
+        let c = config(&[
+            "-m",
+            "32m",
+            "--memory-swap",
+            "-1",
+            "--cpus",
+            "0.5",
+            "-c",
+            "512",
+            "--pids-limit",
+            "-1",
+            "busybox",
+        ]);
+        assert_eq!(
+            c.limits,
+            Limits {
+                cpus: Some(0.5),
+                cpu_shares: Some(512),
+                memory: Some(32 << 20),
+                memory_swap: Some(-1),
+                pids: Some(-1),
+            }
+        );
+        assert_eq!(
+            config(&["--memory-swap", "64m", "busybox"])
+                .limits
+                .memory_swap,
+            Some(64 << 20)
+        );
+        assert!(error(&["-m", "lots", "busybox"]).starts_with("invalid --memory"));
+    }
+
+    #[test]
+    fn ports_are_checked_and_exposed_ones_default_to_tcp() {
+        let c = config(&[
+            "-p",
+            "8080:80",
+            "-p",
+            "53:53/udp",
+            "--expose",
+            "9000",
+            "--expose",
+            "7/udp",
+            "busybox",
+        ]);
+        assert_eq!(c.publish, ["8080:80", "53:53/udp"]);
+        assert_eq!(c.exposed, ["9000/tcp", "7/udp"]);
+        assert!(error(&["-p", "nonsense", "busybox"]).starts_with("invalid -p nonsense: "));
+    }
+
+    #[test]
+    fn mounts_volumes_and_binds() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("made/by/run");
+        let bind = format!("{}:/srv:ro", missing.display());
+        let c = config(&["-v", "data:/data", "-v", &bind, "-v", "/anon", "busybox"]);
+        let kinds: Vec<(&str, &str, bool)> = c
+            .mounts
+            .iter()
+            .map(|m| (m.kind.as_str(), m.target.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("volume", "/data", false),
+                ("bind", "/srv", true),
+                ("volume", "/anon", false)
+            ]
+        );
+        assert!(missing.is_dir(), "-v makes a missing host directory");
+        assert!(c.mounts[2].anonymous);
+        assert_eq!(
+            error(&[
+                "-v",
+                "one:/data",
+                "--mount",
+                "type=volume,source=two,target=/data",
+                "busybox"
+            ]),
+            "Duplicate mount point: /data"
+        );
+    }
+
+    #[test]
+    fn labels_restart_and_workdir_are_checked() {
+        let c = config(&["-l", "app=web", "--restart", "on-failure:3", "busybox"]);
+        assert_eq!(c.labels["app"], "web");
+        assert_eq!(c.restart, container::RestartPolicy::OnFailure(3));
+        assert_eq!(
+            error(&["--rm", "--restart", "always", "busybox"]),
+            "conflicting options: cannot specify both --restart and --rm"
+        );
+        assert_eq!(
+            error(&["-w", "relative", "busybox"]),
+            "the working directory 'relative' is invalid, it needs to be an absolute path"
+        );
+        assert_eq!(
+            error(&["--dns", "resolver", "busybox"]),
+            "resolver is not an ip address"
+        );
+        assert_eq!(
+            error(&["--add-host", "db:nowhere", "busybox"]),
+            "invalid IP address in add-host: \"nowhere\""
+        );
+    }
+
+    #[test]
+    fn a_health_check_from_flags() {
+        let c = config(&[
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "2s",
+            "--health-retries",
+            "0",
+            "busybox",
+        ]);
+        let check = c.healthcheck.unwrap();
+        assert_eq!(check.test, ["CMD-SHELL", "true"]);
+        assert_eq!(
+            check.interval, 2_000_000_000,
+            "nanoseconds, as docker stores them"
+        );
+        assert_eq!(check.retries, 1, "at least one try");
+        assert!(config(&["busybox"]).healthcheck.is_none());
+    }
+}

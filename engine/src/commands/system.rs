@@ -1,0 +1,222 @@
+//! The commands about the engine as a whole: `info`, `system df`, `system
+//! prune`, and `inspect` (which looks for containers, then images, as
+//! docker's does). The numbers are the core's (`dockyard::system`).
+
+use anyhow::{bail, Result};
+
+use super::container::remove_stopped;
+use super::image::prune_images;
+use super::{confirm, print_documents, volume, Code};
+use crate::cli::InspectArgs;
+use crate::format::{human_size, table};
+use dockyard::system::{self, Info, Usage};
+use dockyard::{container, image, Engine};
+
+/// `docker inspect`: containers first, then images, as docker looks them up.
+pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<Code> {
+    let mut docs = Vec::new();
+    let mut code = 0;
+    let container = |name: &str| {
+        engine
+            .containers
+            .resolve(name)
+            .and_then(|r| container::inspect(engine, r))
+    };
+    for name in &args.names {
+        let found = match args.kind.as_deref() {
+            Some("container") => container(name),
+            Some("image") => image::inspect(engine, name),
+            Some(other) => bail!("\"{other}\" is not a valid value for --type"),
+            None => container(name).or_else(|_| image::inspect(engine, name)),
+        };
+        match found {
+            Ok(doc) => docs.push(doc),
+            Err(_) => {
+                eprintln!("Error: No such object: {name}");
+                code = 1;
+            }
+        }
+    }
+    print_documents(args.format.as_deref(), docs)?;
+    Ok(code)
+}
+
+/// `docker info`: what the course notes explain about it, for a daemonless
+/// engine.
+pub fn info(engine: &Engine) -> Result<Code> {
+    print!("{}", info_text(&system::info(engine)?));
+    Ok(0)
+}
+
+/// `info`'s text, as docker prints the server's part.
+fn info_text(i: &Info) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("\n  {}", v.join("\n  "))
+        }
+    };
+    let mut s = String::from("Server:\n");
+    s += &format!(" Containers: {}\n", i.containers);
+    s += &format!("  Running: {}\n", i.running);
+    s += &format!("  Paused: {}\n", i.paused);
+    s += &format!("  Stopped: {}\n", i.stopped);
+    s += &format!(" Images: {}\n", i.images);
+    s += &format!(" Server Version: {}\n", i.server_version);
+    s += &format!(" Storage Driver: {}\n", i.driver);
+    s += &format!(" Logging Driver: {}\n", i.logging_driver);
+    s += &format!(" Cgroup Driver: {}\n", i.cgroup_driver);
+    s += &format!(" Cgroup Version: {}\n", i.cgroup_version);
+    s += " Security Options:\n";
+    for opt in &i.security_options {
+        s += &security_option(opt);
+    }
+    s += &format!(" Kernel Version: {}\n", i.kernel_version);
+    s += &format!(" Operating System: {}\n", i.operating_system);
+    s += &format!(" OSType: {}\n", i.os_type);
+    s += &format!(" Architecture: {}\n", i.architecture);
+    s += &format!(" CPUs: {}\n", i.cpus);
+    s += &format!(
+        " Total Memory: {:.4}GiB\n",
+        i.mem_total as f64 / 1024.0 / 1024.0 / 1024.0
+    );
+    s += &format!(" Docker Root Dir: {}\n", i.root_dir);
+    s += &format!(" Debug Mode: {}\n", i.debug);
+    s += &format!(" Registry Mirrors:{}\n", list(&i.registry.mirrors));
+    s += &format!(" Insecure Registries:{}\n", list(&i.registry.insecure));
+    s
+}
+
+/// One of the API's security options (`name=seccomp,profile=builtin`) as
+/// docker's `info` prints it.
+fn security_option(opt: &str) -> String {
+    let mut s = String::new();
+    for kv in opt.split(',') {
+        match kv.split_once('=') {
+            Some(("name", name)) => s += &format!("  {name}\n"),
+            Some((k, v)) => {
+                let mut key = k.to_string();
+                if let Some(first) = key.get_mut(..1) {
+                    first.make_ascii_uppercase();
+                }
+                s += &format!("   {key}: {v}\n");
+            }
+            None => s += &format!("  {kv}\n"),
+        }
+    }
+    s
+}
+
+/// `docker system df`: what images, containers and volumes take on disk.
+pub fn system_df(engine: &Engine) -> Result<Code> {
+    let df = system::disk_usage(engine)?;
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+    let row = |kind: &str, u: &Usage, reclaimable: String| {
+        vec![
+            kind.to_string(),
+            u.total.to_string(),
+            u.active.to_string(),
+            human_size(u.size),
+            reclaimable,
+        ]
+    };
+    let c = &df.containers;
+    let rows = vec![
+        row("Images", &df.images, "0B (0%)".into()),
+        row(
+            "Containers",
+            c,
+            format!(
+                "{} ({}%)",
+                human_size(c.reclaimable),
+                pct(c.reclaimable, c.size)
+            ),
+        ),
+        row(
+            "Local Volumes",
+            &df.volumes,
+            human_size(df.volumes.reclaimable),
+        ),
+        vec![
+            "Build Cache".into(),
+            "0".into(),
+            "0".into(),
+            "0B".into(),
+            "0B".into(),
+        ],
+    ];
+    print!(
+        "{}",
+        table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
+    );
+    Ok(0)
+}
+
+/// `docker system prune`: stopped containers, the blobs and layers no image
+/// or container references (`image prune`), and with --volumes the anonymous
+/// volumes nothing uses.
+pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code> {
+    if !force {
+        let prompt = format!("WARNING! This will remove:\n  - all stopped containers\n{}  - all dangling images\n\nAre you sure you want to continue? [y/N] ",
+            if volumes { "  - all anonymous volumes not used by at least one container\n" } else { "" });
+        if !confirm(&prompt)? {
+            return Ok(0);
+        }
+    }
+    remove_stopped(engine)?;
+    if volumes {
+        volume::prune(engine, false)?;
+    }
+    let reclaimed = prune_images(engine, false)?;
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_options_print_like_dockers() {
+        assert_eq!(
+            security_option("name=seccomp,profile=builtin"),
+            "  seccomp\n   Profile: builtin\n"
+        );
+        assert_eq!(security_option("name=rootless"), "  rootless\n");
+    }
+
+    #[test]
+    fn info_prints_the_servers_part() {
+        let info = Info {
+            containers: 3,
+            running: 1,
+            paused: 1,
+            stopped: 1,
+            images: 2,
+            server_version: "0.1.0".into(),
+            driver: "overlay2".into(),
+            logging_driver: "json-file".into(),
+            cgroup_driver: "cgroupfs".into(),
+            cgroup_version: "2".into(),
+            security_options: vec!["name=seccomp,profile=builtin".into(), "name=userns".into()],
+            kernel_version: "6.1.0".into(),
+            operating_system: "Debian GNU/Linux 12 (bookworm)".into(),
+            os_type: "linux".into(),
+            architecture: "x86_64".into(),
+            cpus: 2,
+            mem_total: 3 << 29,
+            root_dir: "/var/lib/dockyard".into(),
+            debug: false,
+            registry: system::RegistryConfig {
+                mirrors: vec![],
+                insecure: vec!["127.0.0.0/8".into()],
+            },
+        };
+        let text = info_text(&info);
+        assert!(text.starts_with("Server:\n Containers: 3\n  Running: 1\n"));
+        assert!(text.contains(" Security Options:\n  seccomp\n   Profile: builtin\n  userns\n Kernel Version: 6.1.0\n"));
+        assert!(text.contains(" Total Memory: 1.5000GiB\n"));
+        assert!(text.ends_with(" Registry Mirrors:\n Insecure Registries:\n  127.0.0.0/8\n"));
+    }
+}

@@ -1,0 +1,216 @@
+//! `cp`: copy files between a container and the host, safely. (The Engine
+//! API's `/containers/{id}/archive` endpoints need the same care.)
+//!
+//! A container's files are hostile input, and a path inside a container
+//! means what the *container* says it means. Two classic bugs show what can
+//! go wrong:
+//!
+//! - **CVE-2018-15664** (`docker cp` symlink race): docker resolved the
+//!   container path as a host path string under the container's root. A
+//!   process in the container swapped a directory for a symlink to `/`
+//!   between the check and the use, and `docker cp` read or wrote the
+//!   host's files. Here every container path is resolved with
+//!   `openat2(RESOLVE_IN_ROOT)` (lab 02's `open_in_root`), which treats the
+//!   container's root as `/` for every `..` and symlink, and a running
+//!   container is frozen (lab 03's freezer) for the whole copy, as docker's
+//!   fix does, so nothing changes under us.
+//! - **CVE-2019-14271**: `docker cp` loaded a shared library *from the
+//!   container* (through the container's nsswitch) into a process running
+//!   as root on the host. Dockyard never executes or loads anything from the
+//!   container: the copy is done by this process, with file descriptors.
+//!
+//! Both directions are a tar stream, as in docker: the source is archived
+//! without following symlinks (lab 04's `write_tree`), and the archive is
+//! applied at the destination by lab 04's layer extraction, which never
+//! writes outside its target directory whatever the archive says.
+//!
+//! ```text
+//! $ docker cp web:/etc/nginx/nginx.conf .      # copy_out
+//! $ docker cp ./site web:/usr/share/nginx/     # copy_in
+//! ```
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::signal::freeze;
+use crate::engine::Engine;
+use crate::state::{Record, Status};
+use lab04_overlay::overlay::is_mounted;
+
+use lab02_namespaces::security;
+use lab04_overlay as overlay;
+
+/// The container's root, mounted for the copy if it is not running, and
+/// the container frozen if it is. Undone on drop.
+struct Access<'a> {
+    engine: &'a Engine,
+    record: Record,
+    root: OwnedFd,
+    frozen: bool,
+    _mount: Option<overlay::overlay::MountGuard>,
+}
+
+impl<'a> Access<'a> {
+    fn open(engine: &'a Engine, name: &str) -> Result<Access<'a>> {
+        let record = engine
+            .containers
+            .reconcile(engine.containers.resolve(name)?)?;
+        if engine.rootless && record.state.status == Status::Running {
+            // Its overlay is mounted in its monitor's mount namespace, not
+            // ours, and there is no freezer to hold it still.
+            return Err(crate::rootless::rootless_refusal(
+                "cp with a running container",
+                "its root filesystem is mounted in the mount namespace of the dockyard that \
+                 started it, and rootless containers have no cgroup freezer; stop it first",
+            ));
+        }
+        let layer = engine.layer_container(&record.id)?;
+        let merged = layer.merged();
+        let mount = if is_mounted(&merged)? {
+            None
+        } else {
+            let dirs = engine.images.overlay_dirs(&layer)?;
+            overlay::overlay::mount_overlay(&dirs)?;
+            Some(overlay::overlay::MountGuard(merged.clone()))
+        };
+        let frozen = record.state.status == Status::Running;
+        if frozen {
+            freeze(engine, &record, true)?;
+        }
+        let root = File::open(&merged).with_context(|| format!("opening {}", merged.display()))?;
+        Ok(Access {
+            engine,
+            record,
+            root: root.into(),
+            frozen,
+            _mount: mount,
+        })
+    }
+
+    /// `path` inside the container, resolved inside its root.
+    fn resolve(&self, path: &Path, flags: libc::c_int) -> Result<OwnedFd> {
+        security::open_in_root(&self.root, path, flags).with_context(|| {
+            format!(
+                "Could not find the file {} in container {}",
+                path.display(),
+                self.record.name
+            )
+        })
+    }
+}
+
+impl Drop for Access<'_> {
+    fn drop(&mut self) {
+        if self.frozen {
+            let _ = freeze(self.engine, &self.record, false);
+        }
+    }
+}
+
+/// The file name a copied tree gets at its destination.
+fn base_name(p: &Path) -> Result<&std::ffi::OsStr> {
+    p.file_name()
+        .context("cannot copy the root directory itself: name a directory inside it")
+}
+
+// ANCHOR: copy_out
+/// `cp CONTAINER:PATH TO`: copy a file or a directory out of the container
+/// `name` to the host path `to` (into it, if it is a directory).
+pub fn copy_out(engine: &Engine, name: &str, path: &Path, to: &Path) -> Result<()> {
+    let access = Access::open(engine, name)?;
+    let src = access.resolve(path, libc::O_PATH)?;
+    let meta = std::fs::metadata(format!("/proc/self/fd/{}", src.as_raw_fd()))?;
+    let into_dir = to.is_dir();
+    if meta.is_file() {
+        // One file: read it through the descriptor we resolved.
+        let dest = if into_dir {
+            to.join(base_name(path)?)
+        } else {
+            to.to_path_buf()
+        };
+        let file = access.resolve(path, libc::O_RDONLY)?;
+        let mut reader = File::from(file);
+        let tmp = dest.with_extension("dockyard-cp-tmp");
+        let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        std::io::copy(&mut reader, &mut out).context("copying")?;
+        out.set_permissions(meta.permissions()).ok();
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("renaming into {}", dest.display()))?;
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        bail!(
+            "{}: only files and directories can be copied out",
+            path.display()
+        );
+    }
+    // A directory: archive it (symlinks as symlinks, never followed) and
+    // unpack the archive, as untrusted, into the destination.
+    let dest = if into_dir {
+        to.join(base_name(path)?)
+    } else {
+        to.to_path_buf()
+    };
+    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    let tree = PathBuf::from(format!("/proc/self/fd/{}", src.as_raw_fd()));
+    // With --userns-remap the owners go back to what the container sees.
+    let tar = overlay::diff::write_tree_shifted(
+        &tree,
+        Vec::new(),
+        overlay::diff::TreeKind::Plain,
+        engine.images.id_shift(),
+    )?;
+    overlay::extract::apply_layer(&tar[..], &dest, overlay::extract::Whiteouts::Apply)?;
+    Ok(())
+}
+// ANCHOR_END: copy_out
+
+// ANCHOR: copy_in
+/// `cp FROM CONTAINER:PATH`: copy the host's file or directory `from` into
+/// the container `name` at `path` (into it, if it is a directory there).
+pub fn copy_in(engine: &Engine, from: &Path, name: &str, path: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(from).with_context(|| format!("{}", from.display()))?;
+    let access = Access::open(engine, name)?;
+    // Where it lands: into `path` if that is a directory in the container,
+    // else at `path` itself (its parent must exist).
+    let existing_dir = access.resolve(path, libc::O_PATH | libc::O_DIRECTORY).ok();
+    let (dir, leaf) = match existing_dir {
+        Some(d) => (d, base_name(from)?.to_os_string()),
+        None => {
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            (
+                access.resolve(parent, libc::O_PATH | libc::O_DIRECTORY)?,
+                base_name(path)?.to_os_string(),
+            )
+        }
+    };
+    // Archive the host side under the leaf name, then let lab 04 apply it
+    // inside that directory: every entry is created relative to it,
+    // without following any symlink the container put there.
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    if meta.is_dir() {
+        b.append_dir_all(&leaf, from)
+            .with_context(|| format!("archiving {}", from.display()))?;
+    } else {
+        b.append_path_with_name(from, &leaf)
+            .with_context(|| format!("archiving {}", from.display()))?;
+    }
+    let tar = b.into_inner().context("finishing the archive")?;
+    let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    // With --userns-remap the owners move into the container's range, as
+    // the image's own files did: root's file becomes the container root's.
+    overlay::extract::apply_layer_shifted(
+        &tar[..],
+        &target,
+        overlay::extract::Whiteouts::Apply,
+        overlay::extract::Resolver::detect(),
+        engine.images.id_shift(),
+    )
+    .with_context(|| format!("copying into {}:{}", name, path.display()))?;
+    Ok(())
+}
+// ANCHOR_END: copy_in
