@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 use crate::engine::Engine;
 
-pub use lab04_overlay::registry::{Credentials, Event, Pulled, Pushed};
+use lab04_overlay::registry::{Credentials, Event, Pulled, Pushed};
 
 /// The key Docker uses for Docker Hub in config.json.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";

@@ -14,8 +14,9 @@ use lab04_overlay::registry::Platform;
 
 use super::Code;
 use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs, TagArgs};
-use dockyard::distribution::{self, Credentials, Event};
+use dockyard::distribution;
 use dockyard::Engine;
+use lab04_overlay::registry::{Credentials, Event};
 
 // ---- progress --------------------------------------------------------------
 

@@ -84,7 +84,7 @@ pub fn inspect_document(
                 "WorkDir": paths.work,
             },
         },
-        "Mounts": c.mounts.iter().map(|m| mount(m, paths.volume_data)).collect::<Vec<_>>(),
+        "Mounts": c.mounts.iter().map(|m| mount_json(m, paths.volume_data)).collect::<Vec<_>>(),
         "Config": config(c),
         "NetworkSettings": network_settings(r, networks),
     })
@@ -146,7 +146,7 @@ fn host_config(c: &ContainerConfig) -> Value {
 }
 
 /// One of `Mounts`: a bind mount, or a volume with its data directory.
-fn mount(m: &MountSpec, volume_data: &dyn Fn(&str) -> PathBuf) -> Value {
+fn mount_json(m: &MountSpec, volume_data: &dyn Fn(&str) -> PathBuf) -> Value {
     if m.kind == "bind" {
         json!({"Type": "bind", "Source": m.source, "Destination": m.target, "Mode": if m.read_only { "ro" } else { "" }, "RW": !m.read_only, "Propagation": "rprivate"})
     } else {
