@@ -17,11 +17,12 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::container::{self, config_of, list_all, CgroupVersion};
+use crate::container::{self, config_of, list_all};
 use crate::engine::Engine;
 use crate::image;
 use crate::state::{Record, Status};
 use crate::units::dir_size;
+use lab03_cgroups::Version as CgroupVersion;
 
 /// `info`, with the field names of docker's `GET /info`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,7 +91,7 @@ pub fn info(engine: &Engine) -> Result<Info> {
     let all = list_all(engine)?;
     let count = |s: Status| all.iter().filter(|r| r.state.status == s).count();
     let images = engine.images.images()?.len();
-    let host = container::cgroup_host()?;
+    let host = lab03_cgroups::detect()?;
     let uname = nix::sys::utsname::uname().context("uname")?;
     let c = &engine.config;
     // As docker lists them: userns with --userns-remap, rootless when

@@ -99,7 +99,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
     }
     let healthcheck = healthcheck(args)?;
     for u in &args.ulimit {
-        container::parse_ulimit(u)?;
+        lab02_namespaces::parse_ulimit(u)?;
     }
     let restart = args.restart.parse()?;
     check_addresses(args)?;
@@ -199,13 +199,13 @@ fn limits(args: &RunArgs) -> Result<Limits> {
     let memory = args
         .memory
         .as_deref()
-        .map(container::lab03_size)
+        .map(lab03_cgroups::parse_size)
         .transpose()
         .context("invalid --memory")?;
     let memory_swap = match args.memory_swap.as_deref() {
         None => None,
         Some("-1") => Some(-1),
-        Some(s) => Some(container::lab03_size(s).context("invalid --memory-swap")? as i64),
+        Some(s) => Some(lab03_cgroups::parse_size(s).context("invalid --memory-swap")? as i64),
     };
     Ok(Limits {
         cpus: args.cpus,

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::signal::freeze;
+use super::pause::freeze;
 use crate::engine::Engine;
 use crate::state::{Record, Status};
 use lab04_overlay::overlay::is_mounted;

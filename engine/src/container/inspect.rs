@@ -18,11 +18,11 @@ use serde_json::{json, Value};
 use super::config::{config_of, ContainerConfig, RestartPolicy};
 use super::connect::container_networks;
 use super::list::published_ports;
-use super::usage::parse_ulimit;
 use crate::engine::Engine;
 use crate::logs;
 use crate::state::{Record, State, Status};
 use crate::volumes::MountSpec;
+use lab02_namespaces::parse_ulimit;
 
 /// Where a container's files are on the host: its overlay (lab 04), its
 /// log, and the volumes' data directories.

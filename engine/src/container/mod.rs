@@ -9,9 +9,16 @@
 //! | `start.rs`    | `start`, second half: everything that exists while it runs  |
 //! | `monitor.rs`  | the monitor: the container's parent, its logs, its restarts |
 //! | `exec.rs`     | `exec`: another process in it                               |
-//! | `signal.rs`   | `kill`, `stop`, `pause`                                     |
-//! | `usage.rs`    | `top`, `stats`: its processes and counters                  |
-//! | `remove.rs`   | `rm`                                                        |
+//! | `signal.rs`   | `kill`, `stop`, `wait` for an exit                          |
+//! | `pause.rs`    | `pause`, `unpause`: lab 03's freezer                        |
+//! | `top.rs`      | `top`: its processes                                        |
+//! | `stats.rs`    | `stats`: its cgroup's counters                              |
+//! | `list.rs`     | `ps`: the containers, filtered                              |
+//! | `inspect.rs`  | `inspect`: docker's JSON of a container                     |
+//! | `connect.rs`  | `network connect`, `disconnect`, and its networks' JSON     |
+//! | `copy.rs`     | `cp`: files in and out of its root filesystem               |
+//! | `rename.rs`   | `rename`                                                    |
+//! | `remove.rs`   | `rm`, the prunes, and what removal asks of containers       |
 //!
 //! Every kernel mechanism comes from a lab: the image store and the overlay
 //! root filesystem from lab 04, the container itself (namespaces, cgroup,
@@ -29,14 +36,12 @@ mod list;
 mod monitor;
 mod pause;
 pub mod plan;
-mod prune;
 mod remove;
 mod rename;
 mod signal;
 mod start;
 mod stats;
 mod top;
-mod usage;
 
 pub use config::*;
 pub use connect::*;
@@ -47,11 +52,9 @@ pub use inspect::*;
 pub use list::*;
 pub use monitor::*;
 pub use pause::*;
-pub use prune::*;
 pub use remove::*;
 pub use rename::*;
 pub use signal::*;
 pub use start::*;
 pub use stats::*;
 pub use top::*;
-pub use usage::*;

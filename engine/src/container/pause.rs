@@ -8,10 +8,19 @@
 //! ```
 
 use anyhow::{bail, Result};
+use lab03_cgroups as cgroups;
 
-use super::signal::freeze;
+use super::config::config_of;
 use crate::engine::Engine;
 use crate::state::{Record, Status};
+
+/// Freeze or thaw a container's processes (lab 03's freezer).
+pub fn freeze(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
+    let _ = engine;
+    let config = config_of(record)?;
+    let parent = config.cgroup_parent_or_default();
+    cgroups::freeze(&cgroups::detect()?, parent, &record.id, frozen)
+}
 
 /// Freeze a running container.
 pub fn pause(engine: &Engine, record: &Record) -> Result<()> {

@@ -4,21 +4,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use lab03_cgroups as cgroups;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::config::config_of;
+use super::pause::freeze;
 use crate::engine::Engine;
 use crate::state::{Record, Status};
-
-/// Freeze or thaw a container's processes (lab 03's freezer).
-pub fn freeze(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
-    let _ = engine;
-    let config = config_of(record)?;
-    let parent = config.cgroup_parent_or_default();
-    cgroups::freeze(&cgroups::detect()?, parent, &record.id, frozen)
-}
 
 /// Parse a signal as docker does: `KILL`, `SIGKILL`, or `9`.
 pub fn parse_signal(s: &str) -> Result<Signal> {

@@ -17,11 +17,20 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use lab03_cgroups as cgroups;
 
+use super::config::config_of;
 use super::list::list_all;
-use super::usage::container_stats;
 use crate::engine::Engine;
 use crate::state::{Record, Status};
+
+/// A running container's counters (lab 03), and its memory limit.
+pub fn container_stats(record: &Record) -> Result<(cgroups::Stats, Option<u64>)> {
+    let config = config_of(record)?;
+    let parent = config.cgroup_parent_or_default();
+    let cg = cgroups::Cgroup::open(&cgroups::detect()?, parent, &record.id)?;
+    Ok((cg.stats()?, config.limits.memory))
+}
 
 /// One container's usage over a sample interval.
 #[derive(Debug, Clone, PartialEq)]

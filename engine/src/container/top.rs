@@ -15,9 +15,26 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
+use lab03_cgroups as cgroups;
 
-use super::usage::container_pids;
+use super::config::config_of;
 use crate::state::{rfc3339, Record, Status};
+
+/// Every process of a running container: the members of its cgroup.
+pub fn container_pids(record: &Record) -> Result<Vec<i32>> {
+    let config = config_of(record)?;
+    let parent = config.cgroup_parent_or_default();
+    let host = cgroups::detect()?;
+    let mut pids = Vec::new();
+    for d in cgroups::group_dirs(&host, parent, &record.id)? {
+        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
 
 /// `ps -ef`'s columns and a row per process.
 #[derive(Debug, Clone, PartialEq, Eq)]
