@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A token server for distribution's `auth: token`, for tests/registry.rs.
+"""A token server for distribution's `auth: token`, for tests/registry/.
 
     token_server.py PORT CERT_PEM USER PASSWORD ISSUER LOG
 
