@@ -46,6 +46,7 @@ use nix::unistd::Pid;
 use crate::devices::DevicesCgroup;
 use crate::{Cgroup, Host, Joining, Limits, Stats, Version};
 
+// ANCHOR: blueprint
 /// Everything a container is made of, described before anything exists.
 #[derive(Debug, Clone)]
 pub struct Blueprint {
@@ -61,6 +62,7 @@ pub struct Blueprint {
     pub cgroup: Option<CgroupSpec>,
     pub devices: Devices,
 }
+// ANCHOR_END: blueprint
 
 /// The user namespace of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,7 @@ impl Blueprint {
         }
     }
 
+    // ANCHOR: host_rules
     /// Lab 02's spec with its namespace flags set from the choices of the
     /// blueprint, on `host`. Pure: this is where the host-specific rules
     /// are decided, and the unit tests check them.
@@ -174,6 +177,7 @@ impl Blueprint {
         }
         spec
     }
+    // ANCHOR_END: host_rules
 
     /// Refuse what cannot work on `host`, before anything is created.
     pub fn check(&self, host: &Host) -> anyhow::Result<()> {
