@@ -70,6 +70,14 @@ impl Engine {
     pub fn layer_container(&self, id: &str) -> Result<overlay::RwLayer> {
         self.images.container(id)
     }
+
+    /// A fresh engine on an empty data root, with daemon.json's defaults:
+    /// what the unit tests of the core start from.
+    #[cfg(test)]
+    pub(crate) fn for_tests(root: &std::path::Path) -> Engine {
+        Engine::open_remapped(root.to_path_buf(), DaemonConfig::default(), None)
+            .expect("opening a data root in a temporary directory")
+    }
 }
 
 /// The engine's global flags as given (`--root`, `--config`,

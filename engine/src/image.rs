@@ -409,12 +409,7 @@ mod tests {
     #[test]
     fn an_empty_store_lists_nothing_and_prunes_nothing() {
         let root = tempfile::tempdir().unwrap();
-        let engine = Engine::open_remapped(
-            root.path().to_path_buf(),
-            crate::config::DaemonConfig::default(),
-            None,
-        )
-        .unwrap();
+        let engine = Engine::for_tests(root.path());
         assert!(list(&engine).unwrap().is_empty());
         assert_eq!(prune(&engine, true).unwrap(), PruneReport::default());
         assert!(inspect(&engine, "busybox").is_err());

@@ -506,12 +506,7 @@ mod tests {
     #[test]
     fn predefined_networks_are_listed_and_inspected_without_lab_05() {
         let root = tempfile::tempdir().unwrap();
-        let engine = Engine::open_remapped(
-            root.path().to_path_buf(),
-            crate::config::DaemonConfig::default(),
-            None,
-        )
-        .unwrap();
+        let engine = Engine::for_tests(root.path());
         let names: Vec<String> = list(&engine, &[])
             .unwrap()
             .into_iter()

@@ -252,12 +252,7 @@ mod tests {
     #[test]
     fn an_empty_data_root_uses_nothing_but_its_volumes() {
         let root = tempfile::tempdir().unwrap();
-        let engine = Engine::open_remapped(
-            root.path().to_path_buf(),
-            crate::config::DaemonConfig::default(),
-            None,
-        )
-        .unwrap();
+        let engine = Engine::for_tests(root.path());
         engine
             .volumes
             .create("vol", Default::default(), false)

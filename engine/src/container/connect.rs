@@ -289,12 +289,7 @@ mod tests {
     #[test]
     fn run_network_flags_need_a_user_defined_network() {
         let root = tempfile::tempdir().unwrap();
-        let engine = Engine::open_remapped(
-            root.path().to_path_buf(),
-            crate::config::DaemonConfig::default(),
-            None,
-        )
-        .unwrap();
+        let engine = Engine::for_tests(root.path());
         let mut c = ContainerConfig {
             network_mode: "default".into(),
             ..Default::default()

@@ -178,15 +178,6 @@ mod tests {
     use crate::container::ContainerConfig;
     use crate::volumes::MountSpec;
 
-    fn engine(root: &std::path::Path) -> Engine {
-        Engine::open_remapped(
-            root.to_path_buf(),
-            crate::config::DaemonConfig::default(),
-            None,
-        )
-        .unwrap()
-    }
-
     /// Write a record as `create` would (without its overlay).
     fn save(engine: &Engine, r: &Record) {
         let lock = engine.containers.lock().unwrap();
@@ -197,7 +188,7 @@ mod tests {
     #[test]
     fn volumes_in_use_stay_unless_forced_and_prune_skips_them() {
         let root = tempfile::tempdir().unwrap();
-        let engine = engine(root.path());
+        let engine = Engine::for_tests(root.path());
         engine
             .volumes
             .create("used", Default::default(), true)
