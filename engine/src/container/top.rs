@@ -24,16 +24,7 @@ use crate::state::{rfc3339, Record, Status};
 pub fn container_pids(record: &Record) -> Result<Vec<i32>> {
     let config = config_of(record)?;
     let parent = config.cgroup_parent_or_default();
-    let host = cgroups::detect()?;
-    let mut pids = Vec::new();
-    for d in cgroups::group_dirs(&host, parent, &record.id)? {
-        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
-            pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-        }
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    Ok(pids)
+    cgroups::group_pids(&cgroups::detect()?, parent, &record.id)
 }
 
 /// `ps -ef`'s columns and a row per process.

@@ -920,6 +920,19 @@ pub fn group_dirs(host: &Host, parent: &str, name: &str) -> anyhow::Result<Vec<P
         .collect())
 }
 
+/// The processes of the existing group `<parent>/<name>`, in every
+/// hierarchy that has it, each PID once: `docker top` and `docker exec`'s
+/// neighbours, read from `cgroup.procs` (`cat .../cgroup.procs`).
+pub fn group_pids(host: &Host, parent: &str, name: &str) -> anyhow::Result<Vec<i32>> {
+    let mut pids = Vec::new();
+    for dir in group_dirs(host, parent, name)? {
+        pids.extend(read_procs(&dir.join("cgroup.procs"))?);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
 /// Whether an error comes from a missing file or directory.
 fn is_not_found(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

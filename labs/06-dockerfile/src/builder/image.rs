@@ -52,14 +52,7 @@ impl Img {
     }
 
     pub(super) fn diff_ids(&self) -> Vec<String> {
-        self.config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        string_array(&self.config["rootfs"]["diff_ids"])
     }
 
     /// `config.config`, created if missing.
@@ -77,14 +70,7 @@ impl Img {
     }
 
     pub(super) fn strings(&self, key: &str) -> Vec<String> {
-        self.get(key)
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        string_array(self.get(key))
     }
 
     pub(super) fn env(&self) -> Vec<(String, String)> {
@@ -217,4 +203,15 @@ pub(super) fn write_layer(dir: &Path, tar: &Path, kind: TreeKind) -> Result<()> 
         .finish()
         .context("compressing the layer")?;
     Ok(())
+}
+
+/// The strings of a JSON array (none if it is not one).
+fn string_array(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
