@@ -12,6 +12,7 @@
 mod attach;
 mod common;
 mod confinement;
+mod escapes;
 mod images;
 mod lifecycle;
 mod networking;

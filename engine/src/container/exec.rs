@@ -2,13 +2,14 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use lab02_namespaces as namespaces;
 use lab03_cgroups as cgroups;
-use nix::unistd::Pid;
+use nix::fcntl::OFlag;
+use nix::unistd::{pipe2, Pid};
 
 use super::config::config_of;
 use crate::state::Record;
@@ -51,14 +52,17 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     // -t: lab 02's relay makes the pty in the container's devpts and sends
     // us the master; our stdio then only hears the relay's own errors.
     let tty = tty && !detach;
-    let stdin = if interactive && !detach && !tty {
-        0
-    } else {
-        null.as_raw_fd()
-    };
-    let stdio = match detach {
-        true => [null.as_raw_fd(); 3],
-        false => [stdin, 1, 2],
+    // Without -t the command gets pipes, never our own descriptors: those
+    // are the caller's terminal (TIOCSTI, a lab 02 lecture) or the file the
+    // caller redirected our output to, which the command could reopen
+    // through /proc/self/fd/1 to read or truncate. We copy the pipes to our
+    // stdio instead, as docker's daemon and conmon do.
+    let pipes = (!detach && !tty)
+        .then(|| ExecPipes::new(interactive))
+        .transpose()?;
+    let stdio = match &pipes {
+        Some(p) => p.theirs(&null),
+        None => [null.as_raw_fd(); 3],
     };
     let spec = namespaces::join::JoinSpec {
         target: Pid::from_raw(record.state.pid),
@@ -86,6 +90,16 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     if detach {
         return Ok(0);
     }
+    if let Some(pipes) = pipes {
+        // The command holds its ends now; ours go, so that its exit is EOF.
+        let streams = pipes.into_streams();
+        return Ok(dockyard_monitor::pump::pump(
+            relay.pid(),
+            streams,
+            None,
+            true,
+        )?);
+    }
     if let Some(master) = relay.take_console() {
         let input = match interactive {
             true => Some(master.try_clone().context("dup of the pty master")?),
@@ -108,4 +122,49 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     Ok(relay
         .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
         .code())
+}
+
+/// The pipes of a foreground `exec` without `-t`: the command's stdout and
+/// stderr, and with `-i` its stdin, each with our end and the command's.
+struct ExecPipes {
+    stdout: (OwnedFd, OwnedFd),
+    stderr: (OwnedFd, OwnedFd),
+    /// (the command's read end, our write end)
+    stdin: Option<(OwnedFd, OwnedFd)>,
+}
+
+impl ExecPipes {
+    fn new(interactive: bool) -> Result<ExecPipes> {
+        // Close-on-exec: lab 02's install_stdio dup2s the command's ends
+        // onto 0, 1 and 2, which clears the flag on those copies only.
+        let pipe = || pipe2(OFlag::O_CLOEXEC).context("pipe2 for exec's stdio");
+        Ok(ExecPipes {
+            stdout: pipe()?,
+            stderr: pipe()?,
+            stdin: interactive.then(pipe).transpose()?,
+        })
+    }
+
+    /// The command's stdin, stdout and stderr (`/dev/null` as stdin
+    /// without `-i`).
+    fn theirs(&self, null: &File) -> [RawFd; 3] {
+        let stdin = match &self.stdin {
+            Some((read, _)) => read.as_raw_fd(),
+            None => null.as_raw_fd(),
+        };
+        [stdin, self.stdout.1.as_raw_fd(), self.stderr.1.as_raw_fd()]
+    }
+
+    /// Our ends, for the monitor's pump; the command's ends are closed.
+    fn into_streams(self) -> dockyard_monitor::pump::Streams {
+        let input = self.stdin.map(|(_, write)| write);
+        dockyard_monitor::pump::Streams {
+            outputs: vec![(self.stdout.0, "stdout"), (self.stderr.0, "stderr")],
+            own_stdin: input.is_some(),
+            input,
+            tty: None,
+            listener: None,
+            clients: Vec::new(),
+        }
+    }
 }

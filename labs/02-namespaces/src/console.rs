@@ -134,12 +134,42 @@ pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) {
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
+// ANCHOR: session
+/// Leave the caller's session for one of our own (setsid(2)), unless this
+/// process leads one already.
+///
+/// A session is what a terminal belongs to: the shell that a person logs
+/// in with leads one, and every program it starts stays in it, able to
+/// open `/dev/tty` (the session's *controlling terminal*) whatever its
+/// stdio are. A process with that terminal as its controlling terminal may
+/// also push bytes into its input with `ioctl(TIOCSTI)`, as if typed:
+/// `echo 'rm -rf ~' ` queued there runs in the person's shell, as root,
+/// after the container has exited (bubblewrap CVE-2017-5226). So every
+/// process that runs a container's code (its first process, an `exec`'d
+/// command, a build step) starts a session of its own, with no terminal
+/// at all, before it runs anything of the container's: `/dev/tty` then
+/// fails with ENXIO, and TIOCSTI on any terminal it still holds fails with
+/// EPERM. runc, crun ("exec: always call setsid") and docker do the same.
+///
+/// ```text
+/// setsid -w sh -c 'cat /dev/tty'     # cat: can't open '/dev/tty': No such device or address
+/// ```
+pub fn new_session() -> Result<(), lab01::Error> {
+    let me = nix::unistd::getpid();
+    if nix::unistd::getsid(None).ok() == Some(me) {
+        return Ok(());
+    }
+    nix::unistd::setsid().context("setsid (a session of the container's own)")?;
+    Ok(())
+}
+// ANCHOR_END: session
+
 /// Make the terminal on fd 0 this process's controlling terminal, as a
 /// login does: a new session (setsid), then TIOCSCTTY. Only then does the
 /// kernel turn Ctrl-C typed on it into SIGINT for the foreground process
 /// group, and a shell can do job control.
 pub fn take_terminal() -> Result<(), lab01::Error> {
-    nix::unistd::setsid().context("setsid for the container's terminal")?;
+    new_session()?;
     // SAFETY: TIOCSCTTY on fd 0 with argument 0 (do not steal).
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
         return Err(lab01::Error::Setup(anyhow::anyhow!(

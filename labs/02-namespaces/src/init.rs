@@ -81,6 +81,70 @@ pub fn reset_signals() -> Result<(), lab01::Error> {
     Ok(())
 }
 
+// ANCHOR: cmdline
+/// Replace what `/proc/self/cmdline` and `/proc/self/environ` show with
+/// `name` and nothing.
+///
+/// A process in the container made by forking the caller (the `--init`
+/// below, which stays PID 1; an `exec`'d command until its execve) still
+/// has the caller's memory, and with it the caller's command line and
+/// environment: `dockyard --root /var/lib/... run --init ...`, host paths
+/// and all. `/proc/PID/cmdline` is readable by every process that sees the
+/// PID, and it is not a copy: the kernel reads it from the process's own
+/// memory, between the addresses `arg_start` and `arg_end` that
+/// `/proc/self/stat` lists (fields 48 to 51, with the environment's).
+/// So the strings there are overwritten in place, the way `setproctitle(3)`
+/// does. docker's init is a separate program (`docker-init`), which needs
+/// no such care; ours is a fork of the caller.
+///
+/// ```text
+/// tr '\0' ' ' < /proc/1/cmdline     # dockyard-init, not the host's command
+/// ```
+pub fn replace_command_line(name: &str) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The command name (field 2) is in parentheses and may hold anything,
+    // spaces included: count the fields after its last ')' (field 3 on).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<usize> = rest
+        .split_ascii_whitespace()
+        .skip(45)
+        .take(4)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [arg_start, arg_end, env_start, env_end] = fields[..] else {
+        return;
+    };
+    for (start, end, text) in [
+        (arg_start, arg_end, name.as_bytes()),
+        (env_start, env_end, &b""[..]),
+    ] {
+        if start == 0 || end <= start {
+            continue;
+        }
+        let len = end - start;
+        // Our name, then NULs to the end: the last byte stays 0, so the
+        // kernel shows this area as it is rather than as a setproctitle
+        // string that runs into the environment.
+        let keep = text.len().min(len - 1);
+        // SAFETY: the kernel says these bytes are our own argument and
+        // environment strings, on our stack, writable. Whoever reads them
+        // later (std::env) finds shorter strings, never a dangling pointer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), start as *mut u8, keep);
+            std::ptr::write_bytes((start + keep) as *mut u8, 0, len - keep);
+        }
+    }
+    if let Ok(comm) = std::ffi::CString::new(name) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string (16 bytes kept).
+        unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+    }
+}
+// ANCHOR_END: cmdline
+
 // ANCHOR: init
 /// The tiny init (`--init`): fork the command, then reap and forward until it
 /// ends, and return its status as an exit code (128+N for signal N).
@@ -93,6 +157,10 @@ pub(crate) fn run_init(argv: &[OsString], env: &[OsString]) -> anyhow::Result<i3
     set.add(Signal::SIGCHLD);
     FORWARDED_SIGNALS.iter().for_each(|&s| set.add(s));
     set.thread_block().context("blocking signals in init")?;
+    // We stay, as PID 1, a fork of the caller: show our own name, not its
+    // command line and environment.
+    let name = program_name();
+    replace_command_line("dockyard-init");
 
     // SAFETY: this process has a single thread (we are a fresh clone), so
     // the child may do anything after fork.
@@ -101,12 +169,12 @@ pub(crate) fn run_init(argv: &[OsString], env: &[OsString]) -> anyhow::Result<i3
             // The command starts with no signal blocked: the mask survives exec.
             let code = match set.thread_unblock() {
                 Err(e) => {
-                    eprintln!("{}: unblocking signals: {e}", program_name());
+                    eprintln!("{name}: unblocking signals: {e}");
                     125
                 }
                 Ok(()) => {
                     let Err(e) = lab01::exec(argv, env);
-                    eprintln!("{}: {e}", program_name());
+                    eprintln!("{name}: {e}");
                     e.exit_code()
                 }
             };

@@ -25,6 +25,11 @@
 //! host's `/sys/fs/cgroup` is gone from view. The joining process writes
 //! itself into the container's cgroup first, and the command inherits it.
 //!
+//! The relay and the command each start a session of their own, so that
+//! nothing run in the container can reach the caller's terminal (see
+//! [`crate::new_session`]); the caller hands the command pipes, not its own
+//! descriptors, as `stdio` (the engine's `exec` relays them).
+//!
 //! With a terminal (`exec -t`), the relay allocates the command's pty once
 //! it is in the container's mount namespace, from the container's own
 //! devpts, exactly as the container's first process did (see
@@ -182,6 +187,17 @@ fn relay(
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
     }
+    // Out of the caller's session before anything else: Ctrl-C at the
+    // caller's terminal then reaches only the caller, who passes it on once
+    // (through us), and `exec -d` outlives a closed terminal, as docker's.
+    crate::new_session()?;
+    // `exec -d`: we outlive the caller, so we must not hold its stdio (a
+    // pipe it reads would never end); the host's /dev/null, opened before
+    // the container's /dev is in view, replaces them once the command runs.
+    let null = match spec.detach {
+        true => Some(std::fs::File::open("/dev/null").context("opening /dev/null")?),
+        false => None,
+    };
     enter_cgroup().context("entering the container's cgroup")?;
     let joins_user = namespaces
         .iter()
@@ -246,6 +262,15 @@ fn relay(
             // Only the command holds the terminal now: when it exits, the
             // master reads EIO and the caller knows the output is complete.
             drop(slave);
+            // Nor do we keep any other descriptor of the caller's: the
+            // command's pipes (its stdin would never see EOF while we held
+            // a write end) and the caller's own ends of them.
+            if let Some(null) = null {
+                use std::os::fd::AsRawFd;
+                let n = null.as_raw_fd();
+                crate::install_stdio([n, n, n])?;
+            }
+            close_descriptors_above_2();
             loop {
                 match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -263,6 +288,20 @@ fn relay(
     }
 }
 
+/// Close every descriptor above 2. Not lab 02's `close_fds`, which checks
+/// its work in /proc/self/fd: the relay is outside the PID namespace whose
+/// /proc it now sees.
+fn close_descriptors_above_2() {
+    // SAFETY: no Rust object of the relay owns a descriptor above 2 by now.
+    if unsafe { libc::close_range(3, u32::MAX, 0) } != 0 {
+        // Before Linux 5.9: one at a time, up to the usual limit.
+        for fd in 3..4096 {
+            // SAFETY: as above; EBADF for the ones not open.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// The command's side: stdio, working directory, confinement, exec.
 fn command(
     spec: &JoinSpec,
@@ -271,6 +310,9 @@ fn command(
     blocked: &SigSet,
 ) -> Result<std::convert::Infallible, lab01::Error> {
     use std::os::fd::AsRawFd;
+    // Until execve, the container's processes could read the caller's
+    // command line and environment here (see `replace_command_line`).
+    crate::init::replace_command_line("dockyard-exec");
     match tty {
         Some(slave) => {
             let s = slave.as_raw_fd();
@@ -281,6 +323,10 @@ fn command(
             if let Some(fds) = spec.stdio {
                 crate::install_stdio(fds)?;
             }
+            // A session of its own, with no controlling terminal: the
+            // caller's is out of reach (`/dev/tty`, TIOCSTI), as crun's
+            // "exec: always call setsid".
+            crate::new_session()?;
         }
     }
     // Until exec, this process is a copy of dockyard inside the container:

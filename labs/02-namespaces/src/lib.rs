@@ -104,7 +104,8 @@ use nix::unistd::{geteuid, pipe2, sethostname, Pid};
 pub use binds::Bind;
 pub use clone::CgroupEntry;
 pub use console::{
-    console_socketpair, open_console, receive_fd, send_fd, set_window_size, take_terminal, Console,
+    console_socketpair, new_session, open_console, receive_fd, send_fd, set_window_size,
+    take_terminal, Console,
 };
 pub use init::reset_signals;
 pub use rlimit::parse_ulimit;
@@ -635,6 +636,9 @@ fn child_setup(
     //    And it starts with every signal at its default and none blocked,
     //    whatever the caller had (see `reset_signals`).
     reset_signals()?;
+    //    In a session of its own, never the caller's: nothing the
+    //    container runs may reach the caller's terminal (see `new_session`).
+    new_session()?;
     if let Some(fds) = spec.stdio {
         // First, so even a setup error below reaches whoever owns the
         // container's output.

@@ -19,11 +19,13 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
 
 use lab02_namespaces as namespaces;
 use lab03_cgroups as cgroups;
@@ -133,14 +135,23 @@ impl RunStep<'_> {
     /// assembler): no user namespace (files the step creates as root must be
     /// root's in the layer), the host's default cgroup namespace, Docker's
     /// security layer and device list, and a network namespace with only
-    /// `lo`. Its output is ours; its stdin is /dev/null.
+    /// `lo`. Its stdin is /dev/null; its output comes through two pipes that
+    /// we copy to ours (see [`relay_output`]).
     fn assemble_and_wait(&self, rootfs: &Path, host: &cgroups::Host) -> Result<i32> {
         let null = File::open("/dev/null").context("opening /dev/null")?;
+        let (out_read, out_write) =
+            pipe2(OFlag::O_CLOEXEC).context("pipe2 for the step's stdout")?;
+        let (err_read, err_write) =
+            pipe2(OFlag::O_CLOEXEC).context("pipe2 for the step's stderr")?;
         let mut spec =
             namespaces::Spec::new(rootfs, self.argv.iter().map(OsString::from).collect());
         spec.env = self.env.iter().map(OsString::from).collect();
         spec.hostname = Some(self.id[..12].to_string());
-        spec.stdio = Some([null.as_raw_fd(), 1, 2]);
+        spec.stdio = Some([
+            null.as_raw_fd(),
+            out_write.as_raw_fd(),
+            err_write.as_raw_fd(),
+        ]);
         spec.cwd = self.cwd.as_ref().map(PathBuf::from);
         spec.security = Some(namespaces::security::Security::docker_default());
         spec.run_as = namespaces::RunAs::lookup(rootfs, &self.user)?;
@@ -152,13 +163,56 @@ impl RunStep<'_> {
         });
         blueprint.devices = cgroups::Devices::DockerDefault;
         let running = cgroups::assemble(host, &blueprint, |_| Ok(()))?;
+        // The step holds its ends now; ours go, so that its exit is EOF.
+        drop((out_write, err_write));
+        let copies = [
+            relay_output(out_read, std::io::stdout),
+            relay_output(err_read, std::io::stderr),
+        ];
         let status = running.process.wait();
+        for copy in copies {
+            let _ = copy.join();
+        }
         drop(null);
         running.groups.remove()?;
         Ok(status?.code())
     }
 }
 // ANCHOR_END: run_step
+
+// ANCHOR: relay_output
+/// Copy what a step prints from its pipe to our stdout or stderr, in a
+/// thread of its own, until the step's side closes.
+///
+/// A step never gets our own descriptors: they may be the terminal of the
+/// person who runs the build (from which it could push keystrokes into their
+/// shell with TIOCSTI) or a file they redirected the output to (which it
+/// could reopen through /proc/self/fd/1, and read or truncate). A pipe is
+/// only a pipe; docker's builder relays a step's output the same way.
+fn relay_output<W: std::io::Write + 'static>(
+    from: OwnedFd,
+    to: fn() -> W,
+) -> std::thread::JoinHandle<std::io::Result<u64>> {
+    std::thread::spawn(move || {
+        let mut from = File::from(from);
+        let mut to = to();
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match std::io::Read::read(&mut from, &mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            // Line by line as it comes, as a terminal would show it.
+            to.write_all(&buf[..n])?;
+            to.flush()?;
+            total += n as u64;
+        }
+    })
+}
+// ANCHOR_END: relay_output
 
 /// 32 random bytes as hex: a build container's ID.
 pub fn random_id() -> Result<String> {
