@@ -69,23 +69,78 @@ pub fn switch_user(u: &RunAs) -> anyhow::Result<()> {
 }
 // ANCHOR_END: run_as
 
+/// The most of `/etc/passwd` or `/etc/group` we read: far more than any real
+/// one (a line is some 50 bytes), far less than would hurt us.
+pub const ACCOUNT_FILE_LIMIT: u64 = 4 << 20;
+
+// ANCHOR: account_file
+/// Read the image's `/etc/passwd` or `/etc/group` (`path`) from inside
+/// `root`; empty when it does not exist.
+///
+/// The file belongs to the image, or to the running container (`exec -u`
+/// reads it through `/proc/PID/root`), and both are hostile ground for a
+/// program that runs as root on the host. So:
+///
+/// - the path is resolved inside the root (openat2 RESOLVE_IN_ROOT): a
+///   symlink to `/etc/shadow` is the container's shadow, never the host's;
+/// - it is opened with O_NONBLOCK, so that a FIFO there does not hang us in
+///   open(2) waiting for a writer that never comes (and O_NOCTTY, O_CLOEXEC);
+/// - it must be a regular file: `/dev/zero` (a symlink to it resolves to the
+///   container's own `/dev/zero`) never ends, and a device may do worse;
+/// - it is read up to [`ACCOUNT_FILE_LIMIT`], no further.
+///
+/// runc reads these files the same way, from inside the container.
+fn read_account_file(root: &OwnedFd, path: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let fd = match security::open_in_root(root, Path::new(path), flags) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(String::new()),
+        Err(e) => return Err(e).with_context(|| format!("opening {path} in the container")),
+    };
+    let file = fs::File::from(fd);
+    let kind = file
+        .metadata()
+        .with_context(|| format!("fstat of {path} in the container"))?
+        .file_type();
+    if !kind.is_file() {
+        let what = match () {
+            _ if kind.is_dir() => "a directory",
+            _ if kind.is_fifo() => "a FIFO",
+            _ if kind.is_char_device() => "a character device",
+            _ if kind.is_block_device() => "a block device",
+            _ if kind.is_socket() => "a socket",
+            _ => "not a regular file",
+        };
+        bail!("{path} in the container is {what}, not a regular file: refusing to read it");
+    }
+    let mut text = String::new();
+    file.take(ACCOUNT_FILE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {path} in the container"))?;
+    if text.len() as u64 > ACCOUNT_FILE_LIMIT {
+        bail!(
+            "{path} in the container is larger than {} MiB: refusing to read it",
+            ACCOUNT_FILE_LIMIT >> 20
+        );
+    }
+    Ok(text)
+}
+// ANCHOR_END: account_file
+
 /// Resolve docker's `-u` forms (`uid`, `uid:gid`, `name`, `name:group`)
 /// against the image's `/etc/passwd` and `/etc/group`, read inside the
-/// rootfs (through openat2 RESOLVE_IN_ROOT: the image's files may be
-/// symlinks to anywhere). A name's supplementary groups are the groups that
-/// list it.
+/// rootfs (see [`read_account_file`]). A name's supplementary groups are the
+/// groups that list it. A uid the passwd file does not know runs with gid 0
+/// and no supplementary groups, as runc does (`docker run -u 4242 busybox
+/// id`: `uid=4242 gid=0(root)`).
 pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
     let root = OwnedFd::from(
         fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
     );
-    let read = |path: &str| -> String {
-        security::open_in_root(&root, Path::new(path), libc::O_RDONLY)
-            .ok()
-            .and_then(|fd| std::io::read_to_string(fs::File::from(fd)).ok())
-            .unwrap_or_default()
-    };
-    let passwd = read("/etc/passwd");
-    let group = read("/etc/group");
+    let passwd = read_account_file(&root, "/etc/passwd")?;
+    let group = read_account_file(&root, "/etc/group")?;
     let (u, g) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
@@ -103,7 +158,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
                 .with_context(|| format!("bad gid in /etc/passwd for {u}"))?,
             Some(f[0].to_string()),
         ),
-        (Ok(n), None) => (n, n, None),
+        (Ok(n), None) => (n, 0, None),
         (Err(_), None) => bail!("unable to find user {u}: no matching entries in passwd file"),
     };
     if let Some(g) = g {
@@ -119,7 +174,12 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
                 })?,
         };
     }
-    let mut groups = vec![gid];
+    // An unknown uid has no groups of its own; a known one has its own
+    // group, and those that list its name.
+    let mut groups = match (&name, g) {
+        (None, None) => Vec::new(),
+        _ => vec![gid],
+    };
     if let Some(name) = name {
         for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
             if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
@@ -186,13 +246,55 @@ mod tests {
         // Root with another group is a switch: the group changes.
         let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap().unwrap();
         assert_eq!((wheel.uid, wheel.gid), (0, 10));
-        // A uid the image does not know is still a uid, as in docker.
+        // A uid the image does not know is still a uid, with gid 0, as in
+        // docker; with a group given, that group.
         let unknown = RunAs::lookup(image.path(), "4242").unwrap().unwrap();
         assert_eq!(
             (unknown.uid, unknown.gid, unknown.groups),
-            (4242, 4242, vec![4242])
+            (4242, 0, vec![])
+        );
+        let unknown = RunAs::lookup(image.path(), "4242:50").unwrap().unwrap();
+        assert_eq!(
+            (unknown.uid, unknown.gid, unknown.groups),
+            (4242, 50, vec![50])
         );
         let err = RunAs::lookup(image.path(), "nobody-here").unwrap_err();
         assert!(err.to_string().contains("unable to find user"), "{err}");
+    }
+
+    #[test]
+    fn hostile_account_files_are_refused_promptly() {
+        let image = image();
+        let passwd = image.path().join("etc/passwd");
+        // A symlink to a device that never ends, resolved inside the image.
+        fs::create_dir(image.path().join("dev")).unwrap();
+        fs::remove_file(&passwd).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &passwd).unwrap();
+        nix::sys::stat::mknod(
+            &image.path().join("dev/zero"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 5),
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let err = RunAs::lookup(image.path(), "app").unwrap_err();
+        assert!(err.to_string().contains("a character device"), "{err}");
+        // A FIFO with no writer: open(2) would wait forever without O_NONBLOCK.
+        fs::remove_file(&passwd).unwrap();
+        nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = RunAs::lookup(image.path(), "1000").unwrap_err();
+        assert!(err.to_string().contains("a FIFO"), "{err}");
+        // Too big to be an honest passwd file (sparse: no disk used).
+        fs::remove_file(&passwd).unwrap();
+        let big = fs::File::create(&passwd).unwrap();
+        big.set_len(ACCOUNT_FILE_LIMIT + 1).unwrap();
+        let err = RunAs::lookup(image.path(), "app").unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // No passwd at all: numbers still work, names do not.
+        fs::remove_file(&passwd).unwrap();
+        assert_eq!(RunAs::lookup(image.path(), "7").unwrap().unwrap().uid, 7);
+        assert!(RunAs::lookup(image.path(), "app").is_err());
     }
 }
