@@ -68,6 +68,23 @@ impl Check {
         }
     }
 
+    /// dockerd's floor for the durations (`containertypes.MinimumDuration`,
+    /// 1ms): each is 0, the default, or at least that. With a 1ns interval
+    /// the checker would exec into the container in a busy loop.
+    pub fn validate(&self) -> Result<()> {
+        const MINIMUM_NS: u64 = 1_000_000;
+        for (ns, what) in [
+            (self.interval, "Interval"),
+            (self.timeout, "Timeout"),
+            (self.start_period, "StartPeriod"),
+        ] {
+            if ns != 0 && ns < MINIMUM_NS {
+                bail!("{what} in Healthcheck cannot be less than 1ms");
+            }
+        }
+        Ok(())
+    }
+
     /// From an image config's `Healthcheck` object, as docker writes it.
     pub fn from_image(v: &serde_json::Value) -> Option<Check> {
         let test: Vec<String> = v
@@ -105,16 +122,51 @@ impl Check {
     }
 }
 
-/// Docker's duration syntax for the `--health-*` flags: `30s`, `1m30s`, `500ms`.
+/// Docker's duration syntax for the `--health-*` flags, Go's
+/// `time.ParseDuration`: one or more decimal numbers, each with a unit
+/// (`ns`, `us` or `µs`, `ms`, `s`, `m`, `h`): `30s`, `1m30s`, `1.5s`,
+/// `500us`, `1ns`. Whether the result is long enough is [`Check::validate`]'s
+/// question, as it is dockerd's, not the parser's.
 pub fn parse_duration(s: &str) -> Result<u64> {
-    let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
-    let back = crate::logs::parse_time(s, now)
-        .map_err(|_| anyhow!("invalid duration {s:?} (use e.g. 30s, 1m30s, 500ms)"))?;
-    // parse_time reads a bare number as a timestamp; durations need a unit.
-    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        bail!("invalid duration {s:?}: missing unit (use e.g. 30s, 1m30s, 500ms)");
+    let bad = || anyhow!("invalid duration {s:?} (use e.g. 30s, 1m30s, 500ms)");
+    if s.starts_with('-') {
+        bail!("invalid duration {s:?}: it cannot be negative");
     }
-    Ok(now.duration_since(back).unwrap_or_default().as_nanos() as u64)
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    if rest == "0" {
+        return Ok(0);
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| {
+                anyhow!("invalid duration {s:?}: missing unit (use e.g. 30s, 1m30s, 500ms)")
+            })?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    if total > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(total.round() as u64)
 }
 
 /// The checker thread of a running container. Stopped and joined on drop,
@@ -378,6 +430,30 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
         assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
         assert!(parse_duration("30").is_err());
+        // Go's units, down to the nanosecond: validate() judges, not the parser.
+        assert_eq!(parse_duration("1ns").unwrap(), 1);
+        assert_eq!(parse_duration("500us").unwrap(), 500_000);
+        assert_eq!(parse_duration("1.5s").unwrap(), 1_500_000_000);
+        assert_eq!(parse_duration("1h2m").unwrap(), 3_720_000_000_000);
+        assert_eq!(parse_duration("0").unwrap(), 0);
+        for bad in ["", "s", "1x", "-1s", "1.2.3s", "ms5"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let mut c = Check::new(vec!["CMD".into(), "true".into()]);
+        c.interval = 1;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "Interval in Healthcheck cannot be less than 1ms"
+        );
+        c.interval = 1_000_000;
+        c.start_period = 999_999;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("StartPeriod"));
+        c.start_period = 0;
+        assert!(c.validate().is_ok());
         let v = serde_json::json!({"Test": ["CMD-SHELL", "test -e /ok"], "Interval": 1_000_000_000u64, "Retries": 2});
         let c = Check::from_image(&v).unwrap();
         assert_eq!(c.argv().unwrap(), ["/bin/sh", "-c", "test -e /ok"]);

@@ -55,6 +55,11 @@ pub fn parse_v(v: &str) -> Result<MountSpec> {
         [s, t, m] => (*s, *t, *m),
         _ => bail!("invalid volume specification: '{v}'"),
     };
+    // `-v :/x` names no source: docker refuses it (an anonymous volume is
+    // `-v /x`, without the colon).
+    if parts.len() > 1 && source.is_empty() {
+        bail!("invalid volume specification: '{v}'");
+    }
     let read_only = match mode {
         "" | "rw" => false,
         "ro" => true,

@@ -2,6 +2,7 @@
 //! completed with the image's defaults, before anything runs.
 
 use anyhow::{anyhow, bail, Context, Result};
+use lab03_cgroups as cgroups;
 
 use super::config::{ContainerConfig, Limits};
 use crate::engine::Engine;
@@ -91,9 +92,69 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
 }
 // ANCHOR_END: check_rootless
 
+// ANCHOR: check_settings
+/// What dockerd's `verifyContainerSettings` refuses, refused here with its
+/// words, before anything is created: a setting that would only fail later
+/// (at start, at stop, or at `rm`) leaves a container nobody can use.
+///
+/// - `--cpus`: a number of CPUs, finite, from 0 to this host's count
+///   (`NaN` and `inf` are floats Rust parses, but no rational number; docker's
+///   CLI refuses them, and `NaN` compares false with everything, so a range
+///   check alone would let it through).
+/// - `-v`: never onto the container's `/`, which would hide its whole root.
+/// - the health check's durations: 0 (the default) or at least 1ms
+///   (`containertypes.MinimumDuration`); a 1ns interval runs the check
+///   in a busy loop.
+/// - `--cgroup-parent`: lab 03's rule, plain names only, no `..`: a parent
+///   must not lead out of the hierarchy or onto somebody else's group.
+fn check_settings(config: &ContainerConfig) -> Result<()> {
+    if let Some(cpus) = config.limits.cpus {
+        if !cpus.is_finite() {
+            bail!(
+                "invalid argument \"{cpus}\" for \"--cpus\" flag: \
+                 failed to parse {cpus} as a rational number"
+            );
+        }
+        let n = cgroups::ncpus();
+        if cpus < 0.0 || cpus > n as f64 {
+            bail!("Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available");
+        }
+    }
+    for m in &config.mounts {
+        if std::path::Path::new(&m.target)
+            .components()
+            .all(|c| matches!(c, std::path::Component::RootDir))
+        {
+            let mut spec = match m.anonymous {
+                true => m.target.clone(),
+                false => format!("{}:{}", m.source, m.target),
+            };
+            if m.read_only {
+                spec.push_str(":ro");
+            }
+            bail!(
+                "invalid volume specification: '{spec}': invalid mount config for type \"{}\": \
+                 invalid specification: destination can't be '/'",
+                m.kind
+            );
+        }
+    }
+    if let Some(check) = &config.healthcheck {
+        check.validate()?;
+    }
+    if !config.cgroup_parent.is_empty() {
+        // Lab 03's own check, on a name that exists nowhere: it reads no
+        // cgroup file before it has refused a bad parent.
+        cgroups::group_dirs(&cgroups::detect()?, &config.cgroup_parent, "check")?;
+    }
+    Ok(())
+}
+// ANCHOR_END: check_settings
+
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
     check_userns(engine, &config)?;
+    check_settings(&config)?;
     let image = engine
         .images
         .image(&config.image)
@@ -118,7 +179,13 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
             config.working_dir = ic.working_dir().clone().unwrap_or_default();
         }
         if config.stop_signal.is_empty() {
-            config.stop_signal = ic.stop_signal().clone().unwrap_or_default();
+            // An image's STOPSIGNAL that names no signal (SIGFOO) is not an
+            // error for docker, which stops such a container with SIGTERM
+            // (`Container.StopSignal`); kept, `stop` would fail every time.
+            let image_signal = ic.stop_signal().clone().unwrap_or_default();
+            if super::signal::parse_signal(&image_signal).is_ok() {
+                config.stop_signal = image_signal;
+            }
         }
         if config.user.is_empty() {
             config.user = ic.user().clone().unwrap_or_default();

@@ -44,9 +44,14 @@ pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> 
         let config = config_of(&record)?;
         let parent = config.cgroup_parent_or_default();
         let host = cgroups::detect()?;
-        cgroups::remove_stale(&host, parent, id)?;
-        if config.cgroup_parent.is_empty() && !engine.rootless {
-            cgroups::remove_parent_if_empty(&host, parent)?;
+        // A parent lab 03 refuses (`a/../b`, in a record from before create
+        // checked it) never had a group made under it: nothing to clean, and
+        // no reason to refuse the removal forever.
+        if cgroups::group_dirs(&host, parent, id).is_ok() {
+            cgroups::remove_stale(&host, parent, id)?;
+            if config.cgroup_parent.is_empty() && !engine.rootless {
+                cgroups::remove_parent_if_empty(&host, parent)?;
+            }
         }
     }
     let layer = engine.layer_container(id)?;
