@@ -723,3 +723,103 @@ fn i386_programs_are_filtered_not_killed() {
     assert!(out.stdout.is_empty(), "{}", text(&out));
     assert!(!out.status.success(), "{}", text(&out));
 }
+
+// --- The caller's terminal ---------------------------------------------------
+
+/// Run lab 02 with `flags` on the slave of a new pty that is the controlling
+/// terminal of its session, as a login shell's terminal is, running the
+/// attacker of `tests/fixtures/tiocsti.s` (see tests/engine/escapes.rs).
+/// Returns the attacker's exit bits and how many bytes it pushed into the
+/// terminal's input (FIONREAD on the slave, kept raw so they stay there).
+fn tiocsti_on_a_terminal(fx: &TestRootfs, flags: &[&str]) -> (i32, i32) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut t = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
+    nix::sys::termios::cfmakeraw(&mut t);
+    nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+    let mut cmd = lab02(fx, flags, &["/bin/tiocsti"]);
+    let slave = || Stdio::from(pty.slave.try_clone().unwrap());
+    cmd.stdin(slave()).stdout(slave()).stderr(slave());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let code = cmd.status().unwrap().code().unwrap();
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    assert_eq!(
+        unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::FIONREAD, &mut n) },
+        0
+    );
+    (code, n)
+}
+
+/// The container's first process is in a session of its own (setsid), so
+/// the caller's terminal is not its controlling terminal: `/dev/tty` does
+/// not open, and TIOCSTI on the terminal it inherited as stdio (lab mode
+/// hands it the caller's descriptors; the engine never does) is refused
+/// without `CAP_SYS_ADMIN`. `--privileged` has that capability, which
+/// TIOCSTI honours on any terminal: the host's root, as the table says.
+#[test]
+fn push_keystrokes_into_the_callers_terminal() {
+    let fx = TestRootfs::new();
+    let source = fx.outside().join("tiocsti.s");
+    std::fs::write(&source, include_str!("fixtures/tiocsti.s")).unwrap();
+    let object = fx.outside().join("tiocsti.o");
+    let exe = fx.path().join("bin/tiocsti");
+    for (tool, args) in [
+        (
+            "as",
+            vec![source.as_os_str(), "-o".as_ref(), object.as_os_str()],
+        ),
+        (
+            "ld",
+            vec![
+                "-static".as_ref(),
+                "-o".as_ref(),
+                exe.as_os_str(),
+                object.as_os_str(),
+            ],
+        ),
+    ] {
+        let out = Command::new(tool).args(args).output().unwrap();
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+    }
+    for flags in [DEFAULT, UNCONFINED] {
+        assert_eq!(tiocsti_on_a_terminal(&fx, flags), (0, 0), "{flags:?}");
+    }
+    // Privileged: fds 0, 1 and 2 work (CAP_SYS_ADMIN), /dev/tty still does not.
+    assert_eq!(
+        tiocsti_on_a_terminal(&fx, PRIVILEGED),
+        (1 | 2 | 4, 18),
+        "--privileged"
+    );
+}
+
+/// Docker's masked paths since 20.10, powercap (CVE-2020-8694) included;
+/// `the_probe_shows_dockers_defaults` checks that each one this host has is
+/// covered inside.
+#[test]
+fn the_masked_paths_are_dockers() {
+    let mut ours = lab02_namespaces::security::MASKED_PATHS.to_vec();
+    ours.sort_unstable();
+    let mut dockers = vec![
+        "/proc/asound",
+        "/proc/acpi",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+    ];
+    dockers.sort_unstable();
+    assert_eq!(ours, dockers);
+}

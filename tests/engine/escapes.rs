@@ -23,79 +23,13 @@ use std::process::{Command, Stdio};
 
 use dockyard_e2e::dockyard::{text, Dockyard as Dy};
 
-/// Assemble the attacker into `dir` as `tiocsti`: a static x86-64 program
-/// with no libc. It prints `tried\n`, pushes `PWNED\n` into the terminal with
-/// TIOCSTI through fd 0, 1 and 2 and through `/dev/tty`, and exits with a
-/// bit for each success: 1, 2, 4 (fds 0, 1, 2), 8 (`/dev/tty`), and 16 when
-/// `/dev/tty` could be opened at all.
+/// Assemble the attacker, `tests/fixtures/tiocsti.s`, into `dir` as
+/// `tiocsti`: a static x86-64 program with no libc. It prints `tried\n`,
+/// pushes `PWNED\n` into the terminal with TIOCSTI through fd 0, 1 and 2 and
+/// through `/dev/tty`, and exits with a bit for each success: 1, 2, 4 (fds 0,
+/// 1, 2), 8 (`/dev/tty`), and 16 when `/dev/tty` could be opened at all.
 fn tiocsti_program(dir: &Path) -> PathBuf {
-    let source = r#"
-    .globl _start
-    .text
-_start:
-    movl $1, %eax            # write(1, "tried\n", 6)
-    movl $1, %edi
-    leaq tried(%rip), %rsi
-    movl $6, %edx
-    syscall
-    xorl %r12d, %r12d        # the result bits
-    xorl %r13d, %r13d        # fd 0, 1, 2
-1:  movl %r13d, %edi
-    call inject
-    testl %eax, %eax
-    jnz 2f
-    movl $1, %eax
-    movl %r13d, %ecx
-    shll %cl, %eax
-    orl %eax, %r12d
-2:  incl %r13d
-    cmpl $3, %r13d
-    jl 1b
-    movl $2, %eax            # open("/dev/tty", O_RDWR)
-    leaq tty(%rip), %rdi
-    movl $2, %esi
-    xorl %edx, %edx
-    syscall
-    testl %eax, %eax
-    js 3f
-    orl $16, %r12d
-    movl %eax, %edi
-    call inject
-    testl %eax, %eax
-    jnz 3f
-    orl $8, %r12d
-3:  movl $60, %eax           # exit(bits)
-    movl %r12d, %edi
-    syscall
-
-# ioctl(%edi, TIOCSTI, &c) for each byte of the payload; %eax: 0, or the
-# first failure's -errno.
-inject:
-    pushq %rbx
-    pushq %rbp
-    movl %edi, %ebp
-    leaq payload(%rip), %rbx
-4:  movzbl (%rbx), %eax
-    testl %eax, %eax
-    jz 5f
-    movl $16, %eax
-    movl %ebp, %edi
-    movl $0x5412, %esi
-    movq %rbx, %rdx
-    syscall
-    testl %eax, %eax
-    jnz 6f
-    incq %rbx
-    jmp 4b
-5:  xorl %eax, %eax
-6:  popq %rbp
-    popq %rbx
-    ret
-    .data
-tried: .ascii "tried\n"
-tty: .asciz "/dev/tty"
-payload: .asciz "PWNED\n"
-"#;
+    let source = include_str!("../fixtures/tiocsti.s");
     let (s, o) = (dir.join("tiocsti.s"), dir.join("tiocsti.o"));
     let exe = dir.join("tiocsti");
     fs::write(&s, source).unwrap();

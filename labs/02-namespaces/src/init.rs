@@ -160,7 +160,7 @@ pub(crate) fn run_init(argv: &[OsString], env: &[OsString]) -> anyhow::Result<i3
     // We stay, as PID 1, a fork of the caller: show our own name, not its
     // command line and environment.
     let name = program_name();
-    replace_command_line("dockyard-init");
+    replace_command_line(&format!("{name}-init"));
 
     // SAFETY: this process has a single thread (we are a fresh clone), so
     // the child may do anything after fork.

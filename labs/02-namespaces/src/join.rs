@@ -312,7 +312,7 @@ fn command(
     use std::os::fd::AsRawFd;
     // Until execve, the container's processes could read the caller's
     // command line and environment here (see `replace_command_line`).
-    crate::init::replace_command_line("dockyard-exec");
+    crate::init::replace_command_line(&format!("{}-exec", crate::program_name()));
     match tty {
         Some(slave) => {
             let s = slave.as_raw_fd();

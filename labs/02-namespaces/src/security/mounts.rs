@@ -58,7 +58,7 @@ impl std::str::FromStr for Tmpfs {
 
 /// Paths under /proc and /sys that a container must not read: a file is
 /// covered by /dev/null, a directory by an empty read-only tmpfs.
-pub const MASKED_PATHS: [&str; 10] = [
+pub const MASKED_PATHS: [&str; 11] = [
     "/proc/asound",        // sound cards of the host
     "/proc/acpi",          // power buttons and fans of the host
     "/proc/kcore",         // the host's whole physical memory, as an ELF core file
@@ -69,6 +69,9 @@ pub const MASKED_PATHS: [&str; 10] = [
     "/proc/sched_debug",   // every task on the host, with its name
     "/proc/scsi",          // rescanning disks by writing here
     "/sys/firmware",       // ACPI tables, EFI variables (some bricked laptops)
+    // The CPU's energy counters (RAPL): read often, they leak what the host's
+    // CPU computes, AES keys included (Platypus, CVE-2020-8694). docker 20.10.
+    "/sys/devices/virtual/powercap",
 ];
 
 /// Paths under /proc that stay readable but not writable.
