@@ -530,3 +530,32 @@ fn escapes_an_image_stop_signal_that_names_no_signal_falls_back_to_sigterm() {
     dy.ok(&["stop", "sig"]);
     assert_eq!(dy.inspect("sig", "{{.State.ExitCode}}"), "7");
 }
+
+/// Signals sent to `dockyard exec` reach the command, through our pump and
+/// the relay, once each: TERM, INT, HUP and QUIT (the relay must not die of
+/// a SIGQUIT it was only to pass on).
+#[test]
+fn escapes_exec_through_pipes_passes_signals_on() {
+    let dy = Dy::new();
+    dy.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    for (signal, name) in [(libc::SIGTERM, "TERM"), (libc::SIGQUIT, "QUIT")] {
+        let script = format!(
+            "trap 'echo got {name}; exit 9' {name}; echo ready; while :; do sleep 0.1; done"
+        );
+        let mut child = dy
+            .command(&["exec", "box", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut ready = [0u8; 6];
+        stdout.read_exact(&mut ready).unwrap();
+        assert_eq!(&ready, b"ready\n");
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(9), "{name}: {rest}");
+        assert_eq!(rest, format!("got {name}\n"));
+    }
+}

@@ -242,6 +242,9 @@ fn relay(
     for s in FORWARDED_SIGNALS {
         mask.add(s);
     }
+    // And SIGQUIT (Ctrl-\), which the engine's pump passes on too: left at
+    // its default it would kill us, not the command.
+    mask.add(Signal::SIGQUIT);
     mask.add(Signal::SIGCHLD);
     mask.thread_block().context("blocking signals")?;
 
