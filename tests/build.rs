@@ -14,6 +14,9 @@ use dockyard_e2e::dockyard::{leftover_cgroups, mount_points, text, Dockyard};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[path = "build/fidelity.rs"]
+mod fidelity;
+
 /// A data root with busybox loaded, a build context directory, and a cgroup parent.
 struct Dy {
     dy: Dockyard,
@@ -454,7 +457,7 @@ fn dockerignore_keeps_files_out_of_the_context() {
 }
 
 #[test]
-fn failing_run_exits_1_and_leaves_no_image() {
+fn failing_run_exits_with_its_status_and_leaves_no_image() {
     let dy = Dy::new();
     dy.file(
         "Dockerfile",
@@ -462,7 +465,11 @@ fn failing_run_exits_1_and_leaves_no_image() {
     );
     let before = dy.image_count();
     let out = dy.build("broken", &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the RUN's own status, as docker's"
+    );
     assert!(
         text(&out.stdout).contains("about to fail"),
         "the step's output is shown"

@@ -2,8 +2,8 @@
 //!
 //! The data root *is* a lab 04 image store, so the builder needs nothing from the engine but
 //! the store: the image it tags is there for `dockyard run` at once. Like `docker build`, a
-//! failed build exits 1 with the builder's own message (for a failing RUN, docker's
-//! `The command '...' returned a non-zero code: N`).
+//! failed build exits 1 with the builder's own message, except a failing RUN, which prints
+//! docker's `The command '...' returned a non-zero code: N` and exits N.
 
 use crate::cli::BuildArgs;
 use dockyard::Engine;
@@ -32,7 +32,10 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         Ok(_) => Ok(0),
         Err(e) => {
             eprintln!("{e:#}");
-            Ok(1)
+            // A failing RUN exits with the command's own status, as docker's CLI does
+            // with the classic builder's `JSONError{Code}`; any other failure is 1.
+            Ok(e.downcast_ref::<lab06_dockerfile::RunFailed>()
+                .map_or(1, |f| f.code))
         }
     }
 }

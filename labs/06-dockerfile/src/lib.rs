@@ -38,6 +38,6 @@ pub mod parser;
 pub mod runstep;
 pub mod shell;
 
-pub use builder::{build, BuildOptions, Built};
+pub use builder::{build, BuildOptions, Built, RunFailed};
 pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, KeyValue, Keyword, ParseError};
 pub use shell::{expands_variables, ExpandError, Lexer};

@@ -45,6 +45,7 @@ mod run;
 mod step;
 
 pub(crate) use self::config::{check_signal, normalize_port};
+pub use self::run::RunFailed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

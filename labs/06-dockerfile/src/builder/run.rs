@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 
 use super::image::write_layer;
@@ -20,6 +20,30 @@ use crate::cache;
 use crate::parser::{Args, Instruction};
 use crate::runstep::{random_id, RunStep};
 use lab04_overlay::diff::TreeKind;
+
+/// A `RUN` whose command exited non-zero. Its message is Docker's classic builder's
+/// (moby `builder/dockerfile/containerbackend.go`), and `docker build` exits with the
+/// command's own status, not 1: the CLI turns the daemon's `JSONError{Code: N}` into its
+/// exit code. Callers find it with `anyhow::Error::downcast_ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailed {
+    /// The command as the container ran it: the shell form with its shell, `/bin/sh -c ...`.
+    pub command: String,
+    /// Its exit status (128 + N for a signal).
+    pub code: i32,
+}
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "The command '{}' returned a non-zero code: {}",
+            self.command, self.code
+        )
+    }
+}
+
+impl std::error::Error for RunFailed {}
 
 impl Builder<'_> {
     /// The build args a RUN sees: those declared in the stage, and the proxy ones.
@@ -72,10 +96,8 @@ impl Builder<'_> {
         if self.try_cache(st, &key)? {
             return Ok(());
         }
+        // The stage's Env has a PATH: the base image's, or the default one (step.rs).
         let mut env: Vec<String> = st.img.strings("Env");
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, format!("PATH={}", lab01_chroot::DEFAULT_PATH));
-        }
         env.extend(args.iter().map(|(k, v)| format!("{k}={v}")));
         let id = random_id()?;
         self.say(&format!(" ---> Running in {}", &id[..12]))?;
@@ -96,11 +118,11 @@ impl Builder<'_> {
         }
         .run()?;
         if finished.code != 0 {
-            bail!(
-                "The command '{}' returned a non-zero code: {}",
-                argv.join(" "),
-                finished.code
-            );
+            return Err(RunFailed {
+                command: argv.join(" "),
+                code: finished.code,
+            }
+            .into());
         }
         self.say(&format!("Removing intermediate container {}", &id[..12]))?;
         let tar = finished.work.path.join("layer.tar.gz");

@@ -19,6 +19,7 @@ use super::check::{stage_name, validate};
 use super::image::Img;
 use super::{Builder, Stage};
 use crate::parser::{Args, Instruction, Keyword};
+use lab01_chroot::DEFAULT_PATH;
 use lab04_overlay as overlay;
 use overlay::digest::chain_ids;
 
@@ -172,6 +173,7 @@ impl Builder<'_> {
         if img.id != "scratch" {
             self.say(&format!(" ---> {}", img.short()))?;
         }
+        add_default_path(&mut img);
         let triggers = img.strings("OnBuild");
         if !triggers.is_empty() {
             // The triggers run in this (the child's) build, and only here: the child's
@@ -227,3 +229,22 @@ impl Builder<'_> {
         }
     }
 }
+
+// ANCHOR: default_path
+/// A stage whose base image sets no `PATH` gets Docker's default one in its config, as
+/// moby's classic builder does when a stage begins (`dispatchState.beginStage`). A rootfs
+/// made by `import`, or `FROM scratch`, has no `Env` at all; without this, `RUN apk add`
+/// would find no program, `ENV PATH=/opt/bin:$PATH` would drop the system directories, and
+/// the image would run differently under `docker run` than in its own build. It goes at the
+/// end of `Env`, where docker appends it, and it is in the config of every step after it,
+/// so the final image keeps it. A stage with no step after `FROM` is its base image
+/// unchanged, as in docker: nothing is committed, so nothing is added.
+fn add_default_path(img: &mut Img) {
+    if img.env().iter().any(|(k, _)| k == "PATH") {
+        return;
+    }
+    let mut env = img.strings("Env");
+    env.push(format!("PATH={DEFAULT_PATH}"));
+    img.cfg().insert("Env".into(), json!(env));
+}
+// ANCHOR_END: default_path
