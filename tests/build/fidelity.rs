@@ -10,7 +10,7 @@ use std::process::Command;
 
 use super::{in_layers, Dy};
 use dockyard_e2e::dockyard::text;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -109,4 +109,167 @@ fn a_failing_run_exits_with_the_commands_status() {
         "The command '/bin/false' returned a non-zero code: 1\n"
     );
     assert!(dy.manifest_of("fails:latest").is_none());
+}
+
+/// moby `copy.go` (`MkdirAllAndChownNew`): the directories a `COPY --chown` creates, the
+/// destination and its missing parents, get the owner; those the image has keep theirs.
+#[test]
+fn copy_chown_owns_the_directories_it_creates() {
+    let dy = imported();
+    dy.file("f.txt", "f\n");
+    dy.file("tree/sub/g.txt", "g\n");
+    dy.file(
+        "Dockerfile",
+        "FROM base\nCOPY --chown=1234:5678 f.txt /a/b/c/\nCOPY --chown=42:43 tree /etc/new/\n",
+    );
+    dy.build_ok("chowned", &[]);
+    let layers = dy.layer_dirs("chowned:latest");
+    for (rel, want) in [
+        ("a", (1234, 5678)),
+        ("a/b", (1234, 5678)),
+        ("a/b/c", (1234, 5678)),
+        ("a/b/c/f.txt", (1234, 5678)),
+        ("etc", (0, 0)),
+        ("etc/new", (42, 43)),
+        ("etc/new/sub", (42, 43)),
+        ("etc/new/sub/g.txt", (42, 43)),
+    ] {
+        let (_, m) = in_layers(&layers, rel).unwrap_or_else(|| panic!("{rel} missing"));
+        assert_eq!((m.uid(), m.gid()), want, "{rel}");
+    }
+    assert_eq!(
+        dy.ok(&["run", "--rm", "chowned", "stat", "-c", "%u:%g %a", "/a", "/a/b/c", "/etc"]),
+        "1234:5678 755\n1234:5678 755\n0:0 755\n"
+    );
+}
+
+/// moby `patternmatcher` and `TarWithOptions`: `!pattern` re-includes, even below an
+/// excluded directory when the exception starts with that directory's path.
+#[test]
+fn dockerignore_exceptions_reinclude_files() {
+    let dy = imported();
+    dy.file("build/out.bin", "binary\n");
+    dy.file("build/keep/keep.txt", "kept\n");
+    dy.file("README.md", "readme\n");
+    dy.file("NOTES.md", "notes\n");
+    dy.file(
+        ".dockerignore",
+        "build\n!build/keep/keep.txt\n*.md\n!README.md\n",
+    );
+    dy.file("Dockerfile", "FROM base\nCOPY . /ctx/\n");
+    dy.build_ok("ign", &[]);
+    assert_eq!(
+        dy.ok(&["run", "--rm", "ign", "find", "/ctx", "-type", "f"])
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/README.md",
+            "/ctx/build/keep/keep.txt"
+        ]
+        .into_iter()
+        .collect()
+    );
+    dy.file("Dockerfile", "FROM base\nCOPY build/keep/keep.txt /k\n");
+    dy.build_ok("ign2", &[]);
+    assert_eq!(dy.ok(&["run", "--rm", "ign2", "cat", "/k"]), "kept\n");
+}
+
+/// moby `dispatchExpose` (`nat.ParsePortSpecs`): a range is each of its ports; the history
+/// keeps the words as written.
+#[test]
+fn expose_ranges_are_each_port() {
+    let dy = imported();
+    dy.file("Dockerfile", "FROM base\nEXPOSE 80 7000-7002/udp\n");
+    dy.build_ok("ports", &[]);
+    let c = dy.config("ports:latest");
+    assert_eq!(
+        c["config"]["ExposedPorts"],
+        json!({"80/tcp": {}, "7000/udp": {}, "7001/udp": {}, "7002/udp": {}})
+    );
+    let last = c["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["created_by"],
+        "/bin/sh -c #(nop)  EXPOSE 80 7000-7002/udp"
+    );
+    dy.file("Dockerfile", "FROM base\nEXPOSE 90-80\n");
+    let out = dy.build("badports", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid range"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The classic builder runs RUN with the declared volumes mounted, so what a RUN writes under
+/// a VOLUME after the VOLUME instruction is not in the image; writes before it, and writes
+/// elsewhere, are.
+#[test]
+fn run_changes_under_a_volume_are_discarded() {
+    let dy = imported();
+    dy.file(
+        "Dockerfile",
+        "FROM base\nRUN mkdir /data && echo before > /data/a && echo gone > /data/del\n\
+         VOLUME /data /fresh\n\
+         RUN echo after > /data/a && echo new > /data/b && rm /data/del && echo out > /outside \
+         && echo x > /fresh/x && cat /data/a > /seen\n",
+    );
+    dy.build_ok("vol", &[]);
+    let c = dy.config("vol:latest");
+    assert_eq!(c["config"]["Volumes"], json!({"/data": {}, "/fresh": {}}));
+    let out = dy.ok(&[
+        "run",
+        "--rm",
+        "vol",
+        "sh",
+        "-c",
+        "ls /data; cat /data/a /outside /seen; ls -A /fresh | wc -l",
+    ]);
+    assert_eq!(out, "a\ndel\nbefore\nout\nafter\n0\n");
+    let layers = dy.layer_dirs("vol:latest");
+    let top = layers.last().unwrap();
+    assert!(
+        !top.join("data").exists(),
+        "the last layer has nothing of /data"
+    );
+    assert!(
+        top.join("fresh").is_dir(),
+        "the new mountpoint stays, empty"
+    );
+    assert_eq!(fs::read_dir(top.join("fresh")).unwrap().count(), 0);
+}
+
+/// runc sets HOME from the user's passwd entry (`/` when it has none), and docker's daemon
+/// sets HOSTNAME: a RUN sees both, as a container does.
+#[test]
+fn run_steps_get_home_and_hostname() {
+    let dy = imported();
+    dy.file(
+        "Dockerfile",
+        "FROM base\nRUN echo \"$HOME\" > /home-root && echo \"$HOSTNAME\" > /hostname \
+         && hostname > /uts\nUSER nobody\nRUN echo \"$HOME\" > /tmp/home-nobody\n\
+         USER 4242\nRUN echo \"$HOME\" > /tmp/home-nouser\nUSER root\n\
+         ENV HOME=/custom\nRUN echo \"$HOME\" > /home-env\n",
+    );
+    dy.build_ok("homes", &[]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "homes",
+            "cat",
+            "/home-root",
+            "/tmp/home-nobody",
+            "/tmp/home-nouser",
+            "/home-env"
+        ]),
+        "/root\n/nonexistent\n/\n/custom\n"
+    );
+    let host = dy.ok(&["run", "--rm", "homes", "cat", "/hostname", "/uts"]);
+    let lines: Vec<&str> = host.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], lines[1], "HOSTNAME is the step's hostname");
+    assert_eq!(lines[0].len(), 12);
 }

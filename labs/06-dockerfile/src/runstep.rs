@@ -72,6 +72,9 @@ pub struct RunStep<'a> {
     pub id: String,
     /// The stage's USER (empty: root), resolved in the step's own root.
     pub user: String,
+    /// Directories to create in the root before the command runs (relative, symlinks
+    /// already resolved in the image): the mountpoints of the image's VOLUMEs.
+    pub mountpoints: Vec<PathBuf>,
 }
 
 /// A finished step: its exit code, and its upper dir (inside `work`).
@@ -121,6 +124,10 @@ impl RunStep<'_> {
         };
         overlay::mount_overlay(&dirs)?;
         let mounted = overlay::MountGuard(dirs.merged.clone());
+        for m in &self.mountpoints {
+            let at = dirs.merged.join(m);
+            fs::create_dir_all(&at).with_context(|| format!("creating {}", at.display()))?;
+        }
 
         let host = cgroups::detect()?;
         let result = self.assemble_and_wait(&dirs.merged, &host);

@@ -348,6 +348,13 @@ struct Destination<'a> {
 }
 
 impl Destination<'_> {
+    /// A directory of the destination in the staging area; the ones the image lacks get
+    /// `--chown`'s owner.
+    fn ensure(&self, rel_dir: &Path) -> Result<PathBuf> {
+        self.staging
+            .ensure_dir_owned(self.view, rel_dir, self.opts.owner)
+    }
+
     /// A heredoc's body as a file: root's (or `--chown`'s), mode 0644 (or `--chmod`).
     fn put_heredoc(&self, name: &str, body: &str) -> Result<()> {
         let (dir, file) = if self.is_dir {
@@ -355,7 +362,7 @@ impl Destination<'_> {
         } else {
             split_last(&self.rel)
         };
-        let at = self.staging.ensure_dir(self.view, &dir)?.join(file);
+        let at = self.ensure(&dir)?.join(file);
         fs::write(&at, body)?;
         let o = self.opts.owner.unwrap_or_default();
         std::os::unix::fs::chown(&at, Some(o.uid), Some(o.gid))?;
@@ -375,13 +382,13 @@ impl Destination<'_> {
             .with_context(|| format!("{}: vanished from the build context", rel.display()))?;
         if meta.is_dir() {
             // A directory copies its *contents*, not itself.
-            let target = self.staging.ensure_dir(self.view, &self.rel)?;
+            let target = self.ensure(&self.rel)?;
             for name in tree.list(rel)? {
                 layers::copy_tree(tree, &rel.join(&name), &target.join(&name), self.opts)?;
             }
         } else if unpack && is_archive(&real)? {
             // ADD unpacks a local tar archive into the destination directory.
-            let target = self.staging.ensure_dir(self.view, &self.rel)?;
+            let target = self.ensure(&self.rel)?;
             overlay::apply_layer(File::open(&real)?, &target, overlay::Whiteouts::Apply)
                 .with_context(|| format!("ADD: unpacking {}", rel.display()))?;
         } else {
@@ -393,7 +400,7 @@ impl Destination<'_> {
             } else {
                 split_last(&self.rel)
             };
-            let target = self.staging.ensure_dir(self.view, &dir)?;
+            let target = self.ensure(&dir)?;
             layers::copy_tree(tree, rel, &target.join(file), self.opts)?;
         }
         Ok(())

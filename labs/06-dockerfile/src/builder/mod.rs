@@ -44,7 +44,7 @@ mod inputs;
 mod run;
 mod step;
 
-pub(crate) use self::config::{check_signal, normalize_port};
+pub(crate) use self::config::{check_signal, port_set};
 pub use self::run::RunFailed;
 
 use std::collections::{BTreeMap, BTreeSet};

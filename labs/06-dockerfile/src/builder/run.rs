@@ -8,15 +8,24 @@
 //! ```text
 //! docker run --name step IMAGE sh -c 'COMMAND' && docker commit step   # roughly
 //! ```
+//!
+//! Roughly, because two things of a container matter here as in docker's classic builder:
+//! its environment (`HOSTNAME`, the image's `Env`, the build args, `HOME` from the image's
+//! passwd file: [`run_env`]), and the image's `VOLUME`s, which docker mounts over their
+//! paths, so that what the command writes there never reaches the commit
+//! ([`discard_volumes`]).
 
 use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::image::write_layer;
 use super::{Builder, Stage, PROXY_ARGS};
 use crate::cache;
+use crate::layers::{self, LayerView, Tree};
 use crate::parser::{Args, Instruction};
 use crate::runstep::{random_id, RunStep};
 use lab04_overlay::diff::TreeKind;
@@ -96,10 +105,9 @@ impl Builder<'_> {
         if self.try_cache(st, &key)? {
             return Ok(());
         }
-        // The stage's Env has a PATH: the base image's, or the default one (step.rs).
-        let mut env: Vec<String> = st.img.strings("Env");
-        env.extend(args.iter().map(|(k, v)| format!("{k}={v}")));
         let id = random_id()?;
+        let view = self.view(&st.img)?;
+        let env = run_env(st, &args, &id[..12], &view, &user);
         self.say(&format!(" ---> Running in {}", &id[..12]))?;
         let layers = self.layers_of(&st.img)?;
         let finished = RunStep {
@@ -115,6 +123,7 @@ impl Builder<'_> {
                 .unwrap_or(lab03_cgroups::DEFAULT_PARENT),
             id: id.clone(),
             user: user.clone(),
+            mountpoints: volume_dirs(st, &view)?,
         }
         .run()?;
         if finished.code != 0 {
@@ -125,11 +134,111 @@ impl Builder<'_> {
             .into());
         }
         self.say(&format!("Removing intermediate container {}", &id[..12]))?;
+        discard_volumes(st, &view, &finished.upper())?;
         let tar = finished.work.path.join("layer.tar.gz");
         write_layer(&finished.upper(), &tar, TreeKind::Upper)?;
         self.finish_step(st, &key, &created_by, Some(&tar), |_| Ok(()))
     }
     // ANCHOR_END: run
+}
+
+// ANCHOR: run_env
+/// The environment of a RUN step's container, as docker's daemon and runc make it: the
+/// daemon starts from `PATH` and `HOSTNAME` (the container's short ID), puts the image's
+/// `Env` over them (replacing a name it has, appending the others), then the build args
+/// the stage declared; runc adds `HOME` from the user's `/etc/passwd` entry when nothing set
+/// it (`/root` for root; `/` for a user the file does not list). So `RUN echo $HOME`
+/// prints `/root`, and `RUN env` shows what a `docker build` would.
+fn run_env(
+    st: &Stage,
+    args: &[(String, String)],
+    hostname: &str,
+    view: &LayerView,
+    user: &str,
+) -> Vec<String> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), lab01_chroot::DEFAULT_PATH.into()),
+        ("HOSTNAME".into(), hostname.into()),
+    ];
+    for (k, v) in st.img.env().into_iter().chain(args.iter().cloned()) {
+        match env.iter_mut().find(|(name, _)| *name == k) {
+            Some(e) => e.1 = v,
+            None => env.push((k, v)),
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), home_of(view, user)));
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The home directory of `user` (`name` or `uid`, with an optional `:group`) in the
+/// image's `/etc/passwd`; root when empty; `/` when the file does not list the user, as
+/// runc's `GetExecUserPath` defaults it.
+fn home_of(view: &LayerView, user: &str) -> String {
+    let name = user.split(':').next().unwrap_or("");
+    let name = if name.is_empty() { "0" } else { name };
+    let passwd = layers::read_image_file(view, "/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && (f[0] == name || f[2] == name))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+// ANCHOR_END: run_env
+
+// ANCHOR: discard_volumes
+/// What a RUN wrote under a declared `VOLUME` is not in the image. Docker's classic builder
+/// runs each RUN in a container whose volumes are mounted over those paths (fresh anonymous
+/// volumes, filled from the image), so the command's writes there land in the volume, and
+/// `docker commit` leaves volumes out. The same command here wrote into the upper dir, so
+/// the builder throws those changes away: the copy of the volume's directory, its
+/// contents, whiteouts of what was deleted. A volume directory the image did not have stays,
+/// emptied, as the mountpoint docker would have created.
+fn discard_volumes(st: &Stage, view: &LayerView, upper: &Path) -> Result<()> {
+    for rel in volume_dirs(st, view)? {
+        let at = upper.join(&rel);
+        let Ok(meta) = fs::symlink_metadata(&at) else {
+            continue;
+        };
+        let in_image = view.lookup(&rel).is_some_and(|(_, m)| m.is_dir());
+        if meta.is_dir() && !in_image {
+            for e in fs::read_dir(&at).with_context(|| format!("listing {}", at.display()))? {
+                let p = e?.path();
+                if fs::symlink_metadata(&p)?.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                }
+                .with_context(|| format!("discarding {} (under a VOLUME)", p.display()))?;
+            }
+        } else if meta.is_dir() {
+            fs::remove_dir_all(&at)
+                .with_context(|| format!("discarding {} (a VOLUME)", at.display()))?;
+        } else {
+            fs::remove_file(&at)
+                .with_context(|| format!("discarding {} (a VOLUME)", at.display()))?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: discard_volumes
+
+/// The image's VOLUME paths, relative to its root, symlinks resolved in the image, as the
+/// daemon mounts them (`VOLUME /` is left out: docker refuses to mount over the root).
+fn volume_dirs(st: &Stage, view: &LayerView) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if let Some(volumes) = st.img.get("Volumes").as_object() {
+        for path in volumes.keys() {
+            let rel = layers::resolve_in_scope(view, Path::new(path), true)?;
+            if !rel.as_os_str().is_empty() {
+                out.push(rel);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `RUN` in shell form with heredocs is one script for the shell, bodies included:
