@@ -273,3 +273,58 @@ fn run_steps_get_home_and_hostname() {
     assert_eq!(lines[0], lines[1], "HOSTNAME is the step's hostname");
     assert_eq!(lines[0].len(), 12);
 }
+
+/// moby `archive.DetectCompression`: ADD unpacks tars compressed with bzip2 and xz too (and
+/// copies a compressed file that is not a tar as it is); a context may be such a tar.
+#[test]
+fn add_and_contexts_take_bzip2_and_xz() {
+    let dy = imported();
+    dy.file("src/pkg/data.txt", "from the tarball\n");
+    let ctx = dy.ctx.path();
+    for (flag, name) in [("-cjf", "pkg.tar.bz2"), ("-cJf", "pkg.tar.xz")] {
+        let ok = Command::new("tar")
+            .args([flag, name, "-C", "src", "pkg"])
+            .current_dir(ctx)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    dy.file("notes.txt", "just text\n");
+    let ok = Command::new("xz")
+        .args(["-k", "notes.txt"])
+        .current_dir(ctx)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    dy.file(
+        "Dockerfile",
+        "FROM base\nADD pkg.tar.bz2 /bz/\nADD pkg.tar.xz /xz/\nADD notes.txt.xz /notes/\n\
+         ADD --chmod=600 notes.txt /secret\n",
+    );
+    dy.build_ok("unpacked", &[]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "unpacked",
+            "sh",
+            "-c",
+            "cat /bz/pkg/data.txt /xz/pkg/data.txt; ls /notes; stat -c %a /secret",
+        ]),
+        "from the tarball\nfrom the tarball\nnotes.txt.xz\n600\n"
+    );
+
+    // The whole context as a tar.xz on standard input.
+    let out_dir = tempfile::tempdir().unwrap();
+    let archive = out_dir.path().join("ctx.tar.xz");
+    dy.file("Dockerfile", "FROM base\nCOPY notes.txt /n\n");
+    let ok = Command::new("tar")
+        .arg("-cJf")
+        .arg(&archive)
+        .args(["-C", ctx.to_str().unwrap(), "Dockerfile", "notes.txt"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    dy.ok(&["build", "-t", "xzctx", archive.to_str().unwrap()]);
+    assert_eq!(dy.ok(&["run", "--rm", "xzctx", "cat", "/n"]), "just text\n");
+}
