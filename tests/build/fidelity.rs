@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use super::{in_layers, Dy};
-use dockyard_e2e::dockyard::text;
-use serde_json::json;
+use dockyard_e2e::dockyard::{leftover_cgroups, text};
+use serde_json::{json, Value};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -327,4 +327,192 @@ fn add_and_contexts_take_bzip2_and_xz() {
     assert!(ok.success());
     dy.ok(&["build", "-t", "xzctx", archive.to_str().unwrap()]);
     assert_eq!(dy.ok(&["run", "--rm", "xzctx", "cat", "/n"]), "just text\n");
+}
+
+/// `docker build` flags: -q, --label, --iidfile, --pull, --platform, --rm, --force-rm.
+#[test]
+fn build_flags_quiet_label_iidfile_pull_platform_rm() {
+    let dy = imported();
+    dy.file("Dockerfile", "FROM base\nRUN echo noisy-step > /f\n");
+    let iid = dy.ctx.path().join("iid");
+    fs::write(&iid, "stale").unwrap();
+    let out = dy.build(
+        "flags",
+        &[
+            "-q",
+            "--label",
+            "z.last=2",
+            "--label",
+            "a.first=$NOT_EXPANDED",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--pull",
+            "--force-rm",
+            "--rm",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let manifest: Value =
+        serde_json::from_slice(&dy.blob(&dy.manifest_of("flags:latest").unwrap())).unwrap();
+    let id = manifest["config"]["digest"].as_str().unwrap();
+    assert_eq!(stdout, format!("{id}\n"), "-q prints the ID alone");
+    assert_eq!(fs::read_to_string(&iid).unwrap(), id);
+    assert!(
+        text(&out.stderr).contains("--pull"),
+        "{}",
+        text(&out.stderr)
+    );
+    let c = dy.config("flags:latest");
+    assert_eq!(
+        c["config"]["Labels"],
+        json!({"a.first": "$NOT_EXPANDED", "z.last": "2"})
+    );
+    let history: Vec<&str> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history[history.len() - 2..],
+        [
+            "/bin/sh -c #(nop)  LABEL a.first=$NOT_EXPANDED",
+            "/bin/sh -c #(nop)  LABEL z.last=2"
+        ]
+    );
+
+    // -q and a failure: the build's output on stderr, then the error; no ID file.
+    dy.file(
+        "Dockerfile",
+        "FROM base\nRUN echo shown-on-failure; exit 4\n",
+    );
+    let out = dy.build("flags2", &["-q", "--iidfile", iid.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Step 2/2 : RUN echo shown-on-failure"),
+        "{err}"
+    );
+    assert!(err.contains("shown-on-failure\n"), "{err}");
+    assert!(err.ends_with("returned a non-zero code: 4\n"), "{err}");
+    assert!(!iid.exists(), "a failed build leaves no ID file");
+
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    dy.file("Dockerfile", "FROM base\nRUN true\n");
+    dy.build_ok("plat", &["--platform", &format!("linux/{arch}")]);
+    let other = if arch == "amd64" {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    let out = dy.build("plat", &["--platform", other]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("host's platform only"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = dy.build("plat", &["--rm=false"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("--rm=false is not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `--network host|none|default` and `-m`: where a RUN step is, as its kernel shows it.
+#[test]
+fn build_flags_network_and_memory() {
+    let dy = imported();
+    dy.file(
+        "Dockerfile",
+        "FROM base\nRUN readlink /proc/self/ns/net > /netns && cat /proc/net/dev > /netdev \
+         && cat /proc/self/cgroup > /cgroup\n",
+    );
+    let host_ns = fs::read_link("/proc/self/ns/net").unwrap();
+    dy.build_ok("nethost", &["--network", "host", "--memory", "64m"]);
+    assert_eq!(
+        dy.ok(&["run", "--rm", "nethost", "cat", "/netns"]).trim(),
+        host_ns.to_str().unwrap()
+    );
+    // The step ran in a cgroup under the build's --cgroup-parent.
+    let cg = dy.ok(&["run", "--rm", "nethost", "cat", "/cgroup"]);
+    assert!(cg.contains(&dy.parent), "{cg}");
+
+    for mode in ["none", "default"] {
+        dy.build_ok("netnone", &["--network", mode, "--no-cache"]);
+        assert_ne!(
+            dy.ok(&["run", "--rm", "netnone", "cat", "/netns"]).trim(),
+            host_ns.to_str().unwrap()
+        );
+        let dev = dy.ok(&["run", "--rm", "netnone", "cat", "/netdev"]);
+        let ifaces: Vec<&str> = dev
+            .lines()
+            .skip(2)
+            .map(|l| l.split(':').next().unwrap().trim())
+            .collect();
+        assert_eq!(ifaces, ["lo"], "{mode}");
+    }
+    let out = dy.build("netbad", &["--network", "bridge0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not supported by this builder"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // -m: the step's cgroup has the limit, seen from the host while the step runs
+    // (memory.max on v2, memory.limit_in_bytes on v1).
+    dy.file("Dockerfile", "FROM base\nRUN sleep 3\n");
+    let ctx = dy.ctx.path().to_str().unwrap().to_string();
+    let mut child = dy
+        .command(&["build", "-t", "mem", "-m", "64m", &ctx])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        seen = leftover_cgroups(&dy.parent).iter().find_map(|d| {
+            ["memory.max", "memory.limit_in_bytes"]
+                .iter()
+                .find_map(|f| fs::read_to_string(d.join(f)).ok())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(seen.as_deref().map(str::trim), Some("67108864"));
+}
+
+/// `--no-cache-filter STAGE`: that stage's steps are built again, the others come from the
+/// cache.
+#[test]
+fn no_cache_filter_rebuilds_the_named_stages_only() {
+    let dy = imported();
+    dy.file(
+        "Dockerfile",
+        "FROM base AS one\nRUN date +%s%N > /one\nFROM base AS two\nCOPY --from=one /one /one\n\
+         RUN date +%s%N > /two\n",
+    );
+    dy.build_ok("filtered", &[]);
+    let first = dy.ok(&["run", "--rm", "filtered", "cat", "/one", "/two"]);
+    let out = dy.build_ok("filtered", &["--no-cache-filter", "one"]);
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("Step ")).collect();
+    assert_eq!(steps.len(), 5, "{out}");
+    assert_eq!(
+        out.matches("Using cache").count(),
+        0,
+        "one's RUN changed /one: {out}"
+    );
+    let second = dy.ok(&["run", "--rm", "filtered", "cat", "/one", "/two"]);
+    assert_ne!(first.lines().next(), second.lines().next());
+    let out = dy.build_ok("filtered", &["--no-cache-filter", "two"]);
+    assert_eq!(out.matches("Using cache").count(), 1, "{out}");
 }

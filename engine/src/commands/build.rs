@@ -5,6 +5,8 @@
 //! failed build exits 1 with the builder's own message, except a failing RUN, which prints
 //! docker's `The command '...' returned a non-zero code: N` and exits N.
 
+use anyhow::Context;
+
 use crate::cli::BuildArgs;
 use dockyard::Engine;
 
@@ -19,6 +21,17 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
              save and load the image into the remapped data root"
         );
     }
+    if !a.rm {
+        // Docker keeps a build's RUN containers with --rm=false; here they are not engine
+        // containers (lab 06 runs them itself) and are always removed. Refused, not ignored.
+        anyhow::bail!(
+            "--rm=false is not supported: the RUN steps' containers are always removed              (--rm and --force-rm are what this builder always does)"
+        );
+    }
+    let memory = match &a.memory {
+        Some(m) => Some(lab03_cgroups::parse_size(m).context("invalid argument for -m, --memory")?),
+        None => None,
+    };
     let opts = lab06_dockerfile::BuildOptions {
         tags: a.tags.clone(),
         dockerfile: a.file.clone(),
@@ -27,6 +40,14 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         no_cache: a.no_cache,
         target: a.target.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
+        quiet: a.quiet,
+        labels: a.labels.clone(),
+        iidfile: a.iidfile.clone(),
+        network: lab06_dockerfile::Network::parse(&a.network)?,
+        pull: a.pull,
+        memory,
+        no_cache_filter: a.no_cache_filter.clone(),
+        platform: a.platform.clone(),
     };
     match lab06_dockerfile::build(&engine.images, &opts) {
         Ok(_) => Ok(0),

@@ -40,6 +40,6 @@ pub mod parser;
 pub mod runstep;
 pub mod shell;
 
-pub use builder::{build, BuildOptions, Built, RunFailed};
+pub use builder::{build, BuildOptions, Built, Network, RunFailed};
 pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, KeyValue, Keyword, ParseError};
 pub use shell::{expands_variables, ExpandError, Lexer};

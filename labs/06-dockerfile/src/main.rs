@@ -106,6 +106,7 @@ fn main() -> ExitCode {
                 no_cache,
                 target,
                 cgroup_parent,
+                ..Default::default()
             };
             build(store, &opts)
         }

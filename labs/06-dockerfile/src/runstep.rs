@@ -75,6 +75,10 @@ pub struct RunStep<'a> {
     /// Directories to create in the root before the command runs (relative, symlinks
     /// already resolved in the image): the mountpoints of the image's VOLUMEs.
     pub mountpoints: Vec<PathBuf>,
+    /// `docker build --network host`: the host's network namespace instead of one with `lo`.
+    pub host_network: bool,
+    /// `docker build -m`: the step's memory limit in bytes.
+    pub memory: Option<u64>,
 }
 
 /// A finished step: its exit code, and its upper dir (inside `work`).
@@ -155,9 +159,15 @@ impl RunStep<'_> {
         blueprint.cgroup = Some(cgroups::CgroupSpec {
             parent: self.cgroup_parent.to_string(),
             name: self.id.clone(),
-            limits: cgroups::Limits::default(),
+            limits: cgroups::Limits {
+                memory: self.memory,
+                ..Default::default()
+            },
         });
         blueprint.devices = cgroups::Devices::DockerDefault;
+        if self.host_network {
+            blueprint.netns = cgroups::NetNs::Host;
+        }
         let running = cgroups::assemble(host, &blueprint, |_| Ok(()))?;
         let status = running.process.wait();
         drop(null);

@@ -87,6 +87,20 @@ impl Builder<'_> {
         })
     }
 
+    /// `docker build --label KEY=VALUE`: a label step, its value taken as it is (no
+    /// expansion), as moby's `NewLabelCommand(k, v, true)`.
+    pub(super) fn label(&mut self, st: &mut Stage, key: &str, value: &str) -> Result<()> {
+        let created_by = nop(&format!("LABEL {key}={value}"));
+        self.config_step(st, created_by, |img| {
+            let labels = img.cfg().entry("Labels").or_insert(json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            labels[key] = json!(value);
+            Ok(())
+        })
+    }
+
     /// `MAINTAINER`: the image's `author`.
     pub(super) fn maintainer(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
         let Args::Shell(who) = &ins.args else {

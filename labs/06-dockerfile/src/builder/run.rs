@@ -124,6 +124,8 @@ impl Builder<'_> {
             id: id.clone(),
             user: user.clone(),
             mountpoints: volume_dirs(st, &view)?,
+            host_network: self.opts.network == super::Network::Host,
+            memory: self.opts.memory,
         }
         .run()?;
         if finished.code != 0 {

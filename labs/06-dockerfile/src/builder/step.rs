@@ -32,7 +32,13 @@ impl Builder<'_> {
 
     /// Looks the step up in the cache; on a hit, prints so and moves the stage on.
     pub(super) fn try_cache(&mut self, st: &mut Stage, key: &str) -> Result<bool> {
-        if self.opts.no_cache {
+        let filtered = st.name.as_deref().is_some_and(|n| {
+            self.opts
+                .no_cache_filter
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(n))
+        });
+        if self.opts.no_cache || filtered {
             return Ok(false);
         }
         let Some(img) = self.cache.get(key).and_then(|m| self.load(&m)) else {
@@ -146,7 +152,13 @@ impl Builder<'_> {
         self.say(&line)
     }
 
-    pub(super) fn stage(&mut self, instructions: &[&Instruction]) -> Result<()> {
+    /// A stage: `FROM`, the base's ONBUILD triggers, its instructions, then the `--label`
+    /// steps (`labels`, for the last stage only).
+    pub(super) fn stage(
+        &mut self,
+        instructions: &[&Instruction],
+        labels: &[(String, String)],
+    ) -> Result<()> {
         let from = instructions[0];
         self.header(from)?;
         let Args::Words(w) = &from.args else {
@@ -202,6 +214,12 @@ impl Builder<'_> {
         for ins in &instructions[1..] {
             self.header(ins)?;
             self.instruction(&mut st, ins)?;
+        }
+        for (k, v) in labels {
+            self.step += 1;
+            let line = format!("Step {}/{} : LABEL {k}={v}", self.step, self.total);
+            self.say(&line)?;
+            self.label(&mut st, k, v)?;
         }
         self.done.push((st.name, st.img));
         Ok(())
