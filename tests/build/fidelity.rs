@@ -516,3 +516,84 @@ fn no_cache_filter_rebuilds_the_named_stages_only() {
     let out = dy.build_ok("filtered", &["--no-cache-filter", "two"]);
     assert_eq!(out.matches("Using cache").count(), 1, "{out}");
 }
+
+/// Heredocs as buildkit runs them: a bare `RUN <<EOF` is the script; `<<-` strips the
+/// tabs; several heredocs in one RUN are given to the shell with the line; a quoted name
+/// keeps `$VAR` for the shell.
+#[test]
+fn heredocs_run_as_docker_runs_them() {
+    let dy = imported();
+    dy.file(
+        "Dockerfile",
+        "FROM base\nENV WHO=world\n\
+         RUN <<EOF\necho \"hello $WHO\" > /bare\necho second >> /bare\nEOF\n\
+         RUN <<-EOF\n\t\techo tabs-stripped > /chomp\n\tEOF\n\
+         RUN cat <<A > /a && cat <<'B' > /b\nfirst $WHO\nA\nsecond $WHO\nB\n\
+         RUN <<'EOF' sh -s -- arg1\necho \"from stdin with $1\" > /stdin\nEOF\n",
+    );
+    dy.build_ok("heredocs", &[]);
+    assert_eq!(
+        dy.ok(&["run", "--rm", "heredocs", "cat", "/bare", "/chomp", "/a", "/b", "/stdin"]),
+        "hello world\nsecond\ntabs-stripped\nfirst world\nsecond $WHO\nfrom stdin with arg1\n"
+    );
+}
+
+/// `COPY --from=IMAGE`: an image of the store that is not a stage, as docker allows.
+#[test]
+fn copy_from_an_image_reference() {
+    let dy = imported();
+    dy.file("Dockerfile", "FROM base\nRUN echo from-the-image > /made\n");
+    dy.build_ok("donor:v1", &[]);
+    dy.file(
+        "Dockerfile",
+        "FROM base AS unrelated\nFROM base\nCOPY --from=donor:v1 /made /copied\n",
+    );
+    dy.build_ok("taker", &[]);
+    assert_eq!(
+        dy.ok(&["run", "--rm", "taker", "cat", "/copied"]),
+        "from-the-image\n"
+    );
+    dy.file("Dockerfile", "FROM base\nCOPY --from=nosuch:v9 /x /x\n");
+    let out = dy.build("taker2", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nosuch:v9"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The cache key of a RUN holds the build args in its environment: a changed
+/// `--build-arg` misses from the first RUN that has it, and everything before it hits.
+#[test]
+fn a_changed_build_arg_invalidates_from_its_first_use() {
+    let dy = imported();
+    dy.file(
+        "Dockerfile",
+        "FROM base\nRUN echo before > /before\nARG V=1\nENV FIXED=x\nRUN echo \"$V\" > /v\nRUN echo after > /after\n",
+    );
+    dy.build_ok("argcache", &[]);
+    let out = dy.build_ok("argcache", &["--build-arg", "V=2"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let cached_steps: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| w[1] == " ---> Using cache")
+        .map(|w| w[0])
+        .collect();
+    assert_eq!(
+        cached_steps,
+        [
+            "Step 2/6 : RUN echo before > /before",
+            "Step 4/6 : ENV FIXED=x"
+        ],
+        "{out}"
+    );
+    assert_eq!(dy.ok(&["run", "--rm", "argcache", "cat", "/v"]), "2\n");
+    let history = dy.config("argcache:latest")["history"].clone();
+    assert!(
+        history
+            .to_string()
+            .contains("|1 V=2 /bin/sh -c echo \\\"$V\\\" > /v"),
+        "{history}"
+    );
+}
