@@ -597,3 +597,28 @@ fn a_changed_build_arg_invalidates_from_its_first_use() {
         "{history}"
     );
 }
+
+/// Forty lines of `ENV A=$A$A` would make a terabyte: the build stops with a clear error
+/// at the expansion limit, quickly and small.
+#[test]
+fn a_doubling_variable_stops_with_a_clear_error() {
+    let dy = imported();
+    let mut df = String::from("FROM base\nENV A=0123456789abcdef\n");
+    for _ in 0..40 {
+        df.push_str("ENV A=$A$A\n");
+    }
+    dy.file("Dockerfile", &df);
+    let started = std::time::Instant::now();
+    let out = dy.build("doubling", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("the expansion is over 1 MiB"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // 16 bytes doubled 16 times is 1 MiB, the most (step 18); the next step is over.
+    assert!(
+        text(&out.stdout).contains("Step 19/42 : ENV A=$A$A"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains("Step 20/42"));
+}
