@@ -116,6 +116,9 @@ pub enum Command {
     /// Manage dockyard: disk usage and pruning.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Manage builds: the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     /// Write man pages for dockyard and each of its commands into DIR.
@@ -888,9 +891,26 @@ pub enum SystemCmd {
         /// Also prune anonymous volumes no container uses.
         #[arg(long)]
         volumes: bool,
+        /// Remove all unused images and all build cache, not just dangling ones.
+        #[arg(short = 'a', long)]
+        all: bool,
     },
     /// Display system-wide information (same as `dockyard info`).
     Info,
+}
+
+/// `docker builder`'s commands.
+#[derive(Subcommand, Debug)]
+pub enum BuilderCmd {
+    /// Remove build cache (the dangling entries; all of them with -a).
+    Prune {
+        /// Remove all build cache, not just the dangling entries.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Do not prompt for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
 }
 
 /// `docker build`'s flags that dockyard implements.

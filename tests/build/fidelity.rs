@@ -622,3 +622,68 @@ fn a_doubling_variable_stops_with_a_clear_error() {
     );
     assert!(!text(&out.stdout).contains("Step 20/42"));
 }
+
+/// The build cache in `system df`, and `builder prune`: a failed build's successful steps
+/// are dangling cache (their layer is in no image) until pruned; the steps of the image that
+/// was tagged are not.
+#[test]
+fn build_cache_shows_in_df_and_builder_prune_reclaims_it() {
+    let dy = imported();
+    let cache_row = |dy: &Dy| -> Vec<String> {
+        let df = dy.ok(&["system", "df"]);
+        let line = df
+            .lines()
+            .find(|l| l.starts_with("Build Cache"))
+            .unwrap_or_else(|| panic!("{df}"))
+            .to_string();
+        line.split_whitespace()
+            .skip(2)
+            .map(str::to_string)
+            .collect()
+    };
+    dy.file("Dockerfile", "FROM base\nRUN echo kept > /kept\n");
+    dy.build_ok("cached", &[]);
+    let row = cache_row(&dy);
+    assert_eq!(
+        row[0..2],
+        ["1", "1"],
+        "one entry, held by the image: {row:?}"
+    );
+    assert_eq!(row[3], "0B");
+
+    dy.file(
+        "Dockerfile",
+        "FROM base\nRUN head -c 300000 /dev/urandom > /big\nRUN exit 5\n",
+    );
+    let out = dy.build("failed", &[]);
+    assert_eq!(out.status.code(), Some(5));
+    let row = cache_row(&dy);
+    assert_eq!(row[0..2], ["2", "1"], "{row:?}");
+    assert_ne!(
+        row[3], "0B",
+        "the failed build's layer is reclaimable: {row:?}"
+    );
+    let layers_before = fs::read_dir(dy.root.path().join("layers")).unwrap().count();
+
+    let out = dy.ok(&["builder", "prune", "-f"]);
+    assert!(out.starts_with("Deleted build cache objects:\n"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
+    let layers_after = fs::read_dir(dy.root.path().join("layers")).unwrap().count();
+    assert_eq!(
+        layers_after,
+        layers_before - 1,
+        "the failed build's layer is gone"
+    );
+    assert_eq!(cache_row(&dy)[0..2], ["1", "1"]);
+    // The kept step is still a cache hit.
+    dy.file("Dockerfile", "FROM base\nRUN echo kept > /kept\n");
+    assert!(dy.build_ok("cached", &[]).contains("Using cache"));
+
+    // -a takes every entry; system prune -a too.
+    dy.ok(&["builder", "prune", "-a", "-f"]);
+    assert_eq!(cache_row(&dy)[0..2], ["0", "0"]);
+    assert!(!dy.build_ok("cached", &[]).contains("Using cache"));
+    dy.ok(&["system", "prune", "-a", "-f"]);
+    assert_eq!(cache_row(&dy)[0..2], ["0", "0"]);
+}
