@@ -529,9 +529,17 @@ fn heredocs_run_as_docker_runs_them() {
          RUN <<EOF\necho \"hello $WHO\" > /bare\necho second >> /bare\nEOF\n\
          RUN <<-EOF\n\t\techo tabs-stripped > /chomp\n\tEOF\n\
          RUN cat <<A > /a && cat <<'B' > /b\nfirst $WHO\nA\nsecond $WHO\nB\n\
-         RUN <<'EOF' sh -s -- arg1\necho \"from stdin with $1\" > /stdin\nEOF\n",
+         RUN <<'EOF' sh -s -- arg1\necho \"from stdin with $1\" > /stdin\nEOF\n         RUN <<EOF\n#!/bin/awk -f\nBEGIN { print \"awk ran me\" > \"/awk\" }\nEOF\n",
     );
     dy.build_ok("heredocs", &[]);
+    // A bare heredoc with a shebang is a file the kernel runs with that interpreter, as
+    // buildkit runs it; the file is not in the image.
+    assert_eq!(
+        dy.ok(&["run", "--rm", "heredocs", "cat", "/awk"]),
+        "awk ran me\n"
+    );
+    let layers = dy.layer_dirs("heredocs:latest");
+    assert!(in_layers(&layers, ".dockyard-pipes").is_none());
     assert_eq!(
         dy.ok(&["run", "--rm", "heredocs", "cat", "/bare", "/chomp", "/a", "/b", "/stdin"]),
         "hello world\nsecond\ntabs-stripped\nfirst world\nsecond $WHO\nfrom stdin with arg1\n"

@@ -75,6 +75,10 @@ pub struct RunStep<'a> {
     /// Directories to create in the root before the command runs (relative, symlinks
     /// already resolved in the image): the mountpoints of the image's VOLUMEs.
     pub mountpoints: Vec<PathBuf>,
+    /// Files to write (mode 0755) in the root before the command runs, at paths the image
+    /// does not have (checked by the caller): a heredoc script. The caller removes them
+    /// from the upper dir afterwards.
+    pub files: Vec<(PathBuf, String)>,
     /// `docker build --network host`: the host's network namespace instead of one with `lo`.
     pub host_network: bool,
     /// `docker build -m`: the step's memory limit in bytes.
@@ -131,6 +135,15 @@ impl RunStep<'_> {
         for m in &self.mountpoints {
             let at = dirs.merged.join(m);
             fs::create_dir_all(&at).with_context(|| format!("creating {}", at.display()))?;
+        }
+        for (rel, body) in &self.files {
+            use std::os::unix::fs::PermissionsExt;
+            let at = dirs.merged.join(rel);
+            if let Some(dir) = at.parent() {
+                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            fs::write(&at, body).with_context(|| format!("writing {}", at.display()))?;
+            fs::set_permissions(&at, fs::Permissions::from_mode(0o755))?;
         }
 
         let host = cgroups::detect()?;

@@ -75,9 +75,18 @@ impl Builder<'_> {
 
     // ANCHOR: run
     pub(super) fn run(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
-        let argv = match &ins.args {
-            Args::Exec(v) => v.clone(),
-            Args::Shell(s) => {
+        let script = match &ins.args {
+            Args::Shell(s) => shebang_script(s, ins),
+            _ => None,
+        };
+        let argv = match (&ins.args, &script) {
+            (Args::Exec(v), _) => v.clone(),
+            (Args::Shell(_), Some((path, _))) => {
+                let mut v = st.img.shell();
+                v.push(format!("/{}", path.display()));
+                v
+            }
+            (Args::Shell(s), None) => {
                 let mut v = st.img.shell();
                 v.push(heredoc_script(s, ins));
                 v
@@ -124,6 +133,7 @@ impl Builder<'_> {
             id: id.clone(),
             user: user.clone(),
             mountpoints: volume_dirs(st, &view)?,
+            files: script_files(&view, script.as_ref())?,
             host_network: self.opts.network == super::Network::Host,
             memory: self.opts.memory,
         }
@@ -137,6 +147,11 @@ impl Builder<'_> {
         }
         self.say(&format!("Removing intermediate container {}", &id[..12]))?;
         discard_volumes(st, &view, &finished.upper())?;
+        if script.is_some() {
+            // The script was the step's input, not its output.
+            let dir = finished.upper().join(SCRIPT_DIR);
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
         let tar = finished.work.path.join("layer.tar.gz");
         write_layer(&finished.upper(), &tar, TreeKind::Upper)?;
         self.finish_step(st, &key, &created_by, Some(&tar), |_| Ok(()))
@@ -243,6 +258,56 @@ fn volume_dirs(st: &Stage, view: &LayerView) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+// ANCHOR: shebang
+/// Where a heredoc script is put for its RUN: buildkit mounts it at `/dev/pipes/NAME`;
+/// here `/dev` is the container's own tmpfs, so a directory of the root that the image does
+/// not have, written before the command runs and removed from the layer after it.
+const SCRIPT_DIR: &str = ".dockyard-pipes";
+
+/// A bare `RUN <<EOF` whose body starts with `#!`: buildkit writes the body to a file and
+/// runs the file (`/bin/sh -c /dev/pipes/EOF`), so the kernel starts the interpreter the
+/// first line names, `#!/usr/bin/env python3` included. Returns the file's path in the
+/// root and its body (with `<<-`, tabs stripped).
+fn shebang_script(line: &str, ins: &Instruction) -> Option<(PathBuf, String)> {
+    let doc = ins.heredocs.first()?;
+    let bare = ins.heredocs.len() == 1 && bare_heredoc_name(line) == Some(doc.name.as_str());
+    let body = doc.body();
+    if !bare || !body.starts_with("#!") {
+        return None;
+    }
+    let name = if doc.name.contains('/') || doc.name.is_empty() {
+        "script"
+    } else {
+        &doc.name
+    };
+    Some((Path::new(SCRIPT_DIR).join(name), body))
+}
+
+/// The script file of [`shebang_script`], if any; refused if the image has the directory
+/// already (writing there could follow the image's symlinks out of its root).
+fn script_files(
+    view: &LayerView,
+    script: Option<&(PathBuf, String)>,
+) -> Result<Vec<(PathBuf, String)>> {
+    let Some((path, body)) = script else {
+        return Ok(Vec::new());
+    };
+    if view.lookup(Path::new(SCRIPT_DIR)).is_some() {
+        anyhow::bail!(
+            "RUN <<: the image has /{SCRIPT_DIR}, where this builder puts heredoc scripts"
+        );
+    }
+    Ok(vec![(path.clone(), body.clone())])
+}
+// ANCHOR_END: shebang
+
+/// The name of the heredoc a RUN line is made of alone (`<<EOF`, `<<-"EOF"`), if it is.
+fn bare_heredoc_name(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix("<<")?;
+    let name = rest.trim_start_matches('-').trim_matches(['"', '\'']);
+    (!name.is_empty() && !name.contains(char::is_whitespace)).then_some(name)
+}
+
 /// `RUN` in shell form with heredocs is one script for the shell, bodies included:
 /// `RUN cat <<EOF` ... `EOF` runs `sh -c 'cat <<EOF\n...\nEOF\n'`. A bare `RUN <<EOF`
 /// runs the body itself as the script.
@@ -250,14 +315,7 @@ fn heredoc_script(line: &str, ins: &Instruction) -> String {
     if ins.heredocs.is_empty() {
         return line.to_string();
     }
-    if ins.heredocs.len() == 1
-        && line
-            .trim()
-            .trim_start_matches("<<")
-            .trim_start_matches('-')
-            .trim_matches(['"', '\''])
-            == ins.heredocs[0].name
-    {
+    if ins.heredocs.len() == 1 && bare_heredoc_name(line) == Some(ins.heredocs[0].name.as_str()) {
         return ins.heredocs[0].body();
     }
     let mut s = line.to_string();
