@@ -89,7 +89,7 @@ fn a_stage_on_a_base_without_path_gets_the_default_path() {
     assert_eq!(env_of(&dy, "own2:latest"), ["PATH=/only"]);
 }
 
-/// moby `containerbackend.go` and docker-cli's `build`: a failing RUN prints
+/// moby `dispatchRun` and docker-cli's `build`: a failing RUN prints
 /// "The command '...' returned a non-zero code: N" and `docker build` exits N.
 #[test]
 fn a_failing_run_exits_with_the_commands_status() {
@@ -214,7 +214,8 @@ fn run_changes_under_a_volume_are_discarded() {
         "FROM base\nRUN mkdir /data && echo before > /data/a && echo gone > /data/del\n\
          VOLUME /data /fresh\n\
          RUN echo after > /data/a && echo new > /data/b && rm /data/del && echo out > /outside \
-         && echo x > /fresh/x && cat /data/a > /seen\n",
+         && echo x > /fresh/x && cat /data/a > /seen\n\
+         RUN echo only-in-the-volume > /data/c\n",
     );
     dy.build_ok("vol", &[]);
     let c = dy.config("vol:latest");
@@ -228,6 +229,11 @@ fn run_changes_under_a_volume_are_discarded() {
         "ls /data; cat /data/a /outside /seen; ls -A /fresh | wc -l",
     ]);
     assert_eq!(out, "a\ndel\nbefore\nout\nafter\n0\n");
+    // The last RUN changed nothing outside the volume: no layer, as docker commits an
+    // empty diff (history `empty_layer`).
+    let history = c["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["empty_layer"], true);
+    assert_eq!(c["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
     let layers = dy.layer_dirs("vol:latest");
     let top = layers.last().unwrap();
     assert!(

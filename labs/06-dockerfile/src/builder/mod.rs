@@ -14,8 +14,8 @@
 //! ```
 //!
 //! Every step makes a new image from the previous one. Some instructions add a *layer*:
-//! `RUN` (what the command changed), `COPY` and `ADD` (the files), `WORKDIR` when it has
-//! to create the directory. All the others only change the image *config*: `ENV`, `CMD`,
+//! `RUN` (what the command changed, if it changed anything), `COPY` and `ADD` (the files),
+//! `WORKDIR` when it has to create the directory. All the others only change the image *config*: `ENV`, `CMD`,
 //! `ENTRYPOINT`, `LABEL`, `EXPOSE`, `VOLUME`, `USER`, `STOPSIGNAL`, `HEALTHCHECK`,
 //! `ONBUILD`, `SHELL`, `MAINTAINER`; their history entry says `empty_layer: true`. `ARG`
 //! changes neither: it only declares a variable for the steps after it.

@@ -31,7 +31,7 @@ use crate::runstep::{random_id, RunStep};
 use lab04_overlay::diff::TreeKind;
 
 /// A `RUN` whose command exited non-zero. Its message is Docker's classic builder's
-/// (moby `builder/dockerfile/containerbackend.go`), and `docker build` exits with the
+/// (moby `builder/dockerfile/dispatchers.go`, `dispatchRun`), and `docker build` exits with the
 /// command's own status, not 1: the CLI turns the daemon's `JSONError{Code: N}` into its
 /// exit code. Callers find it with `anyhow::Error::downcast_ref`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +152,18 @@ impl Builder<'_> {
             let dir = finished.upper().join(SCRIPT_DIR);
             fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
+        // A command that changed nothing makes no layer: docker's commit of an empty diff
+        // is a history entry with `empty_layer: true` (moby's `NewChildImage`).
+        let changed = fs::read_dir(finished.upper())
+            .context("reading the step's upper dir")?
+            .next()
+            .is_some();
         let tar = finished.work.path.join("layer.tar.gz");
-        write_layer(&finished.upper(), &tar, TreeKind::Upper)?;
-        self.finish_step(st, &key, &created_by, Some(&tar), |_| Ok(()))
+        if changed {
+            write_layer(&finished.upper(), &tar, TreeKind::Upper)?;
+        }
+        let layer = changed.then_some(tar.as_path());
+        self.finish_step(st, &key, &created_by, layer, |_| Ok(()))
     }
     // ANCHOR_END: run
 }
