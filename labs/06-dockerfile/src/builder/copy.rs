@@ -394,8 +394,9 @@ impl Destination<'_> {
             false => None,
         } {
             // ADD unpacks a local tar archive (plain, gzip, bzip2, xz or zstd) into the
-            // destination directory.
-            let target = self.ensure(&self.rel)?;
+            // destination directory. The entries keep the archive's owners, and the
+            // directories made for it are root's, `--chown` or not: moby's `UntarPath`.
+            let target = self.staging.ensure_dir(self.view, &self.rel)?;
             overlay::apply_layer(tar, &target, overlay::Whiteouts::Apply)
                 .with_context(|| format!("ADD: unpacking {}", rel.display()))?;
         } else {
