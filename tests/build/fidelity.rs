@@ -305,9 +305,23 @@ fn add_and_contexts_take_bzip2_and_xz() {
     dy.file(
         "Dockerfile",
         "FROM base\nADD pkg.tar.bz2 /bz/\nADD pkg.tar.xz /xz/\nADD notes.txt.xz /notes/\n\
-         ADD --chmod=600 notes.txt /secret\n",
+         ADD --chmod=600 notes.txt /secret\nADD --chown=7:7 pkg.tar.bz2 /owned/\n",
     );
     dy.build_ok("unpacked", &[]);
+    // An unpacked archive keeps its own owners, --chown or not (moby's UntarPath).
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "unpacked",
+            "stat",
+            "-c",
+            "%u",
+            "/owned",
+            "/owned/pkg/data.txt"
+        ]),
+        "0\n0\n"
+    );
     assert_eq!(
         dy.ok(&[
             "run",
