@@ -284,10 +284,15 @@ fn shebang_script(line: &str, ins: &Instruction) -> Option<(PathBuf, String)> {
     if !bare || !body.starts_with("#!") {
         return None;
     }
-    let name = if doc.name.contains('/') || doc.name.is_empty() {
-        "script"
-    } else {
+    // The file is named after the heredoc, as in buildkit, when that is a plain name.
+    let plain = doc
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    let name = if plain && !doc.name.starts_with('.') && !doc.name.is_empty() {
         &doc.name
+    } else {
+        "script"
     };
     Some((Path::new(SCRIPT_DIR).join(name), body))
 }
