@@ -384,6 +384,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn network_modes() {
+        assert_eq!(Network::parse("default").unwrap(), Network::Isolated);
+        assert_eq!(Network::parse("none").unwrap(), Network::Isolated);
+        assert_eq!(Network::parse("host").unwrap(), Network::Host);
+        assert!(Network::parse("bridge").is_err());
+        assert!(Network::parse("container:x").is_err());
+    }
+
+    #[test]
     fn tags_must_be_references() {
         assert!(check_tag("demo").is_ok());
         assert!(check_tag("demo:v1").is_ok());

@@ -347,6 +347,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bare_heredoc_with_a_shebang_is_a_file() {
+        let df = crate::parse(
+            "FROM x\nRUN <<-PY\n\t#!/usr/bin/env python3\n\tprint(1)\n\tPY\nRUN <<EOF\necho hi\nEOF\n\
+             RUN cat <<EOF\n#!/bin/sh\nEOF\n",
+        )
+        .unwrap();
+        let script = |i: usize| {
+            let ins = &df.instructions[i];
+            let Args::Shell(s) = &ins.args else { panic!() };
+            shebang_script(s, ins)
+        };
+        assert_eq!(
+            script(1),
+            Some((
+                PathBuf::from(".dockyard-pipes/PY"),
+                "#!/usr/bin/env python3\nprint(1)\n".to_string()
+            ))
+        );
+        assert_eq!(
+            script(2),
+            None,
+            "no shebang: the body is the shell's script"
+        );
+        assert_eq!(script(3), None, "not bare: the line is the command");
+    }
+
+    #[test]
     fn heredoc_scripts() {
         let df = crate::parse("FROM x\nRUN <<EOF\necho hi\nEOF\nRUN cat <<EOF > /f\nbody\nEOF\n")
             .unwrap();
