@@ -612,6 +612,7 @@ fn a_changed_build_arg_invalidates_from_its_first_use() {
         cached_steps,
         [
             "Step 2/6 : RUN echo before > /before",
+            "Step 3/6 : ARG V=1",
             "Step 4/6 : ENV FIXED=x"
         ],
         "{out}"

@@ -1,6 +1,7 @@
 //! The instructions that change only the image's config: `ENV`, `LABEL`, `MAINTAINER`,
 //! `CMD`, `ENTRYPOINT`, `SHELL`, `USER`, `STOPSIGNAL`, `EXPOSE`, `VOLUME`, `HEALTHCHECK` and
-//! `ONBUILD`; and `ARG`, which changes nothing but the variables of the steps after it.
+//! `ONBUILD`; and `ARG`, which changes nothing but the variables of the steps after it (and
+//! the history, where the classic builder records it).
 //!
 //! Each of the others is a step with no layer: the config with the change, and a history
 //! entry with `empty_layer: true` and Docker's `/bin/sh -c #(nop)  INSTRUCTION` as its
@@ -262,16 +263,24 @@ impl Builder<'_> {
     /// `ARG NAME[=default]`: declares a variable for the rest of the stage. Its value is the
     /// `--build-arg`, else the default, else the value of a global `ARG` of the same name
     /// (declared before the first FROM, which only FROM lines can see until a stage
-    /// re-declares it). No image changes.
+    /// re-declares it). The config does not change, but the classic builder commits the
+    /// step all the same (moby's `dispatchArg`): a history entry `#(nop)  ARG NAME=default`
+    /// with the default as written (expanded), never the `--build-arg` value, so the step
+    /// is cached whatever the value; the RUN steps after it carry the value in their keys.
     pub(super) fn arg(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
         let Args::Words(words) = &ins.args else {
             unreachable!("validated")
         };
+        let mut text = Vec::new();
         for w in words {
             let (name, default) = match w.split_once('=') {
                 Some((n, d)) => (n.to_string(), Some(self.expand(st, d)?)),
                 None => (w.clone(), None),
             };
+            text.push(match &default {
+                Some(d) => format!("{name}={d}"),
+                None => name.clone(),
+            });
             let value = match self.build_args.get(&name) {
                 Some(v) => {
                     self.used_args.insert(name.clone());
@@ -281,7 +290,7 @@ impl Builder<'_> {
             };
             st.args.insert(name, value);
         }
-        self.say(&format!(" ---> {}", st.img.short()))
+        self.config_step(st, nop(&format!("ARG {}", text.join(" "))), |_| Ok(()))
     }
     // ANCHOR_END: arg
 }

@@ -18,7 +18,8 @@
 //! `WORKDIR` when it has to create the directory. All the others only change the image *config*: `ENV`, `CMD`,
 //! `ENTRYPOINT`, `LABEL`, `EXPOSE`, `VOLUME`, `USER`, `STOPSIGNAL`, `HEALTHCHECK`,
 //! `ONBUILD`, `SHELL`, `MAINTAINER`; their history entry says `empty_layer: true`. `ARG`
-//! changes neither: it only declares a variable for the steps after it.
+//! changes neither, it declares a variable for the steps after it, but in a stage it is a
+//! step with a history entry all the same, as the classic builder commits it.
 //!
 //! Each intermediate image is written to the store (config and manifest blobs, layers
 //! unpacked) but never *named*: only the last one is tagged, at the very end, so a build
@@ -295,7 +296,9 @@ fn build_steps(store: &Store, opts: &BuildOptions) -> Result<Built> {
         global_args: BTreeMap::new(),
         done: Vec::new(),
         step: 0,
-        total: plan.stages[..=last].iter().map(Vec::len).sum::<usize>() + labels.len(),
+        total: plan.global_args.len()
+            + plan.stages[..=last].iter().map(Vec::len).sum::<usize>()
+            + labels.len(),
         cached: 0,
         out: std::io::stdout(),
     };

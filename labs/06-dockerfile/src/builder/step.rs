@@ -113,7 +113,10 @@ impl Builder<'_> {
         Ok(self.lexer.expand_word(word, &self.vars(st))?)
     }
 
+    /// An `ARG` before the first `FROM`: a step in the count and the output, as in the
+    /// classic builder, but no image (there is none yet): only FROM lines can use it.
     pub(super) fn global_arg(&mut self, ins: &Instruction) -> Result<()> {
+        self.header(ins)?;
         let Args::Words(words) = &ins.args else {
             return Ok(());
         };
