@@ -14,6 +14,9 @@ use dockyard_e2e::dockyard::{leftover_cgroups, mount_points, text, Dockyard};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[path = "build/fidelity.rs"]
+mod fidelity;
+
 /// A data root with busybox loaded, a build context directory, and a cgroup parent.
 struct Dy {
     dy: Dockyard,
@@ -204,10 +207,15 @@ USER nobody
     );
     assert_eq!(config["author"], "someone@example.com");
 
-    // History: one entry per image-changing step; only WORKDIR (it made /srv/app), the two
-    // COPYs and the RUN have layers.
+    // History: one entry per step after FROM (ARG too, as the classic builder commits it);
+    // only WORKDIR (it made /srv/app), the two COPYs and the RUN have layers.
     let history = config["history"].as_array().unwrap();
-    let ours: Vec<&Value> = history.iter().skip(history.len() - 16).collect();
+    let ours: Vec<&Value> = history.iter().skip(history.len() - 17).collect();
+    assert_eq!(
+        ours[2]["created_by"],
+        "/bin/sh -c #(nop)  ARG BASE_DIR=/srv"
+    );
+    assert_eq!(ours[2]["empty_layer"], true);
     let with_layer: Vec<&str> = ours
         .iter()
         .filter(|h| h["empty_layer"] != true)
@@ -454,7 +462,7 @@ fn dockerignore_keeps_files_out_of_the_context() {
 }
 
 #[test]
-fn failing_run_exits_1_and_leaves_no_image() {
+fn failing_run_exits_with_its_status_and_leaves_no_image() {
     let dy = Dy::new();
     dy.file(
         "Dockerfile",
@@ -462,7 +470,11 @@ fn failing_run_exits_1_and_leaves_no_image() {
     );
     let before = dy.image_count();
     let out = dy.build("broken", &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the RUN's own status, as docker's"
+    );
     assert!(
         text(&out.stdout).contains("about to fail"),
         "the step's output is shown"
@@ -598,9 +610,16 @@ fn build_args_follow_docker_scoping() {
         dy.ok(&["run", "--rm", "args", "cat", "/before", "/after"]),
         "[]\n1.0 prod\n"
     );
-    // A different build arg value is a different RUN: a cache miss from there.
+    // A different build arg value is a different RUN: a cache miss from there. The ARG
+    // steps themselves record the default, not the value, and are reused.
     let out = dy.build_ok("args", &["--build-arg", "MODE=test"]);
-    assert_eq!(out.matches("Using cache").count(), 1, "{out}");
+    assert!(
+        out.starts_with(
+            "Step 1/7 : ARG BASE=busybox\nStep 2/7 : ARG VERSION=1.0\nStep 3/7 : FROM $BASE\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(out.matches("Using cache").count(), 3, "{out}");
     assert_eq!(
         dy.ok(&["run", "--rm", "args", "cat", "/after"]),
         "1.0 test\n"

@@ -116,6 +116,9 @@ pub enum Command {
     /// Manage dockyard: disk usage and pruning.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Manage builds: the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     /// Write man pages for dockyard and each of its commands into DIR.
@@ -888,9 +891,26 @@ pub enum SystemCmd {
         /// Also prune anonymous volumes no container uses.
         #[arg(long)]
         volumes: bool,
+        /// Remove all unused images and all build cache, not just dangling ones.
+        #[arg(short = 'a', long)]
+        all: bool,
     },
     /// Display system-wide information (same as `dockyard info`).
     Info,
+}
+
+/// `docker builder`'s commands.
+#[derive(Subcommand, Debug)]
+pub enum BuilderCmd {
+    /// Remove build cache (the dangling entries; all of them with -a).
+    Prune {
+        /// Remove all build cache, not just the dangling entries.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Do not prompt for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
 }
 
 /// `docker build`'s flags that dockyard implements.
@@ -914,6 +934,37 @@ pub struct BuildArgs {
     /// Optional parent cgroup for the RUN steps' containers.
     #[arg(long, value_name = "PATH")]
     pub cgroup_parent: Option<String>,
+    /// Suppress the build output and print the image ID on success.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Set metadata for the image (KEY=VALUE, repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Write the image ID to the file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Networking mode for the RUN instructions: default (only lo here), none, host.
+    #[arg(long, value_name = "MODE", default_value = "default")]
+    pub network: String,
+    /// Attempt to pull newer images (this builder never pulls: it warns and builds).
+    #[arg(long)]
+    pub pull: bool,
+    /// Memory limit for the RUN steps' containers (e.g. 512m).
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Remove intermediate containers after a successful build (always done here).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rm: bool,
+    /// Always remove intermediate containers (always done here).
+    #[arg(long)]
+    pub force_rm: bool,
+    /// Do not use the cache for these stages (repeatable).
+    #[arg(long, value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Build for this platform: the host's only (e.g. linux/amd64).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
     #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
     pub context: String,

@@ -183,8 +183,13 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Network(n) => network::network(&engine, n),
         Command::System(cli::SystemCmd::Df) => system::system_df(&engine),
         Command::System(cli::SystemCmd::Info) => system::info(&engine),
-        Command::System(cli::SystemCmd::Prune { force, volumes }) => {
-            system::system_prune(&engine, *force, *volumes)
+        Command::System(cli::SystemCmd::Prune {
+            force,
+            volumes,
+            all,
+        }) => system::system_prune(&engine, *force, *volumes, *all),
+        Command::Builder(cli::BuilderCmd::Prune { all, force }) => {
+            system::builder_prune(&engine, *all, *force)
         }
         Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Pause(a) => ctr::pause(&engine, a, true),

@@ -167,12 +167,15 @@ pub struct Usage {
     pub reclaimable: u64,
 }
 
-/// `system df`: images, containers and local volumes.
+/// `system df`: images, containers, local volumes and the build cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DiskUsage {
     pub images: Usage,
     pub containers: Usage,
     pub volumes: Usage,
+    /// Lab 06's cache entries: `active` are those whose data a tagged image
+    /// also holds; `reclaimable` is what `builder prune` frees.
+    pub build_cache: Usage,
 }
 
 /// `system df`: what images, containers and volumes take on disk.
@@ -228,11 +231,33 @@ pub fn disk_usage(engine: &Engine) -> Result<DiskUsage> {
             .map(|v| data(&v.name))
             .sum(),
     };
+    let cache = lab06_dockerfile::cache::usage(&engine.images)?;
+    let build_cache = Usage {
+        total: cache.entries,
+        active: cache.entries - cache.dangling,
+        size: cache.size,
+        reclaimable: cache.reclaimable,
+    };
     Ok(DiskUsage {
         images,
         containers,
         volumes,
+        build_cache,
     })
+}
+
+/// `builder prune [-a]`: lab 06 removes the dangling cache entries (all of
+/// them with `all`), and the store's collector frees the layers and blobs
+/// that only those entries held. Returns the removed entries' keys and the
+/// bytes freed.
+pub fn prune_build_cache(engine: &Engine, all: bool) -> Result<(Vec<String>, u64)> {
+    let (keys, released) = lab06_dockerfile::cache::prune(&engine.images, all)?;
+    let report = engine.images.gc(&lab04_overlay::Keep {
+        configs: crate::container::images_in_use(engine)?,
+        released,
+        ..lab04_overlay::Keep::default()
+    })?;
+    Ok((keys, report.reclaimed))
 }
 
 #[cfg(test)]

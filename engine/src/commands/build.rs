@@ -2,8 +2,10 @@
 //!
 //! The data root *is* a lab 04 image store, so the builder needs nothing from the engine but
 //! the store: the image it tags is there for `dockyard run` at once. Like `docker build`, a
-//! failed build exits 1 with the builder's own message (for a failing RUN, docker's
-//! `The command '...' returned a non-zero code: N`).
+//! failed build exits 1 with the builder's own message, except a failing RUN, which prints
+//! docker's `The command '...' returned a non-zero code: N` and exits N.
+
+use anyhow::Context;
 
 use crate::cli::BuildArgs;
 use dockyard::Engine;
@@ -19,6 +21,17 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
              save and load the image into the remapped data root"
         );
     }
+    if !a.rm {
+        // Docker keeps a build's RUN containers with --rm=false; here they are not engine
+        // containers (lab 06 runs them itself) and are always removed. Refused, not ignored.
+        anyhow::bail!(
+            "--rm=false is not supported: the RUN steps' containers are always removed              (--rm and --force-rm are what this builder always does)"
+        );
+    }
+    let memory = match &a.memory {
+        Some(m) => Some(lab03_cgroups::parse_size(m).context("invalid argument for -m, --memory")?),
+        None => None,
+    };
     let opts = lab06_dockerfile::BuildOptions {
         tags: a.tags.clone(),
         dockerfile: a.file.clone(),
@@ -27,12 +40,23 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         no_cache: a.no_cache,
         target: a.target.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
+        quiet: a.quiet,
+        labels: a.labels.clone(),
+        iidfile: a.iidfile.clone(),
+        network: lab06_dockerfile::Network::parse(&a.network)?,
+        pull: a.pull,
+        memory,
+        no_cache_filter: a.no_cache_filter.clone(),
+        platform: a.platform.clone(),
     };
     match lab06_dockerfile::build(&engine.images, &opts) {
         Ok(_) => Ok(0),
         Err(e) => {
             eprintln!("{e:#}");
-            Ok(1)
+            // A failing RUN exits with the command's own status, as docker's CLI does
+            // with the classic builder's `JSONError{Code}`; any other failure is 1.
+            Ok(e.downcast_ref::<lab06_dockerfile::RunFailed>()
+                .map_or(1, |f| f.code))
         }
     }
 }

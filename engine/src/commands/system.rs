@@ -138,13 +138,11 @@ pub fn system_df(engine: &Engine) -> Result<Code> {
             &df.volumes,
             human_size(df.volumes.reclaimable),
         ),
-        vec![
-            "Build Cache".into(),
-            "0".into(),
-            "0".into(),
-            "0B".into(),
-            "0B".into(),
-        ],
+        row(
+            "Build Cache",
+            &df.build_cache,
+            human_size(df.build_cache.reclaimable),
+        ),
     ];
     print!(
         "{}",
@@ -156,10 +154,12 @@ pub fn system_df(engine: &Engine) -> Result<Code> {
 /// `docker system prune`: stopped containers, the blobs and layers no image
 /// or container references (`image prune`), and with --volumes the anonymous
 /// volumes nothing uses.
-pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code> {
+pub fn system_prune(engine: &Engine, force: bool, volumes: bool, all: bool) -> Result<Code> {
     if !force {
-        let prompt = format!("WARNING! This will remove:\n  - all stopped containers\n{}  - all dangling images\n\nAre you sure you want to continue? [y/N] ",
-            if volumes { "  - all anonymous volumes not used by at least one container\n" } else { "" });
+        let prompt = format!("WARNING! This will remove:\n  - all stopped containers\n{}  - {}\n  - {}\n\nAre you sure you want to continue? [y/N] ",
+            if volumes { "  - all anonymous volumes not used by at least one container\n" } else { "" },
+            if all { "all images without at least one container associated to them" } else { "all dangling images" },
+            if all { "all build cache" } else { "unused build cache" });
         if !confirm(&prompt)? {
             return Ok(0);
         }
@@ -168,9 +168,43 @@ pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code>
     if volumes {
         volume::prune(engine, false)?;
     }
-    let reclaimed = prune_images(engine, false)?;
+    let mut reclaimed = prune_images(engine, all)?;
+    let (keys, freed) = system::prune_build_cache(engine, all)?;
+    print_cache_objects(&keys);
+    reclaimed += freed;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
+}
+
+/// `docker builder prune [-a] [-f]`: the dangling build cache (all of it
+/// with -a), and the layers only it held.
+pub fn builder_prune(engine: &Engine, all: bool, force: bool) -> Result<Code> {
+    if !force {
+        let what = if all {
+            "all build cache"
+        } else {
+            "all dangling build cache"
+        };
+        if !confirm(&format!(
+            "WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
+        ))? {
+            return Ok(0);
+        }
+    }
+    let (keys, freed) = system::prune_build_cache(engine, all)?;
+    print_cache_objects(&keys);
+    println!("Total reclaimed space: {}", human_size(freed));
+    Ok(0)
+}
+
+fn print_cache_objects(keys: &[String]) {
+    if !keys.is_empty() {
+        println!("Deleted build cache objects:");
+        for k in keys {
+            println!("{}", &k[..k.len().min(25)]);
+        }
+        println!();
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
-use crate::builder::{check_signal, normalize_port};
+use crate::builder::{check_signal, port_set};
 use crate::parser::{parse, Args, Instruction, Keyword};
 use crate::shell::Lexer;
 
@@ -122,7 +122,7 @@ fn apply(cfg: &mut Map<String, Value>, instructions: &[Instruction]) -> Result<(
                 let mut ports = Vec::new();
                 for w in words {
                     for p in lexer.expand_words(w, &vars)? {
-                        ports.push(normalize_port(&p)?);
+                        ports.extend(port_set(&p)?);
                     }
                 }
                 let map = object(cfg, "ExposedPorts");

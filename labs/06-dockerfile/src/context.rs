@@ -38,6 +38,8 @@ use sha2::{Digest, Sha256};
 struct Pattern {
     /// The cleaned pattern split at `/`.
     parts: Vec<String>,
+    /// The cleaned pattern as one string.
+    text: String,
     /// `!pattern`: re-include what it matches.
     negated: bool,
 }
@@ -65,12 +67,10 @@ impl Ignore {
             if cleaned.as_os_str().is_empty() {
                 continue;
             }
+            let text = cleaned.to_string_lossy().into_owned();
             patterns.push(Pattern {
-                parts: cleaned
-                    .to_string_lossy()
-                    .split('/')
-                    .map(str::to_string)
-                    .collect(),
+                parts: text.split('/').map(str::to_string).collect(),
+                text,
                 negated,
             });
         }
@@ -95,6 +95,27 @@ impl Ignore {
         excluded
     }
     // ANCHOR_END: excluded
+
+    // ANCHOR: reinclude
+    /// Whether an excluded directory must still be walked because an exception could
+    /// re-include something below it: `build` then `!build/keep.txt` keeps `build/keep.txt`
+    /// (and so the directory that holds it). This is docker's own test (moby's
+    /// `TarWithOptions`, which makes the classic builder's context): an exception pattern
+    /// that *starts with* the directory's path. `!**/keep.txt` does not start with `build/`,
+    /// so docker skips `build` whole, and so does this.
+    pub fn may_reinclude_below(&self, dir: &Path) -> bool {
+        let prefix = format!("{}/", dir.to_string_lossy());
+        self.patterns
+            .iter()
+            .any(|p| p.negated && format!("{}/", p.text).starts_with(&prefix))
+    }
+    // ANCHOR_END: reinclude
+
+    /// Whether `rel` is left out of the context: excluded, and not a directory that an
+    /// exception reaches into (`is_dir` says whether it is one).
+    fn leaves_out(&self, rel: &Path, is_dir: bool) -> bool {
+        self.excluded(rel) && !(is_dir && self.may_reinclude_below(rel))
+    }
 }
 
 /// `**` matches any number of components; any other component is matched with [`fnmatch`].
@@ -270,7 +291,11 @@ impl BuildContext {
 
     /// The entry at `rel` (not following a final symlink), unless it is missing or ignored.
     pub fn lookup(&self, rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
-        if !rel.as_os_str().is_empty() && self.ignore.excluded(rel) {
+        if !rel.as_os_str().is_empty()
+            && self.ignore.excluded(rel)
+            && !(self.ignore.may_reinclude_below(rel)
+                && fs::symlink_metadata(self.root.join(rel)).is_ok_and(|m| m.is_dir()))
+        {
             return None;
         }
         let real = self.root.join(rel);
@@ -291,8 +316,12 @@ impl BuildContext {
         let dir = self.root.join(rel);
         let mut names: Vec<OsString> = fs::read_dir(&dir)
             .with_context(|| format!("listing {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .filter(|n| !self.ignore.excluded(&rel.join(n)))
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                !self.ignore.leaves_out(&rel.join(e.file_name()), is_dir)
+            })
+            .map(|e| e.file_name())
             .collect();
         names.sort();
         Ok(names)
@@ -475,6 +504,47 @@ mod tests {
         );
         assert!(ig.excluded(Path::new("secret")));
         assert!(!ig.excluded(Path::new("main.c")));
+        assert!(ig.may_reinclude_below(Path::new("build")));
+        assert!(!ig.may_reinclude_below(Path::new("bui")));
+        let deep = Ignore::parse("build\n!**/keep.txt\n");
+        assert!(
+            !deep.may_reinclude_below(Path::new("build")),
+            "docker's prefix test"
+        );
+    }
+
+    #[test]
+    fn exceptions_reach_into_excluded_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("build/sub")).unwrap();
+        fs::write(dir.path().join("build/out.bin"), "x").unwrap();
+        fs::write(dir.path().join("build/sub/keep.txt"), "k").unwrap();
+        fs::write(dir.path().join("README.md"), "r").unwrap();
+        fs::write(dir.path().join("NOTES.md"), "n").unwrap();
+        fs::write(
+            dir.path().join(".dockerignore"),
+            "build\n!build/sub/keep.txt\n*.md\n!README.md\n",
+        )
+        .unwrap();
+        let ctx = BuildContext::open(dir.path()).unwrap();
+        let all: Vec<String> = ctx
+            .walk()
+            .unwrap()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ".dockerignore",
+                "README.md",
+                "build",
+                "build/sub",
+                "build/sub/keep.txt"
+            ]
+        );
+        assert!(ctx.lookup(Path::new("build/out.bin")).is_none());
+        assert!(ctx.lookup(Path::new("build/sub/keep.txt")).is_some());
     }
 
     #[test]

@@ -206,6 +206,20 @@ impl Staging {
     /// Creates the directories of `rel_dir` in the staging area, each with the mode, owner and
     /// time it has in the image (`view`), or 0755 root for new ones.
     pub fn ensure_dir(&self, view: &dyn Tree, rel_dir: &Path) -> Result<PathBuf> {
+        self.ensure_dir_owned(view, rel_dir, None)
+    }
+
+    // ANCHOR: ensure_dir_owned
+    /// [`Staging::ensure_dir`], with the directories the image does not have yet owned by
+    /// `owner` (`COPY --chown`): moby creates a COPY's destination and its missing parents
+    /// with `MkdirAllAndChownNew`, which gives the new ones, and only those, the owner. A
+    /// directory the image already has keeps its owner, or the copy would change it.
+    pub fn ensure_dir_owned(
+        &self,
+        view: &dyn Tree,
+        rel_dir: &Path,
+        owner: Option<Owner>,
+    ) -> Result<PathBuf> {
         let mut rel = PathBuf::new();
         for c in rel_dir.components() {
             rel.push(c);
@@ -225,11 +239,19 @@ impl Staging {
                     "cannot create directory /{}: it is a file in the image",
                     rel.display()
                 ),
-                None => fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?,
+                None => {
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
+                    if let Some(o) = owner {
+                        std::os::unix::fs::chown(&p, Some(o.uid), Some(o.gid)).with_context(
+                            || format!("chown {}:{} {}", o.uid, o.gid, p.display()),
+                        )?;
+                    }
+                }
             }
         }
         Ok(self.dir.join(rel_dir))
     }
+    // ANCHOR_END: ensure_dir_owned
 }
 
 /// Sets mode, owner and mtime of `dst` from a source's metadata (or the overrides).

@@ -20,7 +20,8 @@
 //!   upper dir becomes the step's layer;
 //! - [`layers`] makes the layers of `COPY`, `ADD` and `WORKDIR` without a container, reading
 //!   the image's layers as overlayfs would;
-//! - [`context`] is the build context and `.dockerignore`;
+//! - [`context`] is the build context and `.dockerignore`; [`archive`] reads the tar
+//!   archives (gzip, bzip2, xz, zstd) that contexts and `ADD` sources may be;
 //! - [`cache`] is the build cache: a step built before on the same parent is reused;
 //! - [`change`] applies Dockerfile lines to an image's config without a build, for
 //!   `docker commit --change`.
@@ -28,6 +29,7 @@
 //! The shell equivalent of this half is `docker build -t NAME .` with the classic builder
 //! (`DOCKER_BUILDKIT=0`), whose output format it follows.
 
+pub mod archive;
 pub mod builder;
 pub mod cache;
 pub mod change;
@@ -38,6 +40,6 @@ pub mod parser;
 pub mod runstep;
 pub mod shell;
 
-pub use builder::{build, BuildOptions, Built};
+pub use builder::{build, BuildOptions, Built, Network, RunFailed};
 pub use parser::{parse, Args, Dockerfile, Heredoc, Instruction, KeyValue, Keyword, ParseError};
 pub use shell::{expands_variables, ExpandError, Lexer};

@@ -106,13 +106,14 @@ fn main() -> ExitCode {
                 no_cache,
                 target,
                 cgroup_parent,
+                ..Default::default()
             };
             build(store, &opts)
         }
     }
 }
 
-/// Builds into the store; a failed build exits 1, as `docker build` does.
+/// Builds into the store; a failed build exits 1 (a failing RUN: its status), as `docker build` does.
 fn build(store: Option<PathBuf>, opts: &lab06_dockerfile::BuildOptions) -> ExitCode {
     use lab04_overlay as overlay;
     // RUN steps start containers: run from a sealed copy of this binary (CVE-2019-5736),
@@ -129,7 +130,11 @@ fn build(store: Option<PathBuf>, opts: &lab06_dockerfile::BuildOptions) -> ExitC
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:#}");
-            ExitCode::from(1)
+            // A failing RUN: the command's own status, as `docker build` exits.
+            let code = e
+                .downcast_ref::<lab06_dockerfile::RunFailed>()
+                .map_or(1, |f| f.code);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }
 }

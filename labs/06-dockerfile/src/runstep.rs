@@ -74,6 +74,17 @@ pub struct RunStep<'a> {
     pub id: String,
     /// The stage's USER (empty: root), resolved in the step's own root.
     pub user: String,
+    /// Directories to create in the root before the command runs (relative, symlinks
+    /// already resolved in the image): the mountpoints of the image's VOLUMEs.
+    pub mountpoints: Vec<PathBuf>,
+    /// Files to write (mode 0755) in the root before the command runs, at paths the image
+    /// does not have (checked by the caller): a heredoc script. The caller removes them
+    /// from the upper dir afterwards.
+    pub files: Vec<(PathBuf, String)>,
+    /// `docker build --network host`: the host's network namespace instead of one with `lo`.
+    pub host_network: bool,
+    /// `docker build -m`: the step's memory limit in bytes.
+    pub memory: Option<u64>,
 }
 
 /// A finished step: its exit code, and its upper dir (inside `work`).
@@ -123,6 +134,19 @@ impl RunStep<'_> {
         };
         overlay::mount_overlay(&dirs)?;
         let mounted = overlay::MountGuard(dirs.merged.clone());
+        for m in &self.mountpoints {
+            let at = dirs.merged.join(m);
+            fs::create_dir_all(&at).with_context(|| format!("creating {}", at.display()))?;
+        }
+        for (rel, body) in &self.files {
+            use std::os::unix::fs::PermissionsExt;
+            let at = dirs.merged.join(rel);
+            if let Some(dir) = at.parent() {
+                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            fs::write(&at, body).with_context(|| format!("writing {}", at.display()))?;
+            fs::set_permissions(&at, fs::Permissions::from_mode(0o755))?;
+        }
 
         let host = cgroups::detect()?;
         let result = self.assemble_and_wait(&dirs.merged, &host);
@@ -159,9 +183,15 @@ impl RunStep<'_> {
         blueprint.cgroup = Some(cgroups::CgroupSpec {
             parent: self.cgroup_parent.to_string(),
             name: self.id.clone(),
-            limits: cgroups::Limits::default(),
+            limits: cgroups::Limits {
+                memory: self.memory,
+                ..Default::default()
+            },
         });
         blueprint.devices = cgroups::Devices::DockerDefault;
+        if self.host_network {
+            blueprint.netns = cgroups::NetNs::Host;
+        }
         let running = cgroups::assemble(host, &blueprint, |_| Ok(()))?;
         // The step holds its ends now; ours go, so that its exit is EOF.
         drop((out_write, err_write));

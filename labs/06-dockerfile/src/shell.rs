@@ -81,6 +81,15 @@ impl fmt::Display for ExpandError {
 
 impl std::error::Error for ExpandError {}
 
+/// The most bytes that one word's variable references may bring in: 1 MiB. Without a limit,
+/// forty lines of `ENV A=$A$A` double a value to a terabyte and the builder dies trying
+/// to hold it. Docker has no number for this but hits a wall all the same: no program
+/// can be given an environment string over the kernel's `MAX_ARG_STRLEN` (128 KiB), and
+/// the image config that carries the value goes through APIs with message limits of a
+/// few MiB. A 1 MiB value already fails in every RUN; the limit only turns a runaway
+/// into a clear error.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
 /// Docker's word lexer, for one escape character.
 ///
 /// The three `raw_*`/`skip_*` switches exist for the parser's heredoc detection, which needs to
@@ -125,6 +134,7 @@ impl Lexer {
             vars,
             chars: word.chars().collect(),
             pos: 0,
+            produced: 0,
         };
         st.stop_on(None, self.raw_escapes)
             .map_err(|message| ExpandError {
@@ -216,6 +226,8 @@ struct State<'a> {
     vars: &'a dyn Vars,
     chars: Vec<char>,
     pos: usize,
+    /// Bytes taken from variables so far (see [`MAX_EXPANSION`]).
+    produced: usize,
 }
 
 impl State<'_> {
@@ -363,8 +375,27 @@ impl State<'_> {
         }
     }
 
-    /// `$NAME`, `${NAME}` or `${NAME<modifier>word}`, the `$` not yet consumed.
+    // ANCHOR: expansion_limit
+    /// A `$` reference, counted against [`MAX_EXPANSION`]: every value a word takes from
+    /// its variables adds up, so one word can never grow past the limit, however many
+    /// references it has, and neither can a chain of `ENV A=$A$A` lines, each of which
+    /// reads the value the one before made.
     fn dollar(&mut self) -> Result<String, String> {
+        let v = self.dollar_value()?;
+        self.produced += v.len();
+        if self.produced > MAX_EXPANSION {
+            return Err(format!(
+                "the expansion is over {} MiB: a variable may hold at most that much here \
+                 (and the kernel gives no program an environment string over 128 KiB)",
+                MAX_EXPANSION >> 20
+            ));
+        }
+        Ok(v)
+    }
+    // ANCHOR_END: expansion_limit
+
+    /// `$NAME`, `${NAME}` or `${NAME<modifier>word}`, the `$` not yet consumed.
+    fn dollar_value(&mut self) -> Result<String, String> {
         self.next();
         if self.peek() != Some('{') {
             let name = self.name();
@@ -572,5 +603,32 @@ mod tests {
         ] {
             assert!(!expands_variables(i), "{i}");
         }
+    }
+
+    #[test]
+    fn doubling_a_variable_stops_at_the_limit() {
+        let lx = Lexer::new('\\');
+        let mut v: BTreeMap<String, String> = BTreeMap::new();
+        v.insert("A".into(), "x".repeat(1024));
+        let mut doublings = 0;
+        let err = loop {
+            match lx.expand_word("$A$A", &v) {
+                Ok(w) => {
+                    v.insert("A".into(), w);
+                    doublings += 1;
+                }
+                Err(e) => break e,
+            }
+            assert!(doublings < 40, "never stopped");
+        };
+        assert_eq!(
+            doublings, 10,
+            "1 KiB doubled 10 times is 1 MiB, the most; once more is over"
+        );
+        assert!(err.to_string().contains("over 1 MiB"), "{err}");
+        // Many references to one big value in one word stop as soon as they add up.
+        v.insert("B".into(), "y".repeat(300 << 10));
+        assert!(lx.expand_word("$B$B$B$B$B$B$B$B$B$B", &v).is_err());
+        assert!(lx.expand_word("$B$B$B", &v).is_ok());
     }
 }

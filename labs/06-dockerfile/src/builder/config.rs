@@ -1,6 +1,7 @@
 //! The instructions that change only the image's config: `ENV`, `LABEL`, `MAINTAINER`,
 //! `CMD`, `ENTRYPOINT`, `SHELL`, `USER`, `STOPSIGNAL`, `EXPOSE`, `VOLUME`, `HEALTHCHECK` and
-//! `ONBUILD`; and `ARG`, which changes nothing but the variables of the steps after it.
+//! `ONBUILD`; and `ARG`, which changes nothing but the variables of the steps after it (and
+//! the history, where the classic builder records it).
 //!
 //! Each of the others is a step with no layer: the config with the change, and a history
 //! entry with `empty_layer: true` and Docker's `/bin/sh -c #(nop)  INSTRUCTION` as its
@@ -83,6 +84,20 @@ impl Builder<'_> {
                     labels[k] = json!(v);
                 }
             }
+            Ok(())
+        })
+    }
+
+    /// `docker build --label KEY=VALUE`: a label step, its value taken as it is (no
+    /// expansion), as moby's `NewLabelCommand(k, v, true)`.
+    pub(super) fn label(&mut self, st: &mut Stage, key: &str, value: &str) -> Result<()> {
+        let created_by = nop(&format!("LABEL {key}={value}"));
+        self.config_step(st, created_by, |img| {
+            let labels = img.cfg().entry("Labels").or_insert(json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            labels[key] = json!(value);
             Ok(())
         })
     }
@@ -173,13 +188,17 @@ impl Builder<'_> {
         let Args::Words(words) = &ins.args else {
             unreachable!("validated")
         };
+        // The history line keeps the words as written (expanded), `EXPOSE 80 7000-7002/udp`,
+        // as moby's dispatchExpose does; the config gets one entry a port.
+        let mut words_out = Vec::new();
         let mut ports = Vec::new();
         for w in words {
             for p in self.lexer.expand_words(w, &self.vars(st))? {
-                ports.push(normalize_port(&p)?);
+                ports.extend(port_set(&p)?);
+                words_out.push(p);
             }
         }
-        let created_by = nop(&format!("EXPOSE {}", ports.join(" ")));
+        let created_by = nop(&format!("EXPOSE {}", words_out.join(" ")));
         self.config_step(st, created_by, |img| {
             let map = img.cfg().entry("ExposedPorts").or_insert(json!({}));
             for p in ports {
@@ -244,16 +263,24 @@ impl Builder<'_> {
     /// `ARG NAME[=default]`: declares a variable for the rest of the stage. Its value is the
     /// `--build-arg`, else the default, else the value of a global `ARG` of the same name
     /// (declared before the first FROM, which only FROM lines can see until a stage
-    /// re-declares it). No image changes.
+    /// re-declares it). The config does not change, but the classic builder commits the
+    /// step all the same (moby's `dispatchArg`): a history entry `#(nop)  ARG NAME=default`
+    /// with the default as written (expanded), never the `--build-arg` value, so the step
+    /// is cached whatever the value; the RUN steps after it carry the value in their keys.
     pub(super) fn arg(&mut self, st: &mut Stage, ins: &Instruction) -> Result<()> {
         let Args::Words(words) = &ins.args else {
             unreachable!("validated")
         };
+        let mut text = Vec::new();
         for w in words {
             let (name, default) = match w.split_once('=') {
                 Some((n, d)) => (n.to_string(), Some(self.expand(st, d)?)),
                 None => (w.clone(), None),
             };
+            text.push(match &default {
+                Some(d) => format!("{name}={d}"),
+                None => name.clone(),
+            });
             let value = match self.build_args.get(&name) {
                 Some(v) => {
                     self.used_args.insert(name.clone());
@@ -263,28 +290,42 @@ impl Builder<'_> {
             };
             st.args.insert(name, value);
         }
-        self.say(&format!(" ---> {}", st.img.short()))
+        self.config_step(st, nop(&format!("ARG {}", text.join(" "))), |_| Ok(()))
     }
     // ANCHOR_END: arg
 }
 
-/// `EXPOSE 80` is `80/tcp`; a range and a protocol are allowed (`8000-8010/udp`).
-pub(crate) fn normalize_port(p: &str) -> Result<String> {
+// ANCHOR: port_set
+/// The ports an `EXPOSE` word stands for, normalised: `80` is `80/tcp`, and a range is each
+/// of its ports, `7000-7002/udp` is `7000/udp`, `7001/udp` and `7002/udp` (docker's
+/// `nat.ParsePortSpecs`, which is why `docker inspect` lists three). The protocol is tcp,
+/// udp or sctp.
+pub(crate) fn port_set(p: &str) -> Result<Vec<String>> {
     let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-    let proto = proto.to_ascii_lowercase();
+    let proto = if proto.is_empty() {
+        "tcp".to_string()
+    } else {
+        proto.to_ascii_lowercase()
+    };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         bail!("invalid proto: {proto}");
     }
-    let ok = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);
-    let valid = match ports.split_once('-') {
-        Some((a, b)) => ok(a) && ok(b),
-        None => ok(ports),
+    let port = |s: &str| {
+        s.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow!("invalid containerPort: {ports}"))
     };
-    if !valid {
-        bail!("invalid containerPort: {ports}");
+    let (first, last) = match ports.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(ports)?, port(ports)?),
+    };
+    if first > last {
+        bail!("invalid range specified for container port: {ports}");
     }
-    Ok(format!("{ports}/{proto}"))
+    Ok((first..=last).map(|n| format!("{n}/{proto}")).collect())
 }
+// ANCHOR_END: port_set
 
 pub(crate) fn check_signal(s: &str) -> Result<()> {
     if s.parse::<i32>().is_ok_and(|n| (1..=64).contains(&n)) {
@@ -423,10 +464,15 @@ mod tests {
 
     #[test]
     fn ports_are_normalized() {
-        assert_eq!(normalize_port("80").unwrap(), "80/tcp");
-        assert_eq!(normalize_port("53/UDP").unwrap(), "53/udp");
-        assert_eq!(normalize_port("8000-8010/tcp").unwrap(), "8000-8010/tcp");
-        assert!(normalize_port("http").is_err());
-        assert!(normalize_port("80/icmp").is_err());
+        assert_eq!(port_set("80").unwrap(), ["80/tcp"]);
+        assert_eq!(port_set("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            port_set("7000-7002/udp").unwrap(),
+            ["7000/udp", "7001/udp", "7002/udp"]
+        );
+        assert!(port_set("http").is_err());
+        assert!(port_set("80/icmp").is_err());
+        assert!(port_set("90-80").is_err());
+        assert!(port_set("0").is_err());
     }
 }

@@ -14,8 +14,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Read;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -190,6 +189,7 @@ impl Builder<'_> {
                 owner,
                 chmod: args.chmod,
             },
+            scratch: &work.path,
         };
         for s in &sources {
             match s {
@@ -345,9 +345,18 @@ struct Destination<'a> {
     /// Whether the sources go *into* the destination (a directory) or *become* it.
     is_dir: bool,
     opts: CopyOptions,
+    /// A scratch directory of the step (an xz archive is decoded into a file there).
+    scratch: &'a Path,
 }
 
 impl Destination<'_> {
+    /// A directory of the destination in the staging area; the ones the image lacks get
+    /// `--chown`'s owner.
+    fn ensure(&self, rel_dir: &Path) -> Result<PathBuf> {
+        self.staging
+            .ensure_dir_owned(self.view, rel_dir, self.opts.owner)
+    }
+
     /// A heredoc's body as a file: root's (or `--chown`'s), mode 0644 (or `--chmod`).
     fn put_heredoc(&self, name: &str, body: &str) -> Result<()> {
         let (dir, file) = if self.is_dir {
@@ -355,7 +364,7 @@ impl Destination<'_> {
         } else {
             split_last(&self.rel)
         };
-        let at = self.staging.ensure_dir(self.view, &dir)?.join(file);
+        let at = self.ensure(&dir)?.join(file);
         fs::write(&at, body)?;
         let o = self.opts.owner.unwrap_or_default();
         std::os::unix::fs::chown(&at, Some(o.uid), Some(o.gid))?;
@@ -375,14 +384,20 @@ impl Destination<'_> {
             .with_context(|| format!("{}: vanished from the build context", rel.display()))?;
         if meta.is_dir() {
             // A directory copies its *contents*, not itself.
-            let target = self.staging.ensure_dir(self.view, &self.rel)?;
+            let target = self.ensure(&self.rel)?;
             for name in tree.list(rel)? {
                 layers::copy_tree(tree, &rel.join(&name), &target.join(&name), self.opts)?;
             }
-        } else if unpack && is_archive(&real)? {
-            // ADD unpacks a local tar archive into the destination directory.
+        } else if let Some(tar) = match unpack {
+            true => crate::archive::open_tar(&real, self.scratch)
+                .with_context(|| format!("ADD: reading {}", rel.display()))?,
+            false => None,
+        } {
+            // ADD unpacks a local tar archive (plain, gzip, bzip2, xz or zstd) into the
+            // destination directory. The entries keep the archive's owners, and the
+            // directories made for it are root's, `--chown` or not: moby's `UntarPath`.
             let target = self.staging.ensure_dir(self.view, &self.rel)?;
-            overlay::apply_layer(File::open(&real)?, &target, overlay::Whiteouts::Apply)
+            overlay::apply_layer(tar, &target, overlay::Whiteouts::Apply)
                 .with_context(|| format!("ADD: unpacking {}", rel.display()))?;
         } else {
             let (dir, file) = if self.is_dir {
@@ -393,7 +408,7 @@ impl Destination<'_> {
             } else {
                 split_last(&self.rel)
             };
-            let target = self.staging.ensure_dir(self.view, &dir)?;
+            let target = self.ensure(&dir)?;
             layers::copy_tree(tree, rel, &target.join(file), self.opts)?;
         }
         Ok(())
@@ -406,33 +421,4 @@ fn split_last(p: &Path) -> (PathBuf, PathBuf) {
         p.parent().map(Path::to_path_buf).unwrap_or_default(),
         PathBuf::from(p.file_name().unwrap_or_default()),
     )
-}
-
-/// Whether ADD should unpack this file: a tar, or a gzip-compressed tar. bzip2 and xz
-/// archives, which Docker also unpacks, are refused rather than copied as they are.
-fn is_archive(path: &Path) -> Result<bool> {
-    let mut head = vec![0u8; 512];
-    let mut f = File::open(path)?;
-    let n = f.read(&mut head)?;
-    head.truncate(n);
-    if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        bail!(
-            "ADD {}: bzip2 and xz archives are not supported by this builder (gzip and plain \
-             tar are)",
-            path.display()
-        );
-    }
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let mut inner = vec![0u8; 512];
-        let mut gz = flate2::read::GzDecoder::new(File::open(path)?);
-        let mut got = 0;
-        while got < inner.len() {
-            match gz.read(&mut inner[got..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        return Ok(got > 262 && &inner[257..262] == b"ustar");
-    }
-    Ok(n > 262 && &head[257..262] == b"ustar")
 }

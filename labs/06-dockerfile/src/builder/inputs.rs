@@ -1,6 +1,7 @@
 //! What a build reads: the build context and the Dockerfile.
 //!
-//! The context is a directory, a tar archive (gzip or not), or a tar on standard input
+//! The context is a directory, a tar archive (plain, or compressed with gzip, bzip2, xz or
+//! zstd), or a tar on standard input
 //! (`docker build - < context.tar`), which is unpacked into a work directory first. Standard
 //! input can also be the Dockerfile alone (`docker build - < Dockerfile`): a build with no
 //! context at all. The Dockerfile is `-f FILE` (relative to the current directory, or inside
@@ -14,6 +15,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::BuildOptions;
+use crate::archive::{self, Compression};
 use crate::context::BuildContext;
 use crate::runstep::WorkDir;
 use lab04_overlay::Store;
@@ -31,20 +33,17 @@ pub(super) fn is_remote(s: &str) -> bool {
     .any(|p| s.starts_with(p))
 }
 
-/// Whether bytes start like a tar archive (or a gzip, which we take to hold one).
+/// Whether bytes start like a tar archive, or a compressed file (which we take to hold one).
 fn looks_like_tar(head: &[u8]) -> bool {
-    head.starts_with(&[0x1f, 0x8b]) || (head.len() > 262 && &head[257..262] == b"ustar")
+    Compression::detect(head) != Compression::None || archive::is_tar_header(head)
 }
 
-/// Unpacks a context archive into a work directory (the tar crate refuses `..` and absolute
-/// names, so nothing lands outside it).
+/// Unpacks a context archive (plain, gzip, bzip2, xz or zstd) into a work directory (the
+/// tar crate refuses `..` and absolute names, so nothing lands outside it).
 fn unpack_context(store: &Store, bytes: &[u8]) -> Result<WorkDir> {
     let work = WorkDir::new(store, "context")?;
-    let reader: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
-    };
+    let scratch = WorkDir::new(store, "context-xz")?;
+    let (reader, _) = archive::decompress(bytes, &scratch.path)?;
     tar::Archive::new(reader)
         .unpack(&work.path)
         .context("unpacking the build context archive")?;

@@ -14,11 +14,12 @@
 //! ```
 //!
 //! Every step makes a new image from the previous one. Some instructions add a *layer*:
-//! `RUN` (what the command changed), `COPY` and `ADD` (the files), `WORKDIR` when it has
-//! to create the directory. All the others only change the image *config*: `ENV`, `CMD`,
+//! `RUN` (what the command changed, if it changed anything), `COPY` and `ADD` (the files),
+//! `WORKDIR` when it has to create the directory. All the others only change the image *config*: `ENV`, `CMD`,
 //! `ENTRYPOINT`, `LABEL`, `EXPOSE`, `VOLUME`, `USER`, `STOPSIGNAL`, `HEALTHCHECK`,
 //! `ONBUILD`, `SHELL`, `MAINTAINER`; their history entry says `empty_layer: true`. `ARG`
-//! changes neither: it only declares a variable for the steps after it.
+//! changes neither, it declares a variable for the steps after it, but in a stage it is a
+//! step with a history entry all the same, as the classic builder commits it.
 //!
 //! Each intermediate image is written to the store (config and manifest blobs, layers
 //! unpacked) but never *named*: only the last one is tagged, at the very end, so a build
@@ -41,13 +42,16 @@ mod config;
 mod copy;
 mod image;
 mod inputs;
+mod quiet;
 mod run;
 mod step;
 
-pub(crate) use self::config::{check_signal, normalize_port};
+pub(crate) use self::config::{check_signal, port_set};
+pub use self::run::RunFailed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -79,7 +83,52 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// The parent cgroup of the RUN steps' containers (default `dockyard`).
     pub cgroup_parent: Option<String>,
+    /// `-q`: print the image ID alone; the build's output only if it fails.
+    pub quiet: bool,
+    /// `--label KEY=VALUE`: labels on the final image, each a step of its own after the
+    /// last stage's instructions, sorted by key, as moby's `buildLabelOptions` adds them.
+    pub labels: Vec<String>,
+    /// `--iidfile FILE`: where to write the image ID (removed first, so a failed build
+    /// leaves none).
+    pub iidfile: Option<PathBuf>,
+    /// `--network`: the RUN steps' network, see [`Network`].
+    pub network: Network,
+    /// `--pull`: images are never pulled here, see [`build`].
+    pub pull: bool,
+    /// `-m`/`--memory`: the RUN steps' memory limit in bytes.
+    pub memory: Option<u64>,
+    /// `--no-cache-filter STAGE`: stages whose steps ignore the cache.
+    pub no_cache_filter: Vec<String>,
+    /// `--platform`: only the host's is built (`linux/amd64` on x86-64).
+    pub platform: Option<String>,
 }
+
+// ANCHOR: network
+/// `docker build --network`: where RUN steps' containers are on the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// `default` and `none`: a network namespace of the step's own with only `lo`. Docker's
+    /// default is its bridge, with a route out; this builder has no bridge to offer (lab
+    /// 05's networks belong to the engine), so its default is what `none` is in docker.
+    #[default]
+    Isolated,
+    /// `host`: the host's network namespace, its interfaces and routes, as in docker.
+    Host,
+}
+
+impl Network {
+    /// Parses `--network`'s value.
+    pub fn parse(s: &str) -> Result<Network> {
+        match s {
+            "" | "default" | "none" => Ok(Network::Isolated),
+            "host" => Ok(Network::Host),
+            other => bail!(
+                "network mode {other:?} is not supported by this builder: use default, none                  or host (RUN steps cannot join the engine's networks)"
+            ),
+        }
+    }
+}
+// ANCHOR_END: network
 
 /// A successful build.
 #[derive(Debug, Clone)]
@@ -134,11 +183,65 @@ struct Builder<'a> {
     out: std::io::Stdout,
 }
 
+// ANCHOR: build
 /// Builds an image as `docker build` does; see the module documentation.
+///
+/// Around the build itself: `--platform` must be the host's (a RUN step runs the image's
+/// programs on this kernel and CPU, and this builder has no emulator); `--iidfile` is
+/// removed first and written last, so a failed build leaves none; `-q` holds the output
+/// back ([`quiet`]). `--pull` cannot pull: this builder never reaches a registry (a `FROM
+/// name` without a registry host would mean Docker Hub), so it says so and uses the store's
+/// image, as a build without `--pull` does.
 pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     for t in &opts.tags {
         check_tag(t)?;
     }
+    if let Some(p) = &opts.platform {
+        let host = format!("linux/{}", lab04_overlay::digest::host_arch());
+        if p != &host && !p.starts_with(&format!("{host}/")) {
+            bail!(
+                "--platform {p}: this builder builds for the host's platform only ({host}):                  it runs the image's programs natively and has no emulator"
+            );
+        }
+    }
+    if let Some(f) = &opts.iidfile {
+        match fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing image ID file {}", f.display()))
+            }
+            _ => {}
+        }
+    }
+    if opts.pull {
+        eprintln!(
+            "[Warning] --pull: this builder does not pull (it has no registry access);              the images FROM names are used as they are in the store"
+        );
+    }
+    let quiet = match opts.quiet {
+        true => Some(quiet::Quiet::start(&store.root().join("tmp"))?),
+        false => None,
+    };
+    let result = build_steps(store, opts);
+    if let Some(q) = quiet {
+        let log = q.finish();
+        if result.is_err() {
+            std::io::stderr().write_all(&log)?;
+        }
+    }
+    let built = result?;
+    if let Some(f) = &opts.iidfile {
+        fs::write(f, &built.id)
+            .with_context(|| format!("writing image ID file {}", f.display()))?;
+    }
+    if opts.quiet {
+        println!("{}", built.id);
+    }
+    Ok(built)
+}
+// ANCHOR_END: build
+
+/// The build proper: the context, the Dockerfile, each stage's steps, the tags.
+fn build_steps(store: &Store, opts: &BuildOptions) -> Result<Built> {
     let (_context_dir, context, stdin_dockerfile) = prepare_context(store, opts)?;
     let (shown, text) = read_dockerfile(opts, &context, stdin_dockerfile)?;
     let df = crate::parse(&text).map_err(|e| anyhow!("{shown}:{}: {}", e.line, e.message))?;
@@ -170,6 +273,12 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
             }
         }
     }
+    let mut labels = Vec::new();
+    for l in &opts.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.push((k.to_string(), v.to_string()));
+    }
+    labels.sort();
     let mut b = Builder {
         store,
         cache: Cache::open(store)?,
@@ -187,7 +296,9 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
         global_args: BTreeMap::new(),
         done: Vec::new(),
         step: 0,
-        total: plan.stages[..=last].iter().map(Vec::len).sum(),
+        total: plan.global_args.len()
+            + plan.stages[..=last].iter().map(Vec::len).sum::<usize>()
+            + labels.len(),
         cached: 0,
         out: std::io::stdout(),
     };
@@ -196,7 +307,11 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     }
     let staged = plan.stages[..=last]
         .iter()
-        .try_for_each(|stage| b.stage(stage));
+        .enumerate()
+        .try_for_each(|(i, stage)| {
+            let extra: &[(String, String)] = if i == last { &labels } else { &[] };
+            b.stage(stage, extra)
+        });
     b.context.save_digest_cache();
     staged?;
     let unused: Vec<&String> = b
@@ -270,6 +385,15 @@ fn check_tag(tag: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(Network::parse("default").unwrap(), Network::Isolated);
+        assert_eq!(Network::parse("none").unwrap(), Network::Isolated);
+        assert_eq!(Network::parse("host").unwrap(), Network::Host);
+        assert!(Network::parse("bridge").is_err());
+        assert!(Network::parse("container:x").is_err());
+    }
 
     #[test]
     fn tags_must_be_references() {

@@ -19,6 +19,7 @@ use super::check::{stage_name, validate};
 use super::image::Img;
 use super::{Builder, Stage};
 use crate::parser::{Args, Instruction, Keyword};
+use lab01_chroot::DEFAULT_PATH;
 use lab04_overlay as overlay;
 use overlay::digest::chain_ids;
 
@@ -31,7 +32,13 @@ impl Builder<'_> {
 
     /// Looks the step up in the cache; on a hit, prints so and moves the stage on.
     pub(super) fn try_cache(&mut self, st: &mut Stage, key: &str) -> Result<bool> {
-        if self.opts.no_cache {
+        let filtered = st.name.as_deref().is_some_and(|n| {
+            self.opts
+                .no_cache_filter
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(n))
+        });
+        if self.opts.no_cache || filtered {
             return Ok(false);
         }
         let Some(img) = self.cache.get(key).and_then(|m| self.load(&m)) else {
@@ -106,7 +113,10 @@ impl Builder<'_> {
         Ok(self.lexer.expand_word(word, &self.vars(st))?)
     }
 
+    /// An `ARG` before the first `FROM`: a step in the count and the output, as in the
+    /// classic builder, but no image (there is none yet): only FROM lines can use it.
     pub(super) fn global_arg(&mut self, ins: &Instruction) -> Result<()> {
+        self.header(ins)?;
         let Args::Words(words) = &ins.args else {
             return Ok(());
         };
@@ -145,7 +155,13 @@ impl Builder<'_> {
         self.say(&line)
     }
 
-    pub(super) fn stage(&mut self, instructions: &[&Instruction]) -> Result<()> {
+    /// A stage: `FROM`, the base's ONBUILD triggers, its instructions, then the `--label`
+    /// steps (`labels`, for the last stage only).
+    pub(super) fn stage(
+        &mut self,
+        instructions: &[&Instruction],
+        labels: &[(String, String)],
+    ) -> Result<()> {
         let from = instructions[0];
         self.header(from)?;
         let Args::Words(w) = &from.args else {
@@ -172,6 +188,7 @@ impl Builder<'_> {
         if img.id != "scratch" {
             self.say(&format!(" ---> {}", img.short()))?;
         }
+        add_default_path(&mut img);
         let triggers = img.strings("OnBuild");
         if !triggers.is_empty() {
             // The triggers run in this (the child's) build, and only here: the child's
@@ -201,6 +218,12 @@ impl Builder<'_> {
             self.header(ins)?;
             self.instruction(&mut st, ins)?;
         }
+        for (k, v) in labels {
+            self.step += 1;
+            let line = format!("Step {}/{} : LABEL {k}={v}", self.step, self.total);
+            self.say(&line)?;
+            self.label(&mut st, k, v)?;
+        }
         self.done.push((st.name, st.img));
         Ok(())
     }
@@ -227,3 +250,22 @@ impl Builder<'_> {
         }
     }
 }
+
+// ANCHOR: default_path
+/// A stage whose base image sets no `PATH` gets Docker's default one in its config, as
+/// moby's classic builder does when a stage begins (`dispatchState.beginStage`). A rootfs
+/// made by `import`, or `FROM scratch`, has no `Env` at all; without this, `RUN apk add`
+/// would find no program, `ENV PATH=/opt/bin:$PATH` would drop the system directories, and
+/// the image would run differently under `docker run` than in its own build. It goes at the
+/// end of `Env`, where docker appends it, and it is in the config of every step after it,
+/// so the final image keeps it. A stage with no step after `FROM` is its base image
+/// unchanged, as in docker: nothing is committed, so nothing is added.
+fn add_default_path(img: &mut Img) {
+    if img.env().iter().any(|(k, _)| k == "PATH") {
+        return;
+    }
+    let mut env = img.strings("Env");
+    env.push(format!("PATH={DEFAULT_PATH}"));
+    img.cfg().insert("Env".into(), json!(env));
+}
+// ANCHOR_END: default_path
