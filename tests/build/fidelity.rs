@@ -518,8 +518,8 @@ fn no_cache_filter_rebuilds_the_named_stages_only() {
     let dy = imported();
     dy.file(
         "Dockerfile",
-        "FROM base AS one\nRUN date +%s%N > /one\nFROM base AS two\nCOPY --from=one /one /one\n\
-         RUN date +%s%N > /two\n",
+        "FROM base AS one\nRUN cat /proc/sys/kernel/random/uuid > /one\nFROM base AS two\nCOPY --from=one /one /one\n\
+         RUN cat /proc/sys/kernel/random/uuid > /two\n",
     );
     dy.build_ok("filtered", &[]);
     let first = dy.ok(&["run", "--rm", "filtered", "cat", "/one", "/two"]);
