@@ -6,14 +6,16 @@
 //!
 //! 1. the **parser** ([`parse_sessions`]) turns a Markdown file into [`Session`]s;
 //! 2. the **matcher** ([`output_matches`]) compares expected output, with elisions, to actual output;
-//! 3. the **runner** ([`run_session`], [`check_session`]) runs one session in one `bash` process;
+//! 3. the **runner** ([`run_session`], [`check_session`]) runs one session in one `bash` process,
+//!    and [`run_chapter`], [`check_chapter`] run all sessions of a file in one, as one terminal;
 //! 4. the **include checker** ([`check_includes`], [`check_summary`]) makes sure every
 //!    `{{#include}}` and every `SUMMARY.md` link points at something that exists.
 //!
 //! # The session format
 //!
 //! A session is a fenced code block whose info string is `console` (```` ```console ````, or
-//! `~~~console`; attributes after a comma or a space are ignored). Blocks with any other info
+//! `~~~console`; attributes after a comma or a space are ignored, but for `changes-terminal`,
+//! see below). Blocks with any other info
 //! string (`text`, `sh`, `rust`, ...) are not run.
 //!
 //! ````text
@@ -42,9 +44,14 @@
 //!   empty lines are ignored.
 //! - Exit status is not checked; a session that cares shows it (`echo "exit=$?"`).
 //! - All commands of one block run in one `bash` process, in order, so `cd`, variables and
-//!   `export` carry over from one command to the next, but not to the next block. Each block starts
-//!   in the workspace root, with the built binaries (`target/debug`) first on `PATH`, stdin from
-//!   `/dev/null`, and a time limit after which its whole process group is killed.
+//!   `export` carry over from one command to the next. Each block starts in the workspace root,
+//!   with the built binaries (`target/debug`) first on `PATH`, stdin from `/dev/null`, and a time
+//!   limit after which its whole process group is killed.
+//! - The book test runs all blocks of one file in ONE `bash` process ([`check_chapter`]), as a
+//!   learner types them into one terminal: a block must leave that shell as it found it (working
+//!   directory, shell options, traps, exported variables, open descriptors and locks, processes
+//!   of the shell's group), or the test fails at the block's fence. [`check_session`] runs one
+//!   block in a shell of its own.
 //!
 //! Output goes to a file, not a terminal, so programs that buffer stdout when it is not a tty
 //! (most C programs) may print stdout and stderr in a different order than in a terminal.
@@ -93,7 +100,15 @@ pub struct Session {
     /// 1-based line number of the opening fence.
     pub line: usize,
     pub commands: Vec<SessionCommand>,
+    /// The block is meant to change the learner's terminal for the blocks after it (its info
+    /// string has the attribute [`CHANGES_TERMINAL`], and the text around it says why): the
+    /// one-shell run does not report what it leaves behind.
+    pub changes_terminal: bool,
 }
+
+/// The info-string attribute (```` ```console,changes-terminal ````) of a block that is meant to
+/// leave the terminal changed, such as the one that puts the tools on `PATH`.
+pub const CHANGES_TERMINAL: &str = "changes-terminal";
 
 /// One command of a session and the output the book says it prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +180,13 @@ fn info_lang(info: &str) -> &str {
         .unwrap_or("")
 }
 
+/// The attributes after the language in an info string (`console,changes-terminal`).
+fn info_attributes(info: &str) -> impl Iterator<Item = &str> {
+    info.split(|c: char| c.is_whitespace() || c == ',')
+        .skip(1)
+        .filter(|a| !a.is_empty())
+}
+
 /// Removes up to `indent` leading spaces, so that fences nested in list items read as written.
 fn strip_indent(line: &str, indent: usize) -> &str {
     let spaces = line.bytes().take(indent).take_while(|b| *b == b' ').count();
@@ -211,6 +233,7 @@ pub fn parse_sessions(file: &Path, text: &str) -> Result<Vec<Session>, ParseErro
                 file: file.to_path_buf(),
                 line: fence_line,
                 commands,
+                changes_terminal: info_attributes(&fence.info).any(|a| a == CHANGES_TERMINAL),
             });
         }
         i = end + 1;
@@ -587,12 +610,12 @@ pub struct Mismatch {
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}:{}: command output differs",
-            self.file.display(),
-            self.line
-        )?;
+        let what = if self.command == WHOLE_BLOCK {
+            "block leaves the shell changed"
+        } else {
+            "command output differs"
+        };
+        writeln!(f, "{}:{}: {what}", self.file.display(), self.line)?;
         let mut prompt = "# ";
         for l in self.command.lines() {
             writeln!(f, "    {prompt}{l}")?;
@@ -609,29 +632,318 @@ impl fmt::Display for Mismatch {
 pub fn check_session(session: &Session, cfg: &RunConfig) -> Result<Vec<Mismatch>> {
     let outputs = run_session(session, cfg)?;
     let mut mismatches = Vec::new();
-    for (cmd, output) in session.commands.iter().zip(outputs) {
-        let details = match output {
-            CommandOutput::Done(actual) if output_matches(&cmd.expected, &actual) => continue,
-            CommandOutput::Done(actual) => {
-                format!("diff (- book, + actual):\n{}", diff(&cmd.expected, &actual))
-            }
-            CommandOutput::TimedOut(actual) => format!(
-                "timed out: the block ran longer than {}s and was killed \
-                 (set DOCKYARD_BOOKTEST_TIMEOUT to change the limit)\n\
-                 diff (- book, + actual):\n{}",
-                cfg.timeout.as_secs(),
-                diff(&cmd.expected, &actual)
-            ),
-            CommandOutput::NotRun => "not run: the block's shell ended before this command \
-                 (did an earlier command `exit`, or fail to parse?)"
-                .to_string(),
+    for (cmd, output) in session.commands.iter().zip(&outputs) {
+        if let Some(details) = compare(cmd, output, cfg) {
+            mismatches.push(Mismatch {
+                file: session.file.clone(),
+                line: cmd.line,
+                command: cmd.text.clone(),
+                details,
+            });
+        }
+    }
+    Ok(mismatches)
+}
+
+/// Why `output` is not what the book shows for `cmd`, or `None` if it is.
+fn compare(cmd: &SessionCommand, output: &CommandOutput, cfg: &RunConfig) -> Option<String> {
+    Some(match output {
+        CommandOutput::Done(actual) if output_matches(&cmd.expected, actual) => return None,
+        CommandOutput::Done(actual) => {
+            format!("diff (- book, + actual):\n{}", diff(&cmd.expected, actual))
+        }
+        CommandOutput::TimedOut(actual) => format!(
+            "timed out: the block ran longer than {}s and was killed \
+             (set DOCKYARD_BOOKTEST_TIMEOUT to change the limit)\n\
+             diff (- book, + actual):\n{}",
+            cfg.timeout.as_secs(),
+            diff(&cmd.expected, actual)
+        ),
+        CommandOutput::NotRun => "not run: the shell ended before this command \
+             (did an earlier command `exit`, fail to parse, or time out?)"
+            .to_string(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// One terminal
+// ---------------------------------------------------------------------------------------------
+//
+// A learner does not open a fresh shell for every block: they type a whole chapter into one
+// terminal. So the book test also runs all the blocks of one file in ONE `bash` process, in
+// order, and between blocks looks at what a block may leave behind in that terminal: the working
+// directory, traps (`trap ... EXIT` replaces the one before it), shell options, open file
+// descriptors (an `exec 9</etc; flock 9` keeps a lock for as long as the shell lives) and
+// processes still running in the shell's process group (a `server &` that nothing stops).
+// Each block still has its own time limit, and each command's output is still compared.
+
+/// The `command` of a [`Mismatch`] about a whole block rather than one of its commands.
+pub const WHOLE_BLOCK: &str = "(the whole block)";
+
+/// What the shell looks like between blocks, printed by bash itself: the working directory,
+/// shell options, traps, exported variables, open descriptors and the processes of the shell's
+/// process group (zombies left out: bash reaps them on its own). A process that a block has just
+/// killed may take a moment to go, so the check waits up to two seconds for the group to empty.
+/// `find` runs without a pipeline, so the shell holds no pipe descriptors while it looks.
+const STATE_FN: &str = r#"__dockyard_booktest_state() {
+  local i
+  for ((i = 0; i < 20; i++)); do
+    pgrep -A -g $$ -r D,R,S,T >/dev/null || break
+    sleep 0.1
+  done
+  printf 'cwd %s\n' "$PWD"
+  printf 'options %s\n' "$-"
+  trap -p
+  export -p
+  find /proc/$$/fd -mindepth 1 -maxdepth 1 -printf 'fd %f -> %l\n' 2>/dev/null
+  pgrep -a -A -g $$ -r D,R,S,T | sed 's/^/process /'
+}
+"#;
+
+/// State lines that change in any terminal and say nothing about a block: `cd` sets `OLDPWD`.
+const STATE_NOISE: &[&str] = &["declare -x OLDPWD", "declare -x PWD=", "declare -x _="];
+
+/// The shell's state as the state function printed it, as sorted lines (fds and processes come
+/// in whatever order `/proc` lists them). The state probe's own `sed` is left out.
+fn state_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .filter(|l| !(l.starts_with("process ") && l.ends_with(" sed s/^/process /")))
+        .filter(|l| !STATE_NOISE.iter().any(|n| l.starts_with(n)))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// What a block changed in the shell: lines only before (`-`) and only after (`+`).
+fn state_change(before: &str, after: &str) -> Option<String> {
+    let (b, a) = (state_lines(before), state_lines(after));
+    let mut out = String::new();
+    for l in b.iter().filter(|l| !a.contains(l)) {
+        let _ = writeln!(out, "- {l}");
+    }
+    for l in a.iter().filter(|l| !b.contains(l)) {
+        let _ = writeln!(out, "+ {l}");
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The output of one chapter run in one shell: each block's command outputs, and the shell's
+/// state before and after each block (`None` where the shell never got there).
+#[derive(Debug, Clone)]
+pub struct ChapterRun {
+    pub outputs: Vec<Vec<CommandOutput>>,
+    pub states: Vec<(Option<String>, Option<String>)>,
+    /// The block whose time limit ran out, if one did (the shell was killed there).
+    pub timed_out: Option<usize>,
+}
+
+/// Runs all `sessions` (the blocks of one file, in order) in one `bash` process. Before the first
+/// block and after each block the shell prints its state; block `k`'s time limit starts when
+/// its first state appears. The whole process group is killed at the end, so that nothing a block left
+/// running outlives the chapter.
+pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> {
+    let nonce = format!(
+        "{}_{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let prefix = format!("__DOCKYARD_BOOKTEST_{nonce}_");
+    let marker = |tag: &str| format!("{prefix}{tag}__");
+
+    let mut script = String::from("set +e\n");
+    script.push_str(STATE_FN);
+    let state = |script: &mut String, tag: String| {
+        let _ = writeln!(script, "printf '%s\\n' '{}'", marker(&tag));
+        let _ = writeln!(script, "__dockyard_booktest_state");
+    };
+    for (k, session) in sessions.iter().enumerate() {
+        // Each block starts where the learner's terminal was at the start (the block before
+        // is checked for leaving it elsewhere), so one failure does not cascade.
+        let _ = writeln!(script, "cd -- '{}'", cfg.workdir.display());
+        state(&mut script, format!("S{k}"));
+        for (n, cmd) in session.commands.iter().enumerate() {
+            let _ = writeln!(script, "printf '%s\\n' '{}'", marker(&format!("C{k}_{n}")));
+            let _ = writeln!(script, "{}", cmd.text);
+        }
+        state(&mut script, format!("E{k}"));
+    }
+    let _ = writeln!(script, "printf '%s\\n' '{}'", marker("END"));
+
+    let mut script_file = tempfile::Builder::new()
+        .prefix("dockyard-booktest-")
+        .suffix(".sh")
+        .tempfile()
+        .context("creating the chapter script")?;
+    script_file
+        .write_all(script.as_bytes())
+        .context("writing the chapter script")?;
+    let mut out = tempfile::tempfile().context("creating the chapter output file")?;
+    // Appending: every writer that shares the description writes at the end, whatever offset a
+    // process that outlived its command (a container's output relay) still has.
+    nix::fcntl::fcntl(
+        &out,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
+    )
+    .context("making the chapter output file append-only")?;
+    let err = out.try_clone().context("duplicating the output file")?;
+
+    let mut path = std::env::join_paths(&cfg.path_prefix).context("joining PATH")?;
+    if let Some(old) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(old);
+    }
+    let mut child = Command::new("bash")
+        .arg("--noprofile")
+        .arg("--norc")
+        .arg(script_file.path())
+        .current_dir(&cfg.workdir)
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().context("duplicating the output file")?)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting bash in {}", cfg.workdir.display()))?;
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+
+    // Watch the output for state markers: each one starts the next block's clock.
+    let mut raw = Vec::new();
+    let mut block = 0;
+    let mut deadline = Instant::now() + cfg.timeout;
+    let mut timed_out = None;
+    loop {
+        let exited = child.try_wait().context("waiting for bash")?.is_some();
+        raw.clear();
+        out.seek(SeekFrom::Start(0))
+            .and_then(|_| out.read_to_end(&mut raw))
+            .context("reading the chapter output")?;
+        let text = String::from_utf8_lossy(&raw);
+        while block < sessions.len()
+            && text.contains(&format!("{}\n", marker(&format!("S{}", block + 1))))
+        {
+            block += 1;
+            deadline = Instant::now() + cfg.timeout;
+        }
+        if exited {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = Some(block);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            child.wait().context("waiting for the killed bash")?;
+            raw.clear();
+            out.seek(SeekFrom::Start(0))
+                .and_then(|_| out.read_to_end(&mut raw))
+                .context("reading the chapter output")?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Whatever a block left running in the shell's group goes with the chapter.
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+
+    let captured = String::from_utf8_lossy(&raw);
+    Ok(split_chapter(&captured, sessions, &prefix, timed_out))
+}
+
+/// Splits a chapter's output on its markers (`S<k>`, `C<k>_<n>`, `END`).
+fn split_chapter(
+    captured: &str,
+    sessions: &[Session],
+    prefix: &str,
+    timed_out: Option<usize>,
+) -> ChapterRun {
+    let mut segments: std::collections::HashMap<String, String> = Default::default();
+    let mut rest = captured;
+    let mut current: Option<String> = None;
+    while let Some(at) = rest.find(prefix) {
+        let after = &rest[at + prefix.len()..];
+        let Some(end) = after.find("__\n") else {
+            break;
         };
-        mismatches.push(Mismatch {
-            file: session.file.clone(),
-            line: cmd.line,
-            command: cmd.text.clone(),
-            details,
-        });
+        if let Some(tag) = current.take() {
+            segments.insert(tag, rest[..at].to_string());
+        }
+        let tag = after[..end].to_string();
+        current = Some(tag);
+        rest = &after[end + 3..];
+    }
+    // The text after the last marker belongs to the command that was running when the shell
+    // stopped (killed, or it ran `exit`).
+    let unfinished = current.map(|tag| (tag, rest.to_string()));
+
+    let mut outputs = Vec::with_capacity(sessions.len());
+    let mut states = Vec::with_capacity(sessions.len());
+    for k in 0..sessions.len() {
+        states.push((
+            segments.get(&format!("S{k}")).cloned(),
+            segments.get(&format!("E{k}")).cloned(),
+        ));
+    }
+    for (k, session) in sessions.iter().enumerate() {
+        let mut block = Vec::with_capacity(session.commands.len());
+        for n in 0..session.commands.len() {
+            let tag = format!("C{k}_{n}");
+            block.push(match (segments.get(&tag), &unfinished) {
+                (Some(text), _) => CommandOutput::Done(text.clone()),
+                (None, Some((t, text))) if *t == tag => {
+                    if timed_out == Some(k) {
+                        CommandOutput::TimedOut(text.clone())
+                    } else {
+                        CommandOutput::Done(text.clone())
+                    }
+                }
+                _ => CommandOutput::NotRun,
+            });
+        }
+        outputs.push(block);
+    }
+    ChapterRun {
+        outputs,
+        states,
+        timed_out,
+    }
+}
+
+/// Runs the blocks of one file in one shell, as a learner types them, and reports each command
+/// whose output is not the book's and each block that leaves the shell changed (another
+/// directory, a trap, an open descriptor or lock, a process still running).
+pub fn check_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<Vec<Mismatch>> {
+    let run = run_chapter(sessions, cfg)?;
+    let mut mismatches = Vec::new();
+    for (k, (session, outputs)) in sessions.iter().zip(&run.outputs).enumerate() {
+        for (cmd, output) in session.commands.iter().zip(outputs) {
+            if let Some(details) = compare(cmd, output, cfg) {
+                mismatches.push(Mismatch {
+                    file: session.file.clone(),
+                    line: cmd.line,
+                    command: cmd.text.clone(),
+                    details,
+                });
+            }
+        }
+        if session.changes_terminal {
+            continue;
+        }
+        if let (Some(before), Some(after)) = &run.states[k] {
+            if let Some(change) = state_change(before, after) {
+                mismatches.push(Mismatch {
+                    file: session.file.clone(),
+                    line: session.line,
+                    command: WHOLE_BLOCK.to_string(),
+                    details: format!(
+                        "the block leaves the learner's terminal changed \
+                         (- before the block, + after it):\n{change}"
+                    ),
+                });
+            }
+        }
     }
     Ok(mismatches)
 }
@@ -1093,5 +1405,77 @@ $ true
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].line, 4);
         assert!(m[0].details.starts_with("timed out"), "{}", m[0].details);
+    }
+
+    #[test]
+    fn chapter_runs_blocks_in_one_shell_and_compares_outputs() {
+        let s = parse(
+            "```console\n$ X=1; echo one\none\n```\ntext\n```console\n$ echo \"x=$X\"\nx=1\n$ echo no\nyes\n```\n",
+        );
+        let m = check_chapter(&s, &cfg(DEFAULT_TIMEOUT)).unwrap();
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].line, 9);
+        assert!(m[0].details.starts_with("diff"), "{}", m[0].details);
+    }
+
+    /// Each kind of leftover is reported at the block that leaves it, and only there.
+    #[test]
+    fn chapter_reports_what_a_block_leaves_behind() {
+        let cases = [
+            ("cd /tmp", "- cwd /\n+ cwd /tmp\n"),
+            ("trap 'echo bye' EXIT", "+ trap -- 'echo bye' EXIT\n"),
+            ("exec 9</etc; flock 9", "+ fd 9 -> /etc\n"),
+            ("set -e", "+ options "),
+        ];
+        for (leak, want) in cases {
+            let text = format!(
+                "```console\n$ echo clean\nclean\n```\n```console\n$ {leak}\n```\n```console\n$ echo after\nafter\n```\n"
+            );
+            let m = check_chapter(&parse(&text), &cfg(DEFAULT_TIMEOUT)).unwrap();
+            assert_eq!(m.len(), 1, "{leak}: {m:?}");
+            assert_eq!(m[0].line, 5, "{leak}");
+            assert_eq!(m[0].command, WHOLE_BLOCK);
+            assert!(m[0].details.contains(want), "{leak}: {}", m[0].details);
+            assert!(m[0].to_string().contains("block leaves the shell changed"));
+        }
+
+        // A block marked as changing the terminal on purpose is not reported.
+        let text = "```console,changes-terminal\n$ export BOOKTEST_X=1; cd /tmp\n```\n```console\n$ echo $BOOKTEST_X\n1\n```\n";
+        let m = check_chapter(&parse(text), &cfg(DEFAULT_TIMEOUT)).unwrap();
+        assert!(m.is_empty(), "{m:?}");
+
+        // A background process: reported, and killed with the chapter's process group.
+        let text = "```console\n$ sleep 1234.5 &\n```\n```console\n$ true\n```\n";
+        let m = check_chapter(&parse(text), &cfg(DEFAULT_TIMEOUT)).unwrap();
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].details.contains("sleep 1234.5"), "{}", m[0].details);
+        std::thread::sleep(Duration::from_millis(200));
+        let left = Command::new("pgrep")
+            .args(["-f", "sleep 1234.5"])
+            .output()
+            .unwrap();
+        assert!(left.stdout.is_empty(), "the background sleep was killed");
+
+        // A block that stops its own background process and restores what it set is clean.
+        let text = "```console\n$ sleep 99 & pid=$!; trap 'kill $pid' EXIT; cd /tmp\n$ kill $pid; wait $pid; trap - EXIT; cd - >/dev/null\n...\n```\n";
+        let m = check_chapter(&parse(text), &cfg(DEFAULT_TIMEOUT)).unwrap();
+        assert!(m.is_empty(), "{m:?}");
+    }
+
+    #[test]
+    fn chapter_times_each_block_and_stops_at_a_hang() {
+        let text = "```console\n$ sleep 2\n```\n```console\n$ sleep 2\n```\n```console\n$ echo begun; sleep 60\nbegun\n```\n```console\n$ echo later\nlater\n```\n";
+        let t0 = Instant::now();
+        // Each block has 3.5s: the first two pass together in 4s, the third is killed.
+        let m = check_chapter(&parse(text), &cfg(Duration::from_millis(3500))).unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the sleep was killed"
+        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0].line, 8);
+        assert!(m[0].details.starts_with("timed out"), "{}", m[0].details);
+        assert_eq!(m[1].line, 12);
+        assert!(m[1].details.starts_with("not run"), "{}", m[1].details);
     }
 }
