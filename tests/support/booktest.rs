@@ -684,19 +684,24 @@ pub const WHOLE_BLOCK: &str = "(the whole block)";
 /// shell options, traps, exported variables, open descriptors and the processes of the shell's
 /// process group (zombies left out: bash reaps them on its own). A process that a block has just
 /// killed may take a moment to go, so the check waits up to two seconds for the group to empty.
-/// `find` runs without a pipeline, so the shell holds no pipe descriptors while it looks.
+/// Nothing in it fails, so a block's `set -e` does not end the shell here. `find` runs without a
+/// pipeline, so the shell holds no pipe descriptors while it looks; `pgrep -A` leaves out its
+/// ancestors: the shell and the subshell of `$(...)`.
 const STATE_FN: &str = r#"__dockyard_booktest_state() {
-  local i
+  local i procs line
   for ((i = 0; i < 20; i++)); do
-    pgrep -A -g $$ -r D,R,S,T >/dev/null || break
+    procs=$(pgrep -a -A -g $$ -r D,R,S,T || true)
+    if [ -z "$procs" ]; then break; fi
     sleep 0.1
   done
   printf 'cwd %s\n' "$PWD"
   printf 'options %s\n' "$-"
   trap -p
   export -p
-  find /proc/$$/fd -mindepth 1 -maxdepth 1 -printf 'fd %f -> %l\n' 2>/dev/null
-  pgrep -a -A -g $$ -r D,R,S,T | sed 's/^/process /'
+  find /proc/$$/fd -mindepth 1 -maxdepth 1 -printf 'fd %f -> %l\n' 2>/dev/null || true
+  if [ -n "$procs" ]; then
+    while IFS= read -r line; do printf 'process %s\n' "$line"; done <<< "$procs"
+  fi
 }
 "#;
 
@@ -709,7 +714,6 @@ fn state_lines(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| !l.is_empty())
-        .filter(|l| !(l.starts_with("process ") && l.ends_with(" sed s/^/process /")))
         .filter(|l| !STATE_NOISE.iter().any(|n| l.starts_with(n)))
         .map(str::to_string)
         .collect();
@@ -742,8 +746,8 @@ pub struct ChapterRun {
 
 /// Runs all `sessions` (the blocks of one file, in order) in one `bash` process. Before the first
 /// block and after each block the shell prints its state; block `k`'s time limit starts when
-/// its first state appears. The whole process group is killed at the end, so that nothing a block left
-/// running outlives the chapter.
+/// the state before it appears. The whole process group is killed at the end, so that nothing a
+/// block left running outlives the chapter.
 pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> {
     let nonce = format!(
         "{}_{}",
@@ -762,11 +766,16 @@ pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> 
         let _ = writeln!(script, "printf '%s\\n' '{}'", marker(&tag));
         let _ = writeln!(script, "__dockyard_booktest_state");
     };
+    // The state is probed once at the start and after each block. Each block starts where the
+    // learner's terminal was at the start (the block before is checked for leaving it
+    // elsewhere), so one failure does not cascade: the state before block `k + 1` is the state
+    // after block `k` with that `cd`.
+    let _ = writeln!(script, "cd -- '{}'", cfg.workdir.display());
+    state(&mut script, "S".to_string());
     for (k, session) in sessions.iter().enumerate() {
-        // Each block starts where the learner's terminal was at the start (the block before
-        // is checked for leaving it elsewhere), so one failure does not cascade.
-        let _ = writeln!(script, "cd -- '{}'", cfg.workdir.display());
-        state(&mut script, format!("S{k}"));
+        if k > 0 {
+            let _ = writeln!(script, "cd -- '{}'", cfg.workdir.display());
+        }
         for (n, cmd) in session.commands.iter().enumerate() {
             let _ = writeln!(script, "printf '%s\\n' '{}'", marker(&format!("C{k}_{n}")));
             let _ = writeln!(script, "{}", cmd.text);
@@ -825,7 +834,7 @@ pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> 
             .context("reading the chapter output")?;
         let text = String::from_utf8_lossy(&raw);
         while block < sessions.len()
-            && text.contains(&format!("{}\n", marker(&format!("S{}", block + 1))))
+            && text.contains(&format!("{}\n", marker(&format!("E{block}"))))
         {
             block += 1;
             deadline = Instant::now() + cfg.timeout;
@@ -849,15 +858,22 @@ pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> 
     let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
 
     let captured = String::from_utf8_lossy(&raw);
-    Ok(split_chapter(&captured, sessions, &prefix, timed_out))
+    Ok(split_chapter(
+        &captured,
+        sessions,
+        &prefix,
+        timed_out,
+        &cfg.workdir,
+    ))
 }
 
-/// Splits a chapter's output on its markers (`S<k>`, `C<k>_<n>`, `END`).
+/// Splits a chapter's output on its markers (`S`, `C<k>_<n>`, `E<k>`, `END`).
 fn split_chapter(
     captured: &str,
     sessions: &[Session],
     prefix: &str,
     timed_out: Option<usize>,
+    workdir: &Path,
 ) -> ChapterRun {
     let mut segments: std::collections::HashMap<String, String> = Default::default();
     let mut rest = captured;
@@ -881,10 +897,21 @@ fn split_chapter(
     let mut outputs = Vec::with_capacity(sessions.len());
     let mut states = Vec::with_capacity(sessions.len());
     for k in 0..sessions.len() {
-        states.push((
-            segments.get(&format!("S{k}")).cloned(),
-            segments.get(&format!("E{k}")).cloned(),
-        ));
+        let before = if k == 0 {
+            segments.get("S").cloned()
+        } else {
+            segments.get(&format!("E{}", k - 1)).map(|after| {
+                // The `cd` back to the start between blocks.
+                after
+                    .lines()
+                    .map(|l| match l.starts_with("cwd ") {
+                        true => format!("cwd {}\n", workdir.display()),
+                        false => format!("{l}\n"),
+                    })
+                    .collect()
+            })
+        };
+        states.push((before, segments.get(&format!("E{k}")).cloned()));
     }
     for (k, session) in sessions.iter().enumerate() {
         let mut block = Vec::with_capacity(session.commands.len());
