@@ -11,7 +11,7 @@
 //!
 //! Environment: `DOCKYARD_SKIP_PRIVILEGED=1` skips the sessions when not root;
 //! `DOCKYARD_BOOKTEST_MODE=blocks` runs each block in a shell of its own instead of each file's
-//! blocks in one shell (see `support/booktest.rs`, "One terminal");
+//! blocks in one shell (see `support/booktest/terminal.rs`);
 //! `DOCKYARD_BIN_DIR` overrides where the binaries are; `DOCKYARD_BOOKTEST_TIMEOUT` sets the
 //! seconds per block (default 120); `DOCKYARD_BOOKTEST_FILTER=ch03` runs only the files whose
 //! path contains that text; `DOCKYARD_BOOK_SRC` checks another tree instead of `book/src`.
