@@ -260,3 +260,98 @@ fn concurrent_runs_with_limits_leave_no_cgroup() {
     );
     assert!(dy.ok(&["ps", "-aq"]).is_empty());
 }
+
+/// `dockyard doctor` says which layout the host has and whether a rootless
+/// engine could set limits: on v1 and hybrid hosts never; on v2 only in a
+/// subtree delegated to the user, which this test makes (owned by uid
+/// 1000, as systemd's `Delegate=` does) and runs the doctor from, as that
+/// user.
+#[test]
+fn doctor_reports_the_layout_and_whether_rootless_limits_can_work() {
+    use std::os::unix::ffi::OsStringExt;
+    use std::os::unix::fs::chown;
+    use std::os::unix::process::CommandExt;
+    let host = host();
+    let doctor = |cmd: &mut Command| {
+        let out = cmd.arg("doctor").stdin(Stdio::null()).output().unwrap();
+        text(&out.stdout)
+    };
+    let report = doctor(&mut Command::new(bin("dockyard")));
+    let layout = match host.layout {
+        lab03_cgroups::Layout::V1 => "cgroups v1",
+        lab03_cgroups::Layout::V2 => "cgroups v2 (unified)",
+        lab03_cgroups::Layout::Hybrid => "cgroups hybrid",
+    };
+    assert!(report.contains(layout), "{report}");
+    if host.version() == Version::V1 {
+        assert!(
+            report.contains("rootless limits: not possible on this"),
+            "{report}"
+        );
+        assert!(
+            report.contains("systemd.unified_cgroup_hierarchy=1"),
+            "{report}"
+        );
+        return;
+    }
+    // v2, as root for uid 1000 (sudo's SUDO_UID), with nothing delegated.
+    let report = doctor(Command::new(bin("dockyard")).env("SUDO_UID", "1000"));
+    assert!(
+        report.contains("no cgroup v2 subtree is delegated to uid 1000"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Delegate=cpu cpuset io memory pids"),
+        "{report}"
+    );
+    // A subtree delegated to uid 1000, and the doctor run in it as that user.
+    let dir = host
+        .v2_mount
+        .clone()
+        .unwrap()
+        .join(format!("dockyard-deleg-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        chown(dir.join(f), Some(1000), Some(1000)).unwrap();
+    }
+    let procs =
+        std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_vec()).unwrap();
+    let mut cmd = Command::new(bin("dockyard"));
+    cmd.env_remove("SUDO_UID").env("HOME", "/tmp");
+    // SAFETY: only async-signal-safe calls (open, write, close, setgid,
+    // setuid) between fork and exec, on memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Into the delegated group while still root, then become uid 1000.
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            let moved = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            if !moved || libc::setgid(1000) != 0 || libc::setuid(1000) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let report = doctor(&mut cmd);
+    assert!(
+        report.contains(&format!(
+            "uid 1000 has a delegated cgroup v2 subtree at {}",
+            dir.display()
+        )),
+        "{report}"
+    );
+}

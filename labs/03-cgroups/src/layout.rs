@@ -114,6 +114,70 @@ impl Host {
     }
 }
 
+/// A cgroup v2 subtree delegated to an unprivileged user, as systemd makes
+/// one for each user's session (`Delegate=` in `user@.service`): the user
+/// owns the directory and its `cgroup.procs` and `cgroup.subtree_control`,
+/// so it can make groups below it and enable there the controllers it was
+/// given, without root. Rootless Docker and podman put their containers'
+/// limits there.
+///
+/// ```text
+/// cat /sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/cgroup.controllers
+/// stat -c %U /sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/cgroup.subtree_control
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    /// The delegated directory.
+    pub dir: PathBuf,
+    /// The controllers available in it (`cgroup.controllers`).
+    pub controllers: Vec<String>,
+}
+
+impl Delegation {
+    /// Whether `--memory`, `--cpus` and `--pids-limit` can all be set in it.
+    pub fn has_limits(&self) -> bool {
+        ["cpu", "memory", "pids"]
+            .iter()
+            .all(|c| self.controllers.iter().any(|have| have == c))
+    }
+}
+
+/// The subtree delegated to `uid` on a v2 host, if any: the outermost of
+/// the groups of `pid` (the caller: a user's own shell runs in its
+/// session's subtree) that `uid` owns, else systemd's
+/// `user.slice/user-UID.slice/user@UID.service`. Only reads.
+pub fn delegation(host: &Host, uid: u32, pid: Option<u32>) -> Option<Delegation> {
+    use std::os::unix::fs::MetadataExt;
+    if host.version() != Version::V2 || uid == 0 {
+        return None;
+    }
+    let mount = host.v2_mount.as_deref()?;
+    let owned = |dir: &Path| {
+        ["cgroup.procs", "cgroup.subtree_control"]
+            .iter()
+            .all(|f| std::fs::metadata(dir.join(f)).is_ok_and(|m| m.uid() == uid))
+            && std::fs::metadata(dir).is_ok_and(|m| m.uid() == uid)
+    };
+    let mut candidates = Vec::new();
+    if let Some(pid) = pid {
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if let Some(rel) = own.lines().find_map(|l| l.strip_prefix("0::")) {
+            // From the outermost ancestor in: the delegation's top.
+            let mut dir = mount.to_path_buf();
+            for c in Path::new(rel.trim_start_matches('/')).components() {
+                dir.push(c);
+                candidates.push(dir.clone());
+            }
+        }
+    }
+    candidates.push(mount.join(format!("user.slice/user-{uid}.slice/user@{uid}.service")));
+    let dir = candidates.into_iter().find(|d| owned(d))?;
+    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers"))
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    Some(Delegation { dir, controllers })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,7 @@ pub use assemble::{
     NetNs, UserNs,
 };
 pub(crate) use layout::group_dir_below;
-pub use layout::Knob;
+pub use layout::{delegation, Delegation, Knob};
 pub use run::{run, Outcome, RunOptions};
 pub use size::{parse_size, Size};
 
