@@ -207,7 +207,7 @@ fn cpu_quota_holds_a_busy_loop_to_ten_percent() {
     assert!(usec >= 240_000.0, "{line}");
     assert_clean(&parent);
 
-    // Without a quota, the same loop takes a whole CPU: the limit did it.
+    // Without a quota, the same loop takes much more: the limit did it.
     let out = run(lab03(
         &fx.path(),
         &parent,
@@ -225,7 +225,10 @@ fn cpu_quota_holds_a_busy_loop_to_ten_percent() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(share > 50.0, "{line}");
+    // Well over the quota's 10%: a whole CPU on an idle machine, less on a
+    // busy one (two cores shared by a CI run and its neighbours), but at
+    // least twice the quota.
+    assert!(share > 20.0, "{line}");
     assert_clean(&parent);
 }
 
