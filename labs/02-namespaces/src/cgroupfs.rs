@@ -47,8 +47,11 @@ pub enum CgroupMount {
     #[default]
     None,
     /// A `cgroup2` mount, which shows the root of the child's cgroup
-    /// namespace: its own group on a v2 host.
-    Unified,
+    /// namespace: its own group on a v2 host. Where the kernel refuses that
+    /// mount (EPERM: a user namespace that does not own the cgroup
+    /// namespace), `group`, the host's directory of the container's group,
+    /// is bound instead, as runc does.
+    Unified { group: PathBuf },
     /// A tmpfs with each v1 hierarchy's group bound in: `(name, dir)`, the
     /// hierarchy's name under /sys/fs/cgroup (`cpu,cpuacct`) and the host's
     /// directory of the container's group in it. A hierarchy in which the
@@ -81,15 +84,18 @@ pub fn mount_cgroup_fs(rootfs: &Path, what: &CgroupMount, read_only: bool) -> an
     };
     match what {
         CgroupMount::None => {}
-        CgroupMount::Unified => {
-            mount(
+        CgroupMount::Unified { group } => {
+            match mount(
                 Some("cgroup"),
                 &fd_path(&target),
                 Some("cgroup2"),
                 SAFE | ro,
                 None::<&str>,
-            )
-            .context("mounting cgroup2 on /sys/fs/cgroup")?;
+            ) {
+                Ok(()) => {}
+                Err(Errno::EPERM | Errno::EBUSY) => bind_group(&root, group, ro)?,
+                Err(e) => return Err(e).context("mounting cgroup2 on /sys/fs/cgroup"),
+            }
         }
         CgroupMount::V1 { hierarchies } => {
             mount(
@@ -119,6 +125,31 @@ pub fn mount_cgroup_fs(rootfs: &Path, what: &CgroupMount, read_only: bool) -> an
     Ok(())
 }
 // ANCHOR_END: cgroupfs
+
+/// Bind the host's directory of the container's v2 group on
+/// `/sys/fs/cgroup`, read-only if `ro`: what the cgroup2 mount would have
+/// shown through a cgroup namespace of its own.
+fn bind_group(root: &OwnedFd, group: &Path, ro: MsFlags) -> anyhow::Result<()> {
+    let target = open_in_root(root, Path::new("/sys/fs/cgroup"), libc::O_PATH)?;
+    mount(
+        Some(group),
+        &fd_path(&target),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("binding {} on /sys/fs/cgroup", group.display()))?;
+    let bound = open_in_root(root, Path::new("/sys/fs/cgroup"), libc::O_PATH)?;
+    mount(
+        None::<&str>,
+        &fd_path(&bound),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | SAFE | ro,
+        None::<&str>,
+    )
+    .context("remounting /sys/fs/cgroup read-only")?;
+    Ok(())
+}
 
 /// Bind the host's `dir` on `/sys/fs/cgroup/<name>`, read-only if `ro`;
 /// a co-mounted hierarchy (`cpu,cpuacct`) also gets a link per controller.

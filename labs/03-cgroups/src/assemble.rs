@@ -188,7 +188,13 @@ impl Blueprint {
             return lab02::CgroupMount::None;
         };
         match host.version() {
-            Version::V2 => lab02::CgroupMount::Unified,
+            Version::V2 => match host.v2_mount.as_deref() {
+                Some(mount) => match crate::group_dir_below(mount, &c.parent, &c.name) {
+                    Some(group) => lab02::CgroupMount::Unified { group },
+                    None => lab02::CgroupMount::None,
+                },
+                None => lab02::CgroupMount::None,
+            },
             Version::V1 => {
                 let mut hierarchies: Vec<(String, std::path::PathBuf)> = Vec::new();
                 for (_, mount) in &host.v1 {
@@ -433,7 +439,9 @@ mod tests {
         });
         assert_eq!(
             bp.spec_for(&host(Layout::V2)).cgroup_mount,
-            lab02::CgroupMount::Unified
+            lab02::CgroupMount::Unified {
+                group: "/sys/fs/cgroup/dockyard/c1".into()
+            }
         );
         let want = lab02::CgroupMount::V1 {
             hierarchies: vec![("memory".into(), "/sys/fs/cgroup/memory/dockyard/c1".into())],
