@@ -10,6 +10,7 @@
 //! `cargo test --test engine -- networking::` runs the network tests.
 
 mod attach;
+mod cgroups;
 mod common;
 mod confinement;
 mod escapes;

@@ -197,23 +197,17 @@ pub fn mount_points() -> Vec<String> {
         .collect()
 }
 
-/// Every directory named `parent` below a cgroup hierarchy's root.
+/// Every directory named `parent` below a cgroup hierarchy's root, in the
+/// hierarchies lab 03 detects on this host (each v1 one, the cgroup2 one).
 pub fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup")
+    let Ok(host) = lab03_cgroups::detect() else {
+        return Vec::new();
+    };
+    host.hierarchy_roots()
         .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let p = entry.path();
-        if p.join(parent).is_dir() {
-            out.push(p.join(parent));
-        }
-        if p.file_name().is_some_and(|n| n == parent) {
-            out.push(p);
-        }
-    }
-    out
+        .map(|root| root.join(parent))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 /// The cgroups left below `parent`: none, once every container is gone.
