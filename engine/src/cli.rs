@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -314,14 +315,19 @@ pub struct RunArgs {
     /// Publish every exposed port to a random host port.
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
-    /// Expose a port (for -P).
+    /// Expose a port or a range of ports (80, 8000-8010/udp).
     #[arg(long)]
     pub expose: Vec<String>,
-    /// The image, then the command and its arguments.
+    /// Pull image before running ("always", "missing", "never").
+    #[arg(long, default_value = "missing", value_name = "POLICY")]
+    pub pull: String,
+    /// The image, then the command and its arguments. Flags stop at the
+    /// image: what follows it is the command's (`run busybox ls -l`), but a
+    /// dash word before it is a flag, and an unknown one is an error, never
+    /// an image called `--link`.
     #[arg(
         required = true,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         value_name = "IMAGE [COMMAND] [ARG...]"
     )]
     pub image_and_command: Vec<String>,
@@ -347,8 +353,9 @@ pub struct ExecArgs {
     /// Username or UID (default: the container's user).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
-    /// The container, then the command and its arguments.
-    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "CONTAINER COMMAND [ARG...]")]
+    /// The container, then the command and its arguments (flags stop at
+    /// the container, as in `run`).
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true, value_name = "CONTAINER COMMAND [ARG...]")]
     pub container_and_command: Vec<String>,
 }
 
@@ -915,6 +922,67 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PATH")]
     pub cgroup_parent: Option<String>,
     /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
-    #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
+    /// (A lone `-` is a value to clap; any other dash word is a flag, so an
+    /// unknown one is reported as such and never taken for the context.)
+    #[arg(value_name = "CONTEXT")]
     pub context: String,
+}
+
+/// Docker's report of an unknown flag, for every command:
+///
+/// ```text
+/// unknown flag: --link
+///
+/// Usage:  dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]
+///
+/// Run 'dockyard run --help' for more information
+/// ```
+///
+/// (`unknown shorthand flag: 'Z' in -Z` for a one-letter flag). `argv` is
+/// the command line, to name the (sub)command the flag was given to. None
+/// for any other kind of error: clap's own words stand for those.
+pub fn unknown_flag_message(err: &clap::Error, argv: &[String]) -> Option<String> {
+    if err.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(flag)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let first = match flag.strip_prefix('-') {
+        Some(rest) if !rest.starts_with('-') => {
+            let letter = rest.chars().next().unwrap_or('-');
+            format!("unknown shorthand flag: '{letter}' in {flag}")
+        }
+        _ => format!("unknown flag: {}", flag.split('=').next().unwrap_or(flag)),
+    };
+    let (path, mut cmd) = subcommand_of(argv);
+    let usage = cmd.render_usage().to_string();
+    let usage = usage.trim().trim_start_matches("Usage:").trim();
+    Some(format!(
+        "{first}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information\n"
+    ))
+}
+
+/// The (sub)command `argv` reaches (`dockyard image ls`) and its clap
+/// definition, skipping flags and the global options' values.
+fn subcommand_of(argv: &[String]) -> (String, clap::Command) {
+    let mut cmd = Cli::command();
+    let mut path = vec!["dockyard".to_string()];
+    let mut words = argv.iter().skip(1);
+    while let Some(w) = words.next() {
+        if matches!(w.as_str(), "--root" | "--config" | "--userns-remap") {
+            words.next();
+            continue;
+        }
+        if w.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = cmd.find_subcommand(w).cloned() else {
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        let name = path.join(" ");
+        cmd = sub.bin_name(name);
+    }
+    (path.join(" "), cmd)
 }

@@ -95,6 +95,118 @@ pub fn load_archive(engine: &Engine, input: impl Read) -> Result<Vec<String>> {
     overlay::archive::load_archive(&engine.images, input)
 }
 
+// ---- references: names, IDs and ID prefixes -------------------------------
+
+/// No image answers to a reference. Its text is docker's (`No such image:
+/// busybox:latest`, the name completed with its tag); `run` and `create`
+/// recognise it to decide on a pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoSuchImage(pub String);
+
+impl std::fmt::Display for NoSuchImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "No such image: {}", self.0)
+    }
+}
+
+impl std::error::Error for NoSuchImage {}
+
+/// How a reference found its image.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The image (named with the tag that matched, or, found by ID, with
+    /// its first name in sort order).
+    pub image: Image,
+    /// Found by its ID (`sha256:...`, 64 hex digits or a unique prefix)
+    /// rather than by a name: `rmi` then removes every name of it.
+    pub by_id: bool,
+}
+
+/// Find the image `reference` names, as docker's daemon does (moby's
+/// `GetImage`): everywhere a command takes an image, it takes
+///
+/// - a name, `busybox`, `busybox:1.36`, `127.0.0.1:5000/app@sha256:...`
+///   (`busybox` means `busybox:latest`);
+/// - an image ID: `sha256:` and 64 hex digits, or the 64 digits alone;
+/// - a unique prefix of an ID (`44f`, `sha256:44f`), tried after the
+///   names: a tag called `44f` wins over an ID that starts with it.
+///
+/// A malformed reference is refused with docker's words (`invalid
+/// reference format...`); a missing image is a [`NoSuchImage`]; a prefix
+/// of several IDs is docker's `ambiguous reference`.
+pub fn lookup(engine: &Engine, reference: &str) -> Result<Found> {
+    // The ID forms first: they are not names (a name of 64 hex digits is
+    // refused, so that these can never be confused).
+    if let Some(hex) = reference.strip_prefix("sha256:") {
+        if hex.is_empty() || !overlay::reference::is_hex(hex) || hex.len() > 64 {
+            bail!("invalid reference format");
+        }
+        return by_id_prefix(engine, hex, reference);
+    }
+    if overlay::reference::is_full_hex_id(reference) {
+        return by_id_prefix(engine, reference, reference);
+    }
+    let parsed = overlay::reference::Reference::parse(reference)?;
+    let name = parsed.familiar();
+    if let Some((_, desc)) = engine.images.names()?.into_iter().find(|(n, _)| *n == name) {
+        let image = engine.images.image_by_manifest(desc.digest().as_ref())?;
+        let image = Image { name, ..image };
+        return Ok(Found {
+            image,
+            by_id: false,
+        });
+    }
+    if overlay::reference::is_hex(reference) {
+        return by_id_prefix(engine, reference, &name);
+    }
+    Err(NoSuchImage(name).into())
+}
+
+/// [`lookup`] for the callers that need only the image.
+pub fn find(engine: &Engine, reference: &str) -> Result<Image> {
+    lookup(engine, reference).map(|f| f.image)
+}
+
+/// The image whose ID (config digest) starts with `hex`; `shown` is what a
+/// "No such image" names.
+fn by_id_prefix(engine: &Engine, hex: &str, shown: &str) -> Result<Found> {
+    let mut matches: Vec<Image> = engine
+        .images
+        .images()?
+        .into_iter()
+        .filter(|i| {
+            i.config_digest
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.starts_with(hex))
+        })
+        .collect();
+    matches.sort_by(|a, b| a.name.cmp(&b.name));
+    let ids: BTreeSet<&str> = matches.iter().map(|i| i.config_digest.as_str()).collect();
+    match ids.len() {
+        0 => Err(NoSuchImage(shown.to_string()).into()),
+        1 => Ok(Found {
+            image: matches.remove(0),
+            by_id: true,
+        }),
+        // Docker's words (its containerd image service) for a prefix of
+        // several IDs: the user must type more of it.
+        _ => bail!("ambiguous reference"),
+    }
+}
+
+/// Every name (tag) the image with ID `config_digest` has, sorted.
+pub fn names_of(engine: &Engine, config_digest: &str) -> Result<Vec<String>> {
+    let mut names: Vec<String> = engine
+        .images
+        .images()?
+        .into_iter()
+        .filter(|i| i.config_digest == config_digest)
+        .map(|i| i.name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 // ---- what `images`, `inspect`, `history`, `rmi` and the prunes show ------
 
 /// One image as `images` lists it (and `GET /images/json` summarises it).
@@ -139,7 +251,7 @@ pub fn list(engine: &Engine) -> Result<Vec<ImageSummary>> {
 /// `inspect IMAGE`'s document (`GET /images/{name}/json`): the image's
 /// config blob with docker's `Id`, `RepoTags` and `Size` added.
 pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
-    let image = engine.images.image(name)?;
+    let image = find(engine, name)?;
     // The config blob as stored, not the OCI type's view of it: docker
     // extensions such as `Healthcheck` survive only in the raw JSON.
     let mut doc = match engine.images.read_blob(&image.config_digest) {
@@ -173,7 +285,7 @@ pub struct HistoryEntry {
 
 /// `history IMAGE`: the image and its history, newest step first.
 pub fn history(engine: &Engine, name: &str) -> Result<(Image, Vec<HistoryEntry>)> {
-    let image = engine.images.image(name)?;
+    let image = find(engine, name)?;
     let layers = engine.images.image_layers(&image).unwrap_or_default();
     let sizes = layers.iter().map(|l| dir_size(&l.diff)).collect();
     let entries = history_entries(image.config.history(), sizes);
@@ -225,25 +337,55 @@ impl<'a> Remover<'a> {
         })
     }
 
-    /// Untag the image `name` (refused, unless `force`, when a container
-    /// uses it). Returns the image that was untagged.
-    pub fn untag(&self, name: &str, force: bool) -> Result<Image> {
-        let image = self.engine.images.image(name)?;
-        if !force {
-            if let Some(user) = self.containers.iter().find(|r| {
-                container::config_of(r)
-                    .map(|c| c.image_id == image.config_digest)
-                    .unwrap_or(false)
-            }) {
-                bail!(
-                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
-                    &user.id[..12.min(user.id.len())],
-                    image.short_id()
-                );
+    /// Untag what `reference` names, as docker's `ImageDelete` does, and
+    /// return the image with the names that went.
+    ///
+    /// - By a name: that name goes. If it is the image's last name and a
+    ///   container uses the image, it is refused unless `force` (the image
+    ///   would be left nameless under a container). One of several names
+    ///   goes freely, even while a container uses the image.
+    /// - By an ID (or a prefix): every name goes, if they are all of one
+    ///   repository with at most one tag; an image named in several
+    ///   repositories needs `force`. An image a running container uses is
+    ///   refused even with `force`; one a stopped container uses needs it.
+    pub fn untag(&self, reference: &str, force: bool) -> Result<(Image, Vec<String>)> {
+        let Found { image, by_id } = lookup(self.engine, reference)?;
+        let names = names_of(self.engine, &image.config_digest)?;
+        let user = self.containers.iter().find(|r| {
+            container::config_of(r)
+                .map(|c| c.image_id == image.config_digest)
+                .unwrap_or(false)
+        });
+        let short = image.short_id().to_string();
+        if !by_id {
+            if !force && single_reference(&names) {
+                if let Some(user) = user {
+                    bail!(
+                        "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {short}",
+                        &user.id[..12.min(user.id.len())],
+                    );
+                }
+            }
+            self.engine.images.untag(&image.name)?;
+            return Ok((image.clone(), vec![image.name]));
+        }
+        if let Some(user) = user {
+            let running = matches!(user.state.status, Status::Running | Status::Paused);
+            let uid = &user.id[..12.min(user.id.len())];
+            if running {
+                bail!("conflict: unable to delete {short} (cannot be forced) - image is being used by running container {uid}");
+            }
+            if !force {
+                bail!("conflict: unable to delete {short} (must be forced) - image is being used by stopped container {uid}");
             }
         }
-        self.engine.images.untag(&image.name)?;
-        Ok(image)
+        if !force && !single_reference(&names) {
+            bail!("conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories");
+        }
+        for n in &names {
+            self.engine.images.untag(n)?;
+        }
+        Ok((image, names))
     }
 
     /// After [`Remover::untag`]: delete what of `image` nothing else uses.
@@ -262,6 +404,26 @@ impl<'a> Remover<'a> {
         }
         Ok(deleted)
     }
+}
+
+/// Docker's `isSingleReference`: at most one tag, and every name in one
+/// repository (`app:1` alone, or `app:1` with `app@sha256:...`).
+fn single_reference(names: &[String]) -> bool {
+    let repo = |n: &str| -> String {
+        match n.split_once('@') {
+            Some((r, _)) => r.to_string(),
+            None => {
+                let slash = n.rfind('/').map_or(0, |i| i + 1);
+                match n[slash..].rfind(':') {
+                    Some(i) => n[..slash + i].to_string(),
+                    None => n.to_string(),
+                }
+            }
+        }
+    };
+    let tags = names.iter().filter(|n| !n.contains('@')).count();
+    let repos: BTreeSet<String> = names.iter().map(|n| repo(n)).collect();
+    tags <= 1 && repos.len() <= 1
 }
 
 /// Runs the store's garbage collection, keeping the images of containers

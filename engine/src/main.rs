@@ -54,7 +54,13 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and --version are not errors; bad flags exit 125 as in docker.
+            // Help and --version are not errors; bad flags exit 125 as in
+            // docker, an unknown one reported in docker's words.
+            let argv: Vec<String> = std::env::args().collect();
+            if let Some(message) = cli::unknown_flag_message(&e, &argv) {
+                eprint!("{message}");
+                return ExitCode::from(125);
+            }
             let code = if e.use_stderr() { 125 } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);

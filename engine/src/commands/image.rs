@@ -122,7 +122,7 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
     if args.images.len() > 1 {
         bail!("saving several images into one archive is not supported yet: save them one by one");
     }
-    let image = engine.images.image(&args.images[0])?;
+    let image = image::find(engine, &args.images[0])?;
     write_archive(args.output.as_deref(), |out| {
         image::save(engine, &image, out)
     })?;
@@ -139,8 +139,10 @@ pub fn rmi(engine: &Engine, args: &RmiArgs) -> Result<Code> {
     // Before anything is untagged: an unreadable container fails here.
     let remover = image::Remover::new(engine)?;
     for name in &args.images {
-        let result = remover.untag(name, args.force).and_then(|image| {
-            println!("Untagged: {}", image.name);
+        let result = remover.untag(name, args.force).and_then(|(image, names)| {
+            for n in names {
+                println!("Untagged: {n}");
+            }
             for id in remover.collect(&image)? {
                 println!("Deleted: {id}");
             }

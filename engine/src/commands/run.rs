@@ -16,9 +16,12 @@ use super::{parse_labels, session, Code};
 use crate::cli::RunArgs;
 use dockyard::container::{self, Attach, ContainerConfig, Limits};
 use dockyard::health::{parse_duration, Check};
+use dockyard::image::{self, NoSuchImage};
 use dockyard::state::Record;
 use dockyard::volumes::{parse_mount, parse_v, MountSpec};
-use dockyard::{logs, Engine};
+use dockyard::{distribution, logs, Engine};
+use lab04_overlay::reference::{Reference, DOCKER_HUB};
+use lab04_overlay::registry::{Event, Platform};
 
 /// `docker run`: create, start, and in the foreground wait and relay the
 /// exit code (125 when dockyard fails, 126/127 when the command cannot run).
@@ -34,6 +37,7 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     session::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
     dockyard::trace::phase("built the config");
+    ensure_image(engine, &config.image, &args.pull)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
     dockyard::trace::phase("created the container record");
@@ -70,10 +74,84 @@ pub fn run_attached(engine: &Engine, record: &Record, keys: &str) -> Result<Code
 /// `docker create`: the container, state "created"; prints its ID.
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
+    ensure_image(engine, &config.image, &args.pull)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
     println!("{}", record.id);
     Ok(0)
+}
+
+/// `--pull missing|always|never`: make sure the image is in the store
+/// before the container is made, as docker's client does for `run` and
+/// `create`. `missing` (the default) pulls only what is not here, saying
+/// `Unable to find image 'NAME' locally` first; `always` pulls even then
+/// (a moved tag comes down); `never` fails on a missing image. An image ID
+/// or prefix is never pulled: a registry knows names, not local IDs.
+///
+/// The progress goes to standard error, as docker's `run` writes it: the
+/// standard output is the container's.
+fn ensure_image(engine: &Engine, reference: &str, policy: &str) -> Result<()> {
+    if !matches!(policy, "missing" | "always" | "never") {
+        bail!(
+            "invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\""
+        );
+    }
+    let found = image::lookup(engine, reference);
+    let missing = match &found {
+        Ok(f) if policy == "always" && !f.by_id => None,
+        Ok(_) => return Ok(()),
+        Err(e) => match e.downcast_ref::<image::NoSuchImage>() {
+            // A malformed reference, an ambiguous prefix, a broken store.
+            None => return Err(found.err().expect("an error")),
+            Some(NoSuchImage(name)) => Some(name.clone()),
+        },
+    };
+    let reference = Reference::parse(reference)?;
+    if let Some(name) = &missing {
+        if policy == "never" {
+            bail!("No such image: {name}");
+        }
+        eprintln!("Unable to find image '{name}' locally");
+    }
+    if reference.domain == DOCKER_HUB && engine.config.registry_mirrors.is_empty() {
+        // Docker would go to Docker Hub here. Dockyard does not reach the
+        // internet behind the learner's back: an explicit `pull` does.
+        bail!(
+            "{} is not in the store, and `run` does not pull from Docker Hub: `dockyard pull {}` \
+             fetches it (it needs the internet), `dockyard load -i FILE` loads a saved one, or \
+             name a registry (127.0.0.1:5000/{})",
+            reference.familiar(),
+            reference.familiar(),
+            reference.familiar_repository(),
+        );
+    }
+    if let (Some(tag), None) = (&reference.tag, &reference.digest) {
+        eprintln!("{tag}: Pulling from {}", reference.path);
+    }
+    let report = |e: Event| {
+        let (id, text) = match &e {
+            Event::Waiting { id, .. } => (id, "Pulling fs layer"),
+            Event::Downloaded { id } => (id, "Download complete"),
+            Event::Extracted { id } => (id, "Pull complete"),
+            Event::AlreadyExists { id } => (id, "Already exists"),
+            _ => return,
+        };
+        eprintln!("{id}: {text}");
+    };
+    let pulled = distribution::pull(
+        engine,
+        &reference,
+        &Platform::host(),
+        &report,
+        &mut |warning| eprintln!("{warning}"),
+    )?;
+    eprintln!("Digest: {}", pulled.digest);
+    if pulled.up_to_date {
+        eprintln!("Status: Image is up to date for {}", pulled.name);
+    } else {
+        eprintln!("Status: Downloaded newer image for {}", pulled.name);
+    }
+    Ok(())
 }
 
 /// Turn `run`'s flags into a container config, validating them first so a

@@ -1,7 +1,7 @@
 //! `docker create`: a container's record and writable layer, its config
 //! completed with the image's defaults, before anything runs.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::config::{ContainerConfig, Limits};
 use crate::engine::Engine;
@@ -94,10 +94,8 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
     check_userns(engine, &config)?;
-    let image = engine
-        .images
-        .image(&config.image)
-        .map_err(|e| anyhow!("Unable to find image '{}' locally: {e:#}", config.image))?;
+    // A name, an ID or a unique ID prefix (`run` pulled what was missing).
+    let image = crate::image::find(engine, &config.image)?;
     config.image_id = image.config_digest.clone();
     // The image's defaults, under what the user gave.
     if let Some(ic) = image.config.config() {
