@@ -18,7 +18,8 @@ pub struct Cli {
     /// The data root (default: $DOCKYARD_ROOT, daemon.json's data-root, /var/lib/dockyard).
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// The configuration file (default: /etc/dockyard/daemon.json).
+    /// The configuration file (default: $DOCKYARD_DAEMON_CONFIG, else
+    /// /etc/dockyard/daemon.json).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Run every container in a user namespace whose root is an unprivileged range of the
@@ -269,9 +270,10 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
-    /// Connect the container to a network: none (dockyard's default), host, bridge, a
-    /// user-defined network's name, or container:NAME.
-    #[arg(long, alias = "net", default_value = "none")]
+    /// Connect the container to a network: bridge (the default, as docker's, unless
+    /// daemon.json says "bridge": "none"), none, host, a user-defined network's name, or
+    /// container:NAME.
+    #[arg(long, alias = "net", default_value = "default")]
     pub network: String,
     /// Add a network-scoped alias for the container (user-defined networks).
     #[arg(long = "network-alias", alias = "net-alias")]

@@ -207,7 +207,10 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
 
 /// Read daemon.json (warning about keys it does not use) and open the data root.
 fn open_engine(cli: &Cli) -> anyhow::Result<dockyard::Engine> {
-    let (path, explicit) = match &cli.config {
+    // --config, else $DOCKYARD_DAEMON_CONFIG (as --root has
+    // $DOCKYARD_ROOT), else the default file, which may be absent.
+    let from_env = std::env::var_os("DOCKYARD_DAEMON_CONFIG").map(std::path::PathBuf::from);
+    let (path, explicit) = match cli.config.as_ref().or(from_env.as_ref()) {
         Some(p) => (p.as_path(), true),
         None => (Path::new(config::DEFAULT_CONFIG), false),
     };

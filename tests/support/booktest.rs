@@ -453,6 +453,9 @@ pub enum CommandOutput {
     NotRun,
 }
 
+/// The environment variable that names dockyard's daemon.json.
+const DAEMON_CONFIG_ENV: &str = "DOCKYARD_DAEMON_CONFIG";
+
 /// Runs every command of `session` in one `bash` process and returns each command's output.
 pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutput>> {
     let nonce = format!(
@@ -489,7 +492,28 @@ pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutp
         path.push(old);
     }
 
-    let mut child = Command::new("bash")
+    // The networking rule: a session that does not make a throwaway network
+    // namespace (`unshare --net`) for its containers gets a daemon.json
+    // with docker's `"bridge": "none"`, so that no `dockyard run` of the
+    // book makes a bridge, a veth or a NAT rule on this machine.
+    let throwaway_netns = session.commands.iter().any(|c| {
+        c.text.contains("unshare --net") || c.text.contains("unshare -n")
+    });
+    let mut daemon_json = tempfile::Builder::new()
+        .prefix("dockyard-booktest-daemon-")
+        .suffix(".json")
+        .tempfile()
+        .context("creating the session's daemon.json")?;
+    daemon_json
+        .write_all(b"{\"bridge\": \"none\"}\n")
+        .context("writing the session's daemon.json")?;
+    let mut bash = Command::new("bash");
+    if throwaway_netns {
+        bash.env_remove(DAEMON_CONFIG_ENV);
+    } else {
+        bash.env(DAEMON_CONFIG_ENV, daemon_json.path());
+    }
+    let mut child = bash
         .arg("--noprofile")
         .arg("--norc")
         .arg(script_file.path())

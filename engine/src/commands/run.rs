@@ -38,6 +38,7 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
     dockyard::trace::phase("built the config");
     ensure_image(engine, &config.image, &args.pull)?;
+    config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
     dockyard::trace::phase("created the container record");
@@ -75,6 +76,7 @@ pub fn run_attached(engine: &Engine, record: &Record, keys: &str) -> Result<Code
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
     ensure_image(engine, &config.image, &args.pull)?;
+    config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
     println!("{}", record.id);
