@@ -496,9 +496,10 @@ pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutp
     // namespace (`unshare --net`) for its containers gets a daemon.json
     // with docker's `"bridge": "none"`, so that no `dockyard run` of the
     // book makes a bridge, a veth or a NAT rule on this machine.
-    let throwaway_netns = session.commands.iter().any(|c| {
-        c.text.contains("unshare --net") || c.text.contains("unshare -n")
-    });
+    let throwaway_netns = session
+        .commands
+        .iter()
+        .any(|c| c.text.contains("unshare --net") || c.text.contains("unshare -n"));
     let mut daemon_json = tempfile::Builder::new()
         .prefix("dockyard-booktest-daemon-")
         .suffix(".json")

@@ -33,10 +33,8 @@ pub const DAEMON_CONFIG_ENV: &str = "DOCKYARD_DAEMON_CONFIG";
 pub fn no_default_bridge() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let path = std::env::temp_dir().join(format!(
-            "dockyard-tests-daemon-{}.json",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("dockyard-tests-daemon-{}.json", std::process::id()));
         std::fs::write(&path, "{\"bridge\": \"none\"}\n").expect("writing the tests' daemon.json");
         std::env::set_var(DAEMON_CONFIG_ENV, &path);
     });

@@ -305,7 +305,7 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
         "Command": command_column(&c.argv(), !no_trunc),
         "CreatedAt": r.created,
         "RunningFor": created,
-        "Ports": ports_column(&container::published_ports(r)),
+        "Ports": ports_column(&container::published_ports(r), &exposed_unpublished(r, &c)),
         "Status": container::status_text(r, now),
         "State": r.state.status.as_str(),
         "Names": r.name,
@@ -313,16 +313,48 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
     })
 }
 
-/// The PORTS column: "0.0.0.0:8080->80/tcp, ...".
-fn ports_column(ports: &[PublishedPort]) -> String {
-    ports
+/// The ports a running container exposes (the image's EXPOSE, `--expose`)
+/// without publishing them: docker's PORTS shows those as `80/tcp`.
+fn exposed_unpublished(r: &Record, c: &container::ContainerConfig) -> Vec<(u16, String)> {
+    if r.state.status != dockyard::state::Status::Running {
+        return Vec::new();
+    }
+    let published = container::published_ports(r);
+    c.exposed
+        .iter()
+        .filter_map(|e| {
+            let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+            Some((port.parse::<u16>().ok()?, proto.to_string()))
+        })
+        .filter(|(port, proto)| {
+            !published
+                .iter()
+                .any(|p| p.container_port == *port && p.proto == *proto)
+        })
+        .collect()
+}
+
+/// The PORTS column: "0.0.0.0:8080->80/tcp, 443/tcp", in port order.
+fn ports_column(ports: &[PublishedPort], exposed: &[(u16, String)]) -> String {
+    let mut entries: Vec<(u16, String)> = ports
         .iter()
         .map(|p| {
-            format!(
+            let text = format!(
                 "{}:{}->{}/{}",
                 p.host_ip, p.host_port, p.container_port, p.proto
-            )
+            );
+            (p.container_port, text)
         })
+        .chain(
+            exposed
+                .iter()
+                .map(|(port, proto)| (*port, format!("{port}/{proto}"))),
+        )
+        .collect();
+    entries.sort_by_key(|(port, _)| *port);
+    entries
+        .into_iter()
+        .map(|(_, t)| t)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -582,13 +614,17 @@ mod tests {
             container_port: ctr,
             proto: proto.into(),
         };
-        assert_eq!(ports_column(&[]), "");
+        assert_eq!(ports_column(&[], &[]), "");
         assert_eq!(
-            ports_column(&[
-                port("0.0.0.0", 8080, 80, "tcp"),
-                port("127.0.0.1", 53, 53, "udp")
-            ]),
-            "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp"
+            ports_column(
+                &[
+                    port("0.0.0.0", 8080, 80, "tcp"),
+                    port("127.0.0.1", 53, 53, "udp")
+                ],
+                &[(443, "tcp".to_string())]
+            ),
+            "127.0.0.1:53->53/udp, 0.0.0.0:8080->80/tcp, 443/tcp",
+            "in port order, the exposed ones that are not published as 443/tcp"
         );
     }
 

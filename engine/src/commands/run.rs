@@ -212,7 +212,10 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         tty: args.tty,
         publish: args.publish.clone(),
         publish_all: args.publish_all,
-        exposed: args.expose.iter().map(|e| exposed_port(e)).collect(),
+        exposed: exposed_ports(&args.expose)?,
+        attach_stdin: args.interactive && !args.detach,
+        attach_stdout: !args.detach,
+        attach_stderr: !args.detach,
         log_opts,
         privileged: args.privileged,
         userns_mode: args.userns.clone(),
@@ -360,12 +363,39 @@ fn mounts(args: &RunArgs) -> Result<Vec<MountSpec>> {
 }
 
 /// `--expose 80` is 80/tcp.
-fn exposed_port(e: &str) -> String {
-    if e.contains('/') {
-        e.to_string()
-    } else {
-        format!("{e}/tcp")
+fn exposed_ports(expose: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in expose {
+        for p in expose_range(e)? {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
     }
+    Ok(out)
+}
+
+/// One `--expose`: `80`, `80/udp` or a range `8000-8002[/tcp]`, as the
+/// ports it names (`8000/tcp`, `8001/tcp`, `8002/tcp`), checked as docker's
+/// `nat.ParsePortRange` does.
+fn expose_range(e: &str) -> Result<Vec<String>> {
+    let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+    let bad = |why: &str| anyhow!("invalid range format for --expose: {e}, error: {why}");
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(bad(&format!("invalid proto: {proto}")));
+    }
+    let port = |p: &str| -> Result<u16> {
+        p.parse::<u16>()
+            .map_err(|_| bad(&format!("invalid port: {p}")))
+    };
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(ports)?, port(ports)?),
+    };
+    if hi < lo {
+        return Err(bad(&format!("invalid range specified: {ports}")));
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// The checks that need the whole config: the security flags, the working

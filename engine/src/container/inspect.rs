@@ -154,16 +154,25 @@ fn mount_json(m: &MountSpec, volume_data: &dyn Fn(&str) -> PathBuf) -> Value {
     }
 }
 
+/// `Config.ExposedPorts`: `{"80/tcp": {}}`, or null when there are none.
+fn exposed_ports(c: &ContainerConfig) -> Value {
+    if c.exposed.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(c.exposed.iter().map(|p| (p.clone(), json!({}))).collect())
+}
+
 /// `Config`: what the container was created with.
 fn config(c: &ContainerConfig) -> Value {
     json!({
         "Hostname": c.hostname,
         "Domainname": "",
         "User": c.user,
-        "AttachStdin": false,
-        "AttachStdout": false,
-        "AttachStderr": false,
-        "Tty": false,
+        "AttachStdin": c.attach_stdin,
+        "AttachStdout": c.attach_stdout,
+        "AttachStderr": c.attach_stderr,
+        "ExposedPorts": exposed_ports(c),
+        "Tty": c.tty,
         "OpenStdin": c.open_stdin,
         "Env": c.env,
         "Cmd": c.cmd,
