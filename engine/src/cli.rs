@@ -497,6 +497,16 @@ pub struct ImagesArgs {
     /// Don't truncate output.
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
+    /// Filter output: dangling=true|false, reference=REPOSITORY[:TAG].
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format the output with a Go template ({{.Repository}}, {{.Tag}}, {{.ID}}, ...);
+    /// "table ..." adds headers.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only the images of this repository (and tag).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
 }
 
 #[derive(Args, Debug)]

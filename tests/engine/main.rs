@@ -12,6 +12,7 @@
 mod attach;
 mod common;
 mod confinement;
+mod fidelity;
 mod images;
 mod lifecycle;
 mod networking;

@@ -545,8 +545,22 @@ mod tests {
         assert_eq!(spec.argv, vec![OsString::from("/bin/entry"), "sh".into()]);
         assert_eq!(
             spec.env,
-            vec![OsString::from("PATH=/usr/bin:/bin"), "A=1".into()]
+            vec![
+                OsString::from("HOSTNAME=0123456789ab"),
+                "PATH=/usr/bin:/bin".into(),
+                "A=1".into(),
+                "HOME=/root".into()
+            ],
+            "docker's HOSTNAME, the config's env, HOME from root's entry in the image's passwd"
         );
+        // -t adds TERM=xterm; the config's env wins over the defaults.
+        c.tty = true;
+        c.env.push("HOSTNAME=mine".into());
+        let p = plan_of(&c, root.path(), &DaemonConfig::default()).unwrap();
+        let env = &p.blueprint.process.env;
+        assert!(env.contains(&OsString::from("TERM=xterm")), "{env:?}");
+        assert!(env.contains(&OsString::from("HOSTNAME=mine")), "{env:?}");
+        assert!(!env.contains(&OsString::from("HOSTNAME=0123456789ab")), "{env:?}");
         assert_eq!(spec.cwd, Some(PathBuf::from("/srv")));
         assert_eq!(spec.hostname.as_deref(), Some("0123456789ab"));
         assert_eq!(spec.rlimits[0].1, 1024);
@@ -646,9 +660,11 @@ mod tests {
             files.resolv_conf
         );
         assert_eq!(p.blueprint.netns, cgroups::NetNs::Private);
-        // And with neither, none.
+        // And with neither, still its own files, as in docker.
         let p = plan_of(&config(), root.path(), &DaemonConfig::default()).unwrap();
-        assert!(p.etc.is_none() && p.blueprint.process.binds.is_empty());
+        let files = p.etc.unwrap().files.unwrap();
+        assert_eq!(files.hostname, "0123456789ab\n");
+        assert!(files.hosts.contains("127.0.0.1\tlocalhost"), "{}", files.hosts);
     }
 
     #[test]
