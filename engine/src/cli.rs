@@ -217,7 +217,7 @@ pub struct RunArgs {
     #[arg(long, short = 'm')]
     pub memory: Option<String>,
     /// Memory plus swap limit, or -1 for unlimited swap.
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Number of CPUs (e.g. 0.5).
     #[arg(long)]
