@@ -560,7 +560,10 @@ mod tests {
         let env = &p.blueprint.process.env;
         assert!(env.contains(&OsString::from("TERM=xterm")), "{env:?}");
         assert!(env.contains(&OsString::from("HOSTNAME=mine")), "{env:?}");
-        assert!(!env.contains(&OsString::from("HOSTNAME=0123456789ab")), "{env:?}");
+        assert!(
+            !env.contains(&OsString::from("HOSTNAME=0123456789ab")),
+            "{env:?}"
+        );
         assert_eq!(spec.cwd, Some(PathBuf::from("/srv")));
         assert_eq!(spec.hostname.as_deref(), Some("0123456789ab"));
         assert_eq!(spec.rlimits[0].1, 1024);
@@ -664,7 +667,11 @@ mod tests {
         let p = plan_of(&config(), root.path(), &DaemonConfig::default()).unwrap();
         let files = p.etc.unwrap().files.unwrap();
         assert_eq!(files.hostname, "0123456789ab\n");
-        assert!(files.hosts.contains("127.0.0.1\tlocalhost"), "{}", files.hosts);
+        assert!(
+            files.hosts.contains("127.0.0.1\tlocalhost"),
+            "{}",
+            files.hosts
+        );
     }
 
     #[test]
