@@ -530,10 +530,34 @@ pub fn commit_container(
 }
 
 /// `diff`: what the container changed, against its image's layers.
+///
+/// The mount points of the container's own `/etc/hostname`, `/etc/hosts`
+/// and `/etc/resolv.conf` are not changes the container made: docker keeps
+/// them in an "init" layer under the container's, which `docker diff` does
+/// not show, and so does this (with the `/etc` they may have made).
 pub fn container_changes(engine: &Engine, id: &str) -> Result<Vec<Change>> {
     let layer = engine.layer_container(id)?;
     let lowers = engine.images.lower_dirs(&layer)?;
-    changes(&layer.upper(), &lowers)
+    Ok(without_etc_mount_points(changes(&layer.upper(), &lowers)?))
+}
+
+/// [`container_changes`]' filter: drop the `/etc` files' mount points, and
+/// `/etc` itself when nothing else below it changed.
+fn without_etc_mount_points(changes: Vec<Change>) -> Vec<Change> {
+    let mount_point = |p: &str| {
+        container::plan::ETC_FILES
+            .iter()
+            .any(|f| p.strip_prefix("/etc/") == Some(*f))
+    };
+    let mut kept: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| !mount_point(&c.path))
+        .collect();
+    let etc_touched = kept.iter().any(|c| c.path.starts_with("/etc/"));
+    if !etc_touched {
+        kept.retain(|c| c.path != "/etc" || c.kind == 'D');
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -565,6 +589,21 @@ mod tests {
             shown,
             [("RUN make", 20), ("ENV A=1", 0), ("ADD rootfs /", 1000)],
             "newest first, ENV made no layer"
+        );
+    }
+
+    #[test]
+    fn the_etc_mount_points_are_not_changes() {
+        let c = |kind, path: &str| Change {
+            kind,
+            path: path.into(),
+        };
+        let only_mounts = vec![c('C', "/etc"), c('A', "/etc/hostname"), c('A', "/f")];
+        assert_eq!(without_etc_mount_points(only_mounts), vec![c('A', "/f")]);
+        let more = vec![c('C', "/etc"), c('A', "/etc/hosts"), c('C', "/etc/passwd")];
+        assert_eq!(
+            without_etc_mount_points(more),
+            vec![c('C', "/etc"), c('C', "/etc/passwd")]
         );
     }
 
