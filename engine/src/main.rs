@@ -214,7 +214,15 @@ fn open_engine(cli: &Cli) -> anyhow::Result<dockyard::Engine> {
         Some(p) => (p.as_path(), true),
         None => (Path::new(config::DEFAULT_CONFIG), false),
     };
-    let (cfg, warnings) = config::DaemonConfig::load(path, explicit)?;
+    let exiting = matches!(cli.command, Command::MonitorExited(_));
+    let (cfg, warnings) = match config::DaemonConfig::load(path, explicit) {
+        Ok(loaded) => loaded,
+        // A container's exit is recorded whatever became of the daemon.json
+        // its `run` read (a temporary file, since removed): a lost exit code
+        // is worse than the defaults.
+        Err(e) if exiting => (config::DaemonConfig::default(), vec![format!("{e:#}")]),
+        Err(e) => return Err(e),
+    };
     for w in warnings {
         eprintln!("WARNING: {}: {w}", path.display());
     }

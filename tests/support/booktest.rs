@@ -456,6 +456,25 @@ pub enum CommandOutput {
 /// The environment variable that names dockyard's daemon.json.
 const DAEMON_CONFIG_ENV: &str = "DOCKYARD_DAEMON_CONFIG";
 
+/// The daemon.json with `"bridge": "none"` that sessions get: one for the
+/// whole test process, never removed while it runs, because containers
+/// started in one block (and their monitors, which read it when the
+/// container exits) outlive it.
+fn no_bridge_daemon_json() -> Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!(
+        "dockyard-booktest-daemon-{}.json",
+        std::process::id()
+    ));
+    if !path.exists() {
+        fs::write(&path, "{\"bridge\": \"none\"}\n")
+            .context("writing the sessions' daemon.json")?;
+        // Readable by all: sessions run dockyard as other users too (rootless).
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .context("making the sessions' daemon.json readable")?;
+    }
+    Ok(path)
+}
+
 /// Runs every command of `session` in one `bash` process and returns each command's output.
 pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutput>> {
     let nonce = format!(
@@ -500,19 +519,12 @@ pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutp
         .commands
         .iter()
         .any(|c| c.text.contains("unshare --net") || c.text.contains("unshare -n"));
-    let mut daemon_json = tempfile::Builder::new()
-        .prefix("dockyard-booktest-daemon-")
-        .suffix(".json")
-        .tempfile()
-        .context("creating the session's daemon.json")?;
-    daemon_json
-        .write_all(b"{\"bridge\": \"none\"}\n")
-        .context("writing the session's daemon.json")?;
+    let daemon_json = no_bridge_daemon_json()?;
     let mut bash = Command::new("bash");
     if throwaway_netns {
         bash.env_remove(DAEMON_CONFIG_ENV);
     } else {
-        bash.env(DAEMON_CONFIG_ENV, daemon_json.path());
+        bash.env(DAEMON_CONFIG_ENV, &daemon_json);
     }
     let mut child = bash
         .arg("--noprofile")

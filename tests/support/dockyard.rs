@@ -36,6 +36,9 @@ pub fn no_default_bridge() {
         let path =
             std::env::temp_dir().join(format!("dockyard-tests-daemon-{}.json", std::process::id()));
         std::fs::write(&path, "{\"bridge\": \"none\"}\n").expect("writing the tests' daemon.json");
+        // Readable by the unprivileged users the rootless tests run as.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("making the tests' daemon.json readable");
         std::env::set_var(DAEMON_CONFIG_ENV, &path);
     });
 }
