@@ -81,8 +81,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Rename a container.
     Rename(RenameArgs),
-    /// List port mappings of a container.
-    Port(OneContainer),
+    /// List port mappings or a specific mapping for the container.
+    Port(PortArgs),
     /// Pause all processes within one or more containers (the freezer cgroup).
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers.
@@ -639,6 +639,13 @@ pub struct CommitArgs {
 #[derive(Args, Debug)]
 pub struct OneContainer {
     pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]: only this port's bindings (host address:port).
+    pub port: Option<String>,
 }
 
 #[derive(Args, Debug)]

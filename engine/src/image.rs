@@ -248,25 +248,60 @@ pub fn list(engine: &Engine) -> Result<Vec<ImageSummary>> {
         .collect())
 }
 
-/// `inspect IMAGE`'s document (`GET /images/{name}/json`): the image's
-/// config blob with docker's `Id`, `RepoTags` and `Size` added.
+/// `inspect IMAGE`'s document (`GET /images/{name}/json`), in docker's
+/// shape: `Id`, `RepoTags` (every name of the ID), `RepoDigests`,
+/// `Created`, `Author`, `Comment`, `Config` (the runtime config as the
+/// config blob stores it, docker's extensions such as `Healthcheck`
+/// included), `Architecture`, `Os`, `Size`, `GraphDriver` (overlay2 and the
+/// layers' directories) and `RootFS` (the layers' diff IDs) — not the OCI
+/// config's lower-case fields.
 pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     let image = find(engine, name)?;
     // The config blob as stored, not the OCI type's view of it: docker
     // extensions such as `Healthcheck` survive only in the raw JSON.
-    let mut doc = match engine.images.read_blob(&image.config_digest) {
+    let raw: Value = match engine.images.read_blob(&image.config_digest) {
         Ok(raw) => serde_json::from_slice(&raw)?,
         Err(_) => serde_json::to_value(&image.config)?,
     };
-    let size = size(engine, &image);
-    if let Value::Object(m) = &mut doc {
-        m.insert("Id".into(), json!(image.config_digest));
-        m.insert("RepoTags".into(), json!([image.name]));
-        m.insert("Size".into(), json!(size));
-        // Docker's inspect capitalises the config's fields.
-        if let Some(cfg) = m.remove("config") {
-            m.insert("Config".into(), cfg);
-        }
+    let field = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
+    let text = |k: &str| {
+        raw.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let tags = names_of(engine, &image.config_digest)?;
+    // A name pinned by digest (`repo@sha256:...`) is a repository digest.
+    let (digests, tags): (Vec<String>, Vec<String>) =
+        tags.into_iter().partition(|n| n.contains('@'));
+    let layers = engine.images.image_layers(&image).unwrap_or_default();
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|l| l.diff.display().to_string())
+        .collect();
+    let mut doc = json!({
+        "Id": image.config_digest,
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": text("comment"),
+        "Created": raw.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
+        "DockerVersion": "",
+        "Author": text("author"),
+        "Config": field("config"),
+        "Architecture": text("architecture"),
+        "Os": text("os"),
+        "Size": size(engine, &image),
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {"LowerDir": lower.join(":")},
+        },
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids()},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    });
+    if let Some(v) = raw.get("variant") {
+        doc["Variant"] = v.clone();
     }
     Ok(doc)
 }

@@ -100,7 +100,13 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
     let fail_code = code_for(&cli.command);
     let from_run = matches!(cli.command, Command::Run(_) | Command::Create(_));
     let with = |e: anyhow::Error| {
-        let prefix = if from_run {
+        // What docker's client itself refuses ("Error parsing reference:
+        // ...", "Error: No public port ...") comes without the daemon's
+        // prefix, as docker prints it.
+        let client_side = format!("{e:#}").starts_with("Error");
+        let prefix = if client_side {
+            ""
+        } else if from_run {
             "dockyard: "
         } else {
             "Error response from daemon: "

@@ -206,6 +206,8 @@ fn the_default_network_is_the_bridge_and_p_publishes_on_it() {
         $D inspect -f 'mode={{{{.HostConfig.NetworkMode}}}} ip={{{{.NetworkSettings.IPAddress}}}}' web
         echo "published: $(images/busybox/rootfs/bin/busybox nc -w 2 127.0.0.1 18080 </dev/null)"
         $D ps --format '{{{{.Names}}}} {{{{.Ports}}}}'
+        $D port web 80
+        $D port web 81/tcp 2>&1; echo "exit=$?"
         $D network ls --format '{{{{.Name}}}}' | tr '\n' ' '; echo
         $D run --rm {parent} busybox sh -c 'ls /sys/class/net | tr "\n" " "'; echo
         $D rm -f web >/dev/null
@@ -394,4 +396,43 @@ fn terminal_stdin_and_exposed_ports_are_recorded_and_shown() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn image_inspect_has_dockers_fields() {
+    let dy = Dy::new();
+    dy.ok(&["tag", "busybox", "mine:1"]);
+    let out = dy.ok(&["image", "inspect", "busybox"]);
+    let docs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let doc = &docs[0];
+    let id = busybox_id(&dy);
+    assert_eq!(doc["Id"], id.as_str());
+    assert_eq!(
+        doc["RepoTags"],
+        serde_json::json!(["busybox:latest", "mine:1"])
+    );
+    assert_eq!(doc["RepoDigests"], serde_json::json!([]));
+    assert_eq!(doc["Os"], "linux");
+    assert!(
+        doc["Architecture"].as_str().is_some_and(|a| !a.is_empty()),
+        "{doc}"
+    );
+    assert!(doc["Created"].as_str().is_some(), "{doc}");
+    assert_eq!(doc["Config"]["Cmd"], serde_json::json!(["sh"]), "{doc}");
+    assert_eq!(doc["RootFS"]["Type"], "layers");
+    assert_eq!(doc["GraphDriver"]["Name"], "overlay2");
+    // The layer directories are real: each diff ID's lower dir holds the
+    // image's files.
+    let layers = doc["RootFS"]["Layers"].as_array().unwrap();
+    let lower = doc["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap();
+    assert_eq!(lower.split(':').count(), layers.len());
+    assert!(lower
+        .split(':')
+        .any(|d| std::path::Path::new(d).join("bin/busybox").exists()));
+    // The size is the unpacked layers': what du would count, within reason.
+    assert!(doc["Size"].as_u64().unwrap() > 1_000_000, "{doc}");
+    // Not OCI's lower-case fields.
+    for k in ["config", "rootfs", "os", "architecture", "history"] {
+        assert!(doc.get(k).is_none(), "{k} in {doc}");
+    }
 }

@@ -14,7 +14,7 @@ use super::run::{env_entry, run_attached};
 use super::{confirm, each, formatted, session, write_archive, Code};
 use crate::cli::{
     CommitArgs, ExecArgs, ExportArgs, KillArgs, LogsArgs, MonitorExitedArgs, NamesArgs,
-    OneContainer, PruneArgs, PsArgs, RenameArgs, RmArgs, StartArgs, StatsArgs, StopArgs,
+    OneContainer, PortArgs, PruneArgs, PsArgs, RenameArgs, RmArgs, StartArgs, StatsArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use dockyard::container::{self, config_of, Attach, ListOptions, PublishedPort};
@@ -433,15 +433,37 @@ fn print_log(entries: &[logs::Entry], timestamps: bool) -> Result<()> {
 }
 
 /// `docker port`: the container's published ports.
-pub fn port(engine: &Engine, args: &OneContainer) -> Result<Code> {
+pub fn port(engine: &Engine, args: &PortArgs) -> Result<Code> {
     let r = engine
         .containers
         .reconcile(engine.containers.resolve(&args.container)?)?;
-    for p in container::published_ports(&r) {
-        println!(
-            "{}/{} -> {}:{}",
-            p.container_port, p.proto, p.host_ip, p.host_port
+    let ports = container::published_ports(&r);
+    let Some(asked) = &args.port else {
+        for p in ports {
+            println!(
+                "{}/{} -> {}:{}",
+                p.container_port, p.proto, p.host_ip, p.host_port
+            );
+        }
+        return Ok(0);
+    };
+    // `docker port web 80` (tcp) or `80/udp`: the host side of each binding.
+    let (number, proto) = asked.split_once('/').unwrap_or((asked, "tcp"));
+    let number: u16 = number
+        .parse()
+        .map_err(|_| anyhow!("Error: invalid port ({asked}): invalid syntax"))?;
+    let matching: Vec<_> = ports
+        .iter()
+        .filter(|p| p.container_port == number && p.proto == proto)
+        .collect();
+    if matching.is_empty() {
+        bail!(
+            "Error: No public port '{number}/{proto}' published for {}",
+            args.container
         );
+    }
+    for p in matching {
+        println!("{}:{}", p.host_ip, p.host_port);
     }
     Ok(0)
 }
