@@ -220,9 +220,15 @@ fn the_default_network_is_the_bridge_and_p_publishes_on_it() {
     assert!(lines[0].starts_with("mode=bridge ip=172.17."), "{stdout}");
     assert_eq!(lines[1], "published: hi-from-web", "{stdout}");
     assert_eq!(lines[2], "web 0.0.0.0:18080->80/tcp", "{stdout}");
-    assert_eq!(lines[3], "bridge host none ", "{stdout}");
+    assert_eq!(lines[3], "0.0.0.0:18080", "{stdout}");
     assert_eq!(
-        lines[4], "eth0 lo ",
+        lines[4], "Error: No public port '81/tcp' published for web",
+        "{stdout}"
+    );
+    assert_eq!(lines[5], "exit=1", "{stdout}");
+    assert_eq!(lines[6], "bridge host none ", "{stdout}");
+    assert_eq!(
+        lines[7], "eth0 lo ",
         "a container without --network has eth0: {stdout}"
     );
 }
@@ -435,4 +441,50 @@ fn image_inspect_has_dockers_fields() {
     for k in ["config", "rootfs", "os", "architecture", "history"] {
         assert!(doc.get(k).is_none(), "{k} in {doc}");
     }
+}
+
+#[test]
+fn listings_filter_as_dockers_do() {
+    let dy = Dy::new();
+    dy.ok(&["run", "--name", "web", "busybox", "true"]);
+    dy.ok(&["run", "--name", "web2", "busybox", "true"]);
+    dy.ok(&["run", "-d", "--name", "db", "busybox", "sleep", "30"]);
+    // A status filter looks at every container, without -a.
+    let exited = dy.ok(&["ps", "-f", "status=exited", "--format", "{{.Names}}"]);
+    assert_eq!(exited, "web2\nweb\n");
+    // name= is a regular expression.
+    let names = |f: &str| dy.ok(&["ps", "-a", "-f", f, "--format", "{{.Names}}"]);
+    assert_eq!(names("name=^web$"), "web\n");
+    assert_eq!(names("name=web"), "web2\nweb\n");
+    assert_eq!(names("name=^d.$"), "db\n");
+    // images REPOSITORY[:TAG], -f reference=, -f dangling=, --format.
+    dy.ok(&["tag", "busybox", "mine:1"]);
+    dy.ok(&["tag", "busybox", "mine:2"]);
+    let images = |args: &[&str]| {
+        let mut all = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        all.extend_from_slice(args);
+        dy.ok(&all)
+    };
+    assert_eq!(images(&[]), "busybox:latest\nmine:1\nmine:2\n");
+    assert_eq!(images(&["mine"]), "mine:1\nmine:2\n");
+    assert_eq!(images(&["mine:2"]), "mine:2\n");
+    assert_eq!(images(&["-f", "reference=m*:1"]), "mine:1\n");
+    assert_eq!(
+        images(&["-f", "dangling=true"]),
+        "",
+        "every image here has a name"
+    );
+    assert_eq!(
+        images(&["-f", "dangling=false", "busybox"]),
+        "busybox:latest\n"
+    );
+    let table = dy.ok(&[
+        "images",
+        "--format",
+        "table {{.Repository}}\t{{.Tag}}",
+        "mine:1",
+    ]);
+    assert_eq!(table, "REPOSITORY   TAG\nmine         1\n");
+    let err = dy.fails(1, &["images", "-f", "colour=red"]);
+    assert!(err.contains("invalid filter 'colour'"), "{err}");
 }
