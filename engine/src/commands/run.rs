@@ -98,14 +98,13 @@ fn ensure_image(engine: &Engine, reference: &str, policy: &str) -> Result<()> {
             "invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\""
         );
     }
-    let found = image::lookup(engine, reference);
-    let missing = match &found {
+    let missing = match image::lookup(engine, reference) {
         Ok(f) if policy == "always" && !f.by_id => None,
         Ok(_) => return Ok(()),
         Err(e) => match e.downcast_ref::<image::NoSuchImage>() {
-            // A malformed reference, an ambiguous prefix, a broken store.
-            None => return Err(found.err().expect("an error")),
             Some(NoSuchImage(name)) => Some(name.clone()),
+            // A malformed reference, an ambiguous prefix, a broken store.
+            None => return Err(e),
         },
     };
     let reference = Reference::parse(reference)?;
