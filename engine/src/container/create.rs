@@ -95,7 +95,7 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
     check_userns(engine, &config)?;
     // A name, an ID or a unique ID prefix (`run` pulled what was missing).
-    let image = crate::image::find(engine, &config.image)?;
+    let image = crate::image_lookup::find(engine, &config.image)?;
     config.image_id = image.config_digest.clone();
     // The image's defaults, under what the user gave.
     if let Some(ic) = image.config.config() {
