@@ -132,3 +132,79 @@ pub fn names_of(engine: &Engine, config_digest: &str) -> Result<Vec<String>> {
     names.sort();
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar of one file, `/f`, holding `content`.
+    fn layer(content: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, "f", content.as_bytes()).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn names_ids_and_unique_prefixes_find_images() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Engine::for_tests(root.path());
+        // Images until two IDs share their first hex digit (17 at most).
+        let mut by_digit: std::collections::BTreeMap<char, Vec<String>> = Default::default();
+        let mut pair = None;
+        for n in 0..17 {
+            let name = format!("img{n}:1");
+            let image = crate::image::import(&engine, &layer(&n.to_string())[..], &name).unwrap();
+            let hex = image
+                .config_digest
+                .strip_prefix("sha256:")
+                .unwrap()
+                .to_string();
+            let same = by_digit.entry(hex.chars().next().unwrap()).or_default();
+            same.push(hex);
+            if same.len() == 2 {
+                pair = Some(same.clone());
+                break;
+            }
+        }
+        let pair = pair.expect("two of 17 IDs share a first digit");
+        let (a, b) = (&pair[0], &pair[1]);
+        // The full ID, with and without sha256:, and a unique prefix.
+        let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+        let unique = &a[..common + 1];
+        for r in [a.clone(), format!("sha256:{a}"), unique.to_string()] {
+            let found = lookup(&engine, &r).unwrap();
+            assert!(found.by_id, "{r}");
+            assert_eq!(found.image.config_digest, format!("sha256:{a}"), "{r}");
+        }
+        // A prefix of both: docker's words.
+        let err = lookup(&engine, &a[..common]).unwrap_err().to_string();
+        assert_eq!(err, "ambiguous reference");
+        // A name wins over a prefix: tag b's image with a's unique prefix.
+        crate::distribution::tag(&engine, b, unique).unwrap();
+        let found = lookup(&engine, unique).unwrap();
+        assert!(!found.by_id);
+        assert_eq!(found.image.config_digest, format!("sha256:{b}"));
+        // Missing and malformed.
+        let err = lookup(&engine, "nosuch").unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<NoSuchImage>(),
+            Some(&NoSuchImage("nosuch:latest".into()))
+        );
+        assert_eq!(err.to_string(), "No such image: nosuch:latest");
+        for bad in ["sha256:", "sha256:xyz", "Nope", "a b"] {
+            let err = lookup(&engine, bad).unwrap_err();
+            assert!(err.downcast_ref::<NoSuchImage>().is_none(), "{bad}");
+            assert!(
+                err.to_string().contains("invalid reference format"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}
