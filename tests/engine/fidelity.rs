@@ -488,3 +488,30 @@ fn listings_filter_as_dockers_do() {
     let err = dy.fails(1, &["images", "-f", "colour=red"]);
     assert!(err.contains("invalid filter 'colour'"), "{err}");
 }
+
+#[test]
+fn rmi_of_one_of_several_names_untags_it_even_while_a_container_uses_the_image() {
+    let dy = Dy::new();
+    let id = busybox_id(&dy);
+    dy.ok(&["create", "--name", "user", "busybox", "true"]);
+    dy.ok(&["tag", "busybox", "mine:1"]);
+    // One of two names: it goes, the image stays (no "Deleted:").
+    assert_eq!(dy.ok(&["rmi", "mine:1"]), "Untagged: mine:1\n");
+    // The last name of an image a container uses: docker's conflict.
+    let err = dy.fails(1, &["rmi", "busybox"]);
+    assert!(
+        err.contains(&format!(
+            "conflict: unable to remove repository reference \"busybox\" (must force) - container {} is using its referenced image {}",
+            &dy.inspect("user", "{{.Id}}")[..12],
+            &id[7..19]
+        )),
+        "{err}"
+    );
+    // By ID, with a stopped container using it: must be forced.
+    let err = dy.fails(1, &["rmi", &id]);
+    assert!(
+        err.contains("(must be forced) - image is being used by stopped container"),
+        "{err}"
+    );
+    assert_eq!(dy.inspect("busybox", "{{.Id}}"), id, "still there");
+}
