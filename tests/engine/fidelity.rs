@@ -390,7 +390,7 @@ fn terminal_stdin_and_exposed_ports_are_recorded_and_shown() {
     );
     assert_eq!(
         dy.ok(&["ps", "--format", "{{.Ports}}"]),
-        "80/tcp, 9000/udp, 9001/udp, 9002/udp\n"
+        "80/tcp, 9000-9002/udp\n"
     );
     let err = dy.fails(
         125,

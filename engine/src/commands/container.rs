@@ -334,27 +334,62 @@ fn exposed_unpublished(r: &Record, c: &container::ContainerConfig) -> Vec<(u16, 
         .collect()
 }
 
-/// The PORTS column: "0.0.0.0:8080->80/tcp, 443/tcp", in port order.
+/// The PORTS column as docker's client draws it: ports ordered by the
+/// container's port; runs of consecutive ports of one protocol (and host
+/// address, when published on the same port number) folded into a range
+/// (`9000-9002/udp`, `0.0.0.0:80-81->80-81/tcp`); a port published on
+/// another number listed last (`0.0.0.0:8080->80/tcp`).
 fn ports_column(ports: &[PublishedPort], exposed: &[(u16, String)]) -> String {
-    let mut entries: Vec<(u16, String)> = ports
+    // (container port, host address, host port, protocol)
+    let mut all: Vec<(u16, String, u16, String)> = ports
         .iter()
         .map(|p| {
-            let text = format!(
-                "{}:{}->{}/{}",
-                p.host_ip, p.host_port, p.container_port, p.proto
-            );
-            (p.container_port, text)
+            (
+                p.container_port,
+                p.host_ip.clone(),
+                p.host_port,
+                p.proto.clone(),
+            )
         })
         .chain(
             exposed
                 .iter()
-                .map(|(port, proto)| (*port, format!("{port}/{proto}"))),
+                .map(|(port, proto)| (*port, String::new(), 0, proto.clone())),
         )
         .collect();
-    entries.sort_by_key(|(port, _)| *port);
-    entries
-        .into_iter()
-        .map(|(_, t)| t)
+    all.sort();
+    let mut groups: Vec<(String, u16, u16)> = Vec::new();
+    let mut mappings = Vec::new();
+    for (port, ip, public, proto) in all {
+        if !ip.is_empty() && public != port {
+            mappings.push(format!("{ip}:{public}->{port}/{proto}"));
+            continue;
+        }
+        let key = if ip.is_empty() {
+            proto
+        } else {
+            format!("{ip}/{proto}")
+        };
+        match groups.iter_mut().rev().find(|(k, _, _)| *k == key) {
+            Some(g) if g.2.checked_add(1) == Some(port) => g.2 = port,
+            _ => groups.push((key, port, port)),
+        }
+    }
+    let group = |(key, first, last): &(String, u16, u16)| {
+        let range = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
+        match key.split_once('/') {
+            Some((ip, proto)) => format!("{ip}:{range}->{range}/{proto}"),
+            None => format!("{range}/{key}"),
+        }
+    };
+    groups
+        .iter()
+        .map(group)
+        .chain(mappings)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -629,6 +664,27 @@ mod tests {
     }
 
     #[test]
+    fn the_ports_column_folds_runs_of_ports_as_dockers() {
+        let port = |host, ctr| PublishedPort {
+            host_ip: "0.0.0.0".into(),
+            host_port: host,
+            container_port: ctr,
+            proto: "tcp".into(),
+        };
+        let exposed = |ports: &[u16], proto: &str| -> Vec<(u16, String)> {
+            ports.iter().map(|p| (*p, proto.to_string())).collect()
+        };
+        assert_eq!(
+            ports_column(&[], &exposed(&[9000, 9001, 9002, 9005], "udp")),
+            "9000-9002/udp, 9005/udp"
+        );
+        assert_eq!(
+            ports_column(&[port(80, 80), port(81, 81)], &exposed(&[443], "tcp")),
+            "0.0.0.0:80-81->80-81/tcp, 443/tcp"
+        );
+    }
+
+    #[test]
     fn the_ports_column_lists_each_binding() {
         let port = |ip: &str, host, ctr, proto: &str| PublishedPort {
             host_ip: ip.into(),
@@ -645,8 +701,8 @@ mod tests {
                 ],
                 &[(443, "tcp".to_string())]
             ),
-            "127.0.0.1:53->53/udp, 0.0.0.0:8080->80/tcp, 443/tcp",
-            "in port order, the exposed ones that are not published as 443/tcp"
+            "127.0.0.1:53->53/udp, 443/tcp, 0.0.0.0:8080->80/tcp",
+            "same-number bindings and exposed ports in port order, then the mappings"
         );
     }
 
