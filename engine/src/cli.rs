@@ -975,11 +975,47 @@ pub fn unknown_flag_message(err: &clap::Error, argv: &[String]) -> Option<String
         _ => format!("unknown flag: {}", flag.split('=').next().unwrap_or(flag)),
     };
     let (path, mut cmd) = subcommand_of(argv);
-    let usage = cmd.render_usage().to_string();
-    let usage = usage.trim().trim_start_matches("Usage:").trim();
+    let usage = docker_usage(
+        cmd.render_usage()
+            .to_string()
+            .trim()
+            .trim_start_matches("Usage:")
+            .trim(),
+    );
     Some(format!(
         "{first}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information\n"
     ))
+}
+
+/// clap's usage line in docker's notation: `<IMAGE [COMMAND] [ARG...]>...`
+/// is `IMAGE [COMMAND] [ARG...]`, `<CONTAINERS>...` is `CONTAINERS
+/// [CONTAINERS...]`, `<CONTEXT>` is `CONTEXT`.
+fn docker_usage(usage: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = usage;
+    while let Some(open) = rest.find('<') {
+        out.extend(rest[..open].split_whitespace().map(str::to_string));
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        let inner = &rest[open + 1..open + close];
+        rest = &rest[open + close + 1..];
+        let repeated = rest.starts_with("...");
+        if repeated {
+            rest = &rest[3..];
+        }
+        let word = match (repeated, inner.contains(' ')) {
+            // Several words already say how they repeat.
+            (true, false) => format!("{inner} [{inner}...]"),
+            _ => inner.to_string(),
+        };
+        // clap writes a positional that takes two or more values twice.
+        if out.last() != Some(&word) && !out.join(" ").ends_with(&word) {
+            out.push(word);
+        }
+    }
+    out.extend(rest.split_whitespace().map(str::to_string));
+    out.join(" ")
 }
 
 /// The (sub)command `argv` reaches (`dockyard image ls`) and its clap
@@ -1004,4 +1040,55 @@ fn subcommand_of(argv: &[String]) -> (String, clap::Command) {
         cmd = sub.bin_name(name);
     }
     (path.join(" "), cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_lines_are_written_in_dockers_notation() {
+        assert_eq!(
+            docker_usage("dockyard run [OPTIONS] <IMAGE [COMMAND] [ARG...]>..."),
+            "dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]"
+        );
+        assert_eq!(
+            docker_usage(
+                "dockyard exec [OPTIONS] <CONTAINER COMMAND [ARG...]> <CONTAINER COMMAND [ARG...]>..."
+            ),
+            "dockyard exec [OPTIONS] CONTAINER COMMAND [ARG...]"
+        );
+        assert_eq!(
+            docker_usage("dockyard rm [OPTIONS] <CONTAINERS>..."),
+            "dockyard rm [OPTIONS] CONTAINERS [CONTAINERS...]"
+        );
+        assert_eq!(
+            docker_usage("dockyard ps [OPTIONS]"),
+            "dockyard ps [OPTIONS]"
+        );
+        assert_eq!(
+            docker_usage("dockyard build [OPTIONS] <CONTEXT>"),
+            "dockyard build [OPTIONS] CONTEXT"
+        );
+    }
+
+    #[test]
+    fn unknown_flags_name_the_command_they_were_given_to() {
+        let argv = |a: &[&str]| -> Vec<String> { a.iter().map(|s| s.to_string()).collect() };
+        let report = |a: &[&str]| {
+            let err = Cli::try_parse_from(argv(a)).unwrap_err();
+            unknown_flag_message(&err, &argv(a))
+        };
+        assert_eq!(
+            report(&["dockyard", "--root", "/r", "image", "ls", "--bogus"]).unwrap(),
+            "unknown flag: --bogus\n\nUsage:  dockyard image ls [OPTIONS] [REPOSITORY[:TAG]]\n\nRun 'dockyard image ls --help' for more information\n"
+        );
+        let short = report(&["dockyard", "run", "-dZ", "busybox"]).unwrap();
+        assert!(
+            short.starts_with("unknown shorthand flag: 'Z' in -Z"),
+            "{short}"
+        );
+        // Other errors keep clap's words.
+        assert!(report(&["dockyard", "run"]).is_none());
+    }
 }
