@@ -357,6 +357,25 @@ fn the_container_environment_and_etc_files_are_dockers() {
         "cat /etc/hostname; grep -c localhost /etc/hosts; grep -cE ' /etc/(hostname|hosts|resolv.conf) ' /proc/self/mountinfo",
     ]);
     assert_eq!(out, "box1\n2\n3\n", "{out}");
+    // On the host's network (no traffic: only names are read), the host's
+    // name, and its hosts file.
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let out = dy.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hostname; echo $HOSTNAME; grep -c . /etc/hosts",
+    ]);
+    let hosts_lines = std::fs::read_to_string("/etc/hosts")
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count();
+    assert_eq!(out, format!("{host}\n{host}\n{hosts_lines}\n"));
 }
 
 #[test]

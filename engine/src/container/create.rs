@@ -218,7 +218,11 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         .images
         .create_container_with(&image, !config.auto_remove)?;
     if config.hostname.is_empty() {
-        config.hostname = layer.id[..12].to_string();
+        // On the host's network, the host's name, as docker's daemon does.
+        let host = (config.network_mode == "host")
+            .then(|| nix::unistd::gethostname().ok()?.into_string().ok())
+            .flatten();
+        config.hostname = host.unwrap_or_else(|| layer.id[..12].to_string());
     }
     let record = Record {
         id: layer.id.clone(),
