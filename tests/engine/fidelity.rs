@@ -411,6 +411,29 @@ fn terminal_stdin_and_exposed_ports_are_recorded_and_shown() {
         dy.ok(&["ps", "--format", "{{.Ports}}"]),
         "80/tcp, 9000-9002/udp\n"
     );
+    // HostConfig carries what was asked.
+    dy.ok(&[
+        "create",
+        "--name",
+        "asked",
+        "--read-only",
+        "--tmpfs",
+        "/run:size=1m",
+        "-p",
+        "127.0.0.1:8080:80",
+        "-p",
+        "53/udp",
+        "--cap-add",
+        "NET_ADMIN",
+        "busybox",
+    ]);
+    assert_eq!(
+        dy.inspect(
+            "asked",
+            "{{json .HostConfig.PortBindings}} {{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.Tmpfs}} {{json .HostConfig.CapAdd}}"
+        ),
+        r#"{"53/udp":[{"HostIp":"","HostPort":""}],"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]} true {"/run":"size=1m"} ["NET_ADMIN"]"#
+    );
     let err = dy.fails(
         125,
         &["run", "--rm", "--expose", "90-80", "busybox", "true"],
