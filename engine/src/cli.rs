@@ -947,7 +947,8 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-/// Docker's report of an unknown flag, for every command:
+/// Docker's report of a command line it cannot parse, for every command,
+/// with docker's exit code: an unknown flag (exit 125, as `run`'s)
 ///
 /// ```text
 /// unknown flag: --link
@@ -957,23 +958,12 @@ pub struct BuildArgs {
 /// Run 'dockyard run --help' for more information
 /// ```
 ///
-/// (`unknown shorthand flag: 'Z' in -Z` for a one-letter flag). `argv` is
-/// the command line, to name the (sub)command the flag was given to. None
-/// for any other kind of error: clap's own words stand for those.
-pub fn unknown_flag_message(err: &clap::Error, argv: &[String]) -> Option<String> {
-    if err.kind() != ErrorKind::UnknownArgument {
-        return None;
-    }
-    let Some(ContextValue::String(flag)) = err.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let first = match flag.strip_prefix('-') {
-        Some(rest) if !rest.starts_with('-') => {
-            let letter = rest.chars().next().unwrap_or('-');
-            format!("unknown shorthand flag: '{letter}' in {flag}")
-        }
-        _ => format!("unknown flag: {}", flag.split('=').next().unwrap_or(flag)),
-    };
+/// (`unknown shorthand flag: 'Z' in -Z` for a one-letter flag), an unknown
+/// command (`dockyard: unknown command: dockyard foo`, exit 1) and missing
+/// arguments (`dockyard: 'dockyard run' requires at least 1 argument`,
+/// exit 1). `argv` is the command line, to name the (sub)command. None for
+/// any other kind of error: clap's own words stand for those.
+pub fn parse_error_report(err: &clap::Error, argv: &[String]) -> Option<(String, u8)> {
     let (path, mut cmd) = subcommand_of(argv);
     let usage = docker_usage(
         cmd.render_usage()
@@ -982,9 +972,67 @@ pub fn unknown_flag_message(err: &clap::Error, argv: &[String]) -> Option<String
             .trim_start_matches("Usage:")
             .trim(),
     );
-    Some(format!(
-        "{first}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information\n"
-    ))
+    match err.kind() {
+        ErrorKind::UnknownArgument => {
+            let Some(ContextValue::String(flag)) = err.get(ContextKind::InvalidArg) else {
+                return None;
+            };
+            let first = match flag.strip_prefix('-') {
+                Some(rest) if !rest.starts_with('-') => {
+                    let letter = rest.chars().next().unwrap_or('-');
+                    format!("unknown shorthand flag: '{letter}' in {flag}")
+                }
+                _ => format!("unknown flag: {}", flag.split('=').next().unwrap_or(flag)),
+            };
+            Some((
+                format!("{first}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information\n"),
+                125,
+            ))
+        }
+        ErrorKind::InvalidSubcommand => {
+            let Some(ContextValue::String(word)) = err.get(ContextKind::InvalidSubcommand) else {
+                return None;
+            };
+            Some((
+                format!(
+                    "dockyard: unknown command: {path} {word}\n\nRun '{path} --help' for more information\n"
+                ),
+                1,
+            ))
+        }
+        // (Too few values of a positional, as `exec web` gives: a
+        // positional is shown as `<NAME>`, an option as `--name <VALUE>`.)
+        ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues if !matches!(err.get(ContextKind::InvalidArg), Some(ContextValue::String(a)) if a.starts_with('<')) => {
+            None
+        }
+        ErrorKind::MissingRequiredArgument
+        | ErrorKind::TooFewValues
+        | ErrorKind::WrongNumberOfValues => {
+            // How many words the command takes: the least its required
+            // positionals need, "at least" when the last takes more.
+            let positionals: Vec<&clap::Arg> = cmd.get_positionals().collect();
+            let least: usize = positionals
+                .iter()
+                .filter(|a| a.is_required_set())
+                .map(|a| a.get_num_args().map_or(1, |r| r.min_values().max(1)))
+                .sum();
+            let more = positionals
+                .iter()
+                .any(|a| a.get_num_args().is_some_and(|r| r.max_values() > 1))
+                || positionals.iter().any(|a| !a.is_required_set());
+            let (how, s) = (
+                if more { "at least" } else { "exactly" },
+                if least == 1 { "" } else { "s" },
+            );
+            Some((
+                format!(
+                    "dockyard: '{path}' requires {how} {least} argument{s}\n\nUsage:  {usage}\n\nSee '{path} --help' for more information\n"
+                ),
+                1,
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// clap's usage line in docker's notation: `<IMAGE [COMMAND] [ARG...]>...`
@@ -1077,7 +1125,7 @@ mod tests {
         let argv = |a: &[&str]| -> Vec<String> { a.iter().map(|s| s.to_string()).collect() };
         let report = |a: &[&str]| {
             let err = Cli::try_parse_from(argv(a)).unwrap_err();
-            unknown_flag_message(&err, &argv(a))
+            parse_error_report(&err, &argv(a)).map(|(m, _)| m)
         };
         assert_eq!(
             report(&["dockyard", "--root", "/r", "image", "ls", "--bogus"]).unwrap(),
@@ -1088,7 +1136,21 @@ mod tests {
             short.starts_with("unknown shorthand flag: 'Z' in -Z"),
             "{short}"
         );
+        // Missing arguments and unknown commands, in docker's words.
+        assert!(report(&["dockyard", "run"])
+            .unwrap()
+            .starts_with("dockyard: 'dockyard run' requires at least 1 argument\n\nUsage:  dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]\n"));
+        assert!(report(&["dockyard", "exec", "web"])
+            .unwrap()
+            .starts_with("dockyard: 'dockyard exec' requires at least 2 arguments\n"));
+        assert!(report(&["dockyard", "rename", "a"])
+            .unwrap()
+            .starts_with("dockyard: 'dockyard rename' requires exactly 2 arguments\n"));
+        assert_eq!(
+            report(&["dockyard", "image", "foo"]).unwrap(),
+            "dockyard: unknown command: dockyard image foo\n\nRun 'dockyard image --help' for more information\n"
+        );
         // Other errors keep clap's words.
-        assert!(report(&["dockyard", "run"]).is_none());
+        assert!(report(&["dockyard", "run", "--cpus", "lots", "busybox"]).is_none());
     }
 }

@@ -55,11 +55,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // Help and --version are not errors; bad flags exit 125 as in
-            // docker, an unknown one reported in docker's words.
+            // docker; unknown flags and commands and missing arguments are
+            // reported in docker's words, with docker's exit codes.
             let argv: Vec<String> = std::env::args().collect();
-            if let Some(message) = cli::unknown_flag_message(&e, &argv) {
+            if let Some((message, code)) = cli::parse_error_report(&e, &argv) {
                 eprint!("{message}");
-                return ExitCode::from(125);
+                return ExitCode::from(code);
             }
             let code = if e.use_stderr() { 125 } else { 0 };
             let _ = e.print();

@@ -166,6 +166,17 @@ fn unknown_flags_exit_125_in_dockers_words() {
         assert!(!err.contains("Unable to find image"), "{args:?}: {err}");
         assert!(!err.contains("'.'"), "{args:?}: {err}");
     }
+    // Unknown commands and missing arguments: docker's words, exit 1.
+    let err = dy.fails(1, &["image", "frobnicate"]);
+    assert_eq!(
+        err,
+        "dockyard: unknown command: dockyard image frobnicate\n\nRun 'dockyard image --help' for more information\n"
+    );
+    let err = dy.fails(1, &["run"]);
+    assert!(
+        err.starts_with("dockyard: 'dockyard run' requires at least 1 argument\n\nUsage:  dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]\n"),
+        "{err}"
+    );
     assert_eq!(dy.ok(&["ps", "-aq"]), "", "a bad flag created a container");
     // What follows the image is the command's, dashes and all.
     assert_eq!(
