@@ -2,10 +2,12 @@
 //!
 //! This binary is the command line, one front end of the engine core (the
 //! `dockyard` library, `src/lib.rs`): `cli` says which commands and flags
-//! there are, `commands/` turns each into calls of the core and prints what
+//! there are (`cli_errors` reports what it cannot parse in docker's
+//! words), `commands/` turns each into calls of the core and prints what
 //! docker prints. Every kernel mechanism comes from a lab's library.
 
 mod cli;
+mod cli_errors;
 mod commands;
 mod doctor;
 mod format;
@@ -58,7 +60,7 @@ fn main() -> ExitCode {
             // docker; unknown flags and commands and missing arguments are
             // reported in docker's words, with docker's exit codes.
             let argv: Vec<String> = std::env::args().collect();
-            if let Some((message, code)) = cli::parse_error_report(&e, &argv) {
+            if let Some((message, code)) = cli_errors::parse_error_report(&e, &argv) {
                 eprint!("{message}");
                 return ExitCode::from(code);
             }
