@@ -280,7 +280,7 @@ fn ulimits_and_daemon_json_defaults_apply() {
     assert_eq!(out.status.code(), Some(125));
     // daemon.json: default-ulimits and log-opts apply where the command line is silent.
     let conf = dy.root_path().join("daemon.json");
-    std::fs::write(&conf, r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 512, "Hard": 1024}}, "log-opts": {"max-size": "1k", "max-file": "2"}}"#).unwrap();
+    std::fs::write(&conf, r#"{"bridge": "none", "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 512, "Hard": 1024}}, "log-opts": {"max-size": "1k", "max-file": "2"}}"#).unwrap();
     let out = Command::new(bin("dockyard"))
         .args([
             "--root",

@@ -112,7 +112,7 @@ fn exit_codes_follow_docker() {
     let out = dy.run(&["run", "--rm", "no-such-image", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
-        text(&out.stderr).contains("Unable to find image 'no-such-image'"),
+        text(&out.stderr).contains("Unable to find image 'no-such-image:latest' locally"),
         "{}",
         text(&out.stderr)
     );

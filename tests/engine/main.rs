@@ -14,6 +14,7 @@ mod cgroups;
 mod common;
 mod confinement;
 mod escapes;
+mod fidelity;
 mod images;
 mod lifecycle;
 mod networking;

@@ -31,6 +31,12 @@ pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<Code> {
         };
         match found {
             Ok(doc) => docs.push(doc),
+            // `image inspect` and `container inspect` say what is missing,
+            // as the daemon does; plain `inspect` looked for both.
+            Err(e) if args.kind.is_some() => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
             Err(_) => {
                 eprintln!("Error: No such object: {name}");
                 code = 1;

@@ -1,7 +1,7 @@
 //! `docker create`: a container's record and writable layer, its config
 //! completed with the image's defaults, before anything runs.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use lab03_cgroups as cgroups;
 
 use super::config::{ContainerConfig, Limits};
@@ -155,10 +155,8 @@ fn check_settings(config: &ContainerConfig) -> Result<()> {
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
     check_userns(engine, &config)?;
     check_settings(&config)?;
-    let image = engine
-        .images
-        .image(&config.image)
-        .map_err(|e| anyhow!("Unable to find image '{}' locally: {e:#}", config.image))?;
+    // A name, an ID or a unique ID prefix (`run` pulled what was missing).
+    let image = crate::image_lookup::find(engine, &config.image)?;
     config.image_id = image.config_digest.clone();
     // The image's defaults, under what the user gave.
     if let Some(ic) = image.config.config() {
@@ -287,7 +285,11 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         .images
         .create_container_with(&image, !config.auto_remove)?;
     if config.hostname.is_empty() {
-        config.hostname = layer.id[..12].to_string();
+        // On the host's network, the host's name, as docker's daemon does.
+        let host = (config.network_mode == "host")
+            .then(|| nix::unistd::gethostname().ok()?.into_string().ok())
+            .flatten();
+        config.hostname = host.unwrap_or_else(|| layer.id[..12].to_string());
     }
     let record = Record {
         id: layer.id.clone(),
