@@ -165,7 +165,7 @@ pub fn plan(config: &ContainerConfig, facts: &Facts) -> Result<Plan> {
 fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> {
     let argv = config.argv().into_iter().map(OsString::from).collect();
     let mut spec = namespaces::Spec::new(facts.rootfs, argv);
-    spec.env = environment(config, facts.rootfs)
+    spec.env = environment(config, facts.rootfs)?
         .into_iter()
         .map(OsString::from)
         .collect();
@@ -194,7 +194,7 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
 /// image's `/etc/passwd`, else `/` (what runc does when it switches to the
 /// user). None of these is recorded in the container's config: `inspect`'s
 /// `Config.Env` stays what the image and `-e` said, as in docker.
-fn environment(config: &ContainerConfig, rootfs: &Path) -> Vec<String> {
+fn environment(config: &ContainerConfig, rootfs: &Path) -> Result<Vec<String>> {
     let mut env = vec![format!("HOSTNAME={}", config.hostname)];
     if config.tty {
         env.push("TERM=xterm".into());
@@ -206,34 +206,14 @@ fn environment(config: &ContainerConfig, rootfs: &Path) -> Vec<String> {
         env.push(kv.clone());
     }
     if !env.iter().any(|e| key(e) == "HOME") {
-        env.push(format!("HOME={}", home_dir(rootfs, &config.user)));
+        // Lab 02 reads the passwd inside the root, regular files only: an
+        // image's passwd that is a FIFO or /dev/zero is an error, not a hang.
+        env.push(format!(
+            "HOME={}",
+            namespaces::home_dir(rootfs, &config.user)?
+        ));
     }
-    env
-}
-
-/// The home directory of `user` (docker's `-u` forms; empty is root) in
-/// the image's `/etc/passwd`, else `/`. The file is read inside the root
-/// (openat2 RESOLVE_IN_ROOT): an image's `/etc/passwd` may be a symlink to
-/// anywhere, and must never make the host's own files readable.
-fn home_dir(rootfs: &Path, user: &str) -> String {
-    let name = user.split(':').next().unwrap_or_default();
-    let name = if name.is_empty() { "0" } else { name };
-    let passwd = std::fs::File::open(rootfs)
-        .ok()
-        .and_then(|root| {
-            let root = std::os::fd::OwnedFd::from(root);
-            namespaces::security::open_in_root(&root, Path::new("/etc/passwd"), libc::O_RDONLY).ok()
-        })
-        .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok())
-        .unwrap_or_default();
-    // name:x:uid:gid:gecos:home:shell
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && (f[0] == name || f[2] == name))
-        .map(|f| f[5].to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".into())
+    Ok(env)
 }
 
 // ANCHOR: userns

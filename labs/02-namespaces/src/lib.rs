@@ -112,7 +112,7 @@ pub use console::{
 pub use init::reset_signals;
 pub use rlimit::parse_ulimit;
 pub use setns::NamespacePath;
-pub use user::{resolve_user, switch_user, RunAs};
+pub use user::{home_dir, resolve_user, switch_user, RunAs};
 pub use userns::IdMapping;
 
 use binds::bind_volumes;
