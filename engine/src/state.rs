@@ -191,12 +191,27 @@ impl Records {
     }
 
     /// Write a record atomically. Call with the lock held.
-    pub fn save(&self, _lock: &Lock, record: &Record) -> Result<()> {
-        let dir = self.dir_of(&record.id);
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    ///
+    /// The container's directory must exist: it is never created here, so
+    /// that a late write (a monitor recording an exit after `rm -f` took the
+    /// container away) fails instead of bringing back a directory with a
+    /// record and nothing else, a ghost that lists but cannot be used.
+    pub fn save(&self, lock: &Lock, record: &Record) -> Result<()> {
+        self.save_in(lock, record, &self.dir_of(&record.id))
+    }
+
+    /// [`Records::save`] into `dir`: a container being created, whose
+    /// directory is still staged elsewhere (lab 04's `create_container_staged`).
+    pub fn save_in(&self, _lock: &Lock, record: &Record, dir: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(record).context("serializing state")?;
         let durable = record.config.get("auto_remove").and_then(|v| v.as_bool()) != Some(true);
-        write_atomic(&dir.join("state.json"), &json, durable)
+        write_atomic(&dir.join("state.json"), &json, durable).map_err(|e| {
+            if is_not_found(&e) {
+                anyhow!("No such container: {}", record.id)
+            } else {
+                e
+            }
+        })
     }
 
     /// Find a container the way docker does: exact full ID, exact name, then
@@ -224,39 +239,85 @@ impl Records {
     /// container exited while nobody watched. Returns the possibly updated
     /// record, saved under the lock.
     pub fn reconcile(&self, record: Record) -> Result<Record> {
-        if !matches!(
-            record.state.status,
-            Status::Running | Status::Paused | Status::Restarting
-        ) {
-            return Ok(record);
-        }
-        if process_is(record.state.pid, record.state.pid_start_time)
-            || process_alive(record.state.monitor_pid)
-        {
+        if !is_stale(&record) {
             return Ok(record);
         }
         let lock = self.lock()?;
-        let mut fresh = self.load(&record.id)?;
-        if matches!(
-            fresh.state.status,
-            Status::Running | Status::Paused | Status::Restarting
-        ) && !process_is(fresh.state.pid, fresh.state.pid_start_time)
-            && !process_alive(fresh.state.monitor_pid)
-        {
-            fresh.state.status = Status::Exited;
-            fresh.state.pid = 0;
-            fresh.state.monitor_pid = 0;
-            // Docker reports 255 when it cannot know the exit code.
-            fresh.state.exit_code = 255;
-            fresh.state.error = "container process vanished: its monitor died".into();
-            if fresh.state.finished_at == ZERO_TIME {
-                fresh.state.finished_at = now_rfc3339();
+        let fresh = self.load(&record.id)?;
+        if !is_stale(&fresh) {
+            return Ok(fresh);
+        }
+        let fresh = reconciled(fresh);
+        // A full disk must not make a container unusable: the record on
+        // disk stays stale, and the next command reconciles it again.
+        if let Err(e) = self.save(&lock, &fresh) {
+            if !is_no_space(&e) {
+                return Err(e);
             }
-            self.save(&lock, &fresh)?;
         }
         Ok(fresh)
     }
+
+    /// [`Records::reconcile`] without writing: what `ps`, `inspect` and the
+    /// other readers show. Listing never writes, so a full disk (or a
+    /// read-only one) cannot stop anyone from seeing, and then removing,
+    /// what is there.
+    pub fn view(&self, record: Record) -> Record {
+        if is_stale(&record) {
+            reconciled(record)
+        } else {
+            record
+        }
+    }
     // ANCHOR_END: reconcile
+}
+
+/// A record that says its process runs when neither it nor its monitor do.
+fn is_stale(r: &Record) -> bool {
+    matches!(
+        r.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) && !process_is(r.state.pid, r.state.pid_start_time)
+        && !process_alive(r.state.monitor_pid)
+}
+
+/// What a stale record means: the container exited unobserved.
+fn reconciled(mut r: Record) -> Record {
+    r.state.status = Status::Exited;
+    r.state.pid = 0;
+    r.state.monitor_pid = 0;
+    // Docker reports 255 when it cannot know the exit code.
+    r.state.exit_code = 255;
+    r.state.error = "container process vanished: its monitor died".into();
+    if r.state.finished_at == ZERO_TIME {
+        r.state.finished_at = now_rfc3339();
+    }
+    r
+}
+
+/// Whether an error is ENOSPC (or EDQUOT): the disk is full.
+pub fn is_no_space(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
+    })
+}
+
+impl Records {
+    /// Every container directory, complete or not (see [`Records::list`]).
+    pub fn dirs(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for e in
+            fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
+        {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                out.push(e.path());
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
@@ -439,6 +500,12 @@ pub struct Probe {
 mod tests {
     use super::*;
 
+    /// A record, and its directory as `create` makes it.
+    fn record_in(store: &Records, id: &str, name: &str) -> Record {
+        fs::create_dir_all(store.dir_of(id)).unwrap();
+        record(id, name)
+    }
+
     fn record(id: &str, name: &str) -> Record {
         Record {
             id: id.into(),
@@ -455,10 +522,16 @@ mod tests {
         let store = Records::open(root.path()).unwrap();
         let lock = store.lock().unwrap();
         store
-            .save(&lock, &record(&format!("abc1{}", "0".repeat(60)), "web"))
+            .save(
+                &lock,
+                &record_in(&store, &format!("abc1{}", "0".repeat(60)), "web"),
+            )
             .unwrap();
         store
-            .save(&lock, &record(&format!("abc2{}", "0".repeat(60)), "db"))
+            .save(
+                &lock,
+                &record_in(&store, &format!("abc2{}", "0".repeat(60)), "db"),
+            )
             .unwrap();
         drop(lock);
         assert_eq!(store.resolve("web").unwrap().name, "web");
@@ -480,7 +553,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;
         child.wait().unwrap();
-        let mut r = record(&"f".repeat(64), "gone");
+        let mut r = record_in(&store, &"f".repeat(64), "gone");
         r.state.status = Status::Running;
         r.state.pid = pid;
         r.state.pid_start_time = 1;
