@@ -240,12 +240,12 @@ impl Records {
     /// record, saved under the lock.
     pub fn reconcile(&self, record: Record) -> Result<Record> {
         if !is_stale(&record) {
-            return Ok(record);
+            return Ok(self.live(record));
         }
         let lock = self.lock()?;
         let fresh = self.load(&record.id)?;
         if !is_stale(&fresh) {
-            return Ok(fresh);
+            return Ok(self.live(fresh));
         }
         let fresh = reconciled(fresh);
         // A full disk must not make a container unusable: the record on
@@ -258,6 +258,17 @@ impl Records {
         Ok(fresh)
     }
 
+    /// [`Records::view`]'s work on a record that is not stale: a freeze
+    /// that nobody holds is thawed (see [`Records::hold_freeze`]).
+    fn live(&self, record: Record) -> Record {
+        if record.state.status == Status::Running {
+            if let Err(e) = self.thaw_abandoned(&record) {
+                eprintln!("warning: container {}: {e:#}", record.id);
+            }
+        }
+        record
+    }
+
     /// [`Records::reconcile`] without writing: what `ps`, `inspect` and the
     /// other readers show. Listing never writes, so a full disk (or a
     /// read-only one) cannot stop anyone from seeing, and then removing,
@@ -266,10 +277,75 @@ impl Records {
         if is_stale(&record) {
             reconciled(record)
         } else {
-            record
+            self.live(record)
         }
     }
     // ANCHOR_END: reconcile
+
+    // ANCHOR: hold_freeze
+    /// Say that this process freezes container `id` (`cp`, `commit`, `pause`)
+    /// until the returned lock is dropped or the process dies: a shared
+    /// flock(2) on `containers/<id>/freeze.lock`.
+    ///
+    /// **Why.** A frozen container whose freezer died (a crash, kill -9)
+    /// would stay frozen forever: `ps` says Up, `unpause` says it is not
+    /// paused, `exec` hangs. The kernel drops a dead process's locks, so a
+    /// freeze with no holder is one that nobody will undo, and the next
+    /// command that looks at the container thaws it (`thaw_abandoned`),
+    /// unless its record says "paused": `docker pause` means it.
+    pub fn hold_freeze(&self, id: &str) -> Result<Lock> {
+        self.freeze_lock(id, nix::fcntl::FlockArg::LockShared)?
+            .ok_or_else(|| anyhow!("locking the freeze of {id}"))
+    }
+
+    fn freeze_lock(&self, id: &str, how: nix::fcntl::FlockArg) -> Result<Option<Lock>> {
+        let path = self.dir_of(id).join("freeze.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    anyhow!("No such container: {id}")
+                } else {
+                    anyhow!(e).context(format!("opening {}", path.display()))
+                }
+            })?;
+        match nix::fcntl::Flock::lock(file, how) {
+            Ok(l) => Ok(Some(Lock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(anyhow!("locking {}: {e}", path.display())),
+        }
+    }
+
+    /// Thaw a running container that is frozen while nobody holds the
+    /// freeze (its freezer died). Returns whether it did.
+    pub fn thaw_abandoned(&self, r: &Record) -> Result<bool> {
+        if r.state.status != Status::Running {
+            return Ok(false); // paused on purpose, or not running at all
+        }
+        let parent = r.config["cgroup_parent"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(lab03_cgroups::DEFAULT_PARENT);
+        let host = lab03_cgroups::detect()?;
+        if !lab03_cgroups::is_frozen(&host, parent, &r.id)? {
+            return Ok(false);
+        }
+        // Exclusive, without waiting: granted only if no holder is left.
+        let Some(_nobody) = self.freeze_lock(&r.id, nix::fcntl::FlockArg::LockExclusiveNonblock)?
+        else {
+            return Ok(false);
+        };
+        // Re-read: a `pause` may have finished meanwhile.
+        if self.load(&r.id).ok().map(|f| f.state.status) != Some(Status::Running) {
+            return Ok(false);
+        }
+        lab03_cgroups::freeze(&host, parent, &r.id, false)?;
+        Ok(true)
+    }
+    // ANCHOR_END: hold_freeze
 }
 
 /// A record that says its process runs when neither it nor its monitor do.
