@@ -106,8 +106,14 @@ struct Frame {
 /// meanwhile is an error, never a walk outside the tree).
 fn walk<W: Write>(root: &Path, w: &mut Walk<'_, W>) -> Result<()> {
     let kind = w.kind;
-    let mut cur: OwnedFd = open_dir_at(None, root.as_os_str())
-        .with_context(|| format!("opening {}", root.display()))?;
+    // The root as given (it may be a /proc/self/fd/N link to a directory
+    // resolved safely by the caller): followed, unlike anything below it.
+    let mut cur: OwnedFd = openat_raw(
+        libc::AT_FDCWD,
+        root.as_os_str(),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+    )
+    .with_context(|| format!("opening {}", root.display()))?;
     let mut stack = vec![frame(&cur, PathBuf::new())?];
     loop {
         let Some(top) = stack.last_mut() else {
@@ -116,8 +122,7 @@ fn walk<W: Write>(root: &Path, w: &mut Walk<'_, W>) -> Result<()> {
         let Some(file_name) = top.names.pop() else {
             stack.pop();
             if let Some(parent) = stack.last() {
-                cur =
-                    open_dir_at(Some(&cur), OsStr::new("..")).context("going back up the tree")?;
+                cur = open_dir_at(&cur, OsStr::new("..")).context("going back up the tree")?;
                 if inode(&cur)? != parent.id {
                     bail!(
                         "{}: the tree changed while it was archived",
@@ -153,7 +158,7 @@ fn walk<W: Write>(root: &Path, w: &mut Walk<'_, W>) -> Result<()> {
             h.set_size(0);
             b.append_data(&mut h, &name, std::io::empty())
                 .with_context(ctx)?;
-            let dir = open_dir_at(Some(&cur), &file_name).with_context(ctx)?;
+            let dir = open_dir_at(&cur, &file_name).with_context(ctx)?;
             let opaque = fgetxattr(&dir, OVERLAY_OPAQUE_XATTR).as_deref() == Some(b"y");
             if kind == TreeKind::Upper && opaque {
                 // The directory replaced the lower one: hide everything below.
@@ -222,15 +227,14 @@ fn inode(fd: &OwnedFd) -> Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
-/// `openat(dir, name, flags | O_CLOEXEC)`; `dir` None: the current directory.
+/// `openat(dir, name, flags | O_CLOEXEC)`.
 fn open_at(dir: &OwnedFd, name: &OsStr, flags: libc::c_int) -> Result<OwnedFd> {
     openat_raw(dir.as_raw_fd(), name, flags)
 }
 
-fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr) -> Result<OwnedFd> {
-    let at = dir.map(|d| d.as_raw_fd()).unwrap_or(libc::AT_FDCWD);
+fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd> {
     openat_raw(
-        at,
+        dir.as_raw_fd(),
         name,
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
     )
