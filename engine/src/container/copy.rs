@@ -132,13 +132,7 @@ pub fn copy_out(engine: &Engine, name: &str, path: &Path, to: &Path) -> Result<(
             to.to_path_buf()
         };
         let file = access.resolve(path, libc::O_RDONLY)?;
-        let mut reader = File::from(file);
-        let tmp = dest.with_extension("dockyard-cp-tmp");
-        let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        std::io::copy(&mut reader, &mut out).context("copying")?;
-        out.set_permissions(meta.permissions()).ok();
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("renaming into {}", dest.display()))?;
+        write_new_file(&mut File::from(file), &dest, meta.permissions())?;
         return Ok(());
     }
     if !meta.is_dir() {
@@ -167,6 +161,52 @@ pub fn copy_out(engine: &Engine, name: &str, path: &Path, to: &Path) -> Result<(
     Ok(())
 }
 // ANCHOR_END: copy_out
+
+// ANCHOR: write_new_file
+/// Write `dest` on the host with what `input` holds, all or nothing.
+///
+/// The data goes into an unnamed file (`O_TMPFILE`) in `dest`'s directory,
+/// which gets a name only once complete: a `cp` killed halfway (kill -9)
+/// leaves nothing, where a named temporary file would stay behind. The name
+/// is given by linking it under a temporary name carrying our PID and
+/// renaming that over `dest` (link(2) cannot replace a file); what an older
+/// version left, `<dest>.dockyard-cp-tmp`, is removed on the way.
+fn write_new_file(input: &mut File, dest: &Path, perms: std::fs::Permissions) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let _ = std::fs::remove_file(dest.with_extension("dockyard-cp-tmp"));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    std::io::copy(input, &mut out).context("copying")?;
+    out.set_permissions(perms).ok();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.dockyard-cp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let fd_path = format!("/proc/self/fd/{}", out.as_raw_fd());
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        fd_path.as_str(),
+        nix::fcntl::AT_FDCWD,
+        &tmp,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .with_context(|| format!("naming {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!(e).context(format!("renaming into {}", dest.display()))
+    })
+}
+// ANCHOR_END: write_new_file
 
 // ANCHOR: copy_in
 /// `cp FROM CONTAINER:PATH`: copy the host's file or directory `from` into
