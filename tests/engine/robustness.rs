@@ -18,7 +18,9 @@ use dockyard_e2e::dockyard::{
     cgroup_dirs, container_dirs, leftover_cgroups, mount_points, text, Dockyard as Dy,
 };
 
-/// Run `path ARGS` as uid/gid 65534 (nobody), without supplementary groups.
+/// Run `path ARGS` as uid/gid 65534 (nobody), without supplementary groups:
+/// a shell already running as nobody executes it (setpriv's own exec of
+/// its target is not a faithful unprivileged one).
 fn as_nobody(path: &Path, args: &[&str]) -> Output {
     Command::new("setpriv")
         .args([
@@ -29,6 +31,7 @@ fn as_nobody(path: &Path, args: &[&str]) -> Output {
             "--clear-groups",
             "--",
         ])
+        .args(["sh", "-c", "exec \"$0\" \"$@\""])
         .arg(path)
         .args(args)
         .stdin(Stdio::null())
