@@ -389,7 +389,7 @@ fn robustness_kill_9_at_any_moment_leaves_a_consistent_store() {
     for id in dy.ok(&["ps", "-aq", "--no-trunc"]).lines() {
         dy.ok(&["rm", "-f", "-v", id]);
     }
-    dy.ok(&["system", "prune", "-af", "--volumes"]);
+    dy.ok(&["system", "prune", "-f", "--volumes"]);
     assert!(container_dirs(&dy.root_path()).is_empty());
     assert!(
         leftover_cgroups(&dy.parent).is_empty(),
