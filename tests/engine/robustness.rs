@@ -523,44 +523,44 @@ fn robustness_a_freeze_nobody_holds_is_thawed_by_the_next_command() {
     dy.ok(&["unpause", "icy"]);
 }
 
-#[test]
-fn robustness_a_3000_deep_tree_commits_exports_and_copies() {
-    let dy = Dy::new();
-    dy.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "deep",
-        "busybox",
-        "sh",
-        "-c",
-        "i=0; while [ $i -lt 3000 ]; do mkdir d && cd d; i=$((i+1)); done; \
-         echo bottom > f; touch /ready; sleep 1000",
-    ]);
-    let id = full_id(&dy, "deep");
+/// Run a container whose `/t/d` nests `depth` directories `d`, with a file
+/// `f` at the bottom. Built inside out (`mv d n/d; mv n d`), so that no
+/// path ever grows: a shell's `cd` stops at PATH_MAX, about 2,000 levels.
+fn deep_container(dy: &Dy, name: &str, depth: usize) -> String {
+    let script = format!(
+        "mkdir /t && cd /t && mkdir d && echo bottom > d/f && i=1; \
+         while [ $i -lt {depth} ]; do mkdir n && mv d n/d && mv n d; i=$((i+1)); done; \
+         touch /ready; sleep 1000"
+    );
+    dy.ok(&["run", "-d", "--name", name, "busybox", "sh", "-c", &script]);
+    let id = full_id(dy, name);
     wait_path(
         &dy.root_path()
             .join("containers")
             .join(&id)
             .join("upper/ready"),
-        120,
+        180,
     );
-    let deepest = format!("{}f", "d/".repeat(3000));
+    id
+}
 
-    // commit: the upper dir walked (no stack overflow), the layer applied.
+#[test]
+fn robustness_a_2000_deep_tree_commits_exports_and_copies() {
+    // What crashed with a stack overflow before the walk was iterative.
+    let dy = Dy::new();
+    let id = deep_container(&dy, "deep", 2000);
+    let deepest = format!("t/{}f", "d/".repeat(2000));
+
+    // commit: the upper dir walked, the layer applied, every level in it.
     dy.ok(&["commit", "deep", "deep:1"]);
     assert!(!frozen(&dy, &id), "commit left the container frozen");
-    assert_eq!(
-        dy.ok(&[
-            "run",
-            "--rm",
-            "deep:1",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 3000 ]; do cd d; i=$((i+1)); done; cat f"
-        ]),
-        "bottom\n"
-    );
+    let layer = std::fs::read_dir(dy.root_path().join("layers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("diff/t"))
+        .find(|p| p.exists())
+        .expect("the committed layer holds /t");
+    assert_eq!(depth_of(&layer), 2000, "levels in the committed layer");
 
     // export: the merged tree as a tarball, every level in it.
     let out = tempfile::tempdir().unwrap();
@@ -574,12 +574,38 @@ fn robustness_a_3000_deep_tree_commits_exports_and_copies() {
         .any(|e| e.path_bytes().as_ref() == deepest.as_bytes());
     assert!(found, "export lacks the deepest file");
 
-    // cp out of the running (frozen, then thawed) container.
+    // cp out of the running container (frozen for the copy, then thawed).
     let copied = out.path().join("copy");
-    dy.ok(&["cp", "deep:/d", copied.to_str().unwrap()]);
+    dy.ok(&["cp", "deep:/t/d", copied.to_str().unwrap()]);
     assert!(!frozen(&dy, &id), "cp left the container frozen");
-    assert_eq!(depth_of(&copied), 2999, "levels below the copied /d");
+    assert_eq!(depth_of(&copied), 1999, "levels below the copied /t/d");
     assert_eq!(dy.ok(&["exec", "deep", "echo", "alive"]), "alive\n");
+}
+
+#[test]
+fn robustness_a_3000_deep_tree_fails_cleanly_and_thaws() {
+    // Deeper than PATH_MAX: docker's cp and commit fail on it too (with
+    // ENAMETOOLONG); neither may crash or leave the container frozen.
+    let dy = Dy::new();
+    let id = deep_container(&dy, "deeper", 3000);
+    let out = tempfile::tempdir().unwrap();
+    let tarball = out.path().join("deeper.tar");
+    let copied = out.path().join("copy");
+    for args in [
+        vec!["commit", "deeper", "deeper:1"],
+        vec!["export", "-o", tarball.to_str().unwrap(), "deeper"],
+        vec!["cp", "deeper:/t", copied.to_str().unwrap()],
+    ] {
+        let o = dy.run(&args);
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(1)),
+            "{args:?} ended with {:?}: {}",
+            o.status,
+            text(&o.stderr)
+        );
+        assert!(!frozen(&dy, &id), "{args:?} left the container frozen");
+    }
+    assert_eq!(dy.ok(&["exec", "deeper", "echo", "alive"]), "alive\n");
 }
 
 /// How many directories `d` nest below `top`, walked with openat (the
