@@ -294,21 +294,21 @@ pub struct Change {
 }
 
 /// What a container changed, from its upper dir and its image's layer dirs
-/// (`lowers` topmost first): docker diff.
+/// (`lowers` topmost first): docker diff. Walked with a stack of its own,
+/// not recursion: the container decides how deep its tree is (see `walk`).
 pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    changes_in(upper, Path::new(""), lowers, false, &mut out)?;
-    Ok(out)
-}
-
-fn changes_in(
-    upper: &Path,
-    rel: &Path,
-    lowers: &[PathBuf],
-    under_opaque: bool,
-    out: &mut Vec<Change>,
-) -> Result<()> {
-    for e in sorted_entries(&upper.join(rel))? {
+    // Depth first, in name order: each directory's entries still to visit
+    // (last first) and whether it is under an opaque one.
+    let mut entries = sorted_entries(upper)?;
+    entries.reverse();
+    let mut stack: Vec<(PathBuf, Vec<fs::DirEntry>, bool)> = vec![(PathBuf::new(), entries, false)];
+    while let Some((rel, entries, under_opaque)) = stack.last_mut() {
+        let Some(e) = entries.pop() else {
+            stack.pop();
+            continue;
+        };
+        let under_opaque = *under_opaque;
         let name = rel.join(e.file_name());
         let meta = fs::symlink_metadata(e.path())?;
         let shown = format!("/{}", name.display());
@@ -326,10 +326,12 @@ fn changes_in(
         });
         if meta.is_dir() {
             let opaque = get_xattr(&e.path(), OVERLAY_OPAQUE_XATTR).as_deref() == Some(b"y");
-            changes_in(upper, &name, lowers, under_opaque || opaque, out)?;
+            let mut below = sorted_entries(&upper.join(&name))?;
+            below.reverse();
+            stack.push((name, below, under_opaque || opaque));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Whether the image (its layers, topmost first) shows `rel`.
