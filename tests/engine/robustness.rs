@@ -631,3 +631,74 @@ fn depth_of(top: &Path) -> usize {
         n += 1;
     }
 }
+
+// ---- item 4: cp sees the container's mounts ---------------------------------
+
+#[test]
+fn robustness_cp_goes_through_volumes_binds_and_tmpfs_both_ways() {
+    let dy = Dy::new();
+    let bind = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), "hello\n").unwrap();
+    let input = host.path().join("in.txt");
+    dy.ok(&["volume", "create", "named"]);
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "mnt",
+        "-v",
+        &format!("{}:/bind", bind.path().display()),
+        "-v",
+        "named:/named",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let id = full_id(&dy, "mnt");
+    let upper = dy.root_path().join("containers").join(&id).join("upper");
+    for dir in ["/bind", "/named", "/scratch"] {
+        // Into the mount: the container sees the file where it was put.
+        dy.ok(&["cp", input.to_str().unwrap(), &format!("mnt:{dir}/in.txt")]);
+        assert_eq!(
+            dy.ok(&["exec", "mnt", "cat", &format!("{dir}/in.txt")]),
+            "hello\n",
+            "cp into {dir}"
+        );
+        // Out of the mount: what the container wrote there.
+        dy.ok(&[
+            "exec",
+            "mnt",
+            "sh",
+            "-c",
+            &format!("echo from{dir} > {dir}/out.txt"),
+        ]);
+        let out = host.path().join(format!("out{}", dir.replace('/', "-")));
+        dy.ok(&["cp", &format!("mnt:{dir}/out.txt"), out.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("from{dir}\n")
+        );
+        // Not in the upper dir, under the mount point, where no one looks.
+        assert!(
+            !upper.join(&dir[1..]).join("in.txt").exists(),
+            "cp wrote under the mount point of {dir}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(bind.path().join("in.txt")).unwrap(),
+        "hello\n"
+    );
+    let named = dy.root_path().join("volumes/named/_data");
+    assert!(named.join("in.txt").exists());
+
+    // Stopped, the volumes and binds are still where their targets are.
+    dy.ok(&["stop", "-t", "1", "mnt"]);
+    dy.ok(&["cp", input.to_str().unwrap(), "mnt:/named/again.txt"]);
+    assert!(named.join("again.txt").exists());
+    let back = host.path().join("back.txt");
+    dy.ok(&["cp", "mnt:/bind/out.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "from/bind\n");
+}
