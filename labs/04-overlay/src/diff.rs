@@ -115,10 +115,7 @@ fn walk<W: Write>(root: &Path, w: &mut Walk<'_, W>) -> Result<()> {
     )
     .with_context(|| format!("opening {}", root.display()))?;
     let mut stack = vec![frame(&cur, PathBuf::new())?];
-    loop {
-        let Some(top) = stack.last_mut() else {
-            break;
-        };
+    while let Some(top) = stack.last_mut() {
         let Some(file_name) = top.names.pop() else {
             stack.pop();
             if let Some(parent) = stack.last() {

@@ -709,7 +709,7 @@ impl Ctx {
         // directory's children right after it, so the directory of the last
         // entry (resolved safely then) or one plain component below it,
         // opened with O_NOFOLLOW, is the same directory, found in one step.
-        if let Some(fd) = self.from_last_dir(components) {
+        if let Some(fd) = self.near_last_dir(components) {
             return Ok(fd);
         }
         let dir = self.open_dir_from_root(components, raw_name)?;
@@ -721,7 +721,7 @@ impl Ctx {
 
     /// [`Ctx::open_dir`] from the last directory, when `components` is it or
     /// one existing directory below it (never through a symlink).
-    fn from_last_dir(&self, components: &[OsString]) -> Option<OwnedFd> {
+    fn near_last_dir(&self, components: &[OsString]) -> Option<OwnedFd> {
         let mut last = self.last_dir.borrow_mut();
         let (cached, fd) = last.as_ref()?;
         if cached.as_slice() == components {
