@@ -649,6 +649,41 @@ mod tests {
     }
 
     #[test]
+    fn viewing_a_stale_record_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Records::open(root.path()).unwrap();
+        let mut r = record_in(&store, &"e".repeat(64), "stale");
+        r.state.status = Status::Running;
+        r.state.pid = i32::MAX; // no such process
+        r.state.monitor_pid = i32::MAX;
+        let lock = store.lock().unwrap();
+        store.save(&lock, &r).unwrap();
+        drop(lock);
+        let path = store.dir_of(&r.id).join("state.json");
+        let before = fs::read(&path).unwrap();
+        // What ps shows: exited, from memory...
+        let shown = store.view(store.load(&r.id).unwrap());
+        assert_eq!(shown.state.status, Status::Exited);
+        assert_eq!(shown.state.exit_code, 255);
+        // ...and the disk untouched (a full disk cannot stop a listing).
+        assert_eq!(fs::read(&path).unwrap(), before);
+        assert_eq!(fs::read_dir(store.dir_of(&r.id)).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_record_is_never_saved_into_a_removed_container() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Records::open(root.path()).unwrap();
+        let r = record(&"d".repeat(64), "gone");
+        let lock = store.lock().unwrap();
+        // A monitor recording an exit after `rm -f` took the directory:
+        // no ghost directory with a record and nothing else comes back.
+        let err = store.save(&lock, &r).unwrap_err().to_string();
+        assert_eq!(err, format!("No such container: {}", r.id));
+        assert!(!store.dir_of(&r.id).exists());
+    }
+
+    #[test]
     fn a_live_process_is_recognised_by_its_start_time() {
         let me = std::process::id() as i32;
         let start = process_start_time(me).unwrap();
