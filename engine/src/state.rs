@@ -25,7 +25,22 @@
 //! may have been killed with SIGKILL, or the host rebooted. Before showing a
 //! record, [`Records::reconcile`] checks that its process still exists *and* is
 //! the same process (PIDs are reused, so it compares the start time from
-//! `/proc/PID/stat`), and otherwise marks it exited.
+//! `/proc/PID/stat`), and otherwise marks it exited. Listing uses
+//! [`Records::view`], which does the same in memory only: `ps` never writes,
+//! so a full disk cannot keep anyone from seeing, then removing, what is
+//! there.
+//!
+//! **Whole or nothing.** A container's directory appears in `containers/`
+//! complete (staged elsewhere, then renamed in) and leaves it in one rename
+//! (lab 04's `create_container_staged` and `remove_container`), and a record
+//! is never written where the directory is gone ([`Records::save`]): killed at
+//! any moment, the store holds no ghost that `ps` lists and every other
+//! command calls nonexistent, and no orphan directory that nothing lists.
+//!
+//! **Freezes have holders.** Whoever freezes a container (`cp`, `commit`,
+//! `pause`) holds a lock that the kernel drops when it dies; a freeze with
+//! no holder, on a container not paused on purpose, is thawed by the next
+//! command that looks ([`Records::hold_freeze`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

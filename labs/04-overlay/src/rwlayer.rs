@@ -3,6 +3,12 @@
 //!
 //! Each container gets its own upper and work dirs; the lower dirs are the
 //! image's layer directories, shared with every other container of the image.
+//!
+//! A container directory is made in `tmp/` and renamed into `containers/`
+//! when complete, and leaves `containers/` by a rename into `tmp/` before it
+//! is deleted: `rename(2)` is atomic, so a kill at any moment leaves a whole
+//! container or none, and what the killed process left in `tmp/` is removed
+//! at the next open (see the store module).
 
 use std::fs;
 use std::io::Read;
