@@ -236,6 +236,9 @@ fn robustness_a_full_data_root_lists_and_removes() {
         assert!(ps.lines().any(|l| l == n), "{n} missing from ps -a:\n{ps}");
     }
     dy.ok(&["inspect", "filler1"]);
+    // A run that cannot be created leaves nothing half made.
+    let _ = dy.run(&["run", "--name", "nospace", "busybox", "true"]);
+    assert_consistent(&dy, "run on a full disk");
     // rmi of an image nobody uses rewrites index.json: it needs the space
     // kept back for removals, then frees its layer.
     dy.ok(&["rmi", "spare:1"]);
