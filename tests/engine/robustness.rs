@@ -408,6 +408,65 @@ fn robustness_kill_9_at_any_moment_leaves_a_consistent_store() {
     );
 }
 
+/// SIGKILL every process whose command line names this data root: the
+/// CLI, its forked monitor, the small monitor program (`--dir ROOT/...`).
+fn kill_everything_of(dy: &Dy) -> usize {
+    let root = dy.root_path().to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&root) {
+            sigkill(pid.parse().unwrap());
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn robustness_kill_9_of_the_monitor_at_any_moment_leaves_a_consistent_store() {
+    let dy = Dy::new();
+    for ms in (0..=90).step_by(10) {
+        let name = format!("mon{ms}");
+        let mut child = dy
+            .command(&["run", "-d", "--name", &name, "busybox", "sleep", "1000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        // The CLI and the monitor, whatever stage the start is at.
+        kill_everything_of(&dy);
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_consistent(&dy, &format!("monitor killed at {ms} ms"));
+    }
+    // Every container left is startable, then removable, with nothing behind.
+    for id in dy.ok(&["ps", "-aq", "--no-trunc"]).lines() {
+        if dy.inspect(id, "{{.State.Status}}") != "running" {
+            dy.ok(&["start", id]);
+        }
+        assert_eq!(dy.ok(&["exec", id, "echo", "up"]), "up\n");
+    }
+    for id in dy.ok(&["ps", "-aq", "--no-trunc"]).lines() {
+        dy.ok(&["rm", "-f", id]);
+    }
+    dy.ok(&["system", "prune", "-f"]);
+    assert!(container_dirs(&dy.root_path()).is_empty());
+    assert!(
+        leftover_cgroups(&dy.parent).is_empty(),
+        "{:?}",
+        leftover_cgroups(&dy.parent)
+    );
+    let root = dy.root_path().to_string_lossy().into_owned();
+    assert!(!mount_points().iter().any(|m| m.starts_with(&root)));
+}
+
 /// The size of busybox in the image (what a whole copy has).
 fn bb_size(dy: &Dy) -> u64 {
     let out = dy.ok(&["exec", "target", "stat", "-c", "%s", "/bin/busybox"]);
