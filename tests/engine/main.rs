@@ -19,6 +19,7 @@ mod images;
 mod lifecycle;
 mod networking;
 mod output;
+mod robustness;
 mod rootless;
 mod userns_remap;
 mod volumes;

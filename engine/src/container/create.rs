@@ -281,26 +281,32 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         None => state::random_name(|n| existing.iter().any(|r| r.name == n))?,
     };
     // A --rm container's records skip the fsyncs (see the state module).
-    let layer = engine
+    // Its state.json is written into the staged directory, which appears in
+    // containers/ only once complete (lab 04's `create_container_staged`):
+    // killed at any moment, create leaves a whole container or none.
+    let mut record = None;
+    engine
         .images
-        .create_container_with(&image, !config.auto_remove)?;
-    if config.hostname.is_empty() {
-        // On the host's network, the host's name, as docker's daemon does.
-        let host = (config.network_mode == "host")
-            .then(|| nix::unistd::gethostname().ok()?.into_string().ok())
-            .flatten();
-        config.hostname = host.unwrap_or_else(|| layer.id[..12].to_string());
-    }
-    let record = Record {
-        id: layer.id.clone(),
-        name,
-        created: now_rfc3339(),
-        state: state::State::default(),
-        config: serde_json::to_value(&config).context("serializing the container's config")?,
-    };
-    if let Err(e) = engine.containers.save(&lock, &record) {
-        let _ = engine.images.remove_container(&layer);
-        return Err(e);
-    }
-    Ok(record)
+        .create_container_staged(&image, !config.auto_remove, |layer| {
+            if config.hostname.is_empty() {
+                // On the host's network, the host's name, as docker's daemon does.
+                let host = (config.network_mode == "host")
+                    .then(|| nix::unistd::gethostname().ok()?.into_string().ok())
+                    .flatten();
+                config.hostname = host.unwrap_or_else(|| layer.id[..12].to_string());
+            }
+            let r = Record {
+                id: layer.id.clone(),
+                name,
+                created: now_rfc3339(),
+                state: state::State::default(),
+                config: serde_json::to_value(&config)
+                    .context("serializing the container's config")?,
+            };
+            engine.containers.save_in(&lock, &r, &layer.dir)?;
+            record = Some(r);
+            Ok(())
+        })?;
+    drop(lock);
+    record.context("the container's record was not written")
 }

@@ -2,7 +2,8 @@
 //!
 //! The records on disk may be stale (a monitor killed with SIGKILL, a host
 //! that rebooted), so every record is reconciled with the kernel before it
-//! is shown (see the `state` module). Then docker's rules:
+//! is shown (see the `state` module), in memory: listing never writes.
+//! Then docker's rules:
 //!
 //! - newest first; without `-a` only the containers that run (running,
 //!   paused or restarting); `-n N` and `-l` take the N newest in any state;
@@ -25,11 +26,12 @@ use crate::engine::Engine;
 use crate::state::{parse_rfc3339, Record, Status};
 use crate::units::human_duration;
 
-/// All records, reconciled with the kernel, newest first.
+/// All records, reconciled with the kernel, newest first. Nothing is
+/// written (see `Records::view`): listing works on a full disk.
 pub fn list_all(engine: &Engine) -> Result<Vec<Record>> {
     let mut all = Vec::new();
     for r in engine.containers.list()? {
-        all.push(engine.containers.reconcile(r)?);
+        all.push(engine.containers.view(r));
     }
     all.sort_by(|a, b| b.created.cmp(&a.created));
     Ok(all)

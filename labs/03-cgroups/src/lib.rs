@@ -901,6 +901,30 @@ pub fn freeze(host: &Host, parent: &str, name: &str, frozen: bool) -> anyhow::Re
 }
 // ANCHOR_END: freeze
 
+/// Whether the group `<parent>/<name>` is frozen (or freezing): v2's
+/// `frozen` key of `cgroup.events`, v1's `freezer.state`. False when the
+/// group or its freezer is not there.
+pub fn is_frozen(host: &Host, parent: &str, name: &str) -> anyhow::Result<bool> {
+    for dir in group_dirs(host, parent, name)? {
+        match host.version() {
+            Version::V2 => {
+                let events = dir.join("cgroup.events");
+                if events.exists() {
+                    return Ok(read_key(&events, "frozen") == Some(1)
+                        || std::fs::read_to_string(dir.join("cgroup.freeze"))
+                            .is_ok_and(|s| s.trim() == "1"));
+                }
+            }
+            Version::V1 => {
+                if let Ok(s) = std::fs::read_to_string(dir.join("freezer.state")) {
+                    return Ok(s.trim() != "THAWED");
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// The directories of an existing group `<parent>/<name>`, one per
 /// hierarchy that has it (every v1 hierarchy, or the v2 one). `docker exec`
 /// uses them to put a new process in a running container's cgroup.
