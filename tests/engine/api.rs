@@ -86,6 +86,26 @@ impl Service {
         text(&out.stdout)
     }
 
+    /// The docker CLI with `input` on its stdin.
+    fn docker_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.insert(1, format!("--cgroup-parent={}", self.parent));
+        let mut child = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(&all)
+            .env("DOCKER_CONFIG", self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running the docker CLI");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    }
+
     /// One raw HTTP request; the whole response as text.
     fn raw(&self, request: &str) -> String {
         let mut s = UnixStream::connect(&self.sock).unwrap();
@@ -167,6 +187,14 @@ fn api_docker_run_rm_relays_output_streams_and_exit_code() {
     assert_eq!(out.status.code(), Some(3));
     // --rm through the API is the core's --rm: the other front sees nothing.
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
+    // -i: stdin travels up the hijacked socket, and its EOF (the CLI
+    // half-closes) ends the container's stdin, so `cat` exits.
+    let out = svc.docker_with_input(
+        &["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo eof"],
+        "typed\n",
+    );
+    assert_eq!(text(&out.stdout), "typed\neof\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
     // With a TTY the stream is raw: the terminal's \r\n arrives as is.
     let out = svc.docker(&["run", "--rm", "-t", "busybox", "echo", "tty"]);
     assert_eq!(text(&out.stdout), "tty\r\n");

@@ -213,7 +213,10 @@ pub fn start(service: &Service, id: &str) -> Result<Response> {
         });
     }
     let waiting = lock(&service.pending).remove(&r.id).unwrap_or_default();
-    let sock = lock(&service.starter).start(&r.id, !waiting.is_empty())?;
+    // Stdin goes to the container when it was created with OpenStdin (`-i`)
+    // and a client attached before the start, as `docker run -i` does.
+    let stdin = config_of(&r)?.open_stdin && !waiting.is_empty();
+    let sock = lock(&service.starter).start(&r.id, !waiting.is_empty(), stdin)?;
     if let Some(sock) = sock {
         // The first attach gets the connection the monitor waited for;
         // any others connect on their own, now that it listens.
@@ -334,6 +337,10 @@ pub fn wait(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
         if let Ok(r) = now {
             last = r;
         }
+        if client_gone(conn) {
+            // Nobody waits any more: no thread polls on for them.
+            return Ok(Reply::Streamed(Outcome::TakenOver));
+        }
         std::thread::sleep(Duration::from_millis(2));
     };
     let body = json!({"StatusCode": code, "Error": null}).to_string() + "\n";
@@ -432,21 +439,43 @@ pub fn attach(
     head.extend_from_slice(b"\r\n");
     (&*conn).write_all(&head)?;
     (&*conn).flush()?;
+    // An attach made before the start is `docker run -i`'s, whose stdin is
+    // "once": when the client's input ends, the container's does too.
+    let stdin_once = matches!(monitor, Attached::Later(_));
     let monitor = match monitor {
         Attached::Now(s) => s,
-        Attached::Later(rx) => match rx.recv() {
-            Ok(s) => s,
-            // The service stops, or the client went before the start.
-            Err(_) => return Ok(Reply::Streamed(Outcome::TakenOver)),
+        Attached::Later(rx) => loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(s) => break s,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !client_gone(conn) => {}
+                // The client went before the start.
+                Err(_) => return Ok(Reply::Streamed(Outcome::TakenOver)),
+            }
         },
     };
     let wants = Wants {
         stdin: req.flag("stdin") && c.open_stdin,
+        stdin_once,
         stdout: req.flag("stdout"),
         stderr: req.flag("stderr"),
     };
     relay(service, &r.id, conn, monitor, c.tty, wants, early)?;
     Ok(Reply::Streamed(Outcome::TakenOver))
+}
+
+/// Whether the client hung up: closed the connection altogether, which a
+/// unix socket reports as POLLHUP at once. (Not POLLRDHUP: `docker run -i`
+/// half-closes at its stdin's EOF, maybe before the start, and still reads.)
+fn client_gone(conn: &UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) if n > 0 => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        _ => false,
+    }
 }
 
 enum Attached {
@@ -457,6 +486,7 @@ enum Attached {
 #[derive(Clone, Copy)]
 struct Wants {
     stdin: bool,
+    stdin_once: bool,
     stdout: bool,
     stderr: bool,
 }
@@ -490,9 +520,17 @@ fn relay(
                     buf = vec![0; 32 * 1024];
                     match from_client.read(&mut buf) {
                         Ok(0) | Err(_) => {
-                            // The client closed its side: our side to the
-                            // monitor ends too, which detaches this client.
-                            let _ = to_monitor.shutdown(std::net::Shutdown::Write);
+                            // The client closed its side (the CLI
+                            // half-closes at its stdin's EOF), but still
+                            // reads: the output goes on. An empty frame
+                            // tells the monitor the input ended.
+                            if wants.stdin_once {
+                                let end = dockyard_monitor::attach::frame(
+                                    dockyard_monitor::attach::STDIN,
+                                    &[],
+                                );
+                                let _ = to_monitor.write_all(&end);
+                            }
                             return;
                         }
                         Ok(n) => buf.truncate(n),

@@ -119,7 +119,9 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
             let svc = &service;
             s.spawn(move || {
                 if let Err(e) = connection(svc, conn) {
-                    eprintln!("dockyard: API connection: {e:#}");
+                    if !client_left(&e) {
+                        eprintln!("dockyard: API connection: {e:#}");
+                    }
                 }
                 *lock(&svc.last_active) = Instant::now();
                 svc.active.fetch_sub(1, Ordering::SeqCst);
@@ -128,6 +130,19 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
     });
     let _ = std::fs::remove_file(&path);
     result
+}
+
+/// Whether an error is only the client leaving mid-answer (it read the
+/// exit code and closed): nothing to report.
+fn client_left(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            )
+        })
+    })
 }
 
 /// `unix:///run/dockyard.sock` -> `/run/dockyard.sock`.

@@ -19,7 +19,7 @@
 //! the service, so stopping the service stops none of them.
 //!
 //! ```text
-//! service ──"start ID attach\n"──> starter ──fork──> child: prepare_start,
+//! service ──"ID attach stdin\n"──> starter ──fork──> child: prepare_start,
 //!         <──"T" + attach.sock fd (SCM_RIGHTS)──────        start_attached
 //! ```
 //!
@@ -74,13 +74,13 @@ fn serve(engine: &Engine, sock: UnixStream) -> Result<()> {
             return Ok(()); // the service exited
         }
         let mut words = line.split_whitespace();
-        let (Some(id), Some(mode)) = (words.next(), words.next()) else {
+        let (Some(id), Some(mode), Some(stdin)) = (words.next(), words.next(), words.next()) else {
             bail!("malformed request {line:?}");
         };
         // SAFETY: this process is single-threaded.
         match unsafe { fork() }.context("fork")? {
             ForkResult::Child => {
-                let answer = start(engine, id, mode == "attach");
+                let answer = start(engine, id, mode == "attach", stdin == "stdin");
                 let code = i32::from(reply(&sock, answer).is_err());
                 // SAFETY: leave without running the service's exit-time code.
                 unsafe { libc::_exit(code) }
@@ -95,9 +95,10 @@ fn serve(engine: &Engine, sock: UnixStream) -> Result<()> {
 }
 
 /// What `dockyard start` does: prepare, then start under a detached
-/// monitor, attached first when a client waits for the output.
-fn start(engine: &Engine, id: &str, attach: bool) -> Result<Option<OwnedFd>> {
-    container::prepare_start(engine, id, false)?;
+/// monitor, attached first when a client waits for the output (and, with
+/// `stdin`, gives it input: `docker run -i`).
+fn start(engine: &Engine, id: &str, attach: bool, stdin: bool) -> Result<Option<OwnedFd>> {
+    container::prepare_start(engine, id, stdin)?;
     if attach {
         Ok(Some(container::start_attached(engine, id)?.into()))
     } else {
@@ -128,10 +129,11 @@ impl Starter {
     /// Start container `id`; with `attach`, return the monitor's attach
     /// socket, connected before the container runs. One start at a time:
     /// the caller holds the starter's lock.
-    pub fn start(&mut self, id: &str, attach: bool) -> Result<Option<UnixStream>> {
+    pub fn start(&mut self, id: &str, attach: bool, stdin: bool) -> Result<Option<UnixStream>> {
         let mode = if attach { "attach" } else { "detach" };
+        let stdin = if stdin { "stdin" } else { "-" };
         self.sock
-            .write_all(format!("{id} {mode}\n").as_bytes())
+            .write_all(format!("{id} {mode} {stdin}\n").as_bytes())
             .context("asking the starter")?;
         let (byte, fd) = receive(&self.sock)?;
         match byte {

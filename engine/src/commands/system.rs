@@ -173,6 +173,17 @@ pub fn system_prune(engine: &Engine, force: bool, volumes: bool) -> Result<Code>
     Ok(0)
 }
 
+/// `dockyard system service`: serve the Docker Engine API (see the api
+/// module) until idle for `time` seconds (0: forever).
+pub fn service(engine: &Engine, host: &str, time: u64) -> Result<Code> {
+    let opts = crate::api::Options {
+        host: host.to_string(),
+        idle: std::time::Duration::from_secs(time),
+    };
+    crate::api::serve(engine, &opts)?;
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,15 +230,4 @@ mod tests {
         assert!(text.contains(" Total Memory: 1.5000GiB\n"));
         assert!(text.ends_with(" Registry Mirrors:\n Insecure Registries:\n  127.0.0.0/8\n"));
     }
-}
-
-/// `dockyard system service`: serve the Docker Engine API (see the api
-/// module) until idle for `time` seconds (0: forever).
-pub fn service(engine: &Engine, host: &str, time: u64) -> Result<Code> {
-    let opts = crate::api::Options {
-        host: host.to_string(),
-        idle: std::time::Duration::from_secs(time),
-    };
-    crate::api::serve(engine, &opts)?;
-    Ok(0)
 }
