@@ -195,6 +195,19 @@ fn api_docker_run_rm_relays_output_streams_and_exit_code() {
     );
     assert_eq!(text(&out.stdout), "typed\neof\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
+    // logs -f follows until the container stops.
+    svc.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; sleep 0.5; echo b",
+    ]);
+    assert_eq!(svc.docker_ok(&["logs", "-f", "chatty"]), "a\nb\n");
+    svc.docker_ok(&["rm", "chatty"]);
     // With a TTY the stream is raw: the terminal's \r\n arrives as is.
     let out = svc.docker(&["run", "--rm", "-t", "busybox", "echo", "tty"]);
     assert_eq!(text(&out.stdout), "tty\r\n");

@@ -33,7 +33,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use super::http::{self, Request, Response};
-use super::routes::{respond, BadRequest, Outcome, Reply};
+use super::routes::{BadRequest, Outcome, Reply};
 use super::{lock, Service};
 use dockyard::container::{self, config_of, ContainerConfig, Filter, ListOptions, RemoveOptions};
 use dockyard::state::{Record, Status};
@@ -307,6 +307,7 @@ pub fn wait(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
     let id = first.id.clone();
     http::start_chunked(&mut &*conn, 200, "application/json")?;
     let mut last = first.clone();
+    let waited = std::time::Instant::now();
     let code = loop {
         let now = service
             .engine
@@ -341,7 +342,16 @@ pub fn wait(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
             // Nobody waits any more: no thread polls on for them.
             return Ok(Reply::Streamed(Outcome::TakenOver));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        // Polled, as the CLI's `wait` polls the record: every 2 ms for the
+        // first seconds (a `run --rm` is over in milliseconds, and each
+        // poll is one small file read), then 20 times a second for a
+        // container that runs for hours.
+        let pause = if waited.elapsed() < Duration::from_secs(3) {
+            2
+        } else {
+            50
+        };
+        std::thread::sleep(Duration::from_millis(pause));
     };
     let body = json!({"StatusCode": code, "Error": null}).to_string() + "\n";
     http::write_chunk(&mut &*conn, body.as_bytes())?;
@@ -349,8 +359,10 @@ pub fn wait(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
     Ok(Reply::Streamed(Outcome::Done))
 }
 
-/// `GET /containers/ID/logs?stdout=1&stderr=1&tail=N&timestamps=1`: the
-/// json-file log, framed as attach frames it (raw for a TTY container).
+/// `GET /containers/ID/logs?stdout=1&stderr=1&tail=N&timestamps=1&follow=1`:
+/// the json-file log, framed as attach frames it (raw for a TTY container).
+/// With `follow`, what the container prints next follows until it stops
+/// (or the client goes).
 pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Result<Reply> {
     let r = resolve(service, id)?;
     let tty = config_of(&r)?.tty;
@@ -360,37 +372,69 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
             "Bad parameters: you must choose at least one stream".into()
         ));
     }
-    let filter = logs::Filter {
-        tail: req.query("tail").and_then(|t| t.parse().ok()),
-        ..Default::default()
+    let dir = service.engine.containers.dir_of(&r.id);
+    let tail = req.query("tail").and_then(|t| t.parse().ok());
+    let entries = logs::read(
+        &dir,
+        &logs::Filter {
+            tail,
+            ..Default::default()
+        },
+    )?;
+    // Where following goes on from: the number of entries in the whole log.
+    let mut seen = match (req.flag("follow"), tail) {
+        (true, Some(_)) => logs::read(&dir, &logs::Filter::default())?.len(),
+        _ => entries.len(),
     };
-    let entries = logs::read(&service.engine.containers.dir_of(&r.id), &filter)?;
     let content = if tty {
         "application/vnd.docker.raw-stream"
     } else {
         "application/vnd.docker.multiplexed-stream"
     };
-    let mut body = Vec::new();
-    for e in entries {
-        let stream = if e.stream == "stderr" { 2 } else { 1 };
-        if (stream == 1 && !out) || (stream == 2 && !err) {
-            continue;
+    http::start_chunked(&mut &*conn, 200, content)?;
+    let frames = |entries: &[logs::Entry]| {
+        let mut body = Vec::new();
+        for e in entries {
+            let stream = if e.stream == "stderr" { 2 } else { 1 };
+            if (stream == 1 && !out) || (stream == 2 && !err) {
+                continue;
+            }
+            let mut line = Vec::new();
+            if req.flag("timestamps") {
+                line.extend_from_slice(format!("{} ", e.time).as_bytes());
+            }
+            line.extend_from_slice(e.log.as_bytes());
+            push_frame(&mut body, tty, stream, &line);
         }
-        let mut line = Vec::new();
-        if req.flag("timestamps") {
-            line.extend_from_slice(format!("{} ", e.time).as_bytes());
-        }
-        line.extend_from_slice(e.log.as_bytes());
-        push_frame(&mut body, tty, stream, &line);
+        body
+    };
+    let body = frames(&entries);
+    if !body.is_empty() {
+        http::write_chunk(&mut &*conn, &body)?;
     }
-    respond(
-        conn,
-        &Response {
-            status: 200,
-            content_type: content,
-            body,
-        },
-    )
+    while req.flag("follow") && !client_gone(conn) {
+        // Read before looking at the state: what a container printed
+        // before it stopped is sent before the stream ends.
+        let running = resolve(service, &r.id).is_ok_and(|r| {
+            matches!(
+                r.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            )
+        });
+        let all = logs::read(&dir, &logs::Filter::default()).unwrap_or_default();
+        // (A rotation shortens the log: start over from its new end.)
+        let body = frames(all.get(seen..).unwrap_or_default());
+        seen = all.len();
+        if !body.is_empty() {
+            http::write_chunk(&mut &*conn, &body)?;
+        }
+        if !running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    http::write_chunk(&mut &*conn, b"")?;
+    Ok(Reply::Streamed(Outcome::Done))
 }
 
 /// Docker's stream frame: the 8-byte header (stream, three zeros, the

@@ -12,7 +12,6 @@
 //! sends first, for the `Api-Version` header), `version`, `info`, and
 //! `images/json`.
 
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 
 use anyhow::Result;
@@ -281,11 +280,4 @@ fn images(service: &Service) -> Result<Response> {
         }));
     }
     Ok(Response::json(200, &Value::Array(out)))
-}
-
-/// Write `resp` and report the connection still usable.
-pub fn respond(conn: &UnixStream, resp: &Response) -> Result<Reply> {
-    write_response(&mut &*conn, resp, false)?;
-    (&*conn).flush()?;
-    Ok(Reply::Streamed(Outcome::Done))
 }
