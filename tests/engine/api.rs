@@ -336,3 +336,68 @@ fn api_errors_have_dockers_texts_codes_and_statuses() {
         "{resp}"
     );
 }
+
+/// The memory limit the kernel holds for the cgroup of process `pid`
+/// (cgroup v1's memory controller or v2's unified tree).
+fn memory_limit(pid: &str) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        if controllers.split(',').any(|c| c == "memory") {
+            return std::fs::read_to_string(format!(
+                "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+            ))
+            .unwrap();
+        }
+        if controllers.is_empty() && line.starts_with("0::") {
+            if let Ok(v) = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")) {
+                return v;
+            }
+        }
+    }
+    panic!("no memory cgroup in {cgroups}");
+}
+
+#[test]
+fn api_docker_run_binds_and_memory_reach_the_kernel() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let dir = tempfile::Builder::new()
+        .prefix("dockyard-api-bind-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(dir.path().join("file"), "from the host\n").unwrap();
+    let bind = format!("{}:/data", dir.path().display());
+    let out = svc.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/file; echo back > /data/out",
+    ]);
+    assert_eq!(out, "from the host\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out")).unwrap(),
+        "back\n"
+    );
+
+    svc.docker_ok(&[
+        "run", "-d", "--name", "capped", "-m", "64m", "busybox", "sleep", "30",
+    ]);
+    let pid = dy.inspect("capped", "{{.State.Pid}}");
+    assert_eq!(memory_limit(pid.trim()).trim(), "67108864");
+    assert_eq!(
+        dy.inspect("capped", "{{.HostConfig.Memory}}").trim(),
+        "67108864"
+    );
+    svc.docker_ok(&["rm", "-f", "capped"]);
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
