@@ -922,6 +922,15 @@ pub enum SystemCmd {
     },
     /// Display system-wide information (same as `dockyard info`).
     Info,
+    /// Serve the Docker Engine API on a unix socket, for docker and other clients.
+    Service {
+        /// Where to listen.
+        #[arg(short = 'H', long, default_value = "unix:///run/dockyard.sock")]
+        host: String,
+        /// Exit after this many seconds without a client (0: never).
+        #[arg(short = 't', long, default_value_t = 5)]
+        time: u64,
+    },
 }
 
 /// `docker builder`'s commands.

@@ -6,6 +6,7 @@
 //! words), `commands/` turns each into calls of the core and prints what
 //! docker prints. Every kernel mechanism comes from a lab's library.
 
+mod api;
 mod cli;
 mod cli_errors;
 mod commands;
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
     let starts = std::env::args().skip(1).any(|a| {
         matches!(
             a.as_str(),
-            "run" | "start" | "restart" | "exec" | "build" | "__monitor-exited"
+            "run" | "start" | "restart" | "exec" | "build" | "service" | "__monitor-exited"
         )
     });
     if starts {
@@ -198,6 +199,9 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Network(n) => network::network(&engine, n),
         Command::System(cli::SystemCmd::Df) => system::system_df(&engine),
         Command::System(cli::SystemCmd::Info) => system::info(&engine),
+        Command::System(cli::SystemCmd::Service { host, time }) => {
+            system::service(&engine, host, *time)
+        }
         Command::System(cli::SystemCmd::Prune {
             force,
             volumes,

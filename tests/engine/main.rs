@@ -9,6 +9,7 @@
 //! subject: a test's name starts with its module, e.g.
 //! `cargo test --test engine -- networking::` runs the network tests.
 
+mod api;
 mod attach;
 mod cgroups;
 mod common;

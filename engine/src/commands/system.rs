@@ -213,6 +213,17 @@ fn print_cache_objects(keys: &[String]) {
     }
 }
 
+/// `dockyard system service`: serve the Docker Engine API (see the api
+/// module) until idle for `time` seconds (0: forever).
+pub fn service(engine: &Engine, host: &str, time: u64) -> Result<Code> {
+    let opts = crate::api::Options {
+        host: host.to_string(),
+        idle: std::time::Duration::from_secs(time),
+    };
+    crate::api::serve(engine, &opts)?;
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
