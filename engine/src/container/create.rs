@@ -151,14 +151,10 @@ fn check_settings(config: &ContainerConfig) -> Result<()> {
 }
 // ANCHOR_END: check_settings
 
-/// Create a container: its writable layer and its record, state "created".
-pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
-    check_userns(engine, &config)?;
-    check_settings(&config)?;
-    // A name, an ID or a unique ID prefix (`run` pulled what was missing).
-    let image = crate::image_lookup::find(engine, &config.image)?;
-    config.image_id = image.config_digest.clone();
-    // The image's defaults, under what the user gave.
+/// The image's defaults, under what the user gave: command, entrypoint,
+/// environment, working directory, stop signal, user, labels, exposed ports
+/// and volumes.
+fn image_defaults(image: &lab04_overlay::store::Image, config: &mut ContainerConfig) -> Result<()> {
     if let Some(ic) = image.config.config() {
         if config.entrypoint.is_empty() && config.cmd.is_empty() {
             config.cmd = ic.cmd().clone().unwrap_or_default();
@@ -220,6 +216,17 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
             }
         }
     }
+    Ok(())
+}
+
+/// Create a container: its writable layer and its record, state "created".
+pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
+    check_userns(engine, &config)?;
+    check_settings(&config)?;
+    // A name, an ID or a unique ID prefix (`run` pulled what was missing).
+    let image = crate::image_lookup::find(engine, &config.image)?;
+    config.image_id = image.config_digest.clone();
+    image_defaults(&image, &mut config)?;
     // The image's HEALTHCHECK, unless --health-cmd or --no-healthcheck. Read
     // from the raw config: it is a docker extension the OCI types drop.
     if config.healthcheck.is_none() && !config.no_healthcheck {
