@@ -15,20 +15,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dockyard_e2e::fixtures::{bin, TestRootfs};
+use dockyard_e2e::pace::bound;
+use lab03_cgroups::{Host, Knob, Version};
 use serde_json::Value;
 
-/// Every cgroup mount on this host (v1 hierarchies and the cgroup2 mount).
-fn cgroup_mounts() -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let fs = right.split(' ').next()?;
-            let mount_point = left.split(' ').nth(4)?;
-            (fs == "cgroup" || fs == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
-        .collect()
+/// The host's cgroup layout, as lab 03 detects it: tests ask, never assume.
+fn host() -> Host {
+    lab03_cgroups::detect().expect("detecting the cgroup layout")
 }
 
 /// A parent cgroup name for one test, removed with everything in it on drop.
@@ -46,24 +39,21 @@ impl Parent {
 
     /// The directories of this parent that exist, in any hierarchy.
     fn leftovers(&self) -> Vec<PathBuf> {
-        cgroup_mounts()
+        host()
+            .hierarchy_roots()
             .into_iter()
             .map(|m| m.join(&self.0))
             .filter(|p| p.exists())
             .collect()
     }
 
-    /// The directory of container `name` in the hierarchy mounted at `mount`.
-    /// On v1 and hybrid hosts each controller has its hierarchy; on v2 all
-    /// share `/sys/fs/cgroup`.
+    /// The directory of container `name` in the hierarchy that carries
+    /// `controller` on this host (its own on v1 and hybrid hosts, the one
+    /// unified hierarchy on v2), as lab 03 says.
     fn dir(&self, controller: &str, name: &str) -> PathBuf {
-        let v1 = Path::new("/sys/fs/cgroup").join(controller);
-        let root = if v1.is_dir() {
-            v1
-        } else {
-            PathBuf::from("/sys/fs/cgroup")
-        };
-        root.join(&self.0).join(name)
+        host()
+            .group_dir(controller, &self.0, name)
+            .unwrap_or_else(|| panic!("this host has no {controller} controller"))
     }
 }
 
@@ -137,16 +127,25 @@ fn probe_shows_the_containers_cgroup() {
         .filter_map(Value::as_str)
         .collect();
     let want = format!("/{}/probe1", parent.0);
-    // On v1 one line per hierarchy ("4:memory:/PARENT/NAME"); on v2 "0::/PARENT/NAME".
-    for controller in ["memory", "pids", "cpu"] {
-        assert!(
-            lines.iter().any(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-                (ctrls.split(',').any(|c| c == controller) || ctrls.is_empty()) && path == want
-            }),
-            "{controller} is not in {want}: {lines:?}"
-        );
+    let host = host();
+    match host.version() {
+        // One line per v1 hierarchy: "4:memory:/PARENT/NAME" (a hybrid
+        // host adds "0::/..." for the unified one, which has no controller).
+        Version::V1 => {
+            for controller in ["memory", "pids", "cpu"] {
+                assert!(
+                    lines.iter().any(|l| {
+                        let mut f = l.splitn(3, ':');
+                        let (_, ctrls, path) =
+                            (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+                        ctrls.split(',').any(|c| c == controller) && path == want
+                    }),
+                    "{controller} is not in {want}: {lines:?}"
+                );
+            }
+        }
+        // One line for the one hierarchy, whose group has every controller.
+        Version::V2 => assert_eq!(lines, [format!("0::{want}")]),
     }
     assert_clean(&parent);
 
@@ -159,11 +158,13 @@ fn probe_shows_the_containers_cgroup() {
     ));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.lines()
+    let root_line = match host.version() {
+        Version::V1 => text
+            .lines()
             .any(|l| l.contains(":memory:") && l.ends_with(":/")),
-        "{text}"
-    );
+        Version::V2 => text.lines().eq(["0::/"]),
+    };
+    assert!(root_line, "{:?}: {text}", host.layout);
     assert!(!text.contains(&parent.0), "{text}");
     assert_clean(&parent);
 }
@@ -200,11 +201,13 @@ fn cpu_quota_holds_a_busy_loop_to_ten_percent() {
         .unwrap_or_else(|| panic!("cannot read {line:?}"));
     eprintln!("measured: {line}");
     assert!((8.0..=12.0).contains(&share), "{line}");
-    // And it did run: about 0.3 s of CPU time in 3 s.
-    assert!((240_000.0..=360_000.0).contains(&usec), "{line}");
+    // And it did run: `timeout 3` lasts at least 3 s, so at least 0.24 s of
+    // CPU time (no upper bound on the wall time: an emulated machine, as in
+    // the v2 tier, takes longer, and the share above is what must hold).
+    assert!(usec >= 240_000.0, "{line}");
     assert_clean(&parent);
 
-    // Without a quota, the same loop takes a whole CPU: the limit did it.
+    // Without a quota, the same loop takes much more: the limit did it.
     let out = run(lab03(
         &fx.path(),
         &parent,
@@ -222,7 +225,10 @@ fn cpu_quota_holds_a_busy_loop_to_ten_percent() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(share > 50.0, "{line}");
+    // Well over the quota's 10%: a whole CPU on an idle machine, less on a
+    // busy one (two cores shared by a CI run and its neighbours), but at
+    // least twice the quota.
+    assert!(share > 20.0, "{line}");
     assert_clean(&parent);
 }
 
@@ -339,10 +345,10 @@ fn fork_storm_is_contained_by_pids_max() {
     // The host is not affected: it forks as usual.
     let t = Instant::now();
     assert!(Command::new("/bin/true").status().unwrap().success());
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(t.elapsed() < bound(Duration::from_secs(1)));
 
     let out = child.wait_with_output().expect("waiting");
-    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(start.elapsed() < bound(Duration::from_secs(15)));
     let err = stderr(&out);
     assert!(err.contains("can't fork"), "{err}");
     assert!(err.contains("forks refused at pids.max"), "{err}");
@@ -352,7 +358,7 @@ fn fork_storm_is_contained_by_pids_max() {
 
 /// Wait until `dir/cgroup.procs` lists a process; return the first.
 fn first_pid_in(dir: &Path) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + bound(Duration::from_secs(10));
     loop {
         if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
             if let Some(pid) = text.lines().find_map(|l| l.trim().parse().ok()) {
@@ -408,7 +414,11 @@ fn no_cgroup_is_left_after_failure_or_a_kill() {
         let t = Instant::now();
         unsafe { libc::kill(child.id() as i32, sig) };
         let status = child.wait().unwrap();
-        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < bound(Duration::from_secs(8)),
+            "{:?}",
+            t.elapsed()
+        );
         assert_eq!(status.code(), Some(137));
         assert_clean(&parent);
     }
@@ -423,12 +433,16 @@ fn no_cgroup_is_left_after_failure_or_a_kill() {
     .spawn()
     .expect("spawn");
     first_pid_in(&parent.dir("pids", "polite"));
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(bound(Duration::from_millis(200)));
     let t = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < bound(Duration::from_secs(2)),
+        "{:?}",
+        t.elapsed()
+    );
     assert_clean(&parent);
 }
 
@@ -436,26 +450,40 @@ fn no_cgroup_is_left_after_failure_or_a_kill() {
 fn hostile_values_are_refused_before_anything_is_created() {
     let fx = TestRootfs::new();
     let parent = Parent::new();
+    // The file each value was going to be written to, on this host's layout.
+    let file = |knob| host().version().file(knob);
     let cases: &[(&[&str], &[&str])] = &[
-        (&["--cpus", "0"], &["cpu controller", "cpu.cfs_quota_us"]),
-        (&["--cpus", "-1"], &["cpu controller", "cpu.cfs_quota_us"]),
-        (&["--cpus", "NaN"], &["cpu controller", "cpu.cfs_quota_us"]),
-        (&["--cpus", "1000"], &["cpu controller", "cpu.cfs_quota_us"]),
+        (&["--cpus", "0"], &["cpu controller", file(Knob::CpuQuota)]),
+        (&["--cpus", "-1"], &["cpu controller", file(Knob::CpuQuota)]),
+        (
+            &["--cpus", "NaN"],
+            &["cpu controller", file(Knob::CpuQuota)],
+        ),
+        (
+            &["--cpus", "1000"],
+            &["cpu controller", file(Knob::CpuQuota)],
+        ),
         (
             &["--memory", "0"],
-            &["memory controller", "memory.limit_in_bytes"],
+            &["memory controller", file(Knob::Memory)],
         ),
         (
             &["--memory", "1m"],
-            &["memory controller", "memory.limit_in_bytes", "6MiB"],
+            &["memory controller", file(Knob::Memory), "6MiB"],
         ),
         (&["--memory", "32x"], &["invalid size \"32x\""]),
         (
             &["--memory", "32m", "--memory-swap", "16m"],
-            &["memory.memsw.limit_in_bytes"],
+            &[file(Knob::MemorySwap)],
         ),
-        (&["--pids-limit", "0"], &["pids controller", "pids.max"]),
-        (&["--cpu-shares", "1"], &["cpu controller", "cpu.shares"]),
+        (
+            &["--pids-limit", "0"],
+            &["pids controller", file(Knob::Pids)],
+        ),
+        (
+            &["--cpu-shares", "1"],
+            &["cpu controller", file(Knob::CpuWeight)],
+        ),
         (&["--cgroup-parent", "../memory"], &["--cgroup-parent"]),
     ];
     for (flags, words) in cases {
@@ -478,8 +506,8 @@ fn hostile_values_are_refused_before_anything_is_created() {
 /// command.
 #[test]
 fn a_new_container_is_born_in_its_v2_group_and_joins_its_v1_groups_itself() {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    if !mountinfo.contains(" - cgroup2 ") {
+    let host = host();
+    if host.v2_mount.is_none() {
         eprintln!("skipped: no cgroup2 mount");
         return;
     }
@@ -504,7 +532,7 @@ fn a_new_container_is_born_in_its_v2_group_and_joins_its_v1_groups_itself() {
         "not born in the v2 group {want}: {text}"
     );
     // On a v1 or hybrid host, the v1 hierarchies too (pids at least).
-    if Path::new("/sys/fs/cgroup/pids/tasks").exists() {
+    if host.version() == Version::V1 {
         assert!(
             text.lines()
                 .any(|l| l.contains(":pids:") && l.ends_with(&want)),

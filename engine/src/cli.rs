@@ -17,7 +17,8 @@ pub struct Cli {
     /// The data root (default: $DOCKYARD_ROOT, daemon.json's data-root, /var/lib/dockyard).
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// The configuration file (default: /etc/dockyard/daemon.json).
+    /// The configuration file (default: $DOCKYARD_DAEMON_CONFIG, else
+    /// /etc/dockyard/daemon.json).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Run every container in a user namespace whose root is an unprivileged range of the
@@ -79,8 +80,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Rename a container.
     Rename(RenameArgs),
-    /// List port mappings of a container.
-    Port(OneContainer),
+    /// List port mappings or a specific mapping for the container.
+    Port(PortArgs),
     /// Pause all processes within one or more containers (the freezer cgroup).
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers.
@@ -218,7 +219,7 @@ pub struct RunArgs {
     #[arg(long, short = 'm')]
     pub memory: Option<String>,
     /// Memory plus swap limit, or -1 for unlimited swap.
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Number of CPUs (e.g. 0.5).
     #[arg(long)]
@@ -271,9 +272,10 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
-    /// Connect the container to a network: none (dockyard's default), host, bridge, a
-    /// user-defined network's name, or container:NAME.
-    #[arg(long, alias = "net", default_value = "none")]
+    /// Connect the container to a network: bridge (the default, as docker's, unless
+    /// daemon.json says "bridge": "none"), none, host, a user-defined network's name, or
+    /// container:NAME.
+    #[arg(long, alias = "net", default_value = "default")]
     pub network: String,
     /// Add a network-scoped alias for the container (user-defined networks).
     #[arg(long = "network-alias", alias = "net-alias")]
@@ -317,14 +319,19 @@ pub struct RunArgs {
     /// Publish every exposed port to a random host port.
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
-    /// Expose a port (for -P).
+    /// Expose a port or a range of ports (80, 8000-8010/udp).
     #[arg(long)]
     pub expose: Vec<String>,
-    /// The image, then the command and its arguments.
+    /// Pull image before running ("always", "missing", "never").
+    #[arg(long, default_value = "missing", value_name = "POLICY")]
+    pub pull: String,
+    /// The image, then the command and its arguments. Flags stop at the
+    /// image: what follows it is the command's (`run busybox ls -l`), but a
+    /// dash word before it is a flag, and an unknown one is an error, never
+    /// an image called `--link`.
     #[arg(
         required = true,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         value_name = "IMAGE [COMMAND] [ARG...]"
     )]
     pub image_and_command: Vec<String>,
@@ -350,8 +357,9 @@ pub struct ExecArgs {
     /// Username or UID (default: the container's user).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
-    /// The container, then the command and its arguments.
-    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "CONTAINER COMMAND [ARG...]")]
+    /// The container, then the command and its arguments (flags stop at
+    /// the container, as in `run`).
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true, value_name = "CONTAINER COMMAND [ARG...]")]
     pub container_and_command: Vec<String>,
 }
 
@@ -491,6 +499,16 @@ pub struct ImagesArgs {
     /// Don't truncate output.
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
+    /// Filter output: dangling=true|false, reference=REPOSITORY[:TAG].
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format the output with a Go template ({{.Repository}}, {{.Tag}}, {{.ID}}, ...);
+    /// "table ..." adds headers.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only the images of this repository (and tag).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -623,6 +641,13 @@ pub struct CommitArgs {
 #[derive(Args, Debug)]
 pub struct OneContainer {
     pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]: only this port's bindings (host address:port).
+    pub port: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -897,6 +922,15 @@ pub enum SystemCmd {
     },
     /// Display system-wide information (same as `dockyard info`).
     Info,
+    /// Serve the Docker Engine API on a unix socket, for docker and other clients.
+    Service {
+        /// Where to listen.
+        #[arg(short = 'H', long, default_value = "unix:///run/dockyard.sock")]
+        host: String,
+        /// Exit after this many seconds without a client (0: never).
+        #[arg(short = 't', long, default_value_t = 5)]
+        time: u64,
+    },
 }
 
 /// `docker builder`'s commands.
@@ -966,6 +1000,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
     /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
-    #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
+    /// (A lone `-` is a value to clap; any other dash word is a flag, so an
+    /// unknown one is reported as such and never taken for the context.)
+    #[arg(value_name = "CONTEXT")]
     pub context: String,
 }

@@ -30,6 +30,10 @@ pub struct DaemonConfig {
     pub registry_mirrors: Vec<String>,
     pub insecure_registries: Vec<String>,
     pub bip: Option<String>,
+    /// `"bridge": "none"`: no default bridge network. Containers then
+    /// default to `--network none`, and `bridge` is not a network at all,
+    /// as with dockerd's `--bridge=none`.
+    pub bridge: Option<String>,
     pub default_address_pools: Vec<AddressPool>,
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
@@ -129,6 +133,19 @@ impl DaemonConfig {
                     parse_cidr(&bip).with_context(ctx)?;
                     c.bip = Some(bip);
                 }
+                "bridge" => {
+                    let b = string(v).with_context(ctx)?;
+                    // Docker's other values name an existing interface to use
+                    // instead of docker0; dockyard makes and names its own
+                    // (lab 05's dockyard0), so only "none" has a meaning here.
+                    if b != "none" && !b.is_empty() {
+                        warnings.push(format!(
+                            "key \"bridge\": {b:?} is not used: dockyard makes its own default \
+                             bridge; only \"none\" (no default bridge) is honoured"
+                        ));
+                    }
+                    c.bridge = Some(b);
+                }
                 "default-address-pools" => {
                     let Value::Array(items) = v else {
                         bail!("key {k:?}: expected an array")
@@ -227,6 +244,14 @@ impl DaemonConfig {
             }
         }
         Ok((c, warnings))
+    }
+}
+
+impl DaemonConfig {
+    /// Whether the default bridge network exists (`"bridge": "none"` says
+    /// it does not).
+    pub fn default_bridge(&self) -> bool {
+        self.bridge.as_deref() != Some("none")
     }
 }
 

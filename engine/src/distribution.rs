@@ -283,16 +283,25 @@ pub fn push(
 
 /// `tag SOURCE TARGET`: one more name for the image named `source`.
 pub fn tag(engine: &Engine, source: &str, target: &str) -> Result<()> {
-    let target_ref = Reference::parse(target)?;
+    // Both names are checked before the store is read, with the docker
+    // client's words.
+    let not_valid = |r: &str, e: anyhow::Error| {
+        anyhow!("Error parsing reference: {r:?} is not a valid repository/tag: {e:#}")
+    };
+    let target_ref = Reference::parse(target).map_err(|e| not_valid(target, e))?;
     if target_ref.digest.is_some() {
-        bail!("refusing to create a tag with a digest reference: {target}");
+        bail!("refusing to create a tag with a digest reference");
     }
-    let normalized = lab04_overlay::store::normalize_name(source);
+    let id_form = source.starts_with("sha256:") || lab04_overlay::reference::is_full_hex_id(source);
+    if !id_form {
+        Reference::parse(source).map_err(|e| not_valid(source, e))?;
+    }
+    let image = crate::image::find(engine, source)?;
     let Some((_, desc)) = engine
         .images
         .names()?
         .into_iter()
-        .find(|(n, _)| *n == normalized)
+        .find(|(_, d)| d.digest().as_ref() == image.manifest_digest)
     else {
         bail!("No such image: {source}");
     };

@@ -91,6 +91,10 @@ pub fn run_checks() -> Vec<Check> {
         Err(e) => Check { status: Status::Missing, what: "cgroups".into(), fix: Some(format!("{e:#}")) },
     });
 
+    if let Ok(host) = cgroups::detect() {
+        checks.push(rootless_limits(&host));
+    }
+
     checks.push(match overlay::overlay_supported() {
         Ok(ok) => check(
             ok,
@@ -145,6 +149,80 @@ pub fn run_checks() -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// Whether a rootless engine could set `--memory`, `--cpus` and
+/// `--pids-limit`: only in a cgroup v2 subtree delegated to the user (v1
+/// hierarchies belong to root and are never delegated). For root, the
+/// user is the one sudo came from (`SUDO_UID`); lab 03 finds the subtree.
+fn rootless_limits(host: &cgroups::Host) -> Check {
+    let delegate = "have systemd delegate the controllers to each user's session: \
+        mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\nDelegate=cpu cpuset io \
+        memory pids\\n' > /etc/systemd/system/user@.service.d/delegate.conf && systemctl \
+        daemon-reload, then log in again";
+    if host.version() != cgroups::Version::V2 {
+        return Check {
+            status: Status::Warn,
+            what: format!(
+                "rootless limits: not possible on this {} cgroup host (v1 hierarchies belong to \
+                 root and are not delegated to users)",
+                if host.layout == cgroups::Layout::V1 {
+                    "v1"
+                } else {
+                    "hybrid"
+                }
+            ),
+            fix: Some(format!(
+                "boot with pure cgroup v2 (systemd.unified_cgroup_hierarchy=1 on the kernel \
+                 command line), then {delegate}"
+            )),
+        };
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    let (uid, pid) = match std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()) {
+        Some(uid) if euid == 0 => (uid, None),
+        _ => (euid, Some(std::process::id())),
+    };
+    if uid == 0 {
+        return Check {
+            status: Status::Ok,
+            what: "rootless limits: run `dockyard doctor` as the user (or with sudo) to check \
+                   its delegated cgroup subtree"
+                .into(),
+            fix: None,
+        };
+    }
+    match cgroups::delegation(host, uid, pid) {
+        Some(d) if d.has_limits() => Check {
+            status: Status::Warn,
+            what: format!(
+                "rootless limits: uid {uid} has a delegated cgroup v2 subtree at {} with {}; \
+                 dockyard does not use it yet",
+                d.dir.display(),
+                d.controllers.join(", ")
+            ),
+            fix: Some(
+                "rootless dockyard refuses --memory, --cpus and --pids-limit; run as root to \
+                 set them"
+                    .into(),
+            ),
+        },
+        Some(d) => Check {
+            status: Status::Warn,
+            what: format!(
+                "rootless limits: uid {uid}'s delegated subtree {} lacks some of cpu, memory, \
+                 pids (it has: {})",
+                d.dir.display(),
+                d.controllers.join(", ")
+            ),
+            fix: Some(delegate.into()),
+        },
+        None => Check {
+            status: Status::Warn,
+            what: format!("rootless limits: no cgroup v2 subtree is delegated to uid {uid}"),
+            fix: Some(delegate.into()),
+        },
+    }
 }
 
 /// Print the report; the result is whether nothing is missing.

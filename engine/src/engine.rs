@@ -40,13 +40,21 @@ impl Engine {
         };
         std::fs::create_dir_all(&root)
             .with_context(|| format!("creating data root {}", root.display()))?;
+        if remap.is_none() {
+            secure_data_root(&root)?;
+        }
         // The image store and the containers share the data root: lab 04
         // keeps each container's upper/work/merged dirs in
         // containers/<id>/, and the engine its state.json beside them.
+        // Opening it closes its directories to other users (lab 04's
+        // `secure_dirs`), on every open: an older data root is fixed too.
         let images =
             overlay::store::Store::open_shifted(&root, remap.as_ref().map(|r| r.id_shift()))?;
         let containers = state::Records::open(&root)?;
-        let volumes = crate::volumes::Volumes::open(&root)?;
+        let volumes =
+            crate::volumes::Volumes::open_shifted(&root, remap.as_ref().map(|r| r.id_shift().gid))?;
+        remove_debris(&images, &containers)?;
+        images.keep_reserve();
         Ok(Engine {
             root,
             remap,
@@ -79,6 +87,48 @@ impl Engine {
             .expect("opening a data root in a temporary directory")
     }
 }
+
+// ANCHOR: data_root_mode
+/// The data root's own mode: 0711, as docker's `/var/lib/docker`.
+///
+/// SECURITY: everyone may pass through it (a user namespace's root must
+/// reach what lies below) but no one else may list it; the doors that
+/// matter are one level down, 0710 (lab 04's `secure_dirs`, the volumes).
+/// With `--userns-remap`, the remap module makes the data root 0710 with the
+/// remapped root's group instead: only it and root pass.
+fn secure_data_root(root: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("chmod 711 {}", root.display()))
+}
+// ANCHOR_END: data_root_mode
+
+// ANCHOR: debris
+/// Remove what no command could see: a `containers/<id>/` that lacks lab
+/// 04's `container.json` or the engine's `state.json`.
+///
+/// Containers are created whole and removed whole (by rename, see lab 04's
+/// `create_container_staged` and `remove_container`), so this version never
+/// leaves such a directory, even when killed. Older versions did: killed
+/// while creating, an orphan without `state.json` that nothing lists; killed
+/// while removing, a ghost that `ps` lists and every other command calls
+/// nonexistent. Both are finished here, at the next open: an orphan was
+/// never started, and a ghost's cgroups and mount went before its files.
+fn remove_debris(images: &overlay::store::Store, records: &state::Records) -> Result<()> {
+    let whole =
+        |d: &std::path::Path| d.join("state.json").exists() && d.join("container.json").exists();
+    if records.dirs()?.iter().all(|d| whole(d)) {
+        return Ok(());
+    }
+    let _lock = records.lock()?;
+    for dir in records.dirs()? {
+        if !whole(&dir) {
+            images.remove_container_dir(&dir)?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: debris
 
 /// The engine's global flags as given (`--root`, `--config`,
 /// `--userns-remap`), for the `dockyard` that runs after a container exits.

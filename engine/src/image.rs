@@ -95,6 +95,8 @@ pub fn load_archive(engine: &Engine, input: impl Read) -> Result<Vec<String>> {
     overlay::archive::load_archive(&engine.images, input)
 }
 
+pub use crate::image_lookup::{find, lookup, names_of, Found, NoSuchImage};
+
 // ---- what `images`, `inspect`, `history`, `rmi` and the prunes show ------
 
 /// One image as `images` lists it (and `GET /images/json` summarises it).
@@ -136,25 +138,60 @@ pub fn list(engine: &Engine) -> Result<Vec<ImageSummary>> {
         .collect())
 }
 
-/// `inspect IMAGE`'s document (`GET /images/{name}/json`): the image's
-/// config blob with docker's `Id`, `RepoTags` and `Size` added.
+/// `inspect IMAGE`'s document (`GET /images/{name}/json`), in docker's
+/// shape: `Id`, `RepoTags` (every name of the ID), `RepoDigests`,
+/// `Created`, `Author`, `Comment`, `Config` (the runtime config as the
+/// config blob stores it, docker's extensions such as `Healthcheck`
+/// included), `Architecture`, `Os`, `Size`, `GraphDriver` (overlay2 and the
+/// layers' directories) and `RootFS` (the layers' diff IDs) — not the OCI
+/// config's lower-case fields.
 pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
-    let image = engine.images.image(name)?;
+    let image = find(engine, name)?;
     // The config blob as stored, not the OCI type's view of it: docker
     // extensions such as `Healthcheck` survive only in the raw JSON.
-    let mut doc = match engine.images.read_blob(&image.config_digest) {
+    let raw: Value = match engine.images.read_blob(&image.config_digest) {
         Ok(raw) => serde_json::from_slice(&raw)?,
         Err(_) => serde_json::to_value(&image.config)?,
     };
-    let size = size(engine, &image);
-    if let Value::Object(m) = &mut doc {
-        m.insert("Id".into(), json!(image.config_digest));
-        m.insert("RepoTags".into(), json!([image.name]));
-        m.insert("Size".into(), json!(size));
-        // Docker's inspect capitalises the config's fields.
-        if let Some(cfg) = m.remove("config") {
-            m.insert("Config".into(), cfg);
-        }
+    let field = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
+    let text = |k: &str| {
+        raw.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let tags = names_of(engine, &image.config_digest)?;
+    // A name pinned by digest (`repo@sha256:...`) is a repository digest.
+    let (digests, tags): (Vec<String>, Vec<String>) =
+        tags.into_iter().partition(|n| n.contains('@'));
+    let layers = engine.images.image_layers(&image).unwrap_or_default();
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|l| l.diff.display().to_string())
+        .collect();
+    let mut doc = json!({
+        "Id": image.config_digest,
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": text("comment"),
+        "Created": raw.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
+        "DockerVersion": "",
+        "Author": text("author"),
+        "Config": field("config"),
+        "Architecture": text("architecture"),
+        "Os": text("os"),
+        "Size": size(engine, &image),
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {"LowerDir": lower.join(":")},
+        },
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids()},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    });
+    if let Some(v) = raw.get("variant") {
+        doc["Variant"] = v.clone();
     }
     Ok(doc)
 }
@@ -173,7 +210,7 @@ pub struct HistoryEntry {
 
 /// `history IMAGE`: the image and its history, newest step first.
 pub fn history(engine: &Engine, name: &str) -> Result<(Image, Vec<HistoryEntry>)> {
-    let image = engine.images.image(name)?;
+    let image = find(engine, name)?;
     let layers = engine.images.image_layers(&image).unwrap_or_default();
     let sizes = layers.iter().map(|l| dir_size(&l.diff)).collect();
     let entries = history_entries(image.config.history(), sizes);
@@ -225,25 +262,55 @@ impl<'a> Remover<'a> {
         })
     }
 
-    /// Untag the image `name` (refused, unless `force`, when a container
-    /// uses it). Returns the image that was untagged.
-    pub fn untag(&self, name: &str, force: bool) -> Result<Image> {
-        let image = self.engine.images.image(name)?;
-        if !force {
-            if let Some(user) = self.containers.iter().find(|r| {
-                container::config_of(r)
-                    .map(|c| c.image_id == image.config_digest)
-                    .unwrap_or(false)
-            }) {
-                bail!(
-                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
-                    &user.id[..12.min(user.id.len())],
-                    image.short_id()
-                );
+    /// Untag what `reference` names, as docker's `ImageDelete` does, and
+    /// return the image with the names that went.
+    ///
+    /// - By a name: that name goes. If it is the image's last name and a
+    ///   container uses the image, it is refused unless `force` (the image
+    ///   would be left nameless under a container). One of several names
+    ///   goes freely, even while a container uses the image.
+    /// - By an ID (or a prefix): every name goes, if they are all of one
+    ///   repository with at most one tag; an image named in several
+    ///   repositories needs `force`. An image a running container uses is
+    ///   refused even with `force`; one a stopped container uses needs it.
+    pub fn untag(&self, reference: &str, force: bool) -> Result<(Image, Vec<String>)> {
+        let Found { image, by_id } = lookup(self.engine, reference)?;
+        let names = names_of(self.engine, &image.config_digest)?;
+        let user = self.containers.iter().find(|r| {
+            container::config_of(r)
+                .map(|c| c.image_id == image.config_digest)
+                .unwrap_or(false)
+        });
+        let short = image.short_id().to_string();
+        if !by_id {
+            if !force && single_reference(&names) {
+                if let Some(user) = user {
+                    bail!(
+                        "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {short}",
+                        &user.id[..12.min(user.id.len())],
+                    );
+                }
+            }
+            self.engine.images.untag(&image.name)?;
+            return Ok((image.clone(), vec![image.name]));
+        }
+        if let Some(user) = user {
+            let running = matches!(user.state.status, Status::Running | Status::Paused);
+            let uid = &user.id[..12.min(user.id.len())];
+            if running {
+                bail!("conflict: unable to delete {short} (cannot be forced) - image is being used by running container {uid}");
+            }
+            if !force {
+                bail!("conflict: unable to delete {short} (must be forced) - image is being used by stopped container {uid}");
             }
         }
-        self.engine.images.untag(&image.name)?;
-        Ok(image)
+        if !force && !single_reference(&names) {
+            bail!("conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories");
+        }
+        for n in &names {
+            self.engine.images.untag(n)?;
+        }
+        Ok((image, names))
     }
 
     /// After [`Remover::untag`]: delete what of `image` nothing else uses.
@@ -262,6 +329,26 @@ impl<'a> Remover<'a> {
         }
         Ok(deleted)
     }
+}
+
+/// Docker's `isSingleReference`: at most one tag, and every name in one
+/// repository (`app:1` alone, or `app:1` with `app@sha256:...`).
+fn single_reference(names: &[String]) -> bool {
+    let repo = |n: &str| -> String {
+        match n.split_once('@') {
+            Some((r, _)) => r.to_string(),
+            None => {
+                let slash = n.rfind('/').map_or(0, |i| i + 1);
+                match n[slash..].rfind(':') {
+                    Some(i) => n[..slash + i].to_string(),
+                    None => n.to_string(),
+                }
+            }
+        }
+    };
+    let tags = names.iter().filter(|n| !n.contains('@')).count();
+    let repos: BTreeSet<String> = names.iter().map(|n| repo(n)).collect();
+    tags <= 1 && repos.len() <= 1
 }
 
 /// Runs the store's garbage collection, keeping the images of containers
@@ -368,10 +455,34 @@ pub fn commit_container(
 }
 
 /// `diff`: what the container changed, against its image's layers.
+///
+/// The mount points of the container's own `/etc/hostname`, `/etc/hosts`
+/// and `/etc/resolv.conf` are not changes the container made: docker keeps
+/// them in an "init" layer under the container's, which `docker diff` does
+/// not show, and so does this (with the `/etc` they may have made).
 pub fn container_changes(engine: &Engine, id: &str) -> Result<Vec<Change>> {
     let layer = engine.layer_container(id)?;
     let lowers = engine.images.lower_dirs(&layer)?;
-    changes(&layer.upper(), &lowers)
+    Ok(without_etc_mount_points(changes(&layer.upper(), &lowers)?))
+}
+
+/// [`container_changes`]' filter: drop the `/etc` files' mount points, and
+/// `/etc` itself when nothing else below it changed.
+fn without_etc_mount_points(changes: Vec<Change>) -> Vec<Change> {
+    let mount_point = |p: &str| {
+        container::plan::ETC_FILES
+            .iter()
+            .any(|f| p.strip_prefix("/etc/") == Some(*f))
+    };
+    let mut kept: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| !mount_point(&c.path))
+        .collect();
+    let etc_touched = kept.iter().any(|c| c.path.starts_with("/etc/"));
+    if !etc_touched {
+        kept.retain(|c| c.path != "/etc" || c.kind == 'D');
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -403,6 +514,21 @@ mod tests {
             shown,
             [("RUN make", 20), ("ENV A=1", 0), ("ADD rootfs /", 1000)],
             "newest first, ENV made no layer"
+        );
+    }
+
+    #[test]
+    fn the_etc_mount_points_are_not_changes() {
+        let c = |kind, path: &str| Change {
+            kind,
+            path: path.into(),
+        };
+        let only_mounts = vec![c('C', "/etc"), c('A', "/etc/hostname"), c('A', "/f")];
+        assert_eq!(without_etc_mount_points(only_mounts), vec![c('A', "/f")]);
+        let more = vec![c('C', "/etc"), c('A', "/etc/hosts"), c('C', "/etc/passwd")];
+        assert_eq!(
+            without_etc_mount_points(more),
+            vec![c('C', "/etc"), c('C', "/etc/passwd")]
         );
     }
 

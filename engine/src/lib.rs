@@ -8,7 +8,8 @@
 //! - [`engine`]: one data root (images, containers, volumes) and its
 //!   daemon.json settings;
 //! - [`container`]: the life of a container, one verb per file;
-//! - [`image`], [`network`], [`volumes`]: the engine's side of labs 04 and
+//! - [`image`] (and [`image_lookup`]: names, IDs and ID prefixes),
+//!   [`network`], [`volumes`]: the engine's side of labs 04 and
 //!   05, and named volumes;
 //! - [`state`], [`logs`], [`health`]: the records, logs and health of
 //!   containers, kept in files (the engine has no daemon);
@@ -27,6 +28,7 @@ pub mod distribution;
 pub mod engine;
 pub mod health;
 pub mod image;
+pub mod image_lookup;
 pub mod logs;
 pub mod network;
 pub mod remap;

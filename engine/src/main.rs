@@ -2,10 +2,13 @@
 //!
 //! This binary is the command line, one front end of the engine core (the
 //! `dockyard` library, `src/lib.rs`): `cli` says which commands and flags
-//! there are, `commands/` turns each into calls of the core and prints what
+//! there are (`cli_errors` reports what it cannot parse in docker's
+//! words), `commands/` turns each into calls of the core and prints what
 //! docker prints. Every kernel mechanism comes from a lab's library.
 
+mod api;
 mod cli;
+mod cli_errors;
 mod commands;
 mod doctor;
 mod format;
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
     let starts = std::env::args().skip(1).any(|a| {
         matches!(
             a.as_str(),
-            "run" | "start" | "restart" | "exec" | "build" | "__monitor-exited"
+            "run" | "start" | "restart" | "exec" | "build" | "service" | "__monitor-exited"
         )
     });
     if starts {
@@ -54,7 +57,14 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and --version are not errors; bad flags exit 125 as in docker.
+            // Help and --version are not errors; bad flags exit 125 as in
+            // docker; unknown flags and commands and missing arguments are
+            // reported in docker's words, with docker's exit codes.
+            let argv: Vec<String> = std::env::args().collect();
+            if let Some((message, code)) = cli_errors::parse_error_report(&e, &argv) {
+                eprint!("{message}");
+                return ExitCode::from(code);
+            }
             let code = if e.use_stderr() { 125 } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);
@@ -94,7 +104,13 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
     let fail_code = code_for(&cli.command);
     let from_run = matches!(cli.command, Command::Run(_) | Command::Create(_));
     let with = |e: anyhow::Error| {
-        let prefix = if from_run {
+        // What docker's client itself refuses ("Error parsing reference:
+        // ...", "Error: No public port ...") comes without the daemon's
+        // prefix, as docker prints it.
+        let client_side = format!("{e:#}").starts_with("Error");
+        let prefix = if client_side {
+            ""
+        } else if from_run {
             "dockyard: "
         } else {
             "Error response from daemon: "
@@ -183,6 +199,9 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Network(n) => network::network(&engine, n),
         Command::System(cli::SystemCmd::Df) => system::system_df(&engine),
         Command::System(cli::SystemCmd::Info) => system::info(&engine),
+        Command::System(cli::SystemCmd::Service { host, time }) => {
+            system::service(&engine, host, *time)
+        }
         Command::System(cli::SystemCmd::Prune {
             force,
             volumes,
@@ -206,11 +225,22 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
 
 /// Read daemon.json (warning about keys it does not use) and open the data root.
 fn open_engine(cli: &Cli) -> anyhow::Result<dockyard::Engine> {
-    let (path, explicit) = match &cli.config {
+    // --config, else $DOCKYARD_DAEMON_CONFIG (as --root has
+    // $DOCKYARD_ROOT), else the default file, which may be absent.
+    let from_env = std::env::var_os("DOCKYARD_DAEMON_CONFIG").map(std::path::PathBuf::from);
+    let (path, explicit) = match cli.config.as_ref().or(from_env.as_ref()) {
         Some(p) => (p.as_path(), true),
         None => (Path::new(config::DEFAULT_CONFIG), false),
     };
-    let (cfg, warnings) = config::DaemonConfig::load(path, explicit)?;
+    let exiting = matches!(cli.command, Command::MonitorExited(_));
+    let (cfg, warnings) = match config::DaemonConfig::load(path, explicit) {
+        Ok(loaded) => loaded,
+        // A container's exit is recorded whatever became of the daemon.json
+        // its `run` read (a temporary file, since removed): a lost exit code
+        // is worse than the defaults.
+        Err(e) if exiting => (config::DaemonConfig::default(), vec![format!("{e:#}")]),
+        Err(e) => return Err(e),
+    };
     for w in warnings {
         eprintln!("WARNING: {}: {w}", path.display());
     }

@@ -120,6 +120,23 @@ pub fn id_of(name: &str) -> String {
     ))
 }
 
+/// The network a container joins when `--network` is not given (or is
+/// docker's `default`): the default bridge, as in docker, unless
+/// daemon.json's `"bridge": "none"` turned it off, or the engine is
+/// rootless (bridges and veths are made in the host's network namespace,
+/// which only root may change): then `none`. Asking for `bridge` by name
+/// when there is none is docker's "network bridge not found".
+pub fn container_network(engine: &Engine, asked: &str) -> Result<String> {
+    let bridge = engine.config.default_bridge();
+    match asked {
+        "" | "default" if bridge && !engine.rootless => Ok("bridge".into()),
+        "" | "default" => Ok("none".into()),
+        // (A rootless engine passes it on, to be refused with the reason.)
+        "bridge" if !bridge && !engine.rootless => bail!("network bridge not found"),
+        other => Ok(other.to_string()),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -244,6 +261,7 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
     let mut all: Vec<NetworkSummary> = PREDEFINED
         .iter()
         .filter(|(name, _)| !nets.iter().any(|n| n.name == *name))
+        .filter(|(name, _)| *name != "bridge" || engine.config.default_bridge())
         .map(|(name, driver)| NetworkSummary {
             id: id_of(name),
             name: name.to_string(),
@@ -253,7 +271,10 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
             created: String::new(),
         })
         .collect();
-    all.extend(nets.iter().map(|n| NetworkSummary {
+    // The default bridge's state outlives a `"bridge": "none"` set later:
+    // it is not a network then.
+    let gone = |n: &&net::ipam::NetworkState| n.name == "bridge" && !engine.config.default_bridge();
+    all.extend(nets.iter().filter(|n| !gone(n)).map(|n| NetworkSummary {
         id: network_id(n),
         name: n.name.clone(),
         driver: "bridge".into(),
@@ -270,10 +291,11 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
 /// networks, found by name or ID, or a predefined one.
 pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     let nets = networks(engine)?;
-    if let Some(n) = resolve(&nets, name) {
+    let disabled = name == "bridge" && !engine.config.default_bridge();
+    if let Some(n) = resolve(&nets, name).filter(|_| !disabled) {
         return Ok(inspect_doc(n));
     }
-    match PREDEFINED.iter().find(|(n, _)| *n == name) {
+    match PREDEFINED.iter().find(|(n, _)| *n == name && !disabled) {
         Some((name, driver)) => Ok(json!({
             "Name": name, "Id": id_of(name), "Created": ZERO_TIME,
             "Scope": "local", "Driver": driver, "EnableIPv6": false,

@@ -25,7 +25,22 @@
 //! may have been killed with SIGKILL, or the host rebooted. Before showing a
 //! record, [`Records::reconcile`] checks that its process still exists *and* is
 //! the same process (PIDs are reused, so it compares the start time from
-//! `/proc/PID/stat`), and otherwise marks it exited.
+//! `/proc/PID/stat`), and otherwise marks it exited. Listing uses
+//! [`Records::view`], which does the same in memory only: `ps` never writes,
+//! so a full disk cannot keep anyone from seeing, then removing, what is
+//! there.
+//!
+//! **Whole or nothing.** A container's directory appears in `containers/`
+//! complete (staged elsewhere, then renamed in) and leaves it in one rename
+//! (lab 04's `create_container_staged` and `remove_container`), and a record
+//! is never written where the directory is gone ([`Records::save`]): killed at
+//! any moment, the store holds no ghost that `ps` lists and every other
+//! command calls nonexistent, and no orphan directory that nothing lists.
+//!
+//! **Freezes have holders.** Whoever freezes a container (`cp`, `commit`,
+//! `pause`) holds a lock that the kernel drops when it dies; a freeze with
+//! no holder, on a container not paused on purpose, is thawed by the next
+//! command that looks ([`Records::hold_freeze`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -191,12 +206,27 @@ impl Records {
     }
 
     /// Write a record atomically. Call with the lock held.
-    pub fn save(&self, _lock: &Lock, record: &Record) -> Result<()> {
-        let dir = self.dir_of(&record.id);
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    ///
+    /// The container's directory must exist: it is never created here, so
+    /// that a late write (a monitor recording an exit after `rm -f` took the
+    /// container away) fails instead of bringing back a directory with a
+    /// record and nothing else, a ghost that lists but cannot be used.
+    pub fn save(&self, lock: &Lock, record: &Record) -> Result<()> {
+        self.save_in(lock, record, &self.dir_of(&record.id))
+    }
+
+    /// [`Records::save`] into `dir`: a container being created, whose
+    /// directory is still staged elsewhere (lab 04's `create_container_staged`).
+    pub fn save_in(&self, _lock: &Lock, record: &Record, dir: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(record).context("serializing state")?;
         let durable = record.config.get("auto_remove").and_then(|v| v.as_bool()) != Some(true);
-        write_atomic(&dir.join("state.json"), &json, durable)
+        write_atomic(&dir.join("state.json"), &json, durable).map_err(|e| {
+            if is_not_found(&e) {
+                anyhow!("No such container: {}", record.id)
+            } else {
+                e
+            }
+        })
     }
 
     /// Find a container the way docker does: exact full ID, exact name, then
@@ -204,15 +234,17 @@ impl Records {
     pub fn resolve(&self, what: &str) -> Result<Record> {
         let all = self.list()?;
         let what = what.strip_prefix('/').unwrap_or(what);
+        // Every command that names a container comes through here: the
+        // place to notice a freeze that nobody holds (see `hold_freeze`).
         if let Some(r) = all.iter().find(|r| r.id == what || r.name == what) {
-            return Ok(r.clone());
+            return Ok(self.live(r.clone()));
         }
         let matches: Vec<&Record> = all
             .iter()
             .filter(|r| !what.is_empty() && r.id.starts_with(what))
             .collect();
         match matches.as_slice() {
-            [one] => Ok((*one).clone()),
+            [one] => Ok(self.live((*one).clone())),
             [] => bail!("No such container: {what}"),
             _ => bail!("multiple IDs found with provided prefix: {what}"),
         }
@@ -224,39 +256,165 @@ impl Records {
     /// container exited while nobody watched. Returns the possibly updated
     /// record, saved under the lock.
     pub fn reconcile(&self, record: Record) -> Result<Record> {
-        if !matches!(
-            record.state.status,
-            Status::Running | Status::Paused | Status::Restarting
-        ) {
-            return Ok(record);
-        }
-        if process_is(record.state.pid, record.state.pid_start_time)
-            || process_alive(record.state.monitor_pid)
-        {
-            return Ok(record);
+        if !is_stale(&record) {
+            return Ok(self.live(record));
         }
         let lock = self.lock()?;
-        let mut fresh = self.load(&record.id)?;
-        if matches!(
-            fresh.state.status,
-            Status::Running | Status::Paused | Status::Restarting
-        ) && !process_is(fresh.state.pid, fresh.state.pid_start_time)
-            && !process_alive(fresh.state.monitor_pid)
-        {
-            fresh.state.status = Status::Exited;
-            fresh.state.pid = 0;
-            fresh.state.monitor_pid = 0;
-            // Docker reports 255 when it cannot know the exit code.
-            fresh.state.exit_code = 255;
-            fresh.state.error = "container process vanished: its monitor died".into();
-            if fresh.state.finished_at == ZERO_TIME {
-                fresh.state.finished_at = now_rfc3339();
+        let fresh = self.load(&record.id)?;
+        if !is_stale(&fresh) {
+            return Ok(self.live(fresh));
+        }
+        let fresh = reconciled(fresh);
+        // A full disk must not make a container unusable: the record on
+        // disk stays stale, and the next command reconciles it again.
+        if let Err(e) = self.save(&lock, &fresh) {
+            if !is_no_space(&e) {
+                return Err(e);
             }
-            self.save(&lock, &fresh)?;
         }
         Ok(fresh)
     }
+
+    /// [`Records::view`]'s work on a record that is not stale: a freeze
+    /// that nobody holds is thawed (see [`Records::hold_freeze`]).
+    fn live(&self, record: Record) -> Record {
+        if record.state.status == Status::Running {
+            if let Err(e) = self.thaw_abandoned(&record) {
+                eprintln!("warning: container {}: {e:#}", record.id);
+            }
+        }
+        record
+    }
+
+    /// [`Records::reconcile`] without writing: what `ps`, `inspect` and the
+    /// other readers show. Listing never writes, so a full disk (or a
+    /// read-only one) cannot stop anyone from seeing, and then removing,
+    /// what is there.
+    pub fn view(&self, record: Record) -> Record {
+        if is_stale(&record) {
+            reconciled(record)
+        } else {
+            self.live(record)
+        }
+    }
     // ANCHOR_END: reconcile
+
+    // ANCHOR: hold_freeze
+    /// Say that this process freezes container `id` (`cp`, `commit`, `pause`)
+    /// until the returned lock is dropped or the process dies: a shared
+    /// flock(2) on `containers/<id>/freeze.lock`.
+    ///
+    /// **Why.** A frozen container whose freezer died (a crash, kill -9)
+    /// would stay frozen forever: `ps` says Up, `unpause` says it is not
+    /// paused, `exec` hangs. The kernel drops a dead process's locks, so a
+    /// freeze with no holder is one that nobody will undo, and the next
+    /// command that looks at the container thaws it (`thaw_abandoned`),
+    /// unless its record says "paused": `docker pause` means it.
+    pub fn hold_freeze(&self, id: &str) -> Result<Lock> {
+        self.freeze_lock(id, nix::fcntl::FlockArg::LockShared)?
+            .ok_or_else(|| anyhow!("locking the freeze of {id}"))
+    }
+
+    fn freeze_lock(&self, id: &str, how: nix::fcntl::FlockArg) -> Result<Option<Lock>> {
+        let path = self.dir_of(id).join("freeze.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    anyhow!("No such container: {id}")
+                } else {
+                    anyhow!(e).context(format!("opening {}", path.display()))
+                }
+            })?;
+        match nix::fcntl::Flock::lock(file, how) {
+            Ok(l) => Ok(Some(Lock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(anyhow!("locking {}: {e}", path.display())),
+        }
+    }
+
+    /// Thaw a running container that is frozen while nobody holds the
+    /// freeze (its freezer died). Returns whether it did.
+    pub fn thaw_abandoned(&self, r: &Record) -> Result<bool> {
+        if r.state.status != Status::Running {
+            return Ok(false); // paused on purpose, or not running at all
+        }
+        let parent = r.config["cgroup_parent"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(lab03_cgroups::DEFAULT_PARENT);
+        // No cgroups to read (a rootless engine), or none for this
+        // container: nothing can be frozen.
+        let Ok(host) = lab03_cgroups::detect() else {
+            return Ok(false);
+        };
+        if !lab03_cgroups::is_frozen(&host, parent, &r.id).unwrap_or(false) {
+            return Ok(false);
+        }
+        // Exclusive, without waiting: granted only if no holder is left.
+        let Some(_nobody) = self.freeze_lock(&r.id, nix::fcntl::FlockArg::LockExclusiveNonblock)?
+        else {
+            return Ok(false);
+        };
+        // Re-read: a `pause` may have finished meanwhile.
+        if self.load(&r.id).ok().map(|f| f.state.status) != Some(Status::Running) {
+            return Ok(false);
+        }
+        lab03_cgroups::freeze(&host, parent, &r.id, false)?;
+        Ok(true)
+    }
+    // ANCHOR_END: hold_freeze
+}
+
+/// A record that says its process runs when neither it nor its monitor do.
+fn is_stale(r: &Record) -> bool {
+    matches!(
+        r.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) && !process_is(r.state.pid, r.state.pid_start_time)
+        && !process_alive(r.state.monitor_pid)
+}
+
+/// What a stale record means: the container exited unobserved.
+fn reconciled(mut r: Record) -> Record {
+    r.state.status = Status::Exited;
+    r.state.pid = 0;
+    r.state.monitor_pid = 0;
+    // Docker reports 255 when it cannot know the exit code.
+    r.state.exit_code = 255;
+    r.state.error = "container process vanished: its monitor died".into();
+    if r.state.finished_at == ZERO_TIME {
+        r.state.finished_at = now_rfc3339();
+    }
+    r
+}
+
+/// Whether an error is ENOSPC (or EDQUOT): the disk is full.
+pub fn is_no_space(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
+    })
+}
+
+impl Records {
+    /// Every container directory, complete or not (see [`Records::list`]).
+    pub fn dirs(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for e in
+            fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
+        {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                out.push(e.path());
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
@@ -439,6 +597,12 @@ pub struct Probe {
 mod tests {
     use super::*;
 
+    /// A record, and its directory as `create` makes it.
+    fn record_in(store: &Records, id: &str, name: &str) -> Record {
+        fs::create_dir_all(store.dir_of(id)).unwrap();
+        record(id, name)
+    }
+
     fn record(id: &str, name: &str) -> Record {
         Record {
             id: id.into(),
@@ -455,10 +619,16 @@ mod tests {
         let store = Records::open(root.path()).unwrap();
         let lock = store.lock().unwrap();
         store
-            .save(&lock, &record(&format!("abc1{}", "0".repeat(60)), "web"))
+            .save(
+                &lock,
+                &record_in(&store, &format!("abc1{}", "0".repeat(60)), "web"),
+            )
             .unwrap();
         store
-            .save(&lock, &record(&format!("abc2{}", "0".repeat(60)), "db"))
+            .save(
+                &lock,
+                &record_in(&store, &format!("abc2{}", "0".repeat(60)), "db"),
+            )
             .unwrap();
         drop(lock);
         assert_eq!(store.resolve("web").unwrap().name, "web");
@@ -480,7 +650,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;
         child.wait().unwrap();
-        let mut r = record(&"f".repeat(64), "gone");
+        let mut r = record_in(&store, &"f".repeat(64), "gone");
         r.state.status = Status::Running;
         r.state.pid = pid;
         r.state.pid_start_time = 1;
@@ -491,6 +661,41 @@ mod tests {
         let r = store.reconcile(store.load(&r.id).unwrap()).unwrap();
         assert_eq!(r.state.status, Status::Exited);
         assert_eq!(store.load(&r.id).unwrap().state.status, Status::Exited);
+    }
+
+    #[test]
+    fn viewing_a_stale_record_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Records::open(root.path()).unwrap();
+        let mut r = record_in(&store, &"e".repeat(64), "stale");
+        r.state.status = Status::Running;
+        r.state.pid = i32::MAX; // no such process
+        r.state.monitor_pid = i32::MAX;
+        let lock = store.lock().unwrap();
+        store.save(&lock, &r).unwrap();
+        drop(lock);
+        let path = store.dir_of(&r.id).join("state.json");
+        let before = fs::read(&path).unwrap();
+        // What ps shows: exited, from memory...
+        let shown = store.view(store.load(&r.id).unwrap());
+        assert_eq!(shown.state.status, Status::Exited);
+        assert_eq!(shown.state.exit_code, 255);
+        // ...and the disk untouched (a full disk cannot stop a listing).
+        assert_eq!(fs::read(&path).unwrap(), before);
+        assert_eq!(fs::read_dir(store.dir_of(&r.id)).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_record_is_never_saved_into_a_removed_container() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Records::open(root.path()).unwrap();
+        let r = record(&"d".repeat(64), "gone");
+        let lock = store.lock().unwrap();
+        // A monitor recording an exit after `rm -f` took the directory:
+        // no ghost directory with a record and nothing else comes back.
+        let err = store.save(&lock, &r).unwrap_err().to_string();
+        assert_eq!(err, format!("No such container: {}", r.id));
+        assert!(!store.dir_of(&r.id).exists());
     }
 
     #[test]

@@ -170,8 +170,27 @@ pub struct Volumes {
 
 impl Volumes {
     pub fn open(root: &Path) -> Result<Volumes> {
+        Volumes::open_shifted(root, None)
+    }
+
+    /// [`Volumes::open`]; `remapped_gid`: the group of `--userns-remap`'s
+    /// root, which must reach the volumes to mount them.
+    ///
+    /// SECURITY: `volumes/` is 0710 (root, and the group: root's or the
+    /// remapped root's). A volume holds what containers wrote, setuid-root
+    /// binaries included; no other user of the host may reach one
+    /// (CVE-2021-41091; docker's `volumes/` is closed the same way). Set on
+    /// every open, so an older data root is fixed too.
+    pub fn open_shifted(root: &Path, remapped_gid: Option<u32>) -> Result<Volumes> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = root.join("volumes");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some(gid) = remapped_gid {
+            nix::unistd::chown(&dir, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .with_context(|| format!("chown {} to the remapped group", dir.display()))?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710))
+            .with_context(|| format!("chmod 710 {}", dir.display()))?;
         Ok(Volumes { dir })
     }
 

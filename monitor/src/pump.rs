@@ -99,6 +99,7 @@ pub fn pump(
         pid,
         open: streams.outputs.iter().map(|_| true).collect(),
         stdin_open: streams.own_stdin && streams.input.is_some(),
+        input_ended: false,
         streams,
         log,
         attach,
@@ -154,6 +155,10 @@ struct Pump<'a> {
     /// Which of `streams.outputs` have not reached EOF.
     open: Vec<bool>,
     stdin_open: bool,
+    /// A client ended its input (an empty stdin frame: the Engine API's
+    /// `run -i` half-closing its attach): the container's stdin closes
+    /// once `pending` is written, as docker's StdinOnce.
+    input_ended: bool,
     buf: Vec<u8>,
 }
 
@@ -319,6 +324,9 @@ impl Pump<'_> {
             }
             for (kind, data) in frames {
                 match kind {
+                    attach::STDIN if data.is_empty() && self.streams.tty.is_none() => {
+                        self.input_ended = true
+                    }
                     attach::STDIN if self.streams.input.is_some() => {
                         self.pending.extend_from_slice(&data)
                     }
@@ -346,6 +354,9 @@ impl Pump<'_> {
             return;
         };
         if self.pending.is_empty() {
+            if self.input_ended {
+                self.streams.input = None;
+            }
             return;
         }
         match nix::unistd::write(input, &self.pending) {

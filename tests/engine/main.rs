@@ -9,14 +9,18 @@
 //! subject: a test's name starts with its module, e.g.
 //! `cargo test --test engine -- networking::` runs the network tests.
 
+mod api;
 mod attach;
+mod cgroups;
 mod common;
 mod confinement;
 mod escapes;
+mod fidelity;
 mod images;
 mod lifecycle;
 mod networking;
 mod output;
+mod robustness;
 mod rootless;
 mod userns_remap;
 mod volumes;

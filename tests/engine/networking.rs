@@ -21,6 +21,8 @@ fn in_throwaway_netns(dy: &Dy, script: &str) -> Output {
     let full = format!("ip link set lo up; D='{d}'; {script}");
     Command::new("unshare")
         .args(["--net", "sh", "-c", &full])
+        // The default bridge, as docker's: this namespace is throwaway.
+        .env_remove(dockyard_e2e::dockyard::DAEMON_CONFIG_ENV)
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .output()

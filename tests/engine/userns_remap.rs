@@ -62,7 +62,10 @@ fn userns_remap_from_daemon_json_maps_root_to_the_range() {
     let conf = r.root.path().join("daemon.json");
     std::fs::write(
         &conf,
-        format!(r#"{{"userns-remap": "{}"}}"#, Remapped::setting()),
+        format!(
+            r#"{{"bridge": "none", "userns-remap": "{}"}}"#,
+            Remapped::setting()
+        ),
     )
     .unwrap();
     let out = Command::new(bin("dockyard"))

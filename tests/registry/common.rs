@@ -250,12 +250,12 @@ impl Dy {
             .map(|d| d["digest"].as_str().unwrap().to_string())
     }
 
-    /// The `Id` and `rootfs.diff_ids` that `inspect` shows.
+    /// The `Id` and `RootFS.Layers` (the config's diff IDs) that `inspect` shows.
     pub(crate) fn identity(&self, name: &str) -> (String, Vec<String>) {
         let doc: Value = serde_json::from_str(&self.ok(&["inspect", "--type", "image", name]))
             .expect("inspect prints JSON");
         let doc = doc.as_array().map(|a| a[0].clone()).unwrap_or(doc);
-        let diff_ids = doc["rootfs"]["diff_ids"]
+        let diff_ids = doc["RootFS"]["Layers"]
             .as_array()
             .unwrap()
             .iter()

@@ -19,3 +19,4 @@ mod common;
 mod interop;
 mod interrupted;
 mod push_pull;
+mod run_pulls;

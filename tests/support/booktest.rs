@@ -479,6 +479,28 @@ pub enum CommandOutput {
     NotRun,
 }
 
+/// The environment variable that names dockyard's daemon.json.
+const DAEMON_CONFIG_ENV: &str = "DOCKYARD_DAEMON_CONFIG";
+
+/// The daemon.json with `"bridge": "none"` that sessions get: one for the
+/// whole test process, never removed while it runs, because containers
+/// started in one block (and their monitors, which read it when the
+/// container exits) outlive it.
+fn no_bridge_daemon_json() -> Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!(
+        "dockyard-booktest-daemon-{}.json",
+        std::process::id()
+    ));
+    if !path.exists() {
+        fs::write(&path, "{\"bridge\": \"none\"}\n")
+            .context("writing the sessions' daemon.json")?;
+        // Readable by all: sessions run dockyard as other users too (rootless).
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .context("making the sessions' daemon.json readable")?;
+    }
+    Ok(path)
+}
+
 /// Runs every command of `session` in one `bash` process and returns each command's output.
 pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutput>> {
     let nonce = format!(
@@ -515,7 +537,22 @@ pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutp
         path.push(old);
     }
 
-    let mut child = Command::new("bash")
+    // The networking rule: a session that does not make a throwaway network
+    // namespace (`unshare --net`) for its containers gets a daemon.json
+    // with docker's `"bridge": "none"`, so that no `dockyard run` of the
+    // book makes a bridge, a veth or a NAT rule on this machine.
+    let throwaway_netns = session
+        .commands
+        .iter()
+        .any(|c| c.text.contains("unshare --net") || c.text.contains("unshare -n"));
+    let daemon_json = no_bridge_daemon_json()?;
+    let mut bash = Command::new("bash");
+    if throwaway_netns {
+        bash.env_remove(DAEMON_CONFIG_ENV);
+    } else {
+        bash.env(DAEMON_CONFIG_ENV, &daemon_json);
+    }
+    let mut child = bash
         .arg("--noprofile")
         .arg("--norc")
         .arg(script_file.path())

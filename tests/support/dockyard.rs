@@ -11,11 +11,37 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::{bin, require_root, workspace_root};
 
 static N: AtomicU32 = AtomicU32::new(0);
+
+/// The environment variable that names dockyard's daemon.json when
+/// `--config` is not given.
+pub const DAEMON_CONFIG_ENV: &str = "DOCKYARD_DAEMON_CONFIG";
+
+/// The networking rule: no test touches the machine's own network. The
+/// default network is docker's bridge, which dockyard makes in the network
+/// namespace it runs in, so every engine the tests start gets a daemon.json
+/// with docker's `"bridge": "none"` (the default network is then `none`).
+/// It is set for this whole test process, once, so that every `dockyard`
+/// it starts inherits it, through [`Dockyard`] or not. A test that wants
+/// the bridge runs dockyard in a throwaway network namespace without it
+/// ([`Dockyard::with_default_bridge`], or `env_remove(DAEMON_CONFIG_ENV)`).
+pub fn no_default_bridge() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let path =
+            std::env::temp_dir().join(format!("dockyard-tests-daemon-{}.json", std::process::id()));
+        std::fs::write(&path, "{\"bridge\": \"none\"}\n").expect("writing the tests' daemon.json");
+        // Readable by the unprivileged users the rootless tests run as.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("making the tests' daemon.json readable");
+        std::env::set_var(DAEMON_CONFIG_ENV, &path);
+    });
+}
 
 /// A `dockyard` with a data root and cgroup parent of its own.
 pub struct Dockyard {
@@ -25,6 +51,8 @@ pub struct Dockyard {
     /// Global flags before the command (`--userns-remap X`).
     globals: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    /// Commands get the default bridge (see [`no_default_bridge`]).
+    bridge: bool,
 }
 
 impl Dockyard {
@@ -38,6 +66,7 @@ impl Dockyard {
     /// An empty data root; `name` goes into the temp dir and cgroup names.
     pub fn empty(name: &str) -> Dockyard {
         require_root();
+        no_default_bridge();
         let root = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
             .tempdir()
@@ -52,12 +81,21 @@ impl Dockyard {
             parent,
             globals: Vec::new(),
             envs: Vec::new(),
+            bridge: false,
         }
     }
 
     /// Pass these global flags to every command.
     pub fn with_globals(mut self, args: &[&str]) -> Dockyard {
         self.globals.extend(args.iter().map(OsString::from));
+        self
+    }
+
+    /// The default bridge, as docker's: for tests that run this engine in
+    /// a throwaway network namespace (its commands drop the tests'
+    /// daemon.json).
+    pub fn with_default_bridge(mut self) -> Dockyard {
+        self.bridge = true;
         self
     }
 
@@ -89,6 +127,9 @@ impl Dockyard {
             .arg(self.root.path())
             .args(&self.globals)
             .env_remove("DOCKYARD_ROOT");
+        if self.bridge {
+            c.env_remove(DAEMON_CONFIG_ENV);
+        }
         for (k, v) in &self.envs {
             c.env(k, v);
         }
@@ -197,23 +238,17 @@ pub fn mount_points() -> Vec<String> {
         .collect()
 }
 
-/// Every directory named `parent` below a cgroup hierarchy's root.
+/// Every directory named `parent` below a cgroup hierarchy's root, in the
+/// hierarchies lab 03 detects on this host (each v1 one, the cgroup2 one).
 pub fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup")
+    let Ok(host) = lab03_cgroups::detect() else {
+        return Vec::new();
+    };
+    host.hierarchy_roots()
         .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let p = entry.path();
-        if p.join(parent).is_dir() {
-            out.push(p.join(parent));
-        }
-        if p.file_name().is_some_and(|n| n == parent) {
-            out.push(p);
-        }
-    }
-    out
+        .map(|root| root.join(parent))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 /// The cgroups left below `parent`: none, once every container is gone.

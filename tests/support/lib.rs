@@ -2,4 +2,5 @@
 pub mod booktest;
 pub mod dockyard;
 pub mod fixtures;
+pub mod pace;
 pub mod subids;

@@ -14,7 +14,7 @@ use super::run::{env_entry, run_attached};
 use super::{confirm, each, formatted, session, write_archive, Code};
 use crate::cli::{
     CommitArgs, ExecArgs, ExportArgs, KillArgs, LogsArgs, MonitorExitedArgs, NamesArgs,
-    OneContainer, PruneArgs, PsArgs, RenameArgs, RmArgs, StartArgs, StatsArgs, StopArgs,
+    OneContainer, PortArgs, PruneArgs, PsArgs, RenameArgs, RmArgs, StartArgs, StatsArgs, StopArgs,
 };
 use crate::format::{command_column, human_duration, human_size, short_id, table};
 use dockyard::container::{self, config_of, Attach, ListOptions, PublishedPort};
@@ -305,7 +305,7 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
         "Command": command_column(&c.argv(), !no_trunc),
         "CreatedAt": r.created,
         "RunningFor": created,
-        "Ports": ports_column(&container::published_ports(r)),
+        "Ports": ports_column(&container::published_ports(r), &exposed_unpublished(r, &c)),
         "Status": container::status_text(r, now),
         "State": r.state.status.as_str(),
         "Names": r.name,
@@ -313,16 +313,83 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
     })
 }
 
-/// The PORTS column: "0.0.0.0:8080->80/tcp, ...".
-fn ports_column(ports: &[PublishedPort]) -> String {
-    ports
+/// The ports a running container exposes (the image's EXPOSE, `--expose`)
+/// without publishing them: docker's PORTS shows those as `80/tcp`.
+fn exposed_unpublished(r: &Record, c: &container::ContainerConfig) -> Vec<(u16, String)> {
+    if r.state.status != dockyard::state::Status::Running {
+        return Vec::new();
+    }
+    let published = container::published_ports(r);
+    c.exposed
+        .iter()
+        .filter_map(|e| {
+            let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+            Some((port.parse::<u16>().ok()?, proto.to_string()))
+        })
+        .filter(|(port, proto)| {
+            !published
+                .iter()
+                .any(|p| p.container_port == *port && p.proto == *proto)
+        })
+        .collect()
+}
+
+/// The PORTS column as docker's client draws it: ports ordered by the
+/// container's port; runs of consecutive ports of one protocol (and host
+/// address, when published on the same port number) folded into a range
+/// (`9000-9002/udp`, `0.0.0.0:80-81->80-81/tcp`); a port published on
+/// another number listed last (`0.0.0.0:8080->80/tcp`).
+fn ports_column(ports: &[PublishedPort], exposed: &[(u16, String)]) -> String {
+    // (container port, host address, host port, protocol)
+    let mut all: Vec<(u16, String, u16, String)> = ports
         .iter()
         .map(|p| {
-            format!(
-                "{}:{}->{}/{}",
-                p.host_ip, p.host_port, p.container_port, p.proto
+            (
+                p.container_port,
+                p.host_ip.clone(),
+                p.host_port,
+                p.proto.clone(),
             )
         })
+        .chain(
+            exposed
+                .iter()
+                .map(|(port, proto)| (*port, String::new(), 0, proto.clone())),
+        )
+        .collect();
+    all.sort();
+    let mut groups: Vec<(String, u16, u16)> = Vec::new();
+    let mut mappings = Vec::new();
+    for (port, ip, public, proto) in all {
+        if !ip.is_empty() && public != port {
+            mappings.push(format!("{ip}:{public}->{port}/{proto}"));
+            continue;
+        }
+        let key = if ip.is_empty() {
+            proto
+        } else {
+            format!("{ip}/{proto}")
+        };
+        match groups.iter_mut().rev().find(|(k, _, _)| *k == key) {
+            Some(g) if g.2.checked_add(1) == Some(port) => g.2 = port,
+            _ => groups.push((key, port, port)),
+        }
+    }
+    let group = |(key, first, last): &(String, u16, u16)| {
+        let range = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
+        match key.split_once('/') {
+            Some((ip, proto)) => format!("{ip}:{range}->{range}/{proto}"),
+            None => format!("{range}/{key}"),
+        }
+    };
+    groups
+        .iter()
+        .map(group)
+        .chain(mappings)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -401,15 +468,37 @@ fn print_log(entries: &[logs::Entry], timestamps: bool) -> Result<()> {
 }
 
 /// `docker port`: the container's published ports.
-pub fn port(engine: &Engine, args: &OneContainer) -> Result<Code> {
+pub fn port(engine: &Engine, args: &PortArgs) -> Result<Code> {
     let r = engine
         .containers
         .reconcile(engine.containers.resolve(&args.container)?)?;
-    for p in container::published_ports(&r) {
-        println!(
-            "{}/{} -> {}:{}",
-            p.container_port, p.proto, p.host_ip, p.host_port
+    let ports = container::published_ports(&r);
+    let Some(asked) = &args.port else {
+        for p in ports {
+            println!(
+                "{}/{} -> {}:{}",
+                p.container_port, p.proto, p.host_ip, p.host_port
+            );
+        }
+        return Ok(0);
+    };
+    // `docker port web 80` (tcp) or `80/udp`: the host side of each binding.
+    let (number, proto) = asked.split_once('/').unwrap_or((asked, "tcp"));
+    let number: u16 = number
+        .parse()
+        .map_err(|_| anyhow!("Error: invalid port ({asked}): invalid syntax"))?;
+    let matching: Vec<_> = ports
+        .iter()
+        .filter(|p| p.container_port == number && p.proto == proto)
+        .collect();
+    if matching.is_empty() {
+        bail!(
+            "Error: No public port '{number}/{proto}' published for {}",
+            args.container
         );
+    }
+    for p in matching {
+        println!("{}:{}", p.host_ip, p.host_port);
     }
     Ok(0)
 }
@@ -575,6 +664,27 @@ mod tests {
     }
 
     #[test]
+    fn the_ports_column_folds_runs_of_ports_as_dockers() {
+        let port = |host, ctr| PublishedPort {
+            host_ip: "0.0.0.0".into(),
+            host_port: host,
+            container_port: ctr,
+            proto: "tcp".into(),
+        };
+        let exposed = |ports: &[u16], proto: &str| -> Vec<(u16, String)> {
+            ports.iter().map(|p| (*p, proto.to_string())).collect()
+        };
+        assert_eq!(
+            ports_column(&[], &exposed(&[9000, 9001, 9002, 9005], "udp")),
+            "9000-9002/udp, 9005/udp"
+        );
+        assert_eq!(
+            ports_column(&[port(80, 80), port(81, 81)], &exposed(&[443], "tcp")),
+            "0.0.0.0:80-81->80-81/tcp, 443/tcp"
+        );
+    }
+
+    #[test]
     fn the_ports_column_lists_each_binding() {
         let port = |ip: &str, host, ctr, proto: &str| PublishedPort {
             host_ip: ip.into(),
@@ -582,13 +692,17 @@ mod tests {
             container_port: ctr,
             proto: proto.into(),
         };
-        assert_eq!(ports_column(&[]), "");
+        assert_eq!(ports_column(&[], &[]), "");
         assert_eq!(
-            ports_column(&[
-                port("0.0.0.0", 8080, 80, "tcp"),
-                port("127.0.0.1", 53, 53, "udp")
-            ]),
-            "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp"
+            ports_column(
+                &[
+                    port("0.0.0.0", 8080, 80, "tcp"),
+                    port("127.0.0.1", 53, 53, "udp")
+                ],
+                &[(443, "tcp".to_string())]
+            ),
+            "127.0.0.1:53->53/udp, 443/tcp, 0.0.0.0:8080->80/tcp",
+            "same-number bindings and exposed ports in port order, then the mappings"
         );
     }
 

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
-use super::{confirm, write_archive, Code};
+use super::{confirm, formatted, write_archive, Code};
 use crate::cli::{
     HistoryArgs, ImagePruneArgs, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs,
 };
@@ -27,9 +27,43 @@ fn ago(time: Option<&str>, now: SystemTime) -> Option<String> {
     ))
 }
 
-/// `docker images`.
+/// The fields of `images --format`, and their headers in a `table` format.
+const IMAGE_FIELDS: [(&str, &str); 7] = [
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+];
+
+/// `docker images [REPOSITORY[:TAG]]`, with `-f dangling=`, `-f
+/// reference=` and `--format`.
 pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
-    let list = image::list(engine)?;
+    let mut patterns: Vec<String> = args.reference.iter().cloned().collect();
+    let mut dangling = None;
+    for f in &args.filter {
+        match f.split_once('=') {
+            Some(("dangling", v)) => {
+                dangling = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("Invalid filter 'dangling={v}'"),
+                })
+            }
+            Some(("reference", v)) => patterns.push(v.to_string()),
+            Some((k, _)) => bail!("invalid filter '{k}'"),
+            None => bail!("bad format of filter (expected name=value)"),
+        }
+    }
+    let list: Vec<ImageSummary> = image::list(engine)?
+        .into_iter()
+        // Every image of this store has a name: an untagged one is
+        // garbage-collected (lab 04), so none is dangling.
+        .filter(|_| dangling != Some(true))
+        .filter(|i| patterns.iter().all(|p| reference_matches(p, &i.name)))
+        .collect();
     let mut out = std::io::stdout().lock();
     let id = |i: &ImageSummary| {
         if args.no_trunc {
@@ -49,17 +83,33 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
         return Ok(0);
     }
     let now = SystemTime::now();
-    let rows: Vec<Vec<String>> = list
+    let objects: Vec<serde_json::Value> = list
         .iter()
         .map(|i| {
             let (repo, tag) = repository_and_tag(&i.name);
-            vec![
-                repo,
-                tag,
-                id(i),
-                ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
-                human_size(i.size),
-            ]
+            serde_json::json!({
+                "Repository": repo,
+                "Tag": tag,
+                "ID": id(i),
+                "Digest": "<none>",
+                "CreatedSince": ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
+                "CreatedAt": i.created.clone().unwrap_or_default(),
+                "Size": human_size(i.size),
+            })
+        })
+        .collect();
+    if let Some(format) = &args.format {
+        write!(out, "{}", formatted(format, &objects, &IMAGE_FIELDS)?)?;
+        return Ok(0);
+    }
+    let columns = ["Repository", "Tag", "ID", "CreatedSince", "Size"];
+    let rows: Vec<Vec<String>> = objects
+        .iter()
+        .map(|o| {
+            columns
+                .iter()
+                .map(|k| o[*k].as_str().unwrap_or_default().to_string())
+                .collect()
         })
         .collect();
     write!(
@@ -68,6 +118,36 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
         table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
     )?;
     Ok(0)
+}
+
+/// Whether the image `name` (`busybox:latest`) answers to `pattern`, as
+/// docker's `images REPOSITORY[:TAG]` and `reference=` filter match: the
+/// repository, and the tag if one is given; `*` matches within a path
+/// component (`bu*`, `*:1.*`).
+fn reference_matches(pattern: &str, name: &str) -> bool {
+    let (repo, tag) = repository_and_tag(name);
+    let slash = pattern.rfind('/').map_or(0, |i| i + 1);
+    let (p_repo, p_tag) = match pattern[slash..].rfind(':') {
+        Some(i) => (&pattern[..slash + i], Some(&pattern[slash + i + 1..])),
+        None => (pattern, None),
+    };
+    glob(p_repo, &repo) && p_tag.is_none_or(|t| glob(t, &tag))
+}
+
+/// `*` (any run of characters but `/`) and literal characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .take_while(|&n| !tail[..n].contains('/'))
+                .filter(|&n| tail.is_char_boundary(n))
+                .any(|n| glob(rest, &tail[n..]))
+        }
+    }
 }
 
 /// `busybox:latest` as ("busybox", "latest"); a name without a tag has
@@ -122,7 +202,7 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
     if args.images.len() > 1 {
         bail!("saving several images into one archive is not supported yet: save them one by one");
     }
-    let image = engine.images.image(&args.images[0])?;
+    let image = image::find(engine, &args.images[0])?;
     write_archive(args.output.as_deref(), |out| {
         image::save(engine, &image, out)
     })?;
@@ -139,8 +219,10 @@ pub fn rmi(engine: &Engine, args: &RmiArgs) -> Result<Code> {
     // Before anything is untagged: an unreadable container fails here.
     let remover = image::Remover::new(engine)?;
     for name in &args.images {
-        let result = remover.untag(name, args.force).and_then(|image| {
-            println!("Untagged: {}", image.name);
+        let result = remover.untag(name, args.force).and_then(|(image, names)| {
+            for n in names {
+                println!("Untagged: {n}");
+            }
             for id in remover.collect(&image)? {
                 println!("Deleted: {id}");
             }
@@ -247,6 +329,29 @@ fn history_row(h: &HistoryEntry, now: SystemTime, no_trunc: bool) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_select_images_as_dockers_do() {
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busybox", "busybox:1.36"));
+        assert!(reference_matches("busybox:1.36", "busybox:1.36"));
+        assert!(!reference_matches("busybox:1", "busybox:1.36"));
+        assert!(!reference_matches("busy", "busybox:latest"));
+        assert!(reference_matches("bu*", "busybox:latest"));
+        assert!(reference_matches("*:1.*", "busybox:1.36"));
+        assert!(
+            !reference_matches("*", "user/app:1"),
+            "* stays in one component"
+        );
+        assert!(reference_matches(
+            "127.0.0.1:5000/app",
+            "127.0.0.1:5000/app:1"
+        ));
+        assert!(!reference_matches(
+            "127.0.0.1:5000/app:2",
+            "127.0.0.1:5000/app:1"
+        ));
+    }
 
     #[test]
     fn names_split_into_repository_and_tag() {

@@ -16,9 +16,12 @@ use super::{parse_labels, session, Code};
 use crate::cli::RunArgs;
 use dockyard::container::{self, Attach, ContainerConfig, Limits};
 use dockyard::health::{parse_duration, Check};
+use dockyard::image::{self, NoSuchImage};
 use dockyard::state::Record;
 use dockyard::volumes::{parse_mount, parse_v, MountSpec};
-use dockyard::{logs, Engine};
+use dockyard::{distribution, logs, Engine};
+use lab04_overlay::reference::{Reference, DOCKER_HUB};
+use lab04_overlay::registry::{Event, Platform};
 
 /// `docker run`: create, start, and in the foreground wait and relay the
 /// exit code (125 when dockyard fails, 126/127 when the command cannot run).
@@ -34,6 +37,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     session::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
     dockyard::trace::phase("built the config");
+    ensure_image(engine, &config.image, &args.pull)?;
+    config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
     dockyard::trace::phase("created the container record");
@@ -70,10 +75,84 @@ pub fn run_attached(engine: &Engine, record: &Record, keys: &str) -> Result<Code
 /// `docker create`: the container, state "created"; prints its ID.
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
+    ensure_image(engine, &config.image, &args.pull)?;
+    config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
     println!("{}", record.id);
     Ok(0)
+}
+
+/// `--pull missing|always|never`: make sure the image is in the store
+/// before the container is made, as docker's client does for `run` and
+/// `create`. `missing` (the default) pulls only what is not here, saying
+/// `Unable to find image 'NAME' locally` first; `always` pulls even then
+/// (a moved tag comes down); `never` fails on a missing image. An image ID
+/// or prefix is never pulled: a registry knows names, not local IDs.
+///
+/// The progress goes to standard error, as docker's `run` writes it: the
+/// standard output is the container's.
+fn ensure_image(engine: &Engine, reference: &str, policy: &str) -> Result<()> {
+    if !matches!(policy, "missing" | "always" | "never") {
+        bail!(
+            "invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\""
+        );
+    }
+    let missing = match image::lookup(engine, reference) {
+        Ok(f) if policy == "always" && !f.by_id => None,
+        Ok(_) => return Ok(()),
+        Err(e) => match e.downcast_ref::<image::NoSuchImage>() {
+            Some(NoSuchImage(name)) => Some(name.clone()),
+            // A malformed reference, an ambiguous prefix, a broken store.
+            None => return Err(e),
+        },
+    };
+    let reference = Reference::parse(reference)?;
+    if let Some(name) = &missing {
+        if policy == "never" {
+            bail!("No such image: {name}");
+        }
+        eprintln!("Unable to find image '{name}' locally");
+    }
+    if reference.domain == DOCKER_HUB && engine.config.registry_mirrors.is_empty() {
+        // Docker would go to Docker Hub here. Dockyard does not reach the
+        // internet behind the learner's back: an explicit `pull` does.
+        bail!(
+            "{} is not in the store, and `run` does not pull from Docker Hub: `dockyard pull {}` \
+             fetches it (it needs the internet), `dockyard load -i FILE` loads a saved one, or \
+             name a registry (127.0.0.1:5000/{})",
+            reference.familiar(),
+            reference.familiar(),
+            reference.familiar_repository(),
+        );
+    }
+    if let (Some(tag), None) = (&reference.tag, &reference.digest) {
+        eprintln!("{tag}: Pulling from {}", reference.path);
+    }
+    let report = |e: Event| {
+        let (id, text) = match &e {
+            Event::Waiting { id, .. } => (id, "Pulling fs layer"),
+            Event::Downloaded { id } => (id, "Download complete"),
+            Event::Extracted { id } => (id, "Pull complete"),
+            Event::AlreadyExists { id } => (id, "Already exists"),
+            _ => return,
+        };
+        eprintln!("{id}: {text}");
+    };
+    let pulled = distribution::pull(
+        engine,
+        &reference,
+        &Platform::host(),
+        &report,
+        &mut |warning| eprintln!("{warning}"),
+    )?;
+    eprintln!("Digest: {}", pulled.digest);
+    if pulled.up_to_date {
+        eprintln!("Status: Image is up to date for {}", pulled.name);
+    } else {
+        eprintln!("Status: Downloaded newer image for {}", pulled.name);
+    }
+    Ok(())
 }
 
 /// Turn `run`'s flags into a container config, validating them first so a
@@ -132,7 +211,10 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         tty: args.tty,
         publish: args.publish.clone(),
         publish_all: args.publish_all,
-        exposed: args.expose.iter().map(|e| exposed_port(e)).collect(),
+        exposed: exposed_ports(&args.expose)?,
+        attach_stdin: args.interactive && !args.detach,
+        attach_stdout: !args.detach,
+        attach_stderr: !args.detach,
         log_opts,
         privileged: args.privileged,
         userns_mode: args.userns.clone(),
@@ -280,12 +362,39 @@ fn mounts(args: &RunArgs) -> Result<Vec<MountSpec>> {
 }
 
 /// `--expose 80` is 80/tcp.
-fn exposed_port(e: &str) -> String {
-    if e.contains('/') {
-        e.to_string()
-    } else {
-        format!("{e}/tcp")
+fn exposed_ports(expose: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in expose {
+        for p in expose_range(e)? {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
     }
+    Ok(out)
+}
+
+/// One `--expose`: `80`, `80/udp` or a range `8000-8002[/tcp]`, as the
+/// ports it names (`8000/tcp`, `8001/tcp`, `8002/tcp`), checked as docker's
+/// `nat.ParsePortRange` does.
+fn expose_range(e: &str) -> Result<Vec<String>> {
+    let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+    let bad = |why: &str| anyhow!("invalid range format for --expose: {e}, error: {why}");
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(bad(&format!("invalid proto: {proto}")));
+    }
+    let port = |p: &str| -> Result<u16> {
+        p.parse::<u16>()
+            .map_err(|_| bad(&format!("invalid port: {p}")))
+    };
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(ports)?, port(ports)?),
+    };
+    if hi < lo {
+        return Err(bad(&format!("invalid range specified: {ports}")));
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// The checks that need the whole config: the security flags, the working

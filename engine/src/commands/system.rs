@@ -31,6 +31,12 @@ pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<Code> {
         };
         match found {
             Ok(doc) => docs.push(doc),
+            // `image inspect` and `container inspect` say what is missing,
+            // as the daemon does; plain `inspect` looked for both.
+            Err(e) if args.kind.is_some() => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
             Err(_) => {
                 eprintln!("Error: No such object: {name}");
                 code = 1;
@@ -205,6 +211,17 @@ fn print_cache_objects(keys: &[String]) {
         }
         println!();
     }
+}
+
+/// `dockyard system service`: serve the Docker Engine API (see the api
+/// module) until idle for `time` seconds (0: forever).
+pub fn service(engine: &Engine, host: &str, time: u64) -> Result<Code> {
+    let opts = crate::api::Options {
+        host: host.to_string(),
+        idle: std::time::Duration::from_secs(time),
+    };
+    crate::api::serve(engine, &opts)?;
+    Ok(0)
 }
 
 #[cfg(test)]

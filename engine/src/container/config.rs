@@ -50,6 +50,15 @@ pub struct ContainerConfig {
     /// `-t`: a pseudo-terminal instead of pipes.
     #[serde(default)]
     pub tty: bool,
+    /// Which of its streams the client that made it attached (docker's
+    /// `Config.AttachStdin/Stdout/Stderr`): stdin with `-i` in the
+    /// foreground, stdout and stderr unless `-d`.
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
     /// `-p` as given.
     #[serde(default)]
     pub publish: Vec<String>,

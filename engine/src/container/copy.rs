@@ -49,6 +49,9 @@ struct Access<'a> {
     engine: &'a Engine,
     record: Record,
     root: OwnedFd,
+    /// A stopped container's volumes and bind mounts: (target, its source
+    /// opened), longest target first (see [`Access::resolve`]).
+    mounts: Vec<(PathBuf, OwnedFd)>,
     frozen: bool,
     _mount: Option<overlay::overlay::MountGuard>,
 }
@@ -80,19 +83,49 @@ impl<'a> Access<'a> {
         if frozen {
             freeze(engine, &record, true)?;
         }
-        let root = File::open(&merged).with_context(|| format!("opening {}", merged.display()))?;
+        // ANCHOR: cp_mounts
+        // The container's files as the container sees them, its mounts
+        // included (docker's cp sees them too): a running container's root
+        // is opened through /proc/PID/root, which is its root in *its*
+        // mount namespace, where its volumes, binds and tmpfs mounts are;
+        // paths resolved from there cross into them. The overlay alone, as
+        // the host sees it, would show the upper dir under each mount point
+        // (a copy would land where the container never looks). A stopped
+        // container has no mount namespace: its volumes and binds are
+        // found by their targets, as docker mounts them for the copy.
+        let (root, mounts) = if frozen && record.state.pid > 0 {
+            let proc_root = format!("/proc/{}/root", record.state.pid);
+            let f = File::open(&proc_root).with_context(|| format!("opening {proc_root}"))?;
+            (f, Vec::new())
+        } else {
+            let f = File::open(&merged).with_context(|| format!("opening {}", merged.display()))?;
+            (f, stopped_mounts(engine, &record)?)
+        };
+        // ANCHOR_END: cp_mounts
         Ok(Access {
             engine,
             record,
             root: root.into(),
+            mounts,
             frozen,
             _mount: mount,
         })
     }
 
-    /// `path` inside the container, resolved inside its root.
+    /// `path` inside the container, resolved inside its root (or, for a
+    /// stopped container, inside the volume or bind mounted over it).
     fn resolve(&self, path: &Path, flags: libc::c_int) -> Result<OwnedFd> {
-        security::open_in_root(&self.root, path, flags).with_context(|| {
+        let clean: PathBuf = path
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect();
+        let (root, rest) = self
+            .mounts
+            .iter()
+            .find_map(|(target, fd)| clean.strip_prefix(target).ok().map(|r| (fd, r)))
+            .map(|(fd, r)| (fd, Path::new("/").join(r)))
+            .unwrap_or((&self.root, path.to_path_buf()));
+        security::open_in_root(root, &rest, flags).with_context(|| {
             format!(
                 "Could not find the file {} in container {}",
                 path.display(),
@@ -100,6 +133,37 @@ impl<'a> Access<'a> {
             )
         })
     }
+}
+
+/// A stopped container's volumes and binds, each target (relative, without
+/// `..`) with its source opened; longest target first, so that the deepest
+/// mount over a path is the one found.
+fn stopped_mounts(engine: &Engine, record: &Record) -> Result<Vec<(PathBuf, OwnedFd)>> {
+    let config = super::config::config_of(record)?;
+    let mut out = Vec::new();
+    for m in &config.mounts {
+        let source = match m.kind.as_str() {
+            "volume" => engine.volumes.data(&m.source),
+            "bind" => PathBuf::from(&m.source),
+            _ => continue,
+        };
+        let Ok(dir) = File::open(&source) else {
+            continue; // not created yet (a volume made at first start)
+        };
+        if !dir.metadata().is_ok_and(|md| md.is_dir()) {
+            continue; // a file bound over a file: copied through the rootfs
+        }
+        let target: PathBuf = Path::new(&m.target)
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect();
+        if target.as_os_str().is_empty() {
+            continue; // over the whole root: refused at create
+        }
+        out.push((target, OwnedFd::from(dir)));
+    }
+    out.sort_by_key(|(t, _)| std::cmp::Reverse(t.components().count()));
+    Ok(out)
 }
 
 impl Drop for Access<'_> {
@@ -132,13 +196,7 @@ pub fn copy_out(engine: &Engine, name: &str, path: &Path, to: &Path) -> Result<(
             to.to_path_buf()
         };
         let file = access.resolve(path, libc::O_RDONLY)?;
-        let mut reader = File::from(file);
-        let tmp = dest.with_extension("dockyard-cp-tmp");
-        let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        std::io::copy(&mut reader, &mut out).context("copying")?;
-        out.set_permissions(meta.permissions()).ok();
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("renaming into {}", dest.display()))?;
+        write_new_file(&mut File::from(file), &dest, meta.permissions())?;
         return Ok(());
     }
     if !meta.is_dir() {
@@ -167,6 +225,52 @@ pub fn copy_out(engine: &Engine, name: &str, path: &Path, to: &Path) -> Result<(
     Ok(())
 }
 // ANCHOR_END: copy_out
+
+// ANCHOR: write_new_file
+/// Write `dest` on the host with what `input` holds, all or nothing.
+///
+/// The data goes into an unnamed file (`O_TMPFILE`) in `dest`'s directory,
+/// which gets a name only once complete: a `cp` killed halfway (kill -9)
+/// leaves nothing, where a named temporary file would stay behind. The name
+/// is given by linking it under a temporary name carrying our PID and
+/// renaming that over `dest` (link(2) cannot replace a file); what an older
+/// version left, `<dest>.dockyard-cp-tmp`, is removed on the way.
+fn write_new_file(input: &mut File, dest: &Path, perms: std::fs::Permissions) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let _ = std::fs::remove_file(dest.with_extension("dockyard-cp-tmp"));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    std::io::copy(input, &mut out).context("copying")?;
+    out.set_permissions(perms).ok();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.dockyard-cp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let fd_path = format!("/proc/self/fd/{}", out.as_raw_fd());
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        fd_path.as_str(),
+        nix::fcntl::AT_FDCWD,
+        &tmp,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .with_context(|| format!("naming {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!(e).context(format!("renaming into {}", dest.display()))
+    })
+}
+// ANCHOR_END: write_new_file
 
 // ANCHOR: copy_in
 /// `cp FROM CONTAINER:PATH`: copy the host's file or directory `from` into

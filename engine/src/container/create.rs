@@ -1,7 +1,7 @@
 //! `docker create`: a container's record and writable layer, its config
 //! completed with the image's defaults, before anything runs.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use lab03_cgroups as cgroups;
 
 use super::config::{ContainerConfig, Limits};
@@ -151,16 +151,10 @@ fn check_settings(config: &ContainerConfig) -> Result<()> {
 }
 // ANCHOR_END: check_settings
 
-/// Create a container: its writable layer and its record, state "created".
-pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
-    check_userns(engine, &config)?;
-    check_settings(&config)?;
-    let image = engine
-        .images
-        .image(&config.image)
-        .map_err(|e| anyhow!("Unable to find image '{}' locally: {e:#}", config.image))?;
-    config.image_id = image.config_digest.clone();
-    // The image's defaults, under what the user gave.
+/// The image's defaults, under what the user gave: command, entrypoint,
+/// environment, working directory, stop signal, user, labels, exposed ports
+/// and volumes.
+fn image_defaults(image: &lab04_overlay::store::Image, config: &mut ContainerConfig) -> Result<()> {
     if let Some(ic) = image.config.config() {
         if config.entrypoint.is_empty() && config.cmd.is_empty() {
             config.cmd = ic.cmd().clone().unwrap_or_default();
@@ -222,6 +216,17 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
             }
         }
     }
+    Ok(())
+}
+
+/// Create a container: its writable layer and its record, state "created".
+pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
+    check_userns(engine, &config)?;
+    check_settings(&config)?;
+    // A name, an ID or a unique ID prefix (`run` pulled what was missing).
+    let image = crate::image_lookup::find(engine, &config.image)?;
+    config.image_id = image.config_digest.clone();
+    image_defaults(&image, &mut config)?;
     // The image's HEALTHCHECK, unless --health-cmd or --no-healthcheck. Read
     // from the raw config: it is a docker extension the OCI types drop.
     if config.healthcheck.is_none() && !config.no_healthcheck {
@@ -283,22 +288,32 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         None => state::random_name(|n| existing.iter().any(|r| r.name == n))?,
     };
     // A --rm container's records skip the fsyncs (see the state module).
-    let layer = engine
+    // Its state.json is written into the staged directory, which appears in
+    // containers/ only once complete (lab 04's `create_container_staged`):
+    // killed at any moment, create leaves a whole container or none.
+    let mut record = None;
+    engine
         .images
-        .create_container_with(&image, !config.auto_remove)?;
-    if config.hostname.is_empty() {
-        config.hostname = layer.id[..12].to_string();
-    }
-    let record = Record {
-        id: layer.id.clone(),
-        name,
-        created: now_rfc3339(),
-        state: state::State::default(),
-        config: serde_json::to_value(&config).context("serializing the container's config")?,
-    };
-    if let Err(e) = engine.containers.save(&lock, &record) {
-        let _ = engine.images.remove_container(&layer);
-        return Err(e);
-    }
-    Ok(record)
+        .create_container_staged(&image, !config.auto_remove, |layer| {
+            if config.hostname.is_empty() {
+                // On the host's network, the host's name, as docker's daemon does.
+                let host = (config.network_mode == "host")
+                    .then(|| nix::unistd::gethostname().ok()?.into_string().ok())
+                    .flatten();
+                config.hostname = host.unwrap_or_else(|| layer.id[..12].to_string());
+            }
+            let r = Record {
+                id: layer.id.clone(),
+                name,
+                created: now_rfc3339(),
+                state: state::State::default(),
+                config: serde_json::to_value(&config)
+                    .context("serializing the container's config")?,
+            };
+            engine.containers.save_in(&lock, &r, &layer.dir)?;
+            record = Some(r);
+            Ok(())
+        })?;
+    drop(lock);
+    record.context("the container's record was not written")
 }

@@ -142,7 +142,54 @@ fn host_config(c: &ContainerConfig) -> Value {
         "LogConfig": {"Type": "json-file", "Config": c.log_opts},
         "UsernsMode": c.userns_mode,
         "Ulimits": ulimits,
+        "PortBindings": port_bindings(c),
+        "PublishAllPorts": c.publish_all,
+        "ReadonlyRootfs": c.read_only,
+        "Tmpfs": tmpfs(c),
+        "Privileged": c.privileged,
+        "CapAdd": if c.cap_add.is_empty() { Value::Null } else { json!(c.cap_add) },
+        "CapDrop": if c.cap_drop.is_empty() { Value::Null } else { json!(c.cap_drop) },
+        "SecurityOpt": if c.security_opt.is_empty() { Value::Null } else { json!(c.security_opt) },
     })
+}
+
+/// `HostConfig.PortBindings`: what `-p` asked, by container port
+/// (`{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`); an empty host
+/// port is a random one. What was actually bound is under
+/// `NetworkSettings.Ports`.
+fn port_bindings(c: &ContainerConfig) -> Value {
+    let mut map = serde_json::Map::new();
+    for p in &c.publish {
+        let Ok(spec) = p.parse::<crate::network::PortSpec>() else {
+            continue;
+        };
+        let key = format!("{}/{}", spec.container_port, spec.proto);
+        let binding = json!({
+            "HostIp": spec.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "HostPort": spec.host_port.map(|p| p.to_string()).unwrap_or_default(),
+        });
+        if let Value::Array(list) = map.entry(key).or_insert_with(|| json!([])) {
+            list.push(binding);
+        }
+    }
+    Value::Object(map)
+}
+
+/// `HostConfig.Tmpfs`: `--tmpfs PATH[:OPTIONS]` as `{"PATH": "OPTIONS"}`,
+/// or null.
+fn tmpfs(c: &ContainerConfig) -> Value {
+    if c.tmpfs.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(
+        c.tmpfs
+            .iter()
+            .map(|t| {
+                let (path, opts) = t.split_once(':').unwrap_or((t, ""));
+                (path.to_string(), json!(opts))
+            })
+            .collect(),
+    )
 }
 
 /// One of `Mounts`: a bind mount, or a volume with its data directory.
@@ -154,16 +201,25 @@ fn mount_json(m: &MountSpec, volume_data: &dyn Fn(&str) -> PathBuf) -> Value {
     }
 }
 
+/// `Config.ExposedPorts`: `{"80/tcp": {}}`, or null when there are none.
+fn exposed_ports(c: &ContainerConfig) -> Value {
+    if c.exposed.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(c.exposed.iter().map(|p| (p.clone(), json!({}))).collect())
+}
+
 /// `Config`: what the container was created with.
 fn config(c: &ContainerConfig) -> Value {
     json!({
         "Hostname": c.hostname,
         "Domainname": "",
         "User": c.user,
-        "AttachStdin": false,
-        "AttachStdout": false,
-        "AttachStderr": false,
-        "Tty": false,
+        "AttachStdin": c.attach_stdin,
+        "AttachStdout": c.attach_stdout,
+        "AttachStderr": c.attach_stderr,
+        "ExposedPorts": exposed_ports(c),
+        "Tty": c.tty,
         "OpenStdin": c.open_stdin,
         "Env": c.env,
         "Cmd": c.cmd,

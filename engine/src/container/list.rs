@@ -2,7 +2,8 @@
 //!
 //! The records on disk may be stale (a monitor killed with SIGKILL, a host
 //! that rebooted), so every record is reconciled with the kernel before it
-//! is shown (see the `state` module). Then docker's rules:
+//! is shown (see the `state` module), in memory: listing never writes.
+//! Then docker's rules:
 //!
 //! - newest first; without `-a` only the containers that run (running,
 //!   paused or restarting); `-n N` and `-l` take the N newest in any state;
@@ -25,11 +26,12 @@ use crate::engine::Engine;
 use crate::state::{parse_rfc3339, Record, Status};
 use crate::units::human_duration;
 
-/// All records, reconciled with the kernel, newest first.
+/// All records, reconciled with the kernel, newest first. Nothing is
+/// written (see `Records::view`): listing works on a full disk.
 pub fn list_all(engine: &Engine) -> Result<Vec<Record>> {
     let mut all = Vec::new();
     for r in engine.containers.list()? {
-        all.push(engine.containers.reconcile(r)?);
+        all.push(engine.containers.view(r));
     }
     all.sort_by(|a, b| b.created.cmp(&a.created));
     Ok(all)
@@ -41,7 +43,8 @@ pub fn list_all(engine: &Engine) -> Result<Vec<Record>> {
 pub enum Filter {
     /// `status=running`: one of docker's state names.
     Status(String),
-    /// `name=web`: the name contains it.
+    /// `name=web`: a regular expression the name matches somewhere
+    /// (`name=^web$` for exactly `web`), as docker's.
     Name(String),
     /// `id=3f2a`: the ID starts with it.
     Id(String),
@@ -91,7 +94,7 @@ impl Filter {
     pub fn matches(&self, r: &Record) -> bool {
         match self {
             Filter::Status(s) => r.state.status.as_str() == s,
-            Filter::Name(n) => r.name.contains(n.as_str()),
+            Filter::Name(n) => regex_match(n, &r.name),
             Filter::Id(prefix) => r.id.starts_with(prefix.as_str()),
             Filter::Label { key, value } => {
                 let labels = config_of(r).map(|c| c.labels).unwrap_or_default();
@@ -120,9 +123,12 @@ pub fn list(engine: &Engine, opts: &ListOptions) -> Result<Vec<Record>> {
 
 /// [`list`]'s choice among `records` (newest first).
 pub fn filter_list(mut records: Vec<Record>, opts: &ListOptions) -> Vec<Record> {
+    // A status filter looks at every container, as docker's: `ps -f
+    // status=exited` lists exited ones without -a.
+    let all = opts.all || opts.filters.iter().any(|f| matches!(f, Filter::Status(_)));
     match opts.last {
         Some(n) => records.truncate(n),
-        None if !opts.all => records.retain(|r| {
+        None if !all => records.retain(|r| {
             matches!(
                 r.state.status,
                 Status::Running | Status::Paused | Status::Restarting
@@ -134,6 +140,56 @@ pub fn filter_list(mut records: Vec<Record>, opts: &ListOptions) -> Vec<Record> 
         records.retain(|r| f.matches(r));
     }
     records
+}
+
+/// Whether `text` matches the regular expression `re` somewhere: the part
+/// of Go's syntax that container names call for, `^` and `$` anchors, `.`
+/// for any character, `*` (zero or more), `+` and `?` after a character or
+/// `.`, `\` to take the next character literally, and literal characters
+/// (Pike's matcher, from Kernighan and Pike's *The Practice of
+/// Programming*).
+fn regex_match(re: &str, text: &str) -> bool {
+    let re: Vec<char> = re.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    if let Some(rest) = re.strip_prefix(&['^']) {
+        return match_here(rest, &text);
+    }
+    (0..=text.len()).any(|i| match_here(&re, &text[i..]))
+}
+
+/// `re` matches at the start of `text`.
+fn match_here(re: &[char], text: &[char]) -> bool {
+    let (atom, len) = match re {
+        [] => return true,
+        ['$'] => return text.is_empty(),
+        ['\\', c, ..] => (Some(*c), 2),
+        ['.', ..] => (None, 1),
+        [c, ..] => (Some(*c), 1),
+    };
+    let one = |t: Option<&char>| t.is_some_and(|t| atom.is_none_or(|a| a == *t));
+    match re.get(len) {
+        Some('*') => match_repeat(atom, &re[len + 1..], text, 0),
+        Some('+') => match_repeat(atom, &re[len + 1..], text, 1),
+        Some('?') => {
+            (one(text.first()) && match_here(&re[len + 1..], &text[1..]))
+                || match_here(&re[len + 1..], text)
+        }
+        _ => one(text.first()) && match_here(&re[len..], &text[1..]),
+    }
+}
+
+/// `atom` (None: any character) at least `min` times, then `re`.
+fn match_repeat(atom: Option<char>, re: &[char], text: &[char], min: usize) -> bool {
+    let mut n = 0;
+    loop {
+        if n >= min && match_here(re, &text[n..]) {
+            return true;
+        }
+        match text.get(n) {
+            Some(t) if atom.is_none_or(|a| a == *t) => n += 1,
+            _ => return false,
+        }
+    }
 }
 
 /// The STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
@@ -231,6 +287,24 @@ pub(crate) mod tests {
         let mut c = serde_json::to_value(crate::container::ContainerConfig::default()).unwrap();
         c["labels"] = labels;
         c
+    }
+
+    #[test]
+    fn name_filters_are_regular_expressions() {
+        for (re, name, want) in [
+            ("web", "my-web-1", true),
+            ("^web$", "web", true),
+            ("^web$", "web2", false),
+            ("^web", "myweb", false),
+            ("b.*1$", "web-1", true),
+            ("we+b", "weeeb", true),
+            ("x?web", "web", true),
+            ("a\\.b", "a.b", true),
+            ("a\\.b", "axb", false),
+            ("", "anything", true),
+        ] {
+            assert_eq!(regex_match(re, name), want, "{re} on {name}");
+        }
     }
 
     #[test]

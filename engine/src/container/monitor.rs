@@ -416,6 +416,10 @@ fn after_exit(
             .dir_of(id)
             .join(dockyard_monitor::attach::SOCKET),
     );
+    // The root filesystem goes before the exit is recorded: `stop` returns
+    // when the record says "exited", and must find nothing left mounted (a
+    // restart mounts it again).
+    unmount_root(engine, id)?;
     let restarts = engine.containers.load(id)?.state.restart_count;
     let manual = mark_exited(engine, id, code, oom, "")?;
     if config.restart.should_restart(code, restarts, manual) && !config.auto_remove {
@@ -597,15 +601,21 @@ fn mark_exited(engine: &Engine, id: &str, code: i32, oom: bool, error: &str) -> 
 /// After the last exit: unmount the root filesystem, and with `--rm`
 /// remove the container altogether.
 fn cleanup_after_exit(engine: &Engine, id: &str, config: &ContainerConfig) -> Result<()> {
-    let layer = engine.layer_container(id)?;
-    if is_mounted(&layer.merged())? {
-        overlay::overlay::unmount(&layer.merged())?;
-    }
-    trace::phase("exit: unmounted the overlay (lab 04)");
+    unmount_root(engine, id)?;
     if config.auto_remove {
         // --rm takes the container's anonymous volumes with it, as docker's.
         remove(engine, id, true)?;
         trace::phase("exit: removed the container (--rm)");
     }
+    Ok(())
+}
+
+/// Unmount the container's root filesystem, if it is mounted.
+fn unmount_root(engine: &Engine, id: &str) -> Result<()> {
+    let layer = engine.layer_container(id)?;
+    if is_mounted(&layer.merged())? {
+        overlay::overlay::unmount(&layer.merged())?;
+    }
+    trace::phase("exit: unmounted the overlay (lab 04)");
     Ok(())
 }

@@ -7,19 +7,40 @@
 //! $ echo FROZEN > /sys/fs/cgroup/freezer/dockyard/$ID/freezer.state    # v1
 //! ```
 
+use std::sync::Mutex;
+
 use anyhow::{bail, Result};
 use lab03_cgroups as cgroups;
 
 use super::config::config_of;
 use crate::engine::Engine;
-use crate::state::{Record, Status};
+use crate::state::{Lock, Record, Status};
+
+/// The freezes this process holds (see `Records::hold_freeze`), by
+/// container ID: kept from `freeze(.., true)` to `freeze(.., false)`, or
+/// to this process's end, when the kernel drops them.
+static HELD: Mutex<Vec<(String, Lock)>> = Mutex::new(Vec::new());
 
 /// Freeze or thaw a container's processes (lab 03's freezer).
+///
+/// Freezing first records this process as the freeze's holder, so that if
+/// it dies before it thaws (a crash, kill -9), the next command sees a
+/// freeze that nobody holds and thaws it (`Records::thaw_abandoned`).
 pub fn freeze(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
-    let _ = engine;
     let config = config_of(record)?;
     let parent = config.cgroup_parent_or_default();
-    cgroups::freeze(&cgroups::detect()?, parent, &record.id, frozen)
+    let host = cgroups::detect()?;
+    let held = || HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if frozen {
+        let hold = engine.containers.hold_freeze(&record.id)?;
+        held().push((record.id.clone(), hold));
+    }
+    let result = cgroups::freeze(&host, parent, &record.id, frozen);
+    if !frozen || result.is_err() {
+        // Thawed (or never frozen): this process holds nothing any more.
+        held().retain(|(id, _)| *id != record.id);
+    }
+    result
 }
 
 /// Freeze a running container.
@@ -33,6 +54,7 @@ pub fn unpause(engine: &Engine, record: &Record) -> Result<()> {
 }
 
 fn set_paused(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
+    // (reconcile thaws a freeze that a dead `cp` or `commit` left.)
     let r = engine.containers.reconcile(record.clone())?;
     check_pausable(&r, frozen)?;
     freeze(engine, &r, frozen)?;

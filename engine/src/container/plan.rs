@@ -165,7 +165,10 @@ pub fn plan(config: &ContainerConfig, facts: &Facts) -> Result<Plan> {
 fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> {
     let argv = config.argv().into_iter().map(OsString::from).collect();
     let mut spec = namespaces::Spec::new(facts.rootfs, argv);
-    spec.env = config.env.iter().map(OsString::from).collect();
+    spec.env = environment(config, facts.rootfs)?
+        .into_iter()
+        .map(OsString::from)
+        .collect();
     spec.hostname = Some(config.hostname.clone());
     spec.init = config.init;
     spec.tty = config.tty;
@@ -182,6 +185,35 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
         .map(|u| namespaces::parse_ulimit(u))
         .collect::<Result<_>>()?;
     Ok(spec)
+}
+
+/// The first process's environment, as docker's: the daemon's defaults,
+/// `HOSTNAME` (the container's hostname) and, with `-t`, `TERM=xterm`
+/// (moby's `CreateDaemonEnvironment`), under the image's `ENV` and `-e`,
+/// which win; then `HOME`, if nothing set it, from the user's entry in the
+/// image's `/etc/passwd`, else `/` (what runc does when it switches to the
+/// user). None of these is recorded in the container's config: `inspect`'s
+/// `Config.Env` stays what the image and `-e` said, as in docker.
+fn environment(config: &ContainerConfig, rootfs: &Path) -> Result<Vec<String>> {
+    let mut env = vec![format!("HOSTNAME={}", config.hostname)];
+    if config.tty {
+        env.push("TERM=xterm".into());
+    }
+    let key = |kv: &str| kv.split('=').next().unwrap_or_default().to_string();
+    for kv in &config.env {
+        let k = key(kv);
+        env.retain(|e| key(e) != k);
+        env.push(kv.clone());
+    }
+    if !env.iter().any(|e| key(e) == "HOME") {
+        // Lab 02 reads the passwd inside the root, regular files only: an
+        // image's passwd that is a FIFO or /dev/zero is an error, not a hang.
+        env.push(format!(
+            "HOME={}",
+            namespaces::home_dir(rootfs, &config.user)?
+        ));
+    }
+    Ok(env)
 }
 
 // ANCHOR: userns
@@ -259,22 +291,23 @@ fn networking(
         .collect::<Result<Vec<_>>>()?;
     let dir = facts.dir.join("etc");
     Ok(match &mode {
-        net::NetworkMode::None => {
-            // With --dns or --add-host, a container without a network
-            // still gets its own hosts and resolv.conf, as in docker.
-            let etc = if dns != net::names::Dns::default() || !extra_hosts.is_empty() {
-                let extra = net::extra_hosts_without_bridge(&extra_hosts)?;
-                let files = net::etc_files_without_bridge(&mode, &config.hostname, &dns, &extra);
-                Some(EtcPlan {
-                    dir,
-                    files: Some(files),
-                })
+        net::NetworkMode::None | net::NetworkMode::Host => {
+            // A container without a network of its own still gets its own
+            // /etc/hosts (localhost; the host's, with --network host),
+            // /etc/hostname and /etc/resolv.conf, written before the start,
+            // as in docker: the image's copies are never used or changed.
+            let extra = net::extra_hosts_without_bridge(&extra_hosts)?;
+            let files = net::etc_files_without_bridge(&mode, &config.hostname, &dns, &extra);
+            let etc = Some(EtcPlan {
+                dir,
+                files: Some(files),
+            });
+            if matches!(mode, net::NetworkMode::Host) {
+                (cgroups::NetNs::Host, NetworkPlan::Host, etc)
             } else {
-                None
-            };
-            (cgroups::NetNs::Private, NetworkPlan::None, etc)
+                (cgroups::NetNs::Private, NetworkPlan::None, etc)
+            }
         }
-        net::NetworkMode::Host => (cgroups::NetNs::Host, NetworkPlan::Host, None),
         net::NetworkMode::Container(pid) => (
             cgroups::NetNs::Process(*pid),
             NetworkPlan::Container(pid.as_raw()),
@@ -492,7 +525,24 @@ mod tests {
         assert_eq!(spec.argv, vec![OsString::from("/bin/entry"), "sh".into()]);
         assert_eq!(
             spec.env,
-            vec![OsString::from("PATH=/usr/bin:/bin"), "A=1".into()]
+            vec![
+                OsString::from("HOSTNAME=0123456789ab"),
+                "PATH=/usr/bin:/bin".into(),
+                "A=1".into(),
+                "HOME=/root".into()
+            ],
+            "docker's HOSTNAME, the config's env, HOME from root's entry in the image's passwd"
+        );
+        // -t adds TERM=xterm; the config's env wins over the defaults.
+        c.tty = true;
+        c.env.push("HOSTNAME=mine".into());
+        let p = plan_of(&c, root.path(), &DaemonConfig::default()).unwrap();
+        let env = &p.blueprint.process.env;
+        assert!(env.contains(&OsString::from("TERM=xterm")), "{env:?}");
+        assert!(env.contains(&OsString::from("HOSTNAME=mine")), "{env:?}");
+        assert!(
+            !env.contains(&OsString::from("HOSTNAME=0123456789ab")),
+            "{env:?}"
         );
         assert_eq!(spec.cwd, Some(PathBuf::from("/srv")));
         assert_eq!(spec.hostname.as_deref(), Some("0123456789ab"));
@@ -593,9 +643,15 @@ mod tests {
             files.resolv_conf
         );
         assert_eq!(p.blueprint.netns, cgroups::NetNs::Private);
-        // And with neither, none.
+        // And with neither, still its own files, as in docker.
         let p = plan_of(&config(), root.path(), &DaemonConfig::default()).unwrap();
-        assert!(p.etc.is_none() && p.blueprint.process.binds.is_empty());
+        let files = p.etc.unwrap().files.unwrap();
+        assert_eq!(files.hostname, "0123456789ab\n");
+        assert!(
+            files.hosts.contains("127.0.0.1\tlocalhost"),
+            "{}",
+            files.hosts
+        );
     }
 
     #[test]

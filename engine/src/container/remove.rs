@@ -74,6 +74,10 @@ pub struct RemoveOptions {
 
 /// `rm`: remove a stopped container, or with `force` a running one.
 pub fn remove_checked(engine: &Engine, record: &Record, opts: RemoveOptions) -> Result<()> {
+    // On a full disk even a removal must write a little (stop's record of
+    // the stop): the space kept for that comes back first (lab 04's
+    // reserve), and the removal frees far more.
+    engine.images.release_reserve();
     let r = engine.containers.reconcile(record.clone())?;
     if matches!(
         r.state.status,

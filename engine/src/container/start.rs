@@ -96,6 +96,13 @@ pub(crate) fn run_once(
     // before anything else exists.
     let host = cgroups::detect()?;
     plan.blueprint.check(&host)?;
+    if !engine.rootless {
+        // A monitor killed with SIGKILL could not take down what it set up:
+        // its container's cgroups may still be there (the overlay mount,
+        // reused above, too). Nothing runs in them now (the record says the
+        // container does not run), so they go before new ones are made.
+        cgroups::remove_stale(&host, config.cgroup_parent_or_default(), id)?;
+    }
     trace::phase("start: planned");
 
     // The container's stdio: two pipes the monitor reads (stdout, stderr),

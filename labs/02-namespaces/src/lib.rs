@@ -74,6 +74,7 @@
 //! layer), and [`join`] (`docker exec`).
 
 pub mod binds;
+pub mod cgroupfs;
 pub mod clone;
 pub mod console;
 pub mod init;
@@ -102,6 +103,7 @@ use nix::unistd::{geteuid, pipe2, sethostname, Pid};
 
 // The paths callers have always used, at the crate's root.
 pub use binds::Bind;
+pub use cgroupfs::CgroupMount;
 pub use clone::CgroupEntry;
 pub use console::{
     console_socketpair, new_session, open_console, receive_fd, send_fd, set_window_size,
@@ -110,7 +112,7 @@ pub use console::{
 pub use init::reset_signals;
 pub use rlimit::parse_ulimit;
 pub use setns::NamespacePath;
-pub use user::{resolve_user, switch_user, RunAs};
+pub use user::{home_dir, resolve_user, switch_user, RunAs};
 pub use userns::IdMapping;
 
 use binds::bind_volumes;
@@ -259,6 +261,10 @@ pub struct Spec {
     /// How the first process enters its cgroup by itself, so that
     /// `before_start` need not write its PID anywhere (see [`CgroupEntry`]).
     pub cgroup_entry: CgroupEntry,
+    /// What the container sees at `/sys/fs/cgroup` (with the security
+    /// layer, which mounts /sys): its own group, read-only, as Docker
+    /// shows it (see [`cgroupfs`]). Lab 03 sets it with the group.
+    pub cgroup_mount: CgroupMount,
 }
 
 impl Spec {
@@ -284,6 +290,7 @@ impl Spec {
             rlimits: Vec::new(),
             security: None,
             cgroup_entry: CgroupEntry::default(),
+            cgroup_mount: CgroupMount::None,
         }
     }
 
@@ -760,6 +767,7 @@ fn enter_rootfs(
             spec.creates(CloneFlags::CLONE_NEWNET),
             p.sys_read_only,
         )?;
+        cgroupfs::mount_cgroup_fs(rootfs, &spec.cgroup_mount, p.sys_read_only)?;
     }
     let userns = spec.creates(CloneFlags::CLONE_NEWUSER);
     if userns {

@@ -129,6 +129,28 @@ fn read_account_file(root: &OwnedFd, path: &str) -> anyhow::Result<String> {
 }
 // ANCHOR_END: account_file
 
+/// The home directory of `user` (docker's `-u` forms; empty is root) in the
+/// image's `/etc/passwd`, else `/`, as runc sets `HOME` when it switches to
+/// the user. The file is read as [`read_account_file`] reads it: inside the
+/// root, regular files only, size-limited; a hostile passwd is an error,
+/// never a hang.
+pub fn home_dir(rootfs: &Path, user: &str) -> anyhow::Result<String> {
+    let root = OwnedFd::from(
+        fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
+    );
+    let passwd = read_account_file(&root, "/etc/passwd")?;
+    let name = user.split(':').next().unwrap_or_default();
+    let name = if name.is_empty() { "0" } else { name };
+    // name:x:uid:gid:gecos:home:shell
+    Ok(passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && (f[0] == name || f[2] == name))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into()))
+}
+
 /// Resolve docker's `-u` forms (`uid`, `uid:gid`, `name`, `name:group`)
 /// against the image's `/etc/passwd` and `/etc/group`, read inside the
 /// rootfs (see [`read_account_file`]). A name's supplementary groups are the

@@ -175,7 +175,40 @@ impl Blueprint {
         } else {
             spec.namespaces -= CloneFlags::CLONE_NEWCGROUP;
         }
+        spec.cgroup_mount = self.cgroup_mount(host);
         spec
+    }
+
+    /// What the container sees at `/sys/fs/cgroup`, as Docker mounts it: on
+    /// v2 a cgroup2 mount (its own group, through its cgroup namespace), on
+    /// v1 and hybrid hosts its own directory of each v1 hierarchy. Nothing
+    /// without a group of its own.
+    fn cgroup_mount(&self, host: &Host) -> lab02::CgroupMount {
+        let Some(c) = &self.cgroup else {
+            return lab02::CgroupMount::None;
+        };
+        match host.version() {
+            Version::V2 => match host.v2_mount.as_deref() {
+                Some(mount) => match crate::group_dir_below(mount, &c.parent, &c.name) {
+                    Some(group) => lab02::CgroupMount::Unified { group },
+                    None => lab02::CgroupMount::None,
+                },
+                None => lab02::CgroupMount::None,
+            },
+            Version::V1 => {
+                let mut hierarchies: Vec<(String, std::path::PathBuf)> = Vec::new();
+                for (_, mount) in &host.v1 {
+                    let Some(name) = mount.file_name().and_then(|n| n.to_str()) else {
+                        continue;
+                    };
+                    let dir = crate::group_dir_below(mount, &c.parent, &c.name);
+                    if let (Some(dir), false) = (dir, hierarchies.iter().any(|(n, _)| n == name)) {
+                        hierarchies.push((name.to_string(), dir));
+                    }
+                }
+                lab02::CgroupMount::V1 { hierarchies }
+            }
+        }
     }
     // ANCHOR_END: host_rules
 
@@ -390,6 +423,31 @@ mod tests {
                 "{layout:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_containers_own_group_is_mounted_on_sys_fs_cgroup() {
+        let mut bp = blueprint();
+        assert_eq!(
+            bp.spec_for(&host(Layout::V2)).cgroup_mount,
+            lab02::CgroupMount::None
+        );
+        bp.cgroup = Some(CgroupSpec {
+            parent: "dockyard".into(),
+            name: "c1".into(),
+            limits: Limits::default(),
+        });
+        assert_eq!(
+            bp.spec_for(&host(Layout::V2)).cgroup_mount,
+            lab02::CgroupMount::Unified {
+                group: "/sys/fs/cgroup/dockyard/c1".into()
+            }
+        );
+        let want = lab02::CgroupMount::V1 {
+            hierarchies: vec![("memory".into(), "/sys/fs/cgroup/memory/dockyard/c1".into())],
+        };
+        assert_eq!(bp.spec_for(&host(Layout::Hybrid)).cgroup_mount, want);
+        assert_eq!(bp.spec_for(&host(Layout::V1)).cgroup_mount, want);
     }
 
     #[test]

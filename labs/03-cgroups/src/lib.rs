@@ -50,6 +50,7 @@ use nix::fcntl::OFlag;
 pub mod assemble;
 pub mod device_filter;
 pub mod devices;
+mod layout;
 mod run;
 mod size;
 pub mod v1;
@@ -59,6 +60,8 @@ pub use assemble::{
     assemble, enter, remove_by_name, Assembled, Blueprint, CgroupNs, CgroupSpec, Devices, Groups,
     NetNs, UserNs,
 };
+pub(crate) use layout::group_dir_below;
+pub use layout::{delegation, Delegation, Knob};
 pub use run::{run, Outcome, RunOptions};
 pub use size::{parse_size, Size};
 
@@ -210,9 +213,8 @@ impl Limits {
     /// before anything is created. Each error names the controller and the
     /// file the value was going to be written to, on this host's version.
     pub fn check(&self, version: Version, ncpus: usize) -> anyhow::Result<()> {
-        let v1 = version == Version::V1;
         if let Some(cpus) = self.cpus {
-            let file = if v1 { "cpu.cfs_quota_us" } else { "cpu.max" };
+            let file = version.file(Knob::CpuQuota);
             // 0.01 CPUs is a quota of 1000 us, the smallest the kernel takes.
             if !cpus.is_finite() || cpus < 0.01 || cpus > ncpus as f64 {
                 bail!(
@@ -225,23 +227,19 @@ impl Limits {
             bail!("--cpu-shares and --cpu-weight set the same thing: give one of them");
         }
         if let Some(shares) = self.cpu_shares {
-            let file = if v1 { "cpu.shares" } else { "cpu.weight" };
+            let file = version.file(Knob::CpuWeight);
             if !(2..=262_144).contains(&shares) {
                 bail!("--cpu-shares {shares}: the cpu controller's {file} takes shares from 2 to 262144 (default 1024)");
             }
         }
         if let Some(weight) = self.cpu_weight {
-            let file = if v1 { "cpu.shares" } else { "cpu.weight" };
+            let file = version.file(Knob::CpuWeight);
             if !(1..=10_000).contains(&weight) {
                 bail!("--cpu-weight {weight}: the cpu controller's {file} takes a weight from 1 to 10000 (default 100)");
             }
         }
         if let Some(memory) = self.memory {
-            let file = if v1 {
-                "memory.limit_in_bytes"
-            } else {
-                "memory.max"
-            };
+            let file = version.file(Knob::Memory);
             if memory < MIN_MEMORY {
                 bail!(
                     "--memory {}: the memory controller's {file} must be at least {} \
@@ -252,11 +250,7 @@ impl Limits {
             }
         }
         if let Some(swap) = self.memory_swap {
-            let file = if v1 {
-                "memory.memsw.limit_in_bytes"
-            } else {
-                "memory.swap.max"
-            };
+            let file = version.file(Knob::MemorySwap);
             let Some(memory) = self.memory else {
                 bail!("--memory-swap needs --memory: it is memory plus swap ({file})");
             };
@@ -906,6 +900,30 @@ pub fn freeze(host: &Host, parent: &str, name: &str, frozen: bool) -> anyhow::Re
     }
 }
 // ANCHOR_END: freeze
+
+/// Whether the group `<parent>/<name>` is frozen (or freezing): v2's
+/// `frozen` key of `cgroup.events`, v1's `freezer.state`. False when the
+/// group or its freezer is not there.
+pub fn is_frozen(host: &Host, parent: &str, name: &str) -> anyhow::Result<bool> {
+    for dir in group_dirs(host, parent, name)? {
+        match host.version() {
+            Version::V2 => {
+                let events = dir.join("cgroup.events");
+                if events.exists() {
+                    return Ok(read_key(&events, "frozen") == Some(1)
+                        || std::fs::read_to_string(dir.join("cgroup.freeze"))
+                            .is_ok_and(|s| s.trim() == "1"));
+                }
+            }
+            Version::V1 => {
+                if let Ok(s) = std::fs::read_to_string(dir.join("freezer.state")) {
+                    return Ok(s.trim() != "THAWED");
+                }
+            }
+        }
+    }
+    Ok(false)
+}
 
 /// The directories of an existing group `<parent>/<name>`, one per
 /// hierarchy that has it (every v1 hierarchy, or the v2 one). `docker exec`

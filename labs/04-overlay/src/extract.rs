@@ -371,6 +371,7 @@ pub fn apply_layer_shifted<R: Read>(
         opaque: Vec::new(),
         dirs: Vec::new(),
         neutralised: Vec::new(),
+        last_dir: std::cell::RefCell::new(None),
     };
     let mut entries = 0;
     for entry in archive
@@ -458,6 +459,10 @@ struct Ctx {
     /// Directories and their mtimes, set last (adding children changes them).
     dirs: Vec<(PathBuf, i64)>,
     neutralised: Vec<String>,
+    /// The directory the last entry went into, and its components: the
+    /// next entry of a depth-first archive is usually in it or one level
+    /// below (see `open_dir`).
+    last_dir: std::cell::RefCell<Option<(Vec<OsString>, OwnedFd)>>,
 }
 
 impl Ctx {
@@ -483,6 +488,11 @@ impl Ctx {
         let Some((name, parents)) = components.split_last() else {
             return Ok(()); // "./": the layer's root; its metadata is the store's.
         };
+        if entry.header().entry_type() != tar::EntryType::Directory {
+            // A file, link or whiteout may replace a directory: the next
+            // entry's parents are resolved afresh (see `open_dir`).
+            self.last_dir.borrow_mut().take();
+        }
 
         // Whiteouts are names, not file types: `.wh.NAME` and `.wh..wh..opq`.
         let name_bytes = name.as_bytes();
@@ -693,6 +703,50 @@ impl Ctx {
     /// Opens (creating if missing) the directory `components` inside the
     /// layer, never leaving it: see rule 2 of the module documentation.
     fn open_dir(&self, components: &[OsString], raw_name: &[u8]) -> Result<OwnedFd> {
+        // The walk below starts from the layer's root for every component:
+        // for a tree 3,000 levels deep that is millions of lookups per
+        // entry, and past PATH_MAX no path at all. An archive lists a
+        // directory's children right after it, so the directory of the last
+        // entry (resolved safely then) or one plain component below it,
+        // opened with O_NOFOLLOW, is the same directory, found in one step.
+        if let Some(fd) = self.near_last_dir(components) {
+            return Ok(fd);
+        }
+        let dir = self.open_dir_from_root(components, raw_name)?;
+        if let Ok(copy) = dir.try_clone() {
+            *self.last_dir.borrow_mut() = Some((components.to_vec(), copy));
+        }
+        Ok(dir)
+    }
+
+    /// [`Ctx::open_dir`] from the last directory, when `components` is it or
+    /// one existing directory below it (never through a symlink).
+    fn near_last_dir(&self, components: &[OsString]) -> Option<OwnedFd> {
+        let mut last = self.last_dir.borrow_mut();
+        let (cached, fd) = last.as_ref()?;
+        if cached.as_slice() == components {
+            return fd.try_clone().ok();
+        }
+        let next = components.strip_prefix(cached.as_slice())?;
+        let [name] = next else {
+            return None;
+        };
+        if name == ".." || name == "." {
+            return None;
+        }
+        let below = openat(
+            fd,
+            name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let copy = below.try_clone().ok()?;
+        *last = Some((components.to_vec(), copy));
+        Some(below)
+    }
+
+    fn open_dir_from_root(&self, components: &[OsString], raw_name: &[u8]) -> Result<OwnedFd> {
         let refuse = || Self::refuse(raw_name, Refusal::ParentNotADirectory);
         let mut dir = self.resolve(&[]).map_err(|_| refuse())?;
         for i in 0..components.len() {

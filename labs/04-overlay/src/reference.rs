@@ -53,33 +53,32 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// Parses and normalises a reference as `docker pull` does.
+    /// Parses and normalises a reference as `docker pull` does, refusing a
+    /// bad one with docker's own message (distribution's `reference`
+    /// package): `invalid reference format`, or, for upper case in the
+    /// repository, `invalid reference format: repository name (library/Foo)
+    /// must be lowercase`. Scripts and people match on these words.
     pub fn parse(s: &str) -> Result<Reference> {
-        let invalid =
-            |why: &str| -> Result<Reference> { bail!("invalid reference format: {s:?}: {why}") };
+        // The one message docker gives for every other malformed reference:
+        // an empty name, a scheme (`http://`), a bad tag, a bad digest, a
+        // bad separator in a path component, a bad host or port.
+        let invalid = || -> Result<Reference> { bail!("invalid reference format") };
         if s.is_empty() {
-            return invalid("it is empty");
+            return invalid();
         }
-        if s.len() > 255 + 1 + 128 + 1 + 71 {
-            return invalid("it is too long");
-        }
-        if s.contains("://") {
-            return invalid("a reference has no scheme (leave out http:// or https://)");
+        // 64 hex digits alone are an image ID, never a repository name:
+        // `docker tag` refuses them as a target so that IDs stay unambiguous.
+        if is_full_hex_id(s) {
+            bail!("invalid repository name ({s}), cannot specify 64-byte hexadecimal strings");
         }
         let (name_tag, digest) = match s.split_once('@') {
             Some((n, d)) => (n, Some(d)),
             None => (s, None),
         };
         if let Some(d) = digest {
-            let Some(hex) = d.strip_prefix("sha256:") else {
-                return invalid("the digest must be sha256:<64 hex digits>");
-            };
-            if hex.len() != 64
-                || !hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return invalid("the digest must be sha256:<64 lower-case hex digits>");
+            match d.strip_prefix("sha256:") {
+                Some(hex) if is_full_hex_id(hex) => {}
+                _ => return invalid(),
             }
         }
         // The tag is after the last ':' that comes after the last '/':
@@ -93,15 +92,19 @@ impl Reference {
             None => (name_tag, None),
         };
         if let Some(t) = tag {
+            // 1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'.
             if !valid_tag(t) {
-                return invalid(
-                    "a tag is 1 to 128 of [A-Za-z0-9_.-] and does not start with '.' or '-'",
-                );
+                return invalid();
             }
         }
+        // The first component is a registry host when it looks like one: a
+        // '.', a ':', `localhost`, or upper case (repositories are lower case).
         let (domain, path) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
                 (first.to_string(), rest.to_string())
             }
@@ -111,22 +114,20 @@ impl Reference {
             "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
             _ => domain,
         };
-        if !valid_domain(&domain) {
-            return invalid("the registry must be a host name or address, with an optional :port");
-        }
-        if path.is_empty() {
-            return invalid("the repository name is empty");
-        }
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
-            return invalid("repository name must be lowercase");
+            // Docker names the repository as it would complete it.
+            let shown = if domain == DOCKER_HUB && !path.contains('/') {
+                format!("library/{path}")
+            } else {
+                path.clone()
+            };
+            bail!("invalid reference format: repository name ({shown}) must be lowercase");
         }
-        for component in path.split('/') {
-            if !valid_component(component) {
-                return invalid(&format!(
-                    "repository path component {component:?} must be lower-case letters and \
-                     digits, separated by '.', '_', '__' or '-'"
-                ));
-            }
+        // A host name or address with an optional :port, and path
+        // components of lower-case letters and digits separated by '.',
+        // '_', '__' or dashes.
+        if !valid_domain(&domain) || path.is_empty() || !path.split('/').all(valid_component) {
+            return invalid();
         }
         let path = if domain == DOCKER_HUB && !path.contains('/') {
             format!("library/{path}")
@@ -134,7 +135,7 @@ impl Reference {
             path
         };
         if domain.len() + 1 + path.len() > 255 {
-            return invalid("the repository name is longer than 255 characters");
+            bail!("repository name must not be more than 255 characters");
         }
         let tag = match (tag, digest) {
             (None, None) => Some("latest".to_string()),
@@ -200,6 +201,17 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// 64 lower-case hex digits: the form of an image ID (a sha256 digest).
+pub fn is_full_hex_id(s: &str) -> bool {
+    s.len() == 64 && is_hex(s)
+}
+
+/// Lower-case hex digits only (what an image ID and its prefixes are made of).
+pub fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -372,8 +384,25 @@ mod tests {
         }
         let long_tag = format!("busybox:{}", "a".repeat(129));
         assert!(Reference::parse(&long_tag).is_err());
-        let e = Reference::parse("Busybox").unwrap_err().to_string();
-        assert!(e.contains("must be lowercase"), "{e}");
+        let e = |s: &str| Reference::parse(s).unwrap_err().to_string();
+        assert_eq!(
+            e("Busybox"),
+            "invalid reference format: repository name (library/Busybox) must be lowercase"
+        );
+        assert_eq!(
+            e("127.0.0.1:5000/App"),
+            "invalid reference format: repository name (App) must be lowercase"
+        );
+        assert_eq!(e("a b"), "invalid reference format");
+        assert_eq!(
+            e(&"a".repeat(300)),
+            "repository name must not be more than 255 characters"
+        );
+        assert!(e(&"4f".repeat(32)).contains("cannot specify 64-byte hexadecimal strings"));
+        // Upper case in the first component makes it a registry host, and
+        // a tag may have upper case.
+        assert_eq!(full("Foo/bar"), "Foo/bar:latest");
+        assert_eq!(full("foo:Bar"), "docker.io/library/foo:Bar");
         // Separators that are allowed.
         for ok in ["a.b", "a_b", "a__b", "a-b", "a---b", "a/b-c/d.e"] {
             Reference::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));

@@ -15,6 +15,7 @@
 //! │                              while the layers it needs are kept)
 //! ├── l/<short> -> ../layers/<chain-id hex>/diff   short names for the mount options
 //! ├── containers/<id>/           upper/, work/, merged/, container.json
+//! ├── reserve                    space kept for removals on a full disk (see keep_reserve)
 //! ├── released                   what rmi untagged while a container used it (see gc)
 //! ├── downloads/<hex>            a blob download an interrupted pull left, resumed by the next
 //! └── tmp/                       work in progress; never read, cleaned on open
@@ -50,6 +51,11 @@ use oci_spec::image::{
 
 use crate::digest::{canonical_json, digest_hex, sha256_digest, HashingReader};
 use crate::extract::{apply_layer_shifted, IdShift, Resolver, Whiteouts};
+
+/// The space kept back for removals on a full disk: see [`Store::keep_reserve`].
+pub const RESERVE: &str = "reserve";
+/// How much: enough for `index.json` and a few records.
+pub const RESERVE_BYTES: i64 = 1 << 20;
 
 /// The annotation the OCI layout tools (skopeo, umoci) look up: the tag.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -234,6 +240,7 @@ impl Store {
             .canonicalize()
             .with_context(|| format!("resolving store {}", root.display()))?;
         let store = Store { root, id_shift };
+        store.secure_dirs()?;
         if !store.root.join("oci-layout").exists() {
             let layout = OciLayoutBuilder::default()
                 .image_layout_version("1.0.0")
@@ -253,6 +260,78 @@ impl Store {
         store.clean_tmp()?;
         Ok(store)
     }
+
+    // ANCHOR: secure_dirs
+    /// Close the directories that hold runnable files to everyone but root.
+    ///
+    /// **Why (CVE-2021-41091).** `layers/*/diff` holds what images ship and
+    /// `containers/*/upper` and `merged` what containers write, setuid-root
+    /// binaries included. If an unprivileged user of the host can walk to
+    /// one, executing it gives them euid 0 on the host: the kernel honours
+    /// the setuid bit wherever the file is reached from. Docker 20.10.9 made
+    /// its data root 0711 and these directories 0710/0701; Dockyard does the
+    /// same, on every open, so that a data root made by an older version is
+    /// fixed too:
+    ///
+    /// - `layers/`, `l/`, `containers/`: 0710. No one but the owner (root)
+    ///   can list or enter them; the group can enter, and it is root's, or
+    ///   with `--userns-remap` the remapped root's, which must reach a
+    ///   container's `merged/` to pivot into it.
+    /// - `tmp/`: 0700. Layers are unpacked there, setuid bits and all.
+    ///
+    /// The data root itself stays traversable (the engine sets it), as
+    /// docker's: the closed doors are one level down.
+    fn secure_dirs(&self) -> Result<()> {
+        let group = self.id_shift.map(|s| nix::unistd::Gid::from_raw(s.gid));
+        for (d, mode) in [
+            ("layers", 0o710),
+            ("l", 0o710),
+            ("containers", 0o710),
+            ("tmp", 0o700),
+        ] {
+            let p = self.root.join(d);
+            if let Some(g) = group {
+                nix::unistd::chown(&p, None, Some(g))
+                    .with_context(|| format!("chown {} to the remapped group", p.display()))?;
+            }
+            crate::rwlayer::set_mode(&p, mode)?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: secure_dirs
+
+    // ANCHOR: reserve
+    /// Make sure the space reserve (`STORE/reserve`) is there: a file of
+    /// [`RESERVE_BYTES`] allocated (fallocate(2), no data written) while
+    /// there is room, so that there is room again when the disk is full.
+    /// Best effort: on a full disk it is simply not made yet.
+    ///
+    /// **Why.** Removing things must work on a full disk, and even removing
+    /// writes a little: `rmi` rewrites `index.json`, `rm -f` records that the
+    /// container was stopped. Those writes need new blocks before anything
+    /// is freed. [`Store::release_reserve`] hands the reserve's blocks back
+    /// first, as a filesystem's reserved blocks are kept for root.
+    pub fn keep_reserve(&self) {
+        let path = self.root.join(RESERVE);
+        if path.exists() {
+            return;
+        }
+        let tmp = self.staging("reserve");
+        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let made = File::create(&tmp).and_then(|f| {
+            nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, RESERVE_BYTES)
+                .map_err(std::io::Error::from)
+        });
+        if made.is_ok() && fs::rename(&tmp, &path).is_ok() {
+            guard.disarm();
+        }
+    }
+
+    /// Give the reserve's space back, before a removal that must write.
+    pub fn release_reserve(&self) {
+        let _ = fs::remove_file(self.root.join(RESERVE));
+    }
+    // ANCHOR_END: reserve
 
     /// How this store shifts owners (`None`: it does not).
     pub fn id_shift(&self) -> Option<IdShift> {
@@ -529,6 +608,8 @@ impl Store {
 
     /// Removes a name (not its blobs or layers: [`Store::gc`] does).
     pub fn untag(&self, name: &str) -> Result<()> {
+        // A removal: it may use the space kept for it (see keep_reserve).
+        self.release_reserve();
         let name = normalize_name(name);
         let known = self.names()?.iter().any(|(n, _)| *n == name);
         if !known {

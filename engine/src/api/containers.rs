@@ -1,0 +1,630 @@
+//! The container endpoints, and the hijacked `attach` stream.
+//!
+//! ## attach: the connection stops being HTTP
+//!
+//! `POST /containers/ID/attach?stream=1&stdout=1&stderr=1` comes with
+//! `Connection: Upgrade` and `Upgrade: tcp`. We answer `101 UPGRADED` and
+//! flush it at once; from then on the socket is a plain byte pipe, "hijacked"
+//! from HTTP: the container's output flows to the client, what the client
+//! types flows to the container's stdin, until the container exits and we
+//! close it. `docker run` attaches *before* it starts the container, so
+//! nothing the container prints is lost.
+//!
+//! Without a TTY, stdout and stderr share the one socket, so each piece of
+//! output is framed with an 8-byte header:
+//!
+//! ```text
+//! [stream, 0, 0, 0, len >> 24, len >> 16, len >> 8, len]  then len bytes
+//!  stream: 0 stdin, 1 stdout, 2 stderr (Content-Type:
+//!  application/vnd.docker.multiplexed-stream)
+//! ```
+//!
+//! With a TTY there is one stream, the terminal, sent raw
+//! (`application/vnd.docker.raw-stream`). The monitor's own attach socket
+//! frames its output too (kind, 4-byte length, see the monitor crate); the
+//! relay below re-frames it in docker's shape.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+
+use super::http::{self, Request, Response};
+use super::routes::{BadRequest, Outcome, Reply};
+use super::{lock, Service};
+use dockyard::container::{self, config_of, ContainerConfig, Filter, ListOptions, RemoveOptions};
+use dockyard::state::{Record, Status};
+use dockyard::{logs, state};
+
+/// Unix seconds of an RFC 3339 time (0 when it is not one).
+fn unix(t: &str) -> u64 {
+    state::parse_rfc3339(t)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /containers/json?all=1&limit=N&filters={"status":["exited"]}`.
+pub fn list(service: &Service, req: &Request) -> Result<Response> {
+    let mut opts = ListOptions {
+        all: req.flag("all"),
+        last: req
+            .query("limit")
+            .and_then(|l| l.parse().ok())
+            .filter(|&n| n > 0),
+        filters: Vec::new(),
+    };
+    if let Some(f) = req.query("filters").filter(|f| !f.is_empty()) {
+        let parsed: BTreeMap<String, Value> =
+            serde_json::from_str(f).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
+        for (key, values) in parsed {
+            // Two shapes: {"status": ["exited"]} and the older
+            // {"status": {"exited": true}}.
+            let values: Vec<String> = match values {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                Value::Object(o) => o.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            for v in values {
+                opts.filters
+                    .push(Filter::new(&key, &v).map_err(|e| BadRequest(e.to_string()))?);
+            }
+        }
+    }
+    let now = SystemTime::now();
+    let list: Vec<Value> = container::list(service.engine, &opts)?
+        .iter()
+        .map(|r| summary(r, now))
+        .collect();
+    Ok(Response::json(200, &Value::Array(list)))
+}
+
+/// One container as `GET /containers/json` shows it.
+fn summary(r: &Record, now: SystemTime) -> Value {
+    let c = config_of(r).unwrap_or_default();
+    let ports: Vec<Value> = container::published_ports(r)
+        .iter()
+        .map(|p| {
+            json!({"IP": p.host_ip, "PrivatePort": p.container_port,
+                   "PublicPort": p.host_port, "Type": p.proto})
+        })
+        .collect();
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": c.image,
+        "ImageID": c.image_id,
+        "Command": c.argv().join(" "),
+        "Created": unix(&r.created),
+        "Ports": ports,
+        "Labels": c.labels,
+        "State": r.state.status.as_str(),
+        "Status": container::status_text(r, now),
+        "HostConfig": {"NetworkMode": c.network_mode},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
+/// The record of `id` (a name, an ID or its prefix), its state current.
+fn resolve(service: &Service, id: &str) -> Result<Record> {
+    let e = service.engine;
+    e.containers.reconcile(e.containers.resolve(id)?)
+}
+
+/// `GET /containers/ID/json`: the same document as `dockyard inspect`.
+pub fn inspect(service: &Service, id: &str) -> Result<Response> {
+    let r = resolve(service, id)?;
+    Ok(Response::json(200, &container::inspect(service.engine, r)?))
+}
+
+/// `POST /containers/create?name=N`: docker's JSON config becomes the
+/// core's `ContainerConfig`, and the core creates it as for `dockyard
+/// create`.
+pub fn create(service: &Service, req: &Request) -> Result<Response> {
+    let body: Value =
+        serde_json::from_slice(&req.body).map_err(|e| BadRequest(format!("invalid JSON: {e}")))?;
+    if !body.is_object() {
+        bail!(BadRequest(
+            "invalid JSON: the config must be an object".into()
+        ));
+    }
+    let mut config = config_from_json(&body)?;
+    // docker's "default" is the engine's default network: the same rule as
+    // `dockyard run` (the bridge, unless daemon.json's "bridge": "none").
+    config.network_mode =
+        dockyard::network::container_network(service.engine, &config.network_mode)?;
+    container::check_network(service.engine, &mut config)?;
+    let name = req.query("name").filter(|n| !n.is_empty());
+    let record = container::create(service.engine, name, config)?;
+    Ok(Response::json(
+        201,
+        &json!({"Id": record.id, "Warnings": []}),
+    ))
+}
+
+/// The fields of docker's create body that dockyard reads.
+fn config_from_json(b: &Value) -> Result<ContainerConfig> {
+    let strings = |v: &Value| -> Vec<String> {
+        match v {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect(),
+            Value::String(s) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let h = &b["HostConfig"];
+    let image = text(&b["Image"]);
+    if image.is_empty() {
+        bail!(BadRequest(
+            "config cannot be empty in order to create a container".into()
+        ));
+    }
+    let mut config = ContainerConfig {
+        image,
+        cmd: strings(&b["Cmd"]),
+        entrypoint: strings(&b["Entrypoint"]),
+        env: strings(&b["Env"]),
+        working_dir: text(&b["WorkingDir"]),
+        hostname: text(&b["Hostname"]),
+        user: text(&b["User"]),
+        tty: b["Tty"].as_bool().unwrap_or(false),
+        open_stdin: b["OpenStdin"].as_bool().unwrap_or(false),
+        auto_remove: h["AutoRemove"].as_bool().unwrap_or(false),
+        cgroup_parent: text(&h["CgroupParent"]),
+        // "default" (or nothing) is resolved by `create` with the CLI's rule.
+        network_mode: text(&h["NetworkMode"]),
+        labels: b["Labels"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+            .unwrap_or_default(),
+        ..ContainerConfig::default()
+    };
+    if let Some(m) = h["Memory"].as_u64().filter(|&m| m > 0) {
+        config.limits.memory = Some(m);
+    }
+    for bind in strings(&h["Binds"]) {
+        config
+            .mounts
+            .push(dockyard::volumes::parse_v(&bind).map_err(|e| BadRequest(format!("{e:#}")))?);
+    }
+    Ok(config)
+}
+
+/// `POST /containers/ID/start`: 204, or 304 when it already runs. An
+/// attach made before (what `docker run` does) gets its connection to the
+/// monitor here, before the container runs.
+pub fn start(service: &Service, id: &str) -> Result<Response> {
+    let r = resolve(service, id)?;
+    if matches!(r.state.status, Status::Running | Status::Paused) {
+        return Ok(Response {
+            status: 304,
+            content_type: "",
+            body: Vec::new(),
+        });
+    }
+    let waiting = lock(&service.pending).remove(&r.id).unwrap_or_default();
+    // Stdin goes to the container when it was created with OpenStdin (`-i`)
+    // and a client attached before the start, as `docker run -i` does.
+    let stdin = config_of(&r)?.open_stdin && !waiting.is_empty();
+    let sock = lock(&service.starter).start(&r.id, !waiting.is_empty(), stdin)?;
+    if let Some(sock) = sock {
+        // The first attach gets the connection the monitor waited for;
+        // any others connect on their own, now that it listens.
+        let mut socks = vec![Ok(sock)];
+        socks.extend((1..waiting.len()).map(|_| container::connect(service.engine, &r.id)));
+        for (tx, s) in waiting.into_iter().zip(socks) {
+            if let Ok(s) = s {
+                let _ = tx.send(s);
+            }
+        }
+    }
+    Ok(Response::no_content())
+}
+
+/// `POST /containers/ID/stop?t=10&signal=SIG`.
+pub fn stop(service: &Service, req: &Request, id: &str) -> Result<Response> {
+    let r = resolve(service, id)?;
+    if !matches!(
+        r.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) {
+        return Ok(Response {
+            status: 304,
+            content_type: "",
+            body: Vec::new(),
+        });
+    }
+    let c = config_of(&r)?;
+    let t = req
+        .query("t")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(10);
+    let timeout = if t < 0 {
+        Duration::from_secs(u64::MAX / 4)
+    } else {
+        Duration::from_secs(t as u64)
+    };
+    let sig = match req.query("signal").filter(|s| !s.is_empty()) {
+        Some(s) => Some(container::parse_signal(s).map_err(|e| BadRequest(e.to_string()))?),
+        None if !c.stop_signal.is_empty() => container::parse_signal(&c.stop_signal).ok(),
+        None => None,
+    };
+    container::stop(service.engine, &r, timeout, sig)?;
+    Ok(Response::no_content())
+}
+
+/// `POST /containers/ID/kill?signal=SIG` (SIGKILL by default).
+pub fn kill(service: &Service, req: &Request, id: &str) -> Result<Response> {
+    let r = resolve(service, id)?;
+    let sig = req
+        .query("signal")
+        .filter(|s| !s.is_empty())
+        .unwrap_or("KILL");
+    let sig = container::parse_signal(sig).map_err(|e| BadRequest(e.to_string()))?;
+    if !matches!(r.state.status, Status::Running | Status::Paused) {
+        bail!(
+            "Cannot kill container: {id}: container {} is not running",
+            r.id
+        );
+    }
+    container::signal(service.engine, &r, sig)?;
+    Ok(Response::no_content())
+}
+
+/// `DELETE /containers/ID?force=1&v=1`.
+pub fn remove(service: &Service, req: &Request, id: &str) -> Result<Response> {
+    let r = resolve(service, id)?;
+    let opts = RemoveOptions {
+        force: req.flag("force"),
+        volumes: req.flag("v"),
+    };
+    container::remove_checked(service.engine, &r, opts)?;
+    Ok(Response::no_content())
+}
+
+/// `POST /containers/ID/wait?condition=not-running|next-exit|removed`: the
+/// 200 and its headers at once (the CLI waits for them before it starts the
+/// container), `{"StatusCode": N}` when the condition is met.
+pub fn wait(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Result<Reply> {
+    let condition = req
+        .query("condition")
+        .filter(|c| !c.is_empty())
+        .unwrap_or("not-running");
+    if !matches!(condition, "not-running" | "next-exit" | "removed") {
+        bail!(BadRequest(format!("invalid condition: \"{condition}\"")));
+    }
+    let first = resolve(service, id)?;
+    let id = first.id.clone();
+    http::start_chunked(&mut &*conn, 200, "application/json")?;
+    let mut last = first.clone();
+    let waited = std::time::Instant::now();
+    let code = loop {
+        let now = service
+            .engine
+            .containers
+            .load(&id)
+            .and_then(|r| service.engine.containers.reconcile(r));
+        let running = |r: &Record| {
+            matches!(
+                r.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            )
+        };
+        match (&now, condition) {
+            (Err(_), _) => {
+                break lock(&service.exits)
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(last.state.exit_code)
+            }
+            (Ok(r), "not-running") if !running(r) => break r.state.exit_code,
+            (Ok(r), "next-exit")
+                if !running(r) && r.state.finished_at != first.state.finished_at =>
+            {
+                break r.state.exit_code
+            }
+            _ => {}
+        }
+        if let Ok(r) = now {
+            last = r;
+        }
+        if client_gone(conn) {
+            // Nobody waits any more: no thread polls on for them.
+            return Ok(Reply::Streamed(Outcome::TakenOver));
+        }
+        // Polled, as the CLI's `wait` polls the record: every 2 ms for the
+        // first seconds (a `run --rm` is over in milliseconds, and each
+        // poll is one small file read), then 20 times a second for a
+        // container that runs for hours.
+        let pause = if waited.elapsed() < Duration::from_secs(3) {
+            2
+        } else {
+            50
+        };
+        std::thread::sleep(Duration::from_millis(pause));
+    };
+    let body = json!({"StatusCode": code, "Error": null}).to_string() + "\n";
+    http::write_chunk(&mut &*conn, body.as_bytes())?;
+    http::write_chunk(&mut &*conn, b"")?;
+    Ok(Reply::Streamed(Outcome::Done))
+}
+
+/// `GET /containers/ID/logs?stdout=1&stderr=1&tail=N&timestamps=1&follow=1`:
+/// the json-file log, framed as attach frames it (raw for a TTY container).
+/// With `follow`, what the container prints next follows until it stops
+/// (or the client goes).
+pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Result<Reply> {
+    let r = resolve(service, id)?;
+    let tty = config_of(&r)?.tty;
+    let (out, err) = (req.flag("stdout"), req.flag("stderr"));
+    if !out && !err {
+        bail!(BadRequest(
+            "Bad parameters: you must choose at least one stream".into()
+        ));
+    }
+    let dir = service.engine.containers.dir_of(&r.id);
+    let tail = req.query("tail").and_then(|t| t.parse().ok());
+    let entries = logs::read(
+        &dir,
+        &logs::Filter {
+            tail,
+            ..Default::default()
+        },
+    )?;
+    // Where following goes on from: the number of entries in the whole log.
+    let mut seen = match (req.flag("follow"), tail) {
+        (true, Some(_)) => logs::read(&dir, &logs::Filter::default())?.len(),
+        _ => entries.len(),
+    };
+    let content = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    http::start_chunked(&mut &*conn, 200, content)?;
+    let frames = |entries: &[logs::Entry]| {
+        let mut body = Vec::new();
+        for e in entries {
+            let stream = if e.stream == "stderr" { 2 } else { 1 };
+            if (stream == 1 && !out) || (stream == 2 && !err) {
+                continue;
+            }
+            let mut line = Vec::new();
+            if req.flag("timestamps") {
+                line.extend_from_slice(format!("{} ", e.time).as_bytes());
+            }
+            line.extend_from_slice(e.log.as_bytes());
+            push_frame(&mut body, tty, stream, &line);
+        }
+        body
+    };
+    let body = frames(&entries);
+    if !body.is_empty() {
+        http::write_chunk(&mut &*conn, &body)?;
+    }
+    while req.flag("follow") && !client_gone(conn) {
+        // Read before looking at the state: what a container printed
+        // before it stopped is sent before the stream ends.
+        let running = resolve(service, &r.id).is_ok_and(|r| {
+            matches!(
+                r.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            )
+        });
+        let all = logs::read(&dir, &logs::Filter::default()).unwrap_or_default();
+        // (A rotation shortens the log: start over from its new end.)
+        let body = frames(all.get(seen..).unwrap_or_default());
+        seen = all.len();
+        if !body.is_empty() {
+            http::write_chunk(&mut &*conn, &body)?;
+        }
+        if !running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    http::write_chunk(&mut &*conn, b"")?;
+    Ok(Reply::Streamed(Outcome::Done))
+}
+
+/// Docker's stream frame: the 8-byte header (stream, three zeros, the
+/// big-endian length) and the bytes; with a TTY, the bytes alone.
+fn push_frame(out: &mut Vec<u8>, tty: bool, stream: u8, data: &[u8]) {
+    if !tty {
+        out.push(stream);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+}
+
+/// `POST /containers/ID/attach?stream=1&stdin=1&stdout=1&stderr=1`,
+/// hijacked (see the module docs).
+pub fn attach(
+    service: &Service,
+    req: &Request,
+    conn: &UnixStream,
+    id: &str,
+    early: &[u8],
+) -> Result<Reply> {
+    let r = resolve(service, id)?;
+    let c = config_of(&r)?;
+    let monitor = if matches!(r.state.status, Status::Running | Status::Paused) {
+        Attached::Now(container::connect(service.engine, &r.id)?)
+    } else {
+        // Not started yet: the start hands us the monitor's connection.
+        let (tx, rx) = std::sync::mpsc::channel();
+        lock(&service.pending)
+            .entry(r.id.clone())
+            .or_default()
+            .push(tx);
+        Attached::Later(rx)
+    };
+    let content = if c.tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    // The 101, flushed before any output: the client reads it, then treats
+    // the socket as the stream.
+    let mut head = Vec::new();
+    write!(head, "HTTP/1.1 101 UPGRADED\r\nContent-Type: {content}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n")?;
+    http::common_headers(&mut head)?;
+    head.extend_from_slice(b"\r\n");
+    (&*conn).write_all(&head)?;
+    (&*conn).flush()?;
+    // An attach made before the start is `docker run -i`'s, whose stdin is
+    // "once": when the client's input ends, the container's does too.
+    let stdin_once = matches!(monitor, Attached::Later(_));
+    let monitor = match monitor {
+        Attached::Now(s) => s,
+        Attached::Later(rx) => loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(s) => break s,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !client_gone(conn) => {}
+                // The client went before the start.
+                Err(_) => return Ok(Reply::Streamed(Outcome::TakenOver)),
+            }
+        },
+    };
+    let wants = Wants {
+        stdin: req.flag("stdin") && c.open_stdin,
+        stdin_once,
+        stdout: req.flag("stdout"),
+        stderr: req.flag("stderr"),
+    };
+    relay(service, &r.id, conn, monitor, c.tty, wants, early)?;
+    Ok(Reply::Streamed(Outcome::TakenOver))
+}
+
+/// Whether the client hung up: closed the connection altogether, which a
+/// unix socket reports as POLLHUP at once. (Not POLLRDHUP: `docker run -i`
+/// half-closes at its stdin's EOF, maybe before the start, and still reads.)
+fn client_gone(conn: &UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) if n > 0 => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        _ => false,
+    }
+}
+
+enum Attached {
+    Now(UnixStream),
+    Later(std::sync::mpsc::Receiver<UnixStream>),
+}
+
+#[derive(Clone, Copy)]
+struct Wants {
+    stdin: bool,
+    stdin_once: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// Copy between the client and the monitor until the container exits:
+/// output re-framed for the client, input framed for the monitor.
+fn relay(
+    service: &Service,
+    id: &str,
+    client: &UnixStream,
+    monitor: UnixStream,
+    tty: bool,
+    wants: Wants,
+    early: &[u8],
+) -> Result<()> {
+    std::thread::scope(|s| -> Result<()> {
+        if wants.stdin {
+            let mut to_monitor = monitor.try_clone()?;
+            let mut from_client = client.try_clone()?;
+            let early = early.to_vec();
+            s.spawn(move || {
+                let mut buf = early;
+                loop {
+                    if !buf.is_empty() {
+                        let f =
+                            dockyard_monitor::attach::frame(dockyard_monitor::attach::STDIN, &buf);
+                        if to_monitor.write_all(&f).is_err() {
+                            return;
+                        }
+                    }
+                    buf = vec![0; 32 * 1024];
+                    match from_client.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            // The client closed its side (the CLI
+                            // half-closes at its stdin's EOF), but still
+                            // reads: the output goes on. An empty frame
+                            // tells the monitor the input ended.
+                            if wants.stdin_once {
+                                let end = dockyard_monitor::attach::frame(
+                                    dockyard_monitor::attach::STDIN,
+                                    &[],
+                                );
+                                let _ = to_monitor.write_all(&end);
+                            }
+                            return;
+                        }
+                        Ok(n) => buf.truncate(n),
+                    }
+                }
+            });
+        }
+        let result = pump_output(service, id, client, &monitor, tty, wants);
+        // Done: end the client's stream, and unblock the stdin thread.
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = monitor.shutdown(std::net::Shutdown::Both);
+        result
+    })
+}
+
+/// The monitor's frames (kind 1 stdout, 2 stderr, 4 exit) to docker's.
+fn pump_output(
+    service: &Service,
+    id: &str,
+    mut client: &UnixStream,
+    mut monitor: &UnixStream,
+    tty: bool,
+    wants: Wants,
+) -> Result<()> {
+    use dockyard_monitor::attach::{frames, EXIT, STDERR, STDOUT};
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = monitor.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let mut out = Vec::new();
+        for (kind, data) in frames(&mut pending) {
+            match kind {
+                STDOUT if wants.stdout => push_frame(&mut out, tty, 1, &data),
+                STDERR if wants.stderr => push_frame(&mut out, tty, 2, &data),
+                EXIT if data.len() == 4 => {
+                    let code = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+                    lock(&service.exits).insert(id.to_string(), code);
+                    client.write_all(&out)?;
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        if !out.is_empty() {
+            client
+                .write_all(&out)
+                .map_err(|e| anyhow!("writing to the client: {e}"))?;
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! `dockyard system service`, driven by a client nobody here wrote: the real
+//! docker CLI (`/usr/local/bin/docker -H unix://SOCK`), and a few raw HTTP
+//! requests for the error shapes.
+//!
+//! Each test starts its own service on a socket in its own temporary
+//! directory, over its own data root (the `Dockyard` of the test, with the
+//! same `--root`), and kills it when it ends, even by panic. Containers are
+//! checked from the other front too (`dockyard ps`, `inspect`) and from the
+//! kernel (/proc), and never touch the host's network: the API's default
+//! network is dockyard's, none.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dockyard_e2e::dockyard::{text, Dockyard as Dy};
+
+const DOCKER: &str = "/usr/local/bin/docker";
+
+/// A running `dockyard system service`, killed on drop.
+struct Service {
+    child: Child,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+    parent: String,
+}
+
+impl Service {
+    fn start(dy: &Dy) -> Service {
+        let dir = tempfile::Builder::new()
+            .prefix("dockyard-api-")
+            .tempdir()
+            .unwrap();
+        let sock = dir.path().join("api.sock");
+        let host = format!("unix://{}", sock.display());
+        let child = dy
+            .command(&["system", "service", "--host", &host, "--time", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dockyard system service");
+        let svc = Service {
+            child,
+            dir,
+            sock,
+            parent: dy.parent.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&svc.sock).is_err() {
+            assert!(Instant::now() < deadline, "the service never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        svc
+    }
+
+    /// The docker CLI against this service, with a config dir of its own
+    /// (no user's contexts or credentials).
+    fn docker(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if matches!(args.first(), Some(&"run") | Some(&"create")) {
+            all.insert(1, format!("--cgroup-parent={}", self.parent));
+        }
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(&all)
+            .env("DOCKER_CONFIG", self.dir.path())
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the docker CLI")
+    }
+
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({:?}):\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// The docker CLI with `input` on its stdin.
+    fn docker_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.insert(1, format!("--cgroup-parent={}", self.parent));
+        let mut child = Command::new(DOCKER)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(&all)
+            .env("DOCKER_CONFIG", self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running the docker CLI");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    }
+
+    /// One raw HTTP request; the whole response as text.
+    fn raw(&self, request: &str) -> String {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn api_docker_version_info_ps_and_images_talk_to_the_service() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    // The socket: 0660, root's (no `dockyard` group on a test machine).
+    let meta = std::fs::metadata(&svc.sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.uid(), 0);
+
+    let version = svc.docker_ok(&["version"]);
+    assert!(
+        version.contains("Client:") && version.contains("Server: Dockyard"),
+        "{version}"
+    );
+    assert!(
+        version.contains("API version:      1.50 (minimum version 1.24)"),
+        "{version}"
+    );
+
+    let out = svc.docker(&["info"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info = text(&out.stdout);
+    assert!(info.contains("Server Version: 0.1.0"), "{info}");
+    assert!(
+        info.contains(&format!("Docker Root Dir: {}", dy.root.path().display())),
+        "{info}"
+    );
+    assert!(!text(&out.stderr).contains("rror"), "{}", text(&out.stderr));
+
+    let ps = svc.docker_ok(&["ps", "-a"]);
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    let images = svc.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let id = dy.ok(&["images", "-q"]);
+    assert_eq!(images, format!("busybox:latest {}", id), "{images}");
+}
+
+#[test]
+fn api_docker_run_rm_relays_output_streams_and_exit_code() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let out = svc.docker(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert_eq!(text(&out.stdout), "hi\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Without a TTY stdout and stderr are multiplexed on one socket and
+    // come apart again in the CLI.
+    let out = svc.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+    assert_eq!(out.status.code(), Some(3));
+    // --rm through the API is the core's --rm: the other front sees nothing.
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+    // -i: stdin travels up the hijacked socket, and its EOF (the CLI
+    // half-closes) ends the container's stdin, so `cat` exits.
+    let out = svc.docker_with_input(
+        &["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo eof"],
+        "typed\n",
+    );
+    assert_eq!(text(&out.stdout), "typed\neof\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    // logs -f follows until the container stops.
+    svc.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; sleep 0.5; echo b",
+    ]);
+    assert_eq!(svc.docker_ok(&["logs", "-f", "chatty"]), "a\nb\n");
+    svc.docker_ok(&["rm", "chatty"]);
+    // With a TTY the stream is raw: the terminal's \r\n arrives as is.
+    let out = svc.docker(&["run", "--rm", "-t", "busybox", "echo", "tty"]);
+    assert_eq!(text(&out.stdout), "tty\r\n");
+}
+
+#[test]
+fn api_docker_run_detached_logs_inspect_stop_rm_and_the_service_stops_alone() {
+    let dy = Dy::new();
+    let mut svc = Service::start(&dy);
+    let id = svc.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; trap 'exit 7' TERM; while :; do sleep 0.1; done",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    dy.wait_for("web", "{{.State.Status}}", "running");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while svc.docker_ok(&["logs", "web"]) != "started\n" {
+        assert!(Instant::now() < deadline, "no log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = svc.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "web"]);
+    let pid = pid.trim();
+    assert_eq!(pid, dy.inspect("web", "{{.State.Pid}}").trim());
+    assert!(PathBuf::from(format!("/proc/{pid}")).exists());
+    assert_eq!(
+        svc.docker_ok(&["inspect", "-f", "{{.Name}} {{.State.Status}}", id.as_str()]),
+        "/web running\n"
+    );
+    let ps = svc.docker_ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("web Up "), "{ps}");
+
+    // The container has its own monitor: the service's death is not its.
+    svc.kill();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        PathBuf::from(format!("/proc/{pid}")).exists(),
+        "the container died with the service"
+    );
+    let svc = Service::start(&dy);
+
+    let started = Instant::now();
+    svc.docker_ok(&["stop", "-t", "5", "web"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "stop waited for SIGKILL"
+    );
+    assert_eq!(
+        dy.inspect("web", "{{.State.Status}} {{.State.ExitCode}}")
+            .trim(),
+        "exited 7"
+    );
+    assert!(!PathBuf::from(format!("/proc/{pid}")).exists());
+    assert_eq!(svc.docker_ok(&["rm", "web"]), "web\n");
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn api_errors_have_dockers_texts_codes_and_statuses() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let out = svc.docker(&["rm", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error response from daemon: No such container: nope\n"
+    );
+    let out = svc.docker(&["inspect", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "Error: No such object: nope\n");
+    let out = svc.docker(&["stop", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("No such container: nope"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A running container cannot be removed without force: 409.
+    svc.docker_ok(&["run", "-d", "--name", "busy", "busybox", "sleep", "30"]);
+    let out = svc.docker(&["rm", "busy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("container is running"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["rm", "-f", "busy"]);
+
+    let body = "{\"Image\": ";
+    let resp = svc.raw(&format!(
+        "POST /v1.50/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
+    let json: serde_json::Value =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON"),
+        "{resp}"
+    );
+    // ...and nothing was created.
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+    let resp = svc.raw("GET /v1.12/version HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 400 ") && resp.contains("is too old"),
+        "{resp}"
+    );
+    let resp = svc.raw("HEAD /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 200 OK") && resp.contains("Api-Version: 1.50"),
+        "{resp}"
+    );
+    let resp = svc.raw("GET /v1.50/nowhere HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 404 ") && resp.contains("page not found"),
+        "{resp}"
+    );
+}
+
+/// The memory limit the kernel holds for the cgroup of process `pid`
+/// (cgroup v1's memory controller or v2's unified tree).
+fn memory_limit(pid: &str) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        if controllers.split(',').any(|c| c == "memory") {
+            return std::fs::read_to_string(format!(
+                "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+            ))
+            .unwrap();
+        }
+        if controllers.is_empty() && line.starts_with("0::") {
+            if let Ok(v) = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")) {
+                return v;
+            }
+        }
+    }
+    panic!("no memory cgroup in {cgroups}");
+}
+
+#[test]
+fn api_docker_run_binds_and_memory_reach_the_kernel() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let dir = tempfile::Builder::new()
+        .prefix("dockyard-api-bind-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(dir.path().join("file"), "from the host\n").unwrap();
+    let bind = format!("{}:/data", dir.path().display());
+    let out = svc.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/file; echo back > /data/out",
+    ]);
+    assert_eq!(out, "from the host\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out")).unwrap(),
+        "back\n"
+    );
+
+    svc.docker_ok(&[
+        "run", "-d", "--name", "capped", "-m", "64m", "busybox", "sleep", "30",
+    ]);
+    let pid = dy.inspect("capped", "{{.State.Pid}}");
+    assert_eq!(memory_limit(pid.trim()).trim(), "67108864");
+    assert_eq!(
+        dy.inspect("capped", "{{.HostConfig.Memory}}").trim(),
+        "67108864"
+    );
+    svc.docker_ok(&["rm", "-f", "capped"]);
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
