@@ -501,6 +501,14 @@ fn no_bridge_daemon_json() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Whether a session makes a throwaway network namespace (`unshare --net`) for its containers.
+fn makes_throwaway_netns(session: &Session) -> bool {
+    session
+        .commands
+        .iter()
+        .any(|c| c.text.contains("unshare --net") || c.text.contains("unshare -n"))
+}
+
 /// Runs every command of `session` in one `bash` process and returns each command's output.
 pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutput>> {
     let nonce = format!(
@@ -541,10 +549,7 @@ pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutp
     // namespace (`unshare --net`) for its containers gets a daemon.json
     // with docker's `"bridge": "none"`, so that no `dockyard run` of the
     // book makes a bridge, a veth or a NAT rule on this machine.
-    let throwaway_netns = session
-        .commands
-        .iter()
-        .any(|c| c.text.contains("unshare --net") || c.text.contains("unshare -n"));
+    let throwaway_netns = makes_throwaway_netns(session);
     let daemon_json = no_bridge_daemon_json()?;
     let mut bash = Command::new("bash");
     if throwaway_netns {

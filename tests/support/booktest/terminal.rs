@@ -48,7 +48,14 @@ const STATE_FN: &str = r#"__dockyard_booktest_state() {
 "#;
 
 /// State lines that change in any terminal and say nothing about a block: `cd` sets `OLDPWD`.
-const STATE_NOISE: &[&str] = &["declare -x OLDPWD", "declare -x PWD=", "declare -x _="];
+/// The harness's own `DOCKYARD_DAEMON_CONFIG`, set before each block (see [`run_chapter`]), is
+/// not the block's doing either.
+const STATE_NOISE: &[&str] = &[
+    "declare -x OLDPWD",
+    "declare -x PWD=",
+    "declare -x _=",
+    "declare -x DOCKYARD_DAEMON_CONFIG=",
+];
 
 /// The shell's state as the state function printed it, as sorted lines (fds and processes come
 /// in whatever order `/proc` lists them). The state probe's own `sed` is left out.
@@ -114,9 +121,23 @@ pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> 
     // after block `k` with that `cd`.
     let _ = writeln!(script, "cd -- '{}'", cfg.workdir.display());
     state(&mut script, "S".to_string());
+    let daemon_json = super::no_bridge_daemon_json()?;
     for (k, session) in sessions.iter().enumerate() {
         if k > 0 {
             let _ = writeln!(script, "cd -- '{}'", cfg.workdir.display());
+        }
+        // The networking rule, as for a block run on its own: a block that makes no throwaway
+        // network namespace (`unshare --net`) runs dockyard with docker's `"bridge": "none"`,
+        // so no `dockyard run` of the book makes a bridge, veth or NAT rule on this machine.
+        if super::makes_throwaway_netns(session) {
+            let _ = writeln!(script, "unset {}", super::DAEMON_CONFIG_ENV);
+        } else {
+            let _ = writeln!(
+                script,
+                "export {}='{}'",
+                super::DAEMON_CONFIG_ENV,
+                daemon_json.display()
+            );
         }
         for (n, cmd) in session.commands.iter().enumerate() {
             let _ = writeln!(script, "printf '%s\\n' '{}'", marker(&format!("C{k}_{n}")));
