@@ -10,6 +10,8 @@
 //! ```
 //!
 //! Environment: `DOCKYARD_SKIP_PRIVILEGED=1` skips the sessions when not root;
+//! `DOCKYARD_BOOKTEST_MODE=blocks` runs each block in a shell of its own instead of each file's
+//! blocks in one shell (see `support/booktest/terminal.rs`);
 //! `DOCKYARD_BIN_DIR` overrides where the binaries are; `DOCKYARD_BOOKTEST_TIMEOUT` sets the
 //! seconds per block (default 120); `DOCKYARD_BOOKTEST_FILTER=ch03` runs only the files whose
 //! path contains that text; `DOCKYARD_BOOK_SRC` checks another tree instead of `book/src`.
@@ -18,8 +20,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use dockyard_e2e::booktest::{
-    bin_dir, check_includes, check_session, check_summary, markdown_files, parse_sessions,
-    workspace_root, RunConfig, Session,
+    bin_dir, check_chapter, check_includes, check_session, check_summary, markdown_files,
+    parse_sessions, workspace_root, RunConfig, Session,
 };
 
 /// `book/src`, or `$DOCKYARD_BOOK_SRC` (to try the harness on another tree).
@@ -104,17 +106,35 @@ fn book_sessions_match() {
     }
 
     let cfg = RunConfig::for_workspace().expect("reading the booktest settings");
+    // By default each file's blocks run in one shell, in order, as a learner types them (which
+    // also compares every command's output); `DOCKYARD_BOOKTEST_MODE=blocks` runs each block in
+    // a fresh shell instead, as the book test did before, to tell a leak from a plain mismatch.
+    let per_block = std::env::var("DOCKYARD_BOOKTEST_MODE").is_ok_and(|m| m == "blocks");
     let mut report = String::new();
     let mut failed = 0;
-    for session in &sessions {
+    let mut chapters: Vec<Vec<Session>> = Vec::new();
+    for session in sessions.iter().cloned() {
+        match chapters.last_mut() {
+            Some(chapter) if chapter[0].file == session.file && !per_block => chapter.push(session),
+            _ => chapters.push(vec![session]),
+        }
+    }
+    for chapter in &chapters {
+        let started = std::time::Instant::now();
+        let commands: usize = chapter.iter().map(|s| s.commands.len()).sum();
+        let mismatches = if per_block {
+            check_session(&chapter[0], &cfg)
+        } else {
+            check_chapter(chapter, &cfg)
+        }
+        .unwrap_or_else(|e| panic!("{}:{}: {e:#}", shown(&chapter[0].file), chapter[0].line));
         eprintln!(
-            "running {}:{} ({} commands)",
-            shown(&session.file),
-            session.line,
-            session.commands.len()
+            "ran {}:{} ({} block(s), {commands} commands) in {:.1}s",
+            shown(&chapter[0].file),
+            chapter[0].line,
+            chapter.len(),
+            started.elapsed().as_secs_f64()
         );
-        let mismatches = check_session(session, &cfg)
-            .unwrap_or_else(|e| panic!("{}:{}: {e:#}", shown(&session.file), session.line));
         for mut m in mismatches {
             failed += 1;
             m.file = PathBuf::from(shown(&m.file));
@@ -134,7 +154,8 @@ fn book_sessions_match() {
             )
         };
         panic!(
-            "{failed} command(s) in {} session(s) differ from the book:\n\n{report}{note}",
+            "{failed} problem(s) in {} session(s): output that differs from the book, or a block \
+             that leaves the learner's terminal changed:\n\n{report}{note}",
             sessions.len()
         );
     }

@@ -6,14 +6,16 @@
 //!
 //! 1. the **parser** ([`parse_sessions`]) turns a Markdown file into [`Session`]s;
 //! 2. the **matcher** ([`output_matches`]) compares expected output, with elisions, to actual output;
-//! 3. the **runner** ([`run_session`], [`check_session`]) runs one session in one `bash` process;
+//! 3. the **runner** ([`run_session`], [`check_session`]) runs one session in one `bash` process,
+//!    and [`run_chapter`], [`check_chapter`] run all sessions of a file in one, as one terminal;
 //! 4. the **include checker** ([`check_includes`], [`check_summary`]) makes sure every
 //!    `{{#include}}` and every `SUMMARY.md` link points at something that exists.
 //!
 //! # The session format
 //!
 //! A session is a fenced code block whose info string is `console` (```` ```console ````, or
-//! `~~~console`; attributes after a comma or a space are ignored). Blocks with any other info
+//! `~~~console`; attributes after a comma or a space are ignored, but for `changes-terminal`,
+//! see below). Blocks with any other info
 //! string (`text`, `sh`, `rust`, ...) are not run.
 //!
 //! ````text
@@ -42,9 +44,14 @@
 //!   empty lines are ignored.
 //! - Exit status is not checked; a session that cares shows it (`echo "exit=$?"`).
 //! - All commands of one block run in one `bash` process, in order, so `cd`, variables and
-//!   `export` carry over from one command to the next, but not to the next block. Each block starts
-//!   in the workspace root, with the built binaries (`target/debug`) first on `PATH`, stdin from
-//!   `/dev/null`, and a time limit after which its whole process group is killed.
+//!   `export` carry over from one command to the next. Each block starts in the workspace root,
+//!   with the built binaries (`target/debug`) first on `PATH`, stdin from `/dev/null`, and a time
+//!   limit after which its whole process group is killed.
+//! - The book test runs all blocks of one file in ONE `bash` process ([`check_chapter`]), as a
+//!   learner types them into one terminal: a block must leave that shell as it found it (working
+//!   directory, shell options, traps, exported variables, open descriptors and locks, processes
+//!   of the shell's group), or the test fails at the block's fence. [`check_session`] runs one
+//!   block in a shell of its own.
 //!
 //! Output goes to a file, not a terminal, so programs that buffer stdout when it is not a tty
 //! (most C programs) may print stdout and stderr in a different order than in a terminal.
@@ -75,6 +82,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
+mod terminal;
+pub use terminal::{check_chapter, run_chapter, ChapterRun, WHOLE_BLOCK};
+
 /// The info string that marks a fenced block as a shell session to run.
 pub const SESSION_LANG: &str = "console";
 
@@ -93,7 +103,15 @@ pub struct Session {
     /// 1-based line number of the opening fence.
     pub line: usize,
     pub commands: Vec<SessionCommand>,
+    /// The block is meant to change the learner's terminal for the blocks after it (its info
+    /// string has the attribute [`CHANGES_TERMINAL`], and the text around it says why): the
+    /// one-shell run does not report what it leaves behind.
+    pub changes_terminal: bool,
 }
+
+/// The info-string attribute (```` ```console,changes-terminal ````) of a block that is meant to
+/// leave the terminal changed, such as the one that puts the tools on `PATH`.
+pub const CHANGES_TERMINAL: &str = "changes-terminal";
 
 /// One command of a session and the output the book says it prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +183,13 @@ fn info_lang(info: &str) -> &str {
         .unwrap_or("")
 }
 
+/// The attributes after the language in an info string (`console,changes-terminal`).
+fn info_attributes(info: &str) -> impl Iterator<Item = &str> {
+    info.split(|c: char| c.is_whitespace() || c == ',')
+        .skip(1)
+        .filter(|a| !a.is_empty())
+}
+
 /// Removes up to `indent` leading spaces, so that fences nested in list items read as written.
 fn strip_indent(line: &str, indent: usize) -> &str {
     let spaces = line.bytes().take(indent).take_while(|b| *b == b' ').count();
@@ -211,6 +236,7 @@ pub fn parse_sessions(file: &Path, text: &str) -> Result<Vec<Session>, ParseErro
                 file: file.to_path_buf(),
                 line: fence_line,
                 commands,
+                changes_terminal: info_attributes(&fence.info).any(|a| a == CHANGES_TERMINAL),
             });
         }
         i = end + 1;
@@ -475,6 +501,14 @@ fn no_bridge_daemon_json() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Whether a session makes a throwaway network namespace (`unshare --net`) for its containers.
+fn makes_throwaway_netns(session: &Session) -> bool {
+    session
+        .commands
+        .iter()
+        .any(|c| c.text.contains("unshare --net") || c.text.contains("unshare -n"))
+}
+
 /// Runs every command of `session` in one `bash` process and returns each command's output.
 pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutput>> {
     let nonce = format!(
@@ -515,10 +549,7 @@ pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutp
     // namespace (`unshare --net`) for its containers gets a daemon.json
     // with docker's `"bridge": "none"`, so that no `dockyard run` of the
     // book makes a bridge, a veth or a NAT rule on this machine.
-    let throwaway_netns = session
-        .commands
-        .iter()
-        .any(|c| c.text.contains("unshare --net") || c.text.contains("unshare -n"));
+    let throwaway_netns = makes_throwaway_netns(session);
     let daemon_json = no_bridge_daemon_json()?;
     let mut bash = Command::new("bash");
     if throwaway_netns {
@@ -624,12 +655,12 @@ pub struct Mismatch {
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}:{}: command output differs",
-            self.file.display(),
-            self.line
-        )?;
+        let what = if self.command == WHOLE_BLOCK {
+            "block leaves the shell changed"
+        } else {
+            "command output differs"
+        };
+        writeln!(f, "{}:{}: {what}", self.file.display(), self.line)?;
         let mut prompt = "# ";
         for l in self.command.lines() {
             writeln!(f, "    {prompt}{l}")?;
@@ -646,31 +677,37 @@ impl fmt::Display for Mismatch {
 pub fn check_session(session: &Session, cfg: &RunConfig) -> Result<Vec<Mismatch>> {
     let outputs = run_session(session, cfg)?;
     let mut mismatches = Vec::new();
-    for (cmd, output) in session.commands.iter().zip(outputs) {
-        let details = match output {
-            CommandOutput::Done(actual) if output_matches(&cmd.expected, &actual) => continue,
-            CommandOutput::Done(actual) => {
-                format!("diff (- book, + actual):\n{}", diff(&cmd.expected, &actual))
-            }
-            CommandOutput::TimedOut(actual) => format!(
-                "timed out: the block ran longer than {}s and was killed \
-                 (set DOCKYARD_BOOKTEST_TIMEOUT to change the limit)\n\
-                 diff (- book, + actual):\n{}",
-                cfg.timeout.as_secs(),
-                diff(&cmd.expected, &actual)
-            ),
-            CommandOutput::NotRun => "not run: the block's shell ended before this command \
-                 (did an earlier command `exit`, or fail to parse?)"
-                .to_string(),
-        };
-        mismatches.push(Mismatch {
-            file: session.file.clone(),
-            line: cmd.line,
-            command: cmd.text.clone(),
-            details,
-        });
+    for (cmd, output) in session.commands.iter().zip(&outputs) {
+        if let Some(details) = compare(cmd, output, cfg) {
+            mismatches.push(Mismatch {
+                file: session.file.clone(),
+                line: cmd.line,
+                command: cmd.text.clone(),
+                details,
+            });
+        }
     }
     Ok(mismatches)
+}
+
+/// Why `output` is not what the book shows for `cmd`, or `None` if it is.
+fn compare(cmd: &SessionCommand, output: &CommandOutput, cfg: &RunConfig) -> Option<String> {
+    Some(match output {
+        CommandOutput::Done(actual) if output_matches(&cmd.expected, actual) => return None,
+        CommandOutput::Done(actual) => {
+            format!("diff (- book, + actual):\n{}", diff(&cmd.expected, actual))
+        }
+        CommandOutput::TimedOut(actual) => format!(
+            "timed out: the block ran longer than {}s and was killed \
+             (set DOCKYARD_BOOKTEST_TIMEOUT to change the limit)\n\
+             diff (- book, + actual):\n{}",
+            cfg.timeout.as_secs(),
+            diff(&cmd.expected, actual)
+        ),
+        CommandOutput::NotRun => "not run: the shell ended before this command \
+             (did an earlier command `exit`, fail to parse, or time out?)"
+            .to_string(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
