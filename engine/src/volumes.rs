@@ -324,29 +324,38 @@ pub fn copy_up(rootfs: &Path, target: &Path, data: &Path) -> Result<()> {
 /// symlink below `src` (see [`copy_up`]).
 fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        let meta = std::fs::symlink_metadata(&from)?;
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            std::fs::create_dir(&to)?;
-            copy_tree(&from, &to)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-        } else if kind.is_file() {
-            // `from` was lstat'ed as a regular file, so copy opens no link.
-            std::fs::copy(&from, &to)?;
-        } else {
-            // Device nodes, fifos and sockets in an image directory that is
-            // also a volume: rare, and a device node in a volume would
-            // outlive the container's device rules. Left out.
-            continue;
-        }
-        std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()))?;
-        if !kind.is_symlink() {
-            // After chown, which clears set-uid and set-gid bits.
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    // A stack of directories still to copy, not recursion: an image decides
+    // how deep its tree is, and a few thousand levels would overflow the
+    // thread's stack and kill the engine half-way (issue 24, item 8).
+    let mut todo = vec![(src.to_path_buf(), dst.to_path_buf())];
+    while let Some((src, dst)) = todo.pop() {
+        for entry in std::fs::read_dir(&src)? {
+            let entry = entry?;
+            let (from, to) = (entry.path(), dst.join(entry.file_name()));
+            let meta = std::fs::symlink_metadata(&from)?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                std::fs::create_dir(&to)?;
+                todo.push((from, to.clone()));
+            } else if kind.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            } else if kind.is_file() {
+                // `from` was lstat'ed as a regular file, so copy opens no link.
+                std::fs::copy(&from, &to)?;
+            } else {
+                // Device nodes, fifos and sockets in an image directory that is
+                // also a volume: rare, and a device node in a volume would
+                // outlive the container's device rules. Left out.
+                continue;
+            }
+            std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()))?;
+            if !kind.is_symlink() {
+                // After chown, which clears set-uid and set-gid bits.
+                std::fs::set_permissions(
+                    &to,
+                    std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+                )?;
+            }
         }
     }
     Ok(())
