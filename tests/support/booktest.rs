@@ -482,23 +482,10 @@ pub enum CommandOutput {
 /// The environment variable that names dockyard's daemon.json.
 const DAEMON_CONFIG_ENV: &str = "DOCKYARD_DAEMON_CONFIG";
 
-/// The daemon.json with `"bridge": "none"` that sessions get: one for the
-/// whole test process, never removed while it runs, because containers
-/// started in one block (and their monitors, which read it when the
-/// container exits) outlive it.
+/// The daemon.json with `"bridge": "none"` that sessions get: the tests'
+/// shared one (see [`crate::dockyard::no_bridge_daemon_json`]).
 fn no_bridge_daemon_json() -> Result<PathBuf> {
-    let path = std::env::temp_dir().join(format!(
-        "dockyard-booktest-daemon-{}.json",
-        std::process::id()
-    ));
-    if !path.exists() {
-        fs::write(&path, "{\"bridge\": \"none\"}\n")
-            .context("writing the sessions' daemon.json")?;
-        // Readable by all: sessions run dockyard as other users too (rootless).
-        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .context("making the sessions' daemon.json readable")?;
-    }
-    Ok(path)
+    Ok(crate::dockyard::no_bridge_daemon_json())
 }
 
 /// Whether a session makes a throwaway network namespace (`unshare --net`) for its containers.

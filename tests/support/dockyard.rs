@@ -32,15 +32,27 @@ pub const DAEMON_CONFIG_ENV: &str = "DOCKYARD_DAEMON_CONFIG";
 /// ([`Dockyard::with_default_bridge`], or `env_remove(DAEMON_CONFIG_ENV)`).
 pub fn no_default_bridge() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let path =
-            std::env::temp_dir().join(format!("dockyard-tests-daemon-{}.json", std::process::id()));
-        std::fs::write(&path, "{\"bridge\": \"none\"}\n").expect("writing the tests' daemon.json");
+    ONCE.call_once(|| std::env::set_var(DAEMON_CONFIG_ENV, no_bridge_daemon_json()));
+}
+
+/// The daemon.json that says `"bridge": "none"`: one file for every test
+/// process, at a fixed path, so that no run leaves one behind of its own.
+/// It is never removed while tests run (containers' monitors read it when
+/// their container exits), and it is written whole, to a name of this
+/// process first and then renamed, so that two test processes that start
+/// together never read half of it.
+pub fn no_bridge_daemon_json() -> PathBuf {
+    const TEXT: &str = "{\"bridge\": \"none\"}\n";
+    let path = std::env::temp_dir().join("dockyard-tests-no-bridge.json");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(TEXT) {
+        let tmp = path.with_extension(format!("json.{}", std::process::id()));
+        std::fs::write(&tmp, TEXT).expect("writing the tests' daemon.json");
         // Readable by the unprivileged users the rootless tests run as.
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .expect("making the tests' daemon.json readable");
-        std::env::set_var(DAEMON_CONFIG_ENV, &path);
-    });
+        std::fs::rename(&tmp, &path).expect("putting the tests' daemon.json in place");
+    }
+    path
 }
 
 /// A `dockyard` with a data root and cgroup parent of its own.
