@@ -89,7 +89,9 @@ impl Service {
     /// The docker CLI with `input` on its stdin.
     fn docker_with_input(&self, args: &[&str], input: &str) -> Output {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.insert(1, format!("--cgroup-parent={}", self.parent));
+        if matches!(args.first(), Some(&"run") | Some(&"create")) {
+            all.insert(1, format!("--cgroup-parent={}", self.parent));
+        }
         let mut child = Command::new(DOCKER)
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
@@ -400,4 +402,94 @@ fn api_docker_run_binds_and_memory_reach_the_kernel() {
     );
     svc.docker_ok(&["rm", "-f", "capped"]);
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn api_docker_exec_streams_exit_codes_stdin_tty_and_detach() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--hostname",
+        "inside",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+
+    // Output, demultiplexed by the CLI into its own stdout and stderr.
+    let out = svc.docker(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; hostname",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\ninside\n");
+    assert_eq!(text(&out.stderr), "err\n");
+
+    // The command's exit code is the CLI's (read from GET /exec/ID/json).
+    let out = svc.docker(&["exec", "web", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    // The process ran in the container's pid namespace, not the host's.
+    let ps = svc.docker_ok(&["exec", "web", "ps", "-o", "pid,args"]);
+    assert!(ps.contains("1 sleep 60"), "{ps}");
+
+    // -i: the CLI's stdin reaches the command, and its EOF ends it.
+    let out = svc.docker_with_input(&["exec", "-i", "web", "tr", "a-z", "A-Z"], "hello\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "HELLO\n");
+
+    // -t: a terminal inside, and the raw stream (no frame headers; the
+    // terminal's \r\n).
+    let out = svc.docker(&["exec", "-t", "web", "sh", "-c", "tty; echo e >&2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tty = text(&out.stdout);
+    assert!(tty.starts_with("/dev/pts/"), "{tty:?}");
+    assert!(tty.ends_with("e\r\n"), "{tty:?}");
+
+    // -d: the CLI returns at once; the command ran in the container.
+    svc.docker_ok(&["exec", "-d", "web", "sh", "-c", "echo made > /tmp/made"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = svc.docker(&["exec", "web", "cat", "/tmp/made"]);
+        if out.status.success() {
+            assert_eq!(text(&out.stdout), "made\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "exec -d never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // docker's errors: no such container (404), not running (409).
+    let out = svc.docker(&["exec", "nosuch", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("No such container: nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
+    let resp =
+        svc.raw("GET /v1.50/exec/0123/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(
+        resp.contains(r#"{"message":"No such exec instance: 0123"}"#),
+        "{resp}"
+    );
+    svc.docker_ok(&["kill", "web"]);
+    dy.wait_for("web", "{{.State.Status}}", "exited");
+    let out = svc.docker(&["exec", "web", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["rm", "web"]);
 }

@@ -18,7 +18,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::http::{write_response, Request, Response};
-use super::{containers, Service, API_VERSION, MIN_API_VERSION};
+use super::{containers, exec, Service, API_VERSION, MIN_API_VERSION};
 use dockyard::{image, state, system};
 
 /// What became of the connection.
@@ -112,9 +112,18 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
             ("DELETE", [id]) => return full(containers::remove(service, req, id)),
             ("POST", [id, "wait"]) => return streamed(containers::wait(service, req, conn, id)),
             ("GET", [id, "logs"]) => return streamed(containers::logs(service, req, conn, id)),
+            ("POST", [id, "exec"]) => return full(exec::create(service, req, id)),
             ("POST", [id, "attach"]) => {
                 return streamed(containers::attach(service, req, conn, id, early))
             }
+            _ => {}
+        }
+    }
+    if let Some(seg) = segments(&req.path, "/exec") {
+        match (m, seg.as_slice()) {
+            ("GET", [id, "json"]) => return full(exec::inspect(service, id)),
+            ("POST", [id, "resize"]) => return full(exec::resize(service, req, id)),
+            ("POST", [id, "start"]) => return streamed(exec::start(service, req, conn, id, early)),
             _ => {}
         }
     }
@@ -134,7 +143,10 @@ pub fn error_response(e: &anyhow::Error) -> Response {
     let msg = format!("{e:#}");
     let status = if let Some(b) = e.downcast_ref::<BadRequest>() {
         return Response::error(400, &b.0);
-    } else if msg.contains("No such container") || msg.contains("No such image") {
+    } else if msg.contains("No such container")
+        || msg.contains("No such image")
+        || msg.contains("No such exec instance")
+    {
         404
     } else if msg.contains("Unable to find image") {
         // What the core says of an image it does not have; docker's API says
