@@ -493,3 +493,82 @@ fn api_docker_exec_streams_exit_codes_stdin_tty_and_detach() {
     );
     svc.docker_ok(&["rm", "web"]);
 }
+
+#[test]
+fn api_docker_restart_pause_top_rename_diff_and_prune() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "60"]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+    let pid = dy.inspect("web", "{{.State.Pid}}").trim().to_string();
+
+    // top: the container's processes, as the kernel has them.
+    let top = svc.docker_ok(&["top", "web"]);
+    assert!(top.starts_with("UID "), "{top}");
+    let row = top
+        .lines()
+        .find(|l| l.contains("sleep 60"))
+        .expect("no sleep row");
+    assert!(
+        row.split_whitespace().any(|w| w == pid),
+        "{row} has not pid {pid}"
+    );
+
+    // pause / unpause: recorded, and an exec into the frozen container refused.
+    svc.docker_ok(&["pause", "web"]);
+    assert_eq!(dy.inspect("web", "{{.State.Status}}").trim(), "paused");
+    let out = svc.docker(&["exec", "web", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is paused"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["unpause", "web"]);
+    assert_eq!(dy.inspect("web", "{{.State.Status}}").trim(), "running");
+
+    // changes: what the container wrote, seen by docker diff.
+    svc.docker_ok(&["exec", "web", "sh", "-c", "echo x > /made-here"]);
+    let diff = svc.docker_ok(&["diff", "web"]);
+    assert!(diff.lines().any(|l| l == "A /made-here"), "{diff}");
+
+    // rename, seen from the other front; a taken name is docker's 409.
+    svc.docker_ok(&["run", "--name", "done", "busybox", "true"]);
+    let out = svc.docker(&["rename", "web", "done"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["rename", "web", "web2"]);
+    assert_eq!(dy.inspect("web2", "{{.State.Pid}}").trim(), pid);
+
+    // restart: a new process, the old one gone.
+    svc.docker_ok(&["restart", "-t", "1", "web2"]);
+    dy.wait_for("web2", "{{.State.Status}}", "running");
+    let pid2 = dy.inspect("web2", "{{.State.Pid}}").trim().to_string();
+    assert_ne!(pid2, pid);
+    assert!(!PathBuf::from(format!("/proc/{pid}")).exists());
+    assert!(PathBuf::from(format!("/proc/{pid2}")).exists());
+
+    // prune: the stopped container goes, the running one stays.
+    let done = dy.inspect("done", "{{.Id}}").trim().to_string();
+    let out = svc.docker_ok(&["container", "prune", "-f"]);
+    assert!(out.contains(&done), "{out}");
+    assert_eq!(dy.ok(&["ps", "-a", "--format", "{{.Names}}"]), "web2\n");
+    svc.docker_ok(&["rm", "-f", "web2"]);
+}
+
+#[test]
+fn api_docker_run_of_a_missing_command_tells_the_client() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let out = svc.docker(&["run", "--rm", "busybox", "nonexist"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains("exec \"nonexist\": executable file not found in $PATH"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -28,6 +28,7 @@
 //! - `routes`: path and method to handler, and docker's error shapes;
 //! - `containers`: the container endpoints, `attach` and its hijack;
 //! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
+//! - `verbs`: restart, pause, top, rename, changes, prune;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -41,6 +42,7 @@ mod exec;
 mod http;
 mod routes;
 mod starter;
+mod verbs;
 
 use std::collections::HashMap;
 use std::io::BufReader;

@@ -18,7 +18,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::http::{write_response, Request, Response};
-use super::{containers, exec, Service, API_VERSION, MIN_API_VERSION};
+use super::{containers, exec, verbs, Service, API_VERSION, MIN_API_VERSION};
 use dockyard::{image, state, system};
 
 /// What became of the connection.
@@ -101,6 +101,7 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
         ("GET", "/images/json") => return full(images(service)),
         ("GET", "/containers/json") => return full(containers::list(service, req)),
         ("POST", "/containers/create") => return full(containers::create(service, req)),
+        ("POST", "/containers/prune") => return full(verbs::prune(service, req)),
         _ => {}
     }
     if let Some(seg) = segments(&req.path, "/containers") {
@@ -112,6 +113,12 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
             ("DELETE", [id]) => return full(containers::remove(service, req, id)),
             ("POST", [id, "wait"]) => return streamed(containers::wait(service, req, conn, id)),
             ("GET", [id, "logs"]) => return streamed(containers::logs(service, req, conn, id)),
+            ("POST", [id, "restart"]) => return full(verbs::restart(service, req, id)),
+            ("POST", [id, "pause"]) => return full(verbs::pause(service, id, true)),
+            ("POST", [id, "unpause"]) => return full(verbs::pause(service, id, false)),
+            ("GET", [id, "top"]) => return full(verbs::top(service, req, id)),
+            ("POST", [id, "rename"]) => return full(verbs::rename(service, req, id)),
+            ("GET", [id, "changes"]) => return full(verbs::changes(service, id)),
             ("POST", [id, "exec"]) => return full(exec::create(service, req, id)),
             ("POST", [id, "attach"]) => {
                 return streamed(containers::attach(service, req, conn, id, early))
