@@ -572,3 +572,92 @@ fn api_docker_run_of_a_missing_command_tells_the_client() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn api_docker_tag_history_inspect_rmi_and_image_prune() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    // A name with a registry host and slashes, so never one of Docker
+    // Hub's; tagging pulls nothing anyway.
+    svc.docker_ok(&["tag", "busybox", "localhost:5000/team/app:1"]);
+    let images = dy.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        images.lines().any(|l| l == "localhost:5000/team/app:1"),
+        "{images}"
+    );
+
+    // inspect: the core's document, through the docker CLI's template.
+    let id = dy.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    assert_eq!(
+        svc.docker_ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            "localhost:5000/team/app:1"
+        ]),
+        id
+    );
+    let tags = svc.docker_ok(&["image", "inspect", "-f", "{{json .RepoTags}}", "busybox"]);
+    assert!(tags.contains("localhost:5000/team/app:1"), "{tags}");
+
+    // history: docker's table from our JSON equals dockyard's own, but for
+    // CREATED: the base image is made reproducibly at the epoch, which the
+    // docker CLI shows as "N/A" (Created 0) and dockyard as "56 years ago".
+    let columns = |t: String| -> Vec<Vec<String>> {
+        t.lines()
+            .map(|l| {
+                let mut c: Vec<String> = l
+                    .split("   ")
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                c.remove(1);
+                c
+            })
+            .collect()
+    };
+    let ours = svc.docker_ok(&["history", "--no-trunc", "busybox"]);
+    assert!(
+        ours.lines().nth(1).is_some_and(|l| l.contains(" N/A ")),
+        "{ours}"
+    );
+    assert_eq!(
+        columns(ours),
+        columns(dy.ok(&["history", "--no-trunc", "busybox"]))
+    );
+
+    // rmi of one of two names: that name goes, the image stays.
+    assert_eq!(
+        svc.docker_ok(&["rmi", "localhost:5000/team/app:1"]),
+        "Untagged: localhost:5000/team/app:1\n"
+    );
+    assert_eq!(dy.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]), id);
+    let out = svc.docker(&["rmi", "localhost:5000/none:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("No such image: localhost:5000/none:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The last name of an image a container uses: docker's conflict.
+    svc.docker_ok(&["create", "--name", "user", "busybox", "true"]);
+    let out = svc.docker(&["rmi", "busybox"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("conflict: unable to remove"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["rm", "user"]);
+
+    // prune -a: the unused image is untagged and its files deleted.
+    let out = svc.docker_ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains("untagged: busybox:latest"), "{out}");
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    assert_eq!(dy.ok(&["images", "-q"]), "");
+    let resp = svc.raw(
+        "POST /v1.50/images/prune?filters=%7B%22until%22%3A%5B%2210m%22%5D%7D HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+}

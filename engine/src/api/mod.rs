@@ -28,6 +28,7 @@
 //! - `routes`: path and method to handler, and docker's error shapes;
 //! - `containers`: the container endpoints, `attach` and its hijack;
 //! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
+//! - `images`: tag, history, inspect, delete, prune;
 //! - `verbs`: restart, pause, top, rename, changes, prune;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
@@ -40,6 +41,7 @@
 mod containers;
 mod exec;
 mod http;
+mod images;
 mod routes;
 mod starter;
 mod verbs;

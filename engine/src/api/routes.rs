@@ -18,7 +18,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::http::{write_response, Request, Response};
-use super::{containers, exec, verbs, Service, API_VERSION, MIN_API_VERSION};
+use super::{containers, exec, images, verbs, Service, API_VERSION, MIN_API_VERSION};
 use dockyard::{image, state, system};
 
 /// What became of the connection.
@@ -126,6 +126,9 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
             _ => {}
         }
     }
+    if let Some(r) = images::route(service, req) {
+        return full(r);
+    }
     if let Some(seg) = segments(&req.path, "/exec") {
         match (m, seg.as_slice()) {
             ("GET", [id, "json"]) => return full(exec::inspect(service, id)),
@@ -165,6 +168,7 @@ pub fn error_response(e: &anyhow::Error) -> Response {
         || msg.contains("cannot remove container")
         || msg.contains("is not running")
         || msg.contains("is paused")
+        || msg.starts_with("conflict:")
     {
         409
     } else if msg.contains("invalid") || msg.contains("Invalid") {
