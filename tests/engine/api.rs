@@ -661,3 +661,156 @@ fn api_docker_tag_history_inspect_rmi_and_image_prune() {
     );
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 }
+
+#[test]
+fn api_docker_volumes_create_ls_inspect_use_and_rm() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    assert_eq!(
+        svc.docker_ok(&["volume", "create", "--label", "team=a", "v1"]),
+        "v1\n"
+    );
+    let ls = svc.docker_ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
+    assert_eq!(ls, "local v1\n");
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "v1\n");
+    let mount = svc.docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "v1"]);
+    let mount = PathBuf::from(mount.trim());
+    assert!(mount.starts_with(dy.root.path()), "{}", mount.display());
+    assert_eq!(
+        svc.docker_ok(&["volume", "inspect", "-f", "{{.Labels.team}}", "v1"]),
+        "a\n"
+    );
+
+    // A container writes into it; the file is in the volume's directory.
+    svc.docker_ok(&[
+        "run",
+        "--name",
+        "wr",
+        "-v",
+        "v1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/f",
+    ]);
+    assert_eq!(std::fs::read_to_string(mount.join("f")).unwrap(), "hi\n");
+
+    // In use: docker's conflict; none such: docker's 404 text.
+    let out = svc.docker(&["volume", "rm", "v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("volume is in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = svc.docker(&["volume", "inspect", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no such volume"),
+        "{}",
+        text(&out.stderr)
+    );
+    let resp =
+        svc.raw("DELETE /v1.50/volumes/nosuch HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+
+    svc.docker_ok(&["rm", "wr"]);
+    assert_eq!(svc.docker_ok(&["volume", "rm", "v1"]), "v1\n");
+    assert!(!mount.exists());
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn api_docker_lists_and_inspects_the_predefined_networks() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    // The tests' engines have "bridge": "none": host and none remain.
+    assert_eq!(
+        svc.docker_ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]),
+        "host host\nnone null\n"
+    );
+    assert_eq!(
+        svc.docker_ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "name=ho",
+            "--format",
+            "{{.Name}}"
+        ]),
+        "host\n"
+    );
+    assert_eq!(
+        svc.docker_ok(&["network", "inspect", "-f", "{{.Name}} {{.Id}}", "none"]),
+        dy.ok(&["network", "inspect", "-f", "{{.Name}} {{.Id}}", "none"])
+    );
+    let out = svc.docker(&["network", "inspect", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = svc.docker(&["network", "rm", "host"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("pre-defined network"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `docker network create`/`rm` make and delete a real bridge, so the
+/// service runs in a throwaway network namespace (`unshare --net`), the
+/// docker CLI beside it; the service is killed when the script ends.
+#[test]
+fn api_docker_network_create_inspect_rm_in_a_throwaway_netns() {
+    let dy = Dy::new();
+    let dir = tempfile::Builder::new()
+        .prefix("dockyard-api-")
+        .tempdir()
+        .unwrap();
+    let sock = dir.path().join("api.sock");
+    let d = format!(
+        "{} --root {}",
+        dockyard_e2e::fixtures::bin("dockyard").display(),
+        dy.root.path().display()
+    );
+    let script = format!(
+        r#"
+        ip link set lo up
+        $D system service --host unix://{sock} --time 0 2>/dev/null & S=$!
+        trap 'kill $S; wait $S' EXIT
+        n=0; while [ ! -S {sock} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done
+        K="{docker} -H unix://{sock}"
+        $K network create --subnet 172.29.0.0/24 --label team=a -o com.docker.network.bridge.name=dyapi0 apinet >/dev/null
+        echo "bridge: $(ip -o -4 addr show dyapi0 | awk '{{print $4}}')"
+        $K network inspect -f '{{{{.Name}}}} {{{{(index .IPAM.Config 0).Subnet}}}} {{{{.Labels.team}}}}' apinet
+        $K network ls --filter label=team=a --format '{{{{.Name}}}}'
+        $K network create apinet 2>&1; echo "exit=$?"
+        $K network rm apinet
+        echo "links: $(ip -o link | grep -c dyapi0)"
+        "#,
+        sock = sock.display(),
+        docker = DOCKER,
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &format!("D='{d}'; {script}")])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout,
+        "bridge: 172.29.0.1/24\n\
+         apinet 172.29.0.0/24 a\n\
+         apinet\n\
+         Error response from daemon: network with name apinet already exists\n\
+         exit=1\n\
+         apinet\n\
+         links: 0\n",
+        "{}",
+        text(&out.stderr)
+    );
+}

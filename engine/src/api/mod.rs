@@ -29,6 +29,7 @@
 //! - `containers`: the container endpoints, `attach` and its hijack;
 //! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
 //! - `images`: tag, history, inspect, delete, prune;
+//! - `netvol`: networks and volumes;
 //! - `verbs`: restart, pause, top, rename, changes, prune;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
@@ -42,6 +43,7 @@ mod containers;
 mod exec;
 mod http;
 mod images;
+mod netvol;
 mod routes;
 mod starter;
 mod verbs;

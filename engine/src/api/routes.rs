@@ -18,7 +18,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::http::{write_response, Request, Response};
-use super::{containers, exec, images, verbs, Service, API_VERSION, MIN_API_VERSION};
+use super::{containers, exec, images, netvol, verbs, Service, API_VERSION, MIN_API_VERSION};
 use dockyard::{image, state, system};
 
 /// What became of the connection.
@@ -125,6 +125,9 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
             }
             _ => {}
         }
+    }
+    if let Some(r) = netvol::route(service, req) {
+        return full(r);
     }
     if let Some(r) = images::route(service, req) {
         return full(r);
