@@ -814,3 +814,39 @@ fn api_docker_network_create_inspect_rm_in_a_throwaway_netns() {
         text(&out.stderr)
     );
 }
+
+/// `docker exec -it` under a real terminal (`script` gives the CLI one):
+/// the terminal's size reaches the container's (the CLI's resize), the
+/// shell's exit code is the CLI's, and the CLI returns when the shell
+/// exits although its own input is still open.
+#[test]
+fn api_docker_exec_it_under_a_terminal() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "60"]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+    let cli = format!("{DOCKER} -H unix://{} exec -it web sh", svc.sock.display());
+    let script = format!(
+        "(sleep 1; printf 'stty size; tty; exit 5\\n'; sleep 8) | \
+         timeout 20 script -qec 'stty rows 33 cols 101; t0=$(date +%s); {cli}; \
+         echo \"rc=$? took=$(($(date +%s) - t0))\"' /dev/null"
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env("DOCKER_CONFIG", svc.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("33 101\r\n"), "{stdout:?}");
+    assert!(stdout.contains("/dev/pts/"), "{stdout:?}");
+    // The input stays open 8 s more: the CLI must not wait for it.
+    let took = stdout
+        .split("rc=5 took=")
+        .nth(1)
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no exit code 5: {stdout:?}"));
+    assert!(took < 6, "the CLI waited for its input to end: {took} s");
+    svc.docker_ok(&["rm", "-f", "web"]);
+}

@@ -346,13 +346,17 @@ pub fn start(
         for p in pumps {
             let _ = p.join();
         }
-        anyhow::Ok(())
+        let status = child.wait().context("waiting for dockyard exec");
+        if let Ok(status) = &status {
+            finish(service, id, exit_code(*status));
+        }
+        // The code is recorded before the stream ends: the CLI asks for it
+        // (GET /exec/ID/json) as soon as it sees the end. Shutting the
+        // socket also ends the input thread's read, for a client whose
+        // input never ends (a terminal).
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        status.map(|_| ())
     })?;
-    let status = child.wait().context("waiting for dockyard exec")?;
-    finish(service, id, exit_code(status));
-    // The code is recorded before the stream ends: the CLI asks for it
-    // (GET /exec/ID/json) as soon as it sees the end.
-    let _ = conn.shutdown(std::net::Shutdown::Both);
     Ok(Reply::Streamed(Outcome::TakenOver))
 }
 
