@@ -514,8 +514,29 @@ fn api_docker_restart_pause_top_rename_diff_and_prune() {
         "{row} has not pid {pid}"
     );
 
-    // pause / unpause: recorded, and an exec into the frozen container refused.
+    // pause / unpause: the kernel's freezer (v2 `cgroup.freeze`, v1
+    // `freezer.state`), the record, and an exec into the frozen container
+    // refused.
+    let host = lab03_cgroups::detect().unwrap();
+    let id = dy.inspect("web", "{{.Id}}").trim().to_string();
+    let (freezer, frozen, thawed) = match host.version() {
+        lab03_cgroups::Version::V2 => (
+            host.group_dir("memory", &dy.parent, &id)
+                .unwrap()
+                .join("cgroup.freeze"),
+            "1",
+            "0",
+        ),
+        lab03_cgroups::Version::V1 => (
+            host.group_dir("freezer", &dy.parent, &id)
+                .unwrap()
+                .join("freezer.state"),
+            "FROZEN",
+            "THAWED",
+        ),
+    };
     svc.docker_ok(&["pause", "web"]);
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), frozen);
     assert_eq!(dy.inspect("web", "{{.State.Status}}").trim(), "paused");
     let out = svc.docker(&["exec", "web", "true"]);
     assert!(!out.status.success());
@@ -525,6 +546,7 @@ fn api_docker_restart_pause_top_rename_diff_and_prune() {
         text(&out.stderr)
     );
     svc.docker_ok(&["unpause", "web"]);
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), thawed);
     assert_eq!(dy.inspect("web", "{{.State.Status}}").trim(), "running");
 
     // changes: what the container wrote, seen by docker diff.

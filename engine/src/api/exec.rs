@@ -418,6 +418,9 @@ fn detached(service: &Service, id: &str, i: &Instance) -> Result<Response> {
         finish(service, id, exit_code(out.status));
         return Ok(Response::error(500, &msg));
     }
+    // Known gap: `dockyard exec -d` does not say the command's pid, so
+    // this instance says Running until the service forgets it, even after
+    // the command ended (docker would then give its exit code).
     if let Some(e) = lock(&service.execs).get_mut(id) {
         e.running = true;
     }
