@@ -89,7 +89,9 @@ impl Service {
     /// The docker CLI with `input` on its stdin.
     fn docker_with_input(&self, args: &[&str], input: &str) -> Output {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.insert(1, format!("--cgroup-parent={}", self.parent));
+        if matches!(args.first(), Some(&"run") | Some(&"create")) {
+            all.insert(1, format!("--cgroup-parent={}", self.parent));
+        }
         let mut child = Command::new(DOCKER)
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
@@ -400,4 +402,473 @@ fn api_docker_run_binds_and_memory_reach_the_kernel() {
     );
     svc.docker_ok(&["rm", "-f", "capped"]);
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn api_docker_exec_streams_exit_codes_stdin_tty_and_detach() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--hostname",
+        "inside",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+
+    // Output, demultiplexed by the CLI into its own stdout and stderr.
+    let out = svc.docker(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; hostname",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\ninside\n");
+    assert_eq!(text(&out.stderr), "err\n");
+
+    // The command's exit code is the CLI's (read from GET /exec/ID/json).
+    let out = svc.docker(&["exec", "web", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    // The process ran in the container's pid namespace, not the host's.
+    let ps = svc.docker_ok(&["exec", "web", "ps", "-o", "pid,args"]);
+    assert!(ps.contains("1 sleep 60"), "{ps}");
+
+    // -i: the CLI's stdin reaches the command, and its EOF ends it.
+    let out = svc.docker_with_input(&["exec", "-i", "web", "tr", "a-z", "A-Z"], "hello\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "HELLO\n");
+
+    // -t: a terminal inside, and the raw stream (no frame headers; the
+    // terminal's \r\n).
+    let out = svc.docker(&["exec", "-t", "web", "sh", "-c", "tty; echo e >&2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tty = text(&out.stdout);
+    assert!(tty.starts_with("/dev/pts/"), "{tty:?}");
+    assert!(tty.ends_with("e\r\n"), "{tty:?}");
+
+    // -d: the CLI returns at once; the command ran in the container.
+    svc.docker_ok(&["exec", "-d", "web", "sh", "-c", "echo made > /tmp/made"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = svc.docker(&["exec", "web", "cat", "/tmp/made"]);
+        if out.status.success() {
+            assert_eq!(text(&out.stdout), "made\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "exec -d never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // docker's errors: no such container (404), not running (409).
+    let out = svc.docker(&["exec", "nosuch", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("No such container: nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
+    let resp =
+        svc.raw("GET /v1.50/exec/0123/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(
+        resp.contains(r#"{"message":"No such exec instance: 0123"}"#),
+        "{resp}"
+    );
+    svc.docker_ok(&["kill", "web"]);
+    dy.wait_for("web", "{{.State.Status}}", "exited");
+    let out = svc.docker(&["exec", "web", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["rm", "web"]);
+}
+
+#[test]
+fn api_docker_restart_pause_top_rename_diff_and_prune() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "60"]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+    let pid = dy.inspect("web", "{{.State.Pid}}").trim().to_string();
+
+    // top: the container's processes, as the kernel has them.
+    let top = svc.docker_ok(&["top", "web"]);
+    assert!(top.starts_with("UID "), "{top}");
+    let row = top
+        .lines()
+        .find(|l| l.contains("sleep 60"))
+        .expect("no sleep row");
+    assert!(
+        row.split_whitespace().any(|w| w == pid),
+        "{row} has not pid {pid}"
+    );
+
+    // pause / unpause: the kernel's freezer (v2 `cgroup.freeze`, v1
+    // `freezer.state`), the record, and an exec into the frozen container
+    // refused.
+    let host = lab03_cgroups::detect().unwrap();
+    let id = dy.inspect("web", "{{.Id}}").trim().to_string();
+    let (freezer, frozen, thawed) = match host.version() {
+        lab03_cgroups::Version::V2 => (
+            host.group_dir("memory", &dy.parent, &id)
+                .unwrap()
+                .join("cgroup.freeze"),
+            "1",
+            "0",
+        ),
+        lab03_cgroups::Version::V1 => (
+            host.group_dir("freezer", &dy.parent, &id)
+                .unwrap()
+                .join("freezer.state"),
+            "FROZEN",
+            "THAWED",
+        ),
+    };
+    svc.docker_ok(&["pause", "web"]);
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), frozen);
+    assert_eq!(dy.inspect("web", "{{.State.Status}}").trim(), "paused");
+    let out = svc.docker(&["exec", "web", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is paused"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["unpause", "web"]);
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), thawed);
+    assert_eq!(dy.inspect("web", "{{.State.Status}}").trim(), "running");
+
+    // changes: what the container wrote, seen by docker diff.
+    svc.docker_ok(&["exec", "web", "sh", "-c", "echo x > /made-here"]);
+    let diff = svc.docker_ok(&["diff", "web"]);
+    assert!(diff.lines().any(|l| l == "A /made-here"), "{diff}");
+
+    // rename, seen from the other front; a taken name is docker's 409.
+    svc.docker_ok(&["run", "--name", "done", "busybox", "true"]);
+    let out = svc.docker(&["rename", "web", "done"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["rename", "web", "web2"]);
+    assert_eq!(dy.inspect("web2", "{{.State.Pid}}").trim(), pid);
+
+    // restart: a new process, the old one gone.
+    svc.docker_ok(&["restart", "-t", "1", "web2"]);
+    dy.wait_for("web2", "{{.State.Status}}", "running");
+    let pid2 = dy.inspect("web2", "{{.State.Pid}}").trim().to_string();
+    assert_ne!(pid2, pid);
+    assert!(!PathBuf::from(format!("/proc/{pid}")).exists());
+    assert!(PathBuf::from(format!("/proc/{pid2}")).exists());
+
+    // prune: the stopped container goes, the running one stays.
+    let done = dy.inspect("done", "{{.Id}}").trim().to_string();
+    let out = svc.docker_ok(&["container", "prune", "-f"]);
+    assert!(out.contains(&done), "{out}");
+    assert_eq!(dy.ok(&["ps", "-a", "--format", "{{.Names}}"]), "web2\n");
+    svc.docker_ok(&["rm", "-f", "web2"]);
+}
+
+#[test]
+fn api_docker_run_of_a_missing_command_tells_the_client() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let out = svc.docker(&["run", "--rm", "busybox", "nonexist"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains("exec \"nonexist\": executable file not found in $PATH"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn api_docker_tag_history_inspect_rmi_and_image_prune() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    // A name with a registry host and slashes, so never one of Docker
+    // Hub's; tagging pulls nothing anyway.
+    svc.docker_ok(&["tag", "busybox", "localhost:5000/team/app:1"]);
+    let images = dy.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        images.lines().any(|l| l == "localhost:5000/team/app:1"),
+        "{images}"
+    );
+
+    // inspect: the core's document, through the docker CLI's template.
+    let id = dy.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    assert_eq!(
+        svc.docker_ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            "localhost:5000/team/app:1"
+        ]),
+        id
+    );
+    let tags = svc.docker_ok(&["image", "inspect", "-f", "{{json .RepoTags}}", "busybox"]);
+    assert!(tags.contains("localhost:5000/team/app:1"), "{tags}");
+
+    // history: docker's table from our JSON equals dockyard's own, but for
+    // CREATED: the base image is made reproducibly at the epoch, which the
+    // docker CLI shows as "N/A" (Created 0) and dockyard as "56 years ago".
+    let columns = |t: String| -> Vec<Vec<String>> {
+        t.lines()
+            .map(|l| {
+                let mut c: Vec<String> = l
+                    .split("   ")
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                c.remove(1);
+                c
+            })
+            .collect()
+    };
+    let ours = svc.docker_ok(&["history", "--no-trunc", "busybox"]);
+    assert!(
+        ours.lines().nth(1).is_some_and(|l| l.contains(" N/A ")),
+        "{ours}"
+    );
+    assert_eq!(
+        columns(ours),
+        columns(dy.ok(&["history", "--no-trunc", "busybox"]))
+    );
+
+    // rmi of one of two names: that name goes, the image stays.
+    assert_eq!(
+        svc.docker_ok(&["rmi", "localhost:5000/team/app:1"]),
+        "Untagged: localhost:5000/team/app:1\n"
+    );
+    assert_eq!(dy.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]), id);
+    let out = svc.docker(&["rmi", "localhost:5000/none:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("No such image: localhost:5000/none:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The last name of an image a container uses: docker's conflict.
+    svc.docker_ok(&["create", "--name", "user", "busybox", "true"]);
+    let out = svc.docker(&["rmi", "busybox"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("conflict: unable to remove"),
+        "{}",
+        text(&out.stderr)
+    );
+    svc.docker_ok(&["rm", "user"]);
+
+    // prune -a: the unused image is untagged and its files deleted.
+    let out = svc.docker_ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.contains("untagged: busybox:latest"), "{out}");
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    assert_eq!(dy.ok(&["images", "-q"]), "");
+    let resp = svc.raw(
+        "POST /v1.50/images/prune?filters=%7B%22until%22%3A%5B%2210m%22%5D%7D HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+}
+
+#[test]
+fn api_docker_volumes_create_ls_inspect_use_and_rm() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    assert_eq!(
+        svc.docker_ok(&["volume", "create", "--label", "team=a", "v1"]),
+        "v1\n"
+    );
+    let ls = svc.docker_ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
+    assert_eq!(ls, "local v1\n");
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "v1\n");
+    let mount = svc.docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "v1"]);
+    let mount = PathBuf::from(mount.trim());
+    assert!(mount.starts_with(dy.root.path()), "{}", mount.display());
+    assert_eq!(
+        svc.docker_ok(&["volume", "inspect", "-f", "{{.Labels.team}}", "v1"]),
+        "a\n"
+    );
+
+    // A container writes into it; the file is in the volume's directory.
+    svc.docker_ok(&[
+        "run",
+        "--name",
+        "wr",
+        "-v",
+        "v1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/f",
+    ]);
+    assert_eq!(std::fs::read_to_string(mount.join("f")).unwrap(), "hi\n");
+
+    // In use: docker's conflict; none such: docker's 404 text.
+    let out = svc.docker(&["volume", "rm", "v1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("volume is in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = svc.docker(&["volume", "inspect", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no such volume"),
+        "{}",
+        text(&out.stderr)
+    );
+    let resp =
+        svc.raw("DELETE /v1.50/volumes/nosuch HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+
+    svc.docker_ok(&["rm", "wr"]);
+    assert_eq!(svc.docker_ok(&["volume", "rm", "v1"]), "v1\n");
+    assert!(!mount.exists());
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn api_docker_lists_and_inspects_the_predefined_networks() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    // The tests' engines have "bridge": "none": host and none remain.
+    assert_eq!(
+        svc.docker_ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]),
+        "host host\nnone null\n"
+    );
+    assert_eq!(
+        svc.docker_ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "name=ho",
+            "--format",
+            "{{.Name}}"
+        ]),
+        "host\n"
+    );
+    assert_eq!(
+        svc.docker_ok(&["network", "inspect", "-f", "{{.Name}} {{.Id}}", "none"]),
+        dy.ok(&["network", "inspect", "-f", "{{.Name}} {{.Id}}", "none"])
+    );
+    let out = svc.docker(&["network", "inspect", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = svc.docker(&["network", "rm", "host"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("pre-defined network"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `docker network create`/`rm` make and delete a real bridge, so the
+/// service runs in a throwaway network namespace (`unshare --net`), the
+/// docker CLI beside it; the service is killed when the script ends.
+#[test]
+fn api_docker_network_create_inspect_rm_in_a_throwaway_netns() {
+    let dy = Dy::new();
+    let dir = tempfile::Builder::new()
+        .prefix("dockyard-api-")
+        .tempdir()
+        .unwrap();
+    let sock = dir.path().join("api.sock");
+    let d = format!(
+        "{} --root {}",
+        dockyard_e2e::fixtures::bin("dockyard").display(),
+        dy.root.path().display()
+    );
+    let script = format!(
+        r#"
+        ip link set lo up
+        $D system service --host unix://{sock} --time 0 2>/dev/null & S=$!
+        trap 'kill $S; wait $S' EXIT
+        n=0; while [ ! -S {sock} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done
+        K="{docker} -H unix://{sock}"
+        $K network create --subnet 172.29.0.0/24 --label team=a -o com.docker.network.bridge.name=dyapi0 apinet >/dev/null
+        echo "bridge: $(ip -o -4 addr show dyapi0 | awk '{{print $4}}')"
+        $K network inspect -f '{{{{.Name}}}} {{{{(index .IPAM.Config 0).Subnet}}}} {{{{.Labels.team}}}}' apinet
+        $K network ls --filter label=team=a --format '{{{{.Name}}}}'
+        $K network create apinet 2>&1; echo "exit=$?"
+        $K network rm apinet
+        echo "links: $(ip -o link | grep -c dyapi0)"
+        "#,
+        sock = sock.display(),
+        docker = DOCKER,
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &format!("D='{d}'; {script}")])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout,
+        "bridge: 172.29.0.1/24\n\
+         apinet 172.29.0.0/24 a\n\
+         apinet\n\
+         Error response from daemon: network with name apinet already exists\n\
+         exit=1\n\
+         apinet\n\
+         links: 0\n",
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `docker exec -it` under a real terminal (`script` gives the CLI one):
+/// the terminal's size reaches the container's (the CLI's resize), the
+/// shell's exit code is the CLI's, and the CLI returns when the shell
+/// exits although its own input is still open.
+#[test]
+fn api_docker_exec_it_under_a_terminal() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "60"]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+    let cli = format!("{DOCKER} -H unix://{} exec -it web sh", svc.sock.display());
+    let script = format!(
+        "(sleep 1; printf 'stty size; tty; exit 5\\n'; sleep 8) | \
+         timeout 20 script -qec 'stty rows 33 cols 101; t0=$(date +%s); {cli}; \
+         echo \"rc=$? took=$(($(date +%s) - t0))\"' /dev/null"
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env("DOCKER_CONFIG", svc.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("33 101\r\n"), "{stdout:?}");
+    assert!(stdout.contains("/dev/pts/"), "{stdout:?}");
+    // The input stays open 8 s more: the CLI must not wait for it.
+    let took = stdout
+        .split("rc=5 took=")
+        .nth(1)
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no exit code 5: {stdout:?}"));
+    assert!(took < 6, "the CLI waited for its input to end: {took} s");
+    svc.docker_ok(&["rm", "-f", "web"]);
 }

@@ -27,6 +27,10 @@
 //!   answers with, its head flushed at once;
 //! - `routes`: path and method to handler, and docker's error shapes;
 //! - `containers`: the container endpoints, `attach` and its hijack;
+//! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
+//! - `images`: tag, history, inspect, delete, prune;
+//! - `netvol`: networks and volumes;
+//! - `verbs`: restart, pause, top, rename, changes, prune;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -36,9 +40,13 @@
 //! that matters beyond a request: the records on disk are the truth.
 
 mod containers;
+mod exec;
 mod http;
+mod images;
+mod netvol;
 mod routes;
 mod starter;
+mod verbs;
 
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -77,6 +85,8 @@ pub struct Service<'a> {
     /// The exit codes attach streams saw, for `wait?condition=removed`
     /// (which must give the code of a container that is gone).
     exits: Mutex<HashMap<String, i32>>,
+    /// Exec instances (`docker exec`), by exec ID.
+    execs: exec::Execs,
     active: AtomicUsize,
     last_active: Mutex<Instant>,
 }
@@ -102,6 +112,7 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
         starter: Mutex::new(starter),
         pending: Mutex::new(HashMap::new()),
         exits: Mutex::new(HashMap::new()),
+        execs: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
         last_active: Mutex::new(Instant::now()),
     };

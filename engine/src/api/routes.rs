@@ -18,7 +18,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::http::{write_response, Request, Response};
-use super::{containers, Service, API_VERSION, MIN_API_VERSION};
+use super::{containers, exec, images, netvol, verbs, Service, API_VERSION, MIN_API_VERSION};
 use dockyard::{image, state, system};
 
 /// What became of the connection.
@@ -101,6 +101,7 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
         ("GET", "/images/json") => return full(images(service)),
         ("GET", "/containers/json") => return full(containers::list(service, req)),
         ("POST", "/containers/create") => return full(containers::create(service, req)),
+        ("POST", "/containers/prune") => return full(verbs::prune(service, req)),
         _ => {}
     }
     if let Some(seg) = segments(&req.path, "/containers") {
@@ -112,9 +113,30 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
             ("DELETE", [id]) => return full(containers::remove(service, req, id)),
             ("POST", [id, "wait"]) => return streamed(containers::wait(service, req, conn, id)),
             ("GET", [id, "logs"]) => return streamed(containers::logs(service, req, conn, id)),
+            ("POST", [id, "restart"]) => return full(verbs::restart(service, req, id)),
+            ("POST", [id, "pause"]) => return full(verbs::pause(service, id, true)),
+            ("POST", [id, "unpause"]) => return full(verbs::pause(service, id, false)),
+            ("GET", [id, "top"]) => return full(verbs::top(service, req, id)),
+            ("POST", [id, "rename"]) => return full(verbs::rename(service, req, id)),
+            ("GET", [id, "changes"]) => return full(verbs::changes(service, id)),
+            ("POST", [id, "exec"]) => return full(exec::create(service, req, id)),
             ("POST", [id, "attach"]) => {
                 return streamed(containers::attach(service, req, conn, id, early))
             }
+            _ => {}
+        }
+    }
+    if let Some(r) = netvol::route(service, req) {
+        return full(r);
+    }
+    if let Some(r) = images::route(service, req) {
+        return full(r);
+    }
+    if let Some(seg) = segments(&req.path, "/exec") {
+        match (m, seg.as_slice()) {
+            ("GET", [id, "json"]) => return full(exec::inspect(service, id)),
+            ("POST", [id, "resize"]) => return full(exec::resize(service, req, id)),
+            ("POST", [id, "start"]) => return streamed(exec::start(service, req, conn, id, early)),
             _ => {}
         }
     }
@@ -134,7 +156,10 @@ pub fn error_response(e: &anyhow::Error) -> Response {
     let msg = format!("{e:#}");
     let status = if let Some(b) = e.downcast_ref::<BadRequest>() {
         return Response::error(400, &b.0);
-    } else if msg.contains("No such container") || msg.contains("No such image") {
+    } else if msg.contains("No such container")
+        || msg.contains("No such image")
+        || msg.contains("No such exec instance")
+    {
         404
     } else if msg.contains("Unable to find image") {
         // What the core says of an image it does not have; docker's API says
@@ -146,6 +171,7 @@ pub fn error_response(e: &anyhow::Error) -> Response {
         || msg.contains("cannot remove container")
         || msg.contains("is not running")
         || msg.contains("is paused")
+        || msg.starts_with("conflict:")
     {
         409
     } else if msg.contains("invalid") || msg.contains("Invalid") {
