@@ -33,6 +33,10 @@ pub enum Knob {
     MemorySwap,
     /// `--pids-limit`: `pids.max` on both.
     Pids,
+    /// `--cpuset-cpus`: `cpuset.cpus` on both.
+    CpusetCpus,
+    /// `--cpuset-mems`: `cpuset.mems` on both.
+    CpusetMems,
 }
 
 impl Knob {
@@ -42,6 +46,7 @@ impl Knob {
             Knob::CpuQuota | Knob::CpuWeight => "cpu",
             Knob::Memory | Knob::MemorySwap => "memory",
             Knob::Pids => "pids",
+            Knob::CpusetCpus | Knob::CpusetMems => "cpuset",
         }
     }
 }
@@ -60,6 +65,8 @@ impl Version {
             Knob::MemorySwap if v1 => "memory.memsw.limit_in_bytes",
             Knob::MemorySwap => "memory.swap.max",
             Knob::Pids => "pids.max",
+            Knob::CpusetCpus => "cpuset.cpus",
+            Knob::CpusetMems => "cpuset.mems",
         }
     }
 }

@@ -191,7 +191,61 @@ pub struct Limits {
     pub memory_swap: Option<i64>,
     /// `--pids-limit`: most tasks at once, or -1 for no limit.
     pub pids: Option<i64>,
+    /// `--cpuset-cpus` (`cpuset.cpus`, e.g. `0-2,4`): the CPUs the group's
+    /// tasks may run on at all, a hard pinning rather than a share of time.
+    pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems` (`cpuset.mems`): the NUMA memory nodes it may
+    /// allocate from.
+    pub cpuset_mems: Option<String>,
 }
+
+impl Limits {
+    /// Whether the cpuset controller has anything to do.
+    pub fn wants_cpuset(&self) -> bool {
+        self.cpuset_cpus.is_some() || self.cpuset_mems.is_some()
+    }
+}
+
+// ANCHOR: cpu_list
+/// Parse the kernel's list format (`0-3,5`), as `cpuset.cpus`,
+/// `/sys/devices/system/cpu/online` and docker's `--cpuset-cpus` write it,
+/// into the numbers it names. Docker's own error, `invalid format: LIST`,
+/// for anything else (an empty item, a range that runs backwards).
+pub fn parse_list(list: &str) -> anyhow::Result<Vec<u32>> {
+    let bad = || anyhow::anyhow!("invalid format: {list}");
+    let mut out = Vec::new();
+    for item in list.split(',') {
+        let (lo, hi) = match item.split_once('-') {
+            Some((lo, hi)) => (lo, hi),
+            None => (item, item),
+        };
+        let lo: u32 = lo.parse().map_err(|_| bad())?;
+        let hi: u32 = hi.parse().map_err(|_| bad())?;
+        if hi < lo {
+            return Err(bad());
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The CPUs (or, with `node`, the memory nodes) the host has online, in the
+/// list format: what `--cpuset-cpus`/`--cpuset-mems` may choose from.
+/// A host without NUMA has no node directory: node 0 is all its memory.
+pub fn online(node: bool) -> String {
+    let path = match node {
+        false => "/sys/devices/system/cpu/online",
+        true => "/sys/devices/system/node/online",
+    };
+    match std::fs::read_to_string(path) {
+        Ok(s) => s.trim().to_string(),
+        Err(_) if node => "0".to_string(),
+        Err(_) => format!("0-{}", ncpus().saturating_sub(1)),
+    }
+}
+// ANCHOR_END: cpu_list
 
 // ANCHOR: shares_to_weight
 /// Docker's (and runc's) conversion from v1 `cpu.shares` (2..=262144) to v2
@@ -260,6 +314,19 @@ impl Limits {
                      so it must be at least --memory ({}), or -1 for unlimited swap",
                     Size(memory)
                 );
+            }
+        }
+        for (flag, list, node) in [
+            ("--cpuset-cpus", &self.cpuset_cpus, false),
+            ("--cpuset-mems", &self.cpuset_mems, true),
+        ] {
+            let Some(list) = list else { continue };
+            let file = if node { "cpuset.mems" } else { "cpuset.cpus" };
+            let have = online(node);
+            let wanted = parse_list(list).with_context(|| format!("{flag} {list} ({file})"))?;
+            let available = parse_list(&have).unwrap_or_default();
+            if wanted.iter().any(|n| !available.contains(n)) {
+                bail!("{flag} {list}: the cpuset controller's {file} can only name what is online here: {have}");
             }
         }
         if let Some(pids) = self.pids {
@@ -1064,6 +1131,22 @@ mod tests {
             Version::V2,
         );
         assert!(e.contains("cpu.weight"), "{e}");
+    }
+
+    #[test]
+    fn cpu_lists_parse_as_the_kernel_writes_them() {
+        assert_eq!(parse_list("0-2,5,1").unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(parse_list("3").unwrap(), vec![3]);
+        for bad in ["", "a", "1-", "3-1", "0,,1", "-1"] {
+            let e = parse_list(bad).unwrap_err().to_string();
+            assert_eq!(e, format!("invalid format: {bad}"));
+        }
+        let far = Limits {
+            cpuset_cpus: Some("4095".into()),
+            ..Default::default()
+        };
+        let e = far.check(Version::V2, ncpus()).unwrap_err().to_string();
+        assert!(e.contains("cpuset.cpus") && e.contains("online"), "{e}");
     }
 
     #[test]

@@ -59,6 +59,14 @@ struct Cli {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pids_limit: Option<i64>,
 
+    /// The CPUs the command may run on (cpuset.cpus), e.g. 0-1 or 0,2.
+    #[arg(long, value_name = "LIST")]
+    cpuset_cpus: Option<String>,
+
+    /// The memory nodes it may allocate from (cpuset.mems), e.g. 0.
+    #[arg(long, value_name = "LIST")]
+    cpuset_mems: Option<String>,
+
     /// The parent cgroup, below each hierarchy's root.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_PARENT)]
     cgroup_parent: String,
@@ -114,6 +122,8 @@ impl Cli {
             memory,
             memory_swap,
             pids: self.pids_limit,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
         })
     }
 }

@@ -31,8 +31,9 @@ use crate::{
 
 /// The controllers a container joins: limits for the first, accounting for
 /// `cpuacct`, and `freezer` for `docker pause` (the group's processes are
-/// stopped by the kernel without being sent a signal).
-const CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
+/// stopped by the kernel without being sent a signal). `cpuset` only when
+/// `--cpuset-cpus`/`--cpuset-mems` asks for it: see [`inherit_cpuset`].
+const CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "freezer", "cpuset"];
 
 /// One hierarchy's part of the group.
 struct Dir {
@@ -107,6 +108,7 @@ impl V1Cgroup {
             ),
             ("memory", limits.memory.is_some()),
             ("pids", limits.pids.is_some()),
+            ("cpuset", limits.wants_cpuset()),
         ] {
             if needed && mount_of(c).is_none() {
                 bail!(
@@ -122,6 +124,9 @@ impl V1Cgroup {
         // One directory per hierarchy, even where several controllers share it.
         for c in CONTROLLERS {
             let Some(mount) = mount_of(c) else { continue };
+            if c == "cpuset" && !limits.wants_cpuset() {
+                continue;
+            }
             let dir = mount.join(parent).join(leaf);
             if let Some(d) = group.dirs.iter_mut().find(|d| d.dir == dir) {
                 d.controllers.push(c.to_string());
@@ -152,6 +157,9 @@ impl V1Cgroup {
                     )
                 })?;
                 group.dirs[i].created = true;
+                if group.dirs[i].controllers.iter().any(|c| c == "cpuset") {
+                    inherit_cpuset(&mount, parent, leaf)?;
+                }
             }
             group.apply(limits, warnings)
         })();
@@ -209,6 +217,14 @@ impl V1Cgroup {
                 }
             }
         }
+        if let Some(dir) = self.dir_of("cpuset") {
+            if let Some(cpus) = &l.cpuset_cpus {
+                write_file(dir, "cpuset.cpus", cpus, "cpuset")?;
+            }
+            if let Some(mems) = &l.cpuset_mems {
+                write_file(dir, "cpuset.mems", mems, "cpuset")?;
+            }
+        }
         if let Some(dir) = self.dir_of("pids") {
             if let Some(pids) = l.pids {
                 let max = if pids == -1 {
@@ -222,7 +238,39 @@ impl V1Cgroup {
         Ok(())
     }
     // ANCHOR_END: v1_limits
+}
 
+// ANCHOR: inherit_cpuset
+/// A new v1 cpuset group starts with *empty* `cpuset.cpus` and
+/// `cpuset.mems`, and the kernel refuses to move a task into it (ENOSPC: no
+/// CPU to run on) until both are set. Unlike the other controllers nothing
+/// is inherited, so, as runc and docker do, each level from the hierarchy's
+/// root down to the leaf that still has an empty file gets its parent's:
+///
+/// ```text
+/// cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset/dockyard/cpuset.cpus
+/// cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset/dockyard/cpuset.mems
+/// ```
+///
+/// The container's own list is written over the leaf's copy afterwards.
+fn inherit_cpuset(mount: &Path, parent: &Path, leaf: &Path) -> anyhow::Result<()> {
+    let mut above = mount.to_path_buf();
+    for c in parent.components().chain(leaf.components()) {
+        let dir = above.join(c);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let from = std::fs::read_to_string(above.join(file)).unwrap_or_default();
+                write_file(&dir, file, from.trim(), "cpuset")?;
+            }
+        }
+        above = dir;
+    }
+    Ok(())
+}
+// ANCHOR_END: inherit_cpuset
+
+impl V1Cgroup {
     pub(crate) fn dirs(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.dir.clone()).collect()
     }

@@ -82,9 +82,12 @@ impl V2Cgroup {
         }
         // Hand down whatever the host has of cpu, memory, pids, even without a
         // limit: the group's statistics files come with its controllers.
+        // cpuset only when asked: enabling it costs the kernel a walk of
+        // every group below on each CPU hotplug.
         let handed: Vec<&str> = CONTROLLERS
             .into_iter()
             .filter(|c| available.contains(c))
+            .chain(limits.wants_cpuset().then_some("cpuset"))
             .collect();
 
         let made = mkdir_parents(fs, mount, parent)?;
@@ -162,6 +165,14 @@ impl V2Cgroup {
             };
             write_file(dir, "pids.max", &max, "pids")?;
         }
+        // v2's cpuset files start empty too, but an empty list means "the
+        // parent's effective set" here, so nothing has to be copied down.
+        if let Some(cpus) = &l.cpuset_cpus {
+            write_file(dir, "cpuset.cpus", cpus, "cpuset")?;
+        }
+        if let Some(mems) = &l.cpuset_mems {
+            write_file(dir, "cpuset.mems", mems, "cpuset")?;
+        }
         Ok(())
     }
     // ANCHOR_END: v2_limits
@@ -234,6 +245,9 @@ fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     }
     if l.pids.is_some() {
         v.push("pids");
+    }
+    if l.wants_cpuset() {
+        v.push("cpuset");
     }
     v
 }
