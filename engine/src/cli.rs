@@ -230,6 +230,12 @@ pub struct RunArgs {
     /// Tune the container's pids limit (-1 for unlimited).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
     /// The parent cgroup for the container.
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,

@@ -163,6 +163,8 @@ pub struct Limits {
     pub memory: Option<u64>,
     pub memory_swap: Option<i64>,
     pub pids: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
 }
 
 impl Limits {
@@ -174,6 +176,8 @@ impl Limits {
             memory: self.memory,
             memory_swap: self.memory_swap,
             pids: self.pids,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
         }
     }
 }

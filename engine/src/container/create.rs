@@ -101,6 +101,9 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
 ///   (`NaN` and `inf` are floats Rust parses, but no rational number; docker's
 ///   CLI refuses them, and `NaN` compares false with everything, so a range
 ///   check alone would let it through).
+/// - `--cpuset-cpus`/`--cpuset-mems`: the kernel's list format, naming
+///   only CPUs and memory nodes that are online (the kernel would refuse
+///   the write at start, after the record was made).
 /// - `-v`: never onto the container's `/`, which would hide its whole root.
 /// - the health check's durations: 0 (the default) or at least 1ms
 ///   (`containertypes.MinimumDuration`); a 1ns interval runs the check
@@ -118,6 +121,24 @@ fn check_settings(config: &ContainerConfig) -> Result<()> {
         let n = cgroups::ncpus();
         if cpus < 0.0 || cpus > n as f64 {
             bail!("Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available");
+        }
+    }
+    // Docker's daemon checks the lists against what the host has online.
+    for (list, node) in [
+        (&config.limits.cpuset_cpus, false),
+        (&config.limits.cpuset_mems, true),
+    ] {
+        let Some(list) = list else { continue };
+        let (what, nodes) = match node {
+            false => ("cpus", "CPUs"),
+            true => ("mems", "memory nodes"),
+        };
+        let wanted = cgroups::parse_list(list)
+            .map_err(|e| anyhow::anyhow!("Invalid value {list} for cpuset {what}: {e}"))?;
+        let have = cgroups::online(node);
+        let available = cgroups::parse_list(&have).unwrap_or_default();
+        if wanted.iter().any(|n| !available.contains(n)) {
+            bail!("Requested {nodes} are not available - requested {list}, available: {have}");
         }
     }
     for m in &config.mounts {

@@ -1,0 +1,103 @@
+//! Resource flags beyond `--cpus`/`-m`/`--pids-limit`, in the files lab 03
+//! says carry them on this host's layout, and seen from inside the
+//! container: `--cpuset-cpus` pins the container to CPUs, which its own
+//! `/proc/self/status` (`Cpus_allowed_list`) shows.
+//!
+//! Each test asks lab 03 for the layout ([`lab03_cgroups::detect`]), so the
+//! same test runs on this hybrid host and in the pure v2 tier
+//! (`scripts/v2-tier`).
+
+use dockyard_e2e::dockyard::{leftover_cgroups, Dockyard as Dy};
+use lab03_cgroups::{Host, Knob};
+
+fn host() -> Host {
+    lab03_cgroups::detect().expect("detecting the cgroup layout")
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cpuset_cpus_pins_the_container_and_is_in_its_cpuset_files() {
+    let dy = Dy::new();
+    let host = host();
+    // The last online CPU: a pin that differs from the host's whole set
+    // whenever it has more than one.
+    let online = lab03_cgroups::online(false);
+    let last = *lab03_cgroups::parse_list(&online).unwrap().last().unwrap();
+    let cpu = last.to_string();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pin",
+        "--cpuset-cpus",
+        &cpu,
+        "--cpuset-mems",
+        "0",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    dy.wait_for("pin", "{{.State.Status}}", "running");
+    let id = dy.inspect("pin", "{{.Id}}");
+    let file = |knob| {
+        host.limit_file(knob, &dy.parent, &id)
+            .unwrap_or_else(|| panic!("no {knob:?} file on {:?}", host.layout))
+    };
+    assert_eq!(read(&file(Knob::CpusetCpus)), cpu);
+    assert_eq!(read(&file(Knob::CpusetMems)), "0");
+    // The scheduler's view, from inside: the kernel's own affinity list.
+    let status = dy.ok(&["exec", "pin", "cat", "/proc/self/status"]);
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_else(|| panic!("no Cpus_allowed_list in:\n{status}"))
+        .trim();
+    assert_eq!(allowed, cpu);
+    assert_eq!(dy.inspect("pin", "{{.HostConfig.CpusetCpus}}"), cpu);
+    dy.ok(&["rm", "-f", "pin"]);
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn bad_cpuset_lists_are_refused_with_dockers_words_and_nothing_is_made() {
+    let dy = Dy::new();
+    let online = lab03_cgroups::online(false);
+    for (flag, list, want) in [
+        (
+            "--cpuset-cpus",
+            "0-x",
+            "Invalid value 0-x for cpuset cpus: invalid format: 0-x".to_string(),
+        ),
+        (
+            "--cpuset-cpus",
+            "3-1",
+            "Invalid value 3-1 for cpuset cpus: invalid format: 3-1".to_string(),
+        ),
+        (
+            "--cpuset-cpus",
+            "4095",
+            format!("Requested CPUs are not available - requested 4095, available: {online}"),
+        ),
+        (
+            "--cpuset-mems",
+            "1023",
+            format!(
+                "Requested memory nodes are not available - requested 1023, available: {}",
+                lab03_cgroups::online(true)
+            ),
+        ),
+    ] {
+        let err = dy.fails(125, &["run", flag, list, "busybox", "true"]);
+        assert!(err.contains(&want), "{flag} {list}: {err}");
+        let err = dy.fails(125, &["create", flag, list, "busybox", "true"]);
+        assert!(err.contains(&want), "{flag} {list}: {err}");
+    }
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
