@@ -224,6 +224,12 @@ pub struct RunArgs {
     /// Number of CPUs (e.g. 0.5).
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period.
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota.
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
     /// CPU shares (relative weight).
     #[arg(long = "cpu-shares", short = 'c')]
     pub cpu_shares: Option<u64>,

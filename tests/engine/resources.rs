@@ -8,7 +8,7 @@
 //! (`scripts/v2-tier`).
 
 use dockyard_e2e::dockyard::{leftover_cgroups, Dockyard as Dy};
-use lab03_cgroups::{Host, Knob};
+use lab03_cgroups::{Host, Knob, Version};
 
 fn host() -> Host {
     lab03_cgroups::detect().expect("detecting the cgroup layout")
@@ -100,4 +100,94 @@ fn bad_cpuset_lists_are_refused_with_dockers_words_and_nothing_is_made() {
     }
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
     assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn cpu_period_and_quota_are_the_groups_cfs_bandwidth() {
+    let dy = Dy::new();
+    let host = host();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cfs",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    dy.wait_for("cfs", "{{.State.Status}}", "running");
+    let id = dy.inspect("cfs", "{{.Id}}");
+    let file = |knob| host.limit_file(knob, &dy.parent, &id).unwrap();
+    match host.version() {
+        Version::V1 => {
+            assert_eq!(read(&file(Knob::CpuPeriod)), "50000");
+            assert_eq!(read(&file(Knob::CpuQuota)), "25000");
+        }
+        Version::V2 => assert_eq!(read(&file(Knob::CpuQuota)), "25000 50000"),
+    }
+    assert_eq!(
+        dy.inspect("cfs", "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}}"),
+        "50000 25000"
+    );
+    // A period alone keeps the quota unlimited: -1 on v1, "max" on v2.
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "open",
+        "--cpu-period",
+        "20000",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let id = dy.inspect("open", "{{.Id}}");
+    let file = |knob| host.limit_file(knob, &dy.parent, &id).unwrap();
+    match host.version() {
+        Version::V1 => {
+            assert_eq!(read(&file(Knob::CpuPeriod)), "20000");
+            assert_eq!(read(&file(Knob::CpuQuota)), "-1");
+        }
+        Version::V2 => assert_eq!(read(&file(Knob::CpuQuota)), "max 20000"),
+    }
+    dy.ok(&["rm", "-f", "cfs", "open"]);
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn cpu_period_and_quota_are_refused_as_dockerd_refuses_them() {
+    let dy = Dy::new();
+    for (args, want) in [
+        (
+            vec!["--cpus", "0.5", "--cpu-period", "50000"],
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ),
+        (
+            vec!["--cpus", "0.5", "--cpu-quota", "50000"],
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        ),
+        (
+            vec!["--cpu-period", "999"],
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ),
+        (
+            vec!["--cpu-period", "1000001"],
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ),
+        (
+            vec!["--cpu-quota", "999"],
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ),
+    ] {
+        let mut argv = vec!["create"];
+        argv.extend(&args);
+        argv.extend(["busybox", "true"]);
+        let err = dy.fails(125, &argv);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
 }

@@ -295,6 +295,8 @@ fn limits(args: &RunArgs) -> Result<Limits> {
         memory,
         memory_swap,
         pids: args.pids_limit,
+        cpu_period: args.cpu_period,
+        cpu_quota: args.cpu_quota,
         cpuset_cpus: args.cpuset_cpus.clone(),
         cpuset_mems: args.cpuset_mems.clone(),
     })

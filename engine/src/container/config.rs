@@ -165,6 +165,9 @@ pub struct Limits {
     pub pids: Option<i64>,
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,
+    /// `--cpu-period`/`--cpu-quota` as given (docker's int64s; 0 is unset).
+    pub cpu_period: Option<i64>,
+    pub cpu_quota: Option<i64>,
 }
 
 impl Limits {
@@ -176,6 +179,12 @@ impl Limits {
             memory: self.memory,
             memory_swap: self.memory_swap,
             pids: self.pids,
+            // Checked at create (check_settings): a period is positive and a
+            // quota is -1 or positive by then; 0 means "not set", as docker's.
+            cpu_period: self.cpu_period.filter(|p| *p > 0).map(|p| p as u64),
+            // Any negative quota is the kernel's "no limit" (v1 takes them all;
+            // v2 spells it "max"): -1 is the one lab 03 writes.
+            cpu_quota: self.cpu_quota.filter(|q| *q != 0).map(|q| q.max(-1)),
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),
         }

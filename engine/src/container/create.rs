@@ -123,6 +123,28 @@ fn check_settings(config: &ContainerConfig) -> Result<()> {
             bail!("Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available");
         }
     }
+    // dockerd's words, in its order: --cpus is the same CFS bandwidth as a
+    // raw period and quota, so not both; the kernel takes a period of 1ms
+    // to 1s and a quota of at least 1ms.
+    let (period, quota) = (
+        config.limits.cpu_period.unwrap_or(0),
+        config.limits.cpu_quota.unwrap_or(0),
+    );
+    let nano_cpus = config.limits.cpus.is_some_and(|c| c > 0.0);
+    if nano_cpus && period > 0 {
+        bail!("Conflicting options: Nano CPUs and CPU Period cannot both be set");
+    }
+    if nano_cpus && quota > 0 {
+        bail!("Conflicting options: Nano CPUs and CPU Quota cannot both be set");
+    }
+    if period != 0 && !(1000..=1_000_000).contains(&period) {
+        bail!(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        );
+    }
+    if quota > 0 && quota < 1000 {
+        bail!("CPU cfs quota can not be less than 1ms (i.e. 1000)");
+    }
     // Docker's daemon checks the lists against what the host has online.
     for (list, node) in [
         (&config.limits.cpuset_cpus, false),

@@ -24,6 +24,9 @@ use crate::{hierarchy_roots, relative_cgroup_path, Host, Version};
 pub enum Knob {
     /// `--cpus`: v1 `cpu.cfs_quota_us`, v2 `cpu.max`.
     CpuQuota,
+    /// `--cpu-period`: v1 `cpu.cfs_period_us`, v2 `cpu.max` (its second
+    /// number).
+    CpuPeriod,
     /// `--cpu-shares`/`--cpu-weight`: v1 `cpu.shares`, v2 `cpu.weight`.
     CpuWeight,
     /// `--memory`: v1 `memory.limit_in_bytes`, v2 `memory.max`.
@@ -43,7 +46,7 @@ impl Knob {
     /// The controller whose file it is.
     pub fn controller(self) -> &'static str {
         match self {
-            Knob::CpuQuota | Knob::CpuWeight => "cpu",
+            Knob::CpuQuota | Knob::CpuPeriod | Knob::CpuWeight => "cpu",
             Knob::Memory | Knob::MemorySwap => "memory",
             Knob::Pids => "pids",
             Knob::CpusetCpus | Knob::CpusetMems => "cpuset",
@@ -58,6 +61,8 @@ impl Version {
         match knob {
             Knob::CpuQuota if v1 => "cpu.cfs_quota_us",
             Knob::CpuQuota => "cpu.max",
+            Knob::CpuPeriod if v1 => "cpu.cfs_period_us",
+            Knob::CpuPeriod => "cpu.max",
             Knob::CpuWeight if v1 => "cpu.shares",
             Knob::CpuWeight => "cpu.weight",
             Knob::Memory if v1 => "memory.limit_in_bytes",

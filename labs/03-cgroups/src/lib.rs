@@ -179,6 +179,12 @@ pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 pub struct Limits {
     /// `--cpus`: how many CPUs' worth of time per period (0.1 = 10% of one).
     pub cpus: Option<f64>,
+    /// `--cpu-period`: the CFS period in microseconds (1000..=1000000), when
+    /// the quota is given raw rather than as `--cpus`.
+    pub cpu_period: Option<u64>,
+    /// `--cpu-quota`: microseconds of CPU time per period (at least 1000),
+    /// or -1 for none.
+    pub cpu_quota: Option<i64>,
     /// `--cpu-shares` (v1 `cpu.shares`, 2..=262144, default 1024): a relative
     /// weight that only matters when CPUs are contended.
     pub cpu_shares: Option<u64>,
@@ -204,6 +210,32 @@ impl Limits {
     pub fn wants_cpuset(&self) -> bool {
         self.cpuset_cpus.is_some() || self.cpuset_mems.is_some()
     }
+
+    /// Whether the cpu controller has anything to do.
+    pub fn wants_cpu(&self) -> bool {
+        self.cpus.is_some()
+            || self.cpu_period.is_some()
+            || self.cpu_quota.is_some()
+            || self.cpu_shares.is_some()
+            || self.cpu_weight.is_some()
+    }
+
+    // ANCHOR: cfs_bandwidth
+    /// The CFS bandwidth to write, as (quota, period) in microseconds, quota
+    /// `None` for no limit: from `--cpus` (a quota over the default period),
+    /// or from `--cpu-quota`/`--cpu-period` as given. `None` if neither.
+    pub fn cfs_bandwidth(&self) -> Option<(Option<u64>, u64)> {
+        if let Some(cpus) = self.cpus {
+            let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
+            return Some((Some(quota), CFS_PERIOD_US));
+        }
+        if self.cpu_period.is_none() && self.cpu_quota.is_none() {
+            return None;
+        }
+        let quota = self.cpu_quota.filter(|q| *q > 0).map(|q| q as u64);
+        Some((quota, self.cpu_period.unwrap_or(CFS_PERIOD_US)))
+    }
+    // ANCHOR_END: cfs_bandwidth
 }
 
 // ANCHOR: cpu_list
@@ -275,6 +307,23 @@ impl Limits {
                     "--cpus {cpus}: the cpu controller's {file} takes from 0.01 to {ncpus} \
                      (the number of CPUs on this host)"
                 );
+            }
+        }
+        if self.cpus.is_some() && (self.cpu_period.is_some() || self.cpu_quota.is_some()) {
+            bail!(
+                "--cpus and --cpu-period/--cpu-quota set the same CFS bandwidth: give one of them"
+            );
+        }
+        if let Some(period) = self.cpu_period {
+            let file = version.file(Knob::CpuQuota);
+            if !(1000..=1_000_000).contains(&period) {
+                bail!("--cpu-period {period}: the cpu controller's {file} takes a period from 1000 to 1000000 microseconds");
+            }
+        }
+        if let Some(quota) = self.cpu_quota {
+            let file = version.file(Knob::CpuQuota);
+            if quota != -1 && quota < 1000 {
+                bail!("--cpu-quota {quota}: the cpu controller's {file} takes at least 1000 microseconds, or -1 for no limit");
             }
         }
         if self.cpu_shares.is_some() && self.cpu_weight.is_some() {
@@ -1131,6 +1180,29 @@ mod tests {
             Version::V2,
         );
         assert!(e.contains("cpu.weight"), "{e}");
+    }
+
+    #[test]
+    fn cpu_period_and_quota_are_checked_and_exclude_cpus() {
+        let l = |cpus, period, quota| Limits {
+            cpus,
+            cpu_period: period,
+            cpu_quota: quota,
+            ..Default::default()
+        };
+        let err = |x: Limits| x.check(Version::V1, 1).unwrap_err().to_string();
+        assert!(err(l(Some(0.5), Some(100_000), None)).contains("--cpus and --cpu-period"));
+        assert!(err(l(None, Some(999), None)).contains("cpu.cfs_quota_us"));
+        assert!(err(l(None, Some(1_000_001), None)).contains("1000000"));
+        assert!(err(l(None, None, Some(999))).contains("at least 1000"));
+        assert!(err(l(None, None, Some(-2))).contains("-1 for no limit"));
+        assert!(l(None, Some(50_000), Some(-1))
+            .check(Version::V2, 1)
+            .is_ok());
+        assert_eq!(
+            l(None, Some(50_000), Some(25_000)).cfs_bandwidth(),
+            Some((Some(25_000), 50_000))
+        );
     }
 
     #[test]

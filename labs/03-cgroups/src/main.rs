@@ -59,6 +59,16 @@ struct Cli {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pids_limit: Option<i64>,
 
+    /// The CFS period in microseconds (cpu.cfs_period_us, or cpu.max's second
+    /// number), for --cpu-quota.
+    #[arg(long, value_name = "US")]
+    cpu_period: Option<u64>,
+
+    /// CPU time per period in microseconds, or -1 for no limit
+    /// (cpu.cfs_quota_us, or cpu.max's first number).
+    #[arg(long, value_name = "US", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+
     /// The CPUs the command may run on (cpuset.cpus), e.g. 0-1 or 0,2.
     #[arg(long, value_name = "LIST")]
     cpuset_cpus: Option<String>,
@@ -117,6 +127,8 @@ impl Cli {
         };
         Ok(Limits {
             cpus: self.cpus,
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
             cpu_shares: non_negative(self.cpu_shares, "--cpu-shares")?,
             cpu_weight: non_negative(self.cpu_weight, "--cpu-weight")?,
             memory,

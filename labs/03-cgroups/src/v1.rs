@@ -26,7 +26,7 @@ use anyhow::bail;
 
 use crate::{
     kill_pids, mkdir_parents, read_key, read_procs, read_u64, remove_dirs, rmdir_leaf,
-    weight_to_shares, write_file, CgroupFs, Limits, Stats, CFS_PERIOD_US,
+    weight_to_shares, write_file, CgroupFs, Limits, Stats,
 };
 
 /// The controllers a container joins: limits for the first, accounting for
@@ -102,10 +102,7 @@ impl V1Cgroup {
     ) -> anyhow::Result<V1Cgroup> {
         let mount_of = |c: &str| mounts.iter().find(|(n, _)| n == c).map(|(_, m)| m);
         for (c, needed) in [
-            (
-                "cpu",
-                limits.cpus.is_some() || limits.cpu_shares.is_some() || limits.cpu_weight.is_some(),
-            ),
+            ("cpu", limits.wants_cpu()),
             ("memory", limits.memory.is_some()),
             ("pids", limits.pids.is_some()),
             ("cpuset", limits.wants_cpuset()),
@@ -182,11 +179,12 @@ impl V1Cgroup {
     // ANCHOR: v1_limits
     fn apply(&self, l: &Limits, warnings: &mut Vec<String>) -> anyhow::Result<()> {
         if let Some(dir) = self.dir_of("cpu") {
-            if let Some(cpus) = l.cpus {
-                // QUOTA microseconds of CPU time in every PERIOD microseconds.
-                let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
-                write_file(dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string(), "cpu")?;
-                write_file(dir, "cpu.cfs_quota_us", &quota.to_string(), "cpu")?;
+            if let Some((quota, period)) = l.cfs_bandwidth() {
+                // QUOTA microseconds of CPU time in every PERIOD microseconds;
+                // -1 is v1's "no quota".
+                let quota = quota.map_or("-1".to_string(), |q| q.to_string());
+                write_file(dir, "cpu.cfs_period_us", &period.to_string(), "cpu")?;
+                write_file(dir, "cpu.cfs_quota_us", &quota, "cpu")?;
             }
             let shares = l.cpu_shares.or(l.cpu_weight.map(weight_to_shares));
             if let Some(shares) = shares {

@@ -30,7 +30,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     kill_pids, mkdir_parents, read_key, read_procs, read_u64, remove_dirs, rmdir_leaf,
-    shares_to_weight, write_file, CgroupFs, Limits, Stats, CFS_PERIOD_US,
+    shares_to_weight, write_file, CgroupFs, Limits, Stats,
 };
 
 /// The controllers a container's group gets.
@@ -135,10 +135,11 @@ impl V2Cgroup {
     // ANCHOR: v2_limits
     fn apply(&self, l: &Limits) -> anyhow::Result<()> {
         let dir = &self.dir;
-        if let Some(cpus) = l.cpus {
-            // "QUOTA PERIOD": QUOTA microseconds of CPU time per PERIOD.
-            let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
-            write_file(dir, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"), "cpu")?;
+        if let Some((quota, period)) = l.cfs_bandwidth() {
+            // "QUOTA PERIOD": QUOTA microseconds of CPU time per PERIOD;
+            // "max" is v2's "no quota".
+            let quota = quota.map_or("max".to_string(), |q| q.to_string());
+            write_file(dir, "cpu.max", &format!("{quota} {period}"), "cpu")?;
         }
         let weight = l.cpu_weight.or(l.cpu_shares.map(shares_to_weight));
         if let Some(weight) = weight {
@@ -237,7 +238,7 @@ impl V2Cgroup {
 /// Controllers that the limits need.
 fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     let mut v = Vec::new();
-    if l.cpus.is_some() || l.cpu_shares.is_some() || l.cpu_weight.is_some() {
+    if l.wants_cpu() {
         v.push("cpu");
     }
     if l.memory.is_some() {
@@ -332,6 +333,26 @@ mod tests {
         std::fs::write(dir.join("cgroup.procs"), "").unwrap();
         drop(cg);
         assert!(!fake.root().join("dockyard").exists());
+    }
+
+    #[test]
+    fn raw_cpu_quota_and_period_make_cpu_max() {
+        for (quota, period, want) in [
+            (Some(50_000), Some(200_000), "50000 200000"),
+            (Some(-1), Some(50_000), "max 50000"),
+            (Some(20_000), None, "20000 100000"),
+        ] {
+            let fake = FakeV2::new("cpu memory pids");
+            let limits = Limits {
+                cpu_quota: quota,
+                cpu_period: period,
+                ..Default::default()
+            };
+            let mut cg =
+                Cgroup::create_with(&host(fake.root()), &FAKE, "dockyard", "c1", &limits).unwrap();
+            assert_eq!(read(fake.root().join("dockyard/c1/cpu.max")), want);
+            cg.destroy().unwrap();
+        }
     }
 
     #[test]
