@@ -230,6 +230,12 @@ pub struct RunArgs {
     /// Limit CPU CFS (Completely Fair Scheduler) quota.
     #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
+    /// Disable OOM Killer.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Tune container memory swappiness (0 to 100) (default -1).
+    #[arg(long = "memory-swappiness", allow_hyphen_values = true)]
+    pub memory_swappiness: Option<i64>,
     /// CPU shares (relative weight).
     #[arg(long = "cpu-shares", short = 'c')]
     pub cpu_shares: Option<u64>,

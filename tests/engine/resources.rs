@@ -7,7 +7,7 @@
 //! same test runs on this hybrid host and in the pure v2 tier
 //! (`scripts/v2-tier`).
 
-use dockyard_e2e::dockyard::{leftover_cgroups, Dockyard as Dy};
+use dockyard_e2e::dockyard::{leftover_cgroups, text, Dockyard as Dy};
 use lab03_cgroups::{Host, Knob, Version};
 
 fn host() -> Host {
@@ -190,4 +190,73 @@ fn cpu_period_and_quota_are_refused_as_dockerd_refuses_them() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn oom_kill_disable_and_swappiness_are_v1_memory_files_and_warned_away_on_v2() {
+    let dy = Dy::new();
+    let host = host();
+    let out = dy.run(&[
+        "run",
+        "-d",
+        "--name",
+        "calm",
+        "-m",
+        "32m",
+        "--oom-kill-disable",
+        "--memory-swappiness",
+        "7",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let id = dy.inspect("calm", "{{.Id}}");
+    match host.version() {
+        Version::V1 => {
+            let dir = host.group_dir("memory", &dy.parent, &id).unwrap();
+            let oom = read(&dir.join("memory.oom_control"));
+            assert!(oom.lines().any(|l| l == "oom_kill_disable 1"), "{oom}");
+            assert_eq!(read(&dir.join("memory.swappiness")), "7");
+            assert_eq!(dy.inspect("calm", "{{.HostConfig.OomKillDisable}}"), "true");
+            assert!(!stderr.contains("WARNING"), "{stderr}");
+        }
+        Version::V2 => {
+            for w in [
+                "WARNING: Your kernel does not support OomKillDisable. OomKillDisable discarded.",
+                "WARNING: Your kernel does not support memory swappiness capabilities or the \
+                 cgroup is not mounted. Memory swappiness discarded.",
+            ] {
+                assert!(stderr.contains(w), "{stderr}");
+            }
+            assert_eq!(
+                dy.inspect("calm", "{{.HostConfig.OomKillDisable}}"),
+                "false"
+            );
+        }
+    }
+    // Without a memory limit docker warns that nothing bounds the group.
+    if host.version() == Version::V1 {
+        let out = dy.run(&["create", "--oom-kill-disable", "busybox", "true"]);
+        assert!(out.status.success());
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(
+                "WARNING: OOM killer is disabled for the container, but no memory limit is set"
+            ),
+            "{err}"
+        );
+        let err = dy.fails(
+            125,
+            &["create", "--memory-swappiness", "101", "busybox", "true"],
+        );
+        assert!(
+            err.contains("Invalid value: 101, valid memory swappiness range is 0-100"),
+            "{err}"
+        );
+    }
+    dy.ok(&["rm", "-f", "calm"]);
+    dy.ok(&["container", "prune", "-f"]);
+    assert!(leftover_cgroups(&dy.parent).is_empty());
 }

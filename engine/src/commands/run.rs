@@ -295,6 +295,9 @@ fn limits(args: &RunArgs) -> Result<Limits> {
         memory,
         memory_swap,
         pids: args.pids_limit,
+        // -1 is docker's default: "not set".
+        memory_swappiness: args.memory_swappiness.filter(|s| *s != -1),
+        oom_kill_disable: args.oom_kill_disable,
         cpu_period: args.cpu_period,
         cpu_quota: args.cpu_quota,
         cpuset_cpus: args.cpuset_cpus.clone(),

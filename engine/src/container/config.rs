@@ -168,6 +168,9 @@ pub struct Limits {
     /// `--cpu-period`/`--cpu-quota` as given (docker's int64s; 0 is unset).
     pub cpu_period: Option<i64>,
     pub cpu_quota: Option<i64>,
+    #[serde(default)]
+    pub oom_kill_disable: bool,
+    pub memory_swappiness: Option<i64>,
 }
 
 impl Limits {
@@ -185,6 +188,8 @@ impl Limits {
             // Any negative quota is the kernel's "no limit" (v1 takes them all;
             // v2 spells it "max"): -1 is the one lab 03 writes.
             cpu_quota: self.cpu_quota.filter(|q| *q != 0).map(|q| q.max(-1)),
+            oom_kill_disable: self.oom_kill_disable,
+            memory_swappiness: self.memory_swappiness.map(|s| s.clamp(0, 100) as u64),
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),
         }

@@ -262,9 +262,51 @@ fn image_defaults(image: &lab04_overlay::store::Image, config: &mut ContainerCon
     Ok(())
 }
 
+/// `--memory-swappiness` and `--oom-kill-disable`, as dockerd takes them:
+/// v1 memory controller files that v2 does not have, so on a v2 host they
+/// are discarded with dockerd's warnings (and not recorded) rather than
+/// refused; a swappiness that is kept must be 0 to 100.
+fn memory_settings(config: &mut ContainerConfig) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let limits = &mut config.limits;
+    if !limits.oom_kill_disable && limits.memory_swappiness.is_none() {
+        return Ok(warnings);
+    }
+    let v1 = cgroups::detect()?.version() == cgroups::Version::V1;
+    if limits.memory_swappiness.is_some() && !v1 {
+        warnings.push(
+            "Your kernel does not support memory swappiness capabilities or the cgroup is \
+             not mounted. Memory swappiness discarded."
+                .to_string(),
+        );
+        limits.memory_swappiness = None;
+    }
+    if let Some(s) = limits.memory_swappiness {
+        if !(0..=100).contains(&s) {
+            bail!("Invalid value: {s}, valid memory swappiness range is 0-100");
+        }
+    }
+    if limits.oom_kill_disable && !v1 {
+        warnings
+            .push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".into());
+        limits.oom_kill_disable = false;
+    }
+    if limits.oom_kill_disable && limits.memory.is_none() {
+        warnings.push(
+            "OOM killer is disabled for the container, but no memory limit is set, this can \
+             result in the system running out of resources."
+                .into(),
+        );
+    }
+    Ok(warnings)
+}
+
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
     check_userns(engine, &config)?;
+    for warning in memory_settings(&mut config)? {
+        eprintln!("WARNING: {warning}");
+    }
     check_settings(&config)?;
     // A name, an ID or a unique ID prefix (`run` pulled what was missing).
     let image = crate::image_lookup::find(engine, &config.image)?;

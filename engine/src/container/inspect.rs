@@ -137,6 +137,8 @@ fn host_config(c: &ContainerConfig) -> Value {
         "NanoCpus": c.limits.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
         "CpuShares": c.limits.cpu_shares.unwrap_or(0),
         "PidsLimit": c.limits.pids,
+        "OomKillDisable": c.limits.oom_kill_disable,
+        "MemorySwappiness": c.limits.memory_swappiness,
         "CpuPeriod": c.limits.cpu_period.unwrap_or(0),
         "CpuQuota": c.limits.cpu_quota.unwrap_or(0),
         "CpusetCpus": c.limits.cpuset_cpus.clone().unwrap_or_default(),

@@ -203,6 +203,14 @@ pub struct Limits {
     /// `--cpuset-mems` (`cpuset.mems`): the NUMA memory nodes it may
     /// allocate from.
     pub cpuset_mems: Option<String>,
+    /// `--oom-kill-disable` (v1 `memory.oom_control`): at the limit, the
+    /// group's tasks wait for memory instead of one being killed. v2 has no
+    /// such switch (only `memory.oom.group`), so it is ignored there with a
+    /// warning, as docker does.
+    pub oom_kill_disable: bool,
+    /// `--memory-swappiness` (v1 `memory.swappiness`, 0..=100): how eagerly
+    /// the group's anonymous memory is swapped. v1 only, as above.
+    pub memory_swappiness: Option<u64>,
 }
 
 impl Limits {
@@ -376,6 +384,11 @@ impl Limits {
             let available = parse_list(&have).unwrap_or_default();
             if wanted.iter().any(|n| !available.contains(n)) {
                 bail!("{flag} {list}: the cpuset controller's {file} can only name what is online here: {have}");
+            }
+        }
+        if let Some(s) = self.memory_swappiness {
+            if s > 100 {
+                bail!("--memory-swappiness {s}: the memory controller's memory.swappiness takes 0 to 100");
             }
         }
         if let Some(pids) = self.pids {

@@ -69,6 +69,16 @@ struct Cli {
     #[arg(long, value_name = "US", allow_hyphen_values = true)]
     cpu_quota: Option<i64>,
 
+    /// At the memory limit, make tasks wait instead of OOM-killing one (v1
+    /// memory.oom_control; ignored with a warning on v2).
+    #[arg(long)]
+    oom_kill_disable: bool,
+
+    /// How eagerly anonymous memory is swapped, 0 to 100 (v1
+    /// memory.swappiness; ignored with a warning on v2).
+    #[arg(long, value_name = "N")]
+    memory_swappiness: Option<u64>,
+
     /// The CPUs the command may run on (cpuset.cpus), e.g. 0-1 or 0,2.
     #[arg(long, value_name = "LIST")]
     cpuset_cpus: Option<String>,
@@ -134,6 +144,8 @@ impl Cli {
             memory,
             memory_swap,
             pids: self.pids_limit,
+            oom_kill_disable: self.oom_kill_disable,
+            memory_swappiness: self.memory_swappiness,
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),
         })

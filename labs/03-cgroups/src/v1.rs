@@ -103,7 +103,12 @@ impl V1Cgroup {
         let mount_of = |c: &str| mounts.iter().find(|(n, _)| n == c).map(|(_, m)| m);
         for (c, needed) in [
             ("cpu", limits.wants_cpu()),
-            ("memory", limits.memory.is_some()),
+            (
+                "memory",
+                limits.memory.is_some()
+                    || limits.oom_kill_disable
+                    || limits.memory_swappiness.is_some(),
+            ),
             ("pids", limits.pids.is_some()),
             ("cpuset", limits.wants_cpuset()),
         ] {
@@ -213,6 +218,17 @@ impl V1Cgroup {
                         dir.display()
                     ));
                 }
+            }
+        }
+        if let Some(dir) = self.dir_of("memory") {
+            // At the limit the kernel pauses the group's allocating tasks
+            // (they wait on the OOM waitqueue) instead of killing one: a
+            // frozen container rather than a dead one.
+            if l.oom_kill_disable {
+                write_file(dir, "memory.oom_control", "1", "memory")?;
+            }
+            if let Some(swappiness) = l.memory_swappiness {
+                write_file(dir, "memory.swappiness", &swappiness.to_string(), "memory")?;
             }
         }
         if let Some(dir) = self.dir_of("cpuset") {

@@ -64,8 +64,22 @@ impl V2Cgroup {
         parent: &Path,
         leaf: &Path,
         limits: &Limits,
-        _warnings: &mut Vec<String>,
+        warnings: &mut Vec<String>,
     ) -> anyhow::Result<V2Cgroup> {
+        // v2 has no memory.oom_control nor memory.swappiness: docker's
+        // warnings, and the limits go on without them.
+        if limits.oom_kill_disable {
+            warnings.push(
+                "Your kernel does not support OomKillDisable. OomKillDisable discarded.".into(),
+            );
+        }
+        if limits.memory_swappiness.is_some() {
+            warnings.push(
+                "Your kernel does not support memory swappiness capabilities or the cgroup is \
+                 not mounted. Memory swappiness discarded."
+                    .into(),
+            );
+        }
         let available = std::fs::read_to_string(mount.join("cgroup.controllers"))
             .with_context(|| format!("reading {}", mount.join("cgroup.controllers").display()))?;
         let available: Vec<&str> = available.split_whitespace().collect();
