@@ -230,6 +230,12 @@ pub struct RunArgs {
     /// Limit CPU CFS (Completely Fair Scheduler) quota.
     #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
+    /// Limit read rate (bytes per second) from a device (e.g. /dev/vda:1mb).
+    #[arg(long = "device-read-bps")]
+    pub device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device (e.g. /dev/vda:1mb).
+    #[arg(long = "device-write-bps")]
+    pub device_write_bps: Vec<String>,
     /// Disable OOM Killer.
     #[arg(long = "oom-kill-disable")]
     pub oom_kill_disable: bool,

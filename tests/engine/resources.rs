@@ -260,3 +260,104 @@ fn oom_kill_disable_and_swappiness_are_v1_memory_files_and_warned_away_on_v2() {
     dy.ok(&["container", "prune", "-f"]);
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
+
+/// The block device that holds the test's data root, by its `/dev` node:
+/// a rate on it is written, never measured (no I/O is done here).
+fn data_root_disk(dy: &Dy) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dy.root.path()).unwrap().dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
+        .unwrap_or_else(|e| {
+            panic!("{major}:{minor} (the data root's device) is no block device: {e}")
+        });
+    let name = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .expect("DEVNAME in uevent");
+    format!("/dev/{name}")
+}
+
+#[test]
+fn device_read_and_write_bps_are_the_groups_throttle_rules() {
+    use std::os::unix::fs::MetadataExt;
+    let dy = Dy::new();
+    let host = host();
+    let disk = data_root_disk(&dy);
+    let rdev = std::fs::metadata(&disk).unwrap().rdev();
+    let numbers = format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    );
+    let read_flag = format!("{disk}:1mb");
+    let write_flag = format!("{disk}:512k");
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--device-read-bps",
+        &read_flag,
+        "--device-write-bps",
+        &write_flag,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let id = dy.inspect("slow", "{{.Id}}");
+    let file = |knob| host.limit_file(knob, &dy.parent, &id).unwrap();
+    match host.version() {
+        Version::V1 => {
+            assert_eq!(
+                read(&file(Knob::DeviceReadBps)),
+                format!("{numbers} 1048576")
+            );
+            assert_eq!(
+                read(&file(Knob::DeviceWriteBps)),
+                format!("{numbers} 524288")
+            );
+        }
+        Version::V2 => {
+            let max = read(&file(Knob::DeviceReadBps));
+            let line = max
+                .lines()
+                .find(|l| l.starts_with(&format!("{numbers} ")))
+                .unwrap_or_else(|| panic!("no {numbers} in io.max:\n{max}"));
+            assert!(line.contains("rbps=1048576 wbps=524288"), "{line}");
+        }
+    }
+    assert_eq!(
+        dy.inspect(
+            "slow",
+            "{{range .HostConfig.BlkioDeviceReadBps}}{{.Path}} {{.Rate}}{{end}}"
+        ),
+        format!("{disk} 1048576")
+    );
+    dy.ok(&["rm", "-f", "slow"]);
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+
+    // docker's CLI words for a bad flag; a device that is not a disk.
+    for (flag, want) in [
+        ("vda", "bad format: vda".to_string()),
+        (
+            "/tmp/x:1mb",
+            "bad format for device path: /tmp/x:1mb".to_string(),
+        ),
+        (
+            "/dev/vda:fast",
+            "invalid rate for device: /dev/vda:fast. The correct format is".to_string(),
+        ),
+        (
+            "/dev/null:1mb",
+            "/dev/null is not a block device".to_string(),
+        ),
+    ] {
+        let err = dy.fails(
+            125,
+            &["create", "--device-read-bps", flag, "busybox", "true"],
+        );
+        assert!(err.contains(&want), "{flag}: {err}");
+    }
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}

@@ -171,6 +171,33 @@ pub struct Limits {
     #[serde(default)]
     pub oom_kill_disable: bool,
     pub memory_swappiness: Option<i64>,
+    /// `--device-read-bps`/`--device-write-bps`, resolved at create.
+    #[serde(default)]
+    pub device_read_bps: Vec<ThrottleDevice>,
+    #[serde(default)]
+    pub device_write_bps: Vec<ThrottleDevice>,
+}
+
+/// A block device rate as given (`/dev/vda:1mb`), with the device numbers
+/// the kernel's files take, found by `create` from the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
+    #[serde(default)]
+    pub major: u64,
+    #[serde(default)]
+    pub minor: u64,
+}
+
+impl ThrottleDevice {
+    fn to_lab(&self) -> cgroups::Throttle {
+        cgroups::Throttle {
+            major: self.major,
+            minor: self.minor,
+            rate: self.rate,
+        }
+    }
 }
 
 impl Limits {
@@ -189,6 +216,16 @@ impl Limits {
             // v2 spells it "max"): -1 is the one lab 03 writes.
             cpu_quota: self.cpu_quota.filter(|q| *q != 0).map(|q| q.max(-1)),
             oom_kill_disable: self.oom_kill_disable,
+            device_read_bps: self
+                .device_read_bps
+                .iter()
+                .map(ThrottleDevice::to_lab)
+                .collect(),
+            device_write_bps: self
+                .device_write_bps
+                .iter()
+                .map(ThrottleDevice::to_lab)
+                .collect(),
             memory_swappiness: self.memory_swappiness.map(|s| s.clamp(0, 100) as u64),
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),

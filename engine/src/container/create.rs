@@ -307,6 +307,17 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
     for warning in memory_settings(&mut config)? {
         eprintln!("WARNING: {warning}");
     }
+    // The kernel's files name a device by its numbers: found now, from the
+    // node, so that a missing or non-block device fails create, not start.
+    for t in config
+        .limits
+        .device_read_bps
+        .iter_mut()
+        .chain(config.limits.device_write_bps.iter_mut())
+    {
+        let found = cgroups::Throttle::for_device(std::path::Path::new(&t.path), t.rate)?;
+        (t.major, t.minor) = (found.major, found.minor);
+    }
     check_settings(&config)?;
     // A name, an ID or a unique ID prefix (`run` pulled what was missing).
     let image = crate::image_lookup::find(engine, &config.image)?;

@@ -137,6 +137,8 @@ fn host_config(c: &ContainerConfig) -> Value {
         "NanoCpus": c.limits.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
         "CpuShares": c.limits.cpu_shares.unwrap_or(0),
         "PidsLimit": c.limits.pids,
+        "BlkioDeviceReadBps": throttle_json(&c.limits.device_read_bps),
+        "BlkioDeviceWriteBps": throttle_json(&c.limits.device_write_bps),
         "OomKillDisable": c.limits.oom_kill_disable,
         "MemorySwappiness": c.limits.memory_swappiness,
         "CpuPeriod": c.limits.cpu_period.unwrap_or(0),
@@ -360,4 +362,14 @@ mod tests {
             json!([{"HostIp": "0.0.0.0", "HostPort": "8080"}])
         );
     }
+}
+
+/// Docker's `[{"Path": ..., "Rate": ...}]`, or null when none.
+fn throttle_json(list: &[crate::container::config::ThrottleDevice]) -> Value {
+    if list.is_empty() {
+        return Value::Null;
+    }
+    list.iter()
+        .map(|t| json!({"Path": t.path, "Rate": t.rate}))
+        .collect()
 }

@@ -36,6 +36,12 @@ pub enum Knob {
     MemorySwap,
     /// `--pids-limit`: `pids.max` on both.
     Pids,
+    /// `--device-read-bps`: v1 `blkio.throttle.read_bps_device`, v2
+    /// `io.max`.
+    DeviceReadBps,
+    /// `--device-write-bps`: v1 `blkio.throttle.write_bps_device`, v2
+    /// `io.max`.
+    DeviceWriteBps,
     /// `--cpuset-cpus`: `cpuset.cpus` on both.
     CpusetCpus,
     /// `--cpuset-mems`: `cpuset.mems` on both.
@@ -50,6 +56,8 @@ impl Knob {
             Knob::Memory | Knob::MemorySwap => "memory",
             Knob::Pids => "pids",
             Knob::CpusetCpus | Knob::CpusetMems => "cpuset",
+            // v1's name; v2 calls it `io` (see [`Host::limit_file`]).
+            Knob::DeviceReadBps | Knob::DeviceWriteBps => "blkio",
         }
     }
 }
@@ -70,6 +78,9 @@ impl Version {
             Knob::MemorySwap if v1 => "memory.memsw.limit_in_bytes",
             Knob::MemorySwap => "memory.swap.max",
             Knob::Pids => "pids.max",
+            Knob::DeviceReadBps if v1 => "blkio.throttle.read_bps_device",
+            Knob::DeviceWriteBps if v1 => "blkio.throttle.write_bps_device",
+            Knob::DeviceReadBps | Knob::DeviceWriteBps => "io.max",
             Knob::CpusetCpus => "cpuset.cpus",
             Knob::CpusetMems => "cpuset.mems",
         }
@@ -115,7 +126,11 @@ impl Host {
     /// `/sys/fs/cgroup/memory/dockyard/c1/memory.limit_in_bytes` (v1) or
     /// `/sys/fs/cgroup/dockyard/c1/memory.max` (v2).
     pub fn limit_file(&self, knob: Knob, parent: &str, name: &str) -> Option<PathBuf> {
-        let dir = self.group_dir(knob.controller(), parent, name)?;
+        let controller = match (knob.controller(), self.version()) {
+            ("blkio", Version::V2) => "io",
+            (c, _) => c,
+        };
+        let dir = self.group_dir(controller, parent, name)?;
         Some(dir.join(self.version().file(knob)))
     }
 

@@ -211,9 +211,52 @@ pub struct Limits {
     /// `--memory-swappiness` (v1 `memory.swappiness`, 0..=100): how eagerly
     /// the group's anonymous memory is swapped. v1 only, as above.
     pub memory_swappiness: Option<u64>,
+    /// `--device-read-bps`: most bytes per second read from a block device
+    /// (v1 `blkio.throttle.read_bps_device`, v2 `io.max` `rbps=`).
+    pub device_read_bps: Vec<Throttle>,
+    /// `--device-write-bps`: the same for writes (`write_bps_device`,
+    /// `wbps=`).
+    pub device_write_bps: Vec<Throttle>,
+}
+
+/// A rate on one block device, named by its numbers as the kernel's files
+/// take it (`8:0 1048576`): the path the user gave is resolved before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    pub major: u64,
+    pub minor: u64,
+    /// Bytes per second.
+    pub rate: u64,
+}
+
+impl Throttle {
+    /// `rate` bytes per second on the block device at `path` (`/dev/vda`):
+    /// the kernel's files name a device by its numbers, so the node is
+    /// stat'ed for them (`stat -c '%t:%T' /dev/vda`, in hex).
+    pub fn for_device(path: &Path, rate: u64) -> anyhow::Result<Throttle> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+        if !meta.file_type().is_block_device() {
+            bail!(
+                "{} is not a block device: the block I/O controller throttles disks only",
+                path.display()
+            );
+        }
+        let rdev = meta.rdev();
+        Ok(Throttle {
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            rate,
+        })
+    }
 }
 
 impl Limits {
+    /// Whether the block I/O controller (v1 `blkio`, v2 `io`) has anything
+    /// to do.
+    pub fn wants_io(&self) -> bool {
+        !self.device_read_bps.is_empty() || !self.device_write_bps.is_empty()
+    }
     /// Whether the cpuset controller has anything to do.
     pub fn wants_cpuset(&self) -> bool {
         self.cpuset_cpus.is_some() || self.cpuset_mems.is_some()

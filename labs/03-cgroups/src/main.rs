@@ -145,6 +145,8 @@ impl Cli {
             memory_swap,
             pids: self.pids_limit,
             oom_kill_disable: self.oom_kill_disable,
+            device_read_bps: Vec::new(),
+            device_write_bps: Vec::new(),
             memory_swappiness: self.memory_swappiness,
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),

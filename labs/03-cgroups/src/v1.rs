@@ -33,7 +33,10 @@ use crate::{
 /// `cpuacct`, and `freezer` for `docker pause` (the group's processes are
 /// stopped by the kernel without being sent a signal). `cpuset` only when
 /// `--cpuset-cpus`/`--cpuset-mems` asks for it: see [`inherit_cpuset`].
-const CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "freezer", "cpuset"];
+/// `blkio` likewise, only for `--device-read-bps`/`--device-write-bps`.
+const CONTROLLERS: [&str; 7] = [
+    "cpu", "cpuacct", "memory", "pids", "freezer", "cpuset", "blkio",
+];
 
 /// One hierarchy's part of the group.
 struct Dir {
@@ -111,6 +114,7 @@ impl V1Cgroup {
             ),
             ("pids", limits.pids.is_some()),
             ("cpuset", limits.wants_cpuset()),
+            ("blkio", limits.wants_io()),
         ] {
             if needed && mount_of(c).is_none() {
                 bail!(
@@ -126,7 +130,7 @@ impl V1Cgroup {
         // One directory per hierarchy, even where several controllers share it.
         for c in CONTROLLERS {
             let Some(mount) = mount_of(c) else { continue };
-            if c == "cpuset" && !limits.wants_cpuset() {
+            if (c == "cpuset" && !limits.wants_cpuset()) || (c == "blkio" && !limits.wants_io()) {
                 continue;
             }
             let dir = mount.join(parent).join(leaf);
@@ -229,6 +233,19 @@ impl V1Cgroup {
             }
             if let Some(swappiness) = l.memory_swappiness {
                 write_file(dir, "memory.swappiness", &swappiness.to_string(), "memory")?;
+            }
+        }
+        if let Some(dir) = self.dir_of("blkio") {
+            // One "MAJ:MIN BYTES" line per write: the file keeps a rule per
+            // device.
+            for (file, rules) in [
+                ("blkio.throttle.read_bps_device", &l.device_read_bps),
+                ("blkio.throttle.write_bps_device", &l.device_write_bps),
+            ] {
+                for t in rules {
+                    let rule = format!("{}:{} {}", t.major, t.minor, t.rate);
+                    write_file(dir, file, &rule, "blkio")?;
+                }
             }
         }
         if let Some(dir) = self.dir_of("cpuset") {

@@ -102,6 +102,7 @@ impl V2Cgroup {
             .into_iter()
             .filter(|c| available.contains(c))
             .chain(limits.wants_cpuset().then_some("cpuset"))
+            .chain(limits.wants_io().then_some("io"))
             .collect();
 
         let made = mkdir_parents(fs, mount, parent)?;
@@ -179,6 +180,14 @@ impl V2Cgroup {
                 pids.to_string()
             };
             write_file(dir, "pids.max", &max, "pids")?;
+        }
+        // io.max: one line per device, "MAJ:MIN rbps=N wbps=N"; a key left
+        // out keeps its value ("max" for a new group).
+        for (key, rules) in [("rbps", &l.device_read_bps), ("wbps", &l.device_write_bps)] {
+            for t in rules {
+                let rule = format!("{}:{} {key}={}", t.major, t.minor, t.rate);
+                write_file(dir, "io.max", &rule, "io")?;
+            }
         }
         // v2's cpuset files start empty too, but an empty list means "the
         // parent's effective set" here, so nothing has to be copied down.
@@ -263,6 +272,9 @@ fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     }
     if l.wants_cpuset() {
         v.push("cpuset");
+    }
+    if l.wants_io() {
+        v.push("io");
     }
     v
 }
