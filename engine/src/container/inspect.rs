@@ -264,6 +264,16 @@ fn network_settings(r: &Record, networks: Value) -> Value {
     })
 }
 
+/// Docker's `[{"Path": ..., "Rate": ...}]`, or null when none.
+fn throttle_json(list: &[crate::container::config::ThrottleDevice]) -> Value {
+    if list.is_empty() {
+        return Value::Null;
+    }
+    list.iter()
+        .map(|t| json!({"Path": t.path, "Rate": t.rate}))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,14 +372,4 @@ mod tests {
             json!([{"HostIp": "0.0.0.0", "HostPort": "8080"}])
         );
     }
-}
-
-/// Docker's `[{"Path": ..., "Rate": ...}]`, or null when none.
-fn throttle_json(list: &[crate::container::config::ThrottleDevice]) -> Value {
-    if list.is_empty() {
-        return Value::Null;
-    }
-    list.iter()
-        .map(|t| json!({"Path": t.path, "Rate": t.rate}))
-        .collect()
 }
