@@ -86,6 +86,8 @@ pub enum Command {
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers.
     Unpause(NamesArgs),
+    /// Update configuration of one or more containers.
+    Update(UpdateArgs),
     /// Manage containers (docker's management commands: the same code as the short forms).
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -500,6 +502,31 @@ pub struct NamesArgs {
     pub containers: Vec<String>,
 }
 
+/// `docker update`: the limits and restart policy of existing containers.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub cpu_shares: Option<u64>,
+    /// Memory limit.
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits.
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Format the output using a Go-template subset ({{.State.Pid}}, {{json .Config}}).
@@ -571,6 +598,7 @@ pub enum ContainerCmd {
     Rename(RenameArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
+    Update(UpdateArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
 }
@@ -620,6 +648,7 @@ impl Command {
                 ContainerCmd::Rename(a) => Command::Rename(a),
                 ContainerCmd::Pause(a) => Command::Pause(a),
                 ContainerCmd::Unpause(a) => Command::Unpause(a),
+                ContainerCmd::Update(a) => Command::Update(a),
                 ContainerCmd::Prune(a) => Command::ContainerPrune(a),
             },
             Command::Image(i) => match i {

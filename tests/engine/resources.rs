@@ -361,3 +361,67 @@ fn device_read_and_write_bps_are_the_groups_throttle_rules() {
     }
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn update_changes_a_running_containers_group_and_record() {
+    let dy = Dy::new();
+    let host = host();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "grow",
+        "-m",
+        "32m",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    dy.wait_for("grow", "{{.State.Status}}", "running");
+    let id = dy.inspect("grow", "{{.Id}}");
+    // docker prints each container as it was named.
+    let out = dy.ok(&[
+        "update",
+        "-m",
+        "48m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "30",
+        "--restart",
+        "on-failure:2",
+        "grow",
+    ]);
+    assert_eq!(out, "grow\n");
+    let file = |knob| read(&host.limit_file(knob, &dy.parent, &id).unwrap());
+    assert_eq!(file(Knob::Memory), (48u64 << 20).to_string());
+    assert_eq!(file(Knob::Pids), "30");
+    let quota = match host.version() {
+        Version::V1 => "50000",
+        Version::V2 => "50000 100000",
+    };
+    assert_eq!(file(Knob::CpuQuota), quota);
+    assert_eq!(
+        dy.inspect(
+            "grow",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}"
+        ),
+        format!("{} 30 on-failure", 48u64 << 20)
+    );
+    // Raising memory past the swap limit already set needs both, as dockerd says.
+    let err = dy.fails(1, &["update", "-m", "200m", "grow"]);
+    assert!(
+        err.contains("Memory limit should be smaller than already set memoryswap limit"),
+        "{err}"
+    );
+    dy.ok(&["update", "-m", "200m", "--memory-swap", "400m", "grow"]);
+    assert_eq!(file(Knob::Memory), (200u64 << 20).to_string());
+    // Still the same process, limits changed under it.
+    assert_eq!(dy.inspect("grow", "{{.State.Status}}"), "running");
+    let err = dy.fails(1, &["update", "--cpus", "1", "nosuch"]);
+    assert!(err.contains("No such container: nosuch"), "{err}");
+    dy.ok(&["rm", "-f", "grow"]);
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}

@@ -110,7 +110,7 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
 ///   in a busy loop.
 /// - `--cgroup-parent`: lab 03's rule, plain names only, no `..`: a parent
 ///   must not lead out of the hierarchy or onto somebody else's group.
-fn check_settings(config: &ContainerConfig) -> Result<()> {
+pub(crate) fn check_settings(config: &ContainerConfig) -> Result<()> {
     if let Some(cpus) = config.limits.cpus {
         if !cpus.is_finite() {
             bail!(

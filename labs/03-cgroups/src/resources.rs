@@ -18,7 +18,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use crate::{ncpus, Knob, Limits, Version, CFS_PERIOD_US};
+use crate::{ncpus, Backend, Cgroup, Knob, Limits, Version, CFS_PERIOD_US};
 
 /// A rate on one block device, named by its numbers as the kernel's files
 /// take it (`8:0 1048576`): the path the user gave is resolved before.
@@ -136,6 +136,26 @@ impl Limits {
         Ok(())
     }
 }
+
+// ANCHOR: update
+impl Cgroup {
+    /// Write `limits` into a group that is in use (`docker update`): the
+    /// same files as at creation, now with the container's processes inside;
+    /// the kernel applies a new limit at once (a lower `memory.max` reclaims,
+    /// or OOM-kills if it cannot). Only the knobs set in `limits` change.
+    ///
+    /// ```text
+    /// echo 67108864 > /sys/fs/cgroup/memory/dockyard/c1/memory.limit_in_bytes
+    /// ```
+    pub fn update(&mut self, limits: &Limits) -> anyhow::Result<()> {
+        limits.check(self.version(), ncpus())?;
+        match &self.backend {
+            Backend::V1(c) => c.apply(limits, &mut self.warnings),
+            Backend::V2(c) => c.apply(limits),
+        }
+    }
+}
+// ANCHOR_END: update
 
 // ANCHOR: cpu_list
 /// Parse the kernel's list format (`0-3,5`), as `cpuset.cpus`,

@@ -186,7 +186,7 @@ impl V1Cgroup {
     }
 
     // ANCHOR: v1_limits
-    fn apply(&self, l: &Limits, warnings: &mut Vec<String>) -> anyhow::Result<()> {
+    pub(crate) fn apply(&self, l: &Limits, warnings: &mut Vec<String>) -> anyhow::Result<()> {
         if let Some(dir) = self.dir_of("cpu") {
             if let Some((quota, period)) = l.cfs_bandwidth() {
                 // QUOTA microseconds of CPU time in every PERIOD microseconds;
@@ -202,6 +202,14 @@ impl V1Cgroup {
         }
         if let Some(dir) = self.dir_of("memory") {
             if let Some(memory) = l.memory {
+                // The kernel keeps memory <= memsw at every moment. Raising
+                // both (`docker update -m`) needs memsw first; lowering needs
+                // memory first. So memsw is tried first (refused when it is
+                // being lowered below the current memory), then both in order.
+                let memsw_file = dir.join("memory.memsw.limit_in_bytes");
+                if let (true, Some(total)) = (memsw_file.exists(), l.memory_swap) {
+                    let _ = std::fs::write(&memsw_file, total.to_string());
+                }
                 write_file(dir, "memory.limit_in_bytes", &memory.to_string(), "memory")?;
                 // memsw is memory *plus* swap, and must never be below the
                 // memory limit: so it is written after it. Docker's default,

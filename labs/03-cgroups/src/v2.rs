@@ -148,7 +148,7 @@ impl V2Cgroup {
     }
 
     // ANCHOR: v2_limits
-    fn apply(&self, l: &Limits) -> anyhow::Result<()> {
+    pub(crate) fn apply(&self, l: &Limits) -> anyhow::Result<()> {
         let dir = &self.dir;
         if let Some((quota, period)) = l.cfs_bandwidth() {
             // "QUOTA PERIOD": QUOTA microseconds of CPU time per PERIOD;
