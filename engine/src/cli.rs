@@ -86,6 +86,8 @@ pub enum Command {
     Pause(NamesArgs),
     /// Unpause all processes within one or more containers.
     Unpause(NamesArgs),
+    /// Update configuration of one or more containers.
+    Update(UpdateArgs),
     /// Manage containers (docker's management commands: the same code as the short forms).
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -224,12 +226,36 @@ pub struct RunArgs {
     /// Number of CPUs (e.g. 0.5).
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period.
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota.
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Limit read rate (bytes per second) from a device (e.g. /dev/vda:1mb).
+    #[arg(long = "device-read-bps")]
+    pub device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device (e.g. /dev/vda:1mb).
+    #[arg(long = "device-write-bps")]
+    pub device_write_bps: Vec<String>,
+    /// Disable OOM Killer.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Tune container memory swappiness (0 to 100) (default -1).
+    #[arg(long = "memory-swappiness", allow_hyphen_values = true)]
+    pub memory_swappiness: Option<i64>,
     /// CPU shares (relative weight).
     #[arg(long = "cpu-shares", short = 'c')]
     pub cpu_shares: Option<u64>,
     /// Tune the container's pids limit (-1 for unlimited).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
     /// The parent cgroup for the container.
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
@@ -476,6 +502,31 @@ pub struct NamesArgs {
     pub containers: Vec<String>,
 }
 
+/// `docker update`: the limits and restart policy of existing containers.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-shares", short = 'c')]
+    pub cpu_shares: Option<u64>,
+    /// Memory limit.
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits.
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Format the output using a Go-template subset ({{.State.Pid}}, {{json .Config}}).
@@ -547,6 +598,7 @@ pub enum ContainerCmd {
     Rename(RenameArgs),
     Pause(NamesArgs),
     Unpause(NamesArgs),
+    Update(UpdateArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
 }
@@ -596,6 +648,7 @@ impl Command {
                 ContainerCmd::Rename(a) => Command::Rename(a),
                 ContainerCmd::Pause(a) => Command::Pause(a),
                 ContainerCmd::Unpause(a) => Command::Unpause(a),
+                ContainerCmd::Update(a) => Command::Update(a),
                 ContainerCmd::Prune(a) => Command::ContainerPrune(a),
             },
             Command::Image(i) => match i {

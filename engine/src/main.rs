@@ -148,6 +148,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
                        none (the host's cgroups belong to root)";
         let refused = match &cli.command {
             Command::Pause(_) | Command::Unpause(_) => Some(("pause", cgroups)),
+            Command::Update(_) => Some(("update", cgroups)),
             Command::Stats(_) => Some(("stats", cgroups)),
             Command::Top(_) => Some(("top", cgroups)),
             Command::Build(_) => Some((
@@ -213,6 +214,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Completion { .. } | Command::Man { .. } => unreachable!("handled above"),
         Command::Pause(a) => ctr::pause(&engine, a, true),
         Command::Unpause(a) => ctr::pause(&engine, a, false),
+        Command::Update(a) => ctr::update(&engine, a),
         Command::ContainerPrune(a) => ctr::container_prune(&engine, a),
         Command::ImagePrune(a) => image::image_prune(&engine, a),
         Command::Volume(v) => volume::volume(&engine, v),

@@ -174,6 +174,33 @@ pub fn pause(engine: &Engine, args: &NamesArgs, frozen: bool) -> Result<Code> {
     })
 }
 
+/// `docker update`: new limits for each named container, printed by name
+/// as docker does; a bad value is refused before any container changes.
+pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
+    let size = |v: &Option<String>, flag: &str| -> Result<Option<u64>> {
+        v.as_deref()
+            .map(|s| {
+                lab03_cgroups::parse_size(s)
+                    .map_err(|e| anyhow::anyhow!("invalid argument {s:?} for \"{flag}\" flag: {e}"))
+            })
+            .transpose()
+    };
+    let u = container::Update {
+        cpus: args.cpus,
+        cpu_shares: args.cpu_shares,
+        memory: size(&args.memory, "--memory")?,
+        memory_swap: match args.memory_swap.as_deref() {
+            Some("-1") => Some(-1),
+            _ => size(&args.memory_swap, "--memory-swap")?.map(|s| s as i64),
+        },
+        pids: args.pids_limit,
+        restart: args.restart.as_deref().map(str::parse).transpose()?,
+    };
+    each(engine, &args.containers, |r| {
+        container::update(engine, r, &u)
+    })
+}
+
 /// `docker rename`.
 pub fn rename(engine: &Engine, args: &RenameArgs) -> Result<Code> {
     container::rename(engine, &args.container, &args.new_name)?;

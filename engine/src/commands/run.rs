@@ -295,7 +295,47 @@ fn limits(args: &RunArgs) -> Result<Limits> {
         memory,
         memory_swap,
         pids: args.pids_limit,
+        device_read_bps: throttles(&args.device_read_bps, "--device-read-bps")?,
+        device_write_bps: throttles(&args.device_write_bps, "--device-write-bps")?,
+        // -1 is docker's default: "not set".
+        memory_swappiness: args.memory_swappiness.filter(|s| *s != -1),
+        oom_kill_disable: args.oom_kill_disable,
+        cpu_period: args.cpu_period,
+        cpu_quota: args.cpu_quota,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        cpuset_mems: args.cpuset_mems.clone(),
     })
+}
+
+/// `--device-read-bps PATH:RATE`, checked as docker's CLI checks it: a
+/// path under /dev and a size (`1mb`); the device itself is looked at by
+/// `create`.
+fn throttles(specs: &[String], flag: &str) -> Result<Vec<container::ThrottleDevice>> {
+    specs
+        .iter()
+        .map(|v| {
+            let bad = |why: String| anyhow!("invalid argument \"{v}\" for \"{flag}\" flag: {why}");
+            let (path, rate) = match v.split_once(':') {
+                Some((p, r)) if !p.is_empty() => (p, r),
+                _ => return Err(bad(format!("bad format: {v}"))),
+            };
+            if !path.starts_with("/dev/") {
+                return Err(bad(format!("bad format for device path: {v}")));
+            }
+            let rate = lab03_cgroups::parse_size(rate).map_err(|_| {
+                bad(format!(
+                    "invalid rate for device: {v}. The correct format is \
+                     <device-path>:<number>[<unit>]. Number must be a positive integer. \
+                     Unit is optional and can be kb, mb, or gb"
+                ))
+            })?;
+            Ok(container::ThrottleDevice {
+                path: path.to_string(),
+                rate,
+                ..Default::default()
+            })
+        })
+        .collect()
 }
 
 /// `--health-cmd` and its timings: a `CMD-SHELL` check.
@@ -515,6 +555,7 @@ mod tests {
                 memory: Some(32 << 20),
                 memory_swap: Some(-1),
                 pids: Some(-1),
+                ..Default::default()
             }
         );
         assert_eq!(

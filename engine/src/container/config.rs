@@ -163,6 +163,41 @@ pub struct Limits {
     pub memory: Option<u64>,
     pub memory_swap: Option<i64>,
     pub pids: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// `--cpu-period`/`--cpu-quota` as given (docker's int64s; 0 is unset).
+    pub cpu_period: Option<i64>,
+    pub cpu_quota: Option<i64>,
+    #[serde(default)]
+    pub oom_kill_disable: bool,
+    pub memory_swappiness: Option<i64>,
+    /// `--device-read-bps`/`--device-write-bps`, resolved at create.
+    #[serde(default)]
+    pub device_read_bps: Vec<ThrottleDevice>,
+    #[serde(default)]
+    pub device_write_bps: Vec<ThrottleDevice>,
+}
+
+/// A block device rate as given (`/dev/vda:1mb`), with the device numbers
+/// the kernel's files take, found by `create` from the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
+    #[serde(default)]
+    pub major: u64,
+    #[serde(default)]
+    pub minor: u64,
+}
+
+impl ThrottleDevice {
+    fn to_lab(&self) -> cgroups::Throttle {
+        cgroups::Throttle {
+            major: self.major,
+            minor: self.minor,
+            rate: self.rate,
+        }
+    }
 }
 
 impl Limits {
@@ -174,6 +209,26 @@ impl Limits {
             memory: self.memory,
             memory_swap: self.memory_swap,
             pids: self.pids,
+            // Checked at create (check_settings): a period is positive and a
+            // quota is -1 or positive by then; 0 means "not set", as docker's.
+            cpu_period: self.cpu_period.filter(|p| *p > 0).map(|p| p as u64),
+            // Any negative quota is the kernel's "no limit" (v1 takes them all;
+            // v2 spells it "max"): -1 is the one lab 03 writes.
+            cpu_quota: self.cpu_quota.filter(|q| *q != 0).map(|q| q.max(-1)),
+            oom_kill_disable: self.oom_kill_disable,
+            device_read_bps: self
+                .device_read_bps
+                .iter()
+                .map(ThrottleDevice::to_lab)
+                .collect(),
+            device_write_bps: self
+                .device_write_bps
+                .iter()
+                .map(ThrottleDevice::to_lab)
+                .collect(),
+            memory_swappiness: self.memory_swappiness.map(|s| s.clamp(0, 100) as u64),
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
         }
     }
 }

@@ -101,13 +101,16 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
 ///   (`NaN` and `inf` are floats Rust parses, but no rational number; docker's
 ///   CLI refuses them, and `NaN` compares false with everything, so a range
 ///   check alone would let it through).
+/// - `--cpuset-cpus`/`--cpuset-mems`: the kernel's list format, naming
+///   only CPUs and memory nodes that are online (the kernel would refuse
+///   the write at start, after the record was made).
 /// - `-v`: never onto the container's `/`, which would hide its whole root.
 /// - the health check's durations: 0 (the default) or at least 1ms
 ///   (`containertypes.MinimumDuration`); a 1ns interval runs the check
 ///   in a busy loop.
 /// - `--cgroup-parent`: lab 03's rule, plain names only, no `..`: a parent
 ///   must not lead out of the hierarchy or onto somebody else's group.
-fn check_settings(config: &ContainerConfig) -> Result<()> {
+pub(crate) fn check_settings(config: &ContainerConfig) -> Result<()> {
     if let Some(cpus) = config.limits.cpus {
         if !cpus.is_finite() {
             bail!(
@@ -118,6 +121,46 @@ fn check_settings(config: &ContainerConfig) -> Result<()> {
         let n = cgroups::ncpus();
         if cpus < 0.0 || cpus > n as f64 {
             bail!("Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available");
+        }
+    }
+    // dockerd's words, in its order: --cpus is the same CFS bandwidth as a
+    // raw period and quota, so not both; the kernel takes a period of 1ms
+    // to 1s and a quota of at least 1ms.
+    let (period, quota) = (
+        config.limits.cpu_period.unwrap_or(0),
+        config.limits.cpu_quota.unwrap_or(0),
+    );
+    let nano_cpus = config.limits.cpus.is_some_and(|c| c > 0.0);
+    if nano_cpus && period > 0 {
+        bail!("Conflicting options: Nano CPUs and CPU Period cannot both be set");
+    }
+    if nano_cpus && quota > 0 {
+        bail!("Conflicting options: Nano CPUs and CPU Quota cannot both be set");
+    }
+    if period != 0 && !(1000..=1_000_000).contains(&period) {
+        bail!(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        );
+    }
+    if quota > 0 && quota < 1000 {
+        bail!("CPU cfs quota can not be less than 1ms (i.e. 1000)");
+    }
+    // Docker's daemon checks the lists against what the host has online.
+    for (list, node) in [
+        (&config.limits.cpuset_cpus, false),
+        (&config.limits.cpuset_mems, true),
+    ] {
+        let Some(list) = list else { continue };
+        let (what, nodes) = match node {
+            false => ("cpus", "CPUs"),
+            true => ("mems", "memory nodes"),
+        };
+        let wanted = cgroups::parse_list(list)
+            .map_err(|e| anyhow::anyhow!("Invalid value {list} for cpuset {what}: {e}"))?;
+        let have = cgroups::online(node);
+        let available = cgroups::parse_list(&have).unwrap_or_default();
+        if wanted.iter().any(|n| !available.contains(n)) {
+            bail!("Requested {nodes} are not available - requested {list}, available: {have}");
         }
     }
     for m in &config.mounts {
@@ -219,9 +262,62 @@ fn image_defaults(image: &lab04_overlay::store::Image, config: &mut ContainerCon
     Ok(())
 }
 
+/// `--memory-swappiness` and `--oom-kill-disable`, as dockerd takes them:
+/// v1 memory controller files that v2 does not have, so on a v2 host they
+/// are discarded with dockerd's warnings (and not recorded) rather than
+/// refused; a swappiness that is kept must be 0 to 100.
+fn memory_settings(config: &mut ContainerConfig) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let limits = &mut config.limits;
+    if !limits.oom_kill_disable && limits.memory_swappiness.is_none() {
+        return Ok(warnings);
+    }
+    let v1 = cgroups::detect()?.version() == cgroups::Version::V1;
+    if limits.memory_swappiness.is_some() && !v1 {
+        warnings.push(
+            "Your kernel does not support memory swappiness capabilities or the cgroup is \
+             not mounted. Memory swappiness discarded."
+                .to_string(),
+        );
+        limits.memory_swappiness = None;
+    }
+    if let Some(s) = limits.memory_swappiness {
+        if !(0..=100).contains(&s) {
+            bail!("Invalid value: {s}, valid memory swappiness range is 0-100");
+        }
+    }
+    if limits.oom_kill_disable && !v1 {
+        warnings
+            .push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".into());
+        limits.oom_kill_disable = false;
+    }
+    if limits.oom_kill_disable && limits.memory.is_none() {
+        warnings.push(
+            "OOM killer is disabled for the container, but no memory limit is set, this can \
+             result in the system running out of resources."
+                .into(),
+        );
+    }
+    Ok(warnings)
+}
+
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
     check_userns(engine, &config)?;
+    for warning in memory_settings(&mut config)? {
+        eprintln!("WARNING: {warning}");
+    }
+    // The kernel's files name a device by its numbers: found now, from the
+    // node, so that a missing or non-block device fails create, not start.
+    for t in config
+        .limits
+        .device_read_bps
+        .iter_mut()
+        .chain(config.limits.device_write_bps.iter_mut())
+    {
+        let found = cgroups::Throttle::for_device(std::path::Path::new(&t.path), t.rate)?;
+        (t.major, t.minor) = (found.major, found.minor);
+    }
     check_settings(&config)?;
     // A name, an ID or a unique ID prefix (`run` pulled what was missing).
     let image = crate::image_lookup::find(engine, &config.image)?;

@@ -137,6 +137,14 @@ fn host_config(c: &ContainerConfig) -> Value {
         "NanoCpus": c.limits.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
         "CpuShares": c.limits.cpu_shares.unwrap_or(0),
         "PidsLimit": c.limits.pids,
+        "BlkioDeviceReadBps": throttle_json(&c.limits.device_read_bps),
+        "BlkioDeviceWriteBps": throttle_json(&c.limits.device_write_bps),
+        "OomKillDisable": c.limits.oom_kill_disable,
+        "MemorySwappiness": c.limits.memory_swappiness,
+        "CpuPeriod": c.limits.cpu_period.unwrap_or(0),
+        "CpuQuota": c.limits.cpu_quota.unwrap_or(0),
+        "CpusetCpus": c.limits.cpuset_cpus.clone().unwrap_or_default(),
+        "CpusetMems": c.limits.cpuset_mems.clone().unwrap_or_default(),
         "CgroupParent": c.cgroup_parent,
         "Init": c.init,
         "LogConfig": {"Type": "json-file", "Config": c.log_opts},
@@ -254,6 +262,16 @@ fn network_settings(r: &Record, networks: Value) -> Value {
         "Ports": ports,
         "Networks": networks,
     })
+}
+
+/// Docker's `[{"Path": ..., "Rate": ...}]`, or null when none.
+fn throttle_json(list: &[crate::container::config::ThrottleDevice]) -> Value {
+    if list.is_empty() {
+        return Value::Null;
+    }
+    list.iter()
+        .map(|t| json!({"Path": t.path, "Rate": t.rate}))
+        .collect()
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ mod signal;
 mod start;
 mod stats;
 mod top;
+mod update;
 
 pub use config::*;
 pub use connect::*;
@@ -58,3 +59,4 @@ pub use signal::*;
 pub use start::*;
 pub use stats::*;
 pub use top::*;
+pub use update::*;

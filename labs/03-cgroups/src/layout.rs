@@ -24,6 +24,9 @@ use crate::{hierarchy_roots, relative_cgroup_path, Host, Version};
 pub enum Knob {
     /// `--cpus`: v1 `cpu.cfs_quota_us`, v2 `cpu.max`.
     CpuQuota,
+    /// `--cpu-period`: v1 `cpu.cfs_period_us`, v2 `cpu.max` (its second
+    /// number).
+    CpuPeriod,
     /// `--cpu-shares`/`--cpu-weight`: v1 `cpu.shares`, v2 `cpu.weight`.
     CpuWeight,
     /// `--memory`: v1 `memory.limit_in_bytes`, v2 `memory.max`.
@@ -33,15 +36,28 @@ pub enum Knob {
     MemorySwap,
     /// `--pids-limit`: `pids.max` on both.
     Pids,
+    /// `--device-read-bps`: v1 `blkio.throttle.read_bps_device`, v2
+    /// `io.max`.
+    DeviceReadBps,
+    /// `--device-write-bps`: v1 `blkio.throttle.write_bps_device`, v2
+    /// `io.max`.
+    DeviceWriteBps,
+    /// `--cpuset-cpus`: `cpuset.cpus` on both.
+    CpusetCpus,
+    /// `--cpuset-mems`: `cpuset.mems` on both.
+    CpusetMems,
 }
 
 impl Knob {
     /// The controller whose file it is.
     pub fn controller(self) -> &'static str {
         match self {
-            Knob::CpuQuota | Knob::CpuWeight => "cpu",
+            Knob::CpuQuota | Knob::CpuPeriod | Knob::CpuWeight => "cpu",
             Knob::Memory | Knob::MemorySwap => "memory",
             Knob::Pids => "pids",
+            Knob::CpusetCpus | Knob::CpusetMems => "cpuset",
+            // v1's name; v2 calls it `io` (see [`Host::limit_file`]).
+            Knob::DeviceReadBps | Knob::DeviceWriteBps => "blkio",
         }
     }
 }
@@ -53,6 +69,8 @@ impl Version {
         match knob {
             Knob::CpuQuota if v1 => "cpu.cfs_quota_us",
             Knob::CpuQuota => "cpu.max",
+            Knob::CpuPeriod if v1 => "cpu.cfs_period_us",
+            Knob::CpuPeriod => "cpu.max",
             Knob::CpuWeight if v1 => "cpu.shares",
             Knob::CpuWeight => "cpu.weight",
             Knob::Memory if v1 => "memory.limit_in_bytes",
@@ -60,6 +78,11 @@ impl Version {
             Knob::MemorySwap if v1 => "memory.memsw.limit_in_bytes",
             Knob::MemorySwap => "memory.swap.max",
             Knob::Pids => "pids.max",
+            Knob::DeviceReadBps if v1 => "blkio.throttle.read_bps_device",
+            Knob::DeviceWriteBps if v1 => "blkio.throttle.write_bps_device",
+            Knob::DeviceReadBps | Knob::DeviceWriteBps => "io.max",
+            Knob::CpusetCpus => "cpuset.cpus",
+            Knob::CpusetMems => "cpuset.mems",
         }
     }
 }
@@ -103,7 +126,11 @@ impl Host {
     /// `/sys/fs/cgroup/memory/dockyard/c1/memory.limit_in_bytes` (v1) or
     /// `/sys/fs/cgroup/dockyard/c1/memory.max` (v2).
     pub fn limit_file(&self, knob: Knob, parent: &str, name: &str) -> Option<PathBuf> {
-        let dir = self.group_dir(knob.controller(), parent, name)?;
+        let controller = match (knob.controller(), self.version()) {
+            ("blkio", Version::V2) => "io",
+            (c, _) => c,
+        };
+        let dir = self.group_dir(controller, parent, name)?;
         Some(dir.join(self.version().file(knob)))
     }
 

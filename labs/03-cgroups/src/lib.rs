@@ -51,6 +51,7 @@ pub mod assemble;
 pub mod device_filter;
 pub mod devices;
 mod layout;
+mod resources;
 mod run;
 mod size;
 pub mod v1;
@@ -62,6 +63,7 @@ pub use assemble::{
 };
 pub(crate) use layout::group_dir_below;
 pub use layout::{delegation, Delegation, Knob};
+pub use resources::{online, parse_list, Throttle};
 pub use run::{run, Outcome, RunOptions};
 pub use size::{parse_size, Size};
 
@@ -179,6 +181,12 @@ pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 pub struct Limits {
     /// `--cpus`: how many CPUs' worth of time per period (0.1 = 10% of one).
     pub cpus: Option<f64>,
+    /// `--cpu-period`: the CFS period in microseconds (1000..=1000000), when
+    /// the quota is given raw rather than as `--cpus`.
+    pub cpu_period: Option<u64>,
+    /// `--cpu-quota`: microseconds of CPU time per period (at least 1000),
+    /// or -1 for none.
+    pub cpu_quota: Option<i64>,
     /// `--cpu-shares` (v1 `cpu.shares`, 2..=262144, default 1024): a relative
     /// weight that only matters when CPUs are contended.
     pub cpu_shares: Option<u64>,
@@ -191,6 +199,26 @@ pub struct Limits {
     pub memory_swap: Option<i64>,
     /// `--pids-limit`: most tasks at once, or -1 for no limit.
     pub pids: Option<i64>,
+    /// `--cpuset-cpus` (`cpuset.cpus`, e.g. `0-2,4`): the CPUs the group's
+    /// tasks may run on at all, a hard pinning rather than a share of time.
+    pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems` (`cpuset.mems`): the NUMA memory nodes it may
+    /// allocate from.
+    pub cpuset_mems: Option<String>,
+    /// `--oom-kill-disable` (v1 `memory.oom_control`): at the limit, the
+    /// group's tasks wait for memory instead of one being killed. v2 has no
+    /// such switch (only `memory.oom.group`), so it is ignored there with a
+    /// warning, as docker does.
+    pub oom_kill_disable: bool,
+    /// `--memory-swappiness` (v1 `memory.swappiness`, 0..=100): how eagerly
+    /// the group's anonymous memory is swapped. v1 only, as above.
+    pub memory_swappiness: Option<u64>,
+    /// `--device-read-bps`: most bytes per second read from a block device
+    /// (v1 `blkio.throttle.read_bps_device`, v2 `io.max` `rbps=`).
+    pub device_read_bps: Vec<Throttle>,
+    /// `--device-write-bps`: the same for writes (`write_bps_device`,
+    /// `wbps=`).
+    pub device_write_bps: Vec<Throttle>,
 }
 
 // ANCHOR: shares_to_weight
@@ -223,6 +251,7 @@ impl Limits {
                 );
             }
         }
+        self.check_cfs(version)?;
         if self.cpu_shares.is_some() && self.cpu_weight.is_some() {
             bail!("--cpu-shares and --cpu-weight set the same thing: give one of them");
         }
@@ -262,6 +291,7 @@ impl Limits {
                 );
             }
         }
+        self.check_cpuset_and_v1_memory()?;
         if let Some(pids) = self.pids {
             if pids == 0 || pids < -1 {
                 bail!(

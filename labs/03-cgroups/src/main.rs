@@ -59,6 +59,34 @@ struct Cli {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pids_limit: Option<i64>,
 
+    /// The CFS period in microseconds (cpu.cfs_period_us, or cpu.max's second
+    /// number), for --cpu-quota.
+    #[arg(long, value_name = "US")]
+    cpu_period: Option<u64>,
+
+    /// CPU time per period in microseconds, or -1 for no limit
+    /// (cpu.cfs_quota_us, or cpu.max's first number).
+    #[arg(long, value_name = "US", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+
+    /// At the memory limit, make tasks wait instead of OOM-killing one (v1
+    /// memory.oom_control; ignored with a warning on v2).
+    #[arg(long)]
+    oom_kill_disable: bool,
+
+    /// How eagerly anonymous memory is swapped, 0 to 100 (v1
+    /// memory.swappiness; ignored with a warning on v2).
+    #[arg(long, value_name = "N")]
+    memory_swappiness: Option<u64>,
+
+    /// The CPUs the command may run on (cpuset.cpus), e.g. 0-1 or 0,2.
+    #[arg(long, value_name = "LIST")]
+    cpuset_cpus: Option<String>,
+
+    /// The memory nodes it may allocate from (cpuset.mems), e.g. 0.
+    #[arg(long, value_name = "LIST")]
+    cpuset_mems: Option<String>,
+
     /// The parent cgroup, below each hierarchy's root.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_PARENT)]
     cgroup_parent: String,
@@ -109,11 +137,19 @@ impl Cli {
         };
         Ok(Limits {
             cpus: self.cpus,
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
             cpu_shares: non_negative(self.cpu_shares, "--cpu-shares")?,
             cpu_weight: non_negative(self.cpu_weight, "--cpu-weight")?,
             memory,
             memory_swap,
             pids: self.pids_limit,
+            oom_kill_disable: self.oom_kill_disable,
+            device_read_bps: Vec::new(),
+            device_write_bps: Vec::new(),
+            memory_swappiness: self.memory_swappiness,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
         })
     }
 }

@@ -26,13 +26,17 @@ use anyhow::bail;
 
 use crate::{
     kill_pids, mkdir_parents, read_key, read_procs, read_u64, remove_dirs, rmdir_leaf,
-    weight_to_shares, write_file, CgroupFs, Limits, Stats, CFS_PERIOD_US,
+    weight_to_shares, write_file, CgroupFs, Limits, Stats,
 };
 
 /// The controllers a container joins: limits for the first, accounting for
 /// `cpuacct`, and `freezer` for `docker pause` (the group's processes are
-/// stopped by the kernel without being sent a signal).
-const CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
+/// stopped by the kernel without being sent a signal). `cpuset` only when
+/// `--cpuset-cpus`/`--cpuset-mems` asks for it: see [`inherit_cpuset`].
+/// `blkio` likewise, only for `--device-read-bps`/`--device-write-bps`.
+const CONTROLLERS: [&str; 7] = [
+    "cpu", "cpuacct", "memory", "pids", "freezer", "cpuset", "blkio",
+];
 
 /// One hierarchy's part of the group.
 struct Dir {
@@ -101,12 +105,16 @@ impl V1Cgroup {
     ) -> anyhow::Result<V1Cgroup> {
         let mount_of = |c: &str| mounts.iter().find(|(n, _)| n == c).map(|(_, m)| m);
         for (c, needed) in [
+            ("cpu", limits.wants_cpu()),
             (
-                "cpu",
-                limits.cpus.is_some() || limits.cpu_shares.is_some() || limits.cpu_weight.is_some(),
+                "memory",
+                limits.memory.is_some()
+                    || limits.oom_kill_disable
+                    || limits.memory_swappiness.is_some(),
             ),
-            ("memory", limits.memory.is_some()),
             ("pids", limits.pids.is_some()),
+            ("cpuset", limits.wants_cpuset()),
+            ("blkio", limits.wants_io()),
         ] {
             if needed && mount_of(c).is_none() {
                 bail!(
@@ -122,6 +130,9 @@ impl V1Cgroup {
         // One directory per hierarchy, even where several controllers share it.
         for c in CONTROLLERS {
             let Some(mount) = mount_of(c) else { continue };
+            if (c == "cpuset" && !limits.wants_cpuset()) || (c == "blkio" && !limits.wants_io()) {
+                continue;
+            }
             let dir = mount.join(parent).join(leaf);
             if let Some(d) = group.dirs.iter_mut().find(|d| d.dir == dir) {
                 d.controllers.push(c.to_string());
@@ -152,6 +163,9 @@ impl V1Cgroup {
                     )
                 })?;
                 group.dirs[i].created = true;
+                if group.dirs[i].controllers.iter().any(|c| c == "cpuset") {
+                    inherit_cpuset(&mount, parent, leaf)?;
+                }
             }
             group.apply(limits, warnings)
         })();
@@ -172,13 +186,14 @@ impl V1Cgroup {
     }
 
     // ANCHOR: v1_limits
-    fn apply(&self, l: &Limits, warnings: &mut Vec<String>) -> anyhow::Result<()> {
+    pub(crate) fn apply(&self, l: &Limits, warnings: &mut Vec<String>) -> anyhow::Result<()> {
         if let Some(dir) = self.dir_of("cpu") {
-            if let Some(cpus) = l.cpus {
-                // QUOTA microseconds of CPU time in every PERIOD microseconds.
-                let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
-                write_file(dir, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string(), "cpu")?;
-                write_file(dir, "cpu.cfs_quota_us", &quota.to_string(), "cpu")?;
+            if let Some((quota, period)) = l.cfs_bandwidth() {
+                // QUOTA microseconds of CPU time in every PERIOD microseconds;
+                // -1 is v1's "no quota".
+                let quota = quota.map_or("-1".to_string(), |q| q.to_string());
+                write_file(dir, "cpu.cfs_period_us", &period.to_string(), "cpu")?;
+                write_file(dir, "cpu.cfs_quota_us", &quota, "cpu")?;
             }
             let shares = l.cpu_shares.or(l.cpu_weight.map(weight_to_shares));
             if let Some(shares) = shares {
@@ -187,6 +202,14 @@ impl V1Cgroup {
         }
         if let Some(dir) = self.dir_of("memory") {
             if let Some(memory) = l.memory {
+                // The kernel keeps memory <= memsw at every moment. Raising
+                // both (`docker update -m`) needs memsw first; lowering needs
+                // memory first. So memsw is tried first (refused when it is
+                // being lowered below the current memory), then both in order.
+                let memsw_file = dir.join("memory.memsw.limit_in_bytes");
+                if let (true, Some(total)) = (memsw_file.exists(), l.memory_swap) {
+                    let _ = std::fs::write(&memsw_file, total.to_string());
+                }
                 write_file(dir, "memory.limit_in_bytes", &memory.to_string(), "memory")?;
                 // memsw is memory *plus* swap, and must never be below the
                 // memory limit: so it is written after it. Docker's default,
@@ -209,6 +232,38 @@ impl V1Cgroup {
                 }
             }
         }
+        if let Some(dir) = self.dir_of("memory") {
+            // At the limit the kernel pauses the group's allocating tasks
+            // (they wait on the OOM waitqueue) instead of killing one: a
+            // frozen container rather than a dead one.
+            if l.oom_kill_disable {
+                write_file(dir, "memory.oom_control", "1", "memory")?;
+            }
+            if let Some(swappiness) = l.memory_swappiness {
+                write_file(dir, "memory.swappiness", &swappiness.to_string(), "memory")?;
+            }
+        }
+        if let Some(dir) = self.dir_of("blkio") {
+            // One "MAJ:MIN BYTES" line per write: the file keeps a rule per
+            // device.
+            for (file, rules) in [
+                ("blkio.throttle.read_bps_device", &l.device_read_bps),
+                ("blkio.throttle.write_bps_device", &l.device_write_bps),
+            ] {
+                for t in rules {
+                    let rule = format!("{}:{} {}", t.major, t.minor, t.rate);
+                    write_file(dir, file, &rule, "blkio")?;
+                }
+            }
+        }
+        if let Some(dir) = self.dir_of("cpuset") {
+            if let Some(cpus) = &l.cpuset_cpus {
+                write_file(dir, "cpuset.cpus", cpus, "cpuset")?;
+            }
+            if let Some(mems) = &l.cpuset_mems {
+                write_file(dir, "cpuset.mems", mems, "cpuset")?;
+            }
+        }
         if let Some(dir) = self.dir_of("pids") {
             if let Some(pids) = l.pids {
                 let max = if pids == -1 {
@@ -222,7 +277,39 @@ impl V1Cgroup {
         Ok(())
     }
     // ANCHOR_END: v1_limits
+}
 
+// ANCHOR: inherit_cpuset
+/// A new v1 cpuset group starts with *empty* `cpuset.cpus` and
+/// `cpuset.mems`, and the kernel refuses to move a task into it (ENOSPC: no
+/// CPU to run on) until both are set. Unlike the other controllers nothing
+/// is inherited, so, as runc and docker do, each level from the hierarchy's
+/// root down to the leaf that still has an empty file gets its parent's:
+///
+/// ```text
+/// cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset/dockyard/cpuset.cpus
+/// cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset/dockyard/cpuset.mems
+/// ```
+///
+/// The container's own list is written over the leaf's copy afterwards.
+fn inherit_cpuset(mount: &Path, parent: &Path, leaf: &Path) -> anyhow::Result<()> {
+    let mut above = mount.to_path_buf();
+    for c in parent.components().chain(leaf.components()) {
+        let dir = above.join(c);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let from = std::fs::read_to_string(above.join(file)).unwrap_or_default();
+                write_file(&dir, file, from.trim(), "cpuset")?;
+            }
+        }
+        above = dir;
+    }
+    Ok(())
+}
+// ANCHOR_END: inherit_cpuset
+
+impl V1Cgroup {
     pub(crate) fn dirs(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.dir.clone()).collect()
     }

@@ -30,7 +30,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     kill_pids, mkdir_parents, read_key, read_procs, read_u64, remove_dirs, rmdir_leaf,
-    shares_to_weight, write_file, CgroupFs, Limits, Stats, CFS_PERIOD_US,
+    shares_to_weight, write_file, CgroupFs, Limits, Stats,
 };
 
 /// The controllers a container's group gets.
@@ -64,8 +64,22 @@ impl V2Cgroup {
         parent: &Path,
         leaf: &Path,
         limits: &Limits,
-        _warnings: &mut Vec<String>,
+        warnings: &mut Vec<String>,
     ) -> anyhow::Result<V2Cgroup> {
+        // v2 has no memory.oom_control nor memory.swappiness: docker's
+        // warnings, and the limits go on without them.
+        if limits.oom_kill_disable {
+            warnings.push(
+                "Your kernel does not support OomKillDisable. OomKillDisable discarded.".into(),
+            );
+        }
+        if limits.memory_swappiness.is_some() {
+            warnings.push(
+                "Your kernel does not support memory swappiness capabilities or the cgroup is \
+                 not mounted. Memory swappiness discarded."
+                    .into(),
+            );
+        }
         let available = std::fs::read_to_string(mount.join("cgroup.controllers"))
             .with_context(|| format!("reading {}", mount.join("cgroup.controllers").display()))?;
         let available: Vec<&str> = available.split_whitespace().collect();
@@ -82,9 +96,13 @@ impl V2Cgroup {
         }
         // Hand down whatever the host has of cpu, memory, pids, even without a
         // limit: the group's statistics files come with its controllers.
+        // cpuset only when asked: enabling it costs the kernel a walk of
+        // every group below on each CPU hotplug.
         let handed: Vec<&str> = CONTROLLERS
             .into_iter()
             .filter(|c| available.contains(c))
+            .chain(limits.wants_cpuset().then_some("cpuset"))
+            .chain(limits.wants_io().then_some("io"))
             .collect();
 
         let made = mkdir_parents(fs, mount, parent)?;
@@ -130,12 +148,13 @@ impl V2Cgroup {
     }
 
     // ANCHOR: v2_limits
-    fn apply(&self, l: &Limits) -> anyhow::Result<()> {
+    pub(crate) fn apply(&self, l: &Limits) -> anyhow::Result<()> {
         let dir = &self.dir;
-        if let Some(cpus) = l.cpus {
-            // "QUOTA PERIOD": QUOTA microseconds of CPU time per PERIOD.
-            let quota = (cpus * CFS_PERIOD_US as f64).round() as u64;
-            write_file(dir, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"), "cpu")?;
+        if let Some((quota, period)) = l.cfs_bandwidth() {
+            // "QUOTA PERIOD": QUOTA microseconds of CPU time per PERIOD;
+            // "max" is v2's "no quota".
+            let quota = quota.map_or("max".to_string(), |q| q.to_string());
+            write_file(dir, "cpu.max", &format!("{quota} {period}"), "cpu")?;
         }
         let weight = l.cpu_weight.or(l.cpu_shares.map(shares_to_weight));
         if let Some(weight) = weight {
@@ -161,6 +180,22 @@ impl V2Cgroup {
                 pids.to_string()
             };
             write_file(dir, "pids.max", &max, "pids")?;
+        }
+        // io.max: one line per device, "MAJ:MIN rbps=N wbps=N"; a key left
+        // out keeps its value ("max" for a new group).
+        for (key, rules) in [("rbps", &l.device_read_bps), ("wbps", &l.device_write_bps)] {
+            for t in rules {
+                let rule = format!("{}:{} {key}={}", t.major, t.minor, t.rate);
+                write_file(dir, "io.max", &rule, "io")?;
+            }
+        }
+        // v2's cpuset files start empty too, but an empty list means "the
+        // parent's effective set" here, so nothing has to be copied down.
+        if let Some(cpus) = &l.cpuset_cpus {
+            write_file(dir, "cpuset.cpus", cpus, "cpuset")?;
+        }
+        if let Some(mems) = &l.cpuset_mems {
+            write_file(dir, "cpuset.mems", mems, "cpuset")?;
         }
         Ok(())
     }
@@ -226,7 +261,7 @@ impl V2Cgroup {
 /// Controllers that the limits need.
 fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     let mut v = Vec::new();
-    if l.cpus.is_some() || l.cpu_shares.is_some() || l.cpu_weight.is_some() {
+    if l.wants_cpu() {
         v.push("cpu");
     }
     if l.memory.is_some() {
@@ -234,6 +269,12 @@ fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     }
     if l.pids.is_some() {
         v.push("pids");
+    }
+    if l.wants_cpuset() {
+        v.push("cpuset");
+    }
+    if l.wants_io() {
+        v.push("io");
     }
     v
 }
@@ -318,6 +359,26 @@ mod tests {
         std::fs::write(dir.join("cgroup.procs"), "").unwrap();
         drop(cg);
         assert!(!fake.root().join("dockyard").exists());
+    }
+
+    #[test]
+    fn raw_cpu_quota_and_period_make_cpu_max() {
+        for (quota, period, want) in [
+            (Some(50_000), Some(200_000), "50000 200000"),
+            (Some(-1), Some(50_000), "max 50000"),
+            (Some(20_000), None, "20000 100000"),
+        ] {
+            let fake = FakeV2::new("cpu memory pids");
+            let limits = Limits {
+                cpu_quota: quota,
+                cpu_period: period,
+                ..Default::default()
+            };
+            let mut cg =
+                Cgroup::create_with(&host(fake.root()), &FAKE, "dockyard", "c1", &limits).unwrap();
+            assert_eq!(read(fake.root().join("dockyard/c1/cpu.max")), want);
+            cg.destroy().unwrap();
+        }
     }
 
     #[test]
