@@ -136,8 +136,8 @@ fn unknown_flags_exit_125_in_dockers_words() {
             "dockyard create",
         ),
         (
-            &["run", "-d", "--cpuset-cpus=0", "busybox"],
-            "unknown flag: --cpuset-cpus",
+            &["run", "-d", "--device=/dev/null", "busybox"],
+            "unknown flag: --device",
             "dockyard run",
         ),
         (
