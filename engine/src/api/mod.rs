@@ -180,7 +180,9 @@ fn socket_path(host: &str) -> Result<PathBuf> {
 /// instant, connectable by others), then opened to its group only: 0660,
 /// group `dockyard` when that group exists (docker's `docker` group: an
 /// administrator adds to it exactly the people who may be root), else
-/// root's own group, so that only root can connect.
+/// root's own group, so that only root can connect. It is bound under a
+/// name of this process's own and renamed into place once its owner and
+/// mode are final: a client that finds the socket finds it as it will stay.
 fn bind(path: &Path) -> Result<UnixListener> {
     if path.exists() {
         // A live service answers; a dead one's socket is stale.
@@ -193,10 +195,28 @@ fn bind(path: &Path) -> Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let staged = path.with_file_name(format!(
+        ".{}.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("sock"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&staged);
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
+    let bound = UnixListener::bind(&staged);
     nix::sys::stat::umask(old);
-    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+    let listener = bound.with_context(|| format!("binding {}", staged.display()))?;
+    let placed = finish_socket(&staged).and_then(|()| {
+        std::fs::rename(&staged, path).with_context(|| format!("renaming to {}", path.display()))
+    });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// The bound socket's final owner and mode (see [`bind`]).
+fn finish_socket(path: &Path) -> Result<()> {
     let group = nix::unistd::Group::from_name("dockyard")
         .ok()
         .flatten()
@@ -214,8 +234,7 @@ fn bind(path: &Path) -> Result<UnixListener> {
         })
         .with_context(|| format!("chown {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod 0660 {}", path.display()))?;
-    Ok(listener)
+        .with_context(|| format!("chmod 0660 {}", path.display()))
 }
 
 /// Wait until a client connects (true), or until the service has been
