@@ -10,21 +10,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::{cgroup_host as host, read_trimmed as read};
 use dockyard_e2e::dockyard::{leftover_cgroups, text, Dockyard as Dy};
 use dockyard_e2e::fixtures::bin;
 use dockyard_e2e::pace::bound;
-use lab03_cgroups::{Host, Knob, Version};
-
-fn host() -> Host {
-    lab03_cgroups::detect().expect("detecting the cgroup layout")
-}
-
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .trim()
-        .to_string()
-}
+use lab03_cgroups::{Knob, Version};
 
 #[test]
 fn limits_are_in_the_hosts_files_and_readable_inside() {

@@ -17,3 +17,17 @@ pub(crate) fn owner(path: &Path) -> (u32, u32) {
     let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (m.uid(), m.gid())
 }
+
+/// The host's cgroup layout, as lab 03 detects it: tests ask it which files
+/// to read rather than assume v1 or v2.
+pub(crate) fn cgroup_host() -> lab03_cgroups::Host {
+    lab03_cgroups::detect().expect("detecting the cgroup layout")
+}
+
+/// A file's text, trimmed (a cgroup file, a /proc entry).
+pub(crate) fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}

@@ -7,19 +7,9 @@
 //! same test runs on this hybrid host and in the pure v2 tier
 //! (`scripts/v2-tier`).
 
+use crate::common::{cgroup_host as host, read_trimmed as read};
 use dockyard_e2e::dockyard::{leftover_cgroups, text, Dockyard as Dy};
-use lab03_cgroups::{Host, Knob, Version};
-
-fn host() -> Host {
-    lab03_cgroups::detect().expect("detecting the cgroup layout")
-}
-
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .trim()
-        .to_string()
-}
+use lab03_cgroups::{Knob, Version};
 
 #[test]
 fn cpuset_cpus_pins_the_container_and_is_in_its_cpuset_files() {
