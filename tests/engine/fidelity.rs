@@ -8,10 +8,7 @@
 //! `run` pulling a missing image is in the registry tests (`run_pulls`),
 //! beside the registry they need.
 
-use std::process::{Command, Output, Stdio};
-
-use dockyard_e2e::dockyard::{text, Dockyard as Dy, DAEMON_CONFIG_ENV};
-use dockyard_e2e::fixtures::{bin, workspace_root};
+use dockyard_e2e::dockyard::{text, Dockyard as Dy};
 
 /// The busybox image's full ID (`sha256:...`).
 fn busybox_id(dy: &Dy) -> String {
@@ -185,30 +182,11 @@ fn unknown_flags_exit_125_in_dockers_words() {
     );
 }
 
-/// Run `script` in a throwaway network namespace with the default bridge
-/// (the tests' daemon.json, which turns it off, dropped): `$D` is dockyard
-/// with this test's data root.
-fn with_bridge_in_throwaway_netns(dy: &Dy, script: &str) -> Output {
-    let d = format!(
-        "{} --root {}",
-        bin("dockyard").display(),
-        dy.root.path().display()
-    );
-    let full = format!("ip link set lo up; D='{d}'; {script}");
-    Command::new("unshare")
-        .args(["--net", "sh", "-c", &full])
-        .env_remove(DAEMON_CONFIG_ENV)
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("unshare")
-}
-
 #[test]
 fn the_default_network_is_the_bridge_and_p_publishes_on_it() {
     let dy = Dy::new();
     let parent = format!("--cgroup-parent={}", dy.parent);
-    let out = with_bridge_in_throwaway_netns(
+    let out = crate::networking::in_throwaway_netns(
         &dy,
         &format!(
             r#"

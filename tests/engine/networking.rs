@@ -12,7 +12,7 @@ use serde_json::Value;
 /// Run `script` with `sh` in a throwaway network namespace that plays the
 /// host: every bridge, veth and iptables rule dockyard makes lands there
 /// and vanishes with it. `$D` is dockyard with this test's data root.
-fn in_throwaway_netns(dy: &Dy, script: &str) -> Output {
+pub(crate) fn in_throwaway_netns(dy: &Dy, script: &str) -> Output {
     let d = format!(
         "{} --root {}",
         bin("dockyard").display(),
