@@ -278,6 +278,7 @@ pub(crate) fn create_network(
         mtu: opts.mtu.or(cfg.mtu),
         internal: opts.internal,
         draining: vec![],
+        macvlan: None,
     };
     bring_up(rtnl, &mut net).with_context(|| format!("creating network {}", net.name))?;
     Ok(net)

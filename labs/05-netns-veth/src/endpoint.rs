@@ -37,6 +37,7 @@ use crate::bridge::{
 };
 use crate::firewall;
 use crate::ipam::{self, Cidr, Draining, Lease, NetworkState, StateDir, StateLock};
+use crate::macvlan;
 use crate::names::{self, EtcFiles, HostEntry};
 use crate::netlink::{in_netns_of, is_errno, Rtnl, VethPeer};
 use crate::ports::{self, PortMapping, PortSpec};
@@ -391,7 +392,12 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     let lock = store.lock()?;
     let mut rtnl = Rtnl::open()?;
     let mut net = network_to_join(cfg, &store, &lock, &mut rtnl, opts)?;
-    let bridge = bridge_of(&store, &lock, &mut rtnl, &mut net)?;
+    // The link the container's interface hangs off: the network's bridge
+    // (for its veth), or a macvlan network's parent (for its child).
+    let link = match &net.macvlan {
+        Some(_) => macvlan::parent_index(&mut rtnl, &net)?,
+        None => bridge_of(&store, &lock, &mut rtnl, &mut net)?,
+    };
     reap_draining(&mut rtnl, &mut net);
     if net.leases.iter().any(|l| l.pid == pid.as_raw()) {
         bail!(
@@ -401,7 +407,11 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
         );
     }
     let (n, first) = next_interface(&store, &lock, pid)?;
-    let veth = free_veth_name(&mut rtnl, &mut net, pid, n)?;
+    // A macvlan child has no host end: nothing to name here.
+    let veth = match net.macvlan {
+        Some(_) => String::new(),
+        None => free_veth_name(&mut rtnl, &mut net, pid, n)?,
+    };
 
     // The lease is saved before anything is made for it, so that a crash
     // from here on leaves a record for gc to clean up after.
@@ -409,7 +419,7 @@ pub fn attach(cfg: &Config, pid: Pid, opts: &AttachOptions) -> anyhow::Result<En
     net.leases.push(lease.clone());
     store.save(&lock, &net)?;
 
-    let made = plug_in(&mut rtnl, &net, bridge, pid, &mut lease, &opts.publish);
+    let made = plug_in(&mut rtnl, &net, link, pid, &mut lease, &opts.publish);
     // Record what was made, whether or not all of it was.
     if let Some(slot) = net.leases.iter_mut().find(|l| l.ip == lease.ip) {
         *slot = lease.clone();
@@ -564,7 +574,11 @@ fn new_lease(
     let extra_hosts = resolve_extra_hosts(&opts.extra_hosts, Some(net.gateway))?;
     let start_time = ipam::process_start_time(pid.as_raw())
         .with_context(|| format!("process {pid} does not exist"))?;
-    let ip = net.allocate(opts.ip)?;
+    let wanted = match &net.macvlan {
+        Some(spec) => macvlan::wanted_ip(net, spec, opts.ip)?,
+        None => opts.ip,
+    };
+    let ip = net.allocate(wanted)?;
     Ok(Lease {
         ip,
         pid: pid.as_raw(),
@@ -594,6 +608,12 @@ fn plug_in(
     lease: &mut Lease,
     publish: &[PortSpec],
 ) -> anyhow::Result<()> {
+    if net.macvlan.is_some() {
+        // No NAT on a macvlan network: the container is on the wire with
+        // its own address, and `-p` has nothing to publish (docker ignores
+        // it there too).
+        return macvlan::plumb(rtnl, net, bridge, pid, lease);
+    }
     plumb(rtnl, net, bridge, pid, lease)?;
     if !publish.is_empty() {
         firewall::check()?;
@@ -685,6 +705,12 @@ fn release(
             ip: lease.ip,
             veth: lease.veth,
         }),
+        // A macvlan child is only in the container's namespace.
+        Veth::DeleteNow if net.macvlan.is_some() => {
+            if let Err(e) = macvlan::unplug(&lease) {
+                first_error.get_or_insert(e);
+            }
+        }
         // Deleting one end of a veth deletes both.
         Veth::DeleteNow => {
             if let Err(e) = delete_link_named(rtnl, &lease.veth) {

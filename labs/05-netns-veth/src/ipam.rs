@@ -300,6 +300,10 @@ pub struct NetworkState {
     /// deleted their veth (see `endpoint::release`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining: Vec<Draining>,
+    /// A macvlan network's parent and mode (see `macvlan.rs`); `None` for a
+    /// bridge network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macvlan: Option<crate::macvlan::Macvlan>,
 }
 
 /// The address of a container that has exited, and the host end of its
@@ -571,6 +575,7 @@ mod tests {
             mtu: None,
             internal: false,
             draining: vec![],
+            macvlan: None,
         }
     }
 

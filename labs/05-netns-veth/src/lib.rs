@@ -105,6 +105,10 @@
 //! - `bridge` (the default) or `NAME`: a new namespace, a veth pair to the
 //!   network's bridge, an address, NAT. A user-defined network (any name but
 //!   `bridge`) also lets its members find each other by name.
+//! - a macvlan network (`NAME`, made with [`macvlan::create_macvlan`]): a
+//!   new namespace whose `eth0` is a child of a host interface, straight on
+//!   its wire with a MAC and an address of its own: no bridge, no NAT (see
+//!   [`macvlan`]).
 //! - `container:PID`: no new namespace; join the one process PID is in
 //!   (setns(2)), sharing its interfaces and its `localhost`, as the
 //!   containers of a Kubernetes pod do.
@@ -113,6 +117,7 @@ mod bridge;
 mod endpoint;
 pub mod firewall;
 pub mod ipam;
+pub mod macvlan;
 pub mod names;
 pub mod netlink;
 pub mod ports;
