@@ -901,11 +901,14 @@ pub enum NetworkCmd {
         /// IPv4 gateway for the subnet.
         #[arg(long)]
         gateway: Option<String>,
+        /// Allocate container IPs from a sub-range (macvlan).
+        #[arg(long)]
+        ip_range: Option<String>,
         /// Set metadata on a network (key=value).
         #[arg(long)]
         label: Vec<String>,
         /// Set driver specific options: com.docker.network.bridge.name=X,
-        /// com.docker.network.driver.mtu=N.
+        /// com.docker.network.driver.mtu=N; macvlan: parent=IF, macvlan_mode=M.
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         /// Restrict external access to the network.

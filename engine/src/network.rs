@@ -17,6 +17,12 @@
 //! $ iptables -t nat -A POSTROUTING -s 172.18.0.0/16 ! -o br-3f2a -j MASQUERADE
 //! ```
 //!
+//! A **macvlan** network (`network create -d macvlan --subnet S --gateway G
+//! -o parent=eth0`) is lab 05's too, in the same state files, with no
+//! bridge and no rules: each member gets a child of the parent interface,
+//! on the parent's wire with its own MAC (see lab 05's `macvlan` module).
+//! Which driver makes a network is one `match` in [`create_with_ipam`].
+//!
 //! Names resolve through `/etc/hosts` (lab 05 rewrites every member's when
 //! one joins or leaves), not through an embedded DNS server: see lab 05's
 //! `names` module for why. What a *container* does with networks (`network
@@ -277,7 +283,7 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
     all.extend(nets.iter().filter(|n| !gone(n)).map(|n| NetworkSummary {
         id: network_id(n),
         name: n.name.clone(),
-        driver: "bridge".into(),
+        driver: driver_of(n).into(),
         internal: n.internal,
         labels: n.labels.clone(),
         created: n.created.clone(),
@@ -326,9 +332,17 @@ fn inspect_doc(n: &net::ipam::NetworkState) -> Value {
         );
     }
     let mut options = n.options.clone();
-    options
-        .entry("com.docker.network.bridge.name".into())
-        .or_insert_with(|| n.bridge.clone());
+    // A bridge network shows its bridge; a macvlan one only what it was
+    // given (`parent`, `macvlan_mode`), as docker shows them.
+    if n.macvlan.is_none() {
+        options
+            .entry("com.docker.network.bridge.name".into())
+            .or_insert_with(|| n.bridge.clone());
+    }
+    let mut ipam = json!({"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()});
+    if let Some(range) = n.macvlan.as_ref().and_then(|m| m.ip_range) {
+        ipam["IPRange"] = json!(range.to_string());
+    }
     if let Some(mtu) = n.mtu {
         options
             .entry("com.docker.network.driver.mtu".into())
@@ -344,13 +358,9 @@ fn inspect_doc(n: &net::ipam::NetworkState) -> Value {
         "Id": network_id(n),
         "Created": if n.created.is_empty() { ZERO_TIME.to_string() } else { n.created.clone() },
         "Scope": "local",
-        "Driver": "bridge",
+        "Driver": driver_of(n),
         "EnableIPv6": false,
-        "IPAM": {
-            "Driver": "default",
-            "Options": {},
-            "Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}],
-        },
+        "IPAM": {"Driver": "default", "Options": {}, "Config": [ipam]},
         "Internal": n.internal,
         "Attachable": false,
         "Ingress": false,
@@ -366,31 +376,60 @@ fn inspect_doc(n: &net::ipam::NetworkState) -> Value {
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub name: String,
-    /// Only "bridge".
+    /// "bridge" or "macvlan".
     pub driver: String,
     /// CIDR, e.g. 172.30.0.0/16 (default: the next free pool).
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub labels: BTreeMap<String, String>,
-    /// `-o`: com.docker.network.bridge.name, com.docker.network.driver.mtu.
+    /// `-o`: com.docker.network.bridge.name, com.docker.network.driver.mtu;
+    /// for macvlan, parent and macvlan_mode.
     pub options: BTreeMap<String, String>,
     pub internal: bool,
 }
 
-/// `network create`: lab 05 makes the bridge and records the network,
-/// which stays, empty or not, until `network rm`. Returns its ID.
+/// IPAM settings of `network create` beyond its subnet and gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Ipam {
+    /// `--ip-range`: the part of the subnet addresses are handed out from
+    /// (macvlan networks).
+    pub ip_range: Option<String>,
+}
+
+/// `network create`: records the network, which stays, empty or not, until
+/// `network rm`. Returns its ID.
 pub fn create(engine: &Engine, opts: &CreateOptions) -> Result<String> {
-    let CreateOptions { name, driver, .. } = opts;
-    if driver != "bridge" {
-        bail!(
-            "plugin {driver:?} not found: dockyard has only the bridge driver (overlay, macvlan \
-             and ipvlan networks span hosts or take over a host interface, which this \
-             single-host engine does not do)"
-        );
-    }
+    create_with_ipam(engine, opts, &Ipam::default())
+}
+
+/// [`create`], with `--ip-range`: one arm per driver.
+pub fn create_with_ipam(engine: &Engine, opts: &CreateOptions, ipam: &Ipam) -> Result<String> {
+    let name = &opts.name;
     if is_predefined(name) {
         bail!("network with name {name} already exists");
     }
+    let lab = lab_options(opts)?;
+    let made = match opts.driver.as_str() {
+        "bridge" => {
+            if ipam.ip_range.is_some() {
+                bail!("--ip-range: dockyard's bridge networks hand out the whole subnet");
+            }
+            net::create(&net_config(engine), &lab)?
+        }
+        "macvlan" => {
+            net::macvlan::create_macvlan(&net_config(engine), &lab, &macvlan_spec(opts, ipam)?)?
+        }
+        driver => bail!(
+            "plugin {driver:?} not found: dockyard has the bridge and macvlan drivers \
+             (overlay and ipvlan networks are not made by this engine)"
+        ),
+    };
+    Ok(made.id)
+}
+
+/// What lab 05 is asked for, from docker's flags: the subnet, gateway and
+/// MTU checked, a new ID and creation time.
+fn lab_options(opts: &CreateOptions) -> Result<net::NetworkOptions> {
     let subnet: Option<net::ipam::Cidr> = opts
         .subnet
         .as_deref()
@@ -415,8 +454,8 @@ pub fn create(engine: &Engine, opts: &CreateOptions) -> Result<String> {
                 .ok_or_else(|| anyhow!("invalid MTU {m:?} (68 to 65535)"))
         })
         .transpose()?;
-    let lab = net::NetworkOptions {
-        name: name.clone(),
+    Ok(net::NetworkOptions {
+        name: opts.name.clone(),
         bridge,
         subnet,
         gateway,
@@ -427,9 +466,42 @@ pub fn create(engine: &Engine, opts: &CreateOptions) -> Result<String> {
         created: now_rfc3339(),
         labels: opts.labels.clone(),
         options: opts.options.clone(),
-    };
-    let made = net::create(&net_config(engine), &lab)?;
-    Ok(made.id)
+    })
+}
+
+/// A macvlan network's driver options, as docker reads them: `-o parent=`
+/// (required here) and `-o macvlan_mode=` (bridge or private), and
+/// `--ip-range`.
+fn macvlan_spec(opts: &CreateOptions, ipam: &Ipam) -> Result<net::macvlan::Macvlan> {
+    let parent = opts.options.get("parent").cloned().unwrap_or_default();
+    let mode = opts
+        .options
+        .get("macvlan_mode")
+        .map(String::as_str)
+        .unwrap_or("")
+        .parse()
+        .map_err(|e: String| anyhow!(e))?;
+    let ip_range = ipam
+        .ip_range
+        .as_deref()
+        .map(|r| {
+            r.parse()
+                .map_err(|e: String| anyhow!("invalid --ip-range {e}"))
+        })
+        .transpose()?;
+    Ok(net::macvlan::Macvlan {
+        parent,
+        mode,
+        ip_range,
+    })
+}
+
+/// The driver of one of lab 05's networks, as `network ls` names it.
+pub fn driver_of(n: &net::ipam::NetworkState) -> &'static str {
+    match n.macvlan {
+        Some(_) => "macvlan",
+        None => "bridge",
+    }
 }
 
 /// `network rm NAME`: a predefined network cannot go; lab 05 refuses one
@@ -555,5 +627,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("plugin \"overlay\" not found"));
+        let opts = CreateOptions {
+            driver: "macvlan".into(),
+            options: [("macvlan_mode".to_string(), "vepa".to_string())].into(),
+            ..opts
+        };
+        assert!(create(&engine, &opts)
+            .unwrap_err()
+            .to_string()
+            .starts_with("requested macvlan mode 'vepa' is not valid"));
     }
 }

@@ -18,6 +18,7 @@ mod escapes;
 mod fidelity;
 mod images;
 mod lifecycle;
+mod macvlan;
 mod networking;
 mod output;
 mod resources;

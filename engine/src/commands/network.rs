@@ -1,4 +1,4 @@
-//! `dockyard network ...`: user-defined bridge networks. The networks are
+//! `dockyard network ...`: user-defined bridge and macvlan networks. The networks are
 //! the core's (`dockyard::network`: lab 05 under this data root), and a
 //! container's side of them is `dockyard::container::connect_network`; here
 //! are docker's flags, tables and messages.
@@ -12,7 +12,7 @@ use super::{confirm, formatted, parse_labels, print_documents, Code};
 use crate::cli::NetworkCmd;
 use crate::format::table;
 use dockyard::container::{self, ConnectOptions};
-use dockyard::network::{self, CreateOptions, NetworkFilter, NetworkSummary};
+use dockyard::network::{self, CreateOptions, Ipam, NetworkFilter, NetworkSummary};
 use dockyard::Engine;
 
 /// The fields of `network ls --format`, and their headers in a `table` format.
@@ -41,6 +41,7 @@ pub fn network(engine: &Engine, cmd: &NetworkCmd) -> Result<Code> {
             driver,
             subnet,
             gateway,
+            ip_range,
             label,
             opt,
             internal,
@@ -55,7 +56,10 @@ pub fn network(engine: &Engine, cmd: &NetworkCmd) -> Result<Code> {
                 labels: parse_labels(label)?,
                 internal: *internal,
             };
-            println!("{}", network::create(engine, &opts)?);
+            let ipam = Ipam {
+                ip_range: ip_range.clone(),
+            };
+            println!("{}", network::create_with_ipam(engine, &opts, &ipam)?);
             Ok(0)
         }
         NetworkCmd::Rm { names } => rm(engine, names),

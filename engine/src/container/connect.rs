@@ -1,6 +1,8 @@
 //! A container's networks: `network connect` and `disconnect`, run's
 //! `--network` checked before anything is created, and the networks that
-//! `inspect` shows under `NetworkSettings.Networks`.
+//! `inspect` shows under `NetworkSettings.Networks`. The same for bridge
+//! and macvlan networks: lab 05 makes a veth or a macvlan child as the
+//! network's driver says. `--ip` is checked here with docker's words.
 //!
 //! A running container that is connected gets its next interface (`eth1`,
 //! `eth2`...) on the network at once, from lab 05; either way the network
@@ -92,9 +94,14 @@ pub fn connect_network(
         );
     }
     let ip = opts.ip.as_deref();
-    let parsed: Option<Ipv4Addr> = ip
-        .map(|i| i.parse().map_err(|_| anyhow!("invalid IP address {i:?}")))
-        .transpose()?;
+    if ip.is_some() && name == net::DEFAULT_NETWORK {
+        bail!("user specified IP address is supported on user defined networks only");
+    }
+    let parsed: Option<Ipv4Addr> = match (ip, resolve(&nets, &name)) {
+        (Some(ip), Some(n)) => Some(check_ip(n, ip)?),
+        (Some(i), None) => Some(i.parse().map_err(|_| anyhow!("invalid IP address {i:?}"))?),
+        (None, _) => None,
+    };
     for alias in &opts.aliases {
         net::names::check_host_name(alias).context("--alias")?;
     }
@@ -252,9 +259,32 @@ pub fn check_network(engine: &Engine, c: &mut ContainerConfig) -> Result<()> {
     if user_defined {
         let nets = networks(engine)?;
         let n = resolve(&nets, mode).with_context(|| format!("network {mode} not found"))?;
+        if let Some(ip) = &c.ip {
+            check_ip(n, ip)?;
+        }
         c.network_mode = n.name.clone();
     }
     Ok(())
+}
+
+/// `--ip ADDR` on network `n`, refused with docker's words before anything
+/// is made: an address outside the network's subnet, or one that is taken
+/// (a member's, the gateway's, the subnet's own). Lab 05 checks again, under
+/// its lock, when the address is leased.
+fn check_ip(n: &net::ipam::NetworkState, ip: &str) -> Result<Ipv4Addr> {
+    let addr: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| anyhow!("invalid IPv4 address: {ip}"))?;
+    if !n.subnet.contains(addr) {
+        bail!("Invalid address {addr}: It does not belong to any of this network's subnets");
+    }
+    let taken = n.leases.iter().any(|l| l.ip == addr && l.alive())
+        || n.draining.iter().any(|d| d.ip == addr)
+        || [n.gateway, n.subnet.network(), n.subnet.broadcast()].contains(&addr);
+    if taken {
+        bail!("Address already in use");
+    }
+    Ok(addr)
 }
 
 #[cfg(test)]
