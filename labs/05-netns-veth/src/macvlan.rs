@@ -432,7 +432,7 @@ pub(crate) fn plumb(
     in_netns_of(pid, |inside| {
         let eth = inside.require_link(&ifname)?;
         inside.add_address(eth, ip, prefix)?;
-        inside.set_up(eth)?;
+        set_up_when_mac_free(inside, eth, &lease.mac)?;
         match inside.add_default_route(gateway) {
             Err(e) if is_errno(&e, Errno::EEXIST) => Ok(()),
             other => other,
@@ -441,6 +441,40 @@ pub(crate) fn plumb(
     .with_context(|| format!("configuring {ifname} in the network namespace of {pid}"))
 }
 // ANCHOR_END: plumb
+
+/// Bring the child up, once no other child of the parent has its MAC.
+///
+/// Two children of one parent cannot be up with one MAC address: the
+/// driver could not tell their frames apart, and refuses the second with
+/// `EADDRINUSE`. The MAC is made from the address, so a container given
+/// the address of one that has just exited (`--ip`, as the course notes
+/// do) meets the old child: the kernel deletes an exited container's
+/// namespace, and the child in it, a moment *after* the exit, in a worker
+/// of its own. (A bridge network's veths wait in the network's `draining`
+/// list for the same reason; a macvlan child cannot be seen from the host
+/// to be waited for, so this waits here.) Up to 5 s, then the reason: the
+/// namespace lives on, held by another container that joined it
+/// (`--network container:`).
+fn set_up_when_mac_free(inside: &mut Rtnl, eth: u32, mac: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match inside.set_up(eth) {
+            Err(e) if is_errno(&e, Errno::EADDRINUSE) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) if is_errno(&e, Errno::EADDRINUSE) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "another interface on the parent still has MAC address {mac} (that of \
+                         an exited container with this address, whose network namespace \
+                         another container still holds?)"
+                    )
+                })
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Take a live container's macvlan child away (`network disconnect`): it
 /// lives in the container's namespace only, so it is deleted from there.
