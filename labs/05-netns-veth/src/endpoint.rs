@@ -701,11 +701,14 @@ fn release(
         first_error.get_or_insert(e);
     }
     match veth {
+        // A macvlan child is only in the container's namespace: it goes
+        // with it, and its address is free now (a new child with its MAC
+        // waits for the old one: see `macvlan::plumb`).
+        Veth::WithNetns if net.macvlan.is_some() => {}
         Veth::WithNetns => net.draining.push(Draining {
             ip: lease.ip,
             veth: lease.veth,
         }),
-        // A macvlan child is only in the container's namespace.
         Veth::DeleteNow if net.macvlan.is_some() => {
             if let Err(e) = macvlan::unplug(&lease) {
                 first_error.get_or_insert(e);
