@@ -317,6 +317,28 @@ mod tests {
     }
 
     #[test]
+    fn ip_addresses_are_checked_with_dockers_words() {
+        let n: net::ipam::NetworkState = serde_json::from_value(json!({
+            "name": "mv", "bridge": "", "subnet": "10.66.0.0/24", "gateway": "10.66.0.254",
+            "names": true, "netns": 1, "rules": [], "leases": [],
+            "macvlan": {"parent": "eth0", "mode": "bridge"},
+        }))
+        .unwrap();
+        assert_eq!(
+            check_ip(&n, "10.66.0.7").unwrap(),
+            Ipv4Addr::new(10, 66, 0, 7)
+        );
+        let err = |ip: &str| check_ip(&n, ip).unwrap_err().to_string();
+        assert_eq!(
+            err("10.67.0.7"),
+            "Invalid address 10.67.0.7: It does not belong to any of this network's subnets"
+        );
+        assert_eq!(err("10.66.0.254"), "Address already in use");
+        assert_eq!(err("10.66.0.0"), "Address already in use");
+        assert_eq!(err("10.66.0"), "invalid IPv4 address: 10.66.0");
+    }
+
+    #[test]
     fn run_network_flags_need_a_user_defined_network() {
         let root = tempfile::tempdir().unwrap();
         let engine = Engine::for_tests(root.path());
