@@ -143,7 +143,10 @@ impl Drop for Containerd {
         let _ = self.daemon.wait();
         // Snapshot mounts of a task that failed half-way.
         let prefix = self.dir.path().to_string_lossy().to_string();
-        for m in dockyard_e2e::fixtures::host_mount_points().into_iter().rev() {
+        for m in dockyard_e2e::fixtures::host_mount_points()
+            .into_iter()
+            .rev()
+        {
             if m.starts_with(&prefix) {
                 let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
             }
@@ -191,7 +194,15 @@ fn ctr_detached_exec_pause_resume_kill_delete_and_a_memory_limit() {
     let root_s = root.to_string_lossy().into_owned();
     let group = format!("/{}/d1", cg.name);
     let mut args = c.run_args(&root_s, &group);
-    args.extend(["-d", "--memory-limit", "33554432", &c.image, "d1", "sleep", "300"]);
+    args.extend([
+        "-d",
+        "--memory-limit",
+        "33554432",
+        &c.image,
+        "d1",
+        "sleep",
+        "300",
+    ]);
     c.ok(&args);
     c.wait_status("d1", "RUNNING");
     let mem = memory_dir(&cg, "d1");
@@ -200,7 +211,16 @@ fn ctr_detached_exec_pause_resume_kill_delete_and_a_memory_limit() {
         .unwrap();
     assert_eq!(limit.trim(), "33554432");
 
-    let out = c.ok(&["task", "exec", "--exec-id", "e1", "d1", "sh", "-c", "cat /proc/1/cmdline"]);
+    let out = c.ok(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "d1",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline",
+    ]);
     assert_eq!(out.replace('\0', " ").trim(), "sleep 300");
     let ps = c.ok(&["task", "ps", "d1"]);
     assert!(ps.lines().count() >= 2, "{ps}");

@@ -55,7 +55,10 @@ fn containerd_shims_argv_create_start_state_kill_delete() {
     assert_eq!(s["pid"], pid);
     assert_eq!(s["id"], "c1");
     assert_eq!(s["bundle"], bundle);
-    assert!(s["ociVersion"].is_string() && s["annotations"].is_object(), "{s}");
+    assert!(
+        s["ociVersion"].is_string() && s["annotations"].is_object(),
+        "{s}"
+    );
     // Created: the process exists, blocked before exec (still our binary).
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(exe.ends_with("dockyard-runtime"), "{}", exe.display());
@@ -73,12 +76,19 @@ fn containerd_shims_argv_create_start_state_kill_delete() {
     assert_eq!(inside.trim(), "1");
     // In the cgroup the config named.
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cgroup.contains(&format!("/{}/c", env.cgroup.name)), "{cgroup}");
+    assert!(
+        cgroup.contains(&format!("/{}/c", env.cgroup.name)),
+        "{cgroup}"
+    );
 
     // Refused while running, as runc: delete without --force.
     let out = with(&["delete", "c1"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("not stopped"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not stopped"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = with(&["kill", "c1", "9"]);
     assert!(out.status.success(), "kill: {}", text(&out.stderr));
@@ -89,7 +99,11 @@ fn containerd_shims_argv_create_start_state_kill_delete() {
     assert!(out.status.success(), "delete: {}", text(&out.stderr));
     // The shim then runs `delete --force` again: a missing container is fine.
     let out = with(&["delete", "--force", "c1"]);
-    assert!(out.status.success(), "delete --force: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "delete --force: {}",
+        text(&out.stderr)
+    );
     env.assert_gone("c1");
 
     // Every log line is a JSON object with level, msg and time; the failed
@@ -161,12 +175,11 @@ fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
 #[test]
 fn bad_bundles_fail_clearly_and_leave_nothing() {
     let env = Env::new("bad");
-    let cases: Vec<(&str, Box<dyn Fn(&Env)>, &str)> = vec![
+    type Break = Box<dyn Fn(&Env)>;
+    let cases: Vec<(&str, Break, &str)> = vec![
         (
             "unknown namespace",
-            Box::new(|e: &Env| {
-                e.edit(|c| c["linux"]["namespaces"][0]["type"] = "bogus".into())
-            }),
+            Box::new(|e: &Env| e.edit(|c| c["linux"]["namespaces"][0]["type"] = "bogus".into())),
             "not an OCI runtime config",
         ),
         (
@@ -211,7 +224,10 @@ fn bad_bundles_fail_clearly_and_leave_nothing() {
     )
     .unwrap();
     let bundle = env.bundle.to_str().unwrap();
-    assert!(env.rt(&["create", "--bundle", bundle, "d"]).status.success());
+    assert!(env
+        .rt(&["create", "--bundle", bundle, "d"])
+        .status
+        .success());
     let out = env.rt(&["create", "--bundle", bundle, "d"]);
     assert!(text(&out.stderr).contains("container with id exists: d"));
     assert_eq!(env.state("d")["status"], "created");
@@ -286,8 +302,14 @@ fn config_fields_reach_the_kernel() {
     assert!(proc_file("cgroup").contains(&format!("{}/cfg", env.cgroup.name)));
     assert_eq!(proc_file("oom_score_adj").trim(), "500");
     let limits = proc_file("limits");
-    let nofile = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
-    assert!(nofile.contains("512") && nofile.contains("1024"), "{nofile}");
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(
+        nofile.contains("512") && nofile.contains("1024"),
+        "{nofile}"
+    );
     let status = proc_file("status");
     let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
     assert!(groups.contains("10") && groups.contains("20"), "{groups}");
@@ -299,7 +321,10 @@ fn config_fields_reach_the_kernel() {
         text(&out.stdout).trim().to_string()
     };
     assert_eq!(exec(&["hostname"]), "oci-box");
-    assert_eq!(exec(&["cat", "/proc/sys/kernel/domainname"]), "example.test");
+    assert_eq!(
+        exec(&["cat", "/proc/sys/kernel/domainname"]),
+        "example.test"
+    );
     assert_eq!(
         exec(&["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]),
         "80"
@@ -317,7 +342,14 @@ fn config_fields_reach_the_kernel() {
     assert_eq!(env.state("cfg")["status"], "running");
     // update: a new pids limit, from stdin as containerd sends it.
     let mut child = std::process::Command::new(dockyard_e2e::fixtures::bin("dockyard-runtime"))
-        .args(["--root", env.root.to_str().unwrap(), "update", "--resources", "-", "cfg"])
+        .args([
+            "--root",
+            env.root.to_str().unwrap(),
+            "update",
+            "--resources",
+            "-",
+            "cfg",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -337,7 +369,12 @@ fn config_fields_reach_the_kernel() {
         .find(|d| d.parent().is_some_and(|p| p.ends_with("pids")) || d.join("pids.max").exists())
         .map(|d| d.join("cfg"));
     if let Some(dir) = pids_dir {
-        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "7");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "7"
+        );
     }
     assert!(env.rt(&["delete", "--force", "cfg"]).status.success());
     env.assert_gone("cfg");
@@ -369,7 +406,10 @@ fn run_waits_and_returns_the_status_and_features_and_version_answer() {
     let v = text(&out.stdout);
     let lines: Vec<&str> = v.lines().collect();
     assert!(lines[0].starts_with("dockyard-runtime version "), "{v}");
-    assert!(lines[1].starts_with("commit: ") && lines[2].starts_with("spec: 1."), "{v}");
+    assert!(
+        lines[1].starts_with("commit: ") && lines[2].starts_with("spec: 1."),
+        "{v}"
+    );
     let out = env.runtime(&["features"]);
     let f: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(f["linux"]["namespaces"]

@@ -112,24 +112,56 @@ impl Drop for Podman {
 fn podman_run_rm_detached_exec_and_stop() {
     let p = Podman::new("podman");
     let mut args = p.run_args();
-    args.extend(["--rm", "localhost/busybox:latest", "sh", "-c", "echo hi $$; cat /proc/self/cgroup"].map(String::from));
+    args.extend(
+        [
+            "--rm",
+            "localhost/busybox:latest",
+            "sh",
+            "-c",
+            "echo hi $$; cat /proc/self/cgroup",
+        ]
+        .map(String::from),
+    );
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = p.ok(&argv);
     assert!(out.starts_with("hi 1\n"), "{out}");
     // Its cgroup is under the test's parent, named by podman (libpod-ID).
-    assert!(out.contains(&format!("/{}/libpod-", p.cgroup.name)), "{out}");
+    assert!(
+        out.contains(&format!("/{}/libpod-", p.cgroup.name)),
+        "{out}"
+    );
 
     let mut args = p.run_args();
-    args.extend(["-d", "--name", "p1", "localhost/busybox:latest", "sleep", "300"].map(String::from));
+    args.extend(
+        [
+            "-d",
+            "--name",
+            "p1",
+            "localhost/busybox:latest",
+            "sleep",
+            "300",
+        ]
+        .map(String::from),
+    );
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     p.ok(&argv);
     let out = p.ok(&["exec", "p1", "cat", "/proc/1/cmdline"]);
     assert_eq!(out.replace('\0', " ").trim(), "sleep 300");
-    let state = p.ok(&["inspect", "--format", "{{.State.Status}} {{.OCIRuntime}}", "p1"]);
+    let state = p.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.OCIRuntime}}",
+        "p1",
+    ]);
     assert_eq!(state.trim(), "running dockyard");
     // sleep as PID 1 ignores SIGTERM: stop waits, then kills.
     p.ok(&["stop", "-t", "1", "p1"]);
-    let state = p.ok(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "p1"]);
+    let state = p.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "p1",
+    ]);
     assert_eq!(state.trim(), "exited 137");
     p.ok(&["rm", "p1"]);
     let left: Vec<PathBuf> = p

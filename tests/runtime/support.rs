@@ -47,7 +47,10 @@ impl Env {
     /// stderr are files, not pipes: a container's process inherits create's
     /// stdio (as the shim means it to), and would hold a pipe open.
     pub fn runtime(&self, args: &[&str]) -> Output {
-        run_to_files(Command::new(bin("dockyard-runtime")).args(args), &self.bundle)
+        run_to_files(
+            Command::new(bin("dockyard-runtime")).args(args),
+            &self.bundle,
+        )
     }
 
     /// `--root ROOT args...`

@@ -185,40 +185,6 @@ pub(crate) fn enter_joined(namespaces: Vec<OpenNamespace>) -> Result<(), lab01::
 }
 // ANCHOR_END: namespace_path
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn namespace_paths_parse_as_kind_and_path() {
-        let p: NamespacePath = "net=/proc/42/ns/net".parse().unwrap();
-        assert_eq!(
-            p,
-            NamespacePath::new(CloneFlags::CLONE_NEWNET, "/proc/42/ns/net")
-        );
-        assert_eq!(
-            NamespacePath::of_process(CloneFlags::CLONE_NEWIPC, Pid::from_raw(42)).path,
-            PathBuf::from("/proc/42/ns/ipc")
-        );
-        assert!("net".parse::<NamespacePath>().is_err());
-        assert!("net=".parse::<NamespacePath>().is_err());
-        assert!("network=/proc/42/ns/net".parse::<NamespacePath>().is_err());
-    }
-
-    #[test]
-    fn joined_paths_are_opened_and_checked_in_the_parent() {
-        let net = |path: &str| [NamespacePath::new(CloneFlags::CLONE_NEWNET, path)];
-        let open = open_joined(&net("/proc/self/ns/net")).unwrap();
-        assert_eq!(open[0].kind, CloneFlags::CLONE_NEWNET);
-        let err = open_joined(&net("/proc/self/ns/ipc")).unwrap_err();
-        assert!(err.to_string().contains("kind ipc, not net"), "{err}");
-        let err = open_joined(&net("/proc/self/status")).unwrap_err();
-        assert!(err.to_string().contains("not a namespace file"), "{err}");
-        let err = open_joined(&net("/nonexistent/ns/net")).unwrap_err();
-        assert!(format!("{err:#}").contains("No such file"), "{err:#}");
-    }
-}
-
 /// Run `f` in a short-lived child that first enters the namespaces of
 /// `pid` named in `kinds` (`"net"`, `"ipc"`, `"uts"`: names under
 /// `/proc/PID/ns`), and return its exit status (0: `f` succeeded; it
@@ -265,5 +231,39 @@ pub fn in_namespaces_of(
             // SAFETY: leaving the forked copy without the parent's exit handlers.
             unsafe { libc::_exit(code) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_paths_parse_as_kind_and_path() {
+        let p: NamespacePath = "net=/proc/42/ns/net".parse().unwrap();
+        assert_eq!(
+            p,
+            NamespacePath::new(CloneFlags::CLONE_NEWNET, "/proc/42/ns/net")
+        );
+        assert_eq!(
+            NamespacePath::of_process(CloneFlags::CLONE_NEWIPC, Pid::from_raw(42)).path,
+            PathBuf::from("/proc/42/ns/ipc")
+        );
+        assert!("net".parse::<NamespacePath>().is_err());
+        assert!("net=".parse::<NamespacePath>().is_err());
+        assert!("network=/proc/42/ns/net".parse::<NamespacePath>().is_err());
+    }
+
+    #[test]
+    fn joined_paths_are_opened_and_checked_in_the_parent() {
+        let net = |path: &str| [NamespacePath::new(CloneFlags::CLONE_NEWNET, path)];
+        let open = open_joined(&net("/proc/self/ns/net")).unwrap();
+        assert_eq!(open[0].kind, CloneFlags::CLONE_NEWNET);
+        let err = open_joined(&net("/proc/self/ns/ipc")).unwrap_err();
+        assert!(err.to_string().contains("kind ipc, not net"), "{err}");
+        let err = open_joined(&net("/proc/self/status")).unwrap_err();
+        assert!(err.to_string().contains("not a namespace file"), "{err}");
+        let err = open_joined(&net("/nonexistent/ns/net")).unwrap_err();
+        assert!(format!("{err:#}").contains("No such file"), "{err:#}");
     }
 }
