@@ -88,11 +88,14 @@ impl Containerd {
         dy.ok(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
         let out = self.ok(&["images", "import", tar.to_str().unwrap()]);
         let listed = self.ok(&["images", "ls", "-q"]);
-        listed
+        let imported = listed
             .lines()
             .find(|l| l.contains("busybox"))
-            .unwrap_or_else(|| panic!("no busybox after import: {out} / {listed}"))
-            .to_string()
+            .unwrap_or_else(|| panic!("no busybox after import: {out} / {listed}"));
+        // A name with a registry host of our own: nothing can be pulled.
+        let image = "dockyard.local/busybox:latest";
+        self.ok(&["images", "tag", imported, image]);
+        image.to_string()
     }
 
     /// `ctr run` with our runtime and a runtime root of this test's own.
