@@ -151,7 +151,7 @@ fn finish_create(
     let state = serde_json::to_vec(&record.oci_state(Status::Creating))?;
     hooks::run(&record.config, Point::Prestart, &state)?;
     hooks::run(&record.config, Point::CreateRuntime, &state)?;
-    hooks::run(&record.config, Point::CreateContainer, &state)?;
+    hooks::run_in_container(&record.config, Point::CreateContainer, &state, pid)?;
     if let Some(path) = &a.pid_file {
         write_pid_file(path, pid.as_raw())?;
     }
@@ -234,7 +234,8 @@ pub fn start(g: &Global, log: &Logger, id: &str) -> anyhow::Result<()> {
         other => bail!("cannot start an already {} container", other.name()),
     }
     let state = serde_json::to_vec(&record.oci_state(Status::Created))?;
-    hooks::run(&record.config, Point::StartContainer, &state)?;
+    let pid = Pid::from_raw(record.pid);
+    hooks::run_in_container(&record.config, Point::StartContainer, &state, pid)?;
     let fifo = state::dir(&g.root, id)?.join("exec.fifo");
     release(&fifo, &record)?;
     let _ = fs::remove_file(&fifo);

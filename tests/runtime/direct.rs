@@ -268,7 +268,17 @@ fn config_fields_reach_the_kernel() {
                 "args": ["sh", "-c", format!("echo {name} $(cat) >> {}", hook_out.display())]
             }])
         };
+        // Path on the host, run in the container's mount namespace: what
+        // they write to / lands in the container's root.
+        let inside = |file: &str| {
+            serde_json::json!([{
+                "path": env.rootfs.path().join("bin/busybox"),
+                "args": ["sh", "-c", format!("cat > /{file}")]
+            }])
+        };
         c["hooks"] = serde_json::json!({
+            "createContainer": inside("created-hook"),
+            "startContainer": inside("started-hook"),
             "createRuntime": hook("createRuntime"),
             "poststart": hook("poststart"),
             "poststop": hook("poststop"),
@@ -292,6 +302,11 @@ fn config_fields_reach_the_kernel() {
     assert!(out.status.success(), "create: {}", text(&out.stderr));
     assert!(env.rt(&["start", "cfg"]).status.success());
     let pid = env.state("cfg")["pid"].as_i64().unwrap();
+    for (file, status) in [("created-hook", "creating"), ("started-hook", "created")] {
+        let text = std::fs::read(env.rootfs.path().join(file)).unwrap();
+        let v: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["status"], status, "{file}");
+    }
     let proc_file = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap();
     // The group is <test parent>/cfg: the caller's own cgroup, plus the ID.
     let mem = memory_dir(&env.cgroup, "cfg");
