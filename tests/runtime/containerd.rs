@@ -250,3 +250,30 @@ fn ctr_detached_exec_pause_resume_kill_delete_and_a_memory_limit() {
     no_state_left(&root);
     assert!(cg.children().is_empty(), "{:?}", cg.children());
 }
+
+#[test]
+fn ctr_run_t_gets_a_pty_through_the_console_socket() {
+    let c = Containerd::start();
+    let cg = TestCgroup::new("ctr-t");
+    let root = runc_root(&c);
+    let group = format!("/{}/t1", cg.name);
+    // ctr -t wants a terminal of its own: script(1) gives it one.
+    let ctr = format!(
+        "ctr --address {} run -t --rm --runc-binary {} --runc-root {} --cgroup {group} {} t1 \
+         sh -c 'tty; stty size'",
+        c.dir.path().join("containerd.sock").display(),
+        runtime_path(),
+        root.display(),
+        c.image
+    );
+    let out = Command::new("timeout")
+        .args(["60", "script", "-qec", &ctr, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let got = text(&out.stdout);
+    assert!(out.status.success(), "{got}{}", text(&out.stderr));
+    assert!(got.contains("/dev/pts/"), "{got}");
+    no_state_left(&root);
+    assert!(cg.children().is_empty(), "{:?}", cg.children());
+}
