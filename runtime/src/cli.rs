@@ -96,8 +96,10 @@ pub enum Command {
         /// A file with the resources, or `-` for stdin.
         #[arg(short = 'r', long)]
         resources: Option<String>,
-        #[arg(long)]
+        /// Memory limit in bytes (a number, or with a k, m or g suffix).
+        #[arg(short, long)]
         memory: Option<String>,
+        /// Most tasks at once.
         #[arg(long)]
         pids_limit: Option<i64>,
         id: String,

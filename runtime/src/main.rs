@@ -87,7 +87,14 @@ fn run(cli: &cli::Cli, log: &logging::Logger) -> anyhow::Result<i32> {
         C::Ps { format, id, .. } => manage::ps(g, id, format).map(|()| 0),
         C::Pause { id } => manage::pause(g, id, true).map(|()| 0),
         C::Resume { id } => manage::pause(g, id, false).map(|()| 0),
-        C::Update { resources, id, .. } => manage::update(g, id, resources.as_deref()).map(|()| 0),
+        C::Update {
+            resources,
+            memory,
+            pids_limit,
+            id,
+        } => {
+            manage::update(g, id, resources.as_deref(), memory.as_deref(), *pids_limit).map(|()| 0)
+        }
         C::Exec(a) => exec::exec(g, log, a),
         C::Spec { bundle } => info::spec(bundle.as_deref()).map(|()| 0),
         C::Features => info::features().map(|()| 0),

@@ -141,9 +141,16 @@ pub fn pause(g: &Global, id: &str, frozen: bool) -> anyhow::Result<()> {
     lab03::freeze(&lab03::detect()?, parent, name, frozen)
 }
 
-/// `update --resources FILE|- ID`: `linux.resources` JSON into the
-/// container's cgroup, through lab 03.
-pub fn update(g: &Global, id: &str, resources: Option<&str>) -> anyhow::Result<()> {
+/// `update [--resources FILE|-] [--memory N] [--pids-limit N] ID`:
+/// `linux.resources` JSON (what containerd sends on stdin) and runc's
+/// single-knob flags, into the container's cgroup through lab 03.
+pub fn update(
+    g: &Global,
+    id: &str,
+    resources: Option<&str>,
+    memory: Option<&str>,
+    pids_limit: Option<i64>,
+) -> anyhow::Result<()> {
     let record = Record::load(&g.root, id)?;
     if record.status(&g.root) == Status::Stopped {
         bail!("container {id} is not running");
@@ -157,10 +164,20 @@ pub fn update(g: &Global, id: &str, resources: Option<&str>) -> anyhow::Result<(
             s
         }
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
-        None => bail!("update: --resources FILE (or - for stdin) is required"),
+        None if memory.is_none() && pids_limit.is_none() => {
+            bail!("update: give --resources FILE (or - for stdin), --memory or --pids-limit")
+        }
+        None => "{}".to_string(),
     };
+    let mut v: serde_json::Value = serde_json::from_str(&text).context("--resources: not JSON")?;
+    if let Some(m) = memory {
+        v["memory"]["limit"] = parse_bytes(m)?.into();
+    }
+    if let Some(p) = pids_limit {
+        v["pids"]["limit"] = p.into();
+    }
     let r: oci_spec::runtime::LinuxResources =
-        serde_json::from_str(&text).context("--resources: not an OCI linux.resources object")?;
+        serde_json::from_value(v).context("--resources: not an OCI linux.resources object")?;
     let limits = crate::bundle::limits(Some(&r));
     let (parent, name) = record
         .cgroup
@@ -169,4 +186,32 @@ pub fn update(g: &Global, id: &str, resources: Option<&str>) -> anyhow::Result<(
     // Opened, not owned: dropping it removes nothing.
     let mut cgroup = lab03::Cgroup::open(&lab03::detect()?, parent, name)?;
     cgroup.update(&limits)
+}
+
+/// `64m`, `1g`, `1048576`: bytes, with runc's (binary) suffixes.
+pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches('b');
+    let (num, shift) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 10),
+        Some('m') => (&lower[..lower.len() - 1], 20),
+        Some('g') => (&lower[..lower.len() - 1], 30),
+        _ => (lower, 0),
+    };
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("invalid size {s:?}: a number of bytes, or with k, m or g"))?;
+    n.checked_mul(1 << shift)
+        .with_context(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_with_suffixes() {
+        assert_eq!(super::parse_bytes("1048576").unwrap(), 1 << 20);
+        assert_eq!(super::parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(super::parse_bytes("1G").unwrap(), 1 << 30);
+        assert!(super::parse_bytes("lots").is_err());
+    }
 }

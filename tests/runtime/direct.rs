@@ -391,6 +391,13 @@ fn config_fields_reach_the_kernel() {
             "7"
         );
     }
+    // runc's single-knob form.
+    let out = env.rt(&["update", "--memory", "32m", "cfg"]);
+    assert!(out.status.success(), "update: {}", text(&out.stderr));
+    let limit = std::fs::read_to_string(mem.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(mem.join("memory.max")))
+        .unwrap();
+    assert_eq!(limit.trim(), "33554432");
     assert!(env.rt(&["delete", "--force", "cfg"]).status.success());
     env.assert_gone("cfg");
     // The hooks ran, each given the state on stdin.
