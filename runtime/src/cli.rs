@@ -131,6 +131,8 @@ pub struct CreateArgs {
     /// else, and says so.
     #[arg(long)]
     pub no_pivot: bool,
+    /// runc makes a session keyring per container unless told not to;
+    /// this runtime never makes one, so the flag changes nothing.
     #[arg(long, hide = true)]
     pub no_new_keyring: bool,
     #[arg(long, default_value_t = 0, hide = true)]

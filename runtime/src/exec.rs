@@ -43,6 +43,15 @@ pub fn exec(g: &Global, log: &Logger, a: &ExecArgs) -> anyhow::Result<i32> {
         }
         None => from_args(&record, a)?,
     };
+    if a.preserve_fds > 0 {
+        bail!("--preserve-fds is not supported by this runtime");
+    }
+    if a.apparmor.as_deref().is_some_and(|p| !p.is_empty()) {
+        log.warn("--apparmor: AppArmor is not supported by this runtime, ignored");
+    }
+    if a.process_label.as_deref().is_some_and(|l| !l.is_empty()) {
+        bail!("--process-label: SELinux is not supported by this runtime");
+    }
     let tty = process.terminal().unwrap_or(false) || a.tty;
     if tty && a.console_socket.is_none() {
         bail!("a terminal needs --console-socket");
@@ -66,7 +75,7 @@ pub fn exec(g: &Global, log: &Logger, a: &ExecArgs) -> anyhow::Result<i32> {
             .map(OsString::from)
             .collect(),
         cwd: Some(process.cwd().clone()),
-        security: Some(security(&process, seccomp_file)?),
+        security: Some(security(&process, seccomp_file, a.no_new_privs)?),
         stdio: None,
         detach: a.detach,
         tty,
@@ -137,7 +146,7 @@ fn from_args(record: &Record, a: &ExecArgs) -> anyhow::Result<Process> {
 
 /// The exec'd process's security layer: its own capabilities and
 /// no_new_privileges, the container's seccomp profile.
-fn security(p: &Process, seccomp_file: PathBuf) -> anyhow::Result<Security> {
+fn security(p: &Process, seccomp_file: PathBuf, no_new_privs: bool) -> anyhow::Result<Security> {
     let mut s = Security::docker_default();
     s.cap_drop = vec!["ALL".into()];
     s.cap_add = match p.capabilities().as_ref().and_then(|c| c.bounding().clone()) {
@@ -151,7 +160,7 @@ fn security(p: &Process, seccomp_file: PathBuf) -> anyhow::Result<Security> {
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    s.no_new_privileges = p.no_new_privileges().unwrap_or(false);
+    s.no_new_privileges = no_new_privs || p.no_new_privileges().unwrap_or(false);
     s.seccomp = match seccomp_file.exists() {
         true => Seccomp::Profile(seccomp_file),
         false => Seccomp::Unconfined,

@@ -52,6 +52,9 @@ fn create_inner(g: &Global, log: &Logger, a: &CreateArgs) -> anyhow::Result<lab0
     }
     let (bundle_dir, spec, raw) = bundle::load(&a.bundle)?;
     let rootfs = bundle::rootfs(&bundle_dir, &spec)?;
+    if a.preserve_fds > 0 {
+        bail!("--preserve-fds is not supported by this runtime");
+    }
     if a.no_pivot {
         log.warn("--no-pivot: this runtime always uses pivot_root(2)");
     }
