@@ -441,3 +441,64 @@ fn run_waits_and_returns_the_status_and_features_and_version_answer() {
     assert!(f["hooks"].as_array().unwrap().contains(&"poststop".into()));
     assert!(f["ociVersionMax"].is_string());
 }
+
+#[test]
+fn security_fields_capabilities_seccomp_no_new_privileges_masked_paths() {
+    let env = Env::new("security");
+    env.edit(|c| {
+        c["process"]["args"] = serde_json::json!(["sleep", "300"]);
+        c["process"]["noNewPrivileges"] = true.into();
+        let caps = serde_json::json!(["CAP_CHOWN", "CAP_KILL"]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = caps.clone();
+        }
+        c["linux"]["maskedPaths"] = serde_json::json!(["/proc/timer_list"]);
+        c["linux"]["readonlyPaths"] = serde_json::json!(["/proc/sys"]);
+        // The spec's profile, compiled by lab 02: mkdir(2) and mkdirat(2)
+        // fail with EPERM, everything else is allowed.
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let bundle = env.bundle.to_str().unwrap();
+    let out = env.rt(&["run", "--detach", "--bundle", bundle, "sec"]);
+    assert!(out.status.success(), "run -d: {}", text(&out.stderr));
+    let pid = env.state("sec")["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            .unwrap()
+    };
+    // CAP_CHOWN is bit 0, CAP_KILL bit 5.
+    assert_eq!(field("CapBnd:"), "0000000000000021");
+    assert_eq!(field("CapEff:"), "0000000000000021");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", "sec", "--"];
+        all.extend_from_slice(args);
+        env.rt(&all)
+    };
+    let out = exec(&["mkdir", "/tmp/x"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("Operation not permitted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let script = "wc -c < /proc/timer_list; (echo x > /proc/sys/kernel/domainname) 2>&1; echo done";
+    let out = exec(&["sh", "-c", script]);
+    let got = text(&out.stdout);
+    assert!(got.starts_with("0\n"), "{got}");
+    assert!(
+        got.contains("Read-only file system") && got.ends_with("done\n"),
+        "{got}"
+    );
+    assert!(env.rt(&["delete", "--force", "sec"]).status.success());
+    env.assert_gone("sec");
+}
