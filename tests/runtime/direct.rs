@@ -502,3 +502,57 @@ fn security_fields_capabilities_seccomp_no_new_privileges_masked_paths() {
     assert!(env.rt(&["delete", "--force", "sec"]).status.success());
     env.assert_gone("sec");
 }
+
+#[test]
+fn namespaces_joined_by_path_as_a_pods_containers_join_the_sandbox() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("join");
+    let bundle = env.bundle.to_str().unwrap().to_string();
+    env.edit(|c| c["process"]["args"] = serde_json::json!(["sleep", "300"]));
+    let out = env.rt(&["run", "--detach", "--bundle", &bundle, "sandbox"]);
+    assert!(out.status.success(), "sandbox: {}", text(&out.stderr));
+    let sandbox = env.state("sandbox")["pid"].as_i64().unwrap();
+    // The app container: network, IPC and UTS by path, the rest new.
+    env.edit(|c| {
+        let mut list = Vec::new();
+        for ns in c["linux"]["namespaces"].as_array().unwrap() {
+            let kind = ns["type"].as_str().unwrap().to_string();
+            let file = match kind.as_str() {
+                "network" => "net",
+                "ipc" => "ipc",
+                "uts" => "uts",
+                _ => {
+                    list.push(ns.clone());
+                    continue;
+                }
+            };
+            list.push(
+                serde_json::json!({"type": kind, "path": format!("/proc/{sandbox}/ns/{file}")}),
+            );
+        }
+        c["linux"]["namespaces"] = list.into();
+        c["linux"]["cgroupsPath"] = format!("/{}/app", env.cgroup.name).into();
+        // The hostname belongs to the sandbox's UTS namespace (runc, too,
+        // refuses to set one in a joined namespace).
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let out = env.rt(&["run", "--detach", "--bundle", &bundle, "app"]);
+    assert!(out.status.success(), "app: {}", text(&out.stderr));
+    let app = env.state("app")["pid"].as_i64().unwrap();
+    let ino = |pid: i64, ns: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+            .unwrap()
+            .ino()
+    };
+    for ns in ["net", "ipc", "uts"] {
+        assert_eq!(ino(sandbox, ns), ino(app, ns), "{ns} shared");
+    }
+    for ns in ["pid", "mnt"] {
+        assert_ne!(ino(sandbox, ns), ino(app, ns), "{ns} private");
+    }
+    for id in ["app", "sandbox"] {
+        assert!(env.rt(&["delete", "--force", id]).status.success());
+    }
+    env.assert_gone("app");
+    env.assert_gone("sandbox");
+}
