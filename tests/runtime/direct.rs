@@ -556,3 +556,33 @@ fn namespaces_joined_by_path_as_a_pods_containers_join_the_sandbox() {
     env.assert_gone("app");
     env.assert_gone("sandbox");
 }
+
+#[test]
+fn a_user_namespace_from_uid_and_gid_mappings() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("userns");
+    // Root inside is uid 100000 outside: it must be able to reach the rootfs.
+    std::fs::set_permissions(&env.bundle, std::fs::Permissions::from_mode(0o711)).unwrap();
+    env.edit(|c| {
+        c["process"]["args"] = serde_json::json!(["sleep", "300"]);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    let bundle = env.bundle.to_str().unwrap();
+    let out = env.rt(&["run", "--detach", "--bundle", bundle, "u1"]);
+    assert!(out.status.success(), "run: {}", text(&out.stderr));
+    let pid = env.state("u1")["pid"].as_i64().unwrap();
+    let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    let fields: Vec<&str> = uid_map.split_whitespace().collect();
+    assert_eq!(fields, ["0", "100000", "65536"]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.contains("100000"), "{uid}");
+    assert!(env.rt(&["delete", "--force", "u1"]).status.success());
+    env.assert_gone("u1");
+}
