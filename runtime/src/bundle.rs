@@ -16,6 +16,7 @@
 //! | `process.capabilities.bounding`    | `security.cap_drop = ALL`, `cap_add`        |
 //! | `linux.seccomp`                    | lab 02's compiler, `Seccomp::Profile`       |
 //! | `linux.cgroupsPath`, `resources`   | `CgroupSpec { parent, name, limits }`       |
+//! | `resources.devices`, `devices`     | lab 03's `DevicesCgroup`, lab 02's `devnodes` (by create) |
 //!
 //! What the blueprint has no word for is done around the assembler by
 //! [`crate::lifecycle`]: `oomScoreAdj`, `sysctl`, `domainname` and hooks.
@@ -36,6 +37,11 @@ pub struct Plan {
     pub oom_score_adj: Option<i32>,
     /// `linux.sysctl`, and `domainname` as `kernel.domainname`.
     pub sysctl: Vec<(String, String)>,
+    /// `linux.resources.devices` as lab 03's rules (`c 1:3 rwm`), after a
+    /// deny-all; `None`: every device (the config restricts nothing).
+    pub device_rules: Option<Vec<String>>,
+    /// `linux.devices`: nodes to make in the container's /dev.
+    pub device_nodes: Vec<lab02::devnodes::DeviceNode>,
     pub warnings: Vec<String>,
 }
 
@@ -121,14 +127,11 @@ pub fn plan(
     } else {
         bp.cgroup = Some(cgroup(Path::new(""), id, linux.resources().as_ref())?);
     }
-    bp.devices = devices(linux.resources().as_ref());
-    if !linux.devices().as_ref().is_none_or(Vec::is_empty) {
-        warnings.push(
-            "linux.devices: extra device nodes are not created; the container gets lab 02's \
-             standard /dev (null, zero, full, random, urandom, tty)"
-                .into(),
-        );
-    }
+    // The exact allow list is applied by create once the process exists
+    // (lab 03's DevicesCgroup), so the blueprint itself restricts nothing.
+    bp.devices = Devices::Unrestricted;
+    let device_rules = device_rules(linux.resources().as_ref())?;
+    let device_nodes = device_nodes(linux)?;
     let mut sysctl: Vec<(String, String)> = linux
         .sysctl()
         .as_ref()
@@ -159,6 +162,8 @@ pub fn plan(
         blueprint: bp,
         oom_score_adj: process.oom_score_adj(),
         sysctl,
+        device_rules,
+        device_nodes,
         warnings,
     })
 }
@@ -462,20 +467,64 @@ pub fn limits(resources: Option<&LinuxResources>) -> lab03::Limits {
     l
 }
 
-/// The device cgroup: a deny-all first rule (what every caller writes) and
-/// its allow list become Docker's allow list, which is the same set runc's
-/// callers allow (null, zero, full, random, urandom, tty, pts, console).
-fn devices(resources: Option<&LinuxResources>) -> Devices {
+/// `linux.resources.devices` in the devices cgroup's own syntax
+/// (`type major:minor access`, `*` for any). Callers write a deny-all
+/// first and then what they allow; that is the form lab 03 takes (it
+/// writes `a` to `devices.deny`, then each rule to `devices.allow`, or
+/// compiles the same list to eBPF on v2). No rules: no restriction.
+pub fn device_rules(resources: Option<&LinuxResources>) -> anyhow::Result<Option<Vec<String>>> {
     let rules = resources
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
-    let denies_all = rules
-        .iter()
-        .any(|d| !d.allow() && d.major().is_none() && d.minor().is_none());
-    match denies_all {
-        true => Devices::DockerDefault,
-        false => Devices::Unrestricted,
+    let Some((first, rest)) = rules.split_first() else {
+        return Ok(None);
+    };
+    let kind = |d: &oci_spec::runtime::LinuxDeviceCgroup| -> anyhow::Result<String> {
+        let v = serde_json::to_value(d.typ().unwrap_or_default())?;
+        Ok(v.as_str().unwrap_or("a").to_string())
+    };
+    if first.allow() || kind(first)? != "a" || first.major().is_some() || first.minor().is_some() {
+        bail!(
+            "linux.resources.devices: only a list that starts by denying every device is \
+             supported (runc's callers all write one)"
+        );
     }
+    let mut out = Vec::new();
+    for d in rest {
+        if !d.allow() {
+            bail!("linux.resources.devices: a deny rule after the first is not supported");
+        }
+        let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+        let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+        out.push(format!(
+            "{} {}:{} {access}",
+            kind(d)?,
+            num(d.major()),
+            num(d.minor())
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// `linux.devices`: the nodes to make, with the spec's defaults (0666
+/// when no fileMode is given, root's).
+fn device_nodes(
+    linux: &oci_spec::runtime::Linux,
+) -> anyhow::Result<Vec<lab02::devnodes::DeviceNode>> {
+    let mut out = Vec::new();
+    for d in linux.devices().iter().flatten() {
+        let kind = serde_json::to_value(d.typ())?;
+        out.push(lab02::devnodes::DeviceNode {
+            path: d.path().clone(),
+            kind: kind.as_str().and_then(|k| k.chars().next()).unwrap_or('c'),
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -516,6 +565,26 @@ mod tests {
         assert_eq!(l.cpu_shares, Some(512));
         assert_eq!((l.cpu_quota, l.cpu_period), (Some(50_000), Some(100_000)));
         assert_eq!(l.pids, Some(64));
+    }
+
+    #[test]
+    fn device_rules_follow_a_deny_all() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rw"}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            device_rules(Some(&r)).unwrap().unwrap(),
+            ["c 1:3 rwm", "c 136:* rw"]
+        );
+        assert_eq!(device_rules(None).unwrap(), None);
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({"devices": [
+            {"allow": true, "type": "c", "major": 1, "minor": 3}
+        ]}))
+        .unwrap();
+        assert!(device_rules(Some(&r)).is_err());
     }
 
     #[test]

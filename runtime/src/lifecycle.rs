@@ -99,7 +99,7 @@ fn create_inner(g: &Global, log: &Logger, a: &CreateArgs) -> anyhow::Result<lab0
                 .map(|c| (c.parent.clone(), c.name.clone())),
             config: raw.clone(),
         };
-        let finished = finish_create(g, a, &plan, &mut assembled, &record);
+        let finished = finish_create(g, a, &plan, &host, &mut assembled, &record);
         match finished {
             Ok(()) => {
                 // The groups stay: the container owns them until delete.
@@ -111,6 +111,10 @@ fn create_inner(g: &Global, log: &Logger, a: &CreateArgs) -> anyhow::Result<lab0
                 let _ = assembled.process.wait();
                 if let Err(c) = assembled.groups.remove() {
                     log.warn(&format!("removing the cgroup of a failed create: {c:#}"));
+                }
+                // The device list, if it was made: found by name.
+                if let Some(c) = &plan.blueprint.cgroup {
+                    let _ = lab03::assemble::remove_by_name(&host, &c.parent, &c.name);
                 }
                 Err(e)
             }
@@ -138,10 +142,12 @@ fn finish_create(
     g: &Global,
     a: &CreateArgs,
     plan: &bundle::Plan,
+    host: &lab03::Host,
     assembled: &mut lab03::assemble::Assembled,
     record: &Record,
 ) -> anyhow::Result<()> {
     let pid = assembled.process.pid();
+    apply_devices(plan, host, pid)?;
     if let Some(socket) = &a.console_socket {
         let master = assembled
             .process
@@ -159,6 +165,30 @@ fn finish_create(
         write_pid_file(path, pid.as_raw())?;
     }
     Ok(())
+}
+
+/// The device allow list and the extra device nodes, while the process
+/// still waits before exec: lab 03 makes the list (a v1 `devices` group the
+/// process is moved into, or an eBPF program on its v2 group), lab 02 the
+/// nodes. From here on they are found by name (delete removes them).
+fn apply_devices(plan: &bundle::Plan, host: &lab03::Host, pid: Pid) -> anyhow::Result<()> {
+    use lab03::devices::{devices_hierarchy, DevicesCgroup};
+    if let (Some(rules), Some(c)) = (&plan.device_rules, &plan.blueprint.cgroup) {
+        let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let list = match devices_hierarchy()? {
+            Some(_) => {
+                let d = DevicesCgroup::create_in(&c.parent, &c.name, &rules)?;
+                d.add(pid.as_raw())?;
+                d
+            }
+            None => {
+                let mount = host.v2_mount.as_ref().context("no cgroup2 mount")?;
+                DevicesCgroup::attach_program(&mount.join(&c.parent).join(&c.name), &rules)?
+            }
+        };
+        std::mem::forget(list);
+    }
+    lab02::devnodes::make_nodes(pid, &plan.device_nodes)
 }
 
 /// `exec.fifo`, mode 0622: the container's process, whoever it runs as,

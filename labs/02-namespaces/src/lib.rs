@@ -71,12 +71,14 @@
 //! namespace by path), [`userns`] (ID maps, and rootless), [`binds`]
 //! (`-v`), [`console`] (`-t`), [`user`] (`-u`), [`rlimit`] (`--ulimit`),
 //! [`init`] (`--init`, and signals), [`security`] (Docker's security
-//! layer), and [`join`] (`docker exec`).
+//! layer), and [`join`] (`docker exec`); for an OCI runtime's callers,
+//! [`gate`] (create now, start later) and [`devnodes`] (extra device nodes).
 
 pub mod binds;
 pub mod cgroupfs;
 pub mod clone;
 pub mod console;
+pub mod devnodes;
 pub mod gate;
 pub mod init;
 pub mod join;
