@@ -60,12 +60,25 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
+        // `run` and `task exec` make the fifos of the task's stdio: in our
+        // directory, not ctr's default /run/containerd/fifo.
+        let fifo_dir = self.dir.path().join("fifo");
+        let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        let at = match args {
+            ["run", ..] => Some(1),
+            ["task", "exec", ..] => Some(2),
+            _ => None,
+        };
+        if let Some(at) = at {
+            all.insert(at, "--fifo-dir".into());
+            all.insert(at + 1, fifo_dir.into());
+        }
         Command::new("timeout")
             .arg("60")
             .arg("ctr")
             .arg("--address")
             .arg(self.dir.path().join("containerd.sock"))
-            .args(args)
+            .args(all)
             .output()
             .expect("running ctr")
     }
@@ -259,9 +272,10 @@ fn ctr_run_t_gets_a_pty_through_the_console_socket() {
     let group = format!("/{}/t1", cg.name);
     // ctr -t wants a terminal of its own: script(1) gives it one.
     let ctr = format!(
-        "ctr --address {} run -t --rm --runc-binary {} --runc-root {} --cgroup {group} {} t1 \
+        "ctr --address {} run --fifo-dir {}/fifo -t --rm --runc-binary {} --runc-root {} --cgroup {group} {} t1 \
          sh -c 'tty; stty size'",
         c.dir.path().join("containerd.sock").display(),
+        c.dir.path().display(),
         runtime_path(),
         root.display(),
         c.image
