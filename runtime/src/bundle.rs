@@ -157,6 +157,17 @@ pub fn plan(
     {
         bail!("process.selinuxLabel is set, and this runtime does not support SELinux");
     }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        bail!("linux.mountLabel is set, and this runtime does not support SELinux");
+    }
+    if let Some(prop) = linux.rootfs_propagation().as_ref() {
+        if !matches!(prop.as_str(), "" | "private" | "rprivate") {
+            warnings.push(format!(
+                "linux.rootfsPropagation {prop:?} not applied: every mount of the container \
+                 is private (lab 01's make_mounts_private)"
+            ));
+        }
+    }
     bp.check(host)?;
     Ok(Plan {
         blueprint: bp,
@@ -287,6 +298,18 @@ fn security(
                 target: dest.clone(),
                 read_only: options.iter().any(|o| o == "ro"),
             });
+            // Lab 02's binds are recursive and private; say what else was asked.
+            let known = ["bind", "rbind", "ro", "rw", "private", "rprivate"];
+            let ignored: Vec<&String> = options
+                .iter()
+                .filter(|o| !known.contains(&o.as_str()))
+                .collect();
+            if !ignored.is_empty() {
+                warnings.push(format!(
+                    "bind mount at {}: options {ignored:?} not applied",
+                    dest.display()
+                ));
+            }
         } else if typ == "tmpfs" {
             let opts: Vec<&str> = options
                 .iter()
