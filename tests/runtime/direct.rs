@@ -160,6 +160,36 @@ fn conmons_argv_with_equals_signs_and_a_console_socket() {
         assert!(n > 0, "pty closed: {}", text(&got));
         got.extend_from_slice(&buf[..n]);
     }
+    // conmon's exec with a terminal: --tty --console-socket, --detach.
+    let exec_socket = env.bundle.join("exec-console.sock");
+    let listener = UnixListener::bind(&exec_socket).unwrap();
+    let exec_pid = env.bundle.join("exec.pid");
+    let mut exec = std::process::Command::new(dockyard_e2e::fixtures::bin("dockyard-runtime"))
+        .arg(&root)
+        .args(["exec", "--detach", "--tty", "--console-socket"])
+        .arg(&exec_socket)
+        .arg("--pid-file")
+        .arg(&exec_pid)
+        .args(["c2", "--", "sh", "-c", "echo exec-on; tty"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut file = std::fs::File::from(receive_fd(&stream));
+    assert!(exec.wait().unwrap().success());
+    assert!(std::fs::read_to_string(&exec_pid)
+        .unwrap()
+        .parse::<i32>()
+        .is_ok());
+    let mut got = Vec::new();
+    while !text(&got).contains("/dev/pts/") {
+        let n = file.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "exec pty closed: {}", text(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(text(&got).contains("exec-on"), "{}", text(&got));
     let out = env.rt(&["delete", "--force", "c2"]);
     assert!(out.status.success(), "delete: {}", text(&out.stderr));
     env.assert_gone("c2");
