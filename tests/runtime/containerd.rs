@@ -246,6 +246,17 @@ fn ctr_detached_exec_pause_resume_kill_delete_and_a_memory_limit() {
     c.ok(&["task", "resume", "d1"]);
     c.wait_status("d1", "RUNNING");
 
+    // containerd's event stream, to see the shim report the OOM kill.
+    let events_file = c.dir.path().join("events.log");
+    let mut events = Command::new("ctr")
+        .arg("--address")
+        .arg(c.dir.path().join("containerd.sock"))
+        .arg("events")
+        .stdout(std::fs::File::create(&events_file).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     // 60 MB in a 32 MB group: the OOM killer ends the exec'd shell.
     let hog = "x=$(head -c 60000000 /dev/zero | tr '\\0' a); echo survived";
     let out = c.ctr(&["task", "exec", "--exec-id", "e2", "d1", "sh", "-c", hog]);
@@ -255,6 +266,18 @@ fn ctr_detached_exec_pause_resume_kill_delete_and_a_memory_limit() {
         .or_else(|_| std::fs::read_to_string(mem.join("memory.events")))
         .unwrap();
     assert_ne!(failcnt.trim(), "0", "{failcnt}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    while !seen.contains("/tasks/oom") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = std::fs::read_to_string(&events_file).unwrap_or_default();
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(
+        seen.contains("/tasks/oom"),
+        "no OOM event from containerd: {seen}"
+    );
 
     c.ok(&["task", "kill", "-s", "SIGKILL", "d1"]);
     c.wait_status("d1", "STOPPED");
