@@ -346,10 +346,16 @@ fn command(
     blocked.thread_unblock().context("unblocking signals")?;
     // Defaults for all, as for the container's first process.
     crate::reset_signals()?;
+    // Root with other groups first, while CAP_SETGID is still ours (as for
+    // the first process, see `child_setup`); any other user last.
+    let root_user = spec.run_as.as_ref().filter(|u| u.uid == 0);
+    if let Some(u) = root_user {
+        crate::switch_user(u)?;
+    }
     if let Some(p) = prepared {
         security::confine(p)?;
     }
-    if let Some(u) = &spec.run_as {
+    if let Some(u) = spec.run_as.as_ref().filter(|u| u.uid != 0) {
         crate::switch_user(u)?;
     }
     lab01::exec(&spec.argv, &spec.env)

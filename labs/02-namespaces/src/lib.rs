@@ -71,12 +71,15 @@
 //! namespace by path), [`userns`] (ID maps, and rootless), [`binds`]
 //! (`-v`), [`console`] (`-t`), [`user`] (`-u`), [`rlimit`] (`--ulimit`),
 //! [`init`] (`--init`, and signals), [`security`] (Docker's security
-//! layer), and [`join`] (`docker exec`).
+//! layer), and [`join`] (`docker exec`); for an OCI runtime's callers,
+//! [`gate`] (create now, start later) and [`devnodes`] (extra device nodes).
 
 pub mod binds;
 pub mod cgroupfs;
 pub mod clone;
 pub mod console;
+pub mod devnodes;
+pub mod gate;
 pub mod init;
 pub mod join;
 pub mod rlimit;
@@ -265,6 +268,16 @@ pub struct Spec {
     /// layer, which mounts /sys): its own group, read-only, as Docker
     /// shows it (see [`cgroupfs`]). Lab 03 sets it with the group.
     pub cgroup_mount: CgroupMount,
+    /// An OCI runtime's `create`: a fifo (see [`gate`]) on which the
+    /// first process blocks, fully set up, just before `execve`, until
+    /// someone opens it for reading (`start`). [`spawn`] returns once the
+    /// process is blocked there. `None`: it execs straight away.
+    pub exec_fifo: Option<PathBuf>,
+    /// Whether the first process is killed when the process that spawned
+    /// it exits (`PR_SET_PDEATHSIG`). An OCI runtime's `create` exits while
+    /// its container lives on: then `false`, and the process is reparented
+    /// to the caller (a subreaper such as containerd's shim).
+    pub die_with_parent: bool,
 }
 
 impl Spec {
@@ -291,6 +304,8 @@ impl Spec {
             security: None,
             cgroup_entry: CgroupEntry::default(),
             cgroup_mount: CgroupMount::None,
+            exec_fifo: None,
+            die_with_parent: true,
         }
     }
 
@@ -541,6 +556,11 @@ pub fn spawn(
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("pipe2 for the go-ahead")?;
     // -t: the console socket, over which the child sends the pty's master.
     let console = spec.tty.then(console_socketpair).transpose()?;
+    // An exec fifo: the pipe on which the child says it is ready.
+    let ready = match spec.exec_fifo {
+        Some(_) => Some(pipe2(OFlag::O_CLOEXEC).context("pipe2 for the ready signal")?),
+        None => None,
+    };
 
     // Every namespace but the cgroup one is created by clone itself; see
     // `child_setup` for why the cgroup namespace must wait. Those joined
@@ -550,12 +570,19 @@ pub fn spawn(
         None => {
             drop(go_write);
             let socket = console.map(|(_, child)| child);
-            child_main(spec, &rootfs, go_read, socket, secure.as_ref(), joined)
+            let gate = ready.map(|(_, write)| write);
+            let io = ChildIo {
+                go: go_read,
+                console: socket,
+                ready: gate,
+            };
+            child_main(spec, &rootfs, io, secure.as_ref(), joined)
         }
         Some((pid, born_in_cgroup)) => {
             drop(go_read);
             drop(joined);
             let console = console.map(|(parent, _)| parent);
+            let ready = ready.map(|(read, _)| read);
             let mut container = Container { pid, console: None };
             let prepared = (|| {
                 if spec.creates(CloneFlags::CLONE_NEWUSER) {
@@ -582,6 +609,16 @@ pub fn spawn(
                 // (EOF here) having said why on its stderr.
                 container.console = receive_fd(&socket)?;
             }
+            if let Some(ready) = ready {
+                if !gate::wait_ready(ready)? {
+                    let status = container.wait()?;
+                    bail!(
+                        "the container's first process exited during its setup (status {}): \
+                         its stderr says why",
+                        status.code()
+                    );
+                }
+            }
             Ok(container)
         }
     }
@@ -593,12 +630,11 @@ pub fn spawn(
 fn child_main(
     spec: &Spec,
     rootfs: &Path,
-    go: OwnedFd,
-    console: Option<OwnedFd>,
+    io: ChildIo,
     secure: Option<&security::Prepared>,
     joined: Vec<OpenNamespace>,
 ) -> ! {
-    let result = child_setup(spec, rootfs, go, console, secure, joined).and_then(|()| {
+    let result = child_setup(spec, rootfs, io, secure, joined).and_then(|()| {
         if spec.init {
             init::run_init(&spec.argv, &spec.env).map_err(lab01::Error::Setup)
         } else {
@@ -626,20 +662,33 @@ pub(crate) fn program_name() -> String {
 }
 
 // ANCHOR: child
+/// The child's ends of the pipes and sockets it shares with its parent.
+struct ChildIo {
+    /// The go-ahead pipe.
+    go: OwnedFd,
+    /// With `tty`: where the pty's master goes.
+    console: Option<OwnedFd>,
+    /// With an exec fifo: where "ready" goes.
+    ready: Option<OwnedFd>,
+}
+
 /// Everything the child does between clone and exec, in order.
 fn child_setup(
     spec: &Spec,
     rootfs: &Path,
-    go: OwnedFd,
-    console: Option<OwnedFd>,
+    io: ChildIo,
     secure: Option<&security::Prepared>,
     joined: Vec<OpenNamespace>,
 ) -> Result<(), lab01::Error> {
+    let ChildIo { go, console, ready } = io;
     // 0. Into the namespaces we join instead of creating (see
     //    `Spec::join_namespaces`), before anything else happens in them.
     enter_joined(joined)?;
-    //    If the lab's process dies, so does the container.
-    set_parent_death_signal()?;
+    //    If the lab's process dies, so does the container (not under an
+    //    OCI runtime, whose `create` exits first: see `die_with_parent`).
+    if spec.die_with_parent {
+        set_parent_death_signal()?;
+    }
     //    And it starts with every signal at its default and none blocked,
     //    whatever the caller had (see `reset_signals`).
     reset_signals()?;
@@ -669,7 +718,9 @@ fn child_setup(
     let userns = spec.creates(CloneFlags::CLONE_NEWUSER);
     if userns {
         become_root_inside()?;
-        set_parent_death_signal()?;
+        if spec.die_with_parent {
+            set_parent_death_signal()?;
+        }
     }
     // Until exec, this process is a copy of the lab's binary: keep the
     // container's processes out of its /proc/PID (see `security`).
@@ -690,6 +741,13 @@ fn child_setup(
     if let Some(name) = &spec.hostname {
         sethostname(name).with_context(|| format!("sethostname({name:?})"))?;
     }
+
+    // 4b. An OCI `create`: the exec fifo, opened while its path is in view.
+    let gate = match (&spec.exec_fifo, ready) {
+        (Some(fifo), Some(ready)) => Some(gate::Gate::open(fifo, ready)?),
+        _ => None,
+    };
+    let keep = gate.as_ref().map(gate::Gate::keep).unwrap_or([-1, -1]);
 
     // 5. Mount namespace: clone already made it; lab 01 and the security
     //    layer fill it (see `enter_rootfs`).
@@ -717,6 +775,13 @@ fn child_setup(
         security::enter_workdir(cwd)?;
     }
 
+    // 7b. Root inside with other groups (as OCI callers write it): switched
+    //     now, while CAP_SETGID is ours, even if the container's sets lack it.
+    let root_user = spec.run_as.as_ref().filter(|u| u.uid == 0);
+    if let Some(u) = root_user {
+        switch_user(u)?;
+    }
+
     // 8. The security layer: `--read-only`, last of the mounts; then
     //    no_new_privs, capabilities, descriptors and seccomp, in that order.
     //    Without it, still close every descriptor above 2: nothing of the
@@ -726,9 +791,9 @@ fn child_setup(
             if p.read_only_rootfs {
                 security::remount_root_read_only()?;
             }
-            security::confine(p)?;
+            security::confine_keeping(p, &keep)?;
         }
-        None => security::close_fds(&[])?,
+        None => security::close_fds(&keep)?,
     }
 
     // 9a. Resource limits (setrlimit), inherited across exec. Raising a
@@ -742,11 +807,16 @@ fn child_setup(
     // 9. The user, last: switching away from uid 0 makes the kernel clear
     //    the permitted and effective capabilities, so it comes after
     //    everything that needed them.
-    if let Some(u) = &spec.run_as {
+    if let Some(u) = spec.run_as.as_ref().filter(|u| u.uid != 0) {
         switch_user(u)?;
     }
 
-    // 10. What is left is lab 01's exec, which searches the container's PATH.
+    // 10. An OCI `create`: wait here, set up, until `start` (see `gate`).
+    if let Some(gate) = gate {
+        gate.wait()?;
+    }
+
+    // 11. What is left is lab 01's exec, which searches the container's PATH.
     Ok(())
 }
 

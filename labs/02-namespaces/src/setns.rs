@@ -185,6 +185,55 @@ pub(crate) fn enter_joined(namespaces: Vec<OpenNamespace>) -> Result<(), lab01::
 }
 // ANCHOR_END: namespace_path
 
+/// Run `f` in a short-lived child that first enters the namespaces of
+/// `pid` named in `kinds` (`"net"`, `"ipc"`, `"uts"`: names under
+/// `/proc/PID/ns`), and return its exit status (0: `f` succeeded; it
+/// prints its error otherwise). Some kernel settings are read and written
+/// relative to the *writer's* namespaces (`/proc/sys/net/*`, the IPC
+/// limits, the domain name), so an OCI runtime sets a container's
+/// `linux.sysctl` this way, as `nsenter --net --ipc --uts --target PID
+/// sysctl -w KEY=VALUE` would. Call it from a single-threaded process.
+pub fn in_namespaces_of(
+    pid: Pid,
+    kinds: &[&str],
+    f: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<i32> {
+    let mut files = Vec::new();
+    for kind in kinds {
+        let path = format!("/proc/{pid}/ns/{kind}");
+        files.push(fs::File::open(&path).with_context(|| format!("opening {path}"))?);
+    }
+    // SAFETY: the caller is single-threaded (documented above).
+    match unsafe { nix::unistd::fork() }.context("fork to enter namespaces")? {
+        nix::unistd::ForkResult::Parent { child } => loop {
+            match nix::sys::wait::waitpid(child, None) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("waitpid"),
+                Ok(status) => {
+                    if let Some(done) = crate::finished(status) {
+                        return Ok(done.code());
+                    }
+                }
+            }
+        },
+        nix::unistd::ForkResult::Child => {
+            let result = files
+                .iter()
+                .try_for_each(|f| setns(f, CloneFlags::empty()).context("setns"))
+                .and_then(|()| f());
+            let code = match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("{}: {e:#}", crate::program_name());
+                    1
+                }
+            };
+            // SAFETY: leaving the forked copy without the parent's exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,6 +238,12 @@ pub struct Prepared {
 /// The last steps before exec: no_new_privs, capabilities, descriptors,
 /// seccomp, in that order (see the module documentation).
 pub fn confine(p: &Prepared) -> anyhow::Result<()> {
+    confine_keeping(p, &[])
+}
+
+/// [`confine`], leaving the descriptors in `keep` open (an OCI runtime's
+/// exec fifo, see [`crate::gate`]).
+pub fn confine_keeping(p: &Prepared, keep: &[std::os::fd::RawFd]) -> anyhow::Result<()> {
     if p.no_new_privileges {
         // SAFETY: prctl with integer arguments only.
         let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
@@ -250,7 +256,7 @@ pub fn confine(p: &Prepared) -> anyhow::Result<()> {
         install_seccomp(programs)?;
     }
     apply_capabilities(p.caps)?;
-    close_fds(&[])?;
+    close_fds(keep)?;
     if let (Some(programs), true) = (&p.seccomp, p.no_new_privileges) {
         install_seccomp(programs)?;
     }

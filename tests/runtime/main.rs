@@ -1,0 +1,12 @@
+//! dockyard-runtime under its callers. `direct` replays the exact argv of
+//! containerd's shim and conmon and checks what the kernel shows;
+//! `containerd` starts a containerd of its own (own socket, root, state
+//! directory and config) and drives it with `ctr --runc-binary`; `podman`
+//! runs podman and conmon with a containers.conf that names the runtime.
+//! Everything runs as root; each test has its own bundle, `--root` and
+//! cgroup parent, and removes them, passed or failed.
+
+mod containerd;
+mod direct;
+mod podman;
+mod support;
