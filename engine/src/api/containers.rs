@@ -47,6 +47,14 @@ fn unix(t: &str) -> u64 {
 }
 
 /// `GET /containers/json?all=1&limit=N&filters={"status":["exited"]}`.
+///
+/// The filters the CLI's `ps --filter` knows (status, name, id, label) are
+/// the core's; the rest of docker's set is applied here, on the records:
+/// `ancestor` (an image name or ID), `exited=CODE`, `before` and `since`
+/// (another container), `network`, `volume` (a name or a mount target),
+/// `publish` and `expose` (a port), `health`, `is-task` (never: no swarm).
+/// Several values of one key are alternatives; different keys must all
+/// match, as in docker.
 pub fn list(service: &Service, req: &Request) -> Result<Response> {
     let mut opts = ListOptions {
         all: req.flag("all"),
@@ -56,6 +64,7 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
             .filter(|&n| n > 0),
         filters: Vec::new(),
     };
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(f) = req.query("filters").filter(|f| !f.is_empty()) {
         let parsed: BTreeMap<String, Value> =
             serde_json::from_str(f).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
@@ -70,18 +79,103 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
                 Value::Object(o) => o.keys().cloned().collect(),
                 _ => Vec::new(),
             };
+            if EXTRA_FILTERS.contains(&key.as_str()) {
+                extra.entry(key).or_default().extend(values);
+                continue;
+            }
             for v in values {
                 opts.filters
                     .push(Filter::new(&key, &v).map_err(|e| BadRequest(e.to_string()))?);
             }
         }
     }
+    // `exited` looks at stopped containers without -a, as `status` does.
+    if extra.contains_key("exited") {
+        opts.all = true;
+    }
+    let all = container::list_all(service.engine)?;
+    let mut records = container::filter_list(all.clone(), &opts);
+    for (key, values) in &extra {
+        let mut keep = Vec::new();
+        for r in records {
+            if values.iter().any(|v| extra_matches(service, &all, r.clone(), key, v).unwrap_or(false)) {
+                keep.push(r);
+            }
+        }
+        records = keep;
+        if let Some(bad) = values.iter().find(|v| check_extra(&all, key, v).is_err()) {
+            check_extra(&all, key, bad)?;
+        }
+    }
     let now = SystemTime::now();
-    let list: Vec<Value> = container::list(service.engine, &opts)?
-        .iter()
-        .map(|r| summary(r, now))
-        .collect();
+    let list: Vec<Value> = records.iter().map(|r| summary(r, now)).collect();
     Ok(Response::json(200, &Value::Array(list)))
+}
+
+/// docker's container filters that the core's `Filter` does not know.
+const EXTRA_FILTERS: [&str; 10] = [
+    "ancestor", "exited", "before", "since", "network", "volume", "publish", "expose", "health",
+    "is-task",
+];
+
+/// A bad value of an extra filter, with docker's message.
+fn check_extra(all: &[Record], key: &str, v: &str) -> Result<()> {
+    match key {
+        "exited" if v.parse::<i32>().is_err() => {
+            bail!(BadRequest(format!("invalid filter 'exited={v}'")))
+        }
+        "before" | "since" if find_record(all, v).is_none() => {
+            bail!(BadRequest(format!("No such container: {v}")))
+        }
+        "health" if !["starting", "healthy", "unhealthy", "none"].contains(&v) => bail!(
+            BadRequest(format!("Unrecognized filter value for health: {v}"))
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn find_record<'a>(all: &'a [Record], v: &str) -> Option<&'a Record> {
+    all.iter()
+        .find(|r| r.name == v.trim_start_matches('/') || r.id == v)
+        .or_else(|| all.iter().find(|r| r.id.starts_with(v)))
+}
+
+/// Whether `r` passes the extra filter `key=v`.
+fn extra_matches(service: &Service, all: &[Record], r: Record, key: &str, v: &str) -> Result<bool> {
+    let c = config_of(&r)?;
+    Ok(match key {
+        "ancestor" => {
+            let name = |n: &str| if n.contains(':') { n.to_string() } else { format!("{n}:latest") };
+            let id = c.image_id.trim_start_matches("sha256:");
+            name(&c.image) == name(v) || (v.len() >= 4 && id.starts_with(v.trim_start_matches("sha256:")))
+        }
+        "exited" => r.state.status == Status::Exited && v.parse() == Ok(r.state.exit_code),
+        "before" => find_record(all, v).is_some_and(|o| r.created < o.created),
+        "since" => find_record(all, v).is_some_and(|o| r.created > o.created),
+        "network" => {
+            let nets = container::container_networks(service.engine, &r, &c);
+            c.network_mode == v
+                || c.connected.iter().any(|n| n.network == v)
+                || nets.as_object().is_some_and(|o| {
+                    o.iter().any(|(name, n)| name == v || n["NetworkID"].as_str() == Some(v))
+                })
+        }
+        "volume" => c.mounts.iter().any(|m| m.source == v || m.target == v),
+        "publish" | "expose" => {
+            let (port, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+            container::published_ports(&r).iter().any(|p| {
+                let which = if key == "publish" { p.host_port } else { p.container_port };
+                which.to_string() == port && p.proto == proto
+            })
+        }
+        "health" => {
+            let h = container::inspect(service.engine, r)?;
+            h["State"]["Health"]["Status"].as_str().unwrap_or("none") == v
+        }
+        // No swarm: no container is a task.
+        "is-task" => v == "false",
+        _ => false,
+    })
 }
 
 /// One container as `GET /containers/json` shows it.

@@ -30,7 +30,10 @@
 //! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
 //! - `images`: tag, history, inspect, delete, prune;
 //! - `netvol`: networks and volumes;
-//! - `verbs`: restart, pause, top, rename, changes, prune;
+//! - `verbs`: restart, pause, top, rename, changes, prune, resize, update;
+//! - `archive`: `docker cp` both ways (`/archive`), and `export`;
+//! - `stats`: usage in docker's JSON, streamed or once;
+//! - `df`: `system/df`, item by item;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -39,13 +42,16 @@
 //! calls live-restore, here by construction). The service keeps no state
 //! that matters beyond a request: the records on disk are the truth.
 
+mod archive;
 mod containers;
+mod df;
 mod exec;
 mod http;
 mod images;
 mod netvol;
 mod routes;
 mod starter;
+mod stats;
 mod verbs;
 
 use std::collections::HashMap;
@@ -112,7 +118,7 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
         starter: Mutex::new(starter),
         pending: Mutex::new(HashMap::new()),
         exits: Mutex::new(HashMap::new()),
-        execs: Mutex::new(HashMap::new()),
+        execs: std::sync::Arc::new(Mutex::new(HashMap::new())),
         active: AtomicUsize::new(0),
         last_active: Mutex::new(Instant::now()),
     };
