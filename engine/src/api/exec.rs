@@ -78,10 +78,8 @@ const KEEP_ENDED: Duration = Duration::from_secs(5 * 60);
 /// containers that no longer exist. Run at each create and inspect.
 fn collect(service: &Service) {
     let mut execs = lock(&service.execs);
-    let containers: std::collections::HashSet<String> = execs
-        .values()
-        .map(|i| i.container.clone())
-        .collect();
+    let containers: std::collections::HashSet<String> =
+        execs.values().map(|i| i.container.clone()).collect();
     let gone: Vec<String> = containers
         .into_iter()
         .filter(|c| service.engine.containers.load(c).is_err())

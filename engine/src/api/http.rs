@@ -156,7 +156,8 @@ fn split_version(path: &str) -> (Option<String>, String) {
 
 /// The body, by `Content-Length` or chunked.
 fn read_body(r: &mut BufReader<UnixStream>, req: &Request) -> Result<Vec<u8>> {
-    let archive = req.path.ends_with("/archive") || req.path == "/build" || req.path == "/images/load";
+    let archive =
+        req.path.ends_with("/archive") || req.path == "/build" || req.path == "/images/load";
     let max = if archive { MAX_ARCHIVE_BODY } else { MAX_BODY };
     let chunked = req
         .header("Transfer-Encoding")

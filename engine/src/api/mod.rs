@@ -93,6 +93,9 @@ pub struct Service<'a> {
     exits: Mutex<HashMap<String, i32>>,
     /// Exec instances (`docker exec`), by exec ID.
     execs: exec::Execs,
+    /// Stopped containers taken off their first network, and which (see
+    /// the netvol module: docker-compose 1.x's disconnect and connect).
+    unplugged: Mutex<HashMap<String, String>>,
     active: AtomicUsize,
     last_active: Mutex<Instant>,
 }
@@ -119,6 +122,7 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
         pending: Mutex::new(HashMap::new()),
         exits: Mutex::new(HashMap::new()),
         execs: std::sync::Arc::new(Mutex::new(HashMap::new())),
+        unplugged: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
         last_active: Mutex::new(Instant::now()),
     };

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::http::{Request, Response};
 use super::routes::BadRequest;
-use super::Service;
+use super::{lock, Service};
+use dockyard::state::Status;
 use dockyard::{container, network};
 
 /// Route `/networks...` and `/volumes...`; None: no route here.
@@ -184,6 +185,9 @@ fn network_connect(service: &Service, req: &Request, net: &str, connect: bool) -
     let Some(c) = b["Container"].as_str().filter(|c| !c.is_empty()) else {
         return Err(BadRequest("container is required".into()).into());
     };
+    if let Some(answer) = replug_primary(service, &b, net, c, connect)? {
+        return Ok(answer);
+    }
     let done = if connect {
         let ep = &b["EndpointConfig"];
         let opts = container::ConnectOptions {
@@ -206,6 +210,89 @@ fn network_connect(service: &Service, req: &Request, net: &str, connect: bool) -
         Ok(()) => Ok(empty(200)),
         Err(e) => network_error(e),
     }
+}
+
+/// A stopped container taken off the network it was created for, and put
+/// back (what docker-compose 1.x does to every container it creates, to
+/// set its aliases: disconnect, then connect with `Aliases`).
+///
+/// Docker allows both on a stopped container; dockyard's core disconnects
+/// a stopped container only from networks that `network connect` added,
+/// because its first network is part of its configuration (`--network`).
+/// So here the disconnect sets that configuration to `none` (truthfully:
+/// the container is then on no network) and remembers which network it
+/// was; a connect to a stopped container so unplugged makes the network
+/// its first one again, with the new aliases and address. None: not this
+/// case, the core's calls apply.
+fn replug_primary(
+    service: &Service,
+    b: &Value,
+    net: &str,
+    c: &str,
+    connect: bool,
+) -> Result<Option<Response>> {
+    let e = service.engine;
+    let r = e.containers.reconcile(e.containers.resolve(c)?)?;
+    if matches!(
+        r.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) {
+        return Ok(None);
+    }
+    let cfg = container::config_of(&r)?;
+    let name = match network::inspect(e, net) {
+        Ok(n) => n["Name"].as_str().unwrap_or(net).to_string(),
+        Err(_) => return Ok(None),
+    };
+    let mut unplugged = lock(&service.unplugged);
+    if !connect {
+        if cfg.network_mode != name || cfg.connected.iter().any(|x| x.network == name) {
+            return Ok(None);
+        }
+        save_config(service, &r.id, |c| {
+            c.network_mode = "none".into();
+            c.network_aliases.clear();
+            c.ip = None;
+        })?;
+        unplugged.insert(r.id.clone(), name);
+        return Ok(Some(empty(200)));
+    }
+    if cfg.network_mode != "none" || !unplugged.contains_key(&r.id) {
+        return Ok(None);
+    }
+    let ep = &b["EndpointConfig"];
+    let aliases: Vec<String> = ep["Aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let ip = ep["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    save_config(service, &r.id, |c| {
+        c.network_mode = name.clone();
+        c.network_aliases = aliases;
+        c.ip = ip;
+    })?;
+    unplugged.remove(&r.id);
+    Ok(Some(empty(200)))
+}
+
+/// Change container `id`'s stored configuration, under the records' lock.
+fn save_config(
+    service: &Service,
+    id: &str,
+    change: impl FnOnce(&mut container::ContainerConfig),
+) -> Result<()> {
+    let e = service.engine;
+    let guard = e.containers.lock()?;
+    let mut r = e.containers.load(id)?;
+    let mut c = container::config_of(&r)?;
+    change(&mut c);
+    r.config = serde_json::to_value(&c)?;
+    e.containers.save(&guard, &r)
 }
 
 fn network_prune(service: &Service) -> Result<Response> {

@@ -150,9 +150,9 @@ pub fn stats(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> R
     let e = service.engine;
     let r = e.containers.reconcile(e.containers.resolve(id)?)?;
     // `stream` defaults to true; docker-py sends `stream=False`.
-    let stream = req.query("stream").is_none_or(|v| {
-        !(v == "0" || v.eq_ignore_ascii_case("false"))
-    });
+    let stream = req
+        .query("stream")
+        .is_none_or(|v| !(v == "0" || v.eq_ignore_ascii_case("false")));
     if !stream {
         let first = sample(&r);
         let doc = if req.flag("one-shot") {
@@ -167,7 +167,10 @@ pub fn stats(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> R
     http::start_chunked(&mut &*conn, 200, "application/json")?;
     let mut pre: Option<Sample> = None;
     loop {
-        let now_r = e.containers.reconcile(r.clone()).unwrap_or_else(|_| r.clone());
+        let now_r = e
+            .containers
+            .reconcile(r.clone())
+            .unwrap_or_else(|_| r.clone());
         let now = sample(&now_r);
         let line = document(&now_r, &now, pre.as_ref()).to_string() + "\n";
         http::write_chunk(&mut &*conn, line.as_bytes())?;

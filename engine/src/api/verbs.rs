@@ -177,9 +177,14 @@ pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
     let b: Value =
         serde_json::from_slice(&req.body).map_err(|e| BadRequest(format!("invalid JSON: {e}")))?;
     let pos = |k: &str| b[k].as_i64().filter(|&v| v != 0);
-    let restart = match b["RestartPolicy"]["Name"].as_str().filter(|n| !n.is_empty()) {
+    let restart = match b["RestartPolicy"]["Name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+    {
         Some(name) => {
-            let max = b["RestartPolicy"]["MaximumRetryCount"].as_u64().unwrap_or(0);
+            let max = b["RestartPolicy"]["MaximumRetryCount"]
+                .as_u64()
+                .unwrap_or(0);
             let text = if name == "on-failure" && max > 0 {
                 format!("{name}:{max}")
             } else {
