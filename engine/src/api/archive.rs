@@ -144,8 +144,8 @@ pub fn put(service: &Service, req: &Request, id: &str) -> Result<Response> {
 /// `GET /containers/ID/export`: the container's whole root filesystem as
 /// it sees it, as a tar (`docker export`).
 pub fn export(service: &Service, id: &str) -> Result<Response> {
-    match container::archive_path(service.engine, id, Path::new("/")) {
-        Ok((_, tar)) => Ok(Response {
+    match container::export(service.engine, id) {
+        Ok(tar) => Ok(Response {
             status: 200,
             content_type: "application/x-tar",
             body: tar,

@@ -249,6 +249,18 @@ fn version() -> Value {
                 "KernelVersion": kernel,
                 "Experimental": "false",
             }
+        }, {
+            // The parts that run containers, as dockerd lists containerd,
+            // runc and docker-init: here the per-container monitor (the
+            // role of containerd's shim), and the assembler that sets up
+            // namespaces, cgroups and the root filesystem (runc's).
+            "Name": "dockyard-monitor",
+            "Version": v,
+            "Details": {"GitCommit": ""},
+        }, {
+            "Name": "lab03 assembler (runtime)",
+            "Version": v,
+            "Details": {"GitCommit": ""},
         }],
         "Version": v,
         "ApiVersion": API_VERSION,

@@ -435,3 +435,75 @@ pub fn extract_archive(engine: &Engine, name: &str, path: &Path, tar: &[u8]) -> 
     .with_context(|| format!("copying into {}:{}", name, path.display()))?;
     Ok(())
 }
+
+/// `export` (`GET /containers/ID/export`): the container's root filesystem
+/// as a tar, as docker exports it: the container's own files, without what
+/// is mounted over them. A running container is read through its root
+/// (frozen meanwhile, see [`Access`]); whatever sits on another file system
+/// than that root (`/proc`, `/sys`, `/dev`, volumes, the bind-mounted
+/// `/etc/hosts`) is exported as its mount point only: an empty directory or
+/// an empty file. Symlinks stay symlinks; owners go back to what the
+/// container sees under --userns-remap.
+pub fn export(engine: &Engine, name: &str) -> Result<Vec<u8>> {
+    let access = Access::open(engine, name)?;
+    let root = PathBuf::from(format!("/proc/self/fd/{}", access.root.as_raw_fd()));
+    let mut out = tar::Builder::new(Vec::new());
+    out.follow_symlinks(false);
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&root)?);
+    export_dir(
+        &mut out,
+        &root,
+        Path::new(""),
+        dev,
+        engine.images.id_shift(),
+    )?;
+    Ok(out.into_inner()?)
+}
+
+fn export_dir(
+    out: &mut tar::Builder<Vec<u8>>,
+    root: &Path,
+    rel: &Path,
+    dev: u64,
+    shift: Option<overlay::IdShift>,
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = root.join(rel);
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let rel = rel.join(&name);
+        let meta = std::fs::symlink_metadata(&path)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata(&meta);
+        if let Some(s) = shift {
+            // Back to the container's own IDs (0 is the remapped root).
+            h.set_uid(u64::from(meta.uid().wrapping_sub(s.uid)).min(u64::from(s.uid_count)));
+            h.set_gid(u64::from(meta.gid().wrapping_sub(s.gid)).min(u64::from(s.gid_count)));
+        }
+        let other_fs = meta.dev() != dev;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            out.append_data(&mut h, &rel, std::io::empty())?;
+            if !other_fs {
+                export_dir(out, root, &rel, dev, shift)?;
+            }
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            out.append_link(&mut h, &rel, &target)?;
+        } else if ft.is_file() && !other_fs {
+            out.append_data(&mut h, &rel, File::open(&path)?)?;
+        } else if ft.is_file() {
+            h.set_size(0);
+            out.append_data(&mut h, &rel, std::io::empty())?;
+        } else {
+            // Devices, fifos, sockets: their header alone.
+            out.append_data(&mut h, &rel, std::io::empty())?;
+        }
+    }
+    Ok(())
+}
