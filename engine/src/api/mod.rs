@@ -34,6 +34,8 @@
 //! - `archive`: `docker cp` both ways (`/archive`), and `export`;
 //! - `stats`: usage in docker's JSON, streamed or once;
 //! - `df`: `system/df`, item by item;
+//! - `listen`: unix sockets, loopback TCP, and systemd's socket
+//!   activation (`-H fd://`);
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -48,6 +50,7 @@ mod df;
 mod exec;
 mod http;
 mod images;
+mod listen;
 mod netvol;
 mod routes;
 mod starter;
@@ -59,7 +62,7 @@ use std::io::BufReader;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -74,7 +77,8 @@ pub const MIN_API_VERSION: &str = "1.24";
 
 /// `system service`'s options.
 pub struct Options {
-    /// `unix:///path/to.sock`.
+    /// `unix:///path/to.sock`, `tcp://127.0.0.1:PORT` or `fd://` (see the
+    /// listen module).
     pub host: String,
     /// Exit after this many seconds without a connection; 0: never
     /// (podman's `--time`).
@@ -108,13 +112,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Serve the Engine API on `opts.host` until idle for `opts.idle`.
 pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
-    let path = socket_path(&opts.host)?;
     // First, while this process has one thread (see the starter module).
     let starter = starter::spawn(engine)?;
-    let listener = bind(&path)?;
+    let listener = listen::listen(&opts.host)?;
     eprintln!(
-        "dockyard: API listening on unix://{} (Engine API {API_VERSION})",
-        path.display()
+        "dockyard: API listening on {} (Engine API {API_VERSION})",
+        listener.describe()
     );
     let service = Service {
         engine,
@@ -131,9 +134,11 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
             if !wait_for_client(&listener, &service, opts.idle)? {
                 return Ok(()); // idle for --time seconds
             }
-            let (conn, _) = match listener.accept() {
+            let conn = match listener.accept() {
                 Ok(c) => c,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // A TCP client that connected and reset before we took it.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => return Err(e).context("accept"),
             };
             service.active.fetch_add(1, Ordering::SeqCst);
@@ -149,7 +154,9 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
             });
         }
     });
-    let _ = std::fs::remove_file(&path);
+    if let listen::Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
     result
 }
 
@@ -166,22 +173,6 @@ fn client_left(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `unix:///run/dockyard.sock` -> `/run/dockyard.sock`.
-fn socket_path(host: &str) -> Result<PathBuf> {
-    if let Some(p) = host.strip_prefix("unix://") {
-        if p.is_empty() {
-            bail!("invalid --host {host:?}: no socket path");
-        }
-        return Ok(PathBuf::from(p));
-    }
-    if host.starts_with("tcp://") {
-        // An unauthenticated TCP socket is root on this host for anyone
-        // who can reach it; TLS with client certificates comes first.
-        bail!("--host {host}: tcp is not supported yet (it needs TLS client certificates)");
-    }
-    bail!("invalid --host {host:?}: expected unix:///path/to.sock")
-}
-
 /// Bind the socket, mode 0660, group `dockyard` if it exists.
 ///
 /// Security: whoever can connect to this socket can run a privileged
@@ -193,7 +184,7 @@ fn socket_path(host: &str) -> Result<PathBuf> {
 /// root's own group, so that only root can connect. It is bound under a
 /// name of this process's own and renamed into place once its owner and
 /// mode are final: a client that finds the socket finds it as it will stay.
-fn bind(path: &Path) -> Result<UnixListener> {
+pub(crate) fn bind(path: &Path) -> Result<UnixListener> {
     if path.exists() {
         // A live service answers; a dead one's socket is stale.
         if UnixStream::connect(path).is_ok() {
@@ -249,7 +240,7 @@ fn finish_socket(path: &Path) -> Result<()> {
 
 /// Wait until a client connects (true), or until the service has been
 /// idle, no connection open, for `idle` (false; never when it is zero).
-fn wait_for_client(listener: &UnixListener, service: &Service, idle: Duration) -> Result<bool> {
+fn wait_for_client(listener: &listen::Listener, service: &Service, idle: Duration) -> Result<bool> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
