@@ -179,3 +179,81 @@ fn api_listen_socket_activation_takes_the_socket_systemd_passes() {
         text(&out.stderr)
     );
 }
+
+/// `--tlsverify`: mutual TLS with rustls. A CA, a server certificate for
+/// 127.0.0.1 and a client certificate, made here by openssl; the docker CLI
+/// with the client certificate runs a container with its streams and its
+/// `-i` input across TLS; a client without a certificate, or with one of
+/// another CA, is refused in the handshake; a plain-HTTP client gets no
+/// answer. All inside a throwaway network namespace.
+#[test]
+fn api_listen_tlsverify_lets_in_only_clients_the_ca_signed() {
+    let dy = Dy::new();
+    let dir = tempfile::Builder::new()
+        .prefix("dockyard-api-tls-")
+        .tempdir()
+        .unwrap();
+    let script = format!(
+        r#"
+        set -e
+        cd {dir}
+        ssl() {{ openssl "$@" 2>/dev/null; }}
+        ssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1 -subj /CN=test-ca
+        ssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+        ssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days 1 -extfile server.ext
+        ssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=client
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext
+        ssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext
+        ssl req -x509 -newkey rsa:2048 -nodes -keyout other-key.pem -out other.pem -days 1 -subj /CN=other
+        set +e
+        ip link set lo up
+        {bin} --root {root} system service -H tcp://127.0.0.1:2376 --tlsverify --tlscacert ca.pem \
+            --tlscert server.pem --tlskey server-key.pem --time 0 2>service.log & S=$!
+        # Not this directory: the CLI would take its cert.pem and key.pem
+        # as its own by default.
+        mkdir cfg; export DOCKER_CONFIG={dir}/cfg
+        K="{docker} -H tcp://127.0.0.1:2376 --tlsverify --tlscacert ca.pem"
+        n=0; until $K --tlscert cert.pem --tlskey key.pem version >/dev/null 2>&1 || [ $n -gt 200 ]; do sleep 0.05; n=$((n+1)); done
+        $K --tlscert cert.pem --tlskey key.pem run --rm --cgroup-parent={parent} busybox sh -c 'echo out; echo err >&2; exit 3' 2>&1; echo "exit=$?"
+        echo typed | $K --tlscert cert.pem --tlskey key.pem run -i --rm --cgroup-parent={parent} busybox cat
+        $K ps >/dev/null 2>&1; echo "no certificate: $?"
+        $K --tlscert other.pem --tlskey other-key.pem ps >/dev/null 2>&1; echo "other CA: $?"
+        curl -s -m 5 http://127.0.0.1:2376/_ping; echo "plain http: $?"
+        kill $S; wait $S
+        "#,
+        dir = dir.path().display(),
+        bin = dockyard_e2e::fixtures::bin("dockyard").display(),
+        root = dy.root.path().display(),
+        docker = DOCKER,
+        parent = dy.parent,
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap_or_default();
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "out",
+            "err",
+            "exit=3",
+            "typed",
+            "no certificate: 1",
+            "other CA: 1"
+        ],
+        "{stdout}\n{}\n{log}",
+        text(&out.stderr)
+    );
+    // curl gets no HTTP answer from a TLS port (its code is not 0).
+    assert!(
+        lines[6].starts_with("plain http: ") && lines[6] != "plain http: 0",
+        "{stdout}"
+    );
+    assert!(log.contains("TLS, client certificates required"), "{log}");
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}

@@ -21,9 +21,10 @@
 //! **TCP.** Whoever can reach the API can run a privileged container and
 //! so is root on this host: dockerd warns that TCP without `--tlsverify`
 //! "gives root access on this machine to everyone who has access to your
-//! network". Dockyard has no TLS yet, so it goes one step further and
-//! listens on plain TCP only on a loopback address (still root for every
-//! local user who can connect: the warning says so), and refuses any other.
+//! network". Dockyard goes one step further: on any address but loopback
+//! it listens only with `--tlsverify` (mutual TLS, see the tls module);
+//! plain TCP is served on a loopback address only, with the warning (it is
+//! still root for every local user who can connect).
 //!
 //! The rest of the service speaks to `UnixStream`s (the hijacked streams,
 //! the half-closes, `client_gone`'s POLLHUP). A TCP connection is given to
@@ -37,13 +38,20 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::{anyhow, bail, Context, Result};
+
+use super::TlsFiles;
 
 /// A listening socket of one of the kinds above.
 pub enum Listener {
     /// A socket this process bound (removed when it stops).
     Unix(UnixListener, PathBuf),
+    /// Plain TCP (loopback only).
     Tcp(TcpListener),
+    /// TCP with mutual TLS (see the tls module).
+    Tls(TcpListener, Arc<rustls::ServerConfig>),
     /// A unix socket systemd bound (never removed by us).
     Activated(UnixListener),
 }
@@ -52,7 +60,7 @@ impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
             Listener::Unix(l, _) | Listener::Activated(l) => l.as_fd(),
-            Listener::Tcp(l) => l.as_fd(),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.as_fd(),
         }
     }
 }
@@ -67,6 +75,11 @@ impl Listener {
                 let _ = tcp.set_nodelay(true);
                 bridge(tcp)
             }
+            Listener::Tls(l, config) => {
+                let (tcp, _) = l.accept()?;
+                let _ = tcp.set_nodelay(true);
+                super::tls::bridge(tcp, Arc::clone(config))
+            }
         }
     }
 
@@ -77,6 +90,10 @@ impl Listener {
             Listener::Tcp(l) => match l.local_addr() {
                 Ok(a) => format!("tcp://{a}"),
                 Err(_) => "tcp".into(),
+            },
+            Listener::Tls(l, _) => match l.local_addr() {
+                Ok(a) => format!("tcp://{a} (TLS, client certificates required)"),
+                Err(_) => "tcp (TLS)".into(),
             },
             Listener::Activated(l) => match l.local_addr() {
                 Ok(a) => match a.as_pathname() {
@@ -90,7 +107,15 @@ impl Listener {
 }
 
 /// The listener `-H host` asks for.
-pub fn listen(host: &str) -> Result<Listener> {
+pub fn listen(host: &str, tls: &TlsFiles) -> Result<Listener> {
+    if !tls.verify && (tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some()) {
+        // dockerd's --tls without --tlsverify encrypts but lets anyone in:
+        // not offered.
+        bail!("--tlscacert, --tlscert and --tlskey go with --tlsverify (client certificates)");
+    }
+    if tls.verify && !host.starts_with("tcp://") && !host.starts_with("fd://") {
+        bail!("--tlsverify is for TCP: {host} is not a TCP address");
+    }
     if let Some(p) = host.strip_prefix("unix://") {
         if p.is_empty() {
             bail!("invalid --host {host:?}: no socket path");
@@ -99,16 +124,17 @@ pub fn listen(host: &str) -> Result<Listener> {
         return Ok(Listener::Unix(super::bind(&path)?, path));
     }
     if let Some(addr) = host.strip_prefix("tcp://") {
-        return tcp(host, addr);
+        return tcp(host, addr, tls);
     }
     if let Some(which) = host.strip_prefix("fd://") {
-        return activated(which);
+        return activated(which, tls);
     }
     bail!("invalid --host {host:?}: expected unix:///path/to.sock, tcp://127.0.0.1:PORT or fd://")
 }
 
-/// `tcp://ADDR:PORT`, loopback only (see the module docs).
-fn tcp(host: &str, addr: &str) -> Result<Listener> {
+/// `tcp://ADDR:PORT`: with `--tlsverify` on any address, else loopback
+/// only (see the module docs).
+fn tcp(host: &str, addr: &str, tls: &TlsFiles) -> Result<Listener> {
     use std::net::ToSocketAddrs;
     let addr = addr.trim_end_matches('/');
     let addrs: Vec<_> = addr
@@ -118,11 +144,16 @@ fn tcp(host: &str, addr: &str) -> Result<Listener> {
     let Some(first) = addrs.first() else {
         bail!("invalid --host {host:?}: no address");
     };
+    if tls.verify {
+        let config = super::tls::server_config(tls)?;
+        let l = TcpListener::bind(first).with_context(|| format!("binding {host}"))?;
+        return Ok(Listener::Tls(l, config));
+    }
     if !addrs.iter().all(|a| a.ip().is_loopback()) {
         bail!(
             "--host {host}: dockyard serves plain TCP only on a loopback address \
-             (127.0.0.1, ::1): anyone who can reach the API is root on this host, and \
-             TLS with client certificates (--tlsverify) is not implemented"
+             (127.0.0.1, ::1): anyone who can reach the API is root on this host; \
+             elsewhere use --tlsverify --tlscacert --tlscert --tlskey (client certificates)"
         );
     }
     eprintln!(
@@ -134,7 +165,7 @@ fn tcp(host: &str, addr: &str) -> Result<Listener> {
 }
 
 /// `fd://` or `fd://N`: the socket systemd passed (sd_listen_fds).
-fn activated(which: &str) -> Result<Listener> {
+fn activated(which: &str, tls: &TlsFiles) -> Result<Listener> {
     const FIRST: RawFd = 3; // SD_LISTEN_FDS_START
     let pid: i32 = std::env::var("LISTEN_PID")
         .ok()
@@ -174,6 +205,10 @@ fn activated(which: &str) -> Result<Listener> {
         getsockname(owned.as_raw_fd()).with_context(|| format!("fd {fd}: not a socket"))?;
     Ok(match addr.family() {
         Some(AddressFamily::Unix) => Listener::Activated(UnixListener::from(owned)),
+        Some(AddressFamily::Inet | AddressFamily::Inet6) if tls.verify => {
+            let config = super::tls::server_config(tls)?;
+            Listener::Tls(TcpListener::from(owned), config)
+        }
         Some(AddressFamily::Inet | AddressFamily::Inet6) => {
             let l = TcpListener::from(owned);
             let ip = l.local_addr()?.ip();

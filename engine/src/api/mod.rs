@@ -34,8 +34,9 @@
 //! - `archive`: `docker cp` both ways (`/archive`), and `export`;
 //! - `stats`: usage in docker's JSON, streamed or once;
 //! - `df`: `system/df`, item by item;
-//! - `listen`: unix sockets, loopback TCP, and systemd's socket
-//!   activation (`-H fd://`);
+//! - `listen`: unix sockets, TCP, and systemd's socket activation
+//!   (`-H fd://`);
+//! - `tls`: TCP with mutual TLS (`--tlsverify`), rustls;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -55,6 +56,7 @@ mod netvol;
 mod routes;
 mod starter;
 mod stats;
+mod tls;
 mod verbs;
 
 use std::collections::HashMap;
@@ -83,6 +85,17 @@ pub struct Options {
     /// Exit after this many seconds without a connection; 0: never
     /// (podman's `--time`).
     pub idle: Duration,
+    /// `--tlsverify --tlscacert --tlscert --tlskey`, for TCP.
+    pub tls: TlsFiles,
+}
+
+/// dockerd's TLS flags (see the tls module).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub verify: bool,
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// What the connection threads share.
@@ -114,7 +127,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
     // First, while this process has one thread (see the starter module).
     let starter = starter::spawn(engine)?;
-    let listener = listen::listen(&opts.host)?;
+    // A client that vanishes mid-answer must cost its connection, not the
+    // service: writing to its closed socket is then EPIPE, an error the
+    // handler sees, instead of SIGPIPE, which the CLI's main restores to
+    // kill the process (right for `dockyard ps | head`, fatal for a
+    // server). After the starter's fork, so that the starter, and the
+    // monitors and containers it makes, keep the default. (The programs
+    // this process spawns, `dockyard exec`, get the default back from
+    // `std::process::Command`.)
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let listener = listen::listen(&opts.host, &opts.tls)?;
     eprintln!(
         "dockyard: API listening on {} (Engine API {API_VERSION})",
         listener.describe()

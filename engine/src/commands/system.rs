@@ -215,10 +215,11 @@ fn print_cache_objects(keys: &[String]) {
 
 /// `dockyard system service`: serve the Docker Engine API (see the api
 /// module) until idle for `time` seconds (0: forever).
-pub fn service(engine: &Engine, host: &str, time: u64) -> Result<Code> {
+pub fn service(engine: &Engine, host: &str, time: u64, tls: crate::api::TlsFiles) -> Result<Code> {
     let opts = crate::api::Options {
         host: host.to_string(),
         idle: std::time::Duration::from_secs(time),
+        tls,
     };
     crate::api::serve(engine, &opts)?;
     Ok(0)
