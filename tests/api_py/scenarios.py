@@ -203,6 +203,28 @@ def s_networks_volumes():
     assert "py-unused-net" in (gone["NetworksDeleted"] or []), gone
 
 
+def s_network_connect():
+    # A running container gets its next interface on a network it joins,
+    # and loses it when it leaves (lab 05's veth, seen from inside).
+    n1 = client.networks.create("py-n1", internal=True)
+    n2 = client.networks.create("py-n2", internal=True)
+    c = run("busybox", ["sleep", "30"], detach=True, network="py-n1")
+    try:
+        links = lambda: sorted(c.exec_run(["ls", "/sys/class/net"]).output.decode().split())
+        eq(links(), ["eth0", "lo"], "interfaces on one network")
+        n2.connect(c, aliases=["second"])
+        eq(links(), ["eth0", "eth1", "lo"], "after connect")
+        c.reload()
+        eq(sorted(c.attrs["NetworkSettings"]["Networks"]), ["py-n1", "py-n2"], "inspect")
+        eq(len(n2.containers if n2.reload() is None else []), 1, "network lists it")
+        n2.disconnect(c)
+        eq(links(), ["eth0", "lo"], "after disconnect")
+    finally:
+        cleanup(c)
+        n1.remove()
+        n2.remove()
+
+
 def s_list_filters():
     a = run("busybox", ["sleep", "30"], detach=True, name="py-a", labels={"role": "a"})
     b = run("busybox", ["true"], detach=True, name="py-b", labels={"role": "b"})
