@@ -1011,3 +1011,42 @@ fn raw_json(svc: &Service, method: &str, path: &str, body: &str) -> serde_json::
     let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {resp}"))
 }
+
+/// `POST /containers/ID/resize`: a TTY container's terminal takes the size
+/// the client sends (the CLI sends its own terminal's at attach and on
+/// every SIGWINCH), and the container sees it with `stty size`.
+#[test]
+fn api_container_resize_reaches_the_containers_terminal() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "term",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; stty size; sleep 30",
+    ]);
+    let resp = svc.raw(
+        "POST /v1.50/containers/term/resize?h=33&w=77 HTTP/1.1\r\nHost: d\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logs = String::new();
+    while Instant::now() < deadline && !logs.contains('\n') {
+        std::thread::sleep(Duration::from_millis(100));
+        logs = svc.docker_ok(&["logs", "term"]);
+    }
+    assert_eq!(logs, "33 77\r\n");
+    // A bad size is the client's mistake.
+    let resp = svc.raw(
+        "POST /v1.50/containers/term/resize?h=x&w=77 HTTP/1.1\r\nHost: d\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    svc.docker_ok(&["rm", "-f", "term"]);
+}
