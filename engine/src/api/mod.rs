@@ -1,4 +1,6 @@
-//! `dockyard system service`: the Docker Engine API, served on a unix socket.
+//! `dockyard system service`: the Docker Engine API, served on a unix
+//! socket (or loopback TCP, TCP with mutual TLS, or a socket systemd
+//! passes: see the listen module).
 //!
 //! Docker is a client and a server: the `docker` command line sends REST
 //! requests to dockerd over `/var/run/docker.sock` (or TCP), and dockerd does
