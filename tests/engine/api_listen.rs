@@ -71,6 +71,18 @@ fn api_listen_tcp_on_loopback_serves_the_docker_cli() {
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
 }
 
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Socket activation as systemd does it: the launcher binds and listens on
 /// the socket (0660, as dockyard.socket says), a client connects and sends
 /// its request *before* the service exists (it waits in the backlog), and
@@ -128,14 +140,17 @@ fn api_listen_socket_activation_takes_the_socket_systemd_passes() {
             Ok(())
         });
     }
-    let mut service = cmd.spawn().expect("starting the service");
+    let service = cmd.spawn().expect("starting the service");
+    // Killed on drop, even when an assertion below fails.
+    let mut service = KillOnDrop(Some(service));
     drop(listener); // the service has it now, as systemd keeps its own
 
     let mut answer = String::new();
     let _ = early.read_to_string(&mut answer);
     if !answer.starts_with("HTTP/1.1 200 OK") {
-        let _ = service.kill();
-        let out = service.wait_with_output().unwrap();
+        let mut child = service.0.take().unwrap();
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
         panic!("{answer:?}\n{}", text(&out.stderr));
     }
     assert!(
@@ -156,10 +171,11 @@ fn api_listen_socket_activation_takes_the_socket_systemd_passes() {
     let out = docker(&["run", "--rm", &parent, "busybox", "echo", "activated"]);
     assert_eq!(text(&out.stdout), "activated\n", "{}", text(&out.stderr));
 
-    let _ = service.kill();
-    let _ = service.wait();
+    let mut child = service.0.take().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
     let mut err = String::new();
-    let _ = service.stderr.take().unwrap().read_to_string(&mut err);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
     assert!(err.contains("listening on fd://"), "{err}");
     assert!(sock.exists(), "the service removed systemd's socket");
 
