@@ -570,10 +570,10 @@ pub fn wait(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
         };
         match (&now, condition) {
             (Err(_), _) => {
+                // Read once: the container is gone, nobody asks again.
                 break lock(&service.exits)
-                    .get(&id)
-                    .copied()
-                    .unwrap_or(last.state.exit_code)
+                    .remove(&id)
+                    .unwrap_or(last.state.exit_code);
             }
             (Ok(r), "not-running") if !running(r) => break r.state.exit_code,
             (Ok(r), "next-exit")
@@ -885,7 +885,13 @@ fn pump_output(
                 STDERR if wants.stderr => push_frame(&mut out, tty, 2, &data),
                 EXIT if data.len() == 4 => {
                     let code = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-                    lock(&service.exits).insert(id.to_string(), code);
+                    let mut exits = lock(&service.exits);
+                    // Codes nobody waited for (an attach without a wait)
+                    // must not pile up in a service that runs for months.
+                    if exits.len() >= 4096 {
+                        exits.clear();
+                    }
+                    exits.insert(id.to_string(), code);
                     client.write_all(&out)?;
                     return Ok(());
                 }
