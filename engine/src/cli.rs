@@ -986,6 +986,19 @@ pub enum SystemCmd {
         /// Exit after this many seconds without a client (0: never).
         #[arg(short = 't', long, default_value_t = 5)]
         time: u64,
+        /// TCP only with TLS, and only for clients whose certificate the CA
+        /// signed (dockerd's --tlsverify).
+        #[arg(long)]
+        tlsverify: bool,
+        /// The CA that signs the clients' certificates (PEM).
+        #[arg(long, value_name = "FILE")]
+        tlscacert: Option<std::path::PathBuf>,
+        /// The service's certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        tlscert: Option<std::path::PathBuf>,
+        /// The service's private key (PEM).
+        #[arg(long, value_name = "FILE")]
+        tlskey: Option<std::path::PathBuf>,
     },
 }
 

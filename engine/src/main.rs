@@ -200,9 +200,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Network(n) => network::network(&engine, n),
         Command::System(cli::SystemCmd::Df) => system::system_df(&engine),
         Command::System(cli::SystemCmd::Info) => system::info(&engine),
-        Command::System(cli::SystemCmd::Service { host, time }) => {
-            system::service(&engine, host, *time)
-        }
+        Command::System(s @ cli::SystemCmd::Service { .. }) => system::service(&engine, s),
         Command::System(cli::SystemCmd::Prune {
             force,
             volumes,

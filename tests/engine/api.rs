@@ -872,3 +872,181 @@ fn api_docker_exec_it_under_a_terminal() {
     assert!(took < 6, "the CLI waited for its input to end: {took} s");
     svc.docker_ok(&["rm", "-f", "web"]);
 }
+
+/// `docker cp` both ways (HEAD/GET/PUT `/archive`), `export`, `stats
+/// --no-stream` (docker's JSON, from which the CLI computes its own
+/// percentages), `update` (the kernel's limit changes), and a detached
+/// exec whose instance reports its exit code once it ended.
+#[test]
+fn api_docker_cp_export_stats_update_and_exec_detach() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    // cp in: a file, and a directory with a symlink in it.
+    let host = tempfile::Builder::new()
+        .prefix("dockyard-api-cp-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(host.path().join("note"), "from the host\n").unwrap();
+    std::fs::create_dir(host.path().join("tree")).unwrap();
+    std::fs::write(host.path().join("tree/a"), "a\n").unwrap();
+    std::os::unix::fs::symlink("a", host.path().join("tree/link")).unwrap();
+    let note = host.path().join("note");
+    let tree = host.path().join("tree");
+    svc.docker_ok(&["cp", note.to_str().unwrap(), "busy:/tmp/"]);
+    svc.docker_ok(&["cp", tree.to_str().unwrap(), "busy:/srv"]);
+    let pid = dy.inspect("busy", "{{.State.Pid}}");
+    let root = format!("/proc/{}/root", pid.trim());
+    assert_eq!(
+        std::fs::read_to_string(format!("{root}/tmp/note")).unwrap(),
+        "from the host\n"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("{root}/srv/link")).unwrap(),
+        PathBuf::from("a")
+    );
+    // cp out: a file to a path, a directory into a directory, a missing path.
+    let back = host.path().join("back");
+    svc.docker_ok(&["cp", "busy:/tmp/note", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "from the host\n");
+    let out_dir = host.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    svc.docker_ok(&["cp", "busy:/srv", out_dir.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("srv/a")).unwrap(),
+        "a\n"
+    );
+    assert!(std::fs::symlink_metadata(out_dir.join("srv/link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let out = svc.docker(&["cp", "busy:/nope", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Could not find the file /nope in container busy"),
+        "{}",
+        text(&out.stderr)
+    );
+    // export: the root filesystem, what is mounted over it as mount points.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{DOCKER} -H unix://{} export busy | tar t | grep -E '^(bin/busybox|tmp/note|proc|proc/.+)$'",
+            svc.sock.display()
+        ))
+        .env("DOCKER_CONFIG", svc.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "bin/busybox\nproc\ntmp/note\n");
+
+    // stats: a spinning shell uses CPU; its memory is against its limit.
+    let line = svc.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}",
+        "busy",
+    ]);
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f[0], "busy", "{line}");
+    let cpu: f64 = f[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 5.0 && cpu <= 100.0 * 64.0, "{line}");
+    assert_eq!(f[4], "64MiB", "{line}");
+    assert_eq!(f[5], "1", "{line}");
+
+    // update: the kernel's limit follows.
+    svc.docker_ok(&["update", "--memory", "96m", "--memory-swap", "-1", "busy"]);
+    assert_eq!(memory_limit(pid.trim()).trim(), "100663296");
+
+    // exec -d: the instance ends, and says so with its code.
+    let id = raw_json(
+        &svc,
+        "POST",
+        "/v1.50/containers/busy/exec",
+        r#"{"Cmd":["sh","-c","sleep 0.2; exit 5"]}"#,
+    );
+    let id = id["Id"].as_str().unwrap().to_string();
+    let resp = svc.raw(&format!(
+        "POST /v1.50/exec/{id}/start HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n\
+         Content-Length: 15\r\nConnection: close\r\n\r\n{{\"Detach\":true}}"
+    ));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let inspect = loop {
+        let v = raw_json(&svc, "GET", &format!("/v1.50/exec/{id}/json"), "");
+        if v["Running"] == false || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(inspect["Running"], false, "{inspect}");
+    assert_eq!(inspect["ExitCode"], 5, "{inspect}");
+
+    svc.docker_ok(&["rm", "-f", "busy"]);
+    // The container gone, so are its exec instances.
+    let gone = svc.raw(&format!(
+        "GET /v1.50/exec/{id}/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(gone.starts_with("HTTP/1.1 404"), "{gone}");
+}
+
+/// One request with a JSON body; the response's JSON body.
+fn raw_json(svc: &Service, method: &str, path: &str, body: &str) -> serde_json::Value {
+    let resp = svc.raw(&format!(
+        "{method} {path} HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {resp}"))
+}
+
+/// `POST /containers/ID/resize`: a TTY container's terminal takes the size
+/// the client sends (the CLI sends its own terminal's at attach and on
+/// every SIGWINCH), and the container sees it with `stty size`.
+#[test]
+fn api_container_resize_reaches_the_containers_terminal() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "term",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; stty size; sleep 30",
+    ]);
+    let resp = svc.raw(
+        "POST /v1.50/containers/term/resize?h=33&w=77 HTTP/1.1\r\nHost: d\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logs = String::new();
+    while Instant::now() < deadline && !logs.contains('\n') {
+        std::thread::sleep(Duration::from_millis(100));
+        logs = svc.docker_ok(&["logs", "term"]);
+    }
+    assert_eq!(logs, "33 77\r\n");
+    // A bad size is the client's mistake.
+    let resp = svc.raw(
+        "POST /v1.50/containers/term/resize?h=x&w=77 HTTP/1.1\r\nHost: d\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    svc.docker_ok(&["rm", "-f", "term"]);
+}

@@ -10,6 +10,8 @@
 //! `cargo test --test engine -- networking::` runs the network tests.
 
 mod api;
+mod api_clients;
+mod api_listen;
 mod attach;
 mod cgroups;
 mod common;

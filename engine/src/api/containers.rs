@@ -47,6 +47,14 @@ fn unix(t: &str) -> u64 {
 }
 
 /// `GET /containers/json?all=1&limit=N&filters={"status":["exited"]}`.
+///
+/// The filters the CLI's `ps --filter` knows (status, name, id, label) are
+/// the core's; the rest of docker's set is applied here, on the records:
+/// `ancestor` (an image name or ID), `exited=CODE`, `before` and `since`
+/// (another container), `network`, `volume` (a name or a mount target),
+/// `publish` and `expose` (a port), `health`, `is-task` (never: no swarm).
+/// Several values of one key are alternatives; different keys must all
+/// match, as in docker.
 pub fn list(service: &Service, req: &Request) -> Result<Response> {
     let mut opts = ListOptions {
         all: req.flag("all"),
@@ -56,6 +64,7 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
             .filter(|&n| n > 0),
         filters: Vec::new(),
     };
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(f) = req.query("filters").filter(|f| !f.is_empty()) {
         let parsed: BTreeMap<String, Value> =
             serde_json::from_str(f).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
@@ -70,18 +79,118 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
                 Value::Object(o) => o.keys().cloned().collect(),
                 _ => Vec::new(),
             };
+            if EXTRA_FILTERS.contains(&key.as_str()) {
+                extra.entry(key).or_default().extend(values);
+                continue;
+            }
             for v in values {
                 opts.filters
                     .push(Filter::new(&key, &v).map_err(|e| BadRequest(e.to_string()))?);
             }
         }
     }
+    // `exited` looks at stopped containers without -a, as `status` does.
+    if extra.contains_key("exited") {
+        opts.all = true;
+    }
+    let all = container::list_all(service.engine)?;
+    let mut records = container::filter_list(all.clone(), &opts);
+    for (key, values) in &extra {
+        let mut keep = Vec::new();
+        for r in records {
+            if values
+                .iter()
+                .any(|v| extra_matches(service, &all, r.clone(), key, v).unwrap_or(false))
+            {
+                keep.push(r);
+            }
+        }
+        records = keep;
+        if let Some(bad) = values.iter().find(|v| check_extra(&all, key, v).is_err()) {
+            check_extra(&all, key, bad)?;
+        }
+    }
     let now = SystemTime::now();
-    let list: Vec<Value> = container::list(service.engine, &opts)?
-        .iter()
-        .map(|r| summary(r, now))
-        .collect();
+    let list: Vec<Value> = records.iter().map(|r| summary(r, now)).collect();
     Ok(Response::json(200, &Value::Array(list)))
+}
+
+/// docker's container filters that the core's `Filter` does not know.
+const EXTRA_FILTERS: [&str; 10] = [
+    "ancestor", "exited", "before", "since", "network", "volume", "publish", "expose", "health",
+    "is-task",
+];
+
+/// A bad value of an extra filter, with docker's message.
+fn check_extra(all: &[Record], key: &str, v: &str) -> Result<()> {
+    match key {
+        "exited" if v.parse::<i32>().is_err() => {
+            bail!(BadRequest(format!("invalid filter 'exited={v}'")))
+        }
+        "before" | "since" if find_record(all, v).is_none() => {
+            bail!(BadRequest(format!("No such container: {v}")))
+        }
+        "health" if !["starting", "healthy", "unhealthy", "none"].contains(&v) => bail!(
+            BadRequest(format!("Unrecognized filter value for health: {v}"))
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn find_record<'a>(all: &'a [Record], v: &str) -> Option<&'a Record> {
+    all.iter()
+        .find(|r| r.name == v.trim_start_matches('/') || r.id == v)
+        .or_else(|| all.iter().find(|r| r.id.starts_with(v)))
+}
+
+/// Whether `r` passes the extra filter `key=v`.
+fn extra_matches(service: &Service, all: &[Record], r: Record, key: &str, v: &str) -> Result<bool> {
+    let c = config_of(&r)?;
+    Ok(match key {
+        "ancestor" => {
+            let name = |n: &str| {
+                if n.contains(':') {
+                    n.to_string()
+                } else {
+                    format!("{n}:latest")
+                }
+            };
+            let id = c.image_id.trim_start_matches("sha256:");
+            name(&c.image) == name(v)
+                || (v.len() >= 4 && id.starts_with(v.trim_start_matches("sha256:")))
+        }
+        "exited" => r.state.status == Status::Exited && v.parse() == Ok(r.state.exit_code),
+        "before" => find_record(all, v).is_some_and(|o| r.created < o.created),
+        "since" => find_record(all, v).is_some_and(|o| r.created > o.created),
+        "network" => {
+            let nets = container::container_networks(service.engine, &r, &c);
+            c.network_mode == v
+                || c.connected.iter().any(|n| n.network == v)
+                || nets.as_object().is_some_and(|o| {
+                    o.iter()
+                        .any(|(name, n)| name == v || n["NetworkID"].as_str() == Some(v))
+                })
+        }
+        "volume" => c.mounts.iter().any(|m| m.source == v || m.target == v),
+        "publish" | "expose" => {
+            let (port, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+            container::published_ports(&r).iter().any(|p| {
+                let which = if key == "publish" {
+                    p.host_port
+                } else {
+                    p.container_port
+                };
+                which.to_string() == port && p.proto == proto
+            })
+        }
+        "health" => {
+            let h = container::inspect(service.engine, r)?;
+            h["State"]["Health"]["Status"].as_str().unwrap_or("none") == v
+        }
+        // No swarm: no container is a task.
+        "is-task" => v == "false",
+        _ => false,
+    })
 }
 
 /// One container as `GET /containers/json` shows it.
@@ -188,6 +297,23 @@ fn config_from_json(b: &Value) -> Result<ContainerConfig> {
             .unwrap_or_default(),
         ..ContainerConfig::default()
     };
+    // NetworkingConfig: the endpoint on the container's first network, its
+    // aliases and address (`--network-alias`, `--ip`). A client that names
+    // a network only there (compose) makes it the first one.
+    if let Some(eps) = b["NetworkingConfig"]["EndpointsConfig"].as_object() {
+        if config.network_mode.is_empty() || config.network_mode == "default" {
+            if let Some(first) = eps.keys().next() {
+                config.network_mode = first.clone();
+            }
+        }
+        if let Some(ep) = eps.get(&config.network_mode) {
+            config.network_aliases = strings(&ep["Aliases"]);
+            config.ip = ep["IPAMConfig"]["IPv4Address"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+        }
+    }
     if let Some(m) = h["Memory"].as_u64().filter(|&m| m > 0) {
         config.limits.memory = Some(m);
     }
@@ -196,7 +322,130 @@ fn config_from_json(b: &Value) -> Result<ContainerConfig> {
             .mounts
             .push(dockyard::volumes::parse_v(&bind).map_err(|e| BadRequest(format!("{e:#}")))?);
     }
+    host_config_from_json(b, &mut config)?;
     Ok(config)
+}
+
+/// The rest of `HostConfig` (and `Config`) that a docker client sends and
+/// the core knows, each as the CLI flag it stands for: `PortBindings` as
+/// `-p IP:HOST:CONTAINER/PROTO`, `Mounts` as `--mount`, `RestartPolicy`,
+/// capabilities, DNS, limits, the health check.
+fn host_config_from_json(b: &Value, config: &mut ContainerConfig) -> Result<()> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let bad = |e: anyhow::Error| BadRequest(format!("{e:#}"));
+    let h = &b["HostConfig"];
+    if let Some(ports) = h["PortBindings"].as_object() {
+        for (port, binds) in ports {
+            for bind in binds.as_array().into_iter().flatten() {
+                let ip = bind["HostIp"].as_str().unwrap_or("");
+                let host = bind["HostPort"].as_str().unwrap_or("");
+                let spec = match (ip.is_empty(), host.is_empty()) {
+                    (true, true) => port.clone(),
+                    (true, false) => format!("{host}:{port}"),
+                    (false, _) => format!("{ip}:{host}:{port}"),
+                };
+                config.publish.push(spec);
+            }
+        }
+    }
+    if let Some(exposed) = b["ExposedPorts"].as_object() {
+        config.exposed.extend(exposed.keys().cloned());
+    }
+    config.publish_all = h["PublishAllPorts"].as_bool().unwrap_or(false);
+    for m in h["Mounts"].as_array().into_iter().flatten() {
+        let mut spec = format!(
+            "type={},source={},target={}",
+            m["Type"].as_str().unwrap_or("volume"),
+            m["Source"].as_str().unwrap_or(""),
+            m["Target"].as_str().unwrap_or("")
+        );
+        if m["ReadOnly"].as_bool().unwrap_or(false) {
+            spec.push_str(",readonly");
+        }
+        if m["Source"].as_str().unwrap_or("").is_empty() {
+            spec = spec.replace("source=,", "");
+        }
+        config
+            .mounts
+            .push(dockyard::volumes::parse_mount(&spec).map_err(bad)?);
+    }
+    if let Some(name) = h["RestartPolicy"]["Name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+    {
+        let max = h["RestartPolicy"]["MaximumRetryCount"]
+            .as_u64()
+            .unwrap_or(0);
+        let text = if name == "on-failure" && max > 0 {
+            format!("{name}:{max}")
+        } else {
+            name.to_string()
+        };
+        config.restart = text.parse().map_err(bad)?;
+    }
+    config.stop_signal = b["StopSignal"].as_str().unwrap_or_default().to_string();
+    config.privileged = h["Privileged"].as_bool().unwrap_or(false);
+    config.read_only = h["ReadonlyRootfs"].as_bool().unwrap_or(false);
+    config.init = h["Init"].as_bool().unwrap_or(false);
+    config.cap_add = strings(&h["CapAdd"]);
+    config.cap_drop = strings(&h["CapDrop"]);
+    config.security_opt = strings(&h["SecurityOpt"]);
+    config.dns = strings(&h["Dns"]);
+    config.dns_search = strings(&h["DnsSearch"]);
+    config.dns_options = strings(&h["DnsOptions"]);
+    config.extra_hosts = strings(&h["ExtraHosts"]);
+    if let Some(t) = h["Tmpfs"].as_object() {
+        config.tmpfs = t
+            .iter()
+            .map(|(k, v)| match v.as_str().filter(|o| !o.is_empty()) {
+                Some(o) => format!("{k}:{o}"),
+                None => k.clone(),
+            })
+            .collect();
+    }
+    let num = |k: &str| h[k].as_i64().filter(|&n| n > 0);
+    if let Some(n) = num("NanoCpus") {
+        config.limits.cpus = Some(n as f64 / 1e9);
+    }
+    config.limits.cpu_shares = num("CpuShares").map(|n| n as u64);
+    config.limits.pids = num("PidsLimit");
+    if let Some(s) = h["MemorySwap"].as_i64().filter(|&s| s != 0) {
+        config.limits.memory_swap = Some(s);
+    }
+    if let Some(test) = b["Healthcheck"]["Test"].as_array() {
+        let test: Vec<String> = test
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect();
+        if test.first().map(String::as_str) == Some("NONE") {
+            config.no_healthcheck = true;
+        } else if !test.is_empty() {
+            let mut check = dockyard::health::Check::new(test);
+            let ns = |k: &str| b["Healthcheck"][k].as_u64().filter(|&n| n > 0);
+            if let Some(n) = ns("Interval") {
+                check.interval = n;
+            }
+            if let Some(n) = ns("Timeout") {
+                check.timeout = n;
+            }
+            if let Some(n) = ns("StartPeriod") {
+                check.start_period = n;
+            }
+            if let Some(n) = b["Healthcheck"]["Retries"].as_u64().filter(|&n| n > 0) {
+                check.retries = n as u32;
+            }
+            config.healthcheck = Some(check);
+        }
+    }
+    Ok(())
 }
 
 /// `POST /containers/ID/start`: 204, or 304 when it already runs. An
@@ -321,10 +570,10 @@ pub fn wait(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
         };
         match (&now, condition) {
             (Err(_), _) => {
+                // Read once: the container is gone, nobody asks again.
                 break lock(&service.exits)
-                    .get(&id)
-                    .copied()
-                    .unwrap_or(last.state.exit_code)
+                    .remove(&id)
+                    .unwrap_or(last.state.exit_code);
             }
             (Ok(r), "not-running") if !running(r) => break r.state.exit_code,
             (Ok(r), "next-exit")
@@ -372,6 +621,10 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
         ));
     }
     let dir = service.engine.containers.dir_of(&r.id);
+    // Opened first, and kept: docker-py's `run` opens this stream, waits
+    // for the exit, *removes the container*, and only then reads. A log
+    // file that is open can still be read after its directory is gone.
+    let held = std::fs::File::open(dir.join(logs::LOG_FILE)).ok();
     let tail = req.query("tail").and_then(|t| t.parse().ok());
     let entries = logs::read(
         &dir,
@@ -420,7 +673,11 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
                 Status::Running | Status::Paused | Status::Restarting
             )
         });
-        let all = logs::read(&dir, &logs::Filter::default()).unwrap_or_default();
+        let all = if dir.exists() {
+            logs::read(&dir, &logs::Filter::default()).unwrap_or_default()
+        } else {
+            held.as_ref().map(read_held).unwrap_or_default()
+        };
         // (A rotation shortens the log: start over from its new end.)
         let body = frames(all.get(seen..).unwrap_or_default());
         seen = all.len();
@@ -434,6 +691,20 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
     }
     http::write_chunk(&mut &*conn, b"")?;
     Ok(Reply::Streamed(Outcome::Done))
+}
+
+/// Every entry of a log file held open (its name may be gone).
+fn read_held(f: &std::fs::File) -> Vec<logs::Entry> {
+    use std::io::{BufRead, BufReader, Seek};
+    let mut f = f;
+    if f.seek(std::io::SeekFrom::Start(0)).is_err() {
+        return Vec::new();
+    }
+    BufReader::new(f)
+        .lines()
+        .map_while(|l| l.ok())
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
 }
 
 /// Docker's stream frame: the 8-byte header (stream, three zeros, the
@@ -614,7 +885,13 @@ fn pump_output(
                 STDERR if wants.stderr => push_frame(&mut out, tty, 2, &data),
                 EXIT if data.len() == 4 => {
                     let code = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-                    lock(&service.exits).insert(id.to_string(), code);
+                    let mut exits = lock(&service.exits);
+                    // Codes nobody waited for (an attach without a wait)
+                    // must not pile up in a service that runs for months.
+                    if exits.len() >= 4096 {
+                        exits.clear();
+                    }
+                    exits.insert(id.to_string(), code);
                     client.write_all(&out)?;
                     return Ok(());
                 }

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! The instance lives only in the service's memory, as in dockerd: it is a
-//! request to run something, and its exit code once it ran.
+//! request to run something, and its exit code once it ran. Like dockerd's,
+//! instances are forgotten five minutes after they ended, or as soon as
+//! their container is gone (see [`collect`]): a client that runs a health
+//! probe by exec every second must not grow the service without end.
 //!
 //! The command is run by the CLI's own `dockyard exec` (the same lab 02
 //! join, cgroup entry and security layer), spawned as a child process with
@@ -31,7 +34,8 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
@@ -58,10 +62,32 @@ pub struct Instance {
     pid: u32,
     /// The pseudo-terminal's master while a TTY exec runs (for resize).
     master: Option<std::sync::Arc<OwnedFd>>,
+    /// When it ended (for [`collect`]).
+    ended: Option<Instant>,
 }
 
-/// The service's exec instances, by ID.
-pub type Execs = Mutex<HashMap<String, Instance>>;
+/// The service's exec instances, by ID. Shared with the threads that wait
+/// for detached execs (which outlive their request).
+pub type Execs = Arc<Mutex<HashMap<String, Instance>>>;
+
+/// How long an ended instance stays inspectable: dockerd's exec
+/// garbage collector frees ended ones after five minutes.
+const KEEP_ENDED: Duration = Duration::from_secs(5 * 60);
+
+/// Forget instances that ended more than [`KEEP_ENDED`] ago, and those of
+/// containers that no longer exist. Run at each create and inspect.
+fn collect(service: &Service) {
+    let mut execs = lock(&service.execs);
+    let containers: std::collections::HashSet<String> =
+        execs.values().map(|i| i.container.clone()).collect();
+    let gone: Vec<String> = containers
+        .into_iter()
+        .filter(|c| service.engine.containers.load(c).is_err())
+        .collect();
+    execs.retain(|_, i| {
+        !gone.contains(&i.container) && i.ended.is_none_or(|t| t.elapsed() < KEEP_ENDED)
+    });
+}
 
 fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
@@ -129,7 +155,9 @@ pub fn create(service: &Service, req: &Request, id: &str) -> Result<Response> {
         exit_code: None,
         pid: 0,
         master: None,
+        ended: None,
     };
+    collect(service);
     let exec_id = new_id()?;
     lock(&service.execs).insert(exec_id.clone(), inst);
     Ok(Response::json(201, &json!({ "Id": exec_id })))
@@ -144,6 +172,7 @@ fn find(service: &Service, id: &str) -> Result<Instance> {
 
 /// `GET /exec/ID/json`.
 pub fn inspect(service: &Service, id: &str) -> Result<Response> {
+    collect(service);
     let i = find(service, id)?;
     Ok(Response::json(
         200,
@@ -348,7 +377,7 @@ pub fn start(
         }
         let status = child.wait().context("waiting for dockyard exec");
         if let Ok(status) = &status {
-            finish(service, id, exit_code(*status));
+            finish(&service.execs, id, exit_code(*status));
         }
         // The code is recorded before the stream ends: the CLI asks for it
         // (GET /exec/ID/json) as soon as it sees the end. Shutting the
@@ -397,33 +426,36 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-fn finish(service: &Service, id: &str, code: i32) {
-    if let Some(e) = lock(&service.execs).get_mut(id) {
+fn finish(execs: &Execs, id: &str, code: i32) {
+    if let Some(e) = lock(execs).get_mut(id) {
         e.running = false;
         e.exit_code = Some(code);
         e.master = None;
+        e.ended = Some(Instant::now());
     }
 }
 
-/// `Detach: true` (`docker exec -d`): `dockyard exec -d` returns once the
-/// command runs in the container; its error, if any, is the answer.
+/// `Detach: true` (`docker exec -d`): the command runs under `dockyard
+/// exec` with no stream attached, and a thread of its own waits for it and
+/// records its exit code, so that the instance then says `Running: false`
+/// and the code, as dockerd's does. The answer comes once it is started.
 fn detached(service: &Service, id: &str, i: &Instance) -> Result<Response> {
-    let out = command(i, true)
+    let mut child = command(i, false)
         .stdin(Stdio::null())
-        .output()
-        .context("spawning dockyard exec -d")?;
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr);
-        let msg = msg.trim().trim_start_matches("dockyard: ").to_string();
-        finish(service, id, exit_code(out.status));
-        return Ok(Response::error(500, &msg));
-    }
-    // Known gap: `dockyard exec -d` does not say the command's pid, so
-    // this instance says Running until the service forgets it, even after
-    // the command ended (docker would then give its exit code).
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawning dockyard exec")?;
     if let Some(e) = lock(&service.execs).get_mut(id) {
         e.running = true;
+        e.pid = child.id();
     }
+    let execs = Arc::clone(&service.execs);
+    let id = id.to_string();
+    std::thread::spawn(move || {
+        let code = child.wait().map_or(126, exit_code);
+        finish(&execs, &id, code);
+    });
     Ok(Response {
         status: 200,
         content_type: "",

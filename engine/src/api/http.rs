@@ -37,6 +37,9 @@ use anyhow::{anyhow, bail, Context, Result};
 /// this order, and nothing the API takes as JSON comes near them.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 10 * 1024 * 1024;
+/// Bodies that are archives (`docker cp` into a container, a build
+/// context, an image to load) may be as large as the files they carry.
+const MAX_ARCHIVE_BODY: usize = 1024 * 1024 * 1024;
 
 /// One request, its body read.
 #[derive(Debug)]
@@ -153,6 +156,9 @@ fn split_version(path: &str) -> (Option<String>, String) {
 
 /// The body, by `Content-Length` or chunked.
 fn read_body(r: &mut BufReader<UnixStream>, req: &Request) -> Result<Vec<u8>> {
+    let archive =
+        req.path.ends_with("/archive") || req.path == "/build" || req.path == "/images/load";
+    let max = if archive { MAX_ARCHIVE_BODY } else { MAX_BODY };
     let chunked = req
         .header("Transfer-Encoding")
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
@@ -163,7 +169,7 @@ fn read_body(r: &mut BufReader<UnixStream>, req: &Request) -> Result<Vec<u8>> {
             r.read_line(&mut line)?;
             let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| anyhow!("malformed chunk size {:?}", line.trim()))?;
-            if body.len() + size > MAX_BODY {
+            if body.len() + size > max {
                 bail!("request body too large");
             }
             let start = body.len();
@@ -183,7 +189,7 @@ fn read_body(r: &mut BufReader<UnixStream>, req: &Request) -> Result<Vec<u8>> {
             .parse()
             .map_err(|_| anyhow!("malformed Content-Length {v:?}"))?,
     };
-    if len > MAX_BODY {
+    if len > max {
         bail!("request body too large");
     }
     let mut body = vec![0; len];
@@ -262,6 +268,7 @@ fn reason(status: u16) -> &'static str {
         204 => "No Content",
         304 => "Not Modified",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
@@ -283,9 +290,22 @@ pub fn common_headers(w: &mut impl Write) -> std::io::Result<()> {
 /// Write a complete response. `head_only`: for HEAD, the headers of the GET
 /// answer without its body.
 pub fn write_response(w: &mut impl Write, resp: &Response, head_only: bool) -> Result<()> {
+    write_response_with(w, resp, &[], head_only)
+}
+
+/// [`write_response`], with more headers (`X-Docker-Container-Path-Stat`).
+pub fn write_response_with(
+    w: &mut impl Write,
+    resp: &Response,
+    extra: &[(&str, String)],
+    head_only: bool,
+) -> Result<()> {
     let mut out = Vec::with_capacity(256 + resp.body.len());
     write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))?;
     common_headers(&mut out)?;
+    for (k, v) in extra {
+        write!(out, "{k}: {v}\r\n")?;
+    }
     if !resp.content_type.is_empty() {
         write!(out, "Content-Type: {}\r\n", resp.content_type)?;
     }

@@ -1,4 +1,6 @@
-//! `dockyard system service`: the Docker Engine API, served on a unix socket.
+//! `dockyard system service`: the Docker Engine API, served on a unix
+//! socket (or loopback TCP, TCP with mutual TLS, or a socket systemd
+//! passes: see the listen module).
 //!
 //! Docker is a client and a server: the `docker` command line sends REST
 //! requests to dockerd over `/var/run/docker.sock` (or TCP), and dockerd does
@@ -30,7 +32,13 @@
 //! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
 //! - `images`: tag, history, inspect, delete, prune;
 //! - `netvol`: networks and volumes;
-//! - `verbs`: restart, pause, top, rename, changes, prune;
+//! - `verbs`: restart, pause, top, rename, changes, prune, resize, update;
+//! - `archive`: `docker cp` both ways (`/archive`), and `export`;
+//! - `stats`: usage in docker's JSON, streamed or once;
+//! - `df`: `system/df`, item by item;
+//! - `listen`: unix sockets, TCP, and systemd's socket activation
+//!   (`-H fd://`);
+//! - `tls`: TCP with mutual TLS (`--tlsverify`), rustls;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -39,13 +47,18 @@
 //! calls live-restore, here by construction). The service keeps no state
 //! that matters beyond a request: the records on disk are the truth.
 
+mod archive;
 mod containers;
+mod df;
 mod exec;
 mod http;
 mod images;
+mod listen;
 mod netvol;
 mod routes;
 mod starter;
+mod stats;
+mod tls;
 mod verbs;
 
 use std::collections::HashMap;
@@ -53,7 +66,7 @@ use std::io::BufReader;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -68,11 +81,23 @@ pub const MIN_API_VERSION: &str = "1.24";
 
 /// `system service`'s options.
 pub struct Options {
-    /// `unix:///path/to.sock`.
+    /// `unix:///path/to.sock`, `tcp://127.0.0.1:PORT` or `fd://` (see the
+    /// listen module).
     pub host: String,
     /// Exit after this many seconds without a connection; 0: never
     /// (podman's `--time`).
     pub idle: Duration,
+    /// `--tlsverify --tlscacert --tlscert --tlskey`, for TCP.
+    pub tls: TlsFiles,
+}
+
+/// dockerd's TLS flags (see the tls module).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub verify: bool,
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// What the connection threads share.
@@ -87,6 +112,9 @@ pub struct Service<'a> {
     exits: Mutex<HashMap<String, i32>>,
     /// Exec instances (`docker exec`), by exec ID.
     execs: exec::Execs,
+    /// Stopped containers taken off their first network, and which (see
+    /// the netvol module: docker-compose 1.x's disconnect and connect).
+    unplugged: Mutex<HashMap<String, String>>,
     active: AtomicUsize,
     last_active: Mutex<Instant>,
 }
@@ -99,20 +127,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Serve the Engine API on `opts.host` until idle for `opts.idle`.
 pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
-    let path = socket_path(&opts.host)?;
     // First, while this process has one thread (see the starter module).
     let starter = starter::spawn(engine)?;
-    let listener = bind(&path)?;
+    // A client that vanishes mid-answer must cost its connection, not the
+    // service: writing to its closed socket is then EPIPE, an error the
+    // handler sees, instead of SIGPIPE, which the CLI's main restores to
+    // kill the process (right for `dockyard ps | head`, fatal for a
+    // server). After the starter's fork, so that the starter, and the
+    // monitors and containers it makes, keep the default. (The programs
+    // this process spawns, `dockyard exec`, get the default back from
+    // `std::process::Command`.)
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let listener = listen::listen(&opts.host, &opts.tls)?;
     eprintln!(
-        "dockyard: API listening on unix://{} (Engine API {API_VERSION})",
-        path.display()
+        "dockyard: API listening on {} (Engine API {API_VERSION})",
+        listener.describe()
     );
     let service = Service {
         engine,
         starter: Mutex::new(starter),
         pending: Mutex::new(HashMap::new()),
         exits: Mutex::new(HashMap::new()),
-        execs: Mutex::new(HashMap::new()),
+        execs: std::sync::Arc::new(Mutex::new(HashMap::new())),
+        unplugged: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
         last_active: Mutex::new(Instant::now()),
     };
@@ -121,9 +159,11 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
             if !wait_for_client(&listener, &service, opts.idle)? {
                 return Ok(()); // idle for --time seconds
             }
-            let (conn, _) = match listener.accept() {
+            let conn = match listener.accept() {
                 Ok(c) => c,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // A TCP client that connected and reset before we took it.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => return Err(e).context("accept"),
             };
             service.active.fetch_add(1, Ordering::SeqCst);
@@ -139,7 +179,9 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
             });
         }
     });
-    let _ = std::fs::remove_file(&path);
+    if let listen::Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
     result
 }
 
@@ -156,22 +198,6 @@ fn client_left(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `unix:///run/dockyard.sock` -> `/run/dockyard.sock`.
-fn socket_path(host: &str) -> Result<PathBuf> {
-    if let Some(p) = host.strip_prefix("unix://") {
-        if p.is_empty() {
-            bail!("invalid --host {host:?}: no socket path");
-        }
-        return Ok(PathBuf::from(p));
-    }
-    if host.starts_with("tcp://") {
-        // An unauthenticated TCP socket is root on this host for anyone
-        // who can reach it; TLS with client certificates comes first.
-        bail!("--host {host}: tcp is not supported yet (it needs TLS client certificates)");
-    }
-    bail!("invalid --host {host:?}: expected unix:///path/to.sock")
-}
-
 /// Bind the socket, mode 0660, group `dockyard` if it exists.
 ///
 /// Security: whoever can connect to this socket can run a privileged
@@ -183,7 +209,7 @@ fn socket_path(host: &str) -> Result<PathBuf> {
 /// root's own group, so that only root can connect. It is bound under a
 /// name of this process's own and renamed into place once its owner and
 /// mode are final: a client that finds the socket finds it as it will stay.
-fn bind(path: &Path) -> Result<UnixListener> {
+pub(crate) fn bind(path: &Path) -> Result<UnixListener> {
     if path.exists() {
         // A live service answers; a dead one's socket is stale.
         if UnixStream::connect(path).is_ok() {
@@ -239,7 +265,7 @@ fn finish_socket(path: &Path) -> Result<()> {
 
 /// Wait until a client connects (true), or until the service has been
 /// idle, no connection open, for `idle` (false; never when it is zero).
-fn wait_for_client(listener: &UnixListener, service: &Service, idle: Duration) -> Result<bool> {
+fn wait_for_client(listener: &listen::Listener, service: &Service, idle: Duration) -> Result<bool> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::http::{Request, Response};
 use super::routes::BadRequest;
-use super::Service;
+use super::{lock, Service};
+use dockyard::state::Status;
 use dockyard::{container, network};
 
 /// Route `/networks...` and `/volumes...`; None: no route here.
@@ -25,6 +26,10 @@ pub fn route(service: &Service, req: &Request) -> Option<Result<Response>> {
             ("GET", "" | "/") => Some(network_list(service, req)),
             ("POST", "/create") => Some(network_create(service, req)),
             ("POST", "/prune") => Some(network_prune(service)),
+            ("POST", r) if r.ends_with("/connect") || r.ends_with("/disconnect") => {
+                let (net, verb) = r.strip_prefix('/')?.rsplit_once('/')?;
+                Some(network_connect(service, req, net, verb == "connect"))
+            }
             ("GET", r) => Some(network_inspect(service, r.strip_prefix('/')?)),
             ("DELETE", r) => Some(network_remove(service, r.strip_prefix('/')?)),
             _ => None,
@@ -32,8 +37,9 @@ pub fn route(service: &Service, req: &Request) -> Option<Result<Response>> {
     }
     if let Some(rest) = p.strip_prefix("/volumes") {
         return match (m, rest) {
-            ("GET", "" | "/") => Some(volume_list(service)),
+            ("GET", "" | "/") => Some(volume_list(service, req)),
             ("POST", "/create") => Some(volume_create(service, req)),
+            ("POST", "/prune") => Some(volume_prune(service, req)),
             ("GET", r) => Some(volume_inspect(service, r.strip_prefix('/')?)),
             ("DELETE", r) => Some(volume_remove(service, req, r.strip_prefix('/')?)),
             _ => None,
@@ -170,15 +176,173 @@ fn network_remove(service: &Service, id: &str) -> Result<Response> {
     }
 }
 
+/// `POST /networks/NET/connect {"Container": C, "EndpointConfig":
+/// {"Aliases": [...], "IPAMConfig": {"IPv4Address": IP}}}` and
+/// `/disconnect {"Container": C}`: the core's `network connect` and
+/// `disconnect`. 200 with no body, as dockerd answers.
+fn network_connect(service: &Service, req: &Request, net: &str, connect: bool) -> Result<Response> {
+    let b = body(req)?;
+    let Some(c) = b["Container"].as_str().filter(|c| !c.is_empty()) else {
+        return Err(BadRequest("container is required".into()).into());
+    };
+    if let Some(answer) = replug_primary(service, &b, net, c, connect)? {
+        return Ok(answer);
+    }
+    let done = if connect {
+        let ep = &b["EndpointConfig"];
+        let opts = container::ConnectOptions {
+            aliases: ep["Aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+            ip: ep["IPAMConfig"]["IPv4Address"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        };
+        container::connect_network(service.engine, net, c, &opts)
+    } else {
+        container::disconnect_network(service.engine, net, c)
+    };
+    match done {
+        Ok(()) => Ok(empty(200)),
+        Err(e) => network_error(e),
+    }
+}
+
+/// A stopped container taken off the network it was created for, and put
+/// back (what docker-compose 1.x does to every container it creates, to
+/// set its aliases: disconnect, then connect with `Aliases`).
+///
+/// Docker allows both on a stopped container; dockyard's core disconnects
+/// a stopped container only from networks that `network connect` added,
+/// because its first network is part of its configuration (`--network`).
+/// So here the disconnect sets that configuration to `none` (truthfully:
+/// the container is then on no network) and remembers which network it
+/// was; a connect to a stopped container so unplugged makes the network
+/// its first one again, with the new aliases and address. None: not this
+/// case, the core's calls apply.
+fn replug_primary(
+    service: &Service,
+    b: &Value,
+    net: &str,
+    c: &str,
+    connect: bool,
+) -> Result<Option<Response>> {
+    let e = service.engine;
+    let r = e.containers.reconcile(e.containers.resolve(c)?)?;
+    if matches!(
+        r.state.status,
+        Status::Running | Status::Paused | Status::Restarting
+    ) {
+        return Ok(None);
+    }
+    let cfg = container::config_of(&r)?;
+    let name = match network::inspect(e, net) {
+        Ok(n) => n["Name"].as_str().unwrap_or(net).to_string(),
+        Err(_) => return Ok(None),
+    };
+    let mut unplugged = lock(&service.unplugged);
+    if !connect {
+        if cfg.network_mode != name || cfg.connected.iter().any(|x| x.network == name) {
+            return Ok(None);
+        }
+        save_config(service, &r.id, |c| {
+            c.network_mode = "none".into();
+            c.network_aliases.clear();
+            c.ip = None;
+        })?;
+        unplugged.insert(r.id.clone(), name);
+        return Ok(Some(empty(200)));
+    }
+    if cfg.network_mode != "none" || !unplugged.contains_key(&r.id) {
+        return Ok(None);
+    }
+    let ep = &b["EndpointConfig"];
+    let aliases: Vec<String> = ep["Aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let ip = ep["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    save_config(service, &r.id, |c| {
+        c.network_mode = name.clone();
+        c.network_aliases = aliases;
+        c.ip = ip;
+    })?;
+    unplugged.remove(&r.id);
+    Ok(Some(empty(200)))
+}
+
+/// Change container `id`'s stored configuration, under the records' lock.
+fn save_config(
+    service: &Service,
+    id: &str,
+    change: impl FnOnce(&mut container::ContainerConfig),
+) -> Result<()> {
+    let e = service.engine;
+    let guard = e.containers.lock()?;
+    let mut r = e.containers.load(id)?;
+    let mut c = container::config_of(&r)?;
+    change(&mut c);
+    r.config = serde_json::to_value(&c)?;
+    e.containers.save(&guard, &r)
+}
+
 fn network_prune(service: &Service) -> Result<Response> {
     let deleted = network::prune(service.engine)?;
     Ok(Response::json(200, &json!({ "NetworksDeleted": deleted })))
 }
 
-/// `GET /volumes`: `{"Volumes": [...], "Warnings": []}`.
-fn volume_list(service: &Service) -> Result<Response> {
+/// Whether volume `v` passes docker's volume filters: `name` (a part of
+/// it), `label=K` or `label=K=V`, `dangling=true|false` (used by no
+/// container), `driver=local`.
+fn volume_matches(
+    service: &Service,
+    v: &dockyard::volumes::Volume,
+    filters: &[(String, String)],
+) -> Result<bool> {
+    for (k, want) in filters {
+        let ok = match k.as_str() {
+            "name" => v.name.contains(want.as_str()),
+            "label" => match want.split_once('=') {
+                Some((k, val)) => v.labels.get(k).is_some_and(|l| l == val),
+                None => v.labels.contains_key(want),
+            },
+            "dangling" => {
+                let unused = container::volume_users(service.engine, &v.name)?.is_empty();
+                unused == matches!(want.as_str(), "true" | "1")
+            }
+            "driver" => want == "local",
+            // `all` is prune's, read by the caller.
+            "all" => true,
+            other => {
+                return Err(BadRequest(format!("invalid filter '{other}'")).into());
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// `GET /volumes?filters=...`: `{"Volumes": [...], "Warnings": []}`.
+fn volume_list(service: &Service, req: &Request) -> Result<Response> {
     let vols = &service.engine.volumes;
-    let list: Vec<Value> = vols.list()?.iter().map(|v| vols.inspect(v)).collect();
+    let filters = filters(req)?;
+    let mut list: Vec<Value> = Vec::new();
+    for v in vols.list()? {
+        if volume_matches(service, &v, &filters)? {
+            list.push(vols.inspect(&v));
+        }
+    }
     Ok(Response::json(
         200,
         &json!({ "Volumes": list, "Warnings": [] }),
@@ -207,6 +371,45 @@ fn volume_create(service: &Service, req: &Request) -> Result<Response> {
         .create(&name, string_map(&b["Labels"]), false)
         .map_err(|e| BadRequest(format!("{e:#}")))?;
     Ok(Response::json(201, &vols.inspect(&v)))
+}
+
+/// `POST /volumes/prune?filters={"all":["true"]}`: the volumes no
+/// container uses, only anonymous ones unless `all` (docker's rule since
+/// API 1.42), the label filters applied. The same core call as `dockyard
+/// volume prune`, one volume at a time so that the filters can choose.
+fn volume_prune(service: &Service, req: &Request) -> Result<Response> {
+    let filters = filters(req)?;
+    let all = filters
+        .iter()
+        .any(|(k, v)| k == "all" && matches!(v.as_str(), "true" | "1"));
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for v in service.engine.volumes.list()? {
+        let chosen = (all || v.anonymous) && volume_matches(service, &v, &filters)?;
+        if !chosen || !container::volume_users(service.engine, &v.name)?.is_empty() {
+            continue;
+        }
+        reclaimed += dir_size(&service.engine.volumes.data(&v.name));
+        service.engine.volumes.remove(&v.name)?;
+        deleted.push(v.name);
+    }
+    Ok(Response::json(
+        200,
+        &json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}),
+    ))
+}
+
+/// Bytes under `p` (not following symlinks).
+pub fn dir_size(p: &std::path::Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 fn volume_inspect(service: &Service, name: &str) -> Result<Response> {

@@ -18,7 +18,8 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::http::{write_response, Request, Response};
-use super::{containers, exec, images, netvol, verbs, Service, API_VERSION, MIN_API_VERSION};
+use super::{archive, containers, df, exec, images, netvol, stats, verbs, Service};
+use super::{API_VERSION, MIN_API_VERSION};
 use dockyard::{image, state, system};
 
 /// What became of the connection.
@@ -98,6 +99,7 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
         ("GET" | "HEAD", "/_ping") => return Reply::Full(ping()),
         ("GET", "/version") => return Reply::Full(Response::json(200, &version())),
         ("GET", "/info") => return full(info(service)),
+        ("GET", "/system/df") => return full(df::df(service)),
         ("GET", "/images/json") => return full(images(service)),
         ("GET", "/containers/json") => return full(containers::list(service, req)),
         ("POST", "/containers/create") => return full(containers::create(service, req)),
@@ -120,6 +122,13 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
             ("POST", [id, "rename"]) => return full(verbs::rename(service, req, id)),
             ("GET", [id, "changes"]) => return full(verbs::changes(service, id)),
             ("POST", [id, "exec"]) => return full(exec::create(service, req, id)),
+            ("HEAD", [id, "archive"]) => return streamed(archive::head(service, req, conn, id)),
+            ("GET", [id, "archive"]) => return streamed(archive::get(service, req, conn, id)),
+            ("PUT", [id, "archive"]) => return full(archive::put(service, req, id)),
+            ("GET", [id, "export"]) => return full(archive::export(service, id)),
+            ("GET", [id, "stats"]) => return streamed(stats::stats(service, req, conn, id)),
+            ("POST", [id, "resize"]) => return full(verbs::resize(service, req, id)),
+            ("POST", [id, "update"]) => return full(verbs::update(service, req, id)),
             ("POST", [id, "attach"]) => {
                 return streamed(containers::attach(service, req, conn, id, early))
             }
@@ -240,6 +249,18 @@ fn version() -> Value {
                 "KernelVersion": kernel,
                 "Experimental": "false",
             }
+        }, {
+            // The parts that run containers, as dockerd lists containerd,
+            // runc and docker-init: here the per-container monitor (the
+            // role of containerd's shim), and the assembler that sets up
+            // namespaces, cgroups and the root filesystem (runc's).
+            "Name": "dockyard-monitor",
+            "Version": v,
+            "Details": {"GitCommit": ""},
+        }, {
+            "Name": "lab03 assembler (runtime)",
+            "Version": v,
+            "Details": {"GitCommit": ""},
         }],
         "Version": v,
         "ApiVersion": API_VERSION,

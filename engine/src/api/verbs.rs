@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use super::http::{Request, Response};
@@ -138,4 +138,70 @@ pub fn prune(service: &Service, req: &Request) -> Result<Response> {
         200,
         &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }),
     ))
+}
+
+/// `POST /containers/ID/resize?h=ROWS&w=COLS`: a TTY container's window
+/// size, sent to its monitor as a resize frame (the monitor sets the
+/// terminal's size, and the kernel sends the container SIGWINCH), as the
+/// CLI's attach does when its own terminal changes.
+pub fn resize(service: &Service, req: &Request, id: &str) -> Result<Response> {
+    use std::io::Write;
+    let r = resolve(service, id)?;
+    let num = |k: &str| -> Result<u16> {
+        req.query(k)
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| BadRequest(format!("invalid {k}: {:?}", req.query(k))).into())
+    };
+    let (h, w) = (num("h")?, num("w")?);
+    if !matches!(r.state.status, Status::Running | Status::Paused) {
+        bail!("conflict: Container {} is not running", r.id);
+    }
+    if container::config_of(&r)?.tty {
+        let mut data = h.to_be_bytes().to_vec();
+        data.extend_from_slice(&w.to_be_bytes());
+        let mut s = container::connect(service.engine, &r.id)?;
+        s.write_all(&dockyard_monitor::attach::frame(
+            dockyard_monitor::attach::RESIZE,
+            &data,
+        ))?;
+    }
+    Ok(empty(200))
+}
+
+/// `POST /containers/ID/update {"Memory": N, "NanoCpus": N, "CpuShares": N,
+/// "MemorySwap": N, "PidsLimit": N, "RestartPolicy": {...}}`: the core's
+/// `update`, as `dockyard update` calls it.
+pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
+    let r = resolve(service, id)?;
+    let b: Value =
+        serde_json::from_slice(&req.body).map_err(|e| BadRequest(format!("invalid JSON: {e}")))?;
+    let pos = |k: &str| b[k].as_i64().filter(|&v| v != 0);
+    let restart = match b["RestartPolicy"]["Name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+    {
+        Some(name) => {
+            let max = b["RestartPolicy"]["MaximumRetryCount"]
+                .as_u64()
+                .unwrap_or(0);
+            let text = if name == "on-failure" && max > 0 {
+                format!("{name}:{max}")
+            } else {
+                name.to_string()
+            };
+            Some(text.parse().map_err(|e| BadRequest(format!("{e:#}")))?)
+        }
+        None => None,
+    };
+    let u = container::Update {
+        cpus: pos("NanoCpus").map(|n| n as f64 / 1e9),
+        cpu_shares: pos("CpuShares").map(|n| n as u64),
+        memory: pos("Memory").map(|n| n as u64),
+        memory_swap: pos("MemorySwap"),
+        pids: pos("PidsLimit"),
+        restart,
+    };
+    container::update(service.engine, &r, &u).map_err(|e| BadRequest(format!("{e:#}")))?;
+    Ok(Response::json(200, &json!({"Warnings": []})))
 }

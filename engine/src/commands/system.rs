@@ -215,10 +215,27 @@ fn print_cache_objects(keys: &[String]) {
 
 /// `dockyard system service`: serve the Docker Engine API (see the api
 /// module) until idle for `time` seconds (0: forever).
-pub fn service(engine: &Engine, host: &str, time: u64) -> Result<Code> {
+pub fn service(engine: &Engine, cmd: &crate::cli::SystemCmd) -> Result<Code> {
+    let crate::cli::SystemCmd::Service {
+        host,
+        time,
+        tlsverify,
+        tlscacert,
+        tlscert,
+        tlskey,
+    } = cmd
+    else {
+        bail!("not `system service`");
+    };
     let opts = crate::api::Options {
         host: host.to_string(),
-        idle: std::time::Duration::from_secs(time),
+        idle: std::time::Duration::from_secs(*time),
+        tls: crate::api::TlsFiles {
+            verify: *tlsverify,
+            ca: tlscacert.clone(),
+            cert: tlscert.clone(),
+            key: tlskey.clone(),
+        },
     };
     crate::api::serve(engine, &opts)?;
     Ok(0)

@@ -318,3 +318,192 @@ pub fn copy_in(engine: &Engine, from: &Path, name: &str, path: &Path) -> Result<
     Ok(())
 }
 // ANCHOR_END: copy_in
+
+/// What the Engine API says of a path in a container (its `archive`
+/// endpoints' `X-Docker-Container-Path-Stat` header): Go's `os.FileMode`
+/// bits in `mode` (the type in the high bits, 1<<31 a directory, 1<<27 a
+/// symlink), as the docker CLI decodes them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathStat {
+    pub name: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+fn path_stat_of(path: &Path, fd: &OwnedFd) -> Result<PathStat> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    let mut mode = meta.mode() & 0o777;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        mode |= 1 << 31;
+    }
+    for (bit, go) in [(0o4000, 1 << 23), (0o2000, 1 << 22), (0o1000, 1 << 20)] {
+        if meta.mode() & bit != 0 {
+            mode |= go;
+        }
+    }
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.mtime().max(0) as u64);
+    Ok(PathStat {
+        name: path
+            .file_name()
+            .map_or("/".into(), |n| n.to_string_lossy().into_owned()),
+        size: meta.len(),
+        mode,
+        mtime: crate::state::rfc3339(mtime),
+        link_target: String::new(),
+    })
+}
+
+/// `HEAD /containers/ID/archive?path=P`: what `path` is in the container.
+pub fn path_stat(engine: &Engine, name: &str, path: &Path) -> Result<PathStat> {
+    let access = Access::open(engine, name)?;
+    path_stat_of(path, &access.resolve(path, libc::O_PATH)?)
+}
+
+/// `GET /containers/ID/archive?path=P`: `path` as a tar stream, under its
+/// own name (a directory with everything in it), as `docker cp` reads it;
+/// resolved and frozen as [`copy_out`] does.
+pub fn archive_path(engine: &Engine, name: &str, path: &Path) -> Result<(PathStat, Vec<u8>)> {
+    let access = Access::open(engine, name)?;
+    let src = access.resolve(path, libc::O_PATH)?;
+    let stat = path_stat_of(path, &src)?;
+    let leaf = PathBuf::from(if stat.name == "/" { "." } else { &stat.name });
+    let mut out = tar::Builder::new(Vec::new());
+    out.follow_symlinks(false);
+    if stat.mode & (1 << 31) == 0 {
+        let meta = std::fs::metadata(format!("/proc/self/fd/{}", src.as_raw_fd()))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata(&meta);
+        let file = File::from(access.resolve(path, libc::O_RDONLY)?);
+        out.append_data(&mut h, &leaf, file)
+            .context("archiving the file")?;
+        return Ok((stat, out.into_inner()?));
+    }
+    // A directory: lab 04 archives its contents (symlinks as symlinks,
+    // owners shifted back), and each entry is put under the directory's
+    // own name.
+    let tree = PathBuf::from(format!("/proc/self/fd/{}", src.as_raw_fd()));
+    let inner = overlay::diff::write_tree_shifted(
+        &tree,
+        Vec::new(),
+        overlay::diff::TreeKind::Plain,
+        engine.images.id_shift(),
+    )?;
+    let mut top = tar::Header::new_gnu();
+    top.set_metadata(&std::fs::metadata(&tree)?);
+    out.append_data(&mut top, &leaf, std::io::empty())?;
+    let mut archive = tar::Archive::new(&inner[..]);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let rel = entry.path()?.into_owned();
+        if rel.as_os_str().is_empty() || rel == Path::new(".") || rel == Path::new("./") {
+            continue;
+        }
+        let mut h = entry.header().clone();
+        let link = entry.link_name()?.map(|l| l.into_owned());
+        let dest = leaf.join(&rel);
+        match link {
+            Some(target) => out.append_link(&mut h, &dest, &target)?,
+            None => out.append_data(&mut h, &dest, &mut entry)?,
+        }
+    }
+    Ok((stat, out.into_inner()?))
+}
+
+/// `PUT /containers/ID/archive?path=DIR`: unpack `tar` into the
+/// container's directory `path` (which must exist and be a directory, as
+/// docker's), by lab 04's extraction, never outside it.
+pub fn extract_archive(engine: &Engine, name: &str, path: &Path, tar: &[u8]) -> Result<()> {
+    let access = Access::open(engine, name)?;
+    let dir = access.resolve(path, libc::O_PATH)?;
+    let stat = path_stat_of(path, &dir)?;
+    if stat.mode & (1 << 31) == 0 {
+        bail!("extraction point is not a directory");
+    }
+    let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    overlay::extract::apply_layer_shifted(
+        tar,
+        &target,
+        overlay::extract::Whiteouts::Apply,
+        overlay::extract::Resolver::detect(),
+        engine.images.id_shift(),
+    )
+    .with_context(|| format!("copying into {}:{}", name, path.display()))?;
+    Ok(())
+}
+
+/// `export` (`GET /containers/ID/export`): the container's root filesystem
+/// as a tar, as docker exports it: the container's own files, without what
+/// is mounted over them. A running container is read through its root
+/// (frozen meanwhile, see [`Access`]); whatever sits on another file system
+/// than that root (`/proc`, `/sys`, `/dev`, volumes, the bind-mounted
+/// `/etc/hosts`) is exported as its mount point only: an empty directory or
+/// an empty file. Symlinks stay symlinks; owners go back to what the
+/// container sees under --userns-remap.
+pub fn export(engine: &Engine, name: &str) -> Result<Vec<u8>> {
+    let access = Access::open(engine, name)?;
+    let root = PathBuf::from(format!("/proc/self/fd/{}", access.root.as_raw_fd()));
+    let mut out = tar::Builder::new(Vec::new());
+    out.follow_symlinks(false);
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&root)?);
+    export_dir(
+        &mut out,
+        &root,
+        Path::new(""),
+        dev,
+        engine.images.id_shift(),
+    )?;
+    Ok(out.into_inner()?)
+}
+
+fn export_dir(
+    out: &mut tar::Builder<Vec<u8>>,
+    root: &Path,
+    rel: &Path,
+    dev: u64,
+    shift: Option<overlay::IdShift>,
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = root.join(rel);
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let rel = rel.join(&name);
+        let meta = std::fs::symlink_metadata(&path)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata(&meta);
+        if let Some(s) = shift {
+            // Back to the container's own IDs (0 is the remapped root).
+            h.set_uid(u64::from(meta.uid().wrapping_sub(s.uid)).min(u64::from(s.uid_count)));
+            h.set_gid(u64::from(meta.gid().wrapping_sub(s.gid)).min(u64::from(s.gid_count)));
+        }
+        let other_fs = meta.dev() != dev;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            out.append_data(&mut h, &rel, std::io::empty())?;
+            if !other_fs {
+                export_dir(out, root, &rel, dev, shift)?;
+            }
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            out.append_link(&mut h, &rel, &target)?;
+        } else if ft.is_file() && !other_fs {
+            out.append_data(&mut h, &rel, File::open(&path)?)?;
+        } else if ft.is_file() {
+            h.set_size(0);
+            out.append_data(&mut h, &rel, std::io::empty())?;
+        } else {
+            // Devices, fifos, sockets: their header alone.
+            out.append_data(&mut h, &rel, std::io::empty())?;
+        }
+    }
+    Ok(())
+}

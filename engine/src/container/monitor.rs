@@ -102,11 +102,16 @@ pub fn start_attached(engine: &Engine, id: &str) -> Result<std::os::unix::net::U
             }
             Err(e) => {
                 // Not listening yet, or the monitor failed: then it says so.
+                // Retried every millisecond: the monitor listens a few
+                // milliseconds after the fork, and each millisecond waited
+                // here is one the API's `docker run` waits too (a 20 ms
+                // poll cost it ~20 ms a run); a failed connect is one cheap
+                // system call.
                 let mut fds = [nix::poll::PollFd::new(
                     std::os::fd::AsFd::as_fd(&ready),
                     nix::poll::PollFlags::POLLIN,
                 )];
-                if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(20u8)).unwrap_or(0) > 0 {
+                if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1u8)).unwrap_or(0) > 0 {
                     read_report(ready)?;
                     return Err(e);
                 }

@@ -140,7 +140,7 @@ pub fn host_memory() -> u64 {
 }
 
 /// Bytes received and sent on the container's interfaces but lo.
-fn net_io(pid: i32) -> (u64, u64) {
+pub fn net_io(pid: i32) -> (u64, u64) {
     match std::fs::read_to_string(format!("/proc/{pid}/net/dev")) {
         Ok(text) => parse_net_dev(&text),
         Err(_) => (0, 0),

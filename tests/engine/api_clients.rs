@@ -1,0 +1,139 @@
+//! `dockyard system service` driven by the Python clients nobody here
+//! wrote: docker-py 7.1.0 (the scenarios in tests/api_py/scenarios.py) and
+//! Debian's docker-compose 1.29.2 (which is itself docker-py underneath,
+//! with compose's own sequence of requests: labels, project networks and
+//! volumes, `containers/json` filtered by label).
+//!
+//! Both create bridge networks, so each test runs its service, and the
+//! client, inside a throwaway network namespace (`unshare --net`) with only
+//! its loopback up: the bridges, veths and the published port on 127.0.0.1
+//! exist there and vanish with it. Every container goes under the test's
+//! cgroup parent, and the test checks from the other front (`dockyard ps`)
+//! that nothing is left behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use dockyard_e2e::dockyard::{text, Dockyard as Dy};
+
+/// Run `script` under `sh` in a new network namespace, with a service of
+/// `dy`'s data root listening on `$SOCK` (and `DOCKER_HOST` set to it),
+/// stopped when the script ends. Returns (exit status, stdout, stderr).
+fn with_service_in_netns(dy: &Dy, dir: &Path, script: &str) -> (Option<i32>, String, String) {
+    let sock = dir.join("api.sock");
+    let wrapper = format!(
+        r#"
+        ip link set lo up
+        {bin} --root {root} system service --host unix://{sock} --time 0 2>{dir}/service.log & S=$!
+        trap 'kill $S 2>/dev/null' EXIT
+        n=0; while [ ! -S {sock} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done
+        export DOCKER_HOST=unix://{sock} SOCK={sock}
+        set +e
+        ( set -e; {script} )
+        rc=$?
+        kill $S; wait $S
+        exit $rc
+        "#,
+        bin = dockyard_e2e::fixtures::bin("dockyard").display(),
+        root = dy.root.path().display(),
+        sock = sock.display(),
+        dir = dir.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &wrapper])
+        .current_dir(dir)
+        .env("CGROUP_PARENT", &dy.parent)
+        .env("DOCKER_CONFIG", dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("dockyard-api-clients-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Every docker-py scenario passes: system calls, run attached and
+/// detached, logs, wait, stop and kill codes, exec_run (codes, env,
+/// workdir, user, demux, a detached exec's code), a raw attach socket,
+/// networks and volumes with their filters and prunes, the container list's
+/// filters, put_archive/get_archive, stats, and docker's errors.
+#[test]
+fn api_clients_docker_py_scenarios_pass() {
+    let dy = Dy::new();
+    let dir = tempdir();
+    let scenarios = dockyard_e2e::fixtures::workspace_root().join("tests/api_py/scenarios.py");
+    let (code, stdout, stderr) =
+        with_service_in_netns(&dy, dir.path(), &format!("python3 {}", scenarios.display()));
+    let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap_or_default();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}\nservice:\n{log}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    // Seen from the CLI's front: nothing left behind, no volume, no network.
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+    assert_eq!(dy.ok(&["volume", "ls", "-q"]), "");
+}
+
+/// docker-compose 1.29.2 brings up a two-service project (a network, a
+/// volume, a port published on 127.0.0.1), lists it, reads its logs, execs
+/// in it, reaches one service from the host through the published port and
+/// from the other by its service name (the alias compose sets by
+/// disconnecting and reconnecting each created container), and takes it
+/// all down again with its volume.
+#[test]
+fn api_clients_docker_compose_up_ps_logs_exec_down() {
+    if Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        panic!("docker-compose is missing: run scripts/setup (Debian's docker-compose)");
+    }
+    let dy = Dy::new();
+    let dir = tempdir();
+    let project = dockyard_e2e::fixtures::workspace_root().join("tests/api_py/compose");
+    let script = format!(
+        r#"
+        cd {project}
+        C="docker-compose -p dyproj"
+        $C up -d 2>&1 | tr '\r' '\n' | grep -c 'Creating dyproj_.*done' | sed 's/^/created: /'
+        $C ps --services --filter status=running | sort
+        echo "port: $($C port web 8080)"
+        sleep 0.5
+        $C logs --no-color | grep -E 'up$' | sed 's/ *|//' | sort
+        $C exec -T worker cat /data/note
+        echo "host: $(wget -qO- http://127.0.0.1:18080/)"
+        echo "by name: $($C exec -T worker wget -qO- http://web:8080/)"
+        pid=$(docker inspect -f '{{{{.State.Pid}}}}' dyproj_web_1)
+        grep -q "/$CGROUP_PARENT/" /proc/$pid/cgroup && echo "cgroup: under the test's parent"
+        $C down -v 2>&1 | tr '\r' '\n' | grep -c 'Removing dyproj_.*done' | sed 's/^/removed: /'
+        echo "left: $(docker ps -aq | wc -l) $(docker volume ls -q | wc -l) $(docker network ls -q --filter name=dyproj | wc -l)"
+        echo "links: $(ip -o link | grep -vc ': lo:')"
+        "#,
+        project = project.display(),
+    );
+    let (code, stdout, stderr) = with_service_in_netns(&dy, dir.path(), &script);
+    let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap_or_default();
+    assert_eq!(
+        stdout,
+        "created: 2\n\
+         web\n\
+         worker\n\
+         port: 127.0.0.1:18080\n\
+         web_1 web up\n\
+         worker_1 worker up\n\
+         written by worker\n\
+         host: hello from web\n\
+         by name: hello from web\n\
+         cgroup: under the test's parent\n\
+         removed: 2\n\
+         left: 0 0 0\n\
+         links: 0\n",
+        "{stderr}\nservice:\n{log}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
