@@ -377,12 +377,22 @@ pub struct PruneReport {
 /// references (older than the store's grace period); with `all`, first
 /// untags every image no container uses.
 pub fn prune(engine: &Engine, all: bool) -> Result<PruneReport> {
+    prune_where(engine, all, &|_| true)
+}
+
+/// [`prune`], untagging (with `all`) only the unused images `selected`
+/// accepts: the Engine API's `until` and `label` filters.
+pub fn prune_where(
+    engine: &Engine,
+    all: bool,
+    selected: &dyn Fn(&Image) -> bool,
+) -> Result<PruneReport> {
     let mut released = Vec::new();
     let mut untagged = Vec::new();
     let used = container::images_in_use(engine)?;
     if all {
         for image in engine.images.images()? {
-            if !used.contains(&image.config_digest) {
+            if !used.contains(&image.config_digest) && selected(&image) {
                 engine.images.untag(&image.name)?;
                 untagged.push(image.name.clone());
                 released.push(image);

@@ -39,11 +39,14 @@
 //! calls live-restore, here by construction). The service keeps no state
 //! that matters beyond a request: the records on disk are the truth.
 
+mod build;
 mod containers;
 mod exec;
 mod http;
 mod images;
+mod jsonstream;
 mod netvol;
+mod registry;
 mod routes;
 mod starter;
 mod verbs;

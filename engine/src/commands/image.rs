@@ -124,7 +124,7 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
 /// docker's `images REPOSITORY[:TAG]` and `reference=` filter match: the
 /// repository, and the tag if one is given; `*` matches within a path
 /// component (`bu*`, `*:1.*`).
-fn reference_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn reference_matches(pattern: &str, name: &str) -> bool {
     let (repo, tag) = repository_and_tag(name);
     let slash = pattern.rfind('/').map_or(0, |i| i + 1);
     let (p_repo, p_tag) = match pattern[slash..].rfind(':') {
