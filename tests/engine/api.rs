@@ -20,16 +20,17 @@ use dockyard_e2e::dockyard::{text, Dockyard as Dy};
 
 const DOCKER: &str = "/usr/local/bin/docker";
 
-/// A running `dockyard system service`, killed on drop.
-struct Service {
+/// A running `dockyard system service`, killed on drop (api_images uses
+/// it too).
+pub(crate) struct Service {
     child: Child,
     dir: tempfile::TempDir,
-    sock: PathBuf,
+    pub(crate) sock: PathBuf,
     parent: String,
 }
 
 impl Service {
-    fn start(dy: &Dy) -> Service {
+    pub(crate) fn start(dy: &Dy) -> Service {
         let dir = tempfile::Builder::new()
             .prefix("dockyard-api-")
             .tempdir()
@@ -58,7 +59,7 @@ impl Service {
 
     /// The docker CLI against this service, with a config dir of its own
     /// (no user's contexts or credentials).
-    fn docker(&self, args: &[&str]) -> Output {
+    pub(crate) fn docker(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if matches!(args.first(), Some(&"run") | Some(&"create")) {
             all.insert(1, format!("--cgroup-parent={}", self.parent));
@@ -74,7 +75,7 @@ impl Service {
             .expect("running the docker CLI")
     }
 
-    fn docker_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
         assert!(
             out.status.success(),
@@ -109,7 +110,7 @@ impl Service {
     }
 
     /// One raw HTTP request; the whole response as text.
-    fn raw(&self, request: &str) -> String {
+    pub(crate) fn raw(&self, request: &str) -> String {
         let mut s = UnixStream::connect(&self.sock).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(request.as_bytes()).unwrap();

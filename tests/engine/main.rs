@@ -10,6 +10,7 @@
 //! `cargo test --test engine -- networking::` runs the network tests.
 
 mod api;
+mod api_images;
 mod attach;
 mod cgroups;
 mod common;

@@ -121,7 +121,7 @@ pub fn create(
                 false => format!("Status: Downloaded newer image for {}", p.name),
             })?;
         }
-        Err(e) if !s.started() => return Ok(Reply::Full(registry_error(&e))),
+        Err(e) if !s.started() => return Ok(Reply::Full(registry_error(&e, &reference))),
         Err(e) => s.error(&format!("{e:#}"), None)?,
     }
     s.finish()?;
@@ -135,19 +135,28 @@ fn has_tag_or_digest(name: &str) -> bool {
     name.contains('@') || last.contains(':')
 }
 
-/// A registry failure before the stream began, as docker's status: 404
-/// for what the registry does not have, 401 for refused credentials, 500
-/// for the rest.
-fn registry_error(e: &anyhow::Error) -> Response {
+/// A registry failure before the stream began, as dockerd reports it: 404
+/// for what the registry does not have, and, like moby's
+/// `translatePullError`, 404 "pull access denied" for refused credentials
+/// too. Not 401: the docker CLI answers a 401 by asking for a password,
+/// and a registry that hides private repositories behind 401 cannot tell
+/// "no such repository" from "not yours" anyway.
+fn registry_error(e: &anyhow::Error, reference: &Reference) -> Response {
     let msg = format!("{e:#}");
-    let status = if msg.contains("not found") || msg.contains("manifest unknown") {
-        404
-    } else if msg.contains("unauthorized") || msg.contains("requires authentication") {
-        401
-    } else {
-        return super::routes::error_response(e);
-    };
-    Response::error(status, &msg)
+    if msg.contains("unauthorized") || msg.contains("requires authentication") {
+        let repo = reference.familiar_repository();
+        return Response::error(
+            404,
+            &format!(
+                "pull access denied for {repo}, repository does not exist or may require \
+                 'docker login': {msg}"
+            ),
+        );
+    }
+    if msg.contains("not found") || msg.contains("manifest unknown") {
+        return Response::error(404, &msg);
+    }
+    super::routes::error_response(e)
 }
 
 /// One progress event as dockerd's JSON message. `push`: the upload's
