@@ -22,7 +22,8 @@ use super::http::{Request, Response};
 use super::jsonstream::{ChunkWriter, JsonStream};
 use super::routes::{BadRequest, Outcome, Reply};
 use super::Service;
-use crate::commands::image::reference_matches;
+
+use dockyard::image::reference_matches;
 use dockyard::{distribution, image, state};
 
 /// Route `/images/...` (after the fixed `/images/json`); None: no route.
