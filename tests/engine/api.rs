@@ -679,10 +679,13 @@ fn api_docker_tag_history_inspect_rmi_and_image_prune() {
     assert!(out.contains("untagged: busybox:latest"), "{out}");
     assert!(out.contains("Total reclaimed space:"), "{out}");
     assert_eq!(dy.ok(&["images", "-q"]), "");
+    // A filter prune does not know is refused, not ignored (`until` and
+    // `label` are known: api_images tests them).
     let resp = svc.raw(
-        "POST /v1.50/images/prune?filters=%7B%22until%22%3A%5B%2210m%22%5D%7D HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+        "POST /v1.50/images/prune?filters=%7B%22nosuch%22%3A%5B%221%22%5D%7D HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
     );
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("invalid filter 'nosuch'"), "{resp}");
 }
 
 #[test]
