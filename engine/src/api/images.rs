@@ -471,3 +471,28 @@ pub fn commit(service: &Service, req: &Request) -> Result<Response> {
         .map_err(|e| anyhow!("{e:#}"))?;
     Ok(Response::json(201, &json!({ "Id": img.config_digest })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_takes_times_and_durations() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = |s: &str| parse_until(s, now).unwrap();
+        assert_eq!(
+            at("1600000000"),
+            UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+        );
+        assert_eq!(at("2h"), now - Duration::from_secs(7200));
+        assert_eq!(at("1h30m"), now - Duration::from_secs(5400));
+        assert_eq!(
+            at("1970-01-01T00:01:40Z"),
+            UNIX_EPOCH + Duration::from_secs(100)
+        );
+        // "10" alone is a Unix time, not a duration without a unit.
+        for bad in ["", "h", "10x", "1h2"] {
+            assert!(parse_until(bad, now).is_err(), "{bad:?}");
+        }
+    }
+}

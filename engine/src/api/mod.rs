@@ -28,7 +28,11 @@
 //! - `routes`: path and method to handler, and docker's error shapes;
 //! - `containers`: the container endpoints, `attach` and its hijack;
 //! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
-//! - `images`: tag, history, inspect, delete, prune;
+//! - `images`: list, tag, history, inspect, delete, prune, save, load,
+//!   commit;
+//! - `registry`: pull, push and `auth`, with the client's credentials;
+//! - `build`: the classic builder, `dockyard build` on the sent context;
+//! - `jsonstream`: the JSON progress stream those three answer with;
 //! - `netvol`: networks and volumes;
 //! - `verbs`: restart, pause, top, rename, changes, prune;
 //! - `starter`: why containers are started from a single-threaded helper
