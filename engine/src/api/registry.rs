@@ -283,13 +283,10 @@ pub fn push(
     let report = |e: Event| {
         let _ = lock(&stream).send(&event_message(e, true));
     };
-    lock(&stream).status(&format!(
-        "The push refers to repository [{}]",
-        work[0]
-            .0
-            .repository()
-            .trim_start_matches("docker.io/library/")
-    ))?;
+    // The full repository name, as dockerd prints it: `docker.io/library/x`
+    // for Docker Hub, `127.0.0.1:5000/x` for the rest.
+    let repo = work[0].0.repository();
+    lock(&stream).status(&format!("The push refers to repository [{repo}]"))?;
     for (reference, img) in &work {
         let pushed = distribution::push_as(engine, img, reference, chunk, creds.clone(), &report);
         let mut s = lock(&stream);
