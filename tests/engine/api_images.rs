@@ -371,6 +371,36 @@ fn api_images_save_load_history_inspect_commit_prune_rmi() {
     assert_eq!(refs, "committed\n");
     let none = svc.docker_ok(&["images", "--filter", "label=nosuch", "-q"]);
     assert_eq!(none, "");
+    let dangling = svc.docker_ok(&["images", "--filter", "dangling=true", "-q"]);
+    assert_eq!(
+        dangling, "",
+        "an untagged image is garbage here, never dangling"
+    );
+
+    // import (fromSrc=-): a root filesystem tarball becomes a one-layer image.
+    let rootfs = context(&[("made-by-import", "imported\n")]);
+    let tarball = dir.path().join("rootfs.tar");
+    let made = Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(rootfs.path())
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let imported = svc.docker_ok(&["import", tarball.to_str().unwrap(), "imported:1"]);
+    assert_eq!(imported.trim(), image_id(&dy, "imported:1"));
+    // Through the docker CLI's own template engine this time.
+    let layers = svc.docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{len .RootFS.Layers}}",
+        "imported:1",
+    ]);
+    assert_eq!(layers, "1\n");
+    dy.ok(&["rmi", "imported:1"]);
 
     // prune: -f removes no image (none is dangling); -a with `until=1h`
     // only the images made over an hour ago: busybox (its config says
