@@ -57,16 +57,32 @@ fn api_images_docker_build_streams_steps_and_fails_like_docker() {
     let ctx = context(&[
         (
             "Dockerfile",
-            "FROM busybox\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /greeting\nCMD [\"cat\", \"/greeting\"]\n",
+            "FROM busybox\nARG WHO\nENV GREETED=$WHO\nCOPY hello.txt /hello.txt\n\
+             RUN cat /hello.txt > /greeting\nCMD [\"cat\", \"/greeting\"]\n",
         ),
         ("hello.txt", "hello from the context\n"),
     ]);
-    let out = build(&svc, &dy, ctx.path(), &["-t", "built:1", "-t", "built:2"]);
+    let out = build(
+        &svc,
+        &dy,
+        ctx.path(),
+        &[
+            "-t",
+            "built:1",
+            "-t",
+            "built:2",
+            "--build-arg",
+            "WHO=api",
+            "--label",
+            "team=docs",
+        ],
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     for want in [
-        "Step 1/4 : FROM busybox",
-        "Step 3/4 : RUN cat /hello.txt > /greeting",
+        "Step 1/7 : FROM busybox",
+        "Step 5/7 : RUN cat /hello.txt > /greeting",
+        "Step 7/7 : LABEL team=docs",
         "Successfully tagged built:1",
         "Successfully tagged built:2",
     ] {
@@ -80,17 +96,31 @@ fn api_images_docker_build_streams_steps_and_fails_like_docker() {
         stdout.contains(&format!("Successfully built {}", &id[7..19])),
         "{stdout}"
     );
+    // buildargs and labels (JSON in the query) reached the builder.
+    let config = svc.docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"team\"}} {{json .Config.Env}}",
+        "built:1",
+    ]);
+    assert!(config.starts_with("docs ["), "{config}");
+    assert!(config.contains("\"GREETED=api\""), "{config}");
     // The RUN step ran on the copied file: the layer holds its output.
     assert_eq!(
         dy.ok(&["run", "--rm", "built:1"]),
         "hello from the context\n"
     );
-    // -q: the ID alone (the CLI has it from the stream).
+    // -q: the ID alone (the same build again, from the cache).
     let quiet = svc.docker_ok(&[
         "build",
         "-q",
         "--cgroup-parent",
         &dy.parent,
+        "--build-arg",
+        "WHO=api",
+        "--label",
+        "team=docs",
         ctx.path().to_str().unwrap(),
     ]);
     assert_eq!(quiet.trim(), id);
@@ -217,6 +247,10 @@ fn api_images_login_push_pull_against_a_registry() {
         text(&out.stderr)
     );
     assert!(text(&out.stderr).contains("unauthorized"));
+    assert!(
+        !text(&out.stderr).contains("wrong"),
+        "no password in errors"
+    );
     let out = svc.docker(&["login", "-u", "alice", "-p", "secretpw", &host]);
     assert!(
         text(&out.stdout).contains("Login Succeeded"),
