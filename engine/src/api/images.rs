@@ -223,7 +223,9 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
         .collect::<Result<_>>()?;
     let refs = filters.get("reference");
     let mut out: Vec<Value> = Vec::new();
-    for img in engine.images.images()? {
+    let mut all = engine.images.images()?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    for img in all {
         let created = created_of(&img);
         let keep = !dangling
             && (refs.is_empty() || refs.iter().any(|p| reference_matches(p, &img.name)))

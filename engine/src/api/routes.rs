@@ -9,8 +9,7 @@
 //! running container removed), 500 for the rest.
 //!
 //! The system endpoints are here too: `_ping` (what every docker command
-//! sends first, for the `Api-Version` header), `version`, `info`, and
-//! `images/json`.
+//! sends first, for the `Api-Version` header), `version` and `info`.
 
 use std::os::unix::net::UnixStream;
 
