@@ -494,6 +494,9 @@ except docker.errors.BuildError as e:
 out["get"] = c.images.get("busybox").id
 p = c.images.pull("{name}", tag="v1")
 out["pulled"] = [p.id, p.tags]
+p.tag("{name}", "v2")
+pushed = [json.loads(l) for l in c.images.push("{name}", tag="v2").splitlines() if l.strip()]
+out["pushed"] = [m["aux"] for m in pushed if "aux" in m]
 try:
     c.images.get("nosuch")
 except docker.errors.ImageNotFound as e:
@@ -524,5 +527,10 @@ print(json.dumps(out))
     assert_eq!(v["get"], image_id(&dy, "busybox").as_str());
     assert_eq!(v["pulled"][0], image_id(&dy, "busybox").as_str());
     assert_eq!(v["missing"], 404);
+    // push's aux message: the tag, and the digest the registry now serves.
+    let aux = &v["pushed"][0];
+    assert_eq!(aux["Tag"], "v2", "{v}");
+    let digest = aux["Digest"].as_str().unwrap();
+    assert!(reg.blob_data(digest).exists(), "{v}");
     assert!(!dy.ok(&["images"]).contains("pyb:2"));
 }
