@@ -155,12 +155,8 @@ pub fn login(
     creds: Credentials,
     warn: &mut dyn FnMut(&str),
 ) -> Result<PathBuf> {
-    let domain = server_domain(server.unwrap_or(DOCKER_HUB));
-    let base = registry::base_url(&domain, &engine.config.insecure_registries);
     let encoded = creds.encoded();
-    Client::new(&base, &domain, Some(creds))
-        .ping()
-        .with_context(|| format!("login to {domain} failed"))?;
+    let domain = check_login(engine, server, creds)?;
 
     let mut doc = read_config()?;
     for w in helper_warnings(&doc) {
@@ -180,6 +176,18 @@ pub fn login(
     auths.insert(auth_key(&domain), json!({ "auth": encoded }));
     write_config(&doc)?;
     Ok(config_path())
+}
+
+/// `login`'s check alone, storing nothing (the Engine API's `POST /auth`:
+/// the client keeps the credentials, the daemon only vouches for them).
+/// Returns the registry's domain.
+pub fn check_login(engine: &Engine, server: Option<&str>, creds: Credentials) -> Result<String> {
+    let domain = server_domain(server.unwrap_or(DOCKER_HUB));
+    let base = registry::base_url(&domain, &engine.config.insecure_registries);
+    Client::new(&base, &domain, Some(creds))
+        .ping()
+        .with_context(|| format!("login to {domain} failed"))?;
+    Ok(domain)
 }
 
 /// `logout`: forget the credentials of `server`. Returns whether there
@@ -204,13 +212,6 @@ pub fn logout(server: Option<&str>) -> Result<(bool, String)> {
 
 // ---- pull, push, tag ---------------------------------------------------------
 
-/// A client for a registry domain, with its credentials, over https unless
-/// the registry is insecure (daemon.json) or on the loopback.
-fn client_for(engine: &Engine, domain: &str) -> Result<Client> {
-    let base = registry::base_url(domain, &engine.config.insecure_registries);
-    Ok(Client::new(&base, domain, credentials_for(domain)?))
-}
-
 /// `pull`: the image `reference` for `platform`, into the store. Docker Hub
 /// pulls try each of daemon.json's mirrors first (`warn` hears of each that
 /// fails), then Docker Hub itself. `report` hears the layers' progress.
@@ -218,6 +219,21 @@ pub fn pull(
     engine: &Engine,
     reference: &Reference,
     platform: &Platform,
+    report: &(dyn Fn(Event) + Sync),
+    warn: &mut dyn FnMut(&str),
+) -> Result<Pulled> {
+    let creds = credentials_for(&reference.domain)?;
+    pull_as(engine, reference, platform, creds, report, warn)
+}
+
+/// [`pull`] with the credentials given, not those of the credentials file:
+/// the Engine API's, which the client sends in `X-Registry-Auth` (dockerd
+/// has no credentials of its own; each client brings its user's).
+pub fn pull_as(
+    engine: &Engine,
+    reference: &Reference,
+    platform: &Platform,
+    creds: Option<Credentials>,
     report: &(dyn Fn(Event) + Sync),
     warn: &mut dyn FnMut(&str),
 ) -> Result<Pulled> {
@@ -240,7 +256,8 @@ pub fn pull(
             )),
         }
     }
-    let client = client_for(engine, &reference.domain)?;
+    let base = registry::base_url(&reference.domain, &engine.config.insecure_registries);
+    let client = Client::new(&base, &reference.domain, creds);
     registry::pull(&engine.images, &client, reference, platform, report)
 }
 
@@ -277,7 +294,21 @@ pub fn push(
     chunk: u64,
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<Pushed> {
-    let client = client_for(engine, &reference.domain)?;
+    let creds = credentials_for(&reference.domain)?;
+    push_as(engine, image, reference, chunk, creds, report)
+}
+
+/// [`push`] with the credentials given (see [`pull_as`]).
+pub fn push_as(
+    engine: &Engine,
+    image: &crate::image::Image,
+    reference: &Reference,
+    chunk: u64,
+    creds: Option<Credentials>,
+    report: &(dyn Fn(Event) + Sync),
+) -> Result<Pushed> {
+    let base = registry::base_url(&reference.domain, &engine.config.insecure_registries);
+    let client = Client::new(&base, &reference.domain, creds);
     registry::push(&engine.images, &client, image, reference, chunk, report)
 }
 

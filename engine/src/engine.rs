@@ -147,7 +147,7 @@ pub fn set_engine_args(args: EngineArgs) {
 }
 
 /// The global flags that open this same engine again.
-pub(crate) fn engine_argv(engine: &Engine) -> Vec<OsString> {
+pub fn engine_argv(engine: &Engine) -> Vec<OsString> {
     let given = ENGINE_ARGS.get().cloned().unwrap_or_default();
     let mut argv: Vec<OsString> = Vec::new();
     if let Some(c) = given.config {

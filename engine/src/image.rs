@@ -196,6 +196,39 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     Ok(doc)
 }
 
+/// Whether the image `name` (`busybox:latest`) answers to `pattern`, as
+/// docker's `images REPOSITORY[:TAG]` and `reference=` filter match: the
+/// repository, and the tag if one is given; `*` matches within a path
+/// component (`bu*`, `*:1.*`).
+pub fn reference_matches(pattern: &str, name: &str) -> bool {
+    let (repo, tag) = match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (name, "<none>"),
+    };
+    let slash = pattern.rfind('/').map_or(0, |i| i + 1);
+    let (p_repo, p_tag) = match pattern[slash..].rfind(':') {
+        Some(i) => (&pattern[..slash + i], Some(&pattern[slash + i + 1..])),
+        None => (pattern, None),
+    };
+    glob(p_repo, repo) && p_tag.is_none_or(|t| glob(t, tag))
+}
+
+/// `*` (any run of characters but `/`) and literal characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .take_while(|&n| !tail[..n].contains('/'))
+                .filter(|&n| tail.is_char_boundary(n))
+                .any(|n| glob(rest, &tail[n..]))
+        }
+    }
+}
+
 /// One step of an image's history, as `history` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -377,12 +410,22 @@ pub struct PruneReport {
 /// references (older than the store's grace period); with `all`, first
 /// untags every image no container uses.
 pub fn prune(engine: &Engine, all: bool) -> Result<PruneReport> {
+    prune_where(engine, all, &|_| true)
+}
+
+/// [`prune`], untagging (with `all`) only the unused images `selected`
+/// accepts: the Engine API's `until` and `label` filters.
+pub fn prune_where(
+    engine: &Engine,
+    all: bool,
+    selected: &dyn Fn(&Image) -> bool,
+) -> Result<PruneReport> {
     let mut released = Vec::new();
     let mut untagged = Vec::new();
     let used = container::images_in_use(engine)?;
     if all {
         for image in engine.images.images()? {
-            if !used.contains(&image.config_digest) {
+            if !used.contains(&image.config_digest) && selected(&image) {
                 engine.images.untag(&image.name)?;
                 untagged.push(image.name.clone());
                 released.push(image);

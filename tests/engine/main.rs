@@ -11,6 +11,7 @@
 
 mod api;
 mod api_clients;
+mod api_images;
 mod api_listen;
 mod attach;
 mod cgroups;

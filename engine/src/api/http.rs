@@ -156,8 +156,12 @@ fn split_version(path: &str) -> (Option<String>, String) {
 
 /// The body, by `Content-Length` or chunked.
 fn read_body(r: &mut BufReader<UnixStream>, req: &Request) -> Result<Vec<u8>> {
-    let archive =
-        req.path.ends_with("/archive") || req.path == "/build" || req.path == "/images/load";
+    // `/images/create` carries a tarball only for an import (`fromSrc=-`).
+    let archive = req.path.ends_with("/archive")
+        || matches!(
+            req.path.as_str(),
+            "/build" | "/images/load" | "/images/create"
+        );
     let max = if archive { MAX_ARCHIVE_BODY } else { MAX_BODY };
     let chunked = req
         .header("Transfer-Encoding")

@@ -30,7 +30,11 @@
 //! - `routes`: path and method to handler, and docker's error shapes;
 //! - `containers`: the container endpoints, `attach` and its hijack;
 //! - `exec`: exec instances, run by the CLI's own `dockyard exec`;
-//! - `images`: tag, history, inspect, delete, prune;
+//! - `images`: list, tag, history, inspect, delete, prune, save, load,
+//!   commit;
+//! - `registry`: pull, push and `auth`, with the client's credentials;
+//! - `build`: the classic builder, `dockyard build` on the sent context;
+//! - `jsonstream`: the JSON progress stream those three answer with;
 //! - `netvol`: networks and volumes;
 //! - `verbs`: restart, pause, top, rename, changes, prune, resize, update;
 //! - `archive`: `docker cp` both ways (`/archive`), and `export`;
@@ -48,13 +52,16 @@
 //! that matters beyond a request: the records on disk are the truth.
 
 mod archive;
+mod build;
 mod containers;
 mod df;
 mod exec;
 mod http;
 mod images;
+mod jsonstream;
 mod listen;
 mod netvol;
+mod registry;
 mod routes;
 mod starter;
 mod stats;

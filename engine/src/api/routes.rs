@@ -9,8 +9,7 @@
 //! running container removed), 500 for the rest.
 //!
 //! The system endpoints are here too: `_ping` (what every docker command
-//! sends first, for the `Api-Version` header), `version`, `info`, and
-//! `images/json`.
+//! sends first, for the `Api-Version` header), `version` and `info`.
 
 use std::os::unix::net::UnixStream;
 
@@ -18,9 +17,9 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::http::{write_response, Request, Response};
-use super::{archive, containers, df, exec, images, netvol, stats, verbs, Service};
-use super::{API_VERSION, MIN_API_VERSION};
-use dockyard::{image, state, system};
+use super::{archive, build, containers, df, exec, images, netvol, registry, stats, verbs};
+use super::{Service, API_VERSION, MIN_API_VERSION};
+use dockyard::system;
 
 /// What became of the connection.
 pub enum Outcome {
@@ -100,7 +99,10 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
         ("GET", "/version") => return Reply::Full(Response::json(200, &version())),
         ("GET", "/info") => return full(info(service)),
         ("GET", "/system/df") => return full(df::df(service)),
-        ("GET", "/images/json") => return full(images(service)),
+        ("GET", "/images/json") => return full(images::list(service, req)),
+        ("POST", "/build") => return streamed(build::build(service, req, conn)),
+        ("POST", "/commit") => return full(images::commit(service, req)),
+        ("POST", "/auth") => return full(registry::auth(service, req)),
         ("GET", "/containers/json") => return full(containers::list(service, req)),
         ("POST", "/containers/create") => return full(containers::create(service, req)),
         ("POST", "/containers/prune") => return full(verbs::prune(service, req)),
@@ -137,6 +139,9 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
     }
     if let Some(r) = netvol::route(service, req) {
         return full(r);
+    }
+    if let Some(r) = images::stream_route(service, req, conn) {
+        return streamed(r);
     }
     if let Some(r) = images::route(service, req) {
         return full(r);
@@ -301,30 +306,4 @@ fn info(service: &Service) -> Result<Response> {
         o.extend(e);
     }
     Ok(Response::json(200, &v))
-}
-
-/// `GET /images/json`: one summary per image, its tags together (the
-/// core lists one row per tag, as `dockyard images` prints them).
-fn images(service: &Service) -> Result<Response> {
-    let mut out: Vec<Value> = Vec::new();
-    for s in image::list(service.engine)? {
-        if let Some(v) = out.iter_mut().find(|v| v["Id"] == s.id.as_str()) {
-            if let Some(tags) = v["RepoTags"].as_array_mut() {
-                tags.push(json!(s.name));
-            }
-            continue;
-        }
-        let created = s
-            .created
-            .as_deref()
-            .and_then(state::parse_rfc3339)
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
-        out.push(json!({
-            "Id": s.id, "ParentId": "", "RepoTags": [s.name], "RepoDigests": [],
-            "Created": created, "Size": s.size, "SharedSize": -1, "Labels": {},
-            "Containers": -1,
-        }));
-    }
-    Ok(Response::json(200, &Value::Array(out)))
 }

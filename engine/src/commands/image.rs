@@ -14,7 +14,7 @@ use crate::cli::{
     HistoryArgs, ImagePruneArgs, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs,
 };
 use crate::format::{human_duration, human_size, table};
-use dockyard::image::{self, HistoryEntry, ImageSummary};
+use dockyard::image::{self, reference_matches, HistoryEntry, ImageSummary};
 use dockyard::state::parse_rfc3339;
 use dockyard::Engine;
 
@@ -118,36 +118,6 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
         table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
     )?;
     Ok(0)
-}
-
-/// Whether the image `name` (`busybox:latest`) answers to `pattern`, as
-/// docker's `images REPOSITORY[:TAG]` and `reference=` filter match: the
-/// repository, and the tag if one is given; `*` matches within a path
-/// component (`bu*`, `*:1.*`).
-fn reference_matches(pattern: &str, name: &str) -> bool {
-    let (repo, tag) = repository_and_tag(name);
-    let slash = pattern.rfind('/').map_or(0, |i| i + 1);
-    let (p_repo, p_tag) = match pattern[slash..].rfind(':') {
-        Some(i) => (&pattern[..slash + i], Some(&pattern[slash + i + 1..])),
-        None => (pattern, None),
-    };
-    glob(p_repo, &repo) && p_tag.is_none_or(|t| glob(t, &tag))
-}
-
-/// `*` (any run of characters but `/`) and literal characters.
-fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .take_while(|&n| !tail[..n].contains('/'))
-                .filter(|&n| tail.is_char_boundary(n))
-                .any(|n| glob(rest, &tail[n..]))
-        }
-    }
 }
 
 /// `busybox:latest` as ("busybox", "latest"); a name without a tag has
