@@ -6,8 +6,8 @@
 //! low ports, and cgroups, except in a cgroup v2 subtree the host has
 //! delegated to the user (as systemd does for each user's
 //! `user@UID.service`), where `--memory`, `--cpus` and `--pids-limit` go
-//! into groups the user makes itself (`delegated_parent`). `--userns-remap` (the `remap` module) is the other
-//! use of user namespaces: root runs the engine, and each container's root
+//! into groups the user makes itself (`delegated_parent`).
+//! `--userns-remap` (the `remap` module) is the other use of user namespaces: root runs the engine, and each container's root
 //! is an unprivileged range of the host.
 
 use std::path::{Path, PathBuf};
@@ -118,7 +118,8 @@ pub fn rootless_data_root() -> Result<PathBuf> {
 /// user's `user@UID.service` (`Delegate=`), and by hand it is
 ///
 /// ```text
-/// mkdir /sys/fs/cgroup/alice && chown alice /sys/fs/cgroup/alice{,/cgroup.procs,/cgroup.subtree_control}
+/// mkdir /sys/fs/cgroup/alice
+/// chown alice /sys/fs/cgroup/alice{,/cgroup.procs,/cgroup.subtree_control}
 /// echo +cpu +memory +pids > /sys/fs/cgroup/cgroup.subtree_control   # the controllers reach it
 /// ```
 ///
@@ -138,13 +139,18 @@ pub fn delegated_parent(given: &str, limits: &lab03_cgroups::Limits) -> Result<S
     if host.version() != lab03_cgroups::Version::V2 {
         return Err(rootless_refusal(
             what,
-            "this host's cgroups are v1 or hybrid, whose hierarchies belong to root and are              never delegated to a user: boot with pure cgroup v2              (systemd.unified_cgroup_hierarchy=1) and have systemd delegate a subtree              (`dockyard doctor` says how)",
+            "this host's cgroups are v1 or hybrid, whose hierarchies belong to root and are never \
+             delegated to a user: boot with pure cgroup v2 (systemd.unified_cgroup_hierarchy=1) \
+             and have systemd delegate a subtree (`dockyard doctor` says how)",
         ));
     }
     let Some(d) = lab03_cgroups::own_delegation(&host) else {
         return Err(rootless_refusal(
             what,
-            "no cgroup v2 subtree is delegated to this user around this process (none of              the groups in /proc/self/cgroup is the user's): run dockyard inside the one              systemd delegates, with `systemd-run --user --scope dockyard ...`              (`dockyard doctor` says whether systemd delegates one)",
+            "no cgroup v2 subtree is delegated to this user around this process (none of the \
+             groups in /proc/self/cgroup is the user's): run dockyard inside the one systemd \
+             delegates, with `systemd-run --user --scope dockyard ...` (`dockyard doctor` says \
+             whether systemd delegates one)",
         ));
     };
     let missing = d.missing_for(limits);
@@ -152,7 +158,9 @@ pub fn delegated_parent(given: &str, limits: &lab03_cgroups::Limits) -> Result<S
         return Err(rootless_refusal(
             what,
             &format!(
-                "the cgroup v2 subtree delegated to this user ({}) lacks the {} controller(s)                  (it has: {}): have the host delegate them (systemd: Delegate=cpu cpuset io                  memory pids in user@.service, see `dockyard doctor`)",
+                "the cgroup v2 subtree delegated to this user ({}) lacks the {} controller(s) (it \
+                 has: {}): have the host delegate them (systemd: Delegate=cpu cpuset io memory \
+                 pids in user@.service, see `dockyard doctor`)",
                 d.dir.display(),
                 missing.join(", "),
                 d.controllers.join(" ")
