@@ -151,7 +151,9 @@ fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
     }
     // From the host: the container is the user's process, in a user
     // namespace that is not the host's, under Docker's capability mask.
-    r.ok(&["run", "-d", "--name", "bg", "busybox", "sleep", "60"]);
+    // (It sleeps long enough to be running still when `cp` below is
+    // refused, also in the v2 guest, where everything is ~10x slower.)
+    r.ok(&["run", "-d", "--name", "bg", "busybox", "sleep", "1000"]);
     let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "bg"]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
     let field = |name: &str| {
@@ -234,7 +236,7 @@ fn rootless_with_a_subuid_range_maps_it_through_newuidmap() {
     r.ok(&["load", "-i", "oci"]);
     // dockyard's own namespace: 0 is nobody, 1..=65536 the range; the
     // container's maps all of it, cut where dockyard's map is cut.
-    r.ok(&["run", "-d", "--name", "ranged", "busybox", "sleep", "60"]);
+    r.ok(&["run", "-d", "--name", "ranged", "busybox", "sleep", "1000"]);
     let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "ranged"]);
     let outer = std::fs::read_to_string(format!("/proc/{}/uid_map", pid.trim())).unwrap();
     assert_eq!(
@@ -359,7 +361,7 @@ fn rootless_limits_go_into_a_delegated_v2_subtree_and_are_refused_elsewhere() {
             "20",
             "busybox",
             "sleep",
-            "60",
+            "1000",
         ],
     );
     let id = r.ok_in(&session, &["inspect", "-f", "{{.Id}}", "lim"]);
