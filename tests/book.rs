@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Environment: `DOCKYARD_SKIP_PRIVILEGED=1` skips the sessions when not root;
-//! `DOCKYARD_BOOKTEST_MODE=blocks` runs each block in a shell of its own instead of each file's
-//! blocks in one shell (see `support/booktest/terminal.rs`);
+//! `DOCKYARD_BOOKTEST_MODE=chapters` runs each file's blocks in a shell of their own, and
+//! `blocks` each block, instead of the whole book in one shell in SUMMARY.md's order (see
+//! `support/booktest/terminal.rs`);
 //! `DOCKYARD_BIN_DIR` overrides where the binaries are; `DOCKYARD_BOOKTEST_TIMEOUT` sets the
 //! seconds per block (default 120); `DOCKYARD_BOOKTEST_FILTER=ch03` runs only the files whose
 //! path contains that text; `DOCKYARD_BOOK_SRC` checks another tree instead of `book/src`.
@@ -38,6 +39,19 @@ fn shown(path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+/// The book's files in the order of SUMMARY.md (the introduction first, the appendix last), as
+/// paths relative to `src`.
+fn summary_order(src: &Path) -> Vec<PathBuf> {
+    let summary = fs::read_to_string(src.join("SUMMARY.md")).unwrap_or_default();
+    summary
+        .lines()
+        .filter_map(|l| {
+            let target = l.split_once("](")?.1;
+            Some(PathBuf::from(target.split(')').next()?.trim()))
+        })
+        .collect()
 }
 
 #[test]
@@ -106,16 +120,31 @@ fn book_sessions_match() {
     }
 
     let cfg = RunConfig::for_workspace().expect("reading the booktest settings");
-    // By default each file's blocks run in one shell, in order, as a learner types them (which
-    // also compares every command's output); `DOCKYARD_BOOKTEST_MODE=blocks` runs each block in
-    // a fresh shell instead, as the book test did before, to tell a leak from a plain mismatch.
-    let per_block = std::env::var("DOCKYARD_BOOKTEST_MODE").is_ok_and(|m| m == "blocks");
+    // By default the whole book runs in ONE shell, in the order of SUMMARY.md, as a learner
+    // types it into one terminal from start to end (which also compares every command's
+    // output); `DOCKYARD_BOOKTEST_MODE=chapters` gives each file a shell of its own (to tell a
+    // chapter's leak from the one before it), `blocks` each block (a leak from a plain
+    // mismatch).
+    let mode = std::env::var("DOCKYARD_BOOKTEST_MODE").unwrap_or_default();
+    let per_block = mode == "blocks";
+    let per_chapter = mode == "chapters";
+    let order = summary_order(&src);
+    let rank = |file: &Path| {
+        order
+            .iter()
+            .position(|f| file.ends_with(f))
+            .unwrap_or(order.len())
+    };
+    // A stable sort: a file's blocks keep their order; files not in SUMMARY.md go last.
+    sessions.sort_by_key(|s| rank(&s.file));
     let mut report = String::new();
     let mut failed = 0;
     let mut chapters: Vec<Vec<Session>> = Vec::new();
     for session in sessions.iter().cloned() {
         match chapters.last_mut() {
-            Some(chapter) if chapter[0].file == session.file && !per_block => chapter.push(session),
+            Some(chapter) if !per_block && (!per_chapter || chapter[0].file == session.file) => {
+                chapter.push(session)
+            }
             _ => chapters.push(vec![session]),
         }
     }

@@ -192,18 +192,42 @@ fn rootless_limits(host: &cgroups::Host) -> Check {
             fix: None,
         };
     }
+    // Whether the caller is inside the subtree: only from there can a
+    // process be moved into a group of it (see `rootless::delegated_parent`).
+    let inside = |dir: &std::path::Path| {
+        pid.is_none()
+            || std::fs::read_to_string("/proc/self/cgroup")
+                .ok()
+                .and_then(|c| {
+                    c.lines()
+                        .find_map(|l| l.strip_prefix("0::"))
+                        .map(String::from)
+                })
+                .zip(host.v2_mount.as_deref())
+                .is_some_and(|(rel, m)| m.join(rel.trim_start_matches('/')).starts_with(dir))
+    };
     match cgroups::delegation(host, uid, pid) {
+        Some(d) if d.has_limits() && inside(&d.dir) => Check {
+            status: Status::Ok,
+            what: format!(
+                "rootless limits: uid {uid} has a delegated cgroup v2 subtree at {} with {}; \
+                 rootless dockyard sets --memory, --cpus and --pids-limit in groups below it",
+                d.dir.display(),
+                d.controllers.join(", ")
+            ),
+            fix: None,
+        },
         Some(d) if d.has_limits() => Check {
             status: Status::Warn,
             what: format!(
-                "rootless limits: uid {uid} has a delegated cgroup v2 subtree at {} with {}; \
-                 dockyard does not use it yet",
+                "rootless limits: uid {uid} has a delegated cgroup v2 subtree at {} with {}, \
+                 but this shell is not inside it",
                 d.dir.display(),
                 d.controllers.join(", ")
             ),
             fix: Some(
-                "rootless dockyard refuses --memory, --cpus and --pids-limit; run as root to \
-                 set them"
+                "run rootless dockyard from inside it (a process can only be moved between \
+                 groups below one it may write): systemd-run --user --scope dockyard run ..."
                     .into(),
             ),
         },

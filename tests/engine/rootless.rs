@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use dockyard_e2e::dockyard::text;
 use dockyard_e2e::fixtures::{bin, require_root, workspace_root};
 
-use crate::common::{id_map, owner};
+use crate::common::{cgroup_host, id_map, owner, read_trimmed};
 
 /// dockyard run by `nobody` (uid 65534, through setpriv), from a copy of
 /// the binary and the base image in a home directory of its own, so that
@@ -47,23 +47,52 @@ impl Rootless {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_in(None, args)
+    }
+
+    /// dockyard run as the user from inside the cgroup `group` (v2): the
+    /// shell moves itself there while still root, then becomes the user,
+    /// as a login into a session systemd delegates would place it.
+    fn run_in(&self, group: Option<&std::path::Path>, args: &[&str]) -> Output {
         let (id, home) = (NOBODY.to_string(), self.home.path());
-        Command::new("setpriv")
-            .args([
-                &format!("--reuid={id}"),
-                &format!("--regid={id}"),
-                "--clear-groups",
-                "--",
-            ])
-            .arg(home.join("dockyard"))
-            .args(args)
-            .current_dir(home)
-            .env("HOME", home)
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("DOCKYARD_ROOT")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running setpriv")
+        let mut cmd = match group {
+            Some(g) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+                    .arg(g)
+                    .arg("setpriv");
+                c
+            }
+            None => Command::new("setpriv"),
+        };
+        cmd.args([
+            &format!("--reuid={id}"),
+            &format!("--regid={id}"),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(home.join("dockyard"))
+        .args(args)
+        .current_dir(home)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("DOCKYARD_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running setpriv")
+    }
+
+    fn ok_in(&self, group: &std::path::Path, args: &[&str]) -> String {
+        let out = self.run_in(Some(group), args);
+        assert!(
+            out.status.success(),
+            "rootless dockyard {args:?} in {} failed ({:?}):\n{}{}",
+            group.display(),
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -122,7 +151,9 @@ fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
     }
     // From the host: the container is the user's process, in a user
     // namespace that is not the host's, under Docker's capability mask.
-    r.ok(&["run", "-d", "--name", "bg", "busybox", "sleep", "60"]);
+    // (It sleeps long enough to be running still when `cp` below is
+    // refused, also in the v2 guest, where everything is ~10x slower.)
+    r.ok(&["run", "-d", "--name", "bg", "busybox", "sleep", "1000"]);
     let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "bg"]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
     let field = |name: &str| {
@@ -205,7 +236,7 @@ fn rootless_with_a_subuid_range_maps_it_through_newuidmap() {
     r.ok(&["load", "-i", "oci"]);
     // dockyard's own namespace: 0 is nobody, 1..=65536 the range; the
     // container's maps all of it, cut where dockyard's map is cut.
-    r.ok(&["run", "-d", "--name", "ranged", "busybox", "sleep", "60"]);
+    r.ok(&["run", "-d", "--name", "ranged", "busybox", "sleep", "1000"]);
     let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "ranged"]);
     let outer = std::fs::read_to_string(format!("/proc/{}/uid_map", pid.trim())).unwrap();
     assert_eq!(
@@ -229,4 +260,142 @@ fn rootless_with_a_subuid_range_maps_it_through_newuidmap() {
         .join(id.trim())
         .join("upper/f");
     assert_eq!(owner(&upper), (START + 999, START + 999));
+}
+
+/// A cgroup v2 subtree delegated to `nobody` as systemd delegates one to
+/// each user: the directory, its `cgroup.procs`, `cgroup.subtree_control`
+/// and `cgroup.threads` are the user's, and the parent hands cpu, memory and
+/// pids down to it. The user's shell runs in `session` below it (a group
+/// that hands controllers down may hold no process itself). Removed, from
+/// the leaves up, when dropped.
+struct Delegated {
+    top: std::path::PathBuf,
+}
+
+impl Delegated {
+    fn new(mount: &std::path::Path) -> Delegated {
+        use std::os::unix::fs::chown;
+        let top = mount.join(format!("dockyard-rootless-{}", std::process::id()));
+        std::fs::write(mount.join("cgroup.subtree_control"), "+cpu +memory +pids").unwrap();
+        for dir in [top.clone(), top.join("session")] {
+            std::fs::create_dir(&dir).unwrap();
+            for f in [
+                "",
+                "cgroup.procs",
+                "cgroup.subtree_control",
+                "cgroup.threads",
+            ] {
+                chown(dir.join(f), Some(NOBODY), Some(NOBODY)).unwrap();
+            }
+        }
+        Delegated { top }
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        // Deepest first: what dockyard left (it should leave only its
+        // parent), the session, the top.
+        let out = Command::new("find")
+            .arg(&self.top)
+            .args(["-depth", "-type", "d"])
+            .output()
+            .unwrap();
+        for dir in text(&out.stdout).lines() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+#[test]
+fn rootless_limits_go_into_a_delegated_v2_subtree_and_are_refused_elsewhere() {
+    let _lock = dockyard_e2e::subids::SubIds::hold();
+    let host = cgroup_host();
+    let r = Rootless::new();
+    r.ok(&["load", "-i", "oci"]);
+    let limited = [
+        "run",
+        "--rm",
+        "-m",
+        "32m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "true",
+    ];
+    if host.version() == lab03_cgroups::Version::V1 {
+        // v1 or hybrid: refused before anything is made, with the fix.
+        let out = r.run(&limited);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert!(err.contains("v1 or hybrid"), "{err}");
+        assert!(err.contains("systemd.unified_cgroup_hierarchy=1"), "{err}");
+        assert_eq!(r.ok(&["ps", "-aq"]), "");
+        return;
+    }
+    // Pure v2, nothing delegated around the caller: refused with the fix.
+    let out = r.run(&limited);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("no cgroup v2 subtree is delegated"), "{err}");
+    assert!(err.contains("systemd-run --user --scope"), "{err}");
+
+    // A delegated subtree, dockyard run from inside it.
+    let mount = host.v2_mount.clone().unwrap();
+    let d = Delegated::new(&mount);
+    let session = d.top.join("session");
+    r.ok_in(
+        &session,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "lim",
+            "-m",
+            "32m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let id = r.ok_in(&session, &["inspect", "-f", "{{.Id}}", "lim"]);
+    let parent = r.ok_in(
+        &session,
+        &["inspect", "-f", "{{.HostConfig.CgroupParent}}", "lim"],
+    );
+    let top = d.top.strip_prefix(&mount).unwrap().to_str().unwrap();
+    assert_eq!(parent.trim(), format!("{top}/dockyard"));
+    // The kernel holds the limits in the container's group below the
+    // subtree, the user's own, and the container's process is in it.
+    let group = d.top.join("dockyard").join(id.trim());
+    assert_eq!(read_trimmed(&group.join("memory.max")), "33554432");
+    assert_eq!(read_trimmed(&group.join("cpu.max")), "50000 100000");
+    assert_eq!(read_trimmed(&group.join("pids.max")), "20");
+    assert_eq!(owner(&group), (NOBODY, NOBODY));
+    let pid = r.ok_in(&session, &["inspect", "-f", "{{.State.Pid}}", "lim"]);
+    let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    assert_eq!(cg.trim(), format!("0::/{top}/dockyard/{}", id.trim()));
+    // Nothing above the subtree was written: root's parent hands down only
+    // what the test enabled, and no group of dockyard's is outside it.
+    assert!(!mount.join("dockyard").join(id.trim()).exists());
+    // rm takes the container's group away; the parent stays, the user's.
+    r.ok_in(&session, &["rm", "-f", "lim"]);
+    assert!(!group.exists(), "{} is left", group.display());
+    // A container created in the subtree cannot be started from outside it:
+    // that process could not move the container into its group.
+    r.ok_in(
+        &session,
+        &["create", "--name", "out", "-m", "32m", "busybox", "true"],
+    );
+    let out = r.run(&["start", "out"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("delegated"), "{err}");
+    r.ok_in(&session, &["rm", "out"]);
 }

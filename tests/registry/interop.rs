@@ -135,17 +135,30 @@ impl PodmanSandbox {
             .expect("podman is missing: scripts/setup installs it")
     }
 
+    /// The sandbox's cgroup parent in every hierarchy the host has (v1's
+    /// one per controller, v2's one tree), as lab 03 detects the layout:
+    /// never a guess from the directories under /sys/fs/cgroup. On v1 and
+    /// hybrid hosts podman's runtime also makes the parent in systemd's
+    /// named hierarchy (`name=systemd`, no controller, so not among lab
+    /// 03's): the named hierarchies are added from /proc/self/mountinfo.
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            if h.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                let p = h.path().join(&self.parent);
-                if p.exists() {
-                    out.push(p);
-                }
-            }
-        }
-        out
+        let host = lab03_cgroups::detect().expect("detecting the cgroup layout");
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let named = mountinfo.lines().filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut right = right.split(' ');
+            let named = right.next() == Some("cgroup")
+                && right.nth(1)?.split(',').any(|o| o.starts_with("name="));
+            let point = left.split(' ').nth(4)?;
+            named.then(|| PathBuf::from(point))
+        });
+        let mut roots = host.hierarchy_roots();
+        roots.extend(named);
+        roots
+            .into_iter()
+            .map(|root| root.join(&self.parent))
+            .filter(|p| p.exists())
+            .collect()
     }
 
     fn processes(&self) -> Vec<i32> {

@@ -81,12 +81,19 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
         ));
     }
     if config.limits != Limits::default() || !config.cgroup_parent.is_empty() {
-        return Err(rootless_refusal(
-            "resource limits (--memory, --cpus, --pids-limit, --cgroup-parent...)",
-            "the host's cgroups belong to root, and using a cgroup v2 subtree delegated \
-             to this user (where systemd gives one; this hybrid host has none) is not \
-             implemented",
-        ));
+        // Only inside a cgroup v2 subtree delegated to the user, where create
+        // put the parent (`rootless::delegated_parent`); a start from outside
+        // that subtree could not move the container into its group.
+        let placed =
+            crate::rootless::delegated_parent(&config.cgroup_parent, &config.limits.to_lab())?;
+        if placed != config.cgroup_parent {
+            bail!(
+                "the container's cgroup parent {:?} is outside the cgroup v2 subtree \
+                 delegated to this process ({placed:?}): start it from a shell inside \
+                 the subtree it was created in",
+                config.cgroup_parent
+            );
+        }
     }
     Ok(())
 }
@@ -303,6 +310,12 @@ fn memory_settings(config: &mut ContainerConfig) -> Result<Vec<String>> {
 
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
+    if engine.rootless && (config.limits != Limits::default() || !config.cgroup_parent.is_empty()) {
+        // Rootless limits live in the user's delegated cgroup subtree: the
+        // record keeps the parent there, or create refuses them.
+        config.cgroup_parent =
+            crate::rootless::delegated_parent(&config.cgroup_parent, &config.limits.to_lab())?;
+    }
     check_userns(engine, &config)?;
     for warning in memory_settings(&mut config)? {
         eprintln!("WARNING: {warning}");

@@ -132,7 +132,10 @@ pub fn plan(config: &ContainerConfig, facts: &Facts) -> Result<Plan> {
     let mut blueprint = cgroups::Blueprint::new(spec);
     blueprint.userns = userns;
     blueprint.netns = netns;
-    if facts.rootless.is_none() {
+    // Rootless: a group only with limits, in the user's delegated subtree
+    // (create put the parent there), and no device filter (see
+    // `rootless::delegated_parent`).
+    if facts.rootless.is_none() || !config.cgroup_parent.is_empty() {
         blueprint.cgroup = Some(cgroups::CgroupSpec {
             parent: config.cgroup_parent_or_default().to_string(),
             name: facts.id.to_string(),
@@ -140,7 +143,7 @@ pub fn plan(config: &ContainerConfig, facts: &Facts) -> Result<Plan> {
         });
         // Docker's device allow list (lab 03); --privileged allows every
         // device, as Docker's does.
-        if !config.privileged {
+        if !config.privileged && facts.rootless.is_none() {
             blueprint.devices = cgroups::Devices::DockerDefault;
         }
     }

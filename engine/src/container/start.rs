@@ -96,7 +96,7 @@ pub(crate) fn run_once(
     // before anything else exists.
     let host = cgroups::detect()?;
     plan.blueprint.check(&host)?;
-    if !engine.rootless {
+    if !engine.rootless || !config.cgroup_parent.is_empty() {
         // A monitor killed with SIGKILL could not take down what it set up:
         // its container's cgroups may still be there (the overlay mount,
         // reused above, too). Nothing runs in them now (the record says the
@@ -423,7 +423,7 @@ impl Handles {
             }
             // After the exec to the small program and back, the handles are
             // gone: lab 03 finds the groups again by name.
-            None if !engine.rootless => {
+            None if !engine.rootless || !config.cgroup_parent.is_empty() => {
                 cgroups::remove_by_name(&cgroups::detect()?, config.cgroup_parent_or_default(), id)?
             }
             None => false,

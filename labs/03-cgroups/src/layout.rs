@@ -167,6 +167,58 @@ impl Delegation {
             .iter()
             .all(|c| self.controllers.iter().any(|have| have == c))
     }
+
+    /// The controllers `limits` need that this subtree was not given: a
+    /// rootless engine refuses the limits with their names rather than let
+    /// the kernel answer EACCES on a `cgroup.subtree_control` above it.
+    pub fn missing_for(&self, limits: &crate::Limits) -> Vec<&'static str> {
+        crate::v2::needed_controllers(limits)
+            .into_iter()
+            .filter(|c| !self.controllers.iter().any(|have| have == c))
+            .collect()
+    }
+
+    /// The delegated directory relative to the cgroup2 mount, such as
+    /// `user.slice/user-1000.slice/user@1000.service`: the start of a
+    /// `--cgroup-parent` that lands inside it.
+    pub fn relative(&self, host: &Host) -> Option<String> {
+        let rel = self.dir.strip_prefix(host.v2_mount.as_deref()?).ok()?;
+        Some(rel.to_str()?.to_string()).filter(|r| !r.is_empty())
+    }
+}
+
+/// Whether `uid` owns `dir` and the two files that make a group its own to
+/// manage: `cgroup.procs` (moving processes in) and `cgroup.subtree_control`
+/// (handing controllers down to the groups it makes).
+fn owned_by(dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    ["cgroup.procs", "cgroup.subtree_control"]
+        .iter()
+        .all(|f| std::fs::metadata(dir.join(f)).is_ok_and(|m| m.uid() == uid))
+        && std::fs::metadata(dir).is_ok_and(|m| m.uid() == uid)
+}
+
+/// The groups on the way from the cgroup2 mount down to the v2 group of
+/// process `pid` (`/proc/PID/cgroup`'s `0::` line), outermost first; the
+/// mount itself (the root group, always root's) is not among them.
+fn own_groups(mount: &Path, pid: &str) -> Vec<PathBuf> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mut groups = Vec::new();
+    if let Some(rel) = own.lines().find_map(|l| l.strip_prefix("0::")) {
+        let mut dir = mount.to_path_buf();
+        for c in Path::new(rel.trim_start_matches('/')).components() {
+            dir.push(c);
+            groups.push(dir.clone());
+        }
+    }
+    groups
+}
+
+fn delegation_at(dir: PathBuf) -> Delegation {
+    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers"))
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    Delegation { dir, controllers }
 }
 
 /// The subtree delegated to `uid` on a v2 host, if any: the outermost of
@@ -174,36 +226,57 @@ impl Delegation {
 /// session's subtree) that `uid` owns, else systemd's
 /// `user.slice/user-UID.slice/user@UID.service`. Only reads.
 pub fn delegation(host: &Host, uid: u32, pid: Option<u32>) -> Option<Delegation> {
-    use std::os::unix::fs::MetadataExt;
     if host.version() != Version::V2 || uid == 0 {
         return None;
     }
     let mount = host.v2_mount.as_deref()?;
-    let owned = |dir: &Path| {
-        ["cgroup.procs", "cgroup.subtree_control"]
-            .iter()
-            .all(|f| std::fs::metadata(dir.join(f)).is_ok_and(|m| m.uid() == uid))
-            && std::fs::metadata(dir).is_ok_and(|m| m.uid() == uid)
-    };
-    let mut candidates = Vec::new();
-    if let Some(pid) = pid {
-        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if let Some(rel) = own.lines().find_map(|l| l.strip_prefix("0::")) {
-            // From the outermost ancestor in: the delegation's top.
-            let mut dir = mount.to_path_buf();
-            for c in Path::new(rel.trim_start_matches('/')).components() {
-                dir.push(c);
-                candidates.push(dir.clone());
-            }
-        }
-    }
-    candidates.push(mount.join(format!("user.slice/user-{uid}.slice/user@{uid}.service")));
-    let dir = candidates.into_iter().find(|d| owned(d))?;
-    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers"))
-        .map(|s| s.split_whitespace().map(str::to_string).collect())
+    let mut candidates = pid
+        .map(|p| own_groups(mount, &p.to_string()))
         .unwrap_or_default();
-    Some(Delegation { dir, controllers })
+    candidates.push(mount.join(format!("user.slice/user-{uid}.slice/user@{uid}.service")));
+    candidates
+        .into_iter()
+        .find(|d| owned_by(d, uid))
+        .map(delegation_at)
 }
+
+// ANCHOR: own_delegation
+/// The subtree delegated to the calling process's own user: the outermost
+/// of its own groups that its effective uid owns. Only a subtree the caller
+/// is *in* will do for running containers there: moving a process between
+/// two groups needs write access to `cgroup.procs` of their common
+/// ancestor, so a shell outside the subtree (in systemd's
+/// `session-N.scope`) could make groups in it but never put a process
+/// into one. `systemd-run --user --scope CMD` runs CMD inside it.
+///
+/// Called by a rootless engine from inside its own user namespace, where
+/// the user is uid 0 and files the host's root owns show up as the
+/// overflow uid (65534): ownership still tells the two apart. Real root
+/// (the initial user namespace's identity map) owns every group, so has
+/// none delegated: `None`.
+///
+/// ```text
+/// cat /proc/self/cgroup     # 0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope
+/// stat -c %U /sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/cgroup.procs
+/// ```
+pub fn own_delegation(host: &Host) -> Option<Delegation> {
+    if host.version() != Version::V2 {
+        return None;
+    }
+    let identity = std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(false);
+    if identity {
+        return None;
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    let mount = host.v2_mount.as_deref()?;
+    own_groups(mount, "self")
+        .into_iter()
+        .find(|d| owned_by(d, uid))
+        .map(delegation_at)
+}
+// ANCHOR_END: own_delegation
 
 #[cfg(test)]
 mod tests {

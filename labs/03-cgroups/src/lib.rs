@@ -62,7 +62,7 @@ pub use assemble::{
     NetNs, UserNs,
 };
 pub(crate) use layout::group_dir_below;
-pub use layout::{delegation, Delegation, Knob};
+pub use layout::{delegation, own_delegation, Delegation, Knob};
 pub use resources::{online, parse_list, Throttle};
 pub use run::{run, Outcome, RunOptions};
 pub use size::{parse_size, Size};

@@ -259,7 +259,7 @@ impl V2Cgroup {
 }
 
 /// Controllers that the limits need.
-fn needed_controllers(l: &Limits) -> Vec<&'static str> {
+pub(crate) fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     let mut v = Vec::new();
     if l.wants_cpu() {
         v.push("cpu");
