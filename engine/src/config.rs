@@ -51,6 +51,12 @@ pub struct DaemonConfig {
     pub exec_opts: Vec<String>,
     pub labels: Vec<String>,
     pub debug: bool,
+    /// `cluster-store`: the etcd that overlay networks live in
+    /// (`etcd://HOST:2379`); see the cluster module.
+    pub cluster_store: Option<String>,
+    /// `cluster-advertise`: the interface or address (docker's
+    /// `eth0:2376`) other hosts reach this one at: its VXLAN endpoint.
+    pub cluster_advertise: Option<String>,
 }
 
 /// One entry of `default-address-pools`: `{"base": "172.80.0.0/16", "size": 24}`.
@@ -237,6 +243,17 @@ impl DaemonConfig {
                 }
                 "labels" => c.labels = strings(v).with_context(ctx)?,
                 "debug" => c.debug = boolean(v).with_context(ctx)?,
+                "cluster-store" => {
+                    let url = string(v).with_context(ctx)?;
+                    if !url.starts_with("etcd://") {
+                        bail!("key {k:?}: {url:?}: dockyard's cluster store is etcd (etcd://HOST:2379)");
+                    }
+                    c.cluster_store = Some(url);
+                }
+                "cluster-advertise" => c.cluster_advertise = Some(string(v).with_context(ctx)?),
+                "cluster-store-opts" => warnings.push(
+                    "key \"cluster-store-opts\" does not apply: dockyard talks to etcd over plain HTTP, without TLS options".into(),
+                ),
                 _ => match NOT_APPLICABLE.iter().find(|(name, _)| *name == k) {
                     Some((_, why)) => warnings.push(format!("key {k:?} does not apply: {why}")),
                     None => warnings.push(format!("unknown key {k:?} is ignored")),

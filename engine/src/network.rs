@@ -199,6 +199,26 @@ pub struct NetworkSummary {
     pub created: String,
 }
 
+impl NetworkSummary {
+    /// docker's SCOPE column: an overlay network is the cluster's.
+    pub fn scope(&self) -> &'static str {
+        if self.driver == "overlay" {
+            "global"
+        } else {
+            "local"
+        }
+    }
+}
+
+/// A network's driver: "overlay" for this host's part of an overlay
+/// network (see the cluster module), else "bridge".
+pub fn driver_of(n: &net::ipam::NetworkState) -> &'static str {
+    match crate::cluster::local_vni(n) {
+        Some(_) => "overlay",
+        None => "bridge",
+    }
+}
+
 /// One of `network ls`'s filters: `name=` (a substring), `id=` (a prefix),
 /// `driver=`, `label=KEY[=VALUE]`, `type=custom|builtin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,11 +297,29 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
     all.extend(nets.iter().filter(|n| !gone(n)).map(|n| NetworkSummary {
         id: network_id(n),
         name: n.name.clone(),
-        driver: "bridge".into(),
+        driver: driver_of(n).into(),
         internal: n.internal,
         labels: n.labels.clone(),
         created: n.created.clone(),
     }));
+    // Overlay networks this host has no part of yet: the cluster's.
+    let global = crate::cluster::list(engine).unwrap_or_else(|e| {
+        eprintln!("dockyard: overlay networks not listed: {e:#}");
+        Vec::new()
+    });
+    all.extend(
+        global
+            .into_iter()
+            .filter(|g| !nets.iter().any(|n| n.name == g.name))
+            .map(|g| NetworkSummary {
+                id: g.id,
+                name: g.name,
+                driver: "overlay".into(),
+                internal: true,
+                labels: g.labels,
+                created: g.created,
+            }),
+    );
     all.retain(|n| filters.iter().all(|f| f.matches(n)));
     all.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(all)
@@ -292,8 +330,12 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
 pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     let nets = networks(engine)?;
     let disabled = name == "bridge" && !engine.config.default_bridge();
-    if let Some(n) = resolve(&nets, name).filter(|_| !disabled) {
+    let local = resolve(&nets, name).filter(|_| !disabled);
+    if let Some(n) = local.filter(|n| crate::cluster::local_vni(n).is_none()) {
         return Ok(inspect_doc(n));
+    }
+    if let Some(doc) = crate::cluster::inspect(engine, local.map_or(name, |n| &n.name))? {
+        return Ok(doc);
     }
     match PREDEFINED.iter().find(|(n, _)| *n == name && !disabled) {
         Some((name, driver)) => Ok(json!({
@@ -381,6 +423,19 @@ pub struct CreateOptions {
 /// which stays, empty or not, until `network rm`. Returns its ID.
 pub fn create(engine: &Engine, opts: &CreateOptions) -> Result<String> {
     let CreateOptions { name, driver, .. } = opts;
+    if driver == "overlay" && !is_predefined(name) {
+        let (subnet, gateway) = (opts.subnet.as_deref(), opts.gateway.as_deref());
+        let (id, created) = (random_id()?, now_rfc3339());
+        return crate::cluster::create_network(
+            engine,
+            name,
+            subnet,
+            gateway,
+            &opts.labels,
+            id,
+            created,
+        );
+    }
     if driver != "bridge" {
         bail!(
             "plugin {driver:?} not found: dockyard has only the bridge driver (overlay, macvlan \
@@ -439,7 +494,14 @@ pub fn remove(engine: &Engine, name: &str) -> Result<()> {
         bail!("{name} is a pre-defined network and cannot be removed");
     }
     let nets = networks(engine)?;
-    let Some(n) = resolve(&nets, name) else {
+    let local = resolve(&nets, name);
+    if local.is_none_or(|n| crate::cluster::local_vni(n).is_some()) {
+        let name = local.map_or(name, |n| &n.name);
+        if crate::cluster::remove(engine, &net_config(engine), name)? {
+            return Ok(());
+        }
+    }
+    let Some(n) = local else {
         bail!("network {name} not found");
     };
     net::remove(&net_config(engine), &n.name)
@@ -452,7 +514,7 @@ pub fn prune(engine: &Engine) -> Result<Vec<String>> {
     let cfg = net_config(engine);
     let mut deleted = Vec::new();
     for n in networks(engine)? {
-        if n.name == net::DEFAULT_NETWORK || !n.persistent {
+        if n.name == net::DEFAULT_NETWORK || !n.persistent || driver_of(&n) == "overlay" {
             continue;
         }
         let in_use = n.leases.iter().any(net::ipam::Lease::alive);

@@ -102,6 +102,8 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
     let path = socket_path(&opts.host)?;
     // First, while this process has one thread (see the starter module).
     let starter = starter::spawn(engine)?;
+    // A host of a cluster follows its overlay networks (cluster::follow).
+    dockyard::cluster::follow::start(engine, dockyard::network::net_config(engine))?;
     let listener = bind(&path)?;
     eprintln!(
         "dockyard: API listening on unix://{} (Engine API {API_VERSION})",

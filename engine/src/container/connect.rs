@@ -249,6 +249,15 @@ pub fn check_network(engine: &Engine, c: &mut ContainerConfig) -> Result<()> {
     if c.ip.is_some() && !user_defined {
         bail!("user specified IP address is supported on user defined networks only");
     }
+    // An overlay network: an address claimed in the cluster store, then
+    // attached as with --ip (see the cluster module).
+    if user_defined {
+        let claimed = crate::cluster::claim(engine, &net_config(engine), mode, c.ip.as_deref())?;
+        if let Some((name, ip)) = claimed {
+            (c.network_mode, c.ip) = (name, Some(ip.to_string()));
+            return Ok(());
+        }
+    }
     if user_defined {
         let nets = networks(engine)?;
         let n = resolve(&nets, mode).with_context(|| format!("network {mode} not found"))?;

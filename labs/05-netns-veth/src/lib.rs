@@ -116,6 +116,7 @@ pub mod ipam;
 pub mod names;
 pub mod netlink;
 pub mod ports;
+pub mod vxlan;
 
 pub use bridge::*;
 pub use endpoint::*;

@@ -84,7 +84,7 @@ impl Rtnl {
 
     /// Send one request and collect the answers up to the ACK (or, for a
     /// dump, up to `NLMSG_DONE`).
-    fn request(
+    pub(crate) fn request(
         &mut self,
         what: &str,
         message: RouteNetlinkMessage,
