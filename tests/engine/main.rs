@@ -20,6 +20,7 @@ mod images;
 mod lifecycle;
 mod networking;
 mod output;
+mod overlay;
 mod resources;
 mod robustness;
 mod rootless;

@@ -371,7 +371,9 @@ pub fn claim(
         let ip = match asked {
             Some(a) if taken.contains(&a) => bail!("Address already in use"),
             Some(a) => a,
-            None => (2..)
+            // From the subnet's first address, as docker's IPAM: the
+            // gateway, wherever it is, is skipped.
+            None => (1..)
                 .map_while(|i| subnet.nth(i))
                 .find(|ip| *ip != gateway && *ip != subnet.broadcast() && !taken.contains(ip))
                 .with_context(|| format!("no free address left in {subnet}"))?,

@@ -1,0 +1,238 @@
+//! Overlay networks across three hosts, on one machine: the course notes'
+//! walkthrough (seed 002, "docker 跨主机网络") with etcd instead of consul.
+//!
+//! A throwaway network namespace (`unshare --net`) holds the underlay: a
+//! bridge `ul0`, 10.99.0.0/24. Each "host" h1..h3 is a network namespace
+//! of its own (held open by a `sleep`) with an `eth0` on that bridge, a
+//! data root and daemon.json of its own (`cluster-store`
+//! etcd://10.99.0.1:2379, `cluster-advertise` eth0:2376), and its own
+//! `dockyard system service`. etcd runs in h1, started by the test with a
+//! data dir in the test's temporary directory. Every process the script
+//! starts is killed by its exit trap, whether it succeeds or not; every
+//! packet stays between these namespaces.
+
+use std::process::{Command, Output, Stdio};
+
+use dockyard_e2e::dockyard::{leftover_cgroups, text, Dockyard as Dy};
+use dockyard_e2e::fixtures::{bin, workspace_root};
+
+/// The three hosts, etcd and the services, as shell functions for the
+/// scripts: `d N ARGS` is dockyard on host N, `on N CMD` any command in its
+/// namespace; `etcd_start`/`etcd_stop`. `$CP` is the test's cgroup parent.
+const HOSTS: &str = r#"
+set -u
+ip link set lo up
+ip link add ul0 type bridge; ip link set ul0 up
+on() { h=$1; shift; eval "p=\$P$h"; DOCKYARD_DAEMON_CONFIG=$T/h$h/daemon.json nsenter --net=/proc/$p/ns/net "$@"; }
+# Long-lived processes are started with nsenter itself, not through a
+# function (a subshell): nsenter execs them, so $! is theirs to kill.
+d() { h=$1; shift; on $h $DY --root $T/h$h "$@"; }
+etcd_start() {
+  nsenter --net=/proc/$P1/ns/net etcd --name ovl --data-dir $T/etcd --listen-client-urls http://10.99.0.1:2379,http://127.0.0.1:2379 \
+    --advertise-client-urls http://10.99.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
+    --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster ovl=http://127.0.0.1:2380 \
+    --heartbeat-interval 10 --election-timeout 100 >>$T/etcd.log 2>&1 & E=$!
+  n=0; until on 1 etcdctl --endpoints 127.0.0.1:2379 endpoint health >/dev/null 2>&1 || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
+}
+etcd_stop() { kill $E; wait $E 2>/dev/null; E=; }
+keys() { on 1 etcdctl --endpoints 127.0.0.1:2379 get --prefix --keys-only /dockyard/ | grep -c . ; }
+E=; S1=; S2=; S3=; P1=; P2=; P3=
+cleanup() {
+  for i in 1 2 3; do ids=$(d $i ps -aq 2>/dev/null); [ -n "$ids" ] && d $i rm -f $ids >/dev/null 2>&1; done
+  for p in $S1 $S2 $S3 $E $P1 $P2 $P3; do kill $p 2>/dev/null; wait $p 2>/dev/null; done
+}
+trap cleanup EXIT
+for i in 1 2 3; do
+  unshare --net sleep 100000 & eval "P$i=\$!"
+done
+sleep 0.2
+for i in 1 2 3; do
+  eval "p=\$P$i"
+  ip link add ulh$i type veth peer name eth0 netns /proc/$p/ns/net
+  ip link set ulh$i master ul0 up
+  on $i sh -c "ip link set lo up; ip addr add 10.99.0.$i/24 dev eth0; ip link set eth0 up"
+  mkdir -p $T/h$i
+  echo '{"bridge":"none","cluster-store":"etcd://10.99.0.1:2379","cluster-advertise":"eth0:2376"}' > $T/h$i/daemon.json
+  d $i load -i images/busybox/oci >/dev/null
+done
+etcd_start
+for i in 1 2 3; do
+  eval "p=\$P$i"
+  DOCKYARD_DAEMON_CONFIG=$T/h$i/daemon.json nsenter --net=/proc/$p/ns/net $DY --root $T/h$i system service \
+    --host unix://$T/h$i.sock --time 0 >$T/svc$i.log 2>&1 & eval "S$i=\$!"
+done
+n=0; until [ -f $T/h1/cluster/lease -a -f $T/h2/cluster/lease -a -f $T/h3/cluster/lease ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
+# Wait until container $2 on host $1 resolves name $3 (the services publish names).
+resolves() { n=0; until d $1 exec $2 grep -qw "$3" /etc/hosts || [ $n -ge 50 ]; do sleep 0.1; n=$((n+1)); done; }
+ping1() { d $1 exec $2 ping -c1 -W2 "$3" 2>&1 | grep -o '1 packets received'; }
+"#;
+
+/// Run `script` after [`HOSTS`] in a throwaway network namespace.
+fn three_hosts(dy: &Dy, script: &str) -> Output {
+    let full = format!(
+        "T={}; DY={}; CP=--cgroup-parent={}; {HOSTS}\n{script}",
+        dy.root.path().display(),
+        bin("dockyard").display(),
+        dy.parent
+    );
+    Command::new("unshare")
+        .args(["--net", "sh", "-c", &full])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare")
+}
+
+/// The value after `key=` on its own line of `out`.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{out}"))
+}
+
+#[test]
+fn overlay_containers_on_three_hosts_ping_by_name_and_leave_nothing_behind() {
+    let dy = Dy::empty("dockyard-overlay");
+    let script = r#"
+        d 1 network create -d overlay ov1 >/dev/null
+        for i in 1 2 3; do echo "ls$i=$(d $i network ls --format '{{.Name}}/{{.Driver}}/{{.Scope}}' | grep ov1)"; done
+        for i in 1 2 3; do d $i run -d $CP --name c$i --network ov1 busybox sleep 120 >/dev/null; done
+        for i in 1 2 3; do echo "ip$i=$(d $i inspect -f '{{.NetworkSettings.Networks.ov1.IPAddress}}' c$i)"; done
+        resolves 1 c1 c3; resolves 2 c2 c1; resolves 3 c3 c2
+        echo "c1>c2=$(ping1 1 c1 c2)"; echo "c2>c3=$(ping1 2 c2 c3)"; echo "c3>c1=$(ping1 3 c3 c1)"
+        echo "c1>ip3=$(ping1 1 c1 $(d 3 inspect -f '{{.NetworkSettings.Networks.ov1.IPAddress}}' c3))"
+        echo "mtu=$(d 1 exec c1 cat /sys/class/net/eth0/mtu)"
+        # The largest packet that fits: 1450 - 20 (IP) - 8 (ICMP) bytes of data.
+        echo "big=$(d 1 exec c1 ping -c1 -W2 -s 1422 c2 | grep -o '1 packets received')"
+        # The VXLAN packets on h2's underlay interface, counted by iptables there.
+        on 2 iptables -I INPUT -i eth0 -p udp --dport 4789
+        d 1 exec c1 ping -c3 -W2 c2 >/dev/null
+        echo "udp4789=$(on 2 iptables -nvxL INPUT | awk '/udp dpt:4789/ {print $1}')"
+        echo "fdb=$(on 1 bridge fdb show dev dyx256 | grep -c 'dst 10.99.0.')"
+        echo "neigh=$(on 1 ip neigh show dev dyx256 nud permanent | grep -c lladdr)"
+        echo "rm_refused=$(d 1 network rm ov1 2>&1)"
+        # The notes' second network: a subnet and gateway of our own.
+        d 2 network create -d overlay --subnet 172.16.0.0/24 --gateway 172.16.0.254 ov2 >/dev/null
+        d 1 run -d $CP --name t0 --network ov2 busybox sleep 120 >/dev/null
+        d 3 run -d $CP --name t1 --network ov2 busybox sleep 120 >/dev/null
+        echo "t0=$(d 1 inspect -f '{{.NetworkSettings.Networks.ov2.IPAddress}}' t0)"
+        echo "t1=$(d 3 inspect -f '{{.NetworkSettings.Networks.ov2.IPAddress}}' t1)"
+        echo "gw=$(d 2 network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' ov2)"
+        resolves 3 t1 t0
+        echo "t1>t0=$(ping1 3 t1 t0)"
+        echo "no_route=$(d 1 exec t0 ip route | grep -c default)"
+        for i in 1 2 3; do d $i rm -f c$i >/dev/null; done
+        d 1 rm -f t0 >/dev/null; d 3 rm -f t1 >/dev/null
+        n=0; until d 2 network rm ov1 >/dev/null 2>&1 || [ $n -ge 50 ]; do sleep 0.2; n=$((n+1)); done
+        n=0; until d 3 network rm ov2 >/dev/null 2>&1 || [ $n -ge 50 ]; do sleep 0.2; n=$((n+1)); done
+        sleep 1.5
+        for i in 1 2 3; do echo "links$i=$(on $i ip -o link | grep -c 'dy[ovx]')"; done
+        echo "keys=$(on 1 etcdctl --endpoints 127.0.0.1:2379 get --prefix --keys-only /dockyard/ | grep -c .)"
+        for i in 1 2 3; do echo "ls_after$i=$(d $i network ls -q -f driver=overlay | wc -l)"; done
+    "#;
+    let out = three_hosts(&dy, script);
+    let o = text(&out.stdout);
+    let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
+    for i in 1..=3 {
+        assert_eq!(field(&o, &format!("ls{i}")), "ov1/overlay/global", "{all}");
+    }
+    let ips: Vec<&str> = (1..=3).map(|i| field(&o, &format!("ip{i}"))).collect();
+    assert_eq!(ips, ["10.0.0.2", "10.0.0.3", "10.0.0.4"], "{all}");
+    for k in ["c1>c2", "c2>c3", "c3>c1", "c1>ip3", "big", "t1>t0"] {
+        assert_eq!(field(&o, k), "1 packets received", "{k}: {all}");
+    }
+    assert_eq!(field(&o, "mtu"), "1450", "{all}");
+    let vxlan: u64 = field(&o, "udp4789").parse().unwrap_or(0);
+    assert!(
+        vxlan >= 3,
+        "3 pings make at least 3 VXLAN packets into h2: {all}"
+    );
+    // Two remote containers from h1's point of view, each with both entries.
+    assert_eq!(field(&o, "fdb"), "2", "{all}");
+    assert_eq!(field(&o, "neigh"), "2", "{all}");
+    assert!(
+        field(&o, "rm_refused").contains("has active endpoints"),
+        "{all}"
+    );
+    assert_eq!(field(&o, "t0"), "172.16.0.1", "{all}");
+    assert_eq!(field(&o, "t1"), "172.16.0.2", "{all}");
+    assert_eq!(field(&o, "gw"), "172.16.0.254", "{all}");
+    assert_eq!(field(&o, "no_route"), "0", "no gwbridge: no way out: {all}");
+    for i in 1..=3 {
+        assert_eq!(field(&o, &format!("links{i}")), "0", "{all}");
+        assert_eq!(field(&o, &format!("ls_after{i}")), "0", "{all}");
+    }
+    assert_eq!(field(&o, "keys"), "0", "{all}");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn overlay_addresses_are_distinct_and_survive_a_store_outage_and_a_partition() {
+    let dy = Dy::empty("dockyard-overlay");
+    let script = r#"
+        d 1 network create -d overlay --subnet 10.20.0.0/24 ovx >/dev/null
+        # 30 containers, ten per host, all at once.
+        for i in 1 2 3; do for k in 0 1 2 3 4 5 6 7 8 9; do
+            d $i run -d $CP --name m$i$k --network ovx busybox sleep 300 >/dev/null 2>$T/err$i$k &
+            runs="${runs:-} $!"
+        done; done; wait $runs
+        cat $T/err* >&2
+        for i in 1 2 3; do for k in 0 1 2 3 4 5 6 7 8 9; do
+            d $i inspect -f '{{.NetworkSettings.Networks.ovx.IPAddress}}' m$i$k; done; done > $T/ips
+        echo "running=$(for i in 1 2 3; do d $i ps -q; done | wc -l)"
+        echo "addresses=$(grep -c . $T/ips)"; echo "distinct=$(sort -u $T/ips | grep -c .)"
+        d 1 run -d $CP --name ca --network ovx busybox sleep 300 >/dev/null
+        d 2 run -d $CP --name cb --network ovx busybox sleep 300 >/dev/null
+        d 3 run -d $CP --name cc --network ovx busybox sleep 300 >/dev/null
+        resolves 1 ca cb; resolves 1 ca cc; resolves 2 cb cc
+        echo "before=$(ping1 1 ca cb)"
+        etcd_stop
+        echo "down_a>b=$(ping1 1 ca cb)"; echo "down_c>a=$(ping1 3 cc ca)"
+        d 2 run -d $CP --name late --network ovx busybox true 2>$T/down_err; echo "down_exit=$?"
+        echo "down_err=$(tr '\n' ' ' < $T/down_err)"
+        etcd_start
+        sleep 1
+        d 2 run -d $CP --name late2 --network ovx busybox sleep 300 >/dev/null; echo "up_exit=$?"
+        resolves 1 ca late2
+        echo "up_a>late2=$(ping1 1 ca late2)"
+        # Partition: h3's underlay link goes down; h1 and h2 go on.
+        ip link set ulh3 down
+        echo "cut_a>b=$(ping1 1 ca cb)"; echo "cut_c>a=$(ping1 3 cc ca)"
+        ip link set ulh3 up
+        sleep 1
+        echo "healed_c>a=$(ping1 3 cc ca)"
+        d 3 run -d $CP --name c2 --network ovx busybox sleep 300 >/dev/null; echo "healed_run=$?"
+        resolves 1 ca c2
+        echo "healed_a>c2=$(ping1 1 ca c2)"
+    "#;
+    let out = three_hosts(&dy, script);
+    let o = text(&out.stdout);
+    let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
+    assert_eq!(field(&o, "running"), "30", "{all}");
+    assert_eq!(field(&o, "addresses"), "30", "{all}");
+    assert_eq!(
+        field(&o, "distinct"),
+        "30",
+        "no two containers share an address: {all}"
+    );
+    for k in [
+        "before",
+        "down_a>b",
+        "down_c>a",
+        "up_a>late2",
+        "cut_a>b",
+        "healed_c>a",
+    ] {
+        assert_eq!(field(&o, k), "1 packets received", "{k}: {all}");
+    }
+    assert_eq!(field(&o, "cut_c>a"), "", "h3 is cut off: {all}");
+    assert_eq!(field(&o, "down_exit"), "125", "{all}");
+    assert!(
+        field(&o, "down_err").contains("cluster store etcd://10.99.0.1:2379 unreachable"),
+        "{all}"
+    );
+    assert_eq!(field(&o, "up_exit"), "0", "{all}");
+    assert_eq!(field(&o, "healed_run"), "0", "{all}");
+    assert_eq!(field(&o, "healed_a>c2"), "1 packets received", "{all}");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
