@@ -438,9 +438,8 @@ pub fn create(engine: &Engine, opts: &CreateOptions) -> Result<String> {
     }
     if driver != "bridge" {
         bail!(
-            "plugin {driver:?} not found: dockyard has only the bridge driver (overlay, macvlan \
-             and ipvlan networks span hosts or take over a host interface, which this \
-             single-host engine does not do)"
+            "plugin {driver:?} not found: dockyard has the bridge and overlay drivers (macvlan \
+             and ipvlan networks take over a host interface, which this engine does not do)"
         );
     }
     if is_predefined(name) {
@@ -610,12 +609,21 @@ mod tests {
         );
         let opts = CreateOptions {
             name: "n".into(),
-            driver: "overlay".into(),
+            driver: "ipvlan".into(),
             ..Default::default()
         };
         assert!(create(&engine, &opts)
             .unwrap_err()
             .to_string()
-            .starts_with("plugin \"overlay\" not found"));
+            .starts_with("plugin \"ipvlan\" not found"));
+        let overlay = CreateOptions {
+            driver: "overlay".into(),
+            ..opts
+        };
+        let err = create(&engine, &overlay).unwrap_err().to_string();
+        assert!(
+            err.starts_with("overlay networks need a cluster store"),
+            "{err}"
+        );
     }
 }

@@ -493,3 +493,51 @@ pub fn remove(engine: &Engine, cfg: &net::Config, name: &str) -> Result<bool> {
     remove_network(engine, cfg, &n)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DaemonConfig;
+
+    #[test]
+    fn daemon_json_names_the_store_and_the_address_to_advertise() {
+        let (c, warnings) = DaemonConfig::parse(
+            r#"{"cluster-store": "etcd://10.99.0.1:2379", "cluster-advertise": "eth0:2376",
+                "cluster-store-opts": {}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cluster_store.as_deref(), Some("etcd://10.99.0.1:2379"));
+        assert_eq!(c.cluster_advertise.as_deref(), Some("eth0:2376"));
+        assert!(warnings[0].contains("cluster-store-opts"), "{warnings:?}");
+        let consul = DaemonConfig::parse(r#"{"cluster-store": "consul://h:8500"}"#);
+        assert!(consul.unwrap_err().to_string().contains("etcd://HOST:2379"));
+    }
+
+    #[test]
+    fn keys_live_under_the_prefix() {
+        let ip = Ipv4Addr::new(10, 0, 0, 2);
+        assert_eq!(endpoint_key("ov1", ip), "/dockyard/endpoint/ov1/10.0.0.2");
+        assert_eq!(network_key("ov1"), "/dockyard/network/ov1");
+        assert_eq!(vni_key(256), "/dockyard/vni/256");
+    }
+
+    #[test]
+    fn overlay_networks_need_a_store() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Engine::for_tests(root.path());
+        let err = create_network(
+            &engine,
+            "ov",
+            None,
+            None,
+            &BTreeMap::new(),
+            "1".into(),
+            "".into(),
+        );
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("need a cluster store"));
+        assert!(list(&engine).unwrap().is_empty());
+    }
+}

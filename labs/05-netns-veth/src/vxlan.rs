@@ -115,7 +115,7 @@ pub fn underlay(advertise: &str) -> anyhow::Result<Underlay> {
     let wanted_ip: Option<Ipv4Addr> = advertise.parse().ok();
     let addrs = nix::ifaddrs::getifaddrs().context("getifaddrs")?;
     let found = addrs.into_iter().find_map(|a| {
-        let ip = Ipv4Addr::from(a.address?.as_sockaddr_in()?.ip());
+        let ip = a.address?.as_sockaddr_in()?.ip();
         let hit = match wanted_ip {
             Some(w) => w == ip,
             None => a.interface_name == advertise,
