@@ -80,6 +80,9 @@ pub fn connect_network(
         bail!("container cannot be connected to network {network}");
     }
     let nets = networks(engine)?;
+    if resolve(&nets, network).is_some_and(|n| crate::cluster::local_vni(n).is_some()) {
+        bail!("dockyard joins overlay networks only at run (--network {network}): its address comes from the cluster store");
+    }
     let name = match resolve(&nets, network) {
         Some(n) => n.name.clone(),
         None if network == net::DEFAULT_NETWORK => network.to_string(),
