@@ -5,7 +5,11 @@
 # cluster-advertise eth0:2376) and its own `dockyard system service`; etcd in h1. `d N ARGS` is
 # dockyard on host N, `on N CMD` any command there. The exit trap removes the containers and
 # kills every process started here; the namespaces go with them.
-T=$(mktemp -d /tmp/dyb-overlay.XXXXXX); DY=$(command -v dockyard); CP=--cgroup-parent=dyb-overlay
+# The engine's tests source it too, with their own T (a temporary directory they remove), DY
+# and CP.
+made_t=
+[ -n "${T:-}" ] || { T=$(mktemp -d /tmp/dyb-overlay.XXXXXX); made_t=$T; }
+DY=${DY:-$(command -v dockyard)}; CP=${CP:---cgroup-parent=dyb-overlay}
 set -u
 ip link set lo up
 ip link add ul0 type bridge; ip link set ul0 up
@@ -27,7 +31,7 @@ cleanup() {
   for i in 1 2 3; do ids=$(d $i ps -aq 2>/dev/null); [ -n "$ids" ] && d $i rm -f $ids >/dev/null 2>&1; done
   for p in $S1 $S2 $S3 $E $P1 $P2 $P3; do kill $p 2>/dev/null; wait $p 2>/dev/null; done
 }
-trap cleanup EXIT
+trap 'cleanup; [ -z "$made_t" ] || rm -rf "$made_t"' EXIT
 for i in 1 2 3; do
   unshare --net sleep 100000 & eval "P$i=\$!"
 done
@@ -42,13 +46,14 @@ for i in 1 2 3; do
   d $i load -i images/busybox/oci >/dev/null
 done
 etcd_start
-for i in 1 2 3; do
-  eval "p=\$P$i"
-  DOCKYARD_DAEMON_CONFIG=$T/h$i/daemon.json nsenter --net=/proc/$p/ns/net $DY --root $T/h$i system service \
-    --host unix://$T/h$i.sock --time 0 >$T/svc$i.log 2>&1 & eval "S$i=\$!"
-done
+# Host N's service; its PID in $SN.
+service_start() {
+  eval "p=\$P$1"
+  DOCKYARD_DAEMON_CONFIG=$T/h$1/daemon.json nsenter --net=/proc/$p/ns/net $DY --root $T/h$1 system service \
+    --host unix://$T/h$1.sock --time 0 >>$T/svc$1.log 2>&1 & eval "S$1=\$!"
+}
+for i in 1 2 3; do service_start $i; done
 n=0; until [ -f $T/h1/cluster/lease -a -f $T/h2/cluster/lease -a -f $T/h3/cluster/lease ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
 # Wait until container $2 on host $1 resolves name $3 (the services publish names).
 resolves() { n=0; until d $1 exec $2 grep -qw "$3" /etc/hosts || [ $n -ge 50 ]; do sleep 0.1; n=$((n+1)); done; }
 ping1() { d $1 exec $2 ping -c1 -W2 "$3" 2>&1 | grep -o '1 packets received'; }
-trap "cleanup; rm -rf $T" EXIT

@@ -16,56 +16,12 @@ use std::process::{Command, Output, Stdio};
 use dockyard_e2e::dockyard::{leftover_cgroups, text, Dockyard as Dy};
 use dockyard_e2e::fixtures::{bin, workspace_root};
 
-/// The three hosts, etcd and the services, as shell functions for the
-/// scripts: `d N ARGS` is dockyard on host N, `on N CMD` any command in its
-/// namespace; `etcd_start`/`etcd_stop`. `$CP` is the test's cgroup parent.
-const HOSTS: &str = r#"
-set -u
-ip link set lo up
-ip link add ul0 type bridge; ip link set ul0 up
-on() { h=$1; shift; eval "p=\$P$h"; DOCKYARD_DAEMON_CONFIG=$T/h$h/daemon.json nsenter --net=/proc/$p/ns/net "$@"; }
-# Long-lived processes are started with nsenter itself, not through a
-# function (a subshell): nsenter execs them, so $! is theirs to kill.
-d() { h=$1; shift; on $h $DY --root $T/h$h "$@"; }
-etcd_start() {
-  nsenter --net=/proc/$P1/ns/net etcd --name ovl --data-dir $T/etcd --listen-client-urls http://10.99.0.1:2379,http://127.0.0.1:2379 \
-    --advertise-client-urls http://10.99.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
-    --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster ovl=http://127.0.0.1:2380 \
-    --heartbeat-interval 10 --election-timeout 100 >>$T/etcd.log 2>&1 & E=$!
-  n=0; until on 1 etcdctl --endpoints 127.0.0.1:2379 endpoint health >/dev/null 2>&1 || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
-}
-etcd_stop() { kill $E; wait $E 2>/dev/null; E=; }
-keys() { on 1 etcdctl --endpoints 127.0.0.1:2379 get --prefix --keys-only /dockyard/ | grep -c . ; }
-E=; S1=; S2=; S3=; P1=; P2=; P3=
-cleanup() {
-  for i in 1 2 3; do ids=$(d $i ps -aq 2>/dev/null); [ -n "$ids" ] && d $i rm -f $ids >/dev/null 2>&1; done
-  for p in $S1 $S2 $S3 $E $P1 $P2 $P3; do kill $p 2>/dev/null; wait $p 2>/dev/null; done
-}
-trap cleanup EXIT
-for i in 1 2 3; do
-  unshare --net sleep 100000 & eval "P$i=\$!"
-done
-sleep 0.2
-for i in 1 2 3; do
-  eval "p=\$P$i"
-  ip link add ulh$i type veth peer name eth0 netns /proc/$p/ns/net
-  ip link set ulh$i master ul0 up
-  on $i sh -c "ip link set lo up; ip addr add 10.99.0.$i/24 dev eth0; ip link set eth0 up"
-  mkdir -p $T/h$i
-  echo '{"bridge":"none","cluster-store":"etcd://10.99.0.1:2379","cluster-advertise":"eth0:2376"}' > $T/h$i/daemon.json
-  d $i load -i images/busybox/oci >/dev/null
-done
-etcd_start
-for i in 1 2 3; do
-  eval "p=\$P$i"
-  DOCKYARD_DAEMON_CONFIG=$T/h$i/daemon.json nsenter --net=/proc/$p/ns/net $DY --root $T/h$i system service \
-    --host unix://$T/h$i.sock --time 0 >$T/svc$i.log 2>&1 & eval "S$i=\$!"
-done
-n=0; until [ -f $T/h1/cluster/lease -a -f $T/h2/cluster/lease -a -f $T/h3/cluster/lease ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
-# Wait until container $2 on host $1 resolves name $3 (the services publish names).
-resolves() { n=0; until d $1 exec $2 grep -qw "$3" /etc/hosts || [ $n -ge 50 ]; do sleep 0.1; n=$((n+1)); done; }
-ping1() { d $1 exec $2 ping -c1 -W2 "$3" 2>&1 | grep -o '1 packets received'; }
-"#;
+/// The three hosts, etcd and the services: the book's script (chapter 5,
+/// "Across hosts"), so that the book and the tests build the same thing.
+/// It gives the scripts `d N ARGS` (dockyard on host N), `on N CMD` (any
+/// command in its namespace), `etcd_start`/`etcd_stop`, `resolves` and
+/// `ping1`; `$CP` is the test's cgroup parent.
+const HOSTS: &str = ". book/src/overlay-hosts.sh";
 
 /// Run `script` after [`HOSTS`] in a throwaway network namespace.
 fn three_hosts(dy: &Dy, script: &str) -> Output {
@@ -204,6 +160,17 @@ fn overlay_addresses_are_distinct_and_survive_a_store_outage_and_a_partition() {
         d 3 run -d $CP --name c2 --network ovx busybox sleep 300 >/dev/null; echo "healed_run=$?"
         resolves 1 ca c2
         echo "healed_a>c2=$(ping1 1 ca c2)"
+        # A host that dies: h3's service stops renewing its lease, and after
+        # the TTL (10 s) etcd deletes h3's addresses. Back, it claims them again.
+        h3() { on 1 etcdctl --endpoints 127.0.0.1:2379 get --prefix /dockyard/endpoint/ | grep -c '"Vtep":"10.99.0.3"'; }
+        echo "h3_before=$(h3)"
+        kill $S3; wait $S3 2>/dev/null; sleep 12
+        echo "h3_expired=$(h3)"
+        service_start 3
+        n=0; until [ "$(h3)" = 12 ] || [ $n -ge 50 ]; do sleep 0.1; n=$((n+1)); done
+        echo "h3_reclaimed=$(h3)"
+        sleep 0.5; resolves 1 ca c2
+        echo "reclaimed_a>c2=$(ping1 1 ca c2)"
     "#;
     let out = three_hosts(&dy, script);
     let o = text(&out.stdout);
@@ -234,5 +201,10 @@ fn overlay_addresses_are_distinct_and_survive_a_store_outage_and_a_partition() {
     assert_eq!(field(&o, "up_exit"), "0", "{all}");
     assert_eq!(field(&o, "healed_run"), "0", "{all}");
     assert_eq!(field(&o, "healed_a>c2"), "1 packets received", "{all}");
+    // cc, c2 and m30..m39.
+    assert_eq!(field(&o, "h3_before"), "12", "{all}");
+    assert_eq!(field(&o, "h3_expired"), "0", "the lease expired: {all}");
+    assert_eq!(field(&o, "h3_reclaimed"), "12", "{all}");
+    assert_eq!(field(&o, "reclaimed_a>c2"), "1 packets received", "{all}");
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
