@@ -17,19 +17,30 @@ on() { h=$1; shift; eval "p=\$P$h"; DOCKYARD_DAEMON_CONFIG=$T/h$h/daemon.json ns
 # Long-lived processes are started with nsenter itself, not through a
 # function (a subshell): nsenter execs them, so $! is theirs to kill.
 d() { h=$1; shift; on $h $DY --root $T/h$h "$@"; }
+# etcd: one member in h1, or with MEMBERS=3 one in each host (a cluster of three, which goes
+# on while two of them are up). `etcd_start [N..]` / `etcd_stop [N..]`: those members, else all.
+MEMBERS=${MEMBERS:-1}
+members=; store=
+for i in $(seq 1 $MEMBERS); do
+  members="${members:+$members,}m$i=http://10.99.0.$i:2380"; store="${store:+$store,}10.99.0.$i:2379"
+done
 etcd_start() {
-  nsenter --net=/proc/$P1/ns/net etcd --name ovl --data-dir $T/etcd --listen-client-urls http://10.99.0.1:2379,http://127.0.0.1:2379 \
-    --advertise-client-urls http://10.99.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
-    --initial-advertise-peer-urls http://127.0.0.1:2380 --initial-cluster ovl=http://127.0.0.1:2380 \
-    --heartbeat-interval 10 --election-timeout 100 >>$T/etcd.log 2>&1 & E=$!
-  n=0; until on 1 etcdctl --endpoints 127.0.0.1:2379 endpoint health >/dev/null 2>&1 || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
+  for i in ${*:-$(seq 1 $MEMBERS)}; do
+    eval "p=\$P$i"
+    nsenter --net=/proc/$p/ns/net etcd --name m$i --data-dir $T/etcd$i \
+      --listen-client-urls http://10.99.0.$i:2379,http://127.0.0.1:2379 --advertise-client-urls http://10.99.0.$i:2379 \
+      --listen-peer-urls http://10.99.0.$i:2380 --initial-advertise-peer-urls http://10.99.0.$i:2380 \
+      --initial-cluster $members --heartbeat-interval 10 --election-timeout 100 >>$T/etcd$i.log 2>&1 &
+    eval "E$i=\$!"
+  done
+  n=0; until on ${1:-1} etcdctl --endpoints 127.0.0.1:2379 endpoint health >/dev/null 2>&1 || [ $n -ge 100 ]; do
+    sleep 0.1; n=$((n+1)); done
 }
-etcd_stop() { kill $E; wait $E 2>/dev/null; E=; }
-keys() { on 1 etcdctl --endpoints 127.0.0.1:2379 get --prefix --keys-only /dockyard/ | grep -c . ; }
-E=; S1=; S2=; S3=; P1=; P2=; P3=
+etcd_stop() { for i in ${*:-$(seq 1 $MEMBERS)}; do eval "e=\$E$i"; kill $e; wait $e 2>/dev/null; eval "E$i="; done; }
+E1=; E2=; E3=; S1=; S2=; S3=; P1=; P2=; P3=
 cleanup() {
   for i in 1 2 3; do ids=$(d $i ps -aq 2>/dev/null); [ -n "$ids" ] && d $i rm -f $ids >/dev/null 2>&1; done
-  for p in $S1 $S2 $S3 $E $P1 $P2 $P3; do kill $p 2>/dev/null; wait $p 2>/dev/null; done
+  for p in $S1 $S2 $S3 $E1 $E2 $E3 $P1 $P2 $P3; do kill $p 2>/dev/null; wait $p 2>/dev/null; done
 }
 trap 'cleanup; [ -z "$made_t" ] || rm -rf "$made_t"' EXIT
 for i in 1 2 3; do
@@ -42,7 +53,7 @@ for i in 1 2 3; do
   ip link set ulh$i master ul0 up
   on $i sh -c "ip link set lo up; ip addr add 10.99.0.$i/24 dev eth0; ip link set eth0 up"
   mkdir -p $T/h$i
-  echo '{"bridge":"none","cluster-store":"etcd://10.99.0.1:2379","cluster-advertise":"eth0:2376"}' > $T/h$i/daemon.json
+  echo '{"bridge":"none","cluster-store":"etcd://'$store'","cluster-advertise":"eth0:2376"}' > $T/h$i/daemon.json
   d $i load -i images/busybox/oci >/dev/null
 done
 etcd_start

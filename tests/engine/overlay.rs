@@ -23,10 +23,11 @@ use dockyard_e2e::fixtures::{bin, workspace_root};
 /// `ping1`; `$CP` is the test's cgroup parent.
 const HOSTS: &str = ". book/src/overlay-hosts.sh";
 
-/// Run `script` after [`HOSTS`] in a throwaway network namespace.
-fn three_hosts(dy: &Dy, script: &str) -> Output {
+/// Run `script` after [`HOSTS`] in a throwaway network namespace, with
+/// an etcd of `members` members (1: in h1; 3: one in each host).
+fn three_hosts(dy: &Dy, members: u32, script: &str) -> Output {
     let full = format!(
-        "T={}; DY={}; CP=--cgroup-parent={}; {HOSTS}\n{script}",
+        "MEMBERS={members}; T={}; DY={}; CP=--cgroup-parent={}; {HOSTS}\n{script}",
         dy.root.path().display(),
         bin("dockyard").display(),
         dy.parent
@@ -86,7 +87,7 @@ fn overlay_containers_on_three_hosts_ping_by_name_and_leave_nothing_behind() {
         echo "keys=$(on 1 etcdctl --endpoints 127.0.0.1:2379 get --prefix --keys-only /dockyard/ | grep -c .)"
         for i in 1 2 3; do echo "ls_after$i=$(d $i network ls -q -f driver=overlay | wc -l)"; done
     "#;
-    let out = three_hosts(&dy, script);
+    let out = three_hosts(&dy, 1, script);
     let o = text(&out.stdout);
     let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
     for i in 1..=3 {
@@ -172,7 +173,7 @@ fn overlay_addresses_are_distinct_and_survive_a_store_outage_and_a_partition() {
         sleep 0.5; resolves 1 ca c2
         echo "reclaimed_a>c2=$(ping1 1 ca c2)"
     "#;
-    let out = three_hosts(&dy, script);
+    let out = three_hosts(&dy, 1, script);
     let o = text(&out.stdout);
     let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
     assert_eq!(field(&o, "running"), "30", "{all}");
@@ -206,5 +207,41 @@ fn overlay_addresses_are_distinct_and_survive_a_store_outage_and_a_partition() {
     assert_eq!(field(&o, "h3_expired"), "0", "the lease expired: {all}");
     assert_eq!(field(&o, "h3_reclaimed"), "12", "{all}");
     assert_eq!(field(&o, "reclaimed_a>c2"), "1 packets received", "{all}");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn overlay_goes_on_with_two_of_three_etcd_members_and_stops_without_a_majority() {
+    let dy = Dy::empty("dockyard-overlay");
+    let script = r#"
+        d 1 network create -d overlay ov3 >/dev/null
+        d 1 run -d $CP --name x1 --network ov3 busybox sleep 300 >/dev/null
+        d 3 run -d $CP --name x3 --network ov3 busybox sleep 300 >/dev/null
+        resolves 1 x1 x3
+        echo "before=$(ping1 1 x1 x3)"
+        # h1's member goes: the other two are a majority, and every host
+        # (h1 too) talks to one of them.
+        etcd_stop 1
+        d 2 run -d $CP --name x2 --network ov3 busybox sleep 300 >/dev/null; echo "run_exit=$?"
+        d 1 run -d $CP --name x4 --network ov3 busybox sleep 300 >/dev/null; echo "run_on_h1_exit=$?"
+        resolves 2 x2 x4
+        echo "x2>x4=$(ping1 2 x2 x4)"
+        echo "x3>x2=$(ping1 3 x3 x2)"
+        echo "ls=$(d 3 network ls -q -f driver=overlay | wc -l)"
+        # One member of three left: no majority, no writes; the data path goes on.
+        etcd_stop 2
+        d 3 run -d $CP --name x5 --network ov3 busybox sleep 300 >/dev/null 2>&1; echo "minority_exit=$?"
+        echo "minority_x1>x3=$(ping1 1 x1 x3)"
+    "#;
+    let out = three_hosts(&dy, 3, script);
+    let o = text(&out.stdout);
+    let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
+    for k in ["before", "x2>x4", "x3>x2", "minority_x1>x3"] {
+        assert_eq!(field(&o, k), "1 packets received", "{k}: {all}");
+    }
+    assert_eq!(field(&o, "run_exit"), "0", "{all}");
+    assert_eq!(field(&o, "run_on_h1_exit"), "0", "{all}");
+    assert_eq!(field(&o, "ls"), "1", "{all}");
+    assert_eq!(field(&o, "minority_exit"), "125", "{all}");
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }

@@ -33,11 +33,15 @@ use serde_json::{json, Value};
 /// How long a call may take before the store counts as unreachable.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The cluster store: one etcd endpoint, `etcd://HOST:PORT`.
+/// The cluster store: `etcd://HOST:PORT`, or the members of an etcd
+/// cluster, `etcd://HOST1:2379,HOST2:2379,HOST3:2379`, tried in turn: any
+/// member answers for the cluster while a majority of them is up.
 #[derive(Debug, Clone)]
 pub struct Etcd {
     pub url: String,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    /// The member that answered last: tried first.
+    last: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One key and its value, as `range` returns them.
@@ -55,33 +59,55 @@ impl Etcd {
         let Some(rest) = url.strip_prefix("etcd://") else {
             bail!("cluster-store {url:?}: dockyard's cluster store is etcd: etcd://HOST:2379");
         };
-        let rest = rest.trim_end_matches('/');
-        let hostport = if rest.contains(':') {
-            rest.to_string()
-        } else {
-            format!("{rest}:2379")
-        };
-        let addr = hostport
-            .to_socket_addrs()
-            .with_context(|| format!("cluster-store {url:?}: resolving {hostport}"))?
-            .next()
-            .ok_or_else(|| anyhow!("cluster-store {url:?}: {hostport} has no address"))?;
+        let mut addrs = Vec::new();
+        for member in rest.trim_end_matches('/').split(',') {
+            let hostport = if member.contains(':') {
+                member.to_string()
+            } else {
+                format!("{member}:2379")
+            };
+            let addr = hostport
+                .to_socket_addrs()
+                .with_context(|| format!("cluster-store {url:?}: resolving {hostport}"))?
+                .next()
+                .ok_or_else(|| anyhow!("cluster-store {url:?}: {hostport} has no address"))?;
+            addrs.push(addr);
+        }
         Ok(Etcd {
             url: url.to_string(),
-            addr,
+            addrs,
+            last: Default::default(),
         })
     }
 
+    /// A connection to the first member that takes one, starting with the
+    /// one that answered last.
     fn connect(&self) -> Result<TcpStream> {
-        let s = TcpStream::connect_timeout(&self.addr, TIMEOUT).with_context(|| {
-            format!(
-                "cluster store {} unreachable (is etcd running, and the network to it up?)",
-                self.url
-            )
-        })?;
-        s.set_read_timeout(Some(TIMEOUT))?;
-        s.set_write_timeout(Some(TIMEOUT))?;
-        Ok(s)
+        use std::sync::atomic::Ordering;
+        let first = self.last.load(Ordering::Relaxed);
+        let mut error = None;
+        for k in 0..self.addrs.len() {
+            let i = (first + k) % self.addrs.len();
+            match TcpStream::connect_timeout(&self.addrs[i], TIMEOUT) {
+                Ok(s) => {
+                    self.last.store(i, Ordering::Relaxed);
+                    s.set_read_timeout(Some(TIMEOUT))?;
+                    s.set_write_timeout(Some(TIMEOUT))?;
+                    return Ok(s);
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        let e = error.map_or_else(|| anyhow!("no member"), anyhow::Error::from);
+        Err(e.context(format!(
+            "cluster store {} unreachable (is etcd running, and the network to it up?)",
+            self.url
+        )))
+    }
+
+    /// The member a request goes to (for its `Host:` header).
+    fn member(&self) -> SocketAddr {
+        self.addrs[self.last.load(std::sync::atomic::Ordering::Relaxed) % self.addrs.len()]
     }
 
     /// POST `body` to `path`; the answer's first JSON document. A gateway
@@ -92,7 +118,7 @@ impl Etcd {
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
+            self.member(),
             body.len()
         );
         let ctx = || format!("cluster store {}: {path}", self.url);
@@ -185,7 +211,7 @@ impl Etcd {
         .to_string();
         let req = format!(
             "POST /v3/watch HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
+            self.member(),
             body.len()
         );
         s.write_all(req.as_bytes())?;
@@ -390,11 +416,14 @@ mod tests {
 
     #[test]
     fn store_urls_are_etcd_ones() {
-        assert_eq!(Etcd::new("etcd://127.0.0.1").unwrap().addr.port(), 2379);
+        assert_eq!(Etcd::new("etcd://127.0.0.1").unwrap().addrs[0].port(), 2379);
         assert_eq!(
-            Etcd::new("etcd://127.0.0.1:12379/").unwrap().addr.port(),
+            Etcd::new("etcd://127.0.0.1:12379/").unwrap().addrs[0].port(),
             12379
         );
+        let three = Etcd::new("etcd://10.99.0.1:2379,10.99.0.2:2379,10.99.0.3").unwrap();
+        assert_eq!(three.addrs.len(), 3);
+        assert_eq!(three.addrs[2].to_string(), "10.99.0.3:2379");
         assert!(Etcd::new("consul://127.0.0.1:8500")
             .unwrap_err()
             .to_string()
