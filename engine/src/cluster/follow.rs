@@ -46,11 +46,9 @@ pub fn start(engine: &Engine, cfg: net::Config) -> Result<()> {
         return Ok(());
     };
     let vtep = underlay(engine)?.address;
-    let engine = Engine::open_remapped(
-        engine.root.clone(),
-        engine.config.clone(),
-        engine.remap.clone(),
-    )?;
+    // The thread's own handle on the same data root (already the remapped
+    // one, if any: only its records and the cluster files are used).
+    let engine = Engine::open_remapped(engine.root.clone(), engine.config.clone(), None)?;
     eprintln!("dockyard: following cluster store {} as {vtep}", etcd.url);
     std::thread::Builder::new()
         .name("cluster".into())
