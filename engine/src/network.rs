@@ -334,8 +334,10 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     if let Some(n) = local.filter(|n| crate::cluster::local_vni(n).is_none()) {
         return Ok(inspect_doc(n));
     }
-    if let Some(doc) = crate::cluster::inspect(engine, local.map_or(name, |n| &n.name))? {
-        return Ok(doc);
+    if !is_predefined(name) {
+        if let Some(doc) = crate::cluster::inspect(engine, local.map_or(name, |n| &n.name))? {
+            return Ok(doc);
+        }
     }
     match PREDEFINED.iter().find(|(n, _)| *n == name && !disabled) {
         Some((name, driver)) => Ok(json!({
