@@ -426,22 +426,19 @@ pub struct CreateOptions {
 pub fn create(engine: &Engine, opts: &CreateOptions) -> Result<String> {
     let CreateOptions { name, driver, .. } = opts;
     if driver == "overlay" && !is_predefined(name) {
-        let (subnet, gateway) = (opts.subnet.as_deref(), opts.gateway.as_deref());
-        let (id, created) = (random_id()?, now_rfc3339());
         return crate::cluster::create_network(
             engine,
+            opts.subnet.as_deref(),
+            opts.gateway.as_deref(),
             name,
-            subnet,
-            gateway,
             &opts.labels,
-            id,
-            created,
         );
     }
     if driver != "bridge" {
         bail!(
-            "plugin {driver:?} not found: dockyard has the bridge and overlay drivers (macvlan \
-             and ipvlan networks take over a host interface, which this engine does not do)"
+            "plugin {driver:?} not found: dockyard has only the bridge driver (overlay, macvlan \
+             and ipvlan networks span hosts or take over a host interface, which this \
+             single-host engine does not do)"
         );
     }
     if is_predefined(name) {

@@ -183,14 +183,13 @@ pub fn endpoints(etcd: &Etcd, network: &str) -> Result<Vec<Endpoint>> {
 /// the first free 10.0.N.0/24, as docker's). Returns its ID.
 pub fn create_network(
     engine: &Engine,
-    name: &str,
     subnet: Option<&str>,
     gateway: Option<&str>,
+    name: &str,
     labels: &BTreeMap<String, String>,
-    id: String,
-    created: String,
 ) -> Result<String> {
     let etcd = require_store(engine)?;
+    let (id, created) = (random_id()?, crate::state::now_rfc3339());
     let all = networks(&etcd)?;
     if all.iter().any(|n| n.name == name) {
         bail!("network with name {name} already exists");
@@ -248,6 +247,16 @@ pub fn create_network(
         vni += 1;
     }
     bail!("could not find a free VNI for network {name}")
+}
+
+/// 64 hex digits from the kernel's random pool: a new network's ID, as
+/// a bridge network's.
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The state dir of this host's endpoint records (which addresses it
@@ -525,15 +534,7 @@ mod tests {
     fn overlay_networks_need_a_store() {
         let root = tempfile::tempdir().unwrap();
         let engine = Engine::for_tests(root.path());
-        let err = create_network(
-            &engine,
-            "ov",
-            None,
-            None,
-            &BTreeMap::new(),
-            "1".into(),
-            "".into(),
-        );
+        let err = create_network(&engine, None, None, "ov", &BTreeMap::new());
         assert!(err
             .unwrap_err()
             .to_string()
