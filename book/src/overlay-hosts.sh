@@ -9,7 +9,7 @@
 # and CP.
 made_t=
 [ -n "${T:-}" ] || { T=$(mktemp -d /tmp/dyb-overlay.XXXXXX); made_t=$T; }
-DY=${DY:-$(command -v dockyard)}; CP=${CP:---cgroup-parent=dyb-overlay}
+DY=${DY:-$(command -v dockyard)}; CP=${CP-}
 set -u
 ip link set lo up
 ip link add ul0 type bridge; ip link set ul0 up
