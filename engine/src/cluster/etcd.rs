@@ -216,8 +216,13 @@ impl Etcd {
         );
         s.write_all(req.as_bytes())?;
         let mut r = BufReader::new(s);
+        match read_head(&mut r) {
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        }
         loop {
-            match read_first_document(&mut r) {
+            match read_chunk(&mut r) {
                 Ok(doc) if doc["result"]["events"].is_array() => return Ok(true),
                 // The "created" answer: go on waiting for the first event.
                 Ok(_) => continue,
@@ -291,63 +296,82 @@ fn kvs(doc: &Value) -> Result<Vec<Kv>> {
         .collect()
 }
 
-/// Read the HTTP head, then the first JSON document of the body (whole,
-/// or the first chunk of a chunked stream: a watch, a keepalive).
-fn read_first_document(r: &mut impl BufRead) -> Result<Value> {
+/// An answer's status line and how its body is framed.
+struct Head {
+    status: String,
+    chunked: bool,
+    length: Option<usize>,
+}
+
+/// Read the HTTP head of an answer.
+fn read_head(r: &mut impl BufRead) -> Result<Head> {
     let mut line = String::new();
-    let mut chunked = false;
-    let mut length = None;
-    let mut status = String::new();
+    let mut head = Head {
+        status: String::new(),
+        chunked: false,
+        length: None,
+    };
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
             bail!("the connection closed before an answer");
         }
         let l = line.trim_end();
-        if status.is_empty() {
-            status = l.to_string();
+        if head.status.is_empty() {
+            head.status = l.to_string();
             continue;
         }
         if l.is_empty() {
-            break;
+            return Ok(head);
         }
         let lower = l.to_ascii_lowercase();
         if lower == "transfer-encoding: chunked" {
-            chunked = true;
+            head.chunked = true;
         }
         if let Some(n) = lower.strip_prefix("content-length:") {
-            length = n.trim().parse::<usize>().ok();
+            head.length = n.trim().parse::<usize>().ok();
         }
     }
-    let body = if chunked {
-        // Streams put one JSON document per chunk (a small header with the
-        // size in hex, the bytes, CRLF); empty ones are skipped.
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                bail!("the stream ended");
-            }
-            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
-            let mut buf = vec![0; size + 2];
+}
+
+/// The next JSON document of a chunked stream: each is one chunk (its size
+/// in hex on a line, the bytes, CRLF); empty ones are skipped.
+fn read_chunk(r: &mut impl BufRead) -> Result<Value> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            bail!("the stream ended");
+        }
+        let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+        let mut buf = vec![0; size + 2];
+        r.read_exact(&mut buf)?;
+        let text = String::from_utf8_lossy(&buf[..size]).trim().to_string();
+        if !text.is_empty() {
+            return serde_json::from_str(&text)
+                .with_context(|| format!("a chunk that is not JSON: {text:.200}"));
+        }
+    }
+}
+
+/// Read the HTTP head, then the first JSON document of the body (whole,
+/// or the first chunk of a stream: a keepalive).
+fn read_first_document(r: &mut impl BufRead) -> Result<Value> {
+    let head = read_head(r)?;
+    if head.chunked {
+        return read_chunk(r).with_context(|| head.status.clone());
+    }
+    let mut buf = Vec::new();
+    match head.length {
+        Some(n) => {
+            buf.resize(n, 0);
             r.read_exact(&mut buf)?;
-            let text = String::from_utf8_lossy(&buf[..size]).trim().to_string();
-            if !text.is_empty() {
-                break text;
-            }
         }
-    } else {
-        let mut buf = Vec::new();
-        match length {
-            Some(n) => {
-                buf.resize(n, 0);
-                r.read_exact(&mut buf)?;
-            }
-            None => drop(r.read_to_end(&mut buf)?),
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    };
+        None => drop(r.read_to_end(&mut buf)?),
+    }
+    let body = String::from_utf8_lossy(&buf);
     serde_json::from_str(body.lines().next().unwrap_or(""))
-        .with_context(|| format!("{status}: an answer that is not JSON: {body:.200}"))
+        .with_context(|| format!("{}: an answer that is not JSON: {body:.200}", head.status))
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -436,6 +460,12 @@ mod tests {
                     c\r\n{\"result\":1}\r\n";
         let doc = read_first_document(&mut text.as_bytes()).unwrap();
         assert_eq!(doc["result"], 1);
+        let stream = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      d\r\n{\"created\":1}\r\nc\r\n{\"events\":2}\r\n";
+        let mut r = stream.as_bytes();
+        assert!(read_head(&mut r).unwrap().chunked);
+        assert_eq!(read_chunk(&mut r).unwrap()["created"], 1);
+        assert_eq!(read_chunk(&mut r).unwrap()["events"], 2);
         let text = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":2}";
         assert_eq!(read_first_document(&mut text.as_bytes()).unwrap()["a"], 2);
     }
