@@ -51,6 +51,12 @@ pub struct DaemonConfig {
     pub exec_opts: Vec<String>,
     pub labels: Vec<String>,
     pub debug: bool,
+    /// `cluster-store`: the etcd that overlay networks live in
+    /// (`etcd://HOST:2379`); see the cluster module.
+    pub cluster_store: Option<String>,
+    /// `cluster-advertise`: the interface or address (docker's
+    /// `eth0:2376`) other hosts reach this one at: its VXLAN endpoint.
+    pub cluster_advertise: Option<String>,
 }
 
 /// One entry of `default-address-pools`: `{"base": "172.80.0.0/16", "size": 24}`.
@@ -78,6 +84,31 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
     ("experimental", "dockyard has no experimental features"),
     ("features", "dockyard has no BuildKit feature switches"),
 ];
+
+/// The keys `parse` leaves to this: daemon.json's cluster keys (see the
+/// cluster module; `cluster-store` must be an etcd URL), and the keys that
+/// do not apply or are unknown, which are warned about.
+fn other_key(c: &mut DaemonConfig, k: &str, v: &Value, warnings: &mut Vec<String>) -> Result<()> {
+    let ctx = || format!("key {k:?}");
+    match k {
+        "cluster-store" => {
+            let url = string(v).with_context(ctx)?;
+            if !url.starts_with("etcd://") {
+                bail!("key {k:?}: {url:?}: dockyard's cluster store is etcd (etcd://HOST:2379)");
+            }
+            c.cluster_store = Some(url);
+        }
+        "cluster-advertise" => c.cluster_advertise = Some(string(v).with_context(ctx)?),
+        "cluster-store-opts" => warnings.push(format!(
+            "key {k:?} does not apply: dockyard talks to etcd over plain HTTP, without TLS options"
+        )),
+        _ => match NOT_APPLICABLE.iter().find(|(name, _)| *name == k) {
+            Some((_, why)) => warnings.push(format!("key {k:?} does not apply: {why}")),
+            None => warnings.push(format!("unknown key {k:?} is ignored")),
+        },
+    }
+    Ok(())
+}
 
 impl DaemonConfig {
     /// Read `path`. A missing default file is an empty configuration; a
@@ -237,10 +268,7 @@ impl DaemonConfig {
                 }
                 "labels" => c.labels = strings(v).with_context(ctx)?,
                 "debug" => c.debug = boolean(v).with_context(ctx)?,
-                _ => match NOT_APPLICABLE.iter().find(|(name, _)| *name == k) {
-                    Some((_, why)) => warnings.push(format!("key {k:?} does not apply: {why}")),
-                    None => warnings.push(format!("unknown key {k:?} is ignored")),
-                },
+                _ => other_key(&mut c, k, v, &mut warnings)?,
             }
         }
         Ok((c, warnings))

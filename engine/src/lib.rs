@@ -22,6 +22,7 @@
 //! Every kernel mechanism comes from a lab's library; the engine never
 //! mounts, clones, enters a namespace or writes a cgroup file itself.
 
+pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod distribution;

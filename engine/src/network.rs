@@ -205,6 +205,17 @@ pub struct NetworkSummary {
     pub created: String,
 }
 
+impl NetworkSummary {
+    /// docker's SCOPE column: an overlay network is the cluster's.
+    pub fn scope(&self) -> &'static str {
+        if self.driver == "overlay" {
+            "global"
+        } else {
+            "local"
+        }
+    }
+}
+
 /// One of `network ls`'s filters: `name=` (a substring), `id=` (a prefix),
 /// `driver=`, `label=KEY[=VALUE]`, `type=custom|builtin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +299,24 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
         labels: n.labels.clone(),
         created: n.created.clone(),
     }));
+    // Overlay networks this host has no part of yet: the cluster's.
+    let global = crate::cluster::list(engine).unwrap_or_else(|e| {
+        eprintln!("dockyard: overlay networks not listed: {e:#}");
+        Vec::new()
+    });
+    all.extend(
+        global
+            .into_iter()
+            .filter(|g| !nets.iter().any(|n| n.name == g.name))
+            .map(|g| NetworkSummary {
+                id: g.id,
+                name: g.name,
+                driver: "overlay".into(),
+                internal: true,
+                labels: g.labels,
+                created: g.created,
+            }),
+    );
     all.retain(|n| filters.iter().all(|f| f.matches(n)));
     all.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(all)
@@ -298,8 +327,14 @@ pub fn list(engine: &Engine, filters: &[NetworkFilter]) -> Result<Vec<NetworkSum
 pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     let nets = networks(engine)?;
     let disabled = name == "bridge" && !engine.config.default_bridge();
-    if let Some(n) = resolve(&nets, name).filter(|_| !disabled) {
+    let local = resolve(&nets, name).filter(|_| !disabled);
+    if let Some(n) = local.filter(|n| crate::cluster::local_vni(n).is_none()) {
         return Ok(inspect_doc(n));
+    }
+    if !is_predefined(name) {
+        if let Some(doc) = crate::cluster::inspect(engine, local.map_or(name, |n| &n.name))? {
+            return Ok(doc);
+        }
     }
     match PREDEFINED.iter().find(|(n, _)| *n == name && !disabled) {
         Some((name, driver)) => Ok(json!({
@@ -408,6 +443,19 @@ pub fn create_with_ipam(engine: &Engine, opts: &CreateOptions, ipam: &Ipam) -> R
     if is_predefined(name) {
         bail!("network with name {name} already exists");
     }
+    if opts.driver == "overlay" {
+        if ipam.ip_range.is_some() {
+            bail!("--ip-range: dockyard's overlay networks hand out the whole subnet");
+        }
+        // Global scope: the network lives in the cluster store, not here.
+        return crate::cluster::create_network(
+            engine,
+            opts.subnet.as_deref(),
+            opts.gateway.as_deref(),
+            name,
+            &opts.labels,
+        );
+    }
     let lab = lab_options(opts)?;
     let made = match opts.driver.as_str() {
         "bridge" => {
@@ -420,8 +468,8 @@ pub fn create_with_ipam(engine: &Engine, opts: &CreateOptions, ipam: &Ipam) -> R
             net::macvlan::create_macvlan(&net_config(engine), &lab, &macvlan_spec(opts, ipam)?)?
         }
         driver => bail!(
-            "plugin {driver:?} not found: dockyard has the bridge and macvlan drivers \
-             (overlay and ipvlan networks are not made by this engine)"
+            "plugin {driver:?} not found: dockyard has the bridge, macvlan and overlay drivers \
+             (ipvlan networks are not made by this engine)"
         ),
     };
     Ok(made.id)
@@ -496,11 +544,16 @@ fn macvlan_spec(opts: &CreateOptions, ipam: &Ipam) -> Result<net::macvlan::Macvl
     })
 }
 
-/// The driver of one of lab 05's networks, as `network ls` names it.
+/// The driver of one of lab 05's networks, as `network ls` names it:
+/// "overlay" for this host's part of an overlay network (see the cluster
+/// module), "macvlan" for a macvlan one, else "bridge".
 pub fn driver_of(n: &net::ipam::NetworkState) -> &'static str {
-    match n.macvlan {
-        Some(_) => "macvlan",
-        None => "bridge",
+    if crate::cluster::local_vni(n).is_some() {
+        "overlay"
+    } else if n.macvlan.is_some() {
+        "macvlan"
+    } else {
+        "bridge"
     }
 }
 
@@ -511,7 +564,14 @@ pub fn remove(engine: &Engine, name: &str) -> Result<()> {
         bail!("{name} is a pre-defined network and cannot be removed");
     }
     let nets = networks(engine)?;
-    let Some(n) = resolve(&nets, name) else {
+    let local = resolve(&nets, name);
+    if local.is_none_or(|n| crate::cluster::local_vni(n).is_some()) {
+        let name = local.map_or(name, |n| &n.name);
+        if crate::cluster::remove(engine, &net_config(engine), name)? {
+            return Ok(());
+        }
+    }
+    let Some(n) = local else {
         bail!("network {name} not found");
     };
     net::remove(&net_config(engine), &n.name)
@@ -524,7 +584,7 @@ pub fn prune(engine: &Engine) -> Result<Vec<String>> {
     let cfg = net_config(engine);
     let mut deleted = Vec::new();
     for n in networks(engine)? {
-        if n.name == net::DEFAULT_NETWORK || !n.persistent {
+        if n.name == net::DEFAULT_NETWORK || !n.persistent || driver_of(&n) == "overlay" {
             continue;
         }
         let in_use = n.leases.iter().any(net::ipam::Lease::alive);
@@ -620,13 +680,22 @@ mod tests {
         );
         let opts = CreateOptions {
             name: "n".into(),
-            driver: "overlay".into(),
+            driver: "ipvlan".into(),
             ..Default::default()
         };
         assert!(create(&engine, &opts)
             .unwrap_err()
             .to_string()
-            .starts_with("plugin \"overlay\" not found"));
+            .starts_with("plugin \"ipvlan\" not found"));
+        let overlay = CreateOptions {
+            driver: "overlay".into(),
+            ..opts.clone()
+        };
+        let err = create(&engine, &overlay).unwrap_err().to_string();
+        assert!(
+            err.starts_with("overlay networks need a cluster store"),
+            "{err}"
+        );
         let opts = CreateOptions {
             driver: "macvlan".into(),
             options: [("macvlan_mode".to_string(), "vepa".to_string())].into(),

@@ -24,6 +24,7 @@ mod lifecycle;
 mod macvlan;
 mod networking;
 mod output;
+mod overlay;
 mod resources;
 mod robustness;
 mod rootless;

@@ -146,6 +146,8 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
     // `std::process::Command`.)
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // A host of a cluster follows its overlay networks (cluster::follow).
+    dockyard::cluster::follow::start(engine, dockyard::network::net_config(engine))?;
     let listener = listen::listen(&opts.host, &opts.tls)?;
     eprintln!(
         "dockyard: API listening on {} (Engine API {API_VERSION})",

@@ -131,7 +131,7 @@ fn ls(
                 let labels: Vec<String> =
                     n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 json!({
-                    "ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": "local",
+                    "ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": n.scope(),
                     "IPv6": false, "Internal": n.internal, "Labels": labels.join(","),
                     "CreatedAt": n.created,
                 })
@@ -142,7 +142,7 @@ fn ls(
     }
     let rows: Vec<Vec<String>> = shown
         .iter()
-        .map(|n| vec![id(n), n.name.clone(), n.driver.clone(), "local".into()])
+        .map(|n| vec![id(n), n.name.clone(), n.driver.clone(), n.scope().into()])
         .collect();
     print!(
         "{}",

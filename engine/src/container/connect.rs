@@ -82,6 +82,9 @@ pub fn connect_network(
         bail!("container cannot be connected to network {network}");
     }
     let nets = networks(engine)?;
+    if resolve(&nets, network).is_some_and(|n| crate::cluster::local_vni(n).is_some()) {
+        bail!("dockyard joins overlay networks only at run (--network {network}): its address comes from the cluster store");
+    }
     let name = match resolve(&nets, network) {
         Some(n) => n.name.clone(),
         None if network == net::DEFAULT_NETWORK => network.to_string(),
@@ -255,6 +258,15 @@ pub fn check_network(engine: &Engine, c: &mut ContainerConfig) -> Result<()> {
     }
     if c.ip.is_some() && !user_defined {
         bail!("user specified IP address is supported on user defined networks only");
+    }
+    // An overlay network: an address claimed in the cluster store, then
+    // attached as with --ip (see the cluster module).
+    if user_defined {
+        let claimed = crate::cluster::claim(engine, &net_config(engine), mode, c.ip.as_deref())?;
+        if let Some((name, ip)) = claimed {
+            (c.network_mode, c.ip) = (name, Some(ip.to_string()));
+            return Ok(());
+        }
     }
     if user_defined {
         let nets = networks(engine)?;

@@ -121,6 +121,7 @@ pub mod macvlan;
 pub mod names;
 pub mod netlink;
 pub mod ports;
+pub mod vxlan;
 
 pub use bridge::*;
 pub use endpoint::*;
