@@ -88,6 +88,8 @@ pub enum Command {
     Unpause(NamesArgs),
     /// Update configuration of one or more containers.
     Update(UpdateArgs),
+    /// Get real time events from the engine (the event journal).
+    Events(crate::commands::events::EventsArgs),
     /// Manage containers (docker's management commands: the same code as the short forms).
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -975,6 +977,8 @@ pub enum SystemCmd {
     },
     /// Display system-wide information (same as `dockyard info`).
     Info,
+    /// Get real time events from the engine (same as `dockyard events`).
+    Events(crate::commands::events::EventsArgs),
     /// Serve the Docker Engine API on a unix socket, for docker and other clients.
     Service {
         /// Where to listen.

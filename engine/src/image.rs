@@ -81,18 +81,38 @@ pub fn export(engine: &Engine, layer: &overlay::RwLayer, out: impl Write) -> Res
 
 /// `import` (lab 04).
 pub fn import(engine: &Engine, input: impl Read, name: &str) -> Result<Image> {
-    overlay::archive::import_tarball(&engine.images, input, name)
+    let image = overlay::archive::import_tarball(&engine.images, input, name)?;
+    let id = &image.config_digest;
+    crate::events::image(engine, id, id, "import");
+    Ok(image)
 }
 
 /// `save` as a docker-archive (lab 04).
 pub fn save(engine: &Engine, image: &Image, out: impl Write) -> Result<()> {
     overlay::archive::save_docker(&engine.images, image, out)?;
+    let id = &image.config_digest;
+    crate::events::image(engine, id, id, "save");
     Ok(())
 }
 
 /// Load a docker-archive or OCI archive into the engine's store (lab 04).
 pub fn load_archive(engine: &Engine, input: impl Read) -> Result<Vec<String>> {
-    overlay::archive::load_archive(&engine.images, input)
+    let names = overlay::archive::load_archive(&engine.images, input)?;
+    log_loaded(engine, &names);
+    Ok(names)
+}
+
+/// The `load` events of what a load brought in: one per image.
+pub fn log_loaded(engine: &Engine, names: &[String]) {
+    let mut logged = BTreeSet::new();
+    for name in names {
+        if let Ok(image) = crate::image_lookup::find(engine, name) {
+            let id = image.config_digest;
+            if logged.insert(id.clone()) {
+                crate::events::image(engine, &id, &id, "load");
+            }
+        }
+    }
 }
 
 pub use crate::image_lookup::{find, lookup, names_of, Found, NoSuchImage};
@@ -292,6 +312,8 @@ impl<'a> Remover<'a> {
                 }
             }
             self.engine.images.untag(&image.name)?;
+            let id = &image.config_digest;
+            crate::events::image(self.engine, id, id, "untag");
             return Ok((image.clone(), vec![image.name]));
         }
         if let Some(user) = user {
@@ -309,6 +331,8 @@ impl<'a> Remover<'a> {
         }
         for n in &names {
             self.engine.images.untag(n)?;
+            let id = &image.config_digest;
+            crate::events::image(self.engine, id, id, "untag");
         }
         Ok((image, names))
     }
@@ -321,6 +345,8 @@ impl<'a> Remover<'a> {
         let mut deleted = Vec::new();
         if report.blobs.contains(&image.config_digest) {
             deleted.push(image.config_digest.clone());
+            let id = &image.config_digest;
+            crate::events::image(self.engine, id, id, "delete");
         }
         for chain in image.chain_ids().iter().rev() {
             if report.layers.contains(chain) {
@@ -451,7 +477,24 @@ pub fn commit_container(
         container::freeze(engine, &r, false)?;
     }
     // ANCHOR_END: commit_pause
-    result
+    let image = result?;
+    // dockerd logs a commit as the container's event, naming the image.
+    let id = image.config_digest.clone();
+    let reference = if name.is_empty() { String::new() } else { image.name.clone() };
+    crate::events::container(
+        engine,
+        &r,
+        "commit",
+        &[
+            ("comment", req.message.clone().unwrap_or_default()),
+            ("imageID", id.clone()),
+            ("imageRef", reference.clone()),
+        ],
+    );
+    if !reference.is_empty() {
+        crate::events::image(engine, &id, &reference, "tag");
+    }
+    Ok(image)
 }
 
 /// `diff`: what the container changed, against its image's layers.

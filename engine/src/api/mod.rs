@@ -31,6 +31,7 @@
 //! - `images`: tag, history, inspect, delete, prune;
 //! - `netvol`: networks and volumes;
 //! - `verbs`: restart, pause, top, rename, changes, prune;
+//! - `events`: the event journal, streamed;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -40,6 +41,7 @@
 //! that matters beyond a request: the records on disk are the truth.
 
 mod containers;
+mod events;
 mod exec;
 mod http;
 mod images;

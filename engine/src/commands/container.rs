@@ -88,7 +88,8 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
     {
         bail!("the input device is not a TTY");
     }
-    container::exec(
+    container::exec_logged(
+        engine,
         &record,
         argv,
         &container::ExecOptions {
@@ -113,7 +114,9 @@ pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
     each(engine, &args.containers, |r| {
         container::stop(engine, r, Duration::from_secs(args.time), sig)?;
         container::prepare_start(engine, &r.id, false)?;
-        container::start_detached(engine, &r.id)
+        container::start_detached(engine, &r.id)?;
+        dockyard::events::container(engine, r, "restart", &[]);
+        Ok(())
     })
 }
 

@@ -162,7 +162,11 @@ fn repository_and_tag(name: &str) -> (String, String) {
 /// `docker load`: a docker-archive or OCI archive (or an OCI layout directory).
 pub fn load(engine: &Engine, args: &LoadArgs) -> Result<Code> {
     let names = match &args.input {
-        Some(p) if p.is_dir() => engine.images.load_oci_layout(p, None)?,
+        Some(p) if p.is_dir() => {
+            let names = engine.images.load_oci_layout(p, None)?;
+            image::log_loaded(engine, &names);
+            names
+        }
         Some(p) => {
             let f = std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?;
             image::load_archive(engine, f)?

@@ -47,6 +47,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
         println!("{}", record.id);
         return Ok(0);
     }
+    // Attached: dockerd logs the client's attach before the start.
+    dockyard::events::container(engine, &record, "attach", &[]);
     if args.tty && args.interactive {
         // -it: as docker, a detached container and an attached client, so
         // that Ctrl-P Ctrl-Q can leave it running.
