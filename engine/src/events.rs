@@ -217,8 +217,20 @@ pub struct Filters(BTreeMap<String, Vec<String>>);
 
 /// The keys dockerd accepts (the swarm ones match nothing here).
 const FILTER_KEYS: &[&str] = &[
-    "config", "container", "daemon", "event", "image", "label", "network", "node", "plugin",
-    "scope", "secret", "service", "type", "volume",
+    "config",
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "secret",
+    "service",
+    "type",
+    "volume",
 ];
 
 impl Filters {
@@ -229,8 +241,16 @@ impl Filters {
         }
         if key == "type"
             && ![
-                "container", "image", "volume", "network", "daemon", "plugin", "node", "service",
-                "secret", "config",
+                "container",
+                "image",
+                "volume",
+                "network",
+                "daemon",
+                "plugin",
+                "node",
+                "service",
+                "secret",
+                "config",
             ]
             .contains(&value)
         {
@@ -268,7 +288,8 @@ impl Filters {
     /// `label` a `key` or `key=value` among the attributes.
     pub fn matches(&self, m: &Message) -> bool {
         let attr = |k: &str| m.actor.attributes.get(k).map(String::as_str);
-        let fuzzy = |v: &str| m.actor.id.starts_with(v) || attr("name").is_some_and(|n| n.starts_with(v));
+        let fuzzy =
+            |v: &str| m.actor.id.starts_with(v) || attr("name").is_some_and(|n| n.starts_with(v));
         let image_name = attr(if m.typ == "image" { "name" } else { "image" }).unwrap_or("");
         let strip = |s: &str| -> String {
             match s.rsplit_once(':') {
@@ -489,7 +510,12 @@ mod tests {
     #[test]
     fn lines_are_dockers_and_survive_a_torn_write() {
         let dir = tempfile::tempdir().unwrap();
-        let a = msg("container", "create", "abc", &[("image", "busybox"), ("name", "web")]);
+        let a = msg(
+            "container",
+            "create",
+            "abc",
+            &[("image", "busybox"), ("name", "web")],
+        );
         append(dir.path(), &a).unwrap();
         // A writer killed mid-line:
         let mut f = OpenOptions::new()
@@ -497,7 +523,12 @@ mod tests {
             .open(dir.path().join(JOURNAL))
             .unwrap();
         f.write_all(b"{\"Type\":\"conta").unwrap();
-        let b = msg("network", "create", "n1", &[("name", "net"), ("type", "bridge")]);
+        let b = msg(
+            "network",
+            "create",
+            "n1",
+            &[("name", "net"), ("type", "bridge")],
+        );
         append(dir.path(), &b).unwrap();
         let got = Follower::open(dir.path()).next_batch().unwrap();
         assert_eq!(got, vec![a.clone(), b]);
@@ -531,9 +562,19 @@ mod tests {
             "container",
             "die",
             "4f1c00",
-            &[("image", "busybox:latest"), ("name", "web"), ("tier", "db"), ("exitCode", "0")],
+            &[
+                ("image", "busybox:latest"),
+                ("name", "web"),
+                ("tier", "db"),
+                ("exitCode", "0"),
+            ],
         );
-        let exec = msg("container", "exec_start: sh -c true", "4f1c00", &[("name", "web")]);
+        let exec = msg(
+            "container",
+            "exec_start: sh -c true",
+            "4f1c00",
+            &[("name", "web")],
+        );
         let f = |pairs: &[&str]| {
             let mut f = Filters::default();
             for p in pairs {
@@ -553,7 +594,10 @@ mod tests {
         assert!(!f(&["label=tier=web"]).matches(&die));
         assert!(f(&["event=exec_start"]).matches(&exec));
         let mut bad = Filters::default();
-        assert_eq!(bad.add_arg("colour=red").unwrap_err().to_string(), "invalid filter 'colour'");
+        assert_eq!(
+            bad.add_arg("colour=red").unwrap_err().to_string(),
+            "invalid filter 'colour'"
+        );
         assert!(bad.add_arg("nokey").is_err());
     }
 
@@ -571,7 +615,12 @@ mod tests {
 
     #[test]
     fn pretty_lines_are_docker_clis() {
-        let mut m = msg("container", "die", "abc", &[("name", "web"), ("exitCode", "3")]);
+        let mut m = msg(
+            "container",
+            "die",
+            "abc",
+            &[("name", "web"), ("exitCode", "3")],
+        );
         m.time_nano = 1_795_000_000_000_000_005;
         let line = pretty(&m);
         assert!(
@@ -580,7 +629,10 @@ mod tests {
                 || line.contains(".000000005-"),
             "{line}"
         );
-        assert_eq!(rfc3339_nano_at(m.time_nano, 0), "2026-11-18T11:06:40.000000005Z");
+        assert_eq!(
+            rfc3339_nano_at(m.time_nano, 0),
+            "2026-11-18T11:06:40.000000005Z"
+        );
         assert_eq!(
             rfc3339_nano_at(m.time_nano, 3600),
             "2026-11-18T12:06:40.000000005+01:00"

@@ -480,7 +480,11 @@ pub fn commit_container(
     let image = result?;
     // dockerd logs a commit as the container's event, naming the image.
     let id = image.config_digest.clone();
-    let reference = if name.is_empty() { String::new() } else { image.name.clone() };
+    let reference = if name.is_empty() {
+        String::new()
+    } else {
+        image.name.clone()
+    };
     crate::events::container(
         engine,
         &r,

@@ -87,8 +87,7 @@ fn filters(raw: Option<&str>) -> Result<Filters> {
             _ => Vec::new(),
         };
         for v in values {
-            out.add(&key, &v)
-                .map_err(|e| BadRequest(e.to_string()))?;
+            out.add(&key, &v).map_err(|e| BadRequest(e.to_string()))?;
         }
     }
     Ok(out)

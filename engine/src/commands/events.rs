@@ -61,7 +61,11 @@ fn go_fields(m: &events::Message) -> serde_json::Value {
 
 /// A time as the API carries it: seconds.nanoseconds.
 pub fn since_text(n: i64) -> String {
-    format!("{}.{:09}", n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000))
+    format!(
+        "{}.{:09}",
+        n.div_euclid(1_000_000_000),
+        n.rem_euclid(1_000_000_000)
+    )
 }
 
 pub fn events(engine: &Engine, args: &EventsArgs) -> Result<i32> {

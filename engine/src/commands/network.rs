@@ -56,7 +56,11 @@ pub fn network(engine: &Engine, cmd: &NetworkCmd) -> Result<Code> {
                 internal: *internal,
             };
             let id = network::create(engine, &opts)?;
-            let driver = if opts.driver.is_empty() { "bridge" } else { opts.driver.as_str() };
+            let driver = if opts.driver.is_empty() {
+                "bridge"
+            } else {
+                opts.driver.as_str()
+            };
             let actor = events::actor(&id, &[("name", name), ("type", driver)]);
             events::log(engine, "network", "create", actor);
             println!("{id}");
@@ -219,7 +223,10 @@ fn container_event(engine: &Engine, action: &str, id: &str, name: &str, containe
     let Ok(r) = engine.containers.resolve(container) else {
         return;
     };
-    let actor = events::actor(id, &[("container", &r.id), ("name", name), ("type", "bridge")]);
+    let actor = events::actor(
+        id,
+        &[("container", &r.id), ("name", name), ("type", "bridge")],
+    );
     events::log(engine, "network", action, actor);
 }
 

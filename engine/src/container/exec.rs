@@ -57,7 +57,12 @@ pub fn exec_logged(
     event(engine, record, &format!("exec_start: {command}"), &exec_id);
     let code = exec(record, argv, opts)?;
     if !opts.detach {
-        event(engine, record, "exec_die", &[("execID", id), ("exitCode", code.to_string())]);
+        event(
+            engine,
+            record,
+            "exec_die",
+            &[("execID", id), ("exitCode", code.to_string())],
+        );
     }
     Ok(code)
 }

@@ -633,7 +633,8 @@ fn attachment_events(engine: &Engine, record: &state::Record, config: &Container
         if up {
             a.attributes.insert("destination".into(), m.target.clone());
             a.attributes.insert("propagation".into(), String::new());
-            a.attributes.insert("read/write".into(), (!m.read_only).to_string());
+            a.attributes
+                .insert("read/write".into(), (!m.read_only).to_string());
         }
         volume_events.push(a);
     }

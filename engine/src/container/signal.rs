@@ -35,7 +35,12 @@ pub fn signal(engine: &Engine, record: &Record, sig: Signal) -> Result<()> {
     }
     kill(Pid::from_raw(record.state.pid), sig)
         .with_context(|| format!("sending {sig} to container {}", &record.id[..12]))?;
-    crate::events::container(engine, &record, "kill", &[("signal", (sig as i32).to_string())]);
+    crate::events::container(
+        engine,
+        &record,
+        "kill",
+        &[("signal", (sig as i32).to_string())],
+    );
     if record.state.status == Status::Paused && sig == Signal::SIGKILL {
         // Let the frozen processes die.
         freeze(engine, &record, false)?;
