@@ -306,5 +306,7 @@ fn images(service: &Service) -> Result<Response> {
             "Containers": -1,
         }));
     }
+    // dockerd's order: the newest first.
+    out.sort_by_key(|v| std::cmp::Reverse(v["Created"].as_u64()));
     Ok(Response::json(200, &Value::Array(out)))
 }

@@ -320,8 +320,15 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
 /// What `ps --format` sees of a container.
 fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
     let c = config_of(r).unwrap_or_default();
+    // From the whole second, as docker/cli counts it: the API's `Created`
+    // is Unix seconds.
     let created = parse_rfc3339(&r.created)
         .map(|t| {
+            let secs = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
             format!(
                 "{} ago",
                 human_duration(now.duration_since(t).unwrap_or_default())
