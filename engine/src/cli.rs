@@ -300,6 +300,9 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s): CONTAINER[:ro|rw].
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Connect the container to a network: bridge (the default, as docker's, unless
     /// daemon.json says "bridge": "none"), none, host, a user-defined network's name, or
     /// container:NAME.
@@ -453,6 +456,9 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(short = 't', long)]
     pub timestamps: bool,
+    /// Show extra details provided to logs (the attributes of --log-opt labels= and env=).
+    #[arg(long)]
+    pub details: bool,
     /// Number of lines to show from the end of the logs ("all" for every line).
     #[arg(short = 'n', long, default_value = "all")]
     pub tail: String,
@@ -719,6 +725,12 @@ pub struct ImportArgs {
     pub file: String,
     /// REPOSITORY[:TAG]
     pub repository: Option<String>,
+    /// Apply Dockerfile instruction(s) to the created image (CMD, ENV, EXPOSE, ...).
+    #[arg(short = 'c', long = "change")]
+    pub change: Vec<String>,
+    /// Set commit message for imported image.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
 }
 
 #[derive(Args, Debug)]

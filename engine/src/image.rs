@@ -87,6 +87,55 @@ pub fn import(engine: &Engine, input: impl Read, name: &str) -> Result<Image> {
     Ok(image)
 }
 
+/// `import -c CHANGE -m MESSAGE`.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Dockerfile lines for the image's runtime config (lab 06 applies them).
+    pub changes: Vec<String>,
+    /// The history entry's comment.
+    pub message: Option<String>,
+}
+
+/// `import` with docker's `--change` and `--message`: the tarball becomes
+/// a one-layer image (lab 04), whose config then gets the changes. A bad
+/// change fails before anything is stored.
+pub fn import_with(
+    engine: &Engine,
+    input: impl Read,
+    name: &str,
+    opts: &ImportOptions,
+) -> Result<Image> {
+    let mut probe = serde_json::json!({});
+    lab06_dockerfile::change::apply_changes(&mut probe, &opts.changes)?;
+    if opts.changes.is_empty() && opts.message.is_none() {
+        return import(engine, input, name);
+    }
+    let plain = overlay::archive::import_tarball(&engine.images, input, name)?;
+    let mut config = plain.config.clone();
+    if !opts.changes.is_empty() {
+        let mut json = match config.config() {
+            Some(c) => serde_json::to_value(c).context("serializing the image's config")?,
+            None => serde_json::json!({}),
+        };
+        lab06_dockerfile::change::apply_changes(&mut json, &opts.changes)?;
+        config.set_config(Some(
+            serde_json::from_value(json).context("the changed image config")?,
+        ));
+    }
+    if let Some(m) = &opts.message {
+        let mut history = config.history().clone();
+        if let Some(last) = history.last_mut() {
+            last.set_comment(Some(m.clone()));
+        }
+        config.set_history(history);
+    }
+    let layers = plain.manifest.layers().clone();
+    let image = engine.images.add_image(name, &config, layers)?;
+    let id = &image.config_digest;
+    crate::events::image(engine, id, id, "import");
+    Ok(image)
+}
+
 /// `save` as a docker-archive (lab 04).
 pub fn save(engine: &Engine, image: &Image, out: impl Write) -> Result<()> {
     overlay::archive::save_docker(&engine.images, image, out)?;

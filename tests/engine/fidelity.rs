@@ -546,3 +546,190 @@ fn rmi_of_one_of_several_names_untags_it_even_while_a_container_uses_the_image()
     );
     assert_eq!(dy.inspect("busybox", "{{.Id}}"), id, "still there");
 }
+
+#[test]
+fn logs_details_prefix_the_attributes_of_log_opt_labels_and_env() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "lg",
+        "-l",
+        "app=web",
+        "-e",
+        "MODE=a b",
+        "--log-opt",
+        "labels=app,absent",
+        "--log-opt",
+        "env=MODE",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    // dockerd: the attributes sorted, query-escaped, then a space.
+    assert_eq!(dy.ok(&["logs", "--details", "lg"]), "MODE=a+b,app=web hi\n");
+    assert_eq!(dy.ok(&["logs", "lg"]), "hi\n");
+    // Without attributes: the space alone, as docker prints it.
+    dy.ok(&["run", "--name", "plain", "busybox", "echo", "hi"]);
+    assert_eq!(dy.ok(&["logs", "--details", "plain"]), " hi\n");
+    let t = dy.ok(&["logs", "--details", "-t", "lg"]);
+    assert!(t.ends_with("Z MODE=a+b,app=web hi\n"), "{t}");
+}
+
+#[test]
+fn volumes_from_shares_another_containers_mounts_with_their_modes() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "src",
+        "-v",
+        "/anon",
+        "-v",
+        "named:/named",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one > /anon/f; echo two > /named/g",
+    ]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "cat",
+            "/anon/f",
+            "/named/g"
+        ]),
+        "one\ntwo\n"
+    );
+    // The same data, not a copy: a write through one shows in the other.
+    dy.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:rw",
+        "busybox",
+        "sh",
+        "-c",
+        "echo three > /anon/f",
+    ]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "cat",
+            "/anon/f"
+        ]),
+        "three\n"
+    );
+    // :ro makes them read-only here (the kernel refuses the write).
+    let out = dy.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/f",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Read-only file system"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A target of its own wins.
+    dy.ok(&["volume", "create", "other"]);
+    let own = dy.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "-v",
+        "other:/named",
+        "busybox",
+        "ls",
+        "/named",
+    ]);
+    assert_eq!(own, "");
+    let e = dy.fails(
+        125,
+        &["run", "--rm", "--volumes-from", "nope", "busybox", "true"],
+    );
+    assert!(e.contains("No such container: nope"), "{e}");
+    let e = dy.fails(
+        125,
+        &["run", "--rm", "--volumes-from", "src:zz", "busybox", "true"],
+    );
+    assert!(e.contains("invalid mode: zz"), "{e}");
+    // A container that borrowed them never takes them away (rm -v).
+    dy.ok(&[
+        "create",
+        "--name",
+        "borrower",
+        "--volumes-from",
+        "src",
+        "busybox",
+        "true",
+    ]);
+    dy.ok(&["rm", "-v", "borrower"]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "cat",
+            "/anon/f"
+        ]),
+        "three\n"
+    );
+}
+
+#[test]
+fn import_change_and_message_shape_the_imported_image() {
+    let dy = Dy::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let id = dy.ok(&["create", "busybox", "true"]);
+    let out = dy.command(&["export", id.trim()]).output().unwrap();
+    std::fs::write(&tar, &out.stdout).unwrap();
+    let tar = tar.to_str().unwrap();
+    dy.ok(&[
+        "import",
+        "-c",
+        "CMD [\"echo\", \"changed\"]",
+        "-c",
+        "ENV A=1",
+        "-c",
+        "EXPOSE 80",
+        "-m",
+        "a note",
+        tar,
+        "imp:1",
+    ]);
+    assert_eq!(dy.ok(&["run", "--rm", "imp:1"]), "changed\n");
+    assert_eq!(
+        dy.ok(&["run", "--rm", "imp:1", "sh", "-c", "echo $A"]),
+        "1\n"
+    );
+    assert_eq!(
+        dy.inspect("imp:1", "{{json .Config.ExposedPorts}}"),
+        "{\"80/tcp\":{}}"
+    );
+    assert!(dy.ok(&["history", "imp:1"]).contains("a note"));
+    // A bad change: docker's message, and no image.
+    let e = dy.fails(1, &["import", "-c", "RUN true", tar, "imp:2"]);
+    assert!(e.contains("RUN is not a valid change command"), "{e}");
+    assert_eq!(dy.ok(&["images", "-q", "imp:2"]), "");
+    let e = dy.fails(1, &["import", "http://127.0.0.1:9/x.tar", "imp:3"]);
+    assert!(e.contains("needs the network"), "{e}");
+}

@@ -450,8 +450,11 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
         until: time(&args.until)?,
     };
     let dir = engine.containers.dir_of(&record.id);
+    let details = args
+        .details
+        .then(|| log_attributes(&config_of(&record).unwrap_or_default()));
     let entries = logs::read(&dir, &filter)?;
-    print_log(&entries, args.timestamps)?;
+    print_log(&entries, args.timestamps, details.as_deref())?;
     if !args.follow {
         return Ok(0);
     }
@@ -478,7 +481,7 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
         if let Some(e) = all.last() {
             last = Some(e.time.clone());
         }
-        print_log(&all, args.timestamps)?;
+        print_log(&all, args.timestamps, details.as_deref())?;
         if !running {
             return Ok(0);
         }
@@ -486,8 +489,54 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
     }
 }
 
-/// Log entries to our stdout and stderr, as the container wrote them.
-fn print_log(entries: &[logs::Entry], timestamps: bool) -> Result<()> {
+/// `logs --details`: the attributes json-file gives each line, as dockerd
+/// prints them (`k=v,k2=v2`, query-escaped, sorted; empty without any):
+/// the labels named by `--log-opt labels=a,b` and the environment
+/// variables named by `--log-opt env=X,Y` (the `-regex` forms are not
+/// supported: no attribute comes of them).
+fn log_attributes(c: &container::ContainerConfig) -> String {
+    let mut attrs = std::collections::BTreeMap::new();
+    let named = |key: &str| -> Vec<String> {
+        c.log_opts
+            .get(key)
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    for l in named("labels") {
+        if let Some(v) = c.labels.get(&l) {
+            attrs.insert(l, v.clone());
+        }
+    }
+    for e in named("env") {
+        let value = c
+            .env
+            .iter()
+            .find_map(|kv| kv.strip_prefix(&format!("{e}=")));
+        if let Some(v) = value {
+            attrs.insert(e, v.to_string());
+        }
+    }
+    let escape = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    attrs
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Log entries to our stdout and stderr, as the container wrote them;
+/// `details`: the attributes before each line (`logs --details`).
+fn print_log(entries: &[logs::Entry], timestamps: bool, details: Option<&str>) -> Result<()> {
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     for e in entries {
         let w: &mut dyn Write = if e.stream == "stderr" {
@@ -497,6 +546,9 @@ fn print_log(entries: &[logs::Entry], timestamps: bool) -> Result<()> {
         };
         if timestamps {
             write!(w, "{} ", e.time)?;
+        }
+        if let Some(d) = details {
+            write!(w, "{d} ")?;
         }
         w.write_all(e.log.as_bytes())?;
     }

@@ -216,11 +216,22 @@ pub fn import(engine: &Engine, args: &ImportArgs) -> Result<Code> {
     let Some(name) = &args.repository else {
         bail!("dockyard keeps images by name: give one (dockyard import FILE REPOSITORY[:TAG])");
     };
+    if args.file.contains("://") {
+        bail!(
+            "importing from a URL ({}) needs the network, which dockyard does not reach for \
+             an import: download it first, then `dockyard import FILE {name}`",
+            args.file
+        );
+    }
+    let opts = image::ImportOptions {
+        changes: args.change.clone(),
+        message: args.message.clone(),
+    };
     let image = if args.file == "-" {
-        image::import(engine, std::io::stdin().lock(), name)?
+        image::import_with(engine, std::io::stdin().lock(), name, &opts)?
     } else {
         let f = std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file))?;
-        image::import(engine, f, name)?
+        image::import_with(engine, f, name, &opts)?
     };
     println!("{}", image.config_digest);
     Ok(0)

@@ -36,6 +36,7 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     // Checked before anything is created.
     session::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
+    volumes_from(engine, &mut config, &args.volumes_from)?;
     dockyard::trace::phase("built the config");
     ensure_image(engine, &config.image, &args.pull)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
@@ -77,6 +78,7 @@ pub fn run_attached(engine: &Engine, record: &Record, keys: &str) -> Result<Code
 /// `docker create`: the container, state "created"; prints its ID.
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
+    volumes_from(engine, &mut config, &args.volumes_from)?;
     ensure_image(engine, &config.image, &args.pull)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
@@ -375,6 +377,33 @@ fn check_addresses(args: &RunArgs) -> Result<()> {
         let (_, ip) = dockyard::network::split_add_host(h)?;
         if ip != "host-gateway" && ip.parse::<std::net::Ipv4Addr>().is_err() {
             bail!("invalid IP address in add-host: {ip:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `--volumes-from CTR[:ro|rw]`: the mounts of another container (its
+/// volumes and binds), at the same targets; read-only as they were there,
+/// unless `:ro` or `:rw` says otherwise. A target this container mounts
+/// itself (-v, --mount) keeps its own. The volumes are shared, not owned:
+/// removing this container never takes an anonymous one with it.
+fn volumes_from(engine: &Engine, config: &mut ContainerConfig, from: &[String]) -> Result<()> {
+    for spec in from {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "ro")),
+            Some((_, m)) => bail!("invalid mode: {m}"),
+            None => (spec.as_str(), None),
+        };
+        let source = engine.containers.resolve(name)?;
+        for m in container::config_of(&source)?.mounts {
+            if config.mounts.iter().any(|own| own.target == m.target) {
+                continue;
+            }
+            config.mounts.push(MountSpec {
+                read_only: mode.unwrap_or(m.read_only),
+                anonymous: false,
+                ..m
+            });
         }
     }
     Ok(())
