@@ -519,6 +519,18 @@ pub struct UpdateArgs {
     /// CPU shares (relative weight).
     #[arg(long = "cpu-shares", short = 'c')]
     pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period.
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota.
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
     /// Memory limit.
     #[arg(long, short = 'm')]
     pub memory: Option<String>,

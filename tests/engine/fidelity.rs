@@ -733,3 +733,74 @@ fn import_change_and_message_shape_the_imported_image() {
     let e = dy.fails(1, &["import", "http://127.0.0.1:9/x.tar", "imp:3"]);
     assert!(e.contains("needs the network"), "{e}");
 }
+
+#[test]
+fn update_cpu_period_quota_and_cpuset_reach_the_kernel() {
+    use lab03_cgroups::Version;
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--cpuset-cpus",
+        "0",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    dy.ok(&[
+        "update",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "up",
+    ]);
+    let id = dy.inspect("up", "{{.Id}}");
+    let host = super::common::cgroup_host();
+    // The container's own files, as the kernel shows them.
+    let bandwidth = match host.version() {
+        Version::V1 => {
+            let dir = host
+                .v1
+                .iter()
+                .find(|(c, _)| c == "cpu")
+                .unwrap()
+                .1
+                .join(&dy.parent)
+                .join(&id);
+            format!(
+                "{} {}",
+                super::common::read_trimmed(&dir.join("cpu.cfs_quota_us")),
+                super::common::read_trimmed(&dir.join("cpu.cfs_period_us"))
+            )
+        }
+        Version::V2 => super::common::read_trimmed(
+            &host
+                .v2_mount
+                .clone()
+                .unwrap()
+                .join(&dy.parent)
+                .join(&id)
+                .join("cpu.max"),
+        ),
+    };
+    assert_eq!(bandwidth, "25000 50000");
+    assert_eq!(
+        dy.inspect("up", "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}}"),
+        "50000 25000"
+    );
+    // --cpus and the raw period exclude each other, as in dockerd.
+    let e = dy.fails(1, &["update", "--cpus", "0.5", "up"]);
+    assert!(e.contains("Conflicting options"), "{e}");
+    // The cpuset: what the container's own process may run on.
+    if lab03_cgroups::ncpus() >= 2 {
+        dy.ok(&["update", "--cpuset-cpus", "1", "up"]);
+        let status = dy.ok(&["exec", "up", "cat", "/proc/self/status"]);
+        assert!(status.contains("Cpus_allowed_list:\t1\n"), "{status}");
+        assert_eq!(dy.inspect("up", "{{.HostConfig.CpusetCpus}}"), "1");
+    }
+    let e = dy.fails(1, &["update", "--cpuset-cpus", "0-4095", "up"]);
+    assert!(e.contains("Requested CPUs are not available"), "{e}");
+}

@@ -198,6 +198,10 @@ pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
         },
         pids: args.pids_limit,
         restart: args.restart.as_deref().map(str::parse).transpose()?,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        cpuset_mems: args.cpuset_mems.clone(),
+        cpu_period: args.cpu_period,
+        cpu_quota: args.cpu_quota,
     };
     each(engine, &args.containers, |r| {
         container::update(engine, r, &u)
