@@ -804,3 +804,72 @@ fn update_cpu_period_quota_and_cpuset_reach_the_kernel() {
     let e = dy.fails(1, &["update", "--cpuset-cpus", "0-4095", "up"]);
     assert!(e.contains("Requested CPUs are not available"), "{e}");
 }
+
+#[test]
+fn cp_with_a_dash_streams_a_tar_both_ways() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /d/sub; echo a > /d/f; echo b > /d/sub/g; ln -s f /d/l; sleep 60",
+    ]);
+    dy.wait_for("box", "{{.State.Status}}", "running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Out: a tar on stdout, its entries under the base name.
+    let out = dy.command(&["cp", "box:/d", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let mut n = e.path().unwrap().to_string_lossy().into_owned();
+            if let Some(l) = e.link_name().unwrap() {
+                n = format!("{n} -> {}", l.display());
+            }
+            n
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["d", "d/f", "d/l -> f", "d/sub", "d/sub/g"]);
+    let one = dy.command(&["cp", "box:/d/sub/g", "-"]).output().unwrap();
+    let mut a = tar::Archive::new(&one.stdout[..]);
+    let mut e = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path().unwrap().to_str(), Some("g"));
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut e, &mut body).unwrap();
+    assert_eq!(body, "b\n");
+    // In: a tar on stdin, unpacked into a directory of the container.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "x/h", &b"hi\n"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut child = dy
+        .command(&["cp", "-", "box:/tmp"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&tar).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(dy.ok(&["exec", "box", "cat", "/tmp/x/h"]), "hi\n");
+    // docker's refusals.
+    let e = dy.fails(1, &["cp", "-", "box:/d/f"]);
+    assert!(e.contains("extraction point is not a directory"), "{e}");
+    let e = dy.fails(1, &["cp", "-", "/tmp"]);
+    assert!(
+        e.contains("must specify at least one container source"),
+        "{e}"
+    );
+}
