@@ -300,6 +300,9 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Add link to another container (legacy): CONTAINER[:ALIAS].
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Mount volumes from the specified container(s): CONTAINER[:ro|rw].
     #[arg(long = "volumes-from")]
     pub volumes_from: Vec<String>,

@@ -873,3 +873,57 @@ fn cp_with_a_dash_streams_a_tar_both_ways() {
         "{e}"
     );
 }
+
+#[test]
+fn link_gives_hosts_lines_and_dockers_variables_in_a_throwaway_host() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let script = format!(
+        r#"
+        $D run -d {parent} --name db -e PASS=x --expose 5432 busybox sleep 60 >/dev/null
+        ip=$($D inspect -f '{{{{.NetworkSettings.IPAddress}}}}' db)
+        echo "ip=$ip"
+        $D run --rm {parent} --name web --link db:pg busybox sh -c 'env | grep ^PG_ | sort; grep -w pg /etc/hosts; ping -c1 -W2 db >/dev/null && echo reached'
+        $D run --rm {parent} --network none --link db busybox true 2>&1; echo "none=$?"
+        $D stop -t 0 db >/dev/null
+        $D run --rm {parent} --name web --link db busybox true 2>&1; echo "stopped=$?"
+        $D rm -f db >/dev/null
+        "#
+    );
+    let out = super::networking::in_throwaway_netns(&dy, &script);
+    let all = text(&out.stdout);
+    let ip = all
+        .lines()
+        .find_map(|l| l.strip_prefix("ip="))
+        .expect("the linked container's address");
+    assert!(!ip.is_empty(), "{all}");
+    for want in [
+        format!("PG_ENV_PASS=x"),
+        format!("PG_NAME=/web/pg"),
+        format!("PG_PORT=tcp://{ip}:5432"),
+        format!("PG_PORT_5432_TCP=tcp://{ip}:5432"),
+        format!("PG_PORT_5432_TCP_ADDR={ip}"),
+        format!("PG_PORT_5432_TCP_PORT=5432"),
+        format!("PG_PORT_5432_TCP_PROTO=tcp"),
+        format!("{ip}\tpg"),
+        "reached".to_string(),
+    ] {
+        assert!(
+            all.lines().any(|l| l == want),
+            "{want:?} missing:\n{all}{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        all.contains("--link works on the default bridge network only"),
+        "{all}"
+    );
+    assert!(all.contains("none=125"), "{all}");
+    assert!(
+        all.contains("Cannot link to a non running container: /db AS /web/db"),
+        "{all}"
+    );
+    assert!(all.contains("stopped=125"), "{all}");
+    let e = dy.fails(125, &["create", "--link", "nope", "busybox", "true"]);
+    assert!(e.contains("could not get container for nope"), "{e}");
+}

@@ -37,6 +37,7 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     session::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
     volumes_from(engine, &mut config, &args.volumes_from)?;
+    config.links = container::check_links(engine, &args.link)?;
     dockyard::trace::phase("built the config");
     ensure_image(engine, &config.image, &args.pull)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
@@ -79,6 +80,7 @@ pub fn run_attached(engine: &Engine, record: &Record, keys: &str) -> Result<Code
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
     volumes_from(engine, &mut config, &args.volumes_from)?;
+    config.links = container::check_links(engine, &args.link)?;
     ensure_image(engine, &config.image, &args.pull)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
