@@ -927,3 +927,30 @@ fn link_gives_hosts_lines_and_dockers_variables_in_a_throwaway_host() {
     let e = dy.fails(125, &["create", "--link", "nope", "busybox", "true"]);
     assert!(e.contains("could not get container for nope"), "{e}");
 }
+
+#[test]
+fn start_port_and_exec_failures_read_as_dockers() {
+    let dy = Dy::new();
+    dy.ok(&["create", "--name", "made", "busybox", "sleep", "30"]);
+    // start: each failure, then docker/cli's summary line; the others start.
+    let out = dy.run(&["start", "nope", "made", "gone"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "made\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Error response from daemon: No such container: nope\n\
+         Error response from daemon: No such container: gone\n\
+         Error: failed to start containers: nope, gone\n"
+    );
+    // port: the port as it was typed.
+    let e = dy.fails(1, &["port", "made", "99"]);
+    assert_eq!(e, "Error: No public port '99' published for made\n");
+    // exec into a stopped container: dockerd's lower-case text.
+    dy.ok(&["create", "--name", "idle", "busybox", "true"]);
+    let e = dy.fails(1, &["exec", "idle", "true"]);
+    let id = dy.inspect("idle", "{{.Id}}");
+    assert_eq!(
+        e,
+        format!("Error response from daemon: container {id} is not running\n")
+    );
+}

@@ -42,14 +42,31 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
         }
         return container::monitor(engine, &r.id, Attach::Foreground, None);
     }
-    each(engine, &args.containers, |r| {
-        let r = engine.containers.reconcile(r.clone())?;
-        if r.state.status == Status::Running {
-            return Ok(());
+    // docker/cli's start: each failure as it comes, then one line naming
+    // them all (exit 1).
+    let mut failed = Vec::new();
+    for name in &args.containers {
+        let started = engine.containers.resolve(name).and_then(|r| {
+            let r = engine.containers.reconcile(r)?;
+            if r.state.status == Status::Running {
+                return Ok(());
+            }
+            container::prepare_start(engine, &r.id, false)?;
+            container::start_detached(engine, &r.id)
+        });
+        match started {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                failed.push(name.as_str());
+            }
         }
-        container::prepare_start(engine, &r.id, false)?;
-        container::start_detached(engine, &r.id)
-    })
+    }
+    if !failed.is_empty() {
+        eprintln!("Error: failed to start containers: {}", failed.join(", "));
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 /// `docker exec`: run a command in a running container's namespaces and
@@ -70,7 +87,8 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
         );
     }
     if record.state.status != Status::Running {
-        bail!("Container {} is not running", record.id);
+        // dockerd's own text (daemon/errors.go), lower case unlike kill's.
+        bail!("container {} is not running", record.id);
     }
     let mut extra = Vec::new();
     for e in &args.env {
@@ -585,8 +603,9 @@ pub fn port(engine: &Engine, args: &PortArgs) -> Result<Code> {
         .filter(|p| p.container_port == number && p.proto == proto)
         .collect();
     if matching.is_empty() {
+        // As the docker CLI says it: the port as it was typed.
         bail!(
-            "Error: No public port '{number}/{proto}' published for {}",
+            "Error: No public port '{asked}' published for {}",
             args.container
         );
     }
