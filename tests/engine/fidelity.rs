@@ -954,3 +954,17 @@ fn start_port_and_exec_failures_read_as_dockers() {
         format!("Error response from daemon: container {id} is not running\n")
     );
 }
+
+#[test]
+fn a_word_to_a_command_that_takes_none_is_dockers_accepts_no_arguments() {
+    let dy = Dy::empty("dockyard-fidelity");
+    for cmd in ["events", "ps"] {
+        let e = dy.fails(1, &[cmd, "extra"]);
+        assert_eq!(
+            e,
+            format!(
+                "dockyard: 'dockyard {cmd}' accepts no arguments\n\nUsage:  dockyard {cmd} [OPTIONS]\n\nRun 'dockyard {cmd} --help' for more information\n"
+            )
+        );
+    }
+}
