@@ -89,7 +89,7 @@ pub enum Command {
     /// Update configuration of one or more containers.
     Update(UpdateArgs),
     /// Get real time events from the engine (the event journal).
-    Events(crate::commands::events::EventsArgs),
+    Events(EventsArgs),
     /// Manage containers (docker's management commands: the same code as the short forms).
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -1005,7 +1005,7 @@ pub enum SystemCmd {
     /// Display system-wide information (same as `dockyard info`).
     Info,
     /// Get real time events from the engine (same as `dockyard events`).
-    Events(crate::commands::events::EventsArgs),
+    Events(EventsArgs),
     /// Serve the Docker Engine API on a unix socket, for docker and other clients.
     Service {
         /// Where to listen.
@@ -1088,4 +1088,20 @@ pub struct BuildArgs {
     /// unknown one is reported as such and never taken for the context.)
     #[arg(value_name = "CONTEXT")]
     pub context: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show all events created since timestamp (RFC 3339, Unix seconds, or a duration back from now: 10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided (type=, event=, container=, image=, network=, volume=, label=).
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format the output using the given Go template ('json' for one JSON line per event).
+    #[arg(long)]
+    pub format: Option<String>,
 }

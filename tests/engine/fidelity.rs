@@ -898,13 +898,13 @@ fn link_gives_hosts_lines_and_dockers_variables_in_a_throwaway_host() {
         .expect("the linked container's address");
     assert!(!ip.is_empty(), "{all}");
     for want in [
-        format!("PG_ENV_PASS=x"),
-        format!("PG_NAME=/web/pg"),
+        "PG_ENV_PASS=x".to_string(),
+        "PG_NAME=/web/pg".to_string(),
         format!("PG_PORT=tcp://{ip}:5432"),
         format!("PG_PORT_5432_TCP=tcp://{ip}:5432"),
         format!("PG_PORT_5432_TCP_ADDR={ip}"),
-        format!("PG_PORT_5432_TCP_PORT=5432"),
-        format!("PG_PORT_5432_TCP_PROTO=tcp"),
+        "PG_PORT_5432_TCP_PORT=5432".to_string(),
+        "PG_PORT_5432_TCP_PROTO=tcp".to_string(),
         format!("{ip}\tpg"),
         "reached".to_string(),
     ] {

@@ -9,27 +9,11 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Result};
-use clap::Args;
 
+use crate::cli::EventsArgs;
 use crate::template;
 use dockyard::events::{self, Filters, Follower, Query};
 use dockyard::Engine;
-
-#[derive(Args, Debug)]
-pub struct EventsArgs {
-    /// Show all events created since timestamp (RFC 3339, Unix seconds, or a duration back from now: 10m).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Stream events until this timestamp.
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Filter output based on conditions provided (type=, event=, container=, image=, network=, volume=, label=).
-    #[arg(short = 'f', long = "filter")]
-    pub filter: Vec<String>,
-    /// Format the output using the given Go template ('json' for one JSON line per event).
-    #[arg(long)]
-    pub format: Option<String>,
-}
 
 /// The time window asked, in nanoseconds; the errors docker gives.
 pub fn window(since: Option<&str>, until: Option<&str>) -> Result<(Option<i64>, Option<i64>)> {

@@ -175,13 +175,9 @@ fn dockers_order(mut list: Vec<ImageSummary>) -> Vec<ImageSummary> {
         let t = i.created.as_deref().and_then(parse_rfc3339)?;
         Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
     };
-    let mut keyed: Vec<_> = list
-        .into_iter()
-        .enumerate()
-        .map(|(n, i)| ((std::cmp::Reverse(created(&i)), rank(&i), n), i))
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    keyed.into_iter().map(|(_, i)| i).collect()
+    // (A stable sort: each image's names stay in name order.)
+    list.sort_by_key(|i| (std::cmp::Reverse(created(i)), rank(i)));
+    list
 }
 
 /// `docker load`: a docker-archive or OCI archive (or an OCI layout directory).
