@@ -344,3 +344,113 @@ fn events_through_the_service_are_what_the_docker_cli_prints() {
     let _ = child.wait();
     assert_eq!(first, "create followed");
 }
+
+#[test]
+fn events_of_networks_in_a_throwaway_host() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let since = now();
+    let script = format!(
+        r#"
+        $D network create evnet >/dev/null
+        $D run --rm {parent} --network evnet busybox true
+        $D network rm evnet >/dev/null
+        $D network create gone >/dev/null
+        $D network prune -f >/dev/null
+        "#
+    );
+    let out = super::networking::in_throwaway_netns(&dy, &script);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let until = now();
+    let got = dy.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}}",
+    ]);
+    assert_eq!(
+        got,
+        "create evnet bridge\nconnect evnet bridge\ndisconnect evnet bridge\n\
+         destroy evnet bridge\ncreate gone bridge\ndestroy gone bridge\n"
+    );
+    // connect names the container by its full ID; the actor is the network.
+    let ids = dy.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "network=evnet",
+        "--filter",
+        "event=connect",
+        "--format",
+        "{{.Actor.ID}} {{.Actor.Attributes.container}}",
+    ]);
+    let (net, ctr) = ids.trim().split_once(' ').unwrap();
+    assert_eq!((net.len(), ctr.len()), (64, 64), "{ids}");
+}
+
+#[test]
+fn events_of_images_name_them_as_dockerd_does() {
+    let dy = Dy::new();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("bb.tar");
+    let since = now();
+    dy.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    dy.ok(&["load", "-i", archive.to_str().unwrap()]);
+    dy.ok(&["run", "--name", "src", "busybox", "touch", "/made"]);
+    dy.ok(&["commit", "-m", "note", "src", "snap:1"]);
+    dy.ok(&["rmi", "snap:1"]);
+    let until = now();
+    let got = dy.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "event=save",
+        "--filter",
+        "event=load",
+        "--filter",
+        "event=commit",
+        "--filter",
+        "event=tag",
+        "--filter",
+        "event=untag",
+        "--filter",
+        "event=delete",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    let id = dy.inspect("busybox", "{{.Id}}");
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines[0], format!("image save {id}"), "{got}");
+    assert_eq!(lines[1], format!("image load {id}"), "{got}");
+    assert_eq!(lines[2], "container commit src", "{got}");
+    assert_eq!(lines[3], "image tag snap:1", "{got}");
+    assert!(lines[4].starts_with("image untag sha256:"), "{got}");
+    assert!(lines[5].starts_with("image delete sha256:"), "{got}");
+    assert_eq!(lines.len(), 6, "{got}");
+    let commit = dy.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "event=commit",
+        "--format",
+        "{{json .Actor.Attributes}}",
+    ]);
+    let attrs: serde_json::Value = serde_json::from_str(commit.trim()).unwrap();
+    assert_eq!(attrs["comment"], "note");
+    assert_eq!(attrs["imageRef"], "snap:1");
+    assert!(attrs["imageID"].as_str().unwrap().starts_with("sha256:"));
+}

@@ -234,7 +234,15 @@ fn prune(engine: &Engine, force: bool) -> Result<Code> {
     if !force && !confirm("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ")? {
         return Ok(0);
     }
+    let before = network::networks(engine).unwrap_or_default();
     let deleted = network::prune(engine)?;
+    for name in &deleted {
+        if let Some(n) = before.iter().find(|n| &n.name == name) {
+            let id = network::network_id(n);
+            let actor = events::actor(&id, &[("name", name), ("type", "bridge")]);
+            events::log(engine, "network", "destroy", actor);
+        }
+    }
     if !deleted.is_empty() {
         println!("Deleted Networks:");
         for d in deleted {
