@@ -64,6 +64,8 @@ fn events_record_a_containers_life_with_dockers_actions_and_attributes() {
         "60",
     ]);
     dy.ok(&["exec", "w2", "true"]);
+    dy.ok(&["update", "--pids-limit", "100", "w2"]);
+    dy.ok(&["top", "w2"]);
     dy.ok(&["pause", "w2"]);
     dy.ok(&["unpause", "w2"]);
     dy.ok(&["rename", "w2", "w3"]);
@@ -94,6 +96,8 @@ fn events_record_a_containers_life_with_dockers_actions_and_attributes() {
         "container exec_create:",
         "container exec_start:",
         "container exec_die",
+        "container update",
+        "container top",
         "container pause",
         "container unpause",
         "container rename",

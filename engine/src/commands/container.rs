@@ -621,6 +621,7 @@ pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
         .containers
         .reconcile(engine.containers.resolve(&args.container)?)?;
     let top = container::top(&r)?;
+    dockyard::events::container(engine, &r, "top", &[]);
     let titles: Vec<&str> = top.titles.iter().map(String::as_str).collect();
     print!("{}", table(&titles, &top.processes));
     Ok(0)
@@ -731,6 +732,7 @@ pub fn export(engine: &Engine, args: &ExportArgs) -> Result<Code> {
     write_archive(args.output.as_deref(), |out| {
         dockyard::image::export(engine, &layer, out)
     })?;
+    dockyard::events::container(engine, &r, "export", &[]);
     Ok(0)
 }
 

@@ -96,7 +96,10 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
     let lock = engine.containers.lock()?;
     let mut fresh = engine.containers.load(&record.id)?;
     fresh.config = serde_json::to_value(&config).context("serializing the container's config")?;
-    engine.containers.save(&lock, &fresh)
+    engine.containers.save(&lock, &fresh)?;
+    drop(lock);
+    crate::events::container(engine, &fresh, "update", &[]);
+    Ok(())
 }
 
 /// The new values over the old, with dockerd's rule for memory and swap:
