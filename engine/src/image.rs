@@ -520,6 +520,12 @@ pub fn commit_container(
             .trim_matches('"')
             .to_string(),
         config,
+        // The container's own /etc/hosts, /etc/hostname, /etc/resolv.conf
+        // are mount points, not changes: left out, as docker leaves them.
+        exclude: container::plan::ETC_FILES
+            .iter()
+            .map(|f| format!("etc/{f}"))
+            .collect(),
     };
     let result = commit(engine, &layer, name, &opts);
     if paused {

@@ -968,3 +968,76 @@ fn a_word_to_a_command_that_takes_none_is_dockers_accepts_no_arguments() {
         );
     }
 }
+
+/// The entries of an image's top layer, from `save`'s docker-archive.
+fn top_layer_entries(dy: &Dy, image: &str) -> Vec<String> {
+    use std::io::Read;
+    let out = dy.command(&["save", image]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut manifest = String::new();
+    let mut layers: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    for e in tar::Archive::new(&out.stdout[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        if name == "manifest.json" {
+            manifest = String::from_utf8(body).unwrap();
+        } else {
+            layers.insert(name, body);
+        }
+    }
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let top = m[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap();
+    let mut names: Vec<String> = tar::Archive::new(&layers[top][..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn commit_leaves_out_the_etc_mount_points_as_docker_does() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /made; sleep 60",
+    ]);
+    dy.wait_for("live", "{{.State.Status}}", "running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    dy.ok(&["commit", "live", "snap:1"]);
+    assert_eq!(top_layer_entries(&dy, "snap:1"), ["made"]);
+    // A change of its own under /etc stays, with its directory.
+    dy.ok(&["exec", "live", "touch", "/etc/mine"]);
+    dy.ok(&["commit", "live", "snap:2"]);
+    assert_eq!(
+        top_layer_entries(&dy, "snap:2"),
+        ["etc", "etc/mine", "made"]
+    );
+    // The image still runs, with its own files again.
+    assert_eq!(
+        dy.ok(&["run", "--rm", "snap:2", "ls", "/made", "/etc/mine"]),
+        "/etc/mine\n/made\n"
+    );
+}
