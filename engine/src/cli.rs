@@ -816,6 +816,12 @@ pub enum VolumeCmd {
         /// Only display volume names.
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Filter output: name=, dangling=, driver=, label=.
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Format the output with a Go template ({{.Name}}, {{.Driver}}, ...); "table ..." adds headers.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on one or more volumes.
     Inspect {

@@ -1041,3 +1041,43 @@ fn commit_leaves_out_the_etc_mount_points_as_docker_does() {
         "/etc/mine\n/made\n"
     );
 }
+
+#[test]
+fn volume_ls_filters_and_formats_as_dockerd_and_the_docker_cli() {
+    let dy = Dy::new();
+    dy.ok(&["volume", "create", "--label", "tier=db", "data1"]);
+    dy.ok(&["volume", "create", "nolabel"]);
+    dy.ok(&[
+        "create", "--name", "user", "-v", "data1:/d", "busybox", "true",
+    ]);
+    let ls = |args: &[&str]| {
+        let mut a = vec!["volume", "ls", "-q"];
+        a.extend_from_slice(args);
+        dy.ok(&a)
+    };
+    assert_eq!(ls(&["-f", "name=^no"]), "nolabel\n");
+    assert_eq!(
+        ls(&["-f", "name=data", "-f", "name=nolab"]),
+        "data1\nnolabel\n"
+    );
+    assert_eq!(ls(&["-f", "label=tier"]), "data1\n");
+    assert_eq!(ls(&["-f", "label=tier=db", "-f", "name=nolabel"]), "");
+    assert_eq!(ls(&["-f", "dangling=true"]), "nolabel\n");
+    assert_eq!(ls(&["-f", "dangling=false"]), "data1\n");
+    assert_eq!(ls(&["-f", "driver=local"]), "data1\nnolabel\n");
+    let e = dy.fails(1, &["volume", "ls", "-f", "colour=red"]);
+    assert!(e.contains("invalid filter 'colour'"), "{e}");
+    assert_eq!(
+        dy.ok(&[
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Labels}}"
+        ]),
+        "data1 local tier=db\nnolabel local \n"
+    );
+    assert_eq!(
+        dy.ok(&["volume", "ls", "--format", "table {{.Name}}\\t{{.Labels}}"]),
+        "VOLUME NAME   LABELS\ndata1         tier=db\nnolabel       \n"
+    );
+}

@@ -106,6 +106,9 @@ const TABLES: &[&str] = &[
     "history --no-trunc busybox",
     "history -q busybox",
     "history app:2",
+    "history app:3",
+    "volume ls --format 'table {{.Name}}\\t{{.Labels}}'",
+    "ps -a --format 'table {{.Names}}\\t{{.Image}}\\t{{.Ports}}'",
     "port web",
     "port web 80",
     "port web 80/tcp",
@@ -134,6 +137,7 @@ fn oracle_docker_and_dockyard_print_the_same_tables_of_one_store() {
         $D volume create second >/dev/null
         $D tag busybox app:1
         $D commit -m 'a note' quiet app:2 >/dev/null
+        $D commit made app:3 >/dev/null
         $D system service --host unix://{sock} --time 0 2>/dev/null & S=$!
         n=0; while [ ! -S {sock} ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
         sleep 1.2
