@@ -484,6 +484,39 @@ fn rfc3339_nano_at(nanos: i64, offset: i64) -> String {
     )
 }
 
+/// Go's `time.Time.String()` of a whole second, in the local zone: what
+/// docker's templates print for `{{.CreatedAt}}` (`2026-12-07 04:18:38
+/// +0000 UTC`).
+pub fn go_time_string(secs: i64) -> String {
+    let offset = local_offset(secs);
+    let shifted = UNIX_EPOCH + std::time::Duration::from_secs((secs + offset).max(0) as u64);
+    let iso = crate::state::rfc3339(shifted);
+    let (date, time) = (&iso[..10], &iso[11..19]);
+    let sign = if offset < 0 { '-' } else { '+' };
+    let a = offset.abs();
+    format!(
+        "{date} {time} {sign}{:02}{:02} {}",
+        a / 3600,
+        a % 3600 / 60,
+        local_zone_name(secs)
+    )
+}
+
+/// The local zone's abbreviation at `secs` ("UTC", "CET").
+fn local_zone_name(secs: i64) -> String {
+    let t = secs as libc::time_t;
+    // SAFETY: as in local_offset; tm_zone points into libc's static zone
+    // names, valid for the life of the process, or is null.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok || tm.tm_zone.is_null() {
+        return "UTC".into();
+    }
+    unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The local zone's offset from UTC at `secs`, in seconds (libc reads TZ
 /// and /etc/localtime, as Go's time package does).
 fn local_offset(secs: i64) -> i64 {

@@ -1081,3 +1081,39 @@ fn volume_ls_filters_and_formats_as_dockerd_and_the_docker_cli() {
         "VOLUME NAME   LABELS\ndata1         tier=db\nnolabel       \n"
     );
 }
+
+#[test]
+fn ps_format_fields_are_the_docker_clis() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "create",
+        "--name",
+        "vols",
+        "--network",
+        "none",
+        "-v",
+        "fvol:/d",
+        "-v",
+        "/tmp:/h",
+        "busybox",
+        "true",
+    ]);
+    let got = dy.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Mounts}}|{{.LocalVolumes}}|{{.Size}}|{{.Networks}}",
+    ]);
+    // Mounts: each volume's name, a bind's source, as docker/cli lists them.
+    assert_eq!(got, "fvol,/tmp|1|0B|none\n");
+    let created = dy.ok(&["ps", "-a", "--format", "{{.CreatedAt}}"]);
+    // Go's time.Time.String() of the whole second, in the local zone.
+    let c = created.trim();
+    assert_eq!(
+        c.len(),
+        "2026-12-07 04:18:38 +0000 ".len() + c.split(' ').nth(3).unwrap().len(),
+        "{c}"
+    );
+    assert_eq!(&c[10..11], " ", "{c}");
+    assert!(c.split(' ').nth(2).unwrap().starts_with(['+', '-']), "{c}");
+}

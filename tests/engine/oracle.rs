@@ -109,6 +109,8 @@ const TABLES: &[&str] = &[
     "history app:3",
     "volume ls --format 'table {{.Name}}\\t{{.Labels}}'",
     "ps -a --format 'table {{.Names}}\\t{{.Image}}\\t{{.Ports}}'",
+    "ps -a --format '{{.Names}} {{.CreatedAt}} {{.Size}}'",
+    "images --format '{{.Repository}} {{.CreatedAt}}'",
     "port web",
     "port web 80",
     "port web 80/tcp",

@@ -362,7 +362,11 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
         "ID": if no_trunc { r.id.clone() } else { short_id(&r.id).to_string() },
         "Image": c.image,
         "Command": command_column(&c.argv(), !no_trunc),
-        "CreatedAt": r.created,
+        "CreatedAt": go_created(&r.created),
+        "Mounts": mounts_column(&c, no_trunc),
+        "LocalVolumes": c.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+        "Networks": networks_column(&c),
+        "Size": "0B",
         "RunningFor": created,
         "Ports": ports_column(&container::published_ports(r), &exposed_unpublished(r, &c)),
         "Status": container::status_text(r, now),
@@ -370,6 +374,44 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
         "Names": r.name,
         "Labels": labels.join(","),
     })
+}
+
+/// `{{.CreatedAt}}`: Go's time format, from the whole second.
+fn go_created(rfc3339: &str) -> String {
+    parse_rfc3339(rfc3339)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| dockyard::events::go_time_string(d.as_secs() as i64))
+        .unwrap_or_default()
+}
+
+/// `{{.Mounts}}`: each mount's volume name, else its source (a bind),
+/// cut to 15 characters with an ellipsis unless `--no-trunc`, as
+/// docker/cli's `Mounts()`.
+fn mounts_column(c: &container::ContainerConfig, no_trunc: bool) -> String {
+    let names: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            if no_trunc || m.source.chars().count() <= 15 {
+                m.source.clone()
+            } else {
+                m.source.chars().take(14).collect::<String>() + "…"
+            }
+        })
+        .collect();
+    names.join(",")
+}
+
+/// `{{.Networks}}`: the networks it is on, by name (none for
+/// `container:NAME`, which shares another's).
+fn networks_column(c: &container::ContainerConfig) -> String {
+    if c.network_mode.starts_with("container:") {
+        return String::new();
+    }
+    let mut names = vec![c.network_mode.clone()];
+    names.extend(c.connected.iter().map(|n| n.network.clone()));
+    names.sort();
+    names.join(",")
 }
 
 /// The ports a running container exposes (the image's EXPOSE, `--expose`)

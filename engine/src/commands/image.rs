@@ -97,7 +97,10 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
                 "ID": id(i),
                 "Digest": "<none>",
                 "CreatedSince": ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
-                "CreatedAt": i.created.clone().unwrap_or_default(),
+                "CreatedAt": i.created.as_deref().and_then(parse_rfc3339)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| dockyard::events::go_time_string(d.as_secs() as i64))
+                    .unwrap_or_default(),
                 "Size": human_size(i.size),
             })
         })
