@@ -88,6 +88,8 @@ pub enum Command {
     Unpause(NamesArgs),
     /// Update configuration of one or more containers.
     Update(UpdateArgs),
+    /// Get real time events from the engine (the event journal).
+    Events(EventsArgs),
     /// Manage containers (docker's management commands: the same code as the short forms).
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -298,6 +300,12 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume,source=...,target=...[,readonly].
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Add link to another container (legacy): CONTAINER[:ALIAS].
+    #[arg(long)]
+    pub link: Vec<String>,
+    /// Mount volumes from the specified container(s): CONTAINER[:ro|rw].
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Connect the container to a network: bridge (the default, as docker's, unless
     /// daemon.json says "bridge": "none"), none, host, a user-defined network's name, or
     /// container:NAME.
@@ -451,6 +459,9 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(short = 't', long)]
     pub timestamps: bool,
+    /// Show extra details provided to logs (the attributes of --log-opt labels= and env=).
+    #[arg(long)]
+    pub details: bool,
     /// Number of lines to show from the end of the logs ("all" for every line).
     #[arg(short = 'n', long, default_value = "all")]
     pub tail: String,
@@ -511,6 +522,18 @@ pub struct UpdateArgs {
     /// CPU shares (relative weight).
     #[arg(long = "cpu-shares", short = 'c')]
     pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period.
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota.
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
     /// Memory limit.
     #[arg(long, short = 'm')]
     pub memory: Option<String>,
@@ -717,6 +740,12 @@ pub struct ImportArgs {
     pub file: String,
     /// REPOSITORY[:TAG]
     pub repository: Option<String>,
+    /// Apply Dockerfile instruction(s) to the created image (CMD, ENV, EXPOSE, ...).
+    #[arg(short = 'c', long = "change")]
+    pub change: Vec<String>,
+    /// Set commit message for imported image.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -787,6 +816,12 @@ pub enum VolumeCmd {
         /// Only display volume names.
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Filter output: name=, dangling=, driver=, label=.
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Format the output with a Go template ({{.Name}}, {{.Driver}}, ...); "table ..." adds headers.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on one or more volumes.
     Inspect {
@@ -978,6 +1013,8 @@ pub enum SystemCmd {
     },
     /// Display system-wide information (same as `dockyard info`).
     Info,
+    /// Get real time events from the engine (same as `dockyard events`).
+    Events(EventsArgs),
     /// Serve the Docker Engine API on a unix socket, for docker and other clients.
     Service {
         /// Where to listen.
@@ -1073,4 +1110,20 @@ pub struct BuildArgs {
     /// unknown one is reported as such and never taken for the context.)
     #[arg(value_name = "CONTEXT")]
     pub context: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show all events created since timestamp (RFC 3339, Unix seconds, or a duration back from now: 10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided (type=, event=, container=, image=, network=, volume=, label=).
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format the output using the given Go template ('json' for one JSON line per event).
+    #[arg(long)]
+    pub format: Option<String>,
 }

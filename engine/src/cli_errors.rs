@@ -41,6 +41,16 @@ pub fn parse_error_report(err: &clap::Error, argv: &[String]) -> Option<(String,
             let Some(ContextValue::String(flag)) = err.get(ContextKind::InvalidArg) else {
                 return None;
             };
+            // A word where the command takes none (`events extra`): not a
+            // flag, docker's "accepts no arguments" (exit 1).
+            if !flag.starts_with('-') && cmd.get_positionals().next().is_none() {
+                return Some((
+                    format!(
+                        "dockyard: '{path}' accepts no arguments\n\nUsage:  {usage}\n\nRun '{path} --help' for more information\n"
+                    ),
+                    1,
+                ));
+            }
             let first = match flag.strip_prefix('-') {
                 Some(rest) if !rest.starts_with('-') => {
                     let letter = rest.chars().next().unwrap_or('-');

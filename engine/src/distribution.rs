@@ -249,7 +249,10 @@ pub fn pull_as(
     }
     for mirror in &mirrors {
         match registry::pull(&engine.images, mirror, reference, platform, report) {
-            Ok(p) => return Ok(p),
+            Ok(p) => {
+                pull_event(engine, reference);
+                return Ok(p);
+            }
             Err(e) => warn(&format!(
                 "WARNING: mirror {} failed ({e:#}); trying the next",
                 mirror.name()
@@ -258,7 +261,19 @@ pub fn pull_as(
     }
     let base = registry::base_url(&reference.domain, &engine.config.insecure_registries);
     let client = Client::new(&base, &reference.domain, creds);
-    registry::pull(&engine.images, &client, reference, platform, report)
+    let pulled = registry::pull(&engine.images, &client, reference, platform, report)?;
+    pull_event(engine, reference);
+    Ok(pulled)
+}
+
+/// dockerd's pull and push events name the reference, not the image ID.
+fn pull_event(engine: &Engine, reference: &Reference) {
+    crate::events::image(
+        engine,
+        &reference.familiar(),
+        &reference.familiar_repository(),
+        "pull",
+    );
 }
 
 /// The chunk size of pushes: `DOCKYARD_PUSH_CHUNK_SIZE` bytes, else 5 MiB.
@@ -309,7 +324,14 @@ pub fn push_as(
 ) -> Result<Pushed> {
     let base = registry::base_url(&reference.domain, &engine.config.insecure_registries);
     let client = Client::new(&base, &reference.domain, creds);
-    registry::push(&engine.images, &client, image, reference, chunk, report)
+    let pushed = registry::push(&engine.images, &client, image, reference, chunk, report)?;
+    crate::events::image(
+        engine,
+        &reference.familiar(),
+        &reference.familiar_repository(),
+        "push",
+    );
+    Ok(pushed)
 }
 
 /// `tag SOURCE TARGET`: one more name for the image named `source`.
@@ -336,7 +358,9 @@ pub fn tag(engine: &Engine, source: &str, target: &str) -> Result<()> {
     else {
         bail!("No such image: {source}");
     };
-    engine.images.tag(&target_ref.familiar(), &desc)
+    engine.images.tag(&target_ref.familiar(), &desc)?;
+    crate::events::image(engine, &image.config_digest, &target_ref.familiar(), "tag");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ pub fn command_column(argv: &[String], truncate: bool) -> String {
 
 /// A table laid out as docker's `tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`
 /// lays it out: every column but the last is as wide as its widest cell plus
-/// three spaces, and at least 10.
+/// three spaces, and at least 10 (the padding stays, even where the last
+/// cell is empty).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();
     let mut widths = vec![0usize; cols];
@@ -47,7 +48,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
                 line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
             }
         }
-        out.push_str(line.trim_end());
+        // Not trimmed: a cell before an empty last one keeps its padding,
+        // as Go's tabwriter leaves it (`history` of a step without comment).
+        out.push_str(&line);
         out.push('\n');
     }
     out

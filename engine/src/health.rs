@@ -221,7 +221,9 @@ impl Checker {
                 }
                 // ANCHOR: health_status
                 let in_start_period = started.elapsed() < Duration::from_nanos(check.start_period);
+                let mut changed = None;
                 let _ = set(&store, &id, |h| {
+                    let was = h.status.clone();
                     h.log.push(Probe {
                         start,
                         end: now_rfc3339(),
@@ -240,8 +242,20 @@ impl Checker {
                             h.status = "unhealthy".into();
                         }
                     }
+                    if h.status != was {
+                        changed = Some(h.status.clone());
+                    }
                 });
                 // ANCHOR_END: health_status
+                // dockerd's event, on a change only: "health_status: healthy".
+                if let (Some(status), Ok(r)) = (changed, store.load(&id)) {
+                    let msg = crate::events::Message::new(
+                        "container",
+                        &format!("health_status: {status}"),
+                        crate::events::container_actor(&r, &[]),
+                    );
+                    let _ = crate::events::append(&root, &msg);
+                }
             }
         });
         Checker {

@@ -81,18 +81,87 @@ pub fn export(engine: &Engine, layer: &overlay::RwLayer, out: impl Write) -> Res
 
 /// `import` (lab 04).
 pub fn import(engine: &Engine, input: impl Read, name: &str) -> Result<Image> {
-    overlay::archive::import_tarball(&engine.images, input, name)
+    let image = overlay::archive::import_tarball(&engine.images, input, name)?;
+    let id = &image.config_digest;
+    crate::events::image(engine, id, id, "import");
+    Ok(image)
+}
+
+/// `import -c CHANGE -m MESSAGE`.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Dockerfile lines for the image's runtime config (lab 06 applies them).
+    pub changes: Vec<String>,
+    /// The history entry's comment.
+    pub message: Option<String>,
+}
+
+/// `import` with docker's `--change` and `--message`: the tarball becomes
+/// a one-layer image (lab 04), whose config then gets the changes. A bad
+/// change fails before anything is stored.
+pub fn import_with(
+    engine: &Engine,
+    input: impl Read,
+    name: &str,
+    opts: &ImportOptions,
+) -> Result<Image> {
+    let mut probe = serde_json::json!({});
+    lab06_dockerfile::change::apply_changes(&mut probe, &opts.changes)?;
+    if opts.changes.is_empty() && opts.message.is_none() {
+        return import(engine, input, name);
+    }
+    let plain = overlay::archive::import_tarball(&engine.images, input, name)?;
+    let mut config = plain.config.clone();
+    if !opts.changes.is_empty() {
+        let mut json = match config.config() {
+            Some(c) => serde_json::to_value(c).context("serializing the image's config")?,
+            None => serde_json::json!({}),
+        };
+        lab06_dockerfile::change::apply_changes(&mut json, &opts.changes)?;
+        config.set_config(Some(
+            serde_json::from_value(json).context("the changed image config")?,
+        ));
+    }
+    if let Some(m) = &opts.message {
+        let mut history = config.history().clone();
+        if let Some(last) = history.last_mut() {
+            last.set_comment(Some(m.clone()));
+        }
+        config.set_history(history);
+    }
+    let layers = plain.manifest.layers().clone();
+    let image = engine.images.add_image(name, &config, layers)?;
+    let id = &image.config_digest;
+    crate::events::image(engine, id, id, "import");
+    Ok(image)
 }
 
 /// `save` as a docker-archive (lab 04).
 pub fn save(engine: &Engine, image: &Image, out: impl Write) -> Result<()> {
     overlay::archive::save_docker(&engine.images, image, out)?;
+    let id = &image.config_digest;
+    crate::events::image(engine, id, id, "save");
     Ok(())
 }
 
 /// Load a docker-archive or OCI archive into the engine's store (lab 04).
 pub fn load_archive(engine: &Engine, input: impl Read) -> Result<Vec<String>> {
-    overlay::archive::load_archive(&engine.images, input)
+    let names = overlay::archive::load_archive(&engine.images, input)?;
+    log_loaded(engine, &names);
+    Ok(names)
+}
+
+/// The `load` events of what a load brought in: one per image.
+pub fn log_loaded(engine: &Engine, names: &[String]) {
+    let mut logged = BTreeSet::new();
+    for name in names {
+        if let Ok(image) = crate::image_lookup::find(engine, name) {
+            let id = image.config_digest;
+            if logged.insert(id.clone()) {
+                crate::events::image(engine, &id, &id, "load");
+            }
+        }
+    }
 }
 
 pub use crate::image_lookup::{find, lookup, names_of, Found, NoSuchImage};
@@ -325,6 +394,8 @@ impl<'a> Remover<'a> {
                 }
             }
             self.engine.images.untag(&image.name)?;
+            let id = &image.config_digest;
+            crate::events::image(self.engine, id, id, "untag");
             return Ok((image.clone(), vec![image.name]));
         }
         if let Some(user) = user {
@@ -342,6 +413,8 @@ impl<'a> Remover<'a> {
         }
         for n in &names {
             self.engine.images.untag(n)?;
+            let id = &image.config_digest;
+            crate::events::image(self.engine, id, id, "untag");
         }
         Ok((image, names))
     }
@@ -354,6 +427,8 @@ impl<'a> Remover<'a> {
         let mut deleted = Vec::new();
         if report.blobs.contains(&image.config_digest) {
             deleted.push(image.config_digest.clone());
+            let id = &image.config_digest;
+            crate::events::image(self.engine, id, id, "delete");
         }
         for chain in image.chain_ids().iter().rev() {
             if report.layers.contains(chain) {
@@ -488,13 +563,40 @@ pub fn commit_container(
             .trim_matches('"')
             .to_string(),
         config,
+        // The container's own /etc/hosts, /etc/hostname, /etc/resolv.conf
+        // are mount points, not changes: left out, as docker leaves them.
+        exclude: container::plan::ETC_FILES
+            .iter()
+            .map(|f| format!("etc/{f}"))
+            .collect(),
     };
     let result = commit(engine, &layer, name, &opts);
     if paused {
         container::freeze(engine, &r, false)?;
     }
     // ANCHOR_END: commit_pause
-    result
+    let image = result?;
+    // dockerd logs a commit as the container's event, naming the image.
+    let id = image.config_digest.clone();
+    let reference = if name.is_empty() {
+        String::new()
+    } else {
+        image.name.clone()
+    };
+    crate::events::container(
+        engine,
+        &r,
+        "commit",
+        &[
+            ("comment", req.message.clone().unwrap_or_default()),
+            ("imageID", id.clone()),
+            ("imageRef", reference.clone()),
+        ],
+    );
+    if !reference.is_empty() {
+        crate::events::image(engine, &id, &reference, "tag");
+    }
+    Ok(image)
 }
 
 /// `diff`: what the container changed, against its image's layers.

@@ -14,7 +14,8 @@
 //! - [`state`], [`logs`], [`health`]: the records, logs and health of
 //!   containers, kept in files (the engine has no daemon);
 //! - [`remap`] and [`rootless`]: `--userns-remap`, and rootless mode;
-//! - [`config`]: daemon.json; [`trace`]: the start-up trace.
+//! - [`config`]: daemon.json; [`trace`]: the start-up trace; [`events`]:
+//!   the event journal (`dockyard events`, `GET /events`).
 //! - [`system`]: `info` and `system df`; [`distribution`]: pull, push,
 //!   tag and the registry credentials; [`units`]: docker's human sizes and
 //!   durations.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod container;
 pub mod distribution;
 pub mod engine;
+pub mod events;
 pub mod health;
 pub mod image;
 pub mod image_lookup;

@@ -200,6 +200,9 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Network(n) => network::network(&engine, n),
         Command::System(cli::SystemCmd::Df) => system::system_df(&engine),
         Command::System(cli::SystemCmd::Info) => system::info(&engine),
+        Command::Events(a) | Command::System(cli::SystemCmd::Events(a)) => {
+            commands::events::events(&engine, a)
+        }
         Command::System(s @ cli::SystemCmd::Service { .. }) => system::service(&engine, s),
         Command::System(cli::SystemCmd::Prune {
             force,

@@ -236,7 +236,24 @@ impl Volumes {
             &serde_json::to_vec_pretty(&v)?,
             true,
         )?;
+        self.event("create", name);
         Ok((v, true))
+    }
+
+    /// Record a volume's event in the data root's journal (volumes/ is in
+    /// the data root).
+    fn event(&self, action: &str, name: &str) {
+        let Some(root) = self.dir.parent() else {
+            return;
+        };
+        let msg = crate::events::Message::new(
+            "volume",
+            action,
+            crate::events::actor(name, &[("driver", "local")]),
+        );
+        if let Err(e) = crate::events::append(root, &msg) {
+            eprintln!("WARNING: recording the volume {action} event: {e:#}");
+        }
     }
 
     pub fn get(&self, name: &str) -> Result<Volume> {
@@ -265,7 +282,9 @@ impl Volumes {
         // metadata first: a half-removed volume is not listed.
         std::fs::remove_file(dir.join("volume.json"))
             .with_context(|| format!("removing {name}"))?;
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        self.event("destroy", name);
+        Ok(())
     }
 
     /// `docker volume inspect`'s object.

@@ -123,13 +123,13 @@ fn unknown_flags_exit_125_in_dockers_words() {
     let dy = Dy::new();
     let cases: [(&[&str], &str, &str); 6] = [
         (
-            &["run", "--link", "db", "busybox", "true"],
-            "unknown flag: --link",
+            &["run", "--bogus-flag", "db", "busybox", "true"],
+            "unknown flag: --bogus-flag",
             "dockyard run",
         ),
         (
-            &["create", "--volumes-from", "x", "busybox"],
-            "unknown flag: --volumes-from",
+            &["create", "--gpus", "x", "busybox"],
+            "unknown flag: --gpus",
             "dockyard create",
         ),
         (
@@ -545,4 +545,575 @@ fn rmi_of_one_of_several_names_untags_it_even_while_a_container_uses_the_image()
         "{err}"
     );
     assert_eq!(dy.inspect("busybox", "{{.Id}}"), id, "still there");
+}
+
+#[test]
+fn logs_details_prefix_the_attributes_of_log_opt_labels_and_env() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "lg",
+        "-l",
+        "app=web",
+        "-e",
+        "MODE=a b",
+        "--log-opt",
+        "labels=app,absent",
+        "--log-opt",
+        "env=MODE",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    // dockerd: the attributes sorted, query-escaped, then a space.
+    assert_eq!(dy.ok(&["logs", "--details", "lg"]), "MODE=a+b,app=web hi\n");
+    assert_eq!(dy.ok(&["logs", "lg"]), "hi\n");
+    // Without attributes: the space alone, as docker prints it.
+    dy.ok(&["run", "--name", "plain", "busybox", "echo", "hi"]);
+    assert_eq!(dy.ok(&["logs", "--details", "plain"]), " hi\n");
+    let t = dy.ok(&["logs", "--details", "-t", "lg"]);
+    assert!(t.ends_with("Z MODE=a+b,app=web hi\n"), "{t}");
+}
+
+#[test]
+fn volumes_from_shares_another_containers_mounts_with_their_modes() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "src",
+        "-v",
+        "/anon",
+        "-v",
+        "named:/named",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one > /anon/f; echo two > /named/g",
+    ]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "cat",
+            "/anon/f",
+            "/named/g"
+        ]),
+        "one\ntwo\n"
+    );
+    // The same data, not a copy: a write through one shows in the other.
+    dy.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:rw",
+        "busybox",
+        "sh",
+        "-c",
+        "echo three > /anon/f",
+    ]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "cat",
+            "/anon/f"
+        ]),
+        "three\n"
+    );
+    // :ro makes them read-only here (the kernel refuses the write).
+    let out = dy.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/f",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Read-only file system"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A target of its own wins.
+    dy.ok(&["volume", "create", "other"]);
+    let own = dy.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "-v",
+        "other:/named",
+        "busybox",
+        "ls",
+        "/named",
+    ]);
+    assert_eq!(own, "");
+    let e = dy.fails(
+        125,
+        &["run", "--rm", "--volumes-from", "nope", "busybox", "true"],
+    );
+    assert!(e.contains("No such container: nope"), "{e}");
+    let e = dy.fails(
+        125,
+        &["run", "--rm", "--volumes-from", "src:zz", "busybox", "true"],
+    );
+    assert!(e.contains("invalid mode: zz"), "{e}");
+    // A container that borrowed them never takes them away (rm -v).
+    dy.ok(&[
+        "create",
+        "--name",
+        "borrower",
+        "--volumes-from",
+        "src",
+        "busybox",
+        "true",
+    ]);
+    dy.ok(&["rm", "-v", "borrower"]);
+    assert_eq!(
+        dy.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "cat",
+            "/anon/f"
+        ]),
+        "three\n"
+    );
+}
+
+#[test]
+fn import_change_and_message_shape_the_imported_image() {
+    let dy = Dy::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let id = dy.ok(&["create", "busybox", "true"]);
+    let out = dy.command(&["export", id.trim()]).output().unwrap();
+    std::fs::write(&tar, &out.stdout).unwrap();
+    let tar = tar.to_str().unwrap();
+    dy.ok(&[
+        "import",
+        "-c",
+        "CMD [\"echo\", \"changed\"]",
+        "-c",
+        "ENV A=1",
+        "-c",
+        "EXPOSE 80",
+        "-m",
+        "a note",
+        tar,
+        "imp:1",
+    ]);
+    assert_eq!(dy.ok(&["run", "--rm", "imp:1"]), "changed\n");
+    assert_eq!(
+        dy.ok(&["run", "--rm", "imp:1", "sh", "-c", "echo $A"]),
+        "1\n"
+    );
+    assert_eq!(
+        dy.inspect("imp:1", "{{json .Config.ExposedPorts}}"),
+        "{\"80/tcp\":{}}"
+    );
+    assert!(dy.ok(&["history", "imp:1"]).contains("a note"));
+    // A bad change: docker's message, and no image.
+    let e = dy.fails(1, &["import", "-c", "RUN true", tar, "imp:2"]);
+    assert!(e.contains("RUN is not a valid change command"), "{e}");
+    assert_eq!(dy.ok(&["images", "-q", "imp:2"]), "");
+    let e = dy.fails(1, &["import", "http://127.0.0.1:9/x.tar", "imp:3"]);
+    assert!(e.contains("needs the network"), "{e}");
+}
+
+#[test]
+fn update_cpu_period_quota_and_cpuset_reach_the_kernel() {
+    use lab03_cgroups::Version;
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--cpuset-cpus",
+        "0",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    dy.ok(&[
+        "update",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "up",
+    ]);
+    let id = dy.inspect("up", "{{.Id}}");
+    let host = super::common::cgroup_host();
+    // The container's own files, as the kernel shows them.
+    let bandwidth = match host.version() {
+        Version::V1 => {
+            let dir = host
+                .v1
+                .iter()
+                .find(|(c, _)| c == "cpu")
+                .unwrap()
+                .1
+                .join(&dy.parent)
+                .join(&id);
+            format!(
+                "{} {}",
+                super::common::read_trimmed(&dir.join("cpu.cfs_quota_us")),
+                super::common::read_trimmed(&dir.join("cpu.cfs_period_us"))
+            )
+        }
+        Version::V2 => super::common::read_trimmed(
+            &host
+                .v2_mount
+                .clone()
+                .unwrap()
+                .join(&dy.parent)
+                .join(&id)
+                .join("cpu.max"),
+        ),
+    };
+    assert_eq!(bandwidth, "25000 50000");
+    assert_eq!(
+        dy.inspect("up", "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}}"),
+        "50000 25000"
+    );
+    // --cpus and the raw period exclude each other, as in dockerd.
+    let e = dy.fails(1, &["update", "--cpus", "0.5", "up"]);
+    assert!(e.contains("Conflicting options"), "{e}");
+    // The cpuset: what the container's own process may run on.
+    if lab03_cgroups::ncpus() >= 2 {
+        dy.ok(&["update", "--cpuset-cpus", "1", "up"]);
+        let status = dy.ok(&["exec", "up", "cat", "/proc/self/status"]);
+        assert!(status.contains("Cpus_allowed_list:\t1\n"), "{status}");
+        assert_eq!(dy.inspect("up", "{{.HostConfig.CpusetCpus}}"), "1");
+    }
+    let e = dy.fails(1, &["update", "--cpuset-cpus", "0-4095", "up"]);
+    assert!(e.contains("Requested CPUs are not available"), "{e}");
+}
+
+#[test]
+fn cp_with_a_dash_streams_a_tar_both_ways() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /d/sub; echo a > /d/f; echo b > /d/sub/g; ln -s f /d/l; sleep 60",
+    ]);
+    dy.wait_for("box", "{{.State.Status}}", "running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Out: a tar on stdout, its entries under the base name.
+    let out = dy.command(&["cp", "box:/d", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let mut n = e.path().unwrap().to_string_lossy().into_owned();
+            if let Some(l) = e.link_name().unwrap() {
+                n = format!("{n} -> {}", l.display());
+            }
+            n
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["d", "d/f", "d/l -> f", "d/sub", "d/sub/g"]);
+    let one = dy.command(&["cp", "box:/d/sub/g", "-"]).output().unwrap();
+    let mut a = tar::Archive::new(&one.stdout[..]);
+    let mut e = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path().unwrap().to_str(), Some("g"));
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut e, &mut body).unwrap();
+    assert_eq!(body, "b\n");
+    // In: a tar on stdin, unpacked into a directory of the container.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "x/h", &b"hi\n"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut child = dy
+        .command(&["cp", "-", "box:/tmp"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&tar).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(dy.ok(&["exec", "box", "cat", "/tmp/x/h"]), "hi\n");
+    // docker's refusals.
+    let e = dy.fails(1, &["cp", "-", "box:/d/f"]);
+    assert!(e.contains("extraction point is not a directory"), "{e}");
+    let e = dy.fails(1, &["cp", "-", "/tmp"]);
+    assert!(
+        e.contains("must specify at least one container source"),
+        "{e}"
+    );
+}
+
+#[test]
+fn link_gives_hosts_lines_and_dockers_variables_in_a_throwaway_host() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let script = format!(
+        r#"
+        $D run -d {parent} --name db -e PASS=x --expose 5432 busybox sleep 60 >/dev/null
+        ip=$($D inspect -f '{{{{.NetworkSettings.IPAddress}}}}' db)
+        echo "ip=$ip"
+        $D run --rm {parent} --name web --link db:pg busybox sh -c 'env | grep ^PG_ | sort; grep -w pg /etc/hosts; ping -c1 -W2 db >/dev/null && echo reached'
+        $D run --rm {parent} --network none --link db busybox true 2>&1; echo "none=$?"
+        $D stop -t 0 db >/dev/null
+        $D run --rm {parent} --name web --link db busybox true 2>&1; echo "stopped=$?"
+        $D rm -f db >/dev/null
+        "#
+    );
+    let out = super::networking::in_throwaway_netns(&dy, &script);
+    let all = text(&out.stdout);
+    let ip = all
+        .lines()
+        .find_map(|l| l.strip_prefix("ip="))
+        .expect("the linked container's address");
+    assert!(!ip.is_empty(), "{all}");
+    for want in [
+        "PG_ENV_PASS=x".to_string(),
+        "PG_NAME=/web/pg".to_string(),
+        format!("PG_PORT=tcp://{ip}:5432"),
+        format!("PG_PORT_5432_TCP=tcp://{ip}:5432"),
+        format!("PG_PORT_5432_TCP_ADDR={ip}"),
+        "PG_PORT_5432_TCP_PORT=5432".to_string(),
+        "PG_PORT_5432_TCP_PROTO=tcp".to_string(),
+        format!("{ip}\tpg"),
+        "reached".to_string(),
+    ] {
+        assert!(
+            all.lines().any(|l| l == want),
+            "{want:?} missing:\n{all}{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        all.contains("--link works on the default bridge network only"),
+        "{all}"
+    );
+    assert!(all.contains("none=125"), "{all}");
+    assert!(
+        all.contains("Cannot link to a non running container: /db AS /web/db"),
+        "{all}"
+    );
+    assert!(all.contains("stopped=125"), "{all}");
+    let e = dy.fails(125, &["create", "--link", "nope", "busybox", "true"]);
+    assert!(e.contains("could not get container for nope"), "{e}");
+}
+
+#[test]
+fn start_port_and_exec_failures_read_as_dockers() {
+    let dy = Dy::new();
+    dy.ok(&["create", "--name", "made", "busybox", "sleep", "30"]);
+    // start: each failure, then docker/cli's summary line; the others start.
+    let out = dy.run(&["start", "nope", "made", "gone"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "made\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Error response from daemon: No such container: nope\n\
+         Error response from daemon: No such container: gone\n\
+         Error: failed to start containers: nope, gone\n"
+    );
+    // port: the port as it was typed.
+    let e = dy.fails(1, &["port", "made", "99"]);
+    assert_eq!(e, "Error: No public port '99' published for made\n");
+    // exec into a stopped container: dockerd's lower-case text.
+    dy.ok(&["create", "--name", "idle", "busybox", "true"]);
+    let e = dy.fails(1, &["exec", "idle", "true"]);
+    let id = dy.inspect("idle", "{{.Id}}");
+    assert_eq!(
+        e,
+        format!("Error response from daemon: container {id} is not running\n")
+    );
+}
+
+#[test]
+fn a_word_to_a_command_that_takes_none_is_dockers_accepts_no_arguments() {
+    let dy = Dy::empty("dockyard-fidelity");
+    for cmd in ["events", "ps"] {
+        let e = dy.fails(1, &[cmd, "extra"]);
+        assert_eq!(
+            e,
+            format!(
+                "dockyard: 'dockyard {cmd}' accepts no arguments\n\nUsage:  dockyard {cmd} [OPTIONS]\n\nRun 'dockyard {cmd} --help' for more information\n"
+            )
+        );
+    }
+}
+
+/// The entries of an image's top layer, from `save`'s docker-archive.
+fn top_layer_entries(dy: &Dy, image: &str) -> Vec<String> {
+    use std::io::Read;
+    let out = dy.command(&["save", image]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut manifest = String::new();
+    let mut layers: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    for e in tar::Archive::new(&out.stdout[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        if name == "manifest.json" {
+            manifest = String::from_utf8(body).unwrap();
+        } else {
+            layers.insert(name, body);
+        }
+    }
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let top = m[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap();
+    let mut names: Vec<String> = tar::Archive::new(&layers[top][..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn commit_leaves_out_the_etc_mount_points_as_docker_does() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /made; sleep 60",
+    ]);
+    dy.wait_for("live", "{{.State.Status}}", "running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    dy.ok(&["commit", "live", "snap:1"]);
+    assert_eq!(top_layer_entries(&dy, "snap:1"), ["made"]);
+    // A change of its own under /etc stays, with its directory.
+    dy.ok(&["exec", "live", "touch", "/etc/mine"]);
+    dy.ok(&["commit", "live", "snap:2"]);
+    assert_eq!(
+        top_layer_entries(&dy, "snap:2"),
+        ["etc", "etc/mine", "made"]
+    );
+    // The image still runs, with its own files again.
+    assert_eq!(
+        dy.ok(&["run", "--rm", "snap:2", "ls", "/made", "/etc/mine"]),
+        "/etc/mine\n/made\n"
+    );
+}
+
+#[test]
+fn volume_ls_filters_and_formats_as_dockerd_and_the_docker_cli() {
+    let dy = Dy::new();
+    dy.ok(&["volume", "create", "--label", "tier=db", "data1"]);
+    dy.ok(&["volume", "create", "nolabel"]);
+    dy.ok(&[
+        "create", "--name", "user", "-v", "data1:/d", "busybox", "true",
+    ]);
+    let ls = |args: &[&str]| {
+        let mut a = vec!["volume", "ls", "-q"];
+        a.extend_from_slice(args);
+        dy.ok(&a)
+    };
+    assert_eq!(ls(&["-f", "name=^no"]), "nolabel\n");
+    assert_eq!(
+        ls(&["-f", "name=data", "-f", "name=nolab"]),
+        "data1\nnolabel\n"
+    );
+    assert_eq!(ls(&["-f", "label=tier"]), "data1\n");
+    assert_eq!(ls(&["-f", "label=tier=db", "-f", "name=nolabel"]), "");
+    assert_eq!(ls(&["-f", "dangling=true"]), "nolabel\n");
+    assert_eq!(ls(&["-f", "dangling=false"]), "data1\n");
+    assert_eq!(ls(&["-f", "driver=local"]), "data1\nnolabel\n");
+    let e = dy.fails(1, &["volume", "ls", "-f", "colour=red"]);
+    assert!(e.contains("invalid filter 'colour'"), "{e}");
+    assert_eq!(
+        dy.ok(&[
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Labels}}"
+        ]),
+        "data1 local tier=db\nnolabel local \n"
+    );
+    assert_eq!(
+        dy.ok(&["volume", "ls", "--format", "table {{.Name}}\\t{{.Labels}}"]),
+        "VOLUME NAME   LABELS\ndata1         tier=db\nnolabel       \n"
+    );
+}
+
+#[test]
+fn ps_format_fields_are_the_docker_clis() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "create",
+        "--name",
+        "vols",
+        "--network",
+        "none",
+        "-v",
+        "fvol:/d",
+        "-v",
+        "/tmp:/h",
+        "busybox",
+        "true",
+    ]);
+    let got = dy.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Mounts}}|{{.LocalVolumes}}|{{.Size}}|{{.Networks}}",
+    ]);
+    // Mounts: each volume's name, a bind's source, as docker/cli lists them.
+    assert_eq!(got, "fvol,/tmp|1|0B|none\n");
+    let created = dy.ok(&["ps", "-a", "--format", "{{.CreatedAt}}"]);
+    // Go's time.Time.String() of the whole second, in the local zone.
+    let c = created.trim();
+    assert_eq!(
+        c.len(),
+        "2026-12-07 04:18:38 +0000 ".len() + c.split(' ').nth(3).unwrap().len(),
+        "{c}"
+    );
+    assert_eq!(&c[10..11], " ", "{c}");
+    assert!(c.split(' ').nth(2).unwrap().starts_with(['+', '-']), "{c}");
 }

@@ -256,6 +256,8 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
             "SharedSize": -1, "Labels": labels, "Containers": -1,
         }));
     }
+    // dockerd's order: the newest first (a stable sort keeps names in order).
+    out.sort_by_key(|v| std::cmp::Reverse(v["Created"].as_u64()));
     Ok(Response::json(200, &Value::Array(out)))
 }
 

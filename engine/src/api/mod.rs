@@ -43,6 +43,7 @@
 //! - `listen`: unix sockets, TCP, and systemd's socket activation
 //!   (`-H fd://`);
 //! - `tls`: TCP with mutual TLS (`--tlsverify`), rustls;
+//! - `events`: the event journal, streamed;
 //! - `starter`: why containers are started from a single-threaded helper
 //!   process, and never from the service's threads.
 //!
@@ -55,6 +56,7 @@ mod archive;
 mod build;
 mod containers;
 mod df;
+mod events;
 mod exec;
 mod http;
 mod images;

@@ -106,6 +106,7 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
         ("GET", "/containers/json") => return full(containers::list(service, req)),
         ("POST", "/containers/create") => return full(containers::create(service, req)),
         ("POST", "/containers/prune") => return full(verbs::prune(service, req)),
+        ("GET", "/events") => return streamed(super::events::stream(service, req, conn)),
         _ => {}
     }
     if let Some(seg) = segments(&req.path, "/containers") {

@@ -170,13 +170,15 @@ pub fn resize(service: &Service, req: &Request, id: &str) -> Result<Response> {
 }
 
 /// `POST /containers/ID/update {"Memory": N, "NanoCpus": N, "CpuShares": N,
-/// "MemorySwap": N, "PidsLimit": N, "RestartPolicy": {...}}`: the core's
+/// "MemorySwap": N, "PidsLimit": N, "CpusetCpus": "0-1", "CpusetMems": "0",
+/// "CpuPeriod": N, "CpuQuota": N, "RestartPolicy": {...}}`: the core's
 /// `update`, as `dockyard update` calls it.
 pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
     let r = resolve(service, id)?;
     let b: Value =
         serde_json::from_slice(&req.body).map_err(|e| BadRequest(format!("invalid JSON: {e}")))?;
     let pos = |k: &str| b[k].as_i64().filter(|&v| v != 0);
+    let text = |k: &str| b[k].as_str().filter(|v| !v.is_empty()).map(String::from);
     let restart = match b["RestartPolicy"]["Name"]
         .as_str()
         .filter(|n| !n.is_empty())
@@ -201,6 +203,10 @@ pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
         memory_swap: pos("MemorySwap"),
         pids: pos("PidsLimit"),
         restart,
+        cpuset_cpus: text("CpusetCpus"),
+        cpuset_mems: text("CpusetMems"),
+        cpu_period: pos("CpuPeriod"),
+        cpu_quota: pos("CpuQuota"),
     };
     container::update(service.engine, &r, &u).map_err(|e| BadRequest(format!("{e:#}")))?;
     Ok(Response::json(200, &json!({"Warnings": []})))

@@ -42,14 +42,31 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
         }
         return container::monitor(engine, &r.id, Attach::Foreground, None);
     }
-    each(engine, &args.containers, |r| {
-        let r = engine.containers.reconcile(r.clone())?;
-        if r.state.status == Status::Running {
-            return Ok(());
+    // docker/cli's start: each failure as it comes, then one line naming
+    // them all (exit 1).
+    let mut failed = Vec::new();
+    for name in &args.containers {
+        let started = engine.containers.resolve(name).and_then(|r| {
+            let r = engine.containers.reconcile(r)?;
+            if r.state.status == Status::Running {
+                return Ok(());
+            }
+            container::prepare_start(engine, &r.id, false)?;
+            container::start_detached(engine, &r.id)
+        });
+        match started {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                failed.push(name.as_str());
+            }
         }
-        container::prepare_start(engine, &r.id, false)?;
-        container::start_detached(engine, &r.id)
-    })
+    }
+    if !failed.is_empty() {
+        eprintln!("Error: failed to start containers: {}", failed.join(", "));
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 /// `docker exec`: run a command in a running container's namespaces and
@@ -70,7 +87,8 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
         );
     }
     if record.state.status != Status::Running {
-        bail!("Container {} is not running", record.id);
+        // dockerd's own text (daemon/errors.go), lower case unlike kill's.
+        bail!("container {} is not running", record.id);
     }
     let mut extra = Vec::new();
     for e in &args.env {
@@ -88,7 +106,8 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
     {
         bail!("the input device is not a TTY");
     }
-    container::exec(
+    container::exec_logged(
+        engine,
         &record,
         argv,
         &container::ExecOptions {
@@ -113,7 +132,9 @@ pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
     each(engine, &args.containers, |r| {
         container::stop(engine, r, Duration::from_secs(args.time), sig)?;
         container::prepare_start(engine, &r.id, false)?;
-        container::start_detached(engine, &r.id)
+        container::start_detached(engine, &r.id)?;
+        dockyard::events::container(engine, r, "restart", &[]);
+        Ok(())
     })
 }
 
@@ -195,6 +216,10 @@ pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
         },
         pids: args.pids_limit,
         restart: args.restart.as_deref().map(str::parse).transpose()?,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        cpuset_mems: args.cpuset_mems.clone(),
+        cpu_period: args.cpu_period,
+        cpu_quota: args.cpu_quota,
     };
     each(engine, &args.containers, |r| {
         container::update(engine, r, &u)
@@ -317,8 +342,15 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
 /// What `ps --format` sees of a container.
 fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
     let c = config_of(r).unwrap_or_default();
+    // From the whole second, as docker/cli counts it: the API's `Created`
+    // is Unix seconds.
     let created = parse_rfc3339(&r.created)
         .map(|t| {
+            let secs = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
             format!(
                 "{} ago",
                 human_duration(now.duration_since(t).unwrap_or_default())
@@ -330,7 +362,11 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
         "ID": if no_trunc { r.id.clone() } else { short_id(&r.id).to_string() },
         "Image": c.image,
         "Command": command_column(&c.argv(), !no_trunc),
-        "CreatedAt": r.created,
+        "CreatedAt": go_created(&r.created),
+        "Mounts": mounts_column(&c, no_trunc),
+        "LocalVolumes": c.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+        "Networks": networks_column(&c),
+        "Size": "0B",
         "RunningFor": created,
         "Ports": ports_column(&container::published_ports(r), &exposed_unpublished(r, &c)),
         "Status": container::status_text(r, now),
@@ -338,6 +374,44 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
         "Names": r.name,
         "Labels": labels.join(","),
     })
+}
+
+/// `{{.CreatedAt}}`: Go's time format, from the whole second.
+fn go_created(rfc3339: &str) -> String {
+    parse_rfc3339(rfc3339)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| dockyard::events::go_time_string(d.as_secs() as i64))
+        .unwrap_or_default()
+}
+
+/// `{{.Mounts}}`: each mount's volume name, else its source (a bind),
+/// cut to 15 characters with an ellipsis unless `--no-trunc`, as
+/// docker/cli's `Mounts()`.
+fn mounts_column(c: &container::ContainerConfig, no_trunc: bool) -> String {
+    let names: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            if no_trunc || m.source.chars().count() <= 15 {
+                m.source.clone()
+            } else {
+                m.source.chars().take(14).collect::<String>() + "…"
+            }
+        })
+        .collect();
+    names.join(",")
+}
+
+/// `{{.Networks}}`: the networks it is on, by name (none for
+/// `container:NAME`, which shares another's).
+fn networks_column(c: &container::ContainerConfig) -> String {
+    if c.network_mode.starts_with("container:") {
+        return String::new();
+    }
+    let mut names = vec![c.network_mode.clone()];
+    names.extend(c.connected.iter().map(|n| n.network.clone()));
+    names.sort();
+    names.join(",")
 }
 
 /// The ports a running container exposes (the image's EXPOSE, `--expose`)
@@ -440,8 +514,11 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
         until: time(&args.until)?,
     };
     let dir = engine.containers.dir_of(&record.id);
+    let details = args
+        .details
+        .then(|| log_attributes(&config_of(&record).unwrap_or_default()));
     let entries = logs::read(&dir, &filter)?;
-    print_log(&entries, args.timestamps)?;
+    print_log(&entries, args.timestamps, details.as_deref())?;
     if !args.follow {
         return Ok(0);
     }
@@ -468,7 +545,7 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
         if let Some(e) = all.last() {
             last = Some(e.time.clone());
         }
-        print_log(&all, args.timestamps)?;
+        print_log(&all, args.timestamps, details.as_deref())?;
         if !running {
             return Ok(0);
         }
@@ -476,8 +553,54 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
     }
 }
 
-/// Log entries to our stdout and stderr, as the container wrote them.
-fn print_log(entries: &[logs::Entry], timestamps: bool) -> Result<()> {
+/// `logs --details`: the attributes json-file gives each line, as dockerd
+/// prints them (`k=v,k2=v2`, query-escaped, sorted; empty without any):
+/// the labels named by `--log-opt labels=a,b` and the environment
+/// variables named by `--log-opt env=X,Y` (the `-regex` forms are not
+/// supported: no attribute comes of them).
+fn log_attributes(c: &container::ContainerConfig) -> String {
+    let mut attrs = std::collections::BTreeMap::new();
+    let named = |key: &str| -> Vec<String> {
+        c.log_opts
+            .get(key)
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    for l in named("labels") {
+        if let Some(v) = c.labels.get(&l) {
+            attrs.insert(l, v.clone());
+        }
+    }
+    for e in named("env") {
+        let value = c
+            .env
+            .iter()
+            .find_map(|kv| kv.strip_prefix(&format!("{e}=")));
+        if let Some(v) = value {
+            attrs.insert(e, v.to_string());
+        }
+    }
+    let escape = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    attrs
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Log entries to our stdout and stderr, as the container wrote them;
+/// `details`: the attributes before each line (`logs --details`).
+fn print_log(entries: &[logs::Entry], timestamps: bool, details: Option<&str>) -> Result<()> {
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     for e in entries {
         let w: &mut dyn Write = if e.stream == "stderr" {
@@ -487,6 +610,9 @@ fn print_log(entries: &[logs::Entry], timestamps: bool) -> Result<()> {
         };
         if timestamps {
             write!(w, "{} ", e.time)?;
+        }
+        if let Some(d) = details {
+            write!(w, "{d} ")?;
         }
         w.write_all(e.log.as_bytes())?;
     }
@@ -519,8 +645,9 @@ pub fn port(engine: &Engine, args: &PortArgs) -> Result<Code> {
         .filter(|p| p.container_port == number && p.proto == proto)
         .collect();
     if matching.is_empty() {
+        // As the docker CLI says it: the port as it was typed.
         bail!(
-            "Error: No public port '{number}/{proto}' published for {}",
+            "Error: No public port '{asked}' published for {}",
             args.container
         );
     }
@@ -536,6 +663,7 @@ pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
         .containers
         .reconcile(engine.containers.resolve(&args.container)?)?;
     let top = container::top(&r)?;
+    dockyard::events::container(engine, &r, "top", &[]);
     let titles: Vec<&str> = top.titles.iter().map(String::as_str).collect();
     print!("{}", table(&titles, &top.processes));
     Ok(0)
@@ -646,6 +774,7 @@ pub fn export(engine: &Engine, args: &ExportArgs) -> Result<Code> {
     write_archive(args.output.as_deref(), |out| {
         dockyard::image::export(engine, &layer, out)
     })?;
+    dockyard::events::container(engine, &r, "export", &[]);
     Ok(0)
 }
 

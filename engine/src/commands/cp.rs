@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use dockyard::container::{copy_in, copy_out};
+use dockyard::container::{copy_in, copy_in_tar, copy_out, copy_out_tar};
 use dockyard::Engine;
 
 /// One side of `cp`: `CONTAINER:PATH` or a host path.
@@ -30,6 +30,18 @@ pub fn parse_side(arg: &str) -> Side {
 
 /// `dockyard cp SRC DEST`.
 pub fn cp(engine: &Engine, src: &str, dest: &str) -> Result<()> {
+    // `-`: a tar stream on stdin (into a container's directory) or on
+    // stdout (out of a container), as docker's `cp` takes it.
+    match (src, parse_side(dest), parse_side(src), dest) {
+        ("-", Side::Container(name, path), ..) => {
+            return copy_in_tar(engine, std::io::stdin().lock(), &name, &path);
+        }
+        (_, _, Side::Container(name, path), "-") => {
+            return copy_out_tar(engine, &name, &path, std::io::stdout().lock());
+        }
+        ("-", ..) | (.., "-") => bail!("must specify at least one container source"),
+        _ => {}
+    }
     match (parse_side(src), parse_side(dest)) {
         (Side::Container(name, path), Side::Host(to)) => copy_out(engine, &name, &path, &to),
         (Side::Host(from), Side::Container(name, path)) => copy_in(engine, &from, &name, &path),

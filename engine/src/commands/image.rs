@@ -3,7 +3,6 @@
 //! `registry.rs`, `build` in `build.rs`). What they compute is the core's
 //! (`dockyard::image`); here are docker's tables and messages.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::SystemTime;
 
@@ -20,7 +19,13 @@ use dockyard::Engine;
 
 /// "3 weeks ago" for an RFC 3339 time.
 fn ago(time: Option<&str>, now: SystemTime) -> Option<String> {
-    let t = parse_rfc3339(time?)?;
+    // From the whole second, as docker/cli counts it (the API's `Created`
+    // is Unix seconds).
+    let secs = parse_rfc3339(time?)?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     Some(format!(
         "{} ago",
         human_duration(now.duration_since(t).unwrap_or_default())
@@ -64,6 +69,7 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
         .filter(|_| dangling != Some(true))
         .filter(|i| patterns.iter().all(|p| reference_matches(p, &i.name)))
         .collect();
+    let list = dockers_order(list);
     let mut out = std::io::stdout().lock();
     let id = |i: &ImageSummary| {
         if args.no_trunc {
@@ -73,12 +79,10 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
         }
     };
     if args.quiet {
-        // One line per image, however many names it has.
-        let mut seen = BTreeSet::new();
+        // One line per row, as docker/cli's formatter prints `{{.ID}}`
+        // for each name: an image with two tags is listed twice.
         for i in &list {
-            if seen.insert(id(i)) {
-                writeln!(out, "{}", id(i))?;
-            }
+            writeln!(out, "{}", id(i))?;
         }
         return Ok(0);
     }
@@ -93,7 +97,10 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
                 "ID": id(i),
                 "Digest": "<none>",
                 "CreatedSince": ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
-                "CreatedAt": i.created.clone().unwrap_or_default(),
+                "CreatedAt": i.created.as_deref().and_then(parse_rfc3339)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| dockyard::events::go_time_string(d.as_secs() as i64))
+                    .unwrap_or_default(),
                 "Size": human_size(i.size),
             })
         })
@@ -129,10 +136,31 @@ fn repository_and_tag(name: &str) -> (String, String) {
     }
 }
 
+/// The rows in dockerd's order: the newest image first (its list is sorted
+/// by creation time), each image's names together, in name order (ties
+/// between images: the one with the first name first).
+fn dockers_order(mut list: Vec<ImageSummary>) -> Vec<ImageSummary> {
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let first: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+    let rank = |i: &ImageSummary| first.iter().position(|id| *id == i.id).unwrap_or(0);
+    // (To the second, as the API's `Created` carries it.)
+    let created = |i: &ImageSummary| {
+        let t = i.created.as_deref().and_then(parse_rfc3339)?;
+        Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+    };
+    // (A stable sort: each image's names stay in name order.)
+    list.sort_by_key(|i| (std::cmp::Reverse(created(i)), rank(i)));
+    list
+}
+
 /// `docker load`: a docker-archive or OCI archive (or an OCI layout directory).
 pub fn load(engine: &Engine, args: &LoadArgs) -> Result<Code> {
     let names = match &args.input {
-        Some(p) if p.is_dir() => engine.images.load_oci_layout(p, None)?,
+        Some(p) if p.is_dir() => {
+            let names = engine.images.load_oci_layout(p, None)?;
+            image::log_loaded(engine, &names);
+            names
+        }
         Some(p) => {
             let f = std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?;
             image::load_archive(engine, f)?
@@ -157,11 +185,22 @@ pub fn import(engine: &Engine, args: &ImportArgs) -> Result<Code> {
     let Some(name) = &args.repository else {
         bail!("dockyard keeps images by name: give one (dockyard import FILE REPOSITORY[:TAG])");
     };
+    if args.file.contains("://") {
+        bail!(
+            "importing from a URL ({}) needs the network, which dockyard does not reach for \
+             an import: download it first, then `dockyard import FILE {name}`",
+            args.file
+        );
+    }
+    let opts = image::ImportOptions {
+        changes: args.change.clone(),
+        message: args.message.clone(),
+    };
     let image = if args.file == "-" {
-        image::import(engine, std::io::stdin().lock(), name)?
+        image::import_with(engine, std::io::stdin().lock(), name, &opts)?
     } else {
         let f = std::fs::File::open(&args.file).with_context(|| format!("open {}", args.file))?;
-        image::import(engine, f, name)?
+        image::import_with(engine, f, name, &opts)?
     };
     println!("{}", image.config_digest);
     Ok(0)
@@ -289,7 +328,14 @@ fn history_row(h: &HistoryEntry, now: SystemTime, no_trunc: bool) -> Vec<String>
     }
     vec![
         "<missing>".to_string(),
-        ago(h.created.as_deref(), now).unwrap_or_default(),
+        // docker/cli: a step with no creation time, or the zero of Unix
+        // time (reproducible builds write it), is "N/A".
+        h.created
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .filter(|t| *t > std::time::UNIX_EPOCH)
+            .and_then(|_| ago(h.created.as_deref(), now))
+            .unwrap_or_else(|| "N/A".into()),
         by,
         human_size(h.size),
         h.comment.clone(),
@@ -353,7 +399,12 @@ mod tests {
         assert!(row[2].ends_with('…'));
         assert_eq!(row[3], "1.24MB");
         assert_eq!(history_row(&h, now, true)[2], h.created_by);
+        let epoch = HistoryEntry {
+            created: Some("1970-01-01T00:00:00Z".into()),
+            ..h.clone()
+        };
+        assert_eq!(history_row(&epoch, now, false)[1], "N/A");
         let undated = HistoryEntry { created: None, ..h };
-        assert_eq!(history_row(&undated, now, false)[1], "");
+        assert_eq!(history_row(&undated, now, false)[1], "N/A");
     }
 }

@@ -14,6 +14,7 @@
 //! | `network.rs`   | `network ...`                                                 |
 //! | `volume.rs`    | `volume ...`                                                  |
 //! | `system.rs`    | `info`, `inspect`, `system df`, `system prune`                |
+//! | `events.rs`    | `events`: the event journal, followed                         |
 //!
 //! This module keeps what they share: exit codes, docker's way of acting
 //! on several containers, the confirmation prompt, `--format` and the
@@ -22,6 +23,7 @@
 pub mod build;
 pub mod container;
 pub mod cp;
+pub mod events;
 pub mod image;
 pub mod network;
 pub mod registry;

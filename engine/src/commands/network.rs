@@ -13,7 +13,7 @@ use crate::cli::NetworkCmd;
 use crate::format::table;
 use dockyard::container::{self, ConnectOptions};
 use dockyard::network::{self, CreateOptions, Ipam, NetworkFilter, NetworkSummary};
-use dockyard::Engine;
+use dockyard::{events, Engine};
 
 /// The fields of `network ls --format`, and their headers in a `table` format.
 const LS_FIELDS: [(&str, &str); 8] = [
@@ -59,7 +59,15 @@ pub fn network(engine: &Engine, cmd: &NetworkCmd) -> Result<Code> {
             let ipam = Ipam {
                 ip_range: ip_range.clone(),
             };
-            println!("{}", network::create_with_ipam(engine, &opts, &ipam)?);
+            let id = network::create_with_ipam(engine, &opts, &ipam)?;
+            let driver = if opts.driver.is_empty() {
+                "bridge"
+            } else {
+                opts.driver.as_str()
+            };
+            let actor = events::actor(&id, &[("name", name), ("type", driver)]);
+            events::log(engine, "network", "create", actor);
+            println!("{id}");
             Ok(0)
         }
         NetworkCmd::Rm { names } => rm(engine, names),
@@ -74,11 +82,20 @@ pub fn network(engine: &Engine, cmd: &NetworkCmd) -> Result<Code> {
                 aliases: alias.clone(),
                 ip: ip.clone(),
             };
-            container::connect_network(engine, network, container, &opts).map(|()| 0)
+            container::connect_network(engine, network, container, &opts)?;
+            network_event(engine, "connect", network, Some(container));
+            Ok(0)
         }
         NetworkCmd::Disconnect {
             network, container, ..
-        } => container::disconnect_network(engine, network, container).map(|()| 0),
+        } => {
+            let found = found_network(engine, network);
+            container::disconnect_network(engine, network, container)?;
+            if let Some((id, name)) = found {
+                container_event(engine, "disconnect", &id, &name, container);
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -170,8 +187,15 @@ fn inspect(engine: &Engine, format: Option<&str>, names: &[String]) -> Result<Co
 fn rm(engine: &Engine, names: &[String]) -> Result<Code> {
     let mut code = 0;
     for name in names {
+        let found = found_network(engine, name);
         match network::remove(engine, name) {
-            Ok(()) => println!("{name}"),
+            Ok(()) => {
+                if let Some((id, n)) = found {
+                    let actor = events::actor(&id, &[("name", &n), ("type", "bridge")]);
+                    events::log(engine, "network", "destroy", actor);
+                }
+                println!("{name}")
+            }
             Err(e) => {
                 eprintln!("Error response from daemon: {e:#}");
                 code = 1;
@@ -181,11 +205,48 @@ fn rm(engine: &Engine, names: &[String]) -> Result<Code> {
     Ok(code)
 }
 
+/// A network's ID and name, by either (before it changes).
+fn found_network(engine: &Engine, name_or_id: &str) -> Option<(String, String)> {
+    let all = network::networks(engine).ok()?;
+    let n = all.iter().find(|n| n.name == name_or_id).or_else(|| {
+        all.iter()
+            .find(|n| network::network_id(n).starts_with(name_or_id))
+    })?;
+    Some((network::network_id(n), n.name.clone()))
+}
+
+/// dockerd's `network connect`/`disconnect` event: the network as actor,
+/// the container's full ID among the attributes.
+fn network_event(engine: &Engine, action: &str, network: &str, container: Option<&str>) {
+    if let (Some((id, name)), Some(c)) = (found_network(engine, network), container) {
+        container_event(engine, action, &id, &name, c);
+    }
+}
+
+fn container_event(engine: &Engine, action: &str, id: &str, name: &str, container: &str) {
+    let Ok(r) = engine.containers.resolve(container) else {
+        return;
+    };
+    let actor = events::actor(
+        id,
+        &[("container", &r.id), ("name", name), ("type", "bridge")],
+    );
+    events::log(engine, "network", action, actor);
+}
+
 fn prune(engine: &Engine, force: bool) -> Result<Code> {
     if !force && !confirm("WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ")? {
         return Ok(0);
     }
+    let before = network::networks(engine).unwrap_or_default();
     let deleted = network::prune(engine)?;
+    for name in &deleted {
+        if let Some(n) = before.iter().find(|n| &n.name == name) {
+            let id = network::network_id(n);
+            let actor = events::actor(&id, &[("name", name), ("type", "bridge")]);
+            events::log(engine, "network", "destroy", actor);
+        }
+    }
     if !deleted.is_empty() {
         println!("Deleted Networks:");
         for d in deleted {

@@ -36,6 +36,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     // Checked before anything is created.
     session::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;
+    volumes_from(engine, &mut config, &args.volumes_from)?;
+    config.links = container::check_links(engine, &args.link)?;
     dockyard::trace::phase("built the config");
     ensure_image(engine, &config.image, &args.pull)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
@@ -47,6 +49,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
         println!("{}", record.id);
         return Ok(0);
     }
+    // Attached: dockerd logs the client's attach before the start.
+    dockyard::events::container(engine, &record, "attach", &[]);
     if args.tty && args.interactive {
         // -it: as docker, a detached container and an attached client, so
         // that Ctrl-P Ctrl-Q can leave it running.
@@ -75,6 +79,8 @@ pub fn run_attached(engine: &Engine, record: &Record, keys: &str) -> Result<Code
 /// `docker create`: the container, state "created"; prints its ID.
 pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
+    volumes_from(engine, &mut config, &args.volumes_from)?;
+    config.links = container::check_links(engine, &args.link)?;
     ensure_image(engine, &config.image, &args.pull)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
@@ -373,6 +379,33 @@ fn check_addresses(args: &RunArgs) -> Result<()> {
         let (_, ip) = dockyard::network::split_add_host(h)?;
         if ip != "host-gateway" && ip.parse::<std::net::Ipv4Addr>().is_err() {
             bail!("invalid IP address in add-host: {ip:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `--volumes-from CTR[:ro|rw]`: the mounts of another container (its
+/// volumes and binds), at the same targets; read-only as they were there,
+/// unless `:ro` or `:rw` says otherwise. A target this container mounts
+/// itself (-v, --mount) keeps its own. The volumes are shared, not owned:
+/// removing this container never takes an anonymous one with it.
+fn volumes_from(engine: &Engine, config: &mut ContainerConfig, from: &[String]) -> Result<()> {
+    for spec in from {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "ro")),
+            Some((_, m)) => bail!("invalid mode: {m}"),
+            None => (spec.as_str(), None),
+        };
+        let source = engine.containers.resolve(name)?;
+        for m in container::config_of(&source)?.mounts {
+            if config.mounts.iter().any(|own| own.target == m.target) {
+                continue;
+            }
+            config.mounts.push(MountSpec {
+                read_only: mode.unwrap_or(m.read_only),
+                anonymous: false,
+                ..m
+            });
         }
     }
     Ok(())

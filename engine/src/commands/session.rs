@@ -95,6 +95,7 @@ pub fn attach(engine: &Engine, record: &Record, opts: &Options) -> Result<i32> {
         bail!("You cannot attach to a stopped container, start it first");
     }
     let sock = connect(engine, &record.id)?;
+    dockyard::events::container(engine, &record, "attach", &[]);
     session(engine, &record, sock, opts, false)
 }
 

@@ -8,13 +8,18 @@ use super::{confirm, print_documents, Code};
 use crate::cli::VolumeCmd;
 use crate::format::table;
 use dockyard::container;
+use dockyard::volumes::Volume;
 use dockyard::Engine;
 
 /// `docker volume ...`.
 pub fn volume(engine: &Engine, cmd: &VolumeCmd) -> Result<Code> {
     match cmd {
         VolumeCmd::Create { label, name } => create(engine, label, name.as_deref()),
-        VolumeCmd::Ls { quiet } => ls(engine, *quiet),
+        VolumeCmd::Ls {
+            quiet,
+            filter,
+            format,
+        } => ls(engine, *quiet, filter, format.as_deref()),
         VolumeCmd::Inspect { format, names } => inspect(engine, format.as_deref(), names),
         VolumeCmd::Rm { force, names } => rm(engine, *force, names),
         VolumeCmd::Prune { all, force } => {
@@ -47,8 +52,71 @@ fn create(engine: &Engine, labels: &[String], name: Option<&str>) -> Result<Code
     Ok(0)
 }
 
-fn ls(engine: &Engine, quiet: bool) -> Result<Code> {
-    let list = engine.volumes.list()?;
+/// The fields of `volume ls --format`, and their headers in a `table` format.
+const LS_FIELDS: [(&str, &str); 5] = [
+    ("Driver", "DRIVER"),
+    ("Name", "VOLUME NAME"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Labels", "LABELS"),
+];
+
+/// One `volume ls -f KEY=VALUE`, as dockerd reads them: `name=` a regular
+/// expression found in the name, `dangling=` no container uses it (or
+/// some does), `driver=`, `label=KEY` or `KEY=VALUE`.
+fn volume_matches(engine: &Engine, v: &Volume, filter: &str) -> Result<bool> {
+    let (k, val) = filter
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
+    Ok(match k {
+        "name" => dockyard::container::regex_match(val, &v.name),
+        "driver" => val == "local",
+        "dangling" => {
+            let unused = dockyard::container::volume_users(engine, &v.name)?.is_empty();
+            match val {
+                "true" | "1" => unused,
+                "false" | "0" => !unused,
+                _ => anyhow::bail!("invalid filter 'dangling={val}'"),
+            }
+        }
+        "label" => match val.split_once('=') {
+            Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
+            None => v.labels.contains_key(val),
+        },
+        _ => anyhow::bail!("invalid filter '{k}'"),
+    })
+}
+
+fn ls(engine: &Engine, quiet: bool, filters: &[String], format: Option<&str>) -> Result<Code> {
+    let mut list = Vec::new();
+    for v in engine.volumes.list()? {
+        // Filters of one key are ORed, of different keys ANDed, as dockerd's.
+        let mut keys: std::collections::BTreeMap<&str, bool> = Default::default();
+        for f in filters {
+            let key = f.split('=').next().unwrap_or("");
+            let hit = volume_matches(engine, &v, f)?;
+            *keys.entry(key).or_insert(false) |= hit;
+        }
+        if keys.values().all(|hit| *hit) {
+            list.push(v);
+        }
+    }
+    if let Some(format) = format.filter(|_| !quiet) {
+        let objects: Vec<serde_json::Value> = list
+            .iter()
+            .map(|v| {
+                let labels: Vec<String> =
+                    v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
+                serde_json::json!({
+                    "Driver": "local", "Name": v.name, "Scope": "local",
+                    "Mountpoint": engine.volumes.data(&v.name).display().to_string(),
+                    "Labels": labels.join(","),
+                })
+            })
+            .collect();
+        print!("{}", super::formatted(format, &objects, &LS_FIELDS)?);
+        return Ok(0);
+    }
     if quiet {
         for v in &list {
             println!("{}", v.name);

@@ -95,6 +95,9 @@ pub struct ContainerConfig {
     /// `--add-host NAME:IP`, as given.
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// `--link CONTAINER:ALIAS` (legacy links), the container by its name.
+    #[serde(default)]
+    pub links: Vec<String>,
     /// The networks `network connect` added, rejoined at every start.
     #[serde(default)]
     pub connected: Vec<Connection>,

@@ -30,6 +30,7 @@
 //! ```
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -225,6 +226,82 @@ pub fn copy_out(engine: &Engine, name: &str, path: &Path, to: &Path) -> Result<(
     Ok(())
 }
 // ANCHOR_END: copy_out
+
+/// `cp CONTAINER:PATH -`: the file or directory as a tar stream on `out`,
+/// its entries under the path's base name, as docker writes it.
+pub fn copy_out_tar(engine: &Engine, name: &str, path: &Path, out: impl Write) -> Result<()> {
+    let access = Access::open(engine, name)?;
+    let src = access.resolve(path, libc::O_PATH)?;
+    let meta = std::fs::metadata(format!("/proc/self/fd/{}", src.as_raw_fd()))?;
+    let base = Path::new(base_name(path)?);
+    let mut b = tar::Builder::new(out);
+    if meta.is_file() {
+        let mut file = File::from(access.resolve(path, libc::O_RDONLY)?);
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata(&meta);
+        b.append_data(&mut h, base, &mut file)?;
+    } else if meta.is_dir() {
+        let tree = PathBuf::from(format!("/proc/self/fd/{}", src.as_raw_fd()));
+        let tar = overlay::diff::write_tree_shifted(
+            &tree,
+            Vec::new(),
+            overlay::diff::TreeKind::Plain,
+            engine.images.id_shift(),
+        )?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata(&meta);
+        b.append_data(&mut h, base, std::io::empty())?;
+        // The tree's entries, re-rooted under the base name (a hard link's
+        // target too; a symlink's target is the container's own text).
+        let mut archive = tar::Archive::new(&tar[..]);
+        for entry in archive.entries()? {
+            let mut e = entry?;
+            let rel = e.path()?.into_owned();
+            if rel.as_os_str().is_empty() || rel == Path::new(".") {
+                continue;
+            }
+            let mut h = e.header().clone();
+            let at = base.join(&rel);
+            let link = e.link_name()?.map(|l| l.into_owned());
+            match (h.entry_type(), link) {
+                (tar::EntryType::Symlink, Some(l)) => b.append_link(&mut h, at, l)?,
+                (tar::EntryType::Link, Some(l)) => b.append_link(&mut h, at, base.join(l))?,
+                _ => b.append_data(&mut h, at, &mut e)?,
+            }
+        }
+    } else {
+        bail!(
+            "{}: only files and directories can be copied out",
+            path.display()
+        );
+    }
+    b.into_inner()?.flush()?;
+    Ok(())
+}
+
+/// `cp - CONTAINER:DIR`: a tar stream from `input` unpacked into the
+/// directory `path` of the container, as untrusted as any archive (lab
+/// 04's extraction never writes outside its target).
+pub fn copy_in_tar(engine: &Engine, input: impl Read, name: &str, path: &Path) -> Result<()> {
+    let access = Access::open(engine, name)?;
+    let dir = match access.resolve(path, libc::O_PATH | libc::O_DIRECTORY) {
+        Ok(d) => d,
+        Err(_) if access.resolve(path, libc::O_PATH).is_ok() => {
+            bail!("extraction point is not a directory");
+        }
+        Err(e) => return Err(e),
+    };
+    let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    overlay::extract::apply_layer_shifted(
+        input,
+        &target,
+        overlay::extract::Whiteouts::Apply,
+        overlay::extract::Resolver::detect(),
+        engine.images.id_shift(),
+    )
+    .with_context(|| format!("copying into {}:{}", name, path.display()))?;
+    Ok(())
+}
 
 // ANCHOR: write_new_file
 /// Write `dest` on the host with what `input` holds, all or nothing.

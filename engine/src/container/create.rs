@@ -424,5 +424,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
             Ok(())
         })?;
     drop(lock);
-    record.context("the container's record was not written")
+    let record = record.context("the container's record was not written")?;
+    crate::events::container(engine, &record, "create", &[]);
+    Ok(record)
 }

@@ -29,6 +29,44 @@ pub struct ExecOptions<'a> {
     pub user: Option<&'a str>,
 }
 
+/// [`exec`], with dockerd's events: `exec_create` and `exec_start` (their
+/// action names the command, as dockerd's do: "exec_start: ls -l"), and
+/// `exec_die` with the exit code once it returns (not for `-d`).
+pub fn exec_logged(
+    engine: &crate::Engine,
+    record: &Record,
+    argv: &[String],
+    opts: &ExecOptions,
+) -> Result<i32> {
+    use crate::events::container as event;
+    if !matches!(record.state.status, crate::state::Status::Running) {
+        return exec(record, argv, opts); // refused there, with no event
+    }
+    let mut id = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut id))
+        .context("reading /dev/urandom")?;
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let command = format!(
+        "{} {}",
+        argv.first().map_or("", String::as_str),
+        argv.get(1..).unwrap_or_default().join(" ")
+    );
+    let exec_id = [("execID", id.clone())];
+    event(engine, record, &format!("exec_create: {command}"), &exec_id);
+    event(engine, record, &format!("exec_start: {command}"), &exec_id);
+    let code = exec(record, argv, opts)?;
+    if !opts.detach {
+        event(
+            engine,
+            record,
+            "exec_die",
+            &[("execID", id), ("exitCode", code.to_string())],
+        );
+    }
+    Ok(code)
+}
+
 pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32> {
     let ExecOptions {
         extra_env,

@@ -148,7 +148,7 @@ pub fn filter_list(mut records: Vec<Record>, opts: &ListOptions) -> Vec<Record> 
 /// `.`, `\` to take the next character literally, and literal characters
 /// (Pike's matcher, from Kernighan and Pike's *The Practice of
 /// Programming*).
-fn regex_match(re: &str, text: &str) -> bool {
+pub fn regex_match(re: &str, text: &str) -> bool {
     let re: Vec<char> = re.chars().collect();
     let text: Vec<char> = text.chars().collect();
     if let Some(rest) = re.strip_prefix(&['^']) {

@@ -18,6 +18,7 @@
 //! | `connect.rs`  | `network connect`, `disconnect`, and its networks' JSON     |
 //! | `copy.rs`     | `cp`: files in and out of its root filesystem               |
 //! | `rename.rs`   | `rename`                                                    |
+//! | `links.rs`    | `--link`: legacy links' /etc/hosts lines and variables      |
 //! | `remove.rs`   | `rm`, the prunes, and what removal asks of containers       |
 //!
 //! Every kernel mechanism comes from a lab: the image store and the overlay
@@ -32,6 +33,7 @@ mod copy;
 mod create;
 mod exec;
 mod inspect;
+mod links;
 mod list;
 mod monitor;
 mod pause;
@@ -50,6 +52,7 @@ pub use copy::*;
 pub use create::*;
 pub use exec::*;
 pub use inspect::*;
+pub use links::*;
 pub use list::*;
 pub use monitor::*;
 pub use pause::*;

@@ -53,7 +53,7 @@ use super::remove::remove;
 use super::start::{run_once, Handles, Running};
 use crate::engine::{engine_argv, Engine};
 use crate::network::net_config;
-use crate::state::{now_rfc3339, Status};
+use crate::state::{self, now_rfc3339, Status};
 use crate::trace;
 use overlay::overlay::is_mounted;
 
@@ -326,6 +326,10 @@ fn monitor_from(
                 return Err(e);
             }
         };
+        // The events of a start, written before `start` returns: the
+        // volumes mounted and the network joined, then `start`.
+        attachment_events(engine, &record, &config, true);
+        crate::events::container(engine, &record, "start", &[]);
         report(&mut ready, "started");
         let started_at = started.started;
         if let Some(program) = program {
@@ -425,7 +429,21 @@ fn after_exit(
     // when the record says "exited", and must find nothing left mounted (a
     // restart mounts it again).
     unmount_root(engine, id)?;
-    let restarts = engine.containers.load(id)?.state.restart_count;
+    let record = engine.containers.load(id)?;
+    let restarts = record.state.restart_count;
+    // The events of an exit, before the record says "exited": `stop`
+    // returns once it does, and its own event must come after `die`.
+    if oom {
+        crate::events::container(engine, &record, "oom", &[]);
+    }
+    let duration = started_at.elapsed().as_secs().to_string();
+    crate::events::container(
+        engine,
+        &record,
+        "die",
+        &[("exitCode", code.to_string()), ("execDuration", duration)],
+    );
+    attachment_events(engine, &record, config, false);
     let manual = mark_exited(engine, id, code, oom, "")?;
     if config.restart.should_restart(code, restarts, manual) && !config.auto_remove {
         let lock = engine.containers.lock()?;
@@ -601,6 +619,67 @@ fn mark_exited(engine: &Engine, id: &str, code: i32, oom: bool, error: &str) -> 
     r.state.finished_at = now_rfc3339();
     engine.containers.save(&lock, &r)?;
     Ok(r.state.manually_stopped)
+}
+
+/// The network and volume events of a start (`connect`, `mount`) or of an
+/// exit (`disconnect`, `unmount`), in the order dockerd logs them.
+fn attachment_events(engine: &Engine, record: &state::Record, config: &ContainerConfig, up: bool) {
+    use crate::events::{log, Actor};
+    let id = record.id.clone();
+    let volumes = config.mounts.iter().filter(|m| m.kind == "volume");
+    let mut volume_events = Vec::new();
+    for m in volumes {
+        let mut a = Actor {
+            id: m.source.clone(),
+            ..Default::default()
+        };
+        a.attributes.insert("container".into(), id.clone());
+        a.attributes.insert("driver".into(), "local".into());
+        if up {
+            a.attributes.insert("destination".into(), m.target.clone());
+            a.attributes.insert("propagation".into(), String::new());
+            a.attributes
+                .insert("read/write".into(), (!m.read_only).to_string());
+        }
+        volume_events.push(a);
+    }
+    let mode = config.network_mode.as_str();
+    let network = (!mode.starts_with("container:")).then(|| {
+        let known = crate::network::networks(engine).unwrap_or_default();
+        let (nid, driver) = match known.iter().find(|n| n.name == mode) {
+            Some(n) => (crate::network::network_id(n), "bridge"),
+            None => {
+                let driver = crate::network::PREDEFINED
+                    .iter()
+                    .find(|(n, _)| *n == mode)
+                    .map_or("bridge", |(_, d)| *d);
+                (crate::network::id_of(mode), driver)
+            }
+        };
+        let mut a = Actor {
+            id: nid,
+            ..Default::default()
+        };
+        a.attributes.insert("container".into(), id.clone());
+        a.attributes.insert("name".into(), mode.to_string());
+        a.attributes.insert("type".into(), driver.to_string());
+        a
+    });
+    if up {
+        for a in volume_events {
+            log(engine, "volume", "mount", a);
+        }
+        if let Some(a) = network {
+            log(engine, "network", "connect", a);
+        }
+    } else {
+        if let Some(a) = network {
+            log(engine, "network", "disconnect", a);
+        }
+        for a in volume_events {
+            log(engine, "volume", "unmount", a);
+        }
+    }
 }
 
 /// After the last exit: unmount the root filesystem, and with `--rm`

@@ -65,7 +65,11 @@ fn set_paused(engine: &Engine, record: &Record, frozen: bool) -> Result<()> {
     } else {
         Status::Running
     };
-    engine.containers.save(&lock, &fresh)
+    engine.containers.save(&lock, &fresh)?;
+    drop(lock);
+    let action = if frozen { "pause" } else { "unpause" };
+    crate::events::container(engine, &fresh, action, &[]);
+    Ok(())
 }
 
 /// Docker's refusals: only a running container pauses, only a paused one

@@ -29,6 +29,7 @@ use crate::state::{Record, Status};
 /// its state.
 pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> {
     let lock = engine.containers.lock()?;
+    let gone = engine.containers.load(id).ok();
     let anonymous: Vec<String> = match engine.containers.load(id).and_then(|r| config_of(&r)) {
         Ok(c) if anonymous_volumes => c
             .mounts
@@ -57,6 +58,9 @@ pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> 
     let layer = engine.layer_container(id)?;
     engine.images.remove_container(&layer)?;
     drop(lock);
+    if let Some(r) = &gone {
+        crate::events::container(engine, r, "destroy", &[]);
+    }
     for name in anonymous {
         engine.volumes.remove(&name)?;
     }

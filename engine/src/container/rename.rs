@@ -23,6 +23,9 @@ pub fn rename(engine: &Engine, container: &str, new: &str) -> Result<()> {
         bail!("Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id);
     }
     let mut r = engine.containers.load(&record.id)?;
-    r.name = new;
-    engine.containers.save(&lock, &r)
+    let old = std::mem::replace(&mut r.name, new);
+    engine.containers.save(&lock, &r)?;
+    drop(lock);
+    crate::events::container(engine, &r, "rename", &[("oldName", format!("/{old}"))]);
+    Ok(())
 }

@@ -35,6 +35,12 @@ pub fn signal(engine: &Engine, record: &Record, sig: Signal) -> Result<()> {
     }
     kill(Pid::from_raw(record.state.pid), sig)
         .with_context(|| format!("sending {sig} to container {}", &record.id[..12]))?;
+    crate::events::container(
+        engine,
+        &record,
+        "kill",
+        &[("signal", (sig as i32).to_string())],
+    );
     if record.state.status == Status::Paused && sig == Signal::SIGKILL {
         // Let the frozen processes die.
         freeze(engine, &record, false)?;
@@ -72,14 +78,23 @@ pub fn stop(
         None if !config.stop_signal.is_empty() => parse_signal(&config.stop_signal)?,
         None => Signal::SIGTERM,
     };
-    let _ = kill(Pid::from_raw(r.state.pid), sig);
-    if wait_until_exited(engine, &r.id, timeout)? {
-        return Ok(());
+    // dockerd's events of a stop: `kill` (the signal), `die` (the monitor
+    // writes it), `kill` again if it came to SIGKILL, then `stop`.
+    let killed = |s: Signal| {
+        crate::events::container(engine, &r, "kill", &[("signal", (s as i32).to_string())]);
+    };
+    if kill(Pid::from_raw(r.state.pid), sig).is_ok() {
+        killed(sig);
     }
-    let _ = kill(Pid::from_raw(r.state.pid), Signal::SIGKILL);
-    if !wait_until_exited(engine, &r.id, Duration::from_secs(30))? {
-        bail!("container {} did not stop after SIGKILL", &r.id[..12]);
+    if !wait_until_exited(engine, &r.id, timeout)? {
+        if kill(Pid::from_raw(r.state.pid), Signal::SIGKILL).is_ok() {
+            killed(Signal::SIGKILL);
+        }
+        if !wait_until_exited(engine, &r.id, Duration::from_secs(30))? {
+            bail!("container {} did not stop after SIGKILL", &r.id[..12]);
+        }
     }
+    crate::events::container(engine, &r, "stop", &[]);
     Ok(())
 }
 

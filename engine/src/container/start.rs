@@ -91,6 +91,15 @@ pub(crate) fn run_once(
     }
     trace::phase("start: mounted the overlay (lab 04)");
 
+    // Legacy links: /etc/hosts lines and variables, from the linked
+    // containers as they run now.
+    let linked;
+    let config = if config.links.is_empty() {
+        config
+    } else {
+        linked = super::links::with_links(engine, record, config)?;
+        &linked
+    };
     let mut plan = plan_of(engine, record, config, &dirs.merged)?;
     // Refuse what lab 03 would refuse (limits this host cannot take...)
     // before anything else exists.

@@ -28,6 +28,13 @@ pub struct Update {
     pub memory_swap: Option<i64>,
     pub pids: Option<i64>,
     pub restart: Option<RestartPolicy>,
+    /// `--cpuset-cpus`, `--cpuset-mems`: `cpuset.cpus`, `cpuset.mems`.
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// `--cpu-period`, `--cpu-quota`: the CFS bandwidth, raw (`cpu.max`
+    /// on v2, `cpu.cfs_period_us`/`cpu.cfs_quota_us` on v1).
+    pub cpu_period: Option<i64>,
+    pub cpu_quota: Option<i64>,
 }
 
 impl Update {
@@ -38,6 +45,10 @@ impl Update {
             && self.memory_swap.is_none()
             && self.pids.is_none()
             && self.restart.is_none()
+            && self.cpuset_cpus.is_none()
+            && self.cpuset_mems.is_none()
+            && self.cpu_period.is_none()
+            && self.cpu_quota.is_none()
     }
 }
 
@@ -63,6 +74,20 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
         let changed = changed_knobs(&old, &config.limits);
         if changed != cgroups::Limits::default() {
             let host = cgroups::detect()?;
+            // On v1 a container's cpuset group exists only if it was
+            // created with a cpuset (lab 03 makes none otherwise, as an
+            // empty one would refuse its tasks): nothing to write into.
+            let had_cpuset = old.cpuset_cpus.is_some() || old.cpuset_mems.is_some();
+            if host.version() == cgroups::Version::V1
+                && !had_cpuset
+                && (changed.cpuset_cpus.is_some() || changed.cpuset_mems.is_some())
+            {
+                bail!(
+                    "Cannot update container {}: on cgroup v1 its cpuset group is made only \
+                     when it is created with --cpuset-cpus or --cpuset-mems; recreate it with one",
+                    record.id
+                );
+            }
             let mut group =
                 cgroups::Cgroup::open(&host, config.cgroup_parent_or_default(), &record.id)?;
             group.update(&changed).context("Cannot update container")?;
@@ -71,7 +96,10 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
     let lock = engine.containers.lock()?;
     let mut fresh = engine.containers.load(&record.id)?;
     fresh.config = serde_json::to_value(&config).context("serializing the container's config")?;
-    engine.containers.save(&lock, &fresh)
+    engine.containers.save(&lock, &fresh)?;
+    drop(lock);
+    crate::events::container(engine, &fresh, "update", &[]);
+    Ok(())
 }
 
 /// The new values over the old, with dockerd's rule for memory and swap:
@@ -109,6 +137,27 @@ fn merge(l: &mut Limits, u: &Update) -> Result<()> {
     if u.cpu_shares.is_some() {
         l.cpu_shares = u.cpu_shares;
     }
+    // dockerd's rules: --cpus and the raw period/quota exclude each other,
+    // whichever was set first.
+    let nano = l.cpus.is_some_and(|c| c > 0.0);
+    if u.cpu_period.is_some_and(|p| p > 0) && nano {
+        bail!("Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set");
+    }
+    if u.cpu_quota.is_some_and(|q| q > 0) && nano {
+        bail!("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set");
+    }
+    if u.cpu_period.is_some() {
+        l.cpu_period = u.cpu_period;
+    }
+    if u.cpu_quota.is_some() {
+        l.cpu_quota = u.cpu_quota;
+    }
+    if u.cpuset_cpus.is_some() {
+        l.cpuset_cpus = u.cpuset_cpus.clone();
+    }
+    if u.cpuset_mems.is_some() {
+        l.cpuset_mems = u.cpuset_mems.clone();
+    }
     if u.pids.is_some() {
         l.pids = u.pids;
     }
@@ -132,6 +181,17 @@ fn changed_knobs(old: &Limits, new: &Limits) -> cgroups::Limits {
     }
     if old.pids != new.pids {
         out.pids = lab.pids;
+    }
+    // The period and the quota share a file on v2 (`cpu.max`): both go.
+    if old.cpu_period != new.cpu_period || old.cpu_quota != new.cpu_quota {
+        out.cpu_period = lab.cpu_period;
+        out.cpu_quota = lab.cpu_quota;
+    }
+    if old.cpuset_cpus != new.cpuset_cpus {
+        out.cpuset_cpus = lab.cpuset_cpus.clone();
+    }
+    if old.cpuset_mems != new.cpuset_mems {
+        out.cpuset_mems = lab.cpuset_mems.clone();
     }
     out
 }

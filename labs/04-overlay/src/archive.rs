@@ -134,6 +134,50 @@ pub struct CommitOptions {
     /// `docker commit --change`: the new image's runtime config (`Cmd`, `Env`...), in place
     /// of the parent image's. `None` keeps the parent's.
     pub config: Option<oci_spec::image::Config>,
+    /// Files left out of the new layer, as the layer names them
+    /// (`etc/hostname`): mount points the runtime made, not changes the
+    /// container made (docker keeps them in an "init" layer below the
+    /// container's). Their directory goes too when nothing else in it
+    /// changed.
+    pub exclude: Vec<String>,
+}
+
+/// Copy the tar at `raw` to `out` without the entries named in `exclude`,
+/// nor their directories where nothing else below them is left.
+fn without<W: Write>(raw: &Path, exclude: &[String], out: W) -> Result<W> {
+    let name = |e: &tar::Entry<File>| -> Result<String> {
+        Ok(e.path()?
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string())
+    };
+    let mut names = Vec::new();
+    for e in tar::Archive::new(File::open(raw)?).entries()? {
+        names.push(name(&e?)?);
+    }
+    let kept = |n: &str| !exclude.iter().any(|x| x == n);
+    // A parent of an excluded file, with nothing kept below it, goes too.
+    let empty_parent = |n: &str| {
+        exclude.iter().any(|x| x.starts_with(&format!("{n}/")))
+            && !names
+                .iter()
+                .any(|m| m.starts_with(&format!("{n}/")) && kept(m))
+    };
+    let mut b = tar::Builder::new(out);
+    for e in tar::Archive::new(File::open(raw)?).entries()? {
+        let mut e = e?;
+        let n = name(&e)?;
+        if !kept(&n) || empty_parent(&n) {
+            continue;
+        }
+        let mut h = e.header().clone();
+        let path = e.path()?.into_owned();
+        match e.link_name()?.map(|l| l.into_owned()) {
+            Some(l) => b.append_link(&mut h, path, l)?,
+            None => b.append_data(&mut h, path, &mut e)?,
+        }
+    }
+    b.into_inner().context("finishing the filtered layer")
 }
 
 /// [`commit`], recording a message and an author as Docker does (the
@@ -143,9 +187,21 @@ pub fn commit_with(store: &Store, c: &RwLayer, name: &str, opts: &CommitOptions)
     let tmp = store.staging("commit");
     let _guard = crate::store::RemoveOnDrop(Some(tmp.clone()));
     let gz = flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
-    write_tree_shifted(&c.upper(), gz, TreeKind::Upper, store.id_shift())?
-        .finish()
-        .context("compressing the new layer")?;
+    if opts.exclude.is_empty() {
+        write_tree_shifted(&c.upper(), gz, TreeKind::Upper, store.id_shift())?
+    } else {
+        let raw = store.staging("commit-raw");
+        let _raw_guard = crate::store::RemoveOnDrop(Some(raw.clone()));
+        write_tree_shifted(
+            &c.upper(),
+            File::create(&raw)?,
+            TreeKind::Upper,
+            store.id_shift(),
+        )?;
+        without(&raw, &opts.exclude, gz)?
+    }
+    .finish()
+    .context("compressing the new layer")?;
     let (layer, diff_id) = put_layer(store, File::open(&tmp)?)?;
     let created = now_rfc3339();
     let mut config = parent.config.clone();

@@ -1,0 +1,189 @@
+//! The real docker CLI as the oracle of dockyard's output: one store, read
+//! through `dockyard system service` by `docker -H unix://...` and by
+//! `dockyard` itself, must print the same tables, column for column (IDs
+//! and times are the same store's, so nothing needs normalising but the
+//! relative times, which move between two commands).
+//!
+//! `Service` here is also what the events tests start.
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dockyard_e2e::dockyard::{text, Dockyard as Dy};
+
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+/// A running `dockyard system service` over a test's data root, in a
+/// temporary directory of its own; killed on drop, even by panic.
+pub struct Service {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub sock: PathBuf,
+}
+
+impl Service {
+    pub fn start(dy: &Dy) -> Service {
+        let dir = tempfile::Builder::new()
+            .prefix("dockyard-oracle-")
+            .tempdir()
+            .unwrap();
+        let sock = dir.path().join("api.sock");
+        let host = format!("unix://{}", sock.display());
+        let child = dy
+            .command(&["system", "service", "--host", &host, "--time", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dockyard system service");
+        let svc = Service { child, dir, sock };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&svc.sock).is_err() {
+            assert!(Instant::now() < deadline, "the service never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        svc
+    }
+
+    /// The docker CLI against this service (its own config dir: no user's
+    /// contexts or credentials).
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.path())
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_cmd(args)
+            .output()
+            .expect("running the docker CLI")
+    }
+
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({:?}):\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The commands whose output docker's CLI and dockyard must agree on.
+const TABLES: &[&str] = &[
+    "ps",
+    "ps -a",
+    "ps -a --no-trunc",
+    "ps -aq",
+    "ps -a --filter status=exited",
+    "ps -a --filter name=^web$",
+    "ps -n 2",
+    "images",
+    "images --no-trunc",
+    "images -q",
+    "network ls",
+    "network ls --no-trunc",
+    "network ls -q",
+    "volume ls",
+    "volume ls -q",
+    "history busybox",
+    "history --no-trunc busybox",
+    "history -q busybox",
+    "history app:2",
+    "history app:3",
+    "volume ls --format 'table {{.Name}}\\t{{.Labels}}'",
+    "ps -a --format 'table {{.Names}}\\t{{.Image}}\\t{{.Ports}}'",
+    "ps -a --format '{{.Names}} {{.CreatedAt}} {{.Size}}'",
+    "images --format '{{.Repository}} {{.CreatedAt}}'",
+    "port web",
+    "port web 80",
+    "port web 80/tcp",
+    "port quiet",
+];
+
+#[test]
+fn oracle_docker_and_dockyard_print_the_same_tables_of_one_store() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("api.sock");
+    // One store, made in a throwaway network namespace (`-p` and a user
+    // network make bridges and NAT rules): running, created and exited
+    // containers, a published port, a volume, a network, two tags and a
+    // committed image. The service runs there too; each command goes to
+    // docker and to dockyard back to back, again (up to 3 times) if a
+    // relative time ticked between the two.
+    let mut script = format!(
+        r#"
+        $D network create oranet >/dev/null
+        $D run -d {parent} --name web -l tier=front -p 8080:80 -p 127.0.0.1:9090:90/udp busybox sleep 300 >/dev/null
+        $D run -d {parent} --name quiet --network oranet -v oravol:/data busybox sleep 300 >/dev/null
+        $D create {parent} --name made busybox echo hi >/dev/null
+        $D run {parent} --name gone --network none busybox sh -c 'exit 3'
+        $D volume create second >/dev/null
+        $D tag busybox app:1
+        $D commit -m 'a note' quiet app:2 >/dev/null
+        $D commit made app:3 >/dev/null
+        $D system service --host unix://{sock} --time 0 2>/dev/null & S=$!
+        n=0; while [ ! -S {sock} ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+        sleep 1.2
+        export DOCKER_CONFIG={cfg}
+        "#,
+        sock = sock.display(),
+        cfg = dir.path().display(),
+    );
+    for cmd in TABLES {
+        script.push_str(&format!(
+            r#"
+        i=0; while :; do
+            {docker} -H unix://{sock} {cmd} >{dir}/a 2>&1; $D {cmd} >{dir}/b 2>&1
+            i=$((i+1)); cmp -s {dir}/a {dir}/b && break; [ $i -ge 3 ] && break; sleep 0.3
+        done
+        echo "@@@ {cmd}"; cat {dir}/a; echo "@@@"; cat {dir}/b
+        "#,
+            docker = DOCKER,
+            sock = sock.display(),
+            dir = dir.path().display(),
+        ));
+    }
+    script.push_str(
+        r#"
+        kill $S
+        $D rm -f web quiet made gone >/dev/null
+        $D network rm oranet >/dev/null
+        "#,
+    );
+    let out = super::networking::in_throwaway_netns(&dy, &script);
+    let all = text(&out.stdout);
+    assert!(out.status.success(), "{all}{}", text(&out.stderr));
+    let sections: Vec<&str> = all.split("@@@ ").skip(1).collect();
+    assert_eq!(sections.len(), TABLES.len(), "{all}{}", text(&out.stderr));
+    for s in sections {
+        let (cmd, rest) = s.split_once('\n').unwrap();
+        let (docker, ours) = rest.split_once("@@@\n").unwrap();
+        assert!(
+            !docker.contains("Error") || cmd.starts_with("port"),
+            "{cmd}: {docker}"
+        );
+        assert_eq!(
+            ours, docker,
+            "`{cmd}`: dockyard (left) and docker (right) differ"
+        );
+    }
+}
