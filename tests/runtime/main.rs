@@ -8,6 +8,7 @@
 //! Everything runs as root; each test has its own bundle, `--root` and
 //! cgroup parent, and removes them, passed or failed.
 
+mod caps;
 mod containerd;
 mod cri;
 mod direct;
