@@ -302,19 +302,23 @@ pub(crate) fn apply_capability_sets(sets: &CapSets) -> anyhow::Result<()> {
         version: 0x2008_0522,
         pid: 0,
     };
+    // The kernel refuses an inheritable capability outside the bounding
+    // set, and an ambient one that is not both permitted and inheritable.
+    // A config often lists each set on its own (runc's `spec` writes all
+    // five; a caller then shrinks only some): what cannot be held is left
+    // out rather than failing the container.
     let permitted = sets.permitted & have;
+    let inheritable = sets.inheritable & sets.bounding;
     let half = |shift: u32| Data {
         effective: ((sets.effective & permitted) >> shift) as u32,
         permitted: (permitted >> shift) as u32,
-        inheritable: (sets.inheritable >> shift) as u32,
+        inheritable: (inheritable >> shift) as u32,
     };
     let data = [half(0), half(32)];
     // SAFETY: header and data are the structs capset(2) expects, alive for the call.
     let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    Errno::result(ret).context(
-        "capset(effective, permitted, inheritable) (is every inheritable one in the bounding set?)",
-    )?;
-    set_ambient(sets.ambient)
+    Errno::result(ret).context("capset(effective, permitted, inheritable)")?;
+    set_ambient(sets.ambient & permitted & inheritable)
 }
 
 /// Clear the ambient set, then raise each capability of `ambient`.
