@@ -284,7 +284,8 @@ impl CapSets {
 ///    capability that is both permitted and inheritable (capabilities(7)).
 ///
 /// After `execve` the kernel computes the new sets from these: root gets
-/// permitted = effective = bounding | inheritable | ambient, any other user
+/// permitted = effective = bounding | inheritable | ambient (with
+/// no_new_privs, no more than the permitted set it had), any other user
 /// permitted = effective = ambient (for a program without file
 /// capabilities). That is why ambient exists.
 pub(crate) fn apply_capability_sets(sets: &CapSets) -> anyhow::Result<()> {
