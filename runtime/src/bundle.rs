@@ -13,7 +13,7 @@
 //! | `linux.namespaces[]` (with `path`) | `process.namespaces`, `join_namespaces`, `userns`, `netns`, `cgroupns` |
 //! | `linux.uidMappings`/`gidMappings`  | `UserNs::Private { uids, gids }`            |
 //! | `mounts[]` (bind, tmpfs)           | `process.binds`, `security.tmpfs`           |
-//! | `process.capabilities.bounding`    | `security.cap_drop = ALL`, `cap_add`        |
+//! | `process.capabilities` (five sets) | `security.cap_sets` (`cap_add` = bounding)  |
 //! | `linux.seccomp`                    | lab 02's compiler, `Seccomp::Profile`       |
 //! | `linux.cgroupsPath`, `resources`   | `CgroupSpec { parent, name, limits }`       |
 //! | `resources.devices`, `devices`     | lab 03's `DevicesCgroup`, lab 02's `devnodes` (by create) |
@@ -217,6 +217,30 @@ fn process_fields(p: &mut lab02::Spec, process: &oci_spec::runtime::Process) -> 
 
 /// Lab 02's security layer, from the config's own lists (not Docker's
 /// defaults: the caller, containerd or podman, already wrote those there).
+/// `process.capabilities` as lab 02's five masks; a set the spec leaves
+/// out is empty, as in runc.
+pub(crate) fn cap_sets(
+    c: &oci_spec::runtime::LinuxCapabilities,
+) -> anyhow::Result<lab02::security::CapSets> {
+    let names = |set: &Option<oci_spec::runtime::Capabilities>| -> anyhow::Result<Vec<String>> {
+        let v = serde_json::to_value(set)?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    };
+    lab02::security::CapSets::from_names(
+        &names(c.bounding())?,
+        &names(c.effective())?,
+        &names(c.permitted())?,
+        &names(c.inheritable())?,
+        &names(c.ambient())?,
+    )
+}
+
 fn security(
     spec: &Spec,
     process: &oci_spec::runtime::Process,
@@ -227,9 +251,9 @@ fn security(
 ) -> anyhow::Result<lab02::security::Security> {
     use lab02::security::{Seccomp, Security, Tmpfs};
     let mut s = Security::docker_default();
-    // Exactly the bounding set: drop everything, add back what is listed.
-    // Lab 02 gives one set to all five (bounding, effective, permitted,
-    // inheritable, ambient), which is what callers write for root.
+    // The bounding set as docker's cap_drop/cap_add (what seccomp's
+    // capability-conditional rules look at); `cap_sets` below applies it
+    // and the other four.
     s.cap_drop = vec!["ALL".into()];
     s.cap_add = match process
         .capabilities()
@@ -251,6 +275,9 @@ fn security(
         }
         None => Vec::new(),
     };
+    // And the five sets one by one, as the spec gives them: lab 02 drops
+    // the bounding set, then capset(2)s the rest (see `CapSets`).
+    s.cap_sets = process.capabilities().as_ref().map(cap_sets).transpose()?;
     s.no_new_privileges = process.no_new_privileges().unwrap_or(false);
     let linux = spec.linux().as_ref();
     s.masked_paths = linux

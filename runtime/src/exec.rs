@@ -160,6 +160,11 @@ fn security(p: &Process, seccomp_file: PathBuf, no_new_privs: bool) -> anyhow::R
             .unwrap_or_default(),
         None => Vec::new(),
     };
+    s.cap_sets = p
+        .capabilities()
+        .as_ref()
+        .map(crate::bundle::cap_sets)
+        .transpose()?;
     s.no_new_privileges = no_new_privs || p.no_new_privileges().unwrap_or(false);
     s.seccomp = match seccomp_file.exists() {
         true => Seccomp::Profile(seccomp_file),

@@ -227,6 +227,135 @@ pub(crate) fn apply_capabilities(keep: CapMask) -> anyhow::Result<()> {
 }
 // ANCHOR_END: apply_caps
 
+// ANCHOR: cap_sets
+/// The five sets one by one, as an OCI `config.json` gives them
+/// (`process.capabilities.bounding`, `.effective`, `.permitted`,
+/// `.inheritable`, `.ambient`). Docker and `dockyard run` give one set for
+/// all (see [`apply_capabilities`]); a CRI runtime or a hand-written bundle
+/// may give different ones, e.g. an `inheritable` and `ambient`
+/// `CAP_NET_BIND_SERVICE` so that a non-root program keeps it across exec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapSets {
+    pub bounding: CapMask,
+    pub effective: CapMask,
+    pub permitted: CapMask,
+    pub inheritable: CapMask,
+    pub ambient: CapMask,
+}
+
+impl CapSets {
+    /// Each set from its names (`CAP_CHOWN`, `chown`, ...); an unknown name
+    /// is an error, as in runc.
+    pub fn from_names(
+        bounding: &[String],
+        effective: &[String],
+        permitted: &[String],
+        inheritable: &[String],
+        ambient: &[String],
+    ) -> anyhow::Result<CapSets> {
+        let mask = |names: &[String]| -> anyhow::Result<CapMask> {
+            let mut m = 0;
+            for n in names {
+                m |= match parse_cap(n)? {
+                    Some(c) => 1 << c.number,
+                    None => all_caps(),
+                };
+            }
+            Ok(m)
+        };
+        Ok(CapSets {
+            bounding: mask(bounding)?,
+            effective: mask(effective)?,
+            permitted: mask(permitted)?,
+            inheritable: mask(inheritable)?,
+            ambient: mask(ambient)?,
+        })
+    }
+}
+
+/// Set the five sets to `sets`, in the order the kernel allows (runc's):
+/// 1. **bounding** first, while CAP_SETPCAP (needed to drop from it) is
+///    still in our effective set;
+/// 2. **effective, permitted, inheritable** with one `capset(2)`: permitted
+///    may only shrink, effective must lie within it, and inheritable within
+///    the bounding set just made;
+/// 3. **ambient** last: cleared, then each one raised with
+///    `prctl(PR_CAP_AMBIENT_RAISE)`, which the kernel allows only for a
+///    capability that is both permitted and inheritable (capabilities(7)).
+///
+/// After `execve` the kernel computes the new sets from these: root gets
+/// permitted = effective = bounding | inheritable | ambient (with
+/// no_new_privs, no more than the permitted set it had), any other user
+/// permitted = effective = ambient (for a program without file
+/// capabilities). That is why ambient exists.
+pub(crate) fn apply_capability_sets(sets: &CapSets) -> anyhow::Result<()> {
+    // As in apply_capabilities: only what we have can be kept.
+    let have = current_permitted()?;
+    for number in 0..=last_cap() {
+        if sets.bounding & (1 << number) == 0 {
+            // SAFETY: prctl with integer arguments only.
+            let ret =
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, number as libc::c_ulong, 0, 0, 0) };
+            Errno::result(ret).with_context(|| format!("prctl(PR_CAPBSET_DROP, {number})"))?;
+        }
+    }
+    let header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    // The kernel refuses an inheritable capability outside the bounding
+    // set, and an ambient one that is not both permitted and inheritable.
+    // A config often lists each set on its own (runc's `spec` writes all
+    // five; a caller then shrinks only some): what cannot be held is left
+    // out rather than failing the container.
+    let permitted = sets.permitted & have;
+    let inheritable = sets.inheritable & sets.bounding;
+    let half = |shift: u32| Data {
+        effective: ((sets.effective & permitted) >> shift) as u32,
+        permitted: (permitted >> shift) as u32,
+        inheritable: (inheritable >> shift) as u32,
+    };
+    let data = [half(0), half(32)];
+    // SAFETY: header and data are the structs capset(2) expects, alive for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    Errno::result(ret).context("capset(effective, permitted, inheritable)")?;
+    set_ambient(sets.ambient & permitted & inheritable)
+}
+
+/// Clear the ambient set, then raise each capability of `ambient`.
+pub(crate) fn set_ambient(ambient: CapMask) -> anyhow::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(ret).context("prctl(PR_CAP_AMBIENT_CLEAR_ALL)")?;
+    for number in 0..=last_cap() {
+        if ambient & (1 << number) != 0 {
+            // SAFETY: as above.
+            let ret = unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    number as libc::c_ulong,
+                    0,
+                    0,
+                )
+            };
+            Errno::result(ret).with_context(|| {
+                format!("prctl(PR_CAP_AMBIENT_RAISE, {number}) (an ambient capability must be permitted and inheritable)")
+            })?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: cap_sets
+
 #[repr(C)]
 struct CapHeader {
     version: u32,
@@ -271,6 +400,30 @@ mod tests {
             );
         }
         assert_eq!(cap_names(docker_default_caps()).len(), 14);
+    }
+
+    #[test]
+    fn five_sets_from_oci_names() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let sets = CapSets::from_names(
+            &s(&["CAP_CHOWN", "CAP_KILL"]),
+            &s(&["CAP_CHOWN"]),
+            &s(&["CAP_CHOWN", "kill"]),
+            &s(&["CAP_KILL"]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            sets,
+            CapSets {
+                bounding: 1 | 1 << 5,
+                effective: 1,
+                permitted: 1 | 1 << 5,
+                inheritable: 1 << 5,
+                ambient: 0,
+            }
+        );
+        assert!(CapSets::from_names(&s(&["CAP_NOPE"]), &[], &[], &[], &[]).is_err());
     }
 
     #[test]

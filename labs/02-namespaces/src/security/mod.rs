@@ -69,11 +69,13 @@ pub mod mounts;
 pub mod sealed;
 pub mod seccomp;
 
-use caps::apply_capabilities;
+use caps::{apply_capabilities, apply_capability_sets};
 use seccomp::install_seccomp;
 
 // The paths callers have always used: `security::X`.
-pub use caps::{cap_names, docker_default_caps, resolve_caps, CapMask, Capability, CAPABILITIES};
+pub use caps::{
+    cap_names, docker_default_caps, resolve_caps, CapMask, CapSets, Capability, CAPABILITIES,
+};
 pub use fds::{check_no_fds_above_2, close_fds, set_non_dumpable};
 pub use in_root::{enter_workdir, mkdir_all_in_root, open_in_root};
 pub use mounts::{
@@ -128,6 +130,10 @@ pub struct Security {
     pub read_only_rootfs: bool,
     /// `--tmpfs PATH[:OPTS]`.
     pub tmpfs: Vec<Tmpfs>,
+    /// The five sets one by one (an OCI runtime's `process.capabilities`);
+    /// `None`, docker's way: [`Security::cap_add`]/`cap_drop` give one set
+    /// to bounding, permitted and effective, none inheritable or ambient.
+    pub cap_sets: Option<CapSets>,
 }
 
 impl Security {
@@ -143,6 +149,7 @@ impl Security {
             readonly_paths: READONLY_PATHS.iter().map(PathBuf::from).collect(),
             read_only_rootfs: false,
             tmpfs: Vec::new(),
+            cap_sets: None,
         }
     }
 
@@ -216,6 +223,7 @@ impl Security {
             sys_read_only: !self.privileged,
             read_only_rootfs: self.read_only_rootfs,
             tmpfs: self.tmpfs.clone(),
+            cap_sets: if self.privileged { None } else { self.cap_sets },
         })
     }
 }
@@ -232,6 +240,7 @@ pub struct Prepared {
     pub sys_read_only: bool,
     pub read_only_rootfs: bool,
     pub tmpfs: Vec<Tmpfs>,
+    pub cap_sets: Option<CapSets>,
 }
 
 // ANCHOR: confine
@@ -255,7 +264,10 @@ pub fn confine_keeping(p: &Prepared, keep: &[std::os::fd::RawFd]) -> anyhow::Res
         // allow capset, prctl and close_range, as Docker's does.
         install_seccomp(programs)?;
     }
-    apply_capabilities(p.caps)?;
+    match &p.cap_sets {
+        Some(sets) => apply_capability_sets(sets)?,
+        None => apply_capabilities(p.caps)?,
+    }
     close_fds(keep)?;
     if let (Some(programs), true) = (&p.seccomp, p.no_new_privileges) {
         install_seccomp(programs)?;
