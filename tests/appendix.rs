@@ -4,7 +4,7 @@
 //! dockyard's status (yes, partly, not yet, no), a note, and the tests that cover it. This test
 //! checks two things:
 //!
-//! 1. every test the registry names exists: a `fn NAME(` in some `.rs` file under `tests/` (or,
+//! 1. every test the registry names exists: a `#[test] fn NAME(` in a `.rs` file under `tests/` (or,
 //!    for `book:FILE.md`, a chapter with `console` sessions, which `tests/book.rs` runs). A row
 //!    with no test says "untested" in the table instead of borrowing one.
 //! 2. the table in `book/src/appendix-commands.md`, between the `BEGIN generated` and
@@ -86,19 +86,25 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The names of the functions defined in the test sources (`fn NAME(`, `fn NAME<`).
+/// The names of the test functions in the test sources: a `fn NAME(` with `#[test]` among the
+/// attributes just above it (a helper of the same name does not count).
 fn test_functions(tests: &Path) -> BTreeSet<String> {
     let mut files = Vec::new();
     rust_files(tests, &mut files);
     let mut names = BTreeSet::new();
     for file in files {
         let text = fs::read_to_string(&file).unwrap_or_default();
-        for piece in text.split("fn ").skip(1) {
+        let pieces: Vec<&str> = text.split("fn ").collect();
+        for pair in pieces.windows(2) {
+            let (before, piece) = (pair[0], pair[1]);
             let name: String = piece
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            if !name.is_empty() && piece[name.len()..].starts_with(['(', '<']) {
+            // The attributes sit between the end of the previous item and this `fn`.
+            let attrs = before.rsplit(['}', ';']).next().unwrap_or(before);
+            if !name.is_empty() && piece[name.len()..].starts_with('(') && attrs.contains("#[test]")
+            {
                 names.insert(name);
             }
         }
@@ -178,7 +184,7 @@ fn every_test_the_registry_names_exists() {
                 }
             } else if !names.contains(t) {
                 missing.push(format!(
-                    "line {} ({}): no `fn {t}(` under tests/",
+                    "line {} ({}): no `#[test] fn {t}(` under tests/",
                     row.line, row.command
                 ));
             }
