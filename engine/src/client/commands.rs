@@ -72,7 +72,10 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
         other => {
             let partly = matches!(
                 other,
-                Command::Start(_) | Command::Logs(_) | Command::Network(_) | Command::Volume(_)
+                Command::Start(_)
+                    | Command::Logs(_)
+                    | Command::Network(NetworkCmd::Ls { .. })
+                    | Command::Volume(VolumeCmd::Ls { .. })
             );
             return Err((125, unsupported(&api.host.url(), partly)));
         }
