@@ -241,54 +241,6 @@ pub fn service(engine: &Engine, cmd: &crate::cli::SystemCmd) -> Result<Code> {
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn security_options_print_like_dockers() {
-        assert_eq!(
-            security_option("name=seccomp,profile=builtin"),
-            "  seccomp\n   Profile: builtin\n"
-        );
-        assert_eq!(security_option("name=rootless"), "  rootless\n");
-    }
-
-    #[test]
-    fn info_prints_the_servers_part() {
-        let info = Info {
-            containers: 3,
-            running: 1,
-            paused: 1,
-            stopped: 1,
-            images: 2,
-            server_version: "0.1.0".into(),
-            driver: "overlay2".into(),
-            logging_driver: "json-file".into(),
-            cgroup_driver: "cgroupfs".into(),
-            cgroup_version: "2".into(),
-            security_options: vec!["name=seccomp,profile=builtin".into(), "name=userns".into()],
-            kernel_version: "6.1.0".into(),
-            operating_system: "Debian GNU/Linux 12 (bookworm)".into(),
-            os_type: "linux".into(),
-            architecture: "x86_64".into(),
-            cpus: 2,
-            mem_total: 3 << 29,
-            root_dir: "/var/lib/dockyard".into(),
-            debug: false,
-            registry: system::RegistryConfig {
-                mirrors: vec![],
-                insecure: vec!["127.0.0.0/8".into()],
-            },
-        };
-        let text = info_text(&info);
-        assert!(text.starts_with("Server:\n Containers: 3\n  Running: 1\n"));
-        assert!(text.contains(" Security Options:\n  seccomp\n   Profile: builtin\n  userns\n Kernel Version: 6.1.0\n"));
-        assert!(text.contains(" Total Memory: 1.5000GiB\n"));
-        assert!(text.ends_with(" Registry Mirrors:\n Insecure Registries:\n  127.0.0.0/8\n"));
-    }
-}
-
 // ---- version -------------------------------------------------------------------
 
 /// `version`'s server part for the engine in this process: the document
@@ -412,4 +364,61 @@ fn tabwriter(text: &str) -> String {
         i = end;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_cells_are_padded_as_gos_tabwriter_pads_them() {
+        let t = tabwriter("A:\n x:\t1\n a-very-long-label-here:\t2\nB:\n y:\t3\n");
+        assert_eq!(
+            t,
+            "A:\n x:                      1\n a-very-long-label-here: 2\nB:\n y:                 3\n"
+        );
+    }
+
+    #[test]
+    fn security_options_print_like_dockers() {
+        assert_eq!(
+            security_option("name=seccomp,profile=builtin"),
+            "  seccomp\n   Profile: builtin\n"
+        );
+        assert_eq!(security_option("name=rootless"), "  rootless\n");
+    }
+
+    #[test]
+    fn info_prints_the_servers_part() {
+        let info = Info {
+            containers: 3,
+            running: 1,
+            paused: 1,
+            stopped: 1,
+            images: 2,
+            server_version: "0.1.0".into(),
+            driver: "overlay2".into(),
+            logging_driver: "json-file".into(),
+            cgroup_driver: "cgroupfs".into(),
+            cgroup_version: "2".into(),
+            security_options: vec!["name=seccomp,profile=builtin".into(), "name=userns".into()],
+            kernel_version: "6.1.0".into(),
+            operating_system: "Debian GNU/Linux 12 (bookworm)".into(),
+            os_type: "linux".into(),
+            architecture: "x86_64".into(),
+            cpus: 2,
+            mem_total: 3 << 29,
+            root_dir: "/var/lib/dockyard".into(),
+            debug: false,
+            registry: system::RegistryConfig {
+                mirrors: vec![],
+                insecure: vec!["127.0.0.0/8".into()],
+            },
+        };
+        let text = info_text(&info);
+        assert!(text.starts_with("Server:\n Containers: 3\n  Running: 1\n"));
+        assert!(text.contains(" Security Options:\n  seccomp\n   Profile: builtin\n  userns\n Kernel Version: 6.1.0\n"));
+        assert!(text.contains(" Total Memory: 1.5000GiB\n"));
+        assert!(text.ends_with(" Registry Mirrors:\n Insecure Registries:\n  127.0.0.0/8\n"));
+    }
 }
