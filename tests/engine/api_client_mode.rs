@@ -359,3 +359,73 @@ fn api_client_mode_speaks_tcp() {
         text(&out.stderr)
     );
 }
+
+/// The notes' "client and daemon on different machines", with two
+/// network namespaces for the two machines, joined by a veth pair: the
+/// service on the server's address with `--tlsverify` (plain TCP is served
+/// on loopback only), the client in the other namespace with
+/// `DOCKYARD_HOST`, `DOCKYARD_TLS_VERIFY` and `DOCKYARD_CERT_PATH`, as
+/// docker's CLI with its `DOCKER_*` variables. The server's namespace is a
+/// throwaway one; the client's is made inside it and dies with it.
+#[test]
+fn api_client_mode_reaches_a_service_in_another_network_namespace() {
+    let dy = Dy::new();
+    let dir = tempfile::Builder::new()
+        .prefix("dockyard-client-netns-")
+        .tempdir()
+        .unwrap();
+    let script = format!(
+        r#"
+        set -e
+        cd {dir}
+        ssl() {{ openssl "$@" 2>/dev/null; }}
+        ssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1 -subj /CN=test-ca
+        ssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=server
+        printf 'subjectAltName=IP:10.199.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+        ssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days 1 -extfile server.ext
+        ssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=client
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext
+        ssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext
+        set +e
+        ip link set lo up
+        # The client's machine: a network namespace of its own.
+        unshare --net sleep 60 & C=$!
+        while [ "$(readlink /proc/$C/ns/net)" = "$(readlink /proc/self/ns/net)" ]; do sleep 0.01; done
+        B="nsenter --net=/proc/$C/ns/net"
+        ip link add dycs0 type veth peer name dycc0 netns $C
+        ip addr add 10.199.0.1/24 dev dycs0; ip link set dycs0 up
+        $B ip link set lo up; $B ip addr add 10.199.0.2/24 dev dycc0; $B ip link set dycc0 up
+        {bin} --root {root} system service -H tcp://10.199.0.1:2376 --tlsverify --tlscacert ca.pem \
+            --tlscert server.pem --tlskey server-key.pem --time 0 2>service.log & S=$!
+        export DOCKYARD_HOST=tcp://10.199.0.1:2376 DOCKYARD_TLS_VERIFY=1 DOCKYARD_CERT_PATH={dir}
+        n=0; until $B {bin} version >/dev/null 2>&1 || [ $n -gt 200 ]; do sleep 0.05; n=$((n+1)); done
+        echo "client has the server's address: $($B ip -o addr | grep -c 10.199.0.1/)"
+        $B {bin} run -d --cgroup-parent={parent} --name far busybox sh -c 'echo from-far; exec sleep 30' >/dev/null
+        echo "server sees: $({bin} --root {root} inspect -f '{{{{.State.Status}}}}' far)"
+        $B {bin} ps --format 'client sees: {{{{.Names}}}} {{{{.State}}}}'
+        sleep 0.3; $B {bin} logs far
+        DOCKYARD_TLS_VERIFY= $B {bin} ps >/dev/null 2>&1; echo "without TLS: $?"
+        $B {bin} rm -f far
+        echo "left: $({bin} --root {root} ps -aq | wc -l)"
+        kill $S $C; wait $S
+        "#,
+        dir = dir.path().display(),
+        bin = bin("dockyard").display(),
+        root = dy.root.path().display(),
+        parent = dy.parent,
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .env_remove("DOCKYARD_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap_or_default();
+    assert_eq!(
+        text(&out.stdout),
+        "client has the server's address: 0\nserver sees: running\nclient sees: far running\n\
+         from-far\nwithout TLS: 1\nfar\nleft: 0\n",
+        "{}\nservice: {log}",
+        text(&out.stderr)
+    );
+}

@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client: one request per connection, over a unix
-//! socket or TCP, which is all the Engine API needs for the commands the
-//! client sends (no keep-alive, no TLS, no hijacked streams).
+//! socket or TCP (with mutual TLS when asked, see `tls`), which is all the
+//! Engine API needs for the commands the client sends (no keep-alive, no
+//! hijacked streams).
 //!
 //! HTTP/1.1 is text up to the blank line: a status line, headers, then the
 //! body, whose end is said by `Content-Length`, by `Transfer-Encoding:
@@ -24,8 +25,8 @@ pub enum Host {
 
 impl Host {
     /// Parse `-H`'s value as docker does (`unix://` and `tcp://`; a bare
-    /// path is a unix socket's). TLS (`https://`, `--tlsverify`) is not
-    /// spoken by this client.
+    /// path is a unix socket's). TLS is `tcp://` with
+    /// `DOCKYARD_TLS_VERIFY` (see `tls`).
     pub fn parse(s: &str) -> Result<Host> {
         if let Some(p) = s.strip_prefix("unix://") {
             if p.is_empty() {
@@ -85,7 +86,13 @@ impl<T: Read + Write> Stream for T {}
 pub fn request(host: &Host, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response> {
     let mut stream: Box<dyn Stream> = match host {
         Host::Unix(p) => Box::new(UnixStream::connect(p).map_err(|_| Unreachable(host.url()))?),
-        Host::Tcp(a) => Box::new(TcpStream::connect(a).map_err(|_| Unreachable(host.url()))?),
+        Host::Tcp(a) => {
+            let tcp = TcpStream::connect(a).map_err(|_| Unreachable(host.url()))?;
+            match super::tls::cert_dir() {
+                Some(dir) => Box::new(super::tls::connect(tcp, a, &dir)?),
+                None => Box::new(tcp),
+            }
+        }
     };
     // The Host header is required by HTTP/1.1; over a unix socket there is
     // no host name, and docker's client sends "api.moby.localhost".

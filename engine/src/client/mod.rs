@@ -23,6 +23,7 @@
 
 mod commands;
 mod http;
+mod tls;
 
 pub use http::Host;
 
