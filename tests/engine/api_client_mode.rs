@@ -14,8 +14,9 @@ use dockyard_e2e::fixtures::bin;
 
 use super::api::Service;
 
+// (api_images.rs loads it too, privately: each has its own copy.)
 #[path = "../registry/common.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod registry_common;
 use registry_common::Registry;
 

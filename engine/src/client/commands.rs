@@ -39,19 +39,19 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             0
         }),
         Command::Run(a) => run_detached(api, a),
-        Command::Start(a) if !a.attach && !a.interactive => each(api, &a.containers, |n| {
+        Command::Start(a) if !a.attach && !a.interactive => each(&a.containers, |n| {
             api.call("POST", &format!("/containers/{}/start", q(n)), None)
         }),
-        Command::Stop(a) => each(api, &a.containers, |n| {
+        Command::Stop(a) => each(&a.containers, |n| {
             let signal = a.signal.as_deref().map(|s| format!("&signal={}", q(s)));
             let path = format!("/containers/{}/stop?t={}", q(n), a.time);
             api.call("POST", &(path + &signal.unwrap_or_default()), None)
         }),
-        Command::Kill(a) => each(api, &a.containers, |n| {
+        Command::Kill(a) => each(&a.containers, |n| {
             let path = format!("/containers/{}/kill?signal={}", q(n), q(&a.signal));
             api.call("POST", &path, None)
         }),
-        Command::Rm(a) => each(api, &a.containers, |n| {
+        Command::Rm(a) => each(&a.containers, |n| {
             let path = format!("/containers/{}?force={}&v={}", q(n), a.force, a.volumes);
             api.call("DELETE", &path, None)
         }),
@@ -128,8 +128,7 @@ fn unsupported(host: &str, partly: bool) -> anyhow::Error {
 
 /// docker's way with several containers: each name printed when done,
 /// each error printed, exit 1 if any failed.
-fn each(api: &Api, names: &[String], f: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Code> {
-    let _ = api;
+fn each(names: &[String], f: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Code> {
     let mut code = 0;
     for name in names {
         match f(name) {

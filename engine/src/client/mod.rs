@@ -59,7 +59,8 @@ pub fn dispatch(cli: &Cli, host: &str) -> Result<i32, (u8, anyhow::Error)> {
     commands::run(cli, &Api { host })
 }
 
-/// The service, and the API version every path is sent with.
+/// The service; every path is sent under `/v1.50`, the API version this
+/// client speaks (the service's own, see `api/`).
 pub struct Api {
     pub host: Host,
 }
