@@ -192,6 +192,14 @@ fn api_client_mode_runs_logs_stops_and_removes_through_the_service() {
         (text(&logs.stdout), text(&logs.stderr)),
         ("to-out\n".into(), "to-err\n".into())
     );
+    // --tail and -t are carried, as the in-process command reads them.
+    let args = ["logs", "--tail", "1", "-t", "far"];
+    let (remote, local) = (client(&url(&svc), &dy.parent, &args), dy.run(&args));
+    assert_eq!(
+        (&remote.stdout, &remote.stderr),
+        (&local.stdout, &local.stderr)
+    );
+    assert!(text(&remote.stderr).ends_with("Z to-err\n") && remote.stdout.is_empty());
     // stop: the name back, the process gone, the state exited.
     assert_eq!(client_ok(&svc, &dy, &["stop", "-t", "1", "far"]), "far\n");
     assert!(
@@ -273,6 +281,10 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
         ),
         (
             &["logs", "-f", "x"],
+            "dockyard: `logs` with these flags is not supported through -H yet",
+        ),
+        (
+            &["logs", "--since", "1h", "x"],
             "dockyard: `logs` with these flags is not supported through -H yet",
         ),
         (
