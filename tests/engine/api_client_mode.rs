@@ -230,6 +230,25 @@ fn api_client_mode_runs_logs_stops_and_removes_through_the_service() {
     );
     assert_eq!(dy.ok(&["ps", "-a", "-q"]), "");
     assert!(dockyard_e2e::dockyard::container_dirs(&dy.root_path()).is_empty());
+    // An attached run: its streams to ours, its exit code as ours; with
+    // --rm, gone when the client returns.
+    let script = "echo out; echo err >&2; exit 3";
+    let args = ["run", "--name", "att", "busybox", "sh", "-c", script];
+    let out = client(&url(&svc), &dy.parent, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("out\n".into(), "err\n".into())
+    );
+    assert_eq!(dy.inspect("att", "{{.State.ExitCode}}"), "3");
+    let out = client(
+        &url(&svc),
+        &dy.parent,
+        &["run", "--rm", "busybox", "echo", "gone"],
+    );
+    assert_eq!(text(&out.stdout), "gone\n");
+    assert_eq!(dy.ok(&["ps", "-a", "--format", "{{.Names}}"]), "att\n");
+    dy.ok(&["rm", "att"]);
 }
 
 #[test]
@@ -288,8 +307,8 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
             "dockyard: `logs` with these flags is not supported through -H yet",
         ),
         (
-            &["run", "busybox", "true"],
-            "dockyard: an attached `run` (and -i, -t) is not supported",
+            &["run", "-it", "busybox", "true"],
+            "dockyard: `run`/`create` with -i or -t is not supported through -H yet",
         ),
         (
             &["run", "-d", "-p", "80:80", "busybox", "true"],

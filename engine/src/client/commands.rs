@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 
-use super::http::Unreachable;
+use super::http::{self, Unreachable};
 use super::{query_escape as q, Api, DaemonError};
 use crate::cli::{
     Cli, Command, InspectArgs, LogsArgs, NetworkCmd, PsArgs, PullArgs, RunArgs, SystemCmd,
@@ -38,7 +38,7 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             println!("{id}");
             0
         }),
-        Command::Run(a) => run_detached(api, a),
+        Command::Run(a) => run_container(api, a),
         Command::Start(a) if !a.attach && !a.interactive => each(&a.containers, |n| {
             api.call("POST", &format!("/containers/{}/start", q(n)), None)
         }),
@@ -432,10 +432,10 @@ fn is_no_such_image(e: &anyhow::Error) -> bool {
 /// Refuse the flags of `run`/`create` the client does not send, naming
 /// them: a flag dropped on the way would be a silently different container.
 fn check_flags(a: &RunArgs) -> Result<()> {
-    if (a.interactive || a.tty) || !a.detach && is_run() {
+    if a.interactive || a.tty {
         bail!(
-            "dockyard: an attached `run` (and -i, -t) is not supported through -H yet: \
-             use `run -d`, then `logs`"
+            "dockyard: `run`/`create` with -i or -t is not supported through -H yet: \
+             use `run` (its output is attached) or `run -d`, then `logs`"
         );
     }
     let image = a.image_and_command.first().cloned().unwrap_or_default();
@@ -473,16 +473,78 @@ fn check_flags(a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn is_run() -> bool {
-    std::env::args().any(|a| a == "run")
+/// `run`: create; then, unless `-d`, attach to its output and ask for its
+/// exit before starting it, as docker's CLI does (a container that exits at
+/// once, or is removed by `--rm`, is not missed); start; copy the output;
+/// exit with the container's code.
+fn run_container(api: &Api, a: &RunArgs) -> Result<Code> {
+    let id = create(api, a)?;
+    if a.detach {
+        api.call("POST", &format!("/containers/{id}/start"), None)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    // The attach: the service answers 101 and the connection becomes the
+    // container's multiplexed output.
+    let mut attach = http::connect(&api.host)?;
+    let path = format!(
+        "/v{}/containers/{id}/attach?stream=1&stdout=1&stderr=1",
+        crate::api::API_VERSION
+    );
+    let upgrade = "Connection: Upgrade\r\nUpgrade: tcp\r\n";
+    http::send(&mut *attach, &api.host, "POST", &path, upgrade, None)?;
+    let mut output = std::io::BufReader::new(attach);
+    let head = http::read_head(&mut output)?;
+    if head.status != 101 && head.status != 200 {
+        let body = http::read_body(&mut output, &head)?;
+        bail!("attach: {}", String::from_utf8_lossy(&body).trim());
+    }
+    // The wait: its head comes back at once, so once it is read the
+    // service is waiting, and the start cannot be missed.
+    let condition = if a.rm { "removed" } else { "next-exit" };
+    let mut wait = http::connect(&api.host)?;
+    let path = format!(
+        "/v{}/containers/{id}/wait?condition={condition}",
+        crate::api::API_VERSION
+    );
+    http::send(
+        &mut *wait,
+        &api.host,
+        "POST",
+        &path,
+        "Connection: close\r\n",
+        None,
+    )?;
+    let mut wait = std::io::BufReader::new(wait);
+    let wait_head = http::read_head(&mut wait)?;
+    api.call("POST", &format!("/containers/{id}/start"), None)?;
+    demux(&mut output)?;
+    let answer: Value = serde_json::from_slice(&http::read_body(&mut wait, &wait_head)?)?;
+    if let Some(e) = answer["Error"]["Message"].as_str() {
+        bail!("{e}");
+    }
+    Ok(answer["StatusCode"].as_i64().unwrap_or(0) as Code)
 }
 
-/// `run -d`: create, start, print the ID.
-fn run_detached(api: &Api, a: &RunArgs) -> Result<Code> {
-    let id = create(api, a)?;
-    api.call("POST", &format!("/containers/{id}/start"), None)?;
-    println!("{id}");
-    Ok(0)
+/// Copy a multiplexed stream to our stdout and stderr until it ends: each
+/// frame an 8-byte header (the stream: 1 stdout, 2 stderr; three zero
+/// bytes; the length, big-endian), then the data.
+fn demux(r: &mut impl std::io::Read) -> Result<()> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut header = [0u8; 8];
+    loop {
+        match r.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut data = vec![0u8; len];
+        r.read_exact(&mut data)?;
+        let w: &mut dyn Write = if header[0] == 2 { &mut err } else { &mut out };
+        w.write_all(&data)?;
+        w.flush()?;
+    }
 }
 
 /// `logs` (not followed): the container's TTY setting says whether the
@@ -501,25 +563,11 @@ fn logs(api: &Api, a: &LogsArgs) -> Result<Code> {
         q(&a.tail)
     );
     let body = api.call("GET", &path, None)?;
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     if c["Config"]["Tty"].as_bool() == Some(true) {
-        out.write_all(&body)?;
+        std::io::stdout().write_all(&body)?;
         return Ok(0);
     }
-    let mut rest = &body[..];
-    while rest.len() >= 8 {
-        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-        let data = rest
-            .get(8..8 + len)
-            .ok_or_else(|| anyhow!("a log frame cut short"))?;
-        if rest[0] == 2 {
-            err.write_all(data)?;
-        } else {
-            out.write_all(data)?;
-        }
-        rest = &rest[8 + len..];
-    }
-    out.flush()?;
+    demux(&mut &body[..])?;
     Ok(0)
 }
 

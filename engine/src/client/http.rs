@@ -79,12 +79,12 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
 
-/// Send one request and read the whole response.
-pub fn request(host: &Host, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response> {
-    let mut stream: Box<dyn Stream> = match host {
+/// A connection to the service (TLS over `tcp://` when asked).
+pub fn connect(host: &Host) -> Result<Box<dyn Stream>> {
+    Ok(match host {
         Host::Unix(p) => Box::new(UnixStream::connect(p).map_err(|_| Unreachable(host.url()))?),
         Host::Tcp(a) => {
             let tcp = TcpStream::connect(a).map_err(|_| Unreachable(host.url()))?;
@@ -93,7 +93,18 @@ pub fn request(host: &Host, method: &str, path: &str, body: Option<&[u8]>) -> Re
                 None => Box::new(tcp),
             }
         }
-    };
+    })
+}
+
+/// Write a request's head (with `extra` header lines) and its body.
+pub fn send(
+    stream: &mut dyn Stream,
+    host: &Host,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: Option<&[u8]>,
+) -> Result<()> {
     // The Host header is required by HTTP/1.1; over a unix socket there is
     // no host name, and docker's client sends "api.moby.localhost".
     let host_header = match host {
@@ -101,8 +112,7 @@ pub fn request(host: &Host, method: &str, path: &str, body: Option<&[u8]>) -> Re
         Host::Tcp(a) => a.as_str(),
     };
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: dockyard/{}\r\n\
-         Connection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: dockyard/{}\r\n{extra}",
         env!("CARGO_PKG_VERSION")
     );
     if let Some(b) = body {
@@ -115,12 +125,33 @@ pub fn request(host: &Host, method: &str, path: &str, body: Option<&[u8]>) -> Re
     stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(body.unwrap_or_default()))
-        .with_context(|| format!("sending {method} {path}"))?;
+        .and_then(|()| stream.flush())
+        .with_context(|| format!("sending {method} {path}"))
+}
+
+/// Send one request and read the whole response.
+pub fn request(host: &Host, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response> {
+    let mut stream = connect(host)?;
+    send(
+        &mut *stream,
+        host,
+        method,
+        path,
+        "Connection: close\r\n",
+        body,
+    )?;
     read_response(BufReader::new(stream))
 }
 
-/// The status line, the headers we act on, and the body.
-fn read_response(mut r: impl BufRead) -> Result<Response> {
+/// What a response's head says: its status, and how its body ends.
+pub struct Head {
+    pub status: u16,
+    length: Option<usize>,
+    chunked: bool,
+}
+
+/// The status line and the headers we act on.
+pub fn read_head(r: &mut impl BufRead) -> Result<Head> {
     let mut line = String::new();
     r.read_line(&mut line).context("reading the response")?;
     let status = line
@@ -128,8 +159,11 @@ fn read_response(mut r: impl BufRead) -> Result<Response> {
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| anyhow!("not an HTTP response: {:?}", line.trim_end()))?;
-    let mut length = None;
-    let mut chunked = false;
+    let mut head = Head {
+        status,
+        length: None,
+        chunked: false,
+    };
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
@@ -137,19 +171,24 @@ fn read_response(mut r: impl BufRead) -> Result<Response> {
         }
         let l = line.trim_end();
         if l.is_empty() {
-            break;
+            return Ok(head);
         }
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
             if k == "content-length" {
-                length = Some(v.parse::<usize>().context("a bad Content-Length")?);
+                head.length = Some(v.parse::<usize>().context("a bad Content-Length")?);
             } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                chunked = true;
+                head.chunked = true;
             }
         }
     }
+}
+
+/// The body that follows `head`.
+pub fn read_body(r: &mut impl BufRead, head: &Head) -> Result<Vec<u8>> {
     let mut body = Vec::new();
-    if chunked {
+    let mut line = String::new();
+    if head.chunked {
         loop {
             line.clear();
             r.read_line(&mut line)?;
@@ -166,14 +205,23 @@ fn read_response(mut r: impl BufRead) -> Result<Response> {
             line.clear();
             r.read_line(&mut line)?; // the CRLF after the chunk
         }
-    } else if let Some(n) = length {
+    } else if let Some(n) = head.length {
         body.resize(n, 0);
         r.read_exact(&mut body)
             .context("the connection closed before the body's end")?;
     } else {
         r.read_to_end(&mut body)?;
     }
-    Ok(Response { status, body })
+    Ok(body)
+}
+
+fn read_response(mut r: impl BufRead) -> Result<Response> {
+    let head = read_head(&mut r)?;
+    let body = read_body(&mut r, &head)?;
+    Ok(Response {
+        status: head.status,
+        body,
+    })
 }
 
 #[cfg(test)]
