@@ -323,6 +323,10 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
             text(&out.stderr)
         );
     }
+    let out = client(&u, &dy.parent, &["--root", "/tmp", "ps"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr)
+        .starts_with("dockyard: --root, --config and --userns-remap are the engine's"));
     assert_eq!(dy.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(dy.ok(&["network", "ls", "-q", "-f", "name=n1"]), "");
     // DOCKYARD_HOST does what -H does; -H wins over it.

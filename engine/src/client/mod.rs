@@ -56,6 +56,17 @@ pub fn host_of(cli: &Cli) -> Option<String> {
 /// the exit code, as `main`'s dispatch does.
 pub fn dispatch(cli: &Cli, host: &str) -> Result<i32, (u8, anyhow::Error)> {
     let host = Host::parse(host).map_err(|e| (125, e))?;
+    // The engine's own settings belong to the service: taking them quietly
+    // would let a user believe they applied.
+    if cli.root.is_some() || cli.config.is_some() || cli.userns_remap.is_some() {
+        return Err((
+            125,
+            anyhow!(
+                "dockyard: --root, --config and --userns-remap are the engine's settings: with -H \
+                 (or DOCKYARD_HOST) the service's own apply; give them to `system service`"
+            ),
+        ));
+    }
     commands::run(cli, &Api { host })
 }
 
