@@ -27,7 +27,7 @@ pub struct Cli {
     #[arg(long = "userns-remap", global = true, value_name = "USER[:GROUP]")]
     pub userns_remap: Option<String>,
     /// Send the command to a service's Engine API instead of running it here:
-    /// unix://PATH or tcp://HOST:PORT (default: $DOCKYARD_HOST; see client/).
+    /// unix://PATH or tcp://HOST:PORT (default: $DOCKYARD_HOST).
     #[arg(short = 'H', long = "host", value_name = "HOST")]
     pub host: Option<String>,
     #[command(subcommand)]

@@ -111,6 +111,10 @@ fn api_client_mode_prints_what_the_in_process_cli_prints() {
         &["inspect", "busybox"],
         &["network", "ls"],
         &["volume", "ls"],
+        &["network", "ls", "-f", "name=none"],
+        &["network", "ls", "-q", "--no-trunc"],
+        &["volume", "ls", "-f", "name=vol1"],
+        &["volume", "ls", "-f", "name=nothing", "-q"],
     ] {
         same_output(&svc, &dy, args);
     }

@@ -66,12 +66,12 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             filter,
             format: None,
             no_trunc,
-        }) if filter.is_empty() => network_ls(api, *quiet, *no_trunc),
+        }) => network_ls(api, *quiet, *no_trunc, filter),
         Command::Volume(VolumeCmd::Ls {
             quiet,
             filter,
             format: None,
-        }) if filter.is_empty() => volume_ls(api, *quiet),
+        }) => volume_ls(api, *quiet, filter),
         // (The guarded arms above: some flags of these are carried, not all.)
         other => {
             let partly = matches!(
@@ -162,22 +162,13 @@ fn info(api: &Api) -> Result<Code> {
 /// `ps`: `GET /containers/json`, each summary made into the object
 /// `ps_object` makes of a record here.
 fn ps(api: &Api, a: &PsArgs) -> Result<Code> {
-    let mut filters: Map<String, Value> = Map::new();
-    for f in &a.filter {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
-        let entry = filters.entry(k).or_insert_with(|| json!({}));
-        entry[v] = json!(true);
-    }
+    let filters = filters_json(&a.filter)?;
     let last = if a.latest { 1 } else { a.last };
     let mut path = format!("/containers/json?all={}", a.all);
     if last > 0 {
         path += &format!("&limit={last}");
     }
-    if !filters.is_empty() {
-        path += &format!("&filters={}", q(&Value::Object(filters).to_string()));
-    }
+    path += &filters;
     let list = api.json("GET", &path, None)?;
     let now = SystemTime::now();
     let objects: Vec<Value> = list
@@ -185,6 +176,23 @@ fn ps(api: &Api, a: &PsArgs) -> Result<Code> {
         .map(|l| l.iter().map(|s| ps_object(s, now, a.no_trunc)).collect())
         .unwrap_or_default();
     commands::container::print_ps(&objects, a)
+}
+
+/// `-f KEY=VALUE`s as the API's `&filters=` (docker's JSON: each key a
+/// map of its values to true), or nothing without any.
+fn filters_json(filter: &[String]) -> Result<String> {
+    let mut filters: Map<String, Value> = Map::new();
+    for f in filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
+        let entry = filters.entry(k).or_insert_with(|| json!({}));
+        entry[v] = json!(true);
+    }
+    Ok(match filters.is_empty() {
+        true => String::new(),
+        false => format!("&filters={}", q(&Value::Object(filters).to_string())),
+    })
 }
 
 /// What `ps --format` sees, from the API's summary of a container.
@@ -605,9 +613,13 @@ fn inspect(api: &Api, a: &InspectArgs) -> Result<Code> {
 }
 
 /// `network ls`: `GET /networks`, in name order, docker's table.
-fn network_ls(api: &Api, quiet: bool, no_trunc: bool) -> Result<Code> {
+fn network_ls(api: &Api, quiet: bool, no_trunc: bool, filter: &[String]) -> Result<Code> {
+    let path = format!(
+        "/networks?{}",
+        filters_json(filter)?.trim_start_matches('&')
+    );
     let mut list = api
-        .json("GET", "/networks", None)?
+        .json("GET", &path, None)?
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -644,8 +656,9 @@ fn network_ls(api: &Api, quiet: bool, no_trunc: bool) -> Result<Code> {
 }
 
 /// `volume ls`: `GET /volumes`, in name order, docker's table.
-fn volume_ls(api: &Api, quiet: bool) -> Result<Code> {
-    let answer = api.json("GET", "/volumes", None)?;
+fn volume_ls(api: &Api, quiet: bool, filter: &[String]) -> Result<Code> {
+    let path = format!("/volumes?{}", filters_json(filter)?.trim_start_matches('&'));
+    let answer = api.json("GET", &path, None)?;
     let mut names: Vec<(String, String)> = answer["Volumes"]
         .as_array()
         .into_iter()
