@@ -223,7 +223,15 @@ fn api_client_mode_runs_logs_stops_and_removes_through_the_service() {
     assert_eq!(dy.inspect("later", "{{.Id}}") + "\n", made);
     assert_eq!(client_ok(&svc, &dy, &["start", "later"]), "later\n");
     assert_eq!(dy.inspect("later", "{{.State.Status}}"), "running");
+    let pid_before = dy.inspect("later", "{{.State.Pid}}");
+    assert_eq!(
+        client_ok(&svc, &dy, &["restart", "-t", "1", "later"]),
+        "later\n"
+    );
+    assert_eq!(dy.inspect("later", "{{.State.Status}}"), "running");
+    assert_ne!(dy.inspect("later", "{{.State.Pid}}"), pid_before);
     assert_eq!(client_ok(&svc, &dy, &["kill", "later"]), "later\n");
+    assert_eq!(client_ok(&svc, &dy, &["wait", "later"]), "137\n");
     dy.wait_for("later", "{{.State.Status}}", "exited");
     let out = client(&url(&svc), &dy.parent, &["rm", "far", "later", "ghost"]);
     assert_eq!(out.status.code(), Some(1));

@@ -47,6 +47,12 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             let path = format!("/containers/{}/stop?t={}", q(n), a.time);
             api.call("POST", &(path + &signal.unwrap_or_default()), None)
         }),
+        Command::Restart(a) => each(&a.containers, |n| {
+            let signal = a.signal.as_deref().map(|s| format!("&signal={}", q(s)));
+            let path = format!("/containers/{}/restart?t={}", q(n), a.time);
+            api.call("POST", &(path + &signal.unwrap_or_default()), None)
+        }),
+        Command::Wait(a) => wait(api, &a.containers),
         Command::Kill(a) => each(&a.containers, |n| {
             let path = format!("/containers/{}/kill?signal={}", q(n), q(&a.signal));
             api.call("POST", &path, None)
@@ -137,6 +143,23 @@ fn each(names: &[String], f: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Code> {
     for name in names {
         match f(name) {
             Ok(_) => println!("{name}"),
+            Err(e) if e.is::<Unreachable>() => return Err(e),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `wait`: each container's exit code once it is not running (the
+/// API's default condition), or the error.
+fn wait(api: &Api, names: &[String]) -> Result<Code> {
+    let mut code = 0;
+    for name in names {
+        match api.json("POST", &format!("/containers/{}/wait", q(name)), None) {
+            Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(0)),
             Err(e) if e.is::<Unreachable>() => return Err(e),
             Err(e) => {
                 eprintln!("Error response from daemon: {e:#}");
