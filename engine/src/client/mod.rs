@@ -14,10 +14,23 @@
 //! other; here one binary is both and the flag says which one works.
 //!
 //! What is sent is the Engine API request docker's CLI sends for the
-//! command (`GET /containers/json` for `ps`, `POST /containers/create`
-//! then `/start` for `run -d`, ...); the answer's JSON is turned back into
-//! what the in-process renderers take, so the output is the same either
-//! way. A command that is not (yet) carried over the API is refused with
+//! command; the answer's JSON is turned back into what the in-process
+//! renderers take, so the output is the same either way:
+//!
+//! | command                         | request(s)                                         |
+//! |---------------------------------|----------------------------------------------------|
+//! | `version`, `info`               | `GET /version`, `GET /info`                        |
+//! | `ps`, `images`                  | `GET /containers/json`, `GET /images/json`         |
+//! | `inspect`                       | `GET /containers/X/json`, else `/images/X/json`    |
+//! | `pull`                          | `POST /images/create?fromImage=&tag=` (a stream)   |
+//! | `create`, `run -d`              | `POST /containers/create` (`/images/create` on a 404), `/start` |
+//! | `run` (attached, no -i/-t)      | create, `attach` (101, hijacked), `wait`, `start`  |
+//! | `start`, `stop`, `restart`, `kill`, `wait`, `rm` | `POST /containers/X/...`, `DELETE /containers/X` |
+//! | `logs` (no -f)                  | `GET /containers/X/logs` (multiplexed frames)      |
+//! | `network ls`, `volume ls`       | `GET /networks`, `GET /volumes`                    |
+//!
+//! `tcp://` is plain on loopback; to another machine it is mutual TLS
+//! (`tls`), as the service insists. A command that is not (yet) carried over the API is refused with
 //! exit 125, naming it: never silently run here instead, which would act on
 //! this machine's engine when the user asked for another's.
 
