@@ -26,6 +26,10 @@ pub struct Cli {
     /// /etc/subgid; default: daemon.json's userns-remap). The data root becomes ROOT/UID.GID.
     #[arg(long = "userns-remap", global = true, value_name = "USER[:GROUP]")]
     pub userns_remap: Option<String>,
+    /// Send the command to a service's Engine API instead of running it here:
+    /// unix://PATH or tcp://HOST:PORT (default: $DOCKYARD_HOST).
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

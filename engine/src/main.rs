@@ -9,6 +9,7 @@
 mod api;
 mod cli;
 mod cli_errors;
+mod client;
 mod commands;
 mod doctor;
 mod format;
@@ -70,6 +71,21 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // With -H (or $DOCKYARD_HOST) this command line is only a client: the
+    // service does the work (client/).
+    if let Some(host) = client::host_of(&cli) {
+        let cli = Cli {
+            command: cli.command.flatten(),
+            ..cli
+        };
+        return match client::dispatch(&cli, &host) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err((code, e)) => {
+                eprintln!("{e:#}");
+                ExitCode::from(code)
+            }
+        };
+    }
     engine::set_engine_args(engine::EngineArgs {
         root: cli.root.clone(),
         config: cli.config.clone(),
@@ -135,8 +151,9 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
             return man_pages(dir).map(|()| 0).map_err(|e| (1, e));
         }
         Command::Version => {
-            println!("dockyard version {}", env!("CARGO_PKG_VERSION"));
-            return Ok(0);
+            // The server part is this process's own engine core.
+            let server = Ok(commands::system::local_server_version());
+            return commands::system::print_version(server).map_err(|e| (1, e));
         }
         _ => {}
     }

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::container::{self, config_of, list_all};
 use crate::engine::Engine;
@@ -25,7 +25,7 @@ use crate::units::dir_size;
 use lab03_cgroups::Version as CgroupVersion;
 
 /// `info`, with the field names of docker's `GET /info`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Info {
     #[serde(rename = "Containers")]
     pub containers: usize,
@@ -76,7 +76,7 @@ pub struct Info {
 }
 
 /// daemon.json's registry settings, as `info` shows them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryConfig {
     #[serde(rename = "Mirrors")]
     pub mirrors: Vec<String>,

@@ -285,18 +285,6 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
             .collect::<Result<_>>()?,
     };
     let list = container::list(engine, &opts)?;
-    let mut out = std::io::stdout().lock();
-    if args.quiet {
-        for r in &list {
-            let id = if args.no_trunc {
-                &r.id
-            } else {
-                short_id(&r.id)
-            };
-            writeln!(out, "{id}")?;
-        }
-        return Ok(0);
-    }
     let now = SystemTime::now();
     // One docker-shaped object per container: what --format templates see,
     // and what the default table shows.
@@ -304,8 +292,21 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
         .iter()
         .map(|r| ps_object(r, now, args.no_trunc))
         .collect();
+    print_ps(&objects, args)
+}
+
+/// `ps`' output of its objects (`ps_object`'s here, built from the API's
+/// list through `-H`): the IDs with `-q`, `--format`, else docker's table.
+pub(crate) fn print_ps(objects: &[Value], args: &PsArgs) -> Result<Code> {
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for o in objects {
+            writeln!(out, "{}", o["ID"].as_str().unwrap_or_default())?;
+        }
+        return Ok(0);
+    }
     if let Some(format) = &args.format {
-        write!(out, "{}", formatted(format, &objects, &PS_FIELDS)?)?;
+        write!(out, "{}", formatted(format, objects, &PS_FIELDS)?)?;
         return Ok(0);
     }
     let columns = [
@@ -440,7 +441,7 @@ fn exposed_unpublished(r: &Record, c: &container::ContainerConfig) -> Vec<(u16, 
 /// address, when published on the same port number) folded into a range
 /// (`9000-9002/udp`, `0.0.0.0:80-81->80-81/tcp`); a port published on
 /// another number listed last (`0.0.0.0:8080->80/tcp`).
-fn ports_column(ports: &[PublishedPort], exposed: &[(u16, String)]) -> String {
+pub(crate) fn ports_column(ports: &[PublishedPort], exposed: &[(u16, String)]) -> String {
     // (container port, host address, host port, protocol)
     let mut all: Vec<(u16, String, u16, String)> = ports
         .iter()

@@ -46,6 +46,12 @@ const IMAGE_FIELDS: [(&str, &str); 7] = [
 /// `docker images [REPOSITORY[:TAG]]`, with `-f dangling=`, `-f
 /// reference=` and `--format`.
 pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
+    print_images(image::list(engine)?, args)
+}
+
+/// `images`' filters, order and output over a list of images: the core's
+/// here, the API's through `-H` (`client/`).
+pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<Code> {
     let mut patterns: Vec<String> = args.reference.iter().cloned().collect();
     let mut dangling = None;
     for f in &args.filter {
@@ -62,7 +68,7 @@ pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
             None => bail!("bad format of filter (expected name=value)"),
         }
     }
-    let list: Vec<ImageSummary> = image::list(engine)?
+    let list: Vec<ImageSummary> = all
         .into_iter()
         // Every image of this store has a name: an untagged one is
         // garbage-collected (lab 04), so none is dangling.

@@ -74,7 +74,7 @@ fn confirm(prompt: &str) -> Result<bool> {
 
 /// What `inspect` prints: the documents as a JSON array, or each rendered
 /// with `--format`.
-fn print_documents(format: Option<&str>, docs: Vec<Value>) -> Result<()> {
+pub(crate) fn print_documents(format: Option<&str>, docs: Vec<Value>) -> Result<()> {
     match format {
         Some(f) => {
             for d in &docs {

@@ -55,7 +55,7 @@ pub fn info(engine: &Engine) -> Result<Code> {
 }
 
 /// `info`'s text, as docker prints the server's part.
-fn info_text(i: &Info) -> String {
+pub(crate) fn info_text(i: &Info) -> String {
     let list = |v: &[String]| {
         if v.is_empty() {
             String::new()
@@ -241,9 +241,143 @@ pub fn service(engine: &Engine, cmd: &crate::cli::SystemCmd) -> Result<Code> {
     Ok(0)
 }
 
+// ---- version -------------------------------------------------------------------
+
+/// `version`'s server part for the engine in this process: the document
+/// a service answers `GET /version` with, for the same binary (the
+/// Engine, its API versions, and the parts that run containers).
+pub fn local_server_version() -> serde_json::Value {
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let v = env!("CARGO_PKG_VERSION");
+    let (api, min) = (crate::api::API_VERSION, crate::api::MIN_API_VERSION);
+    serde_json::json!({
+        "Platform": {"Name": "Dockyard"},
+        "Components": [
+            {"Name": "Engine", "Version": v, "Details": {
+                "ApiVersion": api, "MinAPIVersion": min, "Os": "linux", "Arch": go_arch(),
+                "KernelVersion": kernel, "Experimental": "false"}},
+            {"Name": "dockyard-monitor", "Version": v, "Details": {"GitCommit": ""}},
+            {"Name": "lab03 assembler (runtime)", "Version": v, "Details": {"GitCommit": ""}},
+        ],
+        "Version": v, "ApiVersion": api, "MinAPIVersion": min, "GitCommit": "", "GoVersion": "",
+        "Os": "linux", "Arch": go_arch(), "KernelVersion": kernel, "BuildTime": "",
+    })
+}
+
+/// The machine as Go names it (`GOARCH`), as docker prints OS/Arch.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// `docker version`: the client's part, then the server's from its
+/// version document (a service's `GET /version`, or this process's own
+/// engine), laid out as docker/cli's template and tabwriter (minimum cell
+/// width 20, padding 1) do. Without a server, the client's part and the
+/// error, exit 1, as docker does.
+pub fn print_version(server: Result<serde_json::Value>) -> Result<Code> {
+    let client = format!(
+        "Client:\n Version:\t{}\n API version:\t{}\n Go version:\t{}\n Git commit:\t\n \
+         Built:\t\n OS/Arch:\tlinux/{}\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::api::API_VERSION,
+        // Not a Go program: the field docker prints, saying so.
+        "none (Rust)",
+        go_arch()
+    );
+    print!("{}", tabwriter(&client));
+    let s = server?;
+    let t = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut out = String::from("\nServer:");
+    if let Some(p) = s["Platform"]["Name"].as_str().filter(|p| !p.is_empty()) {
+        out += &format!(" {p}");
+    }
+    out += "\n";
+    for c in s["Components"].as_array().into_iter().flatten() {
+        let d = &c["Details"];
+        out += &format!(" {}:\n", t(&c["Name"]));
+        if c["Name"] == "Engine" {
+            out += &format!("  Version:\t{}\n", t(&c["Version"]));
+            out += &format!(
+                "  API version:\t{} (minimum version {})\n",
+                t(&d["ApiVersion"]),
+                t(&d["MinAPIVersion"])
+            );
+            for (label, key) in [
+                ("Go version", "GoVersion"),
+                ("Git commit", "GitCommit"),
+                ("Built", "BuildTime"),
+            ] {
+                out += &format!("  {label}:\t{}\n", t(&d[key]));
+            }
+            out += &format!("  OS/Arch:\t{}/{}\n", t(&d["Os"]), t(&d["Arch"]));
+            out += &format!("  Experimental:\t{}\n", t(&d["Experimental"]));
+        } else {
+            out += &format!("  Version:\t{}\n", t(&c["Version"]));
+            // docker/cli's getDetailsOrder: the details' keys, sorted.
+            let mut keys: Vec<&String> = d
+                .as_object()
+                .map(|o| o.keys().collect())
+                .unwrap_or_default();
+            keys.sort();
+            for k in keys {
+                out += &format!("  {k}:\t{}\n", t(&d[k.as_str()]));
+            }
+        }
+    }
+    print!("{}", tabwriter(&out));
+    Ok(0)
+}
+
+/// Go's `tabwriter.NewWriter(out, 20, 1, 1, ' ', 0)` for two columns:
+/// in each run of lines that have a tab, the first cell padded to the
+/// widest cell plus one, at least 20.
+fn tabwriter(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].contains('\t') {
+            out += lines[i];
+            out += "\n";
+            i += 1;
+            continue;
+        }
+        let end = (i..lines.len())
+            .find(|&j| !lines[j].contains('\t'))
+            .unwrap_or(lines.len());
+        let width = lines[i..end]
+            .iter()
+            .map(|l| l.split('\t').next().unwrap_or("").chars().count() + 1)
+            .max()
+            .unwrap_or(0)
+            .max(20);
+        for l in &lines[i..end] {
+            let (cell, rest) = l.split_once('\t').unwrap_or((l, ""));
+            out += &format!("{cell:<width$}{rest}\n");
+        }
+        i = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_cells_are_padded_as_gos_tabwriter_pads_them() {
+        let t = tabwriter("A:\n x:\t1\n a-very-long-label-here:\t2\nB:\n y:\t3\n");
+        assert_eq!(
+            t,
+            "A:\n x:                      1\n a-very-long-label-here: 2\nB:\n y:                 3\n"
+        );
+    }
 
     #[test]
     fn security_options_print_like_dockers() {

@@ -1,0 +1,702 @@
+//! Each command the client carries: the Engine API request docker's CLI
+//! sends for it, and the answer turned into what the in-process renderers
+//! (`commands/`) take, so both fronts print the same.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Map, Value};
+
+use super::http::{self, Unreachable};
+use super::{query_escape as q, Api, DaemonError};
+use crate::cli::{
+    Cli, Command, InspectArgs, LogsArgs, NetworkCmd, PsArgs, PullArgs, RunArgs, SystemCmd,
+    VolumeCmd,
+};
+use crate::commands::{self, container::ports_column, Code};
+use crate::format::{command_column, short_id, table};
+use dockyard::container::PublishedPort;
+use dockyard::events::go_time_string;
+use dockyard::units::human_duration;
+
+/// Run one command against the service; errors as `main`'s dispatch
+/// reports them (docker's "Error response from daemon: " for what the
+/// service refused, exit 125 for `run`, `create` and `pull`).
+pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
+    let fail: u8 = match cli.command {
+        Command::Run(_) | Command::Create(_) | Command::Pull(_) => 125,
+        _ => 1,
+    };
+    let result = match &cli.command {
+        Command::Version => version(api),
+        Command::Info | Command::System(SystemCmd::Info) => info(api),
+        Command::Ps(a) => ps(api, a),
+        Command::Images(a) => images(api, a),
+        Command::Pull(a) => pull(api, a, false),
+        Command::Create(a) => create(api, a).map(|id| {
+            println!("{id}");
+            0
+        }),
+        Command::Run(a) => run_container(api, a),
+        Command::Start(a) if !a.attach && !a.interactive => each(&a.containers, |n| {
+            api.call("POST", &format!("/containers/{}/start", q(n)), None)
+        }),
+        Command::Stop(a) => each(&a.containers, |n| {
+            let signal = a.signal.as_deref().map(|s| format!("&signal={}", q(s)));
+            let path = format!("/containers/{}/stop?t={}", q(n), a.time);
+            api.call("POST", &(path + &signal.unwrap_or_default()), None)
+        }),
+        Command::Restart(a) => each(&a.containers, |n| {
+            let signal = a.signal.as_deref().map(|s| format!("&signal={}", q(s)));
+            let path = format!("/containers/{}/restart?t={}", q(n), a.time);
+            api.call("POST", &(path + &signal.unwrap_or_default()), None)
+        }),
+        Command::Wait(a) => wait(api, &a.containers),
+        Command::Kill(a) => each(&a.containers, |n| {
+            let path = format!("/containers/{}/kill?signal={}", q(n), q(&a.signal));
+            api.call("POST", &path, None)
+        }),
+        Command::Rm(a) => each(&a.containers, |n| {
+            let path = format!("/containers/{}?force={}&v={}", q(n), a.force, a.volumes);
+            api.call("DELETE", &path, None)
+        }),
+        // (The service does not filter by time or add --details yet: those
+        // are refused rather than sent and silently ignored.)
+        Command::Logs(a) if !a.follow && a.since.is_none() && a.until.is_none() && !a.details => {
+            logs(api, a)
+        }
+        Command::Inspect(a) => inspect(api, a),
+        Command::Network(NetworkCmd::Ls {
+            quiet,
+            filter,
+            format: None,
+            no_trunc,
+        }) => network_ls(api, *quiet, *no_trunc, filter),
+        Command::Volume(VolumeCmd::Ls {
+            quiet,
+            filter,
+            format: None,
+        }) => volume_ls(api, *quiet, filter),
+        // (The guarded arms above: some flags of these are carried, not all.)
+        other => {
+            let partly = matches!(
+                other,
+                Command::Start(_)
+                    | Command::Logs(_)
+                    | Command::Network(NetworkCmd::Ls { .. })
+                    | Command::Volume(VolumeCmd::Ls { .. })
+            );
+            return Err((125, unsupported(&api.host.url(), partly)));
+        }
+    };
+    result.map_err(|e| {
+        if e.is::<Unreachable>() || !e.is::<DaemonError>() {
+            (fail, e)
+        } else {
+            (fail, anyhow!("Error response from daemon: {e:#}"))
+        }
+    })
+}
+
+/// The refusal of a command the client does not carry yet, named as the
+/// user typed it (`network create`, `exec`).
+fn unsupported(host: &str, partly: bool) -> anyhow::Error {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < args.len() && words.len() < 2 {
+        let a = &args[i];
+        let takes_value = ["-H", "--host", "--root", "--config", "--userns-remap"];
+        if takes_value.contains(&a.as_str()) {
+            i += 1;
+        } else if !a.starts_with('-') {
+            words.push(a.clone());
+            let group = [
+                "network",
+                "volume",
+                "system",
+                "container",
+                "image",
+                "builder",
+            ];
+            if !group.contains(&a.as_str()) {
+                break;
+            }
+        }
+        i += 1;
+    }
+    let what = match partly {
+        true => format!("`{}` with these flags", words.join(" ")),
+        false => format!("`{}`", words.join(" ")),
+    };
+    anyhow!(
+        "dockyard: {what} is not supported through -H yet (the service at {host}); run it on \
+         the service's machine without -H (and without DOCKYARD_HOST)"
+    )
+}
+
+/// docker's way with several containers: each name printed when done,
+/// each error printed, exit 1 if any failed.
+fn each(names: &[String], f: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Code> {
+    let mut code = 0;
+    for name in names {
+        match f(name) {
+            Ok(_) => println!("{name}"),
+            Err(e) if e.is::<Unreachable>() => return Err(e),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `wait`: each container's exit code once it is not running (the
+/// API's default condition), or the error.
+fn wait(api: &Api, names: &[String]) -> Result<Code> {
+    let mut code = 0;
+    for name in names {
+        match api.json("POST", &format!("/containers/{}/wait", q(name)), None) {
+            Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(0)),
+            Err(e) if e.is::<Unreachable>() => return Err(e),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `version`: this client's part, then the service's `GET /version`.
+fn version(api: &Api) -> Result<Code> {
+    commands::system::print_version(api.json("GET", "/version", None))
+}
+
+/// `info`: `GET /info` is the core's `Info`, printed by the same code.
+fn info(api: &Api) -> Result<Code> {
+    let info: dockyard::system::Info = serde_json::from_value(api.json("GET", "/info", None)?)?;
+    print!("{}", commands::system::info_text(&info));
+    Ok(0)
+}
+
+/// `ps`: `GET /containers/json`, each summary made into the object
+/// `ps_object` makes of a record here.
+fn ps(api: &Api, a: &PsArgs) -> Result<Code> {
+    let filters = filters_json(&a.filter)?;
+    let last = if a.latest { 1 } else { a.last };
+    let mut path = format!("/containers/json?all={}", a.all);
+    if last > 0 {
+        path += &format!("&limit={last}");
+    }
+    path += &filters;
+    let list = api.json("GET", &path, None)?;
+    let now = SystemTime::now();
+    let objects: Vec<Value> = list
+        .as_array()
+        .map(|l| l.iter().map(|s| ps_object(s, now, a.no_trunc)).collect())
+        .unwrap_or_default();
+    commands::container::print_ps(&objects, a)
+}
+
+/// `-f KEY=VALUE`s as the API's `&filters=` (docker's JSON: each key a
+/// map of its values to true), or nothing without any.
+fn filters_json(filter: &[String]) -> Result<String> {
+    let mut filters: Map<String, Value> = Map::new();
+    for f in filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {f}"))?;
+        let entry = filters.entry(k).or_insert_with(|| json!({}));
+        entry[v] = json!(true);
+    }
+    Ok(match filters.is_empty() {
+        true => String::new(),
+        false => format!("&filters={}", q(&Value::Object(filters).to_string())),
+    })
+}
+
+/// What `ps --format` sees, from the API's summary of a container.
+fn ps_object(s: &Value, now: SystemTime, no_trunc: bool) -> Value {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let id = text(&s["Id"]);
+    let created = s["Created"].as_u64().unwrap_or(0);
+    let since = now
+        .duration_since(UNIX_EPOCH + Duration::from_secs(created))
+        .unwrap_or_default();
+    let empty = Vec::new();
+    let ports = s["Ports"].as_array().unwrap_or(&empty);
+    let port = |p: &Value| -> Option<(u16, String)> {
+        Some((
+            u16::try_from(p["PrivatePort"].as_u64()?).ok()?,
+            p["Type"].as_str().unwrap_or("tcp").to_string(),
+        ))
+    };
+    let published: Vec<PublishedPort> = ports
+        .iter()
+        .filter_map(|p| {
+            let (container_port, proto) = port(p)?;
+            Some(PublishedPort {
+                host_ip: text(&p["IP"]),
+                host_port: u16::try_from(p["PublicPort"].as_u64()?).ok()?,
+                container_port,
+                proto,
+            })
+        })
+        .collect();
+    let exposed: Vec<(u16, String)> = ports
+        .iter()
+        .filter(|p| p["PublicPort"].is_null())
+        .filter_map(port)
+        .collect();
+    let mounts = s["Mounts"].as_array().unwrap_or(&empty);
+    let mount_names: Vec<String> = mounts
+        .iter()
+        .map(|m| {
+            let n = m["Name"]
+                .as_str()
+                .unwrap_or(m["Source"].as_str().unwrap_or(""));
+            if no_trunc || n.chars().count() <= 15 {
+                n.to_string()
+            } else {
+                n.chars().take(14).collect::<String>() + "…"
+            }
+        })
+        .collect();
+    let mode = text(&s["HostConfig"]["NetworkMode"]);
+    let mut networks: Vec<String> = s["NetworkSettings"]["Networks"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    if networks.is_empty() && !mode.starts_with("container:") {
+        networks.push(mode);
+    }
+    let names: Vec<String> = s["Names"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|n| text(n).trim_start_matches('/').to_string())
+        .collect();
+    let labels: Vec<String> = s["Labels"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| format!("{k}={}", text(v))).collect())
+        .unwrap_or_default();
+    json!({
+        "ID": if no_trunc { id.clone() } else { short_id(&id).to_string() },
+        "Image": s["Image"],
+        "Command": command_column(&[text(&s["Command"])], !no_trunc),
+        "CreatedAt": go_time_string(created as i64),
+        "Mounts": mount_names.join(","),
+        "LocalVolumes": mounts.iter().filter(|m| m["Type"] == "volume").count().to_string(),
+        "Networks": networks.join(","),
+        "Size": "0B",
+        "RunningFor": format!("{} ago", human_duration(since)),
+        "Ports": ports_column(&published, &exposed),
+        "Status": s["Status"],
+        "State": s["State"],
+        "Names": names.join(","),
+        "Labels": labels.join(","),
+    })
+}
+
+/// `images`: `GET /images/json`, one summary per name, printed (filtered
+/// and ordered) by the in-process code.
+fn images(api: &Api, a: &crate::cli::ImagesArgs) -> Result<Code> {
+    let list = api.json("GET", "/images/json", None)?;
+    let mut all = Vec::new();
+    for i in list.as_array().into_iter().flatten() {
+        let id = i["Id"].as_str().unwrap_or_default().to_string();
+        let hex = id.trim_start_matches("sha256:");
+        // (0, the epoch, is a time too: docker/cli shows it as "56 years ago".)
+        let created = i["Created"]
+            .as_u64()
+            .map(|c| dockyard::state::rfc3339(UNIX_EPOCH + Duration::from_secs(c)));
+        for name in i["RepoTags"].as_array().into_iter().flatten() {
+            all.push(dockyard::image::ImageSummary {
+                name: name.as_str().unwrap_or_default().to_string(),
+                id: id.clone(),
+                short_id: hex[..hex.len().min(12)].to_string(),
+                created: created.clone(),
+                size: i["Size"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    commands::image::print_images(all, a)
+}
+
+/// `pull`: `POST /images/create?fromImage=`, its JSON progress stream
+/// printed as docker's CLI prints it without a terminal (progress bars
+/// left out), to stderr when `run` pulls.
+fn pull(api: &Api, a: &PullArgs, to_stderr: bool) -> Result<Code> {
+    use lab04_overlay::reference::Reference;
+    let reference = Reference::parse(&a.image)?;
+    let mut out: Box<dyn Write> = if to_stderr {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    if !a.image.contains(':') && !a.image.contains('@') {
+        writeln!(out, "Using default tag: latest")?;
+    }
+    // docker's CLI sends the repository and the tag (or digest) apart, the
+    // tag `latest` when none is given.
+    let (from, tag) = match a.image.split_once('@') {
+        Some((name, digest)) => (name, digest),
+        None => match a.image.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, tag),
+            _ => (a.image.as_str(), "latest"),
+        },
+    };
+    let mut path = format!("/images/create?fromImage={}&tag={}", q(from), q(tag));
+    if let Some(p) = &a.platform {
+        path += &format!("&platform={}", q(p));
+    }
+    let body = api.call("POST", &path, None)?;
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let m: Value = serde_json::from_slice(line)?;
+        if let Some(e) = m["error"].as_str() {
+            return Err(DaemonError {
+                status: 500,
+                message: e.to_string(),
+            }
+            .into());
+        }
+        let status = m["status"].as_str().unwrap_or_default();
+        if m["progressDetail"]["current"].is_u64() {
+            continue; // a progress bar's step
+        }
+        match m["id"].as_str() {
+            Some(id) => writeln!(out, "{id}: {status}")?,
+            None => writeln!(out, "{status}")?,
+        }
+    }
+    writeln!(out, "{reference}")?;
+    Ok(0)
+}
+
+/// The flags of `run`/`create` the client sends; any other is refused
+/// rather than dropped.
+const CARRIED: [&str; 18] = [
+    "-d",
+    "--detach",
+    "--name",
+    "-e",
+    "--env",
+    "-w",
+    "--workdir",
+    "-u",
+    "--user",
+    "--entrypoint",
+    "-h",
+    "--hostname",
+    "--cgroup-parent",
+    "-l",
+    "--label",
+    "--network",
+    "--net",
+    "--rm",
+];
+
+/// `create`: `POST /containers/create` with docker's config for the
+/// carried flags; when the service lacks the image, pulled first, as
+/// docker's CLI does. Returns the ID.
+fn create(api: &Api, a: &RunArgs) -> Result<String> {
+    check_flags(a)?;
+    let (image, cmd) = a
+        .image_and_command
+        .split_first()
+        .ok_or_else(|| anyhow!("\"create\" requires at least 1 argument"))?;
+    let env = a
+        .env
+        .iter()
+        .map(|e| commands::run::env_entry(e))
+        .collect::<Result<Vec<_>>>()?;
+    let labels: Map<String, Value> = a
+        .label
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), json!(v))
+        })
+        .collect();
+    let body = json!({
+        "Image": image,
+        "Cmd": if cmd.is_empty() { Value::Null } else { json!(cmd) },
+        "Entrypoint": a.entrypoint.as_ref().map(|e| json!([e])),
+        "Env": env,
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "User": a.user.clone().unwrap_or_default(),
+        "Hostname": a.hostname.clone().unwrap_or_default(),
+        "Labels": labels,
+        "HostConfig": {
+            "AutoRemove": a.rm,
+            "CgroupParent": a.cgroup_parent.clone().unwrap_or_default(),
+            "NetworkMode": a.network,
+        },
+    });
+    let path = match &a.name {
+        Some(n) => format!("/containers/create?name={}", q(n)),
+        None => "/containers/create".to_string(),
+    };
+    let created = match api.json("POST", &path, Some(&body)) {
+        Err(e) if is_no_such_image(&e) && a.pull != "never" => {
+            eprintln!("Unable to find image '{image}' locally");
+            let pull_args = PullArgs {
+                image: image.clone(),
+                platform: None,
+            };
+            pull(api, &pull_args, true)?;
+            api.json("POST", &path, Some(&body))?
+        }
+        r => r?,
+    };
+    Ok(created["Id"].as_str().unwrap_or_default().to_string())
+}
+
+fn is_no_such_image(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<DaemonError>()
+        .is_some_and(|d| d.status == 404 && d.message.contains("No such image"))
+}
+
+/// Refuse the flags of `run`/`create` the client does not send, naming
+/// them: a flag dropped on the way would be a silently different container.
+fn check_flags(a: &RunArgs) -> Result<()> {
+    if a.interactive || a.tty {
+        bail!(
+            "dockyard: `run`/`create` with -i or -t is not supported through -H yet: \
+             use `run` (its output is attached) or `run -d`, then `logs`"
+        );
+    }
+    let image = a.image_and_command.first().cloned().unwrap_or_default();
+    let args: Vec<String> = std::env::args().collect();
+    let start = args
+        .iter()
+        .position(|x| x == "run" || x == "create")
+        .unwrap_or(args.len());
+    let mut value_next = false;
+    for x in &args[start + 1..] {
+        if value_next {
+            value_next = false;
+            continue;
+        }
+        if !x.starts_with('-') {
+            if *x == image {
+                break;
+            }
+            continue;
+        }
+        let flag = x.split_once('=').map_or(x.as_str(), |(f, _)| f);
+        // A bundle of short flags (`-dit`) is each of them.
+        let flags: Vec<String> = if !flag.starts_with("--") && flag.len() > 2 {
+            flag[1..].chars().map(|c| format!("-{c}")).collect()
+        } else {
+            vec![flag.to_string()]
+        };
+        for f in &flags {
+            if !CARRIED.contains(&f.as_str()) {
+                bail!("dockyard: `{f}` of run/create is not supported through -H yet");
+            }
+        }
+        value_next = !x.contains('=') && !matches!(flag, "-d" | "--detach" | "--rm");
+    }
+    Ok(())
+}
+
+/// `run`: create; then, unless `-d`, attach to its output and ask for its
+/// exit before starting it, as docker's CLI does (a container that exits at
+/// once, or is removed by `--rm`, is not missed); start; copy the output;
+/// exit with the container's code.
+fn run_container(api: &Api, a: &RunArgs) -> Result<Code> {
+    let id = create(api, a)?;
+    if a.detach {
+        api.call("POST", &format!("/containers/{id}/start"), None)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    // The attach: the service answers 101 and the connection becomes the
+    // container's multiplexed output.
+    let mut attach = http::connect(&api.host)?;
+    let path = format!(
+        "/v{}/containers/{id}/attach?stream=1&stdout=1&stderr=1",
+        crate::api::API_VERSION
+    );
+    let upgrade = "Connection: Upgrade\r\nUpgrade: tcp\r\n";
+    http::send(&mut *attach, &api.host, "POST", &path, upgrade, None)?;
+    let mut output = std::io::BufReader::new(attach);
+    let head = http::read_head(&mut output)?;
+    if head.status != 101 && head.status != 200 {
+        let body = http::read_body(&mut output, &head)?;
+        bail!("attach: {}", String::from_utf8_lossy(&body).trim());
+    }
+    // The wait: its head comes back at once, so once it is read the
+    // service is waiting, and the start cannot be missed.
+    let condition = if a.rm { "removed" } else { "next-exit" };
+    let mut wait = http::connect(&api.host)?;
+    let path = format!(
+        "/v{}/containers/{id}/wait?condition={condition}",
+        crate::api::API_VERSION
+    );
+    http::send(
+        &mut *wait,
+        &api.host,
+        "POST",
+        &path,
+        "Connection: close\r\n",
+        None,
+    )?;
+    let mut wait = std::io::BufReader::new(wait);
+    let wait_head = http::read_head(&mut wait)?;
+    api.call("POST", &format!("/containers/{id}/start"), None)?;
+    demux(&mut output)?;
+    let answer: Value = serde_json::from_slice(&http::read_body(&mut wait, &wait_head)?)?;
+    if let Some(e) = answer["Error"]["Message"].as_str() {
+        bail!("{e}");
+    }
+    Ok(answer["StatusCode"].as_i64().unwrap_or(0) as Code)
+}
+
+/// Copy a multiplexed stream to our stdout and stderr until it ends: each
+/// frame an 8-byte header (the stream: 1 stdout, 2 stderr; three zero
+/// bytes; the length, big-endian), then the data.
+fn demux(r: &mut impl std::io::Read) -> Result<()> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut header = [0u8; 8];
+    loop {
+        match r.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut data = vec![0u8; len];
+        r.read_exact(&mut data)?;
+        let w: &mut dyn Write = if header[0] == 2 { &mut err } else { &mut out };
+        w.write_all(&data)?;
+        w.flush()?;
+    }
+}
+
+/// `logs` (not followed): the container's TTY setting says whether the
+/// stream is raw or multiplexed (an 8-byte header per frame: the stream,
+/// three zero bytes, the length, big-endian).
+fn logs(api: &Api, a: &LogsArgs) -> Result<Code> {
+    let c = api.json(
+        "GET",
+        &format!("/containers/{}/json", q(&a.container)),
+        None,
+    )?;
+    let path = format!(
+        "/containers/{}/logs?stdout=1&stderr=1&timestamps={}&tail={}",
+        q(&a.container),
+        a.timestamps,
+        q(&a.tail)
+    );
+    let body = api.call("GET", &path, None)?;
+    if c["Config"]["Tty"].as_bool() == Some(true) {
+        std::io::stdout().write_all(&body)?;
+        return Ok(0);
+    }
+    demux(&mut &body[..])?;
+    Ok(0)
+}
+
+/// `inspect`: containers first, then images, as the in-process command.
+fn inspect(api: &Api, a: &InspectArgs) -> Result<Code> {
+    let mut docs = Vec::new();
+    let mut code = 0;
+    let container = |n: &str| api.json("GET", &format!("/containers/{}/json", q(n)), None);
+    let image = |n: &str| api.json("GET", &format!("/images/{}/json", q(n)), None);
+    for name in &a.names {
+        let found = match a.kind.as_deref() {
+            Some("container") => container(name),
+            Some("image") => image(name),
+            Some(other) => bail!("\"{other}\" is not a valid value for --type"),
+            None => container(name).or_else(|e| match e.is::<Unreachable>() {
+                true => Err(e),
+                false => image(name),
+            }),
+        };
+        match found {
+            Ok(doc) => docs.push(doc),
+            Err(e) if e.is::<Unreachable>() => return Err(e),
+            Err(e) if a.kind.is_some() => {
+                eprintln!("Error response from daemon: {e:#}");
+                code = 1;
+            }
+            Err(_) => {
+                eprintln!("Error: No such object: {name}");
+                code = 1;
+            }
+        }
+    }
+    commands::print_documents(a.format.as_deref(), docs)?;
+    Ok(code)
+}
+
+/// `network ls`: `GET /networks`, in name order, docker's table.
+fn network_ls(api: &Api, quiet: bool, no_trunc: bool, filter: &[String]) -> Result<Code> {
+    let path = format!(
+        "/networks?{}",
+        filters_json(filter)?.trim_start_matches('&')
+    );
+    let mut list = api
+        .json("GET", &path, None)?
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    list.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let id = |n: &Value| {
+        let id = text(&n["Id"]);
+        if no_trunc {
+            id
+        } else {
+            short_id(&id).to_string()
+        }
+    };
+    if quiet {
+        list.iter().for_each(|n| println!("{}", id(n)));
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| {
+            vec![
+                id(n),
+                text(&n["Name"]),
+                text(&n["Driver"]),
+                text(&n["Scope"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
+    );
+    Ok(0)
+}
+
+/// `volume ls`: `GET /volumes`, in name order, docker's table.
+fn volume_ls(api: &Api, quiet: bool, filter: &[String]) -> Result<Code> {
+    let path = format!("/volumes?{}", filters_json(filter)?.trim_start_matches('&'));
+    let answer = api.json("GET", &path, None)?;
+    let mut names: Vec<(String, String)> = answer["Volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let t = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (t("Name"), t("Driver"))
+        })
+        .collect();
+    names.sort();
+    if quiet {
+        names.iter().for_each(|(n, _)| println!("{n}"));
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = names.into_iter().map(|(n, d)| vec![d, n]).collect();
+    print!("{}", table(&["DRIVER", "VOLUME NAME"], &rows));
+    Ok(0)
+}
