@@ -285,3 +285,37 @@ fn overlay_service_restart_removes_entries_of_containers_gone_while_it_was_down(
     assert_eq!(field(&o, "r1>r3"), "1 packets received", "{all}");
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
+
+#[test]
+fn overlay_passes_over_an_etcd_member_cut_off_from_the_others() {
+    let dy = Dy::empty("dockyard-overlay");
+    let script = r#"
+        d 1 network create -d overlay ovc >/dev/null
+        d 1 run -d $CP --name y1 --network ovc busybox sleep 300 >/dev/null
+        # m1 (the first member every host asks) stays up and takes client
+        # connections, but its peer traffic (port 2380) is dropped in h1:
+        # it cannot reach a majority, so it never answers.
+        on 1 iptables -A INPUT -p tcp --dport 2380 -j DROP
+        on 1 iptables -A OUTPUT -p tcp --dport 2380 -j DROP
+        sleep 1
+        ms() { echo $(( $(date +%s%N) / 1000000 )); }
+        t0=$(ms); d 2 run -d $CP --name y2 --network ovc busybox sleep 300 >/dev/null; echo "run_exit=$?"
+        echo "run_ms=$(( $(ms) - t0 ))"
+        t0=$(ms); d 3 network inspect ovc >/dev/null; echo "inspect_exit=$?"
+        echo "inspect_ms=$(( $(ms) - t0 ))"
+        resolves 2 y2 y1
+        echo "y2>y1=$(ping1 2 y2 y1)"
+    "#;
+    let out = three_hosts(&dy, 3, script);
+    let o = text(&out.stdout);
+    let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
+    assert_eq!(field(&o, "run_exit"), "0", "{all}");
+    assert_eq!(field(&o, "inspect_exit"), "0", "{all}");
+    assert_eq!(field(&o, "y2>y1"), "1 packets received", "{all}");
+    // Each process waits for the cut-off member once (2 s / 3), then asks
+    // the member that answered; waiting 2 s on every request would take far
+    // longer than this.
+    let ms: u64 = field(&o, "run_ms").parse().unwrap_or(u64::MAX);
+    assert!(ms < 6000, "run took {ms} ms: {all}");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
