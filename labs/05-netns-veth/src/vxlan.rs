@@ -358,7 +358,9 @@ pub fn programmed(vx: &Vxlan) -> anyhow::Result<Vec<Remote>> {
             let (mut mac, mut dst) = (None, None);
             for attr in &n.attributes {
                 match attr {
-                    NeighbourAttribute::LinkLayerAddress(m) => mac = <[u8; 6]>::try_from(&m[..]).ok(),
+                    NeighbourAttribute::LinkLayerAddress(m) => {
+                        mac = <[u8; 6]>::try_from(&m[..]).ok()
+                    }
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dst = Some(*a),
                     _ => {}
                 }
