@@ -447,6 +447,25 @@ pub fn create_with_ipam(engine: &Engine, opts: &CreateOptions, ipam: &Ipam) -> R
         if ipam.ip_range.is_some() {
             bail!("--ip-range: dockyard's overlay networks hand out the whole subnet");
         }
+        // Refused rather than ignored: a user who asks for one of these and
+        // gets a network without it would not know.
+        if opts.internal {
+            bail!(
+                "--internal: dockyard's overlay networks are internal already (there is no \
+                 docker_gwbridge: their containers reach only each other); leave it out"
+            );
+        }
+        if let Some((k, v)) = opts.options.iter().next() {
+            let opt = if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            };
+            bail!(
+                "-o {opt}: dockyard's overlay driver takes no options (no encryption; the MTU \
+                 comes from the underlay, the VNI from the cluster store)"
+            );
+        }
         // Global scope: the network lives in the cluster store, not here.
         return crate::cluster::create_network(
             engine,
@@ -694,6 +713,24 @@ mod tests {
         let err = create(&engine, &overlay).unwrap_err().to_string();
         assert!(
             err.starts_with("overlay networks need a cluster store"),
+            "{err}"
+        );
+        let internal = CreateOptions {
+            internal: true,
+            ..overlay.clone()
+        };
+        let err = create(&engine, &internal).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--internal: dockyard's overlay networks are internal already"),
+            "{err}"
+        );
+        let encrypted = CreateOptions {
+            options: [("encrypted".to_string(), String::new())].into(),
+            ..overlay
+        };
+        let err = create(&engine, &encrypted).unwrap_err().to_string();
+        assert!(
+            err.starts_with("-o encrypted: dockyard's overlay driver takes no options"),
             "{err}"
         );
         let opts = CreateOptions {

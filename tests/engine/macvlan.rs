@@ -167,6 +167,9 @@ fn macvlan_bad_parents_and_addresses_are_refused_and_leave_nothing_behind() {
     try $D run --rm $P --network mv --ip 10.69.0.254 busybox true
     try $D run --rm $P --network bridge --ip 172.17.0.9 busybox true
     $D network create side >/dev/null; $D create $P --name c2 --network side busybox true >/dev/null
+    # side's subnet was picked by the engine, not given: docker takes no --ip there.
+    try $D run --rm $P --network side --ip 10.69.0.77 busybox true
+    try $D network connect --ip 10.69.0.77 side c1
     try $D network connect --ip 10.70.0.5 mv c2
     try $D network connect --ip 10.69.0.10 mv c2
     echo "containers: $($D ps -aq | wc -l)"
@@ -220,6 +223,10 @@ fn macvlan_bad_parents_and_addresses_are_refused_and_leave_nothing_behind() {
             "exit=125",
             "dockyard: user specified IP address is supported on user defined networks only",
             "exit=125",
+            "dockyard: user specified IP address is supported only when connecting to networks with user configured subnets",
+            "exit=125",
+            "Error response from daemon: user specified IP address is supported only when connecting to networks with user configured subnets",
+            "exit=1",
             "Error response from daemon: Invalid address 10.70.0.5: It does not belong to any of this network's subnets",
             "exit=1",
             "Error response from daemon: Address already in use",

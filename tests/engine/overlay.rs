@@ -245,3 +245,83 @@ fn overlay_goes_on_with_two_of_three_etcd_members_and_stops_without_a_majority()
     assert_eq!(field(&o, "minority_exit"), "125", "{all}");
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
+
+#[test]
+fn overlay_service_restart_removes_entries_of_containers_gone_while_it_was_down() {
+    let dy = Dy::empty("dockyard-overlay");
+    let script = r#"
+        d 1 network create -d overlay ovr >/dev/null
+        d 1 run -d $CP --name r1 --network ovr busybox sleep 300 >/dev/null
+        d 2 run -d $CP --name r2 --network ovr busybox sleep 300 >/dev/null
+        d 2 run -d $CP --name r3 --network ovr busybox sleep 300 >/dev/null
+        resolves 1 r1 r2; resolves 1 r1 r3
+        vx=$(on 1 ip -o link | grep -o 'dyx[0-9]*' | head -1)
+        ip2=$(d 2 inspect -f '{{.NetworkSettings.Networks.ovr.IPAddress}}' r2)
+        mac2=$(printf '02:42:%02x:%02x:%02x:%02x' $(echo $ip2 | tr . ' '))
+        fdb2() { on 1 bridge fdb show dev $vx | grep -c "$mac2"; }
+        neigh2() { on 1 ip neigh show dev $vx | grep -c "^$ip2 "; }
+        echo "up_fdb=$(fdb2)"; echo "up_neigh=$(neigh2)"
+        # h1's service goes down; r2 goes away on h2 meanwhile.
+        kill $S1; wait $S1 2>/dev/null
+        d 2 rm -f r2 >/dev/null
+        # Until h2 has handed r2's address back: else h1's service would
+        # still find r2 in the store when it starts, and drop it later as
+        # any running service does.
+        key2() { on 1 etcdctl --endpoints 127.0.0.1:2379 get --keys-only --prefix /dockyard/endpoint/ovr/ | grep -c "/$ip2\$"; }
+        n=0; until [ "$(key2)" = 0 ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
+        echo "key2=$(key2)"
+        echo "down_fdb=$(fdb2)"
+        service_start 1
+        n=0; until [ "$(fdb2)$(neigh2)" = 00 ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
+        echo "restarted_fdb=$(fdb2)"; echo "restarted_neigh=$(neigh2)"
+        echo "kept=$(on 1 bridge fdb show dev $vx | grep -c 'dst 10.99.0.2')"
+        echo "r1>r3=$(ping1 1 r1 r3)"
+    "#;
+    let out = three_hosts(&dy, 1, script);
+    let o = text(&out.stdout);
+    let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
+    assert_eq!(field(&o, "up_fdb"), "1", "{all}");
+    assert_eq!(field(&o, "up_neigh"), "1", "{all}");
+    assert_eq!(field(&o, "key2"), "0", "{all}");
+    // Nobody follows the store on h1: r2's entries are still there.
+    assert_eq!(field(&o, "down_fdb"), "1", "{all}");
+    assert_eq!(field(&o, "restarted_fdb"), "0", "{all}");
+    assert_eq!(field(&o, "restarted_neigh"), "0", "{all}");
+    assert_eq!(field(&o, "kept"), "1", "r3's entry stays: {all}");
+    assert_eq!(field(&o, "r1>r3"), "1 packets received", "{all}");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}
+
+#[test]
+fn overlay_passes_over_an_etcd_member_cut_off_from_the_others() {
+    let dy = Dy::empty("dockyard-overlay");
+    let script = r#"
+        d 1 network create -d overlay ovc >/dev/null
+        d 1 run -d $CP --name y1 --network ovc busybox sleep 300 >/dev/null
+        # m1 (the first member every host asks) stays up and takes client
+        # connections, but its peer traffic (port 2380) is dropped in h1:
+        # it cannot reach a majority, so it never answers.
+        on 1 iptables -A INPUT -p tcp --dport 2380 -j DROP
+        on 1 iptables -A OUTPUT -p tcp --dport 2380 -j DROP
+        sleep 1
+        ms() { echo $(( $(date +%s%N) / 1000000 )); }
+        t0=$(ms); d 2 run -d $CP --name y2 --network ovc busybox sleep 300 >/dev/null; echo "run_exit=$?"
+        echo "run_ms=$(( $(ms) - t0 ))"
+        t0=$(ms); d 3 network inspect ovc >/dev/null; echo "inspect_exit=$?"
+        echo "inspect_ms=$(( $(ms) - t0 ))"
+        resolves 2 y2 y1
+        echo "y2>y1=$(ping1 2 y2 y1)"
+    "#;
+    let out = three_hosts(&dy, 3, script);
+    let o = text(&out.stdout);
+    let all = format!("{o}\n--- stderr\n{}", text(&out.stderr));
+    assert_eq!(field(&o, "run_exit"), "0", "{all}");
+    assert_eq!(field(&o, "inspect_exit"), "0", "{all}");
+    assert_eq!(field(&o, "y2>y1"), "1 packets received", "{all}");
+    // Each process waits for the cut-off member once (2 s / 3), then asks
+    // the member that answered; waiting 2 s on every request would take far
+    // longer than this.
+    let ms: u64 = field(&o, "run_ms").parse().unwrap_or(u64::MAX);
+    assert!(ms < 6000, "run took {ms} ms: {all}");
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}

@@ -80,55 +80,102 @@ impl Etcd {
         })
     }
 
-    /// A connection to the first member that takes one, starting with the
-    /// one that answered last.
-    fn connect(&self) -> Result<TcpStream> {
-        use std::sync::atomic::Ordering;
-        let first = self.last.load(Ordering::Relaxed);
+    /// How long one member may take to answer before the next is tried:
+    /// the whole [`TIMEOUT`] shared among the members. A member that is up
+    /// but cut off from the others takes connections and then never
+    /// answers (it cannot reach a majority); with three members it costs a
+    /// request a third of the timeout, not all of it.
+    fn member_timeout(&self) -> Duration {
+        TIMEOUT / self.addrs.len().max(1) as u32
+    }
+
+    /// A connection to member `i`, with the per-member timeouts.
+    fn connect_to(&self, i: usize) -> std::io::Result<TcpStream> {
+        let s = TcpStream::connect_timeout(&self.addrs[i], self.member_timeout())?;
+        s.set_read_timeout(Some(self.member_timeout()))?;
+        s.set_write_timeout(Some(self.member_timeout()))?;
+        Ok(s)
+    }
+
+    /// The members in the order to try them: the one that answered last
+    /// first (remembered for this process), then the others in turn.
+    fn order(&self) -> impl Iterator<Item = usize> + '_ {
+        let first = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        (0..self.addrs.len()).map(move |k| (first + k) % self.addrs.len())
+    }
+
+    fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!(
+            "cluster store {} unreachable (is etcd running, and the network to it up?)",
+            self.url
+        ))
+    }
+
+    /// A connection to the first member that takes one (for a watch,
+    /// which goes to the member that answered last).
+    fn connect(&self) -> Result<(usize, TcpStream)> {
         let mut error = None;
-        for k in 0..self.addrs.len() {
-            let i = (first + k) % self.addrs.len();
-            match TcpStream::connect_timeout(&self.addrs[i], TIMEOUT) {
-                Ok(s) => {
-                    self.last.store(i, Ordering::Relaxed);
-                    s.set_read_timeout(Some(TIMEOUT))?;
-                    s.set_write_timeout(Some(TIMEOUT))?;
-                    return Ok(s);
-                }
+        for i in self.order() {
+            match self.connect_to(i) {
+                Ok(s) => return Ok((i, s)),
                 Err(e) => error = Some(e),
             }
         }
         let e = error.map_or_else(|| anyhow!("no member"), anyhow::Error::from);
-        Err(e.context(format!(
-            "cluster store {} unreachable (is etcd running, and the network to it up?)",
-            self.url
-        )))
-    }
-
-    /// The member a request goes to (for its `Host:` header).
-    fn member(&self) -> SocketAddr {
-        self.addrs[self.last.load(std::sync::atomic::Ordering::Relaxed) % self.addrs.len()]
+        Err(self.unreachable(e))
     }
 
     /// POST `body` to `path`; the answer's first JSON document. A gateway
-    /// error (`{"error": ..., "code": N}`) is an error.
+    /// error (`{"error": ..., "code": N}`) is an error. A member that does
+    /// not answer in time, or says it has no leader, is passed over for
+    /// the next; the one that answers is remembered and asked first next
+    /// time. (A write whose answer was lost may then be sent twice: puts
+    /// and deletes do the same twice, and a lost `create_if_absent` reads
+    /// as "taken", so its caller tries another address.)
     pub fn call(&self, path: &str, body: &Value) -> Result<Value> {
-        let mut s = self.connect()?;
+        let mut error = None;
+        for i in self.order() {
+            match self.call_member(i, path, body) {
+                Ok(doc) => {
+                    self.last.store(i, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(err) = doc.get("error").and_then(Value::as_str) {
+                        bail!("cluster store {}: {path}: {err}", self.url);
+                    }
+                    return Ok(doc.get("result").cloned().unwrap_or(doc));
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        Err(self.unreachable(error.unwrap_or_else(|| anyhow!("no member"))))
+    }
+
+    /// One try of [`Etcd::call`] at member `i`: the answer, or an error if
+    /// it could not give one for the cluster.
+    fn call_member(&self, i: usize, path: &str, body: &Value) -> Result<Value> {
+        let addr = self.addrs[i];
+        let ctx = || format!("member {addr}: {path}");
+        let mut s = self.connect_to(i).with_context(ctx)?;
         let body = body.to_string();
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.member(),
             body.len()
         );
-        let ctx = || format!("cluster store {}: {path}", self.url);
         s.write_all(req.as_bytes()).with_context(ctx)?;
         let mut r = BufReader::new(s);
         let doc = read_first_document(&mut r).with_context(ctx)?;
+        // etcd's own words for "this member cannot speak for the cluster
+        // now": worth asking another.
         if let Some(err) = doc.get("error").and_then(Value::as_str) {
-            bail!("cluster store {}: {path}: {err}", self.url);
+            let lower = err.to_ascii_lowercase();
+            if ["no leader", "timed out", "leader changed", "not capable"]
+                .iter()
+                .any(|w| lower.contains(w))
+            {
+                bail!("member {addr}: {path}: {err}");
+            }
         }
-        Ok(doc.get("result").cloned().unwrap_or(doc))
+        Ok(doc)
     }
 
     /// Every key under `prefix`, in key order.
@@ -202,7 +249,7 @@ impl Etcd {
     /// `true` if one came. A watch is a stream; this reads its first event
     /// and hangs up, which is all a follower that re-reads the store needs.
     pub fn watch(&self, prefix: &str, revision: i64, wait: Duration) -> Result<bool> {
-        let mut s = self.connect()?;
+        let (i, mut s) = self.connect()?;
         s.set_read_timeout(Some(wait))?;
         let body = json!({"create_request": {
             "key": b64(prefix), "range_end": b64(&prefix_end(prefix)),
@@ -211,7 +258,7 @@ impl Etcd {
         .to_string();
         let req = format!(
             "POST /v3/watch HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            self.member(),
+            self.addrs[i],
             body.len()
         );
         s.write_all(req.as_bytes())?;

@@ -18,6 +18,11 @@
 //!    runs; hand back (delete) the addresses of containers that no longer
 //!    exist.
 //!
+//! On its first pass over a network the loop starts from the entries the
+//! kernel holds (`vxlan::programmed`), not from nothing: if the service was
+//! down while a container of another host went away, its entries are
+//! deleted then.
+//!
 //! If the store cannot be reached the loop says so once and keeps trying;
 //! nothing it programmed is undone, so the data path goes on working.
 
@@ -194,7 +199,12 @@ fn follow_networks(cfg: &net::Config, etcd: &Etcd, vtep: Ipv4Addr, f: &mut Follo
             })
             .collect();
         remote.sort();
-        let before = f.programmed.get(&local.name).cloned().unwrap_or_default();
+        // What this process programmed, or on its first pass what the
+        // kernel holds (a previous run's entries: some may be stale).
+        let before = match f.programmed.get(&local.name) {
+            Some(before) => before.clone(),
+            None => net::vxlan::programmed(&vx)?,
+        };
         if before != remote {
             net::vxlan::program(&vx, &before, &remote)?;
             f.programmed.insert(local.name.clone(), remote.clone());

@@ -280,13 +280,21 @@ pub fn check_network(engine: &Engine, c: &mut ContainerConfig) -> Result<()> {
 }
 
 /// `--ip ADDR` on network `n`, refused with docker's words before anything
-/// is made: an address outside the network's subnet, or one that is taken
+/// is made: a network whose subnet the engine picked (docker takes `--ip`
+/// only where `--subnet` was given), an address outside the network's
+/// subnet, or one that is taken
 /// (a member's, the gateway's, the subnet's own). Lab 05 checks again, under
 /// its lock, when the address is leased.
 fn check_ip(n: &net::ipam::NetworkState, ip: &str) -> Result<Ipv4Addr> {
     let addr: Ipv4Addr = ip
         .parse()
         .map_err(|_| anyhow!("invalid IPv4 address: {ip}"))?;
+    if !n.subnet_given {
+        bail!(
+            "user specified IP address is supported only when connecting to networks with user \
+             configured subnets"
+        );
+    }
     if !n.subnet.contains(addr) {
         bail!("Invalid address {addr}: It does not belong to any of this network's subnets");
     }

@@ -279,6 +279,7 @@ pub(crate) fn create_network(
         internal: opts.internal,
         draining: vec![],
         macvlan: None,
+        subnet_given: opts.subnet.is_some(),
     };
     bring_up(rtnl, &mut net).with_context(|| format!("creating network {}", net.name))?;
     Ok(net)

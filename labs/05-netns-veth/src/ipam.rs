@@ -304,6 +304,17 @@ pub struct NetworkState {
     /// bridge network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub macvlan: Option<crate::macvlan::Macvlan>,
+    /// Whether the subnet was given (`--subnet`) rather than picked from
+    /// the pools. Docker takes `--ip` only on such a network: an address
+    /// in a pool the engine picked may not be there after the network is
+    /// made again. Records written before this was kept say yes, so that
+    /// `--ip` keeps working on the networks it worked on.
+    #[serde(default = "subnet_given_before")]
+    pub subnet_given: bool,
+}
+
+fn subnet_given_before() -> bool {
+    true
 }
 
 /// The address of a container that has exited, and the host end of its
@@ -557,6 +568,14 @@ mod tests {
         assert!(choose_subnet(&pools, &everything, &[]).is_err());
     }
 
+    #[test]
+    fn records_from_before_subnet_given_was_kept_take_ip_as_before() {
+        let mut doc = serde_json::to_value(network()).unwrap();
+        doc.as_object_mut().unwrap().remove("subnet_given");
+        let old: NetworkState = serde_json::from_value(doc).unwrap();
+        assert!(old.subnet_given);
+    }
+
     fn network() -> NetworkState {
         NetworkState {
             name: "n".into(),
@@ -576,6 +595,7 @@ mod tests {
             internal: false,
             draining: vec![],
             macvlan: None,
+            subnet_given: true,
         }
     }
 

@@ -343,6 +343,7 @@ pub fn create_macvlan(
             ip_range: spec.ip_range.map(|r| r.subnet()),
             ..spec.clone()
         }),
+        subnet_given: opts.subnet.is_some(),
     };
     store.save(&lock, &net)?;
     Ok(net)

@@ -71,7 +71,7 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
-use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
@@ -321,6 +321,74 @@ pub fn program(vx: &Vxlan, before: &[Remote], after: &[Remote]) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The remote containers the kernel holds entries for on the VTEP, read
+/// back from it (`bridge fdb show dev DEV` and `ip neigh show dev DEV nud
+/// permanent`): what a previous run of the service programmed. A service
+/// remembers what it programmed only in memory; when it starts again it
+/// begins from this list, so that [`program`] also deletes the entries of
+/// containers that went away while it was down. A container's MAC is made
+/// from its address (`mac_for`), so an fdb entry alone names its address
+/// too. Names are not in the kernel: they come back empty.
+pub fn programmed(vx: &Vxlan) -> anyhow::Result<Vec<Remote>> {
+    let mut rtnl = Rtnl::open()?;
+    let Some(dev) = rtnl.link_index(&vx.device)? else {
+        return Ok(Vec::new());
+    };
+    let mut found: Vec<Remote> = Vec::new();
+    for family in [AddressFamily::Bridge, AddressFamily::Inet] {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family;
+        msg.header.ifindex = dev;
+        let answers = rtnl.request(
+            &format!("dump the entries of {}", vx.device),
+            RouteNetlinkMessage::GetNeighbour(msg),
+            NLM_F_DUMP,
+        )?;
+        for answer in answers {
+            let RouteNetlinkMessage::NewNeighbour(n) = answer else {
+                continue;
+            };
+            // The dump may hold other devices' entries; only ours, and only
+            // permanent ones (what `program` adds).
+            if n.header.ifindex != dev || n.header.state != NeighbourState::Permanent {
+                continue;
+            }
+            let (mut mac, mut dst) = (None, None);
+            for attr in &n.attributes {
+                match attr {
+                    NeighbourAttribute::LinkLayerAddress(m) => {
+                        mac = <[u8; 6]>::try_from(&m[..]).ok()
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dst = Some(*a),
+                    _ => {}
+                }
+            }
+            let Some(mac) = mac.filter(|m| m[0] == 0x02 && m[1] == 0x42) else {
+                continue;
+            };
+            // fdb: the MAC and its host; neighbour: the address and MAC.
+            let (ip, vtep) = match family {
+                AddressFamily::Bridge => (Ipv4Addr::new(mac[2], mac[3], mac[4], mac[5]), dst),
+                _ => match dst {
+                    Some(ip) => (ip, None),
+                    None => continue,
+                },
+            };
+            match found.iter_mut().find(|r| r.ip == ip) {
+                Some(r) => r.vtep = vtep.unwrap_or(r.vtep),
+                None => found.push(Remote {
+                    ip,
+                    mac,
+                    vtep: vtep.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    names: Vec::new(),
+                }),
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// The two entries for one remote container on the VTEP `dev`:
