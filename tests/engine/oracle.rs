@@ -180,16 +180,9 @@ fn oracle_docker_and_dockyard_print_the_same_tables_of_one_store() {
     // this is what is left.)
     let seconds = regex_lite::Regex::new(r"\b\d+ seconds ago").unwrap();
     let norm = |s: &str| seconds.replace_all(s, "N seconds ago").into_owned();
-    // Relative times are taken a moment apart, by two programs, on a
-    // loaded machine: "6 seconds ago" against "7 seconds ago" is the clock,
-    // not a difference in rendering. (The loop above retries a few times;
-    // this is what is left.)
-    let seconds = regex_lite::Regex::new(r"\b\d+ seconds ago").unwrap();
-    let norm = |s: &str| seconds.replace_all(s, "N seconds ago").into_owned();
     for s in sections {
         let (cmd, rest) = s.split_once('\n').unwrap();
         let (docker, ours) = rest.split_once("@@@\n").unwrap();
-        let (docker, ours) = (norm(docker), norm(ours));
         let (docker, ours) = (norm(docker), norm(ours));
         assert!(
             !docker.contains("Error") || cmd.starts_with("port"),
