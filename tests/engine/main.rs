@@ -17,6 +17,7 @@ mod attach;
 mod cgroups;
 mod common;
 mod confinement;
+mod devices;
 mod escapes;
 mod events;
 mod fidelity;
