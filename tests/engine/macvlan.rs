@@ -195,8 +195,8 @@ fn macvlan_bad_parents_and_addresses_are_refused_and_leave_nothing_behind() {
         ),
         "exit=1".into(),
         e(
-            "plugin \"ipvlan\" not found: dockyard has the bridge and macvlan drivers (overlay \
-           and ipvlan networks are not made by this engine)",
+            "plugin \"ipvlan\" not found: dockyard has the bridge, macvlan and overlay drivers \
+           (ipvlan networks are not made by this engine)",
         ),
         "exit=1".into(),
         "files: 0".into(),
