@@ -280,6 +280,9 @@ pub struct RunArgs {
     /// Give extended privileges: every capability, no seccomp, no masked paths, all devices.
     #[arg(long)]
     pub privileged: bool,
+    /// Add a host device to the container: HOST[:CONTAINER][:PERMS], PERMS of r, w, m.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Vec<String>,
     /// User namespace to use: `host` opts out of --userns-remap (empty: the engine's setting).
     #[arg(long, value_name = "MODE", default_value = "")]
     pub userns: String,

@@ -11,6 +11,31 @@ use clap::CommandFactory;
 
 use crate::cli::Cli;
 
+/// How docker's client reports a failed `run` or `create` (`withHelp`):
+///
+/// ```text
+/// docker: Error response from daemon: Conflict. The container name "/web" is already in use ...
+///
+/// Run 'docker run --help' for more information
+/// ```
+///
+/// with dockyard's name. What the client refuses itself, before it asks
+/// the daemon (a flag's bad value, conflicting flags, no terminal for
+/// `-t`), has no "Error response from daemon:".
+pub fn run_error_report(command: &str, msg: &str) -> String {
+    let client_side = [
+        "invalid argument ",
+        "conflicting options",
+        "the input device is not a TTY",
+    ];
+    let daemon = if client_side.iter().any(|c| msg.starts_with(c)) {
+        ""
+    } else {
+        "Error response from daemon: "
+    };
+    format!("dockyard: {daemon}{msg}\n\nRun 'dockyard {command} --help' for more information")
+}
+
 /// Docker's report of a command line it cannot parse, for every command,
 /// with docker's exit code: an unknown flag (exit 125, as `run`'s)
 ///

@@ -118,20 +118,27 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         _ => 1,
     };
     let fail_code = code_for(&cli.command);
-    let from_run = matches!(cli.command, Command::Run(_) | Command::Create(_));
+    let from_run = match cli.command {
+        Command::Run(_) => Some("run"),
+        Command::Create(_) => Some("create"),
+        _ => None,
+    };
     let with = |e: anyhow::Error| {
+        let code = e
+            .downcast_ref::<commands::run::StartError>()
+            .map_or(fail_code, |s| s.exit_code());
+        let msg = format!("{e:#}");
         // What docker's client itself refuses ("Error parsing reference:
         // ...", "Error: No public port ...") comes without the daemon's
         // prefix, as docker prints it.
-        let client_side = format!("{e:#}").starts_with("Error");
-        let prefix = if client_side {
-            ""
-        } else if from_run {
-            "dockyard: "
+        let text = if msg.starts_with("Error") {
+            msg
+        } else if let Some(command) = from_run {
+            cli_errors::run_error_report(command, &msg)
         } else {
-            "Error response from daemon: "
+            format!("Error response from daemon: {msg}")
         };
-        (fail_code, anyhow::anyhow!("{prefix}{e:#}"))
+        (code, anyhow::anyhow!("{text}"))
     };
     match &cli.command {
         Command::Doctor => {

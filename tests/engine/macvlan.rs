@@ -41,6 +41,9 @@ fn script(dy: &Dy, vars: &str, body: &str) -> String {
     )
 }
 
+/// The last line of a failed `run`'s report, as docker's client ends it.
+const RUN_HELP: &str = "Run 'dockyard run --help' for more information";
+
 fn lines(out: &std::process::Output) -> (Vec<String>, String) {
     let stdout = text(&out.stdout);
     let all = format!("stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
@@ -215,13 +218,21 @@ fn macvlan_bad_parents_and_addresses_are_refused_and_leave_nothing_behind() {
         &rest[1..],
         [
             "exit=1",
-            "dockyard: Invalid address 10.70.0.5: It does not belong to any of this network's subnets",
+            "dockyard: Error response from daemon: Invalid address 10.70.0.5: It does not belong to any of this network's subnets",
+            "",
+            RUN_HELP,
             "exit=125",
-            "dockyard: Address already in use",
+            "dockyard: Error response from daemon: Address already in use",
+            "",
+            RUN_HELP,
             "exit=125",
-            "dockyard: Address already in use",
+            "dockyard: Error response from daemon: Address already in use",
+            "",
+            RUN_HELP,
             "exit=125",
-            "dockyard: user specified IP address is supported on user defined networks only",
+            "dockyard: Error response from daemon: user specified IP address is supported on user defined networks only",
+            "",
+            RUN_HELP,
             "exit=125",
             "dockyard: user specified IP address is supported only when connecting to networks with user configured subnets",
             "exit=125",

@@ -18,6 +18,7 @@ mod attach;
 mod cgroups;
 mod common;
 mod confinement;
+mod devices;
 mod escapes;
 mod events;
 mod fidelity;

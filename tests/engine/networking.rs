@@ -179,7 +179,9 @@ fn user_networks_resolve_names_and_aliases_isolate_and_connect_in_a_throwaway_ho
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     let expected = [
-        "dockyard: network nosuchnet not found",
+        "dockyard: Error response from daemon: network nosuchnet not found",
+        "",
+        "Run 'dockyard run --help' for more information",
         "exit=125",
         "Error response from daemon: network with name front already exists",
         "exit=1",

@@ -45,7 +45,7 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let record = container::create(engine, name.as_deref(), config)?;
     dockyard::trace::phase("created the container record");
     if args.detach {
-        container::start_detached(engine, &record.id)?;
+        container::start_detached(engine, &record.id).map_err(StartError::wrap)?;
         println!("{}", record.id);
         return Ok(0);
     }
@@ -54,10 +54,43 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     if args.tty && args.interactive {
         // -it: as docker, a detached container and an attached client, so
         // that Ctrl-P Ctrl-Q can leave it running.
-        return run_attached(engine, &record, &args.detach_keys);
+        return run_attached(engine, &record, &args.detach_keys).map_err(StartError::wrap);
     }
-    container::monitor(engine, &record.id, Attach::Foreground, None)
+    container::monitor(engine, &record.id, Attach::Foreground, None).map_err(StartError::wrap)
 }
+
+/// `run`'s container was created but could not be started. Docker's
+/// client gives such an error the exit code of a shell that could not run
+/// the command (`toStatusError`): 127 when it says the file is not there,
+/// 126 when it may not be executed, else 125.
+#[derive(Debug)]
+pub struct StartError(pub anyhow::Error);
+
+impl StartError {
+    fn wrap(e: anyhow::Error) -> anyhow::Error {
+        anyhow::Error::new(StartError(e))
+    }
+
+    /// The exit code docker's client gives this error.
+    pub fn exit_code(&self) -> u8 {
+        let msg = format!("{:#}", self.0);
+        if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+            127
+        } else if msg.contains("permission denied") || msg.contains("is a directory") {
+            126
+        } else {
+            125
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// Start `record` under a detached monitor and attach to it before it
 /// runs; the exit code is the container's (0 when the person detaches).
@@ -223,6 +256,11 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         attach_stderr: !args.detach,
         log_opts,
         privileged: args.privileged,
+        devices: args
+            .device
+            .iter()
+            .map(|d| container::parse_device(d))
+            .collect::<Result<_>>()?,
         userns_mode: args.userns.clone(),
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),

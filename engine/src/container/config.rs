@@ -104,7 +104,63 @@ pub struct ContainerConfig {
     /// `--userns`: "host" opts out of --userns-remap; empty follows it.
     #[serde(default)]
     pub userns_mode: String,
+    /// `--device`, as docker's `HostConfig.Devices`.
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
 }
+
+/// One `--device HOST[:CONTAINER][:PERMS]`: a host device node to be made
+/// in the container's `/dev`, and what its device cgroup lets it do with
+/// it (`r`ead, `w`rite, `m`knod). Docker's `DeviceMapping`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
+}
+
+/// Whether `mode` is a device cgroup access: some of `r`, `w`, `m`, each
+/// once (docker's `validDeviceMode`).
+fn valid_device_mode(mode: &str) -> bool {
+    !mode.is_empty()
+        && mode.len() <= 3
+        && mode.chars().all(|c| "rwm".contains(c))
+        && !mode.char_indices().any(|(i, c)| mode[i + 1..].contains(c))
+}
+
+// ANCHOR: parse_device
+/// Parse `--device` as docker's client does: `HOST`, `HOST:CONTAINER`,
+/// `HOST:PERMS` or `HOST:CONTAINER:PERMS`, the container path absolute and
+/// the permissions `rwm` unless given. Only the syntax: whether the host has
+/// such a device is found out when the container starts, as in docker.
+pub fn parse_device(value: &str) -> Result<DeviceMapping> {
+    let bad = |why: String| anyhow!("invalid argument {value:?} for \"--device\" flag: {why}");
+    let parts: Vec<&str> = value.split(':').collect();
+    if parts.len() > 3 || parts[0].is_empty() {
+        return Err(bad(format!("bad format for path: {value}")));
+    }
+    let (host, container, perms) = match parts[..] {
+        [host] => (host, host, "rwm"),
+        [host, p] if valid_device_mode(p) => (host, host, p),
+        [host, c] => (host, c, "rwm"),
+        [host, c, p] => {
+            if !valid_device_mode(p) {
+                return Err(bad(format!("bad mode specified: {p}")));
+            }
+            (host, c, p)
+        }
+        _ => unreachable!("one to three parts"),
+    };
+    if !container.starts_with('/') {
+        return Err(bad(format!("{container} is not an absolute path")));
+    }
+    Ok(DeviceMapping {
+        path_on_host: host.to_string(),
+        path_in_container: container.to_string(),
+        cgroup_permissions: perms.to_string(),
+    })
+}
+// ANCHOR_END: parse_device
 
 /// A network a container was connected to with `network connect`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -337,5 +393,38 @@ mod tests {
         assert!(RestartPolicy::Always.should_restart(0, 100, false));
         assert!(!RestartPolicy::Always.should_restart(0, 0, true));
         assert!(!RestartPolicy::No.should_restart(1, 0, false));
+    }
+
+    #[test]
+    fn devices_parse_like_dockers_client() {
+        let d = parse_device("/dev/null:/dev/mynull").unwrap();
+        assert_eq!(
+            (d.path_on_host.as_str(), d.path_in_container.as_str()),
+            ("/dev/null", "/dev/mynull")
+        );
+        assert_eq!(d.cgroup_permissions, "rwm");
+        let d = parse_device("/dev/zero:r").unwrap();
+        assert_eq!(d.path_in_container, "/dev/zero");
+        assert_eq!(d.cgroup_permissions, "r");
+        assert_eq!(
+            parse_device("/dev/zero:/dev/z:rw")
+                .unwrap()
+                .cgroup_permissions,
+            "rw"
+        );
+        let e = parse_device("/dev/zero:/dev/z:rx").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid argument \"/dev/zero:/dev/z:rx\" for \"--device\" flag: bad mode specified: rx"
+        );
+        assert!(parse_device("/dev/zero:dev/z")
+            .unwrap_err()
+            .to_string()
+            .ends_with("dev/z is not an absolute path"));
+        assert!(parse_device("/dev/zero:/dev/z:rr").is_err());
+        assert!(parse_device("a:b:c:d")
+            .unwrap_err()
+            .to_string()
+            .contains("bad format for path"));
     }
 }

@@ -155,6 +155,11 @@ fn host_config(c: &ContainerConfig) -> Value {
         "ReadonlyRootfs": c.read_only,
         "Tmpfs": tmpfs(c),
         "Privileged": c.privileged,
+        "Devices": c.devices.iter().map(|d| serde_json::json!({
+            "PathOnHost": d.path_on_host,
+            "PathInContainer": d.path_in_container,
+            "CgroupPermissions": d.cgroup_permissions,
+        })).collect::<Vec<_>>(),
         "CapAdd": if c.cap_add.is_empty() { Value::Null } else { json!(c.cap_add) },
         "CapDrop": if c.cap_drop.is_empty() { Value::Null } else { json!(c.cap_drop) },
         "SecurityOpt": if c.security_opt.is_empty() { Value::Null } else { json!(c.security_opt) },

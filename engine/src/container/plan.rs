@@ -129,7 +129,10 @@ pub fn plan(config: &ContainerConfig, facts: &Facts) -> Result<Plan> {
             }));
     }
     let volumes = mounts(config, facts, &mut spec.binds);
+    let (nodes, device_rules) = devices(config)?;
+    spec.devices = nodes;
     let mut blueprint = cgroups::Blueprint::new(spec);
+    blueprint.device_rules = device_rules;
     blueprint.userns = userns;
     blueprint.netns = netns;
     // Rootless: a group only with limits, in the user's delegated subtree
@@ -161,6 +164,64 @@ pub fn plan(config: &ContainerConfig, facts: &Facts) -> Result<Plan> {
         remapped,
         log_rotation,
     })
+}
+
+// ANCHOR: devices
+/// The device nodes to make in the container's `/dev` (lab 02) and the
+/// allow rules they need in its device cgroup (lab 03), as docker's
+/// `WithDevices`: each `--device` as the host has it (its type, numbers,
+/// mode and owner, read with stat(2) now, so a device plugged in since
+/// `create` is found), with a `TYPE MAJOR:MINOR PERMS` rule; under
+/// `--privileged` every node of the host's `/dev` too, and no rule, for
+/// its cgroup allows every device.
+fn devices(
+    config: &ContainerConfig,
+) -> Result<(Vec<namespaces::devnodes::DeviceNode>, Vec<String>)> {
+    use namespaces::devnodes;
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    if config.privileged {
+        nodes = devnodes::host_devices()
+            .map_err(|e| anyhow!("error gathering the host's devices: {}", go_error(&e)))?;
+    }
+    for d in &config.devices {
+        let found =
+            devnodes::from_host(Path::new(&d.path_on_host), Path::new(&d.path_in_container))
+                .map_err(|e| {
+                    anyhow!(
+                        "error gathering device information while adding custom device {:?}: {}",
+                        d.path_on_host,
+                        go_error(&e)
+                    )
+                })?;
+        for n in found {
+            rules.push(format!(
+                "{} {}:{} {}",
+                n.kind, n.major, n.minor, d.cgroup_permissions
+            ));
+            // A --device at a path the privileged list has replaces it.
+            nodes.retain(|o: &devnodes::DeviceNode| o.path != n.path);
+            nodes.push(n);
+        }
+    }
+    Ok((nodes, rules))
+}
+// ANCHOR_END: devices
+
+/// An I/O error as Go prints it (docker's messages come from Go's
+/// `syscall.Errno`): "no such file or directory", no "(os error 2)".
+fn go_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let desc = nix::errno::Errno::from_raw(n).desc();
+            let mut chars = desc.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => desc.to_string(),
+            }
+        }
+        None => e.to_string(),
+    }
 }
 
 /// Lab 02's spec of the first process: command, environment, hostname,

@@ -278,6 +278,10 @@ pub struct Spec {
     /// its container lives on: then `false`, and the process is reparented
     /// to the caller (a subreaper such as containerd's shim).
     pub die_with_parent: bool,
+    /// Device nodes made in the container's fresh `/dev` (`--device`, and
+    /// the host's whole `/dev` under `--privileged`); see [`devnodes`].
+    /// Whether they may be opened is the device cgroup's decision (lab 03).
+    pub devices: Vec<devnodes::DeviceNode>,
 }
 
 impl Spec {
@@ -306,6 +310,7 @@ impl Spec {
             cgroup_mount: CgroupMount::None,
             exec_fifo: None,
             die_with_parent: true,
+            devices: Vec::new(),
         }
     }
 
@@ -341,6 +346,15 @@ impl Spec {
             );
         }
         self.check_joins()?;
+        if !self.devices.is_empty() && self.creates(CloneFlags::CLONE_NEWUSER) {
+            // mknod(2) needs CAP_MKNOD in the *initial* user namespace: root of
+            // a new one may not make device nodes at all.
+            bail!(
+                "device nodes cannot be made in a user namespace (root there has no CAP_MKNOD \
+                 over the host): run the container with --userns=host to use --device"
+            );
+        }
+        devnodes::check_paths(&self.devices)?;
         if self.hostname.is_some() && self.joins(CloneFlags::CLONE_NEWUTS) {
             bail!(
                 "setting a hostname in a joined UTS namespace would rename every process that \
@@ -851,6 +865,9 @@ fn enter_rootfs(
         // A fresh /proc shows the PID namespace of whoever mounts it: ours.
         lab01::mount_proc()?;
         lab01::mount_dev()?;
+        // `--device`, `--privileged`: the extra nodes, in the fresh tmpfs,
+        // while we still hold CAP_MKNOD (the security layer drops it later).
+        devnodes::make_here(&spec.devices)?;
     }
     if let Some(p) = secure {
         // Devices for terminals, shared memory and message queues; the

@@ -61,6 +61,9 @@ pub struct Blueprint {
     /// engine, whose host's cgroups belong to root).
     pub cgroup: Option<CgroupSpec>,
     pub devices: Devices,
+    /// Allow rules added to Docker's list (`--device`: `c 1:11 r`), in the
+    /// v1 syntax; the nodes themselves are lab 02's (`process.devices`).
+    pub device_rules: Vec<String>,
 }
 // ANCHOR_END: blueprint
 
@@ -134,6 +137,7 @@ impl Blueprint {
             cgroupns: CgroupNs::HostDefault,
             cgroup: None,
             devices: Devices::Unrestricted,
+            device_rules: Vec::new(),
         }
     }
 
@@ -224,6 +228,9 @@ impl Blueprint {
         if self.devices != Devices::Unrestricted && self.cgroup.is_none() {
             bail!("a device allow list is kept in the container's cgroup, and it has none");
         }
+        for rule in &self.device_rules {
+            crate::device_filter::DeviceRule::parse(rule)?;
+        }
         if let (NetNs::Process(_), UserNs::Private { .. }) = (&self.netns, self.userns) {
             bail!(
                 "joining another container's network namespace from a new user namespace is \
@@ -313,10 +320,14 @@ pub fn assemble(
         groups.cgroup = Some(Cgroup::create(host, &c.parent, &c.name, &c.limits)?);
         groups.devices = match bp.devices {
             Devices::Unrestricted => None,
-            Devices::DockerDefault => DevicesCgroup::docker_default(&c.parent, &c.name)?,
-            Devices::DockerDefaultProgram => {
-                Some(DevicesCgroup::docker_default_program(&c.parent, &c.name)?)
+            Devices::DockerDefault => {
+                DevicesCgroup::docker_default_with(&c.parent, &c.name, &bp.device_rules)?
             }
+            Devices::DockerDefaultProgram => Some(DevicesCgroup::docker_default_program_with(
+                &c.parent,
+                &c.name,
+                &bp.device_rules,
+            )?),
         };
     }
     let spawned = spawn_in(&mut spec, &groups, before_start);

@@ -106,15 +106,31 @@ impl DevicesCgroup {
     /// container's v2 group, which [`crate::Cgroup::create`] must have made
     /// first. `None` on a host with neither.
     pub fn docker_default(parent: &str, name: &str) -> anyhow::Result<Option<DevicesCgroup>> {
-        let rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        Self::docker_default_with(parent, name, &[])
+    }
+
+    // ANCHOR: with_extra
+    /// Docker's default list and `extra` rules after it: `docker run
+    /// --device /dev/kmsg:/dev/kmsg:r` adds `c 1:11 r`. Allow rules only add:
+    /// a device of the default list keeps its `rwm` whatever `extra` says.
+    pub fn docker_default_with(
+        parent: &str,
+        name: &str,
+        extra: &[String],
+    ) -> anyhow::Result<Option<DevicesCgroup>> {
+        let mut rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        rules.extend(extra.iter().map(String::as_str));
         if devices_hierarchy()?.is_some() {
             return Ok(Some(Self::create_in(parent, name, &rules)?));
         }
         if crate::detect()?.v2_mount.is_none() {
             return Ok(None);
         }
-        Ok(Some(Self::docker_default_program(parent, name)?))
+        Ok(Some(Self::docker_default_program_with(
+            parent, name, extra,
+        )?))
     }
+    // ANCHOR_END: with_extra
 
     /// Docker's default list as a device program on the v2 group
     /// `<parent>/<name>`. On a v2 host that is the container's own group,
@@ -122,6 +138,16 @@ impl DevicesCgroup {
     /// keeps the limits in v1 hierarchies) it is made here, and removed
     /// with the program.
     pub fn docker_default_program(parent: &str, name: &str) -> anyhow::Result<DevicesCgroup> {
+        Self::docker_default_program_with(parent, name, &[])
+    }
+
+    /// The same with `extra` rules after Docker's (see
+    /// [`docker_default_with`](Self::docker_default_with)).
+    pub fn docker_default_program_with(
+        parent: &str,
+        name: &str,
+        extra: &[String],
+    ) -> anyhow::Result<DevicesCgroup> {
         check_names(parent, name)?;
         let Some(mount) = crate::detect()?.v2_mount else {
             bail!("no cgroup2 mount: a device program needs the unified hierarchy");
@@ -139,7 +165,8 @@ impl DevicesCgroup {
                 }
             }
         }
-        let rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        let mut rules: Vec<&str> = DOCKER_DEFAULT_RULES.iter().map(|(r, _)| *r).collect();
+        rules.extend(extra.iter().map(String::as_str));
         match Self::attach_program(&dir, &rules) {
             Ok(mut d) => {
                 d.made = made;
