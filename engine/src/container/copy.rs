@@ -291,16 +291,7 @@ pub fn copy_in_tar(engine: &Engine, input: impl Read, name: &str, path: &Path) -
         }
         Err(e) => return Err(e),
     };
-    let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    overlay::extract::apply_layer_shifted(
-        input,
-        &target,
-        overlay::extract::Whiteouts::Apply,
-        overlay::extract::Resolver::detect(),
-        engine.images.id_shift(),
-    )
-    .with_context(|| format!("copying into {}:{}", name, path.display()))?;
-    Ok(())
+    unpack_into(engine, input, &dir, name, path)
 }
 
 // ANCHOR: write_new_file
@@ -501,9 +492,23 @@ pub fn extract_archive(engine: &Engine, name: &str, path: &Path, tar: &[u8]) -> 
     if stat.mode & (1 << 31) == 0 {
         bail!("extraction point is not a directory");
     }
+    unpack_into(engine, tar, &dir, name, path)
+}
+
+/// Unpack an untrusted tar stream into `dir`, a directory of a container
+/// opened in its root: lab 04's layer extraction (whiteouts applied, IDs
+/// shifted under `--userns-remap`), which never writes outside its target.
+/// The one tail of `cp - CTR:DIR` and of the API's archive PUT.
+fn unpack_into(
+    engine: &Engine,
+    input: impl Read,
+    dir: &impl AsRawFd,
+    name: &str,
+    path: &Path,
+) -> Result<()> {
     let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     overlay::extract::apply_layer_shifted(
-        tar,
+        input,
         &target,
         overlay::extract::Whiteouts::Apply,
         overlay::extract::Resolver::detect(),
