@@ -426,14 +426,7 @@ fn api_client_mode_reaches_a_service_in_another_network_namespace() {
         r#"
         set -e
         cd {dir}
-        ssl() {{ openssl "$@" 2>/dev/null; }}
-        ssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1 -subj /CN=test-ca
-        ssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=server
-        printf 'subjectAltName=IP:10.199.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
-        ssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days 1 -extfile server.ext
-        ssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=client
-        printf 'extendedKeyUsage=clientAuth\n' > client.ext
-        ssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext
+        {certs}
         set +e
         ip link set lo up
         # The client's machine: a network namespace of its own.
@@ -458,6 +451,7 @@ fn api_client_mode_reaches_a_service_in_another_network_namespace() {
         kill $S $C; wait $S
         "#,
         dir = dir.path().display(),
+        certs = super::common::tls_certs_script("10.199.0.1"),
         bin = bin("dockyard").display(),
         root = dy.root.path().display(),
         parent = dy.parent,

@@ -213,14 +213,8 @@ fn api_listen_tlsverify_lets_in_only_clients_the_ca_signed() {
         r#"
         set -e
         cd {dir}
+        {certs}
         ssl() {{ openssl "$@" 2>/dev/null; }}
-        ssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1 -subj /CN=test-ca
-        ssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=localhost
-        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
-        ssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days 1 -extfile server.ext
-        ssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=client
-        printf 'extendedKeyUsage=clientAuth\n' > client.ext
-        ssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext
         ssl req -x509 -newkey rsa:2048 -nodes -keyout other-key.pem -out other.pem -days 1 -subj /CN=other
         set +e
         ip link set lo up
@@ -239,6 +233,7 @@ fn api_listen_tlsverify_lets_in_only_clients_the_ca_signed() {
         kill $S; wait $S
         "#,
         dir = dir.path().display(),
+        certs = super::common::tls_certs_script("127.0.0.1"),
         bin = dockyard_e2e::fixtures::bin("dockyard").display(),
         root = dy.root.path().display(),
         docker = DOCKER,

@@ -31,3 +31,21 @@ pub(crate) fn read_trimmed(path: &Path) -> String {
         .trim()
         .to_string()
 }
+
+/// Shell lines, run in a scratch directory, that make a test CA
+/// (`ca.pem`), a server certificate for `server_ip` (`server.pem`,
+/// `server-key.pem`) and a client certificate (`cert.pem`, `key.pem`) with
+/// openssl: the files `--tlsverify` and docker's `DOCKER_CERT_PATH` expect.
+pub fn tls_certs_script(server_ip: &str) -> String {
+    let ssl = r#"openssl "$@" 2>/dev/null"#;
+    format!(
+        "ssl() {{ {ssl}; }}
+        ssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1 -subj /CN=test-ca
+        ssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=server
+        printf 'subjectAltName=IP:{server_ip}\\nextendedKeyUsage=serverAuth\\n' > server.ext
+        ssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days 1 -extfile server.ext
+        ssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=client
+        printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+        ssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext"
+    )
+}
