@@ -61,12 +61,27 @@ enum Command {
         /// The parent cgroup of the RUN steps' containers.
         #[arg(long, value_name = "PATH")]
         cgroup_parent: Option<String>,
+        /// Print the image ID alone; the build's output only if it fails.
+        #[arg(short = 'q', long)]
+        quiet: bool,
         /// The image store (default: $DOCKYARD_ROOT, else /var/lib/dockyard: the engine's).
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
         /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on stdin).
         #[arg(value_name = "CONTEXT", allow_hyphen_values = true)]
         context: String,
+    },
+    /// Print an image's config, the JSON blob its manifest names; with --field, one field of
+    /// its `config` as JSON (`--field Env` is `docker image inspect -f '{{json .Config.Env}}'`).
+    Inspect {
+        /// A field of the config's `config` object: Env, Cmd, Entrypoint, WorkingDir, ...
+        #[arg(long, value_name = "NAME")]
+        field: Option<String>,
+        /// The image store (default: $DOCKYARD_ROOT, else /var/lib/dockyard: the engine's).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        #[arg(value_name = "IMAGE")]
+        image: String,
     },
 }
 
@@ -95,6 +110,7 @@ fn main() -> ExitCode {
             no_cache,
             target,
             cgroup_parent,
+            quiet,
             store,
             context,
         } => {
@@ -106,9 +122,49 @@ fn main() -> ExitCode {
                 no_cache,
                 target,
                 cgroup_parent,
+                quiet,
                 ..Default::default()
             };
             build(store, &opts)
+        }
+        Command::Inspect {
+            field,
+            store,
+            image,
+        } => inspect(store, field.as_deref(), &image),
+    }
+}
+
+/// The store `--store` names, else `$DOCKYARD_ROOT`, else the engine's.
+fn store_root(store: Option<PathBuf>) -> PathBuf {
+    store
+        .or_else(|| std::env::var_os("DOCKYARD_ROOT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/dockyard"))
+}
+
+/// Prints the image's config blob, or one field of its `config` (`null` when it has none).
+fn inspect(store: Option<PathBuf>, field: Option<&str>, name: &str) -> ExitCode {
+    let result = (|| -> anyhow::Result<String> {
+        let store = lab04_overlay::Store::open(&store_root(store))?;
+        let image = store.image(name)?;
+        let path = store.blob_path(&image.config_digest)?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("reading the config blob {}: {e}", path.display()))?;
+        let Some(field) = field else {
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        };
+        let config: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("the config blob {} is not JSON: {e}", path.display()))?;
+        Ok(config["config"][field].to_string())
+    })();
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lab06-dockerfile: {e:#}");
+            ExitCode::from(1)
         }
     }
 }
@@ -120,10 +176,7 @@ fn build(store: Option<PathBuf>, opts: &lab06_dockerfile::BuildOptions) -> ExitC
     // as `dockyard run` does.
     let sealed = lab02_namespaces::security::ensure_sealed_binary();
     let result = sealed.and_then(|()| {
-        let root = store
-            .or_else(|| std::env::var_os("DOCKYARD_ROOT").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/dockyard"));
-        let store = overlay::Store::open(&root)?;
+        let store = overlay::Store::open(&store_root(store))?;
         lab06_dockerfile::build(&store, opts)
     });
     match result {
