@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 #[path = "build/fidelity.rs"]
 mod fidelity;
+#[path = "build/lab06_cli.rs"]
+mod lab06_cli;
 
 /// A data root with busybox loaded, a build context directory, and a cgroup parent.
 struct Dy {
