@@ -145,7 +145,7 @@ fn store_root(store: Option<PathBuf>) -> PathBuf {
 /// Prints the image's config blob, or one field of its `config` (`null` when it has none).
 fn inspect(store: Option<PathBuf>, field: Option<&str>, name: &str) -> ExitCode {
     let result = (|| -> anyhow::Result<String> {
-        let store = lab04_overlay::Store::open(&store_root(store))?;
+        let store = lab04_overlay::Store::open(store_root(store))?;
         let image = store.image(name)?;
         let path = store.blob_path(&image.config_digest)?;
         let bytes = std::fs::read(&path)
@@ -176,7 +176,7 @@ fn build(store: Option<PathBuf>, opts: &lab06_dockerfile::BuildOptions) -> ExitC
     // as `dockyard run` does.
     let sealed = lab02_namespaces::security::ensure_sealed_binary();
     let result = sealed.and_then(|()| {
-        let store = overlay::Store::open(&store_root(store))?;
+        let store = overlay::Store::open(store_root(store))?;
         lab06_dockerfile::build(&store, opts)
     });
     match result {
