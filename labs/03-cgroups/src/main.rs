@@ -112,7 +112,9 @@ struct Cli {
     #[arg(long)]
     device_program: bool,
 
-    /// After the command ends, print what the cgroup counted (to stderr).
+    /// After the command ends, print what the cgroup counted (to stderr), and
+    /// the CPU time the host charged to the command's processes (getrusage),
+    /// which agrees with the group's only if they ran in it.
     #[arg(long)]
     stats: bool,
 
