@@ -205,6 +205,15 @@ fn cpu_quota_holds_a_busy_loop_to_ten_percent() {
     // CPU time (no upper bound on the wall time: an emulated machine, as in
     // the v2 tier, takes longer, and the share above is what must hold).
     assert!(usec >= 240_000.0, "{line}");
+    // The host's own account of the command's processes (getrusage, as they
+    // were reaped) agrees with the group's counter: every CPU cycle the loop
+    // used was counted in the group. A loop outside its group would show 0
+    // there and its whole time here (the chapter's "break it" experiment).
+    let host_usec = host_cpu_usec(&err);
+    assert!(
+        (host_usec - usec).abs() <= 0.1 * usec + 20_000.0,
+        "the group counted {usec}us, the host {host_usec}us: {err}"
+    );
     assert_clean(&parent);
 
     // Without a quota, the same loop takes much more: the limit did it.
@@ -229,6 +238,85 @@ fn cpu_quota_holds_a_busy_loop_to_ten_percent() {
     // busy one (two cores shared by a CI run and its neighbours), but at
     // least twice the quota.
     assert!(share > 20.0, "{line}");
+    assert_clean(&parent);
+}
+
+/// The microseconds on `--stats`' host-view line:
+/// "lab03-cgroups: cpu, as the host saw the command's processes (getrusage): 301500us = ...".
+fn host_cpu_usec(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("(getrusage): "))
+        .unwrap_or_else(|| panic!("no host-view CPU line: {stderr}"));
+    line.split("(getrusage): ")
+        .nth(1)
+        .and_then(|s| s.split("us").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read {line:?}"))
+}
+
+/// `--cpuset-cpus` pins a container to the CPUs it names: the lab writes
+/// `cpuset.cpus` in the group that carries the cpuset controller here (v1's
+/// cpuset hierarchy, or the one v2 group), and the kernel then gives the
+/// command exactly that list as its CPU affinity.
+#[test]
+fn cpuset_cpus_pins_the_container_to_the_cpus_it_names() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    // The last online CPU: on a host with more than one, a list that differs
+    // from the one the container would inherit.
+    let online = lab03_cgroups::parse_list(&lab03_cgroups::online(false)).expect("online CPUs");
+    let cpu = online.iter().max().expect("an online CPU").to_string();
+    let mut child = lab03(
+        &fx.path(),
+        &parent,
+        &["--name", "pinned", "--init", "--cpuset-cpus", &cpu],
+        &[
+            "sh",
+            "-c",
+            "grep Cpus_allowed_list /proc/self/status; exec sleep 30",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut inside = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut inside)
+        .expect("reading the container's affinity");
+    // The group's file, on this host's version, while the container runs.
+    let file = host()
+        .limit_file(Knob::CpusetCpus, &parent.0, "pinned")
+        .expect("this host has a cpuset controller");
+    let written = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("waiting for lab03-cgroups");
+    assert_eq!(written.trim(), cpu, "{}", file.display());
+    assert_eq!(
+        inside.split_whitespace().collect::<Vec<_>>(),
+        ["Cpus_allowed_list:", cpu.as_str()],
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_clean(&parent);
+
+    // A CPU this host does not have is refused before anything is made,
+    // naming the controller, the file and what is online.
+    let out = run(lab03(
+        &fx.path(),
+        &parent,
+        &["--cpuset-cpus", "4095"],
+        &["true"],
+    ));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("the cpuset controller's cpuset.cpus can only name what is online here"),
+        "{err}"
+    );
     assert_clean(&parent);
 }
 

@@ -112,7 +112,9 @@ struct Cli {
     #[arg(long)]
     device_program: bool,
 
-    /// After the command ends, print what the cgroup counted (to stderr).
+    /// After the command ends, print what the cgroup counted (to stderr), and
+    /// the CPU time the host charged to the command's processes (getrusage),
+    /// which agrees with the group's only if they ran in it.
     #[arg(long)]
     stats: bool,
 
@@ -162,16 +164,27 @@ fn random_name() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn print_stats(stats: &Stats, elapsed: Duration) {
-    if let Some(usec) = stats.cpu_usage_usec {
-        let secs = elapsed.as_secs_f64();
-        let share = if secs > 0.0 {
+fn print_stats(stats: &Stats, elapsed: Duration, host_cpu_usec: u64) {
+    let secs = elapsed.as_secs_f64();
+    let share = |usec: u64| {
+        if secs > 0.0 {
             usec as f64 / 1e4 / secs
         } else {
             0.0
-        };
+        }
+    };
+    if let Some(usec) = stats.cpu_usage_usec {
+        let share = share(usec);
         eprintln!("lab03-cgroups: cpu: {usec}us in {secs:.3}s = {share:.1}% of one CPU");
     }
+    // The same time as the host charged it to the command's processes,
+    // whatever group they were in: the two agree when the command ran in
+    // the group, and only then.
+    eprintln!(
+        "lab03-cgroups: cpu, as the host saw the command's processes (getrusage): \
+         {host_cpu_usec}us = {:.1}% of one CPU",
+        share(host_cpu_usec)
+    );
     let size = |v: Option<u64>| v.map_or("-".to_string(), |b| Size(b).to_string());
     eprintln!(
         "lab03-cgroups: memory: peak {}, now {}",
@@ -224,7 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         eprintln!("lab03-cgroups: OOM-killed: memory limit {limit} reached ({event})");
     }
     if cli.stats {
-        print_stats(&outcome.stats, outcome.elapsed);
+        print_stats(&outcome.stats, outcome.elapsed, outcome.host_cpu_usec);
     }
     Ok(outcome.status.code())
 }

@@ -31,6 +31,13 @@ pub struct Outcome {
     pub stats: Stats,
     /// From the start of the command to its end.
     pub elapsed: Duration,
+    /// The host's view of the same CPU time: what the kernel charged to the
+    /// container's processes as they were reaped (`getrusage(2)`,
+    /// `RUSAGE_CHILDREN`, user + system), whichever cgroup they ran in. It
+    /// agrees with [`Stats::cpu_usage_usec`] when every process was in the
+    /// group, and tells a loop that never joined it (0 in the group, a whole
+    /// CPU here) from one that was throttled.
+    pub host_cpu_usec: u64,
     /// `Some("memory.events oom_kill=1")` if the OOM killer struck.
     pub oom: Option<String>,
     /// The cgroup's version and directories, while it existed.
@@ -54,6 +61,7 @@ pub struct Outcome {
 /// program (lab 02 forks).
 pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
     signals::install()?;
+    let children_before = children_cpu_usec();
     let start = Instant::now();
     if opts.blueprint.cgroup.is_none() {
         bail!("lab 03 runs a container in a cgroup of its own: the blueprint has none");
@@ -66,6 +74,7 @@ pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
         .context("the container's cgroup")?;
     let status = wait(&running.process, cgroup, opts.stop_timeout);
     let elapsed = start.elapsed();
+    let host_cpu_usec = children_cpu_usec().saturating_sub(children_before);
     let stats = running.groups.stats();
     let oom = match stats.oom_kills {
         Some(n) if n > 0 => Some(format!("{}={n}", cgroup.oom_source())),
@@ -82,10 +91,23 @@ pub fn run(host: &Host, opts: &RunOptions) -> anyhow::Result<Outcome> {
         status,
         stats,
         elapsed,
+        host_cpu_usec,
         oom,
         version,
         dirs,
         warnings,
+    })
+}
+
+/// The CPU time, user and system, of every child this process has reaped
+/// and of everything they reaped in turn: a PID 1 reaps its namespace, so
+/// once the container's first process is waited for, the whole container
+/// is in it, in microseconds.
+fn children_cpu_usec() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0, |u| {
+        let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+        us(u.user_time()) + us(u.system_time())
     })
 }
 
