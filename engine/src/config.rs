@@ -141,6 +141,12 @@ impl DaemonConfig {
         let mut warnings = Vec::new();
         for (key, v) in &map {
             let k = key.as_str();
+            // An empty string is the key's default, as dockerd reads it: the
+            // full example the course notes copy from docker's reference
+            // has `"bip": ""`, `"bridge": ""`, `"data-root": ""`, ...
+            if v.as_str() == Some("") {
+                continue;
+            }
             let ctx = || format!("key {k:?}");
             match k {
                 "data-root" => c.data_root = Some(string(v).map(PathBuf::from).with_context(ctx)?),
@@ -199,6 +205,8 @@ impl DaemonConfig {
                 }
                 "dns" => c.dns = strings(v).with_context(ctx)?,
                 "dns-search" => c.dns_search = strings(v).with_context(ctx)?,
+                // 0 is dockerd's "the default" (1500), as in the notes' example.
+                "mtu" if v.as_u64() == Some(0) => {}
                 "mtu" => {
                     let mtu = v.as_u64().filter(|m| (68..=65535).contains(m));
                     c.mtu =
@@ -328,6 +336,16 @@ pub fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_strings_are_the_defaults_as_in_dockerd() {
+        let text = r#"{"bip": "", "bridge": "", "data-root": "", "cluster-store": "",
+                       "cgroup-parent": "", "default-gateway": "", "mtu": 0}"#;
+        let (c, warnings) = DaemonConfig::parse(text).unwrap();
+        assert_eq!(c, DaemonConfig::default());
+        assert!(c.default_bridge());
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
 
     #[test]
     fn the_course_notes_daemon_json_parses_with_warnings() {
