@@ -547,6 +547,13 @@ fn notes_build_context_forms() {
         q("tar czf ../context.tar.gz . && $D build $P -q - < ../context.tar.gz"),
         direct
     );
+    // Flags of the notes' `docker build --help` that dockyard lacks: docker's
+    // words for a flag it does not know, exit 125, nothing built.
+    let e = dy.fails(
+        125,
+        &["build", "--add-host", "a:10.0.0.1", h.to_string().as_str()],
+    );
+    assert!(e.starts_with("unknown flag: --add-host\n"), "{e}");
     // docker build https://github.com/...git#:11.1, http://server/context.tar.gz:
     // remote contexts need the network; refused before any lookup.
     for url in [
