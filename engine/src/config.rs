@@ -85,12 +85,20 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
     ("features", "dockyard has no BuildKit feature switches"),
 ];
 
-/// The keys `parse` leaves to this: daemon.json's cluster keys (see the
+/// The keys `parse` leaves to this: `mtu`, daemon.json's cluster keys (see the
 /// cluster module; `cluster-store` must be an etcd URL), and the keys that
 /// do not apply or are unknown, which are warned about.
 fn other_key(c: &mut DaemonConfig, k: &str, v: &Value, warnings: &mut Vec<String>) -> Result<()> {
     let ctx = || format!("key {k:?}");
     match k {
+        // 0 is dockerd's "the default" (1500), as in the notes' example.
+        "mtu" if v.as_u64() == Some(0) => {}
+        "mtu" => {
+            let mtu = v.as_u64().filter(|m| (68..=65535).contains(m));
+            c.mtu = Some(
+                mtu.ok_or_else(|| anyhow!("key {k:?}: expected a number from 68 to 65535"))? as u32,
+            );
+        }
         "cluster-store" => {
             let url = string(v).with_context(ctx)?;
             if !url.starts_with("etcd://") {
@@ -205,15 +213,6 @@ impl DaemonConfig {
                 }
                 "dns" => c.dns = strings(v).with_context(ctx)?,
                 "dns-search" => c.dns_search = strings(v).with_context(ctx)?,
-                // 0 is dockerd's "the default" (1500), as in the notes' example.
-                "mtu" if v.as_u64() == Some(0) => {}
-                "mtu" => {
-                    let mtu = v.as_u64().filter(|m| (68..=65535).contains(m));
-                    c.mtu =
-                        Some(mtu.ok_or_else(|| {
-                            anyhow!("key {k:?}: expected a number from 68 to 65535")
-                        })? as u32);
-                }
                 "ip-forward" => c.ip_forward = Some(boolean(v).with_context(ctx)?),
                 "iptables" => c.iptables = Some(boolean(v).with_context(ctx)?),
                 "icc" => c.icc = Some(boolean(v).with_context(ctx)?),

@@ -727,3 +727,22 @@ fn notes_port_forms_in_a_throwaway_host() {
     ephemeral("web: 0.0.0.0:");
     ephemeral("w2: 81/tcp -> 127.0.0.1:");
 }
+
+#[test]
+fn notes_env_flag_and_a_command_the_image_lacks() {
+    let dy = Dy::new();
+    // docker run --rm -e E_OPT=test docker.io/xyz349925756/busybox:latest printenv:
+    // the variable is in the container's environment...
+    let env = dy.ok(&["run", "--rm", "-e", "E_OPT=test", "busybox", "env"]);
+    assert!(env.lines().any(|l| l == "E_OPT=test"), "{env}");
+    // ...but this base image's busybox has no `printenv` applet: docker's
+    // exit code for a command that is not there, and its words.
+    let out = dy.run(&["run", "--rm", "-e", "E_OPT=test", "busybox", "printenv"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains("exec \"printenv\": executable file not found in $PATH"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
