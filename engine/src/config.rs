@@ -85,12 +85,20 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
     ("features", "dockyard has no BuildKit feature switches"),
 ];
 
-/// The keys `parse` leaves to this: daemon.json's cluster keys (see the
+/// The keys `parse` leaves to this: `mtu`, daemon.json's cluster keys (see the
 /// cluster module; `cluster-store` must be an etcd URL), and the keys that
 /// do not apply or are unknown, which are warned about.
 fn other_key(c: &mut DaemonConfig, k: &str, v: &Value, warnings: &mut Vec<String>) -> Result<()> {
     let ctx = || format!("key {k:?}");
     match k {
+        // 0 is dockerd's "the default" (1500), as in the notes' example.
+        "mtu" if v.as_u64() == Some(0) => {}
+        "mtu" => {
+            let mtu = v.as_u64().filter(|m| (68..=65535).contains(m));
+            c.mtu = Some(
+                mtu.ok_or_else(|| anyhow!("key {k:?}: expected a number from 68 to 65535"))? as u32,
+            );
+        }
         "cluster-store" => {
             let url = string(v).with_context(ctx)?;
             if !url.starts_with("etcd://") {
@@ -141,6 +149,12 @@ impl DaemonConfig {
         let mut warnings = Vec::new();
         for (key, v) in &map {
             let k = key.as_str();
+            // An empty string is the key's default, as dockerd reads it: the
+            // full example the course notes copy from docker's reference
+            // has `"bip": ""`, `"bridge": ""`, `"data-root": ""`, ...
+            if v.as_str() == Some("") {
+                continue;
+            }
             let ctx = || format!("key {k:?}");
             match k {
                 "data-root" => c.data_root = Some(string(v).map(PathBuf::from).with_context(ctx)?),
@@ -199,13 +213,6 @@ impl DaemonConfig {
                 }
                 "dns" => c.dns = strings(v).with_context(ctx)?,
                 "dns-search" => c.dns_search = strings(v).with_context(ctx)?,
-                "mtu" => {
-                    let mtu = v.as_u64().filter(|m| (68..=65535).contains(m));
-                    c.mtu =
-                        Some(mtu.ok_or_else(|| {
-                            anyhow!("key {k:?}: expected a number from 68 to 65535")
-                        })? as u32);
-                }
                 "ip-forward" => c.ip_forward = Some(boolean(v).with_context(ctx)?),
                 "iptables" => c.iptables = Some(boolean(v).with_context(ctx)?),
                 "icc" => c.icc = Some(boolean(v).with_context(ctx)?),
@@ -328,6 +335,16 @@ pub fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_strings_are_the_defaults_as_in_dockerd() {
+        let text = r#"{"bip": "", "bridge": "", "data-root": "", "cluster-store": "",
+                       "cgroup-parent": "", "default-gateway": "", "mtu": 0}"#;
+        let (c, warnings) = DaemonConfig::parse(text).unwrap();
+        assert_eq!(c, DaemonConfig::default());
+        assert!(c.default_bridge());
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
 
     #[test]
     fn the_course_notes_daemon_json_parses_with_warnings() {

@@ -79,8 +79,20 @@ pub fn export(engine: &Engine, layer: &overlay::RwLayer, out: impl Write) -> Res
     Ok(())
 }
 
+/// A new image's name (`commit`, `import`), checked as docker checks it
+/// (`reference.ParseNormalizedNamed`) before anything is stored: the notes'
+/// `zewe/centos：latest` (a full-width colon) is "invalid reference format",
+/// not a repository of that name.
+pub fn check_new_name(name: &str) -> Result<()> {
+    if !name.is_empty() {
+        overlay::reference::Reference::parse(name)?;
+    }
+    Ok(())
+}
+
 /// `import` (lab 04).
 pub fn import(engine: &Engine, input: impl Read, name: &str) -> Result<Image> {
+    check_new_name(name)?;
     let image = overlay::archive::import_tarball(&engine.images, input, name)?;
     let id = &image.config_digest;
     crate::events::image(engine, id, id, "import");
@@ -105,6 +117,7 @@ pub fn import_with(
     name: &str,
     opts: &ImportOptions,
 ) -> Result<Image> {
+    check_new_name(name)?;
     let mut probe = serde_json::json!({});
     lab06_dockerfile::change::apply_changes(&mut probe, &opts.changes)?;
     if opts.changes.is_empty() && opts.message.is_none() {
@@ -539,6 +552,7 @@ pub fn commit_container(
     name: &str,
     req: &CommitRequest,
 ) -> Result<Image> {
+    check_new_name(name)?;
     let r = engine.containers.reconcile(record.clone())?;
     let layer = engine.layer_container(&r.id)?;
     // --change: lab 06 reads each as a Dockerfile line and applies it to the

@@ -124,6 +124,9 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         _ => None,
     };
     let with = |e: anyhow::Error| {
+        if let Some(refusal) = e.downcast_ref::<commands::ClientRefusal>() {
+            return (1, anyhow::anyhow!("{refusal}"));
+        }
         let code = e
             .downcast_ref::<commands::run::StartError>()
             .map_or(fail_code, |s| s.exit_code());

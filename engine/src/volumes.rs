@@ -68,19 +68,20 @@ pub fn parse_v(v: &str) -> Result<MountSpec> {
     if !target.starts_with('/') {
         bail!("invalid volume specification: '{v}': the container path must be absolute");
     }
+    let target = clean_path(target);
     Ok(if source.is_empty() {
         MountSpec {
             kind: "volume".into(),
             source: random_name()?,
-            target: target.into(),
+            target,
             read_only,
             anonymous: true,
         }
     } else if source.starts_with('/') {
         MountSpec {
             kind: "bind".into(),
-            source: source.into(),
-            target: target.into(),
+            source: clean_path(source),
+            target,
             read_only,
             anonymous: false,
         }
@@ -89,7 +90,7 @@ pub fn parse_v(v: &str) -> Result<MountSpec> {
         MountSpec {
             kind: "volume".into(),
             source: source.into(),
-            target: target.into(),
+            target,
             read_only,
             anonymous: false,
         }
@@ -113,6 +114,7 @@ pub fn parse_mount(m: &str) -> Result<MountSpec> {
     if !target.starts_with('/') {
         bail!("invalid mount config: --mount {m:?} needs an absolute target");
     }
+    let target = clean_path(&target);
     match kind.as_str() {
         "bind" => {
             if !Path::new(&source).exists() {
@@ -145,6 +147,23 @@ pub fn parse_mount(m: &str) -> Result<MountSpec> {
         }
         other => bail!("invalid mount type {other:?}: dockyard supports bind and volume"),
     }
+}
+
+/// An absolute path in its shortest form, as Go's `path.Clean` gives it:
+/// docker records a mount's destination (and a bind's source) so, and
+/// `inspect` shows `/usr/share/nginx/html` for `-v /data:/usr/share/nginx/html/`.
+pub fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 fn validate_name(name: &str) -> Result<()> {
@@ -406,6 +425,15 @@ mod tests {
         assert!(parse_v("data:relative").is_err());
         assert!(parse_v("a:/b:rx").is_err());
         assert!(parse_v("bad name!:/x").is_err());
+        // The notes' `-v /data/docker/html:/usr/share/nginx/html/`: docker
+        // records both paths cleaned.
+        let t = parse_v("/data//docker/./html/:/usr/share/nginx/html/").unwrap();
+        assert_eq!(
+            (t.source.as_str(), t.target.as_str()),
+            ("/data/docker/html", "/usr/share/nginx/html")
+        );
+        assert_eq!(clean_path("/a/b/../c/"), "/a/c");
+        assert_eq!(clean_path("/.."), "/");
     }
 
     #[test]

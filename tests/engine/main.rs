@@ -26,6 +26,7 @@ mod images;
 mod lifecycle;
 mod macvlan;
 mod networking;
+mod notes_forms;
 mod oracle;
 mod output;
 mod overlay;

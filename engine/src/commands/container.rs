@@ -35,7 +35,7 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<Code> {
         if args.interactive && config_of(&r)?.tty {
             // -ai on a -t container: the same path as `run -it`.
             if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-                bail!("the input device is not a TTY");
+                return Err(super::ClientRefusal("the input device is not a TTY".into()).into());
             }
             let r = engine.containers.load(&r.id)?;
             return run_attached(engine, &r, &args.detach_keys);
@@ -99,13 +99,7 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
             bail!("the working directory '{w}' is invalid, it needs to be an absolute path");
         }
     }
-    if args.tty
-        && args.interactive
-        && !args.detach
-        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
-    {
-        bail!("the input device is not a TTY");
-    }
+    super::check_tty(args.tty, args.interactive, args.detach)?;
     container::exec_logged(
         engine,
         &record,
@@ -741,6 +735,11 @@ fn binary_size(b: u64) -> String {
 /// top of its image (lab 04); a running container is paused for the copy
 /// unless `--pause=false` (see `dockyard::image::commit_container`).
 pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<Code> {
+    // docker's client parses the name before it sends the request.
+    if let Some(name) = &args.repository {
+        dockyard::image::check_new_name(name)
+            .map_err(|e| super::ClientRefusal(format!("{e:#}")))?;
+    }
     let r = engine.containers.resolve(&args.container)?;
     let Some(name) = &args.repository else {
         bail!(

@@ -39,6 +39,29 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+/// What docker's client itself refuses before it asks the daemon ("the
+/// input device is not a TTY" for `run -it` or `exec -it` without a
+/// terminal, "invalid reference format" for `commit`'s name): printed as it
+/// is, without the daemon's prefix, and exit status 1, `run` included.
+#[derive(Debug)]
+pub struct ClientRefusal(pub String);
+
+impl std::fmt::Display for ClientRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClientRefusal {}
+
+/// docker's client: `-it` needs a terminal on stdin.
+pub(crate) fn check_tty(tty: bool, interactive: bool, detach: bool) -> Result<()> {
+    if tty && interactive && !detach && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        return Err(ClientRefusal("the input device is not a TTY".into()).into());
+    }
+    Ok(())
+}
+
 use crate::format::table;
 use crate::template;
 use dockyard::state::Record;

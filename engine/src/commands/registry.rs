@@ -175,7 +175,7 @@ pub fn login(engine: &Engine, args: &LoginArgs) -> Result<Code> {
         }
         None => {
             if !stdin.is_terminal() {
-                bail!("Cannot perform an interactive login from a non TTY device");
+                return Err(no_tty_login());
             }
             print!("Username: ");
             std::io::stdout().flush()?;
@@ -212,12 +212,19 @@ pub fn login(engine: &Engine, args: &LoginArgs) -> Result<Code> {
     Ok(0)
 }
 
+/// docker's client refuses to prompt without a terminal: its words, with
+/// its `Error: `, and exit 1.
+fn no_tty_login() -> anyhow::Error {
+    super::ClientRefusal("Error: Cannot perform an interactive login from a non TTY device".into())
+        .into()
+}
+
 /// Reads a password from the terminal without echoing it.
 fn read_password() -> Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        bail!("Cannot perform an interactive login from a non TTY device");
+        return Err(no_tty_login());
     }
     print!("Password: ");
     std::io::stdout().flush()?;

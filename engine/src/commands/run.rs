@@ -26,13 +26,7 @@ use lab04_overlay::registry::{Event, Platform};
 /// `docker run`: create, start, and in the foreground wait and relay the
 /// exit code (125 when dockyard fails, 126/127 when the command cannot run).
 pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
-    if args.tty
-        && args.interactive
-        && !args.detach
-        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
-    {
-        bail!("the input device is not a TTY");
-    }
+    super::check_tty(args.tty, args.interactive, args.detach)?;
     // Checked before anything is created.
     session::parse_detach_keys(&args.detach_keys)?;
     let (mut config, name) = container_config(args)?;

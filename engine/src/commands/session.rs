@@ -114,7 +114,7 @@ pub fn session(
     let stdin_is_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     let send_stdin = !opts.no_stdin && config.open_stdin;
     if config.tty && send_stdin && !stdin_is_tty {
-        bail!("the input device is not a TTY");
+        return Err(super::ClientRefusal("the input device is not a TTY".into()).into());
     }
     let mask = signals_to_watch(config.tty, opts.sig_proxy);
     mask.thread_block().context("blocking signals")?;

@@ -93,14 +93,32 @@ pub fn remove_checked(engine: &Engine, record: &Record, opts: RemoveOptions) -> 
                 r.name
             );
         }
-        stop(
+        let stopped = stop(
             engine,
             &r,
             Duration::ZERO,
             Some(nix::sys::signal::Signal::SIGKILL),
-        )?;
+        );
+        // A `--rm` container's monitor removes it the moment it exits, so
+        // it may be gone, wholly or in part, before this removal gets to
+        // it: that is what `rm -f` asked for, and docker says nothing
+        // either (its autoremove and `rm -f` meet the same way).
+        if auto_removed(engine, &r) {
+            return Ok(());
+        }
+        stopped?;
     }
-    remove(engine, &r.id, opts.volumes)
+    match remove(engine, &r.id, opts.volumes) {
+        Err(_) if auto_removed(engine, &r) => Ok(()),
+        done => done,
+    }
+}
+
+/// Whether `r` was a `--rm` container that its monitor has removed: its
+/// directory is gone (lab 04 renames it away in one step, then deletes it).
+fn auto_removed(engine: &Engine, r: &Record) -> bool {
+    let auto_remove = config_of(r).map(|c| c.auto_remove).unwrap_or(false);
+    auto_remove && !engine.containers.dir_of(&r.id).exists()
 }
 
 /// `container prune`: every stopped container (exited, created or dead)
