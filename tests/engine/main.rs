@@ -14,6 +14,7 @@ mod api_client_mode;
 mod api_clients;
 mod api_images;
 mod api_listen;
+mod api_server;
 mod attach;
 mod cgroups;
 mod common;
