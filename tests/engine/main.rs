@@ -10,6 +10,7 @@
 //! `cargo test --test engine -- networking::` runs the network tests.
 
 mod api;
+mod api_bollard;
 mod api_client_mode;
 mod api_clients;
 mod api_images;
