@@ -223,3 +223,65 @@ for c in sorted(json.load(sys.stdin), key=lambda c: c["Names"][0]):
     );
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
 }
+
+/// docker compose v2 (Go; Debian trixie's docker-compose 2.26, a docker CLI
+/// plugin that scripts/setup unpacks) runs the same two-service project
+/// as compose 1.29.2: up, ps, port, logs, exec, reach web from the host
+/// and by its service name, down with the volume; nothing left behind.
+#[test]
+fn api_clients_docker_compose_v2_up_ps_logs_exec_down() {
+    let plugin = Command::new("/usr/local/bin/docker")
+        .args(["compose", "version"])
+        .env("DOCKER_CONFIG", std::env::temp_dir())
+        .output()
+        .expect("the docker CLI");
+    assert!(
+        plugin.status.success(),
+        "docker compose (v2) is missing: run scripts/setup (Debian trixie's docker-compose \
+         as a docker CLI plugin)"
+    );
+    let dy = Dy::new();
+    let dir = tempdir();
+    let project = dockyard_e2e::fixtures::workspace_root().join("tests/api_py/compose");
+    let script = format!(
+        r#"
+        cd {project}
+        C="docker compose -p dyv2"
+        $C up -d 2>&1 | grep -c 'Container dyv2-.* Started' | sed 's/^/started: /'
+        $C ps --services --filter status=running | sort
+        echo "port: $($C port web 8080)"
+        sleep 0.5
+        $C logs --no-color | sed 's/\x1b\[2K//g; s/ *|//' | grep -E 'up$' | sort
+        $C exec -T worker cat /data/note
+        echo "host: $(wget -qO- http://127.0.0.1:18080/)"
+        echo "by name: $($C exec -T worker wget -qO- http://web:8080/)"
+        pid=$(docker inspect -f '{{{{.State.Pid}}}}' dyv2-web-1)
+        grep -q "/$CGROUP_PARENT/" /proc/$pid/cgroup && echo "cgroup: under the test's parent"
+        $C down -v 2>&1 | grep -c 'Container dyv2-.* Removed' | sed 's/^/removed: /'
+        echo "left: $(docker ps -aq | wc -l) $(docker volume ls -q | wc -l) $(docker network ls -q --filter name=dyv2 | wc -l)"
+        echo "links: $(ip -o link | grep -vc ': lo:')"
+        "#,
+        project = project.display(),
+    );
+    let (code, stdout, stderr) = with_service_in_netns(&dy, dir.path(), &script);
+    let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap_or_default();
+    assert_eq!(
+        stdout,
+        "started: 2\n\
+         web\n\
+         worker\n\
+         port: 127.0.0.1:18080\n\
+         web-1 web up\n\
+         worker-1 worker up\n\
+         written by worker\n\
+         host: hello from web\n\
+         by name: hello from web\n\
+         cgroup: under the test's parent\n\
+         removed: 2\n\
+         left: 0 0 0\n\
+         links: 0\n",
+        "{stderr}\nservice:\n{log}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
