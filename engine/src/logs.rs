@@ -6,6 +6,7 @@
 //! writes it, rotated past `max-size` (see `dockyard_monitor::jsonfile`, which
 //! the small monitor program and the foreground `run` share).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -176,25 +177,27 @@ pub fn parse_time(s: &str, now: SystemTime) -> Result<SystemTime> {
 /// prints them (`k=v,k2=v2`, query-escaped, sorted; empty without any):
 /// the labels named by `--log-opt labels=a,b` and the environment
 /// variables named by `--log-opt env=X,Y` (the `-regex` forms are not
-/// supported: no attribute comes of them).
-pub fn attributes(c: &crate::container::ContainerConfig) -> String {
-    let mut attrs = std::collections::BTreeMap::new();
+/// supported: no attribute comes of them). From a container's `log_opts`,
+/// `labels` and `env`.
+pub fn attributes(
+    log_opts: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    env: &[String],
+) -> String {
+    let mut attrs = BTreeMap::new();
     let named = |key: &str| -> Vec<String> {
-        c.log_opts
+        log_opts
             .get(key)
             .map(|v| v.split(',').map(str::to_string).collect())
             .unwrap_or_default()
     };
     for l in named("labels") {
-        if let Some(v) = c.labels.get(&l) {
+        if let Some(v) = labels.get(&l) {
             attrs.insert(l, v.clone());
         }
     }
     for e in named("env") {
-        let value = c
-            .env
-            .iter()
-            .find_map(|kv| kv.strip_prefix(&format!("{e}=")));
+        let value = env.iter().find_map(|kv| kv.strip_prefix(&format!("{e}=")));
         if let Some(v) = value {
             attrs.insert(e, v.to_string());
         }

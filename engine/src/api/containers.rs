@@ -754,9 +754,10 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
     let mut seen = whole.len();
     // `details`: the attributes of each line (`--log-opt labels=`/`env=`)
     // before it, as dockerd's `WriteLogStream` puts them, after the time.
-    let details = req
-        .flag("details")
-        .then(|| logs::attributes(&config_of(&r).unwrap_or_default()));
+    let details = req.flag("details").then(|| {
+        let c = config_of(&r).unwrap_or_default();
+        logs::attributes(&c.log_opts, &c.labels, &c.env)
+    });
     let in_range = |e: &logs::Entry| {
         let t = state::parse_rfc3339(&e.time);
         since.is_none_or(|s| t.is_some_and(|t| t >= s))

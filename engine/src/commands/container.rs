@@ -515,9 +515,10 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
         until: time(&args.until)?,
     };
     let dir = engine.containers.dir_of(&record.id);
-    let details = args
-        .details
-        .then(|| logs::attributes(&config_of(&record).unwrap_or_default()));
+    let details = args.details.then(|| {
+        let c = config_of(&record).unwrap_or_default();
+        logs::attributes(&c.log_opts, &c.labels, &c.env)
+    });
     let entries = logs::read(&dir, &filter)?;
     print_log(&entries, args.timestamps, details.as_deref())?;
     if !args.follow {
