@@ -220,6 +220,20 @@ def s_attach_half_closed():
         cleanup(c)
 
 
+def s_attach_with_logs():
+    # logs=1: what the container printed before the attach comes first,
+    # then what it prints after, then EOF at its exit.
+    c = run("busybox", ["sh", "-c", "echo before; sleep 1; echo after >&2"], detach=True)
+    try:
+        time.sleep(0.5)
+        sock = c.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 1})
+        data = read_until_eof(sock._sock)
+        eq(data, b"\x01\x00\x00\x00\x00\x00\x00\x07before\n"
+                 b"\x02\x00\x00\x00\x00\x00\x00\x06after\n", "logs, then the stream")
+    finally:
+        cleanup(c)
+
+
 def s_networks_volumes():
     net = client.networks.create("py-net", driver="bridge", internal=True,
                                  labels={"k": "v"})

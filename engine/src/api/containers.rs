@@ -906,6 +906,19 @@ pub fn attach(
     http::common_headers(&mut head)?;
     head.extend_from_slice(b"\r\n");
     (&*conn).write_all(&head)?;
+    // `logs=1`: what the container printed so far first, from its log (the
+    // monitor's connection, made above, carries what comes after).
+    if req.flag("logs") {
+        let dir = service.engine.containers.dir_of(&r.id);
+        let mut body = Vec::new();
+        for e in logs::read(&dir, &logs::Filter::default()).unwrap_or_default() {
+            let stream = if e.stream == "stderr" { 2 } else { 1 };
+            if req.flag(if stream == 2 { "stderr" } else { "stdout" }) {
+                push_frame(&mut body, c.tty, stream, e.log.as_bytes());
+            }
+        }
+        (&*conn).write_all(&body)?;
+    }
     (&*conn).flush()?;
     // An attach made before the start is `docker run -i`'s, whose stdin is
     // "once": when the client's input ends, the container's does too.
