@@ -6,6 +6,7 @@
 //! writes it, rotated past `max-size` (see `dockyard_monitor::jsonfile`, which
 //! the small monitor program and the foreground `run` share).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -128,7 +129,7 @@ pub fn read(dir: &Path, filter: &Filter) -> Result<Vec<Entry>> {
 fn keep(e: &Entry, f: &Filter) -> bool {
     let t = parse_rfc3339(&e.time);
     f.since.is_none_or(|s| t.is_some_and(|t| t >= s))
-        && f.until.is_none_or(|u| t.is_some_and(|t| t < u))
+        && f.until.is_none_or(|u| t.is_some_and(|t| t <= u))
 }
 
 /// `--since` / `--until`: an RFC 3339 time, a Unix timestamp, or a duration
@@ -170,6 +171,53 @@ pub fn parse_time(s: &str, now: SystemTime) -> Result<SystemTime> {
         bail!("invalid time {s:?}: use an RFC 3339 time, a Unix timestamp or a duration like 10m");
     }
     Ok(now - std::time::Duration::from_secs_f64(total))
+}
+
+/// `logs --details`: the attributes json-file gives each line, as dockerd
+/// prints them (`k=v,k2=v2`, query-escaped, sorted; empty without any):
+/// the labels named by `--log-opt labels=a,b` and the environment
+/// variables named by `--log-opt env=X,Y` (the `-regex` forms are not
+/// supported: no attribute comes of them). From a container's `log_opts`,
+/// `labels` and `env`.
+pub fn attributes(
+    log_opts: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    env: &[String],
+) -> String {
+    let mut attrs = BTreeMap::new();
+    let named = |key: &str| -> Vec<String> {
+        log_opts
+            .get(key)
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    for l in named("labels") {
+        if let Some(v) = labels.get(&l) {
+            attrs.insert(l, v.clone());
+        }
+    }
+    for e in named("env") {
+        let value = env.iter().find_map(|kv| kv.strip_prefix(&format!("{e}=")));
+        if let Some(v) = value {
+            attrs.insert(e, v.to_string());
+        }
+    }
+    let escape = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    attrs
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

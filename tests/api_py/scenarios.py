@@ -167,6 +167,73 @@ def s_attach_socket():
         cleanup(c)
 
 
+def read_until_eof(raw, seconds=10):
+    """Everything the socket gives until EOF; a timeout fails."""
+    raw.settimeout(seconds)
+    data = b""
+    while True:
+        chunk = raw.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def s_attach_half_closed():
+    # A client that half-closes (shutdown(SHUT_WR)) still reads, and sees
+    # EOF when the stream ends, as with dockerd's CopyStreams:
+    # 1. stdin attached to a container with an open stdin (not "once"): the
+    #    end of the client's input ends this attach, not the container,
+    #    whose stdin stays open for the next client;
+    c = run("busybox", ["cat"], stdin_open=True, detach=True)
+    try:
+        for word in (b"hello", b"again"):
+            sock = c.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            raw = sock._sock
+            raw.sendall(word + b"\n")
+            raw.settimeout(10)
+            data = b""
+            while len(data) < 8 + len(word) + 1:
+                chunk = raw.recv(4096)
+                assert chunk, f"EOF before the echo of {word!r}: {data!r}"
+                data += chunk
+            eq(data, b"\x01\x00\x00\x00" + (len(word) + 1).to_bytes(4, "big") + word + b"\n",
+               "cat's echo")
+            raw.shutdown(socket.SHUT_WR)
+            t = time.time()
+            eq(read_until_eof(raw), b"", "after the half-close")
+            assert time.time() - t < 5, "EOF came late"
+            raw.close()
+            c.reload()
+            eq(c.status, "running", "cat after its client's EOF")
+    finally:
+        cleanup(c)
+    # 2. no stdin to take (the container has none open): the half-close
+    #    changes nothing, and EOF comes when the container ends.
+    c = run("busybox", ["sh", "-c", "sleep 1; echo done"], detach=True)
+    try:
+        sock = c.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        raw = sock._sock
+        raw.shutdown(socket.SHUT_WR)
+        eq(read_until_eof(raw), b"\x01\x00\x00\x00\x00\x00\x00\x05done\n", "output, then EOF")
+        eq(c.wait(timeout=10)["StatusCode"], 0, "exit code")
+    finally:
+        cleanup(c)
+
+
+def s_attach_with_logs():
+    # logs=1: what the container printed before the attach comes first,
+    # then what it prints after, then EOF at its exit.
+    c = run("busybox", ["sh", "-c", "echo before; sleep 1; echo after >&2"], detach=True)
+    try:
+        time.sleep(0.5)
+        sock = c.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 1})
+        data = read_until_eof(sock._sock)
+        eq(data, b"\x01\x00\x00\x00\x00\x00\x00\x07before\n"
+                 b"\x02\x00\x00\x00\x00\x00\x00\x06after\n", "logs, then the stream")
+    finally:
+        cleanup(c)
+
+
 def s_networks_volumes():
     net = client.networks.create("py-net", driver="bridge", internal=True,
                                  labels={"k": "v"})
@@ -308,11 +375,18 @@ def s_errors():
         raise AssertionError("no error")
     except ImageNotFound:
         pass
+    # A command that is not there fails the start, as dockerd's does (400,
+    # runc's words); docker-py's run never gets to remove the container
+    # it created, with dockerd either.
+    before = {c.id for c in client.containers.list(all=True)}
     try:
         run("busybox", ["nope"], remove=True)
         raise AssertionError("no error")
-    except (ContainerError, APIError) as e:
-        assert "executable file not found" in str(e), str(e)
+    except APIError as e:
+        eq(e.status_code, 400, "status of the start")
+        assert 'exec: "nope": executable file not found in $PATH' in str(e), str(e)
+    finally:
+        cleanup(*[c for c in client.containers.list(all=True) if c.id not in before])
 
 
 SCENARIOS = {name[2:]: f for name, f in list(globals().items()) if name.startswith("s_")}

@@ -119,6 +119,26 @@ impl Service {
         out
     }
 
+    /// Send `sig` to the service and wait for it: how it ended.
+    pub(crate) fn signal_and_wait(
+        &mut self,
+        sig: nix::sys::signal::Signal,
+    ) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not stop on {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

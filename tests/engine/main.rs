@@ -10,10 +10,12 @@
 //! `cargo test --test engine -- networking::` runs the network tests.
 
 mod api;
+mod api_bollard;
 mod api_client_mode;
 mod api_clients;
 mod api_images;
 mod api_listen;
+mod api_server;
 mod attach;
 mod cgroups;
 mod common;

@@ -111,7 +111,7 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
         }
     }
     let now = SystemTime::now();
-    let list: Vec<Value> = records.iter().map(|r| summary(r, now)).collect();
+    let list: Vec<Value> = records.iter().map(|r| summary(service, r, now)).collect();
     Ok(Response::json(200, &Value::Array(list)))
 }
 
@@ -193,9 +193,12 @@ fn extra_matches(service: &Service, all: &[Record], r: Record, key: &str, v: &st
     })
 }
 
-/// One container as `GET /containers/json` shows it.
-fn summary(r: &Record, now: SystemTime) -> Value {
+/// One container as `GET /containers/json` shows it: with its `Mounts`
+/// (as inspect shows them) and the endpoints of its networks, which the
+/// CLI's `ps --format '{{.Mounts}} {{.Networks}}'` reads.
+fn summary(service: &Service, r: &Record, now: SystemTime) -> Value {
     let c = config_of(r).unwrap_or_default();
+    let networks = summary_networks(service, r, &c);
     let ports: Vec<Value> = container::published_ports(r)
         .iter()
         .map(|p| {
@@ -215,9 +218,43 @@ fn summary(r: &Record, now: SystemTime) -> Value {
         "State": r.state.status.as_str(),
         "Status": container::status_text(r, now),
         "HostConfig": {"NetworkMode": c.network_mode},
-        "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "NetworkSettings": {"Networks": networks},
+        "Mounts": container::mounts_json(service.engine, &c),
     })
+}
+
+/// `NetworkSettings.Networks` of the list: the core's endpoints (those of
+/// inspect), each with the fields of docker's `EndpointSettings` that
+/// dockyard has no notion of given their empty values. The modes `none`
+/// and `host` are networks to docker too (their endpoint has no address).
+fn summary_networks(service: &Service, r: &Record, c: &ContainerConfig) -> Value {
+    let mut nets = container::container_networks(service.engine, r, c);
+    let mode = c.network_mode.as_str();
+    if let Some(o) = nets.as_object_mut() {
+        if o.is_empty() && matches!(mode, "none" | "host") {
+            o.insert(
+                mode.to_string(),
+                json!({"Aliases": null, "NetworkID": dockyard::network::id_of(mode),
+                       "EndpointID": "", "Gateway": "", "IPAddress": "",
+                       "IPPrefixLen": 0, "MacAddress": ""}),
+            );
+        }
+        for ep in o.values_mut().filter_map(Value::as_object_mut) {
+            for (k, v) in [
+                ("IPAMConfig", Value::Null),
+                ("Links", Value::Null),
+                ("DriverOpts", Value::Null),
+                ("GwPriority", json!(0)),
+                ("IPv6Gateway", json!("")),
+                ("GlobalIPv6Address", json!("")),
+                ("GlobalIPv6PrefixLen", json!(0)),
+                ("DNSNames", Value::Null),
+            ] {
+                ep.entry(k).or_insert(v);
+            }
+        }
+    }
+    nets
 }
 
 /// The record of `id` (a name, an ID or its prefix), its state current.
@@ -395,6 +432,39 @@ fn host_config_from_json(b: &Value, config: &mut ContainerConfig) -> Result<()> 
     config.privileged = h["Privileged"].as_bool().unwrap_or(false);
     config.read_only = h["ReadonlyRootfs"].as_bool().unwrap_or(false);
     config.init = h["Init"].as_bool().unwrap_or(false);
+    // `--device HOST:CONTAINER:PERMS`, which the CLI sends parsed: put
+    // together again and read by the core's own parser (the same checks as
+    // `dockyard run --device`; the node is found when the container starts).
+    for d in h["Devices"].as_array().into_iter().flatten() {
+        let host = d["PathOnHost"].as_str().unwrap_or_default();
+        let inside = d["PathInContainer"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(host);
+        let perms = d["CgroupPermissions"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("rwm");
+        let spec = format!("{host}:{inside}:{perms}");
+        config
+            .devices
+            .push(container::parse_device(&spec).map_err(bad)?);
+    }
+    // `--log-opt`: json-file's options, checked as `dockyard run` checks
+    // them (only json-file is there to choose).
+    if let Some(opts) = h["LogConfig"]["Config"].as_object() {
+        config.log_opts = opts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        dockyard::logs::rotation_from_opts(
+            config
+                .log_opts
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(bad)?;
+    }
     config.cap_add = strings(&h["CapAdd"]);
     config.cap_drop = strings(&h["CapDrop"]);
     config.security_opt = strings(&h["SecurityOpt"]);
@@ -461,9 +531,10 @@ pub fn start(service: &Service, id: &str) -> Result<Response> {
         });
     }
     let waiting = lock(&service.pending).remove(&r.id).unwrap_or_default();
-    // Stdin goes to the container when it was created with OpenStdin (`-i`)
-    // and a client attached before the start, as `docker run -i` does.
-    let stdin = config_of(&r)?.open_stdin && !waiting.is_empty();
+    // A container created with OpenStdin (`-i`) gets a stdin that stays
+    // open, attached or not, as dockerd keeps it: `cat` waits for input
+    // from whoever attaches later.
+    let stdin = config_of(&r)?.open_stdin;
     let sock = lock(&service.starter).start(&r.id, !waiting.is_empty(), stdin)?;
     if let Some(sock) = sock {
         // The first attach gets the connection the monitor waited for;
@@ -475,8 +546,58 @@ pub fn start(service: &Service, id: &str) -> Result<Response> {
                 let _ = tx.send(s);
             }
         }
+    } else if !config_of(&r)?.init {
+        if let Some(why) = exec_failure(service, &r.id) {
+            // dockerd's `translateContainerdStartErr`: a command that is
+            // not there (or may not run) is the client's mistake, 400; the
+            // CLI exits 127 (126) on the words "executable file not found".
+            bail!(BadRequest(format!(
+                "failed to create task for container: unable to start container process: {why}"
+            )));
+        }
     }
     Ok(Response::no_content())
+}
+
+/// Why a container just started could not exec its command, if it could
+/// not: dockerd learns it from runc before `start` answers, and so must we.
+///
+/// The container's first process is a fork of the monitor, this very
+/// program, until it execs the command: watch `/proc/PID/exe` until it is
+/// another file (the exec happened: no error) or the process is gone. Gone
+/// first, it exited without an exec; the core's child said why on its
+/// stderr (`dockyard: exec "nosuch": executable file not found in $PATH`),
+/// which is in the log once the monitor has recorded the exit.
+fn exec_failure(service: &Service, id: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let r = resolve(service, id).ok()?;
+    let me = std::fs::metadata("/proc/self/exe").ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(exe) = std::fs::metadata(format!("/proc/{}/exe", r.state.pid)) {
+        if (exe.dev(), exe.ino()) != (me.dev(), me.ino()) || std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let exited = loop {
+        let r = resolve(service, id).ok()?;
+        if r.state.status != Status::Running {
+            break r;
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    if !matches!(exited.state.exit_code, 126 | 127) {
+        return None;
+    }
+    let dir = service.engine.containers.dir_of(id);
+    let entries = logs::read(&dir, &logs::Filter::default()).ok()?;
+    let line = entries.iter().rev().find(|e| e.stream == "stderr")?;
+    // lab 01's words, in runc's shape: `exec: "nosuch": ...`.
+    let at = line.log.find("exec \"")?;
+    Some(format!("exec:{}", line.log[at + 4..].trim_end()))
 }
 
 /// `POST /containers/ID/stop?t=10&signal=SIG`.
@@ -626,18 +747,26 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
     // file that is open can still be read after its directory is gone.
     let held = std::fs::File::open(dir.join(logs::LOG_FILE)).ok();
     let tail = req.query("tail").and_then(|t| t.parse().ok());
-    let entries = logs::read(
-        &dir,
-        &logs::Filter {
-            tail,
-            ..Default::default()
-        },
-    )?;
-    // Where following goes on from: the number of entries in the whole log.
-    let mut seen = match (req.flag("follow"), tail) {
-        (true, Some(_)) => logs::read(&dir, &logs::Filter::default())?.len(),
-        _ => entries.len(),
+    let since = docker_time(req.query("since"))?;
+    let until = docker_time(req.query("until"))?;
+    // The whole log, read once: following goes on from its end.
+    let whole = logs::read(&dir, &logs::Filter::default())?;
+    let mut seen = whole.len();
+    // `details`: the attributes of each line (`--log-opt labels=`/`env=`)
+    // before it, as dockerd's `WriteLogStream` puts them, after the time.
+    let details = req.flag("details").then(|| {
+        let c = config_of(&r).unwrap_or_default();
+        logs::attributes(&c.log_opts, &c.labels, &c.env)
+    });
+    let in_range = |e: &logs::Entry| {
+        let t = state::parse_rfc3339(&e.time);
+        since.is_none_or(|s| t.is_some_and(|t| t >= s))
+            && until.is_none_or(|u| t.is_some_and(|t| t <= u))
     };
+    let mut entries: Vec<logs::Entry> = whole.into_iter().filter(|e| in_range(e)).collect();
+    if let Some(n) = tail {
+        entries.drain(..entries.len().saturating_sub(n));
+    }
     let content = if tty {
         "application/vnd.docker.raw-stream"
     } else {
@@ -651,9 +780,15 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
             if (stream == 1 && !out) || (stream == 2 && !err) {
                 continue;
             }
+            if !in_range(e) {
+                continue;
+            }
             let mut line = Vec::new();
             if req.flag("timestamps") {
                 line.extend_from_slice(format!("{} ", e.time).as_bytes());
+            }
+            if let Some(d) = &details {
+                line.extend_from_slice(format!("{d} ").as_bytes());
             }
             line.extend_from_slice(e.log.as_bytes());
             push_frame(&mut body, tty, stream, &line);
@@ -684,13 +819,32 @@ pub fn logs(service: &Service, req: &Request, conn: &UnixStream, id: &str) -> Re
         if !body.is_empty() {
             http::write_chunk(&mut &*conn, &body)?;
         }
-        if !running {
+        let past_until = until.is_some_and(|u| SystemTime::now() > u);
+        if !running || past_until {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     http::write_chunk(&mut &*conn, b"")?;
     Ok(Reply::Streamed(Outcome::Done))
+}
+
+/// A time of the logs' `since` and `until` as the CLI sends them: Unix
+/// seconds with nanoseconds after a dot (`1796592174.000000000`); empty or
+/// `0` is no bound.
+fn docker_time(q: Option<&str>) -> Result<Option<SystemTime>> {
+    let Some(q) = q.filter(|q| !q.is_empty() && *q != "0") else {
+        return Ok(None);
+    };
+    let bad = || BadRequest(format!("invalid value for time: {q:?}"));
+    let (secs, frac) = q.split_once('.').unwrap_or((q, ""));
+    let secs: u64 = secs.parse().map_err(|_| bad())?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}")[..9].parse().map_err(|_| bad())?
+    };
+    Ok(Some(UNIX_EPOCH + Duration::new(secs, nanos)))
 }
 
 /// Every entry of a log file held open (its name may be gone).
@@ -752,6 +906,19 @@ pub fn attach(
     http::common_headers(&mut head)?;
     head.extend_from_slice(b"\r\n");
     (&*conn).write_all(&head)?;
+    // `logs=1`: what the container printed so far first, from its log (the
+    // monitor's connection, made above, carries what comes after).
+    if req.flag("logs") {
+        let dir = service.engine.containers.dir_of(&r.id);
+        let mut body = Vec::new();
+        for e in logs::read(&dir, &logs::Filter::default()).unwrap_or_default() {
+            let stream = if e.stream == "stderr" { 2 } else { 1 };
+            if req.flag(if stream == 2 { "stderr" } else { "stdout" }) {
+                push_frame(&mut body, c.tty, stream, e.log.as_bytes());
+            }
+        }
+        (&*conn).write_all(&body)?;
+    }
     (&*conn).flush()?;
     // An attach made before the start is `docker run -i`'s, whose stdin is
     // "once": when the client's input ends, the container's does too.
@@ -835,15 +1002,21 @@ fn relay(
                     match from_client.read(&mut buf) {
                         Ok(0) | Err(_) => {
                             // The client closed its side (the CLI
-                            // half-closes at its stdin's EOF), but still
-                            // reads: the output goes on. An empty frame
-                            // tells the monitor the input ended.
-                            if wants.stdin_once {
+                            // half-closes at its stdin's EOF). As dockerd's
+                            // `CopyStreams`: with a "once" stdin and no TTY
+                            // the container's input ends (an empty frame
+                            // tells the monitor) and the output goes on
+                            // until it exits; otherwise the container's
+                            // stdin stays open for the next client, and
+                            // this attach ends: the client sees EOF.
+                            if wants.stdin_once && !tty {
                                 let end = dockyard_monitor::attach::frame(
                                     dockyard_monitor::attach::STDIN,
                                     &[],
                                 );
                                 let _ = to_monitor.write_all(&end);
+                            } else {
+                                let _ = to_monitor.shutdown(std::net::Shutdown::Both);
                             }
                             return;
                         }

@@ -148,6 +148,9 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
     // `std::process::Command`.)
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // SIGTERM (systemd's stop, `kill`) and SIGINT (Ctrl-C): a clean
+    // shutdown, as dockerd's, noted here and acted on by the accept loop.
+    shutdown::install();
     // A host of a cluster follows its overlay networks (cluster::follow).
     dockyard::cluster::follow::start(engine, dockyard::network::net_config(engine))?;
     let listener = listen::listen(&opts.host, &opts.tls)?;
@@ -169,6 +172,18 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
         loop {
             if !wait_for_client(&listener, &service, opts.idle)? {
                 return Ok(()); // idle for --time seconds
+            }
+            if shutdown::requested() {
+                // Close the listener (and its socket file) and leave with
+                // 0 at once: streams still open (`logs -f`, `events`,
+                // attaches) end with the process, as dockerd's do. The
+                // containers run on under their own monitors (live-restore
+                // by design), and the starter exits at its socket's EOF.
+                eprintln!("dockyard: API shutting down (signal)");
+                if let listen::Listener::Unix(_, path) = &listener {
+                    let _ = std::fs::remove_file(path);
+                }
+                std::process::exit(0);
             }
             let conn = match listener.accept() {
                 Ok(c) => c,
@@ -194,6 +209,37 @@ pub fn serve(engine: &Engine, opts: &Options) -> Result<()> {
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// The service's stop signals: a flag set by the handler (the only thing
+/// a handler may safely do), read by the accept loop, which a signal wakes
+/// from its `poll` with EINTR.
+mod shutdown {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn note(_: libc::c_int) {
+        REQUESTED.store(true, Ordering::SeqCst);
+    }
+
+    /// Handle SIGTERM and SIGINT from now on (without SA_RESTART).
+    pub fn install() {
+        for sig in [libc::SIGTERM, libc::SIGINT] {
+            // SAFETY: the handler only stores to an atomic, which is
+            // async-signal-safe; the struct is zeroed and then filled in.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = note as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    }
+
+    pub fn requested() -> bool {
+        REQUESTED.load(Ordering::SeqCst)
+    }
 }
 
 /// Whether an error is only the client leaving mid-answer (it read the
@@ -281,6 +327,7 @@ fn wait_for_client(listener: &listen::Listener, service: &Service, idle: Duratio
     loop {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(200u16)) {
+            _ if shutdown::requested() => return Ok(true),
             Ok(n) if n > 0 => return Ok(true),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(anyhow!("poll on the API socket: {e}")),

@@ -509,9 +509,10 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
         until: time(&args.until)?,
     };
     let dir = engine.containers.dir_of(&record.id);
-    let details = args
-        .details
-        .then(|| log_attributes(&config_of(&record).unwrap_or_default()));
+    let details = args.details.then(|| {
+        let c = config_of(&record).unwrap_or_default();
+        logs::attributes(&c.log_opts, &c.labels, &c.env)
+    });
     let entries = logs::read(&dir, &filter)?;
     print_log(&entries, args.timestamps, details.as_deref())?;
     if !args.follow {
@@ -546,51 +547,6 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<Code> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// `logs --details`: the attributes json-file gives each line, as dockerd
-/// prints them (`k=v,k2=v2`, query-escaped, sorted; empty without any):
-/// the labels named by `--log-opt labels=a,b` and the environment
-/// variables named by `--log-opt env=X,Y` (the `-regex` forms are not
-/// supported: no attribute comes of them).
-fn log_attributes(c: &container::ContainerConfig) -> String {
-    let mut attrs = std::collections::BTreeMap::new();
-    let named = |key: &str| -> Vec<String> {
-        c.log_opts
-            .get(key)
-            .map(|v| v.split(',').map(str::to_string).collect())
-            .unwrap_or_default()
-    };
-    for l in named("labels") {
-        if let Some(v) = c.labels.get(&l) {
-            attrs.insert(l, v.clone());
-        }
-    }
-    for e in named("env") {
-        let value = c
-            .env
-            .iter()
-            .find_map(|kv| kv.strip_prefix(&format!("{e}=")));
-        if let Some(v) = value {
-            attrs.insert(e, v.to_string());
-        }
-    }
-    let escape = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                b' ' => "+".to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    attrs
-        .iter()
-        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Log entries to our stdout and stderr, as the container wrote them;

@@ -205,6 +205,15 @@ fn tmpfs(c: &ContainerConfig) -> Value {
     )
 }
 
+/// `Mounts`, as inspect shows them and `GET /containers/json` lists them.
+pub fn mounts_json(engine: &Engine, c: &ContainerConfig) -> Vec<Value> {
+    let volume_data = |name: &str| engine.volumes.data(name);
+    c.mounts
+        .iter()
+        .map(|m| mount_json(m, &volume_data))
+        .collect()
+}
+
 /// One of `Mounts`: a bind mount, or a volume with its data directory.
 fn mount_json(m: &MountSpec, volume_data: &dyn Fn(&str) -> PathBuf) -> Value {
     if m.kind == "bind" {
