@@ -456,6 +456,9 @@ pub struct PsArgs {
     /// Format the output with a Go template ({{.ID}}, {{.Names}}, ...); "table ..." adds headers.
     #[arg(long)]
     pub format: Option<String>,
+    /// Display total file sizes.
+    #[arg(short = 's', long)]
+    pub size: bool,
 }
 
 #[derive(Args, Debug)]
@@ -587,6 +590,9 @@ pub struct ImagesArgs {
     /// "table ..." adds headers.
     #[arg(long)]
     pub format: Option<String>,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
     /// Only the images of this repository (and tag).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,

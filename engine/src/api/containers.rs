@@ -111,7 +111,28 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
         }
     }
     let now = SystemTime::now();
-    let list: Vec<Value> = records.iter().map(|r| summary(r, now)).collect();
+    let mut list: Vec<Value> = records.iter().map(|r| summary(r, now)).collect();
+    // Its mounts and networks as inspect shows them: docker/cli's ps
+    // reads MOUNTS, LocalVolumes and NETWORKS from these.
+    for (s, r) in list.iter_mut().zip(&records) {
+        if let Ok(doc) = container::inspect(service.engine, r.clone()) {
+            s["Mounts"] = doc["Mounts"].clone();
+            let mut nets = doc["NetworkSettings"]["Networks"].clone();
+            let mode = s["HostConfig"]["NetworkMode"].as_str().unwrap_or_default();
+            // `none` and `host` are networks too, in dockerd's list.
+            if nets.as_object().is_none_or(|o| o.is_empty()) && !mode.contains(':') {
+                nets = json!({ mode: {} });
+            }
+            s["NetworkSettings"]["Networks"] = nets;
+        }
+    }
+    if req.flag("size") {
+        for (s, r) in list.iter_mut().zip(&records) {
+            let (rw, rootfs) = container::sizes(service.engine, r);
+            s["SizeRw"] = rw.into();
+            s["SizeRootFs"] = rootfs.into();
+        }
+    }
     Ok(Response::json(200, &Value::Array(list)))
 }
 

@@ -93,15 +93,28 @@ pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<
         return Ok(0);
     }
     let now = SystemTime::now();
+    // A repository digest is a name pinned by digest (`repo@sha256:...`)
+    // of the same image: the DIGEST of its tagged rows.
+    let digest_of = |i: &ImageSummary, repo: &str| {
+        list.iter()
+            .filter(|d| d.id == i.id)
+            .find_map(|d| d.name.strip_prefix(&format!("{repo}@")))
+            .unwrap_or("<none>")
+            .to_string()
+    };
     let objects: Vec<serde_json::Value> = list
         .iter()
         .map(|i| {
             let (repo, tag) = repository_and_tag(&i.name);
             serde_json::json!({
+                "Digest": digest_of(i, &repo),
                 "Repository": repo,
                 "Tag": tag,
                 "ID": id(i),
-                "Digest": "<none>",
+                "Containers": "N/A",
+                "SharedSize": "N/A",
+                "UniqueSize": "N/A",
+                "VirtualSize": crate::format::human_size4(i.size),
                 "CreatedSince": ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
                 "CreatedAt": i.created.as_deref().and_then(parse_rfc3339)
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -115,7 +128,10 @@ pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<
         write!(out, "{}", formatted(format, &objects, &IMAGE_FIELDS)?)?;
         return Ok(0);
     }
-    let columns = ["Repository", "Tag", "ID", "CreatedSince", "Size"];
+    let mut columns = vec!["Repository", "Tag", "ID", "CreatedSince", "Size"];
+    if args.digests {
+        columns.insert(2, "Digest");
+    }
     let rows: Vec<Vec<String>> = objects
         .iter()
         .map(|o| {
@@ -125,11 +141,16 @@ pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<
                 .collect()
         })
         .collect();
-    write!(
-        out,
-        "{}",
-        table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
-    )?;
+    let headers: Vec<&str> = columns
+        .iter()
+        .map(|c| {
+            IMAGE_FIELDS
+                .iter()
+                .find(|(f, _)| f == c)
+                .map_or("", |(_, h)| *h)
+        })
+        .collect();
+    write!(out, "{}", table(&headers, &rows))?;
     Ok(0)
 }
 
