@@ -64,6 +64,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// List images.
     Images(ImagesArgs),
+    /// Search a registry's catalog for images (Docker Hub needs the internet).
+    Search(crate::commands::search::SearchArgs),
     /// Load an image from a tar archive (docker-archive or OCI) or an OCI layout directory.
     Load(LoadArgs),
     /// Create a new image from a container's changes.

@@ -36,6 +36,7 @@ pub mod logs;
 pub mod network;
 pub mod remap;
 pub mod rootless;
+pub mod search;
 pub mod state;
 pub mod system;
 pub mod trace;

@@ -233,3 +233,163 @@ fn oracle_docker_and_dockyard_print_the_same_tables_of_one_store() {
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// A `docker-registry` on 127.0.0.1 (a port of its own), stopped on drop.
+struct Registry {
+    child: Child,
+    _dir: tempfile::TempDir,
+    host: String,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("dockyard-search-registry-")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is missing: scripts/setup installs it");
+        let reg = Registry {
+            child,
+            _dir: dir,
+            host: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&reg.host).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `search` against a registry's catalog: dockyard's table and docker's
+/// (through the service's `GET /images/search`) agree, flag for flag; a
+/// term without a registry host is Docker Hub's, refused offline before
+/// any address is looked up.
+#[test]
+fn oracle_search_lists_a_registrys_catalog_as_docker_does() {
+    let dy = Dy::new();
+    let reg = Registry::start();
+    let host = reg.host.clone();
+    for repo in ["busybox", "busy-app", "tools/busy", "other"] {
+        let name = format!("{host}/{repo}:latest");
+        dy.ok(&["tag", "busybox", &name]);
+        dy.ok(&["push", &name]);
+    }
+    let svc = Service::start(&dy);
+    let term = format!("{host}/busy");
+    let cases: Vec<Vec<String>> = [
+        vec![],
+        vec!["--no-trunc"],
+        vec!["--limit", "2"],
+        vec!["--format", "{{.Name}}: {{.StarCount}} {{.IsOfficial}}"],
+        vec!["--format", "table {{.Name}}\t{{.IsOfficial}}"],
+        vec!["--format", "json"],
+        vec!["-f", "is-official=true"],
+        vec!["-f", "is-official=false", "-f", "stars=0"],
+        vec!["-f", "stars=1"],
+    ]
+    .iter()
+    .map(|flags| {
+        let mut a = vec!["search".to_string()];
+        a.extend(flags.iter().map(|s| s.to_string()));
+        a.push(term.clone());
+        a
+    })
+    .collect();
+    let mut outputs = Vec::new();
+    for args in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ours = dy.ok(&args);
+        let docker = svc.docker_ok(&args);
+        assert_eq!(
+            ours, docker,
+            "`{args:?}`: dockyard (left) and docker (right)"
+        );
+        outputs.push(ours);
+    }
+    // What the catalog holds, matched by name: three of four.
+    assert_eq!(
+        outputs[0],
+        "NAME         DESCRIPTION   STARS     OFFICIAL\n\
+         busy-app                   0         \n\
+         busybox                    0         \n\
+         tools/busy                 0         \n"
+    );
+    assert_eq!(outputs[2].lines().count(), 3, "{}", outputs[2]);
+    assert_eq!(outputs[3], "busy-app: 0 \nbusybox: 0 \ntools/busy: 0 \n");
+    assert!(
+        outputs[5]
+            .lines()
+            .all(|l| l.contains("\"IsOfficial\":\"false\"")),
+        "{}",
+        outputs[5]
+    );
+    assert_eq!(outputs[6], "NAME      DESCRIPTION   STARS     OFFICIAL\n");
+    assert_eq!(outputs[7], outputs[0]);
+    // --limit out of the daemon's range, and a filter it does not know.
+    for args in [
+        vec!["search", "--limit", "101", term.as_str()],
+        vec!["search", "-f", "color=red", term.as_str()],
+    ] {
+        let ours = dy.run(&args);
+        let docker = svc.docker(&args);
+        assert_eq!(ours.status.code(), Some(1));
+        assert_eq!(text(&ours.stderr), text(&docker.stderr), "{args:?}");
+    }
+    // Docker Hub: a clear refusal, and no lookup of any name (strace sees
+    // no socket to an internet address, the resolver's port 53 included).
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let plain = dy.command(&["search", "busybox"]);
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-e", "trace=connect,sendto,sendmsg", "-o"])
+        .arg(trace.path())
+        .arg(plain.get_program())
+        .args(plain.get_args())
+        .stdin(Stdio::null());
+    for (k, v) in plain.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().expect("strace");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let e = text(&out.stderr);
+    assert!(
+        e.starts_with(
+            "Error response from daemon: searching Docker Hub for \"busybox\" needs the internet"
+        ),
+        "{e}"
+    );
+    let calls = std::fs::read_to_string(trace.path()).unwrap();
+    assert!(
+        !calls.contains("AF_INET") && !calls.contains("htons(53)"),
+        "a network call:\n{calls}"
+    );
+    let docker = svc.docker(&["search", "busybox"]);
+    assert_eq!(text(&docker.stderr), e);
+}

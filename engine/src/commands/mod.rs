@@ -28,6 +28,7 @@ pub mod image;
 pub mod network;
 pub mod registry;
 pub mod run;
+pub mod search;
 pub mod session;
 pub mod system;
 pub mod volume;
