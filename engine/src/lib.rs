@@ -35,6 +35,7 @@ pub mod image_lookup;
 pub mod logs;
 pub mod network;
 pub mod remap;
+pub mod repo_digest;
 pub mod rootless;
 pub mod search;
 pub mod state;

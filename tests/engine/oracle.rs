@@ -294,12 +294,47 @@ fn oracle_search_lists_a_registrys_catalog_as_docker_does() {
     let dy = Dy::new();
     let reg = Registry::start();
     let host = reg.host.clone();
+    let mut pushed = String::new();
     for repo in ["busybox", "busy-app", "tools/busy", "other"] {
         let name = format!("{host}/{repo}:latest");
         dy.ok(&["tag", "busybox", &name]);
-        dy.ok(&["push", &name]);
+        pushed = dy.ok(&["push", &name]);
     }
     let svc = Service::start(&dy);
+    // `images --digests`: a pushed repository's row shows the manifest
+    // digest the registry answered; the local name has none.
+    let digest = regex_lite::Regex::new(r"digest: (sha256:[0-9a-f]{64})")
+        .unwrap()
+        .captures(&pushed)
+        .unwrap_or_else(|| panic!("no digest in the push's output:\n{pushed}"))[1]
+        .to_string();
+    for args in [
+        &["images", "--digests"][..],
+        &["images", "--format", "{{.Repository}} {{.Digest}}"][..],
+    ] {
+        let ours = dy.ok(args);
+        // One image, five repositories: docker/cli lists an image's
+        // repositories in Go's map order, which is random; the rows, not
+        // their order, must agree.
+        let sorted = |s: &str| {
+            let mut l: Vec<String> = s.lines().map(str::to_string).collect();
+            l.sort();
+            l
+        };
+        assert_eq!(
+            sorted(&ours),
+            sorted(&svc.docker_ok(args)),
+            "`{args:?}`: dockyard (left) and docker (right)"
+        );
+        let line = |repo: &str| {
+            ours.lines()
+                .find(|l| l.starts_with(&format!("{repo} ")))
+                .unwrap_or_else(|| panic!("no {repo} in:\n{ours}"))
+                .to_string()
+        };
+        assert!(line(&format!("{host}/other")).contains(&digest), "{ours}");
+        assert!(line("busybox").contains("<none>"), "{ours}");
+    }
     let term = format!("{host}/busy");
     let cases: Vec<Vec<String>> = [
         vec![],

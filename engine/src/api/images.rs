@@ -251,7 +251,8 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
             .and_then(|c| c.labels().clone())
             .unwrap_or_default();
         out.push(json!({
-            "Id": img.config_digest, "ParentId": "", "RepoTags": [img.name], "RepoDigests": [],
+            "Id": img.config_digest, "ParentId": "", "RepoTags": [img.name],
+            "RepoDigests": dockyard::repo_digest::repo_digests(engine, &img),
             "Created": unix(img.config.created().as_deref()), "Size": image::size(engine, &img),
             "SharedSize": -1, "Labels": labels, "Containers": -1,
         }));

@@ -46,12 +46,30 @@ const IMAGE_FIELDS: [(&str, &str); 7] = [
 /// `docker images [REPOSITORY[:TAG]]`, with `-f dangling=`, `-f
 /// reference=` and `--format`.
 pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
-    print_images(image::list(engine)?, args)
+    // Each image's repository digests, by ID, for the DIGEST column.
+    let mut digests = std::collections::HashMap::new();
+    if args.digests || args.format.is_some() {
+        for i in engine.images.images()? {
+            digests
+                .entry(i.config_digest.clone())
+                .or_insert_with(|| dockyard::repo_digest::repo_digests(engine, &i));
+        }
+    }
+    print_images_with(image::list(engine)?, &digests, args)
 }
 
 /// `images`' filters, order and output over a list of images: the core's
 /// here, the API's through `-H` (`client/`).
 pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<Code> {
+    print_images_with(all, &Default::default(), args)
+}
+
+/// `print_images` with each image's repository digests, by image ID.
+fn print_images_with(
+    all: Vec<ImageSummary>,
+    repo_digests: &std::collections::HashMap<String, Vec<String>>,
+    args: &ImagesArgs,
+) -> Result<Code> {
     let mut patterns: Vec<String> = args.reference.iter().cloned().collect();
     let mut dangling = None;
     for f in &args.filter {
@@ -93,12 +111,11 @@ pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<
         return Ok(0);
     }
     let now = SystemTime::now();
-    // A repository digest is a name pinned by digest (`repo@sha256:...`)
-    // of the same image: the DIGEST of its tagged rows.
+    // The DIGEST of a row: the image's digest in the row's repository.
     let digest_of = |i: &ImageSummary, repo: &str| {
-        list.iter()
-            .filter(|d| d.id == i.id)
-            .find_map(|d| d.name.strip_prefix(&format!("{repo}@")))
+        repo_digests
+            .get(&i.id)
+            .and_then(|d| dockyard::repo_digest::digest_in(d, repo))
             .unwrap_or("<none>")
             .to_string()
     };
