@@ -65,7 +65,7 @@ pub enum Command {
     /// List images.
     Images(ImagesArgs),
     /// Search a registry's catalog for images (Docker Hub needs the internet).
-    Search(crate::commands::search::SearchArgs),
+    Search(SearchArgs),
     /// Load an image from a tar archive (docker-archive or OCI) or an OCI layout directory.
     Load(LoadArgs),
     /// Create a new image from a container's changes.
@@ -598,6 +598,24 @@ pub struct ImagesArgs {
     /// Only the images of this repository (and tag).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Filter output based on conditions provided (stars=N, is-official=BOOL).
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Pretty-print search using a Go template.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Max number of search results.
+    #[arg(long, default_value_t = dockyard::search::DEFAULT_LIMIT as i64, allow_hyphen_values = true)]
+    pub limit: i64,
+    /// Don't truncate output.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// A registry's host and the term, `127.0.0.1:5000/busy`.
+    pub term: String,
 }
 
 #[derive(Args, Debug)]

@@ -26,7 +26,7 @@ use crate::engine::Engine;
 /// `REPOSITORY@DIGEST` of `image`, each once, sorted; repositories by
 /// their familiar names (`busybox`, not `docker.io/library/busybox`).
 pub fn repo_digests(engine: &Engine, image: &Image) -> Vec<String> {
-    let mut out: BTreeSet<String> = crate::image::names_of(engine, &image.config_digest)
+    let mut out: BTreeSet<String> = crate::image_lookup::names_of(engine, &image.config_digest)
         .unwrap_or_default()
         .into_iter()
         .filter(|n| n.contains('@'))

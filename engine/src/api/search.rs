@@ -31,7 +31,7 @@ pub fn search(service: &Service, req: &Request) -> Result<Response> {
     let mut filters = Vec::new();
     if let Some(f) = req.query("filters").filter(|f| !f.is_empty()) {
         let parsed: BTreeMap<String, Value> =
-            serde_json::from_str(&f).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
+            serde_json::from_str(f).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
         for (key, values) in parsed {
             let values: Vec<String> = match values {
                 Value::Array(a) => a
@@ -44,6 +44,6 @@ pub fn search(service: &Service, req: &Request) -> Result<Response> {
             filters.extend(values.into_iter().map(|v| (key.clone(), v)));
         }
     }
-    let results = search::search(service.engine, &term, limit, &filters)?;
+    let results = search::search(service.engine, term, limit, &filters)?;
     Ok(Response::json(200, &serde_json::to_value(results)?))
 }

@@ -7,30 +7,12 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use clap::Args;
 use serde_json::{json, Value};
 
 use super::{formatted, Code};
+use crate::cli::SearchArgs;
 use dockyard::search::{self, SearchResult};
 use dockyard::Engine;
-
-#[derive(Args, Debug)]
-pub struct SearchArgs {
-    /// Filter output based on conditions provided (stars=N, is-official=BOOL).
-    #[arg(short = 'f', long = "filter")]
-    pub filter: Vec<String>,
-    /// Pretty-print search using a Go template.
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Max number of search results.
-    #[arg(long, default_value_t = search::DEFAULT_LIMIT as i64, allow_hyphen_values = true)]
-    pub limit: i64,
-    /// Don't truncate output.
-    #[arg(long = "no-trunc")]
-    pub no_trunc: bool,
-    /// A registry's host and the term, `127.0.0.1:5000/busy`.
-    pub term: String,
-}
 
 /// The fields of `search --format`, and their headers.
 const FIELDS: [(&str, &str); 4] = [

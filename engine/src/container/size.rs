@@ -18,11 +18,16 @@ pub fn sizes(engine: &Engine, record: &Record) -> (u64, u64) {
     let image_id = super::config_of(record)
         .map(|c| c.image_id)
         .unwrap_or_default();
-    let image = crate::image::list(engine)
+    // Its image's unpacked layers (as `images` measures them; the store
+    // is asked directly, the image module being above this one).
+    let image = engine
+        .images
+        .images()
         .unwrap_or_default()
         .into_iter()
-        .find(|i| i.id == image_id)
-        .map_or(0, |i| i.size);
+        .find(|i| i.config_digest == image_id)
+        .and_then(|i| engine.images.image_layers(&i).ok())
+        .map_or(0, |layers| layers.iter().map(|l| dir_size(&l.diff)).sum());
     (rw, rw + image)
 }
 
