@@ -100,7 +100,6 @@ fn route(service: &Service, req: &Request, conn: &UnixStream, early: &[u8]) -> R
         ("GET", "/info") => return full(info(service)),
         ("GET", "/system/df") => return full(df::df(service)),
         ("GET", "/images/json") => return full(images::list(service, req)),
-        ("GET", "/images/search") => return full(super::search::search(service, req)),
         ("POST", "/build") => return streamed(build::build(service, req, conn)),
         ("POST", "/commit") => return full(images::commit(service, req)),
         ("POST", "/auth") => return full(registry::auth(service, req)),

@@ -21,6 +21,9 @@ use dockyard::search;
 /// `GET /images/search`.
 pub fn search(service: &Service, req: &Request) -> Result<Response> {
     let term = req.query("term").unwrap_or_default();
+    if term.is_empty() {
+        return Err(BadRequest("term is required".into()).into());
+    }
     let limit = match req.query("limit").filter(|l| !l.is_empty()) {
         Some(l) => l
             .parse()
