@@ -92,7 +92,15 @@ pub fn human_size4(bytes: u64) -> String {
 /// prints a network's `CreatedAt` that the daemon did not record.
 pub fn go_time(rfc3339: &str) -> String {
     match rfc3339.strip_suffix('Z') {
-        Some(t) if !t.is_empty() => format!("{} +0000 UTC", t.replacen('T', " ", 1)),
+        Some(t) if !t.is_empty() => {
+            // Go prints the fraction without its trailing zeros.
+            let t = match t.split_once('.') {
+                Some((whole, frac)) if frac.trim_end_matches('0').is_empty() => whole.to_string(),
+                Some((whole, frac)) => format!("{whole}.{}", frac.trim_end_matches('0')),
+                None => t.to_string(),
+            };
+            format!("{} +0000 UTC", t.replacen('T', " ", 1))
+        }
         _ if rfc3339.is_empty() => "0001-01-01 00:00:00 +0000 UTC".into(),
         _ => rfc3339.to_string(),
     }
@@ -138,6 +146,14 @@ mod tests {
             "2026-12-07 07:31:39.083494775 +0000 UTC"
         );
         assert_eq!(go_time(""), "0001-01-01 00:00:00 +0000 UTC");
+        assert_eq!(
+            go_time("2026-12-07T08:04:23.769325890Z"),
+            "2026-12-07 08:04:23.76932589 +0000 UTC"
+        );
+        assert_eq!(
+            go_time("2026-12-07T08:04:23.000Z"),
+            "2026-12-07 08:04:23 +0000 UTC"
+        );
     }
 
     #[test]

@@ -1115,8 +1115,14 @@ fn ps_format_fields_are_the_docker_clis() {
         "--format",
         "{{.Mounts}}|{{.LocalVolumes}}|{{.Size}}|{{.Networks}}",
     ]);
-    // Mounts: each volume's name, a bind's source, as docker/cli lists them.
-    assert_eq!(got, "fvol,/tmp|1|0B|none\n");
+    // Mounts: each volume's name, a bind's source, as docker/cli lists them;
+    // `.Size` makes docker/cli ask for sizes: nothing written, and the
+    // image's as the virtual size.
+    let image = dy.ok(&["images", "--format", "{{.Size}}", "busybox"]);
+    assert_eq!(
+        got,
+        format!("fvol,/tmp|1|0B (virtual {})|none\n", image.trim())
+    );
     let created = dy.ok(&["ps", "-a", "--format", "{{.CreatedAt}}"]);
     // Go's time.Time.String() of the whole second, in the local zone.
     let c = created.trim();
