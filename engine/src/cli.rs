@@ -64,6 +64,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// List images.
     Images(ImagesArgs),
+    /// Search a registry's catalog for images (Docker Hub needs the internet).
+    Search(SearchArgs),
     /// Load an image from a tar archive (docker-archive or OCI) or an OCI layout directory.
     Load(LoadArgs),
     /// Create a new image from a container's changes.
@@ -456,6 +458,9 @@ pub struct PsArgs {
     /// Format the output with a Go template ({{.ID}}, {{.Names}}, ...); "table ..." adds headers.
     #[arg(long)]
     pub format: Option<String>,
+    /// Display total file sizes.
+    #[arg(short = 's', long)]
+    pub size: bool,
 }
 
 #[derive(Args, Debug)]
@@ -587,9 +592,30 @@ pub struct ImagesArgs {
     /// "table ..." adds headers.
     #[arg(long)]
     pub format: Option<String>,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
     /// Only the images of this repository (and tag).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Filter output based on conditions provided (stars=N, is-official=BOOL).
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Pretty-print search using a Go template.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Max number of search results.
+    #[arg(long, default_value_t = dockyard::search::DEFAULT_LIMIT as i64, allow_hyphen_values = true)]
+    pub limit: i64,
+    /// Don't truncate output.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// A registry's host and the term, `127.0.0.1:5000/busy`.
+    pub term: String,
 }
 
 #[derive(Args, Debug)]

@@ -128,7 +128,7 @@ fn helper_warnings(doc: &Value) -> Vec<String> {
 }
 
 /// The stored credentials for a registry domain, if any.
-fn credentials_for(domain: &str) -> Result<Option<Credentials>> {
+pub(crate) fn credentials_for(domain: &str) -> Result<Option<Credentials>> {
     let doc = read_config()?;
     let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
         return Ok(None);

@@ -26,6 +26,12 @@ pub fn command_column(argv: &[String], truncate: bool) -> String {
 /// three spaces, and at least 10 (the padding stays, even where the last
 /// cell is empty).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_min(header, rows, 10)
+}
+
+/// `table` with another minimum column width: `docker top` lays its
+/// table out with `tabwriter.NewWriter(out, 20, 1, 3, ' ', 0)`.
+pub fn table_min(header: &[&str], rows: &[Vec<String>], min: usize) -> String {
     let cols = header.len();
     let mut widths = vec![0usize; cols];
     let all = std::iter::once(header.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -43,7 +49,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cols {
                 line.push_str(cell);
             } else {
-                let w = (widths[i] + 3).max(10);
+                let w = (widths[i] + 3).max(min);
                 line.push_str(cell);
                 line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
             }
@@ -54,6 +60,50 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// docker's `units.HumanSize`: decimal (SI) units and four significant
+/// digits (`3.608MB`), as `{{.VirtualSize}}` of `images` shows it.
+pub fn human_size4(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    // Go's `%.4g` for 0 <= size < 1000: four significant digits, trailing
+    // zeros and a trailing point dropped.
+    let digits = if size == 0.0 {
+        1
+    } else {
+        size.log10().floor() as i32 + 1
+    };
+    let decimals = (4 - digits).max(0) as usize;
+    let mut n = format!("{size:.decimals$}");
+    if n.contains('.') {
+        n = n.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{n}{}", UNITS[unit])
+}
+
+/// Go's `time.Time.String()` of an RFC 3339 time (`2026-12-07
+/// 07:31:39.083494775 +0000 UTC`); the zero time for none, as docker/cli
+/// prints a network's `CreatedAt` that the daemon did not record.
+pub fn go_time(rfc3339: &str) -> String {
+    match rfc3339.strip_suffix('Z') {
+        Some(t) if !t.is_empty() => {
+            // Go prints the fraction without its trailing zeros.
+            let t = match t.split_once('.') {
+                Some((whole, frac)) if frac.trim_end_matches('0').is_empty() => whole.to_string(),
+                Some((whole, frac)) => format!("{whole}.{}", frac.trim_end_matches('0')),
+                None => t.to_string(),
+            };
+            format!("{} +0000 UTC", t.replacen('T', " ", 1))
+        }
+        _ if rfc3339.is_empty() => "0001-01-01 00:00:00 +0000 UTC".into(),
+        _ => rfc3339.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +133,26 @@ mod tests {
         assert_eq!(
             t,
             "CONTAINER ID   IMAGE     NAMES\n0123456789ab   busybox   web\n"
+        );
+    }
+
+    #[test]
+    fn sizes_and_times_read_like_gos() {
+        assert_eq!(human_size4(3_608_123), "3.608MB");
+        assert_eq!(human_size4(4_260_000), "4.26MB");
+        assert_eq!(human_size4(0), "0B");
+        assert_eq!(
+            go_time("2026-12-07T07:31:39.083494775Z"),
+            "2026-12-07 07:31:39.083494775 +0000 UTC"
+        );
+        assert_eq!(go_time(""), "0001-01-01 00:00:00 +0000 UTC");
+        assert_eq!(
+            go_time("2026-12-07T08:04:23.769325890Z"),
+            "2026-12-07 08:04:23.76932589 +0000 UTC"
+        );
+        assert_eq!(
+            go_time("2026-12-07T08:04:23.000Z"),
+            "2026-12-07 08:04:23 +0000 UTC"
         );
     }
 

@@ -244,8 +244,8 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     };
     let tags = names_of(engine, &image.config_digest)?;
     // A name pinned by digest (`repo@sha256:...`) is a repository digest.
-    let (digests, tags): (Vec<String>, Vec<String>) =
-        tags.into_iter().partition(|n| n.contains('@'));
+    let tags: Vec<String> = tags.into_iter().filter(|n| !n.contains('@')).collect();
+    let digests = crate::repo_digest::repo_digests(engine, &image);
     let layers = engine.images.image_layers(&image).unwrap_or_default();
     let lower: Vec<String> = layers
         .iter()

@@ -207,6 +207,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::Load(a) => image::load(&engine, a),
         Command::Pull(a) => registry::pull(&engine, a),
         Command::Push(a) => registry::push(&engine, a),
+        Command::Search(a) => commands::search::run(&engine, a),
         Command::Tag(a) => registry::tag(&engine, a),
         Command::Login(a) => registry::login(&engine, a),
         Command::Logout(a) => registry::logout(&engine, a),

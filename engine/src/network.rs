@@ -339,7 +339,7 @@ pub fn inspect(engine: &Engine, name: &str) -> Result<Value> {
     match PREDEFINED.iter().find(|(n, _)| *n == name && !disabled) {
         Some((name, driver)) => Ok(json!({
             "Name": name, "Id": id_of(name), "Created": ZERO_TIME,
-            "Scope": "local", "Driver": driver, "EnableIPv6": false,
+            "Scope": "local", "Driver": driver, "EnableIPv4": true, "EnableIPv6": false,
             "IPAM": {"Driver": "default", "Options": null, "Config": []},
             "Internal": false, "Containers": {}, "Options": {}, "Labels": {},
         })),
@@ -394,6 +394,7 @@ fn inspect_doc(n: &net::ipam::NetworkState) -> Value {
         "Created": if n.created.is_empty() { ZERO_TIME.to_string() } else { n.created.clone() },
         "Scope": "local",
         "Driver": driver_of(n),
+        "EnableIPv4": true,
         "EnableIPv6": false,
         "IPAM": {"Driver": "default", "Options": {}, "Config": [ipam]},
         "Internal": n.internal,

@@ -883,7 +883,8 @@ fn link_gives_hosts_lines_and_dockers_variables_in_a_throwaway_host() {
         $D run -d {parent} --name db -e PASS=x --expose 5432 busybox sleep 60 >/dev/null
         ip=$($D inspect -f '{{{{.NetworkSettings.IPAddress}}}}' db)
         echo "ip=$ip"
-        $D run --rm {parent} --name web --link db:pg busybox sh -c 'env | grep ^PG_ | sort; grep -w pg /etc/hosts; ping -c1 -W2 db >/dev/null && echo reached'
+        echo "hostname=$($D inspect -f '{{{{.Config.Hostname}}}}' db)"
+        $D run --rm {parent} --name web --link db:pg busybox sh -c 'env | grep ^PG_ | sort; sed "s/^/hosts: /" /etc/hosts; ping -c1 -W2 db >/dev/null && echo reached'
         $D run --rm {parent} --network none --link db busybox true 2>&1; echo "none=$?"
         $D stop -t 0 db >/dev/null
         $D run --rm {parent} --name web --link db busybox true 2>&1; echo "stopped=$?"
@@ -905,7 +906,6 @@ fn link_gives_hosts_lines_and_dockers_variables_in_a_throwaway_host() {
         format!("PG_PORT_5432_TCP_ADDR={ip}"),
         "PG_PORT_5432_TCP_PORT=5432".to_string(),
         "PG_PORT_5432_TCP_PROTO=tcp".to_string(),
-        format!("{ip}\tpg"),
         "reached".to_string(),
     ] {
         assert!(
@@ -914,6 +914,17 @@ fn link_gives_hosts_lines_and_dockers_variables_in_a_throwaway_host() {
             text(&out.stderr)
         );
     }
+    // /etc/hosts: ONE line for the link, with all its names (moby's
+    // `aliasList`: alias, hostname, then the name as it is not the alias).
+    let hostname = all
+        .lines()
+        .find_map(|l| l.strip_prefix("hostname="))
+        .expect("the linked container's hostname");
+    let lines: Vec<&str> = all
+        .lines()
+        .filter(|l| l.starts_with(&format!("hosts: {ip}\t")))
+        .collect();
+    assert_eq!(lines, [format!("hosts: {ip}\tpg {hostname} db")], "{all}");
     assert!(
         all.contains("--link works on the default bridge network only"),
         "{all}"
@@ -1104,8 +1115,14 @@ fn ps_format_fields_are_the_docker_clis() {
         "--format",
         "{{.Mounts}}|{{.LocalVolumes}}|{{.Size}}|{{.Networks}}",
     ]);
-    // Mounts: each volume's name, a bind's source, as docker/cli lists them.
-    assert_eq!(got, "fvol,/tmp|1|0B|none\n");
+    // Mounts: each volume's name, a bind's source, as docker/cli lists them;
+    // `.Size` makes docker/cli ask for sizes: nothing written, and the
+    // image's as the virtual size.
+    let image = dy.ok(&["images", "--format", "{{.Size}}", "busybox"]);
+    assert_eq!(
+        got,
+        format!("fvol,/tmp|1|0B (virtual {})|none\n", image.trim())
+    );
     let created = dy.ok(&["ps", "-a", "--format", "{{.CreatedAt}}"]);
     // Go's time.Time.String() of the whole second, in the local zone.
     let c = created.trim();

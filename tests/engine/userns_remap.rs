@@ -429,3 +429,38 @@ fn userns_remap_refuses_what_a_user_namespace_cannot_give() {
         );
     }
 }
+
+/// `--device` in a user namespace: root there may not mknod(2), so the
+/// host's node is bind-mounted, as docker does. The nodes work inside (a
+/// write to a `/dev/null` under another name, a read of `/dev/zero`), are
+/// the host's devices (same numbers), bound rather than made.
+#[test]
+fn userns_remap_device_binds_the_hosts_node() {
+    let r = Remapped::new();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "--device",
+        "/dev/zero",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi >/dev/mynull && echo wrote; \
+         head -c 4 /dev/zero | od -An -tx1; \
+         stat -c '%F %t:%T' /dev/mynull /dev/zero; \
+         grep -c ' /dev/mynull ' /proc/self/mountinfo; \
+         cat /proc/self/uid_map",
+    ]);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "wrote", "{out}");
+    assert_eq!(lines[1], "00 00 00 00", "{out}");
+    assert_eq!(lines[2], "character special file 1:3", "{out}");
+    assert_eq!(lines[3], "character special file 1:5", "{out}");
+    // A bind mount, not a node made inside.
+    assert_eq!(lines[4], "1", "{out}");
+    // And it ran in the remapped user namespace.
+    let map: Vec<&str> = lines[5].split_whitespace().collect();
+    assert_eq!(map[..2], ["0", &REMAP_START.to_string()], "{out}");
+}

@@ -111,7 +111,14 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
         }
     }
     let now = SystemTime::now();
-    let list: Vec<Value> = records.iter().map(|r| summary(service, r, now)).collect();
+    let mut list: Vec<Value> = records.iter().map(|r| summary(service, r, now)).collect();
+    if req.flag("size") {
+        for (s, r) in list.iter_mut().zip(&records) {
+            let (rw, rootfs) = container::sizes(service.engine, r);
+            s["SizeRw"] = rw.into();
+            s["SizeRootFs"] = rootfs.into();
+        }
+    }
     Ok(Response::json(200, &Value::Array(list)))
 }
 

@@ -32,7 +32,7 @@ pub fn route(service: &Service, req: &Request) -> Option<Result<Response>> {
     let m = req.method.as_str();
     match (m, rest) {
         ("POST", "prune") => return Some(prune(service, req)),
-        ("GET", "search") => return Some(search(req)),
+        ("GET", "search") => return Some(super::search::search(service, req)),
         _ => {}
     }
     if m == "DELETE" {
@@ -251,7 +251,8 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
             .and_then(|c| c.labels().clone())
             .unwrap_or_default();
         out.push(json!({
-            "Id": img.config_digest, "ParentId": "", "RepoTags": [img.name], "RepoDigests": [],
+            "Id": img.config_digest, "ParentId": "", "RepoTags": [img.name],
+            "RepoDigests": dockyard::repo_digest::repo_digests(engine, &img),
             "Created": unix(img.config.created().as_deref()), "Size": image::size(engine, &img),
             "SharedSize": -1, "Labels": labels, "Containers": -1,
         }));
@@ -367,24 +368,6 @@ impl Filters {
         };
         self.get("label").iter().all(holds) && !self.get("label!").iter().any(holds)
     }
-}
-
-/// `GET /images/search`: refused. Docker's search is Docker Hub's own v1
-/// API (`/v1/search`); a registry of the v2 protocol, the only one lab 04
-/// speaks, has no search at all (dockerd gets a 404 there), and this engine
-/// sends nothing to Docker Hub that a user did not name.
-fn search(req: &Request) -> Result<Response> {
-    let term = req.query("term").unwrap_or("");
-    if term.is_empty() {
-        return Err(BadRequest("term is required".into()).into());
-    }
-    Ok(Response::error(
-        500,
-        &format!(
-            "search is not supported: registries speak the v2 protocol, which has no search \
-             endpoint (only Docker Hub's own v1 API searches); looking for {term:?}"
-        ),
-    ))
 }
 
 /// `GET /images/NAME/get`: the image as a docker-archive tar, streamed as

@@ -65,6 +65,7 @@ mod listen;
 mod netvol;
 mod registry;
 mod routes;
+mod search;
 mod starter;
 mod stats;
 mod tls;

@@ -248,8 +248,9 @@ pub(super) fn remove_stopped(engine: &Engine) -> Result<()> {
 // ---- ps ----------------------------------------------------------------------
 
 /// The fields of `ps --format`, and their headers in a `table` format.
-const PS_FIELDS: [(&str, &str); 10] = [
+const PS_FIELDS: [(&str, &str); 11] = [
     ("ID", "CONTAINER ID"),
+    ("Size", "SIZE"),
     ("Image", "IMAGE"),
     ("Command", "COMMAND"),
     ("CreatedAt", "CREATED AT"),
@@ -280,13 +281,27 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<Code> {
     };
     let list = container::list(engine, &opts)?;
     let now = SystemTime::now();
+    let want_size = wants_size(args);
     // One docker-shaped object per container: what --format templates see,
     // and what the default table shows.
     let objects: Vec<Value> = list
         .iter()
-        .map(|r| ps_object(r, now, args.no_trunc))
+        .map(|r| {
+            let mut o = ps_object(r, now, args.no_trunc);
+            if want_size {
+                let (rw, rootfs) = container::sizes(engine, r);
+                o["Size"] = container::size_column(rw, rootfs).into();
+            }
+            o
+        })
         .collect();
     print_ps(&objects, args)
+}
+
+/// Whether `ps` measures sizes: `-s`, or a template that shows `.Size`
+/// (docker/cli asks the daemon for them then), but never with `-q`.
+pub(crate) fn wants_size(args: &PsArgs) -> bool {
+    !args.quiet && (args.size || args.format.as_deref().is_some_and(|f| f.contains(".Size")))
 }
 
 /// `ps`' output of its objects (`ps_object`'s here, built from the API's
@@ -303,7 +318,7 @@ pub(crate) fn print_ps(objects: &[Value], args: &PsArgs) -> Result<Code> {
         write!(out, "{}", formatted(format, objects, &PS_FIELDS)?)?;
         return Ok(0);
     }
-    let columns = [
+    let mut columns = vec![
         "ID",
         "Image",
         "Command",
@@ -312,6 +327,9 @@ pub(crate) fn print_ps(objects: &[Value], args: &PsArgs) -> Result<Code> {
         "Ports",
         "Names",
     ];
+    if args.size {
+        columns.push("Size");
+    }
     let rows: Vec<Vec<String>> = objects
         .iter()
         .map(|o| {
@@ -368,6 +386,9 @@ fn ps_object(r: &Record, now: SystemTime, no_trunc: bool) -> Value {
         "State": r.state.status.as_str(),
         "Names": r.name,
         "Labels": labels.join(","),
+        // The image's platform, which dockerd knows only with the
+        // containerd image store: null with overlay2's, as here.
+        "Platform": null,
     })
 }
 
@@ -616,7 +637,8 @@ pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
     let top = container::top(&r)?;
     dockyard::events::container(engine, &r, "top", &[]);
     let titles: Vec<&str> = top.titles.iter().map(String::as_str).collect();
-    print!("{}", table(&titles, &top.processes));
+    // docker/cli's top table: columns at least 20 wide.
+    print!("{}", crate::format::table_min(&titles, &top.processes, 20));
     Ok(0)
 }
 

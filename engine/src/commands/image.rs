@@ -46,12 +46,30 @@ const IMAGE_FIELDS: [(&str, &str); 7] = [
 /// `docker images [REPOSITORY[:TAG]]`, with `-f dangling=`, `-f
 /// reference=` and `--format`.
 pub fn images(engine: &Engine, args: &ImagesArgs) -> Result<Code> {
-    print_images(image::list(engine)?, args)
+    // Each image's repository digests, by ID, for the DIGEST column.
+    let mut digests = std::collections::HashMap::new();
+    if args.digests || args.format.is_some() {
+        for i in engine.images.images()? {
+            digests
+                .entry(i.config_digest.clone())
+                .or_insert_with(|| dockyard::repo_digest::repo_digests(engine, &i));
+        }
+    }
+    print_images_with(image::list(engine)?, &digests, args)
 }
 
 /// `images`' filters, order and output over a list of images: the core's
 /// here, the API's through `-H` (`client/`).
 pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<Code> {
+    print_images_with(all, &Default::default(), args)
+}
+
+/// `print_images` with each image's repository digests, by image ID.
+fn print_images_with(
+    all: Vec<ImageSummary>,
+    repo_digests: &std::collections::HashMap<String, Vec<String>>,
+    args: &ImagesArgs,
+) -> Result<Code> {
     let mut patterns: Vec<String> = args.reference.iter().cloned().collect();
     let mut dangling = None;
     for f in &args.filter {
@@ -93,15 +111,27 @@ pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<
         return Ok(0);
     }
     let now = SystemTime::now();
+    // The DIGEST of a row: the image's digest in the row's repository.
+    let digest_of = |i: &ImageSummary, repo: &str| {
+        repo_digests
+            .get(&i.id)
+            .and_then(|d| dockyard::repo_digest::digest_in(d, repo))
+            .unwrap_or("<none>")
+            .to_string()
+    };
     let objects: Vec<serde_json::Value> = list
         .iter()
         .map(|i| {
             let (repo, tag) = repository_and_tag(&i.name);
             serde_json::json!({
+                "Digest": digest_of(i, &repo),
                 "Repository": repo,
                 "Tag": tag,
                 "ID": id(i),
-                "Digest": "<none>",
+                "Containers": "N/A",
+                "SharedSize": "N/A",
+                "UniqueSize": "N/A",
+                "VirtualSize": crate::format::human_size4(i.size),
                 "CreatedSince": ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
                 "CreatedAt": i.created.as_deref().and_then(parse_rfc3339)
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -115,7 +145,10 @@ pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<
         write!(out, "{}", formatted(format, &objects, &IMAGE_FIELDS)?)?;
         return Ok(0);
     }
-    let columns = ["Repository", "Tag", "ID", "CreatedSince", "Size"];
+    let mut columns = vec!["Repository", "Tag", "ID", "CreatedSince", "Size"];
+    if args.digests {
+        columns.insert(2, "Digest");
+    }
     let rows: Vec<Vec<String>> = objects
         .iter()
         .map(|o| {
@@ -125,11 +158,16 @@ pub(crate) fn print_images(all: Vec<ImageSummary>, args: &ImagesArgs) -> Result<
                 .collect()
         })
         .collect();
-    write!(
-        out,
-        "{}",
-        table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
-    )?;
+    let headers: Vec<&str> = columns
+        .iter()
+        .map(|c| {
+            IMAGE_FIELDS
+                .iter()
+                .find(|(f, _)| f == c)
+                .map_or("", |(_, h)| *h)
+        })
+        .collect();
+    write!(out, "{}", table(&headers, &rows))?;
     Ok(0)
 }
 

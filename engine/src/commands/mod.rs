@@ -28,6 +28,7 @@ pub mod image;
 pub mod network;
 pub mod registry;
 pub mod run;
+pub mod search;
 pub mod session;
 pub mod system;
 pub mod volume;
@@ -113,6 +114,15 @@ pub(crate) fn print_documents(format: Option<&str>, docs: Vec<Value>) -> Result<
 /// the template, or with `table TEMPLATE` as a table whose headers are the
 /// `headers` of the fields the template names (`{{.ID}}` is "CONTAINER ID").
 fn formatted(format: &str, objects: &[Value], headers: &[(&str, &str)]) -> Result<String> {
+    // `--format json`: docker/cli's `{{json .}}`, one object a line, its
+    // fields as the formatter names them (sorted, as Go's map encoding
+    // sorts them; serde_json's map is sorted too).
+    if format.trim() == "json" {
+        return Ok(objects
+            .iter()
+            .map(|o| format!("{}\n", go_json(o)))
+            .collect());
+    }
     let format = format.replace("\\t", "\t");
     let (table_mode, body) = match format.strip_prefix("table") {
         Some(rest) => (true, rest.trim_start().to_string()),
@@ -134,6 +144,16 @@ fn formatted(format: &str, objects: &[Value], headers: &[(&str, &str)]) -> Resul
     let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
     let rows: Vec<Vec<String>> = lines.iter().map(|l| split(l)).collect();
     Ok(table(&cols, &rows))
+}
+
+/// JSON as Go's `json.Marshal` writes it: `<`, `>` and `&` escaped as
+/// `\u003c`, `\u003e` and `\u0026` (HTML-safe), keys sorted.
+fn go_json(v: &Value) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 /// `--label KEY=VALUE` (or `KEY`, an empty value) as a map.

@@ -149,8 +149,9 @@ fn ls(
                     n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 json!({
                     "ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": n.scope(),
-                    "IPv6": false, "Internal": n.internal, "Labels": labels.join(","),
-                    "CreatedAt": n.created,
+                    "IPv6": "false", "IPv4": "true", "Internal": n.internal.to_string(),
+                    "Labels": labels.join(","),
+                    "CreatedAt": crate::format::go_time(&n.created),
                 })
             })
             .collect();

@@ -111,6 +111,10 @@ fn ls(engine: &Engine, quiet: bool, filters: &[String], format: Option<&str>) ->
                     "Driver": "local", "Name": v.name, "Scope": "local",
                     "Mountpoint": engine.volumes.data(&v.name).display().to_string(),
                     "Labels": labels.join(","),
+                    // What a local volume does not have (the cluster
+                    // volumes' fields) or `ls` does not measure.
+                    "Links": "N/A", "Size": "N/A", "Group": "N/A",
+                    "Availability": "N/A", "Status": "N/A",
                 })
             })
             .collect();

@@ -35,14 +35,8 @@ fn check_userns(engine: &Engine, config: &ContainerConfig) -> Result<()> {
              run the container with --userns=host to use --privileged"
         );
     }
-    if !config.devices.is_empty() {
-        // mknod(2) needs CAP_MKNOD over the host: root of a user namespace
-        // has none (docker bind-mounts the host's node instead; not yet here).
-        bail!(
-            "--device is incompatible with user namespaces (--userns-remap): \
-             run the container with --userns=host to use --device"
-        );
-    }
+    // --device works: root of a user namespace may not mknod(2), so lab
+    // 02 bind-mounts the host's nodes instead (`devnodes::bind_here`).
     if config.network_mode == "host" {
         bail!(
             "--network host is incompatible with user namespaces (--userns-remap): \

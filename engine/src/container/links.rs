@@ -4,8 +4,8 @@
 //! A link is two things written into the new container at its start, from
 //! the linked ("child") container as it runs then, on the default bridge:
 //!
-//! - `/etc/hosts` lines (docker writes one, `IP  ALIAS HOSTNAME NAME`;
-//!   here one per name), so the alias, the child's hostname and its name
+//! - an `/etc/hosts` line, `IP  ALIAS HOSTNAME NAME` (one per link, as
+//!   docker writes it), so the alias, the child's hostname and its name
 //!   all resolve to its address;
 //! - variables describing it: `DB_NAME=/web/db`, `DB_PORT=tcp://IP:5432`
 //!   (its lowest exposed port), `DB_PORT_5432_TCP=tcp://IP:5432` with its
@@ -91,15 +91,14 @@ pub(crate) fn with_links(
                 )
             })?;
         let child_config = config_of(&child)?;
-        // docker writes one line, `IP  ALIAS HOSTNAME NAME`; lab 05 takes
-        // one name per --add-host entry, so here it is a line per name.
+        // docker writes one line per link, `IP\tALIAS HOSTNAME NAME` (the
+        // name only when it is not the alias): moby's `aliasList`. Lab 05
+        // writes an entry's names as they are, space-separated.
         let mut names = vec![alias, child_config.hostname.as_str()];
         if alias != child.name {
             names.push(&child.name);
         }
-        for n in names {
-            out.extra_hosts.push(format!("{n}:{ip}"));
-        }
+        out.extra_hosts.push(format!("{}:{ip}", names.join(" ")));
         out.env.extend(link_env(
             &format!("/{}/{alias}", record.name),
             alias,

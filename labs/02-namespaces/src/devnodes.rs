@@ -110,6 +110,108 @@ pub fn make_here(nodes: &[DeviceNode]) -> anyhow::Result<()> {
     Ok(())
 }
 
+// ANCHOR: bind_here
+/// Give `nodes` to a container in a user namespace, whose root may not
+/// mknod(2): bind-mount the host's own node of the same type and numbers
+/// (found in the host's /dev, still visible before `pivot_root`) onto an
+/// empty file at each path below `rootfs`, as runc does for a rootless
+/// container's devices.
+///
+/// ```text
+/// touch ROOTFS/dev/fuse && mount --bind /dev/fuse ROOTFS/dev/fuse
+/// ```
+///
+/// The node keeps its host owner (root, unmapped: `nobody` inside) and
+/// mode, and opening it is still the devices cgroup's decision. The mount
+/// is of the host's devtmpfs, so the `nodev` a user namespace puts on
+/// its own new filesystems does not apply.
+pub fn bind_here(rootfs: &Path, nodes: &[DeviceNode]) -> anyhow::Result<()> {
+    check_paths(nodes)?;
+    for n in nodes {
+        let source = host_node_like(n)?;
+        let rel = n.path.strip_prefix("/").unwrap_or(&n.path);
+        let target = rootfs.join(rel);
+        // The container's /dev is a tmpfs made a moment ago; still, never
+        // follow one of its links (`/dev/fd` is one, to /proc) out of it.
+        let mut at = rootfs.join("dev");
+        for part in target
+            .strip_prefix(&at)
+            .unwrap_or(&target)
+            .parent()
+            .into_iter()
+            .flatten()
+        {
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    bail!(
+                        "device {}: {} is a symbolic link",
+                        n.path.display(),
+                        at.display()
+                    )
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    std::fs::create_dir(&at).with_context(|| format!("mkdir {}", at.display()))?
+                }
+            }
+        }
+        if std::fs::symlink_metadata(&target).is_err() {
+            std::fs::File::create(&target)
+                .with_context(|| format!("creating {}", target.display()))?;
+        }
+        nix::mount::mount(
+            Some(&source),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| {
+            format!(
+                "bind-mounting the host's {} on {}",
+                source.display(),
+                n.path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The host's node of `n`'s type and numbers: at `n`'s own path if it is
+/// there (`--device /dev/fuse`), else found in the host's /dev.
+fn host_node_like(n: &DeviceNode) -> anyhow::Result<PathBuf> {
+    let same = |path: &Path, meta: &std::fs::Metadata| {
+        node_of(path, meta).is_some_and(|h| {
+            (h.kind == n.kind || (h.kind == 'c' && n.kind == 'u'))
+                && h.major == n.major
+                && h.minor == n.minor
+        })
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(&n.path) {
+        if same(&n.path, &meta) {
+            return Ok(n.path.clone());
+        }
+    }
+    let mut found = None;
+    walk(Path::new("/dev"), &mut |path, meta| {
+        if found.is_none() && same(path, meta) {
+            found = Some(path.to_path_buf());
+        }
+    })
+    .context("reading the host's /dev")?;
+    found.with_context(|| {
+        format!(
+            "device {} ({} {}:{}): the host has no such node to bind in a user namespace",
+            n.path.display(),
+            n.kind,
+            n.major,
+            n.minor
+        )
+    })
+}
+// ANCHOR_END: bind_here
+
 // ANCHOR: from_host
 /// The node(s) `docker run --device HOST:CONTAINER` makes: the host
 /// device's type, numbers, mode and owner, at `container` inside. A

@@ -346,14 +346,6 @@ impl Spec {
             );
         }
         self.check_joins()?;
-        if !self.devices.is_empty() && self.creates(CloneFlags::CLONE_NEWUSER) {
-            // mknod(2) needs CAP_MKNOD in the *initial* user namespace: root of
-            // a new one may not make device nodes at all.
-            bail!(
-                "device nodes cannot be made in a user namespace (root there has no CAP_MKNOD \
-                 over the host): run the container with --userns=host to use --device"
-            );
-        }
         devnodes::check_paths(&self.devices)?;
         if self.hostname.is_some() && self.joins(CloneFlags::CLONE_NEWUTS) {
             bail!(
@@ -856,6 +848,10 @@ fn enter_rootfs(
     let userns = spec.creates(CloneFlags::CLONE_NEWUSER);
     if userns {
         prepare_proc_and_dev_in_userns(rootfs, spec.creates(CloneFlags::CLONE_NEWPID))?;
+        // `--device`: mknod(2) needs CAP_MKNOD in the *initial* user
+        // namespace, which root of this one lacks; the host's nodes are
+        // bound instead, while the host's /dev is still in sight.
+        devnodes::bind_here(rootfs, &spec.devices)?;
         lab01::pivot_into(rootfs).context(
             "with a user namespace, root inside is an unprivileged uid on the host: can it \
              reach the rootfs (every directory above it searchable, e.g. chmod o+x)?",

@@ -345,7 +345,11 @@ fn resolve_extra_hosts(
     extra
         .iter()
         .map(|(name, ip)| {
-            names::check_host_name(name)?;
+            // One name per `--add-host`; a legacy link's line carries
+            // several (`ALIAS HOSTNAME NAME`), each checked.
+            for n in name.split(' ') {
+                names::check_host_name(n)?;
+            }
             let ip = match (ip.as_str(), gateway) {
                 ("host-gateway", Some(g)) => g,
                 ("host-gateway", None) => {

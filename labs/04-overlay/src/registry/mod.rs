@@ -52,6 +52,7 @@
 //! events.
 
 mod auth;
+mod catalog;
 mod client;
 #[cfg(test)]
 mod mock;
