@@ -796,32 +796,39 @@ fn child_setup(
         switch_user(u)?;
     }
 
-    // 8. The security layer: `--read-only`, last of the mounts; then
-    //    no_new_privs, capabilities, descriptors and seccomp, in that order.
-    //    Without it, still close every descriptor above 2: nothing of the
-    //    lab's process may leak into the container.
-    match secure {
-        Some(p) => {
-            if p.read_only_rootfs {
-                security::remount_root_read_only()?;
-            }
-            security::confine_keeping(p, &keep)?;
-        }
-        None => security::close_fds(&keep)?,
-    }
-
-    // 9a. Resource limits (setrlimit), inherited across exec. Raising a
-    //     hard limit needs CAP_SYS_RESOURCE, which a host may not give even
-    //     root: then the request is capped at the hard limit we have, with a
-    //     warning, rather than failing the container.
+    // 7c. Resource limits (setrlimit), inherited across exec, set while
+    //     we are still root. Raising a hard limit needs CAP_SYS_RESOURCE,
+    //     which a host may not give even root: then the request is capped
+    //     at the hard limit we have, with a warning, rather than failing
+    //     the container.
     for (resource, soft, hard) in &spec.rlimits {
         rlimit::set_rlimit(*resource, *soft, *hard)?;
     }
 
+    // 8. The security layer: `--read-only`, last of the mounts; then
+    //    no_new_privs, capabilities, descriptors and seccomp, in that order.
+    //    Without it, still close every descriptor above 2: nothing of the
+    //    lab's process may leak into the container. An OCI config's five
+    //    capability sets switch a non-root user in the middle (see
+    //    `security::confine_as`).
+    let user = spec.run_as.as_ref().filter(|u| u.uid != 0);
+    let switched = match secure {
+        Some(p) => {
+            if p.read_only_rootfs {
+                security::remount_root_read_only()?;
+            }
+            security::confine_as(p, &keep, user)?
+        }
+        None => {
+            security::close_fds(&keep)?;
+            false
+        }
+    };
+
     // 9. The user, last: switching away from uid 0 makes the kernel clear
     //    the permitted and effective capabilities, so it comes after
     //    everything that needed them.
-    if let Some(u) = spec.run_as.as_ref().filter(|u| u.uid != 0) {
+    if let Some(u) = user.filter(|_| !switched) {
         switch_user(u)?;
     }
 
