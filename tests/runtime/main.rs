@@ -13,4 +13,5 @@ mod containerd;
 mod cri;
 mod direct;
 mod podman;
+mod propagation;
 mod support;

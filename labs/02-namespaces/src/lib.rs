@@ -82,6 +82,7 @@ pub mod devnodes;
 pub mod gate;
 pub mod init;
 pub mod join;
+pub mod propagation;
 pub mod rlimit;
 pub mod security;
 pub mod setns;
@@ -282,6 +283,10 @@ pub struct Spec {
     /// the host's whole `/dev` under `--privileged`); see [`devnodes`].
     /// Whether they may be opened is the device cgroup's decision (lab 03).
     pub devices: Vec<devnodes::DeviceNode>,
+    /// Mount propagation (an OCI config's `rootfsPropagation` and its
+    /// mounts' `rshared`, `rslave`...); the default: every mount private,
+    /// as lab 01 makes them. See [`propagation`].
+    pub propagation: propagation::Propagation,
 }
 
 impl Spec {
@@ -311,6 +316,7 @@ impl Spec {
             exec_fifo: None,
             die_with_parent: true,
             devices: Vec::new(),
+            propagation: propagation::Propagation::default(),
         }
     }
 
@@ -850,7 +856,7 @@ fn enter_rootfs(
     rootfs: &Path,
     secure: Option<&security::Prepared>,
 ) -> Result<(), lab01::Error> {
-    lab01::make_mounts_private()?;
+    propagation::prepare_namespace(&spec.propagation)?;
     bind_volumes(rootfs, &spec.binds)?;
     if let Some(p) = secure {
         security::mount_sys(
@@ -885,6 +891,7 @@ fn enter_rootfs(
             tty_gid_mapped(spec),
         )?;
     }
+    propagation::apply_after_pivot(&spec.propagation)?;
     Ok(())
 }
 
