@@ -122,7 +122,9 @@ pub use userns::IdMapping;
 use binds::bind_volumes;
 use clone::{clone_process, join_cgroups_self, move_into_cgroup};
 use console::{attach_console, install_stdio, mount_devpts};
-use setns::{enter_joined, kind_name, open_joined, why_not_joinable, OpenNamespace};
+use setns::{
+    enter_joined, kind_name, open_joined, why_not_joinable, OpenNamespace, PidForChildren,
+};
 use userns::{become_root_inside, prepare_proc_and_dev_in_userns, write_id_maps};
 
 /// One kind of namespace, as in the table of namespaces(7).
@@ -560,7 +562,7 @@ pub fn spawn(
     let rootfs = spec.check()?;
     // The namespaces to join are opened here, so that a bad path fails
     // before any process exists; the child inherits the descriptors.
-    let joined = open_joined(&spec.join_namespaces)?;
+    let mut joined = open_joined(&spec.join_namespaces)?;
     let mapping = spec.user.unwrap_or_else(IdMapping::for_caller);
     let group_mapping = spec.group.unwrap_or(mapping);
     // Capabilities are resolved and the seccomp profile compiled here, in
@@ -585,8 +587,17 @@ pub fn spawn(
     // Every namespace but the cgroup one is created by clone itself; see
     // `child_setup` for why the cgroup namespace must wait. Those joined
     // instead are not created at all.
+    // A joined PID namespace is entered here, by the parent, for the
+    // clone alone (see `setns`).
     let flags = spec.namespaces - CloneFlags::CLONE_NEWCGROUP - spec.joined_kinds();
-    match clone_process(flags, spec.cgroup_entry.clone_into)? {
+    let pid_ns = PidForChildren::enter(&mut joined)?;
+    let cloned = clone_process(flags, spec.cgroup_entry.clone_into);
+    // The parent (or a failed clone) goes back to its own; the child is
+    // in the joined one for good.
+    if let (Some(ns), false) = (pid_ns, matches!(cloned, Ok(None))) {
+        ns.restore()?;
+    }
+    match cloned? {
         None => {
             drop(go_write);
             let socket = console.map(|(_, child)| child);
@@ -1002,7 +1013,6 @@ mod tests {
         spec.namespaces.remove(CloneFlags::CLONE_NEWUSER);
         for (kind, why) in [
             (CloneFlags::CLONE_NEWNS, "pivot_root"),
-            (CloneFlags::CLONE_NEWPID, "second fork"),
             (CloneFlags::CLONE_NEWUSER, "ID maps"),
             (CloneFlags::CLONE_NEWCGROUP, "its own cgroup"),
             (NAMESPACES[7].flag, "time namespace"),
@@ -1022,18 +1032,19 @@ mod tests {
         let err = spec.check().unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");
 
-        // net, ipc and uts may be joined; what is joined is not created.
+        // net, ipc, uts and pid may be joined; what is joined is not created.
         spec.join_namespaces = [
             CloneFlags::CLONE_NEWNET,
             CloneFlags::CLONE_NEWIPC,
             CloneFlags::CLONE_NEWUTS,
+            CloneFlags::CLONE_NEWPID,
         ]
         .map(join)
         .to_vec();
         spec.check_joins().unwrap();
         assert!(spec.namespaces.contains(CloneFlags::CLONE_NEWNET));
         assert!(!spec.creates(CloneFlags::CLONE_NEWNET));
-        assert!(spec.creates(CloneFlags::CLONE_NEWPID));
+        assert!(!spec.creates(CloneFlags::CLONE_NEWPID));
         // ... and a joined UTS namespace keeps its hostname.
         spec.hostname = Some("box".into());
         let err = spec.check().unwrap_err().to_string();

@@ -105,14 +105,14 @@ pub(crate) fn apply_after_pivot(p: &Propagation) -> anyhow::Result<()> {
             .with_context(|| format!("setting the propagation of / to {flags:?}"))?;
     }
     for (path, flags) in &p.mounts {
-        mount(None::<&str>, path, None::<&str>, flags.to_owned(), None::<&str>).with_context(
-            || {
-                format!(
-                    "setting the propagation of {} to {flags:?}",
-                    path.display()
-                )
-            },
-        )?;
+        mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            flags.to_owned(),
+            None::<&str>,
+        )
+        .with_context(|| format!("setting the propagation of {} to {flags:?}", path.display()))?;
     }
     Ok(())
 }
@@ -130,7 +130,10 @@ mod tests {
             flags("runbindable"),
             Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC)
         );
-        assert_eq!(flags("rprivate"), Some(MsFlags::MS_PRIVATE | MsFlags::MS_REC));
+        assert_eq!(
+            flags("rprivate"),
+            Some(MsFlags::MS_PRIVATE | MsFlags::MS_REC)
+        );
         assert_eq!(flags("ro"), None);
         assert_eq!(flags("rbind"), None);
         assert!(parse("rshare").is_err());
