@@ -25,8 +25,8 @@ use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
-use lab02_namespaces as lab02;
 use lab02::propagation;
+use lab02_namespaces as lab02;
 use lab03::assemble::{Blueprint, CgroupNs, CgroupSpec, Devices, NetNs, UserNs};
 use lab03_cgroups as lab03;
 use nix::mount::MsFlags;
@@ -162,7 +162,11 @@ pub fn plan(
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
         bail!("linux.mountLabel is set, and this runtime does not support SELinux");
     }
-    if let Some(prop) = linux.rootfs_propagation().as_ref().filter(|p| !p.is_empty()) {
+    if let Some(prop) = linux
+        .rootfs_propagation()
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
         let flags = lab02::propagation::parse(prop).context("linux.rootfsPropagation")?;
         bp.process.propagation.root = Some(flags);
     }

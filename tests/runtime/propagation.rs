@@ -80,24 +80,50 @@ fn rootfs_and_mount_propagation_show_in_mountinfo_and_carry_host_mounts() {
     assert!(has(&fields("/"), "shared:"), "/ not shared:\n{info}");
     // rslave: receives from the host's peer group, is in none itself.
     let slave = fields("/mnt/slave");
-    assert!(has(&slave, "master:") && !has(&slave, "shared:"), "{slave:?}\n{info}");
+    assert!(
+        has(&slave, "master:") && !has(&slave, "shared:"),
+        "{slave:?}\n{info}"
+    );
     // rshared: a peer group of its own (and still the host's slave).
     assert!(has(&fields("/mnt/shared"), "shared:"), "{info}");
     // rprivate: no propagation at all; unbindable says so.
     assert_eq!(fields("/mnt/private"), Vec::<String>::new(), "{info}");
-    assert!(fields("/mnt/unbindable").iter().any(|f| f == "unbindable"), "{info}");
+    assert!(
+        fields("/mnt/unbindable").iter().any(|f| f == "unbindable"),
+        "{info}"
+    );
 
     // The host mounts a volume under the source while the container runs.
     let late = src.join("late");
     std::fs::create_dir_all(&late).unwrap();
-    sh(&["mount", "-t", "tmpfs", "dyrt-prop-late", late.to_str().unwrap()]);
+    sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "dyrt-prop-late",
+        late.to_str().unwrap(),
+    ]);
     std::fs::write(late.join("hello"), "from the host\n").unwrap();
     let info = mountinfo();
-    assert!(optional_fields(&info, "/mnt/slave/late").is_some(), "{info}");
-    assert!(optional_fields(&info, "/mnt/shared/late").is_some(), "{info}");
-    assert!(optional_fields(&info, "/mnt/private/late").is_none(), "{info}");
+    assert!(
+        optional_fields(&info, "/mnt/slave/late").is_some(),
+        "{info}"
+    );
+    assert!(
+        optional_fields(&info, "/mnt/shared/late").is_some(),
+        "{info}"
+    );
+    assert!(
+        optional_fields(&info, "/mnt/private/late").is_none(),
+        "{info}"
+    );
     let out = env.rt(&["exec", "prop", "--", "cat", "/mnt/slave/late/hello"]);
-    assert_eq!(text(&out.stdout), "from the host\n", "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "from the host\n",
+        "{}",
+        text(&out.stderr)
+    );
 
     assert!(env.rt(&["delete", "--force", "prop"]).status.success());
     env.assert_gone("prop");
@@ -117,6 +143,10 @@ fn an_unknown_rootfs_propagation_is_refused() {
     let bundle = env.bundle.to_str().unwrap();
     let out = env.rt(&["create", "--bundle", bundle, "propbad"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("rootfsPropagation"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("rootfsPropagation"),
+        "{}",
+        text(&out.stderr)
+    );
     env.assert_gone("propbad");
 }
