@@ -16,8 +16,7 @@ use crate::support::{text, Env};
 fn optional_fields(mountinfo: &str, mount_point: &str) -> Option<Vec<String>> {
     mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(mount_point))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(mount_point))
         .map(|l| {
             l.split(' ')
                 .skip(6)

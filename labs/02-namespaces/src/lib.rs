@@ -813,21 +813,17 @@ fn child_setup(
         switch_user(u)?;
     }
 
-    // 7c. Resource limits (setrlimit), inherited across exec, set while
-    //     we are still root. Raising a hard limit needs CAP_SYS_RESOURCE,
-    //     which a host may not give even root: then the request is capped
-    //     at the hard limit we have, with a warning, rather than failing
-    //     the container.
+    // 7c. Resource limits (setrlimit), inherited across exec, set while still root. Raising
+    //     a hard limit needs CAP_SYS_RESOURCE, which a host may not give even root: then it is
+    //     capped at the hard limit we have, with a warning, rather than failing the container.
     for (resource, soft, hard) in &spec.rlimits {
         rlimit::set_rlimit(*resource, *soft, *hard)?;
     }
 
-    // 8. The security layer: `--read-only`, last of the mounts; then
-    //    no_new_privs, capabilities, descriptors and seccomp, in that order.
-    //    Without it, still close every descriptor above 2: nothing of the
-    //    lab's process may leak into the container. An OCI config's five
-    //    capability sets switch a non-root user in the middle (see
-    //    `security::confine_as`).
+    // 8. The security layer: `--read-only`, last of the mounts; then no_new_privs,
+    //    capabilities, descriptors and seccomp, in that order. Without it, still close every
+    //    descriptor above 2: nothing of the lab's process may leak into the container. An OCI
+    //    config's five capability sets switch a non-root user in the middle (`confine_as`).
     let user = spec.run_as.as_ref().filter(|u| u.uid != 0);
     let switched = match secure {
         Some(p) => {
