@@ -36,8 +36,8 @@ use crate::NAMESPACES;
 /// An existing namespace to join instead of creating one (see the lecture
 /// of this module): `kind` is one flag of [`NAMESPACES`], `path` a namespace file,
 /// `/proc/PID/ns/net` of a process inside, or a bind mount of one. Only
-/// the network, IPC and UTS namespaces may be joined; [`crate::Spec::check`] says
-/// why not the others.
+/// the network, IPC, UTS and PID namespaces may be joined; [`crate::Spec::check`]
+/// says why not the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespacePath {
     pub kind: CloneFlags,
@@ -88,7 +88,8 @@ pub(crate) fn kind_name(kind: CloneFlags) -> &'static str {
 
 /// Why a container may not join a namespace of kind `kind`; `None` for
 /// the kinds it may join: net, ipc and uts, which setns(2) moves the
-/// caller into at once and nothing else in the setup depends on.
+/// caller into at once and nothing else in the setup depends on, and pid,
+/// which the parent enters for the clone (see [`PidForChildren`]).
 pub(crate) fn why_not_joinable(kind: CloneFlags) -> Option<&'static str> {
     let why = match kind {
         k if k == CloneFlags::CLONE_NEWNET
