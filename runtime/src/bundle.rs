@@ -13,6 +13,7 @@
 //! | `linux.namespaces[]` (with `path`) | `process.namespaces`, `join_namespaces`, `userns`, `netns`, `cgroupns` |
 //! | `linux.uidMappings`/`gidMappings`  | `UserNs::Private { uids, gids }`            |
 //! | `mounts[]` (bind, tmpfs)           | `process.binds`, `security.tmpfs`           |
+//! | `rootfsPropagation`, `rshared`...  | `process.propagation` (lab 02's `propagation`) |
 //! | `process.capabilities` (five sets) | `security.cap_sets` (`cap_add` = bounding)  |
 //! | `linux.seccomp`                    | lab 02's compiler, `Seccomp::Profile`       |
 //! | `linux.cgroupsPath`, `resources`   | `CgroupSpec { parent, name, limits }`       |
