@@ -566,6 +566,21 @@ fn a_joined_network_namespace_is_the_targets_and_the_rest_are_new() {
         (&"lo".into(), &true.into())
     );
 
+    // A joined PID namespace (the parent enters it for the clone alone):
+    // the target's `sh`, now `sleep`, is PID 1 there.
+    let pid_ns = format!("pid=/proc/{target}/ns/pid");
+    let out = run(lab02(
+        &fx,
+        &["--no-user", "--join-ns", &pid_ns],
+        &["/bin/cat", "/proc/1/cmdline"],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep\u{0}30\u{0}");
+
     // Refused before anything runs (125), saying why.
     for (flags, why) in [
         (vec!["--join-ns", net.as_str()], "--no-user"),
@@ -573,9 +588,9 @@ fn a_joined_network_namespace_is_the_targets_and_the_rest_are_new() {
             vec![
                 "--no-user",
                 "--join-ns",
-                &format!("pid=/proc/{target}/ns/pid"),
+                &format!("mnt=/proc/{target}/ns/mnt"),
             ],
-            "second fork",
+            "pivot_root",
         ),
         (
             vec![

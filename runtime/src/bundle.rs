@@ -13,6 +13,7 @@
 //! | `linux.namespaces[]` (with `path`) | `process.namespaces`, `join_namespaces`, `userns`, `netns`, `cgroupns` |
 //! | `linux.uidMappings`/`gidMappings`  | `UserNs::Private { uids, gids }`            |
 //! | `mounts[]` (bind, tmpfs)           | `process.binds`, `security.tmpfs`           |
+//! | `rootfsPropagation`, `rshared`...  | `process.propagation` (lab 02's `propagation`) |
 //! | `process.capabilities` (five sets) | `security.cap_sets` (`cap_add` = bounding)  |
 //! | `linux.seccomp`                    | lab 02's compiler, `Seccomp::Profile`       |
 //! | `linux.cgroupsPath`, `resources`   | `CgroupSpec { parent, name, limits }`       |
@@ -25,9 +26,11 @@ use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
+use lab02::propagation;
 use lab02_namespaces as lab02;
 use lab03::assemble::{Blueprint, CgroupNs, CgroupSpec, Devices, NetNs, UserNs};
 use lab03_cgroups as lab03;
+use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
@@ -160,14 +163,22 @@ pub fn plan(
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
         bail!("linux.mountLabel is set, and this runtime does not support SELinux");
     }
-    if let Some(prop) = linux.rootfs_propagation().as_ref() {
-        if !matches!(prop.as_str(), "" | "private" | "rprivate") {
-            warnings.push(format!(
-                "linux.rootfsPropagation {prop:?} not applied: every mount of the container \
-                 is private (lab 01's make_mounts_private)"
-            ));
-        }
+    if let Some(prop) = linux
+        .rootfs_propagation()
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
+        let flags = lab02::propagation::parse(prop).context("linux.rootfsPropagation")?;
+        bp.process.propagation.root = Some(flags);
     }
+    let prop = &mut bp.process.propagation;
+    // Anything but private needs the host's side (see lab 02's `propagation`).
+    let private = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+    prop.slave_of_host = prop
+        .root
+        .iter()
+        .chain(prop.mounts.iter().map(|(_, f)| f))
+        .any(|f| !private.contains(*f));
     bp.check(host)?;
     Ok(Plan {
         blueprint: bp,
@@ -325,11 +336,12 @@ fn security(
                 target: dest.clone(),
                 read_only: options.iter().any(|o| o == "ro"),
             });
-            // Lab 02's binds are recursive and private; say what else was asked.
-            let known = ["bind", "rbind", "ro", "rw", "private", "rprivate"];
+            mount_propagation(p, dest, &options);
+            // Lab 02's binds are recursive; say what else was asked.
+            let known = ["bind", "rbind", "ro", "rw"];
             let ignored: Vec<&String> = options
                 .iter()
-                .filter(|o| !known.contains(&o.as_str()))
+                .filter(|o| !known.contains(&o.as_str()) && propagation::flags(o).is_none())
                 .collect();
             if !ignored.is_empty() {
                 warnings.push(format!(
@@ -343,6 +355,7 @@ fn security(
                 .map(String::as_str)
                 .filter(|o| o.starts_with("size=") || o.starts_with("mode="))
                 .collect();
+            mount_propagation(p, dest, &options);
             s.tmpfs.push(Tmpfs {
                 path: dest.clone(),
                 options: opts.join(","),
@@ -355,6 +368,14 @@ fn security(
         }
     }
     Ok(s)
+}
+
+/// A mount's propagation options (`rslave`, `shared`...), in order, for
+/// lab 02 to apply after pivot_root.
+fn mount_propagation(p: &mut lab02::Spec, dest: &Path, options: &[String]) {
+    for flags in options.iter().filter_map(|o| propagation::flags(o)) {
+        p.propagation.mounts.push((dest.to_path_buf(), flags));
+    }
 }
 
 /// The mounts every container gets from lab 02 itself.

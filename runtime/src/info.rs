@@ -58,7 +58,9 @@ pub fn features() -> anyhow::Result<()> {
         "ociVersionMax": oci_spec::runtime::version(),
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"],
-        "mountOptions": ["bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec"],
+        "mountOptions": ["bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec",
+                         "shared", "rshared", "slave", "rslave", "private", "rprivate",
+                         "unbindable", "runbindable"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,

@@ -61,6 +61,9 @@ fn create_inner(g: &Global, log: &Logger, a: &CreateArgs) -> anyhow::Result<lab0
     let host = lab03::detect()?;
     fs::create_dir_all(&g.root).with_context(|| format!("creating {}", g.root.display()))?;
     fs::create_dir(&dir).with_context(|| format!("container with id exists: {}", a.id))?;
+    // Held until create returns: a `delete` or `start` that comes in
+    // meanwhile waits for the whole container (see `state::Lock`).
+    let _lock = state::Lock::exclusive(&g.root, &a.id)?;
     // From here on, a failure removes the directory again.
     let made = (|| {
         let plan = bundle::plan(&spec, &rootfs, &bundle_dir, &dir, &a.id, &host)?;
@@ -260,6 +263,7 @@ fn apply_sysctls(pid: Pid, sysctl: &[(String, String)]) -> anyhow::Result<()> {
 /// `start`: open the exec fifo for reading, which lets the blocked
 /// process exec its command, then `poststart`.
 pub fn start(g: &Global, log: &Logger, id: &str) -> anyhow::Result<()> {
+    let _lock = state::Lock::exclusive(&g.root, id)?;
     let record = Record::load(&g.root, id)?;
     match record.status(&g.root) {
         Status::Created => {}
@@ -347,6 +351,7 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 /// `kill [--all] ID [SIGNAL]`.
 pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> anyhow::Result<()> {
     let sig = parse_signal(signal)?;
+    let _lock = state::Lock::exclusive(&g.root, id)?;
     let record = Record::load(&g.root, id)?;
     if record.status(&g.root) == Status::Stopped {
         bail!("container not running");
@@ -368,6 +373,13 @@ pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> anyhow::Result<()>
 /// cgroup removed, `poststop` run, its state directory removed.
 pub fn delete(g: &Global, log: &Logger, id: &str, force: bool) -> anyhow::Result<()> {
     let dir = state::dir(&g.root, id)?;
+    let _lock = match state::Lock::exclusive(&g.root, id) {
+        Ok(l) => l,
+        // Gone already (another delete was first): as runc, --force
+        // does not mind.
+        Err(_) if force && !dir.exists() => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let record = match Record::load(&g.root, id) {
         Ok(r) => r,
         Err(e) => {

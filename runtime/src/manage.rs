@@ -127,6 +127,7 @@ pub fn ps(g: &Global, id: &str, format: &str) -> anyhow::Result<()> {
 
 /// `pause` / `resume`: lab 03's freezer on the container's cgroup.
 pub fn pause(g: &Global, id: &str, frozen: bool) -> anyhow::Result<()> {
+    let _lock = crate::state::Lock::exclusive(&g.root, id)?;
     let record = Record::load(&g.root, id)?;
     let status = record.status(&g.root);
     match (frozen, status) {
@@ -151,6 +152,7 @@ pub fn update(
     memory: Option<&str>,
     pids_limit: Option<i64>,
 ) -> anyhow::Result<()> {
+    let _lock = crate::state::Lock::exclusive(&g.root, id)?;
     let record = Record::load(&g.root, id)?;
     if record.status(&g.root) == Status::Stopped {
         bail!("container {id} is not running");

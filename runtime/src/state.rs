@@ -10,6 +10,12 @@
 //! /run/dockyard-runtime/ID/exec.fifo     exists from create until start
 //! ```
 //!
+//! Two commands on one container may run at once (a shim's `kill` while
+//! the kubelet's `delete --force` comes in): each command that changes a
+//! container holds `flock(LOCK_EX)` on its directory ([`Lock`]), so they
+//! take turns, and the second finds what the first left (a container
+//! gone is "does not exist", never half a state directory).
+//!
 //! `state.json` is written atomically (a temporary file, then rename(2)),
 //! so a concurrent `state` never reads half of it. The *status* is not
 //! stored but observed each time, as runc does: a PID that is gone (or a
@@ -93,6 +99,51 @@ pub fn dir(root: &Path, id: &str) -> anyhow::Result<PathBuf> {
     }
     Ok(root.join(id))
 }
+
+// ANCHOR: lock
+/// `flock(LOCK_EX)` on a container's state directory, held until dropped
+/// (`flock -x /run/dockyard-runtime/ID CMD`, from a shell). The descriptor
+/// is close-on-exec, and the container's process closes it before it
+/// waits for `start`, so only the command holds it.
+pub struct Lock {
+    _dir: fs::File,
+}
+
+impl Lock {
+    /// Wait for the directory of `id`, then check that it is still the one
+    /// at the path: the holder before us may have deleted it (and a create
+    /// made a new one under the same ID).
+    pub fn exclusive(root: &Path, id: &str) -> anyhow::Result<Lock> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let path = dir(root, id)?;
+        loop {
+            let f = match fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("container {id:?} does not exist")
+                }
+                Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+            };
+            // SAFETY: flock on a descriptor we own.
+            let ret = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            nix::errno::Errno::result(ret)
+                .with_context(|| format!("flock(LOCK_EX) on {}", path.display()))?;
+            let held = f.metadata()?;
+            match fs::metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    return Ok(Lock { _dir: f })
+                }
+                Ok(_) => continue, // deleted and made anew meanwhile
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("container {id:?} does not exist")
+                }
+                Err(e) => return Err(e).with_context(|| format!("stat {}", path.display())),
+            }
+        }
+    }
+}
+// ANCHOR_END: lock
 
 /// Write `value` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -7,7 +7,9 @@
 //! makes them for a pod with one container and an exec probe:
 //! Version, ImageStatus, RunPodSandbox, CreateContainer, StartContainer,
 //! ExecSync, UpdateContainerResources, StopContainer, RemoveContainer,
-//! StopPodSandbox, RemovePodSandbox.
+//! StopPodSandbox, RemovePodSandbox; and a second container that shares
+//! the pod's PID namespace (`shareProcessNamespace`), which sees the
+//! pause process.
 //!
 //! containerd is the test's own: its own socket, root, state and config, a
 //! runtime handler `dockyard` (`runtime_type = "io.containerd.runc.v2"`,
@@ -430,6 +432,11 @@ fn a_kubelets_cri_sequence_runs_a_pod_under_dockyard_runtime() {
     let stdout = base64_decode(exec["stdout"].as_str().unwrap());
     assert_eq!(text(&stdout).trim(), "probe sleep 300", "{exec}");
 
+    // A second container with the pod's PID namespace (a pod spec's
+    // `shareProcessNamespace`: the kubelet asks for pid POD, containerd
+    // writes the pause process's /proc/PID/ns/pid as its path).
+    shared_pid_container(&cri, &pod, &sandbox_config, &pod_state);
+
     // UpdateContainerResources: the kubelet's in-place resize.
     cri.ok(
         "RuntimeService/UpdateContainerResources",
@@ -473,6 +480,69 @@ fn a_kubelets_cri_sequence_runs_a_pod_under_dockyard_runtime() {
     // Every image was local: the CRI plugin never pulled.
     let log = std::fs::read_to_string(cri.dir.path().join("containerd.log")).unwrap();
     assert!(!log.contains("PullImage"), "containerd pulled: {log}");
+}
+
+/// CreateContainer with `pid: POD`, StartContainer, and what its processes
+/// see: the pause process as PID 1 (`ps`, `/proc/1/cmdline`), in the very
+/// PID namespace of the sandbox (the same inode); then its teardown.
+fn shared_pid_container(cri: &Cri, pod: &str, sandbox_config: &Value, pod_state: &Value) {
+    let created = cri.ok(
+        "RuntimeService/CreateContainer",
+        json!({
+            "pod_sandbox_id": pod,
+            "config": {
+                "metadata": {"name": "sidecar", "attempt": 0},
+                "image": {"image": BUSYBOX},
+                "command": ["sleep", "301"],
+                "log_path": "sidecar.log",
+                "linux": {"security_context": {"namespace_options":
+                    {"network": "NODE", "pid": "POD", "ipc": "POD"}}}
+            },
+            "sandbox_config": sandbox_config
+        }),
+    );
+    let ctr = created["container_id"].as_str().unwrap().to_string();
+    cri.ok(
+        "RuntimeService/StartContainer",
+        json!({"container_id": ctr}),
+    );
+    let pid = cri.runtime_state(&ctr)["pid"].as_i64().unwrap();
+    let pause = pod_state["pid"].as_i64().unwrap();
+    let ns = |p: i64| std::fs::read_link(format!("/proc/{p}/ns/pid")).unwrap();
+    assert_eq!(ns(pid), ns(pause), "not in the sandbox's PID namespace");
+    let exec = cri.ok(
+        "RuntimeService/ExecSync",
+        json!({"container_id": ctr, "cmd": ["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; ps -o pid,args"], "timeout": 10}),
+    );
+    assert_eq!(exec["exit_code"], 0, "{exec}");
+    let out = text(&base64_decode(exec["stdout"].as_str().unwrap()));
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().map(str::trim),
+        Some("sleep 2147483647"),
+        "{out}"
+    );
+    let ps: Vec<&str> = lines.collect();
+    assert!(
+        ps.iter().any(|l| l.trim() == "1 sleep 2147483647"),
+        "pause not seen: {out}"
+    );
+    assert!(ps.iter().any(|l| l.ends_with("sleep 301")), "{out}");
+    cri.ok(
+        "RuntimeService/StopContainer",
+        json!({"container_id": ctr, "timeout": 2}),
+    );
+    cri.ok(
+        "RuntimeService/RemoveContainer",
+        json!({"container_id": ctr}),
+    );
+    assert!(
+        !cri.runtime_root().join(&ctr).exists(),
+        "state of {ctr} left"
+    );
+    // The pause process lives on: stopping a container that shares the
+    // pod's PID namespace kills only its own processes.
+    assert_eq!(cri.runtime_state(pod)["status"], "running");
 }
 
 /// proto3 JSON writes `bytes` in base64.

@@ -580,10 +580,35 @@ fn namespaces_joined_by_path_as_a_pods_containers_join_the_sandbox() {
     for ns in ["pid", "mnt"] {
         assert_ne!(ino(sandbox, ns), ino(app, ns), "{ns} private");
     }
+    // A third joins the sandbox's PID namespace too (a pod with
+    // shareProcessNamespace): the sandbox's `sleep` is its PID 1.
+    env.edit(|c| {
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = format!("/proc/{sandbox}/ns/pid").into();
+            }
+        }
+        c["linux"]["cgroupsPath"] = format!("/{}/shared", env.cgroup.name).into();
+    });
+    let out = env.rt(&["run", "--detach", "--bundle", &bundle, "shared"]);
+    assert!(out.status.success(), "shared: {}", text(&out.stderr));
+    let shared = env.state("shared")["pid"].as_i64().unwrap();
+    assert_eq!(ino(sandbox, "pid"), ino(shared, "pid"));
+    let out = env.rt(&["exec", "shared", "--", "cat", "/proc/1/cmdline"]);
+    assert_eq!(
+        text(&out.stdout),
+        "sleep\u{0}300\u{0}",
+        "{}",
+        text(&out.stderr)
+    );
+    // Deleting it kills its own processes only: the sandbox lives on.
+    assert!(env.rt(&["delete", "--force", "shared"]).status.success());
+    assert_eq!(env.state("sandbox")["status"], "running");
     for id in ["app", "sandbox"] {
         assert!(env.rt(&["delete", "--force", id]).status.success());
     }
     env.assert_gone("app");
+    env.assert_gone("shared");
     env.assert_gone("sandbox");
 }
 

@@ -12,5 +12,7 @@ mod caps;
 mod containerd;
 mod cri;
 mod direct;
+mod locking;
 mod podman;
+mod propagation;
 mod support;

@@ -352,10 +352,12 @@ fn command(
     if let Some(u) = root_user {
         crate::switch_user(u)?;
     }
-    if let Some(p) = prepared {
-        security::confine(p)?;
-    }
-    if let Some(u) = spec.run_as.as_ref().filter(|u| u.uid != 0) {
+    let user = spec.run_as.as_ref().filter(|u| u.uid != 0);
+    let switched = match prepared {
+        Some(p) => security::confine_as(p, &[], user)?,
+        None => false,
+    };
+    if let Some(u) = user.filter(|_| !switched) {
         crate::switch_user(u)?;
     }
     lab01::exec(&spec.argv, &spec.env)

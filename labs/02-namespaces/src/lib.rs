@@ -82,6 +82,7 @@ pub mod devnodes;
 pub mod gate;
 pub mod init;
 pub mod join;
+pub mod propagation;
 pub mod rlimit;
 pub mod security;
 pub mod setns;
@@ -121,7 +122,9 @@ pub use userns::IdMapping;
 use binds::bind_volumes;
 use clone::{clone_process, join_cgroups_self, move_into_cgroup};
 use console::{attach_console, install_stdio, mount_devpts};
-use setns::{enter_joined, kind_name, open_joined, why_not_joinable, OpenNamespace};
+use setns::{
+    enter_joined, kind_name, open_joined, why_not_joinable, OpenNamespace, PidForChildren,
+};
 use userns::{become_root_inside, prepare_proc_and_dev_in_userns, write_id_maps};
 
 /// One kind of namespace, as in the table of namespaces(7).
@@ -282,6 +285,10 @@ pub struct Spec {
     /// the host's whole `/dev` under `--privileged`); see [`devnodes`].
     /// Whether they may be opened is the device cgroup's decision (lab 03).
     pub devices: Vec<devnodes::DeviceNode>,
+    /// Mount propagation (an OCI config's `rootfsPropagation` and its
+    /// mounts' `rshared`, `rslave`...); the default: every mount private,
+    /// as lab 01 makes them. See [`propagation`].
+    pub propagation: propagation::Propagation,
 }
 
 impl Spec {
@@ -311,6 +318,7 @@ impl Spec {
             exec_fifo: None,
             die_with_parent: true,
             devices: Vec::new(),
+            propagation: propagation::Propagation::default(),
         }
     }
 
@@ -546,7 +554,7 @@ pub fn spawn(
     let rootfs = spec.check()?;
     // The namespaces to join are opened here, so that a bad path fails
     // before any process exists; the child inherits the descriptors.
-    let joined = open_joined(&spec.join_namespaces)?;
+    let mut joined = open_joined(&spec.join_namespaces)?;
     let mapping = spec.user.unwrap_or_else(IdMapping::for_caller);
     let group_mapping = spec.group.unwrap_or(mapping);
     // Capabilities are resolved and the seccomp profile compiled here, in
@@ -571,8 +579,17 @@ pub fn spawn(
     // Every namespace but the cgroup one is created by clone itself; see
     // `child_setup` for why the cgroup namespace must wait. Those joined
     // instead are not created at all.
+    // A joined PID namespace is entered here, by the parent, for the
+    // clone alone (see `setns`).
     let flags = spec.namespaces - CloneFlags::CLONE_NEWCGROUP - spec.joined_kinds();
-    match clone_process(flags, spec.cgroup_entry.clone_into)? {
+    let pid_ns = PidForChildren::enter(&mut joined)?;
+    let cloned = clone_process(flags, spec.cgroup_entry.clone_into);
+    // The parent (or a failed clone) goes back to its own; the child is
+    // in the joined one for good.
+    if let (Some(ns), false) = (pid_ns, matches!(cloned, Ok(None))) {
+        ns.restore()?;
+    }
+    match cloned? {
         None => {
             drop(go_write);
             let socket = console.map(|(_, child)| child);
@@ -788,32 +805,35 @@ fn child_setup(
         switch_user(u)?;
     }
 
-    // 8. The security layer: `--read-only`, last of the mounts; then
-    //    no_new_privs, capabilities, descriptors and seccomp, in that order.
-    //    Without it, still close every descriptor above 2: nothing of the
-    //    lab's process may leak into the container.
-    match secure {
-        Some(p) => {
-            if p.read_only_rootfs {
-                security::remount_root_read_only()?;
-            }
-            security::confine_keeping(p, &keep)?;
-        }
-        None => security::close_fds(&keep)?,
-    }
-
-    // 9a. Resource limits (setrlimit), inherited across exec. Raising a
-    //     hard limit needs CAP_SYS_RESOURCE, which a host may not give even
-    //     root: then the request is capped at the hard limit we have, with a
-    //     warning, rather than failing the container.
+    // 7c. Resource limits (setrlimit), inherited across exec, set while still root. Raising
+    //     a hard limit needs CAP_SYS_RESOURCE, which a host may not give even root: then it is
+    //     capped at the hard limit we have, with a warning, rather than failing the container.
     for (resource, soft, hard) in &spec.rlimits {
         rlimit::set_rlimit(*resource, *soft, *hard)?;
     }
 
+    // 8. The security layer: `--read-only`, last of the mounts; then no_new_privs,
+    //    capabilities, descriptors and seccomp, in that order. Without it, still close every
+    //    descriptor above 2: nothing of the lab's process may leak into the container. An OCI
+    //    config's five capability sets switch a non-root user in the middle (`confine_as`).
+    let user = spec.run_as.as_ref().filter(|u| u.uid != 0);
+    let switched = match secure {
+        Some(p) => {
+            if p.read_only_rootfs {
+                security::remount_root_read_only()?;
+            }
+            security::confine_as(p, &keep, user)?
+        }
+        None => {
+            security::close_fds(&keep)?;
+            false
+        }
+    };
+
     // 9. The user, last: switching away from uid 0 makes the kernel clear
     //    the permitted and effective capabilities, so it comes after
     //    everything that needed them.
-    if let Some(u) = spec.run_as.as_ref().filter(|u| u.uid != 0) {
+    if let Some(u) = user.filter(|_| !switched) {
         switch_user(u)?;
     }
 
@@ -835,7 +855,7 @@ fn enter_rootfs(
     rootfs: &Path,
     secure: Option<&security::Prepared>,
 ) -> Result<(), lab01::Error> {
-    lab01::make_mounts_private()?;
+    propagation::prepare_namespace(&spec.propagation)?;
     bind_volumes(rootfs, &spec.binds)?;
     if let Some(p) = secure {
         security::mount_sys(
@@ -874,6 +894,7 @@ fn enter_rootfs(
             tty_gid_mapped(spec),
         )?;
     }
+    propagation::apply_after_pivot(&spec.propagation)?;
     Ok(())
 }
 
@@ -984,7 +1005,6 @@ mod tests {
         spec.namespaces.remove(CloneFlags::CLONE_NEWUSER);
         for (kind, why) in [
             (CloneFlags::CLONE_NEWNS, "pivot_root"),
-            (CloneFlags::CLONE_NEWPID, "second fork"),
             (CloneFlags::CLONE_NEWUSER, "ID maps"),
             (CloneFlags::CLONE_NEWCGROUP, "its own cgroup"),
             (NAMESPACES[7].flag, "time namespace"),
@@ -1004,18 +1024,19 @@ mod tests {
         let err = spec.check().unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");
 
-        // net, ipc and uts may be joined; what is joined is not created.
+        // net, ipc, uts and pid may be joined; what is joined is not created.
         spec.join_namespaces = [
             CloneFlags::CLONE_NEWNET,
             CloneFlags::CLONE_NEWIPC,
             CloneFlags::CLONE_NEWUTS,
+            CloneFlags::CLONE_NEWPID,
         ]
         .map(join)
         .to_vec();
         spec.check_joins().unwrap();
         assert!(spec.namespaces.contains(CloneFlags::CLONE_NEWNET));
         assert!(!spec.creates(CloneFlags::CLONE_NEWNET));
-        assert!(spec.creates(CloneFlags::CLONE_NEWPID));
+        assert!(!spec.creates(CloneFlags::CLONE_NEWPID));
         // ... and a joined UTS namespace keeps its hostname.
         spec.hostname = Some("box".into());
         let err = spec.check().unwrap_err().to_string();

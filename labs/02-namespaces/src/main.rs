@@ -57,8 +57,8 @@ struct Cli {
     no_cgroupns: bool,
 
     /// Enter an existing namespace instead of creating one: KIND=PATH, e.g.
-    /// net=/proc/PID/ns/net (as nsenter --net=FILE). Network, IPC and UTS
-    /// namespaces only, and with --no-user.
+    /// net=/proc/PID/ns/net (as nsenter --net=FILE). Network, IPC, UTS and
+    /// PID namespaces only, and with --no-user.
     #[arg(long, value_name = "KIND=PATH")]
     join_ns: Vec<NamespacePath>,
 

@@ -10,10 +10,15 @@
 //! equivalent is `nsenter --net=/proc/PID/ns/net unshare --mount ... CMD`.
 //!
 //! The container's first process enters each namespace with setns(2) as
-//! its very first act, before anything else happens in it. Only the
-//! network, IPC and UTS namespaces may be joined: setns(2) moves the
+//! its very first act, before anything else happens in it. The network,
+//! IPC and UTS namespaces may be joined that way: setns(2) moves the
 //! caller into them at once, and nothing else in the setup depends on
-//! them; `why_not_joinable` says why not the others.
+//! them. A PID namespace is different: setns(2) moves only the children
+//! the caller forks afterwards (`/proc/self/ns/pid_for_children`), so the
+//! *parent* enters it just for the clone(2) of the first process and then
+//! returns to its own ([`PidForChildren`]); that is how a pod's containers
+//! share the pause process's PID namespace (`shareProcessNamespace`).
+//! `why_not_joinable` says why not the others.
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -31,8 +36,8 @@ use crate::NAMESPACES;
 /// An existing namespace to join instead of creating one (see the lecture
 /// of this module): `kind` is one flag of [`NAMESPACES`], `path` a namespace file,
 /// `/proc/PID/ns/net` of a process inside, or a bind mount of one. Only
-/// the network, IPC and UTS namespaces may be joined; [`crate::Spec::check`] says
-/// why not the others.
+/// the network, IPC, UTS and PID namespaces may be joined; [`crate::Spec::check`]
+/// says why not the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespacePath {
     pub kind: CloneFlags,
@@ -83,23 +88,20 @@ pub(crate) fn kind_name(kind: CloneFlags) -> &'static str {
 
 /// Why a container may not join a namespace of kind `kind`; `None` for
 /// the kinds it may join: net, ipc and uts, which setns(2) moves the
-/// caller into at once and nothing else in the setup depends on.
+/// caller into at once and nothing else in the setup depends on, and pid,
+/// which the parent enters for the clone (see [`PidForChildren`]).
 pub(crate) fn why_not_joinable(kind: CloneFlags) -> Option<&'static str> {
     let why = match kind {
         k if k == CloneFlags::CLONE_NEWNET
             || k == CloneFlags::CLONE_NEWIPC
-            || k == CloneFlags::CLONE_NEWUTS =>
+            || k == CloneFlags::CLONE_NEWUTS
+            || k == CloneFlags::CLONE_NEWPID =>
         {
             return None
         }
         CloneFlags::CLONE_NEWNS => {
             "the container's root is made by pivot_root(2) in a mount namespace of its own; \
              entering another container's is what exec does (see the join module)"
-        }
-        CloneFlags::CLONE_NEWPID => {
-            "setns(2) into a PID namespace moves only the children forked after it, never \
-             the caller, so the container's first process would need a second fork (as \
-             exec's relay does, see the join module)"
         }
         CloneFlags::CLONE_NEWUSER => {
             "the user namespace decides what every other step may do, and its ID maps are \
@@ -168,6 +170,49 @@ pub(crate) fn open_joined(joins: &[NamespacePath]) -> anyhow::Result<Vec<OpenNam
     }
     Ok(open)
 }
+
+// ANCHOR: pid_for_children
+/// A PID namespace joined by the parent for the children it forks next,
+/// until [`PidForChildren::restore`]: the same as
+/// `nsenter --pid=/proc/PID/ns/pid CMD`, whose child, not nsenter itself,
+/// lands in the namespace.
+pub(crate) struct PidForChildren {
+    /// The parent's own `pid_for_children`, to return to.
+    own: OwnedFd,
+}
+
+impl PidForChildren {
+    /// Take the PID namespace out of `joined`, if there is one, and enter
+    /// it for the next fork.
+    pub(crate) fn enter(joined: &mut Vec<OpenNamespace>) -> anyhow::Result<Option<Self>> {
+        let Some(i) = joined
+            .iter()
+            .position(|n| n.kind == CloneFlags::CLONE_NEWPID)
+        else {
+            return Ok(None);
+        };
+        let ns = joined.remove(i);
+        let own = OwnedFd::from(
+            fs::File::open("/proc/thread-self/ns/pid_for_children")
+                .context("opening our own /proc/thread-self/ns/pid_for_children")?,
+        );
+        setns(&ns.fd, CloneFlags::CLONE_NEWPID).with_context(|| {
+            format!(
+                "setns into the pid namespace at {} (for the first process)",
+                ns.path.display()
+            )
+        })?;
+        Ok(Some(PidForChildren { own }))
+    }
+
+    /// Back to our own: later children (hooks, exec's helpers) are the host's.
+    pub(crate) fn restore(self) -> anyhow::Result<()> {
+        setns(&self.own, CloneFlags::CLONE_NEWPID)
+            .context("setns back into our own pid namespace")?;
+        Ok(())
+    }
+}
+// ANCHOR_END: pid_for_children
 
 /// The child's first act: enter each joined namespace, and close its
 /// descriptor (nothing of the parent's may reach the command).

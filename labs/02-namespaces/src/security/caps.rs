@@ -289,20 +289,59 @@ impl CapSets {
 /// permitted = effective = ambient (for a program without file
 /// capabilities). That is why ambient exists.
 pub(crate) fn apply_capability_sets(sets: &CapSets) -> anyhow::Result<()> {
-    // As in apply_capabilities: only what we have can be kept.
+    drop_bounding(sets.bounding)?;
+    set_capability_sets(sets)
+}
+
+/// [`apply_capability_sets`] for a process that becomes `user`, not root,
+/// in runc's order. Switching away from uid 0 clears the permitted,
+/// effective and ambient sets, so the switch happens *between* the steps:
+/// 1. the bounding set, and the inheritable set as given (a non-root
+///    process may later only keep its inheritable set, not grow it);
+/// 2. `prctl(PR_SET_KEEPCAPS, 1)`: the kernel keeps the permitted set
+///    across the uid change (effective and ambient are still cleared);
+/// 3. the user switch, while CAP_SETUID and CAP_SETGID are still ours even
+///    when the config's sets lack them;
+/// 4. `PR_SET_KEEPCAPS` off again, then effective, permitted and ambient
+///    as given: a non-root program keeps only its ambient set across exec.
+pub(crate) fn switch_user_keeping_sets(sets: &CapSets, user: &crate::RunAs) -> anyhow::Result<()> {
+    drop_bounding(sets.bounding)?;
     let have = current_permitted()?;
+    capset(have, have, sets.inheritable & sets.bounding)
+        .context("capset(inheritable) before the user switch")?;
+    set_keepcaps(true)?;
+    crate::switch_user(user)?;
+    set_keepcaps(false)?;
+    set_capability_sets(sets)
+}
+
+/// `prctl(PR_SET_KEEPCAPS)`: whether a change of uid away from 0 keeps the
+/// permitted set.
+fn set_keepcaps(on: bool) -> anyhow::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, on as libc::c_ulong, 0, 0, 0) };
+    Errno::result(ret).with_context(|| format!("prctl(PR_SET_KEEPCAPS, {})", on as u8))?;
+    Ok(())
+}
+
+/// Drop every capability outside `bounding` from the bounding set
+/// (`prctl(PR_CAPBSET_DROP)` needs CAP_SETPCAP in the effective set).
+fn drop_bounding(bounding: CapMask) -> anyhow::Result<()> {
     for number in 0..=last_cap() {
-        if sets.bounding & (1 << number) == 0 {
+        if bounding & (1 << number) == 0 {
             // SAFETY: prctl with integer arguments only.
             let ret =
                 unsafe { libc::prctl(libc::PR_CAPBSET_DROP, number as libc::c_ulong, 0, 0, 0) };
             Errno::result(ret).with_context(|| format!("prctl(PR_CAPBSET_DROP, {number})"))?;
         }
     }
-    let header = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
+    Ok(())
+}
+
+/// Effective, permitted and inheritable with one `capset(2)`, then ambient.
+fn set_capability_sets(sets: &CapSets) -> anyhow::Result<()> {
+    // As in apply_capabilities: only what we have can be kept.
+    let have = current_permitted()?;
     // The kernel refuses an inheritable capability outside the bounding
     // set, and an ambient one that is not both permitted and inheritable.
     // A config often lists each set on its own (runc's `spec` writes all
@@ -310,16 +349,27 @@ pub(crate) fn apply_capability_sets(sets: &CapSets) -> anyhow::Result<()> {
     // out rather than failing the container.
     let permitted = sets.permitted & have;
     let inheritable = sets.inheritable & sets.bounding;
+    capset(sets.effective & permitted, permitted, inheritable)
+        .context("capset(effective, permitted, inheritable)")?;
+    set_ambient(sets.ambient & permitted & inheritable)
+}
+
+/// capset(2) with _LINUX_CAPABILITY_VERSION_3: two 32-bit halves per set.
+fn capset(effective: CapMask, permitted: CapMask, inheritable: CapMask) -> anyhow::Result<()> {
+    let header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
     let half = |shift: u32| Data {
-        effective: ((sets.effective & permitted) >> shift) as u32,
+        effective: (effective >> shift) as u32,
         permitted: (permitted >> shift) as u32,
         inheritable: (inheritable >> shift) as u32,
     };
     let data = [half(0), half(32)];
     // SAFETY: header and data are the structs capset(2) expects, alive for the call.
     let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    Errno::result(ret).context("capset(effective, permitted, inheritable)")?;
-    set_ambient(sets.ambient & permitted & inheritable)
+    Errno::result(ret)?;
+    Ok(())
 }
 
 /// Clear the ambient set, then raise each capability of `ambient`.

@@ -69,7 +69,7 @@ pub mod mounts;
 pub mod sealed;
 pub mod seccomp;
 
-use caps::{apply_capabilities, apply_capability_sets};
+use caps::{apply_capabilities, apply_capability_sets, switch_user_keeping_sets};
 use seccomp::install_seccomp;
 
 // The paths callers have always used: `security::X`.
@@ -253,6 +253,19 @@ pub fn confine(p: &Prepared) -> anyhow::Result<()> {
 /// [`confine`], leaving the descriptors in `keep` open (an OCI runtime's
 /// exec fifo, see [`crate::gate`]).
 pub fn confine_keeping(p: &Prepared, keep: &[std::os::fd::RawFd]) -> anyhow::Result<()> {
+    confine_as(p, keep, None).map(|_| ())
+}
+
+/// [`confine_keeping`] for a process that will run as `user` (not root).
+/// With the five sets of an OCI config the user switch happens here,
+/// between the capability steps (see `switch_user_keeping_sets`), and the
+/// answer is `true`; with one mask (docker's `-u 1000`, which keeps no
+/// capability) it is `false` and the caller switches afterwards.
+pub fn confine_as(
+    p: &Prepared,
+    keep: &[std::os::fd::RawFd],
+    user: Option<&crate::RunAs>,
+) -> anyhow::Result<bool> {
     if p.no_new_privileges {
         // SAFETY: prctl with integer arguments only.
         let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
@@ -264,15 +277,25 @@ pub fn confine_keeping(p: &Prepared, keep: &[std::os::fd::RawFd]) -> anyhow::Res
         // allow capset, prctl and close_range, as Docker's does.
         install_seccomp(programs)?;
     }
-    match &p.cap_sets {
-        Some(sets) => apply_capability_sets(sets)?,
-        None => apply_capabilities(p.caps)?,
-    }
+    let switched = match (&p.cap_sets, user) {
+        (Some(sets), Some(u)) => {
+            switch_user_keeping_sets(sets, u)?;
+            true
+        }
+        (Some(sets), None) => {
+            apply_capability_sets(sets)?;
+            false
+        }
+        (None, _) => {
+            apply_capabilities(p.caps)?;
+            false
+        }
+    };
     close_fds(keep)?;
     if let (Some(programs), true) = (&p.seccomp, p.no_new_privileges) {
         install_seccomp(programs)?;
     }
-    Ok(())
+    Ok(switched)
 }
 // ANCHOR_END: confine
 
