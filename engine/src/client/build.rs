@@ -103,7 +103,10 @@ fn context_tar(dir: &Path, file: Option<&Path>) -> Result<(Vec<u8>, String)> {
     }
     let file = match file {
         Some(f) => f.canonicalize().with_context(|| {
-            format!("unable to prepare context: unable to evaluate symlinks in Dockerfile path: {}", f.display())
+            format!(
+                "unable to prepare context: unable to evaluate symlinks in Dockerfile path: {}",
+                f.display()
+            )
         })?,
         None => ctx.root.join("Dockerfile"),
     };
@@ -114,7 +117,10 @@ fn context_tar(dir: &Path, file: Option<&Path>) -> Result<(Vec<u8>, String)> {
     };
     for (rel, real) in [
         (name.clone(), file.clone()),
-        (PathBuf::from(".dockerignore"), ctx.root.join(".dockerignore")),
+        (
+            PathBuf::from(".dockerignore"),
+            ctx.root.join(".dockerignore"),
+        ),
     ] {
         if !sent.contains(&rel) && real.is_file() {
             b.append_path_with_name(&real, &rel)

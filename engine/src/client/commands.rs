@@ -11,8 +11,7 @@ use serde_json::{json, Map, Value};
 use super::http::Unreachable;
 use super::{query_escape as q, Api, DaemonError};
 use crate::cli::{
-    Cli, Command, InspectArgs, NetworkCmd, PsArgs, PullArgs, RunArgs, SystemCmd,
-    VolumeCmd,
+    Cli, Command, InspectArgs, NetworkCmd, PsArgs, PullArgs, RunArgs, SystemCmd, VolumeCmd,
 };
 use crate::commands::{self, container::ports_column, Code};
 use crate::format::{command_column, short_id, table};
@@ -493,7 +492,15 @@ fn check_flags(a: &RunArgs) -> Result<()> {
                 bail!("dockyard: `{f}` of run/create is not supported through -H yet");
             }
         }
-        let switches = ["-d", "--detach", "--rm", "-i", "--interactive", "-t", "--tty"];
+        let switches = [
+            "-d",
+            "--detach",
+            "--rm",
+            "-i",
+            "--interactive",
+            "-t",
+            "--tty",
+        ];
         value_next = !x.contains('=') && !flags.iter().all(|f| switches.contains(&f.as_str()));
     }
     Ok(())
@@ -502,7 +509,10 @@ fn check_flags(a: &RunArgs) -> Result<()> {
 /// `run`: create; with `-d`, start and print the ID; else the attached
 /// session (`session`).
 fn run_container(api: &Api, a: &RunArgs) -> Result<Code> {
-    if a.tty && a.interactive && !a.detach && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    if a.tty
+        && a.interactive
+        && !a.detach
+        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
     {
         bail!("the input device is not a TTY");
     }

@@ -90,7 +90,12 @@ fn stat(api: &Api, name: &str, path: &Path) -> Result<Option<serde_json::Value>>
         200 => {}
         // A HEAD's answer has no body: no message but the status's.
         404 => return Ok(None),
-        s => return Err(super::daemon_error(s, format!("HEAD {full}: {s}").as_bytes())),
+        s => {
+            return Err(super::daemon_error(
+                s,
+                format!("HEAD {full}: {s}").as_bytes(),
+            ))
+        }
     }
     let raw = head
         .header("x-docker-container-path-stat")
@@ -176,7 +181,12 @@ fn copy_in(api: &Api, from: &Path, name: &str, path: &Path) -> Result<()> {
         b.append_path_with_name(from, &leaf)
             .with_context(|| format!("archiving {}", from.display()))?;
     }
-    put(api, name, &dir, b.into_inner().context("finishing the archive")?)
+    put(
+        api,
+        name,
+        &dir,
+        b.into_inner().context("finishing the archive")?,
+    )
 }
 
 /// RFC 4648 base64 (padding optional), as the stat header is written.

@@ -42,7 +42,14 @@ pub fn open(api: &Api, path: &str, body: Option<&Value>) -> Result<BufReader<Con
     let path = format!("/v{}{path}", crate::api::API_VERSION);
     let body = body.map(serde_json::to_vec).transpose()?;
     let upgrade = "Connection: Upgrade\r\nUpgrade: tcp\r\n";
-    http::send(&mut conn, &api.host, "POST", &path, upgrade, body.as_deref())?;
+    http::send(
+        &mut conn,
+        &api.host,
+        "POST",
+        &path,
+        upgrade,
+        body.as_deref(),
+    )?;
     let mut r = BufReader::new(conn);
     let head = http::read_head(&mut r)?;
     if head.status != 101 && head.status != 200 {

@@ -43,7 +43,10 @@ pub fn carries(cmd: &Command) -> bool {
             | Command::Network(NetworkCmd::Rm { .. })
             | Command::Volume(VolumeCmd::Create { .. } | VolumeCmd::Rm { .. })
     ) || matches!(cmd, Command::Stats(a) if a.no_stream)
-        || matches!(cmd, Command::Network(NetworkCmd::Create { ip_range: None, .. }))
+        || matches!(
+            cmd,
+            Command::Network(NetworkCmd::Create { ip_range: None, .. })
+        )
 }
 
 /// Run one of the commands [`carries`].
@@ -142,7 +145,10 @@ fn stats(api: &Api, a: &StatsArgs) -> Result<Code> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a stats thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a stats thread panicked")))
+            })
             .collect()
     });
     let mut rows = Vec::new();
@@ -187,7 +193,11 @@ fn stats_of(d: &Value) -> dockyard::container::Stats {
     }
     dockyard::container::Stats {
         id: d["id"].as_str().unwrap_or_default().to_string(),
-        name: d["name"].as_str().unwrap_or_default().trim_start_matches('/').to_string(),
+        name: d["name"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
         cpu_percent,
         memory,
         memory_limit: limit,
@@ -204,11 +214,21 @@ fn stats_of(d: &Value) -> dockyard::container::Stats {
 /// `port C [PORT[/PROTO]]`: the bindings in the container's inspect
 /// document, in the in-process command's words.
 fn port(api: &Api, a: &PortArgs) -> Result<Code> {
-    let c = api.json("GET", &format!("/containers/{}/json", q(&a.container)), None)?;
+    let c = api.json(
+        "GET",
+        &format!("/containers/{}/json", q(&a.container)),
+        None,
+    )?;
     let mut bindings: Vec<(u16, String, String, String)> = Vec::new();
-    for (key, hosts) in c["NetworkSettings"]["Ports"].as_object().into_iter().flatten() {
+    for (key, hosts) in c["NetworkSettings"]["Ports"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         let (number, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-        let Ok(number) = number.parse::<u16>() else { continue };
+        let Ok(number) = number.parse::<u16>() else {
+            continue;
+        };
         for h in hosts.as_array().into_iter().flatten() {
             let text = |k: &str| h[k].as_str().unwrap_or_default().to_string();
             bindings.push((number, proto.to_string(), text("HostIp"), text("HostPort")));
@@ -230,7 +250,10 @@ fn port(api: &Api, a: &PortArgs) -> Result<Code> {
         .filter(|b| b.0 == number && b.1 == proto)
         .collect();
     if matching.is_empty() {
-        bail!("Error: No public port '{asked}' published for {}", a.container);
+        bail!(
+            "Error: No public port '{asked}' published for {}",
+            a.container
+        );
     }
     for (_, _, ip, port) in matching {
         println!("{ip}:{port}");

@@ -62,11 +62,7 @@ pub fn run_attached(api: &Api, a: &RunArgs, id: &str) -> Result<Code> {
 /// `POST /containers/ID/wait?condition=`, its head read: from then on the
 /// service is waiting, so the start that follows cannot be missed. Its
 /// body, `{"StatusCode": N}`, comes when the container exits.
-fn early_wait(
-    api: &Api,
-    id: &str,
-    condition: &str,
-) -> Result<(BufReader<http::Conn>, http::Head)> {
+fn early_wait(api: &Api, id: &str, condition: &str) -> Result<(BufReader<http::Conn>, http::Head)> {
     let mut wait = http::connect(&api.host)?;
     let path = format!(
         "/v{}/containers/{id}/wait?condition={condition}",
@@ -99,7 +95,11 @@ fn stdin_is_tty() -> bool {
 /// `--no-stdin` or it was made without `-i`); the exit code is the
 /// container's once the stream ends.
 pub fn attach(api: &Api, a: &AttachArgs) -> Result<Code> {
-    let c = api.json("GET", &format!("/containers/{}/json", q(&a.container)), None)?;
+    let c = api.json(
+        "GET",
+        &format!("/containers/{}/json", q(&a.container)),
+        None,
+    )?;
     let id = c["Id"].as_str().unwrap_or_default().to_string();
     let tty = c["Config"]["Tty"].as_bool() == Some(true);
     let stdin = !a.no_stdin && c["Config"]["OpenStdin"].as_bool() == Some(true);
@@ -158,7 +158,11 @@ pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
         "User": a.user.clone().unwrap_or_default(),
         "Cmd": argv,
     });
-    let created = api.json("POST", &format!("/containers/{}/exec", q(name)), Some(&body))?;
+    let created = api.json(
+        "POST",
+        &format!("/containers/{}/exec", q(name)),
+        Some(&body),
+    )?;
     let exec = created["Id"].as_str().unwrap_or_default().to_string();
     let start = json!({"Detach": a.detach, "Tty": a.tty});
     if a.detach {
