@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 client: one request per connection, over a unix
 //! socket or TCP (with mutual TLS when asked, see `tls`), which is all the
-//! Engine API needs for the commands the client sends (no keep-alive, no
-//! hijacked streams).
+//! Engine API needs for the commands the client sends (no keep-alive; a
+//! hijacked stream starts here and goes on in `hijack`).
 //!
 //! HTTP/1.1 is text up to the blank line: a status line, headers, then the
 //! body, whose end is said by `Content-Length`, by `Transfer-Encoding:

@@ -24,10 +24,14 @@
 //! | `inspect`                       | `GET /containers/X/json`, else `/images/X/json`    |
 //! | `pull`                          | `POST /images/create?fromImage=&tag=` (a stream)   |
 //! | `create`, `run -d`              | `POST /containers/create` (`/images/create` on a 404), `/start` |
-//! | `run` (attached, no -i/-t)      | create, `attach` (101, hijacked), `wait`, `start`  |
+//! | `run` (attached, `-i`, `-it`), `attach` | create, `attach` (101, hijacked), `wait`, `start`, `resize` (`session`, `hijack`) |
+//! | `exec` (`-i -t -d -e -u -w`)    | `POST /containers/X/exec`, `/exec/E/start` (101), `GET /exec/E/json` |
 //! | `start`, `stop`, `restart`, `kill`, `wait`, `rm` | `POST /containers/X/...`, `DELETE /containers/X` |
-//! | `logs` (no -f)                  | `GET /containers/X/logs` (multiplexed frames)      |
+//! | `logs` (`-f`, `--tail`, `-t`)   | `GET /containers/X/logs` (frames, read as they come) |
+//! | `build`                         | `POST /build` with the context as a tar (`build`)  |
+//! | `cp`                            | `HEAD`/`GET`/`PUT /containers/X/archive` (`cp`)    |
 //! | `network ls`, `volume ls`       | `GET /networks`, `GET /volumes`                    |
+//! | `top`, `stats --no-stream`, `port`, `rename`, `pause`, `tag`, `rmi`, `push`, network/volume `create`/`rm` | see `more` |
 //!
 //! `tcp://` is plain on loopback; to another machine it is mutual TLS
 //! (`tls`), as the service insists. A command that is not (yet) carried over the API is refused with
