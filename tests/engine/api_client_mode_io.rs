@@ -90,6 +90,24 @@ fn api_client_mode_execs_and_follows_logs_as_in_process() {
         (out.status.code(), text(&out.stdout)),
         (Some(0), "HELLO\n".into())
     );
+    // run -i (no terminal): multiplexed frames one way, our stdin the
+    // other; its EOF (we half-close) is the container's, its code ours.
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    let args = [
+        "run",
+        "-i",
+        "--rm",
+        &parent,
+        "busybox",
+        "sh",
+        "-c",
+        "cat; echo eof >&2; exit 6",
+    ];
+    let out = client_with_input(&svc, &args, "typed\n");
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(6), "typed\n".into(), "eof\n".into())
+    );
     // -d: nothing printed, the command runs on after the client is gone.
     let args = [
         "exec",
