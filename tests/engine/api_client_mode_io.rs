@@ -108,6 +108,19 @@ fn api_client_mode_execs_and_follows_logs_as_in_process() {
         (out.status.code(), text(&out.stdout), text(&out.stderr)),
         (Some(6), "typed\n".into(), "eof\n".into())
     );
+    // start -a: the created container's streams and code, as in-process
+    // (each front starts it once).
+    dy.ok(&[
+        "create",
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "echo again; echo e >&2; exit 5",
+    ]);
+    let (code, out, err) = same_run(&svc, &dy, &["start", "-a", "again"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (5, "again\n", "e\n"));
     // -d: nothing printed, the command runs on after the client is gone.
     let args = [
         "exec",
@@ -172,7 +185,7 @@ fn api_client_mode_execs_and_follows_logs_as_in_process() {
     );
     assert_eq!(text(&follow.stdout), "line1\nline2\nline3\n");
     same_run(&svc, &dy, &["logs", "--tail", "2", "-t", "talk"]);
-    dy.ok(&["rm", "-f", "box2", "talk"]);
+    dy.ok(&["rm", "-f", "box2", "talk", "again"]);
 }
 
 /// A command on the slave of a new pty of `rows` x `cols`, as a person at
@@ -270,6 +283,16 @@ fn api_client_mode_gives_run_it_and_exec_it_a_terminal() {
         dy.inspect("term", "{{.Config.Tty}} {{.State.ExitCode}}"),
         "true 7"
     );
+    // start -ai: the same container again, its terminal sized anew.
+    let (code, seen) = on_a_terminal(
+        &svc,
+        &["start", "-ai", "term"],
+        20,
+        70,
+        &[("# ", b"stty size; exit 8\r")],
+    );
+    assert_eq!(code, 8, "{seen}");
+    assert!(seen.contains("20 70"), "{seen}");
     // exec -it into a running container: a terminal of its own, our size.
     dy.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "60"]);
     let (code, seen) = on_a_terminal(

@@ -70,6 +70,7 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             super::session::logs(api, a)
         }
         Command::Exec(a) => super::session::exec(api, a),
+        Command::Start(a) => super::session::start_attached(api, a),
         Command::Attach(a) => super::session::attach(api, a),
         Command::Inspect(a) => inspect(api, a),
         Command::Network(NetworkCmd::Ls {
@@ -88,8 +89,7 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
         other => {
             let partly = matches!(
                 other,
-                Command::Start(_)
-                    | Command::Logs(_)
+                Command::Logs(_)
                     | Command::Network(NetworkCmd::Ls { .. })
                     | Command::Volume(VolumeCmd::Ls { .. })
             );

@@ -24,7 +24,7 @@
 //! | `inspect`                       | `GET /containers/X/json`, else `/images/X/json`    |
 //! | `pull`                          | `POST /images/create?fromImage=&tag=` (a stream)   |
 //! | `create`, `run -d`              | `POST /containers/create` (`/images/create` on a 404), `/start` |
-//! | `run` (attached, `-i`, `-it`), `attach` | create, `attach` (101, hijacked), `wait`, `start`, `resize` (`session`, `hijack`) |
+//! | `run` (attached, `-i`, `-it`), `start -a`/`-ai`, `attach` | create, `attach` (101, hijacked), `wait`, `start`, `resize` (`session`, `hijack`) |
 //! | `exec` (`-i -t -d -e -u -w`)    | `POST /containers/X/exec`, `/exec/E/start` (101), `GET /exec/E/json` |
 //! | `start`, `stop`, `restart`, `kill`, `wait`, `rm` | `POST /containers/X/...`, `DELETE /containers/X` |
 //! | `logs` (`-f`, `--tail`, `-t`)   | `GET /containers/X/logs` (frames, read as they come) |

@@ -1,5 +1,5 @@
 //! The client's interactive commands: `run` (attached, `-i`, `-it`),
-//! `attach`, `exec` and `logs` (`-f` too), each over a stream the service
+//! `start -a`/`-ai`, `attach`, `exec` and `logs` (`-f` too), each over a stream the service
 //! keeps open (see `hijack` for the wire).
 //!
 //! ```text
@@ -23,32 +23,53 @@ use serde_json::{json, Value};
 use super::hijack::{self, Session};
 use super::http;
 use super::{query_escape as q, Api};
-use crate::cli::{AttachArgs, ExecArgs, LogsArgs, RunArgs};
+use crate::cli::{AttachArgs, ExecArgs, LogsArgs, RunArgs, StartArgs};
 use crate::commands::{self, Code};
 
-/// `run` without `-d`: create; attach (stdin too with `-i`); ask for the
-/// exit before the start, as docker's CLI does (a container that exits at
-/// once, or is removed by `--rm`, is not missed); start; the session; exit
-/// with the container's code.
+/// `run` without `-d`: the created container's session (`-i`: our stdin
+/// too; `-t`: a terminal), its exit code ours.
 pub fn run_attached(api: &Api, a: &RunArgs, id: &str) -> Result<Code> {
-    if a.tty && a.interactive && !stdin_is_tty() {
+    let condition = if a.rm { "removed" } else { "next-exit" };
+    attach_and_start(api, id, a.tty, a.interactive, condition)
+}
+
+/// `start -a` (`-ai`): one container's session, as `run`'s, from its
+/// start on (its TTY and stdin as it was created with).
+pub fn start_attached(api: &Api, a: &StartArgs) -> Result<Code> {
+    let [name] = a.containers.as_slice() else {
+        bail!("you cannot start and attach multiple containers at once");
+    };
+    let c = api.json("GET", &format!("/containers/{}/json", q(name)), None)?;
+    let id = c["Id"].as_str().unwrap_or_default().to_string();
+    let tty = c["Config"]["Tty"].as_bool() == Some(true);
+    let stdin = a.interactive && c["Config"]["OpenStdin"].as_bool() == Some(true);
+    let removed = c["HostConfig"]["AutoRemove"].as_bool() == Some(true);
+    let condition = if removed { "removed" } else { "next-exit" };
+    attach_and_start(api, &id, tty, stdin, condition)
+}
+
+/// Attach (stdin too if asked); ask for the exit before the start, as
+/// docker's CLI does (a container that exits at once, or is removed by
+/// `--rm`, is not missed); start; size the terminal; the session; the
+/// container's code.
+fn attach_and_start(api: &Api, id: &str, tty: bool, stdin: bool, condition: &str) -> Result<Code> {
+    if tty && stdin && !stdin_is_tty() {
         bail!("the input device is not a TTY");
     }
     let mut path = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1");
-    if a.interactive {
+    if stdin {
         path += "&stdin=1";
     }
     let attach = hijack::open(api, &path, None)?;
-    let condition = if a.rm { "removed" } else { "next-exit" };
     let (mut wait, wait_head) = early_wait(api, id, condition)?;
     api.call("POST", &format!("/containers/{id}/start"), None)?;
     let resize = || resize(api, &format!("/containers/{id}/resize"));
-    if a.tty {
+    if tty {
         resize();
     }
     let session = Session {
-        tty: a.tty,
-        stdin: a.interactive,
+        tty,
+        stdin,
         resize: Some(&resize),
     };
     hijack::pump(attach, &session)?;
