@@ -21,10 +21,14 @@ mod registry_common;
 use registry_common::Registry;
 
 /// `dockyard -H URL ARGS`, with no data root of its own (`--root` of a
-/// client would mean nothing) and `--cgroup-parent` for `run`/`create`.
+/// client would mean nothing) and `--cgroup-parent` for `run`, `create`
+/// and `build`.
 fn client(url: &str, parent: &str, args: &[&str]) -> Output {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    if matches!(args.first(), Some(&"run") | Some(&"create")) {
+    if matches!(
+        args.first(),
+        Some(&"run") | Some(&"create") | Some(&"build")
+    ) {
         all.insert(1, format!("--cgroup-parent={parent}"));
     }
     Command::new(bin("dockyard"))
@@ -303,24 +307,16 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
     // Refused, never run here instead: nothing is made in the data root.
     for (args, said) in [
         (
-            &["exec", "x", "ls"][..],
-            "dockyard: `exec` is not supported through -H yet",
+            &["diff", "x"][..],
+            "dockyard: `diff` is not supported through -H yet",
         ),
         (
-            &["network", "create", "n1"],
-            "dockyard: `network create` is not supported through -H yet",
-        ),
-        (
-            &["logs", "-f", "x"],
-            "dockyard: `logs` with these flags is not supported through -H yet",
+            &["network", "connect", "n1", "x"],
+            "dockyard: `network connect` is not supported through -H yet",
         ),
         (
             &["logs", "--since", "1h", "x"],
             "dockyard: `logs` with these flags is not supported through -H yet",
-        ),
-        (
-            &["run", "-it", "busybox", "true"],
-            "dockyard: `run`/`create` with -i or -t is not supported through -H yet",
         ),
         (
             &["run", "-d", "-p", "80:80", "busybox", "true"],
@@ -388,6 +384,10 @@ fn api_client_mode_speaks_tcp() {
         DOCKYARD_HOST=tcp://127.0.0.1:2375 {bin} ps --format '{{{{.Names}}}} {{{{.State}}}}'
         DOCKYARD_HOST=tcp://127.0.0.1:2375 {bin} rm -f t1
         echo "left: $($D ps -aq | wc -l)"
+        {bin} -H tcp://127.0.0.1:2375 network create --subnet 10.198.7.0/24 cnet >/dev/null
+        echo "network: $($D network ls --format '{{{{.Name}}}} {{{{.Driver}}}}' -f name=cnet) $(ip -o link show type bridge | wc -l)"
+        {bin} -H tcp://127.0.0.1:2375 network rm cnet
+        echo "after rm: $($D network ls -q -f name=cnet | wc -l)"
         kill $S; wait $S
         "#,
         bin = bin("dockyard").display(),
@@ -402,7 +402,7 @@ fn api_client_mode_speaks_tcp() {
         .expect("unshare");
     assert_eq!(
         text(&out.stdout),
-        "local: running\nt1 running\nt1\nleft: 0\n",
+        "local: running\nt1 running\nt1\nleft: 0\nnetwork: cnet bridge 1\ncnet\nafter rm: 0\n",
         "{}",
         text(&out.stderr)
     );
@@ -445,6 +445,7 @@ fn api_client_mode_reaches_a_service_in_another_network_namespace() {
         echo "server sees: $(env -u DOCKYARD_HOST {bin} --root {root} inspect -f '{{{{.State.Status}}}}' far)"
         $B {bin} ps --format 'client sees: {{{{.Names}}}} {{{{.State}}}}'
         sleep 0.3; $B {bin} logs far
+        $B {bin} exec far sh -c 'echo exec over TLS; exit 6'; echo "exec: $?"
         DOCKYARD_TLS_VERIFY= $B {bin} ps >/dev/null 2>&1; echo "without TLS: $?"
         $B {bin} rm -f far
         echo "left: $(env -u DOCKYARD_HOST {bin} --root {root} ps -aq | wc -l)"
@@ -466,8 +467,13 @@ fn api_client_mode_reaches_a_service_in_another_network_namespace() {
     assert_eq!(
         text(&out.stdout),
         "client has the server's address: 0\nserver sees: running\nclient sees: far running\n\
-         from-far\nwithout TLS: 1\nfar\nleft: 0\n",
+         from-far\nexec over TLS\nexec: 6\nwithout TLS: 1\nfar\nleft: 0\n",
         "{}\nservice: {log}",
         text(&out.stderr)
     );
 }
+
+// The interactive and file-moving commands: exec, run -it, attach, logs -f,
+// build, cp, push (a file of their own, for the 1200-line limit).
+#[path = "api_client_mode_io.rs"]
+mod io;

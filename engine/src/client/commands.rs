@@ -8,11 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 
-use super::http::{self, Unreachable};
+use super::http::Unreachable;
 use super::{query_escape as q, Api, DaemonError};
 use crate::cli::{
-    Cli, Command, InspectArgs, LogsArgs, NetworkCmd, PsArgs, PullArgs, RunArgs, SystemCmd,
-    VolumeCmd,
+    Cli, Command, InspectArgs, NetworkCmd, PsArgs, PullArgs, RunArgs, SystemCmd, VolumeCmd,
 };
 use crate::commands::{self, container::ports_column, Code};
 use crate::format::{command_column, short_id, table};
@@ -25,7 +24,11 @@ use dockyard::units::human_duration;
 /// service refused, exit 125 for `run`, `create` and `pull`).
 pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
     let fail: u8 = match cli.command {
-        Command::Run(_) | Command::Create(_) | Command::Pull(_) => 125,
+        Command::Run(_)
+        | Command::Create(_)
+        | Command::Pull(_)
+        | Command::Push(_)
+        | Command::Login(_) => 125,
         _ => 1,
     };
     let result = match &cli.command {
@@ -63,9 +66,12 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
         }),
         // (The service does not filter by time or add --details yet: those
         // are refused rather than sent and silently ignored.)
-        Command::Logs(a) if !a.follow && a.since.is_none() && a.until.is_none() && !a.details => {
-            logs(api, a)
+        Command::Logs(a) if a.since.is_none() && a.until.is_none() && !a.details => {
+            super::session::logs(api, a)
         }
+        Command::Exec(a) => super::session::exec(api, a),
+        Command::Start(a) => super::session::start_attached(api, a),
+        Command::Attach(a) => super::session::attach(api, a),
         Command::Inspect(a) => inspect(api, a),
         Command::Network(NetworkCmd::Ls {
             quiet,
@@ -78,12 +84,12 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             filter,
             format: None,
         }) => volume_ls(api, *quiet, filter),
+        other if super::more::carries(other) => super::more::run(api, other),
         // (The guarded arms above: some flags of these are carried, not all.)
         other => {
             let partly = matches!(
                 other,
-                Command::Start(_)
-                    | Command::Logs(_)
+                Command::Logs(_)
                     | Command::Network(NetworkCmd::Ls { .. })
                     | Command::Volume(VolumeCmd::Ls { .. })
             );
@@ -353,34 +359,21 @@ fn pull(api: &Api, a: &PullArgs, to_stderr: bool) -> Result<Code> {
     if let Some(p) = &a.platform {
         path += &format!("&platform={}", q(p));
     }
-    let body = api.call("POST", &path, None)?;
-    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let m: Value = serde_json::from_slice(line)?;
-        if let Some(e) = m["error"].as_str() {
-            return Err(DaemonError {
-                status: 500,
-                message: e.to_string(),
-            }
-            .into());
-        }
-        let status = m["status"].as_str().unwrap_or_default();
-        if m["progressDetail"]["current"].is_u64() {
-            continue; // a progress bar's step
-        }
-        match m["id"].as_str() {
-            Some(id) => writeln!(out, "{id}: {status}")?,
-            None => writeln!(out, "{status}")?,
-        }
-    }
+    let body = api.stream("POST", &path, "", None)?;
+    super::more::progress(std::io::BufReader::new(body), &mut out)?;
     writeln!(out, "{reference}")?;
     Ok(0)
 }
 
 /// The flags of `run`/`create` the client sends; any other is refused
 /// rather than dropped.
-const CARRIED: [&str; 18] = [
+const CARRIED: [&str; 22] = [
     "-d",
     "--detach",
+    "-i",
+    "--interactive",
+    "-t",
+    "--tty",
     "--name",
     "-e",
     "--env",
@@ -430,6 +423,12 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
         "User": a.user.clone().unwrap_or_default(),
         "Hostname": a.hostname.clone().unwrap_or_default(),
         "Labels": labels,
+        "Tty": a.tty,
+        "OpenStdin": a.interactive,
+        "StdinOnce": a.interactive,
+        "AttachStdin": a.interactive && !a.detach,
+        "AttachStdout": !a.detach,
+        "AttachStderr": !a.detach,
         "HostConfig": {
             "AutoRemove": a.rm,
             "CgroupParent": a.cgroup_parent.clone().unwrap_or_default(),
@@ -463,12 +462,6 @@ fn is_no_such_image(e: &anyhow::Error) -> bool {
 /// Refuse the flags of `run`/`create` the client does not send, naming
 /// them: a flag dropped on the way would be a silently different container.
 fn check_flags(a: &RunArgs) -> Result<()> {
-    if a.interactive || a.tty {
-        bail!(
-            "dockyard: `run`/`create` with -i or -t is not supported through -H yet: \
-             use `run` (its output is attached) or `run -d`, then `logs`"
-        );
-    }
     let image = a.image_and_command.first().cloned().unwrap_or_default();
     let args: Vec<String> = std::env::args().collect();
     let start = args
@@ -499,107 +492,37 @@ fn check_flags(a: &RunArgs) -> Result<()> {
                 bail!("dockyard: `{f}` of run/create is not supported through -H yet");
             }
         }
-        value_next = !x.contains('=') && !matches!(flag, "-d" | "--detach" | "--rm");
+        let switches = [
+            "-d",
+            "--detach",
+            "--rm",
+            "-i",
+            "--interactive",
+            "-t",
+            "--tty",
+        ];
+        value_next = !x.contains('=') && !flags.iter().all(|f| switches.contains(&f.as_str()));
     }
     Ok(())
 }
 
-/// `run`: create; then, unless `-d`, attach to its output and ask for its
-/// exit before starting it, as docker's CLI does (a container that exits at
-/// once, or is removed by `--rm`, is not missed); start; copy the output;
-/// exit with the container's code.
+/// `run`: create; with `-d`, start and print the ID; else the attached
+/// session (`session`).
 fn run_container(api: &Api, a: &RunArgs) -> Result<Code> {
+    if a.tty
+        && a.interactive
+        && !a.detach
+        && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        bail!("the input device is not a TTY");
+    }
     let id = create(api, a)?;
     if a.detach {
         api.call("POST", &format!("/containers/{id}/start"), None)?;
         println!("{id}");
         return Ok(0);
     }
-    // The attach: the service answers 101 and the connection becomes the
-    // container's multiplexed output.
-    let mut attach = http::connect(&api.host)?;
-    let path = format!(
-        "/v{}/containers/{id}/attach?stream=1&stdout=1&stderr=1",
-        crate::api::API_VERSION
-    );
-    let upgrade = "Connection: Upgrade\r\nUpgrade: tcp\r\n";
-    http::send(&mut *attach, &api.host, "POST", &path, upgrade, None)?;
-    let mut output = std::io::BufReader::new(attach);
-    let head = http::read_head(&mut output)?;
-    if head.status != 101 && head.status != 200 {
-        let body = http::read_body(&mut output, &head)?;
-        bail!("attach: {}", String::from_utf8_lossy(&body).trim());
-    }
-    // The wait: its head comes back at once, so once it is read the
-    // service is waiting, and the start cannot be missed.
-    let condition = if a.rm { "removed" } else { "next-exit" };
-    let mut wait = http::connect(&api.host)?;
-    let path = format!(
-        "/v{}/containers/{id}/wait?condition={condition}",
-        crate::api::API_VERSION
-    );
-    http::send(
-        &mut *wait,
-        &api.host,
-        "POST",
-        &path,
-        "Connection: close\r\n",
-        None,
-    )?;
-    let mut wait = std::io::BufReader::new(wait);
-    let wait_head = http::read_head(&mut wait)?;
-    api.call("POST", &format!("/containers/{id}/start"), None)?;
-    demux(&mut output)?;
-    let answer: Value = serde_json::from_slice(&http::read_body(&mut wait, &wait_head)?)?;
-    if let Some(e) = answer["Error"]["Message"].as_str() {
-        bail!("{e}");
-    }
-    Ok(answer["StatusCode"].as_i64().unwrap_or(0) as Code)
-}
-
-/// Copy a multiplexed stream to our stdout and stderr until it ends: each
-/// frame an 8-byte header (the stream: 1 stdout, 2 stderr; three zero
-/// bytes; the length, big-endian), then the data.
-fn demux(r: &mut impl std::io::Read) -> Result<()> {
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let mut header = [0u8; 8];
-    loop {
-        match r.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let mut data = vec![0u8; len];
-        r.read_exact(&mut data)?;
-        let w: &mut dyn Write = if header[0] == 2 { &mut err } else { &mut out };
-        w.write_all(&data)?;
-        w.flush()?;
-    }
-}
-
-/// `logs` (not followed): the container's TTY setting says whether the
-/// stream is raw or multiplexed (an 8-byte header per frame: the stream,
-/// three zero bytes, the length, big-endian).
-fn logs(api: &Api, a: &LogsArgs) -> Result<Code> {
-    let c = api.json(
-        "GET",
-        &format!("/containers/{}/json", q(&a.container)),
-        None,
-    )?;
-    let path = format!(
-        "/containers/{}/logs?stdout=1&stderr=1&timestamps={}&tail={}",
-        q(&a.container),
-        a.timestamps,
-        q(&a.tail)
-    );
-    let body = api.call("GET", &path, None)?;
-    if c["Config"]["Tty"].as_bool() == Some(true) {
-        std::io::stdout().write_all(&body)?;
-        return Ok(0);
-    }
-    demux(&mut &body[..])?;
-    Ok(0)
+    super::session::run_attached(api, a, &id)
 }
 
 /// `inspect`: containers first, then images, as the in-process command.

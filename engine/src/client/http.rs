@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 client: one request per connection, over a unix
 //! socket or TCP (with mutual TLS when asked, see `tls`), which is all the
-//! Engine API needs for the commands the client sends (no keep-alive, no
-//! hijacked streams).
+//! Engine API needs for the commands the client sends (no keep-alive; a
+//! hijacked stream starts here and goes on in `hijack`).
 //!
 //! HTTP/1.1 is text up to the blank line: a status line, headers, then the
 //! body, whose end is said by `Content-Length`, by `Transfer-Encoding:
@@ -12,9 +12,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{anyhow, bail, Context, Result};
+use rustls::{ClientConnection, StreamOwned};
 
 /// Where the service listens: `unix:///PATH` or `tcp://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,15 +84,88 @@ impl std::error::Error for Unreachable {}
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
+/// A connection to the service: a unix socket, TCP, or TLS over TCP. An
+/// enum rather than a boxed stream, because a hijacked session polls the
+/// socket itself (`hijack`) and half-closes it when our input ends.
+pub enum Conn {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.read(buf),
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Unix(s) => s.write(buf),
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.flush(),
+            Conn::Tcp(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Conn {
+    /// The socket, for poll(2).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Conn::Unix(s) => s.as_fd(),
+            Conn::Tcp(s) => s.as_fd(),
+            Conn::Tls(s) => s.sock.as_fd(),
+        }
+    }
+
+    /// Our side is done sending (`shutdown(SHUT_WR)`, or TLS's
+    /// close_notify): the service sees the end of the input, and the
+    /// output still comes. docker's CLI does this at its stdin's EOF.
+    pub fn close_write(&mut self) {
+        match self {
+            Conn::Unix(s) => drop(s.shutdown(std::net::Shutdown::Write)),
+            Conn::Tcp(s) => drop(s.shutdown(std::net::Shutdown::Write)),
+            Conn::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.flush();
+            }
+        }
+    }
+
+    /// Decrypted bytes already inside the TLS session, which poll(2) on the
+    /// socket cannot see.
+    pub fn has_buffered(&mut self) -> bool {
+        match self {
+            Conn::Tls(s) => s
+                .conn
+                .process_new_packets()
+                .is_ok_and(|st| st.plaintext_bytes_to_read() > 0),
+            _ => false,
+        }
+    }
+}
+
 /// A connection to the service (TLS over `tcp://` when asked).
-pub fn connect(host: &Host) -> Result<Box<dyn Stream>> {
+pub fn connect(host: &Host) -> Result<Conn> {
     Ok(match host {
-        Host::Unix(p) => Box::new(UnixStream::connect(p).map_err(|_| Unreachable(host.url()))?),
+        Host::Unix(p) => Conn::Unix(UnixStream::connect(p).map_err(|_| Unreachable(host.url()))?),
         Host::Tcp(a) => {
             let tcp = TcpStream::connect(a).map_err(|_| Unreachable(host.url()))?;
             match super::tls::cert_dir() {
-                Some(dir) => Box::new(super::tls::connect(tcp, a, &dir)?),
-                None => Box::new(tcp),
+                Some(dir) => Conn::Tls(Box::new(super::tls::connect(tcp, a, &dir)?)),
+                None => Conn::Tcp(tcp),
             }
         }
     })
@@ -116,10 +191,10 @@ pub fn send(
         env!("CARGO_PKG_VERSION")
     );
     if let Some(b) = body {
-        head += &format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        );
+        if !extra.contains("Content-Type:") {
+            head += "Content-Type: application/json\r\n";
+        }
+        head += &format!("Content-Length: {}\r\n", b.len());
     }
     head += "\r\n";
     stream
@@ -133,7 +208,7 @@ pub fn send(
 pub fn request(host: &Host, method: &str, path: &str, body: Option<&[u8]>) -> Result<Response> {
     let mut stream = connect(host)?;
     send(
-        &mut *stream,
+        &mut stream,
         host,
         method,
         path,
@@ -148,6 +223,18 @@ pub struct Head {
     pub status: u16,
     length: Option<usize>,
     chunked: bool,
+    /// Every header, its name in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// A header's value (`name` in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The status line and the headers we act on.
@@ -163,6 +250,7 @@ pub fn read_head(r: &mut impl BufRead) -> Result<Head> {
         status,
         length: None,
         chunked: false,
+        headers: Vec::new(),
     };
     loop {
         line.clear();
@@ -180,6 +268,7 @@ pub fn read_head(r: &mut impl BufRead) -> Result<Head> {
             } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
                 head.chunked = true;
             }
+            head.headers.push((k, v.to_string()));
         }
     }
 }
@@ -213,6 +302,73 @@ pub fn read_body(r: &mut impl BufRead, head: &Head) -> Result<Vec<u8>> {
         r.read_to_end(&mut body)?;
     }
     Ok(body)
+}
+
+/// A body read as it arrives (`logs -f`, a build's or a push's JSON
+/// stream), in the three ways its end can be said.
+pub struct Body<R> {
+    r: R,
+    chunked: bool,
+    /// Bytes left: of the current chunk when chunked, else of the body
+    /// (`None`: to the end of the connection).
+    left: Option<usize>,
+    done: bool,
+}
+
+impl<R: BufRead> Body<R> {
+    pub fn new(r: R, head: &Head) -> Body<R> {
+        Body {
+            r,
+            chunked: head.chunked,
+            left: if head.chunked { Some(0) } else { head.length },
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> Read for Body<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.chunked && self.left == Some(0) {
+            let mut line = String::new();
+            self.r.read_line(&mut line)?;
+            if line.trim().is_empty() {
+                // The CRLF that ends the previous chunk.
+                line.clear();
+                self.r.read_line(&mut line)?;
+            }
+            let size = line.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size, 16).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "a bad chunk size")
+            })?;
+            if size == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = Some(size);
+        }
+        let want = match self.left {
+            Some(0) => {
+                self.done = true;
+                return Ok(0);
+            }
+            Some(n) => n.min(buf.len()),
+            None => buf.len(),
+        };
+        let n = self.r.read(&mut buf[..want])?;
+        if n == 0 {
+            if self.left.is_some() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.done = true;
+        }
+        if let Some(l) = self.left.as_mut() {
+            *l -= n;
+        }
+        Ok(n)
+    }
 }
 
 fn read_response(mut r: impl BufRead) -> Result<Response> {

@@ -24,18 +24,27 @@
 //! | `inspect`                       | `GET /containers/X/json`, else `/images/X/json`    |
 //! | `pull`                          | `POST /images/create?fromImage=&tag=` (a stream)   |
 //! | `create`, `run -d`              | `POST /containers/create` (`/images/create` on a 404), `/start` |
-//! | `run` (attached, no -i/-t)      | create, `attach` (101, hijacked), `wait`, `start`  |
+//! | `run` (attached, `-i`, `-it`), `start -a`/`-ai`, `attach` | create, `attach` (101, hijacked), `wait`, `start`, `resize` (`session`, `hijack`) |
+//! | `exec` (`-i -t -d -e -u -w`)    | `POST /containers/X/exec`, `/exec/E/start` (101), `GET /exec/E/json` |
 //! | `start`, `stop`, `restart`, `kill`, `wait`, `rm` | `POST /containers/X/...`, `DELETE /containers/X` |
-//! | `logs` (no -f)                  | `GET /containers/X/logs` (multiplexed frames)      |
+//! | `logs` (`-f`, `--tail`, `-t`)   | `GET /containers/X/logs` (frames, read as they come) |
+//! | `build`                         | `POST /build` with the context as a tar (`build`)  |
+//! | `cp`                            | `HEAD`/`GET`/`PUT /containers/X/archive` (`cp`)    |
 //! | `network ls`, `volume ls`       | `GET /networks`, `GET /volumes`                    |
+//! | `top`, `stats --no-stream`, `port`, `rename`, `pause`, `tag`, `rmi`, `push`, network/volume `create`/`rm` | see `more` |
 //!
 //! `tcp://` is plain on loopback; to another machine it is mutual TLS
 //! (`tls`), as the service insists. A command that is not (yet) carried over the API is refused with
 //! exit 125, naming it: never silently run here instead, which would act on
 //! this machine's engine when the user asked for another's.
 
+mod build;
 mod commands;
+mod cp;
+mod hijack;
 mod http;
+mod more;
+mod session;
 mod tls;
 
 pub use http::Host;
@@ -115,15 +124,30 @@ impl Api {
         if (200..300).contains(&r.status) {
             return Ok(r.body);
         }
-        let message = serde_json::from_slice::<Value>(&r.body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&r.body).trim().to_string());
-        Err(DaemonError {
-            status: r.status,
-            message,
+        Err(daemon_error(r.status, &r.body))
+    }
+
+    /// A request whose 2xx body is read as it comes (`logs -f`, a build's
+    /// or a push's progress); `extra` header lines, and a raw `body`
+    /// (its `Content-Type` among `extra`).
+    pub fn stream(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &str,
+        body: Option<&[u8]>,
+    ) -> anyhow::Result<http::Body<std::io::BufReader<http::Conn>>> {
+        let path = format!("/v{}{path}", crate::api::API_VERSION);
+        let mut conn = http::connect(&self.host)?;
+        let extra = format!("Connection: close\r\n{extra}");
+        http::send(&mut conn, &self.host, method, &path, &extra, body)?;
+        let mut r = std::io::BufReader::new(conn);
+        let head = http::read_head(&mut r)?;
+        if !(200..300).contains(&head.status) {
+            let body = http::read_body(&mut r, &head)?;
+            return Err(daemon_error(head.status, &body));
         }
-        .into())
+        Ok(http::Body::new(r, &head))
     }
 
     /// A request whose answer is JSON.
@@ -131,6 +155,16 @@ impl Api {
         let bytes = self.call(method, path, body)?;
         serde_json::from_slice(&bytes).map_err(|e| anyhow!("the service's answer to {path}: {e}"))
     }
+}
+
+/// The service's refusal: docker's `{"message": ...}` body, else the
+/// body's text.
+pub fn daemon_error(status: u16, body: &[u8]) -> anyhow::Error {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    DaemonError { status, message }.into()
 }
 
 /// `s` escaped for a URL's query (RFC 3986's unreserved characters kept).

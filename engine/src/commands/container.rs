@@ -674,7 +674,7 @@ pub fn stats(engine: &Engine, args: &StatsArgs) -> Result<Code> {
 }
 
 /// One line of `docker stats`.
-fn stats_row(s: &container::Stats) -> Vec<String> {
+pub fn stats_row(s: &container::Stats) -> Vec<String> {
     vec![
         short_id(&s.id).to_string(),
         s.name.clone(),
