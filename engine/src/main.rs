@@ -170,21 +170,7 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
     let engine = open_engine(&cli).map_err(|e| (125, anyhow::anyhow!("dockyard: {e:#}")))?;
     trace::phase("opened the data root");
     if engine.rootless {
-        // Commands that stand on what a rootless engine does not have.
-        let cgroups = "it works through the container's cgroup, and rootless containers have \
-                       none (the host's cgroups belong to root)";
-        let refused = match &cli.command {
-            Command::Pause(_) | Command::Unpause(_) => Some(("pause", cgroups)),
-            Command::Update(_) => Some(("update", cgroups)),
-            Command::Stats(_) => Some(("stats", cgroups)),
-            Command::Top(_) => Some(("top", cgroups)),
-            Command::Build(_) => Some((
-                "build",
-                "lab 06's RUN steps make cgroups and run without a user namespace",
-            )),
-            _ => None,
-        };
-        if let Some((what, why)) = refused {
+        if let Some((what, why)) = rootless_refused(&cli.command) {
             return Err(with(rootless::rootless_refusal(what, why)));
         }
     }
@@ -252,6 +238,23 @@ fn dispatch(cli: Cli) -> Result<i32, (u8, anyhow::Error)> {
         Command::MonitorExited(a) => ctr::monitor_exited(&engine, a),
     };
     result.map_err(with)
+}
+
+/// The commands that stand on what a rootless engine does not have, and why.
+fn rootless_refused(command: &Command) -> Option<(&'static str, &'static str)> {
+    let cgroups = "it works through the container's cgroup, and rootless containers have \
+                   none (the host's cgroups belong to root)";
+    match command {
+        Command::Pause(_) | Command::Unpause(_) => Some(("pause", cgroups)),
+        Command::Update(_) => Some(("update", cgroups)),
+        Command::Stats(_) => Some(("stats", cgroups)),
+        Command::Top(_) => Some(("top", cgroups)),
+        Command::Build(_) => Some((
+            "build",
+            "lab 06's RUN steps make cgroups and run without a user namespace",
+        )),
+        _ => None,
+    }
 }
 
 /// Read daemon.json (warning about keys it does not use) and open the data root.
