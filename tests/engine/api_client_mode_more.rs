@@ -282,7 +282,9 @@ fn api_client_mode_inspects_and_prunes_networks_and_volumes_as_in_process() {
     // volume prune: an anonymous volume no container uses goes, a named
     // one stays (and goes with -a); both fronts print the same shape.
     let anon = |dy: &Dy| -> String {
-        let id = dy.ok(&["create", "-v", "/data", "busybox", "true"]);
+        // (Made when the container starts.)
+        let id = dy.ok(&["run", "-d", "-v", "/data", "busybox", "true"]);
+        dy.ok(&["wait", id.trim()]);
         let vol = dy.inspect(id.trim(), "{{range .Mounts}}{{.Name}}{{end}}");
         dy.ok(&["rm", id.trim()]);
         vol

@@ -20,11 +20,18 @@ pub fn events(api: &Api, a: &EventsArgs) -> Result<Code> {
         Ok(f) => f,
         Err(code) => return Ok(code),
     };
+    // Refused here as the service would refuse them (docker's daemon
+    // checks both): its words, "Error response from daemon: ...".
+    let refused = |e: anyhow::Error| DaemonError {
+        status: 400,
+        message: format!("{e:#}"),
+    };
     let mut filters = Filters::default();
     for f in &a.filter {
-        filters.add_arg(f)?;
+        filters.add_arg(f).map_err(refused)?;
     }
-    let (since, until) = commands::events::window(a.since.as_deref(), a.until.as_deref())?;
+    let (since, until) =
+        commands::events::window(a.since.as_deref(), a.until.as_deref()).map_err(refused)?;
     let mut path = "/events?".to_string();
     if let Some(s) = since {
         path += &format!("since={}&", since_text(s));
