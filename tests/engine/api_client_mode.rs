@@ -311,8 +311,8 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
             "dockyard: `stats` is not supported through -H yet",
         ),
         (
-            &["network", "connect", "n1", "x"],
-            "dockyard: `network connect` is not supported through -H yet",
+            &["network", "create", "--ip-range", "10.0.0.0/24", "n1"],
+            "dockyard: `network create` is not supported through -H yet",
         ),
         (
             &["network", "ls", "--format", "{{.Name}}"],
