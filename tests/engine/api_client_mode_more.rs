@@ -404,3 +404,69 @@ fn api_client_mode_streams_events_as_in_process() {
     assert_eq!(got.as_deref(), Ok("container create later"));
     dy.ok(&["rm", "later"]);
 }
+
+/// `network connect`/`disconnect` through the service, in a throwaway
+/// network namespace (they make bridges and veths): the container's own
+/// namespace gains, then loses, the second network's address, and
+/// `network inspect` through the service says what in-process says.
+#[test]
+fn api_client_mode_connects_and_disconnects_networks() {
+    let dy = Dy::new();
+    let script = format!(
+        r#"
+        ip link set lo up
+        D="{bin} --root {root}"
+        C="{bin} -H unix://{root}/cm.sock"
+        $D system service -H unix://{root}/cm.sock --time 0 2>/dev/null & S=$!
+        n=0; until $C version >/dev/null 2>&1 || [ $n -gt 200 ]; do sleep 0.05; n=$((n+1)); done
+        $D network create --subnet 10.198.8.0/24 first >/dev/null
+        $D network create --subnet 10.198.9.0/24 second >/dev/null
+        $D run -d --cgroup-parent={parent} --network first --name t1 busybox sleep 30 >/dev/null
+        P=$($D inspect -f '{{{{.State.Pid}}}}' t1)
+        $C network connect --alias web --ip 10.198.9.7 second t1
+        echo "in ns: $(nsenter -t $P -n ip -o -4 addr | grep -o '10\.198\.9\.[0-9]*/24')"
+        F='{{{{range .Containers}}}}{{{{.Name}}}} {{{{.IPv4Address}}}}{{{{end}}}}'
+        echo "remote: $($C network inspect -f "$F" second)"
+        echo "local: $($D network inspect -f "$F" second)"
+        echo "aliases: $($D inspect -f '{{{{.NetworkSettings.Networks.second.Aliases}}}}' t1)"
+        $C network disconnect second t1
+        echo "after: $(nsenter -t $P -n ip -o -4 addr | grep -c '10\.198\.9\.')"
+        echo "remote after: $($C network inspect -f "$F" second)"
+        $D rm -f t1 >/dev/null
+        $C network prune -f
+        kill $S; wait $S
+        "#,
+        bin = bin("dockyard").display(),
+        root = dy.root.path().display(),
+        parent = dy.parent,
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .env_remove("DOCKYARD_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(
+        stdout.contains("in ns: 10.198.9.7/24\n"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("remote: t1 10.198.9.7/24\nlocal: t1 10.198.9.7/24\n"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("aliases: [") && stdout.contains("web"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("after: 0\nremote after: \n"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.ends_with("Deleted Networks:\nfirst\nsecond\n")
+            || stdout.ends_with("Deleted Networks:\nsecond\nfirst\n"),
+        "{stdout}{stderr}"
+    );
+}
