@@ -307,16 +307,16 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
     // Refused, never run here instead: nothing is made in the data root.
     for (args, said) in [
         (
-            &["diff", "x"][..],
-            "dockyard: `diff` is not supported through -H yet",
+            &["stats", "x"][..],
+            "dockyard: `stats` is not supported through -H yet",
         ),
         (
-            &["network", "connect", "n1", "x"],
-            "dockyard: `network connect` is not supported through -H yet",
+            &["network", "create", "--ip-range", "10.0.0.0/24", "n1"],
+            "dockyard: `network create` is not supported through -H yet",
         ),
         (
-            &["logs", "--since", "1h", "x"],
-            "dockyard: `logs` with these flags is not supported through -H yet",
+            &["network", "ls", "--format", "{{.Name}}"],
+            "dockyard: `network ls` with these flags is not supported through -H yet",
         ),
         (
             &["run", "-d", "-p", "80:80", "busybox", "true"],
@@ -477,3 +477,6 @@ fn api_client_mode_reaches_a_service_in_another_network_namespace() {
 // build, cp, push (a file of their own, for the 1200-line limit).
 #[path = "api_client_mode_io.rs"]
 mod io;
+
+#[path = "api_client_mode_more.rs"]
+mod more;

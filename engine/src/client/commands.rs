@@ -64,11 +64,10 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             let path = format!("/containers/{}?force={}&v={}", q(n), a.force, a.volumes);
             api.call("DELETE", &path, None)
         }),
-        // (The service does not filter by time or add --details yet: those
-        // are refused rather than sent and silently ignored.)
         Command::Logs(a) if a.since.is_none() && a.until.is_none() && !a.details => {
             super::session::logs(api, a)
         }
+        Command::Logs(a) => super::logs::logs(api, a),
         Command::Exec(a) => super::session::exec(api, a),
         Command::Start(a) => super::session::start_attached(api, a),
         Command::Attach(a) => super::session::attach(api, a),
@@ -85,13 +84,14 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             format: None,
         }) => volume_ls(api, *quiet, filter),
         other if super::more::carries(other) => super::more::run(api, other),
+        Command::Events(a) | Command::System(SystemCmd::Events(a)) => super::events::events(api, a),
+        other if super::layers::carries(other) => super::layers::run(api, other),
+        other if super::netvol::carries(other) => super::netvol::run(api, other),
         // (The guarded arms above: some flags of these are carried, not all.)
         other => {
             let partly = matches!(
                 other,
-                Command::Logs(_)
-                    | Command::Network(NetworkCmd::Ls { .. })
-                    | Command::Volume(VolumeCmd::Ls { .. })
+                Command::Network(NetworkCmd::Ls { .. }) | Command::Volume(VolumeCmd::Ls { .. })
             );
             return Err((125, unsupported(&api.host.url(), partly)));
         }

@@ -27,11 +27,14 @@
 //! | `run` (attached, `-i`, `-it`), `start -a`/`-ai`, `attach` | create, `attach` (101, hijacked), `wait`, `start`, `resize` (`session`, `hijack`) |
 //! | `exec` (`-i -t -d -e -u -w`)    | `POST /containers/X/exec`, `/exec/E/start` (101), `GET /exec/E/json` |
 //! | `start`, `stop`, `restart`, `kill`, `wait`, `rm` | `POST /containers/X/...`, `DELETE /containers/X` |
-//! | `logs` (`-f`, `--tail`, `-t`)   | `GET /containers/X/logs` (frames, read as they come) |
+//! | `logs` (`-f`, `--tail`, `-t`; `--since`, `--until`, `--details` in `logs`) | `GET /containers/X/logs` (frames, read as they come) |
+//! | `events` (`--since`, `--until`, `-f`, `--format`) | `GET /events` (a JSON line each, as they come; `events`) |
 //! | `build`                         | `POST /build` with the context as a tar (`build`)  |
 //! | `cp`                            | `HEAD`/`GET`/`PUT /containers/X/archive` (`cp`)    |
 //! | `network ls`, `volume ls`       | `GET /networks`, `GET /volumes`                    |
 //! | `top`, `stats --no-stream`, `port`, `rename`, `pause`, `tag`, `rmi`, `push`, network/volume `create`/`rm` | see `more` |
+//! | `history`, `diff`, `export`, `commit`, `save`, `load` | see `layers` |
+//! | `network inspect`/`connect`/`disconnect`/`prune`, `volume inspect`/`prune` | see `netvol` |
 //!
 //! `tcp://` is plain on loopback; to another machine it is mutual TLS
 //! (`tls`), as the service insists. A command that is not (yet) carried over the API is refused with
@@ -41,9 +44,13 @@
 mod build;
 mod commands;
 mod cp;
+mod events;
 mod hijack;
 mod http;
+mod layers;
+mod logs;
 mod more;
+mod netvol;
 mod session;
 mod tls;
 

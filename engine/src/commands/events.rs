@@ -52,8 +52,10 @@ pub fn since_text(n: i64) -> String {
     )
 }
 
-pub fn events(engine: &Engine, args: &EventsArgs) -> Result<i32> {
-    let format = match args.format.as_deref() {
+/// `--format` as a template (`json`: each event's JSON), checked as docker
+/// checks it; Err: the exit code of a bad one, its error printed.
+pub fn format_of(format: Option<&str>) -> std::result::Result<Option<String>, i32> {
+    let format = match format {
         Some("json") => Some("{{json .}}".to_string()),
         Some("") | None => None,
         Some(f) => Some(f.to_string()),
@@ -62,9 +64,17 @@ pub fn events(engine: &Engine, args: &EventsArgs) -> Result<i32> {
         // docker checks the template on an empty event first.
         if let Err(e) = template::render(f, &serde_json::json!({})) {
             eprintln!("Error parsing format: {e:#}");
-            return Ok(64);
+            return Err(64);
         }
     }
+    Ok(format)
+}
+
+pub fn events(engine: &Engine, args: &EventsArgs) -> Result<i32> {
+    let format = match format_of(args.format.as_deref()) {
+        Ok(f) => f,
+        Err(code) => return Ok(code),
+    };
     let mut filters = Filters::default();
     for f in &args.filter {
         filters.add_arg(f)?;
@@ -97,7 +107,12 @@ pub fn events(engine: &Engine, args: &EventsArgs) -> Result<i32> {
     }
 }
 
-fn print(out: &mut impl std::io::Write, m: &events::Message, format: Option<&str>) -> Result<()> {
+/// One event's line: docker's, or `--format`'s.
+pub fn print(
+    out: &mut impl std::io::Write,
+    m: &events::Message,
+    format: Option<&str>,
+) -> Result<()> {
     let line = match format {
         None => events::pretty(m),
         // The API's JSON, its fields in docker's order.

@@ -335,6 +335,17 @@ pub(super) fn prune_images(engine: &Engine, all: bool) -> Result<u64> {
 /// `docker history`: the image's history, newest first.
 pub fn history(engine: &Engine, args: &HistoryArgs) -> Result<Code> {
     let (image, entries) = image::history(engine, &args.image)?;
+    print_history(&image.config_digest, image.short_id(), &entries, args)
+}
+
+/// The `history` table (or `-q`'s IDs) of an image's steps, newest first:
+/// what `history` prints here and through the service (`client`).
+pub fn print_history(
+    id: &str,
+    short_id: &str,
+    entries: &[HistoryEntry],
+    args: &HistoryArgs,
+) -> Result<Code> {
     let now = SystemTime::now();
     let mut rows: Vec<Vec<String>> = entries
         .iter()
@@ -342,9 +353,9 @@ pub fn history(engine: &Engine, args: &HistoryArgs) -> Result<Code> {
         .collect();
     if let Some(first) = rows.first_mut() {
         first[0] = if args.no_trunc {
-            image.config_digest.clone()
+            id.to_string()
         } else {
-            image.short_id().to_string()
+            short_id.to_string()
         };
     }
     if args.quiet {

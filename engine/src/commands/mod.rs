@@ -88,7 +88,7 @@ fn each(engine: &Engine, names: &[String], f: impl Fn(&Record) -> Result<()>) ->
 }
 
 /// Print `prompt` (a prune's warning) and read the answer: true for yes.
-fn confirm(prompt: &str) -> Result<bool> {
+pub(crate) fn confirm(prompt: &str) -> Result<bool> {
     print!("{prompt}");
     std::io::stdout().flush()?;
     let mut answer = String::new();
@@ -172,7 +172,7 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
 /// Write an archive to `-o FILE`, or to stdout unless it is a terminal, as
 /// docker's `save` and `export` do. A file is written beside its target and
 /// renamed: a failed write leaves no half archive.
-fn write_archive(
+pub(crate) fn write_archive(
     output: Option<&Path>,
     write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
 ) -> Result<()> {
