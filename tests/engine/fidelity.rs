@@ -1134,3 +1134,27 @@ fn ps_format_fields_are_the_docker_clis() {
     assert_eq!(&c[10..11], " ", "{c}");
     assert!(c.split(' ').nth(2).unwrap().starts_with(['+', '-']), "{c}");
 }
+
+#[test]
+fn commit_message_and_author_are_the_images_comment_and_author_as_dockers() {
+    let dy = Dy::new();
+    dy.ok(&["create", "--name", "c1", "busybox", "true"]);
+    dy.ok(&[
+        "commit",
+        "-m",
+        "a message",
+        "-a",
+        "An Author",
+        "c1",
+        "made:1",
+    ]);
+    // The docker CLI through the service, the oracle, reads the same store.
+    let svc = crate::oracle::Service::start(&dy);
+    let format = "{{.Comment}}|{{.Author}}";
+    let docker = svc.docker_ok(&["image", "inspect", "-f", format, "made:1"]);
+    assert_eq!(docker, "a message|An Author\n");
+    assert_eq!(dy.inspect("made:1", format), docker.trim_end());
+    // Without -m, the comment is empty: the parent's is not inherited.
+    dy.ok(&["commit", "c1", "plain:1"]);
+    assert_eq!(dy.inspect("plain:1", "{{.Comment}}"), "");
+}

@@ -400,8 +400,12 @@ fn notes_commit_names_including_the_full_width_colon() {
         dy.inspect("postive/mycentos:ownlasteat", "{{.Author}}"),
         "own own"
     );
-    // The message is the new layer's history comment (docker also copies
-    // it to the image's top-level `Comment`; dockyard's is empty).
+    // The message is the image's top-level `Comment`, as docker's, and the
+    // new layer's history comment.
+    assert_eq!(
+        dy.inspect("postive/mycentos:ownlasteat", "{{.Comment}}"),
+        "testtest"
+    );
     let history = dy.ok(&["history", "postive/mycentos:ownlasteat"]);
     let newest = history.lines().nth(1).unwrap();
     assert!(newest.ends_with("testtest"), "{history}");
