@@ -1139,7 +1139,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
     #[command(flatten)]
-    pub more: crate::commands::build::BuildFlags,
+    pub more: crate::build_flags::BuildFlags,
     /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
     /// (A lone `-` is a value to clap; any other dash word is a flag, so an
     /// unknown one is reported as such and never taken for the context.)

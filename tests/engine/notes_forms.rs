@@ -754,3 +754,81 @@ fn notes_env_flag_and_a_command_the_image_lacks() {
     );
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn commit_message_and_author_are_the_images_comment_and_author_as_dockers() {
+    let dy = Dy::new();
+    dy.ok(&["create", "--name", "c1", "busybox", "true"]);
+    dy.ok(&[
+        "commit",
+        "-m",
+        "a message",
+        "-a",
+        "An Author",
+        "c1",
+        "made:1",
+    ]);
+    // The docker CLI through the service, the oracle, reads the same store.
+    let svc = crate::oracle::Service::start(&dy);
+    let format = "{{.Comment}}|{{.Author}}";
+    let docker = svc.docker_ok(&["image", "inspect", "-f", format, "made:1"]);
+    assert_eq!(docker, "a message|An Author\n");
+    assert_eq!(dy.inspect("made:1", format), docker.trim_end());
+    // Without -m, the comment is empty: the parent's is not inherited.
+    dy.ok(&["commit", "c1", "plain:1"]);
+    assert_eq!(dy.inspect("plain:1", "{{.Comment}}"), "");
+}
+
+#[test]
+fn info_prints_dockers_client_and_server_parts() {
+    let dy = Dy::new();
+    dy.ok(&["create", "--name", "c1", "busybox", "true"]);
+    let svc = crate::oracle::Service::start(&dy);
+    let docker = svc.docker_ok(&["info"]);
+    let ours = dy.ok(&["info"]);
+    // The client part: docker's lines, with dockyard's version and no CLI
+    // plugins.
+    let client = ours.split("\nServer:\n").next().unwrap();
+    assert_eq!(
+        client,
+        format!(
+            "Client:\n Version:    {}\n Context:    default\n Debug Mode: false\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    // The server part, line for line what docker's CLI makes of GET /info,
+    // but for the lines about binaries dockyard does not have.
+    let server = |s: &str| -> Vec<String> {
+        s.split_once("\nServer:\n")
+            .unwrap()
+            .1
+            .lines()
+            .filter(|l| {
+                ![
+                    " Init Binary:",
+                    " containerd version:",
+                    " runc version:",
+                    " init version:",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        server(&ours),
+        server(&docker),
+        "ours:\n{ours}\ndocker's:\n{docker}"
+    );
+    for line in [
+        " Containers: 1\n",
+        " Plugins:\n  Volume: local\n",
+        " Runtimes: dockyard\n Default Runtime: dockyard\n",
+        " Live Restore Enabled: false\n",
+    ] {
+        assert!(ours.contains(line), "{line:?} in {ours}");
+    }
+    let host = nix::unistd::gethostname().unwrap();
+    assert!(ours.contains(&format!(" Name: {}\n", host.to_string_lossy())));
+}
