@@ -1138,6 +1138,8 @@ pub struct BuildArgs {
     /// Build for this platform: the host's only (e.g. linux/amd64).
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub more: crate::build_flags::BuildFlags,
     /// A directory, a tar archive, or `-` (a Dockerfile or a tar archive on standard input).
     /// (A lone `-` is a value to clap; any other dash word is a flag, so an
     /// unknown one is reported as such and never taken for the context.)

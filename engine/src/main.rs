@@ -7,6 +7,7 @@
 //! docker prints. Every kernel mechanism comes from a lab's library.
 
 mod api;
+mod build_flags;
 mod cli;
 mod cli_errors;
 mod client;

@@ -73,6 +73,30 @@ pub struct Info {
     pub debug: bool,
     #[serde(rename = "RegistryConfig")]
     pub registry: RegistryConfig,
+    /// The host's name, as docker's `Name`.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The drivers there are, by kind (`Volume`, `Network`, `Log`), as
+    /// docker's `Plugins`.
+    #[serde(rename = "Plugins", default)]
+    pub plugins: Plugins,
+    /// daemon.json's `labels`.
+    #[serde(rename = "Labels", default)]
+    pub labels: Vec<String>,
+    /// dockyard has no daemon whose restart containers could outlive.
+    #[serde(rename = "LiveRestoreEnabled", default)]
+    pub live_restore: bool,
+}
+
+/// The drivers `info` lists under `Plugins`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plugins {
+    #[serde(rename = "Volume", default)]
+    pub volume: Vec<String>,
+    #[serde(rename = "Network", default)]
+    pub network: Vec<String>,
+    #[serde(rename = "Log", default)]
+    pub log: Vec<String>,
 }
 
 /// daemon.json's registry settings, as `info` shows them.
@@ -135,6 +159,18 @@ pub fn info(engine: &Engine) -> Result<Info> {
             mirrors: c.registry_mirrors.clone(),
             insecure,
         },
+        name: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        plugins: Plugins {
+            volume: vec!["local".into()],
+            network: ["bridge", "host", "ipvlan", "macvlan", "null", "overlay"]
+                .map(String::from)
+                .to_vec(),
+            log: ["json-file", "none"].map(String::from).to_vec(),
+        },
+        labels: c.labels.clone(),
+        live_restore: false,
     })
 }
 

@@ -716,3 +716,78 @@ fn build_cache_shows_in_df_and_builder_prune_reclaims_it() {
     dy.ok(&["system", "prune", "-a", "-f"]);
     assert_eq!(cache_row(&dy)[0..2], ["0", "0"]);
 }
+
+/// The classic builder's cgroup flags (`-c`, `--cpu-period`, `--cpu-quota`, `--cpuset-cpus`,
+/// `--memory-swap`) reach the RUN step's cgroup, seen from the host while the step runs;
+/// `--compress`, `--disable-content-trust` and `--isolation default` are accepted with
+/// nothing to do, and `--isolation hyperv` is refused in moby's words (its build route
+/// accepts only the default isolation on Linux).
+#[test]
+fn build_cgroup_flags_reach_the_run_steps_cgroup() {
+    let dy = Dy::new();
+    dy.file("Dockerfile", "FROM busybox\nRUN sleep 3\n");
+    let ctx = dy.ctx.path().to_str().unwrap().to_string();
+    let mut child = dy
+        .command(&[
+            "build",
+            "-t",
+            "cpu",
+            "-c",
+            "512",
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            "50000",
+            "--cpuset-cpus",
+            "0",
+            "-m",
+            "64m",
+            "--memory-swap",
+            "-1",
+            "--compress",
+            "--disable-content-trust",
+            "--isolation",
+            "default",
+            &ctx,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let v2 = lab03_cgroups::detect().unwrap().version() == lab03_cgroups::Version::V2;
+    let files: &[&str] = if v2 {
+        &["cpu.weight", "cpu.max", "cpuset.cpus"]
+    } else {
+        &["cpu.shares", "cpu.cfs_quota_us", "cpuset.cpus"]
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen: Vec<Option<String>> = vec![None; files.len()];
+    while seen.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
+        for (i, f) in files.iter().enumerate() {
+            if seen[i].is_none() {
+                seen[i] = leftover_cgroups(&dy.parent)
+                    .iter()
+                    .find_map(|d| fs::read_to_string(d.join(f)).ok())
+                    .map(|s| s.trim().to_string());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(child.wait().unwrap().success());
+    let seen: Vec<String> = seen.into_iter().map(Option::unwrap_or_default).collect();
+    if v2 {
+        // 512 shares on v2's scale, as runc converts them.
+        assert_eq!(seen, ["20", "50000 100000", "0"]);
+    } else {
+        assert_eq!(seen, ["512", "50000", "0"]);
+    }
+    let out = dy.build("iso", &["--isolation", "hyperv"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error response from daemon: unsupported isolation: \"hyperv\"\n"
+    );
+    // What this builder cannot do is refused, naming the flag, not ignored.
+    let out = dy.build("hosts", &["--add-host", "a:10.0.0.1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--add-host is not supported"));
+}

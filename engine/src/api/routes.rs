@@ -286,20 +286,13 @@ fn version() -> Value {
 fn info(service: &Service) -> Result<Response> {
     let info = system::info(service.engine)?;
     let mut v = serde_json::to_value(&info)?;
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let extra = json!({
         "ID": "",
-        "Name": host,
         "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
                   "ControlAvailable": false, "RemoteManagers": null},
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"],
-                    "Log": ["json-file"], "Authorization": null},
         "Runtimes": {"dockyard": {"path": "dockyard"}},
         "DefaultRuntime": "dockyard",
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "Labels": [],
         "ExperimentalBuild": false,
         "Warnings": [],
     });

@@ -32,6 +32,7 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         Some(m) => Some(lab03_cgroups::parse_size(m).context("invalid argument for -m, --memory")?),
         None => None,
     };
+    let limits = a.more.limits()?;
     let opts = lab06_dockerfile::BuildOptions {
         tags: a.tags.clone(),
         dockerfile: a.file.clone(),
@@ -48,6 +49,7 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         memory,
         no_cache_filter: a.no_cache_filter.clone(),
         platform: a.platform.clone(),
+        limits,
     };
     match lab06_dockerfile::build(&engine.images, &opts) {
         Ok(_) => Ok(0),

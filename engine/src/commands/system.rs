@@ -54,7 +54,10 @@ pub fn info(engine: &Engine) -> Result<Code> {
     Ok(0)
 }
 
-/// `info`'s text, as docker prints the server's part.
+/// `info`'s text, as docker prints it: the client's part (dockyard's
+/// version; no CLI plugins), then the server's, line for line docker's
+/// but for the lines dockyard has nothing true to put in (`Init Binary`,
+/// `containerd version`, `runc version`, `init version`).
 pub(crate) fn info_text(i: &Info) -> String {
     let list = |v: &[String]| {
         if v.is_empty() {
@@ -63,7 +66,11 @@ pub(crate) fn info_text(i: &Info) -> String {
             format!("\n  {}", v.join("\n  "))
         }
     };
-    let mut s = String::from("Server:\n");
+    let mut s = String::from("Client:\n");
+    s += &format!(" Version:    {}\n", env!("CARGO_PKG_VERSION"));
+    s += " Context:    default\n";
+    s += " Debug Mode: false\n\n";
+    s += "Server:\n";
     s += &format!(" Containers: {}\n", i.containers);
     s += &format!("  Running: {}\n", i.running);
     s += &format!("  Paused: {}\n", i.paused);
@@ -74,6 +81,13 @@ pub(crate) fn info_text(i: &Info) -> String {
     s += &format!(" Logging Driver: {}\n", i.logging_driver);
     s += &format!(" Cgroup Driver: {}\n", i.cgroup_driver);
     s += &format!(" Cgroup Version: {}\n", i.cgroup_version);
+    s += " Plugins:\n";
+    s += &format!("  Volume: {}\n", i.plugins.volume.join(" "));
+    s += &format!("  Network: {}\n", i.plugins.network.join(" "));
+    s += &format!("  Log: {}\n", i.plugins.log.join(" "));
+    s += " Swarm: inactive\n";
+    s += " Runtimes: dockyard\n";
+    s += " Default Runtime: dockyard\n";
     s += " Security Options:\n";
     for opt in &i.security_options {
         s += &security_option(opt);
@@ -83,15 +97,43 @@ pub(crate) fn info_text(i: &Info) -> String {
     s += &format!(" OSType: {}\n", i.os_type);
     s += &format!(" Architecture: {}\n", i.architecture);
     s += &format!(" CPUs: {}\n", i.cpus);
-    s += &format!(
-        " Total Memory: {:.4}GiB\n",
-        i.mem_total as f64 / 1024.0 / 1024.0 / 1024.0
-    );
+    s += &format!(" Total Memory: {}\n", binary_size(i.mem_total as f64));
+    s += &format!(" Name: {}\n", i.name);
     s += &format!(" Docker Root Dir: {}\n", i.root_dir);
     s += &format!(" Debug Mode: {}\n", i.debug);
-    s += &format!(" Registry Mirrors:{}\n", list(&i.registry.mirrors));
-    s += &format!(" Insecure Registries:{}\n", list(&i.registry.insecure));
+    s += " Experimental: false\n";
+    // As docker's: these three lines only when there is something in them.
+    if !i.labels.is_empty() {
+        s += &format!(" Labels:{}\n", list(&i.labels));
+    }
+    if !i.registry.insecure.is_empty() {
+        s += &format!(" Insecure Registries:{}\n", list(&i.registry.insecure));
+    }
+    if !i.registry.mirrors.is_empty() {
+        s += &format!(" Registry Mirrors:{}\n", list(&i.registry.mirrors));
+    }
+    s += &format!(" Live Restore Enabled: {}\n\n", i.live_restore);
     s
+}
+
+/// A size as docker's `units.BytesSize` writes it: four significant
+/// digits, binary units (`23.54GiB`, `512MiB`).
+fn binary_size(mut n: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut u = 0;
+    while n >= 1024.0 && u < units.len() - 1 {
+        n /= 1024.0;
+        u += 1;
+    }
+    // Go's %.4g: four significant digits, trailing zeros dropped.
+    let digits = 3usize.saturating_sub(n.max(1.0).log10().floor() as usize);
+    let text = format!("{n:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{}", units[u])
 }
 
 /// One of the API's security options (`name=seccomp,profile=builtin`) as
@@ -414,11 +456,23 @@ mod tests {
                 mirrors: vec![],
                 insecure: vec!["127.0.0.0/8".into()],
             },
+            name: "host1".into(),
+            plugins: system::Plugins {
+                volume: vec!["local".into()],
+                network: vec!["bridge".into(), "host".into()],
+                log: vec!["json-file".into()],
+            },
+            labels: vec!["a=b".into()],
+            live_restore: false,
         };
         let text = info_text(&info);
-        assert!(text.starts_with("Server:\n Containers: 3\n  Running: 1\n"));
+        assert!(text.starts_with("Client:\n Version:    "));
+        assert!(text.contains("\n\nServer:\n Containers: 3\n  Running: 1\n"));
+        assert!(text.contains(" Cgroup Version: 2\n Plugins:\n  Volume: local\n  Network: bridge host\n  Log: json-file\n Swarm: inactive\n"));
         assert!(text.contains(" Security Options:\n  seccomp\n   Profile: builtin\n  userns\n Kernel Version: 6.1.0\n"));
-        assert!(text.contains(" Total Memory: 1.5000GiB\n"));
-        assert!(text.ends_with(" Registry Mirrors:\n Insecure Registries:\n  127.0.0.0/8\n"));
+        assert!(text.contains(" Total Memory: 1.5GiB\n Name: host1\n"));
+        assert!(text.ends_with(" Experimental: false\n Labels:\n  a=b\n Insecure Registries:\n  127.0.0.0/8\n Live Restore Enabled: false\n\n"));
+        assert_eq!(binary_size(23.5403 * 1024.0 * 1024.0 * 1024.0), "23.54GiB");
+        assert_eq!(binary_size(512.0 * 1024.0 * 1024.0), "512MiB");
     }
 }

@@ -233,7 +233,8 @@ pub fn commit_with(store: &Store, c: &RwLayer, name: &str, opts: &CommitOptions)
     config.set_history(history);
     let mut layers = parent.manifest.layers().clone();
     layers.push(layer);
-    store.add_image(name, &config, layers)
+    // docker copies the message to the config's top-level `comment` too.
+    store.add_image_commented(name, &config, opts.message.as_deref(), layers)
 }
 
 // ANCHOR: export

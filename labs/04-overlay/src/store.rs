@@ -677,6 +677,15 @@ impl Store {
         config: &ImageConfiguration,
         layers: Vec<Descriptor>,
     ) -> Result<Image> {
+        self.add_image_json(name, config, layers)
+    }
+
+    fn add_image_json<T: serde::Serialize>(
+        &self,
+        name: &str,
+        config: &T,
+        layers: Vec<Descriptor>,
+    ) -> Result<Image> {
         let config_desc = self.put_json(MediaType::ImageConfig, config)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
@@ -687,6 +696,27 @@ impl Store {
             .context("building the image manifest")?;
         let manifest_desc = self.put_json(MediaType::ImageManifest, &manifest)?;
         self.register(name, &manifest_desc)
+    }
+
+    /// [`Store::add_image`] with docker's top-level `comment` in the config
+    /// (what `docker commit -m` writes there, and `image inspect` shows as
+    /// `Comment`): an extension the OCI config type has no field for, so
+    /// it is added to the JSON beside the typed fields.
+    pub fn add_image_commented(
+        &self,
+        name: &str,
+        config: &ImageConfiguration,
+        comment: Option<&str>,
+        layers: Vec<Descriptor>,
+    ) -> Result<Image> {
+        let Some(comment) = comment else {
+            return self.add_image(name, config, layers);
+        };
+        let mut value = serde_json::to_value(config)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("comment".into(), comment.into());
+        }
+        self.add_image_json(name, &value, layers)
     }
 
     /// Unpacks the layers of a manifest whose blobs are in the store, then

@@ -85,6 +85,8 @@ pub struct RunStep<'a> {
     pub host_network: bool,
     /// `docker build -m`: the step's memory limit in bytes.
     pub memory: Option<u64>,
+    /// The step's other cgroup limits (`--cpu-shares`, `--cpuset-cpus`...).
+    pub limits: cgroups::Limits,
 }
 
 /// A finished step: its exit code, and its upper dir (inside `work`).
@@ -184,8 +186,8 @@ impl RunStep<'_> {
             parent: self.cgroup_parent.to_string(),
             name: self.id.clone(),
             limits: cgroups::Limits {
-                memory: self.memory,
-                ..Default::default()
+                memory: self.memory.or(self.limits.memory),
+                ..self.limits.clone()
             },
         });
         blueprint.devices = cgroups::Devices::DockerDefault;

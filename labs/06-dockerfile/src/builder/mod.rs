@@ -101,6 +101,10 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     /// `--platform`: only the host's is built (`linux/amd64` on x86-64).
     pub platform: Option<String>,
+    /// `--cpu-period`, `--cpu-quota`, `--cpu-shares`, `--cpuset-cpus`,
+    /// `--cpuset-mems`, `--memory-swap`: the RUN steps' other cgroup limits
+    /// (lab 03's, as `docker run` has them; `memory` above is `-m`).
+    pub limits: lab03_cgroups::Limits,
 }
 
 // ANCHOR: network

@@ -136,6 +136,7 @@ impl Builder<'_> {
             files: script_files(&view, script.as_ref())?,
             host_network: self.opts.network == super::Network::Host,
             memory: self.opts.memory,
+            limits: self.opts.limits.clone(),
         }
         .run()?;
         if finished.code != 0 {
