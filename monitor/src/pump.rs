@@ -367,8 +367,12 @@ impl Pump<'_> {
             // EPIPE: the container closed its stdin; drop the rest.
             Err(_) => self.pending.clear(),
         }
+        // All written: the input ends now if it was to end, not at the next
+        // wakeup (a `wc -l` prints nothing until its EOF, so there might be
+        // none, and the container would wait for that EOF forever).
         let s = &self.streams;
-        if self.pending.is_empty() && !self.stdin_open && s.own_stdin && s.tty.is_none() {
+        let own_ended = !self.stdin_open && s.own_stdin && s.tty.is_none();
+        if self.pending.is_empty() && (own_ended || self.input_ended) {
             self.streams.input = None;
         }
     }

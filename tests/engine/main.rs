@@ -16,6 +16,7 @@ mod api_clients;
 mod api_images;
 mod api_listen;
 mod api_server;
+mod api_stdin;
 mod attach;
 mod cgroups;
 mod common;
