@@ -268,11 +268,13 @@ fn relay(s: &mut JsonStream, lines: mpsc::Receiver<Line>) -> (Option<String>, Ve
     let mut held: Option<String> = None;
     let mut after: Option<Vec<String>> = None;
     for (is_err, line) in lines {
-        if let Some(h) = held.take() {
-            let _ = s.text(&h);
-        }
+        // The two pipes are read by two threads, so a stdout line written
+        // before the error may arrive after it: only a newer stderr line
+        // lets the held one go.
         if is_err {
-            held = Some(line);
+            if let Some(h) = held.replace(line) {
+                let _ = s.text(&h);
+            }
         } else if let Some(a) = after.as_mut() {
             a.push(line);
         } else if line.starts_with("Successfully built ") {

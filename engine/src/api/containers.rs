@@ -33,7 +33,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use super::http::{self, Request, Response};
-use super::routes::{BadRequest, Outcome, Reply};
+use super::routes::{filter_pairs, BadRequest, Outcome, Reply};
 use super::{lock, Service};
 use dockyard::container::{self, config_of, ContainerConfig, Filter, ListOptions, RemoveOptions};
 use dockyard::state::{Record, Status};
@@ -65,28 +65,14 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
         filters: Vec::new(),
     };
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some(f) = req.query("filters").filter(|f| !f.is_empty()) {
-        let parsed: BTreeMap<String, Value> =
-            serde_json::from_str(f).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
-        for (key, values) in parsed {
-            // Two shapes: {"status": ["exited"]} and the older
-            // {"status": {"exited": true}}.
-            let values: Vec<String> = match values {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            if EXTRA_FILTERS.contains(&key.as_str()) {
-                extra.entry(key).or_default().extend(values);
-                continue;
-            }
-            for v in values {
-                opts.filters
-                    .push(Filter::new(&key, &v).map_err(|e| BadRequest(e.to_string()))?);
-            }
+    // Both of docker's shapes, {"status": ["exited"]} and the older
+    // {"status": {"exited": true}}.
+    for (key, v) in filter_pairs(req.query("filters"))? {
+        if EXTRA_FILTERS.contains(&key.as_str()) {
+            extra.entry(key).or_default().push(v);
+        } else {
+            opts.filters
+                .push(Filter::new(&key, &v).map_err(|e| BadRequest(e.to_string()))?);
         }
     }
     // `exited` looks at stopped containers without -a, as `status` does.

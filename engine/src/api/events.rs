@@ -6,15 +6,13 @@
 //! first; then, unless `until` is already past, each new event as it is
 //! written, until `until` comes or the client goes away.
 
-use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Result};
-use serde_json::Value;
 
 use super::http::{self, Request};
-use super::routes::{BadRequest, Outcome, Reply};
+use super::routes::{filter_pairs, BadRequest, Outcome, Reply};
 use super::Service;
 use dockyard::events::{self, Filters, Follower, Query};
 
@@ -72,23 +70,8 @@ pub fn stream(service: &Service, req: &Request, conn: &UnixStream) -> Result<Rep
 /// `filters`: `{"type":["container"]}`, or the older `{"type":{"container":true}}`.
 fn filters(raw: Option<&str>) -> Result<Filters> {
     let mut out = Filters::default();
-    let Some(raw) = raw.filter(|f| !f.is_empty()) else {
-        return Ok(out);
-    };
-    let parsed: BTreeMap<String, Value> =
-        serde_json::from_str(raw).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
-    for (key, values) in parsed {
-        let values: Vec<String> = match values {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        for v in values {
-            out.add(&key, &v).map_err(|e| BadRequest(e.to_string()))?;
-        }
+    for (key, v) in filter_pairs(raw)? {
+        out.add(&key, &v).map_err(|e| BadRequest(e.to_string()))?;
     }
     Ok(out)
 }

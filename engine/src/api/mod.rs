@@ -64,6 +64,7 @@ mod jsonstream;
 mod listen;
 mod netvol;
 mod registry;
+pub(crate) use registry::base64_decode;
 mod routes;
 mod search;
 mod starter;

@@ -368,7 +368,7 @@ pub fn registry_auth(header: Option<&str>) -> Result<Option<Credentials>> {
 
 /// Base64 in either alphabet (docker's CLI sends URL-safe, `+/` is the
 /// standard one), padded or not; None if it is not base64.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let value = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',

@@ -219,6 +219,30 @@ impl std::fmt::Display for BadRequest {
 
 impl std::error::Error for BadRequest {}
 
+/// docker's `filters` query: a JSON object of lists, `{"status":["exited"]}`,
+/// or the older object of flags, `{"status":{"exited":true}}`; as (key,
+/// value) pairs in key order. Malformed JSON is the client's mistake (400).
+pub fn filter_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let Some(raw) = raw.filter(|f| !f.is_empty()) else {
+        return Ok(pairs);
+    };
+    let parsed: std::collections::BTreeMap<String, Value> =
+        serde_json::from_str(raw).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
+    for (key, values) in parsed {
+        let values: Vec<String> = match values {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        pairs.extend(values.into_iter().map(|v| (key.clone(), v)));
+    }
+    Ok(pairs)
+}
+
 /// `_ping`: "OK", and the headers every response carries (`Api-Version`
 /// among them: the CLI picks its version from it).
 fn ping() -> Response {

@@ -8,13 +8,10 @@
 //! busybox                 0
 //! ```
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
-use serde_json::Value;
 
 use super::http::{Request, Response};
-use super::routes::BadRequest;
+use super::routes::{filter_pairs, BadRequest};
 use super::Service;
 use dockyard::search;
 
@@ -31,22 +28,7 @@ pub fn search(service: &Service, req: &Request) -> Result<Response> {
         None => search::DEFAULT_LIMIT,
     };
     // docker's filters: {"is-official": {"true": true}} (or a list).
-    let mut filters = Vec::new();
-    if let Some(f) = req.query("filters").filter(|f| !f.is_empty()) {
-        let parsed: BTreeMap<String, Value> =
-            serde_json::from_str(f).map_err(|e| BadRequest(format!("invalid filter: {e}")))?;
-        for (key, values) in parsed {
-            let values: Vec<String> = match values {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            filters.extend(values.into_iter().map(|v| (key.clone(), v)));
-        }
-    }
+    let filters = filter_pairs(req.query("filters"))?;
     let results = search::search(service.engine, term, limit, &filters)?;
     Ok(Response::json(200, &serde_json::to_value(results)?))
 }

@@ -100,7 +100,7 @@ fn stat(api: &Api, name: &str, path: &Path) -> Result<Option<serde_json::Value>>
     let raw = head
         .header("x-docker-container-path-stat")
         .context("the service sent no X-Docker-Container-Path-Stat")?;
-    let json = base64_decode(raw).context("a bad X-Docker-Container-Path-Stat")?;
+    let json = crate::api::base64_decode(raw).context("a bad X-Docker-Container-Path-Stat")?;
     Ok(Some(serde_json::from_slice(&json)?))
 }
 
@@ -172,54 +172,20 @@ fn copy_in(api: &Api, from: &Path, name: &str, path: &Path) -> Result<()> {
             base_name(path)?.to_os_string(),
         ),
     };
-    let mut b = tar::Builder::new(Vec::new());
-    b.follow_symlinks(false);
-    if meta.is_dir() {
-        b.append_dir_all(&leaf, from)
-            .with_context(|| format!("archiving {}", from.display()))?;
-    } else {
-        b.append_path_with_name(from, &leaf)
-            .with_context(|| format!("archiving {}", from.display()))?;
-    }
     put(
         api,
         name,
         &dir,
-        b.into_inner().context("finishing the archive")?,
+        dockyard::container::archive_as(from, &meta, &leaf)?,
     )
-}
-
-/// RFC 4648 base64 (padding optional), as the stat header is written.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.trim().bytes().filter(|c| *c != b'=') {
-        acc = (acc << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn base64_decodes_the_stat_header() {
-        assert_eq!(super::base64_decode("e30=").unwrap(), b"{}");
-        assert_eq!(super::base64_decode("Zm9vYg").unwrap(), b"foob");
-        assert!(super::base64_decode("!!").is_none());
+        assert_eq!(crate::api::base64_decode("e30=").unwrap(), b"{}");
+        assert_eq!(crate::api::base64_decode("Zm9vYg").unwrap(), b"foob");
+        assert!(crate::api::base64_decode("!!").is_none());
     }
 }

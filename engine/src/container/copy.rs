@@ -340,6 +340,26 @@ fn write_new_file(input: &mut File, dest: &Path, perms: std::fs::Permissions) ->
 }
 // ANCHOR_END: write_new_file
 
+/// The host's file or directory `from` (whose metadata is `meta`) as a
+/// tar with `leaf` as its top name; symlinks are archived as links, never
+/// followed. What `cp HOST CONTAINER:PATH` sends, in-process or to a service.
+pub fn archive_as(
+    from: &Path,
+    meta: &std::fs::Metadata,
+    leaf: &std::ffi::OsStr,
+) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    if meta.is_dir() {
+        b.append_dir_all(leaf, from)
+            .with_context(|| format!("archiving {}", from.display()))?;
+    } else {
+        b.append_path_with_name(from, leaf)
+            .with_context(|| format!("archiving {}", from.display()))?;
+    }
+    b.into_inner().context("finishing the archive")
+}
+
 // ANCHOR: copy_in
 /// `cp FROM CONTAINER:PATH`: copy the host's file or directory `from` into
 /// the container `name` at `path` (into it, if it is a directory there).
@@ -362,16 +382,7 @@ pub fn copy_in(engine: &Engine, from: &Path, name: &str, path: &Path) -> Result<
     // Archive the host side under the leaf name, then let lab 04 apply it
     // inside that directory: every entry is created relative to it,
     // without following any symlink the container put there.
-    let mut b = tar::Builder::new(Vec::new());
-    b.follow_symlinks(false);
-    if meta.is_dir() {
-        b.append_dir_all(&leaf, from)
-            .with_context(|| format!("archiving {}", from.display()))?;
-    } else {
-        b.append_path_with_name(from, &leaf)
-            .with_context(|| format!("archiving {}", from.display()))?;
-    }
-    let tar = b.into_inner().context("finishing the archive")?;
+    let tar = archive_as(from, &meta, &leaf)?;
     let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     // With --userns-remap the owners move into the container's range, as
     // the image's own files did: root's file becomes the container root's.

@@ -816,6 +816,38 @@ pub(crate) fn mkdir_parents(
     Ok(made)
 }
 
+/// Make the group `dir` below `root`/`rel` and the parents it lacks;
+/// return the parents we made, as [`mkdir_parents`]. Two containers may
+/// share a parent that the first of them made: when that one ends, it
+/// removes the parent if it is empty at that moment, which can fall between
+/// the second one's `mkdir -p` of the parent and its `mkdir` of its own
+/// group (ENOENT). Then the parent is made again, a few times at most.
+pub(crate) fn mkdir_group(
+    fs: &dyn CgroupFs,
+    root: &Path,
+    rel: &Path,
+    dir: &Path,
+) -> io::Result<Vec<PathBuf>> {
+    let mut made: Vec<PathBuf> = Vec::new();
+    for attempt in 0.. {
+        let more: Vec<PathBuf> = mkdir_parents(fs, root, rel)
+            .map_err(|e| io::Error::other(format!("{e:#}")))?
+            .into_iter()
+            .filter(|d| !made.contains(d))
+            .collect();
+        made.extend(more);
+        match fs.mkdir(dir) {
+            Ok(()) => return Ok(made),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => continue,
+            Err(e) => {
+                remove_dirs(fs, &made);
+                return Err(e);
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Remove directories we made, innermost first. A parent that another
 /// container still uses is busy (EBUSY) or not empty: that is fine, it stays.
 pub(crate) fn remove_dirs(fs: &dyn CgroupFs, made: &[PathBuf]) {

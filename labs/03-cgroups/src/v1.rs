@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 
 use crate::{
-    kill_pids, mkdir_parents, read_key, read_procs, read_u64, remove_dirs, rmdir_leaf,
+    kill_pids, mkdir_group, read_key, read_procs, read_u64, remove_dirs, rmdir_leaf,
     weight_to_shares, write_file, CgroupFs, Limits, Stats,
 };
 
@@ -149,9 +149,8 @@ impl V1Cgroup {
         let result = (|| {
             for i in 0..group.dirs.len() {
                 let mount = group.dirs[i].mount.clone();
-                group.dirs[i].made = mkdir_parents(fs, &mount, parent)?;
                 let dir = group.dirs[i].dir.clone();
-                fs.mkdir(&dir).map_err(|e| {
+                group.dirs[i].made = mkdir_group(fs, &mount, parent, &dir).map_err(|e| {
                     anyhow::anyhow!(
                         "mkdir {}: {e}{}",
                         dir.display(),
