@@ -53,6 +53,20 @@ pub fn start_attached(api: &Api, a: &StartArgs) -> Result<Code> {
 /// `--rm`, is not missed); start; size the terminal; the session; the
 /// container's code.
 fn attach_and_start(api: &Api, id: &str, tty: bool, stdin: bool, condition: &str) -> Result<Code> {
+    let attach = open_attach(api, id, tty, stdin)?;
+    let (mut wait, wait_head) = early_wait(api, id, condition)?;
+    api.call("POST", &format!("/containers/{id}/start"), None)?;
+    pump_attached(api, id, attach, tty, stdin)?;
+    let answer: Value = serde_json::from_slice(&http::read_body(&mut wait, &wait_head)?)?;
+    if let Some(e) = answer["Error"]["Message"].as_str() {
+        bail!("{e}");
+    }
+    Ok(answer["StatusCode"].as_i64().unwrap_or(0) as Code)
+}
+
+/// The hijacked attach to container `id`'s output (and its stdin, with
+/// `stdin`); `-it` needs a terminal on our side.
+fn open_attach(api: &Api, id: &str, tty: bool, stdin: bool) -> Result<BufReader<http::Conn>> {
     if tty && stdin && !stdin_is_tty() {
         bail!("the input device is not a TTY");
     }
@@ -60,9 +74,18 @@ fn attach_and_start(api: &Api, id: &str, tty: bool, stdin: bool, condition: &str
     if stdin {
         path += "&stdin=1";
     }
-    let attach = hijack::open(api, &path, None)?;
-    let (mut wait, wait_head) = early_wait(api, id, condition)?;
-    api.call("POST", &format!("/containers/{id}/start"), None)?;
+    hijack::open(api, &path, None)
+}
+
+/// Copy the attached streams until they end; with a terminal, send its
+/// size first and on each change.
+fn pump_attached(
+    api: &Api,
+    id: &str,
+    conn: BufReader<http::Conn>,
+    tty: bool,
+    stdin: bool,
+) -> Result<()> {
     let resize = || resize(api, &format!("/containers/{id}/resize"));
     if tty {
         resize();
@@ -72,12 +95,7 @@ fn attach_and_start(api: &Api, id: &str, tty: bool, stdin: bool, condition: &str
         stdin,
         resize: Some(&resize),
     };
-    hijack::pump(attach, &session)?;
-    let answer: Value = serde_json::from_slice(&http::read_body(&mut wait, &wait_head)?)?;
-    if let Some(e) = answer["Error"]["Message"].as_str() {
-        bail!("{e}");
-    }
-    Ok(answer["StatusCode"].as_i64().unwrap_or(0) as Code)
+    hijack::pump(conn, &session)
 }
 
 /// `POST /containers/ID/wait?condition=`, its head read: from then on the
@@ -127,24 +145,8 @@ pub fn attach(api: &Api, a: &AttachArgs) -> Result<Code> {
     if c["State"]["Running"].as_bool() != Some(true) {
         bail!("You cannot attach to a stopped container, start it first");
     }
-    if tty && stdin && !stdin_is_tty() {
-        bail!("the input device is not a TTY");
-    }
-    let mut path = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1");
-    if stdin {
-        path += "&stdin=1";
-    }
-    let conn = hijack::open(api, &path, None)?;
-    let resize = || resize(api, &format!("/containers/{id}/resize"));
-    if tty {
-        resize();
-    }
-    let session = Session {
-        tty,
-        stdin,
-        resize: Some(&resize),
-    };
-    hijack::pump(conn, &session)?;
+    let conn = open_attach(api, &id, tty, stdin)?;
+    pump_attached(api, &id, conn, tty, stdin)?;
     let answer = api.json("POST", &format!("/containers/{id}/wait"), None)?;
     Ok(answer["StatusCode"].as_i64().unwrap_or(0) as Code)
 }
