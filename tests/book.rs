@@ -20,6 +20,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use dockyard_e2e::booktest::breakit;
 use dockyard_e2e::booktest::{
     bin_dir, check_chapter, check_includes, check_session, check_summary, markdown_files,
     parse_sessions, workspace_root, RunConfig, Session,
@@ -79,6 +80,84 @@ fn book_includes_resolve() {
     }
 }
 
+/// Every break-it patch still applies to the source as it is, is shown by a chapter
+/// (`{{#include breakit/NAME}}`) and is applied by one of its sessions; every patch a session
+/// applies exists. A patch that no longer applies is an experiment the learner cannot do.
+#[test]
+fn breakit_patches_apply_and_are_shown_and_run() {
+    let root = workspace_root();
+    let src = book_src();
+    let mut text = String::new();
+    let mut named: Vec<String> = Vec::new();
+    for file in markdown_files(&src).expect("listing book/src") {
+        let t = fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {file:?}: {e}"));
+        for s in parse_sessions(&file, &t).unwrap_or_default() {
+            for c in &s.commands {
+                named.extend(breakit::named_in(&c.text));
+            }
+        }
+        text.push_str(&t);
+    }
+    let mut problems = Vec::new();
+    for patch in breakit::patches(&root).expect("listing the break-it patches") {
+        let rel = shown(&patch);
+        let name = patch.file_name().unwrap_or_default().to_string_lossy();
+        if !text.contains(&format!("{{{{#include breakit/{name}}}}}")) {
+            problems.push(format!("{rel}: no chapter shows it ({{{{#include breakit/{name}}}}})"));
+        }
+        if !named.contains(&rel) {
+            problems.push(format!("{rel}: no session applies it"));
+        }
+        match breakit::applies(&root, &patch) {
+            Ok(Ok(())) => {}
+            Ok(Err(said)) if breakit::is_applied(&root, &patch).unwrap_or(false) => {
+                eprintln!("note: {rel} is applied now (a session is running it?): {said}")
+            }
+            Ok(Err(said)) => problems.push(format!("{rel}: does not apply: {said}")),
+            Err(e) => problems.push(format!("{rel}: {e:#}")),
+        }
+    }
+    for name in &named {
+        if !root.join(name).is_file() {
+            problems.push(format!("a session applies {name}, which does not exist"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "break-it patches:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Takes back the break-it patches a session left applied (a failed or killed run), when made
+/// and when dropped, so that no later test runs a broken lab.
+struct CleanTree(PathBuf);
+
+impl CleanTree {
+    fn new(root: PathBuf) -> Self {
+        let guard = CleanTree(root);
+        guard.restore("before the sessions");
+        guard
+    }
+
+    fn restore(&self, when: &str) {
+        match breakit::restore(&self.0) {
+            Ok(back) if back.is_empty() => {}
+            Ok(back) => eprintln!(
+                "note: {when}, took back the break-it patches a session left applied: {}",
+                back.iter().map(|p| shown(p)).collect::<Vec<_>>().join(", ")
+            ),
+            Err(e) => eprintln!("WARNING: {when}, taking back the break-it patches: {e:#}"),
+        }
+    }
+}
+
+impl Drop for CleanTree {
+    fn drop(&mut self) {
+        self.restore("after the sessions");
+    }
+}
+
 #[test]
 fn book_sessions_match() {
     let src = book_src();
@@ -120,6 +199,8 @@ fn book_sessions_match() {
     }
 
     let cfg = RunConfig::for_workspace().expect("reading the booktest settings");
+    // Break-it sessions patch a lab and rebuild it; whatever a failed run left patched goes back.
+    let _clean = CleanTree::new(workspace_root());
     // By default the whole book runs in ONE shell, in the order of SUMMARY.md, as a learner
     // types it into one terminal from start to end (which also compares every command's
     // output); `DOCKYARD_BOOKTEST_MODE=chapters` gives each file a shell of its own (to tell a

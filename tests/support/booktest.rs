@@ -82,6 +82,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
+pub mod breakit;
 mod terminal;
 pub use terminal::{check_chapter, run_chapter, ChapterRun, WHOLE_BLOCK};
 

@@ -241,8 +241,8 @@ pub fn pivot_into(rootfs: &Path) -> anyhow::Result<()> {
     chdir(rootfs).with_context(|| format!("chdir({})", rootfs.display()))?;
     pivot_root(".", ".").with_context(|| {
         format!(
-            "pivot_root into {} (is the rootfs on a filesystem that allows it? \
-             pivot_root fails on the initramfs)",
+            "pivot_root into {} (is / shared? pivot_root refuses a root whose mounts \
+             propagate; it also fails on the initramfs)",
             rootfs.display()
         )
     })?;

@@ -5,7 +5,8 @@
 //! order, and between blocks looks at what a block may leave behind in that terminal: the working
 //! directory, traps (`trap ... EXIT` replaces the one before it), shell options, open file
 //! descriptors (an `exec 9</etc; flock 9` keeps a lock for as long as the shell lives) and
-//! processes still running in the shell's process group (a `server &` that nothing stops).
+//! processes still running in the shell's process group (a `server &` that nothing stops), and
+//! the source tree (a break-it patch that a block applied and did not take back).
 //! Each block still has its own time limit, and each command's output is still compared.
 
 use std::fmt::Write as _;
@@ -111,9 +112,13 @@ pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> 
 
     let mut script = String::from("set +e\n");
     script.push_str(STATE_FN);
+    script.push_str(super::breakit::STATE_FN);
+    let root = cfg.workdir.clone();
     let state = |script: &mut String, tag: String| {
         let _ = writeln!(script, "printf '%s\\n' '{}'", marker(&tag));
         let _ = writeln!(script, "__dockyard_booktest_state");
+        // A break-it patch left applied changes every later test's binaries (`breakit.rs`).
+        let _ = writeln!(script, "__dockyard_booktest_patched '{}'", root.display());
     };
     // The state is probed once at the start and after each block. Each block starts where the
     // learner's terminal was at the start (the block before is checked for leaving it
