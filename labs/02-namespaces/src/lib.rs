@@ -753,9 +753,10 @@ fn child_setup(
 
     // 3. Cgroup namespace. Its root is the cgroup we are in when we create
     //    it. With CLONE_NEWCGROUP in clone's flags that would be the cgroup
-    //    we were born in, the parent's; lab 03 moves us into our own cgroup in
-    //    `before_start`, *after* clone. So we create it only now, and our own
-    //    cgroup is `/` inside.
+    //    we were born in, the parent's; on v1, lab 03 moves us into our own
+    //    cgroup in `before_start`, *after* clone. So we create it only now,
+    //    and our own cgroup is `/` inside. (On v2, lab 03 has clone3 create us
+    //    in our cgroup, CLONE_INTO_CGROUP, and either order would do.)
     if spec.creates(CloneFlags::CLONE_NEWCGROUP) {
         unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
     }
