@@ -320,6 +320,98 @@ fn cpuset_cpus_pins_the_container_to_the_cpus_it_names() {
     assert_clean(&parent);
 }
 
+/// cgroup v2's no-internal-processes rule, the chapter's experiment: while a
+/// container runs, its parent group hands controllers down to it (its
+/// `cgroup.subtree_control` lists them), so the kernel refuses the parent a
+/// process of its own: EBUSY. v1 has no such rule, and on v1 and hybrid hosts
+/// the container's groups are v1 ones: there the same move into the parent
+/// is taken. The process moved is a `sleep` the test started, nothing else.
+#[test]
+fn a_parent_that_hands_controllers_down_is_refused_a_process_on_v2_only() {
+    let fx = TestRootfs::new();
+    let parent = Parent::new();
+    let mut container = lab03(
+        &fx.path(),
+        &parent,
+        &["--name", "t1", "--cpus", "0.1", "--init"],
+        &["sh", "-c", "echo up; exec sleep 30"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut up = String::new();
+    BufReader::new(container.stdout.take().expect("stdout"))
+        .read_line(&mut up)
+        .expect("reading the container's first line");
+    // The parent's directory in the hierarchy that carries cpu: the one
+    // unified hierarchy on v2, v1's cpu hierarchy elsewhere.
+    let group = parent.dir("cpu", "t1");
+    let parent_dir = group
+        .parent()
+        .expect("the group has a parent")
+        .to_path_buf();
+    let mut sleep = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawning sleep");
+    let pid = sleep.id();
+    let moved = std::fs::write(parent_dir.join("cgroup.procs"), pid.to_string());
+    let handed = std::fs::read_to_string(parent_dir.join("cgroup.subtree_control"));
+    let procs = std::fs::read_to_string(parent_dir.join("cgroup.procs")).unwrap_or_default();
+    let sleeps_cgroup =
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("the sleep's cgroups");
+    // Clean up before asserting: the sleep first (so that the parent is
+    // empty again when the container's end removes it), then the container.
+    sleep.kill().expect("killing the sleep");
+    sleep.wait().expect("waiting for the sleep");
+    unsafe { libc::kill(container.id() as i32, libc::SIGTERM) };
+    let out = container
+        .wait_with_output()
+        .expect("waiting for lab03-cgroups");
+    assert_eq!(up.trim(), "up", "{}", stderr(&out));
+    let want = format!("/{}", parent.0);
+    match host().version() {
+        Version::V2 => {
+            let err = moved.expect_err("the kernel took a process into a parent group on v2");
+            assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+            let handed = handed.expect("reading the parent's cgroup.subtree_control");
+            assert!(
+                handed.split_whitespace().any(|c| c == "cpu"),
+                "{}: {handed:?}",
+                parent_dir.display()
+            );
+            assert!(procs.trim().is_empty(), "{procs}");
+            assert!(
+                !sleeps_cgroup.lines().any(|l| l == format!("0::{want}")),
+                "{sleeps_cgroup}"
+            );
+        }
+        Version::V1 => {
+            moved.unwrap_or_else(|e| {
+                panic!("v1 refused the move into {}: {e}", parent_dir.display())
+            });
+            assert!(
+                procs.lines().any(|l| l.trim() == pid.to_string()),
+                "{}: {procs:?}",
+                parent_dir.display()
+            );
+            // In the parent of the cpu hierarchy, beside the container's group.
+            assert!(
+                sleeps_cgroup.lines().any(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, ctrls, path) =
+                        (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+                    ctrls.split(',').any(|c| c == "cpu") && path == want
+                }),
+                "{sleeps_cgroup}"
+            );
+        }
+    }
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_clean(&parent);
+}
+
 #[test]
 fn memory_hog_is_oom_killed_and_reported() {
     let fx = TestRootfs::new();

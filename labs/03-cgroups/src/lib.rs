@@ -848,11 +848,11 @@ pub(crate) fn mkdir_group(
     unreachable!("the loop returns")
 }
 
-/// Remove directories we made, innermost first. A parent that another
-/// container still uses is busy (EBUSY) or not empty: that is fine, it stays.
+/// Remove directories we made, innermost first (one already gone is passed
+/// over). A parent another container still uses is busy or not empty: it stays.
 pub(crate) fn remove_dirs(fs: &dyn CgroupFs, made: &[PathBuf]) {
     for dir in made.iter().rev() {
-        if fs.rmdir(dir).is_err() {
+        if matches!(fs.rmdir(dir), Err(e) if e.kind() != io::ErrorKind::NotFound) {
             break;
         }
     }

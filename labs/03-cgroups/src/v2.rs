@@ -105,37 +105,15 @@ impl V2Cgroup {
             .chain(limits.wants_io().then_some("io"))
             .collect();
 
-        let made = mkdir_parents(fs, mount, parent)?;
         let mut group = V2Cgroup {
             dir: mount.join(parent).join(leaf),
-            made,
+            made: Vec::new(),
             created: false,
             fs,
         };
         // From here on, dropping `group` on an error removes what we made.
         let result = (|| {
-            // ANCHOR: v2_subtree
-            // Root first, then each level down to the parent: a level can only
-            // pass on what it was given.
-            let mut level = mount.to_path_buf();
-            enable_controllers(&level, &handed)?;
-            for c in parent.components() {
-                level.push(c);
-                enable_controllers(&level, &handed)?;
-            }
-            // ANCHOR_END: v2_subtree
-            fs.mkdir(&group.dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "mkdir {}: {e}{}",
-                    group.dir.display(),
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        " (a container by this name is running, or a stale group is left: rmdir it)"
-                    } else {
-                        ""
-                    }
-                )
-            })?;
-            group.created = true;
+            group.make(mount, parent, &handed)?;
             group.apply(limits)
         })();
         match result {
@@ -145,6 +123,59 @@ impl V2Cgroup {
                 Err(e)
             }
         }
+    }
+
+    /// Make the parent's levels that do not exist, hand the controllers
+    /// down from the root to the parent, and make the group itself.
+    ///
+    /// Two containers may share a parent that the first of them made. When
+    /// that one ends it removes the parent if it is empty at that moment,
+    /// which can fall anywhere between our `mkdir -p` of the parent and our
+    /// `mkdir` of the group: then a `cgroup.subtree_control` write or the
+    /// `mkdir` fails with ENOENT. As v1's `mkdir_group` does, the parent is
+    /// made again, and its controllers handed down again (a new directory
+    /// has none), a few times at most. Every level made in any attempt is
+    /// kept in `made`, so a failure removes it.
+    fn make(&mut self, mount: &Path, parent: &Path, handed: &[&str]) -> anyhow::Result<()> {
+        const ATTEMPTS: usize = 6;
+        for attempt in 1..=ATTEMPTS {
+            let last = attempt == ATTEMPTS;
+            let levels = mkdir_parents(self.fs, mount, parent).and_then(|more| {
+                for dir in more {
+                    if !self.made.contains(&dir) {
+                        self.made.push(dir);
+                    }
+                }
+                // Outermost first, also when an attempt made a level above
+                // the ones an earlier attempt made.
+                self.made.sort_by_key(|d| d.components().count());
+                hand_down(mount, parent, handed)
+            });
+            if let Err(e) = levels {
+                // A level gone again: it was removed under us.
+                if !last && !mount.join(parent).is_dir() {
+                    continue;
+                }
+                return Err(e);
+            }
+            match self.fs.mkdir(&self.dir) {
+                Ok(()) => {
+                    self.created = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !last => continue,
+                Err(e) => bail!(
+                    "mkdir {}: {e}{}",
+                    self.dir.display(),
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        " (a container by this name is running, or a stale group is left: rmdir it)"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     // ANCHOR: v2_limits
@@ -279,6 +310,20 @@ pub(crate) fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     v
 }
 
+// ANCHOR: v2_subtree
+/// Enable `controllers` on every level from the root down to the parent:
+/// root first, since a level can only pass on what it was given.
+fn hand_down(mount: &Path, parent: &Path, controllers: &[&str]) -> anyhow::Result<()> {
+    let mut level = mount.to_path_buf();
+    enable_controllers(&level, controllers)?;
+    for c in parent.components() {
+        level.push(c);
+        enable_controllers(&level, controllers)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: v2_subtree
+
 /// Write `+c` into `dir/cgroup.subtree_control` for each controller not
 /// already enabled there. Already-enabled controllers are left alone, so a
 /// level that systemd or another runtime set up is not written at all.
@@ -307,7 +352,7 @@ fn enable_controllers(dir: &Path, controllers: &[&str]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::fake::{FakeV2, FAKE};
-    use crate::{Cgroup, Host, Layout, Version};
+    use crate::{Cgroup, CgroupFs, Host, Layout, Version};
 
     fn host(root: &Path) -> Host {
         Host {
@@ -570,5 +615,81 @@ mod tests {
             "{msg}"
         );
         assert!(!fake.root().join("dockyard").exists());
+    }
+
+    /// The moment another container, which made the shared parent, ends
+    /// and removes it (with its own group) under us.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Moment {
+        /// Right after our `mkdir -p` found the parent: before the
+        /// controllers are handed down to it.
+        AfterParent,
+        /// Right before our `mkdir` of the group.
+        BeforeGroup,
+    }
+
+    /// The fake kernel, and that other container ending once.
+    struct RacyFs {
+        root: PathBuf,
+        moment: Moment,
+        fired: std::sync::atomic::AtomicBool,
+    }
+
+    impl RacyFs {
+        fn other_container_ends(&self) {
+            if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                FAKE.rmdir(&self.root.join("dockyard/c0")).unwrap();
+                FAKE.rmdir(&self.root.join("dockyard")).unwrap();
+            }
+        }
+    }
+
+    impl CgroupFs for RacyFs {
+        fn mkdir(&self, path: &Path) -> std::io::Result<()> {
+            if self.moment == Moment::BeforeGroup && path == self.root.join("dockyard/c1") {
+                self.other_container_ends();
+            }
+            let made = FAKE.mkdir(path);
+            if self.moment == Moment::AfterParent && path == self.root.join("dockyard") {
+                self.other_container_ends();
+            }
+            made
+        }
+        fn rmdir(&self, path: &Path) -> std::io::Result<()> {
+            FAKE.rmdir(path)
+        }
+    }
+
+    #[test]
+    fn a_shared_parent_removed_under_us_is_made_again() {
+        for moment in [Moment::AfterParent, Moment::BeforeGroup] {
+            let fake = FakeV2::new("cpu memory pids");
+            let root = fake.root();
+            // Another container's group, in the parent that container made.
+            std::fs::write(root.join("cgroup.subtree_control"), "+cpu +memory +pids").unwrap();
+            FAKE.mkdir(&root.join("dockyard")).unwrap();
+            FAKE.mkdir(&root.join("dockyard/c0")).unwrap();
+            let fs: &'static RacyFs = Box::leak(Box::new(RacyFs {
+                root: root.to_path_buf(),
+                moment,
+                fired: false.into(),
+            }));
+            let limits = Limits {
+                pids: Some(20),
+                ..Limits::default()
+            };
+            let mut cg = Cgroup::create_with(&host(root), fs, "dockyard", "c1", &limits)
+                .unwrap_or_else(|e| panic!("{moment:?}: {e:#}"));
+            assert!(fs.fired.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(!root.join("dockyard/c0").exists());
+            // The parent was made again and its controllers handed down
+            // again: the group has them, and its limit.
+            let dir = root.join("dockyard/c1");
+            assert_eq!(read(dir.join("cgroup.controllers")), "cpu memory pids");
+            assert_eq!(read(dir.join("pids.max")), "20");
+            // We made the parent this time, so it goes with us.
+            cg.destroy().unwrap();
+            assert!(!root.join("dockyard").exists(), "{moment:?}");
+        }
     }
 }
