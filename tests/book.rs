@@ -103,7 +103,9 @@ fn breakit_patches_apply_and_are_shown_and_run() {
         let rel = shown(&patch);
         let name = patch.file_name().unwrap_or_default().to_string_lossy();
         if !text.contains(&format!("{{{{#include breakit/{name}}}}}")) {
-            problems.push(format!("{rel}: no chapter shows it ({{{{#include breakit/{name}}}}})"));
+            problems.push(format!(
+                "{rel}: no chapter shows it ({{{{#include breakit/{name}}}}})"
+            ));
         }
         if !named.contains(&rel) {
             problems.push(format!("{rel}: no session applies it"));
