@@ -471,7 +471,8 @@ pub fn process_is(pid: i32, start_time: u64) -> bool {
     pid > 0 && process_start_time(pid).is_some_and(|t| t == start_time) && !is_zombie(pid)
 }
 
-fn process_alive(pid: i32) -> bool {
+/// Whether `pid` is a live process (not a zombie).
+pub fn process_alive(pid: i32) -> bool {
     pid > 0 && Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
 }
 

@@ -764,3 +764,23 @@ fn robustness_cp_goes_through_volumes_binds_and_tmpfs_both_ways() {
     dy.ok(&["cp", "mnt:/bind/out.txt", back.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "from/bind\n");
 }
+
+/// `kill` returns once the signal is sent; a `cp` right after it finds the
+/// process gone (and its cgroup with it) before the monitor has recorded the
+/// exit. It used to fail every time, trying to freeze a cgroup that was no
+/// longer there or to open `/proc/PID/root` of a dead process; it waits for
+/// the exit and copies from the stopped container, as `docker cp` does.
+#[test]
+fn robustness_cp_right_after_kill() {
+    let dy = Dy::new();
+    let host = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        let name = format!("killed{i}");
+        dy.ok(&["run", "-d", "--name", &name, "busybox", "sleep", "1000"]);
+        dy.ok(&["exec", &name, "sh", "-c", "echo kept > /tmp/f"]);
+        dy.ok(&["kill", &name]);
+        let out = host.path().join(format!("f{i}"));
+        dy.ok(&["cp", &format!("{name}:/tmp/f"), out.to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "kept\n");
+    }
+}

@@ -489,6 +489,31 @@ fn no_bridge_daemon_json() -> Result<PathBuf> {
     Ok(crate::dockyard::no_bridge_daemon_json())
 }
 
+/// The shell a learner types into: without the variables `cargo test` sets for the test
+/// process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). A session's own `cargo build` (a break-it
+/// experiment) would otherwise see them: `ring`'s build script reruns when `CARGO_MANIFEST_DIR`
+/// changes, so every such build recompiled ring, rustls and all that uses them (30 to 60 s on
+/// two cores, in the block's time) and left them to be recompiled again by the next `cargo build`
+/// outside the book.
+pub(crate) fn as_a_learner(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("CARGO_PKG_")
+            || n.starts_with("CARGO_MANIFEST_")
+            || n.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&&*n)
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// Whether a session makes a throwaway network namespace (`unshare --net`) for its containers.
 fn makes_throwaway_netns(session: &Session) -> bool {
     session
@@ -540,6 +565,7 @@ pub fn run_session(session: &Session, cfg: &RunConfig) -> Result<Vec<CommandOutp
     let throwaway_netns = makes_throwaway_netns(session);
     let daemon_json = no_bridge_daemon_json()?;
     let mut bash = Command::new("bash");
+    as_a_learner(&mut bash);
     if throwaway_netns {
         bash.env_remove(DAEMON_CONFIG_ENV);
     } else {

@@ -33,12 +33,13 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::pause::freeze;
 use crate::engine::Engine;
-use crate::state::{Record, Status};
+use crate::state::{process_alive, process_is, Record, Status};
 use lab04_overlay::overlay::is_mounted;
 
 use lab02_namespaces::security;
@@ -62,6 +63,33 @@ impl<'a> Access<'a> {
         let record = engine
             .containers
             .reconcile(engine.containers.resolve(name)?)?;
+        let (id, state) = (record.id.clone(), record.state.clone());
+        match Access::open_record(engine, record) {
+            // It died under us, most often killed a moment ago (`kill`
+            // returns once the signal is sent): its cgroup or its
+            // /proc/PID/root is gone, and its monitor is still recording the
+            // exit and unmounting its root. Wait until the monitor is done,
+            // and copy from the stopped container, as `docker cp` can.
+            Err(e)
+                if state.status == Status::Running
+                    && !process_is(state.pid, state.pid_start_time) =>
+            {
+                let wait = Duration::from_secs(10);
+                if !super::wait_until_exited(engine, &id, wait)? {
+                    return Err(e);
+                }
+                let deadline = Instant::now() + wait;
+                while process_alive(state.monitor_pid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let record = engine.containers.reconcile(engine.containers.load(&id)?)?;
+                Access::open_record(engine, record)
+            }
+            opened => opened,
+        }
+    }
+
+    fn open_record(engine: &'a Engine, record: Record) -> Result<Access<'a>> {
         if engine.rootless && record.state.status == Status::Running {
             // Its overlay is mounted in its monitor's mount namespace, not
             // ours, and there is no freezer to hold it still.
@@ -84,25 +112,11 @@ impl<'a> Access<'a> {
         if frozen {
             freeze(engine, &record, true)?;
         }
-        // ANCHOR: cp_mounts
-        // The container's files as the container sees them, its mounts
-        // included (docker's cp sees them too): a running container's root
-        // is opened through /proc/PID/root, which is its root in *its*
-        // mount namespace, where its volumes, binds and tmpfs mounts are;
-        // paths resolved from there cross into them. The overlay alone, as
-        // the host sees it, would show the upper dir under each mount point
-        // (a copy would land where the container never looks). A stopped
-        // container has no mount namespace: its volumes and binds are
-        // found by their targets, as docker mounts them for the copy.
-        let (root, mounts) = if frozen && record.state.pid > 0 {
-            let proc_root = format!("/proc/{}/root", record.state.pid);
-            let f = File::open(&proc_root).with_context(|| format!("opening {proc_root}"))?;
-            (f, Vec::new())
-        } else {
-            let f = File::open(&merged).with_context(|| format!("opening {}", merged.display()))?;
-            (f, stopped_mounts(engine, &record)?)
-        };
-        // ANCHOR_END: cp_mounts
+        let opened = Access::open_root(engine, &record, &merged, frozen);
+        if opened.is_err() && frozen {
+            let _ = freeze(engine, &record, false);
+        }
+        let (root, mounts) = opened?;
         Ok(Access {
             engine,
             record,
@@ -112,6 +126,33 @@ impl<'a> Access<'a> {
             _mount: mount,
         })
     }
+
+    // ANCHOR: cp_mounts
+    /// The container's files as the container sees them, its mounts
+    /// included (docker's cp sees them too): a running container's root
+    /// is opened through /proc/PID/root, which is its root in *its*
+    /// mount namespace, where its volumes, binds and tmpfs mounts are;
+    /// paths resolved from there cross into them. The overlay alone, as
+    /// the host sees it, would show the upper dir under each mount point
+    /// (a copy would land where the container never looks). A stopped
+    /// container has no mount namespace: its volumes and binds are
+    /// found by their targets, as docker mounts them for the copy.
+    fn open_root(
+        engine: &Engine,
+        record: &Record,
+        merged: &Path,
+        running: bool,
+    ) -> Result<(File, Vec<(PathBuf, OwnedFd)>)> {
+        if running && record.state.pid > 0 {
+            let proc_root = format!("/proc/{}/root", record.state.pid);
+            let f = File::open(&proc_root).with_context(|| format!("opening {proc_root}"))?;
+            Ok((f, Vec::new()))
+        } else {
+            let f = File::open(merged).with_context(|| format!("opening {}", merged.display()))?;
+            Ok((f, stopped_mounts(engine, record)?))
+        }
+    }
+    // ANCHOR_END: cp_mounts
 
     /// `path` inside the container, resolved inside its root (or, for a
     /// stopped container, inside the volume or bind mounted over it).

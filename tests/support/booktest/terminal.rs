@@ -175,7 +175,7 @@ pub fn run_chapter(sessions: &[Session], cfg: &RunConfig) -> Result<ChapterRun> 
         path.push(":");
         path.push(old);
     }
-    let mut child = Command::new("bash")
+    let mut child = super::as_a_learner(&mut Command::new("bash"))
         .arg("--noprofile")
         .arg("--norc")
         .arg(script_file.path())
