@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 mod fidelity;
 #[path = "build/lab06_cli.rs"]
 mod lab06_cli;
+#[path = "build/step_container.rs"]
+mod step_container;
 
 /// A data root with busybox loaded, a build context directory, and a cgroup parent.
 struct Dy {

@@ -787,7 +787,7 @@ fn build_cgroup_flags_reach_the_run_steps_cgroup() {
         "Error response from daemon: unsupported isolation: \"hyperv\"\n"
     );
     // What this builder cannot do is refused, naming the flag, not ignored.
-    let out = dy.build("hosts", &["--add-host", "a:10.0.0.1"]);
+    let out = dy.build("cachefrom", &["--cache-from", "busybox"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--add-host is not supported"));
+    assert!(text(&out.stderr).contains("--cache-from is not supported"));
 }

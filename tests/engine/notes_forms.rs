@@ -559,9 +559,9 @@ fn notes_build_context_forms() {
     // apply: refused naming it, exit 1 (see build_cgroup_flags_reach_the_run_steps_cgroup).
     let e = dy.fails(
         1,
-        &["build", "--add-host", "a:10.0.0.1", h.to_string().as_str()],
+        &["build", "--cache-from", "busybox", h.to_string().as_str()],
     );
-    assert!(e.contains("--add-host is not supported"), "{e}");
+    assert!(e.contains("--cache-from is not supported"), "{e}");
     // docker build https://github.com/...git#:11.1, http://server/context.tar.gz:
     // remote contexts need the network; refused before any lookup.
     for url in [

@@ -105,6 +105,14 @@ pub struct BuildOptions {
     /// `--cpuset-mems`, `--memory-swap`: the RUN steps' other cgroup limits
     /// (lab 03's, as `docker run` has them; `memory` above is `-m`).
     pub limits: lab03_cgroups::Limits,
+    /// The RUN steps' own `/etc/hosts` (docker's are the container's, with
+    /// `--add-host`'s lines): bind-mounted from a file of the step, so what
+    /// the step writes there stays out of its layer. `None`: the image's.
+    pub hosts: Option<String>,
+    /// `--shm-size`: the RUN steps' `/dev/shm` size in bytes (`None`: 64 MiB).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`: the RUN steps' resource limits, (resource, soft, hard).
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
 }
 
 // ANCHOR: network
