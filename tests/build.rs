@@ -14,6 +14,8 @@ use dockyard_e2e::dockyard::{leftover_cgroups, mount_points, text, Dockyard};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[path = "build/cache_from.rs"]
+mod cache_from;
 #[path = "build/fidelity.rs"]
 mod fidelity;
 #[path = "build/lab06_cli.rs"]

@@ -54,7 +54,7 @@ pub struct BuildFlags {
     /// Security options: refused on Linux, as docker's daemon refuses them for a build.
     #[arg(long, value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// Images to consider as cache sources: not supported by this builder.
+    /// Images to consider as cache sources: their history can stand for steps (lab 06).
     #[arg(long, value_name = "IMAGE")]
     pub cache_from: Vec<String>,
     /// Compress the build context using gzip (nothing to do: the context is read in place).
@@ -69,8 +69,8 @@ pub struct BuildFlags {
 }
 
 impl BuildFlags {
-    /// The RUN steps' limits, or a refusal in docker's words (`--isolation`)
-    /// or naming what this builder does not do.
+    /// The RUN steps' limits, or a refusal in docker's words (`--isolation`,
+    /// `--security-opt`).
     pub fn limits(&self) -> anyhow::Result<lab03_cgroups::Limits> {
         if let Some(i) = &self.isolation {
             // moby's build route: only the default isolation on Linux.
@@ -83,12 +83,6 @@ impl BuildFlags {
             // are for Windows' credential specs; any value is refused on
             // Linux, before the build starts.
             bail!("security options are not supported on linux");
-        }
-        if !self.cache_from.is_empty() {
-            bail!(
-                "build --cache-from is not supported yet: lab 06's cache is keyed by the \
-                 steps this store built, and cannot match another image's history"
-            );
         }
         let memory_swap = match self.memory_swap.as_deref() {
             None => None,

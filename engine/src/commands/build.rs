@@ -65,6 +65,7 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         hosts: Some(hosts),
         shm_size,
         rlimits,
+        cache_from: a.more.cache_from.clone(),
     };
     match lab06_dockerfile::build(&engine.images, &opts) {
         Ok(_) => Ok(0),

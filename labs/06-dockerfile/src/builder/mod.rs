@@ -37,6 +37,7 @@
 //! `config.rs` has the instructions that only change the config, `run.rs` runs `RUN` in a
 //! container, and `copy.rs` makes the layers of `COPY`, `ADD` and `WORKDIR`.
 
+mod cache_from;
 mod check;
 mod config;
 mod copy;
@@ -113,6 +114,9 @@ pub struct BuildOptions {
     pub shm_size: Option<u64>,
     /// `--ulimit`: the RUN steps' resource limits, (resource, soft, hard).
     pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
+    /// `--cache-from IMAGE`: images whose history may stand for steps (see
+    /// [`cache_from`]).
+    pub cache_from: Vec<String>,
 }
 
 // ANCHOR: network
@@ -193,6 +197,8 @@ struct Builder<'a> {
     total: usize,
     cached: usize,
     out: std::io::Stdout,
+    /// The `--cache-from` images in the store.
+    sources: Vec<Img>,
 }
 
 // ANCHOR: build
@@ -313,7 +319,9 @@ fn build_steps(store: &Store, opts: &BuildOptions) -> Result<Built> {
             + labels.len(),
         cached: 0,
         out: std::io::stdout(),
+        sources: Vec::new(),
     };
+    b.sources = b.cache_sources();
     for ins in &plan.global_args {
         b.global_arg(ins)?;
     }

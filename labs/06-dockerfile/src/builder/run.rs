@@ -111,7 +111,7 @@ impl Builder<'_> {
             &json!(argv).to_string(),
             &json!(shown).to_string(),
         ]);
-        if self.try_cache(st, &key)? {
+        if self.probe(st, &key, &created_by, &|_| Ok(()))? {
             return Ok(());
         }
         let id = random_id()?;
