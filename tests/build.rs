@@ -14,10 +14,14 @@ use dockyard_e2e::dockyard::{leftover_cgroups, mount_points, text, Dockyard};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[path = "build/cache_from.rs"]
+mod cache_from;
 #[path = "build/fidelity.rs"]
 mod fidelity;
 #[path = "build/lab06_cli.rs"]
 mod lab06_cli;
+#[path = "build/step_container.rs"]
+mod step_container;
 
 /// A data root with busybox loaded, a build context directory, and a cgroup parent.
 struct Dy {

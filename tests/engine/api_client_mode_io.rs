@@ -367,6 +367,37 @@ fn api_client_mode_builds_and_copies_as_in_process() {
     assert!(dy
         .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
         .contains("app:1"));
+    // The RUN steps' container flags travel in the query and reach the step.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN grep db /etc/hosts; grep ' /dev/shm ' /proc/mounts; \
+         ulimit -Hn\n",
+    )
+    .unwrap();
+    let args = [
+        "build",
+        "--add-host",
+        "db=10.1.2.3",
+        "--shm-size",
+        "128m",
+        "--ulimit",
+        "nofile=1024:2048",
+        c,
+    ];
+    let remote = client(&url(&svc), &dy.parent, &args);
+    assert!(remote.status.success(), "{}", text(&remote.stderr));
+    let out = text(&remote.stdout);
+    assert!(
+        out.contains("10.1.2.3\tdb\n") && out.contains("\n2048\n"),
+        "{out}"
+    );
+    assert!(out.contains(",size=131072k "), "{out}");
+    let remote = client(&url(&svc), &dy.parent, &["build", "--add-host", "db", c]);
+    assert_eq!(remote.status.code(), Some(1));
+    assert_eq!(
+        text(&remote.stderr),
+        "invalid argument \"db\" for \"--add-host\" flag: bad format for add-host: \"db\"\n"
+    );
     // A failing RUN: its code, its message, as in-process.
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
     let args = ["build", c];

@@ -160,6 +160,68 @@ fn api_images_docker_build_streams_steps_and_fails_like_docker() {
     assert!(tmp.is_empty(), "{tmp:?}");
 }
 
+/// The RUN steps' container flags travel in the query (`extrahosts`,
+/// `shmsize`, `ulimits`, `cachefrom`, `cpuquota`...) and reach the steps;
+/// `securityopt` is refused in moby's words.
+#[test]
+fn api_images_docker_build_passes_the_run_step_flags() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN grep db /etc/hosts > /hosts; grep ' /dev/shm ' /proc/mounts > /shm; \
+         ulimit -Hn > /nofile; \
+         cat /sys/fs/cgroup/cpu*/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max > /quota 2>/dev/null; \
+         true\n",
+    )]);
+    let flags = [
+        "-t",
+        "flags:1",
+        "--add-host",
+        "db:10.1.2.3",
+        "--shm-size",
+        "128m",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--cache-from",
+        "busybox",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "50000",
+        "-c",
+        "512",
+    ];
+    let out = build(&svc, &dy, ctx.path(), &flags);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        dy.ok(&["run", "--rm", "flags:1", "cat", "/hosts"]),
+        "10.1.2.3\tdb\n"
+    );
+    let shm = dy.ok(&["run", "--rm", "flags:1", "cat", "/shm"]);
+    assert!(shm.contains(",size=131072k"), "{shm}");
+    assert_eq!(
+        dy.ok(&["run", "--rm", "flags:1", "cat", "/nofile"]),
+        "2048\n"
+    );
+    // The cgroup numbers too: the step's CFS quota (v1's file, or v2's cpu.max).
+    let quota = dy.ok(&["run", "--rm", "flags:1", "cat", "/quota"]);
+    assert!(quota.starts_with("50000"), "{quota}");
+    let out = build(
+        &svc,
+        &dy,
+        ctx.path(),
+        &["--security-opt", "seccomp=unconfined"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("Error response from daemon: security options are not supported on linux"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// A tar archive with one entry named `name` exactly as given: a hostile
 /// client's, which no tar tool would write.
 fn raw_tar(name: &str, kind: tar::EntryType, link: &str) -> Vec<u8> {

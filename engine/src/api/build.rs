@@ -63,22 +63,7 @@ const MAX_ENTRIES: usize = 100_000;
 
 /// Query parameters that change what docker builds and that this builder
 /// does not have: refused when set, rather than silently ignored.
-const UNSUPPORTED: [&str; 14] = [
-    "remote",
-    "extrahosts",
-    "cachefrom",
-    "squash",
-    "cpushares",
-    "cpusetcpus",
-    "cpusetmems",
-    "cpuperiod",
-    "cpuquota",
-    "memswap",
-    "shmsize",
-    "ulimits",
-    "isolation",
-    "outputs",
-];
+const UNSUPPORTED: [&str; 3] = ["remote", "squash", "outputs"];
 
 fn bad(msg: impl Into<String>) -> anyhow::Error {
     BadRequest(msg.into()).into()
@@ -164,6 +149,10 @@ fn build_args(req: &Request) -> Result<Vec<String>> {
             }
         }
     }
+    if req.query("securityopt").is_some() {
+        // moby's build route: security options are Windows' credential specs.
+        return Err(bad("security options are not supported on linux"));
+    }
     if let Some(v) = req.query("version").filter(|v| !v.is_empty() && *v != "1") {
         return Err(bad(format!(
             "builder version {v} (BuildKit) is not supported: this is the classic builder (version=1)"
@@ -194,10 +183,50 @@ fn build_args(req: &Request) -> Result<Vec<String>> {
         ("target", "--target"),
         ("platform", "--platform"),
         ("cgroupparent", "--cgroup-parent"),
+        ("cpusetcpus", "--cpuset-cpus"),
+        ("cpusetmems", "--cpuset-mems"),
+        ("isolation", "--isolation"),
     ];
     for (param, flag) in valued {
         if let Some(v) = req.query(param).filter(|v| !v.is_empty()) {
             args.extend([flag.to_string(), v.to_string()]);
+        }
+    }
+    // Numbers the client sends as 0 when the flag was not given.
+    let numbers = [
+        ("cpushares", "--cpu-shares"),
+        ("cpuperiod", "--cpu-period"),
+        ("cpuquota", "--cpu-quota"),
+        ("memswap", "--memory-swap"),
+        ("shmsize", "--shm-size"),
+    ];
+    for (param, flag) in numbers {
+        if let Some(v) = req.query(param).filter(|v| !v.is_empty() && *v != "0") {
+            args.extend([flag.to_string(), v.to_string()]);
+        }
+    }
+    for (k, v) in &req.query {
+        if k == "extrahosts" && !v.is_empty() {
+            args.extend(["--add-host".to_string(), v.clone()]);
+        }
+    }
+    for name in json_list(req, "cachefrom")? {
+        match name.as_str() {
+            Some(n) => args.extend(["--cache-from".to_string(), n.to_string()]),
+            None => {
+                return Err(bad(format!(
+                    "error reading cache-from: {name} is not a string"
+                )))
+            }
+        }
+    }
+    for u in json_list(req, "ulimits")? {
+        // [{"Name":"nofile","Hard":2048,"Soft":1024}], as docker's CLI sends them.
+        match (u["Name"].as_str(), u["Soft"].as_i64(), u["Hard"].as_i64()) {
+            (Some(name), Some(soft), Some(hard)) => {
+                args.extend(["--ulimit".to_string(), format!("{name}={soft}:{hard}")])
+            }
+            _ => return Err(bad(format!("error reading ulimit settings: {u}"))),
         }
     }
     if let Some(m) = req.query("memory").filter(|m| !m.is_empty() && *m != "0") {
@@ -209,6 +238,18 @@ fn build_args(req: &Request) -> Result<Vec<String>> {
         args.extend(["--network".to_string(), n.to_string()]);
     }
     Ok(args)
+}
+
+/// A JSON array in the query (`cachefrom=["app:1"]`); none if absent.
+fn json_list(req: &Request, param: &str) -> Result<Vec<Value>> {
+    let Some(raw) = req.query(param).filter(|v| !v.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    match serde_json::from_str(raw) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(Value::Null) => Ok(Vec::new()),
+        _ => Err(bad(format!("invalid {param} {raw:?}: not a JSON array"))),
+    }
 }
 
 /// A JSON object of strings in the query (`buildargs={"A":"1"}`).

@@ -63,9 +63,82 @@ pub fn build(api: &Api, a: &BuildArgs) -> Result<Code> {
         }
     }
     path += &format!("&networkmode={}&rm={}", q(&a.network), a.rm);
+    // A bad value is the client's own refusal, before anything is sent.
+    path +=
+        &step_flags_query(&a.more).map_err(|e| crate::commands::ClientRefusal(format!("{e:#}")))?;
     let tar_type = "Content-Type: application/x-tar\r\n";
     let body = api.stream("POST", &path, tar_type, Some(&tar))?;
     render(BufReader::new(body), a.iidfile.as_deref())
+}
+
+/// The RUN steps' container flags, as docker's CLI puts them in the query:
+/// sizes in bytes, `ulimits` and `cachefrom` as JSON, one `extrahosts` and
+/// one `securityopt` per flag (the service refuses the latter, as moby's).
+fn step_flags_query(m: &crate::build_flags::BuildFlags) -> Result<String> {
+    let mut out = String::new();
+    for h in &m.add_host {
+        crate::build_flags::parse_add_host(h)?;
+        out += &format!("&extrahosts={}", q(h));
+    }
+    for o in &m.security_opt {
+        out += &format!("&securityopt={}", q(o));
+    }
+    let bytes = |flag: &str, v: &str| -> Result<String> {
+        if v == "-1" {
+            return Ok(v.to_string());
+        }
+        lab03_cgroups::parse_size(v)
+            .map(|b| b.to_string())
+            .map_err(|_| {
+                anyhow::anyhow!("invalid argument {v:?} for \"{flag}\" flag: invalid size: '{v}'")
+            })
+    };
+    if let Some(s) = &m.shm_size {
+        out += &format!("&shmsize={}", bytes("--shm-size", s)?);
+    }
+    if let Some(s) = &m.memory_swap {
+        out += &format!("&memswap={}", bytes("--memory-swap", s)?);
+    }
+    let numbers = [
+        ("cpushares", m.cpu_shares.map(|v| v as i64)),
+        ("cpuperiod", m.cpu_period.map(|v| v as i64)),
+        ("cpuquota", m.cpu_quota),
+    ];
+    for (param, v) in numbers {
+        if let Some(v) = v {
+            out += &format!("&{param}={v}");
+        }
+    }
+    let strings = [
+        ("cpusetcpus", &m.cpuset_cpus),
+        ("cpusetmems", &m.cpuset_mems),
+        ("isolation", &m.isolation),
+    ];
+    for (param, v) in strings {
+        if let Some(v) = v {
+            out += &format!("&{param}={}", q(v));
+        }
+    }
+    if !m.ulimit.is_empty() {
+        let mut list = Vec::new();
+        for u in &m.ulimit {
+            lab02_namespaces::parse_ulimit(u).map_err(|e| {
+                anyhow::anyhow!("invalid argument {u:?} for \"--ulimit\" flag: {e}")
+            })?;
+            let (name, values) = u.split_once('=').unwrap_or((u, ""));
+            let (soft, hard) = values.split_once(':').unwrap_or((values, values));
+            let n = |v: &str| v.parse::<i64>().unwrap_or(-1);
+            list.push(serde_json::json!({"Name": name, "Hard": n(hard), "Soft": n(soft)}));
+        }
+        out += &format!("&ulimits={}", q(&Value::Array(list).to_string()));
+    }
+    if !m.cache_from.is_empty() {
+        out += &format!(
+            "&cachefrom={}",
+            q(&serde_json::json!(m.cache_from).to_string())
+        );
+    }
+    Ok(out)
 }
 
 /// `--build-arg`s or `--label`s as the query's JSON object. A build arg

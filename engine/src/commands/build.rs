@@ -33,6 +33,18 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         None => None,
     };
     let limits = a.more.limits()?;
+    let network = lab06_dockerfile::Network::parse(&a.network)?;
+    // A bad flag value is the client's refusal, as docker's CLI makes it.
+    let client = |e: anyhow::Error| match e.downcast::<crate::build_flags::FlagError>() {
+        Ok(f) => anyhow::Error::from(super::ClientRefusal(f.0)),
+        Err(e) => e,
+    };
+    let hosts = a
+        .more
+        .hosts(engine, network == lab06_dockerfile::Network::Host)
+        .map_err(client)?;
+    let shm_size = a.more.shm_size(engine).map_err(client)?;
+    let rlimits = a.more.rlimits(engine).map_err(client)?;
     let opts = lab06_dockerfile::BuildOptions {
         tags: a.tags.clone(),
         dockerfile: a.file.clone(),
@@ -44,12 +56,16 @@ pub fn run(engine: &Engine, a: &BuildArgs) -> anyhow::Result<i32> {
         quiet: a.quiet,
         labels: a.labels.clone(),
         iidfile: a.iidfile.clone(),
-        network: lab06_dockerfile::Network::parse(&a.network)?,
+        network,
         pull: a.pull,
         memory,
         no_cache_filter: a.no_cache_filter.clone(),
         platform: a.platform.clone(),
         limits,
+        hosts: Some(hosts),
+        shm_size,
+        rlimits,
+        cache_from: a.more.cache_from.clone(),
     };
     match lab06_dockerfile::build(&engine.images, &opts) {
         Ok(_) => Ok(0),

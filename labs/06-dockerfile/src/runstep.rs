@@ -16,6 +16,9 @@
 //! (root in the step must create root-owned files), Docker's default security layer
 //! (capabilities, seccomp, masked paths) and device rules, and a network namespace with only
 //! `lo`: `docker build --network none`, because this builder has no network to offer.
+//! Given a `hosts` text (the engine's `--add-host`), the step gets its own `/etc/hosts`, a
+//! file of the step bound over the image's, as docker binds a container's: what the command
+//! writes there is in that file, not in the upper dir.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -87,6 +90,13 @@ pub struct RunStep<'a> {
     pub memory: Option<u64>,
     /// The step's other cgroup limits (`--cpu-shares`, `--cpuset-cpus`...).
     pub limits: cgroups::Limits,
+    /// The step's `/etc/hosts`, written to a file of the step and bound
+    /// over the image's (`None`: the image's own).
+    pub hosts: Option<String>,
+    /// The size of the step's `/dev/shm` in bytes (`None`: 64 MiB).
+    pub shm_size: Option<u64>,
+    /// The step's rlimits (`--ulimit`): (resource, soft, hard).
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
 }
 
 /// A finished step: its exit code, and its upper dir (inside `work`).
@@ -150,8 +160,17 @@ impl RunStep<'_> {
             fs::set_permissions(&at, fs::Permissions::from_mode(0o755))?;
         }
 
+        let hosts = match &self.hosts {
+            Some(text) => {
+                let file = work.path.join("hosts");
+                fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+                Some(file)
+            }
+            None => None,
+        };
+
         let host = cgroups::detect()?;
-        let result = self.assemble_and_wait(&dirs.merged, &host);
+        let result = self.assemble_and_wait(&dirs.merged, &host, hosts.as_deref());
         drop(mounted);
         let code = result?;
         Ok(Finished { code, work })
@@ -163,7 +182,16 @@ impl RunStep<'_> {
     /// security layer and device list, and a network namespace with only
     /// `lo`. Its stdin is /dev/null; its output comes through two pipes that
     /// we copy to ours (see [`relay_output`]).
-    fn assemble_and_wait(&self, rootfs: &Path, host: &cgroups::Host) -> Result<i32> {
+    ///
+    /// `hosts`: a file to bind over `/etc/hosts`, as docker binds the
+    /// container's own (lab 02 makes the mountpoint if the image has none;
+    /// the caller takes that empty file out of the layer).
+    fn assemble_and_wait(
+        &self,
+        rootfs: &Path,
+        host: &cgroups::Host,
+        hosts: Option<&Path>,
+    ) -> Result<i32> {
         let null = File::open("/dev/null").context("opening /dev/null")?;
         let (out_read, out_write) =
             pipe2(OFlag::O_CLOEXEC).context("pipe2 for the step's stdout")?;
@@ -179,7 +207,17 @@ impl RunStep<'_> {
             err_write.as_raw_fd(),
         ]);
         spec.cwd = self.cwd.as_ref().map(PathBuf::from);
-        spec.security = Some(namespaces::security::Security::docker_default());
+        let mut security = namespaces::security::Security::docker_default();
+        security.shm_size = self.shm_size;
+        spec.security = Some(security);
+        spec.rlimits = self.rlimits.clone();
+        if let Some(file) = hosts {
+            spec.binds.push(namespaces::Bind {
+                source: file.to_path_buf(),
+                target: PathBuf::from("/etc/hosts"),
+                read_only: false,
+            });
+        }
         spec.run_as = namespaces::RunAs::lookup(rootfs, &self.user)?;
         let mut blueprint = cgroups::Blueprint::new(spec);
         blueprint.cgroup = Some(cgroups::CgroupSpec {

@@ -134,6 +134,9 @@ pub struct Security {
     /// `None`, docker's way: [`Security::cap_add`]/`cap_drop` give one set
     /// to bounding, permitted and effective, none inheritable or ambient.
     pub cap_sets: Option<CapSets>,
+    /// `--shm-size`: the size of the container's `/dev/shm` tmpfs, in
+    /// bytes; `None`: Docker's 64 MiB.
+    pub shm_size: Option<u64>,
 }
 
 impl Security {
@@ -150,6 +153,7 @@ impl Security {
             read_only_rootfs: false,
             tmpfs: Vec::new(),
             cap_sets: None,
+            shm_size: None,
         }
     }
 
@@ -224,6 +228,7 @@ impl Security {
             read_only_rootfs: self.read_only_rootfs,
             tmpfs: self.tmpfs.clone(),
             cap_sets: if self.privileged { None } else { self.cap_sets },
+            shm_size: self.shm_size,
         })
     }
 }
@@ -241,6 +246,7 @@ pub struct Prepared {
     pub read_only_rootfs: bool,
     pub tmpfs: Vec<Tmpfs>,
     pub cap_sets: Option<CapSets>,
+    pub shm_size: Option<u64>,
 }
 
 // ANCHOR: confine

@@ -174,7 +174,7 @@ pub fn mount_sys(rootfs: &Path, own_netns: bool, read_only: bool) -> anyhow::Res
 /// our own. `pts_gid`: the group of new terminals (tty, 5) when it is mapped.
 pub fn mount_after_pivot(p: &Prepared, own_ipc: bool, pts_gid: bool) -> anyhow::Result<()> {
     let root = open_root(Path::new("/"))?;
-    mount_dev_extras(&root, own_ipc, pts_gid)?;
+    mount_dev_extras(&root, own_ipc, pts_gid, p.shm_size)?;
     mask_paths(&root, &p.masked_paths)?;
     make_read_only(&root, &p.readonly_paths)?;
     mount_tmpfs(&root, &p.tmpfs)
@@ -188,7 +188,12 @@ const SAFE: MsFlags = MsFlags::MS_NOSUID
 
 /// `/dev/pts`, `/dev/ptmx`, `/dev/shm` and, with an IPC namespace of our
 /// own, `/dev/mqueue`.
-fn mount_dev_extras(root: &OwnedFd, own_ipc: bool, pts_gid: bool) -> anyhow::Result<()> {
+fn mount_dev_extras(
+    root: &OwnedFd,
+    own_ipc: bool,
+    pts_gid: bool,
+    shm_size: Option<u64>,
+) -> anyhow::Result<()> {
     // /dev/pts: a devpts of our own (newinstance), so the container sees
     // only its own terminals; /dev/ptmx points into it.
     let pts = mkdir_all_in_root(root, Path::new("/dev/pts"))?;
@@ -210,16 +215,18 @@ fn mount_dev_extras(root: &OwnedFd, own_ipc: bool, pts_gid: bool) -> anyhow::Res
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).context("symlink /dev/ptmx -> pts/ptmx"),
     }
-    // /dev/shm: POSIX shared memory, 64 MiB as in Docker.
+    // /dev/shm: POSIX shared memory, 64 MiB as in Docker unless
+    // `--shm-size` says (in bytes: the kernel rounds it up to pages).
     let shm = mkdir_all_in_root(root, Path::new("/dev/shm"))?;
+    let size = shm_size.map_or("65536k".to_string(), |b| b.to_string());
     mount(
         Some("shm"),
         &fd_path(&shm),
         Some("tmpfs"),
         SAFE,
-        Some("mode=1777,size=65536k"),
+        Some(format!("mode=1777,size={size}").as_str()),
     )
-    .context("mounting tmpfs on /dev/shm")?;
+    .with_context(|| format!("mounting tmpfs on /dev/shm (size={size})"))?;
     if own_ipc {
         let mq = mkdir_all_in_root(root, Path::new("/dev/mqueue"))?;
         mount(

@@ -35,10 +35,10 @@ impl Builder<'_> {
         &mut self,
         st: &mut Stage,
         created_by: String,
-        change: impl FnOnce(&mut Img) -> Result<()>,
+        change: impl Fn(&mut Img) -> Result<()>,
     ) -> Result<()> {
         let key = cache::key(&[&st.img.id, &created_by]);
-        if self.try_cache(st, &key)? {
+        if self.probe(st, &key, &created_by, &change)? {
             return Ok(());
         }
         self.finish_step(st, &key, &created_by, None, change)
@@ -53,7 +53,7 @@ impl Builder<'_> {
         text: String,
     ) -> Result<()> {
         self.config_step(st, nop(&text), |img| {
-            img.cfg().insert(field.into(), value);
+            img.cfg().insert(field.into(), value.clone());
             Ok(())
         })
     }
@@ -73,9 +73,9 @@ impl Builder<'_> {
         let created_by = nop(&format!("{} {}", ins.keyword, text.join(" ")));
         let is_env = ins.keyword == Keyword::Env;
         self.config_step(st, created_by, |img| {
-            for (k, v) in set {
+            for (k, v) in &set {
                 if is_env {
-                    img.set_env(&k, &v);
+                    img.set_env(k, v);
                 } else {
                     let labels = img.cfg().entry("Labels").or_insert(json!({}));
                     if !labels.is_object() {
@@ -143,16 +143,17 @@ impl Builder<'_> {
         if ins.keyword == Keyword::Cmd {
             st.cmd_set = true;
         }
-        if self.try_cache(st, &key)? {
-            return Ok(());
-        }
-        self.finish_step(st, &key, &created_by, None, |img| {
+        let change = |img: &mut Img| {
             img.cfg().insert(field.into(), json!(argv));
             if reset_cmd {
                 img.cfg().insert("Cmd".into(), Value::Null);
             }
             Ok(())
-        })
+        };
+        if self.probe(st, &key, &created_by, &change)? {
+            return Ok(());
+        }
+        self.finish_step(st, &key, &created_by, None, change)
     }
 
     /// `SHELL ["executable", "parameters"]`: what the shell forms after it run in.
@@ -201,8 +202,8 @@ impl Builder<'_> {
         let created_by = nop(&format!("EXPOSE {}", words_out.join(" ")));
         self.config_step(st, created_by, |img| {
             let map = img.cfg().entry("ExposedPorts").or_insert(json!({}));
-            for p in ports {
-                map[p] = json!({});
+            for p in &ports {
+                map[p.as_str()] = json!({});
             }
             Ok(())
         })
@@ -225,8 +226,8 @@ impl Builder<'_> {
         let created_by = nop(&format!("VOLUME {}", json!(paths)));
         self.config_step(st, created_by, |img| {
             let map = img.cfg().entry("Volumes").or_insert(json!({}));
-            for p in paths {
-                map[p] = json!({});
+            for p in &paths {
+                map[p.as_str()] = json!({});
             }
             Ok(())
         })
@@ -237,7 +238,7 @@ impl Builder<'_> {
         let hc = healthcheck(ins)?;
         let created_by = nop(&format!("HEALTHCHECK {hc}"));
         self.config_step(st, created_by, |img| {
-            img.cfg().insert("Healthcheck".into(), hc);
+            img.cfg().insert("Healthcheck".into(), hc.clone());
             Ok(())
         })
     }
@@ -253,7 +254,7 @@ impl Builder<'_> {
         let created_by = nop(&format!("ONBUILD {trigger}"));
         self.config_step(st, created_by, |img| {
             let mut all = img.strings("OnBuild");
-            all.push(trigger);
+            all.push(trigger.clone());
             img.cfg().insert("OnBuild".into(), json!(all));
             Ok(())
         })

@@ -43,7 +43,11 @@ impl Builder<'_> {
         let path = format!("/{}", context::clean(&joined.to_string_lossy()).display());
         let created_by = format!("/bin/sh -c #(nop) WORKDIR {path}");
         let key = cache::key(&[&st.img.id, &created_by]);
-        if self.try_cache(st, &key)? {
+        let change = |img: &mut Img| {
+            img.cfg().insert("WorkingDir".into(), json!(path));
+            Ok(())
+        };
+        if self.probe(st, &key, &created_by, &change)? {
             return Ok(());
         }
         let view = self.view(&st.img)?;
@@ -62,10 +66,7 @@ impl Builder<'_> {
             write_layer(&staging.dir, &tar, TreeKind::Plain)?;
             Some(tar.as_path())
         };
-        self.finish_step(st, &key, &created_by, layer, |img| {
-            img.cfg().insert("WorkingDir".into(), json!(path));
-            Ok(())
-        })
+        self.finish_step(st, &key, &created_by, layer, change)
     }
 
     /// The image a `COPY --from` names: a stage (by name or number) or an image.
@@ -164,7 +165,7 @@ impl Builder<'_> {
             &json!(bodies).to_string(),
             &json!(flags_text).to_string(),
         ]);
-        if self.try_cache(st, &key)? {
+        if self.probe(st, &key, &created_by, &|_| Ok(()))? {
             return Ok(());
         }
 

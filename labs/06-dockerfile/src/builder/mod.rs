@@ -37,6 +37,7 @@
 //! `config.rs` has the instructions that only change the config, `run.rs` runs `RUN` in a
 //! container, and `copy.rs` makes the layers of `COPY`, `ADD` and `WORKDIR`.
 
+mod cache_from;
 mod check;
 mod config;
 mod copy;
@@ -105,6 +106,17 @@ pub struct BuildOptions {
     /// `--cpuset-mems`, `--memory-swap`: the RUN steps' other cgroup limits
     /// (lab 03's, as `docker run` has them; `memory` above is `-m`).
     pub limits: lab03_cgroups::Limits,
+    /// The RUN steps' own `/etc/hosts` (docker's are the container's, with
+    /// `--add-host`'s lines): bind-mounted from a file of the step, so what
+    /// the step writes there stays out of its layer. `None`: the image's.
+    pub hosts: Option<String>,
+    /// `--shm-size`: the RUN steps' `/dev/shm` size in bytes (`None`: 64 MiB).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`: the RUN steps' resource limits, (resource, soft, hard).
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64, u64)>,
+    /// `--cache-from IMAGE`: images whose history may stand for steps (see
+    /// [`cache_from`]).
+    pub cache_from: Vec<String>,
 }
 
 // ANCHOR: network
@@ -185,6 +197,8 @@ struct Builder<'a> {
     total: usize,
     cached: usize,
     out: std::io::Stdout,
+    /// The `--cache-from` images in the store.
+    sources: Vec<Img>,
 }
 
 // ANCHOR: build
@@ -305,7 +319,9 @@ fn build_steps(store: &Store, opts: &BuildOptions) -> Result<Built> {
             + labels.len(),
         cached: 0,
         out: std::io::stdout(),
+        sources: Vec::new(),
     };
+    b.sources = b.cache_sources();
     for ins in &plan.global_args {
         b.global_arg(ins)?;
     }

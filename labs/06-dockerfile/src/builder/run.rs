@@ -111,7 +111,7 @@ impl Builder<'_> {
             &json!(argv).to_string(),
             &json!(shown).to_string(),
         ]);
-        if self.try_cache(st, &key)? {
+        if self.probe(st, &key, &created_by, &|_| Ok(()))? {
             return Ok(());
         }
         let id = random_id()?;
@@ -137,6 +137,9 @@ impl Builder<'_> {
             host_network: self.opts.network == super::Network::Host,
             memory: self.opts.memory,
             limits: self.opts.limits.clone(),
+            hosts: self.opts.hosts.clone(),
+            shm_size: self.opts.shm_size,
+            rlimits: self.opts.rlimits.clone(),
         }
         .run()?;
         if finished.code != 0 {
@@ -148,6 +151,9 @@ impl Builder<'_> {
         }
         self.say(&format!("Removing intermediate container {}", &id[..12]))?;
         discard_volumes(st, &view, &finished.upper())?;
+        if self.opts.hosts.is_some() {
+            drop_mountpoint(&view, &finished.upper(), Path::new("/etc/hosts"))?;
+        }
         if script.is_some() {
             // The script was the step's input, not its output.
             let dir = finished.upper().join(SCRIPT_DIR);
@@ -252,6 +258,51 @@ fn discard_volumes(st: &Stage, view: &LayerView, upper: &Path) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: discard_volumes
+
+// ANCHOR: drop_mountpoint
+/// The step's `/etc/hosts` is a bind of a file of the step: whatever the command wrote
+/// there is in that file, not in the upper dir. But when the image has no `/etc/hosts`, lab
+/// 02 made an empty file to mount over, in the upper dir (with `/etc` too, if the image has
+/// none, or a copy-up of the image's `/etc` to hold it). Docker makes these mountpoints in
+/// an "init" layer of the container, below the layer it commits, so they are never in the
+/// image: the builder takes them out here. A directory stays if the step put anything in
+/// it, or changed its mode or owner.
+fn drop_mountpoint(view: &LayerView, upper: &Path, path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let rel = layers::resolve_in_scope(view, path, false)?;
+    if view.lookup(&rel).is_some() {
+        return Ok(()); // the image's own file was the mountpoint: nothing was made
+    }
+    let file = upper.join(&rel);
+    match fs::symlink_metadata(&file) {
+        Ok(m) if m.is_file() && m.len() == 0 => {
+            fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?
+        }
+        _ => return Ok(()),
+    }
+    for dir in rel.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            break;
+        }
+        let at = upper.join(dir);
+        let Ok(meta) = fs::symlink_metadata(&at) else {
+            break;
+        };
+        let empty = meta.is_dir() && fs::read_dir(&at)?.next().is_none();
+        let unchanged = match view.lookup(dir) {
+            None => true,
+            Some((_, image)) => {
+                (image.mode(), image.uid(), image.gid()) == (meta.mode(), meta.uid(), meta.gid())
+            }
+        };
+        if !(empty && unchanged) {
+            break;
+        }
+        fs::remove_dir(&at).with_context(|| format!("removing {}", at.display()))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: drop_mountpoint
 
 /// The image's VOLUME paths, relative to its root, symlinks resolved in the image, as the
 /// daemon mounts them (`VOLUME /` is left out: docker refuses to mount over the root).

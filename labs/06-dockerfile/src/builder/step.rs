@@ -30,20 +30,34 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Looks the step up in the cache; on a hit, prints so and moves the stage on.
-    pub(super) fn try_cache(&mut self, st: &mut Stage, key: &str) -> Result<bool> {
+    /// Whether this stage's steps may come from a cache (`--no-cache`, `--no-cache-filter`).
+    pub(super) fn cache_allowed(&self, st: &Stage) -> bool {
         let filtered = st.name.as_deref().is_some_and(|n| {
             self.opts
                 .no_cache_filter
                 .iter()
                 .any(|f| f.eq_ignore_ascii_case(n))
         });
-        if self.opts.no_cache || filtered {
+        !(self.opts.no_cache || filtered)
+    }
+
+    /// Looks the step up in the cache; on a hit, prints so and moves the stage on. With
+    /// `--cache-from`, only a step on a source's chain counts (see [`super::cache_from`]).
+    pub(super) fn try_cache(&mut self, st: &mut Stage, key: &str) -> Result<bool> {
+        if !self.cache_allowed(st) {
             return Ok(false);
         }
         let Some(img) = self.cache.get(key).and_then(|m| self.load(&m)) else {
             return Ok(false);
         };
+        if !self.opts.cache_from.is_empty()
+            && !self
+                .sources
+                .iter()
+                .any(|s| super::cache_from::on_chain(&img, s))
+        {
+            return Ok(false);
+        }
         self.cached += 1;
         self.say(" ---> Using cache")?;
         self.say(&format!(" ---> {}", img.short()))?;
