@@ -93,7 +93,8 @@ pub fn restore(root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     if !taken_back.is_empty() {
-        let status = Command::new("cargo")
+        // As a learner's terminal would run it (see `as_a_learner`), so the build is fresh.
+        let status = super::as_a_learner(&mut Command::new("cargo"))
             .args(["build", "--workspace", "-q"])
             .current_dir(root)
             .status()
