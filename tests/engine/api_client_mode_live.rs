@@ -415,3 +415,93 @@ fn api_client_mode_and_the_service_detach_on_the_detach_keys() {
     }
     client_ok(&svc, &dy, &["rm", "-f", "sh1", "sh2", "sh3", "cat1"]);
 }
+
+/// One request with a JSON body, its connection closed after: the
+/// status line and the answer's JSON (null if none).
+fn raw_json(svc: &Service, method: &str, path: &str, body: &str) -> (String, serde_json::Value) {
+    let answer = svc.raw(&format!(
+        "{method} {path} HTTP/1.1\r\nHost: dockyard\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+#[test]
+fn api_client_mode_and_the_service_detach_execs_on_the_detach_keys() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    dy.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
+    dy.wait_for("box", "{{.State.Status}}", "running");
+    // `DetachKeys` of the instance: its stream ends on them, the exec's
+    // shell goes on (the instance still runs).
+    let create = |keys: &str| {
+        let body = format!(
+            r#"{{"Cmd":["sh"],"Tty":true,"AttachStdin":true,"AttachStdout":true,"AttachStderr":true,"DetachKeys":"{keys}"}}"#
+        );
+        raw_json(&svc, "POST", "/v1.50/containers/box/exec", &body)
+    };
+    let (status, created) = create("ctrl-x,x");
+    assert!(status.contains(" 201 "), "{status}");
+    let exec = created["Id"].as_str().unwrap().to_string();
+    let mut s = UnixStream::connect(&svc.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = r#"{"Detach":false,"Tty":true}"#;
+    write!(
+        s,
+        "POST /v1.50/exec/{exec}/start HTTP/1.1\r\nHost: dockyard\r\nConnection: Upgrade\r\n\
+         Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{start}",
+        start.len()
+    )
+    .unwrap();
+    read_until(&mut s, b"101 UPGRADED").expect("the upgrade");
+    s.write_all(b"echo ex''ec\n").unwrap();
+    read_until(&mut s, b"exec\r\n").expect("the shell's answer");
+    s.write_all(b"\x18x").unwrap();
+    assert_eq!(
+        read_until(&mut s, b"never"),
+        None,
+        "the exec's stream did not end on the detach keys"
+    );
+    let (_, inspect) = raw_json(&svc, "GET", &format!("/v1.50/exec/{exec}/json"), "");
+    assert_eq!(inspect["Running"], true, "{inspect}");
+    let pid = inspect["Pid"].as_u64().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let events = dy.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=exec_detach",
+    ]);
+    assert_eq!(events.lines().count(), 1, "{events}");
+    // Keys that are not a sequence: refused at the create.
+    let (status, answer) = create("ctrl-1");
+    assert!(status.contains(" 400 "), "{status}");
+    assert_eq!(answer["message"], "Invalid escape keys (ctrl-1) provided");
+    // docker's CLI and dockyard -H, on a terminal: ctrl-p ctrl-q leaves,
+    // "read escape sequence" and 1, the exec's shell goes on.
+    let cfg = tempfile::tempdir().unwrap();
+    let h = format!("{} -H {}", bin("dockyard").display(), url(&svc));
+    let d = format!("{DOCKER} -H {}", url(&svc));
+    for cli in [h, d] {
+        let shown = under_terminal(&format!("{cli} exec -it box sh"), "\\020\\021", cfg.path());
+        assert!(shown.contains("hi\r\n"), "{cli}: {shown:?}");
+        assert!(
+            shown.trim_end().ends_with("read escape sequence\r\nrc=1"),
+            "{cli}: {shown:?}"
+        );
+    }
+    let top = client_ok(&svc, &dy, &["top", "box"]);
+    // (UID PID PPID C STIME TTY TIME, then the command.)
+    let shells = top
+        .lines()
+        .filter(|l| l.split_whitespace().skip(7).eq(["sh"]))
+        .count();
+    assert_eq!(shells, 3, "the three exec shells go on: {top}");
+    client_ok(&svc, &dy, &["rm", "-f", "box"]);
+}

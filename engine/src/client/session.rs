@@ -179,7 +179,9 @@ pub fn attach(api: &Api, a: &AttachArgs) -> Result<Code> {
 }
 
 /// `exec`: create the instance, start it (hijacked, or detached with
-/// `-d`), and exit with its code, read back from the instance.
+/// `-d`), and exit with its code, read back from the instance (or, as
+/// docker's CLI, 1 and "read escape sequence" when the detach keys were
+/// typed on a terminal: the command goes on).
 pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
     let (name, argv) = a
         .container_and_command
@@ -224,13 +226,18 @@ pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
     if a.tty {
         resize();
     }
+    // docker's default detach keys (this `exec` has no --detach-keys):
+    // looked for here, as docker's CLI does, and by the service.
     let session = Session {
         tty: a.tty,
         stdin: a.interactive,
         resize: Some(&resize),
-        detach_keys: None,
+        detach_keys: Some(vec![16, 17]),
     };
-    hijack::pump(conn, &session)?;
+    if hijack::pump(conn, &session)? {
+        eprintln!("read escape sequence");
+        return Ok(1);
+    }
     let inspect = api.json("GET", &format!("/exec/{exec}/json"), None)?;
     Ok(inspect["ExitCode"].as_i64().unwrap_or(0) as Code)
 }
