@@ -94,6 +94,9 @@ fn api_client_mode_prints_what_the_in_process_cli_prints() {
         "a long command line",
     ]);
     dy.ok(&["volume", "create", "vol1"]);
+    dy.ok(&[
+        "volume", "create", "--label", "team=a", "--label", "x=1", "vol2",
+    ]);
     for args in [
         &["ps"][..],
         &["ps", "-a"],
@@ -119,8 +122,65 @@ fn api_client_mode_prints_what_the_in_process_cli_prints() {
         &["network", "ls", "-q", "--no-trunc"],
         &["volume", "ls", "-f", "name=vol1"],
         &["volume", "ls", "-f", "name=nothing", "-q"],
+        // --format: docker's formatter's fields, the same from the
+        // service's documents as from the engine's own records.
+        &["network", "ls", "--format", "json"],
+        &["network", "ls", "--format", "table {{.Name}}"],
+        &[
+            "network",
+            "ls",
+            "--no-trunc",
+            "--format",
+            "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}\t{{.Internal}}\t{{.CreatedAt}}",
+        ],
+        &["network", "ls", "-q", "--format", "{{.Name}}"],
+        &["volume", "ls", "--format", "json"],
+        &["volume", "ls", "--format", "table {{.Name}}"],
+        &[
+            "volume",
+            "ls",
+            "-f",
+            "label=team",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Mountpoint}}",
+        ],
     ] {
         same_output(&svc, &dy, args);
+    }
+    // The formatted lists are really there, and are what docker's own CLI
+    // prints for the same service (one label: Go's map order is random).
+    let labelled = [
+        "volume",
+        "ls",
+        "-f",
+        "label=x",
+        "--format",
+        "{{.Name}} {{.Labels}}",
+    ];
+    assert_eq!(
+        client_ok(&svc, &dy, &labelled),
+        "vol2 team=a,x=1
+"
+    );
+    for args in [
+        &["volume", "ls", "--format", "json"][..],
+        &[
+            "volume",
+            "ls",
+            "--format",
+            "table {{.Name}}\t{{.Driver}}\t{{.Scope}}",
+        ],
+        &["network", "ls", "--format", "json"],
+        &[
+            "network",
+            "ls",
+            "--format",
+            "table {{.ID}}\t{{.Name}}\t{{.Internal}}\t{{.IPv6}}\t{{.CreatedAt}}",
+        ],
+    ] {
+        let ours = client_ok(&svc, &dy, args);
+        assert!(ours.contains("vol1") || ours.contains("none"), "{ours}");
+        assert_eq!(ours, svc.docker_ok(args), "{args:?}");
     }
     // The table is really there (not two empty outputs), and version has
     // both parts, the server's being the service's Engine.
@@ -307,16 +367,16 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
     // Refused, never run here instead: nothing is made in the data root.
     for (args, said) in [
         (
-            &["stats", "x"][..],
-            "dockyard: `stats` is not supported through -H yet",
+            &["system", "df"][..],
+            "dockyard: `system df` is not supported through -H yet",
         ),
         (
             &["network", "create", "--ip-range", "10.0.0.0/24", "n1"],
             "dockyard: `network create` is not supported through -H yet",
         ),
         (
-            &["network", "ls", "--format", "{{.Name}}"],
-            "dockyard: `network ls` with these flags is not supported through -H yet",
+            &["update", "--memory", "8m", "x"],
+            "dockyard: `update` is not supported through -H yet",
         ),
         (
             &["run", "-d", "-p", "80:80", "busybox", "true"],
@@ -480,3 +540,7 @@ mod io;
 
 #[path = "api_client_mode_more.rs"]
 mod more;
+
+// What reads stdin or keeps running: build -, stats, the detach keys.
+#[path = "api_client_mode_live.rs"]
+mod live;

@@ -876,6 +876,7 @@ pub fn attach(
 ) -> Result<Reply> {
     let r = resolve(service, id)?;
     let c = config_of(&r)?;
+    let detach_keys = detach_keys(req)?;
     let monitor = if matches!(r.state.status, Status::Running | Status::Paused) {
         Attached::Now(container::connect(service.engine, &r.id)?)
     } else {
@@ -932,9 +933,23 @@ pub fn attach(
         stdin_once,
         stdout: req.flag("stdout"),
         stderr: req.flag("stderr"),
+        detach_keys,
     };
-    relay(service, &r.id, conn, monitor, c.tty, wants, early)?;
+    if relay(service, &r.id, conn, monitor, c.tty, wants, early)? {
+        dockyard::events::container(service.engine, &r, "detach", &[]);
+    }
     Ok(Reply::Streamed(Outcome::TakenOver))
+}
+
+/// The attach's `detachKeys` (the CLI's `--detach-keys`, in its format),
+/// else docker's ctrl-p,ctrl-q; refused before the upgrade, with dockerd's
+/// words, when it is not a key sequence.
+fn detach_keys(req: &Request) -> Result<Vec<u8>> {
+    match req.query("detachKeys").filter(|k| !k.is_empty()) {
+        None => Ok(vec![16, 17]),
+        Some(k) => container::parse_detach_keys(k)
+            .map_err(|_| BadRequest(format!("Invalid detach keys ({k}) provided")).into()),
+    }
 }
 
 /// Whether the client hung up: closed the connection altogether, which a
@@ -957,16 +972,27 @@ enum Attached {
     Later(std::sync::mpsc::Receiver<UnixStream>),
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Wants {
     stdin: bool,
     stdin_once: bool,
     stdout: bool,
     stderr: bool,
+    /// The detach keys, looked for in the input with a TTY.
+    detach_keys: Vec<u8>,
 }
 
 /// Copy between the client and the monitor until the container exits:
-/// output re-framed for the client, input framed for the monitor.
+/// output re-framed for the client, input framed for the monitor. True
+/// when the client typed the detach keys instead.
+///
+/// The detach keys are dockerd's `copyEscapable`: with a TTY, the input
+/// is scanned for them (held back while they might be starting, sent on
+/// when the sequence breaks); once typed, this attach ends (its stream
+/// closes, as the container's exit would close it) and the container goes
+/// on, its terminal's input open for the next attach. Without a TTY every
+/// byte is data, as in dockerd. (Docker's CLI scans for them too, and
+/// leaves without sending them; a client that sends them is detached here.)
 fn relay(
     service: &Service,
     id: &str,
@@ -975,21 +1001,33 @@ fn relay(
     tty: bool,
     wants: Wants,
     early: &[u8],
-) -> Result<()> {
+) -> Result<bool> {
+    let detached = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| -> Result<()> {
         if wants.stdin {
             let mut to_monitor = monitor.try_clone()?;
             let mut from_client = client.try_clone()?;
             let early = early.to_vec();
+            let mut keys = container::DetachKeys::new(wants.detach_keys.clone(), tty);
+            let detached = &detached;
             s.spawn(move || {
                 let mut buf = early;
                 loop {
-                    if !buf.is_empty() {
+                    let (data, hit) = keys.feed(&buf);
+                    if !data.is_empty() {
                         let f =
-                            dockyard_monitor::attach::frame(dockyard_monitor::attach::STDIN, &buf);
+                            dockyard_monitor::attach::frame(dockyard_monitor::attach::STDIN, &data);
                         if to_monitor.write_all(&f).is_err() {
                             return;
                         }
+                    }
+                    if hit {
+                        // This attach ends (the output side sees the
+                        // monitor's connection closed); the container, and
+                        // its stdin, go on.
+                        detached.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let _ = to_monitor.shutdown(std::net::Shutdown::Both);
+                        return;
                     }
                     buf = vec![0; 32 * 1024];
                     match from_client.read(&mut buf) {
@@ -1018,12 +1056,13 @@ fn relay(
                 }
             });
         }
-        let result = pump_output(service, id, client, &monitor, tty, wants);
+        let result = pump_output(service, id, client, &monitor, tty, &wants);
         // Done: end the client's stream, and unblock the stdin thread.
         let _ = client.shutdown(std::net::Shutdown::Both);
         let _ = monitor.shutdown(std::net::Shutdown::Both);
         result
-    })
+    })?;
+    Ok(detached.into_inner())
 }
 
 /// The monitor's frames (kind 1 stdout, 2 stderr, 4 exit) to docker's.
@@ -1033,7 +1072,7 @@ fn pump_output(
     mut client: &UnixStream,
     mut monitor: &UnixStream,
     tty: bool,
-    wants: Wants,
+    wants: &Wants,
 ) -> Result<()> {
     use dockyard_monitor::attach::{frames, EXIT, STDERR, STDOUT};
     let mut pending = Vec::new();

@@ -27,6 +27,8 @@
 //! to put in raw mode and to read the window size from), and its output
 //! goes to the client raw. `resize` sets that terminal's size and sends
 //! SIGWINCH, which `dockyard exec`'s pump passes on to the container's.
+//! With a TTY, the instance's `DetachKeys` (ctrl-p,ctrl-q if none) end the
+//! stream and leave the command running, as dockerd's (see [`copy_input`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -43,6 +45,7 @@ use serde_json::{json, Value};
 use super::http::{self, Request, Response};
 use super::routes::{BadRequest, Outcome, Reply};
 use super::{lock, Service};
+use dockyard::container::DetachKeys;
 use dockyard::state::Status;
 
 /// One exec instance.
@@ -64,6 +67,9 @@ pub struct Instance {
     master: Option<std::sync::Arc<OwnedFd>>,
     /// When it ended (for [`collect`]).
     ended: Option<Instant>,
+    /// Its `DetachKeys` (docker's ctrl-p,ctrl-q if none), looked for in
+    /// the input with a TTY.
+    detach_keys: Vec<u8>,
 }
 
 /// The service's exec instances, by ID. Shared with the threads that wait
@@ -141,6 +147,11 @@ pub fn create(service: &Service, req: &Request, id: &str) -> Result<Response> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
+    let detach_keys = match text("DetachKeys") {
+        None => vec![16, 17],
+        Some(k) => dockyard::container::parse_detach_keys(&k)
+            .map_err(|_| BadRequest(format!("Invalid escape keys ({k}) provided")))?,
+    };
     let inst = Instance {
         container: r.id.clone(),
         cmd,
@@ -156,6 +167,7 @@ pub fn create(service: &Service, req: &Request, id: &str) -> Result<Response> {
         pid: 0,
         master: None,
         ended: None,
+        detach_keys,
     };
     collect(service);
     let exec_id = new_id()?;
@@ -353,13 +365,18 @@ pub fn start(
     let err = child.stderr.take();
     let client = Mutex::new(conn.try_clone()?);
     std::thread::scope(|s| {
-        if let Some(mut input) = input {
-            let mut from_client = conn.try_clone()?;
+        if let Some(input) = input {
+            let from_client = conn.try_clone()?;
             let early = early.to_vec();
+            let keys = DetachKeys::new(i.detach_keys.clone(), i.tty);
             s.spawn(move || {
-                let _ = input.write_all(&early);
-                let _ = std::io::copy(&mut from_client, &mut input);
-                // Dropping `input` closes the command's stdin: its EOF.
+                if copy_input(early, from_client, input, keys) {
+                    let r = service.engine.containers.load(&i.container);
+                    if let Ok(r) = r {
+                        let exec = [("execID", id.to_string())];
+                        dockyard::events::container(service.engine, &r, "exec_detach", &exec);
+                    }
+                }
             });
         }
         let pumps: Vec<_> = [(out.map(|o| Box::new(o) as Box<dyn Read + Send>), 1u8)]
@@ -387,6 +404,35 @@ pub fn start(
         status.map(|_| ())
     })?;
     Ok(Reply::Streamed(Outcome::TakenOver))
+}
+
+/// The client's input to the command's, until it ends (false; dropping
+/// `input` closes a piped stdin: its EOF) or, with a TTY, the detach keys
+/// are typed (true): as dockerd's `copyEscapable`, the stream ends (the
+/// client's connection is shut) and the command goes on, its output read
+/// and dropped until it exits.
+fn copy_input(
+    early: Vec<u8>,
+    mut from_client: UnixStream,
+    mut input: Box<dyn Write + Send>,
+    mut keys: DetachKeys,
+) -> bool {
+    let mut buf = early;
+    loop {
+        let (data, hit) = keys.feed(&buf);
+        if input.write_all(&data).is_err() {
+            return false;
+        }
+        if hit {
+            let _ = from_client.shutdown(std::net::Shutdown::Both);
+            return true;
+        }
+        buf.resize(32 * 1024, 0);
+        match from_client.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.truncate(n),
+        }
+    }
 }
 
 /// Copy one output stream to the client, framed (raw with a TTY).

@@ -16,8 +16,14 @@
 //! sends them. A Dockerfile outside the context (`-f ../x`) is added under
 //! a name of its own. The exit code is the stream's `errorDetail.code` (a
 //! failed RUN's status), else 1: the in-process build's.
+//!
+//! The context may come on standard input too, as docker's: `build - <
+//! ctx.tar` (a tar, maybe compressed, sent as it is), `build - <
+//! Dockerfile` (the Dockerfile alone, sent as a context of one file), and
+//! `build -f - DIR` (the directory's files, and the Dockerfile from
+//! standard input under a name of its own).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -30,16 +36,7 @@ use lab06_dockerfile::context::BuildContext;
 
 /// `build [-t NAME]... [-f FILE] [--build-arg K=V]... CONTEXT`.
 pub fn build(api: &Api, a: &BuildArgs) -> Result<Code> {
-    if a.context == "-" || a.file.as_deref() == Some(Path::new("-")) {
-        bail!("dockyard: `build -` (a context on standard input) is not supported through -H yet");
-    }
-    if !Path::new(&a.context).is_dir() {
-        bail!(
-            "dockyard: `build` through -H takes a directory as its context, not {}",
-            a.context
-        );
-    }
-    let (tar, dockerfile) = context_tar(Path::new(&a.context), a.file.as_deref())?;
+    let (tar, dockerfile) = context(a)?;
     let mut path = format!("/build?dockerfile={}&version=1", q(&dockerfile));
     for t in &a.tags {
         path += &format!("&t={}", q(t));
@@ -163,8 +160,71 @@ fn json_query(param: &str, items: &[String], from_env: bool) -> Result<String> {
     })
 }
 
+/// The context as the tar to send, and the Dockerfile's name inside it:
+///
+/// - `-`: standard input, a tar (plain or compressed: sent as it is, the
+///   service unpacks it) or else a Dockerfile alone, sent as the only
+///   file of a context (`docker build - < Dockerfile`);
+/// - an archive file (`build ctx.tar`): sent as it is;
+/// - a directory: what the builder would read of it (see [`dir_tar`]);
+///   `-f -` reads its Dockerfile from standard input.
+fn context(a: &BuildArgs) -> Result<(Vec<u8>, String)> {
+    let named =
+        |f: Option<&Path>| f.map_or("Dockerfile".into(), |f| f.to_string_lossy().into_owned());
+    let path = Path::new(&a.context);
+    if a.context == "-" || path.is_file() {
+        let bytes = match a.context == "-" {
+            true => read_stdin("the build context")?,
+            false => std::fs::read(path).with_context(|| format!("reading {}", a.context))?,
+        };
+        if looks_like_tar(&bytes) {
+            return Ok((bytes, named(a.file.as_deref())));
+        }
+        if a.context != "-" {
+            bail!(
+                "unable to prepare context: {} is neither a directory nor a tar archive",
+                a.context
+            );
+        }
+        // As lab 06's `build - < Dockerfile`: no context, no -f.
+        if a.file.is_some() {
+            bail!("-f cannot be used when the Dockerfile comes on standard input");
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        append_bytes(&mut b, "Dockerfile", &bytes)?;
+        let tar = b.into_inner().context("finishing the context's archive")?;
+        return Ok((tar, "Dockerfile".into()));
+    }
+    dir_tar(path, a.file.as_deref())
+}
+
+/// Whether bytes start like a tar archive, or a compressed file (which we
+/// take to hold one): what lab 06's builder takes for one.
+fn looks_like_tar(head: &[u8]) -> bool {
+    use lab06_dockerfile::archive::{is_tar_header, Compression};
+    Compression::detect(head) != Compression::None || is_tar_header(head)
+}
+
+fn read_stdin(what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {what} from standard input"))?;
+    Ok(bytes)
+}
+
+/// A regular file of `bytes`, mode 0644, as `name` in the tar.
+fn append_bytes(b: &mut tar::Builder<Vec<u8>>, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, name, bytes)
+        .with_context(|| format!("archiving {name}"))
+}
+
 /// The context directory as a tar, and the Dockerfile's name inside it.
-fn context_tar(dir: &Path, file: Option<&Path>) -> Result<(Vec<u8>, String)> {
+fn dir_tar(dir: &Path, file: Option<&Path>) -> Result<(Vec<u8>, String)> {
     let ctx = BuildContext::open(dir)?;
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
@@ -173,6 +233,19 @@ fn context_tar(dir: &Path, file: Option<&Path>) -> Result<(Vec<u8>, String)> {
         b.append_path_with_name(ctx.root.join(&rel), &rel)
             .with_context(|| format!("archiving {}", rel.display()))?;
         sent.push(rel);
+    }
+    if file == Some(Path::new("-")) {
+        // `-f -`: the Dockerfile from standard input, under a name of its
+        // own, as docker's CLI sends it.
+        let name = format!(".dockerfile.{}", std::process::id());
+        append_bytes(&mut b, &name, &read_stdin("the Dockerfile")?)?;
+        let ignore = ctx.root.join(".dockerignore");
+        if !sent.contains(&PathBuf::from(".dockerignore")) && ignore.is_file() {
+            b.append_path_with_name(&ignore, ".dockerignore")
+                .with_context(|| format!("archiving {}", ignore.display()))?;
+        }
+        let tar = b.into_inner().context("finishing the context's archive")?;
+        return Ok((tar, name));
     }
     let file = match file {
         Some(f) => f.canonicalize().with_context(|| {

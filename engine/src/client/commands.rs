@@ -13,6 +13,7 @@ use super::{query_escape as q, Api, DaemonError};
 use crate::cli::{
     Cli, Command, InspectArgs, NetworkCmd, PsArgs, PullArgs, RunArgs, SystemCmd, VolumeCmd,
 };
+use crate::commands::network::LsRow;
 use crate::commands::{self, container::ports_column, Code};
 use crate::format::{command_column, short_id, table};
 use dockyard::container::PublishedPort;
@@ -75,26 +76,19 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
         Command::Network(NetworkCmd::Ls {
             quiet,
             filter,
-            format: None,
+            format,
             no_trunc,
-        }) => network_ls(api, *quiet, *no_trunc, filter),
+        }) => network_ls(api, *quiet, *no_trunc, filter, format.as_deref()),
         Command::Volume(VolumeCmd::Ls {
             quiet,
             filter,
-            format: None,
-        }) => volume_ls(api, *quiet, filter),
+            format,
+        }) => volume_ls(api, *quiet, filter, format.as_deref()),
         other if super::more::carries(other) => super::more::run(api, other),
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => super::events::events(api, a),
         other if super::layers::carries(other) => super::layers::run(api, other),
         other if super::netvol::carries(other) => super::netvol::run(api, other),
-        // (The guarded arms above: some flags of these are carried, not all.)
-        other => {
-            let partly = matches!(
-                other,
-                Command::Network(NetworkCmd::Ls { .. }) | Command::Volume(VolumeCmd::Ls { .. })
-            );
-            return Err((125, unsupported(&api.host.url(), partly)));
-        }
+        _ => return Err((125, unsupported(&api.host.url()))),
     };
     result.map_err(|e| {
         if e.is::<Unreachable>() || !e.is::<DaemonError>() {
@@ -107,7 +101,7 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
 
 /// The refusal of a command the client does not carry yet, named as the
 /// user typed it (`network create`, `exec`).
-fn unsupported(host: &str, partly: bool) -> anyhow::Error {
+fn unsupported(host: &str) -> anyhow::Error {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut words = Vec::new();
     let mut i = 0;
@@ -132,13 +126,10 @@ fn unsupported(host: &str, partly: bool) -> anyhow::Error {
         }
         i += 1;
     }
-    let what = match partly {
-        true => format!("`{}` with these flags", words.join(" ")),
-        false => format!("`{}`", words.join(" ")),
-    };
     anyhow!(
-        "dockyard: {what} is not supported through -H yet (the service at {host}); run it on \
-         the service's machine without -H (and without DOCKYARD_HOST)"
+        "dockyard: `{}` is not supported through -H yet (the service at {host}); run it on \
+         the service's machine without -H (and without DOCKYARD_HOST)",
+        words.join(" ")
     )
 }
 
@@ -558,8 +549,15 @@ fn inspect(api: &Api, a: &InspectArgs) -> Result<Code> {
     Ok(code)
 }
 
-/// `network ls`: `GET /networks`, in name order, docker's table.
-fn network_ls(api: &Api, quiet: bool, no_trunc: bool, filter: &[String]) -> Result<Code> {
+/// `network ls`: `GET /networks`, in name order, docker's table (or
+/// `--format`'s, by the in-process formatter).
+fn network_ls(
+    api: &Api,
+    quiet: bool,
+    no_trunc: bool,
+    filter: &[String],
+    format: Option<&str>,
+) -> Result<Code> {
     let path = format!(
         "/networks?{}",
         filters_json(filter)?.trim_start_matches('&')
@@ -583,6 +581,24 @@ fn network_ls(api: &Api, quiet: bool, no_trunc: bool, filter: &[String]) -> Resu
         list.iter().for_each(|n| println!("{}", id(n)));
         return Ok(0);
     }
+    if let Some(format) = format {
+        let labels: Vec<_> = list.iter().map(|n| string_map(&n["Labels"])).collect();
+        let rows: Vec<_> = list
+            .iter()
+            .zip(&labels)
+            .map(|(n, labels)| LsRow {
+                id: id(n),
+                name: n["Name"].as_str().unwrap_or_default(),
+                driver: n["Driver"].as_str().unwrap_or_default(),
+                scope: n["Scope"].as_str().unwrap_or_default(),
+                internal: n["Internal"].as_bool() == Some(true),
+                labels,
+                created: n["Created"].as_str().unwrap_or_default(),
+            })
+            .collect();
+        print!("{}", commands::network::ls_formatted(format, &rows)?);
+        return Ok(0);
+    }
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|n| {
@@ -601,25 +617,43 @@ fn network_ls(api: &Api, quiet: bool, no_trunc: bool, filter: &[String]) -> Resu
     Ok(0)
 }
 
-/// `volume ls`: `GET /volumes`, in name order, docker's table.
-fn volume_ls(api: &Api, quiet: bool, filter: &[String]) -> Result<Code> {
+/// `volume ls`: `GET /volumes`, in name order, docker's table (or
+/// `--format`'s, by the in-process formatter).
+fn volume_ls(api: &Api, quiet: bool, filter: &[String], format: Option<&str>) -> Result<Code> {
     let path = format!("/volumes?{}", filters_json(filter)?.trim_start_matches('&'));
     let answer = api.json("GET", &path, None)?;
-    let mut names: Vec<(String, String)> = answer["Volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| {
-            let t = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            (t("Name"), t("Driver"))
-        })
-        .collect();
-    names.sort();
+    let mut list: Vec<&Value> = answer["Volumes"].as_array().into_iter().flatten().collect();
+    list.sort_by_key(|v| v["Name"].as_str());
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     if quiet {
-        names.iter().for_each(|(n, _)| println!("{n}"));
+        list.iter().for_each(|v| println!("{}", text(&v["Name"])));
         return Ok(0);
     }
-    let rows: Vec<Vec<String>> = names.into_iter().map(|(n, d)| vec![d, n]).collect();
+    if let Some(format) = format {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|v| {
+                let labels = string_map(&v["Labels"]);
+                (text(&v["Name"]), text(&v["Mountpoint"]), labels)
+            })
+            .collect();
+        print!("{}", commands::volume::ls_formatted(format, &rows)?);
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|v| vec![text(&v["Driver"]), text(&v["Name"])])
+        .collect();
     print!("{}", table(&["DRIVER", "VOLUME NAME"], &rows));
     Ok(0)
+}
+
+/// A JSON object of strings (labels) as a map; null or anything else:
+/// none.
+fn string_map(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, x)| (k.clone(), x.as_str().unwrap_or_default().to_string()))
+        .collect()
 }

@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use super::http::{self, Conn};
 use super::Api;
+use dockyard::container::DetachKeys;
 
 /// Send `POST PATH` (under `/v1.50`) asking for the upgrade, with `body`
 /// as JSON; the connection once the service answered 101 (an older
@@ -72,11 +73,15 @@ pub struct Session<'a> {
     pub stdin: bool,
     /// Sends our terminal's size (on SIGWINCH); only with a TTY.
     pub resize: Option<&'a dyn Fn()>,
+    /// The detach keys, looked for in our input with a TTY (the service
+    /// looks for them too; docker's CLI, like this, leaves without
+    /// sending them).
+    pub detach_keys: Option<Vec<u8>>,
 }
 
 /// Copy between our stdio and the hijacked connection until the service
-/// closes it.
-pub fn pump(mut conn: BufReader<Conn>, s: &Session) -> Result<()> {
+/// closes it (false), or the detach keys are typed (true).
+pub fn pump(mut conn: BufReader<Conn>, s: &Session) -> Result<bool> {
     let stdin = std::io::stdin();
     let on_tty = nix::unistd::isatty(&stdin).unwrap_or(false);
     let mut mask = SigSet::empty();
@@ -92,13 +97,15 @@ pub fn pump(mut conn: BufReader<Conn>, s: &Session) -> Result<()> {
         incoming: Vec::new(),
     };
     let mut stdin_open = s.stdin;
+    let keys = s.detach_keys.clone().filter(|k| !k.is_empty());
+    let mut detach = keys.map(|k| DetachKeys::new(k, s.tty));
     let mut buf = vec![0u8; 32 * 1024];
     let result = loop {
         // Bytes already read past the 101 (or inside TLS) come first:
         // poll(2) cannot see them.
         if !conn.buffer().is_empty() || conn.get_mut().has_buffered() {
             match conn.read(&mut buf) {
-                Ok(0) => break Ok(()),
+                Ok(0) => break Ok(false),
                 Ok(n) => out.write(&buf[..n])?,
                 Err(e) => break Err(e.into()),
             }
@@ -120,10 +127,10 @@ pub fn pump(mut conn: BufReader<Conn>, s: &Session) -> Result<()> {
         drop(fds);
         if ready[0] {
             match conn.read(&mut buf) {
-                Ok(0) => break Ok(()),
+                Ok(0) => break Ok(false),
                 Ok(n) => out.write(&buf[..n])?,
                 // A reset after the end of the output is an end too.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break Ok(false),
                 Err(e) => break Err(e.into()),
             }
         }
@@ -137,10 +144,17 @@ pub fn pump(mut conn: BufReader<Conn>, s: &Session) -> Result<()> {
         if stdin_open && ready[2] {
             match nix::unistd::read(&stdin, &mut buf) {
                 Ok(n) if n > 0 => {
+                    let (data, hit) = match detach.as_mut() {
+                        Some(d) => d.feed(&buf[..n]),
+                        None => (buf[..n].to_vec(), false),
+                    };
                     let c = conn.get_mut();
-                    c.write_all(&buf[..n])
+                    c.write_all(&data)
                         .and_then(|()| c.flush())
                         .context("sending input to the service")?;
+                    if hit {
+                        break Ok(true);
+                    }
                 }
                 _ => {
                     stdin_open = false;

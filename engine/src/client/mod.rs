@@ -31,8 +31,9 @@
 //! | `events` (`--since`, `--until`, `-f`, `--format`) | `GET /events` (a JSON line each, as they come; `events`) |
 //! | `build`                         | `POST /build` with the context as a tar (`build`)  |
 //! | `cp`                            | `HEAD`/`GET`/`PUT /containers/X/archive` (`cp`)    |
-//! | `network ls`, `volume ls`       | `GET /networks`, `GET /volumes`                    |
-//! | `top`, `stats --no-stream`, `port`, `rename`, `pause`, `tag`, `rmi`, `push`, network/volume `create`/`rm` | see `more` |
+//! | `network ls`, `volume ls` (`--format` too) | `GET /networks`, `GET /volumes`         |
+//! | `stats` (streamed, `--no-stream`) | `GET /containers/X/stats?stream=1` or `0` (`stats`) |
+//! | `top`, `port`, `rename`, `pause`, `tag`, `rmi`, `push`, network/volume `create`/`rm` | see `more` |
 //! | `history`, `diff`, `export`, `commit`, `save`, `load` | see `layers` |
 //! | `network inspect`/`connect`/`disconnect`/`prune`, `volume inspect`/`prune` | see `netvol` |
 //!
@@ -52,6 +53,7 @@ mod logs;
 mod more;
 mod netvol;
 mod session;
+mod stats;
 mod tls;
 
 pub use http::Host;

@@ -1,13 +1,12 @@
-//! The rest of the notes' lifecycle through the service: `top`, `stats
-//! --no-stream`, `port`, `rename`, `pause`/`unpause`, networks and volumes
-//! made and removed, `tag`, `rmi`, `push`, and the dispatch of `build` and
-//! `cp` (their own modules). Each is the request docker's CLI sends, its
-//! answer printed by the in-process renderers.
+//! The rest of the notes' lifecycle through the service: `top`, `port`,
+//! `rename`, `pause`/`unpause`, networks and volumes made and removed,
+//! `tag`, `rmi`, `push`, and the dispatch of `stats`, `build` and `cp`
+//! (their own modules). Each is the request docker's CLI sends, its answer
+//! printed by the in-process renderers.
 //!
 //! | command                          | request                                      |
 //! |----------------------------------|----------------------------------------------|
 //! | `top C`                          | `GET /containers/C/top` (`{Titles, Processes}`) |
-//! | `stats --no-stream [C...]`       | `GET /containers/C/stats?stream=0` each      |
 //! | `port C [PORT]`                  | `GET /containers/C/json` (`NetworkSettings.Ports`) |
 //! | `rename C NEW`                   | `POST /containers/C/rename?name=NEW`         |
 //! | `pause`/`unpause C...`           | `POST /containers/C/pause` / `unpause`       |
@@ -22,8 +21,8 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 
 use super::{query_escape as q, Api, DaemonError};
-use crate::cli::{Command, NetworkCmd, PortArgs, StatsArgs, VolumeCmd};
-use crate::commands::{self, Code};
+use crate::cli::{Command, NetworkCmd, PortArgs, VolumeCmd};
+use crate::commands::Code;
 use crate::format::table;
 
 /// Whether [`run`] carries `cmd` (with these flags).
@@ -42,7 +41,7 @@ pub fn carries(cmd: &Command) -> bool {
             | Command::Cp(_)
             | Command::Network(NetworkCmd::Rm { .. })
             | Command::Volume(VolumeCmd::Create { .. } | VolumeCmd::Rm { .. })
-    ) || matches!(cmd, Command::Stats(a) if a.no_stream)
+    ) || matches!(cmd, Command::Stats(_))
         || matches!(
             cmd,
             Command::Network(NetworkCmd::Create { ip_range: None, .. })
@@ -54,7 +53,7 @@ pub fn run(api: &Api, cmd: &Command) -> Result<Code> {
     let post = |path: String| api.call("POST", &path, None);
     match cmd {
         Command::Top(a) => top(api, &a.container),
-        Command::Stats(a) => stats(api, a),
+        Command::Stats(a) => super::stats::stats(api, a),
         Command::Port(a) => port(api, a),
         Command::Rename(a) => {
             post(format!(
@@ -118,97 +117,6 @@ fn top(api: &Api, name: &str) -> Result<Code> {
         .collect();
     print!("{}", table(&titles, &rows));
     Ok(0)
-}
-
-/// `stats --no-stream`: one document per container (`stream=0`: the
-/// service samples a second apart), the percentages computed as docker's
-/// CLI does, the row printed by the in-process renderer. Sampled side by
-/// side, so N containers take one second, not N.
-fn stats(api: &Api, a: &StatsArgs) -> Result<Code> {
-    let names: Vec<String> = if a.containers.is_empty() {
-        let list = api.json("GET", &format!("/containers/json?all={}", a.all), None)?;
-        list.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["Id"].as_str().map(str::to_string))
-            .collect()
-    } else {
-        a.containers.clone()
-    };
-    let docs: Vec<Result<Value>> = std::thread::scope(|s| {
-        let handles: Vec<_> = names
-            .iter()
-            .map(|n| {
-                let path = format!("/containers/{}/stats?stream=0", q(n));
-                s.spawn(move || api.json("GET", &path, None))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a stats thread panicked")))
-            })
-            .collect()
-    });
-    let mut rows = Vec::new();
-    for d in docs {
-        rows.push(commands::container::stats_row(&stats_of(&d?)));
-    }
-    let titles = [
-        "CONTAINER ID",
-        "NAME",
-        "CPU %",
-        "MEM USAGE / LIMIT",
-        "MEM %",
-        "NET I/O",
-        "BLOCK I/O",
-        "PIDS",
-    ];
-    print!("{}", table(&titles, &rows));
-    Ok(0)
-}
-
-/// The API's stats document as the core's `Stats`, with docker's
-/// formulas (see `api/stats.rs`).
-fn stats_of(d: &Value) -> dockyard::container::Stats {
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
-    let (cpu, pre) = (&d["cpu_stats"], &d["precpu_stats"]);
-    let cpu_delta = n(&cpu["cpu_usage"]["total_usage"])
-        .saturating_sub(n(&pre["cpu_usage"]["total_usage"])) as f64;
-    let system_delta =
-        n(&cpu["system_cpu_usage"]).saturating_sub(n(&pre["system_cpu_usage"])) as f64;
-    let cpus = n(&cpu["online_cpus"]).max(1) as f64;
-    let cpu_percent = match system_delta > 0.0 {
-        true => cpu_delta / system_delta * cpus * 100.0,
-        false => 0.0,
-    };
-    let m = &d["memory_stats"];
-    let memory = n(&m["usage"]).saturating_sub(n(&m["stats"]["inactive_file"]));
-    let limit = n(&m["limit"]);
-    let (mut rx, mut tx) = (0, 0);
-    for i in d["networks"].as_object().into_iter().flat_map(Map::values) {
-        rx += n(&i["rx_bytes"]);
-        tx += n(&i["tx_bytes"]);
-    }
-    dockyard::container::Stats {
-        id: d["id"].as_str().unwrap_or_default().to_string(),
-        name: d["name"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
-        cpu_percent,
-        memory,
-        memory_limit: limit,
-        memory_percent: match limit {
-            0 => 0.0,
-            l => memory as f64 / l as f64 * 100.0,
-        },
-        net_rx: rx,
-        net_tx: tx,
-        pids: n(&d["pids_stats"]["current"]),
-    }
 }
 
 /// `port C [PORT[/PROTO]]`: the bindings in the container's inspect

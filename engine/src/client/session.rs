@@ -30,7 +30,8 @@ use crate::commands::{self, Code};
 /// too; `-t`: a terminal), its exit code ours.
 pub fn run_attached(api: &Api, a: &RunArgs, id: &str) -> Result<Code> {
     let condition = if a.rm { "removed" } else { "next-exit" };
-    attach_and_start(api, id, a.tty, a.interactive, condition)
+    let keys = &a.detach_keys;
+    attach_and_start(api, id, a.tty, a.interactive, condition, keys)
 }
 
 /// `start -a` (`-ai`): one container's session, as `run`'s, from its
@@ -45,18 +46,28 @@ pub fn start_attached(api: &Api, a: &StartArgs) -> Result<Code> {
     let stdin = a.interactive && c["Config"]["OpenStdin"].as_bool() == Some(true);
     let removed = c["HostConfig"]["AutoRemove"].as_bool() == Some(true);
     let condition = if removed { "removed" } else { "next-exit" };
-    attach_and_start(api, &id, tty, stdin, condition)
+    attach_and_start(api, &id, tty, stdin, condition, &a.detach_keys)
 }
 
 /// Attach (stdin too if asked); ask for the exit before the start, as
 /// docker's CLI does (a container that exits at once, or is removed by
 /// `--rm`, is not missed); start; size the terminal; the session; the
-/// container's code.
-fn attach_and_start(api: &Api, id: &str, tty: bool, stdin: bool, condition: &str) -> Result<Code> {
-    let attach = open_attach(api, id, tty, stdin)?;
+/// container's code. Detached by the `keys`, silently, 0: the container
+/// goes on, as in-process.
+fn attach_and_start(
+    api: &Api,
+    id: &str,
+    tty: bool,
+    stdin: bool,
+    condition: &str,
+    keys: &str,
+) -> Result<Code> {
+    let attach = open_attach(api, id, tty, stdin, keys)?;
     let (mut wait, wait_head) = early_wait(api, id, condition)?;
     api.call("POST", &format!("/containers/{id}/start"), None)?;
-    pump_attached(api, id, attach, tty, stdin)?;
+    if pump_attached(api, id, attach, tty, stdin, keys)? {
+        return Ok(0);
+    }
     let answer: Value = serde_json::from_slice(&http::read_body(&mut wait, &wait_head)?)?;
     if let Some(e) = answer["Error"]["Message"].as_str() {
         bail!("{e}");
@@ -65,8 +76,16 @@ fn attach_and_start(api: &Api, id: &str, tty: bool, stdin: bool, condition: &str
 }
 
 /// The hijacked attach to container `id`'s output (and its stdin, with
-/// `stdin`); `-it` needs a terminal on our side.
-fn open_attach(api: &Api, id: &str, tty: bool, stdin: bool) -> Result<BufReader<http::Conn>> {
+/// `stdin`); `-it` needs a terminal on our side. The detach `keys` go
+/// along (`detachKeys`), as docker's CLI sends its `--detach-keys`.
+fn open_attach(
+    api: &Api,
+    id: &str,
+    tty: bool,
+    stdin: bool,
+    keys: &str,
+) -> Result<BufReader<http::Conn>> {
+    dockyard::container::parse_detach_keys(keys)?;
     if tty && stdin && !stdin_is_tty() {
         bail!("the input device is not a TTY");
     }
@@ -74,18 +93,21 @@ fn open_attach(api: &Api, id: &str, tty: bool, stdin: bool) -> Result<BufReader<
     if stdin {
         path += "&stdin=1";
     }
+    path += &format!("&detachKeys={}", q(keys));
     hijack::open(api, &path, None)
 }
 
-/// Copy the attached streams until they end; with a terminal, send its
-/// size first and on each change.
+/// Copy the attached streams until they end (false) or the detach `keys`
+/// are typed (true); with a terminal, send its size first and on each
+/// change.
 fn pump_attached(
     api: &Api,
     id: &str,
     conn: BufReader<http::Conn>,
     tty: bool,
     stdin: bool,
-) -> Result<()> {
+    keys: &str,
+) -> Result<bool> {
     let resize = || resize(api, &format!("/containers/{id}/resize"));
     if tty {
         resize();
@@ -94,6 +116,7 @@ fn pump_attached(
         tty,
         stdin,
         resize: Some(&resize),
+        detach_keys: Some(dockyard::container::parse_detach_keys(keys)?),
     };
     hijack::pump(conn, &session)
 }
@@ -132,7 +155,8 @@ fn stdin_is_tty() -> bool {
 
 /// `attach`: join a running container's stdio (stdin unless
 /// `--no-stdin` or it was made without `-i`); the exit code is the
-/// container's once the stream ends.
+/// container's once the stream ends, or 1 with docker's "read escape
+/// sequence" when the detach keys were typed (the container goes on).
 pub fn attach(api: &Api, a: &AttachArgs) -> Result<Code> {
     let c = api.json(
         "GET",
@@ -145,14 +169,19 @@ pub fn attach(api: &Api, a: &AttachArgs) -> Result<Code> {
     if c["State"]["Running"].as_bool() != Some(true) {
         bail!("You cannot attach to a stopped container, start it first");
     }
-    let conn = open_attach(api, &id, tty, stdin)?;
-    pump_attached(api, &id, conn, tty, stdin)?;
+    let conn = open_attach(api, &id, tty, stdin, &a.detach_keys)?;
+    if pump_attached(api, &id, conn, tty, stdin, &a.detach_keys)? {
+        eprintln!("read escape sequence");
+        return Ok(1);
+    }
     let answer = api.json("POST", &format!("/containers/{id}/wait"), None)?;
     Ok(answer["StatusCode"].as_i64().unwrap_or(0) as Code)
 }
 
 /// `exec`: create the instance, start it (hijacked, or detached with
-/// `-d`), and exit with its code, read back from the instance.
+/// `-d`), and exit with its code, read back from the instance (or, as
+/// docker's CLI, 1 and "read escape sequence" when the detach keys were
+/// typed on a terminal: the command goes on).
 pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
     let (name, argv) = a
         .container_and_command
@@ -197,12 +226,18 @@ pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
     if a.tty {
         resize();
     }
+    // docker's default detach keys (this `exec` has no --detach-keys):
+    // looked for here, as docker's CLI does, and by the service.
     let session = Session {
         tty: a.tty,
         stdin: a.interactive,
         resize: Some(&resize),
+        detach_keys: Some(vec![16, 17]),
     };
-    hijack::pump(conn, &session)?;
+    if hijack::pump(conn, &session)? {
+        eprintln!("read escape sequence");
+        return Ok(1);
+    }
     let inspect = api.json("GET", &format!("/exec/{exec}/json"), None)?;
     Ok(inspect["ExitCode"].as_i64().unwrap_or(0) as Code)
 }

@@ -144,18 +144,17 @@ fn ls(
     if let Some(format) = format {
         let objects: Vec<_> = shown
             .iter()
-            .map(|n| {
-                let labels: Vec<String> =
-                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                json!({
-                    "ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": n.scope(),
-                    "IPv6": "false", "IPv4": "true", "Internal": n.internal.to_string(),
-                    "Labels": labels.join(","),
-                    "CreatedAt": crate::format::go_time(&n.created),
-                })
+            .map(|n| LsRow {
+                id: id(n),
+                name: &n.name,
+                driver: &n.driver,
+                scope: n.scope(),
+                internal: n.internal,
+                labels: &n.labels,
+                created: &n.created,
             })
             .collect();
-        print!("{}", formatted(format, &objects, &LS_FIELDS)?);
+        print!("{}", ls_formatted(format, &objects)?);
         return Ok(0);
     }
     let rows: Vec<Vec<String>> = shown
@@ -167,6 +166,38 @@ fn ls(
         table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
     );
     Ok(0)
+}
+
+/// One network as `network ls --format` sees it (the client's, from the
+/// service's documents, too).
+pub(crate) struct LsRow<'a> {
+    /// As shown: 12 digits, or all with `--no-trunc`.
+    pub id: String,
+    pub name: &'a str,
+    pub driver: &'a str,
+    pub scope: &'a str,
+    pub internal: bool,
+    pub labels: &'a BTreeMap<String, String>,
+    /// RFC 3339; empty (or Go's zero time) for the predefined ones.
+    pub created: &'a str,
+}
+
+/// `network ls --format FORMAT`'s output: docker's formatter's fields
+/// (`json`, a template, or `table TEMPLATE` with [`LS_FIELDS`]' headers).
+pub(crate) fn ls_formatted(format: &str, rows: &[LsRow]) -> Result<String> {
+    let objects: Vec<_> = rows
+        .iter()
+        .map(|n| {
+            let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            json!({
+                "ID": n.id, "Name": n.name, "Driver": n.driver, "Scope": n.scope,
+                "IPv6": "false", "IPv4": "true", "Internal": n.internal.to_string(),
+                "Labels": labels.join(","),
+                "CreatedAt": crate::format::go_time(n.created),
+            })
+        })
+        .collect();
+    formatted(format, &objects, &LS_FIELDS)
 }
 
 fn inspect(engine: &Engine, format: Option<&str>, names: &[String]) -> Result<Code> {

@@ -2,6 +2,8 @@
 //! containers (see `dockyard::volumes`; which containers use one is the
 //! core's question, `dockyard::container::volume_users`).
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 
 use super::{confirm, print_documents, Code};
@@ -102,23 +104,14 @@ fn ls(engine: &Engine, quiet: bool, filters: &[String], format: Option<&str>) ->
         }
     }
     if let Some(format) = format.filter(|_| !quiet) {
-        let objects: Vec<serde_json::Value> = list
+        let rows: Vec<_> = list
             .iter()
             .map(|v| {
-                let labels: Vec<String> =
-                    v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
-                serde_json::json!({
-                    "Driver": "local", "Name": v.name, "Scope": "local",
-                    "Mountpoint": engine.volumes.data(&v.name).display().to_string(),
-                    "Labels": labels.join(","),
-                    // What a local volume does not have (the cluster
-                    // volumes' fields) or `ls` does not measure.
-                    "Links": "N/A", "Size": "N/A", "Group": "N/A",
-                    "Availability": "N/A", "Status": "N/A",
-                })
+                let mountpoint = engine.volumes.data(&v.name).display().to_string();
+                (v.name.clone(), mountpoint, v.labels.clone())
             })
             .collect();
-        print!("{}", super::formatted(format, &objects, &LS_FIELDS)?);
+        print!("{}", ls_formatted(format, &rows)?);
         return Ok(0);
     }
     if quiet {
@@ -133,6 +126,32 @@ fn ls(engine: &Engine, quiet: bool, filters: &[String], format: Option<&str>) ->
         print!("{}", table(&["DRIVER", "VOLUME NAME"], &rows));
     }
     Ok(0)
+}
+
+/// `volume ls --format FORMAT`'s output for (name, mountpoint, labels)
+/// rows (the client's, from the service's documents, too): docker's
+/// formatter's fields (`json`, a template, or `table TEMPLATE` with
+/// [`LS_FIELDS`]' headers).
+pub(crate) fn ls_formatted(
+    format: &str,
+    rows: &[(String, String, BTreeMap<String, String>)],
+) -> Result<String> {
+    let objects: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(name, mountpoint, labels)| {
+            let labels: Vec<String> = labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
+            serde_json::json!({
+                "Driver": "local", "Name": name, "Scope": "local",
+                "Mountpoint": mountpoint,
+                "Labels": labels.join(","),
+                // What a local volume does not have (the cluster
+                // volumes' fields) or `ls` does not measure.
+                "Links": "N/A", "Size": "N/A", "Group": "N/A",
+                "Availability": "N/A", "Status": "N/A",
+            })
+        })
+        .collect();
+    super::formatted(format, &objects, &LS_FIELDS)
 }
 
 fn inspect(engine: &Engine, format: Option<&str>, names: &[String]) -> Result<Code> {

@@ -17,6 +17,7 @@
 //! | `inspect.rs`  | `inspect`: docker's JSON of a container                     |
 //! | `connect.rs`  | `network connect`, `disconnect`, and its networks' JSON     |
 //! | `copy.rs`     | `cp`: files in and out of its root filesystem               |
+//! | `detach.rs`   | the detach keys of an attached terminal                     |
 //! | `rename.rs`   | `rename`                                                    |
 //! | `links.rs`    | `--link`: legacy links' /etc/hosts lines and variables      |
 //! | `remove.rs`   | `rm`, the prunes, and what removal asks of containers       |
@@ -31,6 +32,7 @@ mod config;
 mod connect;
 mod copy;
 mod create;
+mod detach;
 mod exec;
 mod inspect;
 mod links;
@@ -51,6 +53,7 @@ pub use config::*;
 pub use connect::*;
 pub use copy::*;
 pub use create::*;
+pub use detach::*;
 pub use exec::*;
 pub use inspect::*;
 pub use links::*;
