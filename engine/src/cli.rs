@@ -303,6 +303,10 @@ pub struct RunArgs {
     /// Mount a tmpfs directory (PATH[:OPTIONS]).
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Size of /dev/shm (e.g. 128m; default 64m, or daemon.json's default-shm-size).
+    #[arg(long = "shm-size", value_name = "BYTES", allow_hyphen_values = true,
+          value_parser = crate::flag_values::mem_bytes)]
+    pub shm_size: Option<i64>,
     /// Bind mount a volume: /host:/container[:ro], name:/container[:ro], or /container.
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,

@@ -10,6 +10,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::CommandFactory;
 
 use crate::cli::Cli;
+use crate::flag_values::FlagValue;
 
 /// How docker's client reports a failed `run` or `create` (`withHelp`):
 ///
@@ -50,7 +51,10 @@ pub fn run_error_report(command: &str, msg: &str) -> String {
 /// (`unknown shorthand flag: 'Z' in -Z` for a one-letter flag), an unknown
 /// command (`dockyard: unknown command: dockyard foo`, exit 1) and missing
 /// arguments (`dockyard: 'dockyard run' requires at least 1 argument`,
-/// exit 1). `argv` is the command line, to name the (sub)command. None for
+/// exit 1), a bad value of a flag docker's client parses itself
+/// ([`FlagValue`]: `invalid argument "abc" for "--shm-size" flag: invalid
+/// size: 'abc'`, exit 125, with the usage as for an unknown flag). `argv`
+/// is the command line, to name the (sub)command. None for
 /// any other kind of error: clap's own words stand for those.
 pub fn parse_error_report(err: &clap::Error, argv: &[String]) -> Option<(String, u8)> {
     let (path, mut cmd) = subcommand_of(argv);
@@ -85,6 +89,24 @@ pub fn parse_error_report(err: &clap::Error, argv: &[String]) -> Option<(String,
             };
             Some((
                 format!("{first}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information\n"),
+                125,
+            ))
+        }
+        ErrorKind::ValueValidation => {
+            use std::error::Error;
+            let why = err.source()?.downcast_ref::<FlagValue>()?;
+            let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+                err.get(ContextKind::InvalidArg),
+                err.get(ContextKind::InvalidValue),
+            ) else {
+                return None;
+            };
+            // clap names it `--shm-size <BYTES>`.
+            let flag = arg.split(' ').next().unwrap_or(arg);
+            Some((
+                format!(
+                    "invalid argument \"{value}\" for \"{flag}\" flag: {why}\n\nUsage:  {usage}\n\nRun '{path} --help' for more information\n"
+                ),
                 125,
             ))
         }
@@ -249,6 +271,20 @@ mod tests {
         assert_eq!(
             report(&["dockyard", "image", "foo"]).unwrap(),
             "dockyard: unknown command: dockyard image foo\n\nRun 'dockyard image --help' for more information\n"
+        );
+        // A size docker's client refuses, in its words (docker 28.2.2).
+        assert_eq!(
+            report(&["dockyard", "create", "--shm-size", "12x", "busybox"]).unwrap(),
+            "invalid argument \"12x\" for \"--shm-size\" flag: invalid suffix: 'x'\n\nUsage:  dockyard create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'dockyard create --help' for more information\n"
+        );
+        let err = Cli::try_parse_from(argv(&["dockyard", "run", "--shm-size=-1", "busybox"]))
+            .unwrap_err();
+        assert_eq!(
+            parse_error_report(&err, &argv(&["dockyard", "run", "--shm-size=-1", "busybox"])),
+            Some((
+                "invalid argument \"-1\" for \"--shm-size\" flag: invalid size: '-1'\n\nUsage:  dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'dockyard run --help' for more information\n".to_string(),
+                125
+            ))
         );
         // Other errors keep clap's words.
         assert!(report(&["dockyard", "run", "--cpus", "lots", "busybox"]).is_none());

@@ -13,6 +13,7 @@ mod cli_errors;
 mod client;
 mod commands;
 mod doctor;
+mod flag_values;
 mod format;
 mod template;
 

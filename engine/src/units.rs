@@ -1,6 +1,7 @@
 //! Docker's units (its `go-units` package): the friendly durations of
 //! `docker ps` ("Up 3 seconds", "Exited (0) 2 minutes ago") and the decimal
-//! sizes of `docker images` ("1.24MB"), and how big a directory is on disk.
+//! sizes of `docker images` ("1.24MB"), the binary sizes a flag such as
+//! `--shm-size 128m` takes, and how big a directory is on disk.
 //!
 //! They are in the core, not only in the command line, because the Engine
 //! API returns them too: a container's `Status` in `GET /containers/json` is
@@ -74,6 +75,68 @@ fn format_g3(v: f64) -> String {
     }
 }
 
+/// docker's `units.RAMInBytes`, which its CLI's size flags (`--shm-size`)
+/// and dockerd's `default-shm-size` parse with: a number (a fraction is
+/// fine), then an optional binary unit, `b`, `k`, `m`, `g`, `t` or `p`,
+/// with an optional `b` or `ib` after it and in any case (`128m`, `1.5GiB`);
+/// a bare number is bytes. The error is go-units' own words (`invalid
+/// size: '-1'`, `invalid suffix: 'x'`), or Go's `strconv.ParseFloat`'s.
+pub fn ram_in_bytes(text: &str) -> Result<i64, String> {
+    // The number ends at the last digit, point or space (a space between
+    // number and unit is allowed, and not part of either).
+    let Some(sep) = text.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ') else {
+        return Err(format!("invalid size: '{text}'"));
+    };
+    let (num, suffix) = match text.as_bytes()[sep] {
+        b' ' => (&text[..sep], &text[sep + 1..]),
+        _ => (&text[..=sep], &text[sep + 1..]),
+    };
+    let size: f64 = match num.parse::<f64>() {
+        Ok(n) if n.is_finite() => n,
+        Ok(_)
+            if num
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+        {
+            return Err(format!(
+                "strconv.ParseFloat: parsing {num:?}: value out of range"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "strconv.ParseFloat: parsing {num:?}: invalid syntax"
+            ))
+        }
+    };
+    // "Backward compatibility: reject negative sizes."
+    if size < 0.0 {
+        return Err(format!("invalid size: '{text}'"));
+    }
+    if suffix.is_empty() {
+        return Ok(size as i64);
+    }
+    if suffix.len() > 3 {
+        return Err(format!("invalid suffix: '{suffix}'"));
+    }
+    let sfx = suffix.to_lowercase();
+    let bad_suffix = || Err(format!("invalid suffix: '{sfx}'"));
+    if sfx == "b" {
+        return Ok(size as i64);
+    }
+    let shift = match sfx.as_bytes()[0] {
+        b'k' => 10,
+        b'm' => 20,
+        b'g' => 30,
+        b't' => 40,
+        b'p' => 50,
+        _ => return bad_suffix(),
+    };
+    if !matches!(&sfx[1..], "" | "b" | "ib") {
+        return bad_suffix();
+    }
+    Ok((size * (1u64 << shift) as f64) as i64)
+}
+
 /// The bytes of the regular files under `p` (as `du -sb` counts them, less
 /// the directories themselves), never following a symlink: what `images`,
 /// `history` and `system df` show as sizes. Unreadable entries count 0.
@@ -129,6 +192,33 @@ mod tests {
         assert_eq!(human_size(12_345_678), "12.3MB");
         assert_eq!(human_size(123_456_789), "123MB");
         assert_eq!(human_size(1_500_000_000), "1.5GB");
+    }
+
+    #[test]
+    fn ram_sizes_parse_as_go_units_parses_them() {
+        assert_eq!(ram_in_bytes("128m"), Ok(128 << 20));
+        assert_eq!(ram_in_bytes("134217728"), Ok(134_217_728));
+        assert_eq!(ram_in_bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(ram_in_bytes("64 MB"), Ok(64 << 20));
+        assert_eq!(ram_in_bytes("10b"), Ok(10));
+        assert_eq!(ram_in_bytes("2K"), Ok(2048));
+        assert_eq!(ram_in_bytes("0"), Ok(0));
+        // docker run --shm-size X's words, as its CLI (28.2.2) prints them.
+        assert_eq!(ram_in_bytes("abc"), Err("invalid size: 'abc'".into()));
+        assert_eq!(ram_in_bytes("-1"), Err("invalid size: '-1'".into()));
+        assert_eq!(ram_in_bytes("12x"), Err("invalid suffix: 'x'".into()));
+        assert_eq!(ram_in_bytes("1mbb"), Err("invalid suffix: 'mbb'".into()));
+        assert_eq!(ram_in_bytes("1KiBB"), Err("invalid suffix: 'KiBB'".into()));
+        assert_eq!(ram_in_bytes("1Mx"), Err("invalid suffix: 'mx'".into()));
+        assert_eq!(
+            ram_in_bytes("1.2.3"),
+            Err("strconv.ParseFloat: parsing \"1.2.3\": invalid syntax".into())
+        );
+        assert_eq!(ram_in_bytes(""), Err("invalid size: ''".into()));
+        assert_eq!(
+            ram_in_bytes("1e+999k"),
+            Err("strconv.ParseFloat: parsing \"1e+999\": value out of range".into())
+        );
     }
 
     #[test]

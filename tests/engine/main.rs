@@ -36,5 +36,6 @@ mod overlay;
 mod resources;
 mod robustness;
 mod rootless;
+mod shm_size;
 mod userns_remap;
 mod volumes;

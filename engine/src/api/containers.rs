@@ -347,6 +347,13 @@ fn config_from_json(b: &Value) -> Result<ContainerConfig> {
     if let Some(m) = h["Memory"].as_u64().filter(|&m| m > 0) {
         config.limits.memory = Some(m);
     }
+    // `--shm-size` in bytes; 0 (docker's CLI sends it when not given) is
+    // the engine's default; a negative size is refused as dockerd does,
+    // a 400.
+    config.shm_size = h["ShmSize"].as_i64().unwrap_or(0);
+    if config.shm_size < 0 {
+        bail!(BadRequest("SHM size can not be less than 0".into()));
+    }
     for bind in strings(&h["Binds"]) {
         config
             .mounts

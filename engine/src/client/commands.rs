@@ -358,7 +358,7 @@ fn pull(api: &Api, a: &PullArgs, to_stderr: bool) -> Result<Code> {
 
 /// The flags of `run`/`create` the client sends; any other is refused
 /// rather than dropped.
-const CARRIED: [&str; 22] = [
+const CARRIED: [&str; 23] = [
     "-d",
     "--detach",
     "-i",
@@ -381,6 +381,7 @@ const CARRIED: [&str; 22] = [
     "--network",
     "--net",
     "--rm",
+    "--shm-size",
 ];
 
 /// `create`: `POST /containers/create` with docker's config for the
@@ -424,6 +425,7 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
             "AutoRemove": a.rm,
             "CgroupParent": a.cgroup_parent.clone().unwrap_or_default(),
             "NetworkMode": a.network,
+            "ShmSize": a.shm_size.unwrap_or(0),
         },
     });
     let path = match &a.name {

@@ -261,6 +261,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         security_opt: args.security_opt.clone(),
         read_only: args.read_only,
         tmpfs: args.tmpfs.clone(),
+        shm_size: args.shm_size.unwrap_or(0),
         mounts,
         ..Default::default()
     };

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::Record;
 
+/// Docker's size of a container's `/dev/shm` (moby's `DefaultShmSize`):
+/// 64 MiB, unless `--shm-size` or daemon.json's `default-shm-size` says.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+
 /// Everything a container was created with: what `docker inspect` shows
 /// under `Config` and `HostConfig`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -107,6 +111,12 @@ pub struct ContainerConfig {
     /// `--device`, as docker's `HostConfig.Devices`.
     #[serde(default)]
     pub devices: Vec<DeviceMapping>,
+    /// `--shm-size`: the size of its `/dev/shm` tmpfs in bytes, docker's
+    /// `HostConfig.ShmSize`. 0 (not given) becomes daemon.json's
+    /// `default-shm-size` or 64 MiB at create, as dockerd sets it, so the
+    /// record keeps the size every start mounts.
+    #[serde(default)]
+    pub shm_size: i64,
 }
 
 /// One `--device HOST[:CONTAINER][:PERMS]`: a host device node to be made
@@ -194,6 +204,7 @@ impl ContainerConfig {
             .iter()
             .map(|t| t.parse().map_err(|e: String| anyhow!("--tmpfs {t}: {e}")))
             .collect::<Result<_>>()?;
+        sec.shm_size = Some(self.shm_size_or_default());
         Ok(sec)
     }
 }
@@ -202,6 +213,15 @@ impl ContainerConfig {
     /// ENTRYPOINT followed by CMD: what actually runs.
     pub fn argv(&self) -> Vec<String> {
         self.entrypoint.iter().chain(&self.cmd).cloned().collect()
+    }
+
+    /// The size of its `/dev/shm` in bytes: `shm_size`, or docker's 64 MiB
+    /// for a record made before dockyard kept one.
+    pub fn shm_size_or_default(&self) -> u64 {
+        match u64::try_from(self.shm_size) {
+            Ok(n) if n > 0 => n,
+            _ => DEFAULT_SHM_SIZE,
+        }
     }
 
     /// The cgroup parent its group goes under: `--cgroup-parent`, or ours.

@@ -119,7 +119,12 @@ pub(crate) fn check_rootless(config: &ContainerConfig) -> Result<()> {
 ///   in a busy loop.
 /// - `--cgroup-parent`: lab 03's rule, plain names only, no `..`: a parent
 ///   must not lead out of the hierarchy or onto somebody else's group.
+/// - `HostConfig.ShmSize`: not negative (docker's CLI cannot send one, an
+///   API client can).
 pub(crate) fn check_settings(config: &ContainerConfig) -> Result<()> {
+    if config.shm_size < 0 {
+        bail!("SHM size can not be less than 0");
+    }
     if let Some(cpus) = config.limits.cpus {
         if !cpus.is_finite() {
             bail!(
@@ -310,6 +315,23 @@ fn memory_settings(config: &mut ContainerConfig) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// The `/dev/shm` size of a container created without `--shm-size` (or
+/// with 0), as dockerd's `adaptContainerSettings` gives it: daemon.json's
+/// `default-shm-size`, else 64 MiB. (A `default-shm-size` of 0 is 64 MiB
+/// too, as for `build`: dockerd would mount a tmpfs without a limit.)
+pub fn default_shm_size(engine: &Engine) -> Result<i64> {
+    let size = match &engine.config.default_shm_size {
+        Some(s) => crate::units::ram_in_bytes(s)
+            .map_err(|e| anyhow::anyhow!("daemon.json default-shm-size {s:?}: {e}"))?,
+        None => 0,
+    };
+    Ok(if size > 0 {
+        size
+    } else {
+        super::DEFAULT_SHM_SIZE as i64
+    })
+}
+
 /// Create a container: its writable layer and its record, state "created".
 pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
     if engine.rootless && (config.limits != Limits::default() || !config.cgroup_parent.is_empty()) {
@@ -361,6 +383,9 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         {
             config.ulimits.push(format!("{name}={soft}:{hard}"));
         }
+    }
+    if config.shm_size == 0 {
+        config.shm_size = default_shm_size(engine)?;
     }
     if config.log_opts.is_empty() {
         config.log_opts = engine.config.log_opts.clone();

@@ -154,6 +154,7 @@ fn host_config(c: &ContainerConfig) -> Value {
         "PublishAllPorts": c.publish_all,
         "ReadonlyRootfs": c.read_only,
         "Tmpfs": tmpfs(c),
+        "ShmSize": c.shm_size_or_default(),
         "Privileged": c.privileged,
         "Devices": c.devices.iter().map(|d| serde_json::json!({
             "PathOnHost": d.path_on_host,
