@@ -44,6 +44,15 @@ pub struct Volume {
     pub labels: BTreeMap<String, String>,
     #[serde(rename = "Anonymous", default)]
     pub anonymous: bool,
+    /// Made by its container's `create`, before the container's root is
+    /// mounted: the image's files are still to be copied in, at the first
+    /// start (see [`Volumes::create_for_container`]).
+    #[serde(rename = "CopyUpPending", default, skip_serializing_if = "is_false")]
+    pub copy_up_pending: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Parse `-v` the way docker does.
@@ -237,6 +246,36 @@ impl Volumes {
         labels: BTreeMap<String, String>,
         anonymous: bool,
     ) -> Result<(Volume, bool)> {
+        self.make(name, labels, anonymous, false)
+    }
+
+    /// A container's anonymous volume (`-v /data`, an image's `VOLUME`),
+    /// made by `create`, as docker makes it: `volume ls` lists it and
+    /// `inspect` shows where it is before the container first starts. Its
+    /// copy-up from the image waits for that start, which mounts the
+    /// container's root: until [`Volumes::copied_up`] the volume says so.
+    /// Returns whether the volume is new (a name that exists is left as
+    /// it is, and is not the caller's to remove).
+    pub fn create_for_container(&self, name: &str) -> Result<bool> {
+        Ok(self.make(name, BTreeMap::new(), true, true)?.1)
+    }
+
+    /// The copy-up of a volume made by [`Volumes::create_for_container`]
+    /// is done: a later start leaves what the volume holds.
+    pub fn copied_up(&self, name: &str) -> Result<()> {
+        let mut v = self.get(name)?;
+        v.copy_up_pending = false;
+        let path = self.dir.join(name).join("volume.json");
+        write_atomic(&path, &serde_json::to_vec_pretty(&v)?, true)
+    }
+
+    fn make(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        anonymous: bool,
+        copy_up_pending: bool,
+    ) -> Result<(Volume, bool)> {
         validate_name(name)?;
         if let Ok(v) = self.get(name) {
             return Ok((v, false));
@@ -249,6 +288,7 @@ impl Volumes {
             created_at: now_rfc3339(),
             labels,
             anonymous,
+            copy_up_pending,
         };
         write_atomic(
             &dir.join("volume.json"),
@@ -323,7 +363,9 @@ impl Volumes {
 /// Docker's copy-up: a new volume mounted over a directory that the image
 /// has starts as a copy of that directory, with its files, owners and modes
 /// (the volume's root takes the directory's own owner and mode too). Only a
-/// new volume is seeded: one that already exists keeps what it holds.
+/// new volume is seeded, or an anonymous one its container's `create` made
+/// (at the container's first start): one that already exists keeps what it
+/// holds.
 ///
 /// The source is the container's root, and an image is untrusted input: its
 /// `/data` may be a symlink to the host's `/etc`. So the target is resolved

@@ -11,6 +11,21 @@
 //! With `--detach` the runtime returns at once and the relay outlives it,
 //! reparented to the caller's subreaper, which then reaps it and reads the
 //! command's status from it: `--pid-file` names the relay.
+//!
+//! A `delete --force` or `kill` may come in while the process joins. Like
+//! the other commands, exec holds the container's lock ([`state::Lock`]):
+//! it checks the status under it, and keeps it until the command is born
+//! inside the container's cgroup and PID namespace, so a `delete` that
+//! waited finds the command there and takes it down with the rest (a
+//! container gone first is "does not exist"). The relay is a fork of this
+//! process and shares its descriptor of the lock: it lets go when it closes
+//! its descriptors, just after forking the command, and the command at its
+//! execve (close-on-exec). This process lets go before it waits, so a long
+//! exec does not hold back `kill`. runc takes no lock across commands
+//! here: its exec'd process is born in the container's cgroup
+//! (`CLONE_INTO_CGROUP`, an error once the cgroup is gone), and killing the
+//! container's init takes the whole PID namespace down, the exec'd process
+//! with it (without a PID namespace of its own, `kill` writes `cgroup.kill`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,6 +42,8 @@ use crate::logging::Logger;
 use crate::state::{self, Record, Status};
 
 pub fn exec(g: &Global, log: &Logger, a: &ExecArgs) -> anyhow::Result<i32> {
+    // Taken before the status is read: see the module documentation.
+    let lock = state::Lock::exclusive(&g.root, &a.id)?;
     let record = Record::load(&g.root, &a.id)?;
     if record.status(&g.root) != Status::Running {
         bail!(
@@ -107,6 +124,8 @@ pub fn exec(g: &Global, log: &Logger, a: &ExecArgs) -> anyhow::Result<i32> {
         crate::lifecycle::write_pid_file(path, relay.pid().as_raw())?;
     }
     log.info(&format!("exec in {}: pid {}", a.id, relay.pid()));
+    // Our copy only: the relay holds the lock until the command is born.
+    drop(lock);
     if a.detach {
         return Ok(0);
     }

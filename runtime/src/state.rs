@@ -104,7 +104,8 @@ pub fn dir(root: &Path, id: &str) -> anyhow::Result<PathBuf> {
 /// `flock(LOCK_EX)` on a container's state directory, held until dropped
 /// (`flock -x /run/dockyard-runtime/ID CMD`, from a shell). The descriptor
 /// is close-on-exec, and the container's process closes it before it
-/// waits for `start`, so only the command holds it.
+/// waits for `start`, so only the command holds it. The relay that `exec`
+/// forks shares it until the exec'd process is born (see `exec`).
 pub struct Lock {
     _dir: fs::File,
 }

@@ -175,6 +175,141 @@ fn an_images_volume_is_an_anonymous_volume_seeded_from_the_image() {
     assert_eq!(dy.ok(&["volume", "ls", "-q"]), "");
 }
 
+/// `create` makes the container's anonymous volumes, as docker's does:
+/// before any start, `volume ls` lists them and `inspect` gives each its
+/// Name and a Source that is a directory on the host. The first start uses
+/// those same volumes and seeds the image's VOLUME from the image; a later
+/// start leaves what they hold; `rm -v` takes them away. A create that
+/// fails, early (a name in use) or late (its writable layer cannot be
+/// made), leaves none behind. The API's `POST /containers/create` does the
+/// same (the docker CLI sends `-v /data` in `Config.Volumes`).
+#[test]
+fn create_makes_the_anonymous_volumes_and_a_failed_create_leaves_none() {
+    let dy = Dy::new();
+    let ctx = dy.root_path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN mkdir /seeded && echo seed > /seeded/f\nVOLUME /seeded\n",
+    )
+    .unwrap();
+    dy.ok(&["build", "-t", "vols:c", ctx.to_str().unwrap()]);
+    let volume_ls = || {
+        let mut v: Vec<String> = dy
+            .ok(&["volume", "ls", "-q"])
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(volume_ls(), Vec::<String>::new());
+    let script = "cat /seeded/f; ls /scratch | wc -l";
+    dy.ok(&[
+        "create", "--name", "early", "-v", "/scratch", "vols:c", "sh", "-c", script,
+    ]);
+    // Destination, Name, Source of each mount, as inspect shows them.
+    let mounts: Vec<Vec<String>> = dy
+        .inspect(
+            "early",
+            "{{range .Mounts}}{{.Destination}} {{.Name}} {{.Source}};{{end}}",
+        )
+        .split(';')
+        .filter(|m| !m.is_empty())
+        .map(|m| m.split(' ').map(String::from).collect())
+        .collect();
+    let targets: Vec<&str> = mounts.iter().map(|m| m[0].as_str()).collect();
+    assert_eq!(targets, ["/scratch", "/seeded"]);
+    let mut names: Vec<String> = mounts.iter().map(|m| m[1].clone()).collect();
+    names.sort();
+    assert_eq!(volume_ls(), names, "volume ls after create");
+    let mut data = Vec::new();
+    for m in &mounts {
+        let dir = dy.root_path().join("volumes").join(&m[1]).join("_data");
+        assert_eq!(Path::new(&m[2]), dir, "inspect's Source of {}", m[0]);
+        assert!(dir.is_dir(), "{}: no directory before start", m[2]);
+        let mountpoint = dy.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &m[1]]);
+        assert_eq!(mountpoint.trim(), m[2]);
+        data.push(dir);
+    }
+    // In use by a container that never ran.
+    let out = dy.run(&["volume", "rm", &names[0]]);
+    assert!(text(&out.stderr).contains("volume is in use"), "{out:?}");
+
+    // The first start mounts these volumes (and makes no others), and
+    // seeds the image's from the image; the next start keeps what it holds.
+    assert_eq!(dy.ok(&["start", "-a", "early"]), "seed\n0\n");
+    assert_eq!(volume_ls(), names, "volume ls after start");
+    assert_eq!(
+        std::fs::read_to_string(data[1].join("f")).unwrap(),
+        "seed\n"
+    );
+    std::fs::write(data[1].join("f"), "changed\n").unwrap();
+    assert_eq!(dy.ok(&["start", "-a", "early"]), "changed\n0\n");
+    dy.ok(&["rm", "-v", "early"]);
+    assert_eq!(volume_ls(), Vec::<String>::new());
+    assert!(data.iter().all(|d| !d.exists()), "volume directories left");
+
+    // A create that fails makes no volume: a name in use...
+    dy.ok(&["create", "--name", "taken", "busybox", "true"]);
+    let out = dy.run(&["create", "--name", "taken", "-v", "/x", "vols:c", "true"]);
+    assert!(text(&out.stderr).contains("Conflict"), "{out:?}");
+    assert_eq!(volume_ls(), Vec::<String>::new());
+    // ...or an image that lost its top layer (moved out of the store by
+    // hand): create finds out only as it makes the writable layer, after
+    // the volumes were made, and takes them back.
+    let top = dy.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{range .RootFS.Layers}}{{.}} {{end}}",
+        "vols:c",
+    ]);
+    let top = top.split_whitespace().last().unwrap().to_string();
+    let layer = std::fs::read_dir(dy.root_path().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| std::fs::read_to_string(d.join("diff_id")).is_ok_and(|t| t.trim() == top))
+        .expect("the image's top layer in the store");
+    let away = dy.root_path().join("layer-away");
+    std::fs::rename(&layer, &away).unwrap();
+    let out = dy.run(&["create", "-v", "/x", "vols:c", "true"]);
+    std::fs::rename(&away, &layer).unwrap();
+    assert!(text(&out.stderr).contains("not unpacked"), "{out:?}");
+    assert_eq!(volume_ls(), Vec::<String>::new());
+    let left = std::fs::read_dir(dy.root_path().join("volumes")).unwrap();
+    assert_eq!(left.count(), 0, "a volume directory left");
+    dy.ok(&["rm", "taken"]);
+
+    // The API's create, from the docker CLI: the same.
+    let svc = crate::api::Service::start(&dy);
+    let id = svc.docker_ok(&["create", "-v", "/apivol", "busybox", "true"]);
+    let id = id.trim();
+    let name = dy.inspect(id, "{{range .Mounts}}{{.Name}}{{end}}");
+    assert_eq!(
+        volume_ls(),
+        vec![name.clone()],
+        "volume ls after the API's create"
+    );
+    let dir = dy.root_path().join("volumes").join(&name).join("_data");
+    assert!(dir.is_dir());
+    let shown = svc.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Destination}} {{.Name}} {{.Source}}{{end}}",
+        id,
+    ]);
+    assert_eq!(shown.trim(), format!("/apivol {name} {}", dir.display()));
+    svc.docker_ok(&["create", "--name", "taken", "busybox", "true"]);
+    let out = svc.docker(&[
+        "create", "--name", "taken", "-v", "/other", "busybox", "true",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(volume_ls(), vec![name.clone()]);
+    svc.docker_ok(&["rm", "-v", id, "taken"]);
+    assert_eq!(volume_ls(), Vec::<String>::new());
+}
+
 fn first_line_of_image_passwd() -> String {
     let passwd = std::fs::read_to_string(base_rootfs().join("etc/passwd")).unwrap();
     format!("{}\n", passwd.lines().next().unwrap())

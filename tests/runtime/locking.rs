@@ -5,7 +5,9 @@
 //! (a container already gone is no error for `--force`, as in runc),
 //! `start` and `kill` either act or say the container is gone or
 //! stopped, and at the end the kernel shows nothing left: no process, no
-//! cgroup, no state directory.
+//! cgroup, no state directory. `exec` takes its turn too, holding the lock
+//! until its process is inside the container (and no longer: a long exec
+//! does not hold back `kill`).
 
 use std::process::Output;
 
@@ -16,6 +18,11 @@ fn consistent(what: &str, out: &Output) {
     if out.status.success() {
         return;
     }
+    refused(what, out);
+}
+
+/// A refusal that says the container is gone or stopped.
+fn refused(what: &str, out: &Output) {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{what} crashed: {err}");
     let fine = [
@@ -104,4 +111,139 @@ fn a_command_waits_for_the_lock_on_the_state_directory() {
         text(&deleted.stderr)
     );
     env.assert_gone("lockwait");
+}
+
+/// The PIDs of the processes whose command line is `argv` (words
+/// separated by spaces).
+fn processes_with(argv: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if text(&cmdline).replace('\0', " ").trim_end() == argv {
+            found.push(name);
+        }
+    }
+    found
+}
+
+/// `exec` racing two `delete --force`: either the exec'd process got in
+/// first and dies with the container (status 137, SIGKILL), or the exec
+/// says the container is gone; never an error from half way through
+/// joining (a cgroup removed under it, a PID namespace whose init is
+/// dead), and nothing is left: no exec'd process, no cgroup, no state
+/// directory.
+#[test]
+fn racing_exec_and_delete_force_leave_nothing_behind() {
+    let env = Env::new("racexec");
+    env.edit(|c| c["process"]["args"] = serde_json::json!(["sleep", "300"]));
+    let bundle = env.bundle.to_str().unwrap();
+    for round in 0..12 {
+        let id = format!("racexec{round}");
+        let out = env.rt(&["run", "--detach", "--bundle", bundle, &id]);
+        assert!(out.status.success(), "run -d: {}", text(&out.stderr));
+        let marker = format!("31{round:02}9");
+        let (exec, del1, del2) = std::thread::scope(|s| {
+            let exec = s.spawn(|| env.rt(&["exec", &id, "--", "sleep", &marker]));
+            let del1 = s.spawn(|| env.rt(&["delete", "--force", &id]));
+            let del2 = s.spawn(|| env.rt(&["delete", "--force", &id]));
+            (
+                exec.join().unwrap(),
+                del1.join().unwrap(),
+                del2.join().unwrap(),
+            )
+        });
+        for (what, out) in [("delete --force", &del1), ("second delete --force", &del2)] {
+            assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        }
+        if exec.status.code() != Some(137) {
+            refused("exec", &exec);
+        }
+        assert!(
+            processes_with(&format!("sleep {marker}")).is_empty(),
+            "{id}: the exec'd process lives on"
+        );
+        env.assert_gone(&id);
+    }
+}
+
+/// `exec` waits for the lock before it looks at the container (while the
+/// test holds `flock -x` on the state directory, its command does not
+/// run), and once its process runs it holds the lock no longer: `kill`
+/// goes through while a long exec goes on, and takes the exec'd process
+/// down with the container's PID namespace.
+#[test]
+fn exec_waits_for_the_lock_and_a_long_exec_does_not_hold_it() {
+    let env = Env::new("lockexec");
+    // Short-lived: an exec that held the lock until its command ended
+    // would hold `kill` back until this init, then its command, ends.
+    env.edit(|c| c["process"]["args"] = serde_json::json!(["sleep", "20"]));
+    let bundle = env.bundle.to_str().unwrap();
+    let out = env.rt(&["run", "--detach", "--bundle", bundle, "lockexec"]);
+    assert!(out.status.success(), "run -d: {}", text(&out.stderr));
+    let ran = env.rootfs.path().join("exec-ran");
+    let dir = std::fs::File::open(env.root.join("lockexec")).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&dir), libc::LOCK_EX) },
+        0
+    );
+    let script = "touch /exec-ran; exec sleep 4242";
+    let (exec, killed) = std::thread::scope(|s| {
+        let exec = s.spawn(|| env.rt(&["exec", "lockexec", "--", "sh", "-c", script]));
+        // A failed assertion below would leave the exec running, and the
+        // scope waiting for it: let go of the lock and take the container
+        // down first.
+        let mut guard = DeleteOnPanic(&env, "lockexec", Some(dir));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(!exec.is_finished(), "exec did not wait for the lock");
+        assert!(
+            !ran.exists(),
+            "exec ran its command while the lock was held"
+        );
+        guard.2 = None;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ran.exists() {
+            assert!(std::time::Instant::now() < deadline, "exec never ran");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let started = std::time::Instant::now();
+        let killed = env.rt(&["kill", "lockexec", "KILL"]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "kill waited {:?} for a running exec",
+            started.elapsed()
+        );
+        (exec.join().unwrap(), killed)
+    });
+    assert!(killed.status.success(), "kill: {}", text(&killed.stderr));
+    assert_eq!(
+        exec.status.code(),
+        Some(137),
+        "exec: {}",
+        text(&exec.stderr)
+    );
+    assert!(
+        processes_with("sleep 4242").is_empty(),
+        "the exec'd process lives on"
+    );
+    let out = env.rt(&["delete", "--force", "lockexec"]);
+    assert!(out.status.success(), "delete: {}", text(&out.stderr));
+    env.assert_gone("lockexec");
+}
+
+/// `delete --force ID` when dropped during a panic, once the lock it
+/// holds (if any) is let go.
+struct DeleteOnPanic<'a>(&'a Env, &'a str, Option<std::fs::File>);
+
+impl Drop for DeleteOnPanic<'_> {
+    fn drop(&mut self) {
+        self.2 = None;
+        if std::thread::panicking() {
+            let _ = self.0.rt(&["delete", "--force", self.1]);
+        }
+    }
 }

@@ -360,6 +360,15 @@ fn config_from_json(b: &Value) -> Result<ContainerConfig> {
             .push(dockyard::volumes::parse_v(&bind).map_err(|e| BadRequest(format!("{e:#}")))?);
     }
     host_config_from_json(b, &mut config)?;
+    // `Volumes`: the anonymous volumes. The docker CLI sends `-v /data`
+    // here, not in `Binds`; a bind or mount on the same path wins, as for
+    // an image's VOLUME (dockerd's `IsDestinationMounted`).
+    for path in b["Volumes"].as_object().into_iter().flat_map(|o| o.keys()) {
+        let m = dockyard::volumes::parse_v(path).map_err(|e| BadRequest(format!("{e:#}")))?;
+        if !config.mounts.iter().any(|o| o.target == m.target) {
+            config.mounts.push(m);
+        }
+    }
     Ok(config)
 }
 

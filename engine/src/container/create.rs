@@ -251,8 +251,9 @@ fn image_defaults(image: &lab04_overlay::store::Image, config: &mut ContainerCon
         }
         // The image's VOLUMEs: each becomes an anonymous volume, as with
         // `-v /data`, unless a -v or --mount already covers that path. The
-        // volume is created and seeded from the image when the container
-        // starts, and `rm -v` or `--rm` takes it away with the container.
+        // volume is made with the container (`anonymous_volumes`), seeded
+        // from the image when the container first starts, and `rm -v` or
+        // `--rm` takes it away with the container.
         // Sorted: the config holds them as a JSON object, whose order a
         // parser need not keep, and `inspect`'s Mounts should not vary.
         let mut image_volumes = ic.volumes().clone().unwrap_or_default();
@@ -423,12 +424,13 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         }
         None => state::random_name(|n| existing.iter().any(|r| r.name == n))?,
     };
+    let volumes = anonymous_volumes(engine, &config)?;
     // A --rm container's records skip the fsyncs (see the state module).
     // Its state.json is written into the staged directory, which appears in
     // containers/ only once complete (lab 04's `create_container_staged`):
     // killed at any moment, create leaves a whole container or none.
     let mut record = None;
-    engine
+    let staged = engine
         .images
         .create_container_staged(&image, !config.auto_remove, |layer| {
             if config.hostname.is_empty() {
@@ -449,9 +451,46 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
             engine.containers.save_in(&lock, &r, &layer.dir)?;
             record = Some(r);
             Ok(())
-        })?;
+        });
+    if let Err(e) = staged {
+        remove_volumes(engine, &volumes);
+        return Err(e);
+    }
     drop(lock);
     let record = record.context("the container's record was not written")?;
     crate::events::container(engine, &record, "create", &[]);
     Ok(record)
+}
+
+/// The container's anonymous volumes, made now, as docker's `create` makes
+/// them: `volume ls` lists them and `inspect` shows their `Source` before
+/// the container starts, and its first start seeds them from the image
+/// (see `Volumes::create_for_container`). Returns the names of those made;
+/// if one cannot be made, those made before it are removed again.
+fn anonymous_volumes(engine: &Engine, config: &ContainerConfig) -> Result<Vec<String>> {
+    let mut made = Vec::new();
+    for m in config
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "volume" && m.anonymous)
+    {
+        match engine.volumes.create_for_container(&m.source) {
+            Ok(true) => made.push(m.source.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                remove_volumes(engine, &made);
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// A create that failed leaves no volume behind.
+fn remove_volumes(engine: &Engine, names: &[String]) {
+    for name in names {
+        if let Err(e) = engine.volumes.remove(name) {
+            eprintln!("WARNING: removing the volume {name} of a failed create: {e:#}");
+        }
+    }
 }

@@ -243,13 +243,15 @@ fn attach_listener(
 }
 
 /// Create each named volume on first use, as docker does: owned by the
-/// container's root, and seeded from what the image has at its target.
+/// container's root, and seeded from what the image has at its target. An
+/// anonymous volume was made by `create`, and is seeded now, at its first
+/// start (or made now, if someone removed it since).
 fn prepare_volumes(engine: &Engine, plan: &Plan, rootfs: &Path) -> Result<()> {
     for v in &plan.volumes {
-        let (_, new) = engine
+        let (volume, new) = engine
             .volumes
             .create_or_get(&v.name, BTreeMap::new(), v.anonymous)?;
-        if new {
+        if new || volume.copy_up_pending {
             if let (Some(r), true) = (&engine.remap, plan.remapped) {
                 // A new volume belongs to the container's root, as Docker
                 // makes it; later owners are whatever the containers chose.
@@ -258,6 +260,9 @@ fn prepare_volumes(engine: &Engine, plan: &Plan, rootfs: &Path) -> Result<()> {
             // Seeded from the image (whose owners are already shifted
             // under remap), its root then takes the image directory's.
             crate::volumes::copy_up(rootfs, &v.target, &v.data)?;
+            if volume.copy_up_pending {
+                engine.volumes.copied_up(&v.name)?;
+            }
         }
     }
     Ok(())
