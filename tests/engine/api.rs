@@ -897,6 +897,48 @@ fn api_docker_exec_it_under_a_terminal() {
     svc.docker_ok(&["rm", "-f", "web"]);
 }
 
+/// A command that asks its terminal's size the moment it starts (`stty size`) gets the
+/// client's: the docker CLI sends `ConsoleSize` with the exec and with the container's create,
+/// and the terminal is made that size before the command runs, as dockerd does. The resize the
+/// CLI sends after the start comes too late for it. `dockyard -H` sends it too.
+#[test]
+fn api_console_size_is_the_terminals_size_from_the_first_instruction() {
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    svc.docker_ok(&["run", "-d", "--name", "web", "busybox", "sleep", "60"]);
+    dy.wait_for("web", "{{.State.Status}}", "running");
+    let host = format!("unix://{}", svc.sock.display());
+    let dockyard = dockyard_e2e::fixtures::bin("dockyard")
+        .display()
+        .to_string();
+    for cli in [
+        format!("{DOCKER} -H {host} exec -it web stty size"),
+        format!("{DOCKER} -H {host} run --rm -it busybox stty size"),
+        format!("{dockyard} -H {host} exec -it web stty size"),
+        format!("{dockyard} -H {host} run --rm -it busybox stty size"),
+    ] {
+        // script's input stays open (at its end, script would type an end-of-file character
+        // into the terminal, which a raw terminal passes on as a byte).
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep 3 | timeout 30 script -qec 'stty rows 33 cols 101; {cli}' /dev/null"
+            ))
+            .env("DOCKER_CONFIG", svc.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            stdout.trim(),
+            "33 101",
+            "{cli}: {stdout:?}{}",
+            text(&out.stderr)
+        );
+    }
+    svc.docker_ok(&["rm", "-f", "web"]);
+}
+
 /// `docker cp` both ways (HEAD/GET/PUT `/archive`), `export`, `stats
 /// --no-stream` (docker's JSON, from which the CLI computes its own
 /// percentages), `update` (the kernel's limit changes), and a detached

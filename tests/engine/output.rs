@@ -91,8 +91,10 @@ fn stats_reads_the_containers_cgroup() {
         .collect();
     assert_eq!(cols[1], "spin", "{out}");
     let cpu: f64 = cols[2].trim_end_matches('%').parse().unwrap();
-    // --cpus 0.5 caps the busy loop at half a CPU: 50%, give or take.
-    assert!((30.0..=60.0).contains(&cpu), "cpu {cpu}% in {out}");
+    // --cpus 0.5 caps the busy loop at half a CPU: 50%, give or take. The cap is what this
+    // checks; below it the loop gets what a busy machine leaves it (26% was seen with two
+    // builds on the two cores), so the lower bound says only that the group counted it.
+    assert!((10.0..=60.0).contains(&cpu), "cpu {cpu}% in {out}");
     assert!(cols[3].ends_with("/ 64.00MiB"), "{out}");
     assert_eq!(cols.last().copied(), Some("1"), "{out}");
 }

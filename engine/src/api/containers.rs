@@ -316,6 +316,7 @@ fn config_from_json(b: &Value) -> Result<ContainerConfig> {
         hostname: text(&b["Hostname"]),
         user: text(&b["User"]),
         tty: b["Tty"].as_bool().unwrap_or(false),
+        console_size: super::exec::console_size(&h["ConsoleSize"]),
         open_stdin: b["OpenStdin"].as_bool().unwrap_or(false),
         auto_remove: h["AutoRemove"].as_bool().unwrap_or(false),
         cgroup_parent: text(&h["CgroupParent"]),

@@ -70,6 +70,16 @@ pub struct Instance {
     /// Its `DetachKeys` (docker's ctrl-p,ctrl-q if none), looked for in
     /// the input with a TTY.
     detach_keys: Vec<u8>,
+    /// Its `ConsoleSize`: the size its terminal starts with (a client's resize comes after the
+    /// command has started, and a shell asks at once).
+    console: Option<(u16, u16)>,
+}
+
+/// docker's `ConsoleSize`, `[rows, columns]`, of an exec or a container's `HostConfig`: `None`
+/// unless both are given and not 0 (the docker CLI sends `[0, 0]` without a terminal).
+pub fn console_size(v: &Value) -> Option<(u16, u16)> {
+    let n = |i: usize| v.get(i)?.as_u64()?.try_into().ok().filter(|&n: &u16| n > 0);
+    Some((n(0)?, n(1)?))
 }
 
 /// The service's exec instances, by ID. Shared with the threads that wait
@@ -168,6 +178,7 @@ pub fn create(service: &Service, req: &Request, id: &str) -> Result<Response> {
         master: None,
         ended: None,
         detach_keys,
+        console: console_size(&body["ConsoleSize"]),
     };
     collect(service);
     let exec_id = new_id()?;
@@ -325,7 +336,13 @@ pub fn start(
     }
     let mut cmd = command(&i, false);
     let master = if i.tty {
-        let pty = nix::pty::openpty(None, None).context("openpty for exec -t")?;
+        let size = i.console.map(|(rows, cols)| libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty = nix::pty::openpty(size.as_ref(), None).context("openpty for exec -t")?;
         cmd.stdin(Stdio::from(pty.slave));
         Some(std::sync::Arc::new(pty.master))
     } else if i.stdin {

@@ -101,6 +101,13 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
 
 /// The refusal of a command the client does not carry yet, named as the
 /// user typed it (`network create`, `exec`).
+/// docker's `ConsoleSize` for a create: our terminal's `[rows, columns]` with `-t`, so the
+/// container's terminal starts that size; `[0, 0]` (none) otherwise, as the docker CLI sends.
+pub(crate) fn console_size(tty: bool) -> [u16; 2] {
+    let ours = tty.then(dockyard_monitor::pump::our_window_size).flatten();
+    ours.map_or([0, 0], |(rows, cols)| [rows, cols])
+}
+
 fn unsupported(host: &str) -> anyhow::Error {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut words = Vec::new();
@@ -426,6 +433,7 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
             "CgroupParent": a.cgroup_parent.clone().unwrap_or_default(),
             "NetworkMode": a.network,
             "ShmSize": a.shm_size.unwrap_or(0),
+            "ConsoleSize": console_size(a.tty),
         },
     });
     let path = match &a.name {

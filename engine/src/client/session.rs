@@ -205,6 +205,7 @@ pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
         "AttachStdout": !a.detach,
         "AttachStderr": !a.detach,
         "Tty": a.tty,
+        "ConsoleSize": super::commands::console_size(a.tty),
         "Env": env,
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "User": a.user.clone().unwrap_or_default(),

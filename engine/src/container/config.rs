@@ -54,6 +54,12 @@ pub struct ContainerConfig {
     /// `-t`: a pseudo-terminal instead of pipes.
     #[serde(default)]
     pub tty: bool,
+    /// docker's `HostConfig.ConsoleSize` (rows, columns): the size that terminal starts with
+    /// when no terminal of ours is there to copy (a client of the API sends its own). Without
+    /// it a shell started by `run -it` through the API asks a 0x0 terminal for its size before
+    /// the client's first resize arrives.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     /// Which of its streams the client that made it attached (docker's
     /// `Config.AttachStdin/Stdout/Stderr`): stdin with `-i` in the
     /// foreground, stdout and stderr unless `-d`.

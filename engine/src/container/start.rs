@@ -124,8 +124,12 @@ pub(crate) fn run_once(
     let log = logs::Writer::open(&engine.containers.dir_of(id), plan.log_rotation)?;
     let spec = &mut plan.blueprint.process;
     spec.stdio = Some(stdio);
-    if config.tty && attach == Attach::Foreground {
-        spec.tty_size = dockyard_monitor::pump::our_window_size();
+    if config.tty {
+        let ours = match attach {
+            Attach::Foreground => dockyard_monitor::pump::our_window_size(),
+            _ => None,
+        };
+        spec.tty_size = ours.or(config.console_size);
     }
     trace::phase("start: built the spec");
 
