@@ -358,7 +358,7 @@ fn pull(api: &Api, a: &PullArgs, to_stderr: bool) -> Result<Code> {
 
 /// The flags of `run`/`create` the client sends; any other is refused
 /// rather than dropped.
-const CARRIED: [&str; 23] = [
+const CARRIED: [&str; 27] = [
     "-d",
     "--detach",
     "-i",
@@ -382,6 +382,10 @@ const CARRIED: [&str; 23] = [
     "--net",
     "--rm",
     "--shm-size",
+    "--pid",
+    "--ipc",
+    "--uts",
+    "--cgroupns",
 ];
 
 /// `create`: `POST /containers/create` with docker's config for the
@@ -389,6 +393,7 @@ const CARRIED: [&str; 23] = [
 /// docker's CLI does. Returns the ID.
 fn create(api: &Api, a: &RunArgs) -> Result<String> {
     check_flags(a)?;
+    a.ns.check()?;
     let (image, cmd) = a
         .image_and_command
         .split_first()
@@ -426,6 +431,10 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
             "CgroupParent": a.cgroup_parent.clone().unwrap_or_default(),
             "NetworkMode": a.network,
             "ShmSize": a.shm_size.unwrap_or(0),
+            "PidMode": a.ns.pid,
+            "IpcMode": a.ns.ipc,
+            "UTSMode": a.ns.uts,
+            "CgroupnsMode": a.ns.cgroupns,
         },
     });
     let path = match &a.name {
