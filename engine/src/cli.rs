@@ -288,6 +288,8 @@ pub struct RunArgs {
     /// User namespace to use: `host` opts out of --userns-remap (empty: the engine's setting).
     #[arg(long, value_name = "MODE", default_value = "")]
     pub userns: String,
+    #[command(flatten)]
+    pub ns: crate::ns_flags::NsFlags,
     /// Add Linux capabilities (or ALL).
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,

@@ -24,10 +24,15 @@ use crate::flag_values::FlagValue;
 /// the daemon (a flag's bad value, conflicting flags, no terminal for
 /// `-t`), has no "Error response from daemon:".
 pub fn run_error_report(command: &str, msg: &str) -> String {
+    // dockerd's "conflicting options: hostname and the UTS mode" is the
+    // daemon's; the client's conflicts all say "cannot".
     let client_side = [
         "invalid argument ",
-        "conflicting options",
+        "conflicting options: cannot ",
         "the input device is not a TTY",
+        "--pid: ",
+        "--uts: ",
+        "--cgroupns: ",
     ];
     let daemon = if client_side.iter().any(|c| msg.starts_with(c)) {
         ""

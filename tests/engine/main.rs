@@ -30,6 +30,7 @@ mod lifecycle;
 mod macvlan;
 mod networking;
 mod notes_forms;
+mod ns_modes;
 mod oracle;
 mod output;
 mod overlay;

@@ -355,6 +355,13 @@ fn config_from_json(b: &Value) -> Result<ContainerConfig> {
     if config.shm_size < 0 {
         bail!(BadRequest("SHM size can not be less than 0".into()));
     }
+    // `--pid`, `--ipc`, `--uts`, `--cgroupns`: dockerd's 400 for a mode it
+    // does not know, and for a hostname with the host's UTS namespace.
+    config.pid_mode = text(&h["PidMode"]);
+    config.ipc_mode = text(&h["IpcMode"]);
+    config.uts_mode = text(&h["UTSMode"]);
+    config.cgroupns_mode = text(&h["CgroupnsMode"]);
+    dockyard::container::ns_modes::check_modes(&config).map_err(|e| BadRequest(e.to_string()))?;
     for bind in strings(&h["Binds"]) {
         config
             .mounts

@@ -365,7 +365,7 @@ fn pull(api: &Api, a: &PullArgs, to_stderr: bool) -> Result<Code> {
 
 /// The flags of `run`/`create` the client sends; any other is refused
 /// rather than dropped.
-const CARRIED: [&str; 23] = [
+const CARRIED: [&str; 27] = [
     "-d",
     "--detach",
     "-i",
@@ -389,6 +389,10 @@ const CARRIED: [&str; 23] = [
     "--net",
     "--rm",
     "--shm-size",
+    "--pid",
+    "--ipc",
+    "--uts",
+    "--cgroupns",
 ];
 
 /// `create`: `POST /containers/create` with docker's config for the
@@ -396,6 +400,7 @@ const CARRIED: [&str; 23] = [
 /// docker's CLI does. Returns the ID.
 fn create(api: &Api, a: &RunArgs) -> Result<String> {
     check_flags(a)?;
+    a.ns.check()?;
     let (image, cmd) = a
         .image_and_command
         .split_first()
@@ -434,6 +439,10 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
             "NetworkMode": a.network,
             "ShmSize": a.shm_size.unwrap_or(0),
             "ConsoleSize": console_size(a.tty),
+            "PidMode": a.ns.pid,
+            "IpcMode": a.ns.ipc,
+            "UTSMode": a.ns.uts,
+            "CgroupnsMode": a.ns.cgroupns,
         },
     });
     let path = match &a.name {

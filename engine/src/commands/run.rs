@@ -200,6 +200,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
     let cmd: Vec<String> = words.cloned().collect();
     let env = environment(args)?;
     let labels = parse_labels(&args.label)?;
+    args.ns.check()?;
     let log_opts = log_options(&args.log_opt)?;
     let limits = limits(args)?;
     let entrypoint = match &args.entrypoint {
@@ -262,6 +263,10 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         read_only: args.read_only,
         tmpfs: args.tmpfs.clone(),
         shm_size: args.shm_size.unwrap_or(0),
+        pid_mode: args.ns.pid.clone(),
+        ipc_mode: args.ns.ipc.clone(),
+        uts_mode: args.ns.uts.clone(),
+        cgroupns_mode: args.ns.cgroupns.clone(),
         mounts,
         ..Default::default()
     };

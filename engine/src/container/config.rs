@@ -123,6 +123,21 @@ pub struct ContainerConfig {
     /// record keeps the size every start mounts.
     #[serde(default)]
     pub shm_size: i64,
+    /// `--pid`: "" (its own), "host", or "container:ID"; docker's
+    /// `HostConfig.PidMode` (see the `ns_modes` module).
+    #[serde(default)]
+    pub pid_mode: String,
+    /// `--ipc`: "private" (set at create when not given), "shareable",
+    /// "none", "host" or "container:ID"; `HostConfig.IpcMode`.
+    #[serde(default)]
+    pub ipc_mode: String,
+    /// `--uts`: "" (its own) or "host"; `HostConfig.UTSMode`.
+    #[serde(default)]
+    pub uts_mode: String,
+    /// `--cgroupns`: "private" or "host", the host's default set at create
+    /// when not given; `HostConfig.CgroupnsMode`.
+    #[serde(default)]
+    pub cgroupns_mode: String,
 }
 
 /// One `--device HOST[:CONTAINER][:PERMS]`: a host device node to be made

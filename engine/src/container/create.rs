@@ -356,6 +356,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
         let found = cgroups::Throttle::for_device(std::path::Path::new(&t.path), t.rate)?;
         (t.major, t.minor) = (found.major, found.minor);
     }
+    super::ns_modes::check_modes(&config)?;
     check_settings(&config)?;
     // A name, an ID or a unique ID prefix (`run` pulled what was missing).
     let image = crate::image_lookup::find(engine, &config.image)?;
@@ -388,6 +389,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
     if config.shm_size == 0 {
         config.shm_size = default_shm_size(engine)?;
     }
+    super::ns_modes::adapt(engine, &mut config)?;
     if config.log_opts.is_empty() {
         config.log_opts = engine.config.log_opts.clone();
         logs::rotation_from_opts(

@@ -20,6 +20,7 @@
 //! | `detach.rs`   | the detach keys of an attached terminal                     |
 //! | `rename.rs`   | `rename`                                                    |
 //! | `links.rs`    | `--link`: legacy links' /etc/hosts lines and variables      |
+//! | `ns_modes.rs` | `--pid`, `--ipc`, `--uts`, `--cgroupns`: shared namespaces  |
 //! | `remove.rs`   | `rm`, the prunes, and what removal asks of containers       |
 //!
 //! Every kernel mechanism comes from a lab: the image store and the overlay
@@ -38,6 +39,7 @@ mod inspect;
 mod links;
 mod list;
 mod monitor;
+pub mod ns_modes;
 mod pause;
 pub mod plan;
 mod remove;

@@ -55,6 +55,7 @@ pub fn remove(engine: &Engine, id: &str, anonymous_volumes: bool) -> Result<()> 
             }
         }
     }
+    super::ns_modes::unmount_shareable(engine, id);
     let layer = engine.layer_container(id)?;
     engine.images.remove_container(&layer)?;
     drop(lock);

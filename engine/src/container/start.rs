@@ -101,6 +101,9 @@ pub(crate) fn run_once(
         &linked
     };
     let mut plan = plan_of(engine, record, config, &dirs.merged)?;
+    // --pid, --ipc, --uts, --cgroupns: the namespaces it shares, found now.
+    let shared = super::ns_modes::shared(engine, record, config)?;
+    super::ns_modes::apply(config, &shared, &mut plan.blueprint);
     // Refuse what lab 03 would refuse (limits this host cannot take...)
     // before anything else exists.
     let host = cgroups::detect()?;
@@ -135,16 +138,18 @@ pub(crate) fn run_once(
 
     let net_cfg = net_config(engine);
     let mut endpoint = None;
+    super::ns_modes::mount_shareable(engine, id, config)?;
     // ANCHOR: net_attach
-    let mut running = cgroups::assemble(&host, &plan.blueprint, |pid| {
+    let assembled = cgroups::assemble(&host, &plan.blueprint, |pid| {
         trace::phase("start: cgroups joined");
         if let NetworkPlan::Bridge(networks) = &plan.network {
             endpoint = Some(attach_networks(&net_cfg, pid, networks)?);
             trace::phase("start: attached to the network (lab 05)");
         }
         Ok(())
-    })?;
+    });
     // ANCHOR_END: net_attach
+    let mut running = assembled.inspect_err(|_| super::ns_modes::unmount_shareable(engine, id))?;
     // Our copies of the container's ends: the container has its own now.
     drop((keep_until_spawned, null));
     if let Some(master) = running.process.take_console() {
@@ -433,6 +438,7 @@ impl Handles {
         }
         // ANCHOR_END: net_detach
         trace::phase("exit: released its network (lab 05)");
+        super::ns_modes::unmount_shareable(engine, id);
         let oom = match groups {
             Some(groups) => {
                 let oom = groups.oom_killed();

@@ -58,10 +58,11 @@
 //!
 //! ## Joining a namespace instead of creating one
 //!
-//! A container may also *enter* an existing network, IPC or UTS namespace
-//! instead of creating its own ([`Spec::join_namespaces`], see [`setns`]):
-//! what `docker run --network container:NAME` and a pod's shared
-//! namespaces are made of.
+//! A container may also *enter* an existing network, IPC, UTS or PID
+//! namespace instead of creating its own ([`Spec::join_namespaces`], see
+//! [`setns`]): what `docker run --network container:NAME`, `--pid
+//! container:NAME`, `--ipc container:NAME` and a pod's shared namespaces
+//! are made of.
 //!
 //! ## The chapters
 //!
@@ -223,8 +224,8 @@ pub struct Spec {
     /// Which namespaces to create: a union of the flags in [`NAMESPACES`].
     /// `CLONE_NEWNS` is required: `pivot_root` needs a mount namespace.
     pub namespaces: CloneFlags,
-    /// Existing namespaces to enter instead of creating them: net, ipc and
-    /// uts (see [`NamespacePath`]). A kind joined here is not created,
+    /// Existing namespaces to enter instead of creating them: net, ipc, uts
+    /// and pid (see [`NamespacePath`]). A kind joined here is not created,
     /// whatever `namespaces` says, and for the rest of the setup counts as
     /// not new, as if it were left out of `namespaces` (no fresh /sys, `lo`
     /// left alone, no /dev/mqueue, no hostname). Not with `CLONE_NEWUSER`.
@@ -866,6 +867,12 @@ fn enter_rootfs(
         )?;
         cgroupfs::mount_cgroup_fs(rootfs, &spec.cgroup_mount, p.sys_read_only)?;
     }
+    // `--ipc host`, `shareable`: a host directory for /dev/shm, copied
+    // while it is in view and attached after /dev exists (see `security::shm`).
+    let shm_tree = match secure {
+        Some(p) => security::shm::detach_copy(&p.dev_shm)?,
+        None => None,
+    };
     let userns = spec.creates(CloneFlags::CLONE_NEWUSER);
     if userns {
         prepare_proc_and_dev_in_userns(rootfs, spec.creates(CloneFlags::CLONE_NEWPID))?;
@@ -893,6 +900,7 @@ fn enter_rootfs(
             p,
             spec.creates(CloneFlags::CLONE_NEWIPC),
             tty_gid_mapped(spec),
+            shm_tree,
         )?;
     }
     propagation::apply_after_pivot(&spec.propagation)?;

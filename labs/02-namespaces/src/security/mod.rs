@@ -68,6 +68,7 @@ pub mod in_root;
 pub mod mounts;
 pub mod sealed;
 pub mod seccomp;
+pub mod shm;
 
 use caps::{apply_capabilities, apply_capability_sets, switch_user_keeping_sets};
 use seccomp::install_seccomp;
@@ -86,6 +87,7 @@ pub use seccomp::{
     compile, compile_cached, docker_default_profile, i386, ranges, ArchMap, ArgRule, Condition,
     Profile, SyscallRule, CLONE_NAMESPACE_FLAGS, DENIED,
 };
+pub use shm::DevShm;
 
 // ---------------------------------------------------------------------------
 // The options, as docker run spells them
@@ -137,6 +139,9 @@ pub struct Security {
     /// `--shm-size`: the size of the container's `/dev/shm` tmpfs, in
     /// bytes; `None`: Docker's 64 MiB.
     pub shm_size: Option<u64>,
+    /// What `/dev/shm` is: a tmpfs of its own, none, or a host directory
+    /// (`--ipc`, see [`shm`]).
+    pub dev_shm: DevShm,
 }
 
 impl Security {
@@ -154,6 +159,7 @@ impl Security {
             tmpfs: Vec::new(),
             cap_sets: None,
             shm_size: None,
+            dev_shm: DevShm::Tmpfs,
         }
     }
 
@@ -229,6 +235,7 @@ impl Security {
             tmpfs: self.tmpfs.clone(),
             cap_sets: if self.privileged { None } else { self.cap_sets },
             shm_size: self.shm_size,
+            dev_shm: self.dev_shm.clone(),
         })
     }
 }
@@ -247,6 +254,7 @@ pub struct Prepared {
     pub tmpfs: Vec<Tmpfs>,
     pub cap_sets: Option<CapSets>,
     pub shm_size: Option<u64>,
+    pub dev_shm: DevShm,
 }
 
 // ANCHOR: confine

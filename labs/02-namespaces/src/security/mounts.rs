@@ -31,6 +31,7 @@ use nix::sys::statvfs::{fstatvfs, FsFlags};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::in_root::{mkdir_all_in_root, open_in_root, open_root};
+use super::shm::DevShm;
 use super::Prepared;
 
 /// One `--tmpfs PATH[:OPTIONS]`.
@@ -172,9 +173,17 @@ pub fn mount_sys(rootfs: &Path, own_netns: bool, read_only: bool) -> anyhow::Res
 /// /dev, then the masked and read-only paths, then `--tmpfs`. `own_ipc`:
 /// mqueue shows the IPC namespace of whoever mounts it, so only with one of
 /// our own. `pts_gid`: the group of new terminals (tty, 5) when it is mapped.
-pub fn mount_after_pivot(p: &Prepared, own_ipc: bool, pts_gid: bool) -> anyhow::Result<()> {
+/// `shm_tree`: the host directory to attach at /dev/shm, copied before
+/// pivot_root (see [`super::shm`]).
+pub fn mount_after_pivot(
+    p: &Prepared,
+    own_ipc: bool,
+    pts_gid: bool,
+    shm_tree: Option<OwnedFd>,
+) -> anyhow::Result<()> {
     let root = open_root(Path::new("/"))?;
-    mount_dev_extras(&root, own_ipc, pts_gid, p.shm_size)?;
+    mount_dev_extras(&root, own_ipc, pts_gid)?;
+    mount_dev_shm(&root, &p.dev_shm, p.shm_size, shm_tree)?;
     mask_paths(&root, &p.masked_paths)?;
     make_read_only(&root, &p.readonly_paths)?;
     mount_tmpfs(&root, &p.tmpfs)
@@ -186,14 +195,9 @@ const SAFE: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-/// `/dev/pts`, `/dev/ptmx`, `/dev/shm` and, with an IPC namespace of our
-/// own, `/dev/mqueue`.
-fn mount_dev_extras(
-    root: &OwnedFd,
-    own_ipc: bool,
-    pts_gid: bool,
-    shm_size: Option<u64>,
-) -> anyhow::Result<()> {
+/// `/dev/pts`, `/dev/ptmx` and, with an IPC namespace of our own,
+/// `/dev/mqueue`.
+fn mount_dev_extras(root: &OwnedFd, own_ipc: bool, pts_gid: bool) -> anyhow::Result<()> {
     // /dev/pts: a devpts of our own (newinstance), so the container sees
     // only its own terminals; /dev/ptmx points into it.
     let pts = mkdir_all_in_root(root, Path::new("/dev/pts"))?;
@@ -215,18 +219,6 @@ fn mount_dev_extras(
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).context("symlink /dev/ptmx -> pts/ptmx"),
     }
-    // /dev/shm: POSIX shared memory, 64 MiB as in Docker unless
-    // `--shm-size` says (in bytes: the kernel rounds it up to pages).
-    let shm = mkdir_all_in_root(root, Path::new("/dev/shm"))?;
-    let size = shm_size.map_or("65536k".to_string(), |b| b.to_string());
-    mount(
-        Some("shm"),
-        &fd_path(&shm),
-        Some("tmpfs"),
-        SAFE,
-        Some(format!("mode=1777,size={size}").as_str()),
-    )
-    .with_context(|| format!("mounting tmpfs on /dev/shm (size={size})"))?;
     if own_ipc {
         let mq = mkdir_all_in_root(root, Path::new("/dev/mqueue"))?;
         mount(
@@ -238,6 +230,35 @@ fn mount_dev_extras(
         )
         .context("mounting mqueue on /dev/mqueue")?;
     }
+    Ok(())
+}
+
+/// `/dev/shm`, POSIX shared memory (see [`super::shm`]): a tmpfs of its
+/// own, 64 MiB as in Docker unless `--shm-size` says (in bytes: the
+/// kernel rounds it up to pages); none (`--ipc none`); or the host
+/// directory copied before pivot_root, attached here.
+fn mount_dev_shm(
+    root: &OwnedFd,
+    dev_shm: &DevShm,
+    shm_size: Option<u64>,
+    tree: Option<OwnedFd>,
+) -> anyhow::Result<()> {
+    if *dev_shm == DevShm::None {
+        return Ok(());
+    }
+    let shm = mkdir_all_in_root(root, Path::new("/dev/shm"))?;
+    if let Some(tree) = tree {
+        return super::shm::attach(&tree, &shm);
+    }
+    let size = shm_size.map_or("65536k".to_string(), |b| b.to_string());
+    mount(
+        Some("shm"),
+        &fd_path(&shm),
+        Some("tmpfs"),
+        SAFE,
+        Some(format!("mode=1777,size={size}").as_str()),
+    )
+    .with_context(|| format!("mounting tmpfs on /dev/shm (size={size})"))?;
     Ok(())
 }
 
