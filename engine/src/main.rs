@@ -15,6 +15,7 @@ mod commands;
 mod doctor;
 mod flag_values;
 mod format;
+mod resource_flags;
 mod template;
 
 use std::path::Path;

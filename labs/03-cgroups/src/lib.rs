@@ -51,7 +51,7 @@ pub mod assemble;
 pub mod device_filter;
 pub mod devices;
 mod layout;
-mod more_limits;
+pub mod more_limits;
 mod resources;
 mod run;
 mod size;
@@ -64,7 +64,7 @@ pub use assemble::{
 };
 pub(crate) use layout::group_dir_below;
 pub use layout::{delegation, own_delegation, Delegation, Knob};
-pub use more_limits::{blkio_weight_to_io_weight, MoreLimits, WeightDevice};
+pub use more_limits::{blkio_weight_to_io_weight, MoreLimits, Support, WeightDevice};
 pub use resources::{online, parse_list, Throttle};
 pub use run::{run, Outcome, RunOptions};
 pub use size::{parse_size, Size};

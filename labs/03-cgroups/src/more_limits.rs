@@ -27,7 +27,7 @@
 
 use std::path::Path;
 
-use crate::{write_file, Throttle};
+use crate::{write_file, Host, Throttle, Version};
 
 /// dockerd's warning when there is no weight file.
 pub const NO_WEIGHT: &str =
@@ -80,6 +80,53 @@ impl MoreLimits {
     /// Whether the cpu controller has anything to do.
     pub fn wants_cpu(&self) -> bool {
         self.cpu_rt_period.is_some() || self.cpu_rt_runtime.is_some()
+    }
+}
+
+/// Which of these knobs this host's kernel has, read as dockerd's sysinfo
+/// reads it: on v1 from the files of each hierarchy's root, on v2 from the
+/// controllers the root offers (v2 has no real-time CPU files at all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Support {
+    pub memory_reservation: bool,
+    pub blkio_weight: bool,
+    pub blkio_weight_device: bool,
+    pub read_iops: bool,
+    pub write_iops: bool,
+    pub cpu_rt_period: bool,
+    pub cpu_rt_runtime: bool,
+}
+
+impl Support {
+    pub fn of(host: &Host) -> Support {
+        if host.version() == Version::V2 {
+            let has = |c: &str| host.v2_controllers.iter().any(|x| x == c);
+            return Support {
+                memory_reservation: has("memory"),
+                blkio_weight: has("io"),
+                blkio_weight_device: has("io"),
+                read_iops: has("io"),
+                write_iops: has("io"),
+                cpu_rt_period: false,
+                cpu_rt_runtime: false,
+            };
+        }
+        let root_has = |controller: &str, files: &[&str]| {
+            host.controller_root(controller)
+                .is_some_and(|root| files.iter().any(|f| root.join(f).exists()))
+        };
+        Support {
+            memory_reservation: root_has("memory", &["memory.soft_limit_in_bytes"]),
+            blkio_weight: root_has("blkio", &["blkio.weight", "blkio.bfq.weight"]),
+            blkio_weight_device: root_has(
+                "blkio",
+                &["blkio.weight_device", "blkio.bfq.weight_device"],
+            ),
+            read_iops: root_has("blkio", &["blkio.throttle.read_iops_device"]),
+            write_iops: root_has("blkio", &["blkio.throttle.write_iops_device"]),
+            cpu_rt_period: root_has("cpu", &["cpu.rt_period_us"]),
+            cpu_rt_runtime: root_has("cpu", &["cpu.rt_runtime_us"]),
+        }
     }
 }
 
