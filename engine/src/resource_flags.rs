@@ -8,13 +8,15 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use dockyard::container::{self, ContainerConfig, ThrottleDevice, WeightDevice};
 
+use crate::flag_values::{mem_bytes, FlagValue};
+
 #[derive(Args, Debug, Default, Clone)]
 pub struct ResourceFlags {
     /// Memory soft limit.
-    #[arg(long = "memory-reservation", value_name = "BYTES")]
-    pub memory_reservation: Option<String>,
+    #[arg(long = "memory-reservation", value_name = "BYTES", value_parser = mem_bytes)]
+    pub memory_reservation: Option<i64>,
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0).
-    #[arg(long = "blkio-weight", value_name = "UINT16")]
+    #[arg(long = "blkio-weight", value_name = "UINT16", value_parser = uint16)]
     pub blkio_weight: Option<u16>,
     /// Block IO weight (relative device weight), e.g. /dev/sda:300.
     #[arg(long = "blkio-weight-device", value_name = "PATH:WEIGHT")]
@@ -26,10 +28,10 @@ pub struct ResourceFlags {
     #[arg(long = "device-write-iops", value_name = "PATH:RATE")]
     pub device_write_iops: Vec<String>,
     /// Limit CPU real-time period in microseconds.
-    #[arg(long = "cpu-rt-period", value_name = "INT")]
+    #[arg(long = "cpu-rt-period", value_name = "INT", value_parser = int64)]
     pub cpu_rt_period: Option<i64>,
     /// Limit CPU real-time runtime in microseconds.
-    #[arg(long = "cpu-rt-runtime", value_name = "INT")]
+    #[arg(long = "cpu-rt-runtime", value_name = "INT", value_parser = int64, allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
     /// Add a rule to the cgroup allowed devices list, e.g. 'c 1:3 rwm'.
     #[arg(long = "device-cgroup-rule", value_name = "RULE")]
@@ -40,10 +42,10 @@ pub struct ResourceFlags {
 #[derive(Args, Debug, Default, Clone)]
 pub struct UpdateResourceFlags {
     /// Memory soft limit.
-    #[arg(long = "memory-reservation", value_name = "BYTES")]
-    pub memory_reservation: Option<String>,
+    #[arg(long = "memory-reservation", value_name = "BYTES", value_parser = mem_bytes)]
+    pub memory_reservation: Option<i64>,
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0).
-    #[arg(long = "blkio-weight", value_name = "UINT16")]
+    #[arg(long = "blkio-weight", value_name = "UINT16", value_parser = uint16)]
     pub blkio_weight: Option<u16>,
 }
 
@@ -64,13 +66,38 @@ fn invalid(value: &str, flag: &str, why: impl std::fmt::Display) -> anyhow::Erro
     anyhow!("invalid argument \"{value}\" for \"{flag}\" flag: {why}")
 }
 
-/// `--memory-reservation 32m` in bytes (docker's `MemBytes`).
-pub fn memory_reservation(value: &Option<String>) -> Result<Option<u64>> {
-    let flag = "--memory-reservation";
-    value
-        .as_deref()
-        .map(|s| lab03_cgroups::parse_size(s).map_err(|e| invalid(s, flag, e)))
-        .transpose()
+/// `--memory-reservation 32m` in bytes: docker's `MemBytes`, where 0 is
+/// "not set".
+pub fn memory_reservation(bytes: Option<i64>) -> Option<u64> {
+    bytes.filter(|b| *b > 0).map(|b| b as u64)
+}
+
+/// A uint16 flag, refused in the words of Go's `strconv.ParseUint`, as
+/// docker's CLI (pflag) refuses it.
+fn uint16(value: &str) -> Result<u16, FlagValue> {
+    match value.parse::<u64>() {
+        Ok(n) => u16::try_from(n).map_err(|_| {
+            FlagValue(format!(
+                "strconv.ParseUint: parsing {value:?}: value out of range"
+            ))
+        }),
+        Err(_) => Err(FlagValue(format!(
+            "strconv.ParseUint: parsing {value:?}: invalid syntax"
+        ))),
+    }
+}
+
+/// An int64 flag, refused in the words of Go's `strconv.ParseInt`.
+fn int64(value: &str) -> Result<i64, FlagValue> {
+    value.parse::<i64>().map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                "value out of range"
+            }
+            _ => "invalid syntax",
+        };
+        FlagValue(format!("strconv.ParseInt: parsing {value:?}: {why}"))
+    })
 }
 
 /// `PATH:VALUE` with a path under /dev (the CLI's `ValidateWeightDevice`
@@ -137,7 +164,7 @@ pub fn apply(f: &ResourceFlags, config: &mut ContainerConfig) -> Result<()> {
         }
     }
     let l = &mut config.limits;
-    l.memory_reservation = memory_reservation(&f.memory_reservation)?;
+    l.memory_reservation = memory_reservation(f.memory_reservation);
     l.blkio_weight = f.blkio_weight.filter(|w| *w > 0);
     l.blkio_weight_device = weight_devices(&f.blkio_weight_device)?;
     l.device_read_iops = iops_devices(&f.device_read_iops, "--device-read-iops")?;

@@ -545,3 +545,40 @@ fn the_api_reads_them_from_dockers_cli_and_client_mode_sends_them() {
     drop(svc);
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
+
+#[test]
+fn values_the_docker_cli_cannot_parse_are_its_refusals_exit_125() {
+    let dy = Dy::new();
+    for (flag, value, why) in [
+        ("--memory-reservation", "12x", "invalid suffix: 'x'"),
+        (
+            "--blkio-weight",
+            "70000",
+            "strconv.ParseUint: parsing \"70000\": value out of range",
+        ),
+        (
+            "--blkio-weight",
+            "x",
+            "strconv.ParseUint: parsing \"x\": invalid syntax",
+        ),
+        (
+            "--cpu-rt-period",
+            "x",
+            "strconv.ParseInt: parsing \"x\": invalid syntax",
+        ),
+        (
+            "--cpu-rt-runtime",
+            "99999999999999999999",
+            "strconv.ParseInt: parsing \"99999999999999999999\": value out of range",
+        ),
+    ] {
+        let want = format!("invalid argument \"{value}\" for \"{flag}\" flag: {why}");
+        let err = dy.fails(125, &["create", flag, value, "busybox", "true"]);
+        assert!(err.contains(&want), "{flag} {value}: {err}");
+        if matches!(flag, "--memory-reservation" | "--blkio-weight") {
+            let err = dy.fails(125, &["update", flag, value, "nosuch"]);
+            assert!(err.contains(&want), "update {flag} {value}: {err}");
+        }
+    }
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}

@@ -23,7 +23,7 @@
 //! number of requests per second, whatever their size.
 //!
 //! Where the kernel lacks a file, docker warns and goes on without it
-//! (the words are dockerd's): so does [`apply_v1`]/[`apply_v2`].
+//! (the words are dockerd's): so do `apply_v1` and `apply_v2` below.
 
 use std::path::Path;
 
