@@ -258,6 +258,8 @@ pub struct RunArgs {
     /// Tune the container's pids limit (-1 for unlimited).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: crate::resource_flags::ResourceFlags,
     /// CPUs in which to allow execution (0-3, 0,1).
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
@@ -561,6 +563,8 @@ pub struct UpdateArgs {
     /// Tune container pids limit (set -1 for unlimited).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub more: crate::resource_flags::UpdateResourceFlags,
     /// Restart policy to apply when a container exits.
     #[arg(long)]
     pub restart: Option<String>,

@@ -255,7 +255,7 @@ fn oom_kill_disable_and_swappiness_are_v1_memory_files_and_warned_away_on_v2() {
 /// the test's data root, else (a data root on tmpfs, as in the v2 guest) the
 /// first block device the kernel lists that has a node in /dev. A rate on it
 /// is written, never measured (no I/O is done here).
-fn data_root_disk(dy: &Dy) -> Option<String> {
+pub(crate) fn data_root_disk(dy: &Dy) -> Option<String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let dev = std::fs::metadata(dy.root.path()).unwrap().dev();
     let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));

@@ -368,6 +368,7 @@ fn config_from_json(b: &Value) -> Result<ContainerConfig> {
             .push(dockyard::volumes::parse_v(&bind).map_err(|e| BadRequest(format!("{e:#}")))?);
     }
     host_config_from_json(b, &mut config)?;
+    super::resources::read(&b["HostConfig"], &mut config);
     // `Volumes`: the anonymous volumes. The docker CLI sends `-v /data`
     // here, not in `Binds`; a bind or mount on the same path wins, as for
     // an image's VOLUME (dockerd's `IsDestinationMounted`).

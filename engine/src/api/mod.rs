@@ -64,6 +64,7 @@ mod jsonstream;
 mod listen;
 mod netvol;
 mod registry;
+mod resources;
 pub(crate) use registry::base64_decode;
 mod routes;
 mod search;

@@ -418,7 +418,7 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
             (k.to_string(), json!(v))
         })
         .collect();
-    let body = json!({
+    let mut body = json!({
         "Image": image,
         "Cmd": if cmd.is_empty() { Value::Null } else { json!(cmd) },
         "Entrypoint": a.entrypoint.as_ref().map(|e| json!([e])),
@@ -445,6 +445,10 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
             "CgroupnsMode": a.ns.cgroupns,
         },
     });
+    let more = crate::resource_flags::host_config(&a.resources)?;
+    for (k, v) in more.as_object().into_iter().flatten() {
+        body["HostConfig"][k] = v.clone();
+    }
     let path = match &a.name {
         Some(n) => format!("/containers/create?name={}", q(n)),
         None => "/containers/create".to_string(),
@@ -498,7 +502,9 @@ fn check_flags(a: &RunArgs) -> Result<()> {
             vec![flag.to_string()]
         };
         for f in &flags {
-            if !CARRIED.contains(&f.as_str()) {
+            if !CARRIED.contains(&f.as_str())
+                && !crate::resource_flags::CARRIED.contains(&f.as_str())
+            {
                 bail!("dockyard: `{f}` of run/create is not supported through -H yet");
             }
         }

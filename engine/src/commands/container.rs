@@ -214,6 +214,8 @@ pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
         cpuset_mems: args.cpuset_mems.clone(),
         cpu_period: args.cpu_period,
         cpu_quota: args.cpu_quota,
+        memory_reservation: crate::resource_flags::memory_reservation(args.more.memory_reservation),
+        blkio_weight: args.more.blkio_weight,
     };
     each(engine, &args.containers, |r| {
         container::update(engine, r, &u)

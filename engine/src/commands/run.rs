@@ -270,6 +270,8 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         mounts,
         ..Default::default()
     };
+    let mut config = config;
+    crate::resource_flags::apply(&args.resources, &mut config)?;
     check_config(&config, args)?;
     Ok((config, args.name.clone()))
 }
@@ -348,6 +350,8 @@ fn limits(args: &RunArgs) -> Result<Limits> {
         cpu_quota: args.cpu_quota,
         cpuset_cpus: args.cpuset_cpus.clone(),
         cpuset_mems: args.cpuset_mems.clone(),
+        // The rarer ones: crate::resource_flags.
+        ..Default::default()
     })
 }
 

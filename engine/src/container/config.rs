@@ -138,6 +138,10 @@ pub struct ContainerConfig {
     /// when not given; `HostConfig.CgroupnsMode`.
     #[serde(default)]
     pub cgroupns_mode: String,
+    /// `--device-cgroup-rule 'c 1:3 rwm'`: more allow rules for the device
+    /// cgroup, after docker's default list (`HostConfig.DeviceCgroupRules`).
+    #[serde(default)]
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// One `--device HOST[:CONTAINER][:PERMS]`: a host device node to be made
@@ -276,6 +280,37 @@ pub struct Limits {
     pub device_read_bps: Vec<ThrottleDevice>,
     #[serde(default)]
     pub device_write_bps: Vec<ThrottleDevice>,
+    /// `--memory-reservation` in bytes: a soft limit, not a cap.
+    #[serde(default)]
+    pub memory_reservation: Option<u64>,
+    /// `--blkio-weight` (10..=1000); `None` is docker's 0, "not set".
+    #[serde(default)]
+    pub blkio_weight: Option<u16>,
+    /// `--blkio-weight-device`, resolved at create as the throttles are.
+    #[serde(default)]
+    pub blkio_weight_device: Vec<WeightDevice>,
+    /// `--device-read-iops`/`--device-write-iops`: the rate is in requests
+    /// per second.
+    #[serde(default)]
+    pub device_read_iops: Vec<ThrottleDevice>,
+    #[serde(default)]
+    pub device_write_iops: Vec<ThrottleDevice>,
+    /// `--cpu-rt-period`/`--cpu-rt-runtime` in microseconds (v1 only).
+    #[serde(default)]
+    pub cpu_rt_period: Option<i64>,
+    #[serde(default)]
+    pub cpu_rt_runtime: Option<i64>,
+}
+
+/// A block device weight as given (`/dev/sda:300`), with its numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+    #[serde(default)]
+    pub major: u64,
+    #[serde(default)]
+    pub minor: u64,
 }
 
 /// A block device rate as given (`/dev/vda:1mb`), with the device numbers
@@ -329,6 +364,31 @@ impl Limits {
             memory_swappiness: self.memory_swappiness.map(|s| s.clamp(0, 100) as u64),
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),
+            more: cgroups::MoreLimits {
+                memory_reservation: self.memory_reservation.filter(|m| *m > 0),
+                blkio_weight: self.blkio_weight.filter(|w| *w > 0),
+                blkio_weight_device: self
+                    .blkio_weight_device
+                    .iter()
+                    .map(|w| cgroups::WeightDevice {
+                        major: w.major,
+                        minor: w.minor,
+                        weight: w.weight,
+                    })
+                    .collect(),
+                device_read_iops: self
+                    .device_read_iops
+                    .iter()
+                    .map(ThrottleDevice::to_lab)
+                    .collect(),
+                device_write_iops: self
+                    .device_write_iops
+                    .iter()
+                    .map(ThrottleDevice::to_lab)
+                    .collect(),
+                cpu_rt_period: self.cpu_rt_period.filter(|p| *p > 0).map(|p| p as u64),
+                cpu_rt_runtime: self.cpu_rt_runtime.filter(|r| *r != 0),
+            },
         }
     }
 }

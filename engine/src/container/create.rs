@@ -345,6 +345,10 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
     for warning in memory_settings(&mut config)? {
         eprintln!("WARNING: {warning}");
     }
+    for warning in super::more_settings(&mut config)? {
+        eprintln!("WARNING: {warning}");
+    }
+    super::resolve_more_devices(&mut config.limits)?;
     // The kernel's files name a device by its numbers: found now, from the
     // node, so that a missing or non-block device fails create, not start.
     for t in config

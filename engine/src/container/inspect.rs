@@ -124,7 +124,7 @@ fn host_config(c: &ContainerConfig) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut h = json!({
         "AutoRemove": c.auto_remove,
         "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": retries},
         "NetworkMode": c.network_mode,
@@ -168,6 +168,30 @@ fn host_config(c: &ContainerConfig) -> Value {
         "CapAdd": if c.cap_add.is_empty() { Value::Null } else { json!(c.cap_add) },
         "CapDrop": if c.cap_drop.is_empty() { Value::Null } else { json!(c.cap_drop) },
         "SecurityOpt": if c.security_opt.is_empty() { Value::Null } else { json!(c.security_opt) },
+    });
+    if let (Value::Object(h), Value::Object(more)) = (&mut h, more_host_config(c)) {
+        h.extend(more);
+    }
+    h
+}
+
+/// The rarer resource fields of `HostConfig` (see `resource_checks.rs`).
+fn more_host_config(c: &ContainerConfig) -> Value {
+    let l = &c.limits;
+    let weights: Vec<Value> = l
+        .blkio_weight_device
+        .iter()
+        .map(|w| json!({"Path": w.path, "Weight": w.weight}))
+        .collect();
+    json!({
+        "MemoryReservation": l.memory_reservation.unwrap_or(0),
+        "BlkioWeight": l.blkio_weight.unwrap_or(0),
+        "BlkioWeightDevice": weights,
+        "BlkioDeviceReadIOps": throttle_json(&l.device_read_iops),
+        "BlkioDeviceWriteIOps": throttle_json(&l.device_write_iops),
+        "CpuRealtimePeriod": l.cpu_rt_period.unwrap_or(0),
+        "CpuRealtimeRuntime": l.cpu_rt_runtime.unwrap_or(0),
+        "DeviceCgroupRules": if c.device_cgroup_rules.is_empty() { Value::Null } else { json!(c.device_cgroup_rules) },
     })
 }
 

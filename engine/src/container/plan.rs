@@ -133,6 +133,10 @@ pub fn plan(config: &ContainerConfig, facts: &Facts) -> Result<Plan> {
     spec.devices = nodes;
     let mut blueprint = cgroups::Blueprint::new(spec);
     blueprint.device_rules = device_rules;
+    // --device-cgroup-rule: after --device's, as docker's WithDevices.
+    blueprint
+        .device_rules
+        .extend(config.device_cgroup_rules.iter().cloned());
     blueprint.userns = userns;
     blueprint.netns = netns;
     // Rootless: a group only with limits, in the user's delegated subtree

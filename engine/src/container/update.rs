@@ -35,6 +35,10 @@ pub struct Update {
     /// on v2, `cpu.cfs_period_us`/`cpu.cfs_quota_us` on v1).
     pub cpu_period: Option<i64>,
     pub cpu_quota: Option<i64>,
+    /// `--memory-reservation` (`memory.soft_limit_in_bytes`, `memory.low`)
+    /// and `--blkio-weight` (`blkio.weight`, `io.weight`...).
+    pub memory_reservation: Option<u64>,
+    pub blkio_weight: Option<u16>,
 }
 
 impl Update {
@@ -49,6 +53,8 @@ impl Update {
             && self.cpuset_mems.is_none()
             && self.cpu_period.is_none()
             && self.cpu_quota.is_none()
+            && self.memory_reservation.is_none()
+            && self.blkio_weight.is_none()
     }
 }
 
@@ -69,6 +75,9 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
         config.restart = restart.clone();
     }
     check_settings(&config)?;
+    for warning in super::more_settings(&mut config)? {
+        eprintln!("WARNING: {warning}");
+    }
     if matches!(record.state.status, Status::Running | Status::Paused) {
         // Only what changed is written: the other files keep their values.
         let changed = changed_knobs(&old, &config.limits);
@@ -91,6 +100,10 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
             let mut group =
                 cgroups::Cgroup::open(&host, config.cgroup_parent_or_default(), &record.id)?;
             group.update(&changed).context("Cannot update container")?;
+            // A file the group lacks (no weight file without BFQ): docker's warning.
+            for warning in &group.warnings {
+                eprintln!("WARNING: {warning}");
+            }
         }
     }
     let lock = engine.containers.lock()?;
@@ -161,6 +174,12 @@ fn merge(l: &mut Limits, u: &Update) -> Result<()> {
     if u.pids.is_some() {
         l.pids = u.pids;
     }
+    if u.memory_reservation.is_some() {
+        l.memory_reservation = u.memory_reservation;
+    }
+    if u.blkio_weight.is_some() {
+        l.blkio_weight = u.blkio_weight;
+    }
     Ok(())
 }
 
@@ -192,6 +211,12 @@ fn changed_knobs(old: &Limits, new: &Limits) -> cgroups::Limits {
     }
     if old.cpuset_mems != new.cpuset_mems {
         out.cpuset_mems = lab.cpuset_mems.clone();
+    }
+    if old.memory_reservation != new.memory_reservation {
+        out.more.memory_reservation = lab.more.memory_reservation;
+    }
+    if old.blkio_weight != new.blkio_weight {
+        out.more.blkio_weight = lab.more.blkio_weight;
     }
     out
 }

@@ -71,6 +71,7 @@ impl CgroupFs for FakeFs {
         for c in &controllers {
             let files: &[(&str, &str)] = match (v2, c.as_str()) {
                 (true, "cpu") => &[("cpu.max", "max 100000\n"), ("cpu.weight", "100\n")],
+                (true, "io") => &[("io.max", ""), ("io.weight", "default 100\n")],
                 (true, "memory") => &[
                     ("memory.max", "max\n"),
                     ("memory.swap.max", "max\n"),

@@ -51,6 +51,7 @@ pub mod assemble;
 pub mod device_filter;
 pub mod devices;
 mod layout;
+pub mod more_limits;
 mod resources;
 mod run;
 mod size;
@@ -63,6 +64,7 @@ pub use assemble::{
 };
 pub(crate) use layout::group_dir_below;
 pub use layout::{delegation, own_delegation, Delegation, Knob};
+pub use more_limits::{blkio_weight_to_io_weight, MoreLimits, Support, WeightDevice};
 pub use resources::{online, parse_list, Throttle};
 pub use run::{run, Outcome, RunOptions};
 pub use size::{parse_size, Size};
@@ -205,13 +207,10 @@ pub struct Limits {
     /// `--cpuset-mems` (`cpuset.mems`): the NUMA memory nodes it may
     /// allocate from.
     pub cpuset_mems: Option<String>,
-    /// `--oom-kill-disable` (v1 `memory.oom_control`): at the limit, the
-    /// group's tasks wait for memory instead of one being killed. v2 has no
-    /// such switch (only `memory.oom.group`), so it is ignored there with a
-    /// warning, as docker does.
+    /// `--oom-kill-disable` (v1 `memory.oom_control`): at the limit, tasks wait for memory
+    /// instead of one being killed. v2 has no such switch: ignored there, with docker's warning.
     pub oom_kill_disable: bool,
-    /// `--memory-swappiness` (v1 `memory.swappiness`, 0..=100): how eagerly
-    /// the group's anonymous memory is swapped. v1 only, as above.
+    /// `--memory-swappiness` (v1 `memory.swappiness`, 0..=100), v1 only as above.
     pub memory_swappiness: Option<u64>,
     /// `--device-read-bps`: most bytes per second read from a block device
     /// (v1 `blkio.throttle.read_bps_device`, v2 `io.max` `rbps=`).
@@ -219,6 +218,8 @@ pub struct Limits {
     /// `--device-write-bps`: the same for writes (`write_bps_device`,
     /// `wbps=`).
     pub device_write_bps: Vec<Throttle>,
+    /// `--memory-reservation`, block I/O weights and IOPS, real-time CPU: `more_limits.rs`.
+    pub more: MoreLimits,
 }
 
 // ANCHOR: shares_to_weight
@@ -322,8 +323,7 @@ pub struct Stats {
     pub pids_current: Option<u64>,
     /// Forks refused because the group was at `pids.max` (`pids.events` `max`).
     pub pids_denied: Option<u64>,
-    /// Processes the OOM killer killed in the group (v2 `memory.events`
-    /// `oom_kill`, v1 `memory.oom_control` `oom_kill`).
+    /// Processes the OOM killer killed (v2 `memory.events`, v1 `memory.oom_control`: `oom_kill`).
     pub oom_kills: Option<u64>,
 }
 

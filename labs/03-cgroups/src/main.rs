@@ -149,6 +149,7 @@ impl Cli {
             oom_kill_disable: self.oom_kill_disable,
             device_read_bps: Vec::new(),
             device_write_bps: Vec::new(),
+            more: Default::default(),
             memory_swappiness: self.memory_swappiness,
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),

@@ -56,7 +56,9 @@ impl Limits {
     /// Whether the block I/O controller (v1 `blkio`, v2 `io`) has anything
     /// to do.
     pub fn wants_io(&self) -> bool {
-        !self.device_read_bps.is_empty() || !self.device_write_bps.is_empty()
+        !self.device_read_bps.is_empty()
+            || !self.device_write_bps.is_empty()
+            || self.more.wants_io()
     }
     /// Whether the cpuset controller has anything to do.
     pub fn wants_cpuset(&self) -> bool {
@@ -70,6 +72,7 @@ impl Limits {
             || self.cpu_quota.is_some()
             || self.cpu_shares.is_some()
             || self.cpu_weight.is_some()
+            || self.more.wants_cpu()
     }
 
     // ANCHOR: cfs_bandwidth
@@ -151,7 +154,7 @@ impl Cgroup {
         limits.check(self.version(), ncpus())?;
         match &self.backend {
             Backend::V1(c) => c.apply(limits, &mut self.warnings),
-            Backend::V2(c) => c.apply(limits),
+            Backend::V2(c) => c.apply(limits, &mut self.warnings),
         }
     }
 }

@@ -263,6 +263,13 @@ impl V1Cgroup {
                 write_file(dir, "cpuset.mems", mems, "cpuset")?;
             }
         }
+        crate::more_limits::apply_v1(
+            self.dir_of("memory"),
+            self.dir_of("blkio"),
+            self.dir_of("cpu"),
+            &l.more,
+            warnings,
+        )?;
         if let Some(dir) = self.dir_of("pids") {
             if let Some(pids) = l.pids {
                 let max = if pids == -1 {

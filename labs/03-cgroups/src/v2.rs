@@ -114,7 +114,7 @@ impl V2Cgroup {
         // From here on, dropping `group` on an error removes what we made.
         let result = (|| {
             group.make(mount, parent, &handed)?;
-            group.apply(limits)
+            group.apply(limits, warnings)
         })();
         match result {
             Ok(()) => Ok(group),
@@ -179,7 +179,7 @@ impl V2Cgroup {
     }
 
     // ANCHOR: v2_limits
-    pub(crate) fn apply(&self, l: &Limits) -> anyhow::Result<()> {
+    pub(crate) fn apply(&self, l: &Limits, warnings: &mut Vec<String>) -> anyhow::Result<()> {
         let dir = &self.dir;
         if let Some((quota, period)) = l.cfs_bandwidth() {
             // "QUOTA PERIOD": QUOTA microseconds of CPU time per PERIOD;
@@ -228,7 +228,7 @@ impl V2Cgroup {
         if let Some(mems) = &l.cpuset_mems {
             write_file(dir, "cpuset.mems", mems, "cpuset")?;
         }
-        Ok(())
+        crate::more_limits::apply_v2(dir, &l.more, warnings)
     }
     // ANCHOR_END: v2_limits
 
@@ -295,7 +295,7 @@ pub(crate) fn needed_controllers(l: &Limits) -> Vec<&'static str> {
     if l.wants_cpu() {
         v.push("cpu");
     }
-    if l.memory.is_some() {
+    if l.memory.is_some() || l.more.memory_reservation.is_some() {
         v.push("memory");
     }
     if l.pids.is_some() {
