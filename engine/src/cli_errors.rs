@@ -28,6 +28,9 @@ pub fn run_error_report(command: &str, msg: &str) -> String {
         "invalid argument ",
         "conflicting options",
         "the input device is not a TTY",
+        "container ID file found",
+        "invalid env file ",
+        "open ",
     ];
     let daemon = if client_side.iter().any(|c| msg.starts_with(c)) {
         ""

@@ -15,6 +15,7 @@ mod commands;
 mod doctor;
 mod flag_values;
 mod format;
+mod process_flags;
 mod template;
 
 use std::path::Path;

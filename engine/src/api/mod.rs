@@ -63,6 +63,7 @@ mod images;
 mod jsonstream;
 mod listen;
 mod netvol;
+mod process;
 mod registry;
 pub(crate) use registry::base64_decode;
 mod routes;

@@ -74,7 +74,7 @@ pub fn inspect_document(
         "RestartCount": r.state.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
-        "HostConfig": host_config(c),
+        "HostConfig": with_sysctls(host_config(c), c),
         "GraphDriver": {
             "Name": "overlay2",
             "Data": {
@@ -85,7 +85,7 @@ pub fn inspect_document(
             },
         },
         "Mounts": c.mounts.iter().map(|m| mount_json(m, paths.volume_data)).collect::<Vec<_>>(),
-        "Config": config(c),
+        "Config": with_stop_timeout(config(c), c),
         "NetworkSettings": network_settings(r, networks),
     })
 }
@@ -155,6 +155,8 @@ fn host_config(c: &ContainerConfig) -> Value {
         "ReadonlyRootfs": c.read_only,
         "Tmpfs": tmpfs(c),
         "ShmSize": c.shm_size_or_default(),
+        "GroupAdd": if c.group_add.is_empty() { Value::Null } else { json!(c.group_add) },
+        "OomScoreAdj": c.oom_score_adj,
         "Privileged": c.privileged,
         "Devices": c.devices.iter().map(|d| serde_json::json!({
             "PathOnHost": d.path_on_host,
@@ -232,11 +234,28 @@ fn exposed_ports(c: &ContainerConfig) -> Value {
     Value::Object(c.exposed.iter().map(|p| (p.clone(), json!({}))).collect())
 }
 
+/// `HostConfig.Sysctls`, which docker leaves out when there are none.
+fn with_sysctls(mut host: Value, c: &ContainerConfig) -> Value {
+    if !c.sysctls.is_empty() {
+        host["Sysctls"] = json!(c.sysctls);
+    }
+    host
+}
+
+/// `Config.StopTimeout`, which docker leaves out unless `--stop-timeout`
+/// gave one.
+fn with_stop_timeout(mut config: Value, c: &ContainerConfig) -> Value {
+    if let Some(t) = c.stop_timeout {
+        config["StopTimeout"] = json!(t);
+    }
+    config
+}
+
 /// `Config`: what the container was created with.
 fn config(c: &ContainerConfig) -> Value {
     json!({
         "Hostname": c.hostname,
-        "Domainname": "",
+        "Domainname": c.domainname,
         "User": c.user,
         "AttachStdin": c.attach_stdin,
         "AttachStdout": c.attach_stdout,

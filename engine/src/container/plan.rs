@@ -243,12 +243,45 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
     // `-u` or the image's USER, resolved in the container's own passwd and
     // group files (lab 02).
     spec.run_as = namespaces::RunAs::lookup(facts.rootfs, &config.user)?;
+    if !config.group_add.is_empty() {
+        spec.run_as = Some(with_groups(config, facts.rootfs)?);
+    }
+    if !config.domainname.is_empty() {
+        spec.domainname = Some(config.domainname.clone());
+    }
+    spec.sysctls = config.sysctls.clone().into_iter().collect();
+    if config.oom_score_adj != 0 {
+        spec.oom_score_adj = Some(i32::try_from(config.oom_score_adj)?);
+    }
     spec.rlimits = config
         .ulimits
         .iter()
         .map(|u| namespaces::parse_ulimit(u))
         .collect::<Result<_>>()?;
     Ok(spec)
+}
+
+/// The user with `--group-add`'s groups added, as dockerd's `getUser`:
+/// the user's own gid and groups (root's too, as the image's /etc/group
+/// lists them), then each added group, a name found in the image's
+/// /etc/group, or a number as it is.
+fn with_groups(config: &ContainerConfig, rootfs: &Path) -> Result<namespaces::RunAs> {
+    // "0", not "root": an image without /etc/passwd still runs as root.
+    let user = if config.user.is_empty() {
+        "0"
+    } else {
+        &config.user
+    };
+    let mut run_as = namespaces::resolve_user(rootfs, user)?;
+    if !run_as.groups.contains(&run_as.gid) {
+        run_as.groups.insert(0, run_as.gid);
+    }
+    for gid in namespaces::user::additional_groups(rootfs, &config.group_add)? {
+        if !run_as.groups.contains(&gid) {
+            run_as.groups.push(gid);
+        }
+    }
+    Ok(run_as)
 }
 
 /// The first process's environment, as docker's: the daemon's defaults,
