@@ -33,6 +33,7 @@ mod notes_forms;
 mod oracle;
 mod output;
 mod overlay;
+mod process_flags;
 mod resources;
 mod robustness;
 mod rootless;
