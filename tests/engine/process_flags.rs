@@ -432,5 +432,27 @@ fn process_flags_through_the_docker_cli_and_client_mode() {
         .unwrap();
     assert_eq!(text(&out.stdout), want, "{}", text(&out.stderr));
     assert_eq!(dy.inspect("cm", fields), shown);
-    assert_eq!(dy.ok(&["ps", "-aq"]).lines().count(), 2);
+    // docker stop sends no t unless -t: the container's --stop-timeout.
+    let idle = "while true; do sleep 0.1; done";
+    let args = ["run", "-d", "--name", "dt", "--stop-timeout", "1"];
+    svc.docker_ok(&[&args[..], &["busybox", "sh", "-c", idle]].concat());
+    let started = Instant::now();
+    svc.docker_ok(&["stop", "dt"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // dockerd's refusal, a 400 the CLI prints as it is.
+    let out = svc.docker(&["run", "--oom-score-adj", "1001", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).starts_with(
+            "docker: Error response from daemon: Invalid value 1001, range for oom score adj \
+             is [-1000, 1000]"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(dy.ok(&["ps", "-aq"]).lines().count(), 3);
 }

@@ -437,7 +437,7 @@ fn host_config_from_json(b: &Value, config: &mut ContainerConfig) -> Result<()> 
         };
         config.restart = text.parse().map_err(bad)?;
     }
-    super::process::read(b, config);
+    super::process::read(b, config)?;
     config.privileged = h["Privileged"].as_bool().unwrap_or(false);
     config.read_only = h["ReadonlyRootfs"].as_bool().unwrap_or(false);
     config.init = h["Init"].as_bool().unwrap_or(false);
