@@ -88,6 +88,19 @@ fn process_flags_groups_domainname_and_oom_score_reach_the_kernel() {
             "Groups:\t1000 65534 \nuid=1000 gid=1000 groups=1000,65534(nogroup)\n"
         );
     }
+    // An exec gets them too, as dockerd gives it them, for -u as well.
+    let sleeper = ["run", "-d", "--name", "ex", "--group-add", "nogroup"];
+    dy.ok(&[&sleeper[..], &["busybox", "sleep", "30"]].concat());
+    let status = ["grep", "^Groups:", "/proc/self/status"];
+    assert_eq!(
+        dy.ok(&[&["exec", "ex"][..], &status].concat()),
+        "Groups:\t0 65534 \n"
+    );
+    assert_eq!(
+        dy.ok(&[&["exec", "-u", "1000", "ex"][..], &status].concat()),
+        "Groups:\t0 65534 \n"
+    );
+    dy.ok(&["rm", "-f", "ex"]);
     // Without the flags: none of it, and docker's empty fields.
     let out = dy.ok(&["run", "--name", "plain", "busybox", "sh", "-c", GROUPS]);
     assert!(!out.contains("4242") && !out.contains("65534"), "{out}");
