@@ -228,6 +228,27 @@ fn process_flags_stop_signal_and_stop_timeout_are_what_stop_uses() {
     wait_ready(dir.path());
     dy.ok(&["stop", "-s", "TERM", "usr1"]);
     assert_eq!(sig(), "TERM\n");
+    // An image's STOPSIGNAL is used without the flag, and the flag wins
+    // over it.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nSTOPSIGNAL SIGUSR1\n",
+    )
+    .unwrap();
+    dy.ok(&["build", "-q", "-t", "usr1img", ctx.path().to_str().unwrap()]);
+    for (name, flags, want) in [
+        ("img", &[][..], "USR1\n"),
+        ("flag", &["--stop-signal", "TERM"][..], "TERM\n"),
+    ] {
+        let mut args = vec!["run", "-d", "--name", name, "-v", &vol];
+        args.extend(flags);
+        args.extend(["usr1img", "sh", "-c", TRAPS]);
+        dy.ok(&args);
+        wait_ready(dir.path());
+        dy.ok(&["stop", name]);
+        assert_eq!(sig(), want, "{name}");
+    }
     // rm -f kills, as dockerd does: no stop signal, no trap.
     std::fs::remove_file(dir.path().join("sig")).unwrap();
     dy.ok(&["start", "usr1"]);
