@@ -311,6 +311,8 @@ pub struct RunArgs {
     #[arg(long = "shm-size", value_name = "BYTES", allow_hyphen_values = true,
           value_parser = crate::flag_values::mem_bytes)]
     pub shm_size: Option<i64>,
+    #[command(flatten)]
+    pub process: crate::process_flags::ProcessFlags,
     /// Bind mount a volume: /host:/container[:ro], name:/container[:ro], or /container.
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
@@ -496,9 +498,9 @@ pub struct LogsArgs {
 
 #[derive(Args, Debug)]
 pub struct StopArgs {
-    /// Seconds to wait before killing the container.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing the container (default: its --stop-timeout, else 10).
+    #[arg(short = 't', long = "time", allow_hyphen_values = true)]
+    pub time: Option<i64>,
     /// Signal to send (default: the image's STOPSIGNAL, else SIGTERM).
     #[arg(short = 's', long)]
     pub signal: Option<String>,

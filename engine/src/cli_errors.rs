@@ -33,6 +33,9 @@ pub fn run_error_report(command: &str, msg: &str) -> String {
         "--pid: ",
         "--uts: ",
         "--cgroupns: ",
+        "container ID file found",
+        "invalid env file ",
+        "open ",
     ];
     let daemon = if client_side.iter().any(|c| msg.starts_with(c)) {
         ""

@@ -16,6 +16,7 @@ mod doctor;
 mod flag_values;
 mod format;
 mod ns_flags;
+mod process_flags;
 mod resource_flags;
 mod template;
 

@@ -34,6 +34,7 @@ mod ns_modes;
 mod oracle;
 mod output;
 mod overlay;
+mod process_flags;
 mod resource_flags;
 mod resources;
 mod robustness;

@@ -78,3 +78,30 @@ fn run_pulls_a_missing_image_by_policy() {
     );
     assert!(err.contains("does not pull from Docker Hub"), "{err}");
 }
+
+#[test]
+fn run_quiet_pulls_without_a_word() {
+    let reg = Registry::start();
+    let creds = creds_dir();
+    let src = Dy::with_base(creds.path());
+    let name = format!("{}/busybox:q", reg.host());
+    src.ok(&["tag", "busybox", &name]);
+    src.ok(&["push", &name]);
+
+    // -q: the pull happens (the image is in the store afterwards), and
+    // neither "Unable to find image" nor its progress is on stderr.
+    let dy = Dy::new(creds.path());
+    let out = dy.run(&["run", "-q", "--rm", &name, "echo", "ran"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(text(&out.stdout), "ran\n");
+    assert!(!dy.ok(&["images", "-q", &name]).trim().is_empty());
+    assert_eq!(reg.requests("GET", "/manifests/q"), 1);
+    // create --quiet --pull always asks again, as quietly; its ID is all
+    // it prints.
+    let out = dy.run(&["create", "--quiet", "--pull", "always", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(text(&out.stdout).trim().len(), 64);
+    assert_eq!(reg.requests("GET", "/manifests/q"), 2);
+}

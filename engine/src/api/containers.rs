@@ -446,7 +446,7 @@ fn host_config_from_json(b: &Value, config: &mut ContainerConfig) -> Result<()> 
         };
         config.restart = text.parse().map_err(bad)?;
     }
-    config.stop_signal = b["StopSignal"].as_str().unwrap_or_default().to_string();
+    super::process::read(b, config)?;
     config.privileged = h["Privileged"].as_bool().unwrap_or(false);
     config.read_only = h["ReadonlyRootfs"].as_bool().unwrap_or(false);
     config.init = h["Init"].as_bool().unwrap_or(false);
@@ -632,15 +632,8 @@ pub fn stop(service: &Service, req: &Request, id: &str) -> Result<Response> {
         });
     }
     let c = config_of(&r)?;
-    let t = req
-        .query("t")
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(10);
-    let timeout = if t < 0 {
-        Duration::from_secs(u64::MAX / 4)
-    } else {
-        Duration::from_secs(t as u64)
-    };
+    // No `t`: the container's --stop-timeout, else 10 (see `stop_wait`).
+    let timeout = req.query("t").and_then(|t| t.parse::<i64>().ok());
     let sig = match req.query("signal").filter(|s| !s.is_empty()) {
         Some(s) => Some(container::parse_signal(s).map_err(|e| BadRequest(e.to_string()))?),
         None if !c.stop_signal.is_empty() => container::parse_signal(&c.stop_signal).ok(),

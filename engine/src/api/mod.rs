@@ -63,6 +63,7 @@ mod images;
 mod jsonstream;
 mod listen;
 mod netvol;
+mod process;
 mod registry;
 mod resources;
 pub(crate) use registry::base64_decode;

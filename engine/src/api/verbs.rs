@@ -6,8 +6,6 @@
 //! `restart` starts a container again, which forks a monitor: like `start`,
 //! it goes through the starter (see that module), never from this thread.
 
-use std::time::Duration;
-
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
@@ -34,15 +32,13 @@ fn empty(status: u16) -> Response {
 /// start detached, as `dockyard restart` does.
 pub fn restart(service: &Service, req: &Request, id: &str) -> Result<Response> {
     let r = resolve(service, id)?;
-    let t = match req.query("t").filter(|t| !t.is_empty()) {
-        Some(t) => t
-            .parse::<i64>()
-            .map_err(|_| BadRequest(format!("invalid value for t: {t:?}")))?,
-        None => 10,
-    };
-    let timeout = match u64::try_from(t) {
-        Ok(t) => Duration::from_secs(t),
-        Err(_) => Duration::from_secs(u64::MAX / 4), // -1: wait for ever
+    // No `t`: the container's --stop-timeout, else 10 (see `stop_wait`).
+    let timeout = match req.query("t").filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| BadRequest(format!("invalid value for t: {t:?}")))?,
+        ),
+        None => None,
     };
     let sig = req
         .query("signal")

@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
         Command::Info | Command::System(SystemCmd::Info) => info(api),
         Command::Ps(a) => ps(api, a),
         Command::Images(a) => images(api, a),
-        Command::Pull(a) => pull(api, a, false),
+        Command::Pull(a) => pull(api, a, false, false),
         Command::Create(a) => create(api, a).map(|id| {
             println!("{id}");
             0
@@ -47,14 +47,12 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             api.call("POST", &format!("/containers/{}/start", q(n)), None)
         }),
         Command::Stop(a) => each(&a.containers, |n| {
-            let signal = a.signal.as_deref().map(|s| format!("&signal={}", q(s)));
-            let path = format!("/containers/{}/stop?t={}", q(n), a.time);
-            api.call("POST", &(path + &signal.unwrap_or_default()), None)
+            let path = format!("/containers/{}/stop{}", q(n), stop_query(a));
+            api.call("POST", &path, None)
         }),
         Command::Restart(a) => each(&a.containers, |n| {
-            let signal = a.signal.as_deref().map(|s| format!("&signal={}", q(s)));
-            let path = format!("/containers/{}/restart?t={}", q(n), a.time);
-            api.call("POST", &(path + &signal.unwrap_or_default()), None)
+            let path = format!("/containers/{}/restart{}", q(n), stop_query(a));
+            api.call("POST", &path, None)
         }),
         Command::Wait(a) => wait(api, &a.containers),
         Command::Kill(a) => each(&a.containers, |n| {
@@ -332,11 +330,13 @@ fn images(api: &Api, a: &crate::cli::ImagesArgs) -> Result<Code> {
 
 /// `pull`: `POST /images/create?fromImage=`, its JSON progress stream
 /// printed as docker's CLI prints it without a terminal (progress bars
-/// left out), to stderr when `run` pulls.
-fn pull(api: &Api, a: &PullArgs, to_stderr: bool) -> Result<Code> {
+/// left out), to stderr when `run` pulls, nowhere with its `-q`.
+fn pull(api: &Api, a: &PullArgs, to_stderr: bool, quiet: bool) -> Result<Code> {
     use lab04_overlay::reference::Reference;
     let reference = Reference::parse(&a.image)?;
-    let mut out: Box<dyn Write> = if to_stderr {
+    let mut out: Box<dyn Write> = if quiet {
+        Box::new(std::io::sink())
+    } else if to_stderr {
         Box::new(std::io::stderr())
     } else {
         Box::new(std::io::stdout())
@@ -363,9 +363,25 @@ fn pull(api: &Api, a: &PullArgs, to_stderr: bool) -> Result<Code> {
     Ok(0)
 }
 
+/// `stop`'s and `restart`'s query: `t` only when `-t` was given (else the
+/// container's `--stop-timeout` holds), and `signal`.
+fn stop_query(a: &crate::cli::StopArgs) -> String {
+    let mut params = Vec::new();
+    if let Some(t) = a.time {
+        params.push(format!("t={t}"));
+    }
+    if let Some(s) = &a.signal {
+        params.push(format!("signal={}", q(s)));
+    }
+    match params.is_empty() {
+        true => String::new(),
+        false => format!("?{}", params.join("&")),
+    }
+}
+
 /// The flags of `run`/`create` the client sends; any other is refused
 /// rather than dropped.
-const CARRIED: [&str; 27] = [
+const CARRIED: [&str; 37] = [
     "-d",
     "--detach",
     "-i",
@@ -393,6 +409,16 @@ const CARRIED: [&str; 27] = [
     "--ipc",
     "--uts",
     "--cgroupns",
+    "--group-add",
+    "--sysctl",
+    "--oom-score-adj",
+    "--stop-signal",
+    "--stop-timeout",
+    "--domainname",
+    "--cidfile",
+    "--label-file",
+    "-q",
+    "--quiet",
 ];
 
 /// `create`: `POST /containers/create` with docker's config for the
@@ -411,7 +437,8 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
         .map(|e| commands::run::env_entry(e))
         .collect::<Result<Vec<_>>>()?;
     let labels: Map<String, Value> = a
-        .label
+        .process
+        .labels(&a.label)?
         .iter()
         .map(|l| {
             let (k, v) = l.split_once('=').unwrap_or((l, ""));
@@ -449,23 +476,29 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
     for (k, v) in more.as_object().into_iter().flatten() {
         body["HostConfig"][k] = v.clone();
     }
+    a.process.api_fields(&mut body);
+    let mut cidfile = crate::process_flags::CidFile::create(a.process.cidfile.as_deref())?;
     let path = match &a.name {
         Some(n) => format!("/containers/create?name={}", q(n)),
         None => "/containers/create".to_string(),
     };
     let created = match api.json("POST", &path, Some(&body)) {
         Err(e) if is_no_such_image(&e) && a.pull != "never" => {
-            eprintln!("Unable to find image '{image}' locally");
+            if !a.process.quiet {
+                eprintln!("Unable to find image '{image}' locally");
+            }
             let pull_args = PullArgs {
                 image: image.clone(),
                 platform: None,
             };
-            pull(api, &pull_args, true)?;
+            pull(api, &pull_args, true, a.process.quiet)?;
             api.json("POST", &path, Some(&body))?
         }
         r => r?,
     };
-    Ok(created["Id"].as_str().unwrap_or_default().to_string())
+    let id = created["Id"].as_str().unwrap_or_default().to_string();
+    cidfile.write(&id)?;
+    Ok(id)
 }
 
 fn is_no_such_image(e: &anyhow::Error) -> bool {
@@ -516,6 +549,8 @@ fn check_flags(a: &RunArgs) -> Result<()> {
             "--interactive",
             "-t",
             "--tty",
+            "-q",
+            "--quiet",
         ];
         value_next = !x.contains('=') && !flags.iter().all(|f| switches.contains(&f.as_str()));
     }

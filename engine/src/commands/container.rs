@@ -124,7 +124,7 @@ fn stop_signal(signal: Option<&str>) -> Result<Option<nix::sys::signal::Signal>>
 pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
     let sig = stop_signal(args.signal.as_deref())?;
     each(engine, &args.containers, |r| {
-        container::stop(engine, r, Duration::from_secs(args.time), sig)?;
+        container::stop(engine, r, args.time, sig)?;
         container::prepare_start(engine, &r.id, false)?;
         container::start_detached(engine, &r.id)?;
         dockyard::events::container(engine, r, "restart", &[]);
@@ -136,7 +136,7 @@ pub fn restart(engine: &Engine, args: &StopArgs) -> Result<Code> {
 pub fn stop(engine: &Engine, args: &StopArgs) -> Result<Code> {
     let sig = stop_signal(args.signal.as_deref())?;
     each(engine, &args.containers, |r| {
-        container::stop(engine, r, Duration::from_secs(args.time), sig)
+        container::stop(engine, r, args.time, sig)
     })
 }
 

@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::{parse_labels, session, Code};
 use crate::cli::RunArgs;
+use crate::process_flags::CidFile;
 use dockyard::container::{self, Attach, ContainerConfig, Limits};
 use dockyard::health::{parse_duration, Check};
 use dockyard::image::{self, NoSuchImage};
@@ -33,10 +34,12 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     volumes_from(engine, &mut config, &args.volumes_from)?;
     config.links = container::check_links(engine, &args.link)?;
     dockyard::trace::phase("built the config");
-    ensure_image(engine, &config.image, &args.pull)?;
+    let mut cidfile = CidFile::create(args.process.cidfile.as_deref())?;
+    ensure_image(engine, &config.image, &args.pull, args.process.quiet)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
+    cidfile.write(&record.id)?;
     dockyard::trace::phase("created the container record");
     if args.detach {
         container::start_detached(engine, &record.id).map_err(StartError::wrap)?;
@@ -108,10 +111,12 @@ pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     let (mut config, name) = container_config(args)?;
     volumes_from(engine, &mut config, &args.volumes_from)?;
     config.links = container::check_links(engine, &args.link)?;
-    ensure_image(engine, &config.image, &args.pull)?;
+    let mut cidfile = CidFile::create(args.process.cidfile.as_deref())?;
+    ensure_image(engine, &config.image, &args.pull, args.process.quiet)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
     let record = container::create(engine, name.as_deref(), config)?;
+    cidfile.write(&record.id)?;
     println!("{}", record.id);
     Ok(0)
 }
@@ -124,8 +129,13 @@ pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
 /// or prefix is never pulled: a registry knows names, not local IDs.
 ///
 /// The progress goes to standard error, as docker's `run` writes it: the
-/// standard output is the container's.
-fn ensure_image(engine: &Engine, reference: &str, policy: &str) -> Result<()> {
+/// standard output is the container's. `-q` (`quiet`) keeps it all back.
+fn ensure_image(engine: &Engine, reference: &str, policy: &str, quiet: bool) -> Result<()> {
+    let say = |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
     if !matches!(policy, "missing" | "always" | "never") {
         bail!(
             "invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\""
@@ -145,7 +155,7 @@ fn ensure_image(engine: &Engine, reference: &str, policy: &str) -> Result<()> {
         if policy == "never" {
             bail!("No such image: {name}");
         }
-        eprintln!("Unable to find image '{name}' locally");
+        say(&format!("Unable to find image '{name}' locally"));
     }
     if reference.domain == DOCKER_HUB && engine.config.registry_mirrors.is_empty() {
         // Docker would go to Docker Hub here. Dockyard does not reach the
@@ -160,7 +170,7 @@ fn ensure_image(engine: &Engine, reference: &str, policy: &str) -> Result<()> {
         );
     }
     if let (Some(tag), None) = (&reference.tag, &reference.digest) {
-        eprintln!("{tag}: Pulling from {}", reference.path);
+        say(&format!("{tag}: Pulling from {}", reference.path));
     }
     let report = |e: Event| {
         let (id, text) = match &e {
@@ -170,20 +180,23 @@ fn ensure_image(engine: &Engine, reference: &str, policy: &str) -> Result<()> {
             Event::AlreadyExists { id } => (id, "Already exists"),
             _ => return,
         };
-        eprintln!("{id}: {text}");
+        say(&format!("{id}: {text}"));
     };
     let pulled = distribution::pull(
         engine,
         &reference,
         &Platform::host(),
         &report,
-        &mut |warning| eprintln!("{warning}"),
+        &mut |warning| say(warning),
     )?;
-    eprintln!("Digest: {}", pulled.digest);
+    say(&format!("Digest: {}", pulled.digest));
     if pulled.up_to_date {
-        eprintln!("Status: Image is up to date for {}", pulled.name);
+        say(&format!("Status: Image is up to date for {}", pulled.name));
     } else {
-        eprintln!("Status: Downloaded newer image for {}", pulled.name);
+        say(&format!(
+            "Status: Downloaded newer image for {}",
+            pulled.name
+        ));
     }
     Ok(())
 }
@@ -199,7 +212,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         .clone();
     let cmd: Vec<String> = words.cloned().collect();
     let env = environment(args)?;
-    let labels = parse_labels(&args.label)?;
+    let labels = parse_labels(&args.process.labels(&args.label)?)?;
     args.ns.check()?;
     let log_opts = log_options(&args.log_opt)?;
     let limits = limits(args)?;
@@ -217,7 +230,7 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
     let restart = args.restart.parse()?;
     check_addresses(args)?;
     let mounts = mounts(args)?;
-    let config = ContainerConfig {
+    let mut config = ContainerConfig {
         image,
         entrypoint,
         cmd,
@@ -270,8 +283,8 @@ fn container_config(args: &RunArgs) -> Result<(ContainerConfig, Option<String>)>
         mounts,
         ..Default::default()
     };
-    let mut config = config;
     crate::resource_flags::apply(&args.resources, &mut config)?;
+    args.process.apply(&mut config);
     check_config(&config, args)?;
     Ok((config, args.name.clone()))
 }

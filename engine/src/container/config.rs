@@ -142,6 +142,23 @@ pub struct ContainerConfig {
     /// cgroup, after docker's default list (`HostConfig.DeviceCgroupRules`).
     #[serde(default)]
     pub device_cgroup_rules: Vec<String>,
+    /// `--group-add`: more supplementary groups, names (resolved in the
+    /// image's `/etc/group` at start) or numbers; `HostConfig.GroupAdd`.
+    #[serde(default)]
+    pub group_add: Vec<String>,
+    /// `--sysctl`: namespaced kernel settings; `HostConfig.Sysctls`.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// `--oom-score-adj` (-1000..1000); `HostConfig.OomScoreAdj`.
+    #[serde(default)]
+    pub oom_score_adj: i64,
+    /// `--stop-timeout`: seconds `stop` and `restart` wait before SIGKILL
+    /// when not told (`-t`); `Config.StopTimeout`, null when not given.
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    /// `--domainname`: the NIS domain name; `Config.Domainname`.
+    #[serde(default)]
+    pub domainname: String,
 }
 
 /// One `--device HOST[:CONTAINER][:PERMS]`: a host device node to be made
@@ -246,6 +263,17 @@ impl ContainerConfig {
         match u64::try_from(self.shm_size) {
             Ok(n) if n > 0 => n,
             _ => DEFAULT_SHM_SIZE,
+        }
+    }
+
+    /// How long `stop` waits after the stop signal before SIGKILL, as
+    /// dockerd's `containerStop`: `given` (`-t`, `?t=`), else
+    /// `--stop-timeout`, else 10 seconds; a negative one waits for ever.
+    pub fn stop_wait(&self, given: Option<i64>) -> std::time::Duration {
+        let secs = given.or(self.stop_timeout).unwrap_or(10);
+        match u64::try_from(secs) {
+            Ok(s) => std::time::Duration::from_secs(s),
+            Err(_) => std::time::Duration::from_secs(u64::MAX / 4),
         }
     }
 

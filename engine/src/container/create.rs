@@ -125,6 +125,7 @@ pub(crate) fn check_settings(config: &ContainerConfig) -> Result<()> {
     if config.shm_size < 0 {
         bail!("SHM size can not be less than 0");
     }
+    check_process_settings(config)?;
     if let Some(cpus) = config.limits.cpus {
         if !cpus.is_finite() {
             bail!(
@@ -314,6 +315,23 @@ fn memory_settings(config: &mut ContainerConfig) -> Result<Vec<String>> {
         );
     }
     Ok(warnings)
+}
+
+/// dockerd's checks of the process flags (`--oom-score-adj`,
+/// `--stop-signal`, `--sysctl`), in its words. Which namespaces make a
+/// sysctl the container's own is lab 02's check, at start, as runc's.
+fn check_process_settings(config: &ContainerConfig) -> Result<()> {
+    if !(-1000..=1000).contains(&config.oom_score_adj) {
+        bail!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            config.oom_score_adj
+        );
+    }
+    // moby/sys/signal's words, lower case as dockerd gives them here.
+    if !config.stop_signal.is_empty() && super::signal::parse_signal(&config.stop_signal).is_err() {
+        bail!("invalid signal: {}", config.stop_signal);
+    }
+    Ok(())
 }
 
 /// The `/dev/shm` size of a container created without `--shm-size` (or

@@ -114,9 +114,11 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         tty_size: tty.then(dockyard_monitor::pump::our_window_size).flatten(),
         // The container's own root, where its passwd file is: through
         // /proc/PID/root of its first process.
-        run_as: namespaces::RunAs::lookup(
+        // `--group-add`'s groups too, as dockerd gives an exec them.
+        run_as: super::plan::run_as(
             Path::new(&format!("/proc/{}/root", record.state.pid)),
             user.unwrap_or(&config.user),
+            &config.group_add,
         )?,
     };
     let host = cgroups::detect()?;

@@ -74,7 +74,7 @@ pub fn inspect_document(
         "RestartCount": r.state.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
-        "HostConfig": host_config(c),
+        "HostConfig": with_sysctls(host_config(c), c),
         "GraphDriver": {
             "Name": "overlay2",
             "Data": {
@@ -85,7 +85,7 @@ pub fn inspect_document(
             },
         },
         "Mounts": c.mounts.iter().map(|m| mount_json(m, paths.volume_data)).collect::<Vec<_>>(),
-        "Config": config(c),
+        "Config": with_stop_timeout(config(c), c),
         "NetworkSettings": network_settings(r, networks),
     })
 }
@@ -148,17 +148,23 @@ fn host_config(c: &ContainerConfig) -> Value {
         "CgroupParent": c.cgroup_parent,
         "Init": c.init,
         "LogConfig": {"Type": "json-file", "Config": c.log_opts},
-        "UsernsMode": c.userns_mode,
-        "PidMode": c.pid_mode,
-        "IpcMode": c.ipc_mode,
-        "UTSMode": c.uts_mode,
-        "CgroupnsMode": c.cgroupns_mode,
         "Ulimits": ulimits,
         "PortBindings": port_bindings(c),
         "PublishAllPorts": c.publish_all,
         "ReadonlyRootfs": c.read_only,
         "Tmpfs": tmpfs(c),
         "ShmSize": c.shm_size_or_default(),
+    });
+    // The namespaces, privileges and devices, in an object of their own: one `json!` with every
+    // field goes past the macro's recursion limit.
+    let isolation = json!({
+        "UsernsMode": c.userns_mode,
+        "PidMode": c.pid_mode,
+        "IpcMode": c.ipc_mode,
+        "UTSMode": c.uts_mode,
+        "CgroupnsMode": c.cgroupns_mode,
+        "GroupAdd": if c.group_add.is_empty() { Value::Null } else { json!(c.group_add) },
+        "OomScoreAdj": c.oom_score_adj,
         "Privileged": c.privileged,
         "Devices": c.devices.iter().map(|d| serde_json::json!({
             "PathOnHost": d.path_on_host,
@@ -169,8 +175,10 @@ fn host_config(c: &ContainerConfig) -> Value {
         "CapDrop": if c.cap_drop.is_empty() { Value::Null } else { json!(c.cap_drop) },
         "SecurityOpt": if c.security_opt.is_empty() { Value::Null } else { json!(c.security_opt) },
     });
-    if let (Value::Object(h), Value::Object(more)) = (&mut h, more_host_config(c)) {
-        h.extend(more);
+    for part in [isolation, more_host_config(c)] {
+        if let (Value::Object(h), Value::Object(more)) = (&mut h, part) {
+            h.extend(more);
+        }
     }
     h
 }
@@ -260,11 +268,28 @@ fn exposed_ports(c: &ContainerConfig) -> Value {
     Value::Object(c.exposed.iter().map(|p| (p.clone(), json!({}))).collect())
 }
 
+/// `HostConfig.Sysctls`, which docker leaves out when there are none.
+fn with_sysctls(mut host: Value, c: &ContainerConfig) -> Value {
+    if !c.sysctls.is_empty() {
+        host["Sysctls"] = json!(c.sysctls);
+    }
+    host
+}
+
+/// `Config.StopTimeout`, which docker leaves out unless `--stop-timeout`
+/// gave one.
+fn with_stop_timeout(mut config: Value, c: &ContainerConfig) -> Value {
+    if let Some(t) = c.stop_timeout {
+        config["StopTimeout"] = json!(t);
+    }
+    config
+}
+
 /// `Config`: what the container was created with.
 fn config(c: &ContainerConfig) -> Value {
     json!({
         "Hostname": c.hostname,
-        "Domainname": "",
+        "Domainname": c.domainname,
         "User": c.user,
         "AttachStdin": c.attach_stdin,
         "AttachStdout": c.attach_stdout,

@@ -244,15 +244,51 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
         spec.cwd = Some(PathBuf::from(&config.working_dir));
     }
     spec.security = Some(config.security()?);
-    // `-u` or the image's USER, resolved in the container's own passwd and
-    // group files (lab 02).
-    spec.run_as = namespaces::RunAs::lookup(facts.rootfs, &config.user)?;
+    // `-u` or the image's USER, and `--group-add`, resolved in the
+    // container's own passwd and group files (lab 02).
+    spec.run_as = run_as(facts.rootfs, &config.user, &config.group_add)?;
+    if !config.domainname.is_empty() {
+        spec.domainname = Some(config.domainname.clone());
+    }
+    spec.sysctls = config.sysctls.clone().into_iter().collect();
+    if config.oom_score_adj != 0 {
+        spec.oom_score_adj = Some(i32::try_from(config.oom_score_adj)?);
+    }
     spec.rlimits = config
         .ulimits
         .iter()
         .map(|u| namespaces::parse_ulimit(u))
         .collect::<Result<_>>()?;
     Ok(spec)
+}
+
+/// Who a process of the container runs as (its first, or an `exec`'s):
+/// `user` (`-u`, the image's USER) resolved in its own passwd and group
+/// files (lab 02), and with `--group-add`'s groups as dockerd's `getUser`
+/// (and its exec's `WithAppendAdditionalGroups`) gives them: the user's own
+/// gid and groups (root's too, as the image's /etc/group lists them), then
+/// each added group, a name found in the image's /etc/group, or a number as
+/// it is.
+pub(crate) fn run_as(
+    rootfs: &Path,
+    user: &str,
+    group_add: &[String],
+) -> Result<Option<namespaces::RunAs>> {
+    if group_add.is_empty() {
+        return namespaces::RunAs::lookup(rootfs, user);
+    }
+    // "0", not "root": an image without /etc/passwd still runs as root.
+    let user = if user.is_empty() { "0" } else { user };
+    let mut run_as = namespaces::resolve_user(rootfs, user)?;
+    if !run_as.groups.contains(&run_as.gid) {
+        run_as.groups.insert(0, run_as.gid);
+    }
+    for gid in namespaces::user::additional_groups(rootfs, group_add)? {
+        if !run_as.groups.contains(&gid) {
+            run_as.groups.push(gid);
+        }
+    }
+    Ok(Some(run_as))
 }
 
 /// The first process's environment, as docker's: the daemon's defaults,

@@ -14,7 +14,6 @@
 //! themselves without an import circle.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use lab03_cgroups as cgroups;
@@ -94,12 +93,7 @@ pub fn remove_checked(engine: &Engine, record: &Record, opts: RemoveOptions) -> 
                 r.name
             );
         }
-        let stopped = stop(
-            engine,
-            &r,
-            Duration::ZERO,
-            Some(nix::sys::signal::Signal::SIGKILL),
-        );
+        let stopped = stop(engine, &r, Some(0), Some(nix::sys::signal::Signal::SIGKILL));
         // A `--rm` container's monitor removes it the moment it exits, so
         // it may be gone, wholly or in part, before this removal gets to
         // it: that is what `rm -f` asked for, and docker says nothing

@@ -53,7 +53,7 @@ pub fn signal(engine: &Engine, record: &Record, sig: Signal) -> Result<()> {
 pub fn stop(
     engine: &Engine,
     record: &Record,
-    timeout: Duration,
+    timeout: Option<i64>,
     sig: Option<Signal>,
 ) -> Result<()> {
     let lock = engine.containers.lock()?;
@@ -73,6 +73,7 @@ pub fn stop(
         return Ok(());
     }
     let config = config_of(&r)?;
+    let timeout = config.stop_wait(timeout);
     let sig = match sig {
         Some(s) => s,
         None if !config.stop_signal.is_empty() => parse_signal(&config.stop_signal)?,

@@ -71,6 +71,7 @@
 //! module: [`clone`] (clone3 and CLONE_INTO_CGROUP), [`setns`] (joining a
 //! namespace by path), [`userns`] (ID maps, and rootless), [`binds`]
 //! (`-v`), [`console`] (`-t`), [`user`] (`-u`), [`rlimit`] (`--ulimit`),
+//! [`sysctl`] (`--sysctl`, `--domainname`, `--oom-score-adj`),
 //! [`init`] (`--init`, and signals), [`security`] (Docker's security
 //! layer), and [`join`] (`docker exec`); for an OCI runtime's callers,
 //! [`gate`] (create now, start later) and [`devnodes`] (extra device nodes).
@@ -87,6 +88,7 @@ pub mod propagation;
 pub mod rlimit;
 pub mod security;
 pub mod setns;
+pub mod sysctl;
 pub mod user;
 pub mod userns;
 
@@ -221,6 +223,15 @@ pub struct Spec {
     /// The hostname inside; `None` keeps the copy of the host's name that a
     /// new UTS namespace starts with. Needs `CLONE_NEWUTS`.
     pub hostname: Option<String>,
+    /// The NIS domain name inside (`--domainname`, `setdomainname(2)`);
+    /// needs `CLONE_NEWUTS`, as the hostname does.
+    pub domainname: Option<String>,
+    /// Sysctls of the container's own namespaces (`--sysctl`), written
+    /// inside before the security layer (see [`sysctl`]).
+    pub sysctls: Vec<(String, String)>,
+    /// `/proc/PID/oom_score_adj` of the first process (`--oom-score-adj`),
+    /// written by the parent (see [`sysctl::set_oom_score_adj`]).
+    pub oom_score_adj: Option<i32>,
     /// Which namespaces to create: a union of the flags in [`NAMESPACES`].
     /// `CLONE_NEWNS` is required: `pivot_root` needs a mount namespace.
     pub namespaces: CloneFlags,
@@ -301,6 +312,9 @@ impl Spec {
             argv,
             env: lab01::default_env(),
             hostname: None,
+            domainname: None,
+            sysctls: Vec::new(),
+            oom_score_adj: None,
             namespaces: DEFAULT_NAMESPACES,
             join_namespaces: Vec::new(),
             user: None,
@@ -365,6 +379,20 @@ impl Spec {
         if self.hostname.is_some() && !self.creates(CloneFlags::CLONE_NEWUTS) {
             // Without a UTS namespace, sethostname would rename the host.
             bail!("setting a hostname needs a UTS namespace (drop --no-uts)");
+        }
+        if self.domainname.is_some() && !self.creates(CloneFlags::CLONE_NEWUTS) {
+            bail!("setting a domain name needs a UTS namespace of its own");
+        }
+        for (key, _) in &self.sysctls {
+            // A joined net or IPC namespace is another container's, not
+            // the host's: its sysctls are allowed, as runc allows them.
+            let own = |f| self.namespaces.contains(f) || self.joins(f);
+            sysctl::check(
+                key,
+                own(CloneFlags::CLONE_NEWNET),
+                own(CloneFlags::CLONE_NEWIPC),
+                self.creates(CloneFlags::CLONE_NEWUTS),
+            )?;
         }
         if geteuid().is_root() {
             return lab01::preflight(&self.rootfs);
@@ -612,6 +640,9 @@ pub fn spawn(
                 if spec.creates(CloneFlags::CLONE_NEWUSER) {
                     write_id_maps(pid, &mapping, &group_mapping)?;
                 }
+                if let Some(score) = spec.oom_score_adj {
+                    sysctl::set_oom_score_adj(pid, score)?;
+                }
                 if let (Some(dir), false) = (spec.cgroup_entry.clone_into, born_in_cgroup) {
                     // clone(2), the fallback, cannot create it there.
                     move_into_cgroup(dir, pid)?;
@@ -762,10 +793,9 @@ fn child_setup(
         unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
     }
 
-    // 4. UTS namespace: our own hostname, invisible to the host.
-    if let Some(name) = &spec.hostname {
-        sethostname(name).with_context(|| format!("sethostname({name:?})"))?;
-    }
+    // 4. UTS namespace: our own hostname and NIS domain name, invisible
+    //    to the host.
+    set_uts_names(spec)?;
 
     // 4b. An OCI `create`: the exec fifo, opened while its path is in view.
     let gate = match (&spec.exec_fifo, ready) {
@@ -848,6 +878,18 @@ fn child_setup(
     Ok(())
 }
 
+/// Step 4 of `child_setup`: `hostname NAME` and `domainname NAME`, in
+/// our own UTS namespace (`Spec::check` made sure it is ours).
+fn set_uts_names(spec: &Spec) -> anyhow::Result<()> {
+    if let Some(name) = &spec.hostname {
+        sethostname(name).with_context(|| format!("sethostname({name:?})"))?;
+    }
+    if let Some(name) = &spec.domainname {
+        sysctl::set_domainname(name)?;
+    }
+    Ok(())
+}
+
 /// Step 5 of `child_setup`: the rootfs becomes `/`, with what it needs
 /// mounted before pivot_root (volumes, /sys, and with a user namespace
 /// /proc and /dev) and after it (/proc, /dev, and the security layer's
@@ -893,6 +935,8 @@ fn enter_rootfs(
         // while we still hold CAP_MKNOD (the security layer drops it later).
         devnodes::make_here(&spec.devices)?;
     }
+    // `--sysctl`: our /proc is mounted, and not yet made read-only.
+    sysctl::write(&spec.sysctls)?;
     if let Some(p) = secure {
         // Devices for terminals, shared memory and message queues; the
         // masked and read-only paths; --tmpfs. All need CAP_SYS_ADMIN.

@@ -216,6 +216,36 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
     Ok(RunAs { uid, gid, groups })
 }
 
+/// `docker run --group-add`'s groups as gids, as runc's
+/// `GetAdditionalGroups` finds them: each a name or a gid of the image's
+/// `/etc/group`, or, if it has no such line, a number taken as it is; a
+/// name it lacks is an error in runc's words.
+pub fn additional_groups(rootfs: &Path, wanted: &[String]) -> anyhow::Result<Vec<u32>> {
+    let root = OwnedFd::from(
+        fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
+    );
+    let group = read_account_file(&root, "/etc/group")?;
+    let mut gids = Vec::new();
+    for want in wanted {
+        let found = group
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 3)
+            .find(|f| f[0] == want || f[2] == want)
+            .and_then(|f| f[2].parse::<u32>().ok());
+        let gid = match (found, want.parse::<u32>()) {
+            (Some(gid), _) | (None, Ok(gid)) => gid,
+            (None, Err(_)) => {
+                bail!("unable to find group {want}: no matching entries in group file")
+            }
+        };
+        if !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    Ok(gids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
