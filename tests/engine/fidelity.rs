@@ -133,8 +133,8 @@ fn unknown_flags_exit_125_in_dockers_words() {
             "dockyard create",
         ),
         (
-            &["run", "-d", "--device-cgroup-rule=a", "busybox"],
-            "unknown flag: --device-cgroup-rule",
+            &["run", "-d", "--runtime=a", "busybox"],
+            "unknown flag: --runtime",
             "dockyard run",
         ),
         (
