@@ -55,19 +55,10 @@ pub struct ProcessFlags {
 /// `--sysctl KEY=VALUE`, as docker's CLI takes it (`opts.ValidateSysctl`):
 /// only the namespaced keys it knows, and a value.
 fn sysctl(value: &str) -> Result<String, FlagValue> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    let ok = value.split_once('=').is_some_and(|(key, _)| {
-        IPC.contains(&key) || key.starts_with("net.") || key.starts_with("fs.mqueue.")
-    });
+    // The IPC namespace's keys are lab 02's list (runc's, and docker's CLI's).
+    let ok = value
+        .split_once('=')
+        .is_some_and(|(key, _)| lab02_namespaces::sysctl::is_ipc(key) || key.starts_with("net."));
     if ok {
         Ok(value.to_string())
     } else {

@@ -28,16 +28,7 @@ use crate::cli::StatsArgs;
 use crate::commands::{self, Code};
 use crate::format::table;
 
-const TITLES: [&str; 8] = [
-    "CONTAINER ID",
-    "NAME",
-    "CPU %",
-    "MEM USAGE / LIMIT",
-    "MEM %",
-    "NET I/O",
-    "BLOCK I/O",
-    "PIDS",
-];
+use crate::commands::container::STATS_TITLES as TITLES;
 
 /// `stats [-a] [--no-stream] [C...]`.
 pub fn stats(api: &Api, a: &StatsArgs) -> Result<Code> {

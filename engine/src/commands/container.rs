@@ -644,6 +644,18 @@ pub fn top(engine: &Engine, args: &OneContainer) -> Result<Code> {
     Ok(0)
 }
 
+/// The columns of `stats`, in docker's order; the client's `stats` prints the same.
+pub const STATS_TITLES: [&str; 8] = [
+    "CONTAINER ID",
+    "NAME",
+    "CPU %",
+    "MEM USAGE / LIMIT",
+    "MEM %",
+    "NET I/O",
+    "BLOCK I/O",
+    "PIDS",
+];
+
 /// `docker stats`: CPU %, memory, network and pids, sampled a second apart.
 pub fn stats(engine: &Engine, args: &StatsArgs) -> Result<Code> {
     let list = container::stats_targets(engine, &args.containers, args.all)?;
@@ -652,22 +664,7 @@ pub fn stats(engine: &Engine, args: &StatsArgs) -> Result<Code> {
             .iter()
             .map(stats_row)
             .collect();
-        print!(
-            "{}",
-            table(
-                &[
-                    "CONTAINER ID",
-                    "NAME",
-                    "CPU %",
-                    "MEM USAGE / LIMIT",
-                    "MEM %",
-                    "NET I/O",
-                    "BLOCK I/O",
-                    "PIDS"
-                ],
-                &rows
-            )
-        );
+        print!("{}", table(&STATS_TITLES, &rows));
         if args.no_stream {
             return Ok(0);
         }
