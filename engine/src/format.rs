@@ -62,31 +62,6 @@ pub fn table_min(header: &[&str], rows: &[Vec<String>], min: usize) -> String {
     out
 }
 
-/// docker's `units.HumanSize`: decimal (SI) units and four significant
-/// digits (`3.608MB`), as `{{.VirtualSize}}` of `images` shows it.
-pub fn human_size4(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    // Go's `%.4g` for 0 <= size < 1000: four significant digits, trailing
-    // zeros and a trailing point dropped.
-    let digits = if size == 0.0 {
-        1
-    } else {
-        size.log10().floor() as i32 + 1
-    };
-    let decimals = (4 - digits).max(0) as usize;
-    let mut n = format!("{size:.decimals$}");
-    if n.contains('.') {
-        n = n.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{n}{}", UNITS[unit])
-}
-
 /// Go's `time.Time.String()` of an RFC 3339 time (`2026-12-07
 /// 07:31:39.083494775 +0000 UTC`); the zero time for none, as docker/cli
 /// prints a network's `CreatedAt` that the daemon did not record.
@@ -138,9 +113,15 @@ mod tests {
 
     #[test]
     fn sizes_and_times_read_like_gos() {
-        assert_eq!(human_size4(3_608_123), "3.608MB");
-        assert_eq!(human_size4(4_260_000), "4.26MB");
-        assert_eq!(human_size4(0), "0B");
+        assert_eq!(
+            dockyard::units::human_size_with_precision(3_608_123, 4),
+            "3.608MB"
+        );
+        assert_eq!(
+            dockyard::units::human_size_with_precision(4_260_000, 4),
+            "4.26MB"
+        );
+        assert_eq!(dockyard::units::human_size_with_precision(0, 4), "0B");
         assert_eq!(
             go_time("2026-12-07T07:31:39.083494775Z"),
             "2026-12-07 07:31:39.083494775 +0000 UTC"

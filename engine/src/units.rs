@@ -49,6 +49,13 @@ pub fn human_duration(d: Duration) -> String {
 /// docker's `units.HumanSizeWithPrecision(size, 3)`: decimal (SI) units and
 /// three significant digits, as in the SIZE column of `docker images`.
 pub fn human_size(bytes: u64) -> String {
+    human_size_with_precision(bytes, 3)
+}
+
+/// docker's `units.HumanSizeWithPrecision`: decimal (SI) units and
+/// `precision` significant digits (`units.HumanSize`, which `{{.VirtualSize}}`
+/// of `images` shows, is 4: `3.608MB`).
+pub fn human_size_with_precision(bytes: u64, precision: i32) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut size = bytes as f64;
     let mut unit = 0;
@@ -56,16 +63,17 @@ pub fn human_size(bytes: u64) -> String {
         size /= 1000.0;
         unit += 1;
     }
-    format!("{}{}", format_g3(size), UNITS[unit])
+    format!("{}{}", format_g(size, precision), UNITS[unit])
 }
 
-/// Go's `%.3g` for the values human_size produces (0 <= v < 1000).
-fn format_g3(v: f64) -> String {
+/// Go's `%.Ng` (N = `precision`) for the values human_size produces
+/// (0 <= v < 1000).
+fn format_g(v: f64, precision: i32) -> String {
     if v == 0.0 {
         return "0".into();
     }
     let digits = v.abs().log10().floor() as i32 + 1; // digits before the point
-    let decimals = (3 - digits).max(0) as usize;
+    let decimals = (precision - digits).max(0) as usize;
     let s = format!("{v:.decimals$}");
     // %g drops trailing zeros and a trailing point.
     if s.contains('.') {

@@ -63,9 +63,6 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             let path = format!("/containers/{}?force={}&v={}", q(n), a.force, a.volumes);
             api.call("DELETE", &path, None)
         }),
-        Command::Logs(a) if a.since.is_none() && a.until.is_none() && !a.details => {
-            super::session::logs(api, a)
-        }
         Command::Logs(a) => super::logs::logs(api, a),
         Command::Exec(a) => super::session::exec(api, a),
         Command::Start(a) => super::session::start_attached(api, a),

@@ -1,8 +1,9 @@
-//! `logs --since/--until/--details` through the service (plain `logs` and
-//! `logs -f` are `session`'s). The times are read here as the in-process
-//! command reads them (RFC 3339, Unix seconds, or a duration back from
-//! now) and sent as docker's CLI sends them, Unix seconds with their
-//! nanoseconds: `GET /containers/C/logs?since=S.N&until=S.N&details=1`.
+//! `logs` through the service, `-f` too: the container's TTY setting says
+//! whether the stream is raw or multiplexed; with `-f` it is read as it
+//! comes, until the service ends it when the container stops. The times
+//! are read here as the in-process command reads them (RFC 3339, Unix
+//! seconds, or a duration back from now) and sent as docker's CLI sends
+//! them, Unix seconds with their nanoseconds: `GET /containers/C/logs?since=S.N&until=S.N&details=1`.
 
 use std::io::BufReader;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,17 +31,22 @@ pub fn logs(api: &Api, a: &LogsArgs) -> Result<Code> {
             .unwrap_or_default();
         Ok(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
     };
-    let path = format!(
-        "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}&since={}&until={}\
-         &details={}",
+    let mut path = format!(
+        "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
         q(&a.container),
         a.follow,
         a.timestamps,
-        q(&a.tail),
-        time(&a.since)?,
-        time(&a.until)?,
-        a.details
+        q(&a.tail)
     );
+    // As docker's CLI: each of these only when given.
+    for (key, value) in [("since", time(&a.since)?), ("until", time(&a.until)?)] {
+        if !value.is_empty() {
+            path += &format!("&{key}={value}");
+        }
+    }
+    if a.details {
+        path += "&details=1";
+    }
     let mut body = BufReader::new(api.stream("GET", &path, "", None)?);
     if c["Config"]["Tty"].as_bool() == Some(true) {
         hijack::copy_raw(&mut body)?;

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::hijack::{self, Session};
 use super::http;
 use super::{query_escape as q, Api};
-use crate::cli::{AttachArgs, ExecArgs, LogsArgs, RunArgs, StartArgs};
+use crate::cli::{AttachArgs, ExecArgs, RunArgs, StartArgs};
 use crate::commands::{self, Code};
 
 /// `run` without `-d`: the created container's session (`-i`: our stdin
@@ -241,29 +241,4 @@ pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
     }
     let inspect = api.json("GET", &format!("/exec/{exec}/json"), None)?;
     Ok(inspect["ExitCode"].as_i64().unwrap_or(0) as Code)
-}
-
-/// `logs` (`-f` too): the container's TTY setting says whether the stream
-/// is raw or multiplexed; with `-f` it is read as it comes, until the
-/// service ends it when the container stops.
-pub fn logs(api: &Api, a: &LogsArgs) -> Result<Code> {
-    let c = api.json(
-        "GET",
-        &format!("/containers/{}/json", q(&a.container)),
-        None,
-    )?;
-    let path = format!(
-        "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
-        q(&a.container),
-        a.follow,
-        a.timestamps,
-        q(&a.tail)
-    );
-    let mut body = BufReader::new(api.stream("GET", &path, "", None)?);
-    if c["Config"]["Tty"].as_bool() == Some(true) {
-        hijack::copy_raw(&mut body)?;
-    } else {
-        hijack::demux(&mut body)?;
-    }
-    Ok(0)
 }

@@ -131,7 +131,7 @@ fn print_images_with(
                 "Containers": "N/A",
                 "SharedSize": "N/A",
                 "UniqueSize": "N/A",
-                "VirtualSize": crate::format::human_size4(i.size),
+                "VirtualSize": dockyard::units::human_size_with_precision(i.size, 4),
                 "CreatedSince": ago(i.created.as_deref(), now).unwrap_or_else(|| "N/A".into()),
                 "CreatedAt": i.created.as_deref().and_then(parse_rfc3339)
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
