@@ -14,8 +14,18 @@
 //! ```text
 //! monitor -> client   1 stdout | 2 stderr          (data)
 //!                     4 exit                       (the exit code: i32)
+//!                     5 mark                       (a time: u64 ns since 1970)
 //! client -> monitor   0 stdin (data) | 3 resize    (rows, cols: u16 each)
+//!                     5 mark                       (empty)
 //! ```
+//!
+//! The mark is how a client joins the log and the live stream with nothing
+//! lost and nothing twice (`attach?logs=1&stream=1`). The monitor answers a
+//! mark with the time it read it. It is one thread, and it logs each piece
+//! of output before it sends it, so every log entry up to that time was
+//! written before the answer, and every frame after the answer is logged
+//! later. The client drops what came before the answer, reads the log up to
+//! the time, then relays the stream.
 
 use std::io::{Read, Result};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -34,6 +44,7 @@ pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const RESIZE: u8 = 3;
 pub const EXIT: u8 = 4;
+pub const MARK: u8 = 5;
 
 /// One frame: kind, length, data.
 pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {

@@ -337,10 +337,23 @@ impl Pump<'_> {
                             set_window_size(master, rows, cols);
                         }
                     }
+                    attach::MARK => {
+                        // Every entry logged so far has a time up to this one.
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos() as u64);
+                        let answer = attach::frame(attach::MARK, &now.to_be_bytes());
+                        if c.stream.write_all(&answer).is_err() {
+                            gone.push(k);
+                        }
+                    }
                     _ => {}
                 }
             }
         }
+        // A client that left and whose mark could not be answered is here
+        // twice, side by side.
+        gone.dedup();
         for k in gone.into_iter().rev() {
             self.clients.remove(k);
         }

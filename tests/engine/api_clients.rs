@@ -61,7 +61,9 @@ fn tempdir() -> tempfile::TempDir {
 /// detached, logs, wait, stop and kill codes, exec_run (codes, env,
 /// workdir, user, demux, a detached exec's code), a raw attach socket,
 /// networks and volumes with their filters and prunes, the container list's
-/// filters, put_archive/get_archive, stats, and docker's errors.
+/// filters, put_archive/get_archive, stats, and docker's errors. An attach
+/// with `logs=1` gets every line once, in order, wherever it falls while
+/// the container prints (the seam between the log and the stream).
 #[test]
 fn api_clients_docker_py_scenarios_pass() {
     let dy = Dy::new();

@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use super::http::{self, Request, Response};
 use super::routes::{filter_pairs, BadRequest, Outcome, Reply};
-use super::{lock, Service};
+use super::{attach_log, lock, Service};
 use dockyard::container::{self, config_of, ContainerConfig, Filter, ListOptions, RemoveOptions};
 use dockyard::state::{Record, Status};
 use dockyard::{logs, state};
@@ -918,20 +918,39 @@ pub fn attach(
     http::common_headers(&mut head)?;
     head.extend_from_slice(b"\r\n");
     (&*conn).write_all(&head)?;
-    // `logs=1`: what the container printed so far first, from its log (the
-    // monitor's connection, made above, carries what comes after).
+    // `logs=1`: what the container printed so far first, from its log, up
+    // to the monitor's mark (see attach_log); the stream carries the rest.
+    let mut ended = false;
     if req.flag("logs") {
+        let mut filter = logs::Filter::default();
+        if let Attached::Now(s) = &monitor {
+            match attach_log::mark(s)? {
+                attach_log::Mark::At(t) => filter.until = Some(t),
+                attach_log::Mark::Ended(code) => {
+                    if let Some(code) = code {
+                        record_exit(service, &r.id, code);
+                    }
+                    ended = true;
+                }
+            }
+        }
         let dir = service.engine.containers.dir_of(&r.id);
         let mut body = Vec::new();
-        for e in logs::read(&dir, &logs::Filter::default()).unwrap_or_default() {
+        for e in logs::read(&dir, &filter).unwrap_or_default() {
             let stream = if e.stream == "stderr" { 2 } else { 1 };
             if req.flag(if stream == 2 { "stderr" } else { "stdout" }) {
                 push_frame(&mut body, c.tty, stream, e.log.as_bytes());
             }
         }
+        if !body.is_empty() {
+            attach_log::wait_until_read(conn, Duration::from_secs(1));
+        }
         (&*conn).write_all(&body)?;
     }
     (&*conn).flush()?;
+    if ended {
+        return Ok(Reply::Streamed(Outcome::TakenOver));
+    }
     // An attach made before the start is `docker run -i`'s, whose stdin is
     // "once": when the client's input ends, the container's does too.
     let stdin_once = matches!(monitor, Attached::Later(_));
@@ -1083,6 +1102,17 @@ fn relay(
     Ok(detached.into_inner())
 }
 
+/// The exit code the monitor sent, for the `wait` that asks after it.
+fn record_exit(service: &Service, id: &str, code: i32) {
+    let mut exits = lock(&service.exits);
+    // Codes nobody waited for (an attach without a wait) must not pile up
+    // in a service that runs for months.
+    if exits.len() >= 4096 {
+        exits.clear();
+    }
+    exits.insert(id.to_string(), code);
+}
+
 /// The monitor's frames (kind 1 stdout, 2 stderr, 4 exit) to docker's.
 fn pump_output(
     service: &Service,
@@ -1108,13 +1138,7 @@ fn pump_output(
                 STDERR if wants.stderr => push_frame(&mut out, tty, 2, &data),
                 EXIT if data.len() == 4 => {
                     let code = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-                    let mut exits = lock(&service.exits);
-                    // Codes nobody waited for (an attach without a wait)
-                    // must not pile up in a service that runs for months.
-                    if exits.len() >= 4096 {
-                        exits.clear();
-                    }
-                    exits.insert(id.to_string(), code);
+                    record_exit(service, id, code);
                     client.write_all(&out)?;
                     return Ok(());
                 }

@@ -53,6 +53,7 @@
 //! that matters beyond a request: the records on disk are the truth.
 
 mod archive;
+mod attach_log;
 mod build;
 mod containers;
 mod df;
