@@ -341,9 +341,12 @@ pub fn copy_in_tar(engine: &Engine, input: impl Read, name: &str, path: &Path) -
 /// The data goes into an unnamed file (`O_TMPFILE`) in `dest`'s directory,
 /// which gets a name only once complete: a `cp` killed halfway (kill -9)
 /// leaves nothing, where a named temporary file would stay behind. The name
-/// is given by linking it under a temporary name carrying our PID and
-/// renaming that over `dest` (link(2) cannot replace a file); what an older
-/// version left, `<dest>.dockyard-cp-tmp`, is removed on the way.
+/// is given by linking it straight to `dest` when there is none. link(2)
+/// cannot replace a file, so to replace one it is linked under a temporary
+/// name carrying our PID and renamed over `dest`; a kill between the two
+/// leaves that name, which the next replace of `dest` sweeps away once its
+/// PID is gone. What an older version left, `<dest>.dockyard-cp-tmp`, is
+/// removed on the way.
 fn write_new_file(input: &mut File, dest: &Path, perms: std::fs::Permissions) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match dest.parent() {
@@ -363,23 +366,50 @@ fn write_new_file(input: &mut File, dest: &Path, perms: std::fs::Permissions) ->
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.dockyard-cp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
     let fd_path = format!("/proc/self/fd/{}", out.as_raw_fd());
-    nix::unistd::linkat(
-        nix::fcntl::AT_FDCWD,
-        fd_path.as_str(),
-        nix::fcntl::AT_FDCWD,
-        &tmp,
-        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-    )
-    .with_context(|| format!("naming {}", tmp.display()))?;
+    let link = |to: &Path| {
+        nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            fd_path.as_str(),
+            nix::fcntl::AT_FDCWD,
+            to,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )
+    };
+    match link(dest) {
+        Ok(()) => return Ok(()),
+        Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e).with_context(|| format!("naming {}", dest.display())),
+    }
+    let prefix = format!(".{name}.dockyard-cp-");
+    sweep_killed_copies(dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    link(&tmp).with_context(|| format!("naming {}", tmp.display()))?;
     std::fs::rename(&tmp, dest).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!(e).context(format!("renaming into {}", dest.display()))
     })
 }
 // ANCHOR_END: write_new_file
+
+/// Remove the temporary names (`prefix` and a PID) that replaces of the
+/// same file killed between link and rename left in `dir`: those whose
+/// process is gone, never a copy still under way.
+fn sweep_killed_copies(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
 
 /// The host's file or directory `from` (whose metadata is `meta`) as a
 /// tar with `leaf` as its top name; symlinks are archived as links, never
