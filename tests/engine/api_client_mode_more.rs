@@ -364,11 +364,19 @@ fn api_client_mode_streams_events_as_in_process() {
         assert_eq!(text(&remote.stderr), text(&local.stderr), "{args:?}");
     }
     // Following: what happens next comes through while the client waits.
+    // From a moment ago (`--since`): a create made before the client has
+    // subscribed (a slow start under load) still comes, from the journal.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
+        .unwrap();
     let mut child = Command::new(bin("dockyard"))
         .args([
             "-H",
             &url(&svc),
             "events",
+            "--since",
+            &since,
             "-f",
             "event=create",
             "--format",
@@ -388,7 +396,6 @@ fn api_client_mode_streams_events_as_in_process() {
     }
     let stdout = child.stdout.take().unwrap();
     let _guard = Kill(child);
-    std::thread::sleep(std::time::Duration::from_millis(500));
     dy.ok(&["create", "--name", "later", "busybox", "true"]);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -104,7 +104,8 @@ fn api_clients_docker_compose_up_ps_logs_exec_down() {
         $C up -d 2>&1 | tr '\r' '\n' | grep -c 'Creating dyproj_.*done' | sed 's/^/created: /'
         $C ps --services --filter status=running | sort
         echo "port: $($C port web 8080)"
-        sleep 0.5
+        n=0; until [ "$($C logs --no-color 2>/dev/null | grep -c ' up')" -ge 2 ] && $C exec -T worker test -e /data/note \
+            && wget -qO- http://127.0.0.1:18080/ >/dev/null 2>&1 || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
         $C logs --no-color | grep -E 'up$' | sed 's/ *|//' | sort
         $C exec -T worker cat /data/note
         echo "host: $(wget -qO- http://127.0.0.1:18080/)"
@@ -253,7 +254,8 @@ fn api_clients_docker_compose_v2_up_ps_logs_exec_down() {
         $C up -d 2>&1 | grep -c 'Container dyv2-.* Started' | sed 's/^/started: /'
         $C ps --services --filter status=running | sort
         echo "port: $($C port web 8080)"
-        sleep 0.5
+        n=0; until [ "$($C logs --no-color 2>/dev/null | grep -c ' up')" -ge 2 ] && $C exec -T worker test -e /data/note \
+            && wget -qO- http://127.0.0.1:18080/ >/dev/null 2>&1 || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
         $C logs --no-color | sed 's/\x1b\[2K//g; s/ *|//' | grep -E 'up$' | sort
         $C exec -T worker cat /data/note
         echo "host: $(wget -qO- http://127.0.0.1:18080/)"

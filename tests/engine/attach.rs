@@ -75,6 +75,19 @@ impl Terminal {
         }
     }
 
+    /// Whether `text` shows within `wait` (no panic when it does not).
+    fn saw_within(&mut self, text: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while !self.seen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(b) => self.seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
     fn type_in(&mut self, input: &[u8]) {
         use std::io::Write;
         self.master.write_all(input).unwrap();
@@ -411,9 +424,20 @@ fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
         nix::sys::signal::Signal::SIGWINCH,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    t.type_in(b"stty size\n");
-    t.wait_for("45 132\r\n");
+    // The new size reaches the container through the monitor: ask until
+    // it shows, however loaded the machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        t.type_in(b"stty size\n");
+        if t.saw_within("45 132\r\n", Duration::from_millis(500)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resize never arrived: {}",
+            t.seen
+        );
+    }
     // Ctrl-P Ctrl-Q: attach leaves (exit 1, as docker's), the shell goes on.
     t.type_in(b"\x10\x11");
     let (code, seen) = t.finish();

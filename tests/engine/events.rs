@@ -328,10 +328,15 @@ fn events_through_the_service_are_what_the_docker_cli_prints() {
         text(&out.stderr).trim(),
         "Error response from daemon: invalid filter 'colour'"
     );
-    // Live: docker events follows what dockyard does next.
+    // Live: docker events follows what dockyard does next. From a moment
+    // ago (`--since`): a volume made before the CLI has subscribed (a slow
+    // start under load) still comes, from the journal.
+    let since = now();
     let mut child = svc
         .docker_cmd(&[
             "events",
+            "--since",
+            &since,
             "--filter",
             "type=volume",
             "--format",
@@ -341,7 +346,6 @@ fn events_through_the_service_are_what_the_docker_cli_prints() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    std::thread::sleep(Duration::from_millis(700));
     dy.ok(&["volume", "create", "followed"]);
     let first = lines.next().unwrap().unwrap();
     let _ = child.kill();

@@ -191,7 +191,7 @@ fn the_default_network_is_the_bridge_and_p_publishes_on_it() {
         &format!(
             r#"
         $D run -d {parent} --name web -p 18080:80 busybox sh -c 'while :; do echo hi-from-web | nc -l -p 80; done' >/dev/null
-        sleep 0.5
+        n=0; until $D exec web netstat -ltn | grep -q ':80 ' || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
         $D inspect -f 'mode={{{{.HostConfig.NetworkMode}}}} ip={{{{.NetworkSettings.IPAddress}}}}' web
         echo "published: $(images/busybox/rootfs/bin/busybox nc -w 2 127.0.0.1 18080 </dev/null)"
         $D ps --format '{{{{.Names}}}} {{{{.Ports}}}}'
@@ -821,7 +821,7 @@ fn cp_with_a_dash_streams_a_tar_both_ways() {
         "mkdir -p /d/sub; echo a > /d/f; echo b > /d/sub/g; ln -s f /d/l; sleep 60",
     ]);
     dy.wait_for("box", "{{.State.Status}}", "running");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    dy.wait_for_exec("box", &["test", "-L", "/d/l"]);
     // Out: a tar on stdout, its entries under the base name.
     let out = dy.command(&["cp", "box:/d", "-"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1036,7 +1036,7 @@ fn commit_leaves_out_the_etc_mount_points_as_docker_does() {
         "touch /made; sleep 60",
     ]);
     dy.wait_for("live", "{{.State.Status}}", "running");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    dy.wait_for_exec("live", &["test", "-e", "/made"]);
     dy.ok(&["commit", "live", "snap:1"]);
     assert_eq!(top_layer_entries(&dy, "snap:1"), ["made"]);
     // A change of its own under /etc stays, with its directory.

@@ -16,6 +16,7 @@ fn pause_commit_diff_export_save_rmi_rename() {
     let loop_ = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done";
     dy.ok(&["run", "-d", "--name", "busy", "busybox", "sh", "-c", loop_]);
     dy.wait_for("busy", "{{.State.Status}}", "running");
+    dy.wait_for_exec("busy", &["test", "-e", "/tmp/n"]);
 
     // pause: the kernel's freezer stops every task; the counter stands still.
     assert_eq!(dy.ok(&["pause", "busy"]), "busy\n");
@@ -33,12 +34,15 @@ fn pause_commit_diff_export_save_rmi_rename() {
     );
     assert!(dy.ok(&["ps"]).contains("(Paused)"));
     dy.ok(&["unpause", "busy"]);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_ne!(
-        std::fs::read_to_string(upper.join("tmp/n")).unwrap(),
-        n1,
-        "unpause did not thaw it"
-    );
+    // Thawed, it counts again: soon, however loaded the machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(upper.join("tmp/n")).unwrap() == n1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unpause did not thaw it"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // diff and commit (paused for the copy), then run the new image.
     dy.ok(&[

@@ -50,7 +50,7 @@ fn bridge_networks_publish_ports_and_resolve_names_in_a_throwaway_host() {
     let script = format!(
         r#"
         $D run -d {parent} --name web --network bridge -p 8080:80 busybox sh -c 'while :; do echo hi-from-web | nc -l -p 80; done' >/dev/null
-        sleep 0.5
+        n=0; until $D exec web netstat -ltn | grep -q ':80 ' || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
         ip=$($D inspect -f '{{{{.NetworkSettings.IPAddress}}}}' web)
         echo "ip=$ip"
         $D port web

@@ -206,6 +206,18 @@ impl Dockyard {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Poll `exec NAME CMD...` until it succeeds (20 s at most): until the
+    /// container's command has made what the test needs.
+    pub fn wait_for_exec(&self, name: &str, cmd: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(cmd);
+        while !self.run(&args).status.success() {
+            assert!(Instant::now() < deadline, "{name}: {cmd:?} never succeeded");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Default for Dockyard {
