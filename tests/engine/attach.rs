@@ -524,6 +524,25 @@ fn exec_it_detaches_on_the_keys_and_the_command_goes_on() {
     std::thread::sleep(Duration::from_millis(500));
     let pid = dy.ok(&["exec", "box", "cat", "/tmp/sh2-pid"]);
     assert_eq!(comm_in(&dy, "box", pid.trim()), "sh\n");
+    // dockerd's event for each, and no exec_die of theirs: the shells go
+    // on (the plain execs since died).
+    let exec_ids = |what: &str| -> Vec<String> {
+        let filter = format!("event={what}");
+        let fmt = "{{.Actor.Attributes.execID}}";
+        let args = [
+            "events", "--since", "5m", "--until", "0s", "--filter", &filter,
+        ];
+        let mut all = args.to_vec();
+        all.extend(["--format", fmt]);
+        dy.ok(&all).lines().map(str::to_string).collect()
+    };
+    let detached = exec_ids("exec_detach");
+    assert_eq!(detached.len(), 2, "{detached:?}");
+    let died = exec_ids("exec_die");
+    assert!(
+        !died.is_empty() && detached.iter().all(|d| !died.contains(d)),
+        "{died:?}"
+    );
 
     // Keys dockerd cannot read: its exec create's refusal, exit 1.
     let out = dy.run(&["exec", "-it", "--detach-keys", "ctrl-", "box", "sh"]);

@@ -34,8 +34,9 @@ pub struct ExecOptions<'a> {
 
 /// [`exec`], with dockerd's events: `exec_create` and `exec_start` (their
 /// action names the command, as dockerd's do: "exec_start: ls -l"), and
-/// `exec_die` with the exit code once it returns (not for `-d`, nor when
-/// the person detached: the command goes on).
+/// `exec_die` with the exit code once it returns (not for `-d`), or
+/// `exec_detach` when the person typed the detach keys (the command goes
+/// on).
 pub fn exec_logged(
     engine: &crate::Engine,
     record: &Record,
@@ -60,13 +61,15 @@ pub fn exec_logged(
     event(engine, record, &format!("exec_create: {command}"), &exec_id);
     event(engine, record, &format!("exec_start: {command}"), &exec_id);
     let ended = exec(record, argv, opts)?;
-    if let (Some(code), false) = (ended, opts.detach) {
-        event(
+    match (ended, opts.detach) {
+        (_, true) => {}
+        (Some(code), false) => event(
             engine,
             record,
             "exec_die",
             &[("execID", id), ("exitCode", code.to_string())],
-        );
+        ),
+        (None, false) => event(engine, record, "exec_detach", &exec_id),
     }
     Ok(ended)
 }
