@@ -401,6 +401,9 @@ pub struct ExecArgs {
     /// Allocate a pseudo-TTY.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Override the key sequence for detaching from the command (with -it; default: ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Set environment variables.
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,

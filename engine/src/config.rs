@@ -46,6 +46,13 @@ pub struct DaemonConfig {
     /// name -> (soft, hard)
     pub default_ulimits: BTreeMap<String, (i64, i64)>,
     pub default_shm_size: Option<String>,
+    /// `default-ipc-mode`: a container's IPC mode when it names none,
+    /// `private` or `shareable` (dockerd's default: `private`).
+    pub default_ipc_mode: Option<String>,
+    /// `default-cgroupns-mode`: a container's cgroup namespace mode when
+    /// it names none, `private` or `host` (dockerd's default: `private` on
+    /// cgroup v2, `host` on v1 and on a hybrid host).
+    pub default_cgroupns_mode: Option<String>,
     pub no_new_privileges: Option<bool>,
     pub userns_remap: Option<String>,
     pub exec_opts: Vec<String>,
@@ -107,6 +114,9 @@ fn other_key(c: &mut DaemonConfig, k: &str, v: &Value, warnings: &mut Vec<String
             c.cluster_store = Some(url);
         }
         "cluster-advertise" => c.cluster_advertise = Some(string(v).with_context(ctx)?),
+        // Checked once every key is read, by `check_default_modes`.
+        "default-ipc-mode" => c.default_ipc_mode = Some(string(v).with_context(ctx)?),
+        "default-cgroupns-mode" => c.default_cgroupns_mode = Some(string(v).with_context(ctx)?),
         "cluster-store-opts" => warnings.push(format!(
             "key {k:?} does not apply: dockyard talks to etcd over plain HTTP, without TLS options"
         )),
@@ -278,8 +288,36 @@ impl DaemonConfig {
                 _ => other_key(&mut c, k, v, &mut warnings)?,
             }
         }
+        check_default_modes(&c)?;
         Ok((c, warnings))
     }
+}
+
+/// dockerd's checks of `default-ipc-mode` and `default-cgroupns-mode`
+/// (daemon/config's `verifyDefaultIpcMode` and `verifyDefaultCgroupNsMode`),
+/// in its order (IPC first, whatever the file's order) and words. dockerd
+/// refuses to start with them; dockyard, which reads daemon.json at every
+/// command, refuses every command, before anything is created. Only the
+/// two modes a container can have without naming another container or the
+/// host's namespace may be everyone's default.
+fn check_default_modes(c: &DaemonConfig) -> Result<()> {
+    const IPC_HINT: &str = "use \"shareable\" or \"private\"";
+    if let Some(m) = c.default_ipc_mode.as_deref() {
+        let valid =
+            matches!(m, "none" | "private" | "host" | "shareable") || m.starts_with("container:");
+        if !valid {
+            bail!("default IPC mode setting ({m}) is invalid; {IPC_HINT}");
+        }
+        if m != "private" && m != "shareable" {
+            bail!("IPC mode \"{m}\" is not supported as default value; {IPC_HINT}");
+        }
+    }
+    if let Some(m) = c.default_cgroupns_mode.as_deref() {
+        if m != "private" && m != "host" {
+            bail!("invalid default cgroup namespace ({m}): use \"host\" or \"private\"");
+        }
+    }
+    Ok(())
 }
 
 impl DaemonConfig {
@@ -409,6 +447,42 @@ mod tests {
         ] {
             let err = format!("{:#}", DaemonConfig::parse(text).unwrap_err());
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn default_namespace_modes_are_checked_as_dockerd_checks_them() {
+        let (c, _) = DaemonConfig::parse(
+            r#"{"default-ipc-mode": "shareable", "default-cgroupns-mode": "private"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.default_ipc_mode.as_deref(), Some("shareable"));
+        assert_eq!(c.default_cgroupns_mode.as_deref(), Some("private"));
+        let ipc = r#"use "shareable" or "private""#;
+        for (text, want) in [
+            (
+                r#"{"default-ipc-mode": "bogus"}"#,
+                format!("default IPC mode setting (bogus) is invalid; {ipc}"),
+            ),
+            (
+                r#"{"default-ipc-mode": "host"}"#,
+                format!("IPC mode \"host\" is not supported as default value; {ipc}"),
+            ),
+            (
+                r#"{"default-ipc-mode": "container:web"}"#,
+                format!("IPC mode \"container:web\" is not supported as default value; {ipc}"),
+            ),
+            (
+                r#"{"default-cgroupns-mode": "v1"}"#,
+                r#"invalid default cgroup namespace (v1): use "host" or "private""#.into(),
+            ),
+            // IPC first, as dockerd: though "cgroupns" sorts first.
+            (
+                r#"{"default-cgroupns-mode": "v1", "default-ipc-mode": "none"}"#,
+                format!("IPC mode \"none\" is not supported as default value; {ipc}"),
+            ),
+        ] {
+            assert_eq!(DaemonConfig::parse(text).unwrap_err().to_string(), want);
         }
     }
 

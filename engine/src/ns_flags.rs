@@ -13,13 +13,13 @@ pub struct NsFlags {
     /// PID namespace to use: host, or container:NAME.
     #[arg(long, value_name = "MODE", default_value = "")]
     pub pid: String,
-    /// IPC mode to use: private, shareable, none, host, or container:NAME.
+    /// IPC mode to use: private, shareable, none, host, or container:NAME (default: daemon.json's default-ipc-mode, else private).
     #[arg(long, value_name = "MODE", default_value = "")]
     pub ipc: String,
     /// UTS namespace to use: host.
     #[arg(long, value_name = "MODE", default_value = "")]
     pub uts: String,
-    /// Cgroup namespace to use (host|private); default: private on cgroup v2, host on v1.
+    /// Cgroup namespace to use (host|private); default: daemon.json's default-cgroupns-mode, else private on cgroup v2, host on v1.
     #[arg(long, value_name = "MODE", default_value = "")]
     pub cgroupns: String,
 }

@@ -61,15 +61,38 @@ pub const PROXIED_SIGNALS: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
+/// What our stdin goes through on its way to the container's: given what
+/// was read, the bytes to pass on, and whether the person asked to leave.
+/// The engine's `exec -it` looks for docker's detach keys with it.
+pub type StdinFilter<'f> = &'f mut dyn FnMut(&[u8]) -> (Vec<u8>, bool);
+
 /// Copy until `pid` exits and its outputs close; return its exit code
 /// (128+N for signal N). With `attach`, output also goes to our stdout and
 /// stderr, and SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to us go on to `pid`.
 pub fn pump(
     pid: Pid,
-    mut streams: Streams,
+    streams: Streams,
     log: Option<&mut jsonfile::Writer>,
     attach: bool,
 ) -> Result<i32> {
+    // Without a filter nobody leaves early: there is always a status.
+    Ok(pump_until(pid, streams, log, attach, None)?.unwrap_or(255))
+}
+
+/// [`pump`] in the foreground, our stdin through `filter`: `None` when it
+/// said to leave (then `pid` goes on, and the caller still holds what it
+/// needs of it), else the exit code.
+pub fn pump_or_detach(pid: Pid, streams: Streams, filter: StdinFilter) -> Result<Option<i32>> {
+    pump_until(pid, streams, None, true, Some(filter))
+}
+
+fn pump_until<'a>(
+    pid: Pid,
+    mut streams: Streams,
+    log: Option<&'a mut jsonfile::Writer>,
+    attach: bool,
+    filter: Option<StdinFilter<'a>>,
+) -> Result<Option<i32>> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     if attach {
@@ -111,10 +134,15 @@ pub fn pump(
         // So ask waitpid now, and again whenever poll times out.
         status: reap(pid),
         buf: vec![0u8; 64 * 1024],
+        filter,
+        detached: false,
     };
     p.run()?;
     mask.thread_unblock()
         .map_err(|e| context("unblocking signals", e))?;
+    if p.detached {
+        return Ok(None);
+    }
     let code = p.status.unwrap_or(255);
     // Tell the attached clients how it ended; dropping them then closes
     // their connections.
@@ -122,7 +150,7 @@ pub fn pump(
     for mut c in p.clients {
         let _ = c.stream.write_all(&exit);
     }
-    Ok(code)
+    Ok(Some(code))
 }
 
 /// The exit code of `pid` if it has ended (128+N for signal N).
@@ -160,13 +188,17 @@ struct Pump<'a> {
     /// once `pending` is written, as docker's StdinOnce.
     input_ended: bool,
     buf: Vec<u8>,
+    /// What our stdin goes through ([`pump_or_detach`]).
+    filter: Option<StdinFilter<'a>>,
+    /// The filter said to leave: the loop ends, the container goes on.
+    detached: bool,
 }
 
 impl Pump<'_> {
     /// The loop: wait for something to do, do it, until the container has
     /// exited and its outputs are drained.
     fn run(&mut self) -> Result<()> {
-        while self.status.is_none() || self.open.iter().any(|o| *o) {
+        while !self.detached && (self.status.is_none() || self.open.iter().any(|o| *o)) {
             // Once the container's PID 1 is gone the kernel kills the rest of
             // its PID namespace, so the outputs reach EOF soon; don't wait
             // forever on a descriptor some escaped process still holds.
@@ -307,7 +339,16 @@ impl Pump<'_> {
                     self.streams.input = None;
                 }
             }
-            Ok(n) => self.pending.extend_from_slice(&self.buf[..n]),
+            Ok(n) => match self.filter.as_mut() {
+                Some(filter) => {
+                    // What came before the keys still goes in (feed_input,
+                    // later in this turn of the loop), then the loop ends.
+                    let (pass, leave) = filter(&self.buf[..n]);
+                    self.pending.extend_from_slice(&pass);
+                    self.detached = leave;
+                }
+                None => self.pending.extend_from_slice(&self.buf[..n]),
+            },
         }
     }
 

@@ -495,6 +495,13 @@ fn api_client_mode_and_the_service_detach_execs_on_the_detach_keys() {
             shown.trim_end().ends_with("read escape sequence\r\nrc=1"),
             "{cli}: {shown:?}"
         );
+        // And --detach-keys, sent on and looked for by the client too.
+        let cmd = format!("{cli} exec -it --detach-keys ctrl-x box sh");
+        let shown = under_terminal(&cmd, "\\030", cfg.path());
+        assert!(
+            shown.contains("hi\r\n") && shown.trim_end().ends_with("read escape sequence\r\nrc=1"),
+            "{cli}: {shown:?}"
+        );
     }
     let top = client_ok(&svc, &dy, &["top", "box"]);
     // (UID PID PPID C STIME TTY TIME, then the command.)
@@ -502,6 +509,6 @@ fn api_client_mode_and_the_service_detach_execs_on_the_detach_keys() {
         .lines()
         .filter(|l| l.split_whitespace().skip(7).eq(["sh"]))
         .count();
-    assert_eq!(shells, 3, "the three exec shells go on: {top}");
+    assert_eq!(shells, 5, "the five exec shells go on: {top}");
     client_ok(&svc, &dy, &["rm", "-f", "box"]);
 }

@@ -106,6 +106,28 @@ impl Terminal {
     }
 }
 
+impl Terminal {
+    /// [`Terminal::finish`], but the command must end by itself within 20 s:
+    /// one that keeps the keys for itself would wait forever.
+    fn finish_soon(mut self) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                while let Ok(b) = self.rx.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push_str(&String::from_utf8_lossy(&b));
+                }
+                let tail: String = self.seen.chars().rev().take(600).collect();
+                let tail: String = tail.chars().rev().collect();
+                panic!("{:?} did not end; it printed, last: {tail:?}", self.args);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.finish()
+    }
+}
+
 /// Run `dockyard ARGS` on a new pty of `rows` x `cols`; for each step, wait
 /// until the output so far contains its text, then type its bytes (as a
 /// person would: after the prompt, once the client's terminal is in raw
@@ -465,4 +487,99 @@ fn attach_with_a_terminal_runs_typed_commands_and_detaches() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(dy.inspect("shell", "{{.State.Status}}"), "running");
+}
+
+/// The command of process `pid` in container `name` (as its PID namespace
+/// numbers it), or what `cat` said when there is none.
+fn comm_in(dy: &Dy, name: &str, pid: &str) -> String {
+    let out = dy.run(&["exec", name, "cat", &format!("/proc/{pid}/comm")]);
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn exec_it_detaches_on_the_keys_and_the_command_goes_on() {
+    let dy = Dy::new();
+    dy.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "600"]);
+    dy.wait_for("box", "{{.State.Status}}", "running");
+    let mut t = Terminal::start(&dy, &["exec", "-it", "box", "sh"], 24, 80);
+    t.wait_for("# ");
+    // The shell notes its PID, and starts printing far more than a pty
+    // holds (about 4 KiB a line discipline, 64 KiB all told) a moment
+    // later, when we are gone: it only gets to the end if somebody reads
+    // its terminal after we detach, as dockerd does.
+    t.type_in(
+        b"echo $$ > /tmp/sh-pid; (sleep 1; seq 1 30000; echo done > /tmp/printed) & echo mark-$((6*7))\n",
+    );
+    t.wait_for("mark-42");
+    // Ctrl-P Ctrl-Q: exec leaves with docker's CLI's words and exit code.
+    t.type_in(b"\x10\x11");
+    let (code, seen) = t.finish_soon();
+    assert_eq!(code, 1, "{seen}");
+    assert!(seen.ends_with("read escape sequence\r\n"), "{seen:?}");
+    // The shell goes on: not hung up when our copy of its terminal closed.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = dy.ok(&["exec", "box", "cat", "/tmp/sh-pid"]);
+    assert_eq!(comm_in(&dy, "box", pid.trim()), "sh\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dy.run(&["exec", "box", "cat", "/tmp/printed"]).stdout != b"done\n" {
+        assert!(Instant::now() < deadline, "the shell's output stalled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(comm_in(&dy, "box", pid.trim()), "sh\n");
+
+    // --detach-keys ctrl-x: Ctrl-P Ctrl-Q are the command's now (with the
+    // terminal's flow control off, as they would be read), Ctrl-X leaves.
+    let mut t = Terminal::start(
+        &dy,
+        &["exec", "-it", "--detach-keys", "ctrl-x", "box", "sh"],
+        24,
+        80,
+    );
+    t.wait_for("# ");
+    t.type_in(b"echo $$ > /tmp/sh2-pid; stty -ixon; echo go; head -c 3 | od -An -tx1\n");
+    t.wait_for("go\r\n");
+    t.type_in(b"\x10\x11\n");
+    t.wait_for(" 10 11 0a");
+    t.wait_for("# ");
+    t.type_in(b"\x18");
+    let (code, seen) = t.finish_soon();
+    assert_eq!(code, 1, "{seen}");
+    assert!(seen.ends_with("read escape sequence\r\n"), "{seen:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = dy.ok(&["exec", "box", "cat", "/tmp/sh2-pid"]);
+    assert_eq!(comm_in(&dy, "box", pid.trim()), "sh\n");
+    // dockerd's event for each, and no exec_die of theirs: the shells go
+    // on (the plain execs since died).
+    let exec_ids = |what: &str| -> Vec<String> {
+        let filter = format!("event={what}");
+        let fmt = "{{.Actor.Attributes.execID}}";
+        let args = [
+            "events", "--since", "5m", "--until", "0s", "--filter", &filter,
+        ];
+        let mut all = args.to_vec();
+        all.extend(["--format", fmt]);
+        dy.ok(&all).lines().map(str::to_string).collect()
+    };
+    let detached = exec_ids("exec_detach");
+    assert_eq!(detached.len(), 2, "{detached:?}");
+    let died = exec_ids("exec_die");
+    assert!(
+        !died.is_empty() && detached.iter().all(|d| !died.contains(d)),
+        "{died:?}"
+    );
+
+    // Keys dockerd cannot read: its exec create's refusal, exit 1.
+    let out = dy.run(&["exec", "-it", "--detach-keys", "ctrl-", "box", "sh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "the input device is not a TTY\n",
+        "the terminal is checked first, as docker's CLI does"
+    );
+    let out = dy.run(&["exec", "--detach-keys", "ctrl-", "box", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error response from daemon: Invalid escape keys (ctrl-) provided\n"
+    );
 }

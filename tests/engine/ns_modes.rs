@@ -8,7 +8,7 @@
 
 use std::process::{Command, Stdio};
 
-use dockyard_e2e::dockyard::{mount_points, text, Dockyard as Dy};
+use dockyard_e2e::dockyard::{mount_points, text, Dockyard as Dy, DAEMON_CONFIG_ENV};
 use dockyard_e2e::fixtures::bin;
 
 use super::api::Service;
@@ -251,6 +251,113 @@ fn ns_modes_refusals_are_dockers() {
             )
         );
     }
+    assert_eq!(dy.ok(&["ps", "-aq"]), "");
+}
+
+/// The cgroup namespace mode that is not this host's default.
+fn other_cgroupns() -> &'static str {
+    match default_cgroupns() {
+        "host" => "private",
+        _ => "host",
+    }
+}
+
+#[test]
+fn ns_modes_daemon_json_defaults_stand_in_for_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("daemon.json");
+    // The cgroup namespace default that differs from the host's own default,
+    // so that the key, not the host, decides.
+    let cgroupns = other_cgroupns();
+    let text = format!(
+        r#"{{"bridge": "none", "default-ipc-mode": "shareable", "default-cgroupns-mode": "{cgroupns}"}}"#
+    );
+    std::fs::write(&conf, text).unwrap();
+    let dy = Dy::new().with_env(DAEMON_CONFIG_ENV, &conf);
+    let host = host_ns();
+    let id = dy.ok(&["run", "-d", "--name", "dj", "busybox", "sleep", "60"]);
+    let id = id.trim();
+    dy.wait_for("dj", "{{.State.Status}}", "running");
+    let own = ns_of(&dy.inspect("dj", "{{.State.Pid}}"));
+    // The key's cgroup namespace: its own on this v1 (hybrid) host.
+    assert_eq!(own[3] == host[3], cgroupns == "host", "{own:?}");
+    // Shareable: an IPC namespace of its own, with a /dev/shm kept on the
+    // host, which another container may join.
+    assert_ne!(own[1], host[1]);
+    assert!(mount_points()
+        .iter()
+        .any(|m| m.ends_with(&format!("{id}/shm"))));
+    let joined = dy.ok(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "container:dj",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/ipc",
+    ]);
+    assert_eq!(joined.trim(), own[1]);
+    assert_eq!(modes(&dy, "dj"), format!("|shareable||{cgroupns}"));
+    // The flags win over the keys.
+    let flags = ["--ipc", "private", "--cgroupns", default_cgroupns()];
+    let mut args = vec!["run", "--name", "flags"];
+    args.extend(flags);
+    args.extend(["busybox", "sh", "-c", NS]);
+    let out = lines(&dy.ok(&args));
+    assert_ne!(out[1], host[1]);
+    assert_eq!(out[3] == host[3], default_cgroupns() == "host", "{out:?}");
+    assert_eq!(
+        modes(&dy, "flags"),
+        format!("|private||{}", default_cgroupns())
+    );
+    // `--privileged` on a v1 host keeps the host's cgroup namespace, key or
+    // not, as dockerd's adaptContainerSettings has it.
+    dy.ok(&["create", "--name", "priv", "--privileged", "busybox"]);
+    let want = match default_cgroupns() {
+        "host" => "host",
+        _ => cgroupns,
+    };
+    assert_eq!(dy.inspect("priv", "{{.HostConfig.CgroupnsMode}}"), want);
+    // And the service that read them gives them to the docker CLI's
+    // containers too.
+    let svc = Service::start(&dy);
+    svc.docker_ok(&["create", "--name", "dk", "busybox"]);
+    let fmt = "{{.HostConfig.IpcMode}}|{{.HostConfig.CgroupnsMode}}";
+    assert_eq!(
+        svc.docker_ok(&["inspect", "-f", fmt, "dk"]),
+        format!("shareable|{cgroupns}\n")
+    );
+}
+
+#[test]
+fn ns_modes_bad_daemon_json_defaults_are_refused_in_dockerds_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("daemon.json");
+    // A data root that never gets a container: every command is refused,
+    // as dockerd refuses to start, before anything is made.
+    let dy = Dy::empty("ns-modes-bad").with_env(DAEMON_CONFIG_ENV, &conf);
+    let ipc = r#"use "shareable" or "private""#;
+    for (keys, why) in [
+        (
+            r#""default-ipc-mode": "bogus""#,
+            format!("default IPC mode setting (bogus) is invalid; {ipc}"),
+        ),
+        (
+            r#""default-ipc-mode": "host""#,
+            format!(r#"IPC mode "host" is not supported as default value; {ipc}"#),
+        ),
+        (
+            r#""default-cgroupns-mode": "v1""#,
+            r#"invalid default cgroup namespace (v1): use "host" or "private""#.to_string(),
+        ),
+    ] {
+        std::fs::write(&conf, format!(r#"{{"bridge": "none", {keys}}}"#)).unwrap();
+        for cmd in [&["create", "busybox"][..], &["ps"]] {
+            let err = dy.fails(125, cmd);
+            assert_eq!(err, format!("dockyard: in {}: {why}\n", conf.display()));
+        }
+    }
+    std::fs::write(&conf, r#"{"bridge": "none"}"#).unwrap();
     assert_eq!(dy.ok(&["ps", "-aq"]), "");
 }
 

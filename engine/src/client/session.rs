@@ -210,6 +210,8 @@ pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "User": a.user.clone().unwrap_or_default(),
         "Cmd": argv,
+        // As docker's CLI: the service checks them (and refuses bad ones).
+        "DetachKeys": a.detach_keys.clone().unwrap_or_default(),
     });
     let created = api.json(
         "POST",
@@ -227,13 +229,17 @@ pub fn exec(api: &Api, a: &ExecArgs) -> Result<Code> {
     if a.tty {
         resize();
     }
-    // docker's default detach keys (this `exec` has no --detach-keys):
-    // looked for here, as docker's CLI does, and by the service.
+    // --detach-keys, else docker's default: looked for here, as docker's
+    // CLI does, and by the service (which took them at create).
+    let keys = a.detach_keys.as_deref().filter(|k| !k.is_empty());
     let session = Session {
         tty: a.tty,
         stdin: a.interactive,
         resize: Some(&resize),
-        detach_keys: Some(vec![16, 17]),
+        detach_keys: Some(match keys {
+            Some(k) => dockyard::container::parse_detach_keys(k)?,
+            None => vec![16, 17],
+        }),
     };
     if hijack::pump(conn, &session)? {
         eprintln!("read escape sequence");

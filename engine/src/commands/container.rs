@@ -100,7 +100,16 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
         }
     }
     super::check_tty(args.tty, args.interactive, args.detach)?;
-    container::exec_logged(
+    // Then dockerd's exec create refuses keys it cannot read, in its words
+    // (docker's CLI checks the terminal first); none given is docker's
+    // ctrl-p,ctrl-q.
+    let keys = args.detach_keys.as_deref().filter(|k| !k.is_empty());
+    let detach_keys = match keys {
+        Some(k) => container::parse_detach_keys(k)
+            .map_err(|_| anyhow!("Invalid escape keys ({k}) provided"))?,
+        None => vec![16, 17],
+    };
+    let ended = container::exec_logged(
         engine,
         &record,
         argv,
@@ -111,8 +120,15 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<Code> {
             tty: args.tty,
             detach: args.detach,
             user: args.user.as_deref(),
+            detach_keys: &detach_keys,
         },
-    )
+    )?;
+    // Detached with the keys: docker's CLI says so and exits 1 (its
+    // hijacked stream ends in a term.EscapeError); the command goes on.
+    Ok(ended.unwrap_or_else(|| {
+        eprintln!("read escape sequence");
+        1
+    }))
 }
 
 /// `--signal`/`-s` as a signal, if given.

@@ -2,10 +2,22 @@
 //! `--detach-keys`) that leaves an attached terminal session and lets the
 //! container go on. Looked for in what a person types, only with a TTY
 //! (without one every byte is data), by each side that relays the input:
-//! the in-process `attach`, the `-H` client, and the service's attach (as
-//! dockerd does, for clients that send the keys on).
+//! the in-process `attach` and `exec -it`, the `-H` client, and the
+//! service's attach and exec (as dockerd does, for clients that send the
+//! keys on).
+//!
+//! Leaving a container's session is easy: its monitor goes on holding its
+//! terminal. Leaving an in-process `exec -it` is not: we hold the command's
+//! pty master, and when the last copy of it closes the kernel hangs the
+//! command's terminal up (SIGHUP, which ends a shell). dockerd keeps the
+//! master and reads it until the command is gone; so does a process we
+//! leave behind ([`read_on_in_background`]).
 
-use anyhow::{bail, Result};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::unistd::{fork, ForkResult};
 
 /// Docker's `--detach-keys` format: `ctrl-p,ctrl-q`, `a`, `ctrl-@`...
 pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
@@ -81,6 +93,59 @@ impl DetachKeys {
             out.push(b);
         }
         (out, false)
+    }
+}
+
+/// After a detach from `exec -it`: a child of ours, in a session of its own
+/// (no terminal reaches it) with /dev/null as its stdio, holds the pty
+/// master `master` and reads what the command prints, dropping it (dockerd
+/// logs no exec's output), until every copy of the terminal's other end is
+/// closed: the command and whatever it left behind are gone. Then it exits.
+/// We return at once, and exit; it is then an orphan, which init reaps.
+///
+/// Must be called from a single-threaded process (it forks), as `exec` is.
+pub fn read_on_in_background(master: OwnedFd) -> Result<()> {
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("opening /dev/null")?;
+    // SAFETY: the caller is single-threaded (documented above), and the
+    // child only makes system calls before it exits.
+    match unsafe { fork() }.context("fork to keep the exec's terminal")? {
+        ForkResult::Parent { .. } => Ok(()),
+        ForkResult::Child => {
+            let _ = nix::unistd::setsid();
+            // Nothing else of ours: the caller's terminal, files, sockets
+            // and locks.
+            let m = master.as_raw_fd() as u32;
+            // SAFETY: plain descriptor calls; no Rust object of this copy
+            // uses the descriptors closed here from now on.
+            unsafe {
+                for fd in 0..3 {
+                    libc::dup2(null.as_raw_fd(), fd);
+                }
+                if m > 3 {
+                    libc::close_range(3, m - 1, 0);
+                }
+                libc::close_range(m + 1, u32::MAX, 0);
+            }
+            // The pump made it non-blocking (for a dup, the same open file):
+            // here a read should wait.
+            let _ = fcntl(&master, FcntlArg::F_SETFL(OFlag::empty()));
+            let mut buf = [0u8; 4096];
+            loop {
+                match nix::unistd::read(&master, &mut buf) {
+                    Ok(n) if n > 0 => {}
+                    Err(nix::errno::Errno::EINTR) => {}
+                    // 0 or EIO: every copy of the slave side is closed.
+                    _ => break,
+                }
+            }
+            // SAFETY: leaving the forked copy without the parent's exit
+            // handlers.
+            unsafe { libc::_exit(0) }
+        }
     }
 }
 

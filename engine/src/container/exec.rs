@@ -27,17 +27,22 @@ pub struct ExecOptions<'a> {
     pub tty: bool,
     pub detach: bool,
     pub user: Option<&'a str>,
+    /// With `-it`: the keys that leave the command running (docker's
+    /// ctrl-p,ctrl-q unless `--detach-keys` says).
+    pub detach_keys: &'a [u8],
 }
 
 /// [`exec`], with dockerd's events: `exec_create` and `exec_start` (their
 /// action names the command, as dockerd's do: "exec_start: ls -l"), and
-/// `exec_die` with the exit code once it returns (not for `-d`).
+/// `exec_die` with the exit code once it returns (not for `-d`), or
+/// `exec_detach` when the person typed the detach keys (the command goes
+/// on).
 pub fn exec_logged(
     engine: &crate::Engine,
     record: &Record,
     argv: &[String],
     opts: &ExecOptions,
-) -> Result<i32> {
+) -> Result<Option<i32>> {
     use crate::events::container as event;
     if !matches!(record.state.status, crate::state::Status::Running) {
         return exec(record, argv, opts); // refused there, with no event
@@ -55,19 +60,23 @@ pub fn exec_logged(
     let exec_id = [("execID", id.clone())];
     event(engine, record, &format!("exec_create: {command}"), &exec_id);
     event(engine, record, &format!("exec_start: {command}"), &exec_id);
-    let code = exec(record, argv, opts)?;
-    if !opts.detach {
-        event(
+    let ended = exec(record, argv, opts)?;
+    match (ended, opts.detach) {
+        (_, true) => {}
+        (Some(code), false) => event(
             engine,
             record,
             "exec_die",
             &[("execID", id), ("exitCode", code.to_string())],
-        );
+        ),
+        (None, false) => event(engine, record, "exec_detach", &exec_id),
     }
-    Ok(code)
+    Ok(ended)
 }
 
-pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32> {
+/// [`exec`]'s command: its exit code, or `None` when the person typed the
+/// detach keys at `exec -it`: we leave, and it goes on, as with docker.
+pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<Option<i32>> {
     let ExecOptions {
         extra_env,
         workdir,
@@ -75,6 +84,7 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         tty,
         detach,
         user,
+        detach_keys,
     } = *opts;
     let config = config_of(record)?;
     let mut env = config.env.clone();
@@ -109,7 +119,10 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
         cwd: (!cwd.is_empty()).then(|| PathBuf::from(cwd)),
         security: Some(config.security()?),
         stdio: Some(stdio),
-        detach,
+        // `-it` may be left with the detach keys, and the command then
+        // outlives us, as with `-d`: the relay must not die with us (its
+        // parent-death signal) nor hold our terminal.
+        detach: detach || (tty && interactive),
         tty,
         tty_size: tty.then(dockyard_monitor::pump::our_window_size).flatten(),
         // The container's own root, where its passwd file is: through
@@ -128,19 +141,23 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
     let mut relay = namespaces::join::join(&spec, || cgroups::enter(&host, parent, &record.id))?;
     drop(null);
     if detach {
-        return Ok(0);
+        return Ok(Some(0));
     }
     if let Some(pipes) = pipes {
         // The command holds its ends now; ours go, so that its exit is EOF.
         let streams = pipes.into_streams();
-        return Ok(dockyard_monitor::pump::pump(
+        return Ok(Some(dockyard_monitor::pump::pump(
             relay.pid(),
             streams,
             None,
             true,
-        )?);
+        )?));
     }
     if let Some(master) = relay.take_console() {
+        // One more copy of the master, kept past the pump: if the person
+        // detaches, the command's terminal must stay open (with its master
+        // closed the kernel hangs it up, SIGHUP) and be read on.
+        let kept = master.try_clone().context("dup of the pty master")?;
         let input = match interactive {
             true => Some(master.try_clone().context("dup of the pty master")?),
             false => None,
@@ -155,13 +172,27 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<i32>
             listener: None,
             clients: Vec::new(),
         };
-        let code = dockyard_monitor::pump::pump(relay.pid(), streams, None, true);
+        // The detach keys are looked for in what a person types, so only
+        // with -i (as docker's CLI wraps only a terminal's input).
+        let ended = match interactive {
+            true => {
+                let mut keys = super::DetachKeys::new(detach_keys.to_vec(), true);
+                let mut filter = |typed: &[u8]| keys.feed(typed);
+                dockyard_monitor::pump::pump_or_detach(relay.pid(), streams, &mut filter)
+            }
+            false => dockyard_monitor::pump::pump(relay.pid(), streams, None, true).map(Some),
+        };
         drop(raw);
-        return Ok(code?);
+        if let Ok(None) = ended {
+            super::detach::read_on_in_background(kept)?;
+        }
+        return Ok(ended?);
     }
-    Ok(relay
-        .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
-        .code())
+    Ok(Some(
+        relay
+            .wait_forwarding(&namespaces::FORWARDED_SIGNALS)?
+            .code(),
+    ))
 }
 
 /// The pipes of a foreground `exec` without `-t`: the command's stdout and

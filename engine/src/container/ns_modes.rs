@@ -8,14 +8,16 @@
 //! --pid host            no PID namespace: `ps` sees the host's processes
 //! --pid container:X     X's PID namespace, entered with setns(2) before the
 //!                       clone (lab 02's `PidForChildren`): X's init is its PID 1
-//! --ipc private         its own IPC namespace and /dev/shm (docker's default)
+//! --ipc private         its own IPC namespace and /dev/shm (docker's default,
+//!                       unless daemon.json's default-ipc-mode says shareable)
 //! --ipc shareable       the same, with a /dev/shm kept on the host that others may join
 //! --ipc none            its own IPC namespace, no /dev/shm
 //! --ipc host            the host's IPC namespace and /dev/shm
 //! --ipc container:X     X's IPC namespace and X's /dev/shm (X shareable or host)
 //! --uts host            the host's hostname (no UTS namespace)
 //! --cgroupns host|private  the host's cgroup namespace or its own (the default:
-//!                       private on cgroup v2, the host's on v1)
+//!                       daemon.json's default-cgroupns-mode, else private on
+//!                       cgroup v2, the host's on v1)
 //! ```
 //!
 //! In the shell, `--pid container:X --ipc container:X` is
@@ -25,8 +27,10 @@
 //! cgroup namespace mode it does not know; the daemon (`create` here, and
 //! the API) refuses an IPC mode it does not know and `--uts host` with
 //! `--hostname`, records the defaults (`private` IPC, the host's cgroup
-//! namespace mode) and `container:NAME` as `container:ID`; and the start
-//! needs that container running, and for IPC its /dev/shm shareable.
+//! namespace mode, or daemon.json's `default-ipc-mode` and
+//! `default-cgroupns-mode`, which it checked when it read them) and
+//! `container:NAME` as `container:ID`; and the start needs that container
+//! running, and for IPC its /dev/shm shareable.
 
 use std::path::{Path, PathBuf};
 
@@ -92,8 +96,10 @@ pub fn check_modes(config: &ContainerConfig) -> Result<()> {
 }
 
 /// At create, as dockerd's `adaptContainerSettings`: the defaults the
-/// record keeps (IPC `private`; the cgroup namespace private on a cgroup
-/// v2 host, the host's on v1, and the host's for `--privileged` on v1),
+/// record keeps (daemon.json's `default-ipc-mode`, else `private`; the
+/// host's cgroup namespace for `--privileged` on v1, else daemon.json's
+/// `default-cgroupns-mode`, else private on a cgroup v2 host and the
+/// host's on v1),
 /// and another container named by its ID, so that a rename does not
 /// break the sharing. A container that does not exist is refused now
 /// (dockerd's `generateSecurityOpt` looks it up, except with the host's
@@ -102,12 +108,29 @@ pub fn adapt(engine: &Engine, config: &mut ContainerConfig) -> Result<()> {
     if engine.remap.is_some() && config.userns_mode != "host" && config.pid_mode == "host" {
         bail!("cannot share the host PID namespace when user namespaces are enabled");
     }
+    // daemon.json's `default-ipc-mode` and `default-cgroupns-mode` (checked
+    // when it was read) stand in for a flag not given, as in dockerd.
     if config.ipc_mode.is_empty() {
-        config.ipc_mode = "private".into();
+        config.ipc_mode = engine
+            .config
+            .default_ipc_mode
+            .as_deref()
+            .unwrap_or("private")
+            .into();
     }
     if config.cgroupns_mode.is_empty() {
+        // A hybrid host counts as v1, as containerd's cgroups.Mode() is
+        // not Unified there.
         let v2 = cgroups::detect()?.version() == cgroups::Version::V2;
-        config.cgroupns_mode = if v2 { "private" } else { "host" }.into();
+        config.cgroupns_mode = match engine.config.default_cgroupns_mode.as_deref() {
+            // `--privileged` on v1 keeps the host's whatever the default:
+            // dockerd looks at the key only after that case.
+            _ if config.privileged && !v2 => "host",
+            Some(mode) => mode,
+            None if v2 => "private",
+            None => "host",
+        }
+        .into();
     }
     let look_up = !(config.ipc_mode == "host" || config.pid_mode == "host" || config.privileged);
     for mode in [&mut config.pid_mode, &mut config.ipc_mode] {

@@ -67,8 +67,9 @@ pub struct JoinSpec {
     pub security: Option<Security>,
     /// stdin, stdout, stderr for the command; `None` inherits ours.
     pub stdio: Option<[RawFd; 3]>,
-    /// `exec -d`: the command outlives the caller, so the relay must not die
-    /// with it.
+    /// `exec -d` (or an `exec -it` that a person may leave with the detach
+    /// keys): the command outlives the caller, so the relay must not die
+    /// with it, nor keep the caller's stdio.
     pub detach: bool,
     /// A pty from the container's devpts becomes the command's stdio and
     /// controlling terminal; its master comes back in
