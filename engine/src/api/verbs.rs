@@ -206,6 +206,8 @@ pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
         memory_reservation: pos("MemoryReservation").map(|n| n as u64),
         blkio_weight: pos("BlkioWeight").map(|n| u16::try_from(n).unwrap_or(u16::MAX)),
     };
-    container::update(service.engine, &r, &u).map_err(|e| BadRequest(format!("{e:#}")))?;
-    Ok(Response::json(200, &json!({"Warnings": []})))
+    // As for create: the warnings are the client's to print.
+    let warnings =
+        container::update(service.engine, &r, &u).map_err(|e| BadRequest(format!("{e:#}")))?;
+    Ok(Response::json(200, &json!({"Warnings": warnings})))
 }

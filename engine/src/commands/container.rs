@@ -190,8 +190,20 @@ pub fn pause(engine: &Engine, args: &NamesArgs, frozen: bool) -> Result<Code> {
 }
 
 /// `docker update`: new limits for each named container, printed by name
-/// as docker does; a bad value is refused before any container changes.
+/// as docker does, then dockerd's warnings; a bad value is refused before
+/// any container changes.
 pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
+    let u = update_values(args)?;
+    super::warnings::update_each(
+        &args.containers,
+        |name| container::update(engine, &engine.containers.resolve(name)?, &u),
+        |_| false,
+    )
+}
+
+/// What `update`'s flags ask for, parsed as docker's CLI parses them
+/// (client mode sends the same values); none at all is docker's refusal.
+pub fn update_values(args: &crate::cli::UpdateArgs) -> Result<container::Update> {
     let size = |v: &Option<String>, flag: &str| -> Result<Option<u64>> {
         v.as_deref()
             .map(|s| {
@@ -217,9 +229,12 @@ pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
         memory_reservation: crate::resource_flags::memory_reservation(args.more.memory_reservation),
         blkio_weight: args.more.blkio_weight,
     };
-    each(engine, &args.containers, |r| {
-        container::update(engine, r, &u)
-    })
+    if u.is_empty() {
+        // The CLI's own refusal (no daemon prefix), before any request.
+        let why = "you must provide one or more flags when using this command";
+        return Err(super::ClientRefusal(why.into()).into());
+    }
+    Ok(u)
 }
 
 /// `docker rename`.

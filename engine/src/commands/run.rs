@@ -38,7 +38,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     ensure_image(engine, &config.image, &args.pull, args.process.quiet)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
-    let record = container::create(engine, name.as_deref(), config)?;
+    let (record, warnings) = container::create(engine, name.as_deref(), config)?;
+    super::warnings::print_create(&warnings);
     cidfile.write(&record.id)?;
     dockyard::trace::phase("created the container record");
     if args.detach {
@@ -115,7 +116,8 @@ pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     ensure_image(engine, &config.image, &args.pull, args.process.quiet)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
-    let record = container::create(engine, name.as_deref(), config)?;
+    let (record, warnings) = container::create(engine, name.as_deref(), config)?;
+    super::warnings::print_create(&warnings);
     cidfile.write(&record.id)?;
     println!("{}", record.id);
     Ok(0)
