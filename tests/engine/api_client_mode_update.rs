@@ -90,12 +90,17 @@ fn api_client_mode_update_reaches_the_kernel_and_prints_what_docker_prints() {
     // Refusals and warnings, word for word and stream for stream: no flag
     // (the CLI's own), a missing container next to a conflict (dockerd's,
     // both, exit 1), a weight this kernel may lack (the names, then the
-    // warning, on stdout).
+    // warning, on stdout), restart policies (the service's refusal, or the
+    // CLI's of a policy it cannot split).
     for args in [
         &["update", "up"][..],
         &["update", "--cpus", "1", "nope", "up"],
         &["update", "--blkio-weight", "300", "up"],
         &["update", "--pids-limit", "60", "nope"],
+        // A restart policy is only split by the CLI: the daemon judges it.
+        &["update", "--restart", "bogus", "up"],
+        &["update", "--restart", "always:3", "up"],
+        &["update", "--restart", ":3", "up"],
     ] {
         same_as_docker(&svc, &dy, args);
     }

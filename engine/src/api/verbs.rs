@@ -183,7 +183,9 @@ pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
             let max = b["RestartPolicy"]["MaximumRetryCount"]
                 .as_u64()
                 .unwrap_or(0);
-            let text = if name == "on-failure" && max > 0 {
+            // A count with another name is kept, for the core to refuse
+            // as dockerd does ("can only be used with 'on-failure'").
+            let text = if max > 0 {
                 format!("{name}:{max}")
             } else {
                 name.to_string()

@@ -14,23 +14,29 @@
 //! -> 200 {"Warnings": [...]}
 //! ```
 //!
-//! The flags are parsed by the in-process command's own code
-//! (`commands::container::update_values`), so a value either front refuses
-//! the other refuses too, in the same words, before anything is sent.
+//! The limits are parsed by the in-process command's own code
+//! (`commands::container::update_limits`), so a value either front refuses
+//! the other refuses too, in the same words, before anything is sent. The
+//! restart policy is only split, as docker's CLI splits it: the service
+//! judges it, and its refusal is the daemon's.
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use super::http::Unreachable;
 use super::{query_escape as q, Api};
 use crate::cli::UpdateArgs;
 use crate::commands::{self, Code};
-use dockyard::container::{RestartPolicy, Update};
+use dockyard::container::Update;
 
 /// `update [flags] C...`: each container's request; the names, then the
 /// warnings, then the refusals, exit 1 if any (`warnings::update_each`).
 pub fn update(api: &Api, a: &UpdateArgs) -> Result<Code> {
-    let body = body(&commands::container::update_values(a)?);
+    let limits = commands::container::update_limits(a)?;
+    if limits.is_empty() && a.restart.is_none() {
+        return Err(commands::container::no_update_flags());
+    }
+    let body = body(&limits, restart_policy(a.restart.as_deref().unwrap_or(""))?);
     commands::warnings::update_each(
         &a.containers,
         |name| {
@@ -48,17 +54,38 @@ pub fn update(api: &Api, a: &UpdateArgs) -> Result<Code> {
     )
 }
 
-/// docker's `container.UpdateConfig` for `u`, every field as its CLI
-/// sends it (captured from docker 28.2.2): 0, "" or null where no flag
-/// was given.
-fn body(u: &Update) -> Value {
-    let (name, retries) = match &u.restart {
-        None => ("", 0),
-        Some(RestartPolicy::No) => ("no", 0),
-        Some(RestartPolicy::Always) => ("always", 0),
-        Some(RestartPolicy::OnFailure(n)) => ("on-failure", *n),
-        Some(RestartPolicy::UnlessStopped) => ("unless-stopped", 0),
+/// `--restart` as docker's CLI reads it (`opts.ParseRestartPolicy`): the
+/// name and the count, split at the colon but not judged; which names
+/// exist, and which take a count, is the daemon's to say (`Error response
+/// from daemon: invalid restart policy ...`). Nothing given is `{"Name": ""}`,
+/// which leaves the policy as it is.
+fn restart_policy(policy: &str) -> Result<RestartPolicy> {
+    let (name, count) = policy.split_once(':').unwrap_or((policy, ""));
+    if policy.contains(':') && name.is_empty() {
+        bail!("invalid restart policy format: no policy provided before colon");
+    }
+    let count = match count {
+        "" => 0,
+        n => n.parse().map_err(|_| {
+            anyhow!("invalid restart policy format: maximum retry count must be an integer")
+        })?,
     };
+    Ok(RestartPolicy {
+        name: name.to_string(),
+        count,
+    })
+}
+
+/// docker's `RestartPolicy` of its API types, as the CLI sends it.
+struct RestartPolicy {
+    name: String,
+    count: i64,
+}
+
+/// docker's `container.UpdateConfig` for `u` and `restart`, every field
+/// as its CLI sends it (captured from docker 28.2.2): 0, "" or null where
+/// no flag was given.
+fn body(u: &Update, restart: RestartPolicy) -> Value {
     json!({
         "CpuShares": u.cpu_shares.unwrap_or(0),
         "Memory": u.memory.unwrap_or(0),
@@ -91,7 +118,7 @@ fn body(u: &Update) -> Value {
         "CpuPercent": 0,
         "IOMaximumIOps": 0,
         "IOMaximumBandwidth": 0,
-        "RestartPolicy": {"Name": name, "MaximumRetryCount": retries},
+        "RestartPolicy": {"Name": restart.name, "MaximumRetryCount": restart.count},
     })
 }
 
@@ -110,9 +137,8 @@ mod tests {
         let u = Update {
             memory: Some(64 << 20),
             cpu_quota: Some(50000),
-            restart: Some(RestartPolicy::OnFailure(3)),
             ..Default::default()
         };
-        assert_eq!(body(&u), docker);
+        assert_eq!(body(&u, restart_policy("on-failure:3").unwrap()), docker);
     }
 }

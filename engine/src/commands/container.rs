@@ -201,9 +201,29 @@ pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
     )
 }
 
-/// What `update`'s flags ask for, parsed as docker's CLI parses them
-/// (client mode sends the same values); none at all is docker's refusal.
+/// What `update`'s flags ask for, parsed as docker's CLI parses them;
+/// none at all is docker's refusal.
 pub fn update_values(args: &crate::cli::UpdateArgs) -> Result<container::Update> {
+    let u = container::Update {
+        restart: args.restart.as_deref().map(str::parse).transpose()?,
+        ..update_limits(args)?
+    };
+    if u.is_empty() {
+        return Err(no_update_flags());
+    }
+    Ok(u)
+}
+
+/// The CLI's own refusal of an `update` without flags (no daemon prefix),
+/// before any request.
+pub fn no_update_flags() -> anyhow::Error {
+    let why = "you must provide one or more flags when using this command";
+    super::ClientRefusal(why.into()).into()
+}
+
+/// `update`'s limits, without the restart policy: client mode sends that
+/// as docker's CLI does, for the service to judge.
+pub fn update_limits(args: &crate::cli::UpdateArgs) -> Result<container::Update> {
     let size = |v: &Option<String>, flag: &str| -> Result<Option<u64>> {
         v.as_deref()
             .map(|s| {
@@ -212,7 +232,7 @@ pub fn update_values(args: &crate::cli::UpdateArgs) -> Result<container::Update>
             })
             .transpose()
     };
-    let u = container::Update {
+    Ok(container::Update {
         cpus: args.cpus,
         cpu_shares: args.cpu_shares,
         memory: size(&args.memory, "--memory")?,
@@ -221,20 +241,14 @@ pub fn update_values(args: &crate::cli::UpdateArgs) -> Result<container::Update>
             _ => size(&args.memory_swap, "--memory-swap")?.map(|s| s as i64),
         },
         pids: args.pids_limit,
-        restart: args.restart.as_deref().map(str::parse).transpose()?,
+        restart: None,
         cpuset_cpus: args.cpuset_cpus.clone(),
         cpuset_mems: args.cpuset_mems.clone(),
         cpu_period: args.cpu_period,
         cpu_quota: args.cpu_quota,
         memory_reservation: crate::resource_flags::memory_reservation(args.more.memory_reservation),
         blkio_weight: args.more.blkio_weight,
-    };
-    if u.is_empty() {
-        // The CLI's own refusal (no daemon prefix), before any request.
-        let why = "you must provide one or more flags when using this command";
-        return Err(super::ClientRefusal(why.into()).into());
-    }
-    Ok(u)
+    })
 }
 
 /// `docker rename`.
