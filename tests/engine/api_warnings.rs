@@ -90,3 +90,32 @@ fn api_warnings_of_create_and_update_are_what_the_docker_cli_prints() {
     dy.ok(&["rm", "-f", "warned"]);
     assert!(leftover_cgroups(&dy.parent).is_empty());
 }
+
+#[test]
+fn api_warnings_of_published_ports_on_the_hosts_network_are_dockerds() {
+    // Created, never started: nothing touches the host's network.
+    let dy = Dy::new();
+    let svc = Service::start(&dy);
+    let args = |name| {
+        [
+            "create",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "-p",
+            "8080:80",
+            "busybox",
+            "true",
+        ]
+    };
+    let out = svc.docker(&args("onhost"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = "WARNING: Published ports are discarded when using host network mode\n";
+    assert_eq!(text(&out.stderr), want);
+    assert_eq!(dy.inspect("onhost", "{{.HostConfig.NetworkMode}}"), "host");
+    // The in-process CLI says the same, once.
+    let out = dy.run(&args("onhost2"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), want);
+}

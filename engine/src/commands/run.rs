@@ -542,7 +542,9 @@ fn check_config(config: &ContainerConfig, args: &RunArgs) -> Result<()> {
         p.parse::<dockyard::network::PortSpec>()
             .map_err(|e| anyhow!("invalid -p {p}: {e}"))?;
     }
-    if !config.publish.is_empty() && matches!(config.network_mode.as_str(), "none" | "host") {
+    // On the host's network it is dockerd's warning, the core's create's
+    // (so the API's client hears it too); with none, the CLI's own.
+    if !config.publish.is_empty() && config.network_mode == "none" {
         eprintln!(
             "WARNING: Published ports are discarded when using {} network mode",
             config.network_mode

@@ -370,6 +370,11 @@ pub fn create(
     check_userns(engine, &config)?;
     let mut warnings = memory_settings(&mut config)?;
     warnings.extend(super::more_settings(&mut config)?);
+    // dockerd's one warning of a create that is not about resources: on the
+    // host's network the container has no ports of its own to publish.
+    if config.network_mode == "host" && !config.publish.is_empty() {
+        warnings.push("Published ports are discarded when using host network mode".into());
+    }
     super::resolve_more_devices(&mut config.limits)?;
     // The kernel's files name a device by its numbers: found now, from the
     // node, so that a missing or non-block device fails create, not start.
