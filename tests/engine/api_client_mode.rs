@@ -375,8 +375,8 @@ fn api_client_mode_refuses_what_it_does_not_carry_and_a_dead_socket() {
             "dockyard: `network create` is not supported through -H yet",
         ),
         (
-            &["update", "--memory", "8m", "x"],
-            "dockyard: `update` is not supported through -H yet",
+            &["container", "prune", "-f"],
+            "dockyard: `container prune` is not supported through -H yet",
         ),
         (
             &["run", "-d", "-p", "80:80", "busybox", "true"],
@@ -544,3 +544,7 @@ mod more;
 // What reads stdin or keeps running: build -, stats, the detach keys.
 #[path = "api_client_mode_live.rs"]
 mod live;
+
+// `update`, and dockerd's warnings as the client prints them.
+#[path = "api_client_mode_update.rs"]
+mod update;

@@ -17,6 +17,7 @@ mod api_images;
 mod api_listen;
 mod api_server;
 mod api_stdin;
+mod api_warnings;
 mod attach;
 mod cgroups;
 mod common;

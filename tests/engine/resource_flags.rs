@@ -256,8 +256,14 @@ fn blkio_weight_is_the_weight_file_where_the_kernel_has_one_else_docker_warns() 
                 // dockerd discards before it checks the range: a warning again.
                 let out = dy.run(&["create", "--blkio-weight", "5", "busybox", "true"]);
                 assert!(out.status.success() && text(&out.stderr).contains(warning));
+                // update: as docker's CLI prints an update's warnings, on
+                // stdout after the names, without the "WARNING: ".
                 let out = dy.run(&["update", "--blkio-weight", "200", "weighted"]);
-                assert!(out.status.success() && text(&out.stderr).contains(warning));
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                assert_eq!(
+                    text(&out.stdout),
+                    format!("weighted\n{}\n", warning.trim_start_matches("WARNING: "))
+                );
             }
         }
     }

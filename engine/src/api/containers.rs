@@ -280,10 +280,12 @@ pub fn create(service: &Service, req: &Request) -> Result<Response> {
         dockyard::network::container_network(service.engine, &config.network_mode)?;
     container::check_network(service.engine, &mut config)?;
     let name = req.query("name").filter(|n| !n.is_empty());
-    let record = container::create(service.engine, name, config)?;
+    // dockerd's warnings (a setting this host cannot honour) go back to the
+    // client, which prints them: the service's stderr is nobody's terminal.
+    let (record, warnings) = container::create(service.engine, name, config)?;
     Ok(Response::json(
         201,
-        &json!({"Id": record.id, "Warnings": []}),
+        &json!({"Id": record.id, "Warnings": warnings}),
     ))
 }
 

@@ -1,8 +1,10 @@
 //! The resource fields of `POST /containers/create`'s `HostConfig` beyond
 //! the common ones: `MemoryReservation`, the block I/O weights, rates and
-//! IOPS, `CpuRealtimePeriod`/`CpuRealtimeRuntime` and `DeviceCgroupRules`,
-//! as docker's CLI sends `--memory-reservation` and the rest. The values are
-//! checked by the core's `create`, as dockerd checks them.
+//! IOPS, `CpuRealtimePeriod`/`CpuRealtimeRuntime`, `DeviceCgroupRules`,
+//! `OomKillDisable` and `MemorySwappiness`, as docker's CLI sends
+//! `--memory-reservation` and the rest. The values are checked by the
+//! core's `create`, as dockerd checks them; what this host cannot honour
+//! comes back in the answer's `Warnings`.
 
 use dockyard::container::{ContainerConfig, ThrottleDevice, WeightDevice};
 use serde_json::Value;
@@ -47,6 +49,12 @@ pub(super) fn read(h: &Value, config: &mut ContainerConfig) {
     l.device_write_iops = rates(&h["BlkioDeviceWriteIOps"]);
     l.cpu_rt_period = h["CpuRealtimePeriod"].as_i64().filter(|&n| n != 0);
     l.cpu_rt_runtime = h["CpuRealtimeRuntime"].as_i64().filter(|&n| n != 0);
+    // `--oom-kill-disable`: a pointer in docker's API, where null and false
+    // both leave the OOM killer on.
+    l.oom_kill_disable = h["OomKillDisable"].as_bool() == Some(true);
+    // docker's CLI sends -1 (or null) without `--memory-swappiness`: the
+    // kernel's default, not a value to check.
+    l.memory_swappiness = h["MemorySwappiness"].as_i64().filter(|&n| n != -1);
     config.device_cgroup_rules = h["DeviceCgroupRules"]
         .as_array()
         .into_iter()

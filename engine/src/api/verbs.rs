@@ -183,7 +183,9 @@ pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
             let max = b["RestartPolicy"]["MaximumRetryCount"]
                 .as_u64()
                 .unwrap_or(0);
-            let text = if name == "on-failure" && max > 0 {
+            // A count with another name is kept, for the core to refuse
+            // as dockerd does ("can only be used with 'on-failure'").
+            let text = if max > 0 {
                 format!("{name}:{max}")
             } else {
                 name.to_string()
@@ -206,6 +208,8 @@ pub fn update(service: &Service, req: &Request, id: &str) -> Result<Response> {
         memory_reservation: pos("MemoryReservation").map(|n| n as u64),
         blkio_weight: pos("BlkioWeight").map(|n| u16::try_from(n).unwrap_or(u16::MAX)),
     };
-    container::update(service.engine, &r, &u).map_err(|e| BadRequest(format!("{e:#}")))?;
-    Ok(Response::json(200, &json!({"Warnings": []})))
+    // As for create: the warnings are the client's to print.
+    let warnings =
+        container::update(service.engine, &r, &u).map_err(|e| BadRequest(format!("{e:#}")))?;
+    Ok(Response::json(200, &json!({"Warnings": warnings})))
 }

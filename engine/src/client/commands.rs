@@ -79,6 +79,7 @@ pub fn run(cli: &Cli, api: &Api) -> Result<i32, (u8, anyhow::Error)> {
             filter,
             format,
         }) => volume_ls(api, *quiet, filter, format.as_deref()),
+        Command::Update(a) => super::update::update(api, a),
         other if super::more::carries(other) => super::more::run(api, other),
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => super::events::events(api, a),
         other if super::layers::carries(other) => super::layers::run(api, other),
@@ -494,6 +495,13 @@ fn create(api: &Api, a: &RunArgs) -> Result<String> {
         r => r?,
     };
     let id = created["Id"].as_str().unwrap_or_default().to_string();
+    let warnings: Vec<String> = created["Warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str().map(String::from))
+        .collect();
+    commands::warnings::print_create(&warnings);
     cidfile.write(&id)?;
     Ok(id)
 }

@@ -33,6 +33,7 @@
 //! | `cp`                            | `HEAD`/`GET`/`PUT /containers/X/archive` (`cp`)    |
 //! | `network ls`, `volume ls` (`--format` too) | `GET /networks`, `GET /volumes`         |
 //! | `stats` (streamed, `--no-stream`) | `GET /containers/X/stats?stream=1` or `0` (`stats`) |
+//! | `update`                        | `POST /containers/X/update` (`update`)             |
 //! | `top`, `port`, `rename`, `pause`, `tag`, `rmi`, `push`, network/volume `create`/`rm` | see `more` |
 //! | `history`, `diff`, `export`, `commit`, `save`, `load` | see `layers` |
 //! | `network inspect`/`connect`/`disconnect`/`prune`, `volume inspect`/`prune` | see `netvol` |
@@ -55,6 +56,7 @@ mod netvol;
 mod session;
 mod stats;
 mod tls;
+mod update;
 
 pub use http::Host;
 

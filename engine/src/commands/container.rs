@@ -206,8 +206,40 @@ pub fn pause(engine: &Engine, args: &NamesArgs, frozen: bool) -> Result<Code> {
 }
 
 /// `docker update`: new limits for each named container, printed by name
-/// as docker does; a bad value is refused before any container changes.
+/// as docker does, then dockerd's warnings; a bad value is refused before
+/// any container changes.
 pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
+    let u = update_values(args)?;
+    super::warnings::update_each(
+        &args.containers,
+        |name| container::update(engine, &engine.containers.resolve(name)?, &u),
+        |_| false,
+    )
+}
+
+/// What `update`'s flags ask for, parsed as docker's CLI parses them;
+/// none at all is docker's refusal.
+pub fn update_values(args: &crate::cli::UpdateArgs) -> Result<container::Update> {
+    let u = container::Update {
+        restart: args.restart.as_deref().map(str::parse).transpose()?,
+        ..update_limits(args)?
+    };
+    if u.is_empty() {
+        return Err(no_update_flags());
+    }
+    Ok(u)
+}
+
+/// The CLI's own refusal of an `update` without flags (no daemon prefix),
+/// before any request.
+pub fn no_update_flags() -> anyhow::Error {
+    let why = "you must provide one or more flags when using this command";
+    super::ClientRefusal(why.into()).into()
+}
+
+/// `update`'s limits, without the restart policy: client mode sends that
+/// as docker's CLI does, for the service to judge.
+pub fn update_limits(args: &crate::cli::UpdateArgs) -> Result<container::Update> {
     let size = |v: &Option<String>, flag: &str| -> Result<Option<u64>> {
         v.as_deref()
             .map(|s| {
@@ -216,7 +248,7 @@ pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
             })
             .transpose()
     };
-    let u = container::Update {
+    Ok(container::Update {
         cpus: args.cpus,
         cpu_shares: args.cpu_shares,
         memory: size(&args.memory, "--memory")?,
@@ -225,16 +257,13 @@ pub fn update(engine: &Engine, args: &crate::cli::UpdateArgs) -> Result<Code> {
             _ => size(&args.memory_swap, "--memory-swap")?.map(|s| s as i64),
         },
         pids: args.pids_limit,
-        restart: args.restart.as_deref().map(str::parse).transpose()?,
+        restart: None,
         cpuset_cpus: args.cpuset_cpus.clone(),
         cpuset_mems: args.cpuset_mems.clone(),
         cpu_period: args.cpu_period,
         cpu_quota: args.cpu_quota,
         memory_reservation: crate::resource_flags::memory_reservation(args.more.memory_reservation),
         blkio_weight: args.more.blkio_weight,
-    };
-    each(engine, &args.containers, |r| {
-        container::update(engine, r, &u)
     })
 }
 

@@ -32,6 +32,7 @@ pub mod search;
 pub mod session;
 pub mod system;
 pub mod volume;
+pub mod warnings;
 
 use std::collections::BTreeMap;
 use std::io::Write;

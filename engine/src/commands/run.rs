@@ -38,7 +38,8 @@ pub fn run(engine: &Engine, args: &RunArgs) -> Result<Code> {
     ensure_image(engine, &config.image, &args.pull, args.process.quiet)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
-    let record = container::create(engine, name.as_deref(), config)?;
+    let (record, warnings) = container::create(engine, name.as_deref(), config)?;
+    super::warnings::print_create(&warnings);
     cidfile.write(&record.id)?;
     dockyard::trace::phase("created the container record");
     if args.detach {
@@ -115,7 +116,8 @@ pub fn create(engine: &Engine, args: &RunArgs) -> Result<Code> {
     ensure_image(engine, &config.image, &args.pull, args.process.quiet)?;
     config.network_mode = dockyard::network::container_network(engine, &config.network_mode)?;
     container::check_network(engine, &mut config)?;
-    let record = container::create(engine, name.as_deref(), config)?;
+    let (record, warnings) = container::create(engine, name.as_deref(), config)?;
+    super::warnings::print_create(&warnings);
     cidfile.write(&record.id)?;
     println!("{}", record.id);
     Ok(0)
@@ -540,7 +542,9 @@ fn check_config(config: &ContainerConfig, args: &RunArgs) -> Result<()> {
         p.parse::<dockyard::network::PortSpec>()
             .map_err(|e| anyhow!("invalid -p {p}: {e}"))?;
     }
-    if !config.publish.is_empty() && matches!(config.network_mode.as_str(), "none" | "host") {
+    // On the host's network it is dockerd's warning, the core's create's
+    // (so the API's client hears it too); with none, the CLI's own.
+    if !config.publish.is_empty() && config.network_mode == "none" {
         eprintln!(
             "WARNING: Published ports are discarded when using {} network mode",
             config.network_mode

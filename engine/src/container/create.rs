@@ -352,7 +352,15 @@ pub fn default_shm_size(engine: &Engine) -> Result<i64> {
 }
 
 /// Create a container: its writable layer and its record, state "created".
-pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) -> Result<Record> {
+/// Returned with the warnings of the settings this host cannot honour
+/// (dockerd's words): the front prints them as its client does, or sends
+/// them back in the API's `Warnings`, so they reach whoever asked rather
+/// than the stderr of a service nobody watches.
+pub fn create(
+    engine: &Engine,
+    name: Option<&str>,
+    mut config: ContainerConfig,
+) -> Result<(Record, Vec<String>)> {
     if engine.rootless && (config.limits != Limits::default() || !config.cgroup_parent.is_empty()) {
         // Rootless limits live in the user's delegated cgroup subtree: the
         // record keeps the parent there, or create refuses them.
@@ -360,11 +368,12 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
             crate::rootless::delegated_parent(&config.cgroup_parent, &config.limits.to_lab())?;
     }
     check_userns(engine, &config)?;
-    for warning in memory_settings(&mut config)? {
-        eprintln!("WARNING: {warning}");
-    }
-    for warning in super::more_settings(&mut config)? {
-        eprintln!("WARNING: {warning}");
+    let mut warnings = memory_settings(&mut config)?;
+    warnings.extend(super::more_settings(&mut config)?);
+    // dockerd's one warning of a create that is not about resources: on the
+    // host's network the container has no ports of its own to publish.
+    if config.network_mode == "host" && !config.publish.is_empty() {
+        warnings.push("Published ports are discarded when using host network mode".into());
     }
     super::resolve_more_devices(&mut config.limits)?;
     // The kernel's files name a device by its numbers: found now, from the
@@ -483,7 +492,7 @@ pub fn create(engine: &Engine, name: Option<&str>, mut config: ContainerConfig) 
     drop(lock);
     let record = record.context("the container's record was not written")?;
     crate::events::container(engine, &record, "create", &[]);
-    Ok(record)
+    Ok((record, warnings))
 }
 
 /// The container's anonymous volumes, made now, as docker's `create` makes

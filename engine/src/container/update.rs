@@ -42,7 +42,8 @@ pub struct Update {
 }
 
 impl Update {
-    fn is_empty(&self) -> bool {
+    /// Nothing asked: docker's CLI refuses that before it sends anything.
+    pub fn is_empty(&self) -> bool {
         self.cpus.is_none()
             && self.cpu_shares.is_none()
             && self.memory.is_none()
@@ -59,7 +60,10 @@ impl Update {
 }
 
 /// Apply `u` to the container: its group if it runs, then its record.
-pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
+/// Returns dockerd's warnings for what this host could not apply (the
+/// `Warnings` of the API's answer; docker's CLI prints them after the
+/// names).
+pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<Vec<String>> {
     if u.is_empty() {
         bail!("you must provide one or more flags when using this command");
     }
@@ -75,9 +79,7 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
         config.restart = restart.clone();
     }
     check_settings(&config)?;
-    for warning in super::more_settings(&mut config)? {
-        eprintln!("WARNING: {warning}");
-    }
+    let mut warnings = super::more_settings(&mut config)?;
     if matches!(record.state.status, Status::Running | Status::Paused) {
         // Only what changed is written: the other files keep their values.
         let changed = changed_knobs(&old, &config.limits);
@@ -101,9 +103,7 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
                 cgroups::Cgroup::open(&host, config.cgroup_parent_or_default(), &record.id)?;
             group.update(&changed).context("Cannot update container")?;
             // A file the group lacks (no weight file without BFQ): docker's warning.
-            for warning in &group.warnings {
-                eprintln!("WARNING: {warning}");
-            }
+            warnings.append(&mut group.warnings);
         }
     }
     let lock = engine.containers.lock()?;
@@ -112,7 +112,7 @@ pub fn update(engine: &Engine, record: &Record, u: &Update) -> Result<()> {
     engine.containers.save(&lock, &fresh)?;
     drop(lock);
     crate::events::container(engine, &fresh, "update", &[]);
-    Ok(())
+    Ok(warnings)
 }
 
 /// The new values over the old, with dockerd's rule for memory and swap:
