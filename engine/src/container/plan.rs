@@ -426,6 +426,8 @@ fn networking(
                 must_exist: name != net::DEFAULT_NETWORK,
                 name: Some(facts.name.to_string()),
                 hostname: config.hostname.clone(),
+                // Docker's own hosts line: `IP\tHOSTNAME.DOMAINNAME HOSTNAME`.
+                domainname: config.domainname.clone(),
                 publish: ports(config)?,
                 etc_dir: Some(dir.clone()),
                 ip: parse_ip(config.ip.as_deref())?,
