@@ -350,10 +350,18 @@ pub fn tag(engine: &Engine, source: &str, target: &str) -> Result<()> {
         Reference::parse(source).map_err(|e| not_valid(source, e))?;
     }
     let image = crate::image::find(engine, source)?;
+    // Its manifest's entry: a name's, or that of an image without a name
+    // (which the new name takes the place of).
+    let unnamed = engine
+        .images
+        .unnamed()?
+        .into_iter()
+        .map(|d| (String::new(), d));
     let Some((_, desc)) = engine
         .images
         .names()?
         .into_iter()
+        .chain(unnamed)
         .find(|(_, d)| d.digest().as_ref() == image.manifest_digest)
     else {
         bail!("No such image: {source}");

@@ -149,9 +149,18 @@ pub fn import_with(
     Ok(image)
 }
 
-/// `save` as a docker-archive (lab 04).
-pub fn save(engine: &Engine, image: &Image, out: impl Write) -> Result<()> {
-    overlay::archive::save_docker(&engine.images, image, out)?;
+/// `save` as a docker-archive (lab 04) of what `reference` names, under
+/// the name it gave, as docker's `save` records it: `save busybox:1.36`
+/// writes that name (not the image's other names), `save <ID>` (or an ID
+/// prefix) and `save NAME@DIGEST` write none (moby's `tarexport` records
+/// tags only), and a `load` of the archive makes an image without a name.
+pub fn save(engine: &Engine, reference: &str, out: impl Write) -> Result<()> {
+    let Found { image, by_id } = lookup(engine, reference)?;
+    let tags = match by_id || image.name.contains('@') {
+        true => Vec::new(),
+        false => vec![image.name.clone()],
+    };
+    overlay::archive::save_docker(&engine.images, &image, &tags, out)?;
     let id = &image.config_digest;
     crate::events::image(engine, id, id, "save");
     Ok(())
@@ -429,6 +438,10 @@ impl<'a> Remover<'a> {
             let id = &image.config_digest;
             crate::events::image(self.engine, id, id, "untag");
         }
+        if names.is_empty() {
+            // An image without a name: its entry goes, and gc the rest.
+            self.engine.images.remove_unnamed(&image.manifest_digest)?;
+        }
         Ok((image, names))
     }
 
@@ -494,7 +507,8 @@ pub struct PruneReport {
     pub reclaimed: u64,
 }
 
-/// `image prune`: removes the blobs and layers no image or container
+/// `image prune`: removes the dangling images (those without a name) no
+/// container uses and the blobs and layers no image or container
 /// references (older than the store's grace period); with `all`, first
 /// untags every image no container uses.
 pub fn prune(engine: &Engine, all: bool) -> Result<PruneReport> {
@@ -511,13 +525,19 @@ pub fn prune_where(
     let mut released = Vec::new();
     let mut untagged = Vec::new();
     let used = container::images_in_use(engine)?;
-    if all {
-        for image in engine.images.images()? {
-            if !used.contains(&image.config_digest) && selected(&image) {
-                engine.images.untag(&image.name)?;
-                untagged.push(image.name.clone());
-                released.push(image);
-            }
+    for image in engine.images.images()? {
+        if used.contains(&image.config_digest) || !selected(&image) {
+            continue;
+        }
+        if image.name.is_empty() {
+            // A dangling image (no name, see lab 04's `Store::unnamed`)
+            // goes with every prune, as docker's.
+            engine.images.remove_unnamed(&image.manifest_digest)?;
+            released.push(image);
+        } else if all {
+            engine.images.untag(&image.name)?;
+            untagged.push(image.name.clone());
+            released.push(image);
         }
     }
     let report = gc(engine, &used, released)?;

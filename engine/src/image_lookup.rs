@@ -126,7 +126,8 @@ pub fn names_of(engine: &Engine, config_digest: &str) -> Result<Vec<String>> {
         .images
         .images()?
         .into_iter()
-        .filter(|i| i.config_digest == config_digest)
+        // An image without a name is listed as `""`: it has no name to give.
+        .filter(|i| i.config_digest == config_digest && !i.name.is_empty())
         .map(|i| i.name)
         .collect();
     names.sort();

@@ -6,7 +6,8 @@
 //! containers with lab 02's `Bind`. `-v` has three forms, as in docker:
 //!
 //! - `-v /host/path:/in/container[:ro]`: a bind mount of a host directory;
-//! - `-v name:/in/container[:ro]`: a named volume, created on first use;
+//! - `-v name:/in/container[:ro]`: a named volume, made by the container's
+//!   `create` if it does not exist yet;
 //! - `-v /in/container`: an anonymous volume, with a random name, removed
 //!   with the container by `rm -v` or `--rm`.
 
@@ -249,15 +250,46 @@ impl Volumes {
         self.make(name, labels, anonymous, false)
     }
 
-    /// A container's anonymous volume (`-v /data`, an image's `VOLUME`),
-    /// made by `create`, as docker makes it: `volume ls` lists it and
-    /// `inspect` shows where it is before the container first starts. Its
-    /// copy-up from the image waits for that start, which mounts the
-    /// container's root: until [`Volumes::copied_up`] the volume says so.
-    /// Returns whether the volume is new (a name that exists is left as
-    /// it is, and is not the caller's to remove).
-    pub fn create_for_container(&self, name: &str) -> Result<bool> {
-        Ok(self.make(name, BTreeMap::new(), true, true)?.1)
+    /// A container's volume, named (`-v data:/data`, `--mount
+    /// type=volume,source=data`) or anonymous (`-v /data`, an image's
+    /// `VOLUME`), made by `create`, as docker makes it: `volume ls` lists
+    /// it, `volume rm` refuses it as in use, and `inspect` shows where it is
+    /// before the container first starts. Its copy-up from the image waits
+    /// for that start, which mounts the container's root: until
+    /// [`Volumes::copied_up`] the volume says so. Returns whether the
+    /// volume is new (a name that exists is left as it is, and is not the
+    /// caller's to remove; see [`Volumes::copy_up_if_empty`] for it).
+    pub fn create_for_container(&self, name: &str, anonymous: bool) -> Result<bool> {
+        Ok(self.make(name, BTreeMap::new(), anonymous, true)?.1)
+    }
+
+    /// A volume that existed before its container's `create` and is
+    /// empty gets the copy-up too, at that container's first start: docker
+    /// copies into any *empty* volume at create (moby's
+    /// `copyExistingContents` skips only one that holds files), so `volume
+    /// create data` then `run -v data:/etc` sees the image's `/etc`.
+    /// Called once the container exists: a create that fails leaves the
+    /// volume as it found it.
+    pub fn copy_up_if_empty(&self, name: &str) -> Result<()> {
+        let v = self.get(name)?;
+        if v.copy_up_pending || !self.is_empty(name)? {
+            return Ok(());
+        }
+        let v = Volume {
+            copy_up_pending: true,
+            ..v
+        };
+        let path = self.dir.join(name).join("volume.json");
+        write_atomic(&path, &serde_json::to_vec_pretty(&v)?, true)
+    }
+
+    /// Whether the volume's `_data` holds nothing (what docker's copy-up
+    /// asks before it copies).
+    pub fn is_empty(&self, name: &str) -> Result<bool> {
+        let data = self.data(name);
+        let mut entries =
+            std::fs::read_dir(&data).with_context(|| format!("reading {}", data.display()))?;
+        Ok(entries.next().is_none())
     }
 
     /// The copy-up of a volume made by [`Volumes::create_for_container`]

@@ -88,8 +88,10 @@ fn events_record_a_containers_life_with_dockers_actions_and_attributes() {
         "container start",
         "container die",
         "network disconnect",
-        "container create",
+        // dockerd's create makes the named volume, then logs the
+        // container's create.
         "volume create",
+        "container create",
         "volume mount",
         "network connect",
         "container start",

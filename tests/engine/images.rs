@@ -377,3 +377,135 @@ fn rmi_and_image_prune_reclaim_disk_space() {
     assert!(dy.ok(&["images", "-q"]).is_empty());
     assert_eq!(store_objects(&root), Default::default());
 }
+
+/// `manifest.json` and, if there is one, the `repositories` file of a
+/// docker-archive.
+fn archive_names(tar: &Path) -> (serde_json::Value, Option<serde_json::Value>) {
+    let mut archive = tar::Archive::new(std::fs::File::open(tar).unwrap());
+    let (mut manifest, mut repositories) = (None, None);
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let slot = match path.trim_start_matches("./") {
+            "manifest.json" => &mut manifest,
+            "repositories" => &mut repositories,
+            _ => continue,
+        };
+        *slot = Some(serde_json::from_reader(entry).unwrap());
+    }
+    (
+        manifest.expect("manifest.json in the archive"),
+        repositories,
+    )
+}
+
+/// `save` records the names the user asked for, as docker's (moby's
+/// `tarexport`): by ID, none (`"RepoTags": null` and no `repositories`
+/// file), so that `load` into another data root makes an image without a
+/// name, `<none>:<none>` in `images`; by `NAME:TAG`, that name and not the
+/// image's other names. The same through the API (`docker save`).
+#[test]
+fn save_by_id_writes_no_names_and_by_name_only_that_name() {
+    let dy = Dy::new();
+    dy.ok(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /f",
+    ]);
+    let id = dy.ok(&["commit", "src", "snap:1"]);
+    let id = id.trim();
+    dy.ok(&["tag", "snap:1", "other:2"]);
+    let top = dy.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{range .RootFS.Layers}}{{.}} {{end}}",
+        "snap:1",
+    ]);
+    let top = top
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let by_id = dy.root_path().join("by-id.tar");
+    dy.ok(&["save", "-o", by_id.to_str().unwrap(), &id[7..19]]);
+    let (manifest, repositories) = archive_names(&by_id);
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::Value::Null,
+        "{manifest}"
+    );
+    assert_eq!(repositories, None);
+    let by_name = dy.root_path().join("by-name.tar");
+    dy.ok(&["save", "-o", by_name.to_str().unwrap(), "snap:1"]);
+    let (manifest, repositories) = archive_names(&by_name);
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["snap:1"]));
+    assert_eq!(repositories, Some(serde_json::json!({"snap": {"1": top}})));
+
+    // The docker CLI, through the API: the same archives.
+    let svc = crate::api::Service::start(&dy);
+    let api_id = dy.root_path().join("api-by-id.tar");
+    svc.docker_ok(&["save", "-o", api_id.to_str().unwrap(), id]);
+    let (manifest, repositories) = archive_names(&api_id);
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::Value::Null,
+        "{manifest}"
+    );
+    assert_eq!(repositories, None);
+    let api_name = dy.root_path().join("api-by-name.tar");
+    svc.docker_ok(&["save", "-o", api_name.to_str().unwrap(), "other:2"]);
+    let (manifest, _) = archive_names(&api_name);
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["other:2"]));
+    drop(svc);
+
+    // Loaded into data roots of their own: the name asked for, or none.
+    let images = |d: &Dy| d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let named = Dy::new();
+    named.ok(&["load", "-i", by_name.to_str().unwrap()]);
+    assert!(images(&named).contains(&format!("snap:1 {}\n", &id[7..19])));
+    assert!(!images(&named).contains("other:2"));
+    let nameless = Dy::new();
+    assert_eq!(
+        nameless.ok(&["load", "-i", by_id.to_str().unwrap()]),
+        format!("Loaded image ID: {id}\n")
+    );
+    assert!(
+        images(&nameless).contains(&format!("<none>:<none> {}\n", &id[7..19])),
+        "{}",
+        images(&nameless)
+    );
+    assert_eq!(
+        nameless.ok(&["run", "--rm", &id[7..19], "cat", "/f"]),
+        "hi\n"
+    );
+    // Dangling, as docker's `images` filters it, and the same from the
+    // docker CLI; `rmi` by ID deletes it.
+    let dangling = |v: &str| nameless.ok(&["images", "-q", "-f", &format!("dangling={v}")]);
+    assert_eq!(dangling("true"), format!("{}\n", &id[7..19]));
+    assert!(!dangling("false").contains(&id[7..19]));
+    let svc = crate::api::Service::start(&nameless);
+    let listed = svc.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert!(
+        listed.contains(&format!("<none>:<none> {}\n", &id[7..19])),
+        "{listed}"
+    );
+    // dockyard as the service's client (`-H`): the same row.
+    let out = Command::new(bin("dockyard"))
+        .arg("-H")
+        .arg(format!("unix://{}", svc.sock.display()))
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+        .env_remove("DOCKYARD_HOST")
+        .env_remove("DOCKYARD_ROOT")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), listed, "{}", text(&out.stderr));
+    drop(svc);
+    let out = nameless.ok(&["rmi", &id[7..19]]);
+    assert!(out.starts_with(&format!("Deleted: {id}\n")), "{out}");
+    assert!(!images(&nameless).contains(&id[7..19]));
+}

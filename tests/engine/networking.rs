@@ -364,3 +364,56 @@ fn fifty_concurrent_bridge_containers_get_fifty_distinct_addresses() {
         "{stdout}"
     );
 }
+
+/// `--domainname` reaches the container's own line of `/etc/hosts` as
+/// docker writes it (libnetwork's sandbox hosts file): the fully qualified
+/// name first, then the bare hostname, on the default bridge and on a user
+/// network; a hostname with dots (`-h db.corp.example`) gives the bare
+/// name too. The container's resolver sees it: `hostname -f` answers the
+/// fully qualified name from that line, and the UTS namespace holds the
+/// NIS domain name.
+#[test]
+fn domainname_names_the_containers_own_hosts_line_as_docker_does() {
+    let dy = Dy::new();
+    let parent = format!("--cgroup-parent={}", dy.parent);
+    // Its own line, the address replaced by IP; its FQDN; its domain name.
+    let probe = r#"ip=$(ip -4 -o addr show eth0 | grep -o "inet [0-9.]*" | cut -d" " -f2); grep "^$ip	" /etc/hosts | sed "s/^$ip/IP/"; hostname -f; cat /proc/sys/kernel/domainname"#;
+    let script = format!(
+        r#"
+        $D run --rm {parent} --network bridge --name w1 -h web --domainname example.com busybox sh -c '{probe}'
+        $D network create mynet >/dev/null
+        $D run --rm {parent} --network mynet --name w2 -h app --domainname corp.example busybox sh -c '{probe}'
+        $D run --rm {parent} --network mynet --name w3 -h db.corp.example busybox sh -c '{probe}'
+        $D run --rm {parent} --network mynet --name w4 -h plain busybox sh -c '{probe}'
+        $D network rm mynet >/dev/null
+        {AFTERMATH}
+    "#
+    );
+    let out = in_throwaway_netns(&dy, &script);
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "IP\tweb.example.com web w1",
+            "web.example.com",
+            "example.com",
+            "IP\tapp.corp.example app w2",
+            "app.corp.example",
+            "corp.example",
+            "IP\tdb.corp.example db w3",
+            "db.corp.example",
+            "(none)",
+            "IP\tplain w4",
+            "plain",
+            "(none)",
+            "links: dockyard0 ",
+            "rules: 0",
+            "dnat: 0",
+            "members: {}",
+        ],
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert!(leftover_cgroups(&dy.parent).is_empty());
+}

@@ -383,3 +383,168 @@ fn cp_both_ways_never_leaves_the_containers_root() {
         Some(1)
     );
 }
+
+/// `create` makes the container's named volumes too, `-v NAME:/dir` and
+/// `--mount type=volume,source=NAME`, as docker's does: `volume ls` and
+/// `volume inspect` show them before any start, and `volume rm` refuses
+/// them as in use. The first start still gives docker's copy-up: a volume
+/// that is new, or that exists but is empty, gets the image's files at its
+/// target; one that holds files keeps them. A create that fails (a name in
+/// use, or an image that lost a layer, found after the volumes were made)
+/// leaves no new volume, and the volumes that were there stay. The same
+/// through the docker CLI and the API's `POST /containers/create`.
+#[test]
+fn create_makes_the_named_volumes_and_a_failed_create_leaves_none_new() {
+    let dy = Dy::new();
+    let volume_ls = || {
+        let mut v: Vec<String> = dy
+            .ok(&["volume", "ls", "-q"])
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let ctx = dy.root_path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN for d in a b c d; do mkdir /$d && echo $d > /$d/f; done\n",
+    )
+    .unwrap();
+    dy.ok(&["build", "-t", "vols:n", ctx.to_str().unwrap()]);
+    // An existing empty volume and an existing one that holds a file.
+    dy.ok(&["volume", "create", "empty"]);
+    dy.ok(&["volume", "create", "full"]);
+    let data = |name: &str| dy.root_path().join("volumes").join(name).join("_data");
+    std::fs::write(data("full").join("mine"), "kept\n").unwrap();
+    let id = dy.ok(&[
+        "create",
+        "--name",
+        "named",
+        "-v",
+        "fresh:/a",
+        "--mount",
+        "type=volume,source=mounted,target=/b",
+        "-v",
+        "empty:/c",
+        "-v",
+        "full:/d",
+        "vols:n",
+        "sh",
+        "-c",
+        "cat /a/f /b/f /c/f; ls /d",
+    ]);
+    let id = id.trim();
+    assert_eq!(volume_ls(), ["empty", "fresh", "full", "mounted"]);
+    for name in ["fresh", "mounted"] {
+        let mountpoint = dy.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", name]);
+        assert_eq!(Path::new(mountpoint.trim()), data(name));
+        assert!(data(name).is_dir(), "{name}: no directory before start");
+        let out = dy.run(&["volume", "rm", name]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(
+            text(&out.stderr),
+            format!("Error response from daemon: remove {name}: volume is in use - [{id}]\n")
+        );
+    }
+    // The first start seeds the new volumes and the empty one from the
+    // image, and leaves the one that held a file as it was; the next start
+    // finds the same.
+    assert_eq!(dy.ok(&["start", "-a", "named"]), "a\nb\nc\nmine\n");
+    assert_eq!(dy.ok(&["start", "-a", "named"]), "a\nb\nc\nmine\n");
+    assert_eq!(
+        std::fs::read_to_string(data("fresh").join("f")).unwrap(),
+        "a\n"
+    );
+    dy.ok(&["rm", "named"]);
+
+    // A create that fails makes no volume, and keeps those there: a name
+    // in use...
+    dy.ok(&["create", "--name", "taken", "busybox", "true"]);
+    let before = volume_ls();
+    let out = dy.run(&[
+        "create", "--name", "taken", "-v", "new1:/x", "-v", "full:/y", "busybox", "true",
+    ]);
+    assert!(text(&out.stderr).contains("Conflict"), "{out:?}");
+    assert_eq!(volume_ls(), before);
+    // ...or an image that lost its top layer (moved out of the store by
+    // hand), which create finds out only after it made the volumes.
+    let top = dy.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{range .RootFS.Layers}}{{.}} {{end}}",
+        "busybox",
+    ]);
+    let top = top.split_whitespace().last().unwrap().to_string();
+    let layer = std::fs::read_dir(dy.root_path().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| std::fs::read_to_string(d.join("diff_id")).is_ok_and(|t| t.trim() == top))
+        .expect("the image's top layer in the store");
+    let away = dy.root_path().join("layer-away");
+    std::fs::rename(&layer, &away).unwrap();
+    let out = dy.run(&[
+        "create",
+        "-v",
+        "new2:/x",
+        "--mount",
+        "type=volume,src=new3,dst=/z",
+        "-v",
+        "full:/y",
+        "busybox",
+        "true",
+    ]);
+    std::fs::rename(&away, &layer).unwrap();
+    assert!(text(&out.stderr).contains("not unpacked"), "{out:?}");
+    assert_eq!(volume_ls(), before);
+    for gone in ["new1", "new2", "new3"] {
+        assert!(!data(gone).exists(), "{gone}: a volume directory left");
+    }
+    assert_eq!(
+        std::fs::read_to_string(data("full").join("mine")).unwrap(),
+        "kept\n"
+    );
+
+    // The docker CLI, through the API: the same.
+    let svc = crate::api::Service::start(&dy);
+    let id = svc.docker_ok(&[
+        "create",
+        "-v",
+        "apivol:/data",
+        "--mount",
+        "type=volume,source=apimount,target=/m",
+        "busybox",
+        "true",
+    ]);
+    let id = id.trim();
+    let listed = svc.docker_ok(&["volume", "ls", "-q"]);
+    for name in ["apivol", "apimount"] {
+        assert!(listed.lines().any(|l| l == name), "{name} not in {listed}");
+        let shown = svc.docker_ok(&["volume", "inspect", "-f", "{{.Name}} {{.Mountpoint}}", name]);
+        assert_eq!(shown.trim(), format!("{name} {}", data(name).display()));
+        let out = svc.docker(&["volume", "rm", name]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            text(&out.stderr).contains(&format!("remove {name}: volume is in use - [{id}]")),
+            "{out:?}"
+        );
+    }
+    let before = volume_ls();
+    let out = svc.docker(&[
+        "create",
+        "--name",
+        "taken",
+        "-v",
+        "apinew:/x",
+        "-v",
+        "full:/y",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(volume_ls(), before);
+    svc.docker_ok(&["rm", id, "taken"]);
+    svc.docker_ok(&["volume", "rm", "apivol", "apimount"]);
+}

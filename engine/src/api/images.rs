@@ -206,9 +206,9 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
             "since",
         ],
     )?;
-    // Every image of this store has a name: an untagged one is
-    // garbage-collected (lab 04), so none is dangling.
-    let dangling = filters.dangling()? == Some(true);
+    // Dangling: an image without a name (lab 04's `Store::unnamed`, what
+    // a `load` of an archive saved by ID makes).
+    let dangling = filters.dangling()?;
     let created_of_ref =
         |r: &str| -> Result<Option<SystemTime>> { Ok(created_of(&image::find(engine, r)?)) };
     let before: Vec<_> = filters
@@ -227,8 +227,10 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
     all.sort_by(|a, b| a.name.cmp(&b.name));
     for img in all {
         let created = created_of(&img);
-        let keep = !dangling
-            && (refs.is_empty() || refs.iter().any(|p| reference_matches(p, &img.name)))
+        let nameless = img.name.is_empty();
+        let keep = dangling.is_none_or(|d| d == nameless)
+            && (refs.is_empty()
+                || !nameless && refs.iter().any(|p| reference_matches(p, &img.name)))
             && before.iter().all(|b| created < *b)
             && since.iter().all(|s| created > *s)
             && filters.labels_match(&img);
@@ -251,7 +253,9 @@ pub fn list(service: &Service, req: &Request) -> Result<Response> {
             .and_then(|c| c.labels().clone())
             .unwrap_or_default();
         out.push(json!({
-            "Id": img.config_digest, "ParentId": "", "RepoTags": [img.name],
+            "Id": img.config_digest, "ParentId": "",
+            // dockerd's `[]` for an image without a name (`<none>` in the CLI).
+            "RepoTags": if nameless { json!([]) } else { json!([img.name]) },
             "RepoDigests": dockyard::repo_digest::repo_digests(engine, &img),
             "Created": unix(img.config.created().as_deref()), "Size": image::size(engine, &img),
             "SharedSize": -1, "Labels": labels, "Containers": -1,
@@ -373,11 +377,12 @@ impl Filters {
 /// `GET /images/NAME/get`: the image as a docker-archive tar, streamed as
 /// it is written (what `dockyard save` writes).
 fn save(service: &Service, conn: &UnixStream, name: &str) -> Result<Reply> {
-    let img = image::find(service.engine, name)?;
+    // Looked up before the head goes out: a missing image is a 404.
+    image::find(service.engine, name)?;
     let mut w = ChunkWriter::start(conn, "application/x-tar")?;
     // Once the head is out an error can only cut the body short: the
     // client sees a truncated tar and fails to read it.
-    image::save(service.engine, &img, &mut w)?;
+    image::save(service.engine, name, &mut w)?;
     w.finish()?;
     Ok(Reply::Streamed(Outcome::Done))
 }

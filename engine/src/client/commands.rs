@@ -313,9 +313,18 @@ fn images(api: &Api, a: &crate::cli::ImagesArgs) -> Result<Code> {
         let created = i["Created"]
             .as_u64()
             .map(|c| dockyard::state::rfc3339(UNIX_EPOCH + Duration::from_secs(c)));
-        for name in i["RepoTags"].as_array().into_iter().flatten() {
+        // No name (`[]`, a dangling image): one row, named "" as the
+        // in-process list names it (`<none>:<none>` when printed).
+        let tags: Vec<&str> = i["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str())
+            .collect();
+        let names = if tags.is_empty() { vec![""] } else { tags };
+        for name in names {
             all.push(dockyard::image::ImageSummary {
-                name: name.as_str().unwrap_or_default().to_string(),
+                name: name.to_string(),
                 id: id.clone(),
                 short_id: hex[..hex.len().min(12)].to_string(),
                 created: created.clone(),

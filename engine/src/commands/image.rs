@@ -88,10 +88,12 @@ fn print_images_with(
     }
     let list: Vec<ImageSummary> = all
         .into_iter()
-        // Every image of this store has a name: an untagged one is
-        // garbage-collected (lab 04), so none is dangling.
-        .filter(|_| dangling != Some(true))
-        .filter(|i| patterns.iter().all(|p| reference_matches(p, &i.name)))
+        // Dangling: an image without a name (lab 04's `Store::unnamed`).
+        .filter(|i| dangling.is_none_or(|d| d == i.name.is_empty()))
+        .filter(|i| {
+            patterns.is_empty()
+                || !i.name.is_empty() && patterns.iter().all(|p| reference_matches(p, &i.name))
+        })
         .collect();
     let list = dockers_order(list);
     let mut out = std::io::stdout().lock();
@@ -174,6 +176,10 @@ fn print_images_with(
 /// `busybox:latest` as ("busybox", "latest"); a name without a tag has
 /// the tag `<none>` (`127.0.0.1:5000/x` has none: that colon is a port's).
 fn repository_and_tag(name: &str) -> (String, String) {
+    if name.is_empty() {
+        // An image without a name: docker's dangling `<none>:<none>`.
+        return ("<none>".to_string(), "<none>".to_string());
+    }
     match name.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
         _ => (name.to_string(), "<none>".to_string()),
@@ -218,7 +224,11 @@ pub fn load(engine: &Engine, args: &LoadArgs) -> Result<Code> {
     };
     if !args.quiet {
         for n in names {
-            println!("Loaded image: {n}");
+            // An image without a name is reported by its ID, as docker's.
+            match n.starts_with("sha256:") {
+                true => println!("Loaded image ID: {n}"),
+                false => println!("Loaded image: {n}"),
+            }
         }
     }
     Ok(0)
@@ -255,9 +265,10 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<Code> {
     if args.images.len() > 1 {
         bail!("saving several images into one archive is not supported yet: save them one by one");
     }
-    let image = image::find(engine, &args.images[0])?;
+    // Looked up before the output file is made.
+    image::find(engine, &args.images[0])?;
     write_archive(args.output.as_deref(), |out| {
-        image::save(engine, &image, out)
+        image::save(engine, &args.images[0], out)
     })?;
     Ok(0)
 }

@@ -115,6 +115,7 @@ pub fn connect_network(
             ip: parsed,
             name: Some(r.name.clone()),
             hostname: c.hostname.clone(),
+            domainname: c.domainname.clone(),
             etc_dir: Some(engine.containers.dir_of(&r.id).join("etc")),
             aliases: opts.aliases.clone(),
             container_id: Some(r.id.clone()),

@@ -252,7 +252,7 @@ fn image_defaults(image: &lab04_overlay::store::Image, config: &mut ContainerCon
         }
         // The image's VOLUMEs: each becomes an anonymous volume, as with
         // `-v /data`, unless a -v or --mount already covers that path. The
-        // volume is made with the container (`anonymous_volumes`), seeded
+        // volume is made with the container (`container_volumes`), seeded
         // from the image when the container first starts, and `rm -v` or
         // `--rm` takes it away with the container.
         // Sorted: the config holds them as a JSON object, whose order a
@@ -457,7 +457,9 @@ pub fn create(
         }
         None => state::random_name(|n| existing.iter().any(|r| r.name == n))?,
     };
-    let volumes = anonymous_volumes(engine, &config)?;
+    // After every check that can refuse the container (the name above
+    // included): a refused create has made no volume to take back.
+    let (volumes, existing_volumes) = container_volumes(engine, &config)?;
     // A --rm container's records skip the fsyncs (see the state module).
     // Its state.json is written into the staged directory, which appears in
     // containers/ only once complete (lab 04's `create_container_staged`):
@@ -490,33 +492,40 @@ pub fn create(
         return Err(e);
     }
     drop(lock);
+    for name in &existing_volumes {
+        if let Err(e) = engine.volumes.copy_up_if_empty(name) {
+            eprintln!("WARNING: marking the volume {name} for the image's copy-up: {e:#}");
+        }
+    }
     let record = record.context("the container's record was not written")?;
     crate::events::container(engine, &record, "create", &[]);
     Ok((record, warnings))
 }
 
-/// The container's anonymous volumes, made now, as docker's `create` makes
-/// them: `volume ls` lists them and `inspect` shows their `Source` before
+/// The container's volumes, named and anonymous, made now, as docker's
+/// `create` makes them (moby's `registerMountPoints` and
+/// `createContainerOSSpecificSettings`): `volume ls` lists them, `volume
+/// rm` refuses them as in use and `inspect` shows their `Source` before
 /// the container starts, and its first start seeds them from the image
-/// (see `Volumes::create_for_container`). Returns the names of those made;
-/// if one cannot be made, those made before it are removed again.
-fn anonymous_volumes(engine: &Engine, config: &ContainerConfig) -> Result<Vec<String>> {
-    let mut made = Vec::new();
-    for m in config
-        .mounts
-        .iter()
-        .filter(|m| m.kind == "volume" && m.anonymous)
-    {
-        match engine.volumes.create_for_container(&m.source) {
+/// (see `Volumes::create_for_container`). Returns the names of those made
+/// now and of those that were there already; if one cannot be made, those
+/// made before it are removed again.
+fn container_volumes(
+    engine: &Engine,
+    config: &ContainerConfig,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let (mut made, mut existing) = (Vec::new(), Vec::new());
+    for m in config.mounts.iter().filter(|m| m.kind == "volume") {
+        match engine.volumes.create_for_container(&m.source, m.anonymous) {
             Ok(true) => made.push(m.source.clone()),
-            Ok(false) => {}
+            Ok(false) => existing.push(m.source.clone()),
             Err(e) => {
                 remove_volumes(engine, &made);
                 return Err(e);
             }
         }
     }
-    Ok(made)
+    Ok((made, existing))
 }
 
 /// A create that failed leaves no volume behind.

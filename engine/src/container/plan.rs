@@ -60,7 +60,8 @@ pub struct Plan {
     /// The container for lab 03's assembler. Its process spec lacks only
     /// what belongs to one start: stdio and the terminal's size.
     pub blueprint: cgroups::Blueprint,
-    /// Named volumes to create on first use (and seed from the image).
+    /// The volumes it mounts, which `create` made (and the first start
+    /// seeds from the image).
     pub volumes: Vec<VolumeUse>,
     /// Its own `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
     pub etc: Option<EtcPlan>,
@@ -425,6 +426,8 @@ fn networking(
                 must_exist: name != net::DEFAULT_NETWORK,
                 name: Some(facts.name.to_string()),
                 hostname: config.hostname.clone(),
+                // Docker's own hosts line: `IP\tHOSTNAME.DOMAINNAME HOSTNAME`.
+                domainname: config.domainname.clone(),
                 publish: ports(config)?,
                 etc_dir: Some(dir.clone()),
                 ip: parse_ip(config.ip.as_deref())?,
@@ -497,8 +500,8 @@ fn parse_ip(ip: Option<&str>) -> Result<Option<std::net::Ipv4Addr>> {
 
 // ANCHOR: binds
 /// Volumes and binds, as lab 02 bind mounts (it mounts them inside the
-/// root, safely). A named volume's data directory is the source; `start`
-/// creates the volume on first use, as docker does.
+/// root, safely). A volume's data directory is the source; `create` made
+/// the volume, as docker's does.
 fn mounts(
     config: &ContainerConfig,
     facts: &Facts,

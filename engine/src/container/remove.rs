@@ -170,7 +170,10 @@ pub fn volume_users(engine: &Engine, name: &str) -> Result<Vec<String>> {
 }
 
 /// `volume rm`: a volume some container mounts stays, unless `force`.
+/// A name that is no volume is refused as such first, as dockerd's volume
+/// service looks the volume up before it counts its users.
 pub fn remove_volume(engine: &Engine, name: &str, force: bool) -> Result<()> {
+    engine.volumes.get(name)?;
     let using = volume_users(engine, name)?;
     if !using.is_empty() && !force {
         bail!("remove {name}: volume is in use - [{}]", using.join(", "));

@@ -256,16 +256,20 @@ fn attach_listener(
     Ok(listener)
 }
 
-/// Create each named volume on first use, as docker does: owned by the
-/// container's root, and seeded from what the image has at its target. An
-/// anonymous volume was made by `create`, and is seeded now, at its first
-/// start (or made now, if someone removed it since).
+/// Seed the container's volumes from the image, as docker's copy-up does:
+/// `create` made them (named and anonymous) and marked each that was new
+/// or empty, and this first start, with the container's root mounted,
+/// copies what the image has at the target into those still empty (moby's
+/// `copyExistingContents` copies into an empty volume only: one that
+/// another container filled since keeps what it holds). A volume someone
+/// removed since `create` is made again here, owned by the container's
+/// root, and seeded.
 fn prepare_volumes(engine: &Engine, plan: &Plan, rootfs: &Path) -> Result<()> {
     for v in &plan.volumes {
         let (volume, new) = engine
             .volumes
             .create_or_get(&v.name, BTreeMap::new(), v.anonymous)?;
-        if new || volume.copy_up_pending {
+        if (new || volume.copy_up_pending) && engine.volumes.is_empty(&v.name)? {
             if let (Some(r), true) = (&engine.remap, plan.remapped) {
                 // A new volume belongs to the container's root, as Docker
                 // makes it; later owners are whatever the containers chose.
@@ -274,9 +278,9 @@ fn prepare_volumes(engine: &Engine, plan: &Plan, rootfs: &Path) -> Result<()> {
             // Seeded from the image (whose owners are already shifted
             // under remap), its root then takes the image directory's.
             crate::volumes::copy_up(rootfs, &v.target, &v.data)?;
-            if volume.copy_up_pending {
-                engine.volumes.copied_up(&v.name)?;
-            }
+        }
+        if volume.copy_up_pending {
+            engine.volumes.copied_up(&v.name)?;
         }
     }
     Ok(())

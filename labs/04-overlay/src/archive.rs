@@ -278,8 +278,17 @@ fn repo_of(name: &str) -> &str {
 }
 
 // ANCHOR: save_docker
-/// `docker save`: a docker-archive of one image.
-pub fn save_docker<W: Write>(store: &Store, image: &Image, out: W) -> Result<W> {
+/// `docker save`: a docker-archive of one image, under the names in
+/// `repo_tags`. Docker records the names the user asked for: `save
+/// busybox:1.36` writes that name only (not the image's other tags), and
+/// `save <ID>` writes none, `"RepoTags": null` and no `repositories` file
+/// (moby's `tarexport`), so that loading it makes an image without a name.
+pub fn save_docker<W: Write>(
+    store: &Store,
+    image: &Image,
+    repo_tags: &[String],
+    out: W,
+) -> Result<W> {
     let mut b = tar::Builder::new(out);
     let config_hex = digest_hex(&image.config_digest)?;
     let config_name = format!("{config_hex}.json");
@@ -304,24 +313,35 @@ pub fn save_docker<W: Write>(store: &Store, image: &Image, out: W) -> Result<W> 
         append_bytes(&mut b, &format!("{id}/VERSION"), b"1.0")?;
         layer_paths.push(path);
     }
+    // Go's encoder writes an empty list of names as `null`.
+    let tags = match repo_tags.is_empty() {
+        true => serde_json::Value::Null,
+        false => serde_json::json!(repo_tags),
+    };
     let manifest = serde_json::json!([{
         "Config": config_name,
-        "RepoTags": [image.name],
+        "RepoTags": tags,
         "Layers": layer_paths,
     }]);
     append_bytes(&mut b, "manifest.json", &serde_json::to_vec(&manifest)?)?;
-    let top = image
-        .diff_ids()
-        .last()
-        .map(|d| d.trim_start_matches("sha256:").to_string())
-        .unwrap_or_default();
-    let tag = image
-        .name
-        .rsplit_once(':')
-        .map(|(_, t)| t)
-        .unwrap_or("latest");
-    let repositories = serde_json::json!({ repo_of(&image.name): { tag: top } });
-    append_bytes(&mut b, "repositories", &serde_json::to_vec(&repositories)?)?;
+    // The legacy `repositories` file: each name's repository, tag and top
+    // layer; written only when there is a name, as docker's.
+    if !repo_tags.is_empty() {
+        let top = image
+            .diff_ids()
+            .last()
+            .map(|d| d.trim_start_matches("sha256:").to_string())
+            .unwrap_or_default();
+        let mut repositories = serde_json::Map::new();
+        for name in repo_tags {
+            let tag = name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+            let repo = repositories
+                .entry(repo_of(name).to_string())
+                .or_insert_with(|| serde_json::json!({}));
+            repo[tag] = serde_json::json!(top);
+        }
+        append_bytes(&mut b, "repositories", &serde_json::to_vec(&repositories)?)?;
+    }
     b.into_inner().context("finishing the docker-archive")
 }
 // ANCHOR_END: save_docker
@@ -421,7 +441,15 @@ pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<String>> {
     let loaded = loaded?;
     let mut used = std::collections::HashSet::new();
     for n in &loaded {
-        let image = store.image(n)?;
+        // A name, or the ID of an image loaded without one.
+        let image = match n.starts_with("sha256:") {
+            true => store
+                .images()?
+                .into_iter()
+                .find(|i| i.config_digest == *n)
+                .with_context(|| format!("the image {n} just loaded is not in the store"))?,
+            false => store.image(n)?,
+        };
         used.insert(image.manifest_digest.clone());
         used.insert(image.config_digest.clone());
         used.extend(
@@ -501,13 +529,17 @@ fn load_docker(
             size,
             Digest::try_from(digest.as_str())?,
         );
-        let first = names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("loaded:{}", &sha256_digest(&bytes)[7..19]));
         if config.rootfs().diff_ids().len() != manifest.layers().len() {
-            bail!("{first}: the config's diff_ids and manifest.json's layers disagree");
+            bail!("{config_digest}: the config's diff_ids and manifest.json's layers disagree");
         }
+        // No name (`"RepoTags": null`, an archive saved by ID): the image
+        // is kept without one, and reported by its ID, as docker's `load`
+        // says `Loaded image ID: sha256:...`.
+        let Some(first) = names.first().cloned() else {
+            store.register_unnamed(&desc)?;
+            loaded.push(config_digest);
+            continue;
+        };
         store.register(&first, &desc)?;
         for n in names.iter().skip(1) {
             store.tag(n, &desc)?;

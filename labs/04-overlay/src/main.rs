@@ -212,7 +212,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let f =
                 File::create(&output).with_context(|| format!("creating {}", output.display()))?;
             let f = match format {
-                Format::Docker => archive::save_docker(&store, &image, f)?,
+                Format::Docker => {
+                    archive::save_docker(&store, &image, std::slice::from_ref(&image.name), f)?
+                }
                 Format::Oci => archive::save_oci(&store, &image, f)?,
             };
             f.sync_all()?;

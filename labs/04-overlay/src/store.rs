@@ -602,7 +602,62 @@ impl Store {
                     .and_then(|a| a.get(FULL_NAME))
                     .is_none_or(|n| *n != name)
             });
+            // A name given to an image that had none: it is not dangling
+            // any more.
+            m.retain(|d| !(is_unnamed(d) && d.digest() == manifest.digest()));
             m.push(desc);
+        })
+    }
+
+    /// The images without a name (docker's dangling images, `<none>:<none>`
+    /// in `images`): index.json entries with no name annotation, as an OCI
+    /// layout keeps a manifest nobody tagged. A `load` of an archive saved
+    /// by ID makes one ([`Store::register_unnamed`]); naming it with
+    /// [`Store::tag`] takes the entry away. Returns their manifest
+    /// descriptors, each manifest once, and none that also has a name.
+    pub fn unnamed(&self) -> Result<Vec<Descriptor>> {
+        let named: Vec<Descriptor> = self.names()?.into_iter().map(|(_, d)| d).collect();
+        let mut out: Vec<Descriptor> = Vec::new();
+        for d in self.index()?.manifests() {
+            let known = named.iter().chain(&out).any(|n| n.digest() == d.digest());
+            if is_unnamed(d) && !known {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unpacks the layers of a manifest whose blobs are in the store and
+    /// keeps it without a name (see [`Store::unnamed`]), unless the
+    /// manifest has an entry already, named or not.
+    pub fn register_unnamed(&self, manifest: &Descriptor) -> Result<Image> {
+        let image = self.image_from_manifest("", manifest.digest().as_ref())?;
+        self.unpack(&image)?;
+        let platform = PlatformBuilder::default()
+            .architecture(oci_spec::image::Arch::from(crate::digest::host_arch()))
+            .os(Os::Linux)
+            .build()?;
+        let desc = DescriptorBuilder::default()
+            .media_type(manifest.media_type().clone())
+            .digest(manifest.digest().clone())
+            .size(manifest.size())
+            .platform(platform)
+            .build()
+            .context("building the manifest descriptor")?;
+        self.update_index(|m| {
+            if !m.iter().any(|d| d.digest() == desc.digest()) {
+                m.push(desc);
+            }
+        })?;
+        Ok(image)
+    }
+
+    /// Removes the nameless entry of a manifest (`rmi ID`, `image prune`
+    /// of a dangling image); [`Store::gc`] then deletes what it held.
+    pub fn remove_unnamed(&self, manifest_digest: &str) -> Result<()> {
+        self.release_reserve();
+        self.update_index(|m| {
+            m.retain(|d| !(is_unnamed(d) && d.digest().to_string() == manifest_digest))
         })
     }
 
@@ -661,10 +716,13 @@ impl Store {
         })
     }
 
-    /// Every image in the store.
+    /// Every image in the store: one per name, and the images without a
+    /// name (named `""`; see [`Store::unnamed`]).
     pub fn images(&self) -> Result<Vec<Image>> {
+        let unnamed = self.unnamed()?.into_iter().map(|d| (String::new(), d));
         self.names()?
             .into_iter()
+            .chain(unnamed)
             .map(|(n, d)| self.image_from_manifest(&n, d.digest().as_ref()))
             .collect()
     }
@@ -964,4 +1022,11 @@ fn dir_name(dir: &Path) -> String {
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "image".into())
+}
+
+/// An index.json entry that names no image (see [`Store::unnamed`]).
+fn is_unnamed(d: &Descriptor) -> bool {
+    d.annotations()
+        .as_ref()
+        .is_none_or(|a| !a.contains_key(FULL_NAME) && !a.contains_key(REF_NAME))
 }

@@ -133,6 +133,9 @@ pub struct AttachOptions {
     pub name: Option<String>,
     /// Its hostname, which it resolves itself.
     pub hostname: String,
+    /// Its domain name (`--domainname`): with it, its own hosts line names
+    /// `HOSTNAME.DOMAINNAME` first (see [`hosts_of`]).
+    pub domainname: String,
     /// Ports to publish (`-p`, `-P`).
     pub publish: Vec<PortSpec>,
     /// Where to write `hosts`, `hostname` and `resolv.conf`; `None` writes
@@ -230,6 +233,30 @@ fn host_entry(lease: &Lease) -> HostEntry {
     }
 }
 
+/// The hosts-file line of a container's own address, as Docker writes it
+/// (libnetwork's sandbox hosts file): its fully qualified name first,
+/// `HOSTNAME.DOMAINNAME` with `--domainname` (or a hostname that has dots
+/// itself, `-h web.example.com`), then the bare hostname, the part before
+/// the first dot; then, as on every line, its name and aliases.
+fn own_entry(lease: &Lease) -> HostEntry {
+    let mut fqdn = lease.hostname.clone();
+    if !lease.domainname.is_empty() {
+        fqdn = format!("{fqdn}.{}", lease.domainname);
+    }
+    let mut entry = host_entry(lease);
+    let mut names = vec![fqdn.clone()];
+    if let Some((bare, _)) = fqdn.split_once('.') {
+        names.push(bare.to_string());
+    }
+    for n in entry.names.drain(..) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    entry.names = names;
+    entry
+}
+
 // ANCHOR: hosts_of
 /// The hosts file of the container whose first process is `pid`: itself
 /// on each of its networks, every member of its user-defined networks
@@ -244,7 +271,7 @@ pub fn hosts_of(all: &[NetworkState], pid: i32) -> String {
         let Some(me) = net.leases.iter().find(|l| l.pid == pid) else {
             continue;
         };
-        own.push((me.ifname.clone(), host_entry(me)));
+        own.push((me.ifname.clone(), own_entry(me)));
         if extra.is_empty() {
             extra = me
                 .extra_hosts
@@ -589,6 +616,7 @@ fn new_lease(
         start_time,
         name: opts.name.clone(),
         hostname: opts.hostname.clone(),
+        domainname: opts.domainname.clone(),
         veth,
         etc_dir: opts.etc_dir.clone(),
         ports: vec![],

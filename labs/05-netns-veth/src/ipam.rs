@@ -219,6 +219,9 @@ pub struct Lease {
     /// The container's name (resolvable by its peers) and hostname.
     pub name: Option<String>,
     pub hostname: String,
+    /// Its domain name (`--domainname`), for its own hosts line.
+    #[serde(default)]
+    pub domainname: String,
     /// The host end of its veth pair.
     pub veth: String,
     /// Where its `hosts`, `hostname` and `resolv.conf` are, if anywhere.
@@ -606,6 +609,7 @@ mod tests {
             start_time: 0,
             name: None,
             hostname: "h".into(),
+            domainname: String::new(),
             veth: "v".into(),
             etc_dir: None,
             ports: vec![],
