@@ -13,7 +13,7 @@
 //!
 //! Root is a user like any other here: docker gives it the groups the
 //! image's `/etc/group` lists it in (alpine's `wheel:x:10:root`), so that
-//! `docker run alpine id` says `groups=0(root),1(bin),...,10(wheel)`. Only
+//! `id` in the container shows them (`groups=0(root),...,10(wheel)`). Only
 //! when nothing needs changing (uid 0, gid 0, no such group, as in our
 //! busybox image) is there no switch at all.
 
@@ -222,7 +222,8 @@ pub fn home_dir(rootfs: &Path, user: &str) -> anyhow::Result<String> {
 /// its own gid and, when no group is said, the groups that list its name. A
 /// uid the passwd file does not know runs with gid 0
 /// and no supplementary groups, as runc does (`docker run -u 4242 busybox
-/// id`: `uid=4242 gid=0(root)`).
+/// id`: `uid=4242 gid=0(root) groups=0(root)`, where dockerd also adds the
+/// gid to the groups; here it stays out).
 pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
     let root = OwnedFd::from(
         fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
