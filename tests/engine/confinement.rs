@@ -420,6 +420,13 @@ fn root_gets_the_groups_its_images_etc_group_lists_it_in() {
     let said = exec(&[], "rg00");
     assert!(ungrouped(&said), "{said}");
     assert_eq!(exec(&["-u", "root"], "rg00"), grouped);
+    // Without a user, as dockerd: the groups the first process started
+    // with, whatever /etc/group says since; with one, /etc/group now.
+    dy.ok(&["exec", "rg", "sed", "-i", "/^wheel:/d", "/etc/group"]);
+    let started = exec(&[], "rg");
+    assert!(started.starts_with("Groups:\t0 4 10 \n"), "{started}");
+    let now = exec(&["-u", "root"], "rg");
+    assert!(now.starts_with("Groups:\t0 4 \n"), "{now}");
     dy.ok(&["rm", "-f", "rg", "rg00"]);
 
     // The base image: no member lists, no switch, no groups, as before.

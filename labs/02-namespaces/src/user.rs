@@ -25,8 +25,9 @@ use anyhow::{bail, Context};
 
 use crate::security;
 
-/// Who a container's command runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who a container's command runs as. (Serializable: the engine records
+/// whom a container's first process started as, for its `exec`s.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
