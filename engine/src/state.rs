@@ -100,6 +100,10 @@ pub struct State {
     /// The health check's results, when it has one.
     #[serde(default)]
     pub health: Option<Health>,
+    /// Whom the first process started as (lab 02's switch; none: root as
+    /// it is), for an `exec` that names no user (see `container::exec`).
+    #[serde(default)]
+    pub user: Option<lab02_namespaces::RunAs>,
 }
 
 impl Default for State {
@@ -118,6 +122,7 @@ impl Default for State {
             manually_stopped: false,
             network: None,
             health: None,
+            user: None,
         }
     }
 }

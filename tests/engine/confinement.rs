@@ -337,3 +337,99 @@ fn a_container_starts_with_default_signals_whatever_its_caller_ignores() {
         );
     }
 }
+
+/// The supplementary groups in /proc/self/status's `Groups:` line, then
+/// what busybox's `id` makes of them.
+const GROUPS: &str = "grep ^Groups: /proc/self/status; id";
+
+#[test]
+fn root_gets_the_groups_its_images_etc_group_lists_it_in() {
+    let dy = Dy::new();
+    // An image whose /etc/group names root in two groups (alpine's has
+    // `wheel:x:10:root`); our busybox image's names no members.
+    let ctx = dy.root_path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN echo wheel:x:10:root >> /etc/group && echo adm:x:4:root,adm >> /etc/group\n\
+         RUN id > /built-as\n",
+    )
+    .unwrap();
+    let out = dy.run(&["build", "-t", "rootgroups:1", ctx.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // As docker (20.10.24, run here) shows it for such an image: the
+    // kernel's list, sorted, with the primary gid in it.
+    let ids = "uid=0(root) gid=0(root) groups=0(root),4(adm),10(wheel)\n";
+    let grouped = format!("Groups:\t0 4 10 \n{ids}");
+    // Root without the image's groups: none of 4 and 10.
+    let ungrouped = |out: &str| {
+        let line = out.lines().next().unwrap_or_default();
+        let gids: Vec<&str> = line.split_whitespace().skip(1).collect();
+        !gids.contains(&"4") && !gids.contains(&"10") && out.contains("uid=0(root) gid=0(root)")
+    };
+    // `run --rm [FLAGS] rootgroups:1 sh -c GROUPS`, and the `exec` form.
+    let run = |flags: &[&str]| {
+        let args = [
+            &["run", "--rm"][..],
+            flags,
+            &["rootgroups:1", "sh", "-c", GROUPS],
+        ];
+        dy.ok(&args.concat())
+    };
+    let exec = |flags: &[&str], name: &str| {
+        dy.ok(&[&["exec"][..], flags, &[name, "sh", "-c", GROUPS]].concat())
+    };
+
+    // A RUN step's container is root of the image as it is then.
+    let built = dy.ok(&["run", "--rm", "rootgroups:1", "cat", "/built-as"]);
+    assert_eq!(built, ids);
+    for user in [&[][..], &["-u", "root"], &["-u", "0"]] {
+        assert_eq!(run(user), grouped, "{user:?}");
+    }
+    // With the group said, docker looks no groups up: root as it is, or
+    // the group said alone.
+    let said = run(&["-u", "0:0"]);
+    assert!(ungrouped(&said), "{said}");
+    let wheel = "Groups:\t10 \nuid=0(root) gid=10(wheel) groups=10(wheel)\n";
+    assert_eq!(run(&["-u", "root:wheel"]), wheel);
+
+    // An exec is root as the container's first process is, unless -u says.
+    dy.ok(&["run", "-d", "--name", "rg", "rootgroups:1", "sleep", "30"]);
+    dy.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rg00",
+        "-u",
+        "0:0",
+        "rootgroups:1",
+        "sleep",
+        "30",
+    ]);
+    dy.wait_for("rg", "{{.State.Status}}", "running");
+    dy.wait_for("rg00", "{{.State.Status}}", "running");
+    assert_eq!(exec(&[], "rg"), grouped);
+    let said = exec(&["-u", "0:0"], "rg");
+    assert!(ungrouped(&said), "{said}");
+    let said = exec(&[], "rg00");
+    assert!(ungrouped(&said), "{said}");
+    assert_eq!(exec(&["-u", "root"], "rg00"), grouped);
+    // Without a user, as dockerd: the groups the first process started
+    // with, whatever /etc/group says since; with one, /etc/group now.
+    dy.ok(&["exec", "rg", "sed", "-i", "/^wheel:/d", "/etc/group"]);
+    let started = exec(&[], "rg");
+    assert!(started.starts_with("Groups:\t0 4 10 \n"), "{started}");
+    let now = exec(&["-u", "root"], "rg");
+    assert!(now.starts_with("Groups:\t0 4 \n"), "{now}");
+    dy.ok(&["rm", "-f", "rg", "rg00"]);
+
+    // The base image: no member lists, no switch, no groups, as before.
+    let base = dy.ok(&["run", "--rm", "busybox", "sh", "-c", GROUPS]);
+    assert!(ungrouped(&base), "{base}");
+}

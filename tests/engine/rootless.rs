@@ -108,6 +108,18 @@ impl Rootless {
     }
 }
 
+/// An image whose /etc/group names root in adm (4) and wheel (10), made
+/// with `commit`; then what its root gets: the `Groups:` line of
+/// /proc/self/status, the namespace's /proc/self/setgroups, and `id`.
+fn root_in_groups(r: &Rootless) -> String {
+    let add = "echo wheel:x:10:root >> /etc/group; echo adm:x:4:root,adm >> /etc/group";
+    r.ok(&["run", "--name", "grouped", "busybox", "sh", "-c", add]);
+    r.ok(&["commit", "grouped", "rootgroups:1"]);
+    r.ok(&["rm", "grouped"]);
+    let show = "grep ^Groups: /proc/self/status; cat /proc/self/setgroups; id";
+    r.ok(&["run", "--rm", "rootgroups:1", "sh", "-c", show])
+}
+
 impl Drop for Rootless {
     fn drop(&mut self) {
         let ids = self.run(&["ps", "-aq", "--no-trunc"]);
@@ -224,6 +236,13 @@ fn rootless_runs_as_an_unprivileged_user_and_says_what_it_cannot_do() {
         .unwrap()
         .starts_with("root:"));
     r.ok(&["rm", "-f", "bg"]);
+    // Root of an image whose /etc/group lists it still runs: with only
+    // the user's own ID mapped, setgroups(2) is denied in the namespace,
+    // and the groups are left as they are (none: setpriv cleared them).
+    let out = root_in_groups(&r);
+    if !nobody_has_a_range {
+        assert_eq!(out, "Groups:\t \ndeny\nuid=0(root) gid=0(root)\n");
+    }
     assert_eq!(r.ok(&["ps", "-aq"]), "");
     drop(lock);
 }
@@ -260,6 +279,12 @@ fn rootless_with_a_subuid_range_maps_it_through_newuidmap() {
         .join(id.trim())
         .join("upper/f");
     assert_eq!(owner(&upper), (START + 999, START + 999));
+    // With the range, gids 4 and 10 are mapped, and root gets them.
+    let out = root_in_groups(&r);
+    assert!(
+        out.starts_with("Groups:\t0 4 10 \n") && out.ends_with("groups=0(root),4(adm),10(wheel)\n"),
+        "{out}"
+    );
 }
 
 /// A cgroup v2 subtree delegated to `nobody` as systemd delegates one to

@@ -252,6 +252,21 @@ fn userns_remap_exec_joins_the_user_namespace() {
         .join(id.trim())
         .join("upper");
     assert_eq!(owner(&upper.join("by-exec")), (REMAP_START, REMAP_START));
+
+    // Root gets the groups the image's /etc/group lists it in, in run and
+    // exec alike, but not one the range does not map (70000 > 65535): the
+    // kernel could not give it, and the container runs without it.
+    let add = "echo wheel:x:10:root >> /etc/group; echo far:x:70000:root >> /etc/group";
+    r.ok(&["run", "--name", "grouped", "busybox", "sh", "-c", add]);
+    r.ok(&["commit", "grouped", "rootgroups:1"]);
+    r.ok(&["run", "-d", "--name", "rg", "rootgroups:1", "sleep", "60"]);
+    let groups = "grep ^Groups: /proc/self/status";
+    let want = "Groups:\t0 10 \n";
+    assert_eq!(
+        r.ok(&["run", "--rm", "rootgroups:1", "sh", "-c", groups]),
+        want
+    );
+    assert_eq!(r.ok(&["exec", "rg", "sh", "-c", groups]), want);
 }
 
 #[test]

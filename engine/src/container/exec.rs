@@ -125,14 +125,23 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<Opti
         detach: detach || (tty && interactive),
         tty,
         tty_size: tty.then(dockyard_monitor::pump::our_window_size).flatten(),
-        // The container's own root, where its passwd file is: through
-        // /proc/PID/root of its first process.
-        // `--group-add`'s groups too, as dockerd gives an exec them.
-        run_as: super::plan::run_as(
-            Path::new(&format!("/proc/{}/root", record.state.pid)),
-            user.unwrap_or(&config.user),
-            &config.group_add,
-        )?,
+        // The user `-u` names, or the container's USER, resolved in the
+        // container's own root, where its passwd file is: through
+        // /proc/PID/root of its first process; `--group-add`'s groups too,
+        // as dockerd gives an exec them. Neither: dockerd runs the exec as
+        // the container's process spec says, resolved once at its start
+        // (moby's ContainerExecCreate takes Config.User when no user is
+        // given, and execSetPlatformOpt reads passwd only for a user). So
+        // root, with the groups it started with, even where the container's
+        // root has since made its /etc/passwd or /etc/group unreadable.
+        run_as: match user.filter(|u| !u.is_empty()).unwrap_or(&config.user) {
+            "" => record.state.user.clone(),
+            user => super::plan::run_as(
+                Path::new(&format!("/proc/{}/root", record.state.pid)),
+                user,
+                &config.group_add,
+            )?,
+        },
     };
     let host = cgroups::detect()?;
     let parent = config.cgroup_parent_or_default();

@@ -265,22 +265,26 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
 
 /// Who a process of the container runs as (its first, or an `exec`'s):
 /// `user` (`-u`, the image's USER) resolved in its own passwd and group
-/// files (lab 02), and with `--group-add`'s groups as dockerd's `getUser`
-/// (and its exec's `WithAppendAdditionalGroups`) gives them: the user's own
-/// gid and groups (root's too, as the image's /etc/group lists them), then
-/// each added group, a name found in the image's /etc/group, or a number as
-/// it is.
+/// files by lab 02's `RunAs::lookup` (root too gets the groups the image's
+/// /etc/group lists it in, as in docker), and with `--group-add`'s groups
+/// as dockerd's `getUser` (and its exec's `WithAppendAdditionalGroups`)
+/// gives them: the user's own gid and groups, then each added group, a name
+/// found in the image's /etc/group, or a number as it is.
 pub(crate) fn run_as(
     rootfs: &Path,
     user: &str,
     group_add: &[String],
 ) -> Result<Option<namespaces::RunAs>> {
+    let found = namespaces::RunAs::lookup(rootfs, user)?;
     if group_add.is_empty() {
-        return namespaces::RunAs::lookup(rootfs, user);
+        return Ok(found);
     }
-    // "0", not "root": an image without /etc/passwd still runs as root.
-    let user = if user.is_empty() { "0" } else { user };
-    let mut run_as = namespaces::resolve_user(rootfs, user)?;
+    // No switch from lookup is root as it is: uid 0, gid 0, no other group.
+    let mut run_as = found.unwrap_or(namespaces::RunAs {
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+    });
     if !run_as.groups.contains(&run_as.gid) {
         run_as.groups.insert(0, run_as.gid);
     }
@@ -616,6 +620,29 @@ mod tests {
             format!("{e:#}").contains("unable to find user nobody-here"),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn root_gets_the_groups_that_list_it_then_group_adds() {
+        let root = rootfs();
+        let group = "root:x:0:\nweb:x:1000:\nstaff:x:50:web,root\n";
+        std::fs::write(root.path().join("etc/group"), group).unwrap();
+        let mut c = config();
+        let groups = |c: &ContainerConfig| {
+            plan_of(c, root.path(), &DaemonConfig::default())
+                .unwrap()
+                .blueprint
+                .process
+                .run_as
+                .map(|u| (u.uid, u.gid, u.groups))
+        };
+        assert_eq!(groups(&c), Some((0, 0, vec![0, 50])), "staff lists root");
+        c.user = "0:0".into();
+        assert_eq!(groups(&c), None, "a group said: none looked up");
+        c.group_add = vec!["1000".into()];
+        assert_eq!(groups(&c), Some((0, 0, vec![0, 1000])));
+        c.user = String::new();
+        assert_eq!(groups(&c), Some((0, 0, vec![0, 50, 1000])));
     }
 
     #[test]

@@ -170,7 +170,8 @@ pub(crate) fn run_once(
     let pid = running.process.pid();
     trace::phase("start: spawned the container (lab 02)");
 
-    record_running(engine, id, pid, endpoint.as_ref())?;
+    let user = plan.blueprint.process.run_as.clone();
+    record_running(engine, id, pid, endpoint.as_ref(), user)?;
     let health = start_health_check(engine, id, config, attach)?;
     Ok(Running {
         handles: Handles {
@@ -333,12 +334,14 @@ fn attach_networks(
     Ok(endpoint)
 }
 
-/// The record says "running", with the process and its network.
+/// The record says "running", with the process, its network and whom it
+/// started as.
 fn record_running(
     engine: &Engine,
     id: &str,
     pid: Pid,
     endpoint: Option<&net::Endpoint>,
+    user: Option<lab02_namespaces::RunAs>,
 ) -> Result<()> {
     let lock = engine.containers.lock()?;
     let mut r = engine.containers.load(id)?;
@@ -353,6 +356,7 @@ fn record_running(
     r.state.error.clear();
     r.state.network = endpoint.map(endpoint_json);
     r.state.health = None;
+    r.state.user = user;
     engine.containers.save(&lock, &r)
 }
 

@@ -10,6 +10,12 @@
 //! ```text
 //! setpriv --reuid=1000 --regid=1000 --init-groups CMD     # or: su -s /bin/sh app -c CMD
 //! ```
+//!
+//! Root is a user like any other here: docker gives it the groups the
+//! image's `/etc/group` lists it in (alpine's `wheel:x:10:root`), so that
+//! `id` in the container shows them (`groups=0(root),...,10(wheel)`). Only
+//! when nothing needs changing (uid 0, gid 0, no such group, as in our
+//! busybox image) is there no switch at all.
 
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -19,8 +25,9 @@ use anyhow::{bail, Context};
 
 use crate::security;
 
-/// Who a container's command runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who a container's command runs as. (Serializable: the engine records
+/// whom a container's first process started as, for its `exec`s.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
@@ -30,26 +37,35 @@ pub struct RunAs {
 
 impl RunAs {
     /// The one answer to "who does `user` (docker's `-u`, or an image's
-    /// `USER`) run as?", for `rootfs`'s image: `None` for root, whom the
-    /// container's first process already is, else [`resolve_user`].
+    /// `USER`) run as?", for `rootfs`'s image: [`resolve_user`]'s answer,
+    /// or `None` when that is root as the container's first process already
+    /// is (uid 0, gid 0, no supplementary group): no switch.
     ///
-    /// Root is the empty string (no `-u`, no `USER`), `root`, `0`, `0:0`
-    /// and `root:root`, whatever the image's passwd says: no lookup, and no
-    /// switch (which would also set the supplementary groups the image's
-    /// `/etc/group` gives root). Anything else, `root:wheel` and `0:10`
-    /// included, is resolved and switched to. One answer for every caller
-    /// (the engine, the builder's RUN steps), so that they cannot disagree.
+    /// Root gets its groups as docker gives them (moby's `getUser` over
+    /// moby/sys/user's `GetExecUser`): the empty string (no `-u`, no
+    /// `USER`), `root` and `0` are matched in the image's passwd (uid 0 for
+    /// the empty string), and the groups whose member list names the user
+    /// found are its supplementary groups: with `wheel:x:10:root` and
+    /// `adm:x:4:root,adm` there, `docker run IMAGE id` shows
+    /// `uid=0(root) gid=0(root) groups=0(root),4(adm),10(wheel)`, and so do
+    /// `-u root` and `-u 0`. With the group said (`0:0`,
+    /// `root:root`) docker looks no groups up: root as it is, `None`, as is
+    /// root without such a group (our busybox image's `/etc/group` names no
+    /// members), so that nothing changes where nothing has to. Anything
+    /// else, `root:wheel` and `0:10` included, is resolved and switched to.
+    /// One answer for every caller (the engine's run and exec, the
+    /// builder's RUN steps), so that they cannot disagree.
     pub fn lookup(rootfs: &Path, user: &str) -> anyhow::Result<Option<RunAs>> {
-        if is_root(user) {
+        if matches!(user, "0:0" | "root:root") {
             return Ok(None);
         }
-        resolve_user(rootfs, user).map(Some)
+        // The empty string is uid 0, not "root": an image without an
+        // /etc/passwd still runs as root, as in docker.
+        let run_as = resolve_user(rootfs, if user.is_empty() { "0" } else { user })?;
+        let plain_root =
+            run_as.uid == 0 && run_as.gid == 0 && run_as.groups.iter().all(|g| *g == 0);
+        Ok((!plain_root).then_some(run_as))
     }
-}
-
-/// Whether `user` names root, in each spelling docker users write it.
-fn is_root(user: &str) -> bool {
-    matches!(user, "" | "root" | "0" | "0:0" | "root:root")
 }
 
 // ANCHOR: run_as
@@ -58,9 +74,8 @@ fn is_root(user: &str) -> bool {
 /// not 0 the kernel takes the capabilities away (which is why a container
 /// started with `-u 1000` has none, as in docker).
 pub fn switch_user(u: &RunAs) -> anyhow::Result<()> {
-    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
-    let groups: Vec<Gid> = u.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    setgroups(&groups).context("setgroups")?;
+    use nix::unistd::{setresgid, setresuid, Gid, Uid};
+    set_groups(u)?;
     let gid = Gid::from_raw(u.gid);
     setresgid(gid, gid, gid).with_context(|| format!("setresgid({})", u.gid))?;
     let uid = Uid::from_raw(u.uid);
@@ -68,6 +83,57 @@ pub fn switch_user(u: &RunAs) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: run_as
+
+/// setgroups(2) with `u`'s supplementary groups, where the user namespace
+/// we are in lets us have them:
+///
+/// - Where `/proc/self/setgroups` says `deny`, the kernel refuses
+///   setgroups(2) to everyone, root of the namespace included: rootless
+///   dockyard without subordinate ranges is such a namespace (an
+///   unprivileged process wrote its `gid_map`, see `userns::write_id_maps`),
+///   and each container's namespace below it inherits the `deny`. The
+///   process keeps the groups it has, as runc does there (its `setupUser`
+///   skips setgroups when it is denied). Failing would stop every root
+///   container of such an engine whose image's `/etc/group` lists root,
+///   since root gets those groups.
+/// - A gid that the namespace's `gid_map` does not map cannot be held at
+///   all: one in the list and the kernel refuses the whole call (EINVAL).
+///   Root's groups come unasked from the image's `/etc/group`, so for root
+///   such a gid (a group above a `--userns-remap` or rootless range) is left
+///   out rather than failing the container; for another user the list is
+///   what it is, and an unmapped group is an error, as with runc.
+///
+/// Without `/proc` to read (a bare rootfs), the call is made as it is.
+fn set_groups(u: &RunAs) -> anyhow::Result<()> {
+    use nix::unistd::{setgroups, Gid};
+    let denied = fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if denied {
+        return Ok(());
+    }
+    let mut groups = u.groups.clone();
+    if u.uid == 0 {
+        if let Ok(map) = fs::read_to_string("/proc/self/gid_map") {
+            groups.retain(|g| id_mapped(&map, *g));
+        }
+    }
+    let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
+    setgroups(&groups).with_context(|| format!("setgroups({:?})", u.groups))
+}
+
+/// Whether `id` falls inside one line (`inside outside count`) of a
+/// `uid_map` or `gid_map` as the namespace's own processes read it: the
+/// first column is the namespace's own IDs.
+fn id_mapped(map: &str, id: u32) -> bool {
+    map.lines().any(|line| {
+        let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());
+        match (f.next().flatten(), f.next().flatten(), f.next().flatten()) {
+            (Some(inside), Some(_), Some(count)) => {
+                (inside..inside + count).contains(&u64::from(id))
+            }
+            _ => false,
+        }
+    })
+}
 
 /// The most of `/etc/passwd` or `/etc/group` we read: far more than any real
 /// one (a line is some 50 bytes), far less than would hurt us.
@@ -153,10 +219,12 @@ pub fn home_dir(rootfs: &Path, user: &str) -> anyhow::Result<String> {
 
 /// Resolve docker's `-u` forms (`uid`, `uid:gid`, `name`, `name:group`)
 /// against the image's `/etc/passwd` and `/etc/group`, read inside the
-/// rootfs (see [`read_account_file`]). A name's supplementary groups are the
-/// groups that list it. A uid the passwd file does not know runs with gid 0
+/// rootfs (see [`read_account_file`]). A user's supplementary groups are
+/// its own gid and, when no group is said, the groups that list its name. A
+/// uid the passwd file does not know runs with gid 0
 /// and no supplementary groups, as runc does (`docker run -u 4242 busybox
-/// id`: `uid=4242 gid=0(root)`).
+/// id`: `uid=4242 gid=0(root) groups=0(root)`, where dockerd also adds the
+/// gid to the groups; here it stays out).
 pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
     let root = OwnedFd::from(
         fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
@@ -197,12 +265,15 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
         };
     }
     // An unknown uid has no groups of its own; a known one has its own
-    // group, and those that list its name.
+    // group and, unless the group was said (`app:staff`, `0:0`), those that
+    // list its name: docker's `-u app:staff` runs with `groups=50(staff)`
+    // alone, as moby/sys/user's GetExecUser looks the member lists up only
+    // for a user without a group.
     let mut groups = match (&name, g) {
         (None, None) => Vec::new(),
         _ => vec![gid],
     };
-    if let Some(name) = name {
+    if let (Some(name), None) = (name, g) {
         for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
             if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
                 if let Ok(n) = f[2].parse() {
@@ -261,23 +332,70 @@ mod tests {
         .unwrap();
         fs::write(
             dir.path().join("etc/group"),
-            "root:x:0:\nwheel:x:10:root,app\napp:x:1000:\nstaff:x:50:app\n",
+            "root:x:0:\nadm:x:4:root,adm\nwheel:x:10:root,app\napp:x:1000:\nstaff:x:50:app\n",
         )
         .unwrap();
         dir
     }
 
     #[test]
-    fn root_in_every_spelling_is_no_switch() {
+    fn root_gets_the_groups_that_list_it_unless_a_group_is_said() {
         let image = image();
+        // As docker's `id`: uid=0(root) gid=0(root) groups=0(root),4(adm),10(wheel).
+        let with_groups = RunAs {
+            uid: 0,
+            gid: 0,
+            groups: vec![0, 4, 10],
+        };
+        for root in ["", "root", "0"] {
+            let found = RunAs::lookup(image.path(), root).unwrap();
+            assert_eq!(found.as_ref(), Some(&with_groups), "{root:?}");
+        }
+        // A group said: no member lists read, root as it is.
+        for root in ["0:0", "root:root"] {
+            assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
+        }
+        let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap().unwrap();
+        assert_eq!((wheel.uid, wheel.gid, wheel.groups), (0, 10, vec![10]));
+        let staff = RunAs::lookup(image.path(), "app:staff").unwrap().unwrap();
+        assert_eq!((staff.uid, staff.gid, staff.groups), (1000, 50, vec![50]));
+    }
+
+    #[test]
+    fn root_with_no_group_of_its_own_is_no_switch() {
+        let image = image();
+        // Our busybox image's /etc/group: no member lists.
+        fs::write(
+            image.path().join("etc/group"),
+            "root:x:0:\nnogroup:x:65534:\n",
+        )
+        .unwrap();
         for root in ["", "root", "0", "0:0", "root:root"] {
             assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
         }
-        // Not a lookup either: no passwd needed.
-        assert_eq!(
-            RunAs::lookup(Path::new("/nonexistent"), "root").unwrap(),
-            None
+        // No passwd at all: the empty user and 0 are still root, as in
+        // docker; the name `root` is not found (docker's error too).
+        fs::remove_file(image.path().join("etc/passwd")).unwrap();
+        for root in ["", "0", "0:0"] {
+            assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
+        }
+        let err = RunAs::lookup(image.path(), "root").unwrap_err();
+        assert!(
+            err.to_string().contains("unable to find user root"),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn a_gid_counts_as_mapped_inside_one_line_of_the_map() {
+        let host = "         0          0 4294967295\n";
+        assert!(id_mapped(host, 0) && id_mapped(host, 70_000));
+        // Rootless with ranges: 0 is the user, 1..=65536 a subordinate range.
+        let rootless = "0 1000 1\n1 100000 65536\n";
+        assert!(id_mapped(rootless, 0) && id_mapped(rootless, 10) && id_mapped(rootless, 65_536));
+        assert!(!id_mapped(rootless, 65_537));
+        // Own uid only: root alone.
+        assert!(!id_mapped("0 1000 1\n", 10));
     }
 
     #[test]
