@@ -269,25 +269,14 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
 /// /etc/group lists it in, as in docker), and with `--group-add`'s groups
 /// as dockerd's `getUser` (and its exec's `WithAppendAdditionalGroups`)
 /// gives them: the user's own gid and groups, then each added group, a name
-/// found in the image's /etc/group, or a number as it is.
+/// found in the image's /etc/group, or a number as it is. Always a switch,
+/// root's too: see `RunAs::lookup` for why.
 pub(crate) fn run_as(
     rootfs: &Path,
     user: &str,
     group_add: &[String],
 ) -> Result<Option<namespaces::RunAs>> {
-    let found = namespaces::RunAs::lookup(rootfs, user)?;
-    if group_add.is_empty() {
-        return Ok(found);
-    }
-    // No switch from lookup is root as it is: uid 0, gid 0, no other group.
-    let mut run_as = found.unwrap_or(namespaces::RunAs {
-        uid: 0,
-        gid: 0,
-        groups: Vec::new(),
-    });
-    if !run_as.groups.contains(&run_as.gid) {
-        run_as.groups.insert(0, run_as.gid);
-    }
+    let mut run_as = namespaces::RunAs::lookup(rootfs, user)?;
     for gid in namespaces::user::additional_groups(rootfs, group_add)? {
         if !run_as.groups.contains(&gid) {
             run_as.groups.push(gid);
@@ -604,7 +593,12 @@ mod tests {
                 .blueprint
                 .process
         };
-        assert_eq!(spec(&c).run_as, None, "no USER: root, as is");
+        let root_as = namespaces::RunAs {
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+        };
+        assert_eq!(spec(&c).run_as, Some(root_as), "no USER: root, switched to");
         c.user = "web".into();
         let web = spec(&c).run_as.unwrap();
         assert_eq!((web.uid, web.gid), (1000, 1000));
@@ -613,7 +607,11 @@ mod tests {
         assert_eq!(spec(&c).run_as.unwrap().gid, 50);
         c.user = "4242".into();
         let numeric = spec(&c).run_as.unwrap();
-        assert_eq!((numeric.uid, numeric.gid), (4242, 0)); // gid 0, as runc
+        // gid 0, as runc, and that group, as dockerd's `groups=0(root)`.
+        assert_eq!(
+            (numeric.uid, numeric.gid, numeric.groups),
+            (4242, 0, vec![0])
+        );
         c.user = "nobody-here".into();
         let e = plan_of(&c, root.path(), &DaemonConfig::default()).unwrap_err();
         assert!(
@@ -638,7 +636,11 @@ mod tests {
         };
         assert_eq!(groups(&c), Some((0, 0, vec![0, 50])), "staff lists root");
         c.user = "0:0".into();
-        assert_eq!(groups(&c), None, "a group said: none looked up");
+        assert_eq!(
+            groups(&c),
+            Some((0, 0, vec![0])),
+            "a group said: none looked up"
+        );
         c.group_add = vec!["1000".into()];
         assert_eq!(groups(&c), Some((0, 0, vec![0, 1000])));
         c.user = String::new();

@@ -13,9 +13,10 @@
 //!
 //! Root is a user like any other here: docker gives it the groups the
 //! image's `/etc/group` lists it in (alpine's `wheel:x:10:root`), so that
-//! `id` in the container shows them (`groups=0(root),...,10(wheel)`). Only
-//! when nothing needs changing (uid 0, gid 0, no such group, as in our
-//! busybox image) is there no switch at all.
+//! `id` in the container shows them (`groups=0(root),...,10(wheel)`). And
+//! root is switched to like any other user, even when nothing seems to
+//! change (uid 0, gid 0, group 0 alone, as in our busybox image): otherwise
+//! the command keeps the gid and groups of whoever ran dockyard.
 
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -38,33 +39,33 @@ pub struct RunAs {
 impl RunAs {
     /// The one answer to "who does `user` (docker's `-u`, or an image's
     /// `USER`) run as?", for `rootfs`'s image: [`resolve_user`]'s answer,
-    /// or `None` when that is root as the container's first process already
-    /// is (uid 0, gid 0, no supplementary group): no switch.
+    /// the empty string (no `-u`, no `USER`) being uid 0.
     ///
     /// Root gets its groups as docker gives them (moby's `getUser` over
-    /// moby/sys/user's `GetExecUser`): the empty string (no `-u`, no
-    /// `USER`), `root` and `0` are matched in the image's passwd (uid 0 for
-    /// the empty string), and the groups whose member list names the user
-    /// found are its supplementary groups: with `wheel:x:10:root` and
-    /// `adm:x:4:root,adm` there, `docker run IMAGE id` shows
-    /// `uid=0(root) gid=0(root) groups=0(root),4(adm),10(wheel)`, and so do
-    /// `-u root` and `-u 0`. With the group said (`0:0`,
-    /// `root:root`) docker looks no groups up: root as it is, `None`, as is
-    /// root without such a group (our busybox image's `/etc/group` names no
-    /// members), so that nothing changes where nothing has to. Anything
-    /// else, `root:wheel` and `0:10` included, is resolved and switched to.
+    /// moby/sys/user's `GetExecUser`): the empty string, `root` and `0` are
+    /// matched in the image's passwd (uid 0 for the empty string), and the
+    /// groups whose member list names the user found are its supplementary
+    /// groups: with `wheel:x:10:root` and `adm:x:4:root,adm` there, `docker
+    /// run IMAGE id` shows `uid=0(root) gid=0(root)
+    /// groups=0(root),4(adm),10(wheel)`, and so do `-u root` and `-u 0`.
+    /// With the group said (`0:0`, `root:wheel`) docker looks no member
+    /// list up.
+    ///
+    /// There is always a switch, root's too, and the primary gid is always
+    /// among the groups (`groups=0(root)` for root in our busybox image).
+    /// Without the switch the command would keep whatever gid and groups
+    /// the caller of dockyard had (`sg daemon -c 'dockyard run busybox id'`
+    /// showed `gid=1 groups=1`). And a group that is only the primary one
+    /// can be dropped by a setgid program (change the gid, and the group is
+    /// gone), which escapes a file's deny-by-group mode: moby fixed the
+    /// same (CVE-2022-36109) by always putting the gid in the list.
+    ///
     /// One answer for every caller (the engine's run and exec, the
     /// builder's RUN steps), so that they cannot disagree.
-    pub fn lookup(rootfs: &Path, user: &str) -> anyhow::Result<Option<RunAs>> {
-        if matches!(user, "0:0" | "root:root") {
-            return Ok(None);
-        }
+    pub fn lookup(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
         // The empty string is uid 0, not "root": an image without an
         // /etc/passwd still runs as root, as in docker.
-        let run_as = resolve_user(rootfs, if user.is_empty() { "0" } else { user })?;
-        let plain_root =
-            run_as.uid == 0 && run_as.gid == 0 && run_as.groups.iter().all(|g| *g == 0);
-        Ok((!plain_root).then_some(run_as))
+        resolve_user(rootfs, if user.is_empty() { "0" } else { user })
     }
 }
 
@@ -221,10 +222,9 @@ pub fn home_dir(rootfs: &Path, user: &str) -> anyhow::Result<String> {
 /// against the image's `/etc/passwd` and `/etc/group`, read inside the
 /// rootfs (see [`read_account_file`]). A user's supplementary groups are
 /// its own gid and, when no group is said, the groups that list its name. A
-/// uid the passwd file does not know runs with gid 0
-/// and no supplementary groups, as runc does (`docker run -u 4242 busybox
-/// id`: `uid=4242 gid=0(root) groups=0(root)`, where dockerd also adds the
-/// gid to the groups; here it stays out).
+/// uid the passwd file does not know runs with gid 0 (or the group said),
+/// which is its one group (`docker run -u 4242 busybox id`: `uid=4242
+/// gid=0(root) groups=0(root)`).
 pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
     let root = OwnedFd::from(
         fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?,
@@ -264,15 +264,12 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> anyhow::Result<RunAs> {
                 })?,
         };
     }
-    // An unknown uid has no groups of its own; a known one has its own
-    // group and, unless the group was said (`app:staff`, `0:0`), those that
-    // list its name: docker's `-u app:staff` runs with `groups=50(staff)`
-    // alone, as moby/sys/user's GetExecUser looks the member lists up only
-    // for a user without a group.
-    let mut groups = match (&name, g) {
-        (None, None) => Vec::new(),
-        _ => vec![gid],
-    };
+    // The primary gid is always a group (see `RunAs::lookup` for why); a
+    // known user also has, unless the group was said (`app:staff`, `0:0`),
+    // those that list its name: docker's `-u app:staff` runs with
+    // `groups=50(staff)` alone, as moby/sys/user's GetExecUser looks the
+    // member lists up only for a user without a group.
+    let mut groups = vec![gid];
     if let (Some(name), None) = (name, g) {
         for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
             if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
@@ -349,20 +346,34 @@ mod tests {
         };
         for root in ["", "root", "0"] {
             let found = RunAs::lookup(image.path(), root).unwrap();
-            assert_eq!(found.as_ref(), Some(&with_groups), "{root:?}");
+            assert_eq!(found, with_groups, "{root:?}");
         }
-        // A group said: no member lists read, root as it is.
-        for root in ["0:0", "root:root"] {
-            assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
+        // A group said: no member lists read, the gid alone.
+        for user in ["0:0", "root:root"] {
+            assert_eq!(
+                RunAs::lookup(image.path(), user).unwrap(),
+                root(),
+                "{user:?}"
+            );
         }
-        let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap().unwrap();
+        let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap();
         assert_eq!((wheel.uid, wheel.gid, wheel.groups), (0, 10, vec![10]));
-        let staff = RunAs::lookup(image.path(), "app:staff").unwrap().unwrap();
+        let staff = RunAs::lookup(image.path(), "app:staff").unwrap();
         assert_eq!((staff.uid, staff.gid, staff.groups), (1000, 50, vec![50]));
     }
 
+    /// Root as docker's `id` shows it in our busybox image:
+    /// `uid=0(root) gid=0(root) groups=0(root)`.
+    fn root() -> RunAs {
+        RunAs {
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+        }
+    }
+
     #[test]
-    fn root_with_no_group_of_its_own_is_no_switch() {
+    fn root_with_no_group_of_its_own_has_its_gid_alone_and_is_still_switched() {
         let image = image();
         // Our busybox image's /etc/group: no member lists.
         fs::write(
@@ -370,14 +381,22 @@ mod tests {
             "root:x:0:\nnogroup:x:65534:\n",
         )
         .unwrap();
-        for root in ["", "root", "0", "0:0", "root:root"] {
-            assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
+        for user in ["", "root", "0", "0:0", "root:root"] {
+            assert_eq!(
+                RunAs::lookup(image.path(), user).unwrap(),
+                root(),
+                "{user:?}"
+            );
         }
         // No passwd at all: the empty user and 0 are still root, as in
         // docker; the name `root` is not found (docker's error too).
         fs::remove_file(image.path().join("etc/passwd")).unwrap();
-        for root in ["", "0", "0:0"] {
-            assert_eq!(RunAs::lookup(image.path(), root).unwrap(), None, "{root:?}");
+        for user in ["", "0", "0:0"] {
+            assert_eq!(
+                RunAs::lookup(image.path(), user).unwrap(),
+                root(),
+                "{user:?}"
+            );
         }
         let err = RunAs::lookup(image.path(), "root").unwrap_err();
         assert!(
@@ -401,7 +420,7 @@ mod tests {
     #[test]
     fn other_users_are_resolved_in_the_image() {
         let image = image();
-        let app = RunAs::lookup(image.path(), "app").unwrap().unwrap();
+        let app = RunAs::lookup(image.path(), "app").unwrap();
         assert_eq!(
             app,
             RunAs {
@@ -411,19 +430,19 @@ mod tests {
             }
         );
         assert_eq!(app, resolve_user(image.path(), "app").unwrap());
-        let by_number = RunAs::lookup(image.path(), "1000:50").unwrap().unwrap();
+        let by_number = RunAs::lookup(image.path(), "1000:50").unwrap();
         assert_eq!((by_number.uid, by_number.gid), (1000, 50));
         // Root with another group is a switch: the group changes.
-        let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap().unwrap();
+        let wheel = RunAs::lookup(image.path(), "root:wheel").unwrap();
         assert_eq!((wheel.uid, wheel.gid), (0, 10));
         // A uid the image does not know is still a uid, with gid 0, as in
         // docker; with a group given, that group.
-        let unknown = RunAs::lookup(image.path(), "4242").unwrap().unwrap();
+        let unknown = RunAs::lookup(image.path(), "4242").unwrap();
         assert_eq!(
             (unknown.uid, unknown.gid, unknown.groups),
-            (4242, 0, vec![])
+            (4242, 0, vec![0])
         );
-        let unknown = RunAs::lookup(image.path(), "4242:50").unwrap().unwrap();
+        let unknown = RunAs::lookup(image.path(), "4242:50").unwrap();
         assert_eq!(
             (unknown.uid, unknown.gid, unknown.groups),
             (4242, 50, vec![50])
@@ -464,7 +483,7 @@ mod tests {
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         // No passwd at all: numbers still work, names do not.
         fs::remove_file(&passwd).unwrap();
-        assert_eq!(RunAs::lookup(image.path(), "7").unwrap().unwrap().uid, 7);
+        assert_eq!(RunAs::lookup(image.path(), "7").unwrap().uid, 7);
         assert!(RunAs::lookup(image.path(), "app").is_err());
     }
 }

@@ -218,7 +218,7 @@ impl RunStep<'_> {
                 read_only: false,
             });
         }
-        spec.run_as = namespaces::RunAs::lookup(rootfs, &self.user)?;
+        spec.run_as = Some(namespaces::RunAs::lookup(rootfs, &self.user)?);
         let mut blueprint = cgroups::Blueprint::new(spec);
         blueprint.cgroup = Some(cgroups::CgroupSpec {
             parent: self.cgroup_parent.to_string(),
