@@ -581,20 +581,7 @@ impl Store {
             (REF_NAME.to_string(), tag_of(&name).to_string()),
             (FULL_NAME.to_string(), name.clone()),
         ]);
-        let platform = PlatformBuilder::default()
-            .architecture(oci_spec::image::Arch::from(crate::digest::host_arch()))
-            .os(Os::Linux)
-            .build()?;
-        // The manifest's own media type: an OCI manifest, or a Docker schema 2
-        // one as pulled (its bytes, and so its digest, are kept as they came).
-        let desc = DescriptorBuilder::default()
-            .media_type(manifest.media_type().clone())
-            .digest(manifest.digest().clone())
-            .size(manifest.size())
-            .platform(platform)
-            .annotations(annotations)
-            .build()
-            .context("building the manifest descriptor")?;
+        let desc = index_entry(manifest, Some(annotations))?;
         self.update_index(|m| {
             m.retain(|d| {
                 d.annotations()
@@ -633,17 +620,7 @@ impl Store {
     pub fn register_unnamed(&self, manifest: &Descriptor) -> Result<Image> {
         let image = self.image_from_manifest("", manifest.digest().as_ref())?;
         self.unpack(&image)?;
-        let platform = PlatformBuilder::default()
-            .architecture(oci_spec::image::Arch::from(crate::digest::host_arch()))
-            .os(Os::Linux)
-            .build()?;
-        let desc = DescriptorBuilder::default()
-            .media_type(manifest.media_type().clone())
-            .digest(manifest.digest().clone())
-            .size(manifest.size())
-            .platform(platform)
-            .build()
-            .context("building the manifest descriptor")?;
+        let desc = index_entry(manifest, None)?;
         self.update_index(|m| {
             if !m.iter().any(|d| d.digest() == desc.digest()) {
                 m.push(desc);
@@ -1022,6 +999,30 @@ fn dir_name(dir: &Path) -> String {
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "image".into())
+}
+
+/// index.json's entry for `manifest`, for this host's platform, named by
+/// `annotations` or, without them, nameless. The manifest's own media
+/// type: an OCI manifest, or a Docker schema 2 one as pulled (its bytes,
+/// and so its digest, are kept as they came).
+fn index_entry(
+    manifest: &Descriptor,
+    annotations: Option<HashMap<String, String>>,
+) -> Result<Descriptor> {
+    let platform = PlatformBuilder::default()
+        .architecture(oci_spec::image::Arch::from(crate::digest::host_arch()))
+        .os(Os::Linux)
+        .build()?;
+    let desc = DescriptorBuilder::default()
+        .media_type(manifest.media_type().clone())
+        .digest(manifest.digest().clone())
+        .size(manifest.size())
+        .platform(platform);
+    let desc = match annotations {
+        Some(a) => desc.annotations(a),
+        None => desc,
+    };
+    desc.build().context("building the manifest descriptor")
 }
 
 /// An index.json entry that names no image (see [`Store::unnamed`]).
