@@ -136,11 +136,11 @@ pub fn exec(record: &Record, argv: &[String], opts: &ExecOptions) -> Result<Opti
         // root has since made its /etc/passwd or /etc/group unreadable.
         run_as: match user.filter(|u| !u.is_empty()).unwrap_or(&config.user) {
             "" => record.state.user.clone(),
-            user => super::plan::run_as(
+            user => Some(super::plan::run_as(
                 Path::new(&format!("/proc/{}/root", record.state.pid)),
                 user,
                 &config.group_add,
-            )?,
+            )?),
         },
     };
     let host = cgroups::detect()?;

@@ -247,7 +247,7 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
     spec.security = Some(config.security()?);
     // `-u` or the image's USER, and `--group-add`, resolved in the
     // container's own passwd and group files (lab 02).
-    spec.run_as = run_as(facts.rootfs, &config.user, &config.group_add)?;
+    spec.run_as = Some(run_as(facts.rootfs, &config.user, &config.group_add)?);
     if !config.domainname.is_empty() {
         spec.domainname = Some(config.domainname.clone());
     }
@@ -271,18 +271,14 @@ fn process(config: &ContainerConfig, facts: &Facts) -> Result<namespaces::Spec> 
 /// gives them: the user's own gid and groups, then each added group, a name
 /// found in the image's /etc/group, or a number as it is. Always a switch,
 /// root's too: see `RunAs::lookup` for why.
-pub(crate) fn run_as(
-    rootfs: &Path,
-    user: &str,
-    group_add: &[String],
-) -> Result<Option<namespaces::RunAs>> {
+pub(crate) fn run_as(rootfs: &Path, user: &str, group_add: &[String]) -> Result<namespaces::RunAs> {
     let mut run_as = namespaces::RunAs::lookup(rootfs, user)?;
     for gid in namespaces::user::additional_groups(rootfs, group_add)? {
         if !run_as.groups.contains(&gid) {
             run_as.groups.push(gid);
         }
     }
-    Ok(Some(run_as))
+    Ok(run_as)
 }
 
 /// The first process's environment, as docker's: the daemon's defaults,
